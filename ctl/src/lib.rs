@@ -1,0 +1,342 @@
+//! The control protocol between `vsctl` and `vswitchd`, and a small blocking client.
+//!
+//! The wire format is newline-delimited JSON over a Unix stream socket: one [`Request`]
+//! per line from the client, one [`Response`] per line back. This crate owns the types
+//! and their text rendering; it depends on nothing of the dataplane.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub mod validate;
+
+/// Default control socket path.
+pub const DEFAULT_SOCK: &str = "/run/vswitch/vswitchd.sock";
+/// Environment variable that overrides the socket path for both binaries.
+pub const SOCK_ENV: &str = "VSWITCH_SOCK";
+/// Largest request line the daemon accepts, in bytes.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+/// Default MAC aging time, as the Linux bridge.
+pub const DEFAULT_AGING_SECS: u32 = 300;
+/// Default limit on learned MAC entries per bridge.
+pub const DEFAULT_MAC_LIMIT: u32 = 65536;
+
+/// The socket path: `VSWITCH_SOCK` if set, otherwise [`DEFAULT_SOCK`].
+pub fn default_sock() -> PathBuf {
+    std::env::var_os(SOCK_ENV)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCK))
+}
+
+/// How a port reaches its interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PortKind {
+    /// An existing interface, attached through an AF_PACKET socket.
+    #[default]
+    Afpacket,
+    /// A TAP device the switch creates and serves.
+    Tap,
+}
+
+impl PortKind {
+    /// The name used on the command line and in output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PortKind::Afpacket => "afpacket",
+            PortKind::Tap => "tap",
+        }
+    }
+}
+
+impl std::str::FromStr for PortKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "afpacket" => Ok(PortKind::Afpacket),
+            "tap" => Ok(PortKind::Tap),
+            other => Err(format!("unknown port type {other:?} (expected afpacket or tap)")),
+        }
+    }
+}
+
+/// One request from a client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Request {
+    AddBr {
+        bridge: String,
+    },
+    DelBr {
+        bridge: String,
+    },
+    ListBr,
+    AddPort {
+        bridge: String,
+        iface: String,
+        #[serde(default)]
+        kind: PortKind,
+    },
+    DelPort {
+        bridge: String,
+        iface: String,
+    },
+    ListPorts {
+        bridge: String,
+    },
+    Show,
+    FdbShow {
+        bridge: String,
+    },
+    SetAging {
+        bridge: String,
+        seconds: u32,
+    },
+    SetMacLimit {
+        bridge: String,
+        limit: u32,
+    },
+    Stats {
+        #[serde(default)]
+        bridge: Option<String>,
+        #[serde(default)]
+        port: Option<String>,
+    },
+}
+
+/// One response line: `{"ok":true,"data":…}` or `{"ok":false,"error":"…"}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Data>,
+}
+
+impl Response {
+    /// A success carrying `data`.
+    pub fn ok(data: Data) -> Self {
+        Response { ok: true, error: None, data: Some(data) }
+    }
+    /// A failure with a one-line message.
+    pub fn err(msg: impl Into<String>) -> Self {
+        let msg: String = msg.into();
+        // One line, always: a multi-line error would break the line protocol's promise.
+        let msg = msg.replace(['\n', '\r'], " ");
+        Response { ok: false, error: Some(msg), data: None }
+    }
+}
+
+/// What a successful request returns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Data {
+    Done,
+    Bridges { bridges: Vec<String> },
+    Ports { ports: Vec<String> },
+    Show { bridges: Vec<BridgeInfo> },
+    Fdb { bridge: String, entries: Vec<FdbEntry> },
+    Stats { bridges: Vec<BridgeStats> },
+}
+
+/// A bridge as `show` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BridgeInfo {
+    pub name: String,
+    pub aging_secs: u32,
+    pub mac_limit: u32,
+    pub fdb_entries: u64,
+    pub ports: Vec<PortInfo>,
+}
+
+/// A port as `show` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortInfo {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: PortKind,
+    /// "up" or "down".
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// One learned MAC.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FdbEntry {
+    pub port: String,
+    pub vlan: u16,
+    pub mac: String,
+    /// Seconds since the MAC was last seen.
+    pub age: u32,
+}
+
+/// Counters of one bridge and its ports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BridgeStats {
+    pub name: String,
+    pub fdb_entries: u64,
+    /// Bridge-level counters (learned, moved, mac_limit_hits, flooded, …).
+    pub counters: BTreeMap<String, u64>,
+    pub ports: Vec<PortStats>,
+}
+
+/// Counters of one port, summed over workers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortStats {
+    pub name: String,
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    /// Dropped frames by reason; only reasons with a non-zero count are listed.
+    pub drops: BTreeMap<String, u64>,
+}
+
+/// Errors a client sees.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot connect to vswitchd at {path}: {source}")]
+    Connect { path: String, source: std::io::Error },
+    #[error("lost connection to vswitchd: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("vswitchd sent a malformed response: {0}")]
+    Protocol(String),
+    /// The daemon refused the request; the message is its one-line error.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// Sends one request and waits for its response.
+pub fn call(sock: &Path, req: &Request) -> Result<Data, ClientError> {
+    let mut stream = UnixStream::connect(sock).map_err(|source| ClientError::Connect {
+        path: sock.display().to_string(),
+        source,
+    })?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut line = serde_json::to_string(req).map_err(|e| ClientError::Protocol(e.to_string()))?;
+    line.push('\n');
+    stream.write_all(line.as_bytes())?;
+    let mut reader = BufReader::new(stream);
+    let mut resp = String::new();
+    reader.read_line(&mut resp)?;
+    if resp.is_empty() {
+        return Err(ClientError::Protocol("connection closed without a response".into()));
+    }
+    let resp: Response = serde_json::from_str(&resp).map_err(|e| ClientError::Protocol(e.to_string()))?;
+    match (resp.ok, resp.data, resp.error) {
+        (true, Some(d), _) => Ok(d),
+        (true, None, _) => Ok(Data::Done),
+        (false, _, e) => Err(ClientError::Refused(e.unwrap_or_else(|| "request failed".into()))),
+    }
+}
+
+/// Renders a response as the human-readable text `vsctl` prints.
+pub fn render(data: &Data) -> String {
+    let mut out = String::new();
+    match data {
+        Data::Done => {}
+        Data::Bridges { bridges } => {
+            for b in bridges {
+                let _ = writeln!(out, "{b}");
+            }
+        }
+        Data::Ports { ports } => {
+            for p in ports {
+                let _ = writeln!(out, "{p}");
+            }
+        }
+        Data::Show { bridges } => {
+            for b in bridges {
+                let _ = writeln!(
+                    out,
+                    "bridge {} (aging {}s, mac-limit {}, {} learned)",
+                    b.name, b.aging_secs, b.mac_limit, b.fdb_entries
+                );
+                for p in &b.ports {
+                    let _ = write!(out, "    port {} (type {}) {}", p.name, p.kind.as_str(), p.state);
+                    if let Some(r) = &p.reason {
+                        let _ = write!(out, ": {r}");
+                    }
+                    out.push('\n');
+                }
+            }
+        }
+        Data::Fdb { entries, .. } => {
+            let w = entries.iter().map(|e| e.port.len()).max().unwrap_or(4).max(4);
+            let _ = writeln!(out, " {:<w$}  VLAN  MAC                Age", "port");
+            for e in entries {
+                let _ = writeln!(out, " {:<w$}  {:>4}  {}  {:>3}", e.port, e.vlan, e.mac, e.age);
+            }
+        }
+        Data::Stats { bridges } => {
+            for b in bridges {
+                let _ = write!(out, "bridge {}: {} learned", b.name, b.fdb_entries);
+                for (k, v) in &b.counters {
+                    let _ = write!(out, ", {k} {v}");
+                }
+                out.push('\n');
+                for p in &b.ports {
+                    let _ = write!(
+                        out,
+                        "    port {}: rx {} pkts {} bytes, tx {} pkts {} bytes",
+                        p.name, p.rx_packets, p.rx_bytes, p.tx_packets, p.tx_bytes
+                    );
+                    if p.drops.is_empty() {
+                        out.push_str(", drops 0");
+                    } else {
+                        let d: Vec<String> = p.drops.iter().map(|(k, v)| format!("{k} {v}")).collect();
+                        let _ = write!(out, ", drops: {}", d.join(", "));
+                    }
+                    out.push('\n');
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_round_trips_as_one_json_line() {
+        let r = Request::AddPort { bridge: "br0".into(), iface: "v1".into(), kind: PortKind::Tap };
+        let s = serde_json::to_string(&r).unwrap();
+        assert!(!s.contains('\n'));
+        assert_eq!(s, r#"{"op":"add-port","bridge":"br0","iface":"v1","kind":"tap"}"#);
+        assert_eq!(serde_json::from_str::<Request>(&s).unwrap(), r);
+    }
+
+    #[test]
+    fn unknown_fields_and_ops_are_rejected() {
+        assert!(serde_json::from_str::<Request>(r#"{"op":"add-br","bridge":"b","x":1}"#).is_err());
+        assert!(serde_json::from_str::<Request>(r#"{"op":"frobnicate"}"#).is_err());
+        assert!(serde_json::from_str::<Request>(r#"{"op":"set-aging","bridge":"b","seconds":-1}"#).is_err());
+    }
+
+    #[test]
+    fn error_responses_are_one_line() {
+        let r = Response::err("a\nb");
+        assert_eq!(r.error.as_deref(), Some("a b"));
+    }
+
+    #[test]
+    fn fdb_renders_like_ovs_appctl() {
+        let d = Data::Fdb {
+            bridge: "br0".into(),
+            entries: vec![FdbEntry { port: "v1".into(), vlan: 0, mac: "02:00:00:00:00:01".into(), age: 3 }],
+        };
+        let s = render(&d);
+        assert!(s.starts_with(" port  VLAN  MAC                Age\n"), "{s}");
+        assert!(s.contains(" v1       0  02:00:00:00:00:01    3"), "{s}");
+    }
+}
