@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Installs the tools the integration tests and the quick start use, with apt-get, only
+# when one of them is missing. Non-interactive, quiet, idempotent.
+set -euo pipefail
+
+# command -> Debian package
+declare -A PKG=(
+    [ip]=iproute2
+    [ss]=iproute2
+    [ping]=iputils-ping
+    [iperf3]=iperf3
+    [ethtool]=ethtool
+    [tcpdump]=tcpdump
+    [socat]=socat
+    [ps]=procps
+    [sysctl]=procps
+    [killall]=psmisc
+    [python3]=python3
+    [timeout]=coreutils
+)
+
+missing=()
+for cmd in "${!PKG[@]}"; do
+    if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$cmd" ] && [ ! -x "/sbin/$cmd" ]; then
+        missing+=("${PKG[$cmd]}")
+    fi
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+    echo "deps: all tools present"
+    exit 0
+fi
+
+# Unique package names.
+mapfile -t pkgs < <(printf '%s\n' "${missing[@]}" | sort -u)
+echo "deps: installing ${pkgs[*]}"
+
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then
+        SUDO=(sudo)
+    else
+        echo "deps: need root to install ${pkgs[*]} (run: sudo bash scripts/deps.sh)" >&2
+        exit 1
+    fi
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+"${SUDO[@]}" apt-get update -qq
+"${SUDO[@]}" apt-get install -y -qq --no-install-recommends \
+    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+    "${pkgs[@]}" >/dev/null
+echo "deps: installed ${pkgs[*]}"
