@@ -1,3 +1,4 @@
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 //! The control protocol between `vsctl` and `vswitchd`, and a small blocking client.
 //!
 //! The wire format is newline-delimited JSON over a Unix stream socket: one [`Request`]
@@ -61,7 +62,9 @@ impl std::str::FromStr for PortKind {
         match s {
             "afpacket" => Ok(PortKind::Afpacket),
             "tap" => Ok(PortKind::Tap),
-            other => Err(format!("unknown port type {other:?} (expected afpacket or tap)")),
+            other => Err(format!(
+                "unknown port type {other:?} (expected afpacket or tap)"
+            )),
         }
     }
 }
@@ -123,14 +126,22 @@ pub struct Response {
 impl Response {
     /// A success carrying `data`.
     pub fn ok(data: Data) -> Self {
-        Response { ok: true, error: None, data: Some(data) }
+        Response {
+            ok: true,
+            error: None,
+            data: Some(data),
+        }
     }
     /// A failure with a one-line message.
     pub fn err(msg: impl Into<String>) -> Self {
         let msg: String = msg.into();
         // One line, always: a multi-line error would break the line protocol's promise.
         let msg = msg.replace(['\n', '\r'], " ");
-        Response { ok: false, error: Some(msg), data: None }
+        Response {
+            ok: false,
+            error: Some(msg),
+            data: None,
+        }
     }
 }
 
@@ -139,11 +150,22 @@ impl Response {
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Data {
     Done,
-    Bridges { bridges: Vec<String> },
-    Ports { ports: Vec<String> },
-    Show { bridges: Vec<BridgeInfo> },
-    Fdb { bridge: String, entries: Vec<FdbEntry> },
-    Stats { bridges: Vec<BridgeStats> },
+    Bridges {
+        bridges: Vec<String>,
+    },
+    Ports {
+        ports: Vec<String>,
+    },
+    Show {
+        bridges: Vec<BridgeInfo>,
+    },
+    Fdb {
+        bridge: String,
+        entries: Vec<FdbEntry>,
+    },
+    Stats {
+        bridges: Vec<BridgeStats>,
+    },
 }
 
 /// A bridge as `show` reports it.
@@ -204,7 +226,10 @@ pub struct PortStats {
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("cannot connect to vswitchd at {path}: {source}")]
-    Connect { path: String, source: std::io::Error },
+    Connect {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("lost connection to vswitchd: {0}")]
     Io(#[from] std::io::Error),
     #[error("vswitchd sent a malformed response: {0}")]
@@ -228,13 +253,18 @@ pub fn call(sock: &Path, req: &Request) -> Result<Data, ClientError> {
     let mut resp = String::new();
     reader.read_line(&mut resp)?;
     if resp.is_empty() {
-        return Err(ClientError::Protocol("connection closed without a response".into()));
+        return Err(ClientError::Protocol(
+            "connection closed without a response".into(),
+        ));
     }
-    let resp: Response = serde_json::from_str(&resp).map_err(|e| ClientError::Protocol(e.to_string()))?;
+    let resp: Response =
+        serde_json::from_str(&resp).map_err(|e| ClientError::Protocol(e.to_string()))?;
     match (resp.ok, resp.data, resp.error) {
         (true, Some(d), _) => Ok(d),
         (true, None, _) => Ok(Data::Done),
-        (false, _, e) => Err(ClientError::Refused(e.unwrap_or_else(|| "request failed".into()))),
+        (false, _, e) => Err(ClientError::Refused(
+            e.unwrap_or_else(|| "request failed".into()),
+        )),
     }
 }
 
@@ -261,7 +291,13 @@ pub fn render(data: &Data) -> String {
                     b.name, b.aging_secs, b.mac_limit, b.fdb_entries
                 );
                 for p in &b.ports {
-                    let _ = write!(out, "    port {} (type {}) {}", p.name, p.kind.as_str(), p.state);
+                    let _ = write!(
+                        out,
+                        "    port {} (type {}) {}",
+                        p.name,
+                        p.kind.as_str(),
+                        p.state
+                    );
                     if let Some(r) = &p.reason {
                         let _ = write!(out, ": {r}");
                     }
@@ -270,10 +306,19 @@ pub fn render(data: &Data) -> String {
             }
         }
         Data::Fdb { entries, .. } => {
-            let w = entries.iter().map(|e| e.port.len()).max().unwrap_or(4).max(4);
+            let w = entries
+                .iter()
+                .map(|e| e.port.len())
+                .max()
+                .unwrap_or(4)
+                .max(4);
             let _ = writeln!(out, " {:<w$}  VLAN  MAC                Age", "port");
             for e in entries {
-                let _ = writeln!(out, " {:<w$}  {:>4}  {}  {:>3}", e.port, e.vlan, e.mac, e.age);
+                let _ = writeln!(
+                    out,
+                    " {:<w$}  {:>4}  {}  {:>3}",
+                    e.port, e.vlan, e.mac, e.age
+                );
             }
         }
         Data::Stats { bridges } => {
@@ -292,7 +337,8 @@ pub fn render(data: &Data) -> String {
                     if p.drops.is_empty() {
                         out.push_str(", drops 0");
                     } else {
-                        let d: Vec<String> = p.drops.iter().map(|(k, v)| format!("{k} {v}")).collect();
+                        let d: Vec<String> =
+                            p.drops.iter().map(|(k, v)| format!("{k} {v}")).collect();
                         let _ = write!(out, ", drops: {}", d.join(", "));
                     }
                     out.push('\n');
@@ -309,10 +355,17 @@ mod tests {
 
     #[test]
     fn request_round_trips_as_one_json_line() {
-        let r = Request::AddPort { bridge: "br0".into(), iface: "v1".into(), kind: PortKind::Tap };
+        let r = Request::AddPort {
+            bridge: "br0".into(),
+            iface: "v1".into(),
+            kind: PortKind::Tap,
+        };
         let s = serde_json::to_string(&r).unwrap();
         assert!(!s.contains('\n'));
-        assert_eq!(s, r#"{"op":"add-port","bridge":"br0","iface":"v1","kind":"tap"}"#);
+        assert_eq!(
+            s,
+            r#"{"op":"add-port","bridge":"br0","iface":"v1","kind":"tap"}"#
+        );
         assert_eq!(serde_json::from_str::<Request>(&s).unwrap(), r);
     }
 
@@ -320,7 +373,10 @@ mod tests {
     fn unknown_fields_and_ops_are_rejected() {
         assert!(serde_json::from_str::<Request>(r#"{"op":"add-br","bridge":"b","x":1}"#).is_err());
         assert!(serde_json::from_str::<Request>(r#"{"op":"frobnicate"}"#).is_err());
-        assert!(serde_json::from_str::<Request>(r#"{"op":"set-aging","bridge":"b","seconds":-1}"#).is_err());
+        assert!(
+            serde_json::from_str::<Request>(r#"{"op":"set-aging","bridge":"b","seconds":-1}"#)
+                .is_err()
+        );
     }
 
     #[test]
@@ -333,10 +389,18 @@ mod tests {
     fn fdb_renders_like_ovs_appctl() {
         let d = Data::Fdb {
             bridge: "br0".into(),
-            entries: vec![FdbEntry { port: "v1".into(), vlan: 0, mac: "02:00:00:00:00:01".into(), age: 3 }],
+            entries: vec![FdbEntry {
+                port: "v1".into(),
+                vlan: 0,
+                mac: "02:00:00:00:00:01".into(),
+                age: 3,
+            }],
         };
         let s = render(&d);
-        assert!(s.starts_with(" port  VLAN  MAC                Age\n"), "{s}");
+        assert!(
+            s.starts_with(" port  VLAN  MAC                Age\n"),
+            "{s}"
+        );
         assert!(s.contains(" v1       0  02:00:00:00:00:01    3"), "{s}");
     }
 }

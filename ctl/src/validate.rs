@@ -22,8 +22,13 @@ fn printable_name(kind: &str, name: &str, max: usize) -> Result<(), String> {
     if name == "." || name == ".." {
         return Err(format!("{kind} name {name:?} is not allowed"));
     }
-    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'))) {
-        return Err(format!("{kind} name {name:?} contains {c:?} (allowed: letters, digits, - _ . @)"));
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@')))
+    {
+        return Err(format!(
+            "{kind} name {name:?} contains {c:?} (allowed: letters, digits, - _ . @)"
+        ));
     }
     Ok(())
 }
@@ -41,7 +46,9 @@ pub fn iface_name(name: &str) -> Result<(), String> {
 /// An aging time in seconds.
 pub fn aging(secs: u32) -> Result<(), String> {
     if !(AGING_MIN..=AGING_MAX).contains(&secs) {
-        return Err(format!("aging time {secs}s is outside {AGING_MIN}..={AGING_MAX}"));
+        return Err(format!(
+            "aging time {secs}s is outside {AGING_MIN}..={AGING_MAX}"
+        ));
     }
     Ok(())
 }
@@ -49,7 +56,9 @@ pub fn aging(secs: u32) -> Result<(), String> {
 /// A learned-MAC limit.
 pub fn mac_limit(limit: u32) -> Result<(), String> {
     if !(MAC_LIMIT_MIN..=MAC_LIMIT_MAX).contains(&limit) {
-        return Err(format!("MAC limit {limit} is outside {MAC_LIMIT_MIN}..={MAC_LIMIT_MAX}"));
+        return Err(format!(
+            "MAC limit {limit} is outside {MAC_LIMIT_MIN}..={MAC_LIMIT_MAX}"
+        ));
     }
     Ok(())
 }

@@ -47,7 +47,10 @@ enum Cmd {
     /// Set the limit on learned MACs of a bridge.
     SetMacLimit { bridge: String, limit: u32 },
     /// Show counters: all bridges, one bridge, or one port.
-    Stats { bridge: Option<String>, port: Option<String> },
+    Stats {
+        bridge: Option<String>,
+        port: Option<String>,
+    },
 }
 
 fn request(cmd: Cmd) -> Result<Request, String> {
@@ -58,9 +61,17 @@ fn request(cmd: Cmd) -> Result<Request, String> {
         }
         Cmd::DelBr { bridge } => Request::DelBr { bridge },
         Cmd::ListBr => Request::ListBr,
-        Cmd::AddPort { bridge, iface, kind } => {
+        Cmd::AddPort {
+            bridge,
+            iface,
+            kind,
+        } => {
             validate::iface_name(&iface)?;
-            Request::AddPort { bridge, iface, kind }
+            Request::AddPort {
+                bridge,
+                iface,
+                kind,
+            }
         }
         Cmd::DelPort { bridge, iface } => Request::DelPort { bridge, iface },
         Cmd::ListPorts { bridge } => Request::ListPorts { bridge },

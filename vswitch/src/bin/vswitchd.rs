@@ -1,1 +1,60 @@
-fn main(){}
+//! `vswitchd`: the vswitch daemon.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(name = "vswitchd", version, about = "Userspace virtual switch daemon")]
+struct Args {
+    /// Control socket path.
+    #[arg(long, env = "VSWITCH_SOCK", default_value = ctl::DEFAULT_SOCK)]
+    sock: PathBuf,
+    /// Config file path.
+    #[arg(long, default_value = vswitch::config::DEFAULT_DB)]
+    db: PathBuf,
+    /// Worker threads [default: one per core].
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Log level (error, warn, info, debug, trace) or a tracing filter.
+    #[arg(long, default_value = "info")]
+    log_level: String,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let filter = match tracing_subscriber::EnvFilter::try_new(&args.log_level) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("vswitchd: bad --log-level {:?}: {e}", args.log_level);
+            return ExitCode::FAILURE;
+        }
+    };
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .init();
+    let workers = args.workers.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    if workers == 0 || workers > 256 {
+        eprintln!("vswitchd: --workers must be between 1 and 256");
+        return ExitCode::FAILURE;
+    }
+    match vswitch::daemon::run(vswitch::daemon::Options {
+        sock: args.sock,
+        db: args.db,
+        workers,
+    }) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vswitchd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

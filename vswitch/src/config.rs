@@ -1,0 +1,222 @@
+//! The desired state, and the file that keeps it: one JSON document written atomically
+//! (temp file, fsync, rename, fsync of the directory) on every accepted change, and read
+//! at start. A file that cannot be read or is invalid stops the daemon with a message
+//! instead of being overwritten.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use ctl::{validate, PortKind, DEFAULT_AGING_SECS, DEFAULT_MAC_LIMIT};
+use serde::{Deserialize, Serialize};
+
+/// Default path of the config file.
+pub const DEFAULT_DB: &str = "/var/lib/vswitch/conf.json";
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "version")]
+    pub version: u32,
+    #[serde(default)]
+    pub bridges: Vec<BridgeConf>,
+}
+
+fn version() -> u32 {
+    1
+}
+fn default_aging() -> u32 {
+    DEFAULT_AGING_SECS
+}
+fn default_mac_limit() -> u32 {
+    DEFAULT_MAC_LIMIT
+}
+
+/// One bridge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BridgeConf {
+    pub name: String,
+    #[serde(default = "default_aging")]
+    pub aging_secs: u32,
+    #[serde(default = "default_mac_limit")]
+    pub mac_limit: u32,
+    #[serde(default)]
+    pub ports: Vec<PortConf>,
+}
+
+/// One port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortConf {
+    pub name: String,
+    #[serde(rename = "type", default)]
+    pub kind: PortKind,
+}
+
+impl BridgeConf {
+    /// A bridge with default settings and no ports.
+    pub fn new(name: &str) -> Self {
+        BridgeConf {
+            name: name.to_string(),
+            aging_secs: DEFAULT_AGING_SECS,
+            mac_limit: DEFAULT_MAC_LIMIT,
+            ports: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// The bridge named `name`.
+    pub fn bridge(&self, name: &str) -> Option<&BridgeConf> {
+        self.bridges.iter().find(|b| b.name == name)
+    }
+    /// The bridge named `name`, mutable.
+    pub fn bridge_mut(&mut self, name: &str) -> Option<&mut BridgeConf> {
+        self.bridges.iter_mut().find(|b| b.name == name)
+    }
+    /// The bridge that has a port on interface `iface`.
+    pub fn port_owner(&self, iface: &str) -> Option<&BridgeConf> {
+        self.bridges
+            .iter()
+            .find(|b| b.ports.iter().any(|p| p.name == iface))
+    }
+
+    /// Checks every invariant a request could break.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut seen_br = std::collections::HashSet::new();
+        let mut seen_if = std::collections::HashSet::new();
+        for b in &self.bridges {
+            validate::bridge_name(&b.name)?;
+            validate::aging(b.aging_secs).map_err(|e| format!("bridge {}: {e}", b.name))?;
+            validate::mac_limit(b.mac_limit).map_err(|e| format!("bridge {}: {e}", b.name))?;
+            if !seen_br.insert(&b.name) {
+                return Err(format!("bridge {} is defined twice", b.name));
+            }
+            for p in &b.ports {
+                validate::iface_name(&p.name)?;
+                if !seen_if.insert(&p.name) {
+                    return Err(format!("interface {} is a port twice", p.name));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where the config lives on disk.
+pub struct Store {
+    path: PathBuf,
+}
+
+impl Store {
+    /// A store at `path` (the directory is created on first save).
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Store { path: path.into() }
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads the config; a missing file is an empty config.
+    pub fn load(&self) -> Result<Config, String> {
+        let text = match fs::read_to_string(&self.path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Config {
+                    version: 1,
+                    bridges: vec![],
+                })
+            }
+            Err(e) => return Err(format!("cannot read {}: {e}", self.path.display())),
+        };
+        let cfg: Config = serde_json::from_str(&text)
+            .map_err(|e| format!("{} is not a valid config: {e}", self.path.display()))?;
+        cfg.validate()
+            .map_err(|e| format!("{} is not a valid config: {e}", self.path.display()))?;
+        Ok(cfg)
+    }
+
+    /// Writes the config so that a crash at any point leaves either the old or the new
+    /// file, never a torn one.
+    pub fn save(&self, cfg: &Config) -> Result<(), String> {
+        let dir = self
+            .path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let mut text =
+            serde_json::to_string_pretty(cfg).map_err(|e| format!("cannot encode config: {e}"))?;
+        text.push('\n');
+        let tmp = self.path.with_extension("json.tmp");
+        let write = || -> std::io::Result<()> {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&tmp)?;
+            f.write_all(text.as_bytes())?;
+            f.sync_all()?;
+            fs::rename(&tmp, &self.path)?;
+            File::open(dir)?.sync_all()
+        };
+        write().map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            format!("cannot write {}: {e}", self.path.display())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmpdir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("vswitch-cfg-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn save_then_load_round_trips() {
+        let d = tmpdir("rt");
+        let s = Store::new(d.join("sub/conf.json"));
+        assert_eq!(s.load().unwrap().bridges.len(), 0);
+        let mut c = Config {
+            version: 1,
+            bridges: vec![BridgeConf::new("br0")],
+        };
+        c.bridges[0].ports.push(PortConf {
+            name: "v1".into(),
+            kind: PortKind::Tap,
+        });
+        s.save(&c).unwrap();
+        assert_eq!(s.load().unwrap(), c);
+        assert!(!d.join("sub/conf.json.tmp").exists());
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn corrupt_or_invalid_files_are_refused() {
+        let d = tmpdir("bad");
+        fs::create_dir_all(&d).unwrap();
+        let p = d.join("conf.json");
+        fs::write(&p, "{not json").unwrap();
+        assert!(Store::new(&p)
+            .load()
+            .unwrap_err()
+            .contains("not a valid config"));
+        fs::write(&p, r#"{"bridges":[{"name":"a"},{"name":"a"}]}"#).unwrap();
+        assert!(Store::new(&p).load().unwrap_err().contains("defined twice"));
+        fs::write(&p, r#"{"bridges":[{"name":"a","ports":[{"name":"x"}]},{"name":"b","ports":[{"name":"x"}]}]}"#)
+            .unwrap();
+        assert!(Store::new(&p).load().unwrap_err().contains("port twice"));
+        fs::write(&p, r#"{"bridges":[{"name":"a","aging_secs":1}]}"#).unwrap();
+        assert!(Store::new(&p).load().is_err());
+        let _ = fs::remove_dir_all(&d);
+    }
+}

@@ -1,0 +1,458 @@
+//! The control plane: applies requests to the desired state, persists it, and turns it
+//! into runtime objects and a new dataplane snapshot. Also the housekeeper: ages FDBs,
+//! compacts them, and re-attaches ports whose interface came back.
+//!
+//! Every mutating request is checked in full, and anything that can fail (opening the
+//! interface, writing the file) happens before the running state changes, so a refused
+//! request leaves config and dataplane exactly as they were.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use ctl::{
+    validate, BridgeInfo, BridgeStats, Data, FdbEntry, PortInfo, PortKind, PortStats, Request,
+};
+
+use crate::config::{BridgeConf, Config, PortConf, Store};
+use crate::dataplane::{BridgeRt, BridgeView, PortRt, Shared, Snapshot, WorkerMsg};
+use crate::fdb::{Fdb, PortId};
+use crate::port::PortIo;
+use crate::sys::iface;
+
+/// The control plane's state.
+pub struct Controller {
+    cfg: Config,
+    store: Store,
+    shared: Arc<Shared>,
+    bridges: HashMap<String, Arc<BridgeRt>>,
+    /// By interface name.
+    ports: HashMap<String, Arc<PortRt>>,
+}
+
+impl Controller {
+    /// Restores `cfg` (already loaded from `store`): creates every bridge and port and
+    /// attaches the ports whose interfaces are there.
+    pub fn new(cfg: Config, store: Store, shared: Arc<Shared>) -> Self {
+        let mut c = Controller {
+            cfg: Config::default(),
+            store,
+            shared,
+            bridges: HashMap::new(),
+            ports: HashMap::new(),
+        };
+        for b in &cfg.bridges {
+            c.create_bridge_rt(b);
+            for p in &b.ports {
+                let rt = c.create_port_rt(&b.name, p);
+                if let Err(e) = PortIo::open(p.kind, &p.name).map(|io| c.attach(&rt, io)) {
+                    rt.set_down(e.to_string());
+                }
+            }
+        }
+        c.cfg = cfg;
+        c.publish();
+        c
+    }
+
+    /// Handles one request.
+    pub fn handle(&mut self, req: Request) -> Result<Data, String> {
+        match req {
+            Request::AddBr { bridge } => {
+                validate::bridge_name(&bridge)?;
+                if self.cfg.bridge(&bridge).is_some() {
+                    return Err(format!("bridge {bridge} already exists"));
+                }
+                let mut next = self.cfg.clone();
+                next.bridges.push(BridgeConf::new(&bridge));
+                self.commit(next)?;
+                let bc = BridgeConf::new(&bridge);
+                self.create_bridge_rt(&bc);
+                self.publish();
+                Ok(Data::Done)
+            }
+            Request::DelBr { bridge } => {
+                let b = self.bridge_conf(&bridge)?.clone();
+                let mut next = self.cfg.clone();
+                next.bridges.retain(|x| x.name != bridge);
+                self.commit(next)?;
+                self.bridges.remove(&bridge);
+                let gone: Vec<Arc<PortRt>> = b
+                    .ports
+                    .iter()
+                    .filter_map(|p| self.ports.remove(&p.name))
+                    .collect();
+                self.publish();
+                for rt in gone {
+                    self.shared
+                        .tell(rt.owner, WorkerMsg::Detach(rt.id, "removed".into()));
+                }
+                Ok(Data::Done)
+            }
+            Request::ListBr => Ok(Data::Bridges {
+                bridges: self.cfg.bridges.iter().map(|b| b.name.clone()).collect(),
+            }),
+            Request::AddPort {
+                bridge,
+                iface,
+                kind,
+            } => self.add_port(&bridge, &iface, kind),
+            Request::DelPort { bridge, iface } => {
+                let b = self.bridge_conf(&bridge)?;
+                if !b.ports.iter().any(|p| p.name == iface) {
+                    return Err(format!("bridge {bridge} has no port {iface}"));
+                }
+                let mut next = self.cfg.clone();
+                if let Some(b) = next.bridge_mut(&bridge) {
+                    b.ports.retain(|p| p.name != iface);
+                }
+                self.commit(next)?;
+                if let Some(rt) = self.ports.remove(&iface) {
+                    self.publish();
+                    self.shared
+                        .tell(rt.owner, WorkerMsg::Detach(rt.id, "removed".into()));
+                    if let Some(br) = self.bridges.get(&bridge) {
+                        br.fdb.load().flush_port(rt.id);
+                    }
+                }
+                Ok(Data::Done)
+            }
+            Request::ListPorts { bridge } => {
+                let b = self.bridge_conf(&bridge)?;
+                Ok(Data::Ports {
+                    ports: b.ports.iter().map(|p| p.name.clone()).collect(),
+                })
+            }
+            Request::Show => Ok(self.show()),
+            Request::FdbShow { bridge } => self.fdb_show(&bridge),
+            Request::SetAging { bridge, seconds } => {
+                self.bridge_conf(&bridge)?;
+                validate::aging(seconds)?;
+                let mut next = self.cfg.clone();
+                if let Some(b) = next.bridge_mut(&bridge) {
+                    b.aging_secs = seconds;
+                }
+                self.commit(next)?;
+                if let Some(br) = self.bridges.get(&bridge) {
+                    br.aging.store(seconds, Ordering::Relaxed);
+                }
+                Ok(Data::Done)
+            }
+            Request::SetMacLimit { bridge, limit } => {
+                self.bridge_conf(&bridge)?;
+                validate::mac_limit(limit)?;
+                let mut next = self.cfg.clone();
+                if let Some(b) = next.bridge_mut(&bridge) {
+                    b.mac_limit = limit;
+                }
+                self.commit(next)?;
+                if let Some(br) = self.bridges.get(&bridge) {
+                    let old = br.fdb.load();
+                    br.fdb.store(Arc::new(old.rebuilt(limit as usize)));
+                }
+                Ok(Data::Done)
+            }
+            Request::Stats { bridge, port } => self.stats(bridge.as_deref(), port.as_deref()),
+        }
+    }
+
+    fn bridge_conf(&self, name: &str) -> Result<&BridgeConf, String> {
+        self.cfg
+            .bridge(name)
+            .ok_or_else(|| format!("no bridge named {name}"))
+    }
+
+    fn add_port(&mut self, bridge: &str, iface: &str, kind: PortKind) -> Result<Data, String> {
+        self.bridge_conf(bridge)?;
+        validate::iface_name(iface)?;
+        if let Some(owner) = self.cfg.port_owner(iface) {
+            return Err(if owner.name == bridge {
+                format!("bridge {bridge} already has a port {iface}")
+            } else {
+                format!(
+                    "interface {iface} is already a port of bridge {}",
+                    owner.name
+                )
+            });
+        }
+        // Open first: if the interface cannot be used, nothing has changed yet.
+        let io = PortIo::open(kind, iface).map_err(|e| match (kind, e.kind()) {
+            (PortKind::Afpacket, std::io::ErrorKind::NotFound) => e.to_string(),
+            (PortKind::Afpacket, _) => format!("cannot attach {iface}: {e}"),
+            (PortKind::Tap, _) => format!("cannot create TAP {iface}: {e}"),
+        })?;
+        let pc = PortConf {
+            name: iface.to_string(),
+            kind,
+        };
+        let mut next = self.cfg.clone();
+        if let Some(b) = next.bridge_mut(bridge) {
+            b.ports.push(pc.clone());
+        }
+        self.commit(next)?; // on error `io` drops here, removing a TAP we just made
+        let rt = self.create_port_rt(bridge, &pc);
+        self.publish();
+        self.attach(&rt, io);
+        Ok(Data::Done)
+    }
+
+    /// Validates and persists `next`, then makes it the current config.
+    fn commit(&mut self, next: Config) -> Result<(), String> {
+        next.validate()?;
+        self.store.save(&next)?;
+        self.cfg = next;
+        Ok(())
+    }
+
+    fn create_bridge_rt(&mut self, b: &BridgeConf) -> Arc<BridgeRt> {
+        let used: Vec<u32> = self.bridges.values().map(|b| b.id).collect();
+        let id = (0..).find(|i| !used.contains(i)).unwrap_or(0);
+        let rt = Arc::new(BridgeRt::new(
+            id,
+            &b.name,
+            b.aging_secs,
+            b.mac_limit,
+            self.shared.workers,
+        ));
+        self.bridges.insert(b.name.clone(), rt.clone());
+        rt
+    }
+
+    fn create_port_rt(&mut self, bridge: &str, p: &PortConf) -> Arc<PortRt> {
+        // Ids are reused, smallest first, so snapshot vectors stay small; a stale FDB
+        // entry for a reused id is harmless because workers check the port's bridge.
+        let mut used: Vec<PortId> = self.ports.values().map(|p| p.id).collect();
+        used.sort_unstable();
+        let mut id: PortId = 1;
+        for u in used {
+            if u == id {
+                id += 1;
+            } else if u > id {
+                break;
+            }
+        }
+        let bid = self.bridges.get(bridge).map(|b| b.id).unwrap_or(u32::MAX);
+        let owner = (id as usize) % self.shared.workers.max(1);
+        let rt = Arc::new(PortRt::new(
+            id,
+            &p.name,
+            p.kind,
+            bid,
+            owner,
+            self.shared.workers,
+        ));
+        // Any FDB entry left from an earlier holder of this id goes now.
+        for b in self.bridges.values() {
+            b.fdb.load().flush_port(id);
+        }
+        self.ports.insert(p.name.clone(), rt.clone());
+        rt
+    }
+
+    fn attach(&self, rt: &Arc<PortRt>, io: PortIo) {
+        rt.attach_pending.store(true, Ordering::Release);
+        self.shared
+            .tell(rt.owner, WorkerMsg::Attach(rt.clone(), io));
+    }
+
+    /// Builds and installs a snapshot of the current runtime objects.
+    fn publish(&self) {
+        let mut snap = Snapshot::default();
+        let nb = self
+            .bridges
+            .values()
+            .map(|b| b.id as usize + 1)
+            .max()
+            .unwrap_or(0);
+        snap.bridges.resize_with(nb, || None);
+        let np = self
+            .ports
+            .values()
+            .map(|p| p.id as usize + 1)
+            .max()
+            .unwrap_or(0);
+        snap.ports.resize_with(np, || None);
+        for b in &self.cfg.bridges {
+            let Some(rt) = self.bridges.get(&b.name) else {
+                continue;
+            };
+            let ports: Vec<Arc<PortRt>> = b
+                .ports
+                .iter()
+                .filter_map(|p| self.ports.get(&p.name).cloned())
+                .collect();
+            for p in &ports {
+                snap.ports[p.id as usize] = Some(p.clone());
+            }
+            snap.bridges[rt.id as usize] = Some(BridgeView {
+                rt: rt.clone(),
+                ports,
+            });
+        }
+        self.shared.snapshot.store(Arc::new(snap));
+        self.shared.wake_all();
+    }
+
+    fn show(&self) -> Data {
+        let bridges = self
+            .cfg
+            .bridges
+            .iter()
+            .map(|b| BridgeInfo {
+                name: b.name.clone(),
+                aging_secs: b.aging_secs,
+                mac_limit: b.mac_limit,
+                fdb_entries: self
+                    .bridges
+                    .get(&b.name)
+                    .map(|r| r.fdb.load().len() as u64)
+                    .unwrap_or(0),
+                ports: b
+                    .ports
+                    .iter()
+                    .map(|p| {
+                        let reason = self
+                            .ports
+                            .get(&p.name)
+                            .map(|r| r.down_reason())
+                            .unwrap_or(Some("unknown".into()));
+                        PortInfo {
+                            name: p.name.clone(),
+                            kind: p.kind,
+                            state: if reason.is_none() { "up" } else { "down" }.into(),
+                            reason,
+                        }
+                    })
+                    .collect(),
+            })
+            .collect();
+        Data::Show { bridges }
+    }
+
+    fn fdb_show(&self, bridge: &str) -> Result<Data, String> {
+        self.bridge_conf(bridge)?;
+        let rt = self
+            .bridges
+            .get(bridge)
+            .ok_or_else(|| format!("no bridge named {bridge}"))?;
+        let now = self.shared.clock.now();
+        let aging = rt.aging.load(Ordering::Relaxed);
+        let names: HashMap<PortId, &str> = self
+            .ports
+            .values()
+            .filter(|p| p.bridge == rt.id)
+            .map(|p| (p.id, p.name.as_str()))
+            .collect();
+        let mut entries: Vec<FdbEntry> = rt
+            .fdb
+            .load()
+            .entries()
+            .into_iter()
+            .filter(|e| now.saturating_sub(e.seen) <= aging)
+            .filter_map(|e| {
+                Some(FdbEntry {
+                    port: names.get(&e.port)?.to_string(),
+                    vlan: e.vlan,
+                    mac: e.mac.to_string(),
+                    age: now.saturating_sub(e.seen),
+                })
+            })
+            .collect();
+        entries.sort_by(|a, b| (&a.port, a.vlan, &a.mac).cmp(&(&b.port, b.vlan, &b.mac)));
+        Ok(Data::Fdb {
+            bridge: bridge.to_string(),
+            entries,
+        })
+    }
+
+    fn stats(&self, bridge: Option<&str>, port: Option<&str>) -> Result<Data, String> {
+        if let Some(b) = bridge {
+            let bc = self.bridge_conf(b)?;
+            if let Some(p) = port {
+                if !bc.ports.iter().any(|x| x.name == p) {
+                    return Err(format!("bridge {b} has no port {p}"));
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for b in self
+            .cfg
+            .bridges
+            .iter()
+            .filter(|b| bridge.is_none_or(|n| n == b.name))
+        {
+            let Some(rt) = self.bridges.get(&b.name) else {
+                continue;
+            };
+            let ports = b
+                .ports
+                .iter()
+                .filter(|p| port.is_none_or(|n| n == p.name))
+                .filter_map(|p| self.ports.get(&p.name))
+                .map(|p| {
+                    let t = p.counters.totals();
+                    PortStats {
+                        name: p.name.clone(),
+                        rx_packets: t.rx_packets,
+                        rx_bytes: t.rx_bytes,
+                        tx_packets: t.tx_packets,
+                        tx_bytes: t.tx_bytes,
+                        drops: t.drops,
+                    }
+                })
+                .collect();
+            out.push(BridgeStats {
+                name: b.name.clone(),
+                fdb_entries: rt.fdb.load().len() as u64,
+                counters: rt.counters.totals(),
+                ports,
+            });
+        }
+        Ok(Data::Stats { bridges: out })
+    }
+
+    /// Periodic work: age and compact FDBs, and bring ports back whose interface is there
+    /// again (or detach those whose interface was replaced).
+    pub fn housekeeping(&mut self) {
+        let now = self.shared.clock.now();
+        for b in self.bridges.values() {
+            let fdb = b.fdb.load();
+            fdb.age(now, b.aging.load(Ordering::Relaxed));
+            if fdb.needs_compaction() {
+                let fresh: Fdb = fdb.rebuilt(fdb.limit());
+                b.fdb.store(Arc::new(fresh));
+            }
+        }
+        for rt in self.ports.values() {
+            if rt.attach_pending.load(Ordering::Acquire) {
+                continue;
+            }
+            if rt.up.load(Ordering::Acquire) {
+                // A veth deleted and re-created under the same name between two checks
+                // leaves our socket on the dead one: notice by index.
+                if rt.kind == PortKind::Afpacket {
+                    let now_idx = iface::index(&rt.name);
+                    if now_idx != Some(rt.ifindex.load(Ordering::Relaxed)) {
+                        self.shared.tell(
+                            rt.owner,
+                            WorkerMsg::Detach(rt.id, "interface vanished".into()),
+                        );
+                    }
+                }
+                continue;
+            }
+            match rt.kind {
+                PortKind::Afpacket if iface::index(&rt.name).is_none() => {
+                    rt.set_down(format!("no interface named {}", rt.name));
+                }
+                _ => match PortIo::open(rt.kind, &rt.name) {
+                    Ok(io) => {
+                        tracing::info!(port = %rt.name, "interface is back, re-attaching");
+                        self.attach(rt, io);
+                    }
+                    Err(e) => rt.set_down(e.to_string()),
+                },
+            }
+        }
+    }
+}

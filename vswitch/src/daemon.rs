@@ -1,0 +1,108 @@
+//! Starting and stopping `vswitchd`: loads the config, binds the control socket, starts
+//! the workers and the housekeeper, and tears it all down on SIGTERM/SIGINT.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use mio::{Poll, Waker};
+
+use crate::config::Store;
+use crate::controller::Controller;
+use crate::dataplane::{Shared, Snapshot};
+use crate::pool::Pool;
+use crate::server;
+use crate::worker::{Worker, WAKER};
+
+/// Daemon settings.
+pub struct Options {
+    pub sock: PathBuf,
+    pub db: PathBuf,
+    pub workers: usize,
+}
+
+/// Small buffers in the pool: enough for every TX queue of a few dozen ports to fill
+/// halfway. Allocated lazily, so idle memory stays low.
+const POOL_SMALL: usize = 32 * 1024;
+/// Large (64 KiB) buffers: bounds memory held by super-frames to about 64 MiB.
+const POOL_LARGE: usize = 1024;
+
+/// Runs the daemon until a termination signal. Returns an error for anything that
+/// stops it from starting.
+pub fn run(opts: Options) -> Result<(), String> {
+    let store = Store::new(&opts.db);
+    let cfg = store.load()?;
+    let listener = server::bind(&opts.sock)?;
+    let _sock_guard = server::SockGuard(opts.sock.clone());
+
+    let workers = opts.workers.max(1);
+    let mut polls = Vec::new();
+    let mut wakers = Vec::new();
+    let mut inboxes = Vec::new();
+    let mut outboxes = Vec::new();
+    for _ in 0..workers {
+        let poll = Poll::new().map_err(|e| format!("cannot create epoll: {e}"))?;
+        let waker =
+            Waker::new(poll.registry(), WAKER).map_err(|e| format!("cannot create waker: {e}"))?;
+        let (tx, rx) = crossbeam::channel::unbounded();
+        polls.push(poll);
+        wakers.push(Arc::new(waker));
+        inboxes.push(tx);
+        outboxes.push(rx);
+    }
+    let shared = Arc::new(Shared {
+        snapshot: ArcSwap::from_pointee(Snapshot::default()),
+        pool: Pool::new(POOL_SMALL, POOL_LARGE),
+        clock: Default::default(),
+        workers,
+        inboxes,
+        wakers,
+        shutdown: AtomicBool::new(false),
+    });
+    let mut handles = Vec::new();
+    for (i, (poll, inbox)) in polls.into_iter().zip(outboxes).enumerate() {
+        let w = Worker::new(i, shared.clone(), poll, inbox);
+        let h = std::thread::Builder::new()
+            .name(format!("vswitch-worker{i}"))
+            .spawn(move || w.run())
+            .map_err(|e| format!("cannot start worker: {e}"))?;
+        handles.push(h);
+    }
+
+    let nbr = cfg.bridges.len();
+    let nports: usize = cfg.bridges.iter().map(|b| b.ports.len()).sum();
+    let ctl = Arc::new(Mutex::new(Controller::new(cfg, store, shared.clone())));
+    tracing::info!(bridges = nbr, ports = nports, workers, sock = %opts.sock.display(), "vswitchd started");
+
+    {
+        let ctl = ctl.clone();
+        std::thread::Builder::new()
+            .name("vswitch-ctl".into())
+            .spawn(move || server::serve(listener, ctl))
+            .map_err(|e| format!("cannot start control thread: {e}"))?;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, stop.clone())
+            .map_err(|e| format!("cannot install signal handler: {e}"))?;
+    }
+    // The main thread is the housekeeper: once a second it ages FDBs and re-attaches
+    // ports; it checks for a termination signal ten times as often.
+    let mut tick = 0u32;
+    while !stop.load(Ordering::Acquire) {
+        std::thread::sleep(Duration::from_millis(100));
+        tick += 1;
+        if tick.is_multiple_of(10) {
+            ctl.lock().unwrap_or_else(|p| p.into_inner()).housekeeping();
+        }
+    }
+    tracing::info!("shutting down");
+    shared.shutdown.store(true, Ordering::Release);
+    shared.wake_all();
+    for h in handles {
+        let _ = h.join();
+    }
+    Ok(())
+}

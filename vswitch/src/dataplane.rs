@@ -1,0 +1,196 @@
+//! The state workers share: the current immutable [`Snapshot`] of bridges and ports
+//! (swapped atomically by the control thread), the buffer pool, the clock, and the way
+//! to reach each worker (inbox + waker).
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use crossbeam::channel::Sender;
+use crossbeam::queue::ArrayQueue;
+use ctl::PortKind;
+
+use crate::counters::{BridgeCounters, PortCounters};
+use crate::fdb::{Fdb, PortId};
+use crate::pool::{Buf, Pool};
+use crate::port::PortIo;
+
+/// Frames a port's TX queue holds before new ones are dropped.
+pub const TXQ_LEN: usize = 1024;
+
+/// A bridge at run time. Lives across snapshots, so its FDB survives reconfiguration.
+pub struct BridgeRt {
+    pub id: u32,
+    pub name: String,
+    pub fdb: ArcSwap<Fdb>,
+    pub aging: AtomicU32,
+    pub counters: BridgeCounters,
+}
+
+impl BridgeRt {
+    /// A bridge with an empty FDB.
+    pub fn new(id: u32, name: &str, aging: u32, mac_limit: u32, workers: usize) -> Self {
+        BridgeRt {
+            id,
+            name: name.to_string(),
+            fdb: ArcSwap::from_pointee(Fdb::new(mac_limit as usize)),
+            aging: AtomicU32::new(aging),
+            counters: BridgeCounters::new(workers),
+        }
+    }
+}
+
+/// A port at run time: what every worker may touch. Its I/O handle lives in the owning
+/// worker alone.
+pub struct PortRt {
+    pub id: PortId,
+    pub name: String,
+    pub kind: PortKind,
+    pub bridge: u32,
+    /// The worker that reads this port and drains its TX queue.
+    pub owner: usize,
+    pub txq: ArrayQueue<Buf>,
+    pub counters: PortCounters,
+    /// Attached to a live interface.
+    pub up: AtomicBool,
+    /// An attach was sent to the owner and not yet taken.
+    pub attach_pending: AtomicBool,
+    /// Interface index while up (afpacket).
+    pub ifindex: AtomicU32,
+    /// Why the port is down.
+    pub reason: Mutex<String>,
+}
+
+impl PortRt {
+    /// A port, down until its owner attaches an interface.
+    pub fn new(
+        id: PortId,
+        name: &str,
+        kind: PortKind,
+        bridge: u32,
+        owner: usize,
+        workers: usize,
+    ) -> Self {
+        PortRt {
+            id,
+            name: name.to_string(),
+            kind,
+            bridge,
+            owner,
+            txq: ArrayQueue::new(TXQ_LEN),
+            counters: PortCounters::new(workers),
+            up: AtomicBool::new(false),
+            attach_pending: AtomicBool::new(false),
+            ifindex: AtomicU32::new(0),
+            reason: Mutex::new("not attached yet".into()),
+        }
+    }
+
+    /// Marks the port down with a reason.
+    pub fn set_down(&self, why: impl Into<String>) {
+        self.up.store(false, Ordering::Release);
+        if let Ok(mut r) = self.reason.lock() {
+            *r = why.into();
+        }
+    }
+
+    /// Why the port is down, if it is.
+    pub fn down_reason(&self) -> Option<String> {
+        if self.up.load(Ordering::Acquire) {
+            None
+        } else {
+            Some(self.reason.lock().map(|r| r.clone()).unwrap_or_default())
+        }
+    }
+}
+
+/// A bridge in a snapshot: its runtime and the ports it floods to.
+pub struct BridgeView {
+    pub rt: Arc<BridgeRt>,
+    pub ports: Vec<Arc<PortRt>>,
+}
+
+/// An immutable view of the configuration the dataplane forwards by.
+#[derive(Default)]
+pub struct Snapshot {
+    /// Indexed by port id.
+    pub ports: Vec<Option<Arc<PortRt>>>,
+    /// Indexed by bridge id.
+    pub bridges: Vec<Option<BridgeView>>,
+}
+
+impl Snapshot {
+    /// The port with id `id`.
+    #[inline]
+    pub fn port(&self, id: PortId) -> Option<&Arc<PortRt>> {
+        self.ports.get(id as usize).and_then(|p| p.as_ref())
+    }
+    /// The bridge with id `id`.
+    #[inline]
+    pub fn bridge(&self, id: u32) -> Option<&BridgeView> {
+        self.bridges.get(id as usize).and_then(|b| b.as_ref())
+    }
+}
+
+/// What the control thread tells a worker.
+pub enum WorkerMsg {
+    /// Start serving this port with this I/O handle.
+    Attach(Arc<PortRt>, PortIo),
+    /// Stop serving the port (removed, or its interface vanished).
+    Detach(PortId, String),
+}
+
+/// Seconds since the daemon started, as the FDB counts time.
+pub struct Clock(Instant);
+
+impl Clock {
+    /// A clock starting now.
+    pub fn new() -> Self {
+        Clock(Instant::now())
+    }
+    /// Whole seconds since start (offset by one so that 0 never means "now").
+    #[inline]
+    pub fn now(&self) -> u32 {
+        (self.0.elapsed().as_secs() as u32).saturating_add(1)
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Everything shared between the control thread and the workers.
+pub struct Shared {
+    pub snapshot: ArcSwap<Snapshot>,
+    pub pool: Pool,
+    pub clock: Clock,
+    pub workers: usize,
+    pub inboxes: Vec<Sender<WorkerMsg>>,
+    pub wakers: Vec<Arc<mio::Waker>>,
+    pub shutdown: AtomicBool,
+}
+
+impl Shared {
+    /// Sends `msg` to worker `w` and wakes it.
+    pub fn tell(&self, w: usize, msg: WorkerMsg) {
+        if let Some(tx) = self.inboxes.get(w) {
+            let _ = tx.send(msg);
+        }
+        self.wake(w);
+    }
+    /// Wakes worker `w`.
+    pub fn wake(&self, w: usize) {
+        if let Some(wk) = self.wakers.get(w) {
+            let _ = wk.wake();
+        }
+    }
+    /// Wakes every worker (after a snapshot swap or on shutdown).
+    pub fn wake_all(&self) {
+        for w in 0..self.wakers.len() {
+            self.wake(w);
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! A port's I/O handle: the one thing that touches its interface. Owned by exactly one
+//! worker, which reads it and drains the port's TX queue into it.
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+
+use ctl::PortKind;
+
+use crate::sys::afpacket::AfPacket;
+use crate::sys::iface;
+use crate::sys::tap::Tap;
+
+/// The interface behind a port.
+pub enum PortIo {
+    Afpacket(AfPacket),
+    Tap(Tap),
+}
+
+impl PortIo {
+    /// Opens the interface for a port of `kind`: attaches to an existing interface
+    /// (afpacket), or creates the TAP device (tap).
+    pub fn open(kind: PortKind, name: &str) -> io::Result<PortIo> {
+        match kind {
+            PortKind::Afpacket => {
+                if iface::index(name).is_none() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::NotFound,
+                        format!("no interface named {name}"),
+                    ));
+                }
+                let hw = iface::hw_type(name)?;
+                if hw != libc::ARPHRD_ETHER {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!("interface {name} is not an Ethernet device"),
+                    ));
+                }
+                if iface::flags(name)? & libc::IFF_UP as u32 == 0 {
+                    // Bring it up, as ovs-vswitchd does for the interfaces it is given.
+                    iface::set_up(name)?;
+                }
+                Ok(PortIo::Afpacket(AfPacket::open(name)?))
+            }
+            PortKind::Tap => Ok(PortIo::Tap(Tap::create(name)?)),
+        }
+    }
+
+    /// The interface index this handle is bound to (0 for a TAP, which may move to
+    /// another namespace).
+    pub fn ifindex(&self) -> u32 {
+        match self {
+            PortIo::Afpacket(a) => a.ifindex(),
+            PortIo::Tap(_) => 0,
+        }
+    }
+}
+
+impl AsRawFd for PortIo {
+    fn as_raw_fd(&self) -> RawFd {
+        match self {
+            PortIo::Afpacket(a) => a.as_raw_fd(),
+            PortIo::Tap(t) => t.as_raw_fd(),
+        }
+    }
+}

@@ -1,0 +1,349 @@
+//! An AF_PACKET port socket: TPACKET_V3 mmap'ed RX ring, batched TX with `sendmmsg`,
+//! virtio-net headers on both directions (PACKET_VNET_HDR) so TSO/GSO super-frames and
+//! partial checksums pass intact, promiscuous, and blind to its own transmissions
+//! (PACKET_IGNORE_OUTGOING). socket2 makes the socket; libc does what socket2 lacks.
+//!
+//! A VLAN tag stripped by rx-vlan offload survives only in the ring's `tp_vlan_tci`;
+//! [`RxFrame::vlan_tci`] hands it up so the caller can put it back.
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use super::{cvt, setsockopt_int};
+use crate::wire::vnet;
+
+/// Size of one ring block; must hold the largest GSO super-frame with its headers.
+const BLOCK_SIZE: u32 = 1 << 17;
+/// Blocks in the ring.
+const BLOCK_NR: u32 = 32;
+/// Nominal frame size (V3 packs frames of any size into a block; the kernel checks it).
+const FRAME_SIZE: u32 = 2048;
+/// How long the kernel keeps a partly filled block before handing it over, in ms.
+const RETIRE_TOV_MS: u32 = 1;
+/// Most frames sent per `sendmmsg`.
+pub const TX_BATCH: usize = 64;
+
+/// One received frame, borrowed from the ring.
+pub struct RxFrame<'a> {
+    /// The virtio-net header in front of the frame.
+    pub vnet: &'a [u8],
+    /// The frame as captured.
+    pub frame: &'a [u8],
+    /// The VLAN tag (TPID, TCI) the receive path stripped, if any.
+    pub vlan: Option<(u16, u16)>,
+    /// The frame was longer than what the ring kept.
+    pub truncated: bool,
+}
+
+/// An AF_PACKET socket bound to one interface.
+pub struct AfPacket {
+    sock: Socket,
+    ring: NonNull<u8>,
+    ring_len: usize,
+    block: u32,
+    ifindex: u32,
+}
+
+// SAFETY: the ring is a private MAP_SHARED mapping owned by this value alone; nothing
+// else holds the pointer, so moving the owner to another thread is sound.
+unsafe impl Send for AfPacket {}
+
+impl AfPacket {
+    /// Opens a port socket on interface `name`.
+    pub fn open(name: &str) -> io::Result<AfPacket> {
+        let ifindex = super::iface::index(name).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no interface named {name}"),
+            )
+        })?;
+        // Protocol 0: receive nothing until bind, so the ring starts clean.
+        let sock = Socket::new(Domain::PACKET, Type::RAW, Some(Protocol::from(0)))?;
+        let fd = sock.as_raw_fd();
+        setsockopt_int(
+            fd,
+            libc::SOL_PACKET,
+            libc::PACKET_VERSION,
+            libc::tpacket_versions::TPACKET_V3 as i32,
+        )?;
+        setsockopt_int(fd, libc::SOL_PACKET, libc::PACKET_VNET_HDR, 1)?;
+        setsockopt_int(fd, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, 1)?;
+        // veths have no qdisc worth going through; skipping it saves a lock per frame.
+        setsockopt_int(fd, libc::SOL_PACKET, libc::PACKET_QDISC_BYPASS, 1)?;
+        // Room for a few batches of super-frames in flight.
+        let _ = setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, 4 << 20)
+            .or_else(|_| setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, 4 << 20));
+
+        let req = libc::tpacket_req3 {
+            tp_block_size: BLOCK_SIZE,
+            tp_block_nr: BLOCK_NR,
+            tp_frame_size: FRAME_SIZE,
+            tp_frame_nr: BLOCK_SIZE / FRAME_SIZE * BLOCK_NR,
+            tp_retire_blk_tov: RETIRE_TOV_MS,
+            tp_sizeof_priv: 0,
+            tp_feature_req_word: 0,
+        };
+        // SAFETY: `req` is a valid tpacket_req3 and its exact size is passed.
+        cvt(unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_PACKET,
+                libc::PACKET_RX_RING,
+                (&req as *const libc::tpacket_req3).cast(),
+                std::mem::size_of::<libc::tpacket_req3>() as libc::socklen_t,
+            )
+        })?;
+        let ring_len = (BLOCK_SIZE * BLOCK_NR) as usize;
+        // SAFETY: mapping the ring the kernel just allocated for this socket; the result
+        // is checked against MAP_FAILED before use.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                ring_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ring =
+            NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
+        let port = AfPacket {
+            sock,
+            ring,
+            ring_len,
+            block: 0,
+            ifindex,
+        };
+
+        // SAFETY: sockaddr_ll is plain old data; all-zero is valid before we fill it.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
+        sll.sll_ifindex = ifindex as i32;
+        // SAFETY: `sll` is a valid sockaddr_ll and its exact size is passed.
+        cvt(unsafe {
+            libc::bind(
+                fd,
+                (&sll as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        })?;
+        let mreq = libc::packet_mreq {
+            mr_ifindex: ifindex as i32,
+            mr_type: libc::PACKET_MR_PROMISC as u16,
+            mr_alen: 0,
+            mr_address: [0; 8],
+        };
+        // SAFETY: `mreq` is a valid packet_mreq and its exact size is passed. The
+        // membership is dropped by the kernel when the socket closes.
+        cvt(unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_PACKET,
+                libc::PACKET_ADD_MEMBERSHIP,
+                (&mreq as *const libc::packet_mreq).cast(),
+                std::mem::size_of::<libc::packet_mreq>() as libc::socklen_t,
+            )
+        })?;
+        Ok(port)
+    }
+
+    /// The interface index the socket is bound to.
+    pub fn ifindex(&self) -> u32 {
+        self.ifindex
+    }
+
+    /// A pending socket error (ENETDOWN when the interface went down or vanished).
+    pub fn take_error(&self) -> Option<io::Error> {
+        self.sock.take_error().ok().flatten()
+    }
+
+    fn block_ptr(&self, i: u32) -> *mut u8 {
+        // SAFETY: i < BLOCK_NR, so the offset stays inside the mapping.
+        unsafe { self.ring.as_ptr().add((i * BLOCK_SIZE) as usize) }
+    }
+
+    fn block_status(&self, i: u32) -> &AtomicU32 {
+        // SAFETY: `block_status` is the first u32 of tpacket_hdr_v1 at offset 8 of the
+        // (page-aligned) block descriptor; the kernel and we hand the block back and forth
+        // through it, so it is accessed atomically.
+        unsafe { AtomicU32::from_ptr(self.block_ptr(i).add(8).cast::<u32>()) }
+    }
+
+    /// Hands up to `max_blocks` retired blocks' frames to `f`; returns frames seen.
+    pub fn rx(&mut self, max_blocks: usize, mut f: impl FnMut(RxFrame<'_>)) -> usize {
+        let mut n = 0;
+        for _ in 0..max_blocks {
+            let status = self.block_status(self.block);
+            if status.load(Ordering::Acquire) & libc::TP_STATUS_USER == 0 {
+                break;
+            }
+            let base = self.block_ptr(self.block);
+            // SAFETY: the block is ours (TP_STATUS_USER) until we write TP_STATUS_KERNEL;
+            // it is BLOCK_SIZE bytes of initialised memory inside the mapping.
+            let blk = unsafe { std::slice::from_raw_parts(base as *const u8, BLOCK_SIZE as usize) };
+            n += walk_block(blk, &mut f);
+            status.store(libc::TP_STATUS_KERNEL, Ordering::Release);
+            self.block = (self.block + 1) % BLOCK_NR;
+        }
+        n
+    }
+
+    /// True if the next block is ready (more to read without waiting).
+    pub fn rx_ready(&self) -> bool {
+        self.block_status(self.block).load(Ordering::Acquire) & libc::TP_STATUS_USER != 0
+    }
+
+    /// Sends frames (each starting with its virtio-net header) with one `sendmmsg` per
+    /// [`TX_BATCH`]. Returns how many were taken: sent or refused by the kernel for that
+    /// frame alone (refusals are counted in `errors`). Stops early only when the socket
+    /// is full (`WouldBlock`), leaving the rest for later.
+    pub fn send(&self, frames: &[&[u8]], errors: &mut u64) -> io::Result<usize> {
+        let mut done = 0;
+        while done < frames.len() {
+            let chunk = &frames[done..frames.len().min(done + TX_BATCH)];
+            // SAFETY: iovec and mmsghdr are plain old data; zero is a valid initial value.
+            let mut iov: [libc::iovec; TX_BATCH] = unsafe { std::mem::zeroed() };
+            // SAFETY: as above.
+            let mut msgs: [libc::mmsghdr; TX_BATCH] = unsafe { std::mem::zeroed() };
+            for (i, fr) in chunk.iter().enumerate() {
+                iov[i].iov_base = fr.as_ptr() as *mut libc::c_void;
+                iov[i].iov_len = fr.len();
+                msgs[i].msg_hdr.msg_iov = &mut iov[i];
+                msgs[i].msg_hdr.msg_iovlen = 1;
+            }
+            // SAFETY: `msgs[..chunk.len()]` point at `iov`, which point at the caller's
+            // frames; all outlive the call, and the kernel only reads them.
+            let r = unsafe {
+                libc::sendmmsg(
+                    self.sock.as_raw_fd(),
+                    msgs.as_mut_ptr(),
+                    chunk.len() as u32,
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if r < 0 {
+                let e = io::Error::last_os_error();
+                match e.raw_os_error() {
+                    Some(libc::EAGAIN) | Some(libc::EINTR) => return Ok(done),
+                    // The first frame of the chunk was refused by itself (too big for
+                    // the MTU, bad GSO header, peer queue full): drop it, keep going.
+                    Some(libc::EMSGSIZE) | Some(libc::EINVAL) | Some(libc::ENOBUFS)
+                    | Some(libc::EPERM) => {
+                        *errors += 1;
+                        done += 1;
+                    }
+                    _ => return Err(e),
+                }
+            } else {
+                done += r as usize;
+            }
+        }
+        Ok(done)
+    }
+
+    /// Frames the kernel dropped because the ring was full, since the last call.
+    pub fn ring_drops(&self) -> u64 {
+        // SAFETY: tpacket_stats_v3 is plain old data.
+        let mut st: libc::tpacket_stats_v3 = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::tpacket_stats_v3>() as libc::socklen_t;
+        // SAFETY: `st` and `len` are valid for writes of the sizes given.
+        let r = unsafe {
+            libc::getsockopt(
+                self.sock.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_STATISTICS,
+                (&mut st as *mut libc::tpacket_stats_v3).cast(),
+                &mut len,
+            )
+        };
+        if r < 0 {
+            0
+        } else {
+            u64::from(st.tp_drops)
+        }
+    }
+}
+
+impl AsRawFd for AfPacket {
+    fn as_raw_fd(&self) -> RawFd {
+        self.sock.as_raw_fd()
+    }
+}
+
+impl Drop for AfPacket {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly the mapping made in `open`, once.
+        unsafe { libc::munmap(self.ring.as_ptr().cast(), self.ring_len) };
+    }
+}
+
+fn rd_u32(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+fn rd_u16(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_ne_bytes(b.get(at..at + 2)?.try_into().ok()?))
+}
+
+/// Walks the frames of one retired V3 block. Every offset comes from the kernel but is
+/// still bounds-checked: a bad one ends the walk instead of reading outside the block.
+fn walk_block(blk: &[u8], f: &mut impl FnMut(RxFrame<'_>)) -> usize {
+    // tpacket_block_desc: version u32, offset_to_priv u32, then tpacket_hdr_v1:
+    // block_status, num_pkts, offset_to_first_pkt, blk_len.
+    let (Some(num), Some(mut off)) = (rd_u32(blk, 12), rd_u32(blk, 16)) else {
+        return 0;
+    };
+    let mut n = 0;
+    for _ in 0..num {
+        let at = off as usize;
+        // tpacket3_hdr: next_offset 0, sec 4, nsec 8, snaplen 12, len 16, status 20,
+        // mac 24 (u16), net 26, hv1: rxhash 28, vlan_tci 32, vlan_tpid 36.
+        let (Some(next), Some(snap), Some(len), Some(st), Some(mac), Some(tci), Some(tpid)) = (
+            rd_u32(blk, at),
+            rd_u32(blk, at + 12),
+            rd_u32(blk, at + 16),
+            rd_u32(blk, at + 20),
+            rd_u16(blk, at + 24),
+            rd_u32(blk, at + 32),
+            rd_u16(blk, at + 36),
+        ) else {
+            break;
+        };
+        let start = at + mac as usize;
+        let (Some(frame), Some(vnet)) = (
+            blk.get(start..start + snap as usize),
+            start.checked_sub(vnet::LEN).and_then(|s| blk.get(s..start)),
+        ) else {
+            break;
+        };
+        let vlan = (st & libc::TP_STATUS_VLAN_VALID != 0).then(|| {
+            // Old kernels leave the TPID out (TP_STATUS_VLAN_TPID_VALID unset): 802.1Q.
+            let tpid = if st & libc::TP_STATUS_VLAN_TPID_VALID != 0 && tpid != 0 {
+                tpid
+            } else {
+                0x8100
+            };
+            (tpid, tci as u16)
+        });
+        f(RxFrame {
+            vnet,
+            frame,
+            vlan,
+            truncated: snap < len,
+        });
+        n += 1;
+        if next == 0 {
+            break;
+        }
+        off += next;
+    }
+    n
+}

@@ -1,0 +1,92 @@
+//! Interface lookups and flags through ioctls on a throwaway socket.
+
+use std::ffi::CString;
+use std::io;
+
+use super::cvt;
+
+/// The index of interface `name` in this network namespace, if it exists.
+pub fn index(name: &str) -> Option<u32> {
+    let c = CString::new(name).ok()?;
+    // SAFETY: `c` is a valid NUL-terminated string for the duration of the call.
+    let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (idx != 0).then_some(idx)
+}
+
+fn ifreq_for(name: &str) -> io::Result<libc::ifreq> {
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains('\0') {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("bad interface name {name:?}"),
+        ));
+    }
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(name.bytes()) {
+        *d = s as libc::c_char;
+    }
+    Ok(req)
+}
+
+struct CtlSock(libc::c_int);
+impl CtlSock {
+    fn new() -> io::Result<Self> {
+        // SAFETY: plain socket(2) call; the fd is owned by the returned guard.
+        let fd =
+            cvt(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+        Ok(CtlSock(fd))
+    }
+}
+impl Drop for CtlSock {
+    fn drop(&mut self) {
+        // SAFETY: we own the fd and close it once.
+        unsafe { libc::close(self.0) };
+    }
+}
+
+/// The interface's flags (IFF_UP, IFF_RUNNING, …).
+pub fn flags(name: &str) -> io::Result<u32> {
+    let mut req = ifreq_for(name)?;
+    let s = CtlSock::new()?;
+    // SAFETY: SIOCGIFFLAGS reads and writes only `req`, which is a valid ifreq.
+    cvt(unsafe { libc::ioctl(s.0, libc::SIOCGIFFLAGS as _, &mut req) })?;
+    // SAFETY: after SIOCGIFFLAGS the union holds ifru_flags.
+    Ok(unsafe { req.ifr_ifru.ifru_flags } as u16 as u32)
+}
+
+/// Brings the interface administratively up.
+pub fn set_up(name: &str) -> io::Result<()> {
+    let mut req = ifreq_for(name)?;
+    let s = CtlSock::new()?;
+    // SAFETY: as in `flags`.
+    cvt(unsafe { libc::ioctl(s.0, libc::SIOCGIFFLAGS as _, &mut req) })?;
+    // SAFETY: the union holds ifru_flags after SIOCGIFFLAGS; we update it in place.
+    unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    // SAFETY: SIOCSIFFLAGS reads only `req`.
+    cvt(unsafe { libc::ioctl(s.0, libc::SIOCSIFFLAGS as _, &req) })?;
+    Ok(())
+}
+
+/// The link-layer type of the interface (ARPHRD_*), to refuse non-Ethernet devices.
+pub fn hw_type(name: &str) -> io::Result<u16> {
+    let mut req = ifreq_for(name)?;
+    let s = CtlSock::new()?;
+    // SAFETY: SIOCGIFHWADDR reads and writes only `req`.
+    cvt(unsafe { libc::ioctl(s.0, libc::SIOCGIFHWADDR as _, &mut req) })?;
+    // SAFETY: after SIOCGIFHWADDR the union holds ifru_hwaddr.
+    Ok(unsafe { req.ifr_ifru.ifru_hwaddr.sa_family })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_is_found_and_names_are_checked() {
+        assert_eq!(index("lo"), Some(1));
+        assert_eq!(index("no-such-if-xyz"), None);
+        assert!(flags("lo").unwrap() & libc::IFF_UP as u32 != 0);
+        assert_eq!(hw_type("lo").unwrap(), libc::ARPHRD_LOOPBACK);
+        assert!(flags("this-name-is-way-too-long").is_err());
+    }
+}

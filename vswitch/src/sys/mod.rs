@@ -1,0 +1,38 @@
+//! Thin, safe wrappers over the Linux interfaces the ports need: AF_PACKET sockets with
+//! a TPACKET_V3 ring, TAP devices, and interface lookups. Every `unsafe` block of the
+//! crate lives here, each with the reason it is sound.
+
+pub mod afpacket;
+pub mod iface;
+pub mod tap;
+
+use std::io;
+
+/// Turns a libc return value into an `io::Result`.
+pub(crate) fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// Sets an integer socket option.
+pub(crate) fn setsockopt_int(
+    fd: libc::c_int,
+    level: libc::c_int,
+    name: libc::c_int,
+    val: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: `val` lives across the call and its size is passed exactly.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&val as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    cvt(r).map(|_| ())
+}

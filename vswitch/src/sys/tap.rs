@@ -1,0 +1,91 @@
+//! TAP devices with virtio-net headers.
+//!
+//! Written by hand rather than with the tun-tap crate: tun-tap cannot set IFF_VNET_HDR
+//! or TUNSETOFFLOAD, and without them the kernel segments and checksums every TCP
+//! super-frame before handing it to us (slow) and we could not hand it super-frames
+//! either. The device is not persistent: it disappears when the fd closes, which is how
+//! `vswitchd` removes the interfaces it created on shutdown or crash.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
+
+use super::cvt;
+use crate::wire::vnet;
+
+/// A TAP device served by this process.
+pub struct Tap {
+    file: File,
+    name: String,
+}
+
+impl Tap {
+    /// Creates TAP device `name` (it must not exist), with virtio-net headers and TSO
+    /// enabled, and brings it up.
+    pub fn create(name: &str) -> io::Result<Tap> {
+        if super::iface::index(name).is_some() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("interface {name} already exists"),
+            ));
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open("/dev/net/tun")
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot open /dev/net/tun: {e}")))?;
+        // SAFETY: ifreq is plain old data; all-zero is valid.
+        let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+        if name.is_empty() || name.len() >= libc::IFNAMSIZ {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("bad interface name {name:?}"),
+            ));
+        }
+        for (d, s) in req.ifr_name.iter_mut().zip(name.bytes()) {
+            *d = s as libc::c_char;
+        }
+        req.ifr_ifru.ifru_flags =
+            (libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR) as libc::c_short;
+        let fd = file.as_raw_fd();
+        // SAFETY: TUNSETIFF reads and writes only `req`, a valid ifreq.
+        cvt(unsafe { libc::ioctl(fd, libc::TUNSETIFF as _, &mut req) })?;
+        let hdr = vnet::LEN as libc::c_int;
+        // SAFETY: TUNSETVNETHDRSZ reads one int from the pointer.
+        cvt(unsafe { libc::ioctl(fd, libc::TUNSETVNETHDRSZ as _, &hdr) })?;
+        // What we accept from the kernel: partial checksums and TCP super-frames. UDP
+        // segmentation offload stays off: AF_PACKET peers could not always take it.
+        let offloads = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6 | libc::TUN_F_TSO_ECN;
+        // SAFETY: TUNSETOFFLOAD takes its argument by value.
+        cvt(unsafe { libc::ioctl(fd, libc::TUNSETOFFLOAD as _, offloads as libc::c_ulong) })?;
+        super::iface::set_up(name)?;
+        Ok(Tap {
+            file,
+            name: name.to_string(),
+        })
+    }
+
+    /// The device name it was created with.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Reads one frame (virtio-net header first) into `buf`; `Ok(0)` never happens for a
+    /// live device. `WouldBlock` when nothing is waiting.
+    pub fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.file.read(buf)
+    }
+
+    /// Writes one frame (virtio-net header first).
+    pub fn send(&mut self, frame: &[u8]) -> io::Result<usize> {
+        self.file.write(frame)
+    }
+}
+
+impl AsRawFd for Tap {
+    fn as_raw_fd(&self) -> RawFd {
+        self.file.as_raw_fd()
+    }
+}

@@ -1,0 +1,474 @@
+//! A worker thread: owns the I/O of its ports, reads them in batches, decides where each
+//! frame goes, pushes it onto the destination ports' TX queues, and drains the queues of
+//! the ports it owns. Data flows one way: port → worker → decision → queue → port.
+//!
+//! Nothing here locks or allocates per frame: buffers come from the pool, queues are
+//! lock-free, counters are this worker's own, and the snapshot is read through arc-swap.
+
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam::channel::Receiver;
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+
+use crate::counters::{bump, BridgeEvent, Drop};
+use crate::dataplane::{PortRt, Shared, Snapshot, WorkerMsg};
+use crate::fdb::PortId;
+use crate::forward::{decide, Ctx, Verdict};
+use crate::pool::{Pool, LARGE};
+use crate::port::PortIo;
+use crate::sys::afpacket::TX_BATCH;
+use crate::wire::{ethernet, vnet, EthernetFrame, VnetHdr};
+
+/// Token of the worker's waker.
+pub const WAKER: Token = Token(usize::MAX);
+/// Ring blocks read from one port per turn, so one busy port cannot starve the others.
+const RX_BLOCKS_PER_TURN: usize = 8;
+/// TAP frames read from one port per turn.
+const TAP_FRAMES_PER_TURN: usize = 64;
+/// TX batches drained from one port per turn.
+const TX_BATCHES_PER_TURN: usize = 8;
+
+struct Slot {
+    rt: Arc<PortRt>,
+    io: PortIo,
+    /// Frames taken from the TX queue but not yet accepted by the kernel.
+    batch: VecDeque<crate::pool::Buf>,
+}
+
+/// One worker thread's state.
+pub struct Worker {
+    idx: usize,
+    shared: Arc<Shared>,
+    poll: Poll,
+    inbox: Receiver<WorkerMsg>,
+    slots: Vec<Option<Slot>>,
+    /// Ports with more to read than one turn took.
+    rx_more: Vec<PortId>,
+    /// Ports whose TX the kernel pushed back on.
+    tx_blocked: bool,
+    /// Scratch for TAP reads, whose size is unknown until read.
+    scratch: Box<[u8]>,
+    /// Workers to wake because frames were queued for their ports.
+    wake: Vec<bool>,
+}
+
+impl Worker {
+    /// A worker with its own poll instance; `poll` must already have `WAKER` registered.
+    pub fn new(idx: usize, shared: Arc<Shared>, poll: Poll, inbox: Receiver<WorkerMsg>) -> Self {
+        let n = shared.workers;
+        Worker {
+            idx,
+            shared,
+            poll,
+            inbox,
+            slots: Vec::new(),
+            rx_more: Vec::new(),
+            tx_blocked: false,
+            scratch: vec![0u8; LARGE].into_boxed_slice(),
+            wake: vec![false; n],
+        }
+    }
+
+    /// Runs until shutdown.
+    pub fn run(mut self) {
+        let shared = self.shared.clone();
+        let mut events = Events::with_capacity(256);
+        let mut ready: Vec<PortId> = Vec::with_capacity(64);
+        let mut errored: Vec<PortId> = Vec::new();
+        let mut last_house = Instant::now();
+        while !shared.shutdown.load(Ordering::Acquire) {
+            let timeout = if !self.rx_more.is_empty() {
+                Duration::ZERO
+            } else if self.tx_blocked {
+                Duration::from_millis(1)
+            } else {
+                Duration::from_millis(200)
+            };
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    tracing::error!(worker = self.idx, "poll failed: {e}");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                continue;
+            }
+            while let Ok(msg) = self.inbox.try_recv() {
+                self.handle_msg(msg);
+            }
+            ready.clear();
+            errored.clear();
+            ready.append(&mut self.rx_more);
+            for ev in events.iter() {
+                if ev.token() == WAKER {
+                    continue;
+                }
+                let id = ev.token().0 as PortId;
+                if ev.is_error() {
+                    errored.push(id);
+                }
+                if !ready.contains(&id) {
+                    ready.push(id);
+                }
+            }
+            for &id in &errored {
+                self.check_error(id);
+            }
+            let snap = shared.snapshot.load();
+            for &id in &ready {
+                self.rx_port(&snap, id);
+            }
+            self.drain_all();
+            for w in 0..self.wake.len() {
+                if std::mem::take(&mut self.wake[w]) && w != self.idx {
+                    shared.wake(w);
+                }
+            }
+            if last_house.elapsed() >= Duration::from_secs(1) {
+                last_house = Instant::now();
+                self.housekeeping();
+            }
+        }
+        // Leaving drops every slot, which closes sockets and removes the TAPs we made.
+    }
+
+    fn handle_msg(&mut self, msg: WorkerMsg) {
+        match msg {
+            WorkerMsg::Attach(rt, io) => {
+                let id = rt.id as usize;
+                self.detach(rt.id, None);
+                let fd = io.as_raw_fd();
+                if let Err(e) = self.poll.registry().register(
+                    &mut SourceFd(&fd),
+                    Token(id),
+                    Interest::READABLE | Interest::WRITABLE,
+                ) {
+                    rt.set_down(format!("cannot poll interface: {e}"));
+                    rt.attach_pending.store(false, Ordering::Release);
+                    return;
+                }
+                if self.slots.len() <= id {
+                    self.slots.resize_with(id + 1, || None);
+                }
+                rt.ifindex.store(io.ifindex(), Ordering::Relaxed);
+                rt.up.store(true, Ordering::Release);
+                rt.attach_pending.store(false, Ordering::Release);
+                tracing::info!(port = %rt.name, worker = self.idx, "port up");
+                self.slots[id] = Some(Slot {
+                    rt,
+                    io,
+                    batch: VecDeque::with_capacity(TX_BATCH),
+                });
+                // Anything that arrived before registration is read now.
+                self.rx_more.push(id as PortId);
+            }
+            WorkerMsg::Detach(id, why) => self.detach(id, Some(why)),
+        }
+    }
+
+    /// Stops serving port `id`; with a reason, marks it down.
+    fn detach(&mut self, id: PortId, why: Option<String>) {
+        let Some(slot) = self.slots.get_mut(id as usize).and_then(|s| s.take()) else {
+            return;
+        };
+        let fd = slot.io.as_raw_fd();
+        let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+        let mut dropped = slot.batch.len() as u64;
+        for b in slot.batch {
+            self.shared.pool.put(b);
+        }
+        while let Some(b) = slot.rt.txq.pop() {
+            self.shared.pool.put(b);
+            dropped += 1;
+        }
+        slot.rt.counters.drop(self.idx, Drop::PortDown, dropped);
+        self.rx_more.retain(|&p| p != id);
+        if let Some(why) = why {
+            tracing::warn!(port = %slot.rt.name, "port down: {why}");
+            slot.rt.set_down(why);
+        }
+    }
+
+    fn check_error(&mut self, id: PortId) {
+        let Some(slot) = self.slots.get(id as usize).and_then(|s| s.as_ref()) else {
+            return;
+        };
+        if let PortIo::Afpacket(a) = &slot.io {
+            if let Some(e) = a.take_error() {
+                self.detach(id, Some(format!("interface error: {e}")));
+            }
+        }
+    }
+
+    fn rx_port(&mut self, snap: &Snapshot, id: PortId) {
+        let w = self.idx;
+        let shared = &*self.shared;
+        let wake = &mut self.wake;
+        let Some(slot) = self.slots.get_mut(id as usize).and_then(|s| s.as_mut()) else {
+            return;
+        };
+        let rt = slot.rt.clone();
+        let Some(bv) = snap.bridge(rt.bridge) else {
+            // Reconfiguration in flight: read and drop, so the ring does not stall.
+            let n = match &mut slot.io {
+                PortIo::Afpacket(a) => a.rx(RX_BLOCKS_PER_TURN, |_| {}),
+                PortIo::Tap(t) => t.recv(&mut self.scratch).map(|_| 1).unwrap_or(0),
+            };
+            rt.counters.drop(w, Drop::NoBridge, n as u64);
+            return;
+        };
+        let fdb = bv.rt.fdb.load();
+        let ctx = Ctx {
+            fdb: &fdb,
+            counters: &bv.rt.counters,
+            worker: w,
+            now: shared.clock.now(),
+            aging: bv.rt.aging.load(Ordering::Relaxed),
+        };
+        let mut ing = Ingress {
+            shared,
+            snap,
+            ctx: &ctx,
+            rt: &rt,
+            bridge_ports: &bv.ports,
+            wake,
+            w,
+        };
+        let mut failure = None;
+        match &mut slot.io {
+            PortIo::Afpacket(a) => {
+                a.rx(RX_BLOCKS_PER_TURN, |f| {
+                    if f.truncated {
+                        ing.rx_count(f.frame.len());
+                        rt.counters.drop(w, Drop::Oversize, 1);
+                    } else {
+                        ing.frame(f.vnet, f.frame, f.vlan);
+                    }
+                });
+                if a.rx_ready() {
+                    self.rx_more.push(id);
+                }
+            }
+            PortIo::Tap(t) => {
+                let mut n = 0;
+                loop {
+                    if n == TAP_FRAMES_PER_TURN {
+                        self.rx_more.push(id);
+                        break;
+                    }
+                    match t.recv(&mut self.scratch) {
+                        Ok(len) if len >= vnet::LEN => {
+                            ing.frame(
+                                &self.scratch[..vnet::LEN],
+                                &self.scratch[vnet::LEN..len],
+                                None,
+                            );
+                        }
+                        Ok(len) => {
+                            ing.rx_count(len);
+                            rt.counters.drop(w, Drop::Runt, 1);
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => {
+                            failure = Some(format!("TAP read failed: {e}"));
+                            break;
+                        }
+                    }
+                    n += 1;
+                }
+            }
+        }
+        if let Some(why) = failure {
+            self.detach(id, Some(why));
+        }
+    }
+
+    fn drain_all(&mut self) {
+        self.tx_blocked = false;
+        for i in 0..self.slots.len() {
+            let Some(slot) = self.slots[i].as_mut() else {
+                continue;
+            };
+            if slot.batch.is_empty() && slot.rt.txq.is_empty() {
+                continue;
+            }
+            match drain(self.idx, &self.shared.pool, slot) {
+                Ok(blocked) => self.tx_blocked |= blocked,
+                Err(e) => self.detach(i as PortId, Some(format!("transmit failed: {e}"))),
+            }
+        }
+    }
+
+    fn housekeeping(&mut self) {
+        for slot in self.slots.iter().flatten() {
+            if let PortIo::Afpacket(a) = &slot.io {
+                let d = a.ring_drops();
+                if d > 0 {
+                    slot.rt.counters.drop(self.idx, Drop::RxRing, d);
+                }
+            }
+        }
+    }
+}
+
+/// Per-batch context for frames arriving on one port.
+struct Ingress<'a> {
+    shared: &'a Shared,
+    snap: &'a Snapshot,
+    ctx: &'a Ctx<'a>,
+    rt: &'a PortRt,
+    bridge_ports: &'a [Arc<PortRt>],
+    wake: &'a mut Vec<bool>,
+    w: usize,
+}
+
+impl Ingress<'_> {
+    #[inline]
+    fn rx_count(&self, len: usize) {
+        let b = self.rt.counters.block(self.w);
+        bump(&b.rx_packets, 1);
+        bump(&b.rx_bytes, len as u64);
+    }
+
+    /// Forwards one frame. `vlan` is a tag the receive path stripped, to put back.
+    #[inline]
+    fn frame(&mut self, vnet_hdr: &[u8], frame: &[u8], vlan: Option<(u16, u16)>) {
+        self.rx_count(frame.len());
+        let vid = match vlan {
+            Some((_, tci)) => tci & 0x0fff,
+            None => EthernetFrame::new_checked(frame)
+                .map(|e| e.vlan())
+                .unwrap_or(0),
+        };
+        match decide(self.ctx, frame, self.rt.id, vid) {
+            Verdict::Drop(d) => self.rt.counters.drop(self.w, d, 1),
+            Verdict::Filtered => self.ctx.counters.add(self.w, BridgeEvent::Filtered, 1),
+            Verdict::Forward(p) => match self.snap.port(p) {
+                Some(dst) if dst.bridge == self.rt.bridge && dst.up.load(Ordering::Relaxed) => {
+                    self.enqueue(dst, vnet_hdr, frame, vlan)
+                }
+                // Learned on a port that is gone or down: fall back to flooding.
+                _ => self.flood(vnet_hdr, frame, vlan),
+            },
+            Verdict::Flood => self.flood(vnet_hdr, frame, vlan),
+        }
+    }
+
+    fn flood(&mut self, vnet_hdr: &[u8], frame: &[u8], vlan: Option<(u16, u16)>) {
+        self.ctx.counters.add(self.w, BridgeEvent::Flooded, 1);
+        let ports = self.bridge_ports;
+        for dst in ports {
+            if dst.id != self.rt.id && dst.up.load(Ordering::Relaxed) {
+                self.enqueue(dst, vnet_hdr, frame, vlan);
+            }
+        }
+    }
+
+    #[inline]
+    fn enqueue(&mut self, dst: &PortRt, vnet_hdr: &[u8], frame: &[u8], vlan: Option<(u16, u16)>) {
+        let extra = if vlan.is_some() { 4 } else { 0 };
+        let Some(mut buf) = self.shared.pool.get(vnet::LEN + frame.len() + extra) else {
+            dst.counters.drop(
+                self.w,
+                if frame.len() > LARGE {
+                    Drop::Oversize
+                } else {
+                    Drop::NoBuffer
+                },
+                1,
+            );
+            return;
+        };
+        let filled = match vlan {
+            None => buf.fill(&[vnet_hdr, frame]),
+            Some((tpid, tci)) if frame.len() >= ethernet::HEADER_LEN => {
+                let tag = [(tpid >> 8) as u8, tpid as u8, (tci >> 8) as u8, tci as u8];
+                let ok = buf.fill(&[vnet_hdr, &frame[..12], &tag, &frame[12..]]);
+                if ok {
+                    if let Some(mut h) = VnetHdr::new_checked(&mut buf.bytes_mut()[..vnet::LEN]) {
+                        h.shift_offsets(4);
+                    }
+                }
+                ok
+            }
+            Some(_) => false,
+        };
+        if !filled {
+            self.shared.pool.put(buf);
+            dst.counters.drop(self.w, Drop::Oversize, 1);
+            return;
+        }
+        match dst.txq.push(buf) {
+            Ok(()) => self.wake[dst.owner] = true,
+            Err(buf) => {
+                self.shared.pool.put(buf);
+                dst.counters.drop(self.w, Drop::TxQueueFull, 1);
+            }
+        }
+    }
+}
+
+/// Sends what is queued on one port. Returns whether the kernel pushed back (retry
+/// soon); an error means the interface is unusable.
+fn drain(w: usize, pool: &Pool, slot: &mut Slot) -> io::Result<bool> {
+    let c = slot.rt.counters.block(w);
+    for _ in 0..TX_BATCHES_PER_TURN {
+        while slot.batch.len() < TX_BATCH {
+            match slot.rt.txq.pop() {
+                Some(b) => slot.batch.push_back(b),
+                None => break,
+            }
+        }
+        if slot.batch.is_empty() {
+            return Ok(false);
+        }
+        let n = slot.batch.len();
+        let (taken, errors) = match &mut slot.io {
+            PortIo::Afpacket(a) => {
+                let mut refs: [&[u8]; TX_BATCH] = [&[]; TX_BATCH];
+                for (r, b) in refs.iter_mut().zip(slot.batch.iter()) {
+                    *r = b.bytes();
+                }
+                let mut errors = 0;
+                let taken = a.send(&refs[..n], &mut errors)?;
+                (taken, errors)
+            }
+            PortIo::Tap(t) => {
+                let mut taken = 0;
+                let mut errors = 0;
+                for b in slot.batch.iter() {
+                    match t.send(b.bytes()) {
+                        Ok(_) => taken += 1,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                            // This frame alone was refused (bad GSO header for the device).
+                            taken += 1;
+                            errors += 1;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                (taken, errors)
+            }
+        };
+        let mut bytes = 0u64;
+        for b in slot.batch.drain(..taken) {
+            bytes += (b.bytes().len() - vnet::LEN.min(b.bytes().len())) as u64;
+            pool.put(b);
+        }
+        bump(&c.tx_packets, (taken as u64).saturating_sub(errors));
+        bump(&c.tx_bytes, bytes);
+        if errors > 0 {
+            slot.rt.counters.drop(w, Drop::TxError, errors);
+        }
+        if taken < n {
+            return Ok(true);
+        }
+    }
+    Ok(!slot.rt.txq.is_empty())
+}
