@@ -70,6 +70,11 @@ fn bad_requests_are_refused_and_change_nothing() {
         ),
         ("interface name ..", &["add-port", "br0", ".."], None),
         (
+            "tap over an existing interface",
+            &["add-port", "br0", "lo", "--type", "tap"],
+            Some("lo"),
+        ),
+        (
             "tap name with a slash",
             &["add-port", "br0", "t/1", "--type", "tap"],
             None,

@@ -114,6 +114,11 @@ fn config_survives_kill_9() {
         "the old tap5 is still in the host namespace"
     );
     lab.adopt_tap(t);
+    // The recreated TAP is a new device with a new MAC: forget the old one in h1 and h2.
+    for n in [1u8, 2] {
+        let ns = lab.host(n).ns.clone();
+        lab.exec_ok(&ns, &["ip", "neigh", "flush", "dev", "eth0"]);
+    }
     lab.ping_all_pairs(&[1, 2, t]);
     lab.ping_all_pairs(&[3, 4]);
 }

@@ -834,6 +834,24 @@ impl Lab {
         )
     }
 
+    /// Sends exactly `count` echo requests from host `from` to `ip` that are not expected to
+    /// be answered (`extra` e.g. `-b`); the exit status is not checked.
+    pub fn ping_noreply(
+        &self,
+        from: u8,
+        ip: &str,
+        count: u32,
+        interval: &str,
+        extra: &[&str],
+    ) -> Out {
+        let h = self.host(from);
+        let c = count.to_string();
+        let mut argv = vec!["ping", "-n", "-q", "-c", &c, "-i", interval, "-W", "1"];
+        argv.extend_from_slice(extra);
+        argv.push(ip);
+        self.exec_t(&h.ns, &argv, LONG)
+    }
+
     /// Asserts host `from` reaches host `to` (3 replies within 10 s).
     pub fn ping(&self, from: u8, to: u8) {
         let ip = self.ip(to);
