@@ -113,12 +113,14 @@ done
 vsctl show >/dev/null || die "vswitchd does not answer on $SOCK"
 
 say "configure: one bridge, two afpacket ports, one TAP port"
-set -x
-vsctl add-br br0
-vsctl add-port br0 h1p
-vsctl add-port br0 h2p
-vsctl add-port br0 "$TAP" --type tap
-{ set +x; } 2>/dev/null
+show_vsctl() {
+    echo "+ vsctl $*"
+    vsctl "$@"
+}
+show_vsctl add-br br0
+show_vsctl add-port br0 h1p
+show_vsctl add-port br0 h2p
+show_vsctl add-port br0 "$TAP" --type tap
 for _ in $(seq 100); do ip -n "$SW" link show "$TAP" >/dev/null 2>&1 && break; sleep 0.1; done
 ip -n "$SW" link set "$TAP" netns "$H3"
 ip -n "$H3" addr add "$IP3/24" dev "$TAP"

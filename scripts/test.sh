@@ -24,4 +24,18 @@ step "cargo build --workspace --release"
 cargo build --workspace --release
 
 step "cargo test --workspace --release -- --test-threads=2"
-cargo test --workspace --release -- --test-threads=2
+log="$(mktemp /tmp/vswitch-test.XXXXXX)"
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --workspace --release -- --test-threads=2 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line over every test binary (cargo's own last line is that of the doc-tests).
+awk '/^test result:/ {
+        for (i = 1; i < NF; i++) {
+            if ($(i + 1) ~ /^passed/) p += $i
+            if ($(i + 1) ~ /^failed/) f += $i
+        }
+    }
+    END { printf "\n%d passed, %d failed\n", p, f }' "$log"
+exit "$status"
