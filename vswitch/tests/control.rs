@@ -254,3 +254,149 @@ fn bad_requests_are_refused_and_change_nothing() {
     let d = lab.daemon.as_mut().expect("daemon");
     assert!(d.bg.try_wait().is_none(), "vswitchd exited");
 }
+
+fn list(out: &str) -> Vec<String> {
+    let mut v: Vec<String> = out
+        .lines()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect();
+    v.sort();
+    v
+}
+
+/// The configuration verbs on their good paths: bridges and ports come and go, settings
+/// show up in `show`, a deleted TAP port's device goes away, a detached interface can join
+/// another bridge, and the result survives a restart.
+#[test]
+fn configuration_verbs_work_and_persist() {
+    let mut lab = Lab::new("verbs", 42);
+    for _ in 0..3 {
+        lab.add_host();
+    }
+    lab.start_daemon();
+    assert!(
+        list(&lab.vsctl_ok(&["list-br"])).is_empty(),
+        "a fresh daemon has bridges"
+    );
+    assert!(lab.show().is_empty(), "a fresh daemon shows bridges");
+
+    lab.vsctl_ok(&["add-br", "br0"]);
+    lab.vsctl_ok(&["add-br", "br1"]);
+    assert_eq!(list(&lab.vsctl_ok(&["list-br"])), ["br0", "br1"]);
+    match lab.vsctl_json(&["list-br"]) {
+        ctl::Data::Bridges { mut bridges } => {
+            bridges.sort();
+            assert_eq!(bridges, ["br0", "br1"]);
+        }
+        other => panic!("list-br --json returned {other:?}"),
+    }
+    lab.vsctl_ok(&["add-port", "br0", "h1p"]);
+    lab.vsctl_ok(&["add-port", "br0", "h2p", "--type", "afpacket"]);
+    lab.vsctl_ok(&["add-port", "br0", "tp9", "--type", "tap"]);
+    lab.vsctl_ok(&["add-port", "br1", "h3p"]);
+    assert_eq!(
+        list(&lab.vsctl_ok(&["list-ports", "br0"])),
+        ["h1p", "h2p", "tp9"]
+    );
+    match lab.vsctl_json(&["list-ports", "br1"]) {
+        ctl::Data::Ports { ports } => assert_eq!(ports, ["h3p"]),
+        other => panic!("list-ports --json returned {other:?}"),
+    }
+    let sw = lab.sw.clone();
+    common::wait_until("TAP tp9 to exist", Duration::from_secs(10), || {
+        lab.link_exists(&sw, "tp9")
+    });
+    lab.wait_ports("br0", &["h1p", "h2p"], "up", Duration::from_secs(10));
+    lab.wait_ports("br1", &["h3p"], "up", Duration::from_secs(10));
+    lab.ping(1, 2);
+
+    lab.vsctl_ok(&["set-aging", "br0", "45"]);
+    lab.vsctl_ok(&["set-mac-limit", "br0", "10"]);
+    let show = lab.show();
+    let b0 = show.iter().find(|b| b.name == "br0").expect("br0 in show");
+    assert_eq!(
+        (b0.aging_secs, b0.mac_limit),
+        (45, 10),
+        "settings of br0: {show:#?}"
+    );
+    let b1 = show.iter().find(|b| b.name == "br1").expect("br1 in show");
+    assert_eq!(
+        (b1.aging_secs, b1.mac_limit),
+        (ctl::DEFAULT_AGING_SECS, ctl::DEFAULT_MAC_LIMIT),
+        "defaults of br1: {show:#?}"
+    );
+
+    // Per-port stats.
+    match lab.vsctl_json(&["stats", "br0", "h1p"]) {
+        ctl::Data::Stats { bridges } => {
+            assert_eq!(bridges.len(), 1, "stats br0 h1p: {bridges:#?}");
+            let ports: Vec<&str> = bridges[0].ports.iter().map(|p| p.name.as_str()).collect();
+            assert_eq!(ports, ["h1p"], "stats br0 h1p: {bridges:#?}");
+            assert!(
+                bridges[0].ports[0].rx_packets >= 3,
+                "h1p counted no rx: {bridges:#?}"
+            );
+        }
+        other => panic!("stats --json returned {other:?}"),
+    }
+    let o = lab.vsctl(&["stats", "br0", "nosuch"]);
+    assert_vsctl_error(&o);
+
+    // Detach h2p: the interface stays, h1 no longer reaches h2, and h2p may join br1.
+    lab.vsctl_ok(&["del-port", "br0", "h2p"]);
+    assert_eq!(list(&lab.vsctl_ok(&["list-ports", "br0"])), ["h1p", "tp9"]);
+    assert!(
+        lab.link_exists(&sw, "h2p"),
+        "del-port removed the afpacket interface h2p"
+    );
+    let o = lab.ping_out(1, &lab.ip(2), 1, "0.2", 2);
+    assert!(!o.success(), "h1 still reaches h2 after del-port h2p: {o}");
+    lab.vsctl_ok(&["add-port", "br1", "h2p"]);
+    lab.wait_ports("br1", &["h2p", "h3p"], "up", Duration::from_secs(10));
+    lab.ping(2, 3);
+    lab.ping(3, 2);
+
+    // Deleting a TAP port deletes its device.
+    lab.vsctl_ok(&["del-port", "br0", "tp9"]);
+    common::wait_until(
+        "TAP tp9 to disappear after del-port",
+        Duration::from_secs(5),
+        || !lab.link_exists(&sw, "tp9"),
+    );
+
+    // Deleting a bridge deletes its ports, not the interfaces; they are free again.
+    lab.vsctl_ok(&["del-br", "br1"]);
+    assert_eq!(list(&lab.vsctl_ok(&["list-br"])), ["br0"]);
+    assert!(
+        lab.link_exists(&sw, "h2p") && lab.link_exists(&sw, "h3p"),
+        "del-br removed afpacket interfaces"
+    );
+    let o = lab.ping_out(2, &lab.ip(3), 1, "0.2", 2);
+    assert!(!o.success(), "h2 still reaches h3 after del-br br1: {o}");
+    lab.vsctl_ok(&["add-port", "br0", "h3p"]);
+    lab.wait_ports("br0", &["h1p", "h3p"], "up", Duration::from_secs(10));
+    lab.ping(1, 3);
+
+    // The result survives a restart.
+    let before = lab.vsctl_ok(&["show"]);
+    let st = lab.signal_daemon(libc::SIGTERM, Duration::from_secs(5));
+    assert_eq!(st.code(), Some(0), "SIGTERM exit status");
+    lab.start_daemon();
+    lab.wait_ports("br0", &["h1p", "h3p"], "up", Duration::from_secs(10));
+    let show = lab.show();
+    assert_eq!(show.len(), 1, "bridges after restart: {show:#?}");
+    let b0 = &show[0];
+    assert_eq!(
+        (b0.name.as_str(), b0.aging_secs, b0.mac_limit),
+        ("br0", 45, 10),
+        "br0 after restart: {show:#?}"
+    );
+    let ports: Vec<&str> = b0.ports.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(
+        ports,
+        ["h1p", "h3p"],
+        "ports after restart (before: {before})"
+    );
+    lab.ping(3, 1);
+}

@@ -161,4 +161,26 @@ fn sigterm_exits_cleanly_and_removes_its_taps() {
     );
     let ns1 = lab.host(1).ns.clone();
     assert!(lab.link_exists(&ns1, "eth0"), "h1's eth0 disappeared");
+
+    // SIGINT does the same; the restarted daemon recreates the TAP from its config first.
+    lab.start_daemon();
+    common::wait_until("TAP tp2 to be recreated", Duration::from_secs(10), || {
+        lab.link_exists(&sw, "tp2")
+    });
+    lab.wait_ports("br0", &["h1p"], "up", Duration::from_secs(10));
+    let st = lab.signal_daemon(libc::SIGINT, Duration::from_secs(5));
+    assert_eq!(
+        st.code(),
+        Some(0),
+        "vswitchd did not exit 0 on SIGINT: {st}\n{}",
+        lab.log_text()
+    );
+    assert!(
+        !lab.link_exists(&sw, "tp2"),
+        "the TAP tp2 outlived vswitchd (SIGINT)"
+    );
+    assert!(
+        lab.link_exists(&sw, "h1p"),
+        "the afpacket veth h1p was removed by vswitchd (SIGINT)"
+    );
 }

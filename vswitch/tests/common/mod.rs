@@ -156,9 +156,8 @@ fn signal(pid: u32, sig: libc::c_int) {
     }
 }
 
-/// Runs `argv` with a timeout; a command that outlives it is killed and the test fails.
-/// A program that cannot be started at all is a loud failure too.
-pub fn run(argv: &[&str], timeout: Duration) -> Out {
+/// Runs `argv` with a timeout, killing it when it outlives it; never panics.
+pub fn try_run(argv: &[&str], timeout: Duration) -> Result<Out, String> {
     let cmd = cmdline(argv);
     let child = Command::new(argv[0])
         .args(&argv[1..])
@@ -166,20 +165,20 @@ pub fn run(argv: &[&str], timeout: Duration) -> Out {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot run `{cmd}`: {e} (missing tool? run scripts/deps.sh)"));
+        .map_err(|e| format!("cannot run `{cmd}`: {e} (missing tool? run scripts/deps.sh)"))?;
     let pid = child.id();
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
         let _ = tx.send(child.wait_with_output());
     });
     match rx.recv_timeout(timeout) {
-        Ok(Ok(o)) => Out {
+        Ok(Ok(o)) => Ok(Out {
             cmd,
             status: o.status,
             stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-        },
-        Ok(Err(e)) => panic!("waiting for `{cmd}` failed: {e}"),
+        }),
+        Ok(Err(e)) => Err(format!("waiting for `{cmd}` failed: {e}")),
         Err(_) => {
             signal(pid, libc::SIGKILL);
             let partial = match rx.recv_timeout(Duration::from_secs(5)) {
@@ -190,9 +189,17 @@ pub fn run(argv: &[&str], timeout: Duration) -> Out {
                 ),
                 _ => String::new(),
             };
-            panic!("`{cmd}` did not finish within {timeout:?}; killed it{partial}");
+            Err(format!(
+                "`{cmd}` did not finish within {timeout:?}; killed it{partial}"
+            ))
         }
     }
+}
+
+/// Runs `argv` with a timeout; a command that outlives it is killed and the test fails.
+/// A program that cannot be started at all is a loud failure too.
+pub fn run(argv: &[&str], timeout: Duration) -> Out {
+    try_run(argv, timeout).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Runs `argv` with [`SHORT`] and asserts success; returns stdout.
@@ -394,7 +401,7 @@ impl Lab {
     /// `id` (1..=250) is unique per test and picks the second octet of the lab's subnet.
     pub fn new(tag: &str, id: u8) -> Lab {
         require_root();
-        require_tools(&["ip", "ping", "iperf3", "tcpdump", "sysctl"]);
+        require_tools(&["ip", "ss", "ping", "iperf3", "tcpdump", "sysctl"]);
         let pid = std::process::id();
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -935,8 +942,8 @@ impl Drop for Lab {
         }
         for ns in self.namespaces.iter().rev() {
             // Anything still running in our namespaces was started by this test.
-            if let Ok(o) = Command::new("ip").args(["netns", "pids", ns]).output() {
-                for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+            if let Ok(o) = try_run(&["ip", "netns", "pids", ns], SHORT) {
+                for pid in o.stdout.split_whitespace() {
                     if let Ok(pid) = pid.parse::<u32>() {
                         signal(pid, libc::SIGKILL);
                     }
@@ -944,11 +951,7 @@ impl Drop for Lab {
             }
         }
         for ns in self.namespaces.iter().rev() {
-            let _ = Command::new("ip")
-                .args(["netns", "del", ns])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
+            let _ = try_run(&["ip", "netns", "del", ns], SHORT);
         }
         if panicking {
             eprintln!("{}", self.log_text());
