@@ -1060,6 +1060,13 @@ pub fn assert_vsctl_error(o: &Out) -> String {
     lines[0].to_string()
 }
 
+/// Prints a measured figure so it shows in the test log even when the test passes (the
+/// harness captures `println!`, not direct writes to the stderr handle).
+pub fn report(line: &str) {
+    let mut e = std::io::stderr().lock();
+    let _ = writeln!(e, "    [measured] {line}");
+}
+
 /// Gbps from bits per second.
 pub fn gbps(bps: f64) -> f64 {
     bps / 1e9
