@@ -45,7 +45,9 @@ impl Controller {
             c.create_bridge_rt(b);
             for p in &b.ports {
                 let rt = c.create_port_rt(&b.name, p);
-                if let Err(e) = PortIo::open(p.kind, &p.name).map(|io| c.attach(&rt, io)) {
+                if let Err(e) =
+                    PortIo::open(p.kind, &p.name, c.shared.rx_ring).map(|io| c.attach(&rt, io))
+                {
                     rt.set_down(e.to_string());
                 }
             }
@@ -176,11 +178,12 @@ impl Controller {
             });
         }
         // Open first: if the interface cannot be used, nothing has changed yet.
-        let io = PortIo::open(kind, iface).map_err(|e| match (kind, e.kind()) {
-            (PortKind::Afpacket, std::io::ErrorKind::NotFound) => e.to_string(),
-            (PortKind::Afpacket, _) => format!("cannot attach {iface}: {e}"),
-            (PortKind::Tap, _) => format!("cannot create TAP {iface}: {e}"),
-        })?;
+        let io =
+            PortIo::open(kind, iface, self.shared.rx_ring).map_err(|e| match (kind, e.kind()) {
+                (PortKind::Afpacket, std::io::ErrorKind::NotFound) => e.to_string(),
+                (PortKind::Afpacket, _) => format!("cannot attach {iface}: {e}"),
+                (PortKind::Tap, _) => format!("cannot create TAP {iface}: {e}"),
+            })?;
         let pc = PortConf {
             name: iface.to_string(),
             kind,
@@ -445,7 +448,7 @@ impl Controller {
                 PortKind::Afpacket if iface::index(&rt.name).is_none() => {
                     rt.set_down(format!("no interface named {}", rt.name));
                 }
-                _ => match PortIo::open(rt.kind, &rt.name) {
+                _ => match PortIo::open(rt.kind, &rt.name, self.shared.rx_ring) {
                     Ok(io) => {
                         tracing::info!(port = %rt.name, "interface is back, re-attaching");
                         self.attach(rt, io);

@@ -21,6 +21,7 @@ pub struct Options {
     pub sock: PathBuf,
     pub db: PathBuf,
     pub workers: usize,
+    pub rx_ring: crate::sys::afpacket::RingKind,
 }
 
 /// Small buffers in the pool: enough for every TX queue of a few dozen ports to fill
@@ -57,6 +58,7 @@ pub fn run(opts: Options) -> Result<(), String> {
         pool: Pool::new(POOL_SMALL, POOL_LARGE),
         clock: Default::default(),
         workers,
+        rx_ring: opts.rx_ring,
         inboxes,
         wakers,
         shutdown: AtomicBool::new(false),

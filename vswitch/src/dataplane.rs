@@ -168,6 +168,8 @@ pub struct Shared {
     pub pool: Pool,
     pub clock: Clock,
     pub workers: usize,
+    /// RX ring layout of afpacket ports.
+    pub rx_ring: crate::sys::afpacket::RingKind,
     pub inboxes: Vec<Sender<WorkerMsg>>,
     pub wakers: Vec<Arc<mio::Waker>>,
     pub shutdown: AtomicBool,

@@ -6,7 +6,7 @@ use std::os::fd::{AsRawFd, RawFd};
 
 use ctl::PortKind;
 
-use crate::sys::afpacket::AfPacket;
+use crate::sys::afpacket::{AfPacket, RingKind};
 use crate::sys::iface;
 use crate::sys::tap::Tap;
 
@@ -19,7 +19,7 @@ pub enum PortIo {
 impl PortIo {
     /// Opens the interface for a port of `kind`: attaches to an existing interface
     /// (afpacket), or creates the TAP device (tap).
-    pub fn open(kind: PortKind, name: &str) -> io::Result<PortIo> {
+    pub fn open(kind: PortKind, name: &str, ring: RingKind) -> io::Result<PortIo> {
         match kind {
             PortKind::Afpacket => {
                 if iface::index(name).is_none() {
@@ -39,7 +39,7 @@ impl PortIo {
                     // Bring it up, as ovs-vswitchd does for the interfaces it is given.
                     iface::set_up(name)?;
                 }
-                Ok(PortIo::Afpacket(AfPacket::open(name)?))
+                Ok(PortIo::Afpacket(AfPacket::open(name, ring)?))
             }
             PortKind::Tap => Ok(PortIo::Tap(Tap::create(name)?)),
         }

@@ -50,8 +50,10 @@ pub struct Worker {
     slots: Vec<Option<Slot>>,
     /// Ports with more to read than one turn took.
     rx_more: Vec<PortId>,
-    /// Ports whose TX the kernel pushed back on.
+    /// Some port's TX the kernel pushed back on: retry shortly.
     tx_blocked: bool,
+    /// Some owned TX queue still holds frames after a turn: come back at once.
+    tx_more: bool,
     /// Scratch for TAP reads, whose size is unknown until read.
     scratch: Box<[u8]>,
     /// Workers to wake because frames were queued for their ports.
@@ -70,6 +72,7 @@ impl Worker {
             slots: Vec::new(),
             rx_more: Vec::new(),
             tx_blocked: false,
+            tx_more: false,
             scratch: vec![0u8; LARGE].into_boxed_slice(),
             wake: vec![false; n],
         }
@@ -83,7 +86,7 @@ impl Worker {
         let mut errored: Vec<PortId> = Vec::new();
         let mut last_house = Instant::now();
         while !shared.shutdown.load(Ordering::Acquire) {
-            let timeout = if !self.rx_more.is_empty() {
+            let timeout = if !self.rx_more.is_empty() || self.tx_more {
                 Duration::ZERO
             } else if self.tx_blocked {
                 Duration::from_millis(1)
@@ -290,6 +293,7 @@ impl Worker {
 
     fn drain_all(&mut self) {
         self.tx_blocked = false;
+        self.tx_more = false;
         for i in 0..self.slots.len() {
             let Some(slot) = self.slots[i].as_mut() else {
                 continue;
@@ -298,7 +302,9 @@ impl Worker {
                 continue;
             }
             match drain(self.idx, &self.shared.pool, slot) {
-                Ok(blocked) => self.tx_blocked |= blocked,
+                Ok(Drained::Empty) => {}
+                Ok(Drained::Blocked) => self.tx_blocked = true,
+                Ok(Drained::More) => self.tx_more = true,
                 Err(e) => self.detach(i as PortId, Some(format!("transmit failed: {e}"))),
             }
         }
@@ -413,9 +419,18 @@ impl Ingress<'_> {
     }
 }
 
-/// Sends what is queued on one port. Returns whether the kernel pushed back (retry
-/// soon); an error means the interface is unusable.
-fn drain(w: usize, pool: &Pool, slot: &mut Slot) -> io::Result<bool> {
+/// How a TX turn ended.
+enum Drained {
+    /// The queue is empty.
+    Empty,
+    /// The kernel pushed back: retry shortly.
+    Blocked,
+    /// The turn's budget ran out with frames still queued.
+    More,
+}
+
+/// Sends what is queued on one port; an error means the interface is unusable.
+fn drain(w: usize, pool: &Pool, slot: &mut Slot) -> io::Result<Drained> {
     let c = slot.rt.counters.block(w);
     for _ in 0..TX_BATCHES_PER_TURN {
         while slot.batch.len() < TX_BATCH {
@@ -425,7 +440,7 @@ fn drain(w: usize, pool: &Pool, slot: &mut Slot) -> io::Result<bool> {
             }
         }
         if slot.batch.is_empty() {
-            return Ok(false);
+            return Ok(Drained::Empty);
         }
         let n = slot.batch.len();
         let (taken, errors) = match &mut slot.io {
@@ -467,8 +482,12 @@ fn drain(w: usize, pool: &Pool, slot: &mut Slot) -> io::Result<bool> {
             slot.rt.counters.drop(w, Drop::TxError, errors);
         }
         if taken < n {
-            return Ok(true);
+            return Ok(Drained::Blocked);
         }
     }
-    Ok(!slot.rt.txq.is_empty())
+    Ok(if slot.rt.txq.is_empty() {
+        Drained::Empty
+    } else {
+        Drained::More
+    })
 }

@@ -1,7 +1,16 @@
-//! An AF_PACKET port socket: TPACKET_V3 mmap'ed RX ring, batched TX with `sendmmsg`,
-//! virtio-net headers on both directions (PACKET_VNET_HDR) so TSO/GSO super-frames and
-//! partial checksums pass intact, promiscuous, and blind to its own transmissions
+//! An AF_PACKET port socket: an mmap'ed RX ring, batched TX with `sendmmsg`, virtio-net
+//! headers on both directions (PACKET_VNET_HDR) so TSO/GSO super-frames and partial
+//! checksums pass intact, promiscuous, and blind to its own transmissions
 //! (PACKET_IGNORE_OUTGOING). socket2 makes the socket; libc does what socket2 lacks.
+//!
+//! Two ring layouts ([`RingKind`]):
+//! - **TPACKET_V3**: frames packed into large blocks; the kernel hands a block over when
+//!   it is full or after a 1 ms timeout. Fewest wake-ups under load, but at low rates
+//!   every frame waits up to that timeout (it is a millisecond floor on latency).
+//! - **TPACKET_V2**: one 2 KiB slot per frame, handed over (and the worker woken) frame
+//!   by frame, so a lone ping is forwarded at once. A super-frame that does not fit a
+//!   slot is queued whole on the socket (PACKET_COPY_THRESH) and its slot says so
+//!   (TP_STATUS_COPY); we read it with `recvmsg` at that point, so order is kept.
 //!
 //! A VLAN tag stripped by rx-vlan offload survives only in the ring's `tp_vlan_tci`;
 //! [`RxFrame::vlan_tci`] hands it up so the caller can put it back.
@@ -16,12 +25,37 @@ use socket2::{Domain, Protocol, Socket, Type};
 use super::{cvt, setsockopt_int};
 use crate::wire::vnet;
 
-/// Size of one ring block; must hold the largest GSO super-frame with its headers.
+/// Size of one ring block; for V3 it must hold the largest GSO super-frame with headers.
 const BLOCK_SIZE: u32 = 1 << 17;
 /// Blocks in the ring.
 const BLOCK_NR: u32 = 32;
-/// Nominal frame size (V3 packs frames of any size into a block; the kernel checks it).
+/// Slot size: V2's real one; for V3 a nominal value the kernel checks.
 const FRAME_SIZE: u32 = 2048;
+/// Slots in a V2 ring.
+const FRAME_NR: u32 = BLOCK_SIZE / FRAME_SIZE * BLOCK_NR;
+/// Largest frame a V2 `recvmsg` can bring in (a GSO super-frame plus its vnet header).
+const COPY_MAX: usize = 65536 + 512;
+
+/// Which RX ring layout a port uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RingKind {
+    /// One slot per frame; per-frame wake-ups, lowest latency.
+    #[default]
+    V2,
+    /// Frames packed in blocks handed over when full or after 1 ms.
+    V3,
+}
+
+impl std::str::FromStr for RingKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "v2" | "V2" => Ok(RingKind::V2),
+            "v3" | "V3" => Ok(RingKind::V3),
+            _ => Err(format!("unknown ring kind {s:?} (expected v2 or v3)")),
+        }
+    }
+}
 /// How long the kernel keeps a partly filled block before handing it over, in ms.
 const RETIRE_TOV_MS: u32 = 1;
 /// Most frames sent per `sendmmsg`.
@@ -44,8 +78,12 @@ pub struct AfPacket {
     sock: Socket,
     ring: NonNull<u8>,
     ring_len: usize,
-    block: u32,
+    kind: RingKind,
+    /// Next block (V3) or slot (V2) to read.
+    next: u32,
     ifindex: u32,
+    /// Where V2 reads super-frames that did not fit a slot.
+    copy_buf: Box<[u8]>,
 }
 
 // SAFETY: the ring is a private MAP_SHARED mapping owned by this value alone; nothing
@@ -53,8 +91,8 @@ pub struct AfPacket {
 unsafe impl Send for AfPacket {}
 
 impl AfPacket {
-    /// Opens a port socket on interface `name`.
-    pub fn open(name: &str) -> io::Result<AfPacket> {
+    /// Opens a port socket on interface `name` with an RX ring of layout `kind`.
+    pub fn open(name: &str, kind: RingKind) -> io::Result<AfPacket> {
         let ifindex = super::iface::index(name).ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::NotFound,
@@ -64,12 +102,11 @@ impl AfPacket {
         // Protocol 0: receive nothing until bind, so the ring starts clean.
         let sock = Socket::new(Domain::PACKET, Type::RAW, Some(Protocol::from(0)))?;
         let fd = sock.as_raw_fd();
-        setsockopt_int(
-            fd,
-            libc::SOL_PACKET,
-            libc::PACKET_VERSION,
-            libc::tpacket_versions::TPACKET_V3 as i32,
-        )?;
+        let version = match kind {
+            RingKind::V2 => libc::tpacket_versions::TPACKET_V2,
+            RingKind::V3 => libc::tpacket_versions::TPACKET_V3,
+        };
+        setsockopt_int(fd, libc::SOL_PACKET, libc::PACKET_VERSION, version as i32)?;
         setsockopt_int(fd, libc::SOL_PACKET, libc::PACKET_VNET_HDR, 1)?;
         setsockopt_int(fd, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, 1)?;
         // veths have no qdisc worth going through; skipping it saves a lock per frame.
@@ -78,23 +115,34 @@ impl AfPacket {
         let _ = setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, 4 << 20)
             .or_else(|_| setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, 4 << 20));
 
+        if kind == RingKind::V2 {
+            setsockopt_int(fd, libc::SOL_PACKET, libc::PACKET_COPY_THRESH, 1)?;
+            let _ = setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, 4 << 20)
+                .or_else(|_| setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, 4 << 20));
+        }
+        // V2 reads the first four fields of the same request and ignores the rest.
         let req = libc::tpacket_req3 {
             tp_block_size: BLOCK_SIZE,
             tp_block_nr: BLOCK_NR,
             tp_frame_size: FRAME_SIZE,
-            tp_frame_nr: BLOCK_SIZE / FRAME_SIZE * BLOCK_NR,
+            tp_frame_nr: FRAME_NR,
             tp_retire_blk_tov: RETIRE_TOV_MS,
             tp_sizeof_priv: 0,
             tp_feature_req_word: 0,
         };
-        // SAFETY: `req` is a valid tpacket_req3 and its exact size is passed.
+        let req_len = match kind {
+            RingKind::V2 => std::mem::size_of::<libc::tpacket_req>(),
+            RingKind::V3 => std::mem::size_of::<libc::tpacket_req3>(),
+        };
+        // SAFETY: `req` is a valid tpacket_req3, whose prefix is a tpacket_req; `req_len`
+        // is at most its size.
         cvt(unsafe {
             libc::setsockopt(
                 fd,
                 libc::SOL_PACKET,
                 libc::PACKET_RX_RING,
                 (&req as *const libc::tpacket_req3).cast(),
-                std::mem::size_of::<libc::tpacket_req3>() as libc::socklen_t,
+                req_len as libc::socklen_t,
             )
         })?;
         let ring_len = (BLOCK_SIZE * BLOCK_NR) as usize;
@@ -115,12 +163,18 @@ impl AfPacket {
         }
         let ring =
             NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
+        let copy_buf = match kind {
+            RingKind::V2 => vec![0u8; COPY_MAX].into_boxed_slice(),
+            RingKind::V3 => Box::default(),
+        };
         let port = AfPacket {
             sock,
             ring,
             ring_len,
-            block: 0,
+            kind,
+            next: 0,
             ifindex,
+            copy_buf,
         };
 
         // SAFETY: sockaddr_ll is plain old data; all-zero is valid before we fill it.
@@ -171,35 +225,95 @@ impl AfPacket {
         unsafe { self.ring.as_ptr().add((i * BLOCK_SIZE) as usize) }
     }
 
-    fn block_status(&self, i: u32) -> &AtomicU32 {
-        // SAFETY: `block_status` is the first u32 of tpacket_hdr_v1 at offset 8 of the
-        // (page-aligned) block descriptor; the kernel and we hand the block back and forth
-        // through it, so it is accessed atomically.
-        unsafe { AtomicU32::from_ptr(self.block_ptr(i).add(8).cast::<u32>()) }
+    fn slot_ptr(&self, i: u32) -> *mut u8 {
+        let per_block = BLOCK_SIZE / FRAME_SIZE;
+        // SAFETY: i < FRAME_NR, so block and slot offsets stay inside the mapping.
+        unsafe {
+            self.block_ptr(i / per_block)
+                .add(((i % per_block) * FRAME_SIZE) as usize)
+        }
     }
 
-    /// Hands up to `max_blocks` retired blocks' frames to `f`; returns frames seen.
-    pub fn rx(&mut self, max_blocks: usize, mut f: impl FnMut(RxFrame<'_>)) -> usize {
+    /// The status word the kernel and we hand the next block (V3) or slot (V2) over by.
+    fn status(&self) -> &AtomicU32 {
+        let p = match self.kind {
+            // tpacket_hdr_v1.block_status sits at offset 8 of the block descriptor.
+            // SAFETY: offset 8 is inside the block.
+            RingKind::V3 => unsafe { self.block_ptr(self.next).add(8) },
+            // tpacket2_hdr.tp_status is the slot's first word.
+            RingKind::V2 => self.slot_ptr(self.next),
+        };
+        // SAFETY: the word is 4-byte aligned inside the mapping, lives as long as `self`,
+        // and is shared with the kernel, so it is only ever accessed atomically.
+        unsafe { AtomicU32::from_ptr(p.cast::<u32>()) }
+    }
+
+    /// True if a frame (V2) or block (V3) is ready to read.
+    pub fn rx_ready(&self) -> bool {
+        self.status().load(Ordering::Acquire) & libc::TP_STATUS_USER != 0
+    }
+
+    /// Hands up to `budget` ready frames (V2) or blocks (V3) to `f`; returns frames seen.
+    pub fn rx(&mut self, budget: usize, mut f: impl FnMut(RxFrame<'_>)) -> usize {
         let mut n = 0;
-        for _ in 0..max_blocks {
-            let status = self.block_status(self.block);
-            if status.load(Ordering::Acquire) & libc::TP_STATUS_USER == 0 {
+        for _ in 0..budget {
+            let status = self.status();
+            let st = status.load(Ordering::Acquire);
+            if st & libc::TP_STATUS_USER == 0 {
                 break;
             }
-            let base = self.block_ptr(self.block);
-            // SAFETY: the block is ours (TP_STATUS_USER) until we write TP_STATUS_KERNEL;
-            // it is BLOCK_SIZE bytes of initialised memory inside the mapping.
-            let blk = unsafe { std::slice::from_raw_parts(base as *const u8, BLOCK_SIZE as usize) };
-            n += walk_block(blk, &mut f);
-            status.store(libc::TP_STATUS_KERNEL, Ordering::Release);
-            self.block = (self.block + 1) % BLOCK_NR;
+            match self.kind {
+                RingKind::V3 => {
+                    let base = self.block_ptr(self.next);
+                    // SAFETY: the block is ours (TP_STATUS_USER) until we hand it back
+                    // below; it is BLOCK_SIZE bytes of initialised memory in the mapping.
+                    let blk = unsafe {
+                        std::slice::from_raw_parts(base as *const u8, BLOCK_SIZE as usize)
+                    };
+                    n += walk_block(blk, &mut f);
+                    self.status()
+                        .store(libc::TP_STATUS_KERNEL, Ordering::Release);
+                    self.next = (self.next + 1) % BLOCK_NR;
+                }
+                RingKind::V2 => {
+                    let base = self.slot_ptr(self.next);
+                    // SAFETY: the slot is ours until handed back below; FRAME_SIZE bytes of
+                    // initialised memory in the mapping.
+                    let slot = unsafe {
+                        std::slice::from_raw_parts(base as *const u8, FRAME_SIZE as usize)
+                    };
+                    if st & libc::TP_STATUS_COPY != 0 {
+                        // The whole frame waits on the socket queue, in ring order.
+                        match recv_copy(&self.sock, &mut self.copy_buf) {
+                            Some(len) if len >= vnet::LEN => {
+                                let (vnet_hdr, frame) = self.copy_buf[..len].split_at(vnet::LEN);
+                                let vlan = slot_vlan(slot, st);
+                                f(RxFrame {
+                                    vnet: vnet_hdr,
+                                    frame,
+                                    vlan,
+                                    truncated: false,
+                                });
+                            }
+                            _ => f(RxFrame {
+                                vnet: &[0; vnet::LEN],
+                                frame: &[],
+                                vlan: None,
+                                truncated: true,
+                            }),
+                        }
+                        n += 1;
+                    } else if let Some(fr) = parse_slot(slot, st) {
+                        f(fr);
+                        n += 1;
+                    }
+                    self.status()
+                        .store(libc::TP_STATUS_KERNEL, Ordering::Release);
+                    self.next = (self.next + 1) % FRAME_NR;
+                }
+            }
         }
         n
-    }
-
-    /// True if the next block is ready (more to read without waiting).
-    pub fn rx_ready(&self) -> bool {
-        self.block_status(self.block).load(Ordering::Acquire) & libc::TP_STATUS_USER != 0
     }
 
     /// Sends frames (each starting with its virtio-net header) with one `sendmmsg` per
@@ -284,6 +398,50 @@ impl Drop for AfPacket {
         // SAFETY: unmapping exactly the mapping made in `open`, once.
         unsafe { libc::munmap(self.ring.as_ptr().cast(), self.ring_len) };
     }
+}
+
+/// Reads one queued super-frame (vnet header first); `None` if nothing was there.
+fn recv_copy(sock: &Socket, buf: &mut [u8]) -> Option<usize> {
+    // SAFETY: `buf` is valid for writes of its length for the duration of the call.
+    let r = unsafe {
+        libc::recv(
+            sock.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT | libc::MSG_TRUNC,
+        )
+    };
+    // MSG_TRUNC reports the real length: larger than the buffer means it was cut.
+    (r > 0 && (r as usize) <= buf.len()).then_some(r as usize)
+}
+
+/// The stripped VLAN tag recorded in a V2 slot header.
+fn slot_vlan(slot: &[u8], st: u32) -> Option<(u16, u16)> {
+    if st & libc::TP_STATUS_VLAN_VALID == 0 {
+        return None;
+    }
+    // tpacket2_hdr: vlan_tci at 24, vlan_tpid at 26.
+    let tci = rd_u16(slot, 24)?;
+    let tpid = rd_u16(slot, 26)
+        .filter(|&t| t != 0 && st & libc::TP_STATUS_VLAN_TPID_VALID != 0)
+        .unwrap_or(0x8100);
+    Some((tpid, tci))
+}
+
+/// The frame in a V2 slot. Offsets come from the kernel but are bounds-checked anyway.
+fn parse_slot(slot: &[u8], st: u32) -> Option<RxFrame<'_>> {
+    // tpacket2_hdr: status 0, len 4, snaplen 8, mac 12 (u16).
+    let len = rd_u32(slot, 4)?;
+    let snap = rd_u32(slot, 8)?;
+    let mac = rd_u16(slot, 12)? as usize;
+    let frame = slot.get(mac..mac.checked_add(snap as usize)?)?;
+    let vnet_hdr = slot.get(mac.checked_sub(vnet::LEN)?..mac)?;
+    Some(RxFrame {
+        vnet: vnet_hdr,
+        frame,
+        vlan: slot_vlan(slot, st),
+        truncated: snap < len,
+    })
 }
 
 fn rd_u32(b: &[u8], at: usize) -> Option<u32> {
