@@ -53,6 +53,9 @@ pub struct PortConf {
     pub name: String,
     #[serde(rename = "type", default)]
     pub kind: PortKind,
+    /// The MAC a TAP port's device gets, kept so that it stays the same across restarts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
 }
 
 impl BridgeConf {
@@ -96,6 +99,10 @@ impl Config {
             }
             for p in &b.ports {
                 validate::iface_name(&p.name)?;
+                if let Some(m) = &p.mac {
+                    m.parse::<crate::wire::MacAddr>()
+                        .map_err(|e| format!("port {}: {e}", p.name))?;
+                }
                 if !seen_if.insert(&p.name) {
                     return Err(format!("interface {} is a port twice", p.name));
                 }
@@ -193,6 +200,7 @@ mod tests {
         c.bridges[0].ports.push(PortConf {
             name: "v1".into(),
             kind: PortKind::Tap,
+            mac: Some("02:00:00:00:00:01".into()),
         });
         s.save(&c).unwrap();
         assert_eq!(s.load().unwrap(), c);

@@ -45,8 +45,8 @@ impl Controller {
             c.create_bridge_rt(b);
             for p in &b.ports {
                 let rt = c.create_port_rt(&b.name, p);
-                if let Err(e) =
-                    PortIo::open(p.kind, &p.name, c.shared.rx_ring).map(|io| c.attach(&rt, io))
+                if let Err(e) = PortIo::open(p.kind, &p.name, c.shared.rx_ring, rt.tap_mac)
+                    .map(|io| c.attach(&rt, io))
                 {
                     rt.set_down(e.to_string());
                 }
@@ -178,15 +178,17 @@ impl Controller {
             });
         }
         // Open first: if the interface cannot be used, nothing has changed yet.
-        let io =
-            PortIo::open(kind, iface, self.shared.rx_ring).map_err(|e| match (kind, e.kind()) {
+        let io = PortIo::open(kind, iface, self.shared.rx_ring, None).map_err(|e| {
+            match (kind, e.kind()) {
                 (PortKind::Afpacket, std::io::ErrorKind::NotFound) => e.to_string(),
                 (PortKind::Afpacket, _) => format!("cannot attach {iface}: {e}"),
                 (PortKind::Tap, _) => format!("cannot create TAP {iface}: {e}"),
-            })?;
+            }
+        })?;
         let pc = PortConf {
             name: iface.to_string(),
             kind,
+            mac: io.tap_mac().map(|m| m.to_string()),
         };
         let mut next = self.cfg.clone();
         if let Some(b) = next.bridge_mut(bridge) {
@@ -236,14 +238,9 @@ impl Controller {
         }
         let bid = self.bridges.get(bridge).map(|b| b.id).unwrap_or(u32::MAX);
         let owner = (id as usize) % self.shared.workers.max(1);
-        let rt = Arc::new(PortRt::new(
-            id,
-            &p.name,
-            p.kind,
-            bid,
-            owner,
-            self.shared.workers,
-        ));
+        let mut rt = PortRt::new(id, &p.name, p.kind, bid, owner, self.shared.workers);
+        rt.tap_mac = p.mac.as_deref().and_then(|m| m.parse().ok());
+        let rt = Arc::new(rt);
         // Any FDB entry left from an earlier holder of this id goes now.
         for b in self.bridges.values() {
             b.fdb.load().flush_port(id);
@@ -448,7 +445,7 @@ impl Controller {
                 PortKind::Afpacket if iface::index(&rt.name).is_none() => {
                     rt.set_down(format!("no interface named {}", rt.name));
                 }
-                _ => match PortIo::open(rt.kind, &rt.name, self.shared.rx_ring) {
+                _ => match PortIo::open(rt.kind, &rt.name, self.shared.rx_ring, rt.tap_mac) {
                     Ok(io) => {
                         tracing::info!(port = %rt.name, "interface is back, re-attaching");
                         self.attach(rt, io);

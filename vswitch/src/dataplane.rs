@@ -60,6 +60,8 @@ pub struct PortRt {
     pub ifindex: AtomicU32,
     /// Why the port is down.
     pub reason: Mutex<String>,
+    /// The MAC a re-created TAP gets.
+    pub tap_mac: Option<crate::wire::MacAddr>,
 }
 
 impl PortRt {
@@ -84,6 +86,7 @@ impl PortRt {
             attach_pending: AtomicBool::new(false),
             ifindex: AtomicU32::new(0),
             reason: Mutex::new("not attached yet".into()),
+            tap_mac: None,
         }
     }
 

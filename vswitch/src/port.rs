@@ -9,6 +9,7 @@ use ctl::PortKind;
 use crate::sys::afpacket::{AfPacket, RingKind};
 use crate::sys::iface;
 use crate::sys::tap::Tap;
+use crate::wire::MacAddr;
 
 /// The interface behind a port.
 pub enum PortIo {
@@ -19,7 +20,13 @@ pub enum PortIo {
 impl PortIo {
     /// Opens the interface for a port of `kind`: attaches to an existing interface
     /// (afpacket), or creates the TAP device (tap).
-    pub fn open(kind: PortKind, name: &str, ring: RingKind) -> io::Result<PortIo> {
+    /// `tap_mac` is the MAC a TAP is created with (ignored for afpacket).
+    pub fn open(
+        kind: PortKind,
+        name: &str,
+        ring: RingKind,
+        tap_mac: Option<MacAddr>,
+    ) -> io::Result<PortIo> {
         match kind {
             PortKind::Afpacket => {
                 if iface::index(name).is_none() {
@@ -41,7 +48,15 @@ impl PortIo {
                 }
                 Ok(PortIo::Afpacket(AfPacket::open(name, ring)?))
             }
-            PortKind::Tap => Ok(PortIo::Tap(Tap::create(name)?)),
+            PortKind::Tap => Ok(PortIo::Tap(Tap::create(name, tap_mac.map(|m| m.0))?)),
+        }
+    }
+
+    /// The MAC address of a TAP this handle created.
+    pub fn tap_mac(&self) -> Option<MacAddr> {
+        match self {
+            PortIo::Afpacket(_) => None,
+            PortIo::Tap(t) => iface::hw_addr(t.name()).ok().map(MacAddr),
         }
     }
 

@@ -67,6 +67,35 @@ pub fn set_up(name: &str) -> io::Result<()> {
     Ok(())
 }
 
+/// The interface's MAC address.
+pub fn hw_addr(name: &str) -> io::Result<[u8; 6]> {
+    let mut req = ifreq_for(name)?;
+    let s = CtlSock::new()?;
+    // SAFETY: SIOCGIFHWADDR reads and writes only `req`.
+    cvt(unsafe { libc::ioctl(s.0, libc::SIOCGIFHWADDR as _, &mut req) })?;
+    // SAFETY: after SIOCGIFHWADDR the union holds ifru_hwaddr.
+    let d = unsafe { req.ifr_ifru.ifru_hwaddr.sa_data };
+    Ok([
+        d[0] as u8, d[1] as u8, d[2] as u8, d[3] as u8, d[4] as u8, d[5] as u8,
+    ])
+}
+
+/// Sets the interface's MAC address.
+pub fn set_hw_addr(name: &str, mac: [u8; 6]) -> io::Result<()> {
+    let mut req = ifreq_for(name)?;
+    // SAFETY: writing the ifru_hwaddr member of a zeroed union, as SIOCSIFHWADDR expects.
+    unsafe {
+        req.ifr_ifru.ifru_hwaddr.sa_family = libc::ARPHRD_ETHER;
+        for (d, s) in req.ifr_ifru.ifru_hwaddr.sa_data.iter_mut().zip(mac) {
+            *d = s as libc::c_char;
+        }
+    }
+    let s = CtlSock::new()?;
+    // SAFETY: SIOCSIFHWADDR reads only `req`.
+    cvt(unsafe { libc::ioctl(s.0, libc::SIOCSIFHWADDR as _, &req) })?;
+    Ok(())
+}
+
 /// The link-layer type of the interface (ARPHRD_*), to refuse non-Ethernet devices.
 pub fn hw_type(name: &str) -> io::Result<u16> {
     let mut req = ifreq_for(name)?;

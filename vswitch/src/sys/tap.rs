@@ -22,8 +22,9 @@ pub struct Tap {
 
 impl Tap {
     /// Creates TAP device `name` (it must not exist), with virtio-net headers and TSO
-    /// enabled, and brings it up.
-    pub fn create(name: &str) -> io::Result<Tap> {
+    /// enabled, with MAC address `mac` if given (so a re-created TAP looks the same to
+    /// its neighbours), and brings it up.
+    pub fn create(name: &str, mac: Option<[u8; 6]>) -> io::Result<Tap> {
         if super::iface::index(name).is_some() {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
@@ -60,6 +61,9 @@ impl Tap {
         let offloads = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6 | libc::TUN_F_TSO_ECN;
         // SAFETY: TUNSETOFFLOAD takes its argument by value.
         cvt(unsafe { libc::ioctl(fd, libc::TUNSETOFFLOAD as _, offloads as libc::c_ulong) })?;
+        if let Some(mac) = mac {
+            super::iface::set_hw_addr(name, mac)?;
+        }
         super::iface::set_up(name)?;
         Ok(Tap {
             file,
