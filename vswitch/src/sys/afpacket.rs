@@ -501,7 +501,54 @@ fn walk_block(blk: &[u8], f: &mut impl FnMut(RxFrame<'_>)) -> usize {
         if next == 0 {
             break;
         }
-        off += next;
+        off = match off.checked_add(next) {
+            Some(o) => o,
+            None => break,
+        };
     }
     n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put_u32(b: &mut [u8], at: usize, v: u32) {
+        b[at..at + 4].copy_from_slice(&v.to_ne_bytes());
+    }
+
+    #[test]
+    fn walks_a_well_formed_v3_block() {
+        let mut blk = vec![0u8; 4096];
+        put_u32(&mut blk, 12, 2); // num_pkts
+        put_u32(&mut blk, 16, 48); // offset_to_first_pkt
+        for (at, next, len) in [(48usize, 160u32, 60u32), (208, 0, 70)] {
+            put_u32(&mut blk, at, next);
+            put_u32(&mut blk, at + 12, len);
+            put_u32(&mut blk, at + 16, len);
+            blk[at + 24..at + 26].copy_from_slice(&80u16.to_ne_bytes());
+        }
+        let mut lens = vec![];
+        assert_eq!(
+            walk_block(&blk, &mut |f: RxFrame<'_>| lens
+                .push((f.frame.len(), f.vnet.len()))),
+            2
+        );
+        assert_eq!(lens, vec![(60, vnet::LEN), (70, vnet::LEN)]);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn ring_parsers_never_read_outside_what_they_are_given(
+            bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512),
+            st in proptest::num::u32::ANY,
+        ) {
+            let mut seen = 0usize;
+            walk_block(&bytes, &mut |f: RxFrame<'_>| seen += f.frame.len());
+            if let Some(f) = parse_slot(&bytes, st) {
+                proptest::prop_assert!(f.frame.len() <= bytes.len());
+                proptest::prop_assert_eq!(f.vnet.len(), vnet::LEN);
+            }
+        }
+    }
 }

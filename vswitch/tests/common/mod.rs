@@ -391,6 +391,8 @@ pub struct Lab {
     pub hosts: Vec<Host>,
     pub daemon: Option<Daemon>,
     namespaces: Vec<String>,
+    /// Extra `vswitchd` arguments (e.g. `--rx-ring v3`).
+    pub daemon_args: Vec<String>,
     /// Background helpers (iperf3 servers, …) killed on drop.
     pub bgs: Vec<Bg>,
     starts: u32,
@@ -425,6 +427,7 @@ impl Lab {
             hosts: Vec::new(),
             daemon: None,
             namespaces: Vec::new(),
+            daemon_args: Vec::new(),
             bgs: Vec::new(),
             starts: 0,
         };
@@ -624,7 +627,7 @@ impl Lab {
         let bin = bin.to_str().expect("utf-8 path");
         let sock = self.sock.to_str().expect("utf-8 path").to_string();
         let db = self.db.to_str().expect("utf-8 path").to_string();
-        let argv = [
+        let mut argv = vec![
             "ip",
             "netns",
             "exec",
@@ -637,6 +640,7 @@ impl Lab {
             "--log-level",
             "debug",
         ];
+        argv.extend(self.daemon_args.iter().map(|s| s.as_str()));
         let out = fs::File::create(self.dir.join(format!("vswitchd.{}.out", self.starts)))
             .expect("create stdout file");
         let err = fs::OpenOptions::new()
