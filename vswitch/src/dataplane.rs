@@ -41,8 +41,26 @@ impl BridgeRt {
     }
 }
 
+/// How to transmit on a port from any worker: the fd of the owner's I/O handle. Valid
+/// only while set in [`TxState`]; the owner clears it (under the lock) before closing.
+#[derive(Debug, Clone, Copy)]
+pub enum TxIo {
+    Afpacket(std::os::fd::RawFd),
+    Tap(std::os::fd::RawFd),
+}
+
+/// A port's transmit side. Whoever holds the lock drains the TX queue; workers only ever
+/// `try_lock` it (once per batch, never waiting), and on failure leave the work to the
+/// holder or the owner.
+#[derive(Default)]
+pub struct TxState {
+    pub io: Option<TxIo>,
+    /// Frames taken from the queue that the kernel has not accepted yet, in order.
+    pub pending: std::collections::VecDeque<Buf>,
+}
+
 /// A port at run time: what every worker may touch. Its I/O handle lives in the owning
-/// worker alone.
+/// worker alone; its transmit side is shared through [`TxState`].
 pub struct PortRt {
     pub id: PortId,
     pub name: String,
@@ -51,6 +69,7 @@ pub struct PortRt {
     /// The worker that reads this port and drains its TX queue.
     pub owner: usize,
     pub txq: ArrayQueue<Buf>,
+    pub tx: Mutex<TxState>,
     pub counters: PortCounters,
     /// Attached to a live interface.
     pub up: AtomicBool,
@@ -81,6 +100,10 @@ impl PortRt {
             bridge,
             owner,
             txq: ArrayQueue::new(TXQ_LEN),
+            tx: Mutex::new(TxState {
+                io: None,
+                pending: std::collections::VecDeque::with_capacity(crate::sys::afpacket::TX_BATCH),
+            }),
             counters: PortCounters::new(workers),
             up: AtomicBool::new(false),
             attach_pending: AtomicBool::new(false),

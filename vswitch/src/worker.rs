@@ -5,7 +5,6 @@
 //! Nothing here locks or allocates per frame: buffers come from the pool, queues are
 //! lock-free, counters are this worker's own, and the snapshot is read through arc-swap.
 
-use std::collections::VecDeque;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
@@ -17,18 +16,26 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
 use crate::counters::{bump, BridgeEvent, Drop};
-use crate::dataplane::{PortRt, Shared, Snapshot, WorkerMsg};
+use crate::dataplane::{PortRt, Shared, Snapshot, TxIo, TxState, WorkerMsg};
 use crate::fdb::PortId;
 use crate::forward::{decide, Ctx, Verdict};
 use crate::pool::{Pool, LARGE};
 use crate::port::PortIo;
-use crate::sys::afpacket::TX_BATCH;
+use crate::sys::afpacket::{send_mmsg, RingKind, TX_BATCH};
+use crate::sys::tap::write_frame;
 use crate::wire::{ethernet, vnet, EthernetFrame, VnetHdr};
 
 /// Token of the worker's waker.
 pub const WAKER: Token = Token(usize::MAX);
-/// Ring blocks read from one port per turn, so one busy port cannot starve the others.
+/// Ring blocks (V3) read from one port per turn, so one busy port cannot starve others.
 const RX_BLOCKS_PER_TURN: usize = 8;
+/// Ring slots (V2) read from one port per turn.
+const RX_FRAMES_PER_TURN: usize = 64;
+/// A turn that received at most this many frames sends them itself, at once, instead of
+/// handing them to the destination's owner: at low rates latency is what matters, and a
+/// cross-thread wake-up costs more than the send. Busier turns leave sending to the
+/// owners, so receiving and sending run on different cores.
+const DIRECT_TX_MAX: usize = 4;
 /// TAP frames read from one port per turn.
 const TAP_FRAMES_PER_TURN: usize = 64;
 /// TX batches drained from one port per turn.
@@ -37,8 +44,6 @@ const TX_BATCHES_PER_TURN: usize = 8;
 struct Slot {
     rt: Arc<PortRt>,
     io: PortIo,
-    /// Frames taken from the TX queue but not yet accepted by the kernel.
-    batch: VecDeque<crate::pool::Buf>,
 }
 
 /// One worker thread's state.
@@ -58,6 +63,11 @@ pub struct Worker {
     scratch: Box<[u8]>,
     /// Workers to wake because frames were queued for their ports.
     wake: Vec<bool>,
+    /// Frames received this turn.
+    turn_frames: usize,
+    /// Ports frames were queued to this turn (deduplicated by `touched_mark`).
+    touched: Vec<PortId>,
+    touched_mark: Vec<u64>,
 }
 
 impl Worker {
@@ -75,6 +85,9 @@ impl Worker {
             tx_more: false,
             scratch: vec![0u8; LARGE].into_boxed_slice(),
             wake: vec![false; n],
+            turn_frames: 0,
+            touched: Vec::with_capacity(64),
+            touched_mark: Vec::new(),
         }
     }
 
@@ -122,9 +135,11 @@ impl Worker {
                 self.check_error(id);
             }
             let snap = shared.snapshot.load();
+            self.turn_frames = 0;
             for &id in &ready {
                 self.rx_port(&snap, id);
             }
+            self.flush_touched(&snap);
             self.drain_all();
             for w in 0..self.wake.len() {
                 if std::mem::take(&mut self.wake[w]) && w != self.idx {
@@ -161,11 +176,12 @@ impl Worker {
                 rt.up.store(true, Ordering::Release);
                 rt.attach_pending.store(false, Ordering::Release);
                 tracing::info!(port = %rt.name, worker = self.idx, "port up");
-                self.slots[id] = Some(Slot {
-                    rt,
-                    io,
-                    batch: VecDeque::with_capacity(TX_BATCH),
-                });
+                let tx_io = match &io {
+                    PortIo::Afpacket(a) => TxIo::Afpacket(a.as_raw_fd()),
+                    PortIo::Tap(t) => TxIo::Tap(t.as_raw_fd()),
+                };
+                lock(&rt.tx).io = Some(tx_io);
+                self.slots[id] = Some(Slot { rt, io });
                 // Anything that arrived before registration is read now.
                 self.rx_more.push(id as PortId);
             }
@@ -180,9 +196,15 @@ impl Worker {
         };
         let fd = slot.io.as_raw_fd();
         let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
-        let mut dropped = slot.batch.len() as u64;
-        for b in slot.batch {
-            self.shared.pool.put(b);
+        let mut dropped = 0u64;
+        {
+            // Waits for any worker sending on this fd right now; after this, nobody will.
+            let mut tx = lock(&slot.rt.tx);
+            tx.io = None;
+            for b in tx.pending.drain(..) {
+                self.shared.pool.put(b);
+                dropped += 1;
+            }
         }
         while let Some(b) = slot.rt.txq.pop() {
             self.shared.pool.put(b);
@@ -210,7 +232,8 @@ impl Worker {
     fn rx_port(&mut self, snap: &Snapshot, id: PortId) {
         let w = self.idx;
         let shared = &*self.shared;
-        let wake = &mut self.wake;
+        let touched = &mut self.touched;
+        let touched_mark = &mut self.touched_mark;
         let Some(slot) = self.slots.get_mut(id as usize).and_then(|s| s.as_mut()) else {
             return;
         };
@@ -238,13 +261,18 @@ impl Worker {
             ctx: &ctx,
             rt: &rt,
             bridge_ports: &bv.ports,
-            wake,
+            touched,
+            touched_mark,
             w,
         };
         let mut failure = None;
         match &mut slot.io {
             PortIo::Afpacket(a) => {
-                a.rx(RX_BLOCKS_PER_TURN, |f| {
+                let budget = match a.kind() {
+                    RingKind::V2 => RX_FRAMES_PER_TURN,
+                    RingKind::V3 => RX_BLOCKS_PER_TURN,
+                };
+                self.turn_frames += a.rx(budget, |f| {
                     if f.truncated {
                         ing.rx_count(f.frame.len());
                         rt.counters.drop(w, Drop::Oversize, 1);
@@ -284,6 +312,7 @@ impl Worker {
                     }
                     n += 1;
                 }
+                self.turn_frames += n;
             }
         }
         if let Some(why) = failure {
@@ -291,21 +320,68 @@ impl Worker {
         }
     }
 
+    /// Sends what this turn queued, from this worker, for every port whose transmit side
+    /// is free; the rest is left to the owner, which is woken.
+    fn flush_touched(&mut self, snap: &Snapshot) {
+        for k in 0..self.touched.len() {
+            let id = self.touched[k];
+            if let Some(m) = self.touched_mark.get_mut(id as usize / 64) {
+                *m &= !(1u64 << (id % 64));
+            }
+            let Some(rt) = snap.port(id) else { continue };
+            if self.turn_frames > DIRECT_TX_MAX && rt.owner != self.idx {
+                self.wake[rt.owner] = true;
+                continue;
+            }
+            let result = match rt.tx.try_lock() {
+                Ok(mut tx) => drain(self.idx, &self.shared.pool, rt, &mut tx),
+                Err(_) => Ok(Drained::More),
+            };
+            match result {
+                Ok(Drained::Empty) => {}
+                Ok(Drained::Blocked) if rt.owner == self.idx => self.tx_blocked = true,
+                Ok(_) if rt.owner == self.idx => self.tx_more = true,
+                Ok(_) => self.wake[rt.owner] = true,
+                Err(e) => self.tx_failed(rt, e),
+            }
+        }
+        self.touched.clear();
+    }
+
+    /// A send on `rt` failed for good: its owner takes it down.
+    fn tx_failed(&mut self, rt: &Arc<PortRt>, e: io::Error) {
+        let why = format!("transmit failed: {e}");
+        if rt.owner == self.idx {
+            self.detach(rt.id, Some(why));
+        } else {
+            self.shared.tell(rt.owner, WorkerMsg::Detach(rt.id, why));
+        }
+    }
+
+    /// The owner's duty: whatever is still queued on its ports gets sent.
     fn drain_all(&mut self) {
         self.tx_blocked = false;
         self.tx_more = false;
         for i in 0..self.slots.len() {
-            let Some(slot) = self.slots[i].as_mut() else {
+            let Some(slot) = self.slots[i].as_ref() else {
                 continue;
             };
-            if slot.batch.is_empty() && slot.rt.txq.is_empty() {
-                continue;
-            }
-            match drain(self.idx, &self.shared.pool, slot) {
+            let rt = slot.rt.clone();
+            let result = match rt.tx.try_lock() {
+                Ok(mut tx) => {
+                    if tx.pending.is_empty() && rt.txq.is_empty() {
+                        continue;
+                    }
+                    drain(self.idx, &self.shared.pool, &rt, &mut tx)
+                }
+                // Another worker is sending on it; check again right after.
+                Err(_) => Ok(Drained::More),
+            };
+            match result {
                 Ok(Drained::Empty) => {}
                 Ok(Drained::Blocked) => self.tx_blocked = true,
                 Ok(Drained::More) => self.tx_more = true,
-                Err(e) => self.detach(i as PortId, Some(format!("transmit failed: {e}"))),
+                Err(e) => self.tx_failed(&rt, e),
             }
         }
     }
@@ -329,7 +405,8 @@ struct Ingress<'a> {
     ctx: &'a Ctx<'a>,
     rt: &'a PortRt,
     bridge_ports: &'a [Arc<PortRt>],
-    wake: &'a mut Vec<bool>,
+    touched: &'a mut Vec<PortId>,
+    touched_mark: &'a mut Vec<u64>,
     w: usize,
 }
 
@@ -410,7 +487,17 @@ impl Ingress<'_> {
             return;
         }
         match dst.txq.push(buf) {
-            Ok(()) => self.wake[dst.owner] = true,
+            Ok(()) => {
+                let (word, bit) = (dst.id as usize / 64, 1u64 << (dst.id % 64));
+                if self.touched_mark.len() <= word {
+                    // Grows once per new highest port id, not per frame.
+                    self.touched_mark.resize(word + 1, 0);
+                }
+                if self.touched_mark[word] & bit == 0 {
+                    self.touched_mark[word] |= bit;
+                    self.touched.push(dst.id);
+                }
+            }
             Err(buf) => {
                 self.shared.pool.put(buf);
                 dst.counters.drop(self.w, Drop::TxQueueFull, 1);
@@ -429,35 +516,40 @@ enum Drained {
     More,
 }
 
-/// Sends what is queued on one port; an error means the interface is unusable.
-fn drain(w: usize, pool: &Pool, slot: &mut Slot) -> io::Result<Drained> {
-    let c = slot.rt.counters.block(w);
+/// Sends what is queued on one port, holding its transmit lock; an error means the
+/// interface is unusable.
+fn drain(w: usize, pool: &Pool, rt: &PortRt, tx: &mut TxState) -> io::Result<Drained> {
+    let Some(io) = tx.io else {
+        // Not attached (down, or being detached): the owner discards what is queued.
+        return Ok(Drained::Empty);
+    };
+    let c = rt.counters.block(w);
     for _ in 0..TX_BATCHES_PER_TURN {
-        while slot.batch.len() < TX_BATCH {
-            match slot.rt.txq.pop() {
-                Some(b) => slot.batch.push_back(b),
+        while tx.pending.len() < TX_BATCH {
+            match rt.txq.pop() {
+                Some(b) => tx.pending.push_back(b),
                 None => break,
             }
         }
-        if slot.batch.is_empty() {
+        if tx.pending.is_empty() {
             return Ok(Drained::Empty);
         }
-        let n = slot.batch.len();
-        let (taken, errors) = match &mut slot.io {
-            PortIo::Afpacket(a) => {
+        let n = tx.pending.len();
+        let (taken, errors) = match io {
+            TxIo::Afpacket(fd) => {
                 let mut refs: [&[u8]; TX_BATCH] = [&[]; TX_BATCH];
-                for (r, b) in refs.iter_mut().zip(slot.batch.iter()) {
+                for (r, b) in refs.iter_mut().zip(tx.pending.iter()) {
                     *r = b.bytes();
                 }
                 let mut errors = 0;
-                let taken = a.send(&refs[..n], &mut errors)?;
+                let taken = send_mmsg(fd, &refs[..n], &mut errors)?;
                 (taken, errors)
             }
-            PortIo::Tap(t) => {
+            TxIo::Tap(fd) => {
                 let mut taken = 0;
                 let mut errors = 0;
-                for b in slot.batch.iter() {
-                    match t.send(b.bytes()) {
+                for b in tx.pending.iter() {
+                    match write_frame(fd, b.bytes()) {
                         Ok(_) => taken += 1,
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
@@ -472,22 +564,27 @@ fn drain(w: usize, pool: &Pool, slot: &mut Slot) -> io::Result<Drained> {
             }
         };
         let mut bytes = 0u64;
-        for b in slot.batch.drain(..taken) {
-            bytes += (b.bytes().len() - vnet::LEN.min(b.bytes().len())) as u64;
+        for b in tx.pending.drain(..taken) {
+            bytes += b.bytes().len().saturating_sub(vnet::LEN) as u64;
             pool.put(b);
         }
         bump(&c.tx_packets, (taken as u64).saturating_sub(errors));
         bump(&c.tx_bytes, bytes);
         if errors > 0 {
-            slot.rt.counters.drop(w, Drop::TxError, errors);
+            rt.counters.drop(w, Drop::TxError, errors);
         }
         if taken < n {
             return Ok(Drained::Blocked);
         }
     }
-    Ok(if slot.rt.txq.is_empty() {
+    Ok(if rt.txq.is_empty() {
         Drained::Empty
     } else {
         Drained::More
     })
+}
+
+/// Locks a mutex whose holder may have panicked (the state stays usable).
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }

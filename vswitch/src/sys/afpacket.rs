@@ -210,6 +210,11 @@ impl AfPacket {
         Ok(port)
     }
 
+    /// The ring layout.
+    pub fn kind(&self) -> RingKind {
+        self.kind
+    }
+
     /// The interface index the socket is bound to.
     pub fn ifindex(&self) -> u32 {
         self.ifindex
@@ -316,52 +321,9 @@ impl AfPacket {
         n
     }
 
-    /// Sends frames (each starting with its virtio-net header) with one `sendmmsg` per
-    /// [`TX_BATCH`]. Returns how many were taken: sent or refused by the kernel for that
-    /// frame alone (refusals are counted in `errors`). Stops early only when the socket
-    /// is full (`WouldBlock`), leaving the rest for later.
+    /// Sends frames; see [`send_mmsg`].
     pub fn send(&self, frames: &[&[u8]], errors: &mut u64) -> io::Result<usize> {
-        let mut done = 0;
-        while done < frames.len() {
-            let chunk = &frames[done..frames.len().min(done + TX_BATCH)];
-            // SAFETY: iovec and mmsghdr are plain old data; zero is a valid initial value.
-            let mut iov: [libc::iovec; TX_BATCH] = unsafe { std::mem::zeroed() };
-            // SAFETY: as above.
-            let mut msgs: [libc::mmsghdr; TX_BATCH] = unsafe { std::mem::zeroed() };
-            for (i, fr) in chunk.iter().enumerate() {
-                iov[i].iov_base = fr.as_ptr() as *mut libc::c_void;
-                iov[i].iov_len = fr.len();
-                msgs[i].msg_hdr.msg_iov = &mut iov[i];
-                msgs[i].msg_hdr.msg_iovlen = 1;
-            }
-            // SAFETY: `msgs[..chunk.len()]` point at `iov`, which point at the caller's
-            // frames; all outlive the call, and the kernel only reads them.
-            let r = unsafe {
-                libc::sendmmsg(
-                    self.sock.as_raw_fd(),
-                    msgs.as_mut_ptr(),
-                    chunk.len() as u32,
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            if r < 0 {
-                let e = io::Error::last_os_error();
-                match e.raw_os_error() {
-                    Some(libc::EAGAIN) | Some(libc::EINTR) => return Ok(done),
-                    // The first frame of the chunk was refused by itself (too big for
-                    // the MTU, bad GSO header, peer queue full): drop it, keep going.
-                    Some(libc::EMSGSIZE) | Some(libc::EINVAL) | Some(libc::ENOBUFS)
-                    | Some(libc::EPERM) => {
-                        *errors += 1;
-                        done += 1;
-                    }
-                    _ => return Err(e),
-                }
-            } else {
-                done += r as usize;
-            }
-        }
-        Ok(done)
+        send_mmsg(self.sock.as_raw_fd(), frames, errors)
     }
 
     /// Frames the kernel dropped because the ring was full, since the last call.
@@ -398,6 +360,54 @@ impl Drop for AfPacket {
         // SAFETY: unmapping exactly the mapping made in `open`, once.
         unsafe { libc::munmap(self.ring.as_ptr().cast(), self.ring_len) };
     }
+}
+
+/// Sends frames (each starting with its virtio-net header) with one `sendmmsg` per
+/// [`TX_BATCH`]. Returns how many were taken: sent or refused by the kernel for that
+/// frame alone (refusals are counted in `errors`). Stops early only when the socket
+/// is full (`WouldBlock`), leaving the rest for later.
+pub fn send_mmsg(fd: RawFd, frames: &[&[u8]], errors: &mut u64) -> io::Result<usize> {
+    let mut done = 0;
+    while done < frames.len() {
+        let chunk = &frames[done..frames.len().min(done + TX_BATCH)];
+        // SAFETY: iovec and mmsghdr are plain old data; zero is a valid initial value.
+        let mut iov: [libc::iovec; TX_BATCH] = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        let mut msgs: [libc::mmsghdr; TX_BATCH] = unsafe { std::mem::zeroed() };
+        for (i, fr) in chunk.iter().enumerate() {
+            iov[i].iov_base = fr.as_ptr() as *mut libc::c_void;
+            iov[i].iov_len = fr.len();
+            msgs[i].msg_hdr.msg_iov = &mut iov[i];
+            msgs[i].msg_hdr.msg_iovlen = 1;
+        }
+        // SAFETY: `msgs[..chunk.len()]` point at `iov`, which point at the caller's
+        // frames; all outlive the call, and the kernel only reads them.
+        let r = unsafe {
+            libc::sendmmsg(
+                fd,
+                msgs.as_mut_ptr(),
+                chunk.len() as u32,
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EAGAIN) | Some(libc::EINTR) => return Ok(done),
+                // The first frame of the chunk was refused by itself (too big for
+                // the MTU, bad GSO header, peer queue full): drop it, keep going.
+                Some(libc::EMSGSIZE) | Some(libc::EINVAL) | Some(libc::ENOBUFS)
+                | Some(libc::EPERM) => {
+                    *errors += 1;
+                    done += 1;
+                }
+                _ => return Err(e),
+            }
+        } else {
+            done += r as usize;
+        }
+    }
+    Ok(done)
 }
 
 /// Reads one queued super-frame (vnet header first); `None` if nothing was there.

@@ -88,6 +88,17 @@ impl Tap {
     }
 }
 
+/// Writes one frame (virtio-net header first) to a TAP's fd, from any thread.
+pub fn write_frame(fd: RawFd, frame: &[u8]) -> io::Result<usize> {
+    // SAFETY: `frame` is valid for reads of its length for the duration of the call.
+    let r = unsafe { libc::write(fd, frame.as_ptr().cast(), frame.len()) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r as usize)
+    }
+}
+
 impl AsRawFd for Tap {
     fn as_raw_fd(&self) -> RawFd {
         self.file.as_raw_fd()
