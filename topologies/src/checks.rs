@@ -1,0 +1,540 @@
+//! Running the checks of a built topology. Each check drives real programs inside the
+//! nodes (`ping`, `iperf3`, `curl` against `python3 -m http.server`, `vsctl`, the TCP
+//! probe of [`crate::probe`]) and returns an [`Outcome`]: passed or not, and the figure it
+//! saw, so a report line always says what was measured, not only whether it was enough.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use ctl::Data;
+
+use crate::lab::{Lab, SHORT};
+use crate::model::TcpState;
+use crate::plan::{Check, CheckKind, MacRef, Pair};
+use crate::proc::{self, RunError};
+
+/// What a check found.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub pass: bool,
+    /// What was measured, e.g. `3/3 replies, rtt avg 0.071 ms`.
+    pub figure: String,
+}
+
+impl Outcome {
+    fn new(pass: bool, figure: impl Into<String>) -> Outcome {
+        Outcome {
+            pass,
+            figure: figure.into(),
+        }
+    }
+}
+
+/// Runs `check`. A failure to even run it (a tool missing, a server that never came up)
+/// is a failed outcome with the reason; only a stop signal is an error.
+pub fn run(lab: &mut Lab<'_>, check: &Check) -> Result<Outcome, RunError> {
+    let r = run_inner(lab, check);
+    lab.stop_helpers();
+    // A Ctrl-C at the terminal also kills the check's program, which then looks like a
+    // failed check: the signal is the real story.
+    if let Some(s) = proc::stop_signal() {
+        return Err(RunError::Stopped(s));
+    }
+    match r {
+        Ok(o) => Ok(o),
+        Err(e) => {
+            if let Some(RunError::Stopped(s)) = e.downcast_ref::<RunError>() {
+                return Err(RunError::Stopped(*s));
+            }
+            if let Some(s) = proc::stop_signal() {
+                return Err(RunError::Stopped(s));
+            }
+            Ok(Outcome::new(false, format!("could not run: {e:#}")))
+        }
+    }
+}
+
+fn run_inner(lab: &mut Lab<'_>, check: &Check) -> Result<Outcome> {
+    match &check.kind {
+        CheckKind::Ping {
+            from,
+            to,
+            count,
+            reachable,
+        } => {
+            let r = ping(lab, from, &to.to_string(), *count, *reachable)?;
+            let pass = if *reachable {
+                r.received >= *count
+            } else {
+                r.received == 0
+            };
+            let mut fig = format!("{}/{} replies", r.received, r.transmitted);
+            if let Some(avg) = r.rtt_avg {
+                let _ = write!(fig, ", rtt avg {avg} ms");
+            }
+            if let Some(n) = &r.note {
+                let _ = write!(fig, " ({n})");
+            }
+            if !pass {
+                let _ = write!(
+                    fig,
+                    "; expected {}",
+                    if *reachable {
+                        format!("{count}/{count}")
+                    } else {
+                        "none".into()
+                    }
+                );
+            }
+            Ok(Outcome::new(pass, fig))
+        }
+        CheckKind::Pingall { pairs, count } => pingall(lab, pairs, *count),
+        CheckKind::Tcp {
+            from,
+            to,
+            port,
+            listener,
+            expect,
+            timeout,
+        } => {
+            if let Some((node, lport)) = listener {
+                let me = lab.bins.vstopo.display().to_string();
+                let p = lport.to_string();
+                let h =
+                    lab.spawn_helper(node, "listen", &[&me, "probe", "listen", "--port", &p])?;
+                wait_log(lab, h, "listening")?;
+            }
+            let me = lab.bins.vstopo.display().to_string();
+            let ms = timeout.as_millis().to_string();
+            let o = lab.exec(
+                from,
+                &[
+                    &me,
+                    "probe",
+                    "connect",
+                    "--to",
+                    &to.to_string(),
+                    "--port",
+                    &port.to_string(),
+                    "--timeout-ms",
+                    &ms,
+                ],
+                *timeout + SHORT,
+            )?;
+            let line = o.stdout.trim().to_string();
+            let word = line.split_whitespace().next().unwrap_or_default();
+            let seen = match word {
+                "open" => TcpState::Open,
+                "refused" => TcpState::Refused,
+                "filtered" => TcpState::Filtered,
+                "unreachable" => TcpState::Unreachable,
+                _ => bail!("the TCP probe said {:?}", o.text()),
+            };
+            let mut fig = match seen {
+                TcpState::Open => format!(
+                    "open (handshake {} ms)",
+                    line.split_whitespace().nth(1).unwrap_or("?")
+                ),
+                TcpState::Filtered => format!("filtered (no answer in {timeout:?})"),
+                _ => line.clone(),
+            };
+            if seen != *expect {
+                let _ = write!(fig, "; expected {}", expect.as_str());
+            }
+            Ok(Outcome::new(seen == *expect, fig))
+        }
+        CheckKind::Iperf {
+            from,
+            to,
+            server,
+            port,
+            udp,
+            seconds,
+            rate,
+            min_gbps,
+            max_loss,
+        } => {
+            let p = port.to_string();
+            let h = lab.spawn_helper(server, "iperf3", &["iperf3", "-s", "-1", "-p", &p])?;
+            lab.wait_listening(server, *port, Some(h))?;
+            let t = seconds.to_string();
+            let ip = to.to_string();
+            let mut argv = vec!["iperf3", "-c", &ip, "-p", &p, "-t", &t, "-J"];
+            if *udp {
+                argv.extend_from_slice(&["-u", "-b", rate]);
+            }
+            let o = lab.exec(from, &argv, Duration::from_secs(u64::from(*seconds) + 20))?;
+            let v: serde_json::Value = serde_json::from_str(&o.stdout)
+                .with_context(|| format!("iperf3 printed no JSON: {}", o.text()))?;
+            if let Some(err) = v.get("error").and_then(|e| e.as_str()) {
+                bail!("iperf3: {err}");
+            }
+            let end = v
+                .get("end")
+                .ok_or_else(|| anyhow!("iperf3 JSON has no `end`"))?;
+            let num = |path: &[&str]| -> Option<f64> {
+                let mut x = end;
+                for k in path {
+                    x = x.get(k)?;
+                }
+                x.as_f64()
+            };
+            if *udp {
+                let sent = num(&["sum", "bits_per_second"]).unwrap_or(0.0);
+                let loss = num(&["sum", "lost_percent"]).unwrap_or(100.0);
+                // iperf3's UDP summary is the sender's rate; what arrived is that minus
+                // the datagrams the receiver reported lost.
+                let recv = num(&["sum_received", "bits_per_second"])
+                    .unwrap_or(sent * (1.0 - loss / 100.0));
+                let gbps = recv / 1e9;
+                let mut pass = gbps >= *min_gbps;
+                let mut fig = format!("{gbps:.2} Gbit/s received, loss {loss:.2}% (min {min_gbps}");
+                if let Some(m) = max_loss {
+                    pass &= loss <= *m;
+                    let _ = write!(fig, ", max loss {m}%");
+                }
+                fig.push(')');
+                Ok(Outcome::new(pass, fig))
+            } else {
+                let bps = num(&["sum_received", "bits_per_second"])
+                    .ok_or_else(|| anyhow!("iperf3 JSON has no end.sum_received"))?;
+                let gbps = bps / 1e9;
+                let retr = num(&["sum_sent", "retransmits"]).unwrap_or(0.0);
+                Ok(Outcome::new(
+                    gbps >= *min_gbps,
+                    format!("{gbps:.2} Gbit/s (min {min_gbps}), {retr} retransmits"),
+                ))
+            }
+        }
+        CheckKind::Http {
+            from,
+            to,
+            port,
+            path,
+            status,
+            server,
+            server_port,
+        } => {
+            let dir = lab.state.dir().join(format!("www-{}", check.line));
+            std::fs::create_dir_all(&dir)?;
+            std::fs::write(
+                dir.join("index.html"),
+                format!("<h1>vstopo {}</h1>\n", lab.plan.name),
+            )?;
+            let d = dir.display().to_string();
+            let sp = server_port.to_string();
+            let h = lab.spawn_helper(
+                server,
+                "http",
+                &[
+                    "python3",
+                    "-m",
+                    "http.server",
+                    &sp,
+                    "--bind",
+                    "0.0.0.0",
+                    "--directory",
+                    &d,
+                ],
+            )?;
+            lab.wait_listening(server, *server_port, Some(h))?;
+            let url = format!("http://{to}:{port}{path}");
+            let o = lab.exec(
+                from,
+                &[
+                    "curl",
+                    "-sS",
+                    "-o",
+                    "/dev/null",
+                    "--max-time",
+                    "5",
+                    "-w",
+                    "%{http_code} %{time_total}",
+                    &url,
+                ],
+                Duration::from_secs(15),
+            )?;
+            let mut it = o.stdout.split_whitespace();
+            let code: u16 = it.next().and_then(|c| c.parse().ok()).unwrap_or(0);
+            let secs: f64 = it.next().and_then(|c| c.parse().ok()).unwrap_or(0.0);
+            if code == 0 {
+                return Ok(Outcome::new(
+                    false,
+                    format!("no response: {}; expected {status}", o.stderr.trim()),
+                ));
+            }
+            let mut fig = format!("status {code} in {:.1} ms", secs * 1000.0);
+            if code != *status {
+                let _ = write!(fig, "; expected {status}");
+            }
+            Ok(Outcome::new(code == *status, fig))
+        }
+        CheckKind::Fdb {
+            switch,
+            bridge,
+            mac,
+            port,
+            learned,
+        } => {
+            let mac = match mac {
+                MacRef::Literal(m) => m.clone(),
+                MacRef::Iface(h) => iface_mac(lab, &h.host, &h.iface)?,
+            };
+            let Data::Fdb { entries, .. } = lab.vsctl_json(switch, &["fdb-show", bridge])? else {
+                bail!("vsctl fdb-show --json returned something else");
+            };
+            let hit = entries.iter().find(|e| e.mac.eq_ignore_ascii_case(&mac));
+            let on_port = match (hit, port) {
+                (Some(e), Some(p)) => &e.port == p,
+                (Some(_), None) => true,
+                (None, _) => false,
+            };
+            let fig = match hit {
+                Some(e) => format!(
+                    "{mac} on port {} (vlan {}, age {} s)",
+                    e.port, e.vlan, e.age
+                ),
+                None => format!("{mac} not learned ({} entries)", entries.len()),
+            };
+            let pass = on_port == *learned;
+            let fig = if pass {
+                fig
+            } else {
+                format!(
+                    "{fig}; expected {}{}",
+                    if *learned { "learned" } else { "not learned" },
+                    port.as_ref()
+                        .map(|p| format!(" on {p}"))
+                        .unwrap_or_default()
+                )
+            };
+            Ok(Outcome::new(pass, fig))
+        }
+        CheckKind::Exec {
+            node,
+            cmd,
+            exit,
+            output,
+            timeout,
+        } => {
+            let o = lab.exec(node, &["sh", "-c", cmd], *timeout)?;
+            let code = o.status.code().unwrap_or(-1);
+            let all = format!("{}{}", o.stdout, o.stderr);
+            let has = output.as_ref().map(|s| all.contains(s.as_str()));
+            let pass = code == *exit && has != Some(false);
+            let mut fig = format!("exit {code}");
+            if code != *exit {
+                let _ = write!(fig, " (expected {exit})");
+            }
+            match (output, has) {
+                (Some(s), Some(true)) => {
+                    let _ = write!(fig, ", output has {s:?}");
+                }
+                (Some(s), _) => {
+                    let _ = write!(fig, ", output lacks {s:?}");
+                }
+                _ => {}
+            }
+            if !pass {
+                let shown: String = all.trim().chars().take(300).collect();
+                let _ = write!(fig, "; output: {shown:?}");
+            }
+            Ok(Outcome::new(pass, fig))
+        }
+    }
+}
+
+/// Waits until helper `h`'s log contains `needle`.
+fn wait_log(lab: &mut Lab<'_>, h: usize, needle: &str) -> Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if lab.helper_log(h).contains(needle) {
+            return Ok(());
+        }
+        if !lab.helper_alive(h) {
+            bail!("the helper exited: {}", lab.helper_log(h).trim());
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("the helper did not print {needle:?} within 10 s");
+        }
+        proc::sleep(Duration::from_millis(20))?;
+    }
+}
+
+/// The MAC of `iface` in `host`, lower case.
+pub fn iface_mac(lab: &Lab<'_>, host: &str, iface: &str) -> Result<String> {
+    let ns = lab.ns(host);
+    let o = proc::run(
+        &["ip", "-j", "-n", &ns, "link", "show", "dev", iface],
+        SHORT,
+    )?;
+    if !o.success() {
+        bail!("`{}`: {}", o.cmd, o.text());
+    }
+    let v: serde_json::Value = serde_json::from_str(&o.stdout)?;
+    v.get(0)
+        .and_then(|l| l.get("address"))
+        .and_then(|a| a.as_str())
+        .map(str::to_ascii_lowercase)
+        .ok_or_else(|| anyhow!("no address in `ip -j link show {iface}`"))
+}
+
+/// What one `ping` run saw.
+#[derive(Debug, Default, Clone)]
+struct PingResult {
+    transmitted: u32,
+    received: u32,
+    rtt_avg: Option<String>,
+    note: Option<String>,
+}
+
+fn ping_argv(to: &str, count: u32, reachable: bool) -> Vec<String> {
+    // Expected replies: stop at `count` of them, give up after a generous deadline.
+    // Expected silence: listen only as long as a reply would plausibly take.
+    let deadline = if reachable {
+        5 + count / 5
+    } else {
+        1 + count / 5
+    };
+    [
+        "ping",
+        "-n",
+        "-q",
+        "-c",
+        &count.to_string(),
+        "-i",
+        "0.2",
+        "-w",
+        &deadline.to_string(),
+        to,
+    ]
+    .iter()
+    .map(|s| (*s).to_string())
+    .collect()
+}
+
+fn parse_ping(o: &proc::Out) -> PingResult {
+    let mut r = PingResult::default();
+    for line in o.stdout.lines() {
+        if line.contains("packets transmitted") {
+            let nums: Vec<u32> = line
+                .split(|c: char| !c.is_ascii_digit())
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            if nums.len() >= 2 {
+                r.transmitted = nums[0];
+                r.received = nums[1];
+            }
+        }
+        if let Some(rest) = line.split(" = ").nth(1).filter(|_| line.starts_with("rtt")) {
+            r.rtt_avg = rest.split('/').nth(1).map(str::to_string);
+        }
+    }
+    let err = o.stderr.trim();
+    if !err.is_empty() {
+        r.note = Some(err.lines().last().unwrap_or(err).to_string());
+    }
+    r
+}
+
+fn ping(lab: &Lab<'_>, from: &str, to: &str, count: u32, reachable: bool) -> Result<PingResult> {
+    let argv = ping_argv(to, count, reachable);
+    let a: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let o = lab.exec(from, &a, Duration::from_secs(30))?;
+    Ok(parse_ping(&o))
+}
+
+fn pingall(lab: &Lab<'_>, pairs: &[Pair], count: u32) -> Result<Outcome> {
+    // All pairs at once: the check costs as much as its slowest pair, not their sum.
+    let results: Vec<(Pair, Result<PingResult>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = pairs
+            .iter()
+            .map(|p| {
+                let p = p.clone();
+                s.spawn(move || {
+                    let r = ping(lab, &p.from, &p.ip.to_string(), count, p.reachable);
+                    (p, r)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| (pairs[0].clone(), Err(anyhow!("ping thread panicked"))))
+            })
+            .collect()
+    });
+    let mut wrong = Vec::new();
+    let mut rtts = Vec::new();
+    for (p, r) in &results {
+        let r = match r {
+            Ok(r) => r,
+            Err(e) => {
+                if let Some(RunError::Stopped(s)) = e.downcast_ref::<RunError>() {
+                    return Err(RunError::Stopped(*s).into());
+                }
+                wrong.push(format!("{} -> {}: {e}", p.from, p.to));
+                continue;
+            }
+        };
+        if let Some(a) = r.rtt_avg.as_ref().and_then(|a| a.parse::<f64>().ok()) {
+            rtts.push(a);
+        }
+        let ok = if p.reachable {
+            r.received >= count
+        } else {
+            r.received == 0
+        };
+        if !ok {
+            wrong.push(format!(
+                "{} -> {} {}/{} replies (expected {})",
+                p.from,
+                p.to,
+                r.received,
+                r.transmitted,
+                if p.reachable {
+                    "reachable"
+                } else {
+                    "unreachable"
+                }
+            ));
+        }
+    }
+    let reach = pairs.iter().filter(|p| p.reachable).count();
+    let mut fig = format!(
+        "{}/{} pairs as expected ({reach} reachable, {} unreachable)",
+        pairs.len() - wrong.len(),
+        pairs.len(),
+        pairs.len() - reach
+    );
+    if !rtts.is_empty() {
+        let avg = rtts.iter().sum::<f64>() / rtts.len() as f64;
+        let _ = write!(fig, ", rtt avg {avg:.3} ms");
+    }
+    if !wrong.is_empty() {
+        let _ = write!(fig, "; wrong: {}", wrong.join("; "));
+    }
+    Ok(Outcome::new(wrong.is_empty(), fig))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+
+    #[test]
+    fn ping_summary_is_parsed() {
+        let o = proc::Out {
+            cmd: "ping".into(),
+            status: std::process::ExitStatus::from_raw(0),
+            stdout: "PING 10.0.0.2 (10.0.0.2) 56(84) bytes of data.\n\n--- 10.0.0.2 ping statistics ---\n3 packets transmitted, 3 received, 0% packet loss, time 401ms\nrtt min/avg/max/mdev = 0.051/0.071/0.090/0.016 ms\n".into(),
+            stderr: String::new(),
+        };
+        let r = parse_ping(&o);
+        assert_eq!((r.transmitted, r.received), (3, 3));
+        assert_eq!(r.rtt_avg.as_deref(), Some("0.071"));
+    }
+}

@@ -1,0 +1,973 @@
+//! Building a [`Plan`] for real and taking it down again. A plan becomes a list of
+//! [`Step`]s (the same list `vstopo show --steps` prints), run in order with `ip`,
+//! `vswitchd` and `vsctl`; every namespace is recorded in the run's [`State`] before it is
+//! created, so [`teardown`] can remove everything after any failure, a signal or a crash.
+//!
+//! Only namespace names carry the run's prefix: every interface is created directly
+//! inside a namespace of the run (`ip -n NS link add … peer … netns NS2`), never in the
+//! root namespace, so interface names need no prefix and stay as the file wrote them.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use ctl::{Data, PortKind};
+use rustix::process::Signal;
+
+use crate::plan::{ns_name, Cidr, Link, Plan};
+use crate::proc::{self, Bg, Out, RunError};
+use crate::state::{self, Mode, State, SwitchRec};
+
+/// Timeout of a short command (`ip`, `vsctl`, `sysctl`).
+pub const SHORT: Duration = Duration::from_secs(10);
+
+/// The programs a run drives.
+#[derive(Debug, Clone)]
+pub struct Bins {
+    pub vswitchd: PathBuf,
+    pub vsctl: PathBuf,
+    /// This program (helpers such as the TCP listener run as `vstopo probe …`).
+    pub vstopo: PathBuf,
+}
+
+impl Bins {
+    /// `vswitchd` and `vsctl` next to this executable first (a cargo build puts them
+    /// together), then on `PATH`.
+    pub fn find() -> Result<Bins> {
+        let me = std::env::current_exe().context("cannot find my own executable")?;
+        let dir = me.parent().map(Path::to_path_buf).unwrap_or_default();
+        let find = |name: &str| -> Result<PathBuf> {
+            let next = dir.join(name);
+            if next.is_file() {
+                return Ok(next);
+            }
+            proc::which(name).ok_or_else(|| {
+                anyhow!(
+                    "{name} not found next to {} nor on PATH; build the workspace: cargo build --workspace --release",
+                    me.display()
+                )
+            })
+        };
+        Ok(Bins {
+            vswitchd: find("vswitchd")?,
+            vsctl: find("vsctl")?,
+            vstopo: me.clone(),
+        })
+    }
+
+    /// `PATH` with the directories of vsctl and vswitchd first (for commands in nodes).
+    pub fn path_env(&self) -> String {
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        for b in [&self.vsctl, &self.vswitchd, &self.vstopo] {
+            if let Some(d) = b.parent() {
+                if !dirs.iter().any(|x| x == d) {
+                    dirs.push(d.to_path_buf());
+                }
+            }
+        }
+        if let Some(p) = std::env::var_os("PATH") {
+            dirs.extend(std::env::split_paths(&p));
+        }
+        std::env::join_paths(dirs)
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+}
+
+/// One thing the build does.
+#[derive(Debug, Clone)]
+pub enum Step {
+    /// A namespace for a node, with `lo` up and IPv6 off.
+    Netns { node: String },
+    /// `net.ipv4.ip_forward=1` in a host.
+    Forward { node: String },
+    /// A veth pair from `a` in `a_node`'s namespace to `b` in `b_node`'s.
+    Veth {
+        a_node: String,
+        a: String,
+        b_node: String,
+        b: String,
+    },
+    /// `ip -n NS link set dev DEV ARGS…`.
+    LinkSet {
+        node: String,
+        dev: String,
+        args: Vec<String>,
+    },
+    /// Start the switch's `vswitchd` in its namespace and wait until it answers.
+    StartSwitch { switch: String },
+    /// `vsctl --sock SWITCH.sock ARGS…`.
+    Vsctl { switch: String, args: Vec<String> },
+    /// Wait for the TAP `port` to appear in the switch's namespace, move it into `host`
+    /// and name it `iface` there.
+    AdoptTap {
+        switch: String,
+        port: String,
+        host: String,
+        iface: String,
+    },
+    /// `ip -n NS addr add CIDR dev DEV`.
+    Addr {
+        node: String,
+        dev: String,
+        cidr: Cidr,
+    },
+    /// `ip -n NS route add default via GW`.
+    Route {
+        node: String,
+        via: std::net::Ipv4Addr,
+    },
+    /// Wait until every listed port of the switch is up.
+    WaitPorts { switch: String, ports: Vec<String> },
+}
+
+impl Step {
+    /// The step as a command line, namespaces named for run `run`.
+    pub fn describe(&self, plan: &Plan, run: &str) -> String {
+        let ns = |node: &str| ns_name(run, plan.ns_node(node).unwrap_or(node));
+        match self {
+            Step::Netns { node } => format!(
+                "ip netns add {n}; ip -n {n} link set lo up; sysctl net.ipv6.conf.{{all,default}}.disable_ipv6=1",
+                n = ns(node)
+            ),
+            Step::Forward { node } => {
+                format!("ip netns exec {} sysctl net.ipv4.ip_forward=1", ns(node))
+            }
+            Step::Veth { a_node, a, b_node, b } => {
+                let (na, nb) = (ns(a_node), ns(b_node));
+                if na == nb {
+                    format!("ip -n {na} link add {a} type veth peer name {b}")
+                } else {
+                    format!("ip -n {na} link add {a} type veth peer name {b} netns {nb}")
+                }
+            }
+            Step::LinkSet { node, dev, args } => {
+                format!("ip -n {} link set dev {dev} {}", ns(node), args.join(" "))
+            }
+            Step::StartSwitch { switch } => {
+                let s = plan.switch(switch);
+                format!(
+                    "ip netns exec {} vswitchd --sock <run>/{switch}.sock --db <run>/{switch}.json --log-level {}{}",
+                    ns(switch),
+                    s.map(|s| s.log_level.as_str()).unwrap_or("info"),
+                    s.and_then(|s| s.workers)
+                        .map(|w| format!(" --workers {w}"))
+                        .unwrap_or_default()
+                )
+            }
+            Step::Vsctl { switch, args } => {
+                format!("vsctl --sock <run>/{switch}.sock {}", args.join(" "))
+            }
+            Step::AdoptTap {
+                switch,
+                port,
+                host,
+                iface,
+            } => {
+                let (ns_sw, ns_h) = (ns(switch), ns(host));
+                let mut s = String::new();
+                if ns_sw != ns_h {
+                    s = format!("ip -n {ns_sw} link set dev {port} netns {ns_h}");
+                }
+                if port != iface {
+                    if !s.is_empty() {
+                        s.push_str("; ");
+                    }
+                    s.push_str(&format!("ip -n {ns_h} link set dev {port} name {iface}"));
+                }
+                if s.is_empty() {
+                    s = format!("(TAP {port} stays in {ns_h})");
+                }
+                s
+            }
+            Step::Addr { node, dev, cidr } => {
+                format!("ip -n {} addr add {cidr} dev {dev}", ns(node))
+            }
+            Step::Route { node, via } => {
+                format!("ip -n {} route add default via {via}", ns(node))
+            }
+            Step::WaitPorts { switch, ports } => {
+                format!("wait until ports {} of {switch} are up", ports.join(", "))
+            }
+        }
+    }
+}
+
+fn set(node: &str, dev: &str, args: &[&str]) -> Step {
+    Step::LinkSet {
+        node: node.to_string(),
+        dev: dev.to_string(),
+        args: args.iter().map(|s| (*s).to_string()).collect(),
+    }
+}
+
+/// The build of `plan`, in order.
+pub fn steps(plan: &Plan) -> Vec<Step> {
+    let mut v = Vec::new();
+    let nsn = |node: &str| plan.ns_node(node).unwrap_or(node).to_string();
+    for n in plan.namespaces() {
+        v.push(Step::Netns {
+            node: n.to_string(),
+        });
+    }
+    for h in &plan.hosts {
+        if h.forward {
+            v.push(Step::Forward {
+                node: h.name.clone(),
+            });
+        }
+    }
+    let iface_mtu = |host: &str, iface: &str| {
+        plan.host(host)
+            .and_then(|h| h.ifaces.iter().find(|i| i.name == iface))
+            .and_then(|i| i.mtu)
+    };
+    // Veths first, so the daemons find their afpacket interfaces when ports are added.
+    for l in &plan.links {
+        match l {
+            Link::HostSwitch { host, port, mtu } => {
+                if port.kind == PortKind::Tap {
+                    continue;
+                }
+                let sw = nsn(&port.switch);
+                v.push(Step::Veth {
+                    a_node: sw.clone(),
+                    a: port.name.clone(),
+                    b_node: host.host.clone(),
+                    b: host.iface.clone(),
+                });
+                // The switch end carries whatever the host sends: same MTU.
+                if let Some(m) = iface_mtu(&host.host, &host.iface).or(*mtu) {
+                    v.push(set(&sw, &port.name, &["mtu", &m.to_string()]));
+                }
+                v.push(set(&sw, &port.name, &["up"]));
+            }
+            Link::HostHost { a, b, .. } => v.push(Step::Veth {
+                a_node: a.host.clone(),
+                a: a.iface.clone(),
+                b_node: b.host.clone(),
+                b: b.iface.clone(),
+            }),
+            Link::SwitchSwitch { a, b, mtu } => {
+                let (na, nb) = (nsn(&a.switch), nsn(&b.switch));
+                v.push(Step::Veth {
+                    a_node: na.clone(),
+                    a: a.name.clone(),
+                    b_node: nb.clone(),
+                    b: b.name.clone(),
+                });
+                for (n, p) in [(&na, &a.name), (&nb, &b.name)] {
+                    if let Some(m) = mtu {
+                        v.push(set(n, p, &["mtu", &m.to_string()]));
+                    }
+                    v.push(set(n, p, &["up"]));
+                }
+            }
+        }
+    }
+    for s in &plan.switches {
+        v.push(Step::StartSwitch {
+            switch: s.name.clone(),
+        });
+        for b in &s.bridges {
+            let vs = |args: &[&str]| Step::Vsctl {
+                switch: s.name.clone(),
+                args: args.iter().map(|a| (*a).to_string()).collect(),
+            };
+            v.push(vs(&["add-br", &b.name]));
+            if let Some(a) = b.aging {
+                v.push(vs(&["set-aging", &b.name, &a.to_string()]));
+            }
+            if let Some(m) = b.mac_limit {
+                v.push(vs(&["set-mac-limit", &b.name, &m.to_string()]));
+            }
+            for p in plan.ports_of(&s.name).filter(|p| p.bridge == b.name) {
+                if p.kind == PortKind::Tap {
+                    v.push(vs(&["add-port", &b.name, &p.name, "--type", "tap"]));
+                } else {
+                    v.push(vs(&["add-port", &b.name, &p.name]));
+                }
+            }
+        }
+    }
+    // Host interfaces: TAPs move in first, then every interface gets its MAC, MTU and
+    // address, and comes up.
+    for l in &plan.links {
+        if let Link::HostSwitch { host, port, .. } = l {
+            if port.kind == PortKind::Tap {
+                v.push(Step::AdoptTap {
+                    switch: port.switch.clone(),
+                    port: port.name.clone(),
+                    host: host.host.clone(),
+                    iface: host.iface.clone(),
+                });
+            }
+        }
+    }
+    for h in &plan.hosts {
+        for i in &h.ifaces {
+            let link_mtu = plan.links.iter().find_map(|l| match l {
+                Link::HostSwitch { host, mtu, .. }
+                    if host.host == h.name && host.iface == i.name =>
+                {
+                    Some(*mtu)
+                }
+                Link::HostHost { a, b, mtu }
+                    if (a.host == h.name && a.iface == i.name)
+                        || (b.host == h.name && b.iface == i.name) =>
+                {
+                    Some(*mtu)
+                }
+                _ => None,
+            });
+            if let Some(m) = &i.mac {
+                v.push(set(&h.name, &i.name, &["address", m]));
+            }
+            if let Some(m) = i.mtu.or(link_mtu.flatten()) {
+                v.push(set(&h.name, &i.name, &["mtu", &m.to_string()]));
+            }
+            if let Some(c) = i.addr {
+                v.push(Step::Addr {
+                    node: h.name.clone(),
+                    dev: i.name.clone(),
+                    cidr: c,
+                });
+            }
+            v.push(set(&h.name, &i.name, &["up"]));
+        }
+        if let Some(gw) = h.gateway {
+            v.push(Step::Route {
+                node: h.name.clone(),
+                via: gw,
+            });
+        }
+    }
+    for s in &plan.switches {
+        let ports: Vec<String> = plan.ports_of(&s.name).map(|p| p.name.clone()).collect();
+        if !ports.is_empty() {
+            v.push(Step::WaitPorts {
+                switch: s.name.clone(),
+                ports,
+            });
+        }
+    }
+    v
+}
+
+/// Turns a command failure into an error naming the command and its output.
+fn must(r: Result<Out, RunError>) -> Result<Out> {
+    let o = r?;
+    if !o.success() {
+        bail!("`{}` failed ({}): {}", o.cmd, o.status, o.text());
+    }
+    Ok(o)
+}
+
+/// A running (or being built) topology.
+pub struct Lab<'p> {
+    pub plan: &'p Plan,
+    pub state: State,
+    pub bins: Bins,
+    pub verbose: bool,
+    daemons: Vec<Bg>,
+    /// Background helpers of checks (servers), stopped by [`Lab::stop_helpers`].
+    helpers: Vec<Bg>,
+    seq: u32,
+}
+
+impl<'p> Lab<'p> {
+    /// Allocates a run for `plan` (prefix, directory, first state record). Nothing else
+    /// is created yet.
+    pub fn new(
+        plan: &'p Plan,
+        file: &Path,
+        mode: Mode,
+        bins: Bins,
+        verbose: bool,
+    ) -> Result<Lab<'p>> {
+        let (run, dir) = state::new_run().with_context(|| {
+            format!(
+                "cannot create a run directory under {}",
+                state::state_root().display()
+            )
+        })?;
+        let (owner_pid, owner_start) = state::me();
+        let mut st = State {
+            run: run.clone(),
+            file: file.display().to_string(),
+            topology: plan.name.clone(),
+            mode,
+            owner_pid,
+            owner_start,
+            complete: false,
+            namespaces: Vec::new(),
+            nodes: Default::default(),
+            switches: Default::default(),
+        };
+        for h in &plan.hosts {
+            st.nodes.insert(h.name.clone(), ns_name(&run, &h.name));
+        }
+        for s in &plan.switches {
+            let ns = ns_name(&run, plan.ns_node(&s.name).unwrap_or(&s.name));
+            st.nodes.insert(s.name.clone(), ns.clone());
+            st.switches.insert(
+                s.name.clone(),
+                SwitchRec {
+                    ns,
+                    sock: dir.join(format!("{}.sock", s.name)),
+                    db: dir.join(format!("{}.json", s.name)),
+                    log: dir.join(format!("{}.log", s.name)),
+                    pid: None,
+                },
+            );
+        }
+        st.save()
+            .with_context(|| format!("cannot write {}", dir.join("state.json").display()))?;
+        Ok(Lab {
+            plan,
+            state: st,
+            bins,
+            verbose,
+            daemons: Vec::new(),
+            helpers: Vec::new(),
+            seq: 0,
+        })
+    }
+
+    /// The run's prefix.
+    pub fn run(&self) -> &str {
+        &self.state.run
+    }
+
+    /// The namespace of `node` (host or switch).
+    pub fn ns(&self, node: &str) -> String {
+        self.state
+            .nodes
+            .get(node)
+            .cloned()
+            .unwrap_or_else(|| ns_name(&self.state.run, node))
+    }
+
+    /// Runs every step of the build.
+    pub fn up(&mut self) -> Result<()> {
+        for step in steps(self.plan) {
+            if let Some(s) = proc::stop_signal() {
+                return Err(RunError::Stopped(s).into());
+            }
+            if self.verbose {
+                eprintln!("+ {}", step.describe(self.plan, &self.state.run));
+            }
+            self.step(&step).with_context(|| {
+                format!(
+                    "building {}: {}",
+                    self.plan.name,
+                    step.describe(self.plan, &self.state.run)
+                )
+            })?;
+        }
+        self.state.complete = true;
+        self.state.save()?;
+        Ok(())
+    }
+
+    fn ip(&self, args: &[&str]) -> Result<Out> {
+        let mut v = vec!["ip"];
+        v.extend_from_slice(args);
+        must(proc::run(&v, SHORT))
+    }
+
+    fn step(&mut self, step: &Step) -> Result<()> {
+        match step {
+            Step::Netns { node } => {
+                let ns = self.ns(node);
+                // Write-ahead: recorded before it exists, so a crash right after still
+                // leaves a record of it.
+                self.state.namespaces.push(ns.clone());
+                self.state.save()?;
+                self.ip(&["netns", "add", &ns])?;
+                self.ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+                // No IPv6: no router solicitations or DAD, so only the frames a check sends
+                // cross the switches and the figures stay clean.
+                must(proc::run(
+                    &[
+                        "ip",
+                        "netns",
+                        "exec",
+                        &ns,
+                        "sysctl",
+                        "-q",
+                        "-w",
+                        "net.ipv6.conf.all.disable_ipv6=1",
+                        "net.ipv6.conf.default.disable_ipv6=1",
+                    ],
+                    SHORT,
+                ))?;
+            }
+            Step::Forward { node } => {
+                let ns = self.ns(node);
+                must(proc::run(
+                    &[
+                        "ip",
+                        "netns",
+                        "exec",
+                        &ns,
+                        "sysctl",
+                        "-q",
+                        "-w",
+                        "net.ipv4.ip_forward=1",
+                    ],
+                    SHORT,
+                ))?;
+            }
+            Step::Veth {
+                a_node,
+                a,
+                b_node,
+                b,
+            } => {
+                let (na, nb) = (self.ns(a_node), self.ns(b_node));
+                if na == nb {
+                    self.ip(&[
+                        "-n", &na, "link", "add", a, "type", "veth", "peer", "name", b,
+                    ])?;
+                } else {
+                    self.ip(&[
+                        "-n", &na, "link", "add", a, "type", "veth", "peer", "name", b, "netns",
+                        &nb,
+                    ])?;
+                }
+            }
+            Step::LinkSet { node, dev, args } => {
+                let ns = self.ns(node);
+                let mut v = vec!["-n", ns.as_str(), "link", "set", "dev", dev.as_str()];
+                v.extend(args.iter().map(String::as_str));
+                self.ip(&v)?;
+            }
+            Step::StartSwitch { switch } => self.start_switch(switch)?,
+            Step::Vsctl { switch, args } => {
+                let a: Vec<&str> = args.iter().map(String::as_str).collect();
+                self.vsctl_ok(switch, &a)?;
+            }
+            Step::AdoptTap {
+                switch,
+                port,
+                host,
+                iface,
+            } => {
+                let (ns_sw, ns_h) = (self.ns(switch), self.ns(host));
+                let deadline = Instant::now() + Duration::from_secs(10);
+                loop {
+                    let o = proc::run(&["ip", "-n", &ns_sw, "link", "show", "dev", port], SHORT)?;
+                    if o.success() {
+                        break;
+                    }
+                    if Instant::now() > deadline {
+                        bail!("TAP {port} did not appear in {ns_sw} within 10 s");
+                    }
+                    proc::sleep(Duration::from_millis(50))?;
+                }
+                if ns_sw != ns_h {
+                    self.ip(&["-n", &ns_sw, "link", "set", "dev", port, "netns", &ns_h])?;
+                }
+                if port != iface {
+                    self.ip(&["-n", &ns_h, "link", "set", "dev", port, "down"])?;
+                    self.ip(&["-n", &ns_h, "link", "set", "dev", port, "name", iface])?;
+                }
+            }
+            Step::Addr { node, dev, cidr } => {
+                let ns = self.ns(node);
+                self.ip(&["-n", &ns, "addr", "add", &cidr.to_string(), "dev", dev])?;
+            }
+            Step::Route { node, via } => {
+                let ns = self.ns(node);
+                self.ip(&[
+                    "-n",
+                    &ns,
+                    "route",
+                    "add",
+                    "default",
+                    "via",
+                    &via.to_string(),
+                ])?;
+            }
+            Step::WaitPorts { switch, ports } => self.wait_ports(switch, ports)?,
+        }
+        Ok(())
+    }
+
+    fn switch_rec(&self, switch: &str) -> Result<&SwitchRec> {
+        self.state
+            .switches
+            .get(switch)
+            .ok_or_else(|| anyhow!("no switch {switch} in this run"))
+    }
+
+    fn start_switch(&mut self, switch: &str) -> Result<()> {
+        let rec = self.switch_rec(switch)?.clone();
+        let sw = self
+            .plan
+            .switch(switch)
+            .ok_or_else(|| anyhow!("no switch {switch}"))?;
+        let bin = self.bins.vswitchd.display().to_string();
+        let sock = rec.sock.display().to_string();
+        let db = rec.db.display().to_string();
+        let mut argv = vec![
+            "ip".to_string(),
+            "netns".into(),
+            "exec".into(),
+            rec.ns.clone(),
+            bin,
+            "--sock".into(),
+            sock,
+            "--db".into(),
+            db,
+            "--log-level".into(),
+            sw.log_level.clone(),
+        ];
+        if let Some(w) = sw.workers {
+            argv.push("--workers".into());
+            argv.push(w.to_string());
+        }
+        let mut bg = Bg::spawn(
+            &format!("vswitchd {switch}"),
+            &argv,
+            &rec.log,
+            &[],
+            &[ctl::SOCK_ENV],
+        )?;
+        let pid = bg.pid();
+        if let Some(r) = self.state.switches.get_mut(switch) {
+            r.pid = Some(pid);
+        }
+        self.state.save()?;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if !bg.alive() {
+                let tail = bg.log_tail(20);
+                self.daemons.push(bg);
+                bail!("vswitchd of {switch} exited during start-up:\n{tail}");
+            }
+            if rec.sock.exists() && self.vsctl(switch, &["show"]).is_ok_and(|o| o.success()) {
+                break;
+            }
+            if Instant::now() > deadline {
+                let tail = bg.log_tail(20);
+                self.daemons.push(bg);
+                bail!("vswitchd of {switch} did not answer within 15 s:\n{tail}");
+            }
+            if let Err(e) = proc::sleep(Duration::from_millis(50)) {
+                self.daemons.push(bg);
+                return Err(e.into());
+            }
+        }
+        self.daemons.push(bg);
+        Ok(())
+    }
+
+    /// Runs `vsctl --sock SOCK ARGS…` for `switch` from the root namespace.
+    pub fn vsctl(&self, switch: &str, args: &[&str]) -> Result<Out, RunError> {
+        let sock = self
+            .state
+            .switches
+            .get(switch)
+            .map(|r| r.sock.display().to_string())
+            .unwrap_or_default();
+        let bin = self.bins.vsctl.display().to_string();
+        let mut v = vec![bin.as_str(), "--sock", sock.as_str()];
+        v.extend_from_slice(args);
+        proc::run(&v, SHORT)
+    }
+
+    /// `vsctl` that must succeed.
+    pub fn vsctl_ok(&self, switch: &str, args: &[&str]) -> Result<Out> {
+        let o = must(self.vsctl(switch, args))?;
+        Ok(o)
+    }
+
+    /// `vsctl --json ARGS…`, parsed.
+    pub fn vsctl_json(&self, switch: &str, args: &[&str]) -> Result<Data> {
+        let mut v = vec!["--json"];
+        v.extend_from_slice(args);
+        let o = self.vsctl_ok(switch, &v)?;
+        serde_json::from_str(&o.stdout).with_context(|| {
+            format!(
+                "vsctl --json {} printed bad JSON: {}",
+                args.join(" "),
+                o.stdout
+            )
+        })
+    }
+
+    fn wait_ports(&self, switch: &str, ports: &[String]) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let Data::Show { bridges } = self.vsctl_json(switch, &["show"])? else {
+                bail!("vsctl show --json of {switch} returned no bridges");
+            };
+            let pending: Vec<String> = ports
+                .iter()
+                .filter_map(|p| {
+                    let info = bridges.iter().flat_map(|b| &b.ports).find(|q| &q.name == p);
+                    match info {
+                        Some(q) if q.state == "up" => None,
+                        Some(q) => Some(format!(
+                            "{p} {}{}",
+                            q.state,
+                            q.reason
+                                .as_ref()
+                                .map(|r| format!(" ({r})"))
+                                .unwrap_or_default()
+                        )),
+                        None => Some(format!("{p} missing")),
+                    }
+                })
+                .collect();
+            if pending.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "ports of {switch} not up within 10 s: {}",
+                    pending.join(", ")
+                );
+            }
+            proc::sleep(Duration::from_millis(50))?;
+        }
+    }
+
+    /// Environment for a command in `node`: `VSWITCH_SOCK` of the switch in that node's
+    /// namespace (so a bare `vsctl` talks to it), `PATH` with our binaries first.
+    pub fn node_env(&self, node: &str) -> Vec<(String, String)> {
+        node_env(&self.state, node, &self.bins)
+    }
+
+    /// Runs `argv` inside `node`'s namespace.
+    pub fn exec(&self, node: &str, argv: &[&str], timeout: Duration) -> Result<Out, RunError> {
+        let ns = self.ns(node);
+        let mut v = vec!["ip", "netns", "exec", ns.as_str()];
+        v.extend_from_slice(argv);
+        proc::run_with(
+            &v,
+            timeout,
+            &proc::Opts {
+                env: self.node_env(node),
+                ignore_stop: false,
+            },
+        )
+    }
+
+    /// Starts a helper (a server for a check) inside `node`; stopped by
+    /// [`Lab::stop_helpers`] or the teardown.
+    pub fn spawn_helper(&mut self, node: &str, name: &str, argv: &[&str]) -> Result<usize> {
+        self.seq += 1;
+        let log = self
+            .state
+            .dir()
+            .join(format!("helper-{}-{name}.log", self.seq));
+        let ns = self.ns(node);
+        let mut v = vec!["ip", "netns", "exec", ns.as_str()];
+        v.extend_from_slice(argv);
+        let env = self.node_env(node);
+        let bg = Bg::spawn(name, &v, &log, &env, &[])?;
+        self.helpers.push(bg);
+        Ok(self.helpers.len() - 1)
+    }
+
+    /// The log of helper `i` (its stdout and stderr).
+    pub fn helper_log(&self, i: usize) -> String {
+        self.helpers
+            .get(i)
+            .map(|h| std::fs::read_to_string(&h.log).unwrap_or_default())
+            .unwrap_or_default()
+    }
+
+    /// True while helper `i` runs.
+    pub fn helper_alive(&mut self, i: usize) -> bool {
+        self.helpers.get_mut(i).is_some_and(Bg::alive)
+    }
+
+    /// Stops every helper.
+    pub fn stop_helpers(&mut self) {
+        for mut h in self.helpers.drain(..) {
+            h.stop(Duration::from_millis(500));
+        }
+    }
+
+    /// Waits until something listens on TCP `port` in `node`.
+    pub fn wait_listening(&mut self, node: &str, port: u16, helper: Option<usize>) -> Result<()> {
+        let needle = format!(":{port} ");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let o = self.exec(node, &["ss", "-Hltn"], SHORT)?;
+            if o.stdout.contains(&needle) {
+                return Ok(());
+            }
+            if let Some(i) = helper {
+                if !self.helper_alive(i) {
+                    bail!("the server exited: {}", self.helper_log(i).trim());
+                }
+            }
+            if Instant::now() > deadline {
+                let log = helper.map(|i| self.helper_log(i)).unwrap_or_default();
+                bail!(
+                    "nothing listens on port {port} in {node} after 10 s {}",
+                    log.trim()
+                );
+            }
+            proc::sleep(Duration::from_millis(50))?;
+        }
+    }
+
+    /// A snapshot of every switch for failure messages: `vsctl show`, `stats` and the
+    /// log's tail.
+    pub fn diag(&self) -> String {
+        let mut s = String::new();
+        for (name, rec) in &self.state.switches {
+            for args in [["show"].as_slice(), ["stats"].as_slice()] {
+                if let Ok(o) = self.vsctl(name, args) {
+                    s.push_str(&format!(
+                        "--- {name}: vsctl {} ---\n{}\n",
+                        args.join(" "),
+                        o.text()
+                    ));
+                }
+            }
+            s.push_str(&format!(
+                "--- {name}: last lines of {} ---\n{}\n",
+                rec.log.display(),
+                proc::tail(&rec.log, 15)
+            ));
+        }
+        s
+    }
+
+    /// Tears the whole run down: helpers, daemons (SIGTERM first, so they close their
+    /// TAPs), anything else still in the run's namespaces, the namespaces, the run
+    /// directory. Never stops half-way; returns what it could not remove.
+    pub fn down(&mut self) -> Result<()> {
+        self.stop_helpers();
+        for mut d in self.daemons.drain(..) {
+            d.stop(Duration::from_secs(3));
+        }
+        teardown(&self.state)
+    }
+
+    /// Leaves the run as it is (for `vstopo up`): the daemons keep running after this
+    /// process exits.
+    pub fn detach(mut self) {
+        self.daemons.clear();
+        self.helpers.clear();
+    }
+}
+
+/// Environment for a command in `node` of run `st` (see [`Lab::node_env`]).
+pub fn node_env(st: &State, node: &str, bins: &Bins) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("PATH".to_string(), bins.path_env()),
+        ("VSTOPO_RUN".to_string(), st.run.clone()),
+        ("VSTOPO_NODE".to_string(), node.to_string()),
+    ];
+    let ns = st.nodes.get(node);
+    let sw = st
+        .switches
+        .get(node)
+        .or_else(|| st.switches.values().find(|r| Some(&r.ns) == ns));
+    if let Some(r) = sw {
+        env.push((ctl::SOCK_ENV.to_string(), r.sock.display().to_string()));
+    }
+    env
+}
+
+/// The namespaces that exist right now.
+pub fn existing_namespaces() -> Vec<String> {
+    std::fs::read_dir("/run/netns")
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn ns_pids(ns: &str) -> Vec<u32> {
+    proc::run_always(&["ip", "netns", "pids", ns], SHORT)
+        .map(|o| {
+            o.stdout
+                .split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Removes everything run `st` recorded, whatever state it is in (works for a run whose
+/// owner crashed). Processes in the run's namespaces get SIGTERM, then SIGKILL after 3 s;
+/// then the namespaces and the run directory go.
+pub fn teardown(st: &State) -> Result<()> {
+    let existing = existing_namespaces();
+    let ours: Vec<&String> = st
+        .namespaces
+        .iter()
+        .filter(|n| existing.contains(n))
+        .collect();
+    // Everything running in a namespace of this run was started for it.
+    let mut pids: Vec<u32> = ours.iter().flat_map(|n| ns_pids(n)).collect();
+    pids.sort_unstable();
+    pids.dedup();
+    pids.retain(|p| *p != std::process::id());
+    for p in &pids {
+        proc::kill(*p, Signal::TERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !pids.is_empty() && Instant::now() < deadline {
+        pids.retain(|p| Path::new(&format!("/proc/{p}")).exists() && !is_zombie(*p));
+        thread::sleep(Duration::from_millis(20));
+    }
+    for p in &pids {
+        proc::kill(*p, Signal::KILL);
+    }
+    let mut problems = Vec::new();
+    for ns in ours.iter().rev() {
+        match proc::run_always(&["ip", "netns", "del", ns.as_str()], SHORT) {
+            Ok(o) if o.success() => {}
+            Ok(o) => problems.push(format!("`{}`: {}", o.cmd, o.text())),
+            Err(e) => problems.push(e.to_string()),
+        }
+    }
+    let left: Vec<String> = existing_namespaces()
+        .into_iter()
+        .filter(|n| st.namespaces.contains(n))
+        .collect();
+    if !left.is_empty() {
+        problems.push(format!("namespaces still there: {}", left.join(" ")));
+    }
+    if problems.is_empty() {
+        let _ = std::fs::remove_dir_all(st.dir());
+        Ok(())
+    } else {
+        bail!(
+            "teardown of run {} left things behind (state kept in {}): {}",
+            st.run,
+            st.dir().display(),
+            problems.join("; ")
+        )
+    }
+}
+
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rfind(')')
+                .map(|i| s[i + 1..].trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true)
+}
+
+impl fmt::Debug for Lab<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lab").field("run", &self.state.run).finish()
+    }
+}

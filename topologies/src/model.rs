@@ -1,0 +1,344 @@
+//! The topology file format as it is written: the serde types a YAML file deserializes
+//! into, every value that a later error may point at wrapped in [`Spanned`] so it keeps its
+//! line. Nothing here judges meaning (names, addresses, references): that is
+//! [`crate::plan`]'s job; this module only fixes the shape.
+//!
+//! Extension rule: every struct denies unknown keys (a typo such as `mac_limt` is an error
+//! with its line, never silently ignored), and every key added later is optional, so an
+//! older file keeps meaning what it meant. Checks are one-key maps (`- ping: {…}`):
+//! serde's externally tagged enums keep the source locations of the values inside them,
+//! which internally tagged ones (`type: ping`) would lose.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+pub use serde_saphyr::{Location, Spanned};
+
+/// Shorthand: a value with its source location.
+pub type S<T> = Spanned<T>;
+
+/// A whole topology file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopologyFile {
+    /// Format version; optional, only `1` exists.
+    pub version: Option<S<u32>>,
+    /// A name for the topology (default: the file's stem).
+    pub name: Option<S<String>>,
+    /// Free text, shown by `vstopo show`.
+    pub description: Option<String>,
+    #[serde(default)]
+    pub switches: Vec<S<SwitchSpec>>,
+    #[serde(default)]
+    pub hosts: Vec<S<HostSpec>>,
+    #[serde(default)]
+    pub links: Vec<S<LinkSpec>>,
+    #[serde(default)]
+    pub checks: Vec<S<CheckSpec>>,
+}
+
+/// One `vswitchd` instance.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SwitchSpec {
+    pub name: S<String>,
+    /// Run inside this host's namespace instead of a namespace of its own (a switch that
+    /// stands for a machine, with the host's interfaces as its underlay).
+    pub host: Option<S<String>>,
+    /// `vswitchd --workers N`.
+    pub workers: Option<S<u32>>,
+    /// `vswitchd --log-level L`.
+    pub log_level: Option<S<String>>,
+    #[serde(default)]
+    pub bridges: Vec<S<BridgeSpec>>,
+}
+
+/// One bridge of a switch.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BridgeSpec {
+    pub name: S<String>,
+    /// MAC aging in seconds (`vsctl set-aging`).
+    pub aging: Option<S<u32>>,
+    /// Limit on learned MACs (`vsctl set-mac-limit`).
+    pub mac_limit: Option<S<u32>>,
+}
+
+/// One host: a network namespace.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostSpec {
+    pub name: S<String>,
+    #[serde(default)]
+    pub interfaces: Vec<S<IfaceSpec>>,
+    /// Default gateway (IPv4 address inside one of the interfaces' subnets).
+    pub gateway: Option<S<String>>,
+    /// Route between its interfaces (`net.ipv4.ip_forward=1` in its namespace).
+    #[serde(default)]
+    pub forward: bool,
+}
+
+/// One interface of a host.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IfaceSpec {
+    pub name: S<String>,
+    /// IPv4 address with prefix length, e.g. `10.0.0.1/24`.
+    pub ip: Option<S<String>>,
+    /// Unicast MAC address, e.g. `02:00:00:00:00:01`.
+    pub mac: Option<S<String>>,
+    pub mtu: Option<S<u32>>,
+}
+
+/// One link: a veth pair (or a TAP port), always between exactly two endpoints.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkSpec {
+    pub endpoints: S<Vec<S<EndpointSpec>>>,
+    /// MTU of both ends of the veth pair (a host interface's own `mtu` wins on its end).
+    pub mtu: Option<S<u32>>,
+}
+
+/// One end of a link: `NODE`, `NODE:NAME` (NAME an interface of a host or a bridge of a
+/// switch), or a map with options.
+#[derive(Debug)]
+pub enum EndpointSpec {
+    Short(String),
+    Full(Box<EndpointMap>),
+}
+
+/// The long form of an endpoint.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointMap {
+    /// `NODE` or `NODE:NAME`.
+    pub node: S<String>,
+    /// The host interface (host ends).
+    pub iface: Option<S<String>>,
+    /// The bridge (switch ends).
+    pub bridge: Option<S<String>>,
+    /// The switch port's name (switch ends; default `PEER-PEERNAME`).
+    pub port: Option<S<String>>,
+    /// `afpacket` (default: a veth attached through AF_PACKET) or `tap` (switch ends).
+    #[serde(rename = "type")]
+    pub kind: Option<S<String>>,
+    /// Access VLAN of the port (switch ends).
+    pub vlan: Option<S<i64>>,
+    /// Tagged VLANs of a trunk port (switch ends).
+    pub trunk: Option<S<Vec<S<i64>>>>,
+}
+
+impl<'de> Deserialize<'de> for EndpointSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = EndpointSpec;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an endpoint: NODE, NODE:NAME or a map {node: …}")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<EndpointSpec, E> {
+                Ok(EndpointSpec::Short(s.to_string()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, m: A) -> Result<EndpointSpec, A::Error> {
+                EndpointMap::deserialize(de::value::MapAccessDeserializer::new(m))
+                    .map(|m| EndpointSpec::Full(Box::new(m)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// One check, written as a one-key map: `- ping: {from: h1, to: h2}`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckSpec {
+    Ping(PingSpec),
+    Pingall(PingallSpec),
+    Tcp(TcpSpec),
+    Iperf(IperfSpec),
+    Http(HttpSpec),
+    Fdb(FdbSpec),
+    Exec(ExecSpec),
+}
+
+/// Reachability a ping expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reach {
+    Reachable,
+    Unreachable,
+}
+
+/// `ping`: from a node to an address.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PingSpec {
+    pub name: Option<String>,
+    pub from: S<String>,
+    /// `HOST`, `HOST:IFACE` or an IPv4 address.
+    pub to: S<String>,
+    pub expect: Option<Reach>,
+    pub count: Option<S<u32>>,
+}
+
+/// `pingall`: every ordered pair of a group of hosts.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PingallSpec {
+    pub name: Option<String>,
+    /// The group (default: every host with an address).
+    pub hosts: Option<Vec<S<String>>>,
+    /// `all` (default), `none`, or a map `FROM: [TO, …]` of the pairs that must reach
+    /// (every other pair must not).
+    pub expect: Option<S<Matrix>>,
+    pub count: Option<S<u32>>,
+}
+
+/// The expected result of a `pingall`.
+#[derive(Debug)]
+pub enum Matrix {
+    Word(String),
+    Map(BTreeMap<String, Vec<S<String>>>),
+}
+
+impl<'de> Deserialize<'de> for Matrix {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Matrix;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("`all`, `none` or a map FROM: [TO, …]")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Matrix, E> {
+                Ok(Matrix::Word(s.to_string()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, m: A) -> Result<Matrix, A::Error> {
+                BTreeMap::deserialize(de::value::MapAccessDeserializer::new(m)).map(Matrix::Map)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// What a TCP connection attempt found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TcpState {
+    /// The handshake completed.
+    Open,
+    /// A reset came back.
+    Refused,
+    /// No answer before the timeout.
+    Filtered,
+    /// The network said no (no route, no neighbour).
+    Unreachable,
+}
+
+impl TcpState {
+    /// The word used in files and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TcpState::Open => "open",
+            TcpState::Refused => "refused",
+            TcpState::Filtered => "filtered",
+            TcpState::Unreachable => "unreachable",
+        }
+    }
+}
+
+/// `tcp`: connect from a node to an address and port.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpSpec {
+    pub name: Option<String>,
+    pub from: S<String>,
+    pub to: S<String>,
+    pub port: S<u32>,
+    pub expect: Option<TcpState>,
+    /// Start a listener (default: unless `expect: refused`).
+    pub listen: Option<bool>,
+    /// The node the listener runs in (default: the node that owns `to`).
+    pub server: Option<S<String>>,
+    /// The port the listener binds (default: `port`).
+    pub server_port: Option<S<u32>>,
+    /// Seconds to wait for the handshake (default 2).
+    pub timeout: Option<S<f64>>,
+}
+
+/// Transport of an `iperf` check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+/// `iperf`: iperf3 from a node to another.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IperfSpec {
+    pub name: Option<String>,
+    pub from: S<String>,
+    pub to: S<String>,
+    pub protocol: Option<Proto>,
+    /// Duration in seconds (default 2).
+    pub seconds: Option<S<u32>>,
+    /// The received rate must be at least this (default 0: just measure).
+    pub min_gbps: Option<S<f64>>,
+    /// UDP send rate, iperf3's `-b` (default `500M`).
+    pub rate: Option<S<String>>,
+    /// UDP: most lost datagrams allowed, in percent.
+    pub max_loss: Option<S<f64>>,
+    pub server: Option<S<String>>,
+    pub port: Option<S<u32>>,
+}
+
+/// `http`: GET from a node to a server the check starts.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSpec {
+    pub name: Option<String>,
+    pub from: S<String>,
+    pub to: S<String>,
+    /// Default 8000.
+    pub port: Option<S<u32>>,
+    /// Default `/`.
+    pub path: Option<S<String>>,
+    /// Expected status (default 200).
+    pub status: Option<S<u32>>,
+    pub server: Option<S<String>>,
+    pub server_port: Option<S<u32>>,
+}
+
+/// `fdb`: a MAC is (or is not) learned on a bridge, optionally on one port.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FdbSpec {
+    pub name: Option<String>,
+    pub switch: S<String>,
+    /// Default: the switch's only bridge.
+    pub bridge: Option<S<String>>,
+    /// `HOST`, `HOST:IFACE` or a literal MAC.
+    pub mac: S<String>,
+    pub port: Option<S<String>>,
+    /// Default true.
+    pub learned: Option<bool>,
+}
+
+/// `exec`: a shell command in a node.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecSpec {
+    pub name: Option<String>,
+    pub node: S<String>,
+    /// Run with `sh -c`.
+    pub cmd: S<String>,
+    /// Expected exit code (default 0).
+    pub exit: Option<S<i64>>,
+    /// A substring stdout or stderr must contain.
+    pub output: Option<String>,
+    /// Seconds (default 10).
+    pub timeout: Option<S<f64>>,
+}

@@ -1,0 +1,2018 @@
+//! From a parsed file to a [`Plan`]: every reference resolved, every name and number
+//! checked, every default filled in. This module owns the meaning of the format and all
+//! its error messages; it touches no system state, so a file that is wrong anywhere is
+//! rejected, with `FILE:LINE: message` for each problem, before anything is built.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::time::Duration;
+
+use ctl::PortKind;
+
+use crate::model::{
+    CheckSpec, EndpointSpec, HostSpec, LinkSpec, Location, Matrix, Proto, Reach, SwitchSpec,
+    TcpState, TopologyFile, S,
+};
+
+/// The only format version so far.
+pub const VERSION: u32 = 1;
+/// Longest node name: the namespace is `RUN-NODE` and stays readable.
+pub const NODE_NAME_MAX: usize = 24;
+
+// ---------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------
+
+/// One problem in a file, at a line (0 when the whole file is meant).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileError {
+    pub file: String,
+    pub line: u64,
+    pub msg: String,
+}
+
+impl fmt::Display for FileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line > 0 {
+            write!(f, "{}:{}: {}", self.file, self.line, self.msg)
+        } else {
+            write!(f, "{}: {}", self.file, self.msg)
+        }
+    }
+}
+
+/// Every problem found in a file, in line order.
+#[derive(Debug, Clone)]
+pub struct FileErrors(pub Vec<FileError>);
+
+impl fmt::Display for FileErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for FileErrors {}
+
+/// Collects errors while resolving.
+struct Cx<'a> {
+    file: &'a str,
+    errs: Vec<FileError>,
+}
+
+impl Cx<'_> {
+    fn err(&mut self, at: &Location, msg: impl Into<String>) {
+        self.errs.push(FileError {
+            file: self.file.to_string(),
+            line: at.line(),
+            msg: msg.into(),
+        });
+    }
+}
+
+/// Makes a serde-saphyr error read like the others: `message` (the location goes into
+/// the line number), with hints where the library's words assume knowledge of serde.
+fn serde_error(file: &str, e: &serde_saphyr::Error) -> FileError {
+    let line = e.location().map(|l| l.line()).unwrap_or(0);
+    let mut msg = e.without_snippet().to_string();
+    if let Some(i) = msg.rfind(" at line ") {
+        msg.truncate(i);
+    }
+    if let Some(rest) = msg.strip_prefix("error: ") {
+        // "error: line N column M: msg"
+        msg = rest
+            .split_once(": ")
+            .filter(|(head, _)| head.starts_with("line "))
+            .map(|(_, m)| m.to_string())
+            .unwrap_or_else(|| rest.to_string());
+    }
+    if let Some(rest) = msg.strip_prefix("duplicate mapping key: ") {
+        let key = rest
+            .split(", set DuplicateKeyPolicy")
+            .next()
+            .unwrap_or(rest);
+        msg = format!("duplicate key `{key}`");
+    } else if msg.contains("after enum variant value") {
+        msg =
+            "a check is a map with exactly one key, its kind, e.g. `- ping: {from: h1, to: h2}`; \
+               put `name:` and every option inside it"
+                .into();
+    }
+    FileError {
+        file: file.to_string(),
+        line,
+        msg,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Addresses
+// ---------------------------------------------------------------------------------------
+
+/// An IPv4 address with its prefix length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    pub ip: Ipv4Addr,
+    pub prefix: u8,
+}
+
+impl Cidr {
+    /// Parses `A.B.C.D/N`.
+    pub fn parse(s: &str) -> Result<Cidr, String> {
+        let (ip, len) = s.split_once('/').ok_or_else(|| {
+            format!("{s:?} is not an address with a prefix length, e.g. 10.0.0.1/24")
+        })?;
+        if ip.contains(':') {
+            return Err(format!(
+                "{s:?}: IPv6 is not supported (hosts run with IPv6 off)"
+            ));
+        }
+        let ip: Ipv4Addr = ip
+            .parse()
+            .map_err(|_| format!("{s:?}: {ip:?} is not an IPv4 address"))?;
+        let prefix: u8 = len
+            .parse()
+            .ok()
+            .filter(|p| (1..=32).contains(p))
+            .ok_or_else(|| format!("{s:?}: prefix length {len:?} is not 1..=32"))?;
+        let c = Cidr { ip, prefix };
+        if prefix <= 30 && (ip == c.network() || ip == c.broadcast()) {
+            return Err(format!(
+                "{s}: {ip} is the {} address of its subnet, not a host address",
+                if ip == c.network() {
+                    "network"
+                } else {
+                    "broadcast"
+                }
+            ));
+        }
+        if ip.is_unspecified() || ip.is_multicast() || ip.is_loopback() {
+            return Err(format!("{s}: {ip} is not a unicast host address"));
+        }
+        Ok(c)
+    }
+
+    fn mask(&self) -> u32 {
+        u32::MAX
+            .checked_shl(32 - u32::from(self.prefix))
+            .unwrap_or(0)
+    }
+
+    /// The subnet's network address.
+    pub fn network(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.ip) & self.mask())
+    }
+
+    /// The subnet's broadcast address.
+    pub fn broadcast(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.ip) | !self.mask())
+    }
+
+    /// True when `a` is in this subnet.
+    pub fn contains(&self, a: Ipv4Addr) -> bool {
+        u32::from(a) & self.mask() == u32::from(self.ip) & self.mask()
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.ip, self.prefix)
+    }
+}
+
+/// Parses a unicast MAC `aa:bb:cc:dd:ee:ff` into lower case.
+pub fn parse_mac(s: &str) -> Result<String, String> {
+    let parts: Vec<&str> = s.split([':', '-']).collect();
+    let bytes: Option<Vec<u8>> = (parts.len() == 6)
+        .then(|| {
+            parts
+                .iter()
+                .map(|p| {
+                    (p.len() == 2)
+                        .then(|| u8::from_str_radix(p, 16).ok())
+                        .flatten()
+                })
+                .collect()
+        })
+        .flatten();
+    let b = bytes.ok_or_else(|| format!("{s:?} is not a MAC address like 02:00:00:00:00:01"))?;
+    if b[0] & 1 == 1 {
+        return Err(format!(
+            "{s} is a multicast MAC; an interface needs a unicast one"
+        ));
+    }
+    if b.iter().all(|x| *x == 0) {
+        return Err(format!("{s} is the all-zero MAC"));
+    }
+    Ok(b.iter()
+        .map(|x| format!("{x:02x}"))
+        .collect::<Vec<_>>()
+        .join(":"))
+}
+
+fn node_name(s: &str) -> Result<(), String> {
+    if s.is_empty() || s.len() > NODE_NAME_MAX {
+        return Err(format!("name {s:?} must be 1..={NODE_NAME_MAX} characters"));
+    }
+    if !s.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return Err(format!("name {s:?} must start with a letter or digit"));
+    }
+    if let Some(c) = s
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_')))
+    {
+        return Err(format!(
+            "name {s:?} contains {c:?} (allowed: letters, digits, - _)"
+        ));
+    }
+    Ok(())
+}
+
+fn iface_name(s: &str) -> Result<(), String> {
+    ctl::validate::iface_name(s)?;
+    if s == "lo" {
+        return Err("interface name \"lo\" is taken by the loopback device".into());
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// The plan
+// ---------------------------------------------------------------------------------------
+
+/// A topology ready to build: names resolved, defaults filled in.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The file as named on the command line.
+    pub source: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub hosts: Vec<Host>,
+    pub switches: Vec<Switch>,
+    pub links: Vec<Link>,
+    pub checks: Vec<Check>,
+}
+
+/// A host namespace.
+#[derive(Debug, Clone)]
+pub struct Host {
+    pub name: String,
+    pub ifaces: Vec<Iface>,
+    pub gateway: Option<Ipv4Addr>,
+    pub forward: bool,
+}
+
+/// An interface of a host.
+#[derive(Debug, Clone)]
+pub struct Iface {
+    pub name: String,
+    pub addr: Option<Cidr>,
+    pub mac: Option<String>,
+    pub mtu: Option<u32>,
+}
+
+/// A `vswitchd`.
+#[derive(Debug, Clone)]
+pub struct Switch {
+    pub name: String,
+    /// The host whose namespace it runs in, if not its own.
+    pub host: Option<String>,
+    pub workers: Option<u32>,
+    pub log_level: String,
+    pub bridges: Vec<Bridge>,
+}
+
+/// A bridge of a switch.
+#[derive(Debug, Clone)]
+pub struct Bridge {
+    pub name: String,
+    pub aging: Option<u32>,
+    pub mac_limit: Option<u32>,
+}
+
+/// A switch port a link creates.
+#[derive(Debug, Clone)]
+pub struct Port {
+    pub switch: String,
+    pub bridge: String,
+    /// The port's (and its interface's) name in the switch's namespace.
+    pub name: String,
+    pub kind: PortKind,
+}
+
+/// One host interface at the end of a link.
+#[derive(Debug, Clone)]
+pub struct HostEnd {
+    pub host: String,
+    pub iface: String,
+}
+
+/// A link.
+#[derive(Debug, Clone)]
+pub enum Link {
+    /// A host interface on a switch port: a veth pair (afpacket) or a TAP the switch
+    /// creates and that moves into the host.
+    HostSwitch {
+        host: HostEnd,
+        port: Port,
+        mtu: Option<u32>,
+    },
+    /// A veth pair between two hosts.
+    HostHost {
+        a: HostEnd,
+        b: HostEnd,
+        mtu: Option<u32>,
+    },
+    /// A veth pair between two switch ports (a trunk between switches).
+    SwitchSwitch { a: Port, b: Port, mtu: Option<u32> },
+}
+
+/// One check, in file order.
+#[derive(Debug, Clone)]
+pub struct Check {
+    /// Line in the file.
+    pub line: u64,
+    /// What the report calls it.
+    pub label: String,
+    pub kind: CheckKind,
+}
+
+/// One pair of a `pingall`.
+#[derive(Debug, Clone)]
+pub struct Pair {
+    pub from: String,
+    pub to: String,
+    pub ip: Ipv4Addr,
+    pub reachable: bool,
+}
+
+/// Where a MAC for an `fdb` check comes from.
+#[derive(Debug, Clone)]
+pub enum MacRef {
+    /// Read from the interface when the check runs.
+    Iface(HostEnd),
+    Literal(String),
+}
+
+/// What a check does.
+#[derive(Debug, Clone)]
+pub enum CheckKind {
+    Ping {
+        from: String,
+        to: Ipv4Addr,
+        count: u32,
+        reachable: bool,
+    },
+    Pingall {
+        pairs: Vec<Pair>,
+        count: u32,
+    },
+    Tcp {
+        from: String,
+        to: Ipv4Addr,
+        port: u16,
+        /// The node and port of the listener, when the check starts one.
+        listener: Option<(String, u16)>,
+        expect: TcpState,
+        timeout: Duration,
+    },
+    Iperf {
+        from: String,
+        to: Ipv4Addr,
+        server: String,
+        port: u16,
+        udp: bool,
+        seconds: u32,
+        rate: String,
+        min_gbps: f64,
+        max_loss: Option<f64>,
+    },
+    Http {
+        from: String,
+        to: Ipv4Addr,
+        port: u16,
+        path: String,
+        status: u16,
+        server: String,
+        server_port: u16,
+    },
+    Fdb {
+        switch: String,
+        bridge: String,
+        mac: MacRef,
+        port: Option<String>,
+        learned: bool,
+    },
+    Exec {
+        node: String,
+        cmd: String,
+        exit: i32,
+        output: Option<String>,
+        timeout: Duration,
+    },
+}
+
+impl Plan {
+    /// The host named `name`.
+    pub fn host(&self, name: &str) -> Option<&Host> {
+        self.hosts.iter().find(|h| h.name == name)
+    }
+
+    /// The switch named `name`.
+    pub fn switch(&self, name: &str) -> Option<&Switch> {
+        self.switches.iter().find(|s| s.name == name)
+    }
+
+    /// The node whose namespace `node` (a host or a switch) lives in.
+    pub fn ns_node<'a>(&'a self, node: &'a str) -> Option<&'a str> {
+        if self.host(node).is_some() {
+            return Some(node);
+        }
+        self.switch(node)
+            .map(|s| s.host.as_deref().unwrap_or(s.name.as_str()))
+    }
+
+    /// The nodes that get a namespace of their own, in creation order.
+    pub fn namespaces(&self) -> Vec<&str> {
+        self.hosts
+            .iter()
+            .map(|h| h.name.as_str())
+            .chain(
+                self.switches
+                    .iter()
+                    .filter(|s| s.host.is_none())
+                    .map(|s| s.name.as_str()),
+            )
+            .collect()
+    }
+
+    /// Every port of `switch`, in link order.
+    pub fn ports_of<'a>(&'a self, switch: &'a str) -> impl Iterator<Item = &'a Port> + 'a {
+        self.links
+            .iter()
+            .flat_map(|l| match l {
+                Link::HostSwitch { port, .. } => vec![port],
+                Link::SwitchSwitch { a, b, .. } => vec![a, b],
+                Link::HostHost { .. } => vec![],
+            })
+            .filter(move |p| p.switch == switch)
+    }
+
+    /// The switch running in `node`'s namespace, if any (first one).
+    pub fn switch_in(&self, node: &str) -> Option<&Switch> {
+        let ns = self.ns_node(node)?;
+        self.switches
+            .iter()
+            .find(|s| s.host.as_deref().unwrap_or(s.name.as_str()) == ns)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Loading
+// ---------------------------------------------------------------------------------------
+
+/// Reads and resolves `path`; every error carries the path as given and a line.
+pub fn load(path: &Path) -> Result<Plan, FileErrors> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        FileErrors(vec![FileError {
+            file: file.clone(),
+            line: 0,
+            msg: format!("cannot read: {e}"),
+        }])
+    })?;
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "topology".into());
+    parse(&text, &file, &stem)
+}
+
+/// Parses and resolves `text`; `file` names it in errors, `stem` is the default name.
+pub fn parse(text: &str, file: &str, stem: &str) -> Result<Plan, FileErrors> {
+    let tf: TopologyFile =
+        serde_saphyr::from_str(text).map_err(|e| FileErrors(vec![serde_error(file, &e)]))?;
+    let mut cx = Cx {
+        file,
+        errs: Vec::new(),
+    };
+    let plan = resolve(&mut cx, tf, file, stem);
+    if cx.errs.is_empty() {
+        Ok(plan)
+    } else {
+        cx.errs.sort_by_key(|e| e.line);
+        Err(FileErrors(cx.errs))
+    }
+}
+
+/// What a node name refers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NodeKind {
+    Host,
+    Switch,
+}
+
+/// The resolver's view of the nodes declared so far.
+struct Nodes {
+    kinds: HashMap<String, (NodeKind, u64)>,
+}
+
+impl Nodes {
+    fn kind(&self, n: &str) -> Option<NodeKind> {
+        self.kinds.get(n).map(|k| k.0)
+    }
+}
+
+fn resolve(cx: &mut Cx<'_>, tf: TopologyFile, file: &str, stem: &str) -> Plan {
+    if let Some(v) = &tf.version {
+        if v.value != VERSION {
+            cx.err(
+                &v.referenced,
+                format!(
+                    "version {} is not understood by this vstopo (it knows version {VERSION})",
+                    v.value
+                ),
+            );
+        }
+    }
+    let name = match &tf.name {
+        Some(n) => {
+            if let Err(e) = node_name(&n.value) {
+                cx.err(&n.referenced, format!("topology {e}"));
+            }
+            n.value.clone()
+        }
+        None => stem.to_string(),
+    };
+    if tf.hosts.is_empty() && tf.switches.is_empty() {
+        cx.err(
+            &Location::UNKNOWN,
+            "the file describes nothing: no `hosts` and no `switches`",
+        );
+    }
+
+    let mut nodes = Nodes {
+        kinds: HashMap::new(),
+    };
+    let mut declare = |cx: &mut Cx<'_>, n: &S<String>, kind: NodeKind| {
+        if let Err(e) = node_name(&n.value) {
+            cx.err(&n.referenced, e);
+            return;
+        }
+        if let Some((k, line)) = nodes.kinds.get(&n.value) {
+            let what = match k {
+                NodeKind::Host => "host",
+                NodeKind::Switch => "switch",
+            };
+            cx.err(
+                &n.referenced,
+                format!(
+                    "duplicate name `{}`: already a {what} at line {line} (hosts and switches share one name space)",
+                    n.value
+                ),
+            );
+            return;
+        }
+        nodes
+            .kinds
+            .insert(n.value.clone(), (kind, n.referenced.line()));
+    };
+    for h in &tf.hosts {
+        declare(cx, &h.value.name, NodeKind::Host);
+    }
+    for s in &tf.switches {
+        declare(cx, &s.value.name, NodeKind::Switch);
+    }
+
+    let hosts: Vec<Host> = tf
+        .hosts
+        .iter()
+        .map(|h| resolve_host(cx, &h.value))
+        .collect();
+    let switches: Vec<Switch> = tf
+        .switches
+        .iter()
+        .map(|s| resolve_switch(cx, &s.value, &nodes))
+        .collect();
+
+    // The same address on two interfaces would make every check ambiguous.
+    let mut seen: HashMap<Ipv4Addr, (String, u64)> = HashMap::new();
+    for h in &tf.hosts {
+        for i in &h.value.interfaces {
+            let Some(ip) = &i.value.ip else { continue };
+            let Ok(c) = Cidr::parse(&ip.value) else {
+                continue;
+            };
+            let who = format!("{}:{}", h.value.name.value, i.value.name.value);
+            if let Some((other, line)) = seen.get(&c.ip) {
+                cx.err(
+                    &ip.referenced,
+                    format!(
+                        "address {} of {who} is already {other}'s (line {line})",
+                        c.ip
+                    ),
+                );
+            } else {
+                seen.insert(c.ip, (who, ip.referenced.line()));
+            }
+        }
+    }
+
+    let mut plan = Plan {
+        source: file.to_string(),
+        name,
+        description: tf.description.clone(),
+        hosts,
+        switches,
+        links: Vec::new(),
+        checks: Vec::new(),
+    };
+    resolve_links(cx, &tf, &nodes, &mut plan);
+    for (idx, c) in tf.checks.iter().enumerate() {
+        if let Some(check) = resolve_check(cx, c, idx, &nodes, &plan) {
+            plan.checks.push(check);
+        }
+    }
+    plan
+}
+
+fn resolve_host(cx: &mut Cx<'_>, h: &HostSpec) -> Host {
+    let mut ifaces: Vec<Iface> = Vec::new();
+    let mut names: HashMap<&str, u64> = HashMap::new();
+    for i in &h.interfaces {
+        let i = &i.value;
+        if let Err(e) = iface_name(&i.name.value) {
+            cx.err(&i.name.referenced, e);
+        }
+        if let Some(line) = names.insert(&i.name.value, i.name.referenced.line()) {
+            cx.err(
+                &i.name.referenced,
+                format!(
+                    "duplicate interface `{}` on host {} (first at line {line})",
+                    i.name.value, h.name.value
+                ),
+            );
+        }
+        let addr = i.ip.as_ref().and_then(|ip| match Cidr::parse(&ip.value) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                cx.err(&ip.referenced, format!("bad address: {e}"));
+                None
+            }
+        });
+        let mac = i.mac.as_ref().and_then(|m| match parse_mac(&m.value) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                cx.err(&m.referenced, e);
+                None
+            }
+        });
+        if let Some(m) = &i.mtu {
+            check_mtu(cx, m);
+        }
+        ifaces.push(Iface {
+            name: i.name.value.clone(),
+            addr,
+            mac,
+            mtu: i.mtu.as_ref().map(|m| m.value),
+        });
+    }
+    let gateway = h.gateway.as_ref().and_then(|g| {
+        let Ok(ip) = g.value.parse::<Ipv4Addr>() else {
+            cx.err(
+                &g.referenced,
+                format!("gateway {:?} is not an IPv4 address", g.value),
+            );
+            return None;
+        };
+        let on_link = ifaces
+            .iter()
+            .filter_map(|i| i.addr)
+            .any(|c| c.contains(ip) && c.ip != ip);
+        if !on_link {
+            cx.err(
+                &g.referenced,
+                format!(
+                    "gateway {ip} is not inside the subnet of any address of host {}",
+                    h.name.value
+                ),
+            );
+            return None;
+        }
+        Some(ip)
+    });
+    Host {
+        name: h.name.value.clone(),
+        ifaces,
+        gateway,
+        forward: h.forward,
+    }
+}
+
+fn check_mtu(cx: &mut Cx<'_>, m: &S<u32>) {
+    if !(68..=65535).contains(&m.value) {
+        cx.err(
+            &m.referenced,
+            format!("MTU {} is outside 68..=65535", m.value),
+        );
+    }
+}
+
+const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
+
+fn resolve_switch(cx: &mut Cx<'_>, s: &SwitchSpec, nodes: &Nodes) -> Switch {
+    if let Some(h) = &s.host {
+        match nodes.kind(&h.value) {
+            Some(NodeKind::Host) => {}
+            Some(NodeKind::Switch) => cx.err(
+                &h.referenced,
+                format!(
+                    "`host: {}` names a switch; it must name an entry of `hosts`",
+                    h.value
+                ),
+            ),
+            None => cx.err(
+                &h.referenced,
+                format!(
+                    "unknown host `{}` (a switch's `host` names an entry of `hosts`)",
+                    h.value
+                ),
+            ),
+        }
+    }
+    if let Some(w) = &s.workers {
+        if !(1..=64).contains(&w.value) {
+            cx.err(
+                &w.referenced,
+                format!("workers {} is outside 1..=64", w.value),
+            );
+        }
+    }
+    if let Some(l) = &s.log_level {
+        if !LOG_LEVELS.contains(&l.value.as_str()) {
+            cx.err(
+                &l.referenced,
+                format!(
+                    "log_level {:?} is not one of {}",
+                    l.value,
+                    LOG_LEVELS.join(", ")
+                ),
+            );
+        }
+    }
+    let mut names: HashMap<&str, u64> = HashMap::new();
+    let mut bridges = Vec::new();
+    for b in &s.bridges {
+        let b = &b.value;
+        if let Err(e) = ctl::validate::bridge_name(&b.name.value) {
+            cx.err(&b.name.referenced, e);
+        }
+        if let Some(line) = names.insert(&b.name.value, b.name.referenced.line()) {
+            cx.err(
+                &b.name.referenced,
+                format!(
+                    "duplicate bridge `{}` on switch {} (first at line {line})",
+                    b.name.value, s.name.value
+                ),
+            );
+        }
+        if let Some(a) = &b.aging {
+            if let Err(e) = ctl::validate::aging(a.value) {
+                cx.err(&a.referenced, e);
+            }
+        }
+        if let Some(m) = &b.mac_limit {
+            if let Err(e) = ctl::validate::mac_limit(m.value) {
+                cx.err(&m.referenced, e);
+            }
+        }
+        bridges.push(Bridge {
+            name: b.name.value.clone(),
+            aging: b.aging.as_ref().map(|a| a.value),
+            mac_limit: b.mac_limit.as_ref().map(|m| m.value),
+        });
+    }
+    Switch {
+        name: s.name.value.clone(),
+        host: s.host.as_ref().map(|h| h.value.clone()),
+        workers: s.workers.as_ref().map(|w| w.value),
+        log_level: s
+            .log_level
+            .as_ref()
+            .map(|l| l.value.clone())
+            .unwrap_or_else(|| "info".into()),
+        bridges,
+    }
+}
+
+/// One endpoint after lookup.
+enum End {
+    Host(HostEnd),
+    Switch {
+        switch: String,
+        bridge: String,
+        port: Option<S<String>>,
+        kind: Option<(PortKind, Location)>,
+    },
+}
+
+fn vlan_in_range(cx: &mut Cx<'_>, v: &S<i64>) -> bool {
+    if (1..=4094).contains(&v.value) {
+        true
+    } else {
+        cx.err(
+            &v.referenced,
+            format!("VLAN {} is outside 1..=4094", v.value),
+        );
+        false
+    }
+}
+
+fn resolve_end(cx: &mut Cx<'_>, e: &S<EndpointSpec>, plan: &Plan, nodes: &Nodes) -> Option<End> {
+    let at = e.referenced;
+    let (node_text, node_at, named, map) = match &e.value {
+        EndpointSpec::Short(s) => (s.as_str(), at, None, None),
+        EndpointSpec::Full(m) => (
+            m.node.value.as_str(),
+            m.node.referenced,
+            m.iface.as_ref().or(m.bridge.as_ref()),
+            Some(m),
+        ),
+    };
+    let (node, colon_name) = match node_text.split_once(':') {
+        Some((n, rest)) => (n, Some(rest)),
+        None => (node_text, None),
+    };
+    if colon_name.is_some() && named.is_some() {
+        cx.err(
+            &node_at,
+            format!("`{node_text}` names its interface or bridge twice (after `:` and as a key)"),
+        );
+        return None;
+    }
+    let name: Option<(&str, Location)> = colon_name
+        .map(|n| (n, node_at))
+        .or_else(|| named.map(|n| (n.value.as_str(), n.referenced)));
+    match nodes.kind(node) {
+        None => {
+            let mut known: Vec<&str> = nodes.kinds.keys().map(String::as_str).collect();
+            known.sort_unstable();
+            cx.err(
+                &node_at,
+                format!(
+                    "unknown node `{node}` in a link (known: {})",
+                    known.join(", ")
+                ),
+            );
+            None
+        }
+        Some(NodeKind::Host) => {
+            let host = plan.host(node)?;
+            if let Some(m) = map {
+                for (key, loc) in [
+                    ("bridge", m.bridge.as_ref().map(|x| x.referenced)),
+                    ("port", m.port.as_ref().map(|x| x.referenced)),
+                    ("type", m.kind.as_ref().map(|x| x.referenced)),
+                    ("vlan", m.vlan.as_ref().map(|x| x.referenced)),
+                    ("trunk", m.trunk.as_ref().map(|x| x.referenced)),
+                ] {
+                    if let Some(loc) = loc {
+                        cx.err(
+                            &loc,
+                            format!("`{key}` belongs on a switch end; `{node}` is a host"),
+                        );
+                    }
+                }
+            }
+            let iface = match name {
+                Some((n, loc)) => {
+                    if host.ifaces.iter().all(|i| i.name != n) {
+                        cx.err(
+                            &loc,
+                            format!(
+                                "host {node} has no interface `{n}` (declare it under the host's `interfaces`)"
+                            ),
+                        );
+                        return None;
+                    }
+                    n.to_string()
+                }
+                None => match host.ifaces.as_slice() {
+                    [only] => only.name.clone(),
+                    [] => {
+                        cx.err(
+                            &node_at,
+                            format!("host {node} has no interfaces to link (add `interfaces`)"),
+                        );
+                        return None;
+                    }
+                    many => {
+                        cx.err(
+                            &node_at,
+                            format!(
+                                "host {node} has {} interfaces; say which: {node}:IFACE",
+                                many.len()
+                            ),
+                        );
+                        return None;
+                    }
+                },
+            };
+            Some(End::Host(HostEnd {
+                host: node.to_string(),
+                iface,
+            }))
+        }
+        Some(NodeKind::Switch) => {
+            let sw = plan.switch(node)?;
+            let mut kind = None;
+            let mut port = None;
+            if let Some(m) = map {
+                if let Some(i) = &m.iface {
+                    cx.err(
+                        &i.referenced,
+                        format!(
+                            "`iface` belongs on a host end; `{node}` is a switch (use `bridge`)"
+                        ),
+                    );
+                }
+                if let Some(k) = &m.kind {
+                    match k.value.parse::<PortKind>() {
+                        Ok(pk) => kind = Some((pk, k.referenced)),
+                        Err(e) => cx.err(&k.referenced, e),
+                    }
+                }
+                port = m.port.clone();
+                // VLAN membership is part of the format already so that files written for
+                // the VLAN issue are read by this parser; the daemon cannot do it yet.
+                let mut vlans_ok = true;
+                if let Some(v) = &m.vlan {
+                    vlans_ok &= vlan_in_range(cx, v);
+                }
+                if let Some(t) = &m.trunk {
+                    if t.value.is_empty() {
+                        cx.err(&t.referenced, "`trunk` lists no VLAN");
+                        vlans_ok = false;
+                    }
+                    for v in &t.value {
+                        vlans_ok &= vlan_in_range(cx, v);
+                    }
+                }
+                if vlans_ok {
+                    if let Some(loc) = m
+                        .vlan
+                        .as_ref()
+                        .map(|v| v.referenced)
+                        .or(m.trunk.as_ref().map(|t| t.referenced))
+                    {
+                        cx.err(
+                            &loc,
+                            "VLAN membership (`vlan`, `trunk`) cannot be built yet: this vswitchd has no VLAN support",
+                        );
+                    }
+                }
+            }
+            let bridge = match name {
+                Some((n, loc)) => {
+                    if sw.bridges.iter().all(|b| b.name != n) {
+                        cx.err(&loc, format!("switch {node} has no bridge `{n}`"));
+                        return None;
+                    }
+                    n.to_string()
+                }
+                None => match sw.bridges.as_slice() {
+                    [only] => only.name.clone(),
+                    [] => {
+                        cx.err(&node_at, format!("switch {node} has no bridges"));
+                        return None;
+                    }
+                    many => {
+                        cx.err(
+                            &node_at,
+                            format!(
+                                "switch {node} has {} bridges; say which: {node}:BRIDGE",
+                                many.len()
+                            ),
+                        );
+                        return None;
+                    }
+                },
+            };
+            Some(End::Switch {
+                switch: node.to_string(),
+                bridge,
+                port,
+                kind,
+            })
+        }
+    }
+}
+
+/// Port name of a switch end: given, or `PEER-PEERNAME`.
+fn port_name(cx: &mut Cx<'_>, given: &Option<S<String>>, default: String, at: &Location) -> String {
+    match given {
+        Some(p) => {
+            if let Err(e) = iface_name(&p.value) {
+                cx.err(&p.referenced, format!("port {e}"));
+            }
+            p.value.clone()
+        }
+        None => {
+            if iface_name(&default).is_err() {
+                cx.err(
+                    at,
+                    format!(
+                        "the default port name `{default}` is not a valid interface name (1..=15 characters); \
+                         name the port: {{node: …, port: NAME}}"
+                    ),
+                );
+            }
+            default
+        }
+    }
+}
+
+fn resolve_links(cx: &mut Cx<'_>, tf: &TopologyFile, nodes: &Nodes, plan: &mut Plan) {
+    let mut used: HashMap<(String, String), u64> = HashMap::new();
+    for l in &tf.links {
+        let LinkSpec { endpoints, mtu } = &l.value;
+        if let Some(m) = mtu {
+            check_mtu(cx, m);
+        }
+        let mtu = mtu.as_ref().map(|m| m.value);
+        if endpoints.value.len() != 2 {
+            cx.err(
+                &endpoints.referenced,
+                format!(
+                    "a link has exactly two endpoints, this one has {}",
+                    endpoints.value.len()
+                ),
+            );
+            continue;
+        }
+        let a = resolve_end(cx, &endpoints.value[0], plan, nodes);
+        let b = resolve_end(cx, &endpoints.value[1], plan, nodes);
+        let (Some(a), Some(b)) = (a, b) else { continue };
+        let locs = [endpoints.value[0].referenced, endpoints.value[1].referenced];
+        for (e, loc) in [(&a, &locs[0]), (&b, &locs[1])] {
+            if let End::Host(h) = e {
+                let key = (h.host.clone(), h.iface.clone());
+                if let Some(line) = used.get(&key) {
+                    cx.err(
+                        loc,
+                        format!(
+                            "interface {}:{} is already on the link at line {line}",
+                            h.host, h.iface
+                        ),
+                    );
+                } else {
+                    used.insert(key, loc.line());
+                }
+            }
+        }
+        let link = match (a, b) {
+            (End::Host(a), End::Host(b)) => Link::HostHost { a, b, mtu },
+            (
+                End::Host(h),
+                End::Switch {
+                    switch,
+                    bridge,
+                    port,
+                    kind,
+                },
+            )
+            | (
+                End::Switch {
+                    switch,
+                    bridge,
+                    port,
+                    kind,
+                },
+                End::Host(h),
+            ) => {
+                let name = port_name(cx, &port, format!("{}-{}", h.host, h.iface), &locs[0]);
+                Link::HostSwitch {
+                    port: Port {
+                        switch,
+                        bridge,
+                        name,
+                        kind: kind.map(|k| k.0).unwrap_or_default(),
+                    },
+                    host: h,
+                    mtu,
+                }
+            }
+            (
+                End::Switch {
+                    switch: sa,
+                    bridge: ba,
+                    port: pa,
+                    kind: ka,
+                },
+                End::Switch {
+                    switch: sb,
+                    bridge: bb,
+                    port: pb,
+                    kind: kb,
+                },
+            ) => {
+                for (k, loc) in [ka, kb].into_iter().flatten() {
+                    if k == PortKind::Tap {
+                        cx.err(&loc, "a TAP port needs a host at the other end of its link");
+                    }
+                }
+                if sa == sb && ba == bb {
+                    cx.err(
+                        &endpoints.referenced,
+                        format!("a link from bridge {sa}:{ba} to itself"),
+                    );
+                    continue;
+                }
+                let na = port_name(cx, &pa, format!("{sb}-{bb}"), &locs[0]);
+                let nb = port_name(cx, &pb, format!("{sa}-{ba}"), &locs[1]);
+                Link::SwitchSwitch {
+                    a: Port {
+                        switch: sa,
+                        bridge: ba,
+                        name: na,
+                        kind: PortKind::Afpacket,
+                    },
+                    b: Port {
+                        switch: sb,
+                        bridge: bb,
+                        name: nb,
+                        kind: PortKind::Afpacket,
+                    },
+                    mtu,
+                }
+            }
+        };
+        // Device names must be unique in each namespace, port names in each switch.
+        let line = l.referenced.line();
+        plan.links.push(link);
+        check_names_after_link(cx, plan, line, &l.referenced);
+    }
+    for h in &tf.hosts {
+        for i in &h.value.interfaces {
+            let key = (h.value.name.value.clone(), i.value.name.value.clone());
+            if !used.contains_key(&key) {
+                cx.err(
+                    &i.value.name.referenced,
+                    format!(
+                        "interface {}:{} is on no link (add one under `links`)",
+                        key.0, key.1
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// After a link was added: its new port names must not clash with a device already in
+/// the same namespace nor with another port of the same switch.
+fn check_names_after_link(cx: &mut Cx<'_>, plan: &Plan, _line: u64, at: &Location) {
+    let Some(last) = plan.links.last() else {
+        return;
+    };
+    let new_ports: Vec<&Port> = match last {
+        Link::HostSwitch { port, .. } => vec![port],
+        Link::SwitchSwitch { a, b, .. } => vec![a, b],
+        Link::HostHost { .. } => vec![],
+    };
+    let earlier = &plan.links[..plan.links.len() - 1];
+    for (i, p) in new_ports.iter().enumerate() {
+        let Some(ns) = plan.ns_node(&p.switch) else {
+            continue;
+        };
+        // Devices already in that namespace: host interfaces (if it is a host's) and the
+        // ports of every switch there, from earlier links and from this one.
+        let mut taken: Vec<String> = plan
+            .host(ns)
+            .map(|h| h.ifaces.iter().map(|i| i.name.clone()).collect())
+            .unwrap_or_default();
+        for l in earlier {
+            let ports: Vec<&Port> = match l {
+                Link::HostSwitch { port, .. } => vec![port],
+                Link::SwitchSwitch { a, b, .. } => vec![a, b],
+                Link::HostHost { .. } => vec![],
+            };
+            for q in ports {
+                if plan.ns_node(&q.switch) == Some(ns) {
+                    taken.push(q.name.clone());
+                }
+            }
+        }
+        for q in &new_ports[..i] {
+            if plan.ns_node(&q.switch) == Some(ns) {
+                taken.push(q.name.clone());
+            }
+        }
+        if taken.contains(&p.name) {
+            cx.err(
+                at,
+                format!(
+                    "port name `{}` is already taken in the namespace of {ns}; name the port: {{node: {}, port: NAME}}",
+                    p.name, p.switch
+                ),
+            );
+        }
+    }
+}
+
+/// An address a check aims at, and the host that owns it (if any).
+fn resolve_addr(cx: &mut Cx<'_>, s: &S<String>, plan: &Plan) -> Option<(Ipv4Addr, Option<String>)> {
+    let text = s.value.as_str();
+    if let Ok(ip) = text.parse::<Ipv4Addr>() {
+        let owner = plan
+            .hosts
+            .iter()
+            .find(|h| h.ifaces.iter().any(|i| i.addr.map(|c| c.ip) == Some(ip)))
+            .map(|h| h.name.clone());
+        return Some((ip, owner));
+    }
+    let (node, iface) = match text.split_once(':') {
+        Some((n, i)) => (n, Some(i)),
+        None => (text, None),
+    };
+    let Some(host) = plan.host(node) else {
+        if plan.switch(node).is_some() {
+            cx.err(
+                &s.referenced,
+                format!(
+                    "switch {node} has no address; aim at a host, HOST:IFACE or an IPv4 address"
+                ),
+            );
+        } else {
+            cx.err(
+                &s.referenced,
+                format!("`{text}` is neither a host, HOST:IFACE nor an IPv4 address"),
+            );
+        }
+        return None;
+    };
+    let found = match iface {
+        Some(i) => match host.ifaces.iter().find(|x| x.name == i) {
+            Some(x) => x.addr,
+            None => {
+                cx.err(&s.referenced, format!("host {node} has no interface `{i}`"));
+                return None;
+            }
+        },
+        None => host.ifaces.iter().find_map(|i| i.addr),
+    };
+    match found {
+        Some(c) => Some((c.ip, Some(node.to_string()))),
+        None => {
+            cx.err(&s.referenced, format!("`{text}` has no IPv4 address"));
+            None
+        }
+    }
+}
+
+fn need_node(cx: &mut Cx<'_>, s: &S<String>, nodes: &Nodes) -> Option<String> {
+    if nodes.kind(&s.value).is_some() {
+        Some(s.value.clone())
+    } else {
+        cx.err(&s.referenced, format!("unknown node `{}`", s.value));
+        None
+    }
+}
+
+fn count(cx: &mut Cx<'_>, c: &Option<S<u32>>, default: u32) -> u32 {
+    match c {
+        Some(c) if !(1..=100).contains(&c.value) => {
+            cx.err(
+                &c.referenced,
+                format!("count {} is outside 1..=100", c.value),
+            );
+            default
+        }
+        Some(c) => c.value,
+        None => default,
+    }
+}
+
+fn tcp_port(cx: &mut Cx<'_>, p: &S<u32>) -> u16 {
+    match u16::try_from(p.value).ok().filter(|p| *p > 0) {
+        Some(p) => p,
+        None => {
+            cx.err(
+                &p.referenced,
+                format!("port {} is outside 1..=65535", p.value),
+            );
+            1
+        }
+    }
+}
+
+fn seconds(cx: &mut Cx<'_>, t: &Option<S<f64>>, default: f64, max: f64) -> Duration {
+    match t {
+        Some(t) if !(t.value >= 0.1 && t.value <= max) => {
+            cx.err(
+                &t.referenced,
+                format!("timeout {} s is outside 0.1..={max}", t.value),
+            );
+            Duration::from_secs_f64(default)
+        }
+        Some(t) => Duration::from_secs_f64(t.value),
+        None => Duration::from_secs_f64(default),
+    }
+}
+
+/// The node that runs a server for `to`: `server:` if given, else the owner of `to`.
+fn server_node(
+    cx: &mut Cx<'_>,
+    server: &Option<S<String>>,
+    owner: Option<String>,
+    to: &S<String>,
+    nodes: &Nodes,
+) -> Option<String> {
+    match server {
+        Some(s) => need_node(cx, s, nodes),
+        None => {
+            if owner.is_none() {
+                cx.err(
+                    &to.referenced,
+                    format!(
+                        "no host owns {}; say which node runs the server with `server: NODE`",
+                        to.value
+                    ),
+                );
+            }
+            owner
+        }
+    }
+}
+
+fn resolve_check(
+    cx: &mut Cx<'_>,
+    c: &S<CheckSpec>,
+    idx: usize,
+    nodes: &Nodes,
+    plan: &Plan,
+) -> Option<Check> {
+    let line = c.referenced.line();
+    let errs_before = cx.errs.len();
+    let (label, kind) = match &c.value {
+        CheckSpec::Ping(p) => {
+            let from = need_node(cx, &p.from, nodes);
+            let to = resolve_addr(cx, &p.to, plan);
+            let count = count(cx, &p.count, 3);
+            let reachable = p.expect.unwrap_or(Reach::Reachable) == Reach::Reachable;
+            let (from, (to, _)) = (from?, to?);
+            (
+                p.name.clone().unwrap_or_else(|| {
+                    format!(
+                        "ping {from} -> {}{}",
+                        p.to.value,
+                        if reachable { "" } else { " (unreachable)" }
+                    )
+                }),
+                CheckKind::Ping {
+                    from,
+                    to,
+                    count,
+                    reachable,
+                },
+            )
+        }
+        CheckSpec::Pingall(p) => {
+            let count = count(cx, &p.count, 1);
+            let group: Vec<String> = match &p.hosts {
+                Some(list) => {
+                    let mut g = Vec::new();
+                    for h in list {
+                        match plan.host(&h.value) {
+                            None => cx.err(&h.referenced, format!("unknown host `{}`", h.value)),
+                            Some(host) if host.ifaces.iter().all(|i| i.addr.is_none()) => cx.err(
+                                &h.referenced,
+                                format!("host {} has no address to ping", h.value),
+                            ),
+                            Some(_) if g.contains(&h.value) => {
+                                cx.err(&h.referenced, format!("host {} is listed twice", h.value))
+                            }
+                            Some(_) => g.push(h.value.clone()),
+                        }
+                    }
+                    g
+                }
+                None => plan
+                    .hosts
+                    .iter()
+                    .filter(|h| h.ifaces.iter().any(|i| i.addr.is_some()))
+                    .map(|h| h.name.clone())
+                    .collect(),
+            };
+            if group.len() < 2 {
+                cx.err(
+                    &c.referenced,
+                    "pingall needs at least two hosts with an address",
+                );
+            }
+            let mut reach: BTreeSet<(String, String)> = BTreeSet::new();
+            let mut word = "all".to_string();
+            match p.expect.as_ref().map(|e| (&e.value, e.referenced)) {
+                None => add_all(&mut reach, &group),
+                Some((crate::model::Matrix::Word(w), at)) => match w.as_str() {
+                    "all" => add_all(&mut reach, &group),
+                    "none" => word = "none".into(),
+                    other => cx.err(
+                        &at,
+                        format!("expect {other:?}: use `all`, `none` or a map FROM: [TO, …]"),
+                    ),
+                },
+                Some((Matrix::Map(m), at)) => {
+                    word = "matrix".into();
+                    for (from, tos) in m {
+                        if !group.contains(from) {
+                            cx.err(&at, format!("`{from}` in expect is not in the group"));
+                        }
+                        for t in tos {
+                            if !group.contains(&t.value) {
+                                cx.err(
+                                    &t.referenced,
+                                    format!("`{}` in expect is not in the group", t.value),
+                                );
+                            } else if &t.value == from {
+                                cx.err(&t.referenced, format!("{from} -> {from} is not a pair"));
+                            } else {
+                                reach.insert((from.clone(), t.value.clone()));
+                            }
+                        }
+                    }
+                }
+            }
+            let mut pairs = Vec::new();
+            for a in &group {
+                for b in &group {
+                    if a == b {
+                        continue;
+                    }
+                    let ip = plan
+                        .host(b)
+                        .and_then(|h| h.ifaces.iter().find_map(|i| i.addr))
+                        .map(|c| c.ip)?;
+                    pairs.push(Pair {
+                        from: a.clone(),
+                        to: b.clone(),
+                        ip,
+                        reachable: reach.contains(&(a.clone(), b.clone())),
+                    });
+                }
+            }
+            (
+                p.name
+                    .clone()
+                    .unwrap_or_else(|| format!("pingall {} (expect {word})", group.join(" "))),
+                CheckKind::Pingall { pairs, count },
+            )
+        }
+        CheckSpec::Tcp(t) => {
+            let from = need_node(cx, &t.from, nodes);
+            let to = resolve_addr(cx, &t.to, plan);
+            let port = tcp_port(cx, &t.port);
+            let expect = t.expect.unwrap_or(TcpState::Open);
+            let listen = t.listen.unwrap_or(expect != TcpState::Refused);
+            let server_port = t
+                .server_port
+                .as_ref()
+                .map(|p| tcp_port(cx, p))
+                .unwrap_or(port);
+            let timeout = seconds(cx, &t.timeout, 2.0, 30.0);
+            let (to, owner) = to?;
+            let listener = if listen {
+                Some((
+                    server_node(cx, &t.server, owner, &t.to, nodes)?,
+                    server_port,
+                ))
+            } else {
+                None
+            };
+            let from = from?;
+            (
+                t.name.clone().unwrap_or_else(|| {
+                    format!("tcp {from} -> {}:{port} ({})", t.to.value, expect.as_str())
+                }),
+                CheckKind::Tcp {
+                    from,
+                    to,
+                    port,
+                    listener,
+                    expect,
+                    timeout,
+                },
+            )
+        }
+        CheckSpec::Iperf(i) => {
+            let from = need_node(cx, &i.from, nodes);
+            let to = resolve_addr(cx, &i.to, plan);
+            let udp = i.protocol == Some(Proto::Udp);
+            let seconds = match &i.seconds {
+                Some(s) if !(1..=60).contains(&s.value) => {
+                    cx.err(
+                        &s.referenced,
+                        format!("seconds {} is outside 1..=60", s.value),
+                    );
+                    2
+                }
+                Some(s) => s.value,
+                None => 2,
+            };
+            let min_gbps = match &i.min_gbps {
+                Some(m) if !(m.value >= 0.0 && m.value.is_finite()) => {
+                    cx.err(&m.referenced, "min_gbps must be a number >= 0");
+                    0.0
+                }
+                Some(m) => m.value,
+                None => 0.0,
+            };
+            let rate = match &i.rate {
+                Some(r) => {
+                    let ok = r
+                        .value
+                        .strip_suffix(['K', 'M', 'G', 'k', 'm', 'g'])
+                        .unwrap_or(&r.value)
+                        .parse::<f64>()
+                        .is_ok_and(|x| x > 0.0);
+                    if !ok {
+                        cx.err(
+                            &r.referenced,
+                            format!("rate {:?} is not like 500M or 1G", r.value),
+                        );
+                    }
+                    if !udp {
+                        cx.err(&r.referenced, "`rate` applies to `protocol: udp` only");
+                    }
+                    r.value.clone()
+                }
+                None => "500M".into(),
+            };
+            let max_loss = i.max_loss.as_ref().map(|m| {
+                if !(0.0..=100.0).contains(&m.value) {
+                    cx.err(
+                        &m.referenced,
+                        format!("max_loss {} is outside 0..=100 (%)", m.value),
+                    );
+                }
+                if !udp {
+                    cx.err(&m.referenced, "`max_loss` applies to `protocol: udp` only");
+                }
+                m.value
+            });
+            let port = i
+                .port
+                .as_ref()
+                .map(|p| tcp_port(cx, p))
+                .unwrap_or(5201 + u16::try_from(idx % 1000).unwrap_or(0));
+            let (to, owner) = to?;
+            let server = server_node(cx, &i.server, owner, &i.to, nodes)?;
+            let from = from?;
+            (
+                i.name.clone().unwrap_or_else(|| {
+                    format!(
+                        "iperf {from} -> {} {} {seconds} s",
+                        i.to.value,
+                        if udp { "udp" } else { "tcp" }
+                    )
+                }),
+                CheckKind::Iperf {
+                    from,
+                    to,
+                    server,
+                    port,
+                    udp,
+                    seconds,
+                    rate,
+                    min_gbps,
+                    max_loss,
+                },
+            )
+        }
+        CheckSpec::Http(h) => {
+            let from = need_node(cx, &h.from, nodes);
+            let to = resolve_addr(cx, &h.to, plan);
+            let port = h.port.as_ref().map(|p| tcp_port(cx, p)).unwrap_or(8000);
+            let server_port = h
+                .server_port
+                .as_ref()
+                .map(|p| tcp_port(cx, p))
+                .unwrap_or(port);
+            let path = match &h.path {
+                Some(p) => {
+                    if !p.value.starts_with('/') || p.value.contains(char::is_whitespace) {
+                        cx.err(
+                            &p.referenced,
+                            format!("path {:?} must start with / and contain no spaces", p.value),
+                        );
+                    }
+                    p.value.clone()
+                }
+                None => "/".into(),
+            };
+            let status = match &h.status {
+                Some(s) => match u16::try_from(s.value)
+                    .ok()
+                    .filter(|s| (100..=599).contains(s))
+                {
+                    Some(v) => v,
+                    None => {
+                        cx.err(
+                            &s.referenced,
+                            format!("status {} is outside 100..=599", s.value),
+                        );
+                        200
+                    }
+                },
+                None => 200,
+            };
+            let (to, owner) = to?;
+            let server = server_node(cx, &h.server, owner, &h.to, nodes)?;
+            let from = from?;
+            (
+                h.name.clone().unwrap_or_else(|| {
+                    format!("http {from} -> GET http://{to}:{port}{path} (expect {status})")
+                }),
+                CheckKind::Http {
+                    from,
+                    to,
+                    port,
+                    path,
+                    status,
+                    server,
+                    server_port,
+                },
+            )
+        }
+        CheckSpec::Fdb(f) => {
+            let sw = match plan.switch(&f.switch.value) {
+                Some(s) => s,
+                None => {
+                    cx.err(
+                        &f.switch.referenced,
+                        format!("unknown switch `{}`", f.switch.value),
+                    );
+                    return None;
+                }
+            };
+            let bridge = match &f.bridge {
+                Some(b) => {
+                    if sw.bridges.iter().all(|x| x.name != b.value) {
+                        cx.err(
+                            &b.referenced,
+                            format!("switch {} has no bridge `{}`", sw.name, b.value),
+                        );
+                        return None;
+                    }
+                    b.value.clone()
+                }
+                None => match sw.bridges.as_slice() {
+                    [only] => only.name.clone(),
+                    _ => {
+                        cx.err(
+                            &f.switch.referenced,
+                            format!("switch {} has several bridges; add `bridge:`", sw.name),
+                        );
+                        return None;
+                    }
+                },
+            };
+            let mac = if f.mac.value.matches([':', '-']).count() == 5 {
+                match parse_mac(&f.mac.value) {
+                    Ok(m) => MacRef::Literal(m),
+                    Err(e) => {
+                        cx.err(&f.mac.referenced, e);
+                        return None;
+                    }
+                }
+            } else {
+                let (h, i) = match f.mac.value.split_once(':') {
+                    Some((h, i)) => (h, Some(i)),
+                    None => (f.mac.value.as_str(), None),
+                };
+                let Some(host) = plan.host(h) else {
+                    cx.err(
+                        &f.mac.referenced,
+                        format!(
+                            "mac `{}` is neither a MAC, a host nor HOST:IFACE",
+                            f.mac.value
+                        ),
+                    );
+                    return None;
+                };
+                let iface = match i {
+                    Some(i) if host.ifaces.iter().any(|x| x.name == i) => i.to_string(),
+                    Some(i) => {
+                        cx.err(
+                            &f.mac.referenced,
+                            format!("host {h} has no interface `{i}`"),
+                        );
+                        return None;
+                    }
+                    None => match host.ifaces.first() {
+                        Some(x) => x.name.clone(),
+                        None => {
+                            cx.err(&f.mac.referenced, format!("host {h} has no interfaces"));
+                            return None;
+                        }
+                    },
+                };
+                MacRef::Iface(HostEnd {
+                    host: h.to_string(),
+                    iface,
+                })
+            };
+            if let Some(p) = &f.port {
+                let ports: Vec<&str> = plan
+                    .ports_of(&sw.name)
+                    .filter(|q| q.bridge == bridge)
+                    .map(|q| q.name.as_str())
+                    .collect();
+                if !ports.contains(&p.value.as_str()) {
+                    cx.err(
+                        &p.referenced,
+                        format!(
+                            "bridge {}:{bridge} has no port `{}` (its ports: {})",
+                            sw.name,
+                            p.value,
+                            ports.join(", ")
+                        ),
+                    );
+                    return None;
+                }
+            }
+            let learned = f.learned.unwrap_or(true);
+            (
+                f.name.clone().unwrap_or_else(|| {
+                    format!(
+                        "fdb {}/{bridge} {}{} {}",
+                        sw.name,
+                        f.mac.value,
+                        f.port
+                            .as_ref()
+                            .map(|p| format!(" on {}", p.value))
+                            .unwrap_or_default(),
+                        if learned { "learned" } else { "not learned" }
+                    )
+                }),
+                CheckKind::Fdb {
+                    switch: sw.name.clone(),
+                    bridge,
+                    mac,
+                    port: f.port.as_ref().map(|p| p.value.clone()),
+                    learned,
+                },
+            )
+        }
+        CheckSpec::Exec(e) => {
+            let node = need_node(cx, &e.node, nodes);
+            if e.cmd.value.trim().is_empty() {
+                cx.err(&e.cmd.referenced, "cmd is empty");
+            }
+            let exit = match &e.exit {
+                Some(x) => match i32::try_from(x.value)
+                    .ok()
+                    .filter(|x| (0..=255).contains(x))
+                {
+                    Some(v) => v,
+                    None => {
+                        cx.err(
+                            &x.referenced,
+                            format!("exit {} is outside 0..=255", x.value),
+                        );
+                        0
+                    }
+                },
+                None => 0,
+            };
+            let timeout = seconds(cx, &e.timeout, 10.0, 120.0);
+            let node = node?;
+            (
+                e.name
+                    .clone()
+                    .unwrap_or_else(|| format!("exec {node}: {}", e.cmd.value.trim())),
+                CheckKind::Exec {
+                    node,
+                    cmd: e.cmd.value.clone(),
+                    exit,
+                    output: e.output.clone(),
+                    timeout,
+                },
+            )
+        }
+    };
+    (cx.errs.len() == errs_before).then_some(Check { line, label, kind })
+}
+
+fn add_all(reach: &mut BTreeSet<(String, String)>, group: &[String]) {
+    for a in group {
+        for b in group {
+            if a != b {
+                reach.insert((a.clone(), b.clone()));
+            }
+        }
+    }
+}
+
+/// Node name → namespace name for a run with prefix `run`.
+pub fn ns_name(run: &str, node: &str) -> String {
+    format!("{run}-{node}")
+}
+
+/// Every switch's ports, keyed by switch then bridge (for `show` and building).
+pub fn ports_by_bridge(plan: &Plan) -> BTreeMap<(String, String), Vec<Port>> {
+    let mut m: BTreeMap<(String, String), Vec<Port>> = BTreeMap::new();
+    for s in &plan.switches {
+        for p in plan.ports_of(&s.name) {
+            m.entry((p.switch.clone(), p.bridge.clone()))
+                .or_default()
+                .push(p.clone());
+        }
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn errs(y: &str) -> Vec<String> {
+        match parse(y, "t.yaml", "t") {
+            Ok(_) => vec![],
+            Err(e) => e.0.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    const BASE: &str = "\
+switches:
+  - name: sw1
+    bridges: [{name: br0}]
+hosts:
+  - name: h1
+    interfaces: [{name: eth0, ip: 10.0.0.1/24}]
+  - name: h2
+    interfaces: [{name: eth0, ip: 10.0.0.2/24}]
+links:
+  - endpoints: [h1:eth0, sw1:br0]
+  - endpoints: [h2, sw1]
+";
+
+    #[test]
+    fn a_good_file_resolves_with_defaults() {
+        let p = parse(BASE, "t.yaml", "t").unwrap();
+        assert_eq!(p.name, "t");
+        assert_eq!(p.links.len(), 2);
+        match &p.links[1] {
+            Link::HostSwitch { host, port, .. } => {
+                assert_eq!(host.iface, "eth0");
+                assert_eq!(port.name, "h2-eth0");
+                assert_eq!(port.kind, PortKind::Afpacket);
+            }
+            l => panic!("{l:?}"),
+        }
+        assert_eq!(p.namespaces(), vec!["h1", "h2", "sw1"]);
+    }
+
+    #[test]
+    fn unknown_node_in_a_link_has_its_line() {
+        let y = BASE.replace("[h2, sw1]", "[h3, sw1]");
+        let e = errs(&y);
+        assert!(
+            e.iter()
+                .any(|e| e.starts_with("t.yaml:11: unknown node `h3`")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn duplicate_names_bad_cidr_vlan_and_missing_fields() {
+        let y = BASE.replace("name: h2", "name: h1");
+        assert!(
+            errs(&y)
+                .iter()
+                .any(|e| e.starts_with("t.yaml:7: duplicate name `h1`")),
+            "{:?}",
+            errs(&y)
+        );
+        let y = BASE.replace("10.0.0.2/24", "10.0.0.300/24");
+        assert!(
+            errs(&y)
+                .iter()
+                .any(|e| e.starts_with("t.yaml:8: bad address")),
+            "{:?}",
+            errs(&y)
+        );
+        let y = BASE.replace("10.0.0.2/24", "10.0.0.2/33");
+        assert!(errs(&y)
+            .iter()
+            .any(|e| e.starts_with("t.yaml:8: bad address")));
+        let y = BASE.replace("[h2, sw1]", "[h2, {node: sw1, vlan: 4095}]");
+        assert!(
+            errs(&y)
+                .iter()
+                .any(|e| e.starts_with("t.yaml:11: VLAN 4095 is outside 1..=4094")),
+            "{:?}",
+            errs(&y)
+        );
+        let y = BASE.replace("[h2, sw1]", "[h2, {node: sw1, trunk: [10, 0]}]");
+        assert!(
+            errs(&y)
+                .iter()
+                .any(|e| e.contains(":11: VLAN 0 is outside")),
+            "{:?}",
+            errs(&y)
+        );
+        let y = BASE.replace("  - name: h2\n", "  - nam: h2\n");
+        assert!(
+            errs(&y)
+                .iter()
+                .any(|e| e.starts_with("t.yaml:7: unknown field `nam`")),
+            "{:?}",
+            errs(&y)
+        );
+        let y = BASE.replace(
+            "    bridges: [{name: br0}]\n",
+            "    bridges: [{aging: 30}]\n",
+        );
+        assert!(
+            errs(&y)
+                .iter()
+                .any(|e| e.starts_with("t.yaml:3: missing field `name`")),
+            "{:?}",
+            errs(&y)
+        );
+    }
+
+    #[test]
+    fn checks_are_resolved_and_checked() {
+        let y = format!(
+            "{BASE}checks:\n  - pingall: {{}}\n  - ping: {{from: h1, to: h9}}\n  - fdb: {{switch: sw1, mac: h1, port: nope}}\n  - tcp: {{from: h1, to: 10.9.9.9, port: 80}}\n"
+        );
+        let e = errs(&y);
+        assert!(
+            e.iter()
+                .any(|e| e.starts_with("t.yaml:14: `h9` is neither")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter()
+                .any(|e| e.starts_with("t.yaml:15: bridge sw1:br0 has no port `nope`")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter()
+                .any(|e| e.starts_with("t.yaml:16: no host owns 10.9.9.9")),
+            "{e:?}"
+        );
+        let y = format!("{BASE}checks:\n  - pingall:\n      expect: {{h1: [h2]}}\n");
+        let p = parse(&y, "t.yaml", "t").unwrap();
+        match &p.checks[0].kind {
+            CheckKind::Pingall { pairs, .. } => {
+                assert_eq!(pairs.len(), 2);
+                assert!(pairs.iter().any(|x| x.from == "h1" && x.reachable));
+                assert!(pairs.iter().any(|x| x.from == "h2" && !x.reachable));
+            }
+            k => panic!("{k:?}"),
+        }
+    }
+
+    #[test]
+    fn a_name_beside_a_check_kind_gets_a_hint() {
+        let y = format!("{BASE}checks:\n  - ping: {{from: h1, to: h2}}\n    name: x\n");
+        let e = errs(&y);
+        assert!(e.iter().any(|e| e.contains("exactly one key")), "{e:?}");
+    }
+
+    #[test]
+    fn cidr_and_mac() {
+        assert!(Cidr::parse("10.0.0.0/24").is_err());
+        assert!(Cidr::parse("10.0.0.255/24").is_err());
+        assert!(Cidr::parse("10.0.0.1/32").is_ok());
+        assert!(Cidr::parse("10.0.0.1").is_err());
+        let c = Cidr::parse("10.1.2.3/16").unwrap();
+        assert!(c.contains("10.1.200.1".parse().unwrap()));
+        assert!(!c.contains("10.2.0.1".parse().unwrap()));
+        assert_eq!(parse_mac("02:AA:00:00:00:01").unwrap(), "02:aa:00:00:00:01");
+        assert!(parse_mac("01:00:00:00:00:01").is_err());
+        assert!(parse_mac("02:00:00:00:01").is_err());
+    }
+
+    #[test]
+    fn port_names_must_fit_and_not_clash() {
+        let y = BASE
+            .replace("name: h2\n", "name: a-very-long-host\n")
+            .replace("[h2, sw1]", "[a-very-long-host, sw1]");
+        let e = errs(&y);
+        assert!(e.iter().any(|e| e.contains("default port name")), "{e:?}");
+        let y = BASE.replace("[h2, sw1]", "[h2, {node: sw1, port: h1-eth0}]");
+        let e = errs(&y);
+        assert!(e.iter().any(|e| e.contains("already taken")), "{e:?}");
+    }
+}

@@ -1,0 +1,166 @@
+//! Text a person reads: what `vstopo show` prints about a plan (nodes, links, checks and,
+//! on request, every build step as a command line).
+
+use std::fmt::Write as _;
+
+use ctl::PortKind;
+
+use crate::lab::steps;
+use crate::plan::{Link, Plan};
+
+/// The placeholder for a run's prefix in `show` output.
+pub const RUN_PLACEHOLDER: &str = "<run>";
+
+/// Describes what building `plan` would make, without making it.
+pub fn show(plan: &Plan, with_steps: bool) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "topology {} ({}): {} switch(es), {} host(s), {} link(s), {} check(s)",
+        plan.name,
+        plan.source,
+        plan.switches.len(),
+        plan.hosts.len(),
+        plan.links.len(),
+        plan.checks.len()
+    );
+    if let Some(d) = &plan.description {
+        for l in d.trim().lines() {
+            let _ = writeln!(s, "  {l}");
+        }
+    }
+    let _ = writeln!(
+        s,
+        "\nnamespaces (named {RUN_PLACEHOLDER}-NODE; every run picks a fresh prefix such as vt3k9a):"
+    );
+    let w = plan
+        .hosts
+        .iter()
+        .map(|h| h.name.len())
+        .chain(plan.switches.iter().map(|x| x.name.len()))
+        .max()
+        .unwrap_or(4);
+    for h in &plan.hosts {
+        let ifaces: Vec<String> = h
+            .ifaces
+            .iter()
+            .map(|i| {
+                let mut t = i.name.clone();
+                if let Some(a) = i.addr {
+                    let _ = write!(t, " {a}");
+                }
+                if let Some(m) = &i.mac {
+                    let _ = write!(t, " mac {m}");
+                }
+                if let Some(m) = i.mtu {
+                    let _ = write!(t, " mtu {m}");
+                }
+                t
+            })
+            .collect();
+        let mut line = format!("  {:<w$}  host    {}", h.name, ifaces.join(", "));
+        if let Some(g) = h.gateway {
+            let _ = write!(line, "; default via {g}");
+        }
+        if h.forward {
+            line.push_str("; forwards IPv4");
+        }
+        let runs: Vec<&str> = plan
+            .switches
+            .iter()
+            .filter(|x| x.host.as_deref() == Some(h.name.as_str()))
+            .map(|x| x.name.as_str())
+            .collect();
+        if !runs.is_empty() {
+            let _ = write!(line, "; runs switch {}", runs.join(", "));
+        }
+        let _ = writeln!(s, "{}", line.trim_end());
+    }
+    for sw in &plan.switches {
+        let bridges: Vec<String> = sw
+            .bridges
+            .iter()
+            .map(|b| {
+                let mut t = b.name.clone();
+                let mut opts = Vec::new();
+                if let Some(a) = b.aging {
+                    opts.push(format!("aging {a} s"));
+                }
+                if let Some(m) = b.mac_limit {
+                    opts.push(format!("mac-limit {m}"));
+                }
+                if !opts.is_empty() {
+                    let _ = write!(t, " ({})", opts.join(", "));
+                }
+                t
+            })
+            .collect();
+        let place = match &sw.host {
+            Some(h) => format!("in host {h}'s namespace"),
+            None => "own namespace".into(),
+        };
+        let _ = writeln!(
+            s,
+            "  {:<w$}  switch  vswitchd ({place}{}), bridges: {}",
+            sw.name,
+            sw.workers
+                .map(|n| format!(", {n} workers"))
+                .unwrap_or_default(),
+            bridges.join(", ")
+        );
+    }
+    let _ = writeln!(s, "\nlinks:");
+    for l in &plan.links {
+        let line = match l {
+            Link::HostSwitch { host, port, mtu } => {
+                let what = match port.kind {
+                    PortKind::Afpacket => format!("veth, port {} (afpacket)", port.name),
+                    PortKind::Tap => format!(
+                        "TAP {} made by {}, moved into {} as {}",
+                        port.name, port.switch, host.host, host.iface
+                    ),
+                };
+                format!(
+                    "{}:{} -- {}:{}  {what}{}",
+                    host.host,
+                    host.iface,
+                    port.switch,
+                    port.bridge,
+                    mtu.map(|m| format!(", mtu {m}")).unwrap_or_default()
+                )
+            }
+            Link::HostHost { a, b, mtu } => format!(
+                "{}:{} -- {}:{}  veth{}",
+                a.host,
+                a.iface,
+                b.host,
+                b.iface,
+                mtu.map(|m| format!(", mtu {m}")).unwrap_or_default()
+            ),
+            Link::SwitchSwitch { a, b, mtu } => format!(
+                "{}:{} -- {}:{}  veth between switches, ports {} / {}{}",
+                a.switch,
+                a.bridge,
+                b.switch,
+                b.bridge,
+                a.name,
+                b.name,
+                mtu.map(|m| format!(", mtu {m}")).unwrap_or_default()
+            ),
+        };
+        let _ = writeln!(s, "  {line}");
+    }
+    if !plan.checks.is_empty() {
+        let _ = writeln!(s, "\nchecks (in order):");
+        for (i, c) in plan.checks.iter().enumerate() {
+            let _ = writeln!(s, "  {:>2}. {}  [line {}]", i + 1, c.label, c.line);
+        }
+    }
+    if with_steps {
+        let _ = writeln!(s, "\nsteps:");
+        for st in steps(plan) {
+            let _ = writeln!(s, "  {}", st.describe(plan, RUN_PLACEHOLDER));
+        }
+    }
+    s
+}
