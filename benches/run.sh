@@ -1,0 +1,640 @@
+#!/usr/bin/env bash
+# Macro benchmark: the Linux bridge, Open vSwitch (userspace datapath) and vswitchd (afpacket
+# ports, then TAP ports), measured one after the other on the same two-host setup, in one run.
+#
+#   sudo bash benches/run.sh                 # full run (about 4 minutes)
+#   sudo bash benches/run.sh --quick         # smoke run: short iperf3, fewer pings, 1 repeat
+#   sudo bash benches/run.sh --only vswitchd # a subset: bridge,ovs,afpacket,tap (vswitchd = afpacket,tap)
+#
+# Each setup gets fresh namespaces: a switch namespace and two hosts h1, h2, each host joined
+# to the switch namespace by a veth pair (for the TAP row: by a TAP device vswitchd creates).
+# Every daemon (ovsdb-server, ovs-vswitchd, vswitchd, iperf3 -s, trafgen) runs inside those
+# namespaces. Measured per setup: ping RTT p50/p99 h1->h2, iperf3 TCP h1->h2 (1 and 4
+# streams, default offloads), 64-byte UDP frames from trafgen in h1 (offered = h1's tx,
+# delivered = h2's rx), and the switch process's RSS. Medians over the repeats.
+#
+# Results: a table on stdout, raw JSON in benches/results/<date>-<time>.json and
+# benches/results/latest.json (full runs of all four setups only; --quick saves nothing
+# unless --save). Everything it creates (namespaces vb<pid>-*, a temp dir, its processes) is
+# removed on exit, also on Ctrl-C. It never touches a system Open vSwitch.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT="$PWD"
+LIB="$ROOT/benches/lib/bench.py"
+RESULTS="$ROOT/benches/results"
+
+usage() {
+    cat <<'EOF'
+usage: sudo bash benches/run.sh [--quick] [--repeat N] [--only LIST] [--no-build]
+                                [--save|--no-save] [--vswitchd-args "ARGS"]
+
+  --quick              smoke run: iperf3 1 s, 100 pings, 1 s of UDP, one repeat each
+  --repeat N           run every measurement N times and report medians
+                       (default: TCP once, ping and UDP 3 times; --quick: all once)
+  --only LIST          comma-separated subset of bridge,ovs,afpacket,tap (vswitchd = afpacket,tap)
+  --no-build           use the existing target/release binaries instead of running cargo build
+  --save / --no-save   write the JSON results (default: save unless --quick)
+  --vswitchd-args ARGS extra arguments for vswitchd, e.g. "--rx-ring v3 --workers 2"
+  --udp-procs N        trafgen processes in h1, each pinned to a CPU (default 1: one core stays
+                       free for the switch; trafgen's own default is one per CPU)
+EOF
+}
+
+say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+info() { printf '    %s\n' "$*"; }
+die() {
+    echo "run.sh: $*" >&2
+    exit 1
+}
+
+# ---- options -------------------------------------------------------------------------------
+QUICK=0
+REPEAT=""
+ONLY="bridge,ovs,afpacket,tap"
+BUILD=1
+SAVE=""
+VSW_EXTRA=""
+UDP_PROCS=1
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --quick) QUICK=1 ;;
+        --repeat)
+            [ $# -ge 2 ] || die "--repeat needs a number"
+            REPEAT="$2"
+            shift
+            ;;
+        --repeat=*) REPEAT="${1#*=}" ;;
+        --only)
+            [ $# -ge 2 ] || die "--only needs a list"
+            ONLY="$2"
+            shift
+            ;;
+        --only=*) ONLY="${1#*=}" ;;
+        --no-build) BUILD=0 ;;
+        --save) SAVE=1 ;;
+        --no-save) SAVE=0 ;;
+        --vswitchd-args)
+            [ $# -ge 2 ] || die "--vswitchd-args needs a string"
+            VSW_EXTRA="$2"
+            shift
+            ;;
+        --vswitchd-args=*) VSW_EXTRA="${1#*=}" ;;
+        --udp-procs)
+            [ $# -ge 2 ] || die "--udp-procs needs a number"
+            UDP_PROCS="$2"
+            shift
+            ;;
+        --udp-procs=*) UDP_PROCS="${1#*=}" ;;
+        -h | --help)
+            usage
+            exit 0
+            ;;
+        *)
+            usage >&2
+            die "unknown argument: $1"
+            ;;
+    esac
+    shift
+done
+if [ -n "$REPEAT" ]; then
+    [[ "$REPEAT" =~ ^[1-9][0-9]?$ ]] || die "--repeat wants a number 1..99, not '$REPEAT'"
+fi
+{ [[ "$UDP_PROCS" =~ ^[1-9][0-9]*$ ]] && [ "$UDP_PROCS" -le "$(nproc)" ]; } ||
+    die "--udp-procs wants a number 1..$(nproc), not '$UDP_PROCS'"
+read -r -a VSW_ARGS <<<"$VSW_EXTRA"
+
+SETUPS=()
+IFS=',' read -r -a only_list <<<"$ONLY"
+for s in "${only_list[@]}"; do
+    case "$s" in
+        bridge | linux-bridge) SETUPS+=(bridge) ;;
+        ovs | openvswitch) SETUPS+=(ovs) ;;
+        afpacket | vswitchd-afpacket) SETUPS+=(vswitchd-afpacket) ;;
+        tap | vswitchd-tap) SETUPS+=(vswitchd-tap) ;;
+        vswitchd) SETUPS+=(vswitchd-afpacket vswitchd-tap) ;;
+        all) SETUPS+=(bridge ovs vswitchd-afpacket vswitchd-tap) ;;
+        *) die "--only: unknown setup '$s' (bridge, ovs, afpacket, tap, vswitchd, all)" ;;
+    esac
+done
+# Keep the canonical order, drop duplicates.
+ordered=()
+for s in bridge ovs vswitchd-afpacket vswitchd-tap; do
+    for t in "${SETUPS[@]}"; do
+        if [ "$s" = "$t" ]; then
+            ordered+=("$s")
+            break
+        fi
+    done
+done
+SETUPS=("${ordered[@]}")
+[ "${#SETUPS[@]}" -gt 0 ] || die "--only selected nothing"
+has_setup() {
+    local s
+    for s in "${SETUPS[@]}"; do [ "$s" = "$1" ] && return 0; done
+    return 1
+}
+
+if [ "$QUICK" = 1 ]; then
+    TCP_SECS=1 PINGS=100 PING_INTERVAL=0.002 UDP_SECS=1 UDP_WARMUP=0.5 R_TCP=1 R_SHORT=1
+else
+    TCP_SECS=10 PINGS=500 PING_INTERVAL=0.002 UDP_SECS=5 UDP_WARMUP=1 R_TCP=1 R_SHORT=3
+fi
+if [ -n "$REPEAT" ]; then
+    R_TCP="$REPEAT"
+    R_SHORT="$REPEAT"
+fi
+[ -n "$SAVE" ] || SAVE=$((1 - QUICK))
+
+if [ "$(id -u)" -ne 0 ]; then
+    die "needs root (network namespaces, Open vSwitch, trafgen): sudo bash benches/run.sh"
+fi
+
+# ---- state, cleanup --------------------------------------------------------------------------
+ID=$$
+P="vb$ID"
+SW="$P-sw"
+H1="$P-h1"
+H2="$P-h2"
+NET="10.251.$((ID % 250 + 1))"
+IP1="$NET.1"
+IP2="$NET.2"
+TMP="$(mktemp -d /tmp/vswitch-bench.XXXXXX)"
+RAW="$TMP/raw.jsonl"
+: >"$RAW"
+PIDS=()          # every background process this script started
+NSES=()          # every namespace this script created (and not yet deleted)
+LOGS=()          # daemon logs worth showing when something fails
+POLICY_RC_D=""   # set when we created /usr/sbin/policy-rc.d for the apt-get install
+START_SECS="$(date +%s)"
+
+stop_pid() {
+    local pid="$1"
+    kill -0 "$pid" 2>/dev/null || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 30); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    return 0
+}
+
+del_ns() {
+    local ns="$1" pids
+    pids="$(ip netns pids "$ns" 2>/dev/null || true)"
+    # shellcheck disable=SC2086
+    [ -z "$pids" ] || kill -KILL $pids 2>/dev/null || true
+    ip netns del "$ns" 2>/dev/null || true
+    local keep=() n
+    for n in "${NSES[@]}"; do [ "$n" = "$ns" ] || keep+=("$n"); done
+    NSES=("${keep[@]}")
+    return 0
+}
+
+cleanup() {
+    local rc=$?
+    set +e
+    trap - EXIT INT TERM
+    local pid ns log
+    for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
+    if [ "$rc" -ne 0 ]; then
+        for log in "${LOGS[@]}"; do
+            [ -s "$log" ] || continue
+            echo "---- last lines of $log ----" >&2
+            tail -n 25 "$log" >&2
+        done
+    fi
+    for ns in "${NSES[@]}"; do del_ns "$ns"; done
+    [ -z "$POLICY_RC_D" ] || rm -f "$POLICY_RC_D"
+    rm -rf "$TMP"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+in_ns() {
+    local ns="$1"
+    shift
+    ip netns exec "$ns" "$@"
+}
+
+# ---- dependencies ----------------------------------------------------------------------------
+say "dependencies"
+declare -A PKG=(
+    [ip]=iproute2 [ss]=iproute2 [ping]=iputils-ping [iperf3]=iperf3 [trafgen]=netsniff-ng
+    [python3]=python3 [timeout]=coreutils [awk]=gawk
+)
+if has_setup ovs; then
+    PKG[ovs-vswitchd]=openvswitch-switch
+    PKG[ovsdb-server]=openvswitch-switch
+    PKG[ovsdb-tool]=openvswitch-common
+    PKG[ovs-vsctl]=openvswitch-common
+    PKG[ovs-appctl]=openvswitch-common
+fi
+missing=()
+for cmd in "${!PKG[@]}"; do
+    command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || missing+=("${PKG[$cmd]}")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    mapfile -t pkgs < <(printf '%s\n' "${missing[@]}" | sort -u)
+    info "installing ${pkgs[*]}"
+    # Installing openvswitch-switch must not start (or enable the start of) the system
+    # service: a policy-rc.d that says "no" for the duration of the install, unless the
+    # host already has one (then it already decides).
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        POLICY_RC_D=/usr/sbin/policy-rc.d
+        printf '#!/bin/sh\n# created by vswitch benches/run.sh for one apt-get install\nexit 101\n' >"$POLICY_RC_D"
+        chmod 755 "$POLICY_RC_D"
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends \
+        -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+        "${pkgs[@]}" >/dev/null
+    if [ -n "$POLICY_RC_D" ]; then
+        rm -f "$POLICY_RC_D"
+        POLICY_RC_D=""
+    fi
+else
+    info "all tools present"
+fi
+export PATH="$PATH:/usr/sbin:/sbin"
+
+# ---- build -----------------------------------------------------------------------------------
+VSWITCHD="$ROOT/target/release/vswitchd"
+VSCTL="$ROOT/target/release/vsctl"
+if has_setup vswitchd-afpacket || has_setup vswitchd-tap; then
+    if [ "$BUILD" = 1 ]; then
+        say "cargo build --workspace --release"
+        CARGO="$(command -v cargo || true)"
+        [ -n "$CARGO" ] || CARGO="${CARGO_HOME:-$HOME/.cargo}/bin/cargo"
+        [ -x "$CARGO" ] || die "cargo not found (install Rust, or pass --no-build with built binaries)"
+        "$CARGO" build --workspace --release
+    fi
+    { [ -x "$VSWITCHD" ] && [ -x "$VSCTL" ]; } || die "missing $VSWITCHD or $VSCTL (build: cargo build --workspace --release)"
+fi
+
+# ---- helpers ---------------------------------------------------------------------------------
+record() { # SETUP METRIC VALUE
+    printf '{"setup":"%s","metric":"%s","value":%s}\n' "$1" "$2" "$3" >>"$RAW"
+}
+record_detail() { # SETUP JSON
+    printf '{"setup":"%s","detail":%s}\n' "$1" "$2" >>"$RAW"
+}
+now() { date +%s.%N; }
+calc() { awk "BEGIN { printf \"%.4f\", $1 }"; }
+dec() { awk -v x="$2" "BEGIN { printf \"%.$1f\", x }"; } # DIGITS VALUE
+stat_of() { # NS IFACE COUNTER
+    in_ns "$1" cat "/sys/class/net/$2/statistics/$3"
+}
+mac_of() { # NS IFACE
+    ip -n "$1" -j link show dev "$2" >"$TMP/link.json"
+    python3 "$LIB" mac "$TMP/link.json"
+}
+rss_kib() { # PID FIELD (VmRSS / VmHWM)
+    awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"
+}
+kib_to_mib() { calc "$1 / 1024"; }
+wait_for() { # TRIES CMD... : retry every 0.1 s
+    local n="$1"
+    shift
+    for _ in $(seq "$n"); do
+        "$@" >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+mkns() {
+    ip netns add "$1"
+    NSES+=("$1")
+    ip -n "$1" link set lo up
+    # No IPv6: no router solicitations or ND chatter in the counters.
+    in_ns "$1" sysctl -q -w net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+}
+
+# Fresh switch and host namespaces for one setup.
+ns_up() {
+    mkns "$SW"
+    mkns "$H1"
+    mkns "$H2"
+}
+
+# veth pairs: hNp in the switch namespace, eth0 in host N.
+veths_up() {
+    local n
+    for n in 1 2; do
+        ip -n "$SW" link add "h${n}p" type veth peer name eth0 netns "$P-h$n"
+        ip -n "$SW" link set "h${n}p" up
+    done
+    host_addr "$H1" eth0 "$IP1"
+    host_addr "$H2" eth0 "$IP2"
+    HIF1=eth0
+    HIF2=eth0
+}
+
+host_addr() { # NS IFACE IP
+    ip -n "$1" addr add "$3/24" dev "$2"
+    ip -n "$1" link set "$2" up
+}
+
+# Tear one setup down: its processes, then its namespaces.
+ns_down() {
+    local pid
+    for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
+    PIDS=()
+    del_ns "$H1"
+    del_ns "$H2"
+    del_ns "$SW"
+}
+
+connectivity() {
+    for _ in $(seq 40); do
+        if timeout 5 ip netns exec "$H1" ping -n -q -c 1 -W 1 "$IP2" >/dev/null 2>&1 &&
+            timeout 5 ip netns exec "$H2" ping -n -q -c 1 -W 1 "$IP1" >/dev/null 2>&1; then
+            return 0
+        fi
+        sleep 0.25
+    done
+    die "$1: h1 and h2 cannot ping each other through the switch"
+}
+
+# ---- measurements ----------------------------------------------------------------------------
+measure_ping() { # SETUP REP
+    local out="$TMP/$1-ping-$2.txt" p50 p99 got sent
+    timeout 120 ip netns exec "$H1" ping -n -c "$PINGS" -i "$PING_INTERVAL" -W 1 "$IP2" >"$out" 2>&1 ||
+        die "$1: ping failed: $(tail -n 3 "$out")"
+    read -r p50 p99 got sent < <(python3 "$LIB" ping "$out")
+    [ "$got" -ge $((PINGS * 95 / 100)) ] || die "$1: only $got of $sent pings answered"
+    record "$1" ping_p50_ms "$p50"
+    record "$1" ping_p99_ms "$p99"
+    record_detail "$1" "{\"kind\":\"ping\",\"sent\":$sent,\"replies\":$got,\"interval_s\":$PING_INTERVAL}"
+    info "ping x$PINGS: p50 $(dec 3 "$p50") ms, p99 $(dec 3 "$p99") ms ($got/$sent replies)"
+}
+
+measure_tcp() { # SETUP STREAMS REP
+    local setup="$1" streams="$2" rep="$3" port json srv gbps
+    port=$((5201 + RANDOM % 2000))
+    json="$TMP/$setup-tcp$streams-$rep.json"
+    timeout $((TCP_SECS + 40)) ip netns exec "$H2" iperf3 -s -1 -B "$IP2" -p "$port" >"$TMP/iperf3-server.log" 2>&1 &
+    srv=$!
+    PIDS+=("$srv")
+    wait_for 100 sh -c "ip netns exec '$H2' ss -Hltn 'sport = :$port' | grep -q ." ||
+        die "$setup: iperf3 server did not start"
+    if ! timeout $((TCP_SECS + 30)) ip netns exec "$H1" iperf3 -c "$IP2" -p "$port" -t "$TCP_SECS" -P "$streams" -J >"$json" 2>&1; then
+        die "$setup: iperf3 -P $streams failed: $(head -c 600 "$json")"
+    fi
+    wait "$srv" 2>/dev/null || true
+    gbps="$(python3 "$LIB" iperf "$json")" || die "$setup: cannot read iperf3 result $json"
+    awk -v g="$gbps" 'BEGIN { exit !(g > 0) }' || die "$setup: iperf3 -P $streams moved nothing"
+    record "$setup" "tcp${streams}_gbps" "$gbps"
+    info "TCP ${TCP_SECS}s -P $streams: $(dec 2 "$gbps") Gbit/s"
+}
+
+# 64-byte UDP frames (Ethernet header to payload, no FCS) from trafgen on h1's interface to
+# h2's MAC and IP, port 9. After a warm-up, the counters are sampled over UDP_SECS: offered =
+# h1 tx_packets + tx_dropped, delivered = h2 rx_packets.
+measure_udp() { # SETUP REP
+    local setup="$1" rep="$2" cfg="$TMP/trafgen.cfg" out="$TMP/$1-trafgen-$2.txt" tg
+    local t0 t1 tx0 txd0 rx0 tx1 txd1 rx1 dt offered delivered sent
+    if [ ! -s "$cfg" ]; then
+        local mac1 mac2
+        mac1="$(mac_of "$H1" "$HIF1")"
+        mac2="$(mac_of "$H2" "$HIF2")"
+        # 14 (Ethernet) + 20 (IPv4) + 8 (UDP) + 22 (payload) = 64 bytes
+        cat >"$cfg" <<EOF
+{ eth(da=$mac2, sa=$mac1, type=0x0800), ipv4(saddr=$IP1, daddr=$IP2, ttl=64, df), udp(sp=9, dp=9), fill(0x00, 22) }
+EOF
+    fi
+    ip netns exec "$H1" trafgen -o "$HIF1" -i "$cfg" -P "$UDP_PROCS" --no-sock-mem --notouch-irq -C >"$out" 2>&1 &
+    tg=$!
+    PIDS+=("$tg")
+    sleep "$UDP_WARMUP"
+    kill -0 "$tg" 2>/dev/null || die "$setup: trafgen exited early: $(tail -n 5 "$out")"
+    t0="$(now)"
+    tx0="$(stat_of "$H1" "$HIF1" tx_packets)"
+    txd0="$(stat_of "$H1" "$HIF1" tx_dropped)"
+    rx0="$(stat_of "$H2" "$HIF2" rx_packets)"
+    sleep "$UDP_SECS"
+    tx1="$(stat_of "$H1" "$HIF1" tx_packets)"
+    txd1="$(stat_of "$H1" "$HIF1" tx_dropped)"
+    rx1="$(stat_of "$H2" "$HIF2" rx_packets)"
+    t1="$(now)"
+    kill -INT "$tg" 2>/dev/null || true
+    wait_for 50 sh -c "! kill -0 $tg" || kill -KILL "$tg" 2>/dev/null || true
+    wait "$tg" 2>/dev/null || true
+    dt="$(calc "$t1 - $t0")"
+    offered="$(calc "($tx1 - $tx0 + $txd1 - $txd0) / $dt / 1000")"
+    delivered="$(calc "($rx1 - $rx0) / $dt / 1000")"
+    sent="$(python3 "$LIB" trafgen "$out" 2>/dev/null || echo null)"
+    awk -v d="$delivered" 'BEGIN { exit !(d > 0) }' || die "$setup: no UDP frame reached h2"
+    record "$setup" udp64_offered_kpps "$offered"
+    record "$setup" udp64_delivered_kpps "$delivered"
+    record_detail "$setup" "{\"kind\":\"udp64\",\"window_s\":$dt,\"h1_tx_packets\":$((tx1 - tx0)),\"h1_tx_dropped\":$((txd1 - txd0)),\"h2_rx_packets\":$((rx1 - rx0)),\"trafgen_sent_total\":$sent}"
+    info "UDP 64 B ${UDP_SECS}s: offered $(dec 0 "$offered") kpps, delivered $(dec 0 "$delivered") kpps"
+}
+
+measure_all() { # SETUP
+    local setup="$1" r
+    # A few pings so ARP and the switch's MAC table are warm.
+    timeout 10 ip netns exec "$H1" ping -n -q -c 3 -i 0.05 "$IP2" >/dev/null
+    for r in $(seq "$R_SHORT"); do measure_ping "$setup" "$r"; done
+    for r in $(seq "$R_TCP"); do measure_tcp "$setup" 1 "$r"; done
+    for r in $(seq "$R_TCP"); do measure_tcp "$setup" 4 "$r"; done
+    for r in $(seq "$R_SHORT"); do measure_udp "$setup" "$r"; done
+}
+
+record_rss() { # SETUP PID WHEN(start|idle|peak)
+    local kib mib
+    kib="$(rss_kib "$2" "$([ "$3" = peak ] && echo VmHWM || echo VmRSS)")"
+    [ -n "$kib" ] || die "$1: cannot read /proc/$2/status"
+    mib="$(kib_to_mib "$kib")"
+    record "$1" "${3}_rss_mb" "$mib"
+    info "switch process RSS ($3): $(dec 1 "$mib") MiB"
+}
+
+# ---- the setups ------------------------------------------------------------------------------
+setup_bridge() {
+    veths_up
+    ip -n "$SW" link add br0 type bridge
+    ip -n "$SW" link set h1p master br0
+    ip -n "$SW" link set h2p master br0
+    ip -n "$SW" link set br0 up
+    connectivity bridge
+    measure_all bridge
+}
+
+setup_ovs() {
+    local d="$TMP/ovs" ovsdb ovsd kmod_before kmod_after dpif
+    mkdir -p "$d"
+    # Private run/log/db/conf directories: neither the daemons nor ovs-vsctl/ovs-appctl go
+    # near /var/run/openvswitch, /etc/openvswitch or a system OVS.
+    export OVS_RUNDIR="$d" OVS_LOGDIR="$d" OVS_DBDIR="$d" OVS_SYSCONFDIR="$d"
+    LOGS+=("$d/ovsdb-server.log" "$d/ovs-vswitchd.log")
+    kmod_before=false
+    [ -d /sys/module/openvswitch ] && kmod_before=true
+    veths_up
+    ovsdb-tool create "$d/conf.db" /usr/share/openvswitch/vswitch.ovsschema
+    ip netns exec "$SW" ovsdb-server "$d/conf.db" \
+        --remote="punix:$d/db.sock" --unixctl="$d/ovsdb-server.ctl" \
+        --pidfile="$d/ovsdb-server.pid" --log-file="$d/ovsdb-server.log" --no-chdir \
+        -vconsole:off -vsyslog:off -vfile:info 2>>"$d/ovsdb-server.stderr" &
+    ovsdb=$!
+    PIDS+=("$ovsdb")
+    wait_for 100 test -S "$d/db.sock" || die "ovs: ovsdb-server did not create $d/db.sock"
+    ovs_vsctl() { timeout 30 ovs-vsctl --db="unix:$d/db.sock" --timeout=20 "$@"; }
+    ovs_vsctl --no-wait init
+    # Userspace TSO before ovs-vswitchd starts: without it TCP does not pass with the veths'
+    # default offloads.
+    ovs_vsctl --no-wait set Open_vSwitch . other_config:userspace-tso-enable=true
+    ip netns exec "$SW" ovs-vswitchd "unix:$d/db.sock" \
+        --unixctl="$d/ovs-vswitchd.ctl" --pidfile="$d/ovs-vswitchd.pid" \
+        --log-file="$d/ovs-vswitchd.log" --no-chdir -vconsole:off -vsyslog:off -vfile:info \
+        2>>"$d/ovs-vswitchd.stderr" &
+    ovsd=$!
+    PIDS+=("$ovsd")
+    wait_for 100 test -S "$d/ovs-vswitchd.ctl" || die "ovs: ovs-vswitchd did not create its control socket"
+    record_rss ovs "$ovsd" start
+    ovs_vsctl add-br br0 -- set bridge br0 datapath_type=netdev
+    ovs_vsctl add-port br0 h1p -- add-port br0 h2p
+    dpif="$(timeout 10 ovs-appctl -t "$d/ovs-vswitchd.ctl" dpif/show 2>&1 || true)"
+    grep -q 'netdev@ovs-netdev' <<<"$dpif" || die "ovs: bridge is not on the userspace (netdev) datapath: $dpif"
+    grep -q 'Userspace TCP Segmentation Offloading support enabled' "$d/ovs-vswitchd.log" ||
+        die "ovs: ovs-vswitchd did not enable userspace TSO (see $d/ovs-vswitchd.log)"
+    connectivity ovs
+    record_rss ovs "$ovsd" idle
+    measure_all ovs
+    record_rss ovs "$ovsd" peak
+    kmod_after=false
+    [ -d /sys/module/openvswitch ] && kmod_after=true
+    record_detail ovs "{\"kind\":\"ovs\",\"version\":\"$(ovs-vswitchd --version | awk '/Open vSwitch/ {print $NF}')\",\"datapath\":\"netdev\",\"userspace_tso\":true,\"kernel_module_loaded_before\":$kmod_before,\"kernel_module_loaded_after\":$kmod_after}"
+    info "datapath: $(grep -o 'netdev@ovs-netdev' <<<"$dpif" | head -n 1); kernel openvswitch module loaded: before $kmod_before, after $kmod_after"
+    unset OVS_RUNDIR OVS_LOGDIR OVS_DBDIR OVS_SYSCONFDIR
+}
+
+vsw_start() { # SETUP -> VSW_PID, VSW_SOCK
+    local d="$TMP/$1"
+    mkdir -p "$d"
+    VSW_SOCK="$d/vswitchd.sock"
+    LOGS+=("$d/vswitchd.log")
+    ip netns exec "$SW" "$VSWITCHD" --sock "$VSW_SOCK" --db "$d/conf.json" "${VSW_ARGS[@]}" 2>"$d/vswitchd.log" &
+    VSW_PID=$!
+    PIDS+=("$VSW_PID")
+    wait_for 100 vsctl show || die "$1: vswitchd does not answer on $VSW_SOCK"
+}
+vsctl() { timeout 10 "$VSCTL" --sock "$VSW_SOCK" "$@"; }
+vsw_ports_up() {
+    wait_for 100 sh -c "! timeout 10 '$VSCTL' --sock '$VSW_SOCK' show | grep -q ' down'" ||
+        die "$1: ports not up: $(vsctl show)"
+}
+vsw_stats() { # SETUP
+    local s
+    s="$(vsctl --json stats br0 2>/dev/null | tr -d '\n')"
+    [ -z "$s" ] || record_detail "$1" "{\"kind\":\"vsctl_stats\",\"stats\":$s}"
+}
+
+setup_vswitchd_afpacket() {
+    local s=vswitchd-afpacket
+    veths_up
+    vsw_start "$s"
+    record_rss "$s" "$VSW_PID" start
+    vsctl add-br br0 >/dev/null
+    vsctl add-port br0 h1p >/dev/null
+    vsctl add-port br0 h2p >/dev/null
+    vsw_ports_up "$s"
+    connectivity "$s"
+    record_rss "$s" "$VSW_PID" idle
+    measure_all "$s"
+    record_rss "$s" "$VSW_PID" peak
+    vsw_stats "$s"
+}
+
+setup_vswitchd_tap() {
+    local s=vswitchd-tap n tap
+    vsw_start "$s"
+    record_rss "$s" "$VSW_PID" start
+    vsctl add-br br0 >/dev/null
+    for n in 1 2; do
+        tap="vbt$n-$ID"
+        vsctl add-port br0 "$tap" --type tap >/dev/null
+        wait_for 100 ip -n "$SW" link show "$tap" || die "$s: vswitchd did not create TAP $tap"
+        ip -n "$SW" link set "$tap" netns "$P-h$n"
+        host_addr "$P-h$n" "$tap" "$NET.$n"
+    done
+    HIF1="vbt1-$ID"
+    HIF2="vbt2-$ID"
+    vsw_ports_up "$s"
+    connectivity "$s"
+    record_rss "$s" "$VSW_PID" idle
+    measure_all "$s"
+    record_rss "$s" "$VSW_PID" peak
+    vsw_stats "$s"
+}
+
+# ---- run -------------------------------------------------------------------------------------
+LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
+say "plan: ${SETUPS[*]}; TCP ${TCP_SECS}s x$R_TCP (1 and 4 streams), ping $PINGS at ${PING_INTERVAL}s x$R_SHORT, UDP 64 B ${UDP_SECS}s x$R_SHORT; subnet $NET.0/24"
+info "load average at start: $LOAD_START (other work on this machine makes the numbers noisy)"
+for setup in "${SETUPS[@]}"; do
+    case "$setup" in
+        bridge) title="Linux bridge (kernel)" ;;
+        ovs) title="Open vSwitch, userspace datapath (datapath_type=netdev, userspace TSO)" ;;
+        vswitchd-afpacket) title="vswitchd, afpacket ports ${VSW_EXTRA:+($VSW_EXTRA)}" ;;
+        vswitchd-tap) title="vswitchd, TAP ports ${VSW_EXTRA:+($VSW_EXTRA)}" ;;
+    esac
+    say "$setup: $title"
+    rm -f "$TMP/trafgen.cfg"
+    ns_up
+    "setup_${setup//-/_}"
+    ns_down
+done
+
+# ---- report ----------------------------------------------------------------------------------
+ELAPSED=$(($(date +%s) - START_SECS))
+STAMP="$(date +%Y%m%d-%H%M%S)"
+COMMIT="$(git -C "$ROOT" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)"
+DIRTY=false
+[ -z "$(git -C "$ROOT" status --porcelain -- vswitch ctl Cargo.toml Cargo.lock 2>/dev/null)" ] || DIRTY=true
+export BENCH_DATE BENCH_CPUS BENCH_CPU_MODEL BENCH_KERNEL BENCH_MEM_MIB BENCH_LOAD_START \
+    BENCH_LOAD_END BENCH_COMMIT BENCH_DIRTY BENCH_VSWITCHD_ARGS BENCH_QUICK BENCH_SETUPS \
+    BENCH_TCP_SECS BENCH_R_TCP BENCH_PINGS BENCH_PING_INTERVAL BENCH_R_SHORT BENCH_UDP_SECS \
+    BENCH_UDP_WARMUP BENCH_IPERF3 BENCH_TRAFGEN BENCH_ELAPSED
+BENCH_DATE="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+BENCH_CPUS="$(nproc)"
+BENCH_CPU_MODEL="$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
+BENCH_KERNEL="$(uname -r)"
+BENCH_MEM_MIB="$(awk '/^MemTotal/ { print int($2 / 1024) }' /proc/meminfo)"
+BENCH_LOAD_START="$LOAD_START"
+BENCH_LOAD_END="$(cut -d' ' -f1-3 /proc/loadavg)"
+BENCH_COMMIT="$COMMIT"
+BENCH_DIRTY="$DIRTY"
+BENCH_VSWITCHD_ARGS="$VSW_EXTRA"
+BENCH_QUICK="$QUICK"
+BENCH_SETUPS="${SETUPS[*]}"
+BENCH_TCP_SECS="$TCP_SECS"
+BENCH_R_TCP="$R_TCP"
+BENCH_PINGS="$PINGS"
+BENCH_PING_INTERVAL="$PING_INTERVAL"
+BENCH_R_SHORT="$R_SHORT"
+BENCH_UDP_SECS="$UDP_SECS"
+BENCH_UDP_WARMUP="$UDP_WARMUP"
+BENCH_IPERF3="$( (iperf3 --version 2>/dev/null || true) | awk 'NR == 1 { print $2 }')"
+BENCH_TRAFGEN="$( (trafgen -v 2>/dev/null || true) | awk 'NR == 1 { print $2 }')"
+BENCH_ELAPSED="$ELAPSED"
+python3 "$LIB" meta "$TMP/meta.json"
+
+say "results (medians; ratios = vswitchd / other: above 1 is better for throughput, below 1 for RTT and RSS)"
+if [ "$SAVE" = 1 ]; then
+    mkdir -p "$RESULTS"
+    out="$RESULTS/$STAMP.json"
+    latest=()
+    if [ "$QUICK" = 0 ] && [ "${#SETUPS[@]}" -eq 4 ]; then latest=(--latest "$RESULTS/latest.json"); fi
+    python3 "$LIB" report "$RAW" "$TMP/meta.json" "$out" "${latest[@]}"
+    echo
+    echo "raw results: ${out#"$ROOT"/}${latest[*]:+ and benches/results/latest.json}"
+else
+    python3 "$LIB" report "$RAW" "$TMP/meta.json" "$TMP/results.json"
+fi
+echo "run time: ${ELAPSED}s on $BENCH_CPUS cores ($BENCH_CPU_MODEL); load average at start $LOAD_START, at end $BENCH_LOAD_END"
