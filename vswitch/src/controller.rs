@@ -86,8 +86,7 @@ impl Controller {
                     .collect();
                 self.publish();
                 for rt in gone {
-                    self.shared
-                        .tell(rt.owner, WorkerMsg::Detach(rt.id, "removed".into()));
+                    self.remove_port(&rt);
                 }
                 Ok(Data::Done)
             }
@@ -111,8 +110,7 @@ impl Controller {
                 self.commit(next)?;
                 if let Some(rt) = self.ports.remove(&iface) {
                     self.publish();
-                    self.shared
-                        .tell(rt.owner, WorkerMsg::Detach(rt.id, "removed".into()));
+                    self.remove_port(&rt);
                     if let Some(br) = self.bridges.get(&bridge) {
                         br.fdb.load().flush_port(rt.id);
                     }
@@ -247,6 +245,23 @@ impl Controller {
         }
         self.ports.insert(p.name.clone(), rt.clone());
         rt
+    }
+
+    /// Has the owner let go of a removed port, and waits (briefly) until it has: the
+    /// request is answered only once a TAP we created is gone, so the same name can be
+    /// added again at once.
+    fn remove_port(&self, rt: &Arc<PortRt>) {
+        let (done, wait) = crossbeam::channel::bounded(1);
+        self.shared.tell(
+            rt.owner,
+            WorkerMsg::Detach(rt.id, "removed".into(), Some(done)),
+        );
+        if wait
+            .recv_timeout(std::time::Duration::from_secs(2))
+            .is_err()
+        {
+            tracing::warn!(port = %rt.name, "worker did not confirm the port's removal");
+        }
     }
 
     fn attach(&self, rt: &Arc<PortRt>, io: PortIo) {
@@ -435,7 +450,7 @@ impl Controller {
                     if now_idx != Some(rt.ifindex.load(Ordering::Relaxed)) {
                         self.shared.tell(
                             rt.owner,
-                            WorkerMsg::Detach(rt.id, "interface vanished".into()),
+                            WorkerMsg::Detach(rt.id, "interface vanished".into(), None),
                         );
                     }
                 }

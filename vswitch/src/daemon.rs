@@ -22,6 +22,7 @@ pub struct Options {
     pub db: PathBuf,
     pub workers: usize,
     pub rx_ring: crate::sys::afpacket::RingKind,
+    pub busy_poll: Duration,
 }
 
 /// Small buffers in the pool: enough for every TX queue of a few dozen ports to fill
@@ -59,6 +60,7 @@ pub fn run(opts: Options) -> Result<(), String> {
         clock: Default::default(),
         workers,
         rx_ring: opts.rx_ring,
+        busy_poll: opts.busy_poll,
         inboxes,
         wakers,
         shutdown: AtomicBool::new(false),

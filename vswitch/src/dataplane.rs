@@ -164,7 +164,8 @@ pub enum WorkerMsg {
     /// Start serving this port with this I/O handle.
     Attach(Arc<PortRt>, PortIo),
     /// Stop serving the port (removed, or its interface vanished).
-    Detach(PortId, String),
+    /// The sender, if any, is told once the port's I/O handle is closed.
+    Detach(PortId, String, Option<crossbeam::channel::Sender<()>>),
 }
 
 /// Seconds since the daemon started, as the FDB counts time.
@@ -194,6 +195,8 @@ pub struct Shared {
     pub pool: Pool,
     pub clock: Clock,
     pub workers: usize,
+    /// How long a worker keeps polling without sleeping after it last received.
+    pub busy_poll: std::time::Duration,
     /// RX ring layout of afpacket ports.
     pub rx_ring: crate::sys::afpacket::RingKind,
     pub inboxes: Vec<Sender<WorkerMsg>>,

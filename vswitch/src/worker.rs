@@ -98,8 +98,15 @@ impl Worker {
         let mut ready: Vec<PortId> = Vec::with_capacity(64);
         let mut errored: Vec<PortId> = Vec::new();
         let mut last_house = Instant::now();
+        // Busy-polling keeps the thread awake for a while after traffic, so the next
+        // frame (a reply, say) skips the sleep/wake-up round trip.
+        let busy_poll = shared.busy_poll;
+        let mut last_rx = Instant::now()
+            .checked_sub(busy_poll)
+            .unwrap_or_else(Instant::now);
         while !shared.shutdown.load(Ordering::Acquire) {
-            let timeout = if !self.rx_more.is_empty() || self.tx_more {
+            let spinning = !busy_poll.is_zero() && last_rx.elapsed() < busy_poll;
+            let timeout = if !self.rx_more.is_empty() || self.tx_more || spinning {
                 Duration::ZERO
             } else if self.tx_blocked {
                 Duration::from_millis(1)
@@ -138,6 +145,9 @@ impl Worker {
             self.turn_frames = 0;
             for &id in &ready {
                 self.rx_port(&snap, id);
+            }
+            if self.turn_frames > 0 && !busy_poll.is_zero() {
+                last_rx = Instant::now();
             }
             self.flush_touched(&snap);
             self.drain_all();
@@ -185,7 +195,12 @@ impl Worker {
                 // Anything that arrived before registration is read now.
                 self.rx_more.push(id as PortId);
             }
-            WorkerMsg::Detach(id, why) => self.detach(id, Some(why)),
+            WorkerMsg::Detach(id, why, done) => {
+                self.detach(id, Some(why));
+                if let Some(done) = done {
+                    let _ = done.send(());
+                }
+            }
         }
     }
 
@@ -354,7 +369,8 @@ impl Worker {
         if rt.owner == self.idx {
             self.detach(rt.id, Some(why));
         } else {
-            self.shared.tell(rt.owner, WorkerMsg::Detach(rt.id, why));
+            self.shared
+                .tell(rt.owner, WorkerMsg::Detach(rt.id, why, None));
         }
     }
 
