@@ -19,9 +19,9 @@ use crate::counters::{bump, BridgeEvent, Drop};
 use crate::dataplane::{PortRt, Shared, Snapshot, TxIo, TxState, WorkerMsg};
 use crate::fdb::PortId;
 use crate::forward::{decide, Ctx, Verdict};
-use crate::pool::{Pool, LARGE};
+use crate::pool::{Buf, Pool, LARGE, SMALL};
 use crate::port::PortIo;
-use crate::sys::afpacket::{send_mmsg, RingKind, TX_BATCH};
+use crate::sys::afpacket::{send_mmsg, RingKind, Rx, TX_BATCH};
 use crate::sys::tap::write_frame;
 use crate::wire::{ethernet, vnet, EthernetFrame, VnetHdr};
 
@@ -59,8 +59,11 @@ pub struct Worker {
     tx_blocked: bool,
     /// Some owned TX queue still holds frames after a turn: come back at once.
     tx_more: bool,
-    /// Scratch for TAP reads, whose size is unknown until read.
+    /// Scratch for TAP reads when the pool has no large buffer.
     scratch: Box<[u8]>,
+    /// A large pool buffer frames of unknown size are read into; a receiver that sends
+    /// it on as is takes it, and the next read gets another from the pool.
+    spare: Option<Buf>,
     /// Workers to wake because frames were queued for their ports.
     wake: Vec<bool>,
     /// Frames received this turn.
@@ -84,6 +87,7 @@ impl Worker {
             tx_blocked: false,
             tx_more: false,
             scratch: vec![0u8; LARGE].into_boxed_slice(),
+            spare: None,
             wake: vec![false; n],
             turn_frames: 0,
             touched: Vec::with_capacity(64),
@@ -247,6 +251,7 @@ impl Worker {
     fn rx_port(&mut self, snap: &Snapshot, id: PortId) {
         let w = self.idx;
         let shared = &*self.shared;
+        let spare = &mut self.spare;
         let touched = &mut self.touched;
         let touched_mark = &mut self.touched_mark;
         let Some(slot) = self.slots.get_mut(id as usize).and_then(|s| s.as_mut()) else {
@@ -256,7 +261,9 @@ impl Worker {
         let Some(bv) = snap.bridge(rt.bridge) else {
             // Reconfiguration in flight: read and drop, so the ring does not stall.
             let n = match &mut slot.io {
-                PortIo::Afpacket(a) => a.rx(RX_BLOCKS_PER_TURN, |_| {}),
+                PortIo::Afpacket(a) => {
+                    a.rx(RX_BLOCKS_PER_TURN, &shared.pool, &mut self.spare, |_| {})
+                }
                 PortIo::Tap(t) => t.recv(&mut self.scratch).map(|_| 1).unwrap_or(0),
             };
             rt.counters.drop(w, Drop::NoBridge, n as u64);
@@ -287,13 +294,13 @@ impl Worker {
                     RingKind::V2 => RX_FRAMES_PER_TURN,
                     RingKind::V3 => RX_BLOCKS_PER_TURN,
                 };
-                self.turn_frames += a.rx(budget, |f| {
-                    if f.truncated {
+                self.turn_frames += a.rx(budget, &shared.pool, spare, |rx| match rx {
+                    Rx::Frame(f) if f.truncated => {
                         ing.rx_count(f.frame.len());
                         rt.counters.drop(w, Drop::Oversize, 1);
-                    } else {
-                        ing.frame(f.vnet, f.frame, f.vlan);
                     }
+                    Rx::Frame(f) => ing.frame(f.vnet, f.frame, f.vlan),
+                    Rx::Owned { buf, vlan } => ing.frame_owned(buf, vlan),
                 });
                 if a.rx_ready() {
                     self.rx_more.push(id);
@@ -306,7 +313,17 @@ impl Worker {
                         self.rx_more.push(id);
                         break;
                     }
-                    match t.recv(&mut self.scratch) {
+                    if spare.is_none() {
+                        *spare = shared.pool.get(LARGE);
+                    }
+                    let read = match spare.as_mut() {
+                        Some(b) => t.recv(b.spare()).inspect(|&len| b.set_len(len)),
+                        None => t.recv(&mut self.scratch),
+                    };
+                    match read {
+                        Ok(len) if len >= vnet::LEN && spare.is_some() => {
+                            ing.frame_owned(spare, None)
+                        }
                         Ok(len) if len >= vnet::LEN => {
                             ing.frame(
                                 &self.scratch[..vnet::LEN],
@@ -437,6 +454,13 @@ impl Ingress<'_> {
     /// Forwards one frame. `vlan` is a tag the receive path stripped, to put back.
     #[inline]
     fn frame(&mut self, vnet_hdr: &[u8], frame: &[u8], vlan: Option<(u16, u16)>) {
+        let v = self.verdict(frame, vlan);
+        self.dispatch(v, vnet_hdr, frame, vlan);
+    }
+
+    /// Counts and decides.
+    #[inline]
+    fn verdict(&mut self, frame: &[u8], vlan: Option<(u16, u16)>) -> Verdict {
         self.rx_count(frame.len());
         let vid = match vlan {
             Some((_, tci)) => tci & 0x0fff,
@@ -444,7 +468,40 @@ impl Ingress<'_> {
                 .map(|e| e.vlan())
                 .unwrap_or(0),
         };
-        match decide(self.ctx, frame, self.rt.id, vid) {
+        decide(self.ctx, frame, self.rt.id, vid)
+    }
+
+    /// Forwards a frame that sits in a pool buffer of its own (virtio-net header first).
+    /// A super-frame going to one port unchanged is sent in that very buffer: the copy
+    /// saved is 64 KiB per TCP super-frame.
+    fn frame_owned(&mut self, slot: &mut Option<Buf>, vlan: Option<(u16, u16)>) {
+        let Some(len) = slot.as_ref().map(|b| b.bytes().len()) else {
+            return;
+        };
+        let v = {
+            let Some(b) = slot.as_ref() else { return };
+            let bytes = b.bytes();
+            self.verdict(&bytes[vnet::LEN.min(len)..], vlan)
+        };
+        if let (Verdict::Forward(p), None, true) = (v, vlan, len > SMALL) {
+            if let Some(dst) = self.snap.port(p) {
+                if dst.bridge == self.rt.bridge && dst.up.load(Ordering::Relaxed) {
+                    if let Some(buf) = slot.take() {
+                        self.push(dst, buf);
+                    }
+                    return;
+                }
+            }
+        }
+        if let Some(b) = slot.as_ref() {
+            let (vnet_hdr, frame) = b.bytes().split_at(vnet::LEN.min(len));
+            self.dispatch(v, vnet_hdr, frame, vlan);
+        }
+    }
+
+    #[inline]
+    fn dispatch(&mut self, v: Verdict, vnet_hdr: &[u8], frame: &[u8], vlan: Option<(u16, u16)>) {
+        match v {
             Verdict::Drop(d) => self.rt.counters.drop(self.w, d, 1),
             Verdict::Filtered => self.ctx.counters.add(self.w, BridgeEvent::Filtered, 1),
             Verdict::Forward(p) => match self.snap.port(p) {
@@ -502,6 +559,12 @@ impl Ingress<'_> {
             dst.counters.drop(self.w, Drop::Oversize, 1);
             return;
         }
+        self.push(dst, buf);
+    }
+
+    /// Queues `buf` on `dst` and notes the port for this turn's flush.
+    #[inline]
+    fn push(&mut self, dst: &PortRt, buf: Buf) {
         match dst.txq.push(buf) {
             Ok(()) => {
                 let (word, bit) = (dst.id as usize / 64, 1u64 << (dst.id % 64));

@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::{cvt, setsockopt_int};
+use crate::pool::{Buf, Pool, LARGE};
 use crate::wire::vnet;
 
 /// Size of one ring block; for V3 it must hold the largest GSO super-frame with headers.
@@ -60,6 +61,26 @@ impl std::str::FromStr for RingKind {
 const RETIRE_TOV_MS: u32 = 1;
 /// Most frames sent per `sendmmsg`.
 pub const TX_BATCH: usize = 64;
+
+/// What the ring hands up: a frame borrowed from it, or a super-frame read whole into a
+/// pool buffer, which the receiver may keep (take it out of the `Option`) to send on
+/// without another copy.
+pub enum Rx<'a> {
+    Frame(RxFrame<'a>),
+    Owned {
+        /// Virtio-net header followed by the frame.
+        buf: &'a mut Option<Buf>,
+        vlan: Option<(u16, u16)>,
+    },
+}
+
+/// A frame that could not be read whole: counted as oversize by the receiver.
+const CUT: RxFrame<'static> = RxFrame {
+    vnet: &[0; vnet::LEN],
+    frame: &[],
+    vlan: None,
+    truncated: true,
+};
 
 /// One received frame, borrowed from the ring.
 pub struct RxFrame<'a> {
@@ -259,7 +280,14 @@ impl AfPacket {
     }
 
     /// Hands up to `budget` ready frames (V2) or blocks (V3) to `f`; returns frames seen.
-    pub fn rx(&mut self, budget: usize, mut f: impl FnMut(RxFrame<'_>)) -> usize {
+    /// Super-frames (V2) are read into `spare`, refilled from `pool` whenever `f` keeps it.
+    pub fn rx(
+        &mut self,
+        budget: usize,
+        pool: &Pool,
+        spare: &mut Option<Buf>,
+        mut f: impl FnMut(Rx<'_>),
+    ) -> usize {
         let mut n = 0;
         for _ in 0..budget {
             let status = self.status();
@@ -275,7 +303,7 @@ impl AfPacket {
                     let blk = unsafe {
                         std::slice::from_raw_parts(base as *const u8, BLOCK_SIZE as usize)
                     };
-                    n += walk_block(blk, &mut f);
+                    n += walk_block(blk, &mut |fr| f(Rx::Frame(fr)));
                     self.status()
                         .store(libc::TP_STATUS_KERNEL, Ordering::Release);
                     self.next = (self.next + 1) % BLOCK_NR;
@@ -288,28 +316,38 @@ impl AfPacket {
                         std::slice::from_raw_parts(base as *const u8, FRAME_SIZE as usize)
                     };
                     if st & libc::TP_STATUS_COPY != 0 {
-                        // The whole frame waits on the socket queue, in ring order.
-                        match recv_copy(&self.sock, &mut self.copy_buf) {
-                            Some(len) if len >= vnet::LEN => {
-                                let (vnet_hdr, frame) = self.copy_buf[..len].split_at(vnet::LEN);
-                                let vlan = slot_vlan(slot, st);
-                                f(RxFrame {
-                                    vnet: vnet_hdr,
-                                    frame,
-                                    vlan,
-                                    truncated: false,
-                                });
-                            }
-                            _ => f(RxFrame {
-                                vnet: &[0; vnet::LEN],
-                                frame: &[],
-                                vlan: None,
-                                truncated: true,
-                            }),
-                        }
+                        // The whole frame waits on the socket queue, in ring order. Read it
+                        // into a pool buffer if there is one, so it can go out as is.
                         n += 1;
+                        let vlan = slot_vlan(slot, st);
+                        if spare.is_none() {
+                            *spare = pool.get(LARGE);
+                        }
+                        match spare.as_mut() {
+                            Some(b) => match recv_copy(&self.sock, b.spare()) {
+                                Some(len) if len >= vnet::LEN => {
+                                    b.set_len(len);
+                                    f(Rx::Owned { buf: spare, vlan });
+                                }
+                                _ => f(Rx::Frame(CUT)),
+                            },
+                            // No pool buffer free: read into our own, for the receiver to copy.
+                            None => match recv_copy(&self.sock, &mut self.copy_buf) {
+                                Some(len) if len >= vnet::LEN => {
+                                    let (vnet_hdr, frame) =
+                                        self.copy_buf[..len].split_at(vnet::LEN);
+                                    f(Rx::Frame(RxFrame {
+                                        vnet: vnet_hdr,
+                                        frame,
+                                        vlan,
+                                        truncated: false,
+                                    }));
+                                }
+                                _ => f(Rx::Frame(CUT)),
+                            },
+                        }
                     } else if let Some(fr) = parse_slot(slot, st) {
-                        f(fr);
+                        f(Rx::Frame(fr));
                         n += 1;
                     }
                     self.status()
