@@ -17,6 +17,7 @@ declare -A PKG=(
     [killall]=psmisc
     [python3]=python3
     [timeout]=coreutils
+    [curl]=curl
 )
 
 missing=()

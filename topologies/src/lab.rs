@@ -127,6 +127,7 @@ impl Step {
     /// The step as a command line, namespaces named for run `run`.
     pub fn describe(&self, plan: &Plan, run: &str) -> String {
         let ns = |node: &str| ns_name(run, plan.ns_node(node).unwrap_or(node));
+        let dir = state::state_root().join(run).display().to_string();
         match self {
             Step::Netns { node } => format!(
                 "ip netns add {n}; ip -n {n} link set lo up; sysctl net.ipv6.conf.{{all,default}}.disable_ipv6=1",
@@ -149,7 +150,7 @@ impl Step {
             Step::StartSwitch { switch } => {
                 let s = plan.switch(switch);
                 format!(
-                    "ip netns exec {} vswitchd --sock <run>/{switch}.sock --db <run>/{switch}.json --log-level {}{}",
+                    "ip netns exec {} vswitchd --sock {dir}/{switch}.sock --db {dir}/{switch}.json --log-level {}{}",
                     ns(switch),
                     s.map(|s| s.log_level.as_str()).unwrap_or("info"),
                     s.and_then(|s| s.workers)
@@ -158,7 +159,7 @@ impl Step {
                 )
             }
             Step::Vsctl { switch, args } => {
-                format!("vsctl --sock <run>/{switch}.sock {}", args.join(" "))
+                format!("vsctl --sock {dir}/{switch}.sock {}", args.join(" "))
             }
             Step::AdoptTap {
                 switch,
@@ -486,7 +487,13 @@ impl<'p> Lab<'p> {
                 // leaves a record of it.
                 self.state.namespaces.push(ns.clone());
                 self.state.save()?;
-                self.ip(&["netns", "add", &ns])?;
+                if let Err(e) = self.ip(&["netns", "add", &ns]) {
+                    // Not made by us (it existed already, or nothing was made): not ours
+                    // to remove either.
+                    self.state.namespaces.retain(|n| n != &ns);
+                    self.state.save()?;
+                    return Err(e);
+                }
                 self.ip(&["-n", &ns, "link", "set", "lo", "up"])?;
                 // No IPv6: no router solicitations or DAD, so only the frames a check sends
                 // cross the switches and the figures stay clean.

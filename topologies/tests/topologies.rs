@@ -466,7 +466,7 @@ fn sigterm_and_sigint_tear_everything_down() {
         assert_eq!(o.status.code(), Some(code), "{o}");
         assert!(o.stderr.contains(&format!("stopped by {name}")), "{o}");
         assert!(o.stdout.contains("torn down"), "{o}");
-        assert_clean(&runs_in(&o.stdout), &[f.clone()], &before);
+        assert_clean(&runs_in(&o.stdout), std::slice::from_ref(&f), &before);
     }
 }
 
