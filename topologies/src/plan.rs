@@ -3,7 +3,7 @@
 //! its error messages; it touches no system state, so a file that is wrong anywhere is
 //! rejected, with `FILE:LINE: message` for each problem, before anything is built.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -463,14 +463,6 @@ impl Plan {
                 Link::HostHost { .. } => vec![],
             })
             .filter(move |p| p.switch == switch)
-    }
-
-    /// The switch running in `node`'s namespace, if any (first one).
-    pub fn switch_in(&self, node: &str) -> Option<&Switch> {
-        let ns = self.ns_node(node)?;
-        self.switches
-            .iter()
-            .find(|s| s.host.as_deref().unwrap_or(s.name.as_str()) == ns)
     }
 }
 
@@ -1097,7 +1089,12 @@ fn resolve_links(cx: &mut Cx<'_>, tf: &TopologyFile, nodes: &Nodes, plan: &mut P
                 },
                 End::Host(h),
             ) => {
-                let name = port_name(cx, &port, format!("{}-{}", h.host, h.iface), &locs[0]);
+                let name = port_name(
+                    cx,
+                    &port,
+                    format!("{}-{}", h.host, h.iface),
+                    &endpoints.referenced,
+                );
                 Link::HostSwitch {
                     port: Port {
                         switch,
@@ -1155,9 +1152,8 @@ fn resolve_links(cx: &mut Cx<'_>, tf: &TopologyFile, nodes: &Nodes, plan: &mut P
             }
         };
         // Device names must be unique in each namespace, port names in each switch.
-        let line = l.referenced.line();
         plan.links.push(link);
-        check_names_after_link(cx, plan, line, &l.referenced);
+        check_names_after_link(cx, plan, &l.referenced);
     }
     for h in &tf.hosts {
         for i in &h.value.interfaces {
@@ -1177,7 +1173,7 @@ fn resolve_links(cx: &mut Cx<'_>, tf: &TopologyFile, nodes: &Nodes, plan: &mut P
 
 /// After a link was added: its new port names must not clash with a device already in
 /// the same namespace nor with another port of the same switch.
-fn check_names_after_link(cx: &mut Cx<'_>, plan: &Plan, _line: u64, at: &Location) {
+fn check_names_after_link(cx: &mut Cx<'_>, plan: &Plan, at: &Location) {
     let Some(last) = plan.links.last() else {
         return;
     };
@@ -1823,19 +1819,6 @@ fn add_all(reach: &mut BTreeSet<(String, String)>, group: &[String]) {
 /// Node name → namespace name for a run with prefix `run`.
 pub fn ns_name(run: &str, node: &str) -> String {
     format!("{run}-{node}")
-}
-
-/// Every switch's ports, keyed by switch then bridge (for `show` and building).
-pub fn ports_by_bridge(plan: &Plan) -> BTreeMap<(String, String), Vec<Port>> {
-    let mut m: BTreeMap<(String, String), Vec<Port>> = BTreeMap::new();
-    for s in &plan.switches {
-        for p in plan.ports_of(&s.name) {
-            m.entry((p.switch.clone(), p.bridge.clone()))
-                .or_default()
-                .push(p.clone());
-        }
-    }
-    m
 }
 
 #[cfg(test)]
