@@ -18,6 +18,7 @@
 # unless --save). Everything it creates (namespaces vb<pid>-*, a temp dir, its processes) is
 # removed on exit, also on Ctrl-C. It never touches a system Open vSwitch.
 set -euo pipefail
+START_SECS="$(date +%s)"
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT="$PWD"
 LIB="$ROOT/benches/lib/bench.py"
@@ -40,7 +41,7 @@ usage: sudo bash benches/run.sh [--quick] [--repeat N] [--only LIST] [--no-build
 EOF
 }
 
-say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+say() { printf '\n\033[1m==> %s\033[0m  [%ss]\n' "$*" "$(($(date +%s) - START_SECS))"; }
 info() { printf '    %s\n' "$*"; }
 die() {
     echo "run.sh: $*" >&2
@@ -165,20 +166,47 @@ PIDS=()          # every background process this script started
 NSES=()          # every namespace this script created (and not yet deleted)
 LOGS=()          # daemon logs worth showing when something fails
 POLICY_RC_D=""   # set when we created /usr/sbin/policy-rc.d for the apt-get install
-START_SECS="$(date +%s)"
 
-stop_pid() {
+# True while PID runs (a child that exited but is not reaped yet, a zombie, does not count).
+pid_alive() {
+    local st
+    st="$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)" || return 1
+    [ -n "$st" ] && [ "$st" != Z ]
+}
+
+stop_pid() { # PID [SIGNAL]: signal (default TERM), wait up to 3 s, then KILL; reap it
     local pid="$1"
-    kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 30); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
+    if pid_alive "$pid"; then
+        kill "-${2:-TERM}" "$pid" 2>/dev/null || true
+        for _ in $(seq 30); do
+            pid_alive "$pid" || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
     wait "$pid" 2>/dev/null || true
     return 0
 }
+
+# Forget a reaped PID, so that cleanup never signals a later process that reuses the number.
+forget_pid() {
+    local keep=() p
+    for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+    PIDS=("${keep[@]}")
+}
+
+# Run a command in the background and wait for it: a TERM (or INT) then interrupts the wait at
+# once and the cleanup kills the command, instead of bash deferring the trap until it ends.
+run_wait() {
+    local p rc=0
+    "$@" &
+    p=$!
+    PIDS+=("$p")
+    wait "$p" || rc=$?
+    forget_pid "$p"
+    return "$rc"
+}
+pause() { run_wait sleep "$1"; }
 
 del_ns() {
     local ns="$1" pids
@@ -286,8 +314,12 @@ record_detail() { # SETUP JSON
 now() { date +%s.%N; }
 calc() { awk "BEGIN { printf \"%.4f\", $1 }"; }
 dec() { awk -v x="$2" "BEGIN { printf \"%.$1f\", x }"; } # DIGITS VALUE
-stat_of() { # NS IFACE COUNTER
-    in_ns "$1" cat "/sys/class/net/$2/statistics/$3"
+stat_of() { # NS IFACE COUNTER... : the counters on one line, read by one process
+    local ns="$1" dev="$2" c files=()
+    shift 2
+    for c in "$@"; do files+=("/sys/class/net/$dev/statistics/$c"); done
+    in_ns "$ns" cat "${files[@]}" | tr '\n' ' '
+    echo
 }
 mac_of() { # NS IFACE
     ip -n "$1" -j link show dev "$2" >"$TMP/link.json"
@@ -364,7 +396,7 @@ connectivity() {
 # ---- measurements ----------------------------------------------------------------------------
 measure_ping() { # SETUP REP
     local out="$TMP/$1-ping-$2.txt" p50 p99 got sent
-    timeout 120 ip netns exec "$H1" ping -n -c "$PINGS" -i "$PING_INTERVAL" -W 1 "$IP2" >"$out" 2>&1 ||
+    run_wait timeout 120 ip netns exec "$H1" ping -n -c "$PINGS" -i "$PING_INTERVAL" -W 1 "$IP2" >"$out" 2>&1 ||
         die "$1: ping failed: $(tail -n 3 "$out")"
     read -r p50 p99 got sent < <(python3 "$LIB" ping "$out")
     [ "$got" -ge $((PINGS * 95 / 100)) ] || die "$1: only $got of $sent pings answered"
@@ -375,7 +407,7 @@ measure_ping() { # SETUP REP
 }
 
 measure_tcp() { # SETUP STREAMS REP
-    local setup="$1" streams="$2" rep="$3" port json srv gbps
+    local setup="$1" streams="$2" rep="$3" port json srv gbps retr
     port=$((5201 + RANDOM % 2000))
     json="$TMP/$setup-tcp$streams-$rep.json"
     timeout $((TCP_SECS + 40)) ip netns exec "$H2" iperf3 -s -1 -B "$IP2" -p "$port" >"$TMP/iperf3-server.log" 2>&1 &
@@ -383,14 +415,16 @@ measure_tcp() { # SETUP STREAMS REP
     PIDS+=("$srv")
     wait_for 100 sh -c "ip netns exec '$H2' ss -Hltn 'sport = :$port' | grep -q ." ||
         die "$setup: iperf3 server did not start"
-    if ! timeout $((TCP_SECS + 30)) ip netns exec "$H1" iperf3 -c "$IP2" -p "$port" -t "$TCP_SECS" -P "$streams" -J >"$json" 2>&1; then
+    if ! run_wait timeout $((TCP_SECS + 30)) ip netns exec "$H1" iperf3 -c "$IP2" -p "$port" -t "$TCP_SECS" -P "$streams" -J >"$json" 2>&1; then
         die "$setup: iperf3 -P $streams failed: $(head -c 600 "$json")"
     fi
     wait "$srv" 2>/dev/null || true
-    gbps="$(python3 "$LIB" iperf "$json")" || die "$setup: cannot read iperf3 result $json"
+    forget_pid "$srv"
+    read -r gbps retr < <(python3 "$LIB" iperf "$json") || die "$setup: cannot read iperf3 result $json"
     awk -v g="$gbps" 'BEGIN { exit !(g > 0) }' || die "$setup: iperf3 -P $streams moved nothing"
     record "$setup" "tcp${streams}_gbps" "$gbps"
-    info "TCP ${TCP_SECS}s -P $streams: $(dec 2 "$gbps") Gbit/s"
+    record_detail "$setup" "{\"kind\":\"tcp\",\"streams\":$streams,\"seconds\":$TCP_SECS,\"gbps\":$gbps,\"retransmits\":$retr}"
+    info "TCP ${TCP_SECS}s -P $streams: $(dec 2 "$gbps") Gbit/s ($retr retransmits)"
 }
 
 # 64-byte UDP frames (Ethernet header to payload, no FCS) from trafgen on h1's interface to
@@ -408,23 +442,24 @@ measure_udp() { # SETUP REP
 { eth(da=$mac2, sa=$mac1, type=0x0800), ipv4(saddr=$IP1, daddr=$IP2, ttl=64, df), udp(sp=9, dp=9), fill(0x00, 22) }
 EOF
     fi
-    ip netns exec "$H1" trafgen -o "$HIF1" -i "$cfg" -P "$UDP_PROCS" --no-sock-mem --notouch-irq -C >"$out" 2>&1 &
+    # trafgen forks its senders; timeout signals the whole group (SIGINT: trafgen prints its
+    # count) a little after the sampling window closes.
+    timeout -s INT -k 5 "$(calc "$UDP_WARMUP + $UDP_SECS + 0.6")" \
+        ip netns exec "$H1" trafgen -o "$HIF1" -i "$cfg" -P "$UDP_PROCS" --no-sock-mem --notouch-irq -C >"$out" 2>&1 &
     tg=$!
     PIDS+=("$tg")
-    sleep "$UDP_WARMUP"
-    kill -0 "$tg" 2>/dev/null || die "$setup: trafgen exited early: $(tail -n 5 "$out")"
+    pause "$UDP_WARMUP"
+    pid_alive "$tg" || die "$setup: trafgen exited early: $(tail -n 5 "$out")"
     t0="$(now)"
-    tx0="$(stat_of "$H1" "$HIF1" tx_packets)"
-    txd0="$(stat_of "$H1" "$HIF1" tx_dropped)"
-    rx0="$(stat_of "$H2" "$HIF2" rx_packets)"
-    sleep "$UDP_SECS"
-    tx1="$(stat_of "$H1" "$HIF1" tx_packets)"
-    txd1="$(stat_of "$H1" "$HIF1" tx_dropped)"
-    rx1="$(stat_of "$H2" "$HIF2" rx_packets)"
+    read -r tx0 txd0 < <(stat_of "$H1" "$HIF1" tx_packets tx_dropped)
+    read -r rx0 < <(stat_of "$H2" "$HIF2" rx_packets)
+    pause "$UDP_SECS"
+    read -r tx1 txd1 < <(stat_of "$H1" "$HIF1" tx_packets tx_dropped)
+    read -r rx1 < <(stat_of "$H2" "$HIF2" rx_packets)
     t1="$(now)"
-    kill -INT "$tg" 2>/dev/null || true
-    wait_for 50 sh -c "! kill -0 $tg" || kill -KILL "$tg" 2>/dev/null || true
+    pid_alive "$tg" || info "warning: trafgen stopped before the window closed (machine overloaded?)"
     wait "$tg" 2>/dev/null || true
+    forget_pid "$tg"
     dt="$(calc "$t1 - $t0")"
     offered="$(calc "($tx1 - $tx0 + $txd1 - $txd0) / $dt / 1000")"
     delivered="$(calc "($rx1 - $rx0) / $dt / 1000")"
@@ -576,7 +611,10 @@ setup_vswitchd_tap() {
 # ---- run -------------------------------------------------------------------------------------
 LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
 say "plan: ${SETUPS[*]}; TCP ${TCP_SECS}s x$R_TCP (1 and 4 streams), ping $PINGS at ${PING_INTERVAL}s x$R_SHORT, UDP 64 B ${UDP_SECS}s x$R_SHORT; subnet $NET.0/24"
-info "load average at start: $LOAD_START (other work on this machine makes the numbers noisy)"
+info "load average at start: $LOAD_START"
+if awk -v l="${LOAD_START%% *}" 'BEGIN { exit !(l >= 0.5) }'; then
+    info "warning: the machine is busy (load $LOAD_START): other work competes for the cores, the numbers will be noisy"
+fi
 for setup in "${SETUPS[@]}"; do
     case "$setup" in
         bridge) title="Linux bridge (kernel)" ;;

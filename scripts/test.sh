@@ -23,6 +23,11 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "cargo build --workspace --release"
 cargo build --workspace --release
 
+# ---- benchmark harness smoke run (owned by benches/run.sh; keep it under 30 s) ----------
+step "benches/run.sh --quick --only vswitchd (smoke run of the macro benchmark harness)"
+bash benches/run.sh --quick --only vswitchd --no-build --no-save
+# ---- end of the benchmark harness smoke run ---------------------------------------------
+
 step "cargo test --workspace --release -- --test-threads=2"
 log="$(mktemp /tmp/vswitch-test.XXXXXX)"
 trap 'rm -f "$log"' EXIT

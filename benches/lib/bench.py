@@ -2,7 +2,7 @@
 """Helpers of benches/run.sh: parse tool outputs, aggregate raw samples, print the table.
 
 Subcommands (all print to stdout):
-  iperf FILE                      Gbit/s received, from `iperf3 -J` output
+  iperf FILE                      "Gbit/s-received retransmits" from `iperf3 -J` output
   ping FILE                       "p50 p99 replies sent" (ms) from `ping -n` per-reply lines
   trafgen FILE                    packets trafgen reports as sent ("N packets outgoing")
   mac NS_JSON                     MAC address from `ip -j link show dev IF`
@@ -65,7 +65,8 @@ def cmd_iperf(path):
     if "error" in d:
         die(f"iperf3 reported an error: {d['error']}")
     bps = d["end"]["sum_received"]["bits_per_second"]
-    print(f"{bps / 1e9:.4f}")
+    retr = d["end"].get("sum_sent", {}).get("retransmits", 0)
+    print(f"{bps / 1e9:.4f} {retr}")
 
 
 def cmd_ping(path):
