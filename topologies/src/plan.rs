@@ -1033,6 +1033,7 @@ fn port_name(cx: &mut Cx<'_>, given: &Option<S<String>>, default: String, at: &L
 
 fn resolve_links(cx: &mut Cx<'_>, tf: &TopologyFile, nodes: &Nodes, plan: &mut Plan) {
     let mut used: HashMap<(String, String), u64> = HashMap::new();
+    let errs_before = cx.errs.len();
     for l in &tf.links {
         let LinkSpec { endpoints, mtu } = &l.value;
         if let Some(m) = mtu {
@@ -1154,6 +1155,11 @@ fn resolve_links(cx: &mut Cx<'_>, tf: &TopologyFile, nodes: &Nodes, plan: &mut P
         // Device names must be unique in each namespace, port names in each switch.
         plan.links.push(link);
         check_names_after_link(cx, plan, &l.referenced);
+    }
+    if cx.errs.len() > errs_before {
+        // A link that failed to resolve was probably meant for the interfaces that now
+        // look unused: its own error says more than theirs would.
+        return;
     }
     for h in &tf.hosts {
         for i in &h.value.interfaces {
@@ -1971,6 +1977,24 @@ links:
         let y = format!("{BASE}checks:\n  - ping: {{from: h1, to: h2}}\n    name: x\n");
         let e = errs(&y);
         assert!(e.iter().any(|e| e.contains("exactly one key")), "{e:?}");
+    }
+
+    #[test]
+    fn an_interface_on_no_link_is_an_error_unless_a_link_failed() {
+        let y = BASE.replace(
+            "[{name: eth0, ip: 10.0.0.1/24}]",
+            "[{name: eth0, ip: 10.0.0.1/24}, {name: eth1}]",
+        );
+        let e = errs(&y);
+        assert!(
+            e.iter()
+                .any(|e| e.starts_with("t.yaml:6: interface h1:eth1 is on no link")),
+            "{e:?}"
+        );
+        let y = y.replace("[h2, sw1]", "[h9, sw1]");
+        let e = errs(&y);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].contains("unknown node `h9`"), "{e:?}");
     }
 
     #[test]
