@@ -105,6 +105,30 @@ pub enum Request {
         bridge: String,
         limit: u32,
     },
+    /// Adds VLAN membership to a port (`bridge vlan add`).
+    AddVlan {
+        bridge: String,
+        port: String,
+        vids: Vec<u16>,
+        #[serde(default)]
+        untagged: bool,
+        #[serde(default)]
+        pvid: bool,
+        /// Member of these VLANs only, untagged, with the VID as PVID.
+        #[serde(default)]
+        access: bool,
+    },
+    /// Removes VLAN membership from a port.
+    DelVlan {
+        bridge: String,
+        port: String,
+        vids: Vec<u16>,
+    },
+    /// The VLAN table of a bridge.
+    ListVlans {
+        bridge: String,
+    },
+
     Stats {
         #[serde(default)]
         bridge: Option<String>,
@@ -163,6 +187,10 @@ pub enum Data {
         bridge: String,
         entries: Vec<FdbEntry>,
     },
+    Vlans {
+        bridge: String,
+        ports: Vec<VlanRow>,
+    },
     Stats {
         bridges: Vec<BridgeStats>,
     },
@@ -188,6 +216,41 @@ pub struct PortInfo {
     pub state: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// VLAN membership; absent for a VLAN-unaware port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlans: Option<PortVlans>,
+}
+
+/// A port's VLAN membership (the Linux bridge's `bridge vlan` model).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortVlans {
+    /// The VLAN untagged (and priority-tagged) ingress goes to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pvid: Option<u16>,
+    /// VLANs that egress untagged.
+    #[serde(default)]
+    pub untagged: Vec<u16>,
+    /// VLANs that egress tagged.
+    #[serde(default)]
+    pub tagged: Vec<u16>,
+}
+
+impl PortVlans {
+    /// True when the port is a member of no VLAN (it is then VLAN-unaware).
+    pub fn is_empty(&self) -> bool {
+        self.untagged.is_empty() && self.tagged.is_empty()
+    }
+    /// True if `vid` is a member (tagged or untagged).
+    pub fn has(&self, vid: u16) -> bool {
+        self.untagged.contains(&vid) || self.tagged.contains(&vid)
+    }
+}
+
+/// One row of `list-vlans`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VlanRow {
+    pub port: String,
+    pub vlans: PortVlans,
 }
 
 /// One learned MAC.
@@ -301,6 +364,9 @@ pub fn render(data: &Data) -> String {
                     if let Some(r) = &p.reason {
                         let _ = write!(out, ": {r}");
                     }
+                    if let Some(v) = &p.vlans {
+                        let _ = write!(out, ", vlans {}", vlan_summary(v));
+                    }
                     out.push('\n');
                 }
             }
@@ -318,6 +384,24 @@ pub fn render(data: &Data) -> String {
                     out,
                     " {:<w$}  {:>4}  {}  {:>3}",
                     e.port, e.vlan, e.mac, e.age
+                );
+            }
+        }
+        Data::Vlans { ports, .. } => {
+            let w = ports.iter().map(|p| p.port.len()).max().unwrap_or(4).max(4);
+            let _ = writeln!(out, " {:<w$}  PVID  VLANs", "port");
+            for p in ports {
+                let pvid = p
+                    .vlans
+                    .pvid
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(|| "-".into());
+                let _ = writeln!(
+                    out,
+                    " {:<w$}  {:>4}  {}",
+                    p.port,
+                    pvid,
+                    vlan_summary(&p.vlans)
                 );
             }
         }
@@ -347,6 +431,25 @@ pub fn render(data: &Data) -> String {
         }
     }
     out
+}
+
+/// VLANs as `10,20-29 untagged; 100 tagged; pvid 10`.
+pub fn vlan_summary(v: &PortVlans) -> String {
+    let mut parts = Vec::new();
+    if !v.untagged.is_empty() {
+        parts.push(format!("{} untagged", validate::format_vids(&v.untagged)));
+    }
+    if !v.tagged.is_empty() {
+        parts.push(format!("{} tagged", validate::format_vids(&v.tagged)));
+    }
+    if let Some(p) = v.pvid {
+        parts.push(format!("pvid {p}"));
+    }
+    if parts.is_empty() {
+        "none (VLAN-unaware)".into()
+    } else {
+        parts.join("; ")
+    }
 }
 
 #[cfg(test)]

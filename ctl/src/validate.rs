@@ -63,6 +63,69 @@ pub fn mac_limit(limit: u32) -> Result<(), String> {
     Ok(())
 }
 
+/// A VLAN ID as configured: 1–4094 (0 means untagged, 4095 is reserved).
+pub fn vid(v: u16) -> Result<(), String> {
+    if !(1..=4094).contains(&v) {
+        return Err(format!("VLAN {v} is outside 1-4094"));
+    }
+    Ok(())
+}
+
+/// Parses `10`, `10,20`, `100-199` or a mix (`10,20,100-199`) into sorted, distinct VIDs.
+pub fn parse_vids(s: &str) -> Result<Vec<u16>, String> {
+    let mut out = Vec::new();
+    if s.trim().is_empty() {
+        return Err("no VLAN given".into());
+    }
+    for part in s.split(',') {
+        let part = part.trim();
+        let num = |t: &str| -> Result<u16, String> {
+            let n: u32 = t
+                .trim()
+                .parse()
+                .map_err(|_| format!("{t:?} is not a VLAN ID (expected 1-4094)"))?;
+            let n = u16::try_from(n).map_err(|_| format!("VLAN {n} is outside 1-4094"))?;
+            vid(n)?;
+            Ok(n)
+        };
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (num(a)?, num(b)?);
+                if a > b {
+                    return Err(format!("VLAN range {part} is backwards"));
+                }
+                out.extend(a..=b);
+            }
+            None => out.push(num(part)?),
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+/// Formats VIDs compactly: `10,20-29,100`.
+pub fn format_vids(vids: &[u16]) -> String {
+    let mut v: Vec<u16> = vids.to_vec();
+    v.sort_unstable();
+    v.dedup();
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < v.len() {
+        let mut j = i;
+        while j + 1 < v.len() && v[j + 1] == v[j] + 1 {
+            j += 1;
+        }
+        out.push(if i == j {
+            v[i].to_string()
+        } else {
+            format!("{}-{}", v[i], v[j])
+        });
+        i = j + 1;
+    }
+    out.join(",")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,6 +140,20 @@ mod tests {
         assert!(iface_name("sixteen-chars-xx").is_err());
         assert!(iface_name("fifteen-chars-x").is_ok());
         assert!(iface_name("..").is_err());
+    }
+
+    #[test]
+    fn vlan_lists() {
+        assert_eq!(parse_vids("10").unwrap(), vec![10]);
+        assert_eq!(parse_vids("20,10,10").unwrap(), vec![10, 20]);
+        assert_eq!(
+            parse_vids("100-103,1").unwrap(),
+            vec![1, 100, 101, 102, 103]
+        );
+        for bad in ["0", "4095", "5000", "abc", "", "10-5", "1-", "-3", "70000"] {
+            assert!(parse_vids(bad).is_err(), "{bad}");
+        }
+        assert_eq!(format_vids(&[10, 11, 12, 20, 30, 31]), "10-12,20,30-31");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use ctl::{validate, PortKind, DEFAULT_AGING_SECS, DEFAULT_MAC_LIMIT};
+use ctl::{validate, PortKind, PortVlans, DEFAULT_AGING_SECS, DEFAULT_MAC_LIMIT};
 use serde::{Deserialize, Serialize};
 
 /// Default path of the config file.
@@ -56,6 +56,9 @@ pub struct PortConf {
     /// The MAC a TAP port's device gets, kept so that it stays the same across restarts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<String>,
+    /// VLAN membership; absent for a VLAN-unaware port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlans: Option<PortVlans>,
 }
 
 impl BridgeConf {
@@ -99,6 +102,9 @@ impl Config {
             }
             for p in &b.ports {
                 validate::iface_name(&p.name)?;
+                if let Some(v) = &p.vlans {
+                    check_vlans(v).map_err(|e| format!("port {}: {e}", p.name))?;
+                }
                 if let Some(m) = &p.mac {
                     m.parse::<crate::wire::MacAddr>()
                         .map_err(|e| format!("port {}: {e}", p.name))?;
@@ -110,6 +116,23 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// The invariants of a port's VLAN membership.
+pub fn check_vlans(v: &PortVlans) -> Result<(), String> {
+    for &vid in v.untagged.iter().chain(&v.tagged) {
+        validate::vid(vid)?;
+    }
+    if let Some(&vid) = v.untagged.iter().find(|x| v.tagged.contains(x)) {
+        return Err(format!("VLAN {vid} is both tagged and untagged"));
+    }
+    if let Some(p) = v.pvid {
+        validate::vid(p)?;
+        if !v.has(p) {
+            return Err(format!("PVID {p} is not one of the port's VLANs"));
+        }
+    }
+    Ok(())
 }
 
 /// Where the config lives on disk.
@@ -201,6 +224,11 @@ mod tests {
             name: "v1".into(),
             kind: PortKind::Tap,
             mac: Some("02:00:00:00:00:01".into()),
+            vlans: Some(PortVlans {
+                pvid: Some(10),
+                untagged: vec![10],
+                tagged: vec![20, 30],
+            }),
         });
         s.save(&c).unwrap();
         assert_eq!(s.load().unwrap(), c);

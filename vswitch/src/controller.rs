@@ -11,14 +11,16 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use ctl::{
-    validate, BridgeInfo, BridgeStats, Data, FdbEntry, PortInfo, PortKind, PortStats, Request,
+    validate, BridgeInfo, BridgeStats, Data, FdbEntry, PortInfo, PortKind, PortStats, PortVlans,
+    Request, VlanRow,
 };
 
-use crate::config::{BridgeConf, Config, PortConf, Store};
+use crate::config::{check_vlans, BridgeConf, Config, PortConf, Store};
 use crate::dataplane::{BridgeRt, BridgeView, PortRt, Shared, Snapshot, WorkerMsg};
 use crate::fdb::{Fdb, PortId};
 use crate::port::PortIo;
 use crate::sys::iface;
+use crate::vlan::VlanTable;
 
 /// The control plane's state.
 pub struct Controller {
@@ -153,7 +155,101 @@ impl Controller {
                 Ok(Data::Done)
             }
             Request::Stats { bridge, port } => self.stats(bridge.as_deref(), port.as_deref()),
+            Request::AddVlan {
+                bridge,
+                port,
+                vids,
+                untagged,
+                pvid,
+                access,
+            } => self.change_vlans(&bridge, &port, |v| {
+                for &vid in &vids {
+                    validate::vid(vid)?;
+                }
+                let single = match vids.as_slice() {
+                    [one] => Some(*one),
+                    _ => None,
+                };
+                if access {
+                    let vid = single.ok_or("--access takes exactly one VLAN")?;
+                    *v = PortVlans {
+                        pvid: Some(vid),
+                        untagged: vec![vid],
+                        tagged: vec![],
+                    };
+                    return Ok(());
+                }
+                if vids.is_empty() {
+                    return Err("no VLAN given".into());
+                }
+                for &vid in &vids {
+                    v.untagged.retain(|&x| x != vid);
+                    v.tagged.retain(|&x| x != vid);
+                    if untagged {
+                        v.untagged.push(vid);
+                    } else {
+                        v.tagged.push(vid);
+                    }
+                }
+                if pvid {
+                    v.pvid = Some(single.ok_or("--pvid takes exactly one VLAN")?);
+                }
+                Ok(())
+            }),
+            Request::DelVlan { bridge, port, vids } => self.change_vlans(&bridge, &port, |v| {
+                if let Some(vid) = vids.iter().find(|&&x| !v.has(x)) {
+                    return Err(format!("port {port} is not a member of VLAN {vid}"));
+                }
+                v.untagged.retain(|x| !vids.contains(x));
+                v.tagged.retain(|x| !vids.contains(x));
+                if v.pvid.is_some_and(|p| vids.contains(&p)) {
+                    v.pvid = None;
+                }
+                Ok(())
+            }),
+            Request::ListVlans { bridge } => {
+                let b = self.bridge_conf(&bridge)?;
+                let ports = b
+                    .ports
+                    .iter()
+                    .map(|p| VlanRow {
+                        port: p.name.clone(),
+                        vlans: p.vlans.clone().unwrap_or_default(),
+                    })
+                    .collect();
+                Ok(Data::Vlans { bridge, ports })
+            }
         }
+    }
+
+    /// Applies `f` to a copy of a port's VLANs; commits and republishes if it succeeds.
+    fn change_vlans(
+        &mut self,
+        bridge: &str,
+        port: &str,
+        f: impl FnOnce(&mut PortVlans) -> Result<(), String>,
+    ) -> Result<Data, String> {
+        let b = self.bridge_conf(bridge)?;
+        let pc = b
+            .ports
+            .iter()
+            .find(|p| p.name == port)
+            .ok_or_else(|| format!("bridge {bridge} has no port {port}"))?;
+        let mut v = pc.vlans.clone().unwrap_or_default();
+        f(&mut v)?;
+        v.untagged.sort_unstable();
+        v.tagged.sort_unstable();
+        check_vlans(&v)?;
+        let mut next = self.cfg.clone();
+        if let Some(p) = next
+            .bridge_mut(bridge)
+            .and_then(|b| b.ports.iter_mut().find(|p| p.name == port))
+        {
+            p.vlans = (!v.is_empty()).then_some(v);
+        }
+        self.commit(next)?;
+        self.publish();
+        Ok(Data::Done)
     }
 
     fn bridge_conf(&self, name: &str) -> Result<&BridgeConf, String> {
@@ -187,6 +283,7 @@ impl Controller {
             name: iface.to_string(),
             kind,
             mac: io.tap_mac().map(|m| m.to_string()),
+            vlans: None,
         };
         let mut next = self.cfg.clone();
         if let Some(b) = next.bridge_mut(bridge) {
@@ -287,6 +384,7 @@ impl Controller {
             .max()
             .unwrap_or(0);
         snap.ports.resize_with(np, || None);
+        snap.vlans.resize_with(np, || None);
         for b in &self.cfg.bridges {
             let Some(rt) = self.bridges.get(&b.name) else {
                 continue;
@@ -298,6 +396,11 @@ impl Controller {
                 .collect();
             for p in &ports {
                 snap.ports[p.id as usize] = Some(p.clone());
+            }
+            for pc in &b.ports {
+                if let (Some(rt), Some(v)) = (self.ports.get(&pc.name), &pc.vlans) {
+                    snap.vlans[rt.id as usize] = VlanTable::new(v);
+                }
             }
             snap.bridges[rt.id as usize] = Some(BridgeView {
                 rt: rt.clone(),
@@ -336,6 +439,7 @@ impl Controller {
                             kind: p.kind,
                             state: if reason.is_none() { "up" } else { "down" }.into(),
                             reason,
+                            vlans: p.vlans.clone(),
                         }
                     })
                     .collect(),

@@ -30,10 +30,14 @@ pub enum Drop {
     RxRing,
     /// Frames left in the TX queue when the port went down or was removed.
     PortDown,
+    /// Untagged (or priority-tagged) frame on a VLAN port without a PVID.
+    VlanUntagged,
+    /// Tagged frame in a VLAN the port is not a member of.
+    VlanNotMember,
 }
 
 /// Number of drop reasons.
-pub const DROP_REASONS: usize = 10;
+pub const DROP_REASONS: usize = 12;
 const DROP_NAMES: [&str; DROP_REASONS] = [
     "runt",
     "oversize",
@@ -45,6 +49,8 @@ const DROP_NAMES: [&str; DROP_REASONS] = [
     "no_bridge",
     "rx_ring",
     "port_down",
+    "vlan_untagged",
+    "vlan_not_member",
 ];
 
 /// One worker's counters of one port.
@@ -136,9 +142,11 @@ pub enum BridgeEvent {
     Flooded,
     /// Frames whose destination was learned on the ingress port: filtered.
     Filtered,
+    /// Unicast frames whose destination port is not a member of their VLAN.
+    VlanFiltered,
 }
 
-const BRIDGE_EVENTS: usize = 6;
+const BRIDGE_EVENTS: usize = 7;
 const BRIDGE_NAMES: [&str; BRIDGE_EVENTS] = [
     "learned",
     "moved",
@@ -146,6 +154,7 @@ const BRIDGE_NAMES: [&str; BRIDGE_EVENTS] = [
     "fdb_table_full",
     "flooded",
     "filtered",
+    "vlan_filtered",
 ];
 
 /// A bridge's counters, one block per worker.

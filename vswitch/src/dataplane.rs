@@ -142,6 +142,8 @@ pub struct BridgeView {
 pub struct Snapshot {
     /// Indexed by port id.
     pub ports: Vec<Option<Arc<PortRt>>>,
+    /// VLAN tables, indexed by port id; `None` for VLAN-unaware ports.
+    pub vlans: Vec<Option<crate::vlan::VlanTable>>,
     /// Indexed by bridge id.
     pub bridges: Vec<Option<BridgeView>>,
 }
@@ -151,6 +153,11 @@ impl Snapshot {
     #[inline]
     pub fn port(&self, id: PortId) -> Option<&Arc<PortRt>> {
         self.ports.get(id as usize).and_then(|p| p.as_ref())
+    }
+    /// The VLAN table of port `id` (`None`: VLAN-unaware).
+    #[inline]
+    pub fn vlan(&self, id: PortId) -> Option<&crate::vlan::VlanTable> {
+        self.vlans.get(id as usize).and_then(|v| v.as_ref())
     }
     /// The bridge with id `id`.
     #[inline]

@@ -17,5 +17,6 @@ pub mod pool;
 pub mod port;
 pub mod server;
 pub mod sys;
+pub mod vlan;
 pub mod wire;
 pub mod worker;

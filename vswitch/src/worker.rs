@@ -23,7 +23,8 @@ use crate::pool::{Buf, Pool, LARGE, SMALL};
 use crate::port::PortIo;
 use crate::sys::afpacket::{send_mmsg, RingKind, Rx, TX_BATCH};
 use crate::sys::tap::write_frame;
-use crate::wire::{ethernet, vnet, EthernetFrame, VnetHdr};
+use crate::vlan::{self, Class};
+use crate::wire::{vnet, EthernetFrame, VnetHdr};
 
 /// Token of the worker's waker.
 pub const WAKER: Token = Token(usize::MAX);
@@ -443,6 +444,24 @@ struct Ingress<'a> {
     w: usize,
 }
 
+/// A received frame as the forwarding step sees it.
+#[derive(Clone, Copy)]
+struct Arrival<'f> {
+    vnet: &'f [u8],
+    frame: &'f [u8],
+    /// The frame still has its outer tag in its bytes (at offset 12).
+    tag_in_frame: bool,
+    /// The frame's VLAN, priority and TPID.
+    class: Class,
+}
+
+impl Arrival<'_> {
+    /// The outer tag of the frame as received (in its bytes or from the ring's auxdata).
+    fn tag_bytes(&self, tpid: u16, tci: u16) -> [u8; 4] {
+        [(tpid >> 8) as u8, tpid as u8, (tci >> 8) as u8, tci as u8]
+    }
+}
+
 impl Ingress<'_> {
     #[inline]
     fn rx_count(&self, len: usize) {
@@ -451,41 +470,74 @@ impl Ingress<'_> {
         bump(&b.rx_bytes, len as u64);
     }
 
-    /// Forwards one frame. `vlan` is a tag the receive path stripped, to put back.
+    /// Forwards one frame. `aux` is a tag the receive path stripped.
     #[inline]
-    fn frame(&mut self, vnet_hdr: &[u8], frame: &[u8], vlan: Option<(u16, u16)>) {
-        let v = self.verdict(frame, vlan);
-        self.dispatch(v, vnet_hdr, frame, vlan);
+    fn frame(&mut self, vnet_hdr: &[u8], frame: &[u8], aux: Option<(u16, u16)>) {
+        self.rx_count(frame.len());
+        match self.classify(vnet_hdr, frame, aux) {
+            Ok((v, a)) => self.dispatch(v, &a),
+            Err(d) => self.rt.counters.drop(self.w, d, 1),
+        }
     }
 
-    /// Counts and decides.
+    /// Finds the frame's VLAN (the port's VLAN rules applied to its outer tag) and decides
+    /// where it goes.
     #[inline]
-    fn verdict(&mut self, frame: &[u8], vlan: Option<(u16, u16)>) -> Verdict {
-        self.rx_count(frame.len());
-        let vid = match vlan {
-            Some((_, tci)) => tci & 0x0fff,
-            None => EthernetFrame::new_checked(frame)
-                .map(|e| e.vlan())
-                .unwrap_or(0),
+    fn classify<'f>(
+        &mut self,
+        vnet_hdr: &'f [u8],
+        frame: &'f [u8],
+        aux: Option<(u16, u16)>,
+    ) -> Result<(Verdict, Arrival<'f>), Drop> {
+        let eth = EthernetFrame::new_checked(frame).map_err(|_| Drop::Runt)?;
+        let (tag, tag_in_frame) = match aux {
+            Some(t) => (Some(t), false),
+            None if eth.is_tagged() => {
+                let tci = u16::from_be_bytes([frame[14], frame[15]]);
+                (Some((eth.ethertype(), tci)), true)
+            }
+            None => (None, false),
         };
-        decide(self.ctx, frame, self.rt.id, vid)
+        let class = vlan::classify(self.snap.vlan(self.rt.id), tag)?;
+        let v = decide(self.ctx, frame, self.rt.id, class.vid);
+        Ok((
+            v,
+            Arrival {
+                vnet: vnet_hdr,
+                frame,
+                tag_in_frame,
+                class,
+            },
+        ))
     }
 
     /// Forwards a frame that sits in a pool buffer of its own (virtio-net header first).
     /// A super-frame going to one port unchanged is sent in that very buffer: the copy
     /// saved is 64 KiB per TCP super-frame.
-    fn frame_owned(&mut self, slot: &mut Option<Buf>, vlan: Option<(u16, u16)>) {
-        let Some(len) = slot.as_ref().map(|b| b.bytes().len()) else {
-            return;
+    fn frame_owned(&mut self, slot: &mut Option<Buf>, aux: Option<(u16, u16)>) {
+        let Some(b) = slot.as_ref() else { return };
+        let bytes = b.bytes();
+        let (vnet_hdr, frame) = bytes.split_at(vnet::LEN.min(bytes.len()));
+        self.rx_count(frame.len());
+        let (v, a) = match self.classify(vnet_hdr, frame, aux) {
+            Ok(x) => x,
+            Err(d) => return self.rt.counters.drop(self.w, d, 1),
         };
-        let v = {
-            let Some(b) = slot.as_ref() else { return };
-            let bytes = b.bytes();
-            self.verdict(&bytes[vnet::LEN.min(len)..], vlan)
-        };
-        if let (Verdict::Forward(p), None, true) = (v, vlan, len > SMALL) {
-            if let Some(dst) = self.snap.port(p) {
-                if dst.bridge == self.rt.bridge && dst.up.load(Ordering::Relaxed) {
+        if let (Verdict::Forward(p), None, true) = (v, aux, bytes.len() > SMALL) {
+            if let Some(dst) = deliverable(self.snap, self.rt, p) {
+                // Unchanged on the way out: tagged in and out with the same tag, or
+                // untagged both ways.
+                let out_tagged = vlan::egress(self.snap.vlan(dst.id), &a.class);
+                let same = match out_tagged {
+                    Some(true) => {
+                        a.tag_in_frame
+                            && u16::from_be_bytes([a.frame[14], a.frame[15]]) & 0x0fff
+                                == a.class.vid
+                    }
+                    Some(false) => !a.tag_in_frame,
+                    None => false,
+                };
+                if same {
                     if let Some(buf) = slot.take() {
                         self.push(dst, buf);
                     }
@@ -493,71 +545,75 @@ impl Ingress<'_> {
                 }
             }
         }
-        if let Some(b) = slot.as_ref() {
-            let (vnet_hdr, frame) = b.bytes().split_at(vnet::LEN.min(len));
-            self.dispatch(v, vnet_hdr, frame, vlan);
-        }
+        self.dispatch(v, &a);
     }
 
     #[inline]
-    fn dispatch(&mut self, v: Verdict, vnet_hdr: &[u8], frame: &[u8], vlan: Option<(u16, u16)>) {
+    fn dispatch(&mut self, v: Verdict, a: &Arrival<'_>) {
         match v {
             Verdict::Drop(d) => self.rt.counters.drop(self.w, d, 1),
             Verdict::Filtered => self.ctx.counters.add(self.w, BridgeEvent::Filtered, 1),
-            Verdict::Forward(p) => match self.snap.port(p) {
-                Some(dst) if dst.bridge == self.rt.bridge && dst.up.load(Ordering::Relaxed) => {
-                    self.enqueue(dst, vnet_hdr, frame, vlan)
-                }
+            Verdict::Forward(p) => match deliverable(self.snap, self.rt, p) {
+                Some(dst) => match vlan::egress(self.snap.vlan(dst.id), &a.class) {
+                    Some(tagged) => self.enqueue(dst, a, tagged),
+                    None => self.ctx.counters.add(self.w, BridgeEvent::VlanFiltered, 1),
+                },
                 // Learned on a port that is gone or down: fall back to flooding.
-                _ => self.flood(vnet_hdr, frame, vlan),
+                None => self.flood(a),
             },
-            Verdict::Flood => self.flood(vnet_hdr, frame, vlan),
+            Verdict::Flood => self.flood(a),
         }
     }
 
-    fn flood(&mut self, vnet_hdr: &[u8], frame: &[u8], vlan: Option<(u16, u16)>) {
+    /// Sends to every other port of the bridge that is up and carries the frame's VLAN.
+    fn flood(&mut self, a: &Arrival<'_>) {
         self.ctx.counters.add(self.w, BridgeEvent::Flooded, 1);
         let ports = self.bridge_ports;
         for dst in ports {
-            if dst.id != self.rt.id && dst.up.load(Ordering::Relaxed) {
-                self.enqueue(dst, vnet_hdr, frame, vlan);
+            if dst.id == self.rt.id || !dst.up.load(Ordering::Relaxed) {
+                continue;
+            }
+            if let Some(tagged) = vlan::egress(self.snap.vlan(dst.id), &a.class) {
+                self.enqueue(dst, a, tagged);
             }
         }
     }
 
+    /// Copies the frame into a pool buffer for `dst`, pushing or popping the outer tag on
+    /// the way (PCP, DEI and TPID kept), and queues it.
     #[inline]
-    fn enqueue(&mut self, dst: &PortRt, vnet_hdr: &[u8], frame: &[u8], vlan: Option<(u16, u16)>) {
-        let extra = if vlan.is_some() { 4 } else { 0 };
-        let Some(mut buf) = self.shared.pool.get(vnet::LEN + frame.len() + extra) else {
-            dst.counters.drop(
-                self.w,
-                if frame.len() > LARGE {
-                    Drop::Oversize
-                } else {
-                    Drop::NoBuffer
-                },
-                1,
-            );
+    fn enqueue(&mut self, dst: &PortRt, a: &Arrival<'_>, tagged: bool) {
+        let frame = a.frame;
+        let (tpid, tci) = a.class.tag();
+        let in_len = if a.tag_in_frame { 4 } else { 0 };
+        let out_len = if tagged { 4 } else { 0 };
+        let want = vnet::LEN + frame.len() + out_len - in_len;
+        let Some(mut buf) = self.shared.pool.get(want) else {
+            let why = if want > LARGE {
+                Drop::Oversize
+            } else {
+                Drop::NoBuffer
+            };
+            dst.counters.drop(self.w, why, 1);
             return;
         };
-        let filled = match vlan {
-            None => buf.fill(&[vnet_hdr, frame]),
-            Some((tpid, tci)) if frame.len() >= ethernet::HEADER_LEN => {
-                let tag = [(tpid >> 8) as u8, tpid as u8, (tci >> 8) as u8, tci as u8];
-                let ok = buf.fill(&[vnet_hdr, &frame[..12], &tag, &frame[12..]]);
-                if ok {
-                    if let Some(mut h) = VnetHdr::new_checked(&mut buf.bytes_mut()[..vnet::LEN]) {
-                        h.shift_offsets(4);
-                    }
-                }
-                ok
-            }
-            Some(_) => false,
+        let head = &frame[..12];
+        let rest = &frame[12 + in_len..];
+        let tag = a.tag_bytes(tpid, tci);
+        let filled = if tagged {
+            buf.fill(&[a.vnet, head, &tag, rest])
+        } else {
+            buf.fill(&[a.vnet, head, rest])
         };
         if !filled {
             self.shared.pool.put(buf);
             dst.counters.drop(self.w, Drop::Oversize, 1);
             return;
+        }
+        if out_len != in_len {
+            if let Some(mut h) = VnetHdr::new_checked(&mut buf.bytes_mut()[..vnet::LEN]) {
+                h.shift_offsets(out_len as i16 - in_len as i16);
+            }
         }
         self.push(dst, buf);
     }
@@ -583,6 +639,14 @@ impl Ingress<'_> {
             }
         }
     }
+}
+
+/// Port `p` of `snap` if frames arriving on `from` may be sent to it now. The result
+/// borrows the snapshot, not the worker, so no reference count is touched per frame.
+#[inline]
+fn deliverable<'s>(snap: &'s Snapshot, from: &PortRt, p: PortId) -> Option<&'s Arc<PortRt>> {
+    snap.port(p)
+        .filter(|d| d.bridge == from.bridge && d.up.load(Ordering::Relaxed))
 }
 
 /// How a TX turn ended.

@@ -46,6 +46,28 @@ enum Cmd {
     SetAging { bridge: String, seconds: u32 },
     /// Set the limit on learned MACs of a bridge.
     SetMacLimit { bridge: String, limit: u32 },
+    /// Make a port a member of VLANs (VIDS: `10`, `10,20`, `100-199`), tagged unless
+    /// --untagged; --pvid makes the (single) VID the port's PVID; --access = member of
+    /// that VLAN only, untagged, PVID.
+    AddVlan {
+        bridge: String,
+        port: String,
+        vids: String,
+        #[arg(long)]
+        untagged: bool,
+        #[arg(long)]
+        pvid: bool,
+        #[arg(long)]
+        access: bool,
+    },
+    /// Remove a port from VLANs.
+    DelVlan {
+        bridge: String,
+        port: String,
+        vids: String,
+    },
+    /// Show the VLAN membership of every port of a bridge.
+    ListVlans { bridge: String },
     /// Show counters: all bridges, one bridge, or one port.
     Stats {
         bridge: Option<String>,
@@ -85,6 +107,27 @@ fn request(cmd: Cmd) -> Result<Request, String> {
             validate::mac_limit(limit)?;
             Request::SetMacLimit { bridge, limit }
         }
+        Cmd::AddVlan {
+            bridge,
+            port,
+            vids,
+            untagged,
+            pvid,
+            access,
+        } => Request::AddVlan {
+            bridge,
+            port,
+            vids: validate::parse_vids(&vids)?,
+            untagged,
+            pvid,
+            access,
+        },
+        Cmd::DelVlan { bridge, port, vids } => Request::DelVlan {
+            bridge,
+            port,
+            vids: validate::parse_vids(&vids)?,
+        },
+        Cmd::ListVlans { bridge } => Request::ListVlans { bridge },
         Cmd::Stats { bridge, port } => Request::Stats { bridge, port },
     })
 }

@@ -64,14 +64,15 @@ impl<T: AsRef<[u8]>> VnetHdr<T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> VnetHdr<T> {
     /// Moves every frame offset by `delta` bytes, after bytes were inserted in front of
-    /// the network header (an 802.1Q tag put back).
-    pub fn shift_offsets(&mut self, delta: u16) {
+    /// the network header (an 802.1Q tag pushed: 4) or removed (popped: -4).
+    pub fn shift_offsets(&mut self, delta: i16) {
+        let shift = |v: u16| v.saturating_add_signed(delta);
         if self.flags() & F_NEEDS_CSUM != 0 {
-            let v = self.csum_start().saturating_add(delta);
+            let v = shift(self.csum_start());
             self.buf.as_mut()[field::CSUM_START].copy_from_slice(&v.to_le_bytes());
         }
         if self.gso_type() != GSO_NONE {
-            let v = self.hdr_len().saturating_add(delta);
+            let v = shift(self.hdr_len());
             self.buf.as_mut()[field::HDR_LEN].copy_from_slice(&v.to_le_bytes());
         }
     }
@@ -94,6 +95,8 @@ mod tests {
         assert_eq!(v.hdr_len(), 58);
         assert_eq!(v.gso_size(), 1448);
         assert_eq!(v.csum_offset(), 16);
+        v.shift_offsets(-4);
+        assert_eq!((v.csum_start(), v.hdr_len()), (34, 54));
         let mut plain = [0u8; LEN];
         let mut v = VnetHdr::new_checked(&mut plain[..]).unwrap();
         v.shift_offsets(4);

@@ -1,0 +1,183 @@
+//! 802.1Q on a port: which VLANs it is a member of, which egress untagged, its PVID, and
+//! how an arriving frame is classified. The model is the Linux bridge's `bridge vlan`;
+//! a port with no VLAN configured is VLAN-unaware and carries every frame as it is, as
+//! an Open vSwitch port with neither `tag` nor `trunks` does.
+
+use ctl::PortVlans;
+
+use crate::counters::Drop;
+
+/// Tag protocol identifier of 802.1Q.
+pub const TPID_8021Q: u16 = 0x8100;
+
+/// A port's VLAN membership as bitsets, for constant-time checks per frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VlanTable {
+    member: [u64; 64],
+    untagged: [u64; 64],
+    pvid: u16,
+}
+
+#[inline]
+fn bit(set: &[u64; 64], vid: u16) -> bool {
+    let v = usize::from(vid & 0x0fff);
+    set[v / 64] & (1 << (v % 64)) != 0
+}
+
+fn set_bit(set: &mut [u64; 64], vid: u16) {
+    let v = usize::from(vid & 0x0fff);
+    set[v / 64] |= 1 << (v % 64);
+}
+
+/// Where a received frame belongs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Class {
+    /// The VLAN it is switched in (0: untagged traffic of VLAN-unaware ports).
+    pub vid: u16,
+    /// PCP and DEI bits to keep when the frame leaves tagged (upper 4 bits of a TCI).
+    pub prio: u16,
+    /// The TPID it arrived with, reused when it leaves tagged (0x8100 if it had none).
+    pub tpid: u16,
+}
+
+impl Class {
+    /// The tag the frame carries when it leaves a tagged member.
+    #[inline]
+    pub fn tag(&self) -> (u16, u16) {
+        (self.tpid, self.prio | self.vid)
+    }
+}
+
+impl VlanTable {
+    /// The table for `v`; `None` when the port has no VLAN (it is VLAN-unaware).
+    pub fn new(v: &PortVlans) -> Option<VlanTable> {
+        if v.is_empty() {
+            return None;
+        }
+        let mut t = VlanTable {
+            member: [0; 64],
+            untagged: [0; 64],
+            pvid: v.pvid.unwrap_or(0),
+        };
+        for &vid in &v.untagged {
+            set_bit(&mut t.member, vid);
+            set_bit(&mut t.untagged, vid);
+        }
+        for &vid in &v.tagged {
+            set_bit(&mut t.member, vid);
+        }
+        Some(t)
+    }
+
+    /// True if the port is a member of `vid`.
+    #[inline]
+    pub fn is_member(&self, vid: u16) -> bool {
+        bit(&self.member, vid)
+    }
+
+    /// True if frames of `vid` leave this port untagged.
+    #[inline]
+    pub fn is_untagged(&self, vid: u16) -> bool {
+        bit(&self.untagged, vid)
+    }
+}
+
+/// Classifies a frame arriving on a port with VLAN table `table` (`None`: unaware), given
+/// its outer tag (TPID, TCI) if it has one.
+#[inline]
+pub fn classify(table: Option<&VlanTable>, tag: Option<(u16, u16)>) -> Result<Class, Drop> {
+    let (tpid, tci) = tag.unwrap_or((TPID_8021Q, 0));
+    let vid = tci & 0x0fff;
+    let prio = tci & 0xf000;
+    match table {
+        None => Ok(Class { vid, prio, tpid }),
+        Some(t) if vid == 0 => {
+            // Untagged or priority-tagged: the PVID, keeping the priority.
+            if t.pvid == 0 {
+                Err(Drop::VlanUntagged)
+            } else {
+                Ok(Class {
+                    vid: t.pvid,
+                    prio,
+                    tpid,
+                })
+            }
+        }
+        Some(t) if t.is_member(vid) => Ok(Class { vid, prio, tpid }),
+        Some(_) => Err(Drop::VlanNotMember),
+    }
+}
+
+/// How a frame of class `c` leaves a port with table `table`: `None` if it may not
+/// (not a member), else whether it is tagged.
+#[inline]
+pub fn egress(table: Option<&VlanTable>, c: &Class) -> Option<bool> {
+    match table {
+        // Unaware ports trunk every VLAN; VLAN 0 is their native (untagged) one.
+        None => Some(c.vid != 0),
+        Some(t) if t.is_member(c.vid) => Some(!t.is_untagged(c.vid)),
+        Some(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(untagged: &[u16], tagged: &[u16], pvid: Option<u16>) -> VlanTable {
+        VlanTable::new(&PortVlans {
+            pvid,
+            untagged: untagged.to_vec(),
+            tagged: tagged.to_vec(),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn unaware_ports_carry_frames_as_they_are() {
+        assert_eq!(classify(None, None).unwrap().vid, 0);
+        let c = classify(None, Some((0x8100, 0xa00a))).unwrap();
+        assert_eq!((c.vid, c.prio), (10, 0xa000));
+        assert_eq!(egress(None, &c), Some(true));
+        assert_eq!(egress(None, &classify(None, None).unwrap()), Some(false));
+        assert!(VlanTable::new(&PortVlans::default()).is_none());
+    }
+
+    #[test]
+    fn access_port() {
+        let t = table(&[10], &[], Some(10));
+        let c = classify(Some(&t), None).unwrap();
+        assert_eq!(c.vid, 10);
+        assert_eq!(egress(Some(&t), &c), Some(false));
+        // Priority-tagged: PVID, keeping PCP.
+        let c = classify(Some(&t), Some((0x8100, 0x6000))).unwrap();
+        assert_eq!((c.vid, c.prio), (10, 0x6000));
+        assert_eq!(c.tag(), (0x8100, 0x600a));
+        // Tagged in another VLAN (VLAN hopping attempt): dropped.
+        assert_eq!(
+            classify(Some(&t), Some((0x8100, 20))),
+            Err(Drop::VlanNotMember)
+        );
+        let c20 = Class {
+            vid: 20,
+            prio: 0,
+            tpid: 0x8100,
+        };
+        assert_eq!(egress(Some(&t), &c20), None);
+    }
+
+    #[test]
+    fn trunk_port() {
+        let t = table(&[], &[10, 20], None);
+        assert_eq!(classify(Some(&t), None), Err(Drop::VlanUntagged));
+        let c = classify(Some(&t), Some((0x8100, 20))).unwrap();
+        assert_eq!(egress(Some(&t), &c), Some(true));
+        assert_eq!(
+            classify(Some(&t), Some((0x8100, 30))),
+            Err(Drop::VlanNotMember)
+        );
+        // QinQ: switched on the outer tag, TPID kept.
+        let c = classify(Some(&t), Some((0x88a8, 10))).unwrap();
+        assert_eq!(c.tag(), (0x88a8, 10));
+    }
+}
