@@ -292,6 +292,7 @@ export PATH="$PATH:/usr/sbin:/sbin"
 
 # ---- build -----------------------------------------------------------------------------------
 VSWITCHD="$ROOT/target/release/vswitchd"
+BUILD_SECS=0
 VSCTL="$ROOT/target/release/vsctl"
 if has_setup vswitchd-afpacket || has_setup vswitchd-tap; then
     if [ "$BUILD" = 1 ]; then
@@ -299,7 +300,9 @@ if has_setup vswitchd-afpacket || has_setup vswitchd-tap; then
         CARGO="$(command -v cargo || true)"
         [ -n "$CARGO" ] || CARGO="${CARGO_HOME:-$HOME/.cargo}/bin/cargo"
         [ -x "$CARGO" ] || die "cargo not found (install Rust, or pass --no-build with built binaries)"
+        build_t0="$(date +%s)"
         "$CARGO" build --workspace --release
+        BUILD_SECS=$(($(date +%s) - build_t0))
     fi
     { [ -x "$VSWITCHD" ] && [ -x "$VSCTL" ]; } || die "missing $VSWITCHD or $VSCTL (build: cargo build --workspace --release)"
 fi
@@ -638,7 +641,7 @@ DIRTY=false
 export BENCH_DATE BENCH_CPUS BENCH_CPU_MODEL BENCH_KERNEL BENCH_MEM_MIB BENCH_LOAD_START \
     BENCH_LOAD_END BENCH_COMMIT BENCH_DIRTY BENCH_VSWITCHD_ARGS BENCH_QUICK BENCH_SETUPS \
     BENCH_TCP_SECS BENCH_R_TCP BENCH_PINGS BENCH_PING_INTERVAL BENCH_R_SHORT BENCH_UDP_SECS \
-    BENCH_UDP_WARMUP BENCH_IPERF3 BENCH_TRAFGEN BENCH_ELAPSED
+    BENCH_UDP_WARMUP BENCH_IPERF3 BENCH_TRAFGEN BENCH_ELAPSED BENCH_BUILD_S BENCH_UDP_PROCS
 BENCH_DATE="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 BENCH_CPUS="$(nproc)"
 BENCH_CPU_MODEL="$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
@@ -661,6 +664,8 @@ BENCH_UDP_WARMUP="$UDP_WARMUP"
 BENCH_IPERF3="$( (iperf3 --version 2>/dev/null || true) | awk 'NR == 1 { print $2 }')"
 BENCH_TRAFGEN="$( (trafgen -v 2>/dev/null || true) | awk 'NR == 1 { print $2 }')"
 BENCH_ELAPSED="$ELAPSED"
+BENCH_BUILD_S="$BUILD_SECS"
+BENCH_UDP_PROCS="$UDP_PROCS"
 python3 "$LIB" meta "$TMP/meta.json"
 
 say "results (medians; ratios = vswitchd / other: above 1 is better for throughput, below 1 for RTT and RSS)"
@@ -675,4 +680,4 @@ if [ "$SAVE" = 1 ]; then
 else
     python3 "$LIB" report "$RAW" "$TMP/meta.json" "$TMP/results.json"
 fi
-echo "run time: ${ELAPSED}s on $BENCH_CPUS cores ($BENCH_CPU_MODEL); load average at start $LOAD_START, at end $BENCH_LOAD_END"
+echo "run time: ${ELAPSED}s (of which cargo build ${BUILD_SECS}s) on $BENCH_CPUS cores ($BENCH_CPU_MODEL); load average at start $LOAD_START, at end $BENCH_LOAD_END"

@@ -131,9 +131,11 @@ def cmd_meta(out_path):
             "udp_warmup_s": num("BENCH_UDP_WARMUP"),
             "udp_repeats": num("BENCH_R_SHORT"),
             "udp_frame_bytes": 64,
+            "udp_generator_processes": num("BENCH_UDP_PROCS"),
         },
         "tools": {"iperf3": e["BENCH_IPERF3"], "trafgen": e["BENCH_TRAFGEN"]},
         "elapsed_s": num("BENCH_ELAPSED"),
+        "build_s": num("BENCH_BUILD_S"),
     }
     with open(out_path, "w", encoding="utf-8") as f:
         json.dump(meta, f)
