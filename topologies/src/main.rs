@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 
 /// Build whole vswitch networks from one YAML file, check them, tear them down.
 #[derive(Debug, Parser)]
-#[command(name = "vstopo", version, about)]
+#[command(name = "vstopo", version)]
 struct Cli {
     /// Print every build step as it runs (to stderr).
     #[arg(short, long, global = true)]
@@ -18,14 +18,24 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// Build the topology and leave it running (until `vstopo down FILE`).
-    Up { file: PathBuf },
+    Up {
+        /// The topology file (YAML).
+        file: PathBuf,
+    },
     /// Remove everything `up` made (also after a crash), from the run's state file.
-    Down { file: PathBuf },
+    Down {
+        /// The topology file (YAML).
+        file: PathBuf,
+    },
     /// Build, run every check (one line each: PASS/FAIL and the figure), tear down;
     /// exit 0 only if every check passed.
-    Test { file: PathBuf },
+    Test {
+        /// The topology file (YAML).
+        file: PathBuf,
+    },
     /// Print what would be built, without building it.
     Show {
+        /// The topology file (YAML).
         file: PathBuf,
         /// Also print every build step as a command line.
         #[arg(long)]
@@ -33,8 +43,11 @@ enum Cmd {
     },
     /// Run a command inside a node of a topology that is up.
     Exec {
+        /// The topology file (YAML).
         file: PathBuf,
+        /// A host or switch of the file.
         node: String,
+        /// The command and its arguments (after `--`).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         cmd: Vec<String>,
     },
