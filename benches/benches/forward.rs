@@ -11,6 +11,9 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use vswitch::counters::BridgeCounters;
 use vswitch::fdb::Fdb;
 use vswitch::forward::{decide, Ctx, Verdict};
+use vswitch::pool::Pool;
+use vswitch::vlan;
+use vswitch::wire::vnet;
 use vswitch::wire::{EthernetFrame, MacAddr};
 
 const BATCH: usize = 32;
@@ -188,5 +191,46 @@ fn decision(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, parse, fdb, decision);
+/// 802.1Q tag push (untagged in, tagged out) and pop (tagged in, untagged out) while
+/// copying the frame into its output buffer, against a plain copy.
+fn vlan_rewrite(c: &mut Criterion) {
+    let mut g = c.benchmark_group("vlan");
+    let pool = Pool::new(4, 1);
+    let vh = [0u8; vnet::LEN];
+    for &len in &[64usize, 1514] {
+        let untagged = frame_of_len(len, false);
+        let tagged = frame_of_len(len + 4, true);
+        g.throughput(Throughput::Elements(1));
+        let mut buf = pool.get(2000).unwrap();
+        g.bench_function(BenchmarkId::new("copy", len), |b| {
+            b.iter(|| vlan::write_frame(&mut buf, &vh, black_box(&untagged), false, None))
+        });
+        g.bench_function(BenchmarkId::new("push", len), |b| {
+            b.iter(|| {
+                vlan::write_frame(
+                    &mut buf,
+                    &vh,
+                    black_box(&untagged),
+                    false,
+                    Some((0x8100, 10)),
+                )
+            })
+        });
+        g.bench_function(BenchmarkId::new("pop", len), |b| {
+            b.iter(|| vlan::write_frame(&mut buf, &vh, black_box(&tagged), true, None))
+        });
+    }
+    g.finish();
+}
+
+fn frame_of_len(len: usize, tagged: bool) -> Vec<u8> {
+    let mut f = frame(mac(1), mac(2));
+    if tagged {
+        f.splice(12..12, [0x81, 0x00, 0x00, 0x0a]);
+    }
+    f.resize(len, 0xab);
+    f
+}
+
+criterion_group!(benches, parse, fdb, decision, vlan_rewrite);
 criterion_main!(benches);

@@ -6,6 +6,8 @@
 use ctl::PortVlans;
 
 use crate::counters::Drop;
+use crate::pool::Buf;
+use crate::wire::{vnet, VnetHdr};
 
 /// Tag protocol identifier of 802.1Q.
 pub const TPID_8021Q: u16 = 0x8100;
@@ -120,6 +122,39 @@ pub fn egress(table: Option<&VlanTable>, c: &Class) -> Option<bool> {
     }
 }
 
+/// Writes `vnet` + `frame` into `buf`, dropping the frame's outer tag if `tag_in_frame`
+/// and putting `out_tag` (TPID, TCI) in its place if given: a tag pop, push, rewrite or
+/// a plain copy in one pass, with the virtio-net offsets moved to match. False if the
+/// result does not fit or the frame is too short for its tag.
+#[inline]
+pub fn write_frame(
+    buf: &mut Buf,
+    vnet_hdr: &[u8],
+    frame: &[u8],
+    tag_in_frame: bool,
+    out_tag: Option<(u16, u16)>,
+) -> bool {
+    let in_len: usize = if tag_in_frame { 4 } else { 0 };
+    if frame.len() < 12 + in_len {
+        return false;
+    }
+    let (head, rest) = (&frame[..12], &frame[12 + in_len..]);
+    let filled = match out_tag {
+        Some((tpid, tci)) => {
+            let tag = [(tpid >> 8) as u8, tpid as u8, (tci >> 8) as u8, tci as u8];
+            buf.fill(&[vnet_hdr, head, &tag, rest])
+        }
+        None => buf.fill(&[vnet_hdr, head, rest]),
+    };
+    let out_len: usize = if out_tag.is_some() { 4 } else { 0 };
+    if filled && out_len != in_len {
+        if let Some(mut h) = VnetHdr::new_checked(&mut buf.bytes_mut()[..vnet::LEN]) {
+            h.shift_offsets(out_len as i16 - in_len as i16);
+        }
+    }
+    filled
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,6 +199,37 @@ mod tests {
             tpid: 0x8100,
         };
         assert_eq!(egress(Some(&t), &c20), None);
+    }
+
+    #[test]
+    fn push_and_pop_move_bytes_and_offsets() {
+        let pool = crate::pool::Pool::new(4, 1);
+        let mut b = pool.get(100).unwrap();
+        let vh = [vnet::F_NEEDS_CSUM, 0, 0, 0, 0, 0, 34, 0, 16, 0];
+        let mut fr: Vec<u8> = (0u8..60).collect();
+        fr[12] = 0x08;
+        fr[13] = 0x00;
+        assert!(write_frame(&mut b, &vh, &fr, false, Some((0x8100, 0xa00a))));
+        let out = b.bytes().to_vec();
+        assert_eq!(out.len(), vnet::LEN + 64);
+        assert_eq!(
+            &out[vnet::LEN + 12..vnet::LEN + 16],
+            &[0x81, 0x00, 0xa0, 0x0a]
+        );
+        assert_eq!(&out[vnet::LEN + 16..], &fr[12..]);
+        assert_eq!(out[6], 38, "csum_start moved by the pushed tag");
+        // And back: pop.
+        let mut c = pool.get(100).unwrap();
+        assert!(write_frame(
+            &mut c,
+            &out[..vnet::LEN],
+            &out[vnet::LEN..],
+            true,
+            None
+        ));
+        assert_eq!(&c.bytes()[vnet::LEN..], &fr[..]);
+        assert_eq!(c.bytes()[6], 34);
+        assert!(!write_frame(&mut c, &vh, &fr[..14], true, None));
     }
 
     #[test]

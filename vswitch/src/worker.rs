@@ -24,7 +24,7 @@ use crate::port::PortIo;
 use crate::sys::afpacket::{send_mmsg, RingKind, Rx, TX_BATCH};
 use crate::sys::tap::write_frame;
 use crate::vlan::{self, Class};
-use crate::wire::{vnet, EthernetFrame, VnetHdr};
+use crate::wire::{vnet, EthernetFrame};
 
 /// Token of the worker's waker.
 pub const WAKER: Token = Token(usize::MAX);
@@ -455,12 +455,6 @@ struct Arrival<'f> {
     class: Class,
 }
 
-impl Arrival<'_> {
-    /// The outer tag of the frame as received (in its bytes or from the ring's auxdata).
-    fn tag_bytes(&self, tpid: u16, tci: u16) -> [u8; 4] {
-        [(tpid >> 8) as u8, tpid as u8, (tci >> 8) as u8, tci as u8]
-    }
-}
 
 impl Ingress<'_> {
     #[inline]
@@ -584,7 +578,6 @@ impl Ingress<'_> {
     #[inline]
     fn enqueue(&mut self, dst: &PortRt, a: &Arrival<'_>, tagged: bool) {
         let frame = a.frame;
-        let (tpid, tci) = a.class.tag();
         let in_len = if a.tag_in_frame { 4 } else { 0 };
         let out_len = if tagged { 4 } else { 0 };
         let want = vnet::LEN + frame.len() + out_len - in_len;
@@ -597,23 +590,11 @@ impl Ingress<'_> {
             dst.counters.drop(self.w, why, 1);
             return;
         };
-        let head = &frame[..12];
-        let rest = &frame[12 + in_len..];
-        let tag = a.tag_bytes(tpid, tci);
-        let filled = if tagged {
-            buf.fill(&[a.vnet, head, &tag, rest])
-        } else {
-            buf.fill(&[a.vnet, head, rest])
-        };
-        if !filled {
+        let out_tag = tagged.then(|| a.class.tag());
+        if !vlan::write_frame(&mut buf, a.vnet, frame, a.tag_in_frame, out_tag) {
             self.shared.pool.put(buf);
             dst.counters.drop(self.w, Drop::Oversize, 1);
             return;
-        }
-        if out_len != in_len {
-            if let Some(mut h) = VnetHdr::new_checked(&mut buf.bytes_mut()[..vnet::LEN]) {
-                h.shift_offsets(out_len as i16 - in_len as i16);
-            }
         }
         self.push(dst, buf);
     }
