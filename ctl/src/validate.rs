@@ -10,7 +10,8 @@ pub const AGING_MIN: u32 = 10;
 pub const AGING_MAX: u32 = 1_000_000;
 /// Bounds on the learned-MAC limit per bridge.
 pub const MAC_LIMIT_MIN: u32 = 1;
-pub const MAC_LIMIT_MAX: u32 = 16 * 1024 * 1024;
+/// (The table is sized from the limit: 1M entries take 32 MiB.)
+pub const MAC_LIMIT_MAX: u32 = 1024 * 1024;
 
 fn printable_name(kind: &str, name: &str, max: usize) -> Result<(), String> {
     if name.is_empty() {
