@@ -461,6 +461,8 @@ EOF
     read -r rx1 < <(stat_of "$H2" "$HIF2" rx_packets)
     t1="$(now)"
     pid_alive "$tg" || info "warning: trafgen stopped before the window closed (machine overloaded?)"
+    [[ "$tx0 $txd0 $rx0 $tx1 $txd1 $rx1" =~ ^[0-9]+( [0-9]+){5}$ ]] ||
+        die "$setup: cannot read the interface counters ($tx0 $txd0 $rx0 $tx1 $txd1 $rx1)"
     wait "$tg" 2>/dev/null || true
     forget_pid "$tg"
     dt="$(calc "$t1 - $t0")"
