@@ -275,6 +275,7 @@ fn run_inner(lab: &mut Lab<'_>, check: &Check) -> Result<Outcome> {
             bridge,
             mac,
             port,
+            vlan,
             learned,
         } => {
             let mac = match mac {
@@ -284,7 +285,9 @@ fn run_inner(lab: &mut Lab<'_>, check: &Check) -> Result<Outcome> {
             let Data::Fdb { entries, .. } = lab.vsctl_json(switch, &["fdb-show", bridge])? else {
                 bail!("vsctl fdb-show --json returned something else");
             };
-            let hit = entries.iter().find(|e| e.mac.eq_ignore_ascii_case(&mac));
+            let hit = entries
+                .iter()
+                .find(|e| e.mac.eq_ignore_ascii_case(&mac) && vlan.is_none_or(|v| e.vlan == v));
             let on_port = match (hit, port) {
                 (Some(e), Some(p)) => &e.port == p,
                 (Some(_), None) => true,
@@ -295,7 +298,11 @@ fn run_inner(lab: &mut Lab<'_>, check: &Check) -> Result<Outcome> {
                     "{mac} on port {} (vlan {}, age {} s)",
                     e.port, e.vlan, e.age
                 ),
-                None => format!("{mac} not learned ({} entries)", entries.len()),
+                None => format!(
+                    "{mac} not learned{} ({} entries)",
+                    vlan.map(|v| format!(" in VLAN {v}")).unwrap_or_default(),
+                    entries.len()
+                ),
             };
             let pass = on_port == *learned;
             let fig = if pass {

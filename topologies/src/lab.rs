@@ -16,7 +16,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use ctl::{Data, PortKind};
 use rustix::process::Signal;
 
-use crate::plan::{ns_name, Cidr, Link, Plan};
+use crate::plan::{ns_name, Cidr, Link, Plan, Vlans};
 use crate::proc::{self, Bg, Out, RunError};
 use crate::state::{self, Mode, State, SwitchRec};
 
@@ -289,6 +289,20 @@ pub fn steps(plan: &Plan) -> Vec<Step> {
                     v.push(vs(&["add-port", &b.name, &p.name, "--type", "tap"]));
                 } else {
                     v.push(vs(&["add-port", &b.name, &p.name]));
+                }
+                match &p.vlans {
+                    Vlans::Unaware => {}
+                    Vlans::Access(n) => v.push(vs(&[
+                        "add-vlan",
+                        &b.name,
+                        &p.name,
+                        &n.to_string(),
+                        "--access",
+                    ])),
+                    Vlans::Trunk(ids) => {
+                        let list: Vec<String> = ids.iter().map(u16::to_string).collect();
+                        v.push(vs(&["add-vlan", &b.name, &p.name, &list.join(",")]));
+                    }
                 }
             }
         }

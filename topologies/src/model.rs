@@ -323,6 +323,8 @@ pub struct FdbSpec {
     /// `HOST`, `HOST:IFACE` or a literal MAC.
     pub mac: S<String>,
     pub port: Option<S<String>>,
+    /// Only an entry in this VLAN counts (default: any).
+    pub vlan: Option<S<i64>>,
     /// Default true.
     pub learned: Option<bool>,
 }

@@ -12,8 +12,8 @@ use std::time::Duration;
 use ctl::PortKind;
 
 use crate::model::{
-    CheckSpec, EndpointSpec, HostSpec, LinkSpec, Location, Matrix, Proto, Reach, SwitchSpec,
-    TcpState, TopologyFile, S,
+    CheckSpec, EndpointMap, EndpointSpec, HostSpec, LinkSpec, Location, Matrix, Proto, Reach,
+    SwitchSpec, TcpState, TopologyFile, S,
 };
 
 /// The only format version so far.
@@ -305,6 +305,19 @@ pub struct Port {
     /// The port's (and its interface's) name in the switch's namespace.
     pub name: String,
     pub kind: PortKind,
+    pub vlans: Vlans,
+}
+
+/// A port's VLAN membership.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Vlans {
+    /// No VLAN configured: the port carries every frame as it is.
+    #[default]
+    Unaware,
+    /// Member of one VLAN only, untagged, as its PVID (`vsctl add-vlan … --access`).
+    Access(u16),
+    /// Tagged member of these VLANs (`vsctl add-vlan BR PORT 10,20`).
+    Trunk(Vec<u16>),
 }
 
 /// One host interface at the end of a link.
@@ -408,6 +421,7 @@ pub enum CheckKind {
         bridge: String,
         mac: MacRef,
         port: Option<String>,
+        vlan: Option<u16>,
         learned: bool,
     },
     Exec {
@@ -812,18 +826,24 @@ enum End {
         bridge: String,
         port: Option<S<String>>,
         kind: Option<(PortKind, Location)>,
+        vlans: Vlans,
     },
 }
 
-fn vlan_in_range(cx: &mut Cx<'_>, v: &S<i64>) -> bool {
-    if (1..=4094).contains(&v.value) {
-        true
-    } else {
-        cx.err(
-            &v.referenced,
-            format!("VLAN {} is outside 1..=4094", v.value),
-        );
-        false
+/// A VLAN id: 1..=4094 (0 means "no VLAN" and 4095 is reserved by 802.1Q).
+fn vid(cx: &mut Cx<'_>, v: &S<i64>) -> Option<u16> {
+    match u16::try_from(v.value)
+        .ok()
+        .filter(|n| (1..=4094).contains(n))
+    {
+        Some(n) => Some(n),
+        None => {
+            cx.err(
+                &v.referenced,
+                format!("VLAN {} is outside 1..=4094", v.value),
+            );
+            None
+        }
     }
 }
 
@@ -926,6 +946,7 @@ fn resolve_end(cx: &mut Cx<'_>, e: &S<EndpointSpec>, plan: &Plan, nodes: &Nodes)
             let sw = plan.switch(node)?;
             let mut kind = None;
             let mut port = None;
+            let mut vlans = Vlans::Unaware;
             if let Some(m) = map {
                 if let Some(i) = &m.iface {
                     cx.err(
@@ -942,34 +963,7 @@ fn resolve_end(cx: &mut Cx<'_>, e: &S<EndpointSpec>, plan: &Plan, nodes: &Nodes)
                     }
                 }
                 port = m.port.clone();
-                // VLAN membership is part of the format already so that files written for
-                // the VLAN issue are read by this parser; the daemon cannot do it yet.
-                let mut vlans_ok = true;
-                if let Some(v) = &m.vlan {
-                    vlans_ok &= vlan_in_range(cx, v);
-                }
-                if let Some(t) = &m.trunk {
-                    if t.value.is_empty() {
-                        cx.err(&t.referenced, "`trunk` lists no VLAN");
-                        vlans_ok = false;
-                    }
-                    for v in &t.value {
-                        vlans_ok &= vlan_in_range(cx, v);
-                    }
-                }
-                if vlans_ok {
-                    if let Some(loc) = m
-                        .vlan
-                        .as_ref()
-                        .map(|v| v.referenced)
-                        .or(m.trunk.as_ref().map(|t| t.referenced))
-                    {
-                        cx.err(
-                            &loc,
-                            "VLAN membership (`vlan`, `trunk`) cannot be built yet: this vswitchd has no VLAN support",
-                        );
-                    }
-                }
+                vlans = resolve_vlans(cx, m);
             }
             let bridge = match name {
                 Some((n, loc)) => {
@@ -1002,8 +996,45 @@ fn resolve_end(cx: &mut Cx<'_>, e: &S<EndpointSpec>, plan: &Plan, nodes: &Nodes)
                 bridge,
                 port,
                 kind,
+                vlans,
             })
         }
+    }
+}
+
+/// The VLAN membership an endpoint asks for: `vlan: N` (access) or `trunk: [N, …]`.
+fn resolve_vlans(cx: &mut Cx<'_>, m: &EndpointMap) -> Vlans {
+    match (&m.vlan, &m.trunk) {
+        (Some(v), Some(t)) => {
+            cx.err(
+                &t.referenced,
+                format!(
+                    "a port is an access port (`vlan`, line {}) or a trunk (`trunk`), not both",
+                    v.referenced.line()
+                ),
+            );
+            Vlans::Unaware
+        }
+        (Some(v), None) => match vid(cx, v) {
+            Some(n) => Vlans::Access(n),
+            None => Vlans::Unaware,
+        },
+        (None, Some(t)) => {
+            if t.value.is_empty() {
+                cx.err(&t.referenced, "`trunk` lists no VLAN");
+            }
+            let mut vids: Vec<u16> = Vec::new();
+            for v in &t.value {
+                let Some(n) = vid(cx, v) else { continue };
+                if vids.contains(&n) {
+                    cx.err(&v.referenced, format!("VLAN {n} is listed twice"));
+                } else {
+                    vids.push(n);
+                }
+            }
+            Vlans::Trunk(vids)
+        }
+        (None, None) => Vlans::Unaware,
     }
 }
 
@@ -1079,6 +1110,7 @@ fn resolve_links(cx: &mut Cx<'_>, tf: &TopologyFile, nodes: &Nodes, plan: &mut P
                     bridge,
                     port,
                     kind,
+                    vlans,
                 },
             )
             | (
@@ -1087,6 +1119,7 @@ fn resolve_links(cx: &mut Cx<'_>, tf: &TopologyFile, nodes: &Nodes, plan: &mut P
                     bridge,
                     port,
                     kind,
+                    vlans,
                 },
                 End::Host(h),
             ) => {
@@ -1102,6 +1135,7 @@ fn resolve_links(cx: &mut Cx<'_>, tf: &TopologyFile, nodes: &Nodes, plan: &mut P
                         bridge,
                         name,
                         kind: kind.map(|k| k.0).unwrap_or_default(),
+                        vlans,
                     },
                     host: h,
                     mtu,
@@ -1113,12 +1147,14 @@ fn resolve_links(cx: &mut Cx<'_>, tf: &TopologyFile, nodes: &Nodes, plan: &mut P
                     bridge: ba,
                     port: pa,
                     kind: ka,
+                    vlans: va,
                 },
                 End::Switch {
                     switch: sb,
                     bridge: bb,
                     port: pb,
                     kind: kb,
+                    vlans: vb,
                 },
             ) => {
                 for (k, loc) in [ka, kb].into_iter().flatten() {
@@ -1141,12 +1177,14 @@ fn resolve_links(cx: &mut Cx<'_>, tf: &TopologyFile, nodes: &Nodes, plan: &mut P
                         bridge: ba,
                         name: na,
                         kind: PortKind::Afpacket,
+                        vlans: va,
                     },
                     b: Port {
                         switch: sb,
                         bridge: bb,
                         name: nb,
                         kind: PortKind::Afpacket,
+                        vlans: vb,
                     },
                     mtu,
                 }
@@ -1750,6 +1788,10 @@ fn resolve_check(
                 }
             }
             let learned = f.learned.unwrap_or(true);
+            let vlan = match &f.vlan {
+                Some(v) => Some(vid(cx, v)?),
+                None => None,
+            };
             (
                 f.name.clone().unwrap_or_else(|| {
                     format!(
@@ -1759,7 +1801,8 @@ fn resolve_check(
                         f.port
                             .as_ref()
                             .map(|p| format!(" on {}", p.value))
-                            .unwrap_or_default(),
+                            .unwrap_or_default()
+                            + &vlan.map(|v| format!(" in VLAN {v}")).unwrap_or_default(),
                         if learned { "learned" } else { "not learned" }
                     )
                 }),
@@ -1768,6 +1811,7 @@ fn resolve_check(
                     bridge,
                     mac,
                     port: f.port.as_ref().map(|p| p.value.clone()),
+                    vlan,
                     learned,
                 },
             )
@@ -1995,6 +2039,40 @@ links:
         let e = errs(&y);
         assert_eq!(e.len(), 1, "{e:?}");
         assert!(e[0].contains("unknown node `h9`"), "{e:?}");
+    }
+
+    #[test]
+    fn vlan_membership_on_switch_ends() {
+        let y = BASE.replace("[h2, sw1]", "[h2, {node: sw1, vlan: 10}]");
+        let p = parse(&y, "t.yaml", "t").unwrap();
+        match &p.links[1] {
+            Link::HostSwitch { port, .. } => assert_eq!(port.vlans, Vlans::Access(10)),
+            l => panic!("{l:?}"),
+        }
+        let y = BASE.replace("[h2, sw1]", "[h2, {node: sw1, vlan: 10, trunk: [20]}]");
+        assert!(
+            errs(&y)
+                .iter()
+                .any(|e| e.contains(":11: a port is an access port")),
+            "{:?}",
+            errs(&y)
+        );
+        let y = BASE.replace("[h2, sw1]", "[h2, {node: sw1, trunk: [20, 30, 20]}]");
+        assert!(
+            errs(&y)
+                .iter()
+                .any(|e| e.contains(":11: VLAN 20 is listed twice")),
+            "{:?}",
+            errs(&y)
+        );
+        let y = BASE.replace("[h2, sw1]", "[{node: h2, vlan: 10}, sw1]");
+        assert!(
+            errs(&y)
+                .iter()
+                .any(|e| e.contains("`vlan` belongs on a switch end")),
+            "{:?}",
+            errs(&y)
+        );
     }
 
     #[test]

@@ -6,7 +6,19 @@ use std::fmt::Write as _;
 use ctl::PortKind;
 
 use crate::lab::steps;
-use crate::plan::{Link, Plan};
+use crate::plan::{Link, Plan, Port, Vlans};
+
+/// A port's VLAN membership for `show`, with a leading comma (empty when unaware).
+fn vlans(p: &Port) -> String {
+    match &p.vlans {
+        Vlans::Unaware => String::new(),
+        Vlans::Access(n) => format!(", access VLAN {n}"),
+        Vlans::Trunk(ids) => {
+            let l: Vec<String> = ids.iter().map(u16::to_string).collect();
+            format!(", trunk VLANs {}", l.join(","))
+        }
+    }
+}
 
 /// The placeholder for a run's prefix in `show` output.
 pub const RUN_PLACEHOLDER: &str = "<run>";
@@ -121,11 +133,12 @@ pub fn show(plan: &Plan, with_steps: bool) -> String {
                     ),
                 };
                 format!(
-                    "{}:{} -- {}:{}  {what}{}",
+                    "{}:{} -- {}:{}  {what}{}{}",
                     host.host,
                     host.iface,
                     port.switch,
                     port.bridge,
+                    vlans(port),
                     mtu.map(|m| format!(", mtu {m}")).unwrap_or_default()
                 )
             }
@@ -138,13 +151,15 @@ pub fn show(plan: &Plan, with_steps: bool) -> String {
                 mtu.map(|m| format!(", mtu {m}")).unwrap_or_default()
             ),
             Link::SwitchSwitch { a, b, mtu } => format!(
-                "{}:{} -- {}:{}  veth between switches, ports {} / {}{}",
+                "{}:{} -- {}:{}  veth between switches, ports {}{} / {}{}{}",
                 a.switch,
                 a.bridge,
                 b.switch,
                 b.bridge,
                 a.name,
+                vlans(a),
                 b.name,
+                vlans(b),
                 mtu.map(|m| format!(", mtu {m}")).unwrap_or_default()
             ),
         };
