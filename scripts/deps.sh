@@ -18,6 +18,12 @@ declare -A PKG=(
     [python3]=python3
     [timeout]=coreutils
     [curl]=curl
+    [scapy]=python3-scapy
+    [ovs-vswitchd]=openvswitch-switch
+    [ovsdb-server]=openvswitch-switch
+    [ovs-vsctl]=openvswitch-switch
+    [ovsdb-tool]=openvswitch-common
+    [ovs-appctl]=openvswitch-common
 )
 
 missing=()

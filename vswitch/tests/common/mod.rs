@@ -1075,3 +1075,682 @@ pub fn report(line: &str) {
 pub fn gbps(bps: f64) -> f64 {
     bps / 1e9
 }
+
+// ---------------------------------------------------------------------------------------
+// More than one switch: extra namespaces, veths between them, hosts on any of them
+// ---------------------------------------------------------------------------------------
+
+impl Lab {
+    /// Creates namespace `<prefix>-<suffix>`, owned by the lab (deleted on drop, every
+    /// process in it killed first). Returns its name.
+    pub fn add_named_ns(&mut self, suffix: &str) -> String {
+        let ns = format!("{}-{suffix}", self.prefix);
+        self.add_ns(&ns);
+        ns
+    }
+
+    /// Adds host `hN` like [`Lab::add_host`], but with its switch-side veth end `hNp` in
+    /// namespace `sw_ns` (another switch, Open vSwitch, …). Returns N.
+    pub fn add_host_on(&mut self, sw_ns: &str) -> u8 {
+        let n = u8::try_from(self.hosts.len() + 1).expect("fewer than 255 hosts");
+        let ns = self.host_ns(n);
+        self.add_ns(&ns);
+        let host = Host {
+            n,
+            ns: ns.clone(),
+            dev: "eth0".into(),
+            port: format!("h{n}p"),
+            ip: self.ip(n),
+        };
+        self.hosts.push(host.clone());
+        self.veth_between(sw_ns, &host.port, &ns, "eth0");
+        sh(&[
+            "ip",
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("{}/24", host.ip),
+            "dev",
+            "eth0",
+        ]);
+        n
+    }
+
+    /// Creates a veth pair, `a` in namespace `ns_a` and `b` in `ns_b`, both up.
+    pub fn veth_between(&self, ns_a: &str, a: &str, ns_b: &str, b: &str) {
+        sh(&[
+            "ip", "-n", ns_a, "link", "add", a, "type", "veth", "peer", "name", b, "netns", ns_b,
+        ]);
+        sh(&["ip", "-n", ns_a, "link", "set", a, "up"]);
+        sh(&["ip", "-n", ns_b, "link", "set", b, "up"]);
+    }
+
+    /// Gives host `n`'s interface the MAC address `mac`.
+    pub fn set_host_mac(&self, n: u8, mac: &str) {
+        let h = self.host(n).clone();
+        sh(&["ip", "-n", &h.ns, "link", "set", &h.dev, "address", mac]);
+    }
+
+    /// `vsctl list-vlans BR --json`, the rows.
+    pub fn list_vlans(&self, br: &str) -> Vec<ctl::VlanRow> {
+        list_vlans_of(self.vsctl_json(&["list-vlans", br]), br)
+    }
+
+    /// Asserts, with all pings running at once, that each `(from, to)` of `pairs` pings
+    /// (`reach`) or gets no reply at all (`!reach`: 2 echo requests, none answered).
+    pub fn ping_pairs(&self, pairs: &[(u8, u8)], reach: bool) {
+        let outs: Vec<(u8, u8, Out)> = thread::scope(|s| {
+            let handles: Vec<_> = pairs
+                .iter()
+                .map(|&(a, b)| {
+                    s.spawn(move || {
+                        let ip = self.ip(b);
+                        let o = if reach {
+                            self.ping_out(a, &ip, 3, "0.2", 10)
+                        } else {
+                            self.ping_noreply(a, &ip, 2, "0.2", &[])
+                        };
+                        (a, b, o)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("ping thread"))
+                .collect()
+        });
+        for (a, b, o) in outs {
+            if reach {
+                assert!(
+                    o.success(),
+                    "h{a} cannot ping h{b} ({}): {o}\n{}",
+                    self.ip(b),
+                    self.diag()
+                );
+            } else {
+                assert!(
+                    !o.success() && o.stdout.contains(" 0 received"),
+                    "h{a} reached h{b} ({}), which it must not: {o}\n{}",
+                    self.ip(b),
+                    self.diag()
+                );
+            }
+        }
+    }
+
+    /// Every ordered pair of `a` × `b` and of `b` × `a`.
+    pub fn cross_pairs(a: &[u8], b: &[u8]) -> Vec<(u8, u8)> {
+        let mut v = Vec::new();
+        for &x in a {
+            for &y in b {
+                v.push((x, y));
+                v.push((y, x));
+            }
+        }
+        v
+    }
+
+    /// Starts another `vswitchd` in a new namespace `<prefix>-<name>` with its own socket,
+    /// config file and log under the lab's directory. The caller owns it; declare it after
+    /// the lab so that it is dropped (stopped) first.
+    pub fn add_switch(&mut self, name: &str) -> Switch {
+        let ns = self.add_named_ns(name);
+        let dir = self.dir.join(name);
+        fs::create_dir_all(&dir).expect("create the switch's directory");
+        let mut s = Switch {
+            name: name.to_string(),
+            ns,
+            sock: dir.join("sock"),
+            db: dir.join("conf.json"),
+            log: dir.join("vswitchd.log"),
+            dir,
+            daemon_args: self.daemon_args.clone(),
+            bg: None,
+            starts: 0,
+        };
+        s.start();
+        s
+    }
+
+    /// Runs `argv` in `ns` and parses its stdout as JSON.
+    pub fn exec_json(&self, ns: &str, argv: &[&str]) -> serde_json::Value {
+        let out = self.exec_ok(ns, argv);
+        serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("{argv:?} printed bad JSON ({e}):\n{out}"))
+    }
+}
+
+fn list_vlans_of(d: Data, br: &str) -> Vec<ctl::VlanRow> {
+    match d {
+        Data::Vlans { bridge, ports } => {
+            assert_eq!(bridge, br, "list-vlans answered for another bridge");
+            ports
+        }
+        other => panic!("list-vlans --json returned {other:?}"),
+    }
+}
+
+/// Another `vswitchd`, in its own namespace; stopped (SIGTERM, then SIGKILL) when dropped.
+pub struct Switch {
+    pub name: String,
+    /// Its namespace.
+    pub ns: String,
+    pub dir: PathBuf,
+    pub sock: PathBuf,
+    pub db: PathBuf,
+    /// Its stderr, appended across restarts.
+    pub log: PathBuf,
+    pub daemon_args: Vec<String>,
+    bg: Option<Bg>,
+    starts: u32,
+}
+
+impl Switch {
+    /// Starts the daemon and waits until it answers `vsctl show`.
+    pub fn start(&mut self) {
+        assert!(self.bg.is_none(), "{}: daemon already running", self.name);
+        self.starts += 1;
+        let bin = vswitchd_bin();
+        let sock = self.sock.to_str().expect("utf-8 path").to_string();
+        let db = self.db.to_str().expect("utf-8 path").to_string();
+        let mut argv = vec![
+            "ip",
+            "netns",
+            "exec",
+            &self.ns,
+            bin.to_str().expect("utf-8 path"),
+            "--sock",
+            &sock,
+            "--db",
+            &db,
+            "--log-level",
+            "debug",
+        ];
+        argv.extend(self.daemon_args.iter().map(String::as_str));
+        let out_path = self.dir.join(format!("vswitchd.{}.out", self.starts));
+        let out = fs::File::create(&out_path).expect("create stdout file");
+        let err = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("open daemon log");
+        let child = Command::new(argv[0])
+            .args(&argv[1..])
+            .env_remove(ctl::SOCK_ENV)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start vswitchd ({}): {e}", self.name));
+        self.bg = Some(Bg {
+            name: format!("vswitchd-{}", self.name),
+            child,
+            stdout_path: out_path,
+            stderr_path: self.log.clone(),
+            status: None,
+        });
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(s) = self.bg.as_mut().and_then(Bg::try_wait) {
+                panic!(
+                    "vswitchd ({}) exited during start-up ({s})\n{}",
+                    self.name,
+                    self.log_text()
+                );
+            }
+            if self.sock.exists() && self.vsctl(&["show"]).success() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "vswitchd ({}) did not answer `vsctl show` within 15 s\n{}",
+                self.name,
+                self.log_text()
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The daemon's log, framed for a failure message.
+    pub fn log_text(&self) -> String {
+        let log = fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        let tail = lines.len().saturating_sub(200);
+        format!(
+            "===== vswitchd ({}) log {} (last {} lines) =====\n{}\n===== end of vswitchd ({}) log =====",
+            self.name,
+            self.log.display(),
+            lines.len() - tail,
+            lines[tail..].join("\n"),
+            self.name
+        )
+    }
+
+    /// `vsctl show` and `stats` of this switch and its log, for failure messages.
+    pub fn diag(&self) -> String {
+        let show = self.vsctl(&["show"]);
+        let stats = self.vsctl(&["stats"]);
+        format!(
+            "--- vsctl show ({}) ---\n{}{}\n--- vsctl stats ({}) ---\n{}{}\n{}",
+            self.name,
+            show.stdout,
+            show.stderr,
+            self.name,
+            stats.stdout,
+            stats.stderr,
+            self.log_text()
+        )
+    }
+
+    /// Runs `vsctl --sock SOCK ARGS…` from the root namespace.
+    pub fn vsctl(&self, args: &[&str]) -> Out {
+        let bin = vsctl_bin();
+        let sock = self.sock.to_str().expect("utf-8 path").to_string();
+        let mut v = vec![bin.to_str().expect("utf-8 path"), "--sock", &sock];
+        v.extend_from_slice(args);
+        run(&v, SHORT)
+    }
+
+    /// Runs vsctl and asserts success; returns stdout.
+    pub fn vsctl_ok(&self, args: &[&str]) -> String {
+        let o = self.vsctl(args);
+        assert!(
+            o.success(),
+            "vsctl ({}) failed: {o}\n{}",
+            self.name,
+            self.log_text()
+        );
+        o.stdout
+    }
+
+    /// Runs `vsctl --json ARGS…` and parses the output.
+    pub fn vsctl_json(&self, args: &[&str]) -> Data {
+        let mut v = vec!["--json"];
+        v.extend_from_slice(args);
+        let out = self.vsctl_ok(&v);
+        serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("vsctl --json {args:?} printed bad JSON ({e}):\n{out}"))
+    }
+
+    /// `vsctl fdb-show BR --json`.
+    pub fn fdb(&self, br: &str) -> Vec<FdbEntry> {
+        match self.vsctl_json(&["fdb-show", br]) {
+            Data::Fdb { entries, .. } => entries,
+            other => panic!("fdb-show --json returned {other:?}"),
+        }
+    }
+
+    /// `vsctl stats BR --json`, the bridge's entry.
+    pub fn stats(&self, br: &str) -> BridgeStats {
+        match self.vsctl_json(&["stats", br]) {
+            Data::Stats { bridges } => bridges
+                .into_iter()
+                .find(|b| b.name == br)
+                .unwrap_or_else(|| panic!("stats --json {br} has no bridge {br}")),
+            other => panic!("stats --json returned {other:?}"),
+        }
+    }
+
+    /// `vsctl list-vlans BR --json`, the rows.
+    pub fn list_vlans(&self, br: &str) -> Vec<ctl::VlanRow> {
+        list_vlans_of(self.vsctl_json(&["list-vlans", br]), br)
+    }
+
+    /// Waits until every port of `ports` on `br` is up.
+    pub fn wait_ports_up(&self, br: &str, ports: &[&str], timeout: Duration) {
+        wait_until(
+            &format!("ports {ports:?} of {br} on {} to be up", self.name),
+            timeout,
+            || match self.vsctl_json(&["show"]) {
+                Data::Show { bridges } => bridges.iter().any(|b| {
+                    b.name == br
+                        && ports
+                            .iter()
+                            .all(|p| b.ports.iter().any(|q| q.name == *p && q.state == "up"))
+                }),
+                _ => false,
+            },
+        );
+    }
+}
+
+impl Drop for Switch {
+    fn drop(&mut self) {
+        if let Some(mut bg) = self.bg.take() {
+            let _ = bg.stop(Duration::from_secs(3));
+        }
+        if thread::panicking() {
+            eprintln!("{}", self.log_text());
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Captures and crafted frames
+// ---------------------------------------------------------------------------------------
+
+/// A `tcpdump -e -nn -l --immediate-mode` running in a namespace; killed when dropped.
+/// Tags the kernel stripped into packet metadata (rx-vlan offload) are printed too:
+/// libpcap reads them from PACKET_AUXDATA.
+pub struct Capture {
+    /// What is captured, for messages (`h3:eth0`).
+    pub what: String,
+    bg: Bg,
+}
+
+impl Capture {
+    /// Starts tcpdump on `dev` in `ns` (`extra`: e.g. `-Q in`, a filter) and waits until it
+    /// listens.
+    pub fn start(lab: &Lab, ns: &str, dev: &str, name: &str, extra: &[&str]) -> Capture {
+        let mut argv = vec!["tcpdump", "-i", dev, "-e", "-nn", "-l", "--immediate-mode"];
+        argv.extend_from_slice(extra);
+        let mut bg = lab.spawn_bg(ns, name, &argv);
+        bg.wait_output("listening on", Duration::from_secs(10));
+        Capture {
+            what: name.to_string(),
+            bg,
+        }
+    }
+
+    /// The first line of every frame captured so far (hex-dump lines left out).
+    pub fn frames(&self) -> Vec<String> {
+        self.bg
+            .stdout()
+            .lines()
+            .filter(|l| l.starts_with(|c: char| c.is_ascii_digit()))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Waits until the captured frames satisfy `cond`.
+    pub fn wait_for(&self, what: &str, timeout: Duration, cond: impl Fn(&[String]) -> bool) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let f = self.frames();
+            if cond(&f) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: timed out after {timeout:?} waiting for {what}; captured:\n{}\n--- tcpdump stderr ---\n{}",
+                self.what,
+                f.join("\n"),
+                self.bg.stderr()
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops tcpdump (SIGINT after `settle`, for frames still on their way) and returns
+    /// the first line of every frame it captured.
+    pub fn stop(mut self, settle: Duration) -> Vec<String> {
+        thread::sleep(settle);
+        self.bg.signal(libc::SIGINT);
+        if self.bg.wait_timeout(Duration::from_secs(5)).is_none() {
+            self.bg.signal(libc::SIGKILL);
+            let _ = self.bg.wait_timeout(Duration::from_secs(5));
+        }
+        self.frames()
+    }
+
+    /// tcpdump's stderr (its summary: captured, dropped by kernel).
+    pub fn stderr(&self) -> String {
+        self.bg.stderr()
+    }
+}
+
+/// A `python3` that can `import scapy` (Debian's python3-scapy is for /usr/bin/python3; a
+/// pyenv `python3` first on PATH may not have it). Panics when there is none.
+pub fn scapy_python() -> String {
+    static PY: std::sync::OnceLock<Result<String, String>> = std::sync::OnceLock::new();
+    PY.get_or_init(|| {
+        let mut tried = Vec::new();
+        let mut cands: Vec<String> = vec!["/usr/bin/python3".into()];
+        if let Some(p) = which("python3") {
+            cands.push(p.to_string_lossy().into_owned());
+        }
+        for py in cands {
+            if !Path::new(&py).is_file() {
+                continue;
+            }
+            match try_run(&[&py, "-c", "import scapy.all"], Duration::from_secs(30)) {
+                Ok(o) if o.success() => return Ok(py),
+                Ok(o) => tried.push(format!("{py}: {}", o.stderr.trim())),
+                Err(e) => tried.push(e),
+            }
+        }
+        Err(format!(
+            "no python3 can import scapy (install python3-scapy: sudo bash scripts/deps.sh); tried: {}",
+            tried.join("; ")
+        ))
+    })
+    .clone()
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+impl Lab {
+    /// Sends `frames` (scapy expressions such as
+    /// `Ether(dst='ff:ff:ff:ff:ff:ff')/Dot1Q(vlan=10)/Raw(b'x'*46)`) out of `dev` in namespace
+    /// `ns` with scapy's `sendp`, the whole list `count` times.
+    pub fn scapy_sendp(&self, ns: &str, dev: &str, frames: &[String], count: u32) {
+        let py = scapy_python();
+        let script = format!(
+            "from scapy.all import Ether, Dot1Q, Dot1AD, Raw, sendp\n\
+             frames = [{}]\n\
+             sendp(frames, iface={dev:?}, count={count}, verbose=False)\n",
+            frames.join(", ")
+        );
+        let o = self.exec_t(ns, &[&py, "-c", &script], Duration::from_secs(30));
+        assert!(o.success(), "scapy sendp in {ns} failed: {o}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Open vSwitch (userspace datapath) as a peer
+// ---------------------------------------------------------------------------------------
+
+/// Open vSwitch started standalone for one test: `ovsdb-server` and `ovs-vswitchd` inside a
+/// namespace, with every file (database, sockets, pid files, logs) under a private
+/// directory, so nothing goes near a system Open vSwitch. Userspace TSO is enabled before
+/// `ovs-vswitchd` starts. Both daemons are stopped when this is dropped.
+pub struct Ovs {
+    pub ns: String,
+    pub dir: PathBuf,
+    /// `unix:<dir>/db.sock`
+    db: String,
+    /// ovs-vswitchd's unixctl socket.
+    pub ctl: PathBuf,
+    vswitchd: Option<Bg>,
+    ovsdb: Option<Bg>,
+}
+
+/// Tools [`Ovs`] needs.
+pub const OVS_TOOLS: [&str; 5] = [
+    "ovsdb-tool",
+    "ovsdb-server",
+    "ovs-vswitchd",
+    "ovs-vsctl",
+    "ovs-appctl",
+];
+
+impl Ovs {
+    /// Starts Open vSwitch in namespace `ns` (which the lab owns).
+    pub fn start(lab: &Lab, ns: &str) -> Ovs {
+        require_tools(&OVS_TOOLS);
+        let dir = lab.dir.join("ovs");
+        fs::create_dir_all(&dir).expect("create the OVS directory");
+        let d = dir.to_str().expect("utf-8 path").to_string();
+        let schema = [
+            "/usr/share/openvswitch/vswitch.ovsschema",
+            "/usr/local/share/openvswitch/vswitch.ovsschema",
+        ]
+        .into_iter()
+        .find(|p| Path::new(p).is_file())
+        .unwrap_or_else(|| {
+            panic!("vswitch.ovsschema not found: install openvswitch-switch (scripts/deps.sh)")
+        });
+        let conf = format!("{d}/conf.db");
+        sh(&["ovsdb-tool", "create", &conf, schema]);
+        let env = [
+            format!("OVS_RUNDIR={d}"),
+            format!("OVS_LOGDIR={d}"),
+            format!("OVS_DBDIR={d}"),
+            format!("OVS_SYSCONFDIR={d}"),
+        ];
+        let env: Vec<&str> = env.iter().map(String::as_str).collect();
+        let mut ovs = Ovs {
+            ns: ns.to_string(),
+            db: format!("unix:{d}/db.sock"),
+            ctl: dir.join("ovs-vswitchd.ctl"),
+            dir: dir.clone(),
+            vswitchd: None,
+            ovsdb: None,
+        };
+        let remote = format!("--remote=punix:{d}/db.sock");
+        let unixctl = format!("--unixctl={d}/ovsdb-server.ctl");
+        let pidfile = format!("--pidfile={d}/ovsdb-server.pid");
+        let logfile = format!("--log-file={d}/ovsdb-server.log");
+        let mut argv = vec!["env"];
+        argv.extend_from_slice(&env);
+        argv.extend_from_slice(&[
+            "ovsdb-server",
+            &conf,
+            &remote,
+            &unixctl,
+            &pidfile,
+            &logfile,
+            "--no-chdir",
+            "-vconsole:off",
+            "-vsyslog:off",
+            "-vfile:info",
+        ]);
+        ovs.ovsdb = Some(lab.spawn_bg(ns, "ovsdb-server", &argv));
+        let sock = dir.join("db.sock");
+        ovs.wait_alive("ovsdb-server to create db.sock", || sock.exists());
+        ovs.vsctl(&["--no-wait", "init"]);
+        // Without userspace TSO, TCP does not pass OVS's userspace datapath with the
+        // veths' default offloads; it must be set before ovs-vswitchd starts.
+        ovs.vsctl(&[
+            "--no-wait",
+            "set",
+            "Open_vSwitch",
+            ".",
+            "other_config:userspace-tso-enable=true",
+        ]);
+        let unixctl = format!("--unixctl={d}/ovs-vswitchd.ctl");
+        let pidfile = format!("--pidfile={d}/ovs-vswitchd.pid");
+        let logfile = format!("--log-file={d}/ovs-vswitchd.log");
+        let mut argv = vec!["env"];
+        argv.extend_from_slice(&env);
+        argv.extend_from_slice(&[
+            "ovs-vswitchd",
+            &ovs.db,
+            &unixctl,
+            &pidfile,
+            &logfile,
+            "--no-chdir",
+            "-vconsole:off",
+            "-vsyslog:off",
+            "-vfile:info",
+        ]);
+        ovs.vswitchd = Some(lab.spawn_bg(ns, "ovs-vswitchd", &argv));
+        let ctl = ovs.ctl.clone();
+        ovs.wait_alive("ovs-vswitchd to create its control socket", || ctl.exists());
+        ovs
+    }
+
+    fn wait_alive(&mut self, what: &str, cond: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if cond() {
+                return;
+            }
+            let mut exited = None;
+            for bg in [self.ovsdb.as_mut(), self.vswitchd.as_mut()]
+                .into_iter()
+                .flatten()
+            {
+                if let Some(s) = bg.try_wait() {
+                    exited = Some(format!("{} exited ({s})", bg.name));
+                }
+            }
+            if let Some(e) = exited {
+                panic!("{e} while waiting for {what}\n{}", self.diag());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}\n{}",
+                self.diag()
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Runs `ovs-vsctl --db=… --timeout=20 ARGS…`, asserting success; returns stdout.
+    pub fn vsctl(&self, args: &[&str]) -> String {
+        let db = format!("--db={}", self.db);
+        let mut v = vec!["ovs-vsctl", &db, "--timeout=20"];
+        v.extend_from_slice(args);
+        let o = run(&v, Duration::from_secs(30));
+        assert!(o.success(), "ovs-vsctl failed: {o}\n{}", self.diag());
+        o.stdout
+    }
+
+    /// Runs `ovs-appctl -t <ovs-vswitchd.ctl> ARGS…`.
+    pub fn appctl(&self, args: &[&str]) -> Out {
+        let t = self.ctl.to_str().expect("utf-8 path").to_string();
+        let mut v = vec!["ovs-appctl", "-t", &t];
+        v.extend_from_slice(args);
+        run(&v, SHORT)
+    }
+
+    /// The tail of ovs-vswitchd's and ovsdb-server's logs and stderr.
+    pub fn diag(&self) -> String {
+        let mut s = String::new();
+        for f in [
+            "ovs-vswitchd.log",
+            "ovsdb-server.log",
+            "ovs-vswitchd.err",
+            "ovsdb-server.err",
+        ] {
+            let p = self.dir.join(f);
+            let p = if p.exists() {
+                p
+            } else {
+                // Bg writes stderr next to the lab's files.
+                self.dir.parent().map(|d| d.join(f)).unwrap_or(p)
+            };
+            let text = fs::read_to_string(&p).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = lines.len().saturating_sub(60);
+            let _ = write!(
+                s,
+                "===== {} (last {} lines) =====\n{}\n",
+                p.display(),
+                lines.len() - tail,
+                lines[tail..].join("\n")
+            );
+        }
+        s
+    }
+
+    /// The text of ovs-vswitchd's log file.
+    pub fn vswitchd_log(&self) -> String {
+        fs::read_to_string(self.dir.join("ovs-vswitchd.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Ovs {
+    fn drop(&mut self) {
+        if let Some(mut bg) = self.vswitchd.take() {
+            let _ = bg.stop(Duration::from_secs(3));
+        }
+        if let Some(mut bg) = self.ovsdb.take() {
+            let _ = bg.stop(Duration::from_secs(3));
+        }
+        if thread::panicking() {
+            eprintln!("{}", self.diag());
+        }
+    }
+}
