@@ -197,6 +197,9 @@ impl Controller {
                 Ok(())
             }),
             Request::DelVlan { bridge, port, vids } => self.change_vlans(&bridge, &port, |v| {
+                if vids.is_empty() {
+                    return Err("no VLAN given".into());
+                }
                 if let Some(vid) = vids.iter().find(|&&x| !v.has(x)) {
                     return Err(format!("port {port} is not a member of VLAN {vid}"));
                 }

@@ -455,7 +455,6 @@ struct Arrival<'f> {
     class: Class,
 }
 
-
 impl Ingress<'_> {
     #[inline]
     fn rx_count(&self, len: usize) {
