@@ -99,12 +99,28 @@ fn iperf3_udp_through_the_switch() {
         gbps(bps)
     ));
     assert!(bps > 0.0, "UDP throughput is zero: {v}\n{}", lab.diag());
+    // The switch itself must not lose what it received: every datagram h1's port took in
+    // went out of h2's port (a few frames of slack for ARP and the like). Loss iperf3 sees
+    // beyond that happens in the receiving host's socket when a loaded machine leaves
+    // iperf3 no CPU, so it only gets a loose bound.
+    let h1 = lab.host(1).port.clone();
+    let h2 = lab.host(2).port.clone();
+    let rx = lab.port_stats("br0", &h1);
+    let tx = lab.port_stats("br0", &h2);
+    let lost_in_switch = rx.rx_packets.saturating_sub(tx.tx_packets);
+    common::report(&format!(
+        "switch: {} frames in on {h1}, {} out on {h2}, drops {:?} / {:?}",
+        rx.rx_packets, tx.tx_packets, rx.drops, tx.drops
+    ));
     assert!(
-        lost < 5.0,
-        "UDP loss {lost:.2}% is not under 5%: {}\n{}",
-        end,
+        lost_in_switch * 1000 <= rx.rx_packets.max(1000),
+        "the switch lost {lost_in_switch} of {} frames: in {:?} out {:?}\n{}",
+        rx.rx_packets,
+        rx.drops,
+        tx.drops,
         lab.diag()
     );
+    assert!(lost < 30.0, "UDP loss {lost:.2}%: {}\n{}", end, lab.diag());
 }
 
 /// After traffic, `fdb-show --json` lists each host's MAC on its own port, VLAN 0.
