@@ -623,46 +623,16 @@ impl Lab {
                 self.starts
             );
         }
-        let bin = vswitchd_bin();
-        let bin = bin.to_str().expect("utf-8 path");
-        let sock = self.sock.to_str().expect("utf-8 path").to_string();
-        let db = self.db.to_str().expect("utf-8 path").to_string();
-        let mut argv = vec![
-            "ip",
-            "netns",
-            "exec",
+        let out_path = self.dir.join(format!("vswitchd.{}.out", self.starts));
+        let bg = spawn_vswitchd(
+            "vswitchd",
             &self.sw,
-            bin,
-            "--sock",
-            &sock,
-            "--db",
-            &db,
-            "--log-level",
-            "debug",
-        ];
-        argv.extend(self.daemon_args.iter().map(|s| s.as_str()));
-        let out = fs::File::create(self.dir.join(format!("vswitchd.{}.out", self.starts)))
-            .expect("create stdout file");
-        let err = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("open daemon log");
-        let child = Command::new(argv[0])
-            .args(&argv[1..])
-            .env_remove(ctl::SOCK_ENV)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start vswitchd: {e}"));
-        let bg = Bg {
-            name: "vswitchd".into(),
-            child,
-            stdout_path: self.dir.join(format!("vswitchd.{}.out", self.starts)),
-            stderr_path: self.log.clone(),
-            status: None,
-        };
+            &self.sock,
+            &self.db,
+            &self.log,
+            &out_path,
+            &self.daemon_args,
+        );
         self.daemon = Some(Daemon { bg });
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
@@ -1231,6 +1201,55 @@ fn list_vlans_of(d: Data, br: &str) -> Vec<ctl::VlanRow> {
     }
 }
 
+/// Starts `vswitchd` in namespace `ns` with socket `sock` and config `db`: stdout to
+/// `out_path`, stderr appended to `log`, `VSWITCH_SOCK` cleared, `extra` arguments last.
+pub fn spawn_vswitchd(
+    name: &str,
+    ns: &str,
+    sock: &Path,
+    db: &Path,
+    log: &Path,
+    out_path: &Path,
+    extra: &[String],
+) -> Bg {
+    let bin = vswitchd_bin();
+    let mut argv = vec![
+        "ip",
+        "netns",
+        "exec",
+        ns,
+        bin.to_str().expect("utf-8 path"),
+        "--sock",
+        sock.to_str().expect("utf-8 path"),
+        "--db",
+        db.to_str().expect("utf-8 path"),
+        "--log-level",
+        "debug",
+    ];
+    argv.extend(extra.iter().map(String::as_str));
+    let out = fs::File::create(out_path).expect("create stdout file");
+    let err = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("open daemon log");
+    let child = Command::new(argv[0])
+        .args(&argv[1..])
+        .env_remove(ctl::SOCK_ENV)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+    Bg {
+        name: name.to_string(),
+        child,
+        stdout_path: out_path.to_path_buf(),
+        stderr_path: log.to_path_buf(),
+        status: None,
+    }
+}
+
 /// Another `vswitchd`, in its own namespace; stopped (SIGTERM, then SIGKILL) when dropped.
 pub struct Switch {
     pub name: String,
@@ -1251,45 +1270,16 @@ impl Switch {
     pub fn start(&mut self) {
         assert!(self.bg.is_none(), "{}: daemon already running", self.name);
         self.starts += 1;
-        let bin = vswitchd_bin();
-        let sock = self.sock.to_str().expect("utf-8 path").to_string();
-        let db = self.db.to_str().expect("utf-8 path").to_string();
-        let mut argv = vec![
-            "ip",
-            "netns",
-            "exec",
-            &self.ns,
-            bin.to_str().expect("utf-8 path"),
-            "--sock",
-            &sock,
-            "--db",
-            &db,
-            "--log-level",
-            "debug",
-        ];
-        argv.extend(self.daemon_args.iter().map(String::as_str));
         let out_path = self.dir.join(format!("vswitchd.{}.out", self.starts));
-        let out = fs::File::create(&out_path).expect("create stdout file");
-        let err = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("open daemon log");
-        let child = Command::new(argv[0])
-            .args(&argv[1..])
-            .env_remove(ctl::SOCK_ENV)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start vswitchd ({}): {e}", self.name));
-        self.bg = Some(Bg {
-            name: format!("vswitchd-{}", self.name),
-            child,
-            stdout_path: out_path,
-            stderr_path: self.log.clone(),
-            status: None,
-        });
+        self.bg = Some(spawn_vswitchd(
+            &format!("vswitchd-{}", self.name),
+            &self.ns,
+            &self.sock,
+            &self.db,
+            &self.log,
+            &out_path,
+            &self.daemon_args,
+        ));
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Some(s) = self.bg.as_mut().and_then(Bg::try_wait) {
