@@ -23,6 +23,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT="$PWD"
 LIB="$ROOT/benches/lib/bench.py"
 RESULTS="$ROOT/benches/results"
+SCRIPT_NAME=run.sh
+# shellcheck source=benches/lib/common.sh
+. "$ROOT/benches/lib/common.sh"
 
 usage() {
     cat <<'EOF'
@@ -39,13 +42,6 @@ usage: sudo bash benches/run.sh [--quick] [--repeat N] [--only LIST] [--no-build
   --udp-procs N        trafgen processes in h1, each pinned to a CPU (default 1: one core stays
                        free for the switch; trafgen's own default is one per CPU)
 EOF
-}
-
-say() { printf '\n\033[1m==> %s\033[0m  [%ss]\n' "$*" "$(($(date +%s) - START_SECS))"; }
-info() { printf '    %s\n' "$*"; }
-die() {
-    echo "run.sh: $*" >&2
-    exit 1
 }
 
 # ---- options -------------------------------------------------------------------------------
@@ -162,91 +158,8 @@ IP2="$NET.2"
 TMP="$(mktemp -d /tmp/vswitch-bench.XXXXXX)"
 RAW="$TMP/raw.jsonl"
 : >"$RAW"
-PIDS=()          # every background process this script started
-NSES=()          # every namespace this script created (and not yet deleted)
-LOGS=()          # daemon logs worth showing when something fails
-POLICY_RC_D=""   # set when we created /usr/sbin/policy-rc.d for the apt-get install
-
-# True while PID runs (a child that exited but is not reaped yet, a zombie, does not count).
-pid_alive() {
-    local st
-    st="$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)" || return 1
-    [ -n "$st" ] && [ "$st" != Z ]
-}
-
-stop_pid() { # PID [SIGNAL]: signal (default TERM), wait up to 3 s, then KILL; reap it
-    local pid="$1"
-    if pid_alive "$pid"; then
-        kill "-${2:-TERM}" "$pid" 2>/dev/null || true
-        for _ in $(seq 30); do
-            pid_alive "$pid" || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
-    return 0
-}
-
-# Forget a reaped PID, so that cleanup never signals a later process that reuses the number.
-forget_pid() {
-    local keep=() p
-    for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
-    PIDS=("${keep[@]}")
-}
-
-# Run a command in the background and wait for it: a TERM (or INT) then interrupts the wait at
-# once and the cleanup kills the command, instead of bash deferring the trap until it ends.
-run_wait() {
-    local p rc=0
-    "$@" &
-    p=$!
-    PIDS+=("$p")
-    wait "$p" || rc=$?
-    forget_pid "$p"
-    return "$rc"
-}
+bench_state
 pause() { run_wait sleep "$1"; }
-
-del_ns() {
-    local ns="$1" pids
-    pids="$(ip netns pids "$ns" 2>/dev/null || true)"
-    # shellcheck disable=SC2086
-    [ -z "$pids" ] || kill -KILL $pids 2>/dev/null || true
-    ip netns del "$ns" 2>/dev/null || true
-    local keep=() n
-    for n in "${NSES[@]}"; do [ "$n" = "$ns" ] || keep+=("$n"); done
-    NSES=("${keep[@]}")
-    return 0
-}
-
-cleanup() {
-    local rc=$?
-    set +e
-    trap - EXIT INT TERM
-    local pid ns log
-    for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
-    if [ "$rc" -ne 0 ]; then
-        for log in "${LOGS[@]}"; do
-            [ -s "$log" ] || continue
-            echo "---- last lines of $log ----" >&2
-            tail -n 25 "$log" >&2
-        done
-    fi
-    for ns in "${NSES[@]}"; do del_ns "$ns"; done
-    [ -z "$POLICY_RC_D" ] || rm -f "$POLICY_RC_D"
-    rm -rf "$TMP"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-in_ns() {
-    local ns="$1"
-    shift
-    ip netns exec "$ns" "$@"
-}
 
 # ---- dependencies ----------------------------------------------------------------------------
 say "dependencies"
@@ -255,56 +168,16 @@ declare -A PKG=(
     [python3]=python3 [timeout]=coreutils [awk]=gawk
 )
 if has_setup ovs; then
-    PKG[ovs-vswitchd]=openvswitch-switch
-    PKG[ovsdb-server]=openvswitch-switch
-    PKG[ovsdb-tool]=openvswitch-common
-    PKG[ovs-vsctl]=openvswitch-common
-    PKG[ovs-appctl]=openvswitch-common
+    pkg_add_ovs
 fi
-missing=()
-for cmd in "${!PKG[@]}"; do
-    command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || missing+=("${PKG[$cmd]}")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-    mapfile -t pkgs < <(printf '%s\n' "${missing[@]}" | sort -u)
-    info "installing ${pkgs[*]}"
-    # Installing openvswitch-switch must not start (or enable the start of) the system
-    # service: a policy-rc.d that says "no" for the duration of the install, unless the
-    # host already has one (then it already decides).
-    if [ ! -e /usr/sbin/policy-rc.d ]; then
-        POLICY_RC_D=/usr/sbin/policy-rc.d
-        printf '#!/bin/sh\n# created by vswitch benches/run.sh for one apt-get install\nexit 101\n' >"$POLICY_RC_D"
-        chmod 755 "$POLICY_RC_D"
-    fi
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends \
-        -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
-        "${pkgs[@]}" >/dev/null
-    if [ -n "$POLICY_RC_D" ]; then
-        rm -f "$POLICY_RC_D"
-        POLICY_RC_D=""
-    fi
-else
-    info "all tools present"
-fi
-export PATH="$PATH:/usr/sbin:/sbin"
+install_deps
 
 # ---- build -----------------------------------------------------------------------------------
 VSWITCHD="$ROOT/target/release/vswitchd"
 BUILD_SECS=0
 VSCTL="$ROOT/target/release/vsctl"
 if has_setup vswitchd-afpacket || has_setup vswitchd-tap; then
-    if [ "$BUILD" = 1 ]; then
-        say "cargo build --workspace --release"
-        CARGO="$(command -v cargo || true)"
-        [ -n "$CARGO" ] || CARGO="${CARGO_HOME:-$HOME/.cargo}/bin/cargo"
-        [ -x "$CARGO" ] || die "cargo not found (install Rust, or pass --no-build with built binaries)"
-        build_t0="$(date +%s)"
-        "$CARGO" build --workspace --release
-        BUILD_SECS=$(($(date +%s) - build_t0))
-    fi
-    { [ -x "$VSWITCHD" ] && [ -x "$VSCTL" ]; } || die "missing $VSWITCHD or $VSCTL (build: cargo build --workspace --release)"
+    build_release
 fi
 
 # ---- helpers ---------------------------------------------------------------------------------
@@ -316,7 +189,6 @@ record_detail() { # SETUP JSON
 }
 now() { date +%s.%N; }
 calc() { awk "BEGIN { printf \"%.4f\", $1 }"; }
-dec() { awk -v x="$2" "BEGIN { printf \"%.$1f\", x }"; } # DIGITS VALUE
 stat_of() { # NS IFACE COUNTER... : the counters on one line, read by one process
     local ns="$1" dev="$2" c files=()
     shift 2
@@ -324,32 +196,10 @@ stat_of() { # NS IFACE COUNTER... : the counters on one line, read by one proces
     in_ns "$ns" cat "${files[@]}" | tr '\n' ' '
     echo
 }
-mac_of() { # NS IFACE
-    ip -n "$1" -j link show dev "$2" >"$TMP/link.json"
-    python3 "$LIB" mac "$TMP/link.json"
-}
 rss_kib() { # PID FIELD (VmRSS / VmHWM)
     awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"
 }
 kib_to_mib() { calc "$1 / 1024"; }
-wait_for() { # TRIES CMD... : retry every 0.1 s
-    local n="$1"
-    shift
-    for _ in $(seq "$n"); do
-        "$@" >/dev/null 2>&1 && return 0
-        sleep 0.1
-    done
-    return 1
-}
-
-mkns() {
-    ip netns add "$1"
-    NSES+=("$1")
-    ip -n "$1" link set lo up
-    # No IPv6: no router solicitations or ND chatter in the counters.
-    in_ns "$1" sysctl -q -w net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
-}
-
 # Fresh switch and host namespaces for one setup.
 ns_up() {
     mkns "$SW"
@@ -383,17 +233,6 @@ ns_down() {
     del_ns "$H1"
     del_ns "$H2"
     del_ns "$SW"
-}
-
-connectivity() {
-    for _ in $(seq 40); do
-        if timeout 5 ip netns exec "$H1" ping -n -q -c 1 -W 1 "$IP2" >/dev/null 2>&1 &&
-            timeout 5 ip netns exec "$H2" ping -n -q -c 1 -W 1 "$IP1" >/dev/null 2>&1; then
-            return 0
-        fi
-        sleep 0.25
-    done
-    die "$1: h1 and h2 cannot ping each other through the switch"
 }
 
 # ---- measurements ----------------------------------------------------------------------------
@@ -507,42 +346,19 @@ setup_bridge() {
 }
 
 setup_ovs() {
-    local d="$TMP/ovs" ovsdb ovsd kmod_before kmod_after dpif
-    mkdir -p "$d"
+    local d="$TMP/ovs" ovsd kmod_before kmod_after
     # Private run/log/db/conf directories: neither the daemons nor ovs-vsctl/ovs-appctl go
     # near /var/run/openvswitch, /etc/openvswitch or a system OVS.
     export OVS_RUNDIR="$d" OVS_LOGDIR="$d" OVS_DBDIR="$d" OVS_SYSCONFDIR="$d"
-    LOGS+=("$d/ovsdb-server.log" "$d/ovs-vswitchd.log")
     kmod_before=false
     [ -d /sys/module/openvswitch ] && kmod_before=true
     veths_up
-    ovsdb-tool create "$d/conf.db" /usr/share/openvswitch/vswitch.ovsschema
-    ip netns exec "$SW" ovsdb-server "$d/conf.db" \
-        --remote="punix:$d/db.sock" --unixctl="$d/ovsdb-server.ctl" \
-        --pidfile="$d/ovsdb-server.pid" --log-file="$d/ovsdb-server.log" --no-chdir \
-        -vconsole:off -vsyslog:off -vfile:info 2>>"$d/ovsdb-server.stderr" &
-    ovsdb=$!
-    PIDS+=("$ovsdb")
-    wait_for 100 test -S "$d/db.sock" || die "ovs: ovsdb-server did not create $d/db.sock"
-    ovs_vsctl() { timeout 30 ovs-vsctl --db="unix:$d/db.sock" --timeout=20 "$@"; }
-    ovs_vsctl --no-wait init
-    # Userspace TSO before ovs-vswitchd starts: without it TCP does not pass with the veths'
-    # default offloads.
-    ovs_vsctl --no-wait set Open_vSwitch . other_config:userspace-tso-enable=true
-    ip netns exec "$SW" ovs-vswitchd "unix:$d/db.sock" \
-        --unixctl="$d/ovs-vswitchd.ctl" --pidfile="$d/ovs-vswitchd.pid" \
-        --log-file="$d/ovs-vswitchd.log" --no-chdir -vconsole:off -vsyslog:off -vfile:info \
-        2>>"$d/ovs-vswitchd.stderr" &
-    ovsd=$!
-    PIDS+=("$ovsd")
-    wait_for 100 test -S "$d/ovs-vswitchd.ctl" || die "ovs: ovs-vswitchd did not create its control socket"
+    ovs_start "$SW" "$d" ovs
+    ovsd="$OVS_VSWITCHD_PID"
     record_rss ovs "$ovsd" start
-    ovs_vsctl add-br br0 -- set bridge br0 datapath_type=netdev
-    ovs_vsctl add-port br0 h1p -- add-port br0 h2p
-    dpif="$(timeout 10 ovs-appctl -t "$d/ovs-vswitchd.ctl" dpif/show 2>&1 || true)"
-    grep -q 'netdev@ovs-netdev' <<<"$dpif" || die "ovs: bridge is not on the userspace (netdev) datapath: $dpif"
-    grep -q 'Userspace TCP Segmentation Offloading support enabled' "$d/ovs-vswitchd.log" ||
-        die "ovs: ovs-vswitchd did not enable userspace TSO (see $d/ovs-vswitchd.log)"
+    ovs_vsctl "$d" add-br br0 -- set bridge br0 datapath_type=netdev
+    ovs_vsctl "$d" add-port br0 h1p -- add-port br0 h2p
+    ovs_check_netdev "$d"
     connectivity ovs
     record_rss ovs "$ovsd" idle
     measure_all ovs
@@ -550,7 +366,7 @@ setup_ovs() {
     kmod_after=false
     [ -d /sys/module/openvswitch ] && kmod_after=true
     record_detail ovs "{\"kind\":\"ovs\",\"version\":\"$(ovs-vswitchd --version | awk '/Open vSwitch/ {print $NF}')\",\"datapath\":\"netdev\",\"userspace_tso\":true,\"kernel_module_loaded_before\":$kmod_before,\"kernel_module_loaded_after\":$kmod_after}"
-    info "datapath: $(grep -o 'netdev@ovs-netdev' <<<"$dpif" | head -n 1); kernel openvswitch module loaded: before $kmod_before, after $kmod_after"
+    info "datapath: $(grep -o 'netdev@ovs-netdev' <<<"$OVS_DPIF" | head -n 1); kernel openvswitch module loaded: before $kmod_before, after $kmod_after"
     unset OVS_RUNDIR OVS_LOGDIR OVS_DBDIR OVS_SYSCONFDIR
 }
 

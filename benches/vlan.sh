@@ -20,13 +20,18 @@
 # p50 (and p99, in the JSON).
 #
 # Everything (namespaces vv<pid>-*, a temp dir, the daemons it starts) is removed on exit,
-# also on Ctrl-C or SIGTERM. It never touches a system Open vSwitch. Shares its approach with
-# benches/run.sh (copied, not sourced: run.sh stays as it is).
+# also on Ctrl-C or SIGTERM. It never touches a system Open vSwitch. Shares its helpers with
+# benches/run.sh (benches/lib/common.sh) and parses ping, iperf3 and ip output with
+# benches/lib/bench.py.
 set -euo pipefail
 START_SECS="$(date +%s)"
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT="$PWD"
+LIB="$ROOT/benches/lib/bench.py"
 RESULTS="$ROOT/benches/results"
+SCRIPT_NAME=vlan.sh
+# shellcheck source=benches/lib/common.sh
+. "$ROOT/benches/lib/common.sh"
 
 usage() {
     cat <<'EOF'
@@ -41,13 +46,6 @@ usage: sudo bash benches/vlan.sh [--quick] [--only vswitchd|ovs] [--no-build]
                        --quick, and only when both switches ran)
   --vswitchd-args ARGS extra arguments for every vswitchd, e.g. "--workers 1"
 EOF
-}
-
-say() { printf '\n\033[1m==> %s\033[0m  [%ss]\n' "$*" "$(($(date +%s) - START_SECS))"; }
-info() { printf '    %s\n' "$*"; }
-die() {
-    echo "vlan.sh: $*" >&2
-    exit 1
 }
 
 # ---- the report (python, also used by --table) ----------------------------------------------
@@ -147,39 +145,12 @@ def main(a):
     elif a[0] == "table":
         with open(a[1], encoding="utf-8") as f:
             print(render(json.load(f), markdown=True))
-    elif a[0] == "iperf":  # "Gbit/s-received retransmits" from iperf3 -J
-        with open(a[1], encoding="utf-8") as f:
-            d = json.load(f)
-        if "error" in d:
-            sys.exit("iperf3: " + d["error"])
-        end = d["end"]
-        print(f'{end["sum_received"]["bits_per_second"] / 1e9:.4f} '
-              f'{end.get("sum_sent", {}).get("retransmits", 0)}')
-    elif a[0] == "ping":  # "p50 p99 replies sent" (ms, nearest rank) from ping -n
-        import math, re
-        times, sent = [], 0
-        with open(a[1], encoding="utf-8") as f:
-            for line in f:
-                m = re.search(r"time=([0-9.]+) ms", line)
-                if m:
-                    times.append(float(m.group(1)))
-                m = re.match(r"(\d+) packets transmitted", line)
-                if m:
-                    sent = int(m.group(1))
-        if not times:
-            sys.exit("no ping replies in " + a[1])
-        s = sorted(times)
-        pct = lambda p: s[max(1, math.ceil(p / 100 * len(s))) - 1]
-        print(f"{pct(50):.4f} {pct(99):.4f} {len(s)} {sent}")
     elif a[0] == "fdb-has":  # FILE MAC VLAN PORT: vsctl --json fdb-show has the entry
         with open(a[1], encoding="utf-8") as f:
             d = json.load(f)
         ok = any(x["mac"].lower() == a[2].lower() and x["vlan"] == int(a[3])
                  and x["port"] == a[4] for x in d["entries"])
         sys.exit(0 if ok else 1)
-    elif a[0] == "mac":  # from ip -j link show
-        with open(a[1], encoding="utf-8") as f:
-            print(json.load(f)[0]["address"])
     else:
         sys.exit("unknown subcommand " + a[0])
 
@@ -269,89 +240,8 @@ IP2="$NET.2"
 TMP="$(mktemp -d /tmp/vswitch-vlan-bench.XXXXXX)"
 RAW="$TMP/raw.jsonl"
 : >"$RAW"
-PIDS=()        # every background process this script started
-NSES=()        # every namespace this script created (and not yet deleted)
-LOGS=()        # daemon logs worth showing when something fails
-POLICY_RC_D="" # set when we created /usr/sbin/policy-rc.d for the apt-get install
-
-# True while PID runs (a child that exited but is not reaped yet, a zombie, does not count).
-pid_alive() {
-    local st
-    st="$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)" || return 1
-    [ -n "$st" ] && [ "$st" != Z ]
-}
-
-stop_pid() { # PID: TERM, wait up to 3 s, then KILL; reap it
-    local pid="$1"
-    if pid_alive "$pid"; then
-        kill -TERM "$pid" 2>/dev/null || true
-        for _ in $(seq 30); do
-            pid_alive "$pid" || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
-    return 0
-}
-
-forget_pid() {
-    local keep=() p
-    for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
-    PIDS=("${keep[@]}")
-}
-
-# Run a command in the background and wait for it, so that a TERM or INT interrupts the wait
-# at once (the cleanup then kills the command).
-run_wait() {
-    local p rc=0
-    "$@" &
-    p=$!
-    PIDS+=("$p")
-    wait "$p" || rc=$?
-    forget_pid "$p"
-    return "$rc"
-}
-
-del_ns() {
-    local ns="$1" pids
-    pids="$(ip netns pids "$ns" 2>/dev/null || true)"
-    # shellcheck disable=SC2086
-    [ -z "$pids" ] || kill -KILL $pids 2>/dev/null || true
-    ip netns del "$ns" 2>/dev/null || true
-    local keep=() n
-    for n in "${NSES[@]}"; do [ "$n" = "$ns" ] || keep+=("$n"); done
-    NSES=("${keep[@]}")
-    return 0
-}
-
-cleanup() {
-    local rc=$?
-    set +e
-    trap - EXIT INT TERM
-    local pid ns log
-    for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
-    if [ "$rc" -ne 0 ]; then
-        for log in "${LOGS[@]}"; do
-            [ -s "$log" ] || continue
-            echo "---- last lines of $log ----" >&2
-            tail -n 25 "$log" >&2
-        done
-    fi
-    for ns in "${NSES[@]}"; do del_ns "$ns"; done
-    [ -z "$POLICY_RC_D" ] || rm -f "$POLICY_RC_D"
-    rm -rf "$TMP"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-in_ns() {
-    local ns="$1"
-    shift
-    ip netns exec "$ns" "$@"
-}
+bench_state
+CONNECT_VIA="the switch(es)"
 
 # ---- dependencies ----------------------------------------------------------------------------
 say "dependencies"
@@ -360,55 +250,16 @@ declare -A PKG=(
     [python3]=python3 [timeout]=coreutils [awk]=gawk
 )
 if has_switch ovs; then
-    PKG[ovs-vswitchd]=openvswitch-switch
-    PKG[ovsdb-server]=openvswitch-switch
-    PKG[ovsdb-tool]=openvswitch-common
-    PKG[ovs-vsctl]=openvswitch-common
-    PKG[ovs-appctl]=openvswitch-common
+    pkg_add_ovs
 fi
-missing=()
-for cmd in "${!PKG[@]}"; do
-    command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || missing+=("${PKG[$cmd]}")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-    mapfile -t pkgs < <(printf '%s\n' "${missing[@]}" | sort -u)
-    info "installing ${pkgs[*]}"
-    # Installing openvswitch-switch must not start the system service: a policy-rc.d that
-    # says "no" for the duration of the install, unless the host already has one.
-    if [ ! -e /usr/sbin/policy-rc.d ]; then
-        POLICY_RC_D=/usr/sbin/policy-rc.d
-        printf '#!/bin/sh\n# created by vswitch benches/vlan.sh for one apt-get install\nexit 101\n' >"$POLICY_RC_D"
-        chmod 755 "$POLICY_RC_D"
-    fi
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends \
-        -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
-        "${pkgs[@]}" >/dev/null
-    if [ -n "$POLICY_RC_D" ]; then
-        rm -f "$POLICY_RC_D"
-        POLICY_RC_D=""
-    fi
-else
-    info "all tools present"
-fi
-export PATH="$PATH:/usr/sbin:/sbin"
+install_deps
 
 # ---- build -----------------------------------------------------------------------------------
 VSWITCHD="$ROOT/target/release/vswitchd"
 VSCTL="$ROOT/target/release/vsctl"
 BUILD_SECS=0
 if has_switch vswitchd; then
-    if [ "$BUILD" = 1 ]; then
-        say "cargo build --workspace --release"
-        CARGO="$(command -v cargo || true)"
-        [ -n "$CARGO" ] || CARGO="${CARGO_HOME:-$HOME/.cargo}/bin/cargo"
-        [ -x "$CARGO" ] || die "cargo not found (install Rust, or pass --no-build with built binaries)"
-        build_t0="$(date +%s)"
-        "$CARGO" build --workspace --release
-        BUILD_SECS=$(($(date +%s) - build_t0))
-    fi
-    { [ -x "$VSWITCHD" ] && [ -x "$VSCTL" ]; } || die "missing $VSWITCHD or $VSCTL (build: cargo build --workspace --release)"
+    build_release
 fi
 
 # ---- helpers ---------------------------------------------------------------------------------
@@ -418,29 +269,6 @@ record() { # TOPO SWITCH METRIC VALUE
 record_detail() { # TOPO SWITCH JSON
     printf '{"topo":"%s","switch":"%s","detail":%s}\n' "$1" "$2" "$3" >>"$RAW"
 }
-dec() { awk -v x="$2" "BEGIN { printf \"%.$1f\", x }"; } # DIGITS VALUE
-wait_for() { # TRIES CMD... : retry every 0.1 s
-    local n="$1"
-    shift
-    for _ in $(seq "$n"); do
-        "$@" >/dev/null 2>&1 && return 0
-        sleep 0.1
-    done
-    return 1
-}
-mac_of() { # NS IFACE
-    ip -n "$1" -j link show dev "$2" >"$TMP/link.json"
-    report_py mac "$TMP/link.json"
-}
-
-mkns() {
-    ip netns add "$1"
-    NSES+=("$1")
-    ip -n "$1" link set lo up
-    # No IPv6: no router solicitations or ND chatter.
-    in_ns "$1" sysctl -q -w net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
-}
-
 host_up() { # N SWITCH_NS: host namespace P-hN, veth hNp (switch side) <-> eth0 (host side)
     local n="$1" sw="$2"
     mkns "$P-h$n"
@@ -478,23 +306,12 @@ topo_down() {
     for ns in "${NSES[@]}"; do del_ns "$ns"; done
 }
 
-connectivity() { # WHAT
-    for _ in $(seq 40); do
-        if timeout 5 ip netns exec "$H1" ping -n -q -c 1 -W 1 "$IP2" >/dev/null 2>&1 &&
-            timeout 5 ip netns exec "$H2" ping -n -q -c 1 -W 1 "$IP1" >/dev/null 2>&1; then
-            return 0
-        fi
-        sleep 0.25
-    done
-    die "$1: h1 and h2 cannot ping each other through the switch(es)"
-}
-
 # ---- measurements ----------------------------------------------------------------------------
 measure_ping() { # TOPO SWITCH
     local out="$TMP/$1-$2-ping.txt" p50 p99 got sent
     run_wait timeout 120 ip netns exec "$H1" ping -n -c "$PINGS" -i "$PING_INTERVAL" -W 1 "$IP2" >"$out" 2>&1 ||
         die "$1/$2: ping failed: $(tail -n 3 "$out")"
-    read -r p50 p99 got sent < <(report_py ping "$out")
+    read -r p50 p99 got sent < <(python3 "$LIB" ping "$out")
     [ "$got" -ge $((PINGS * 95 / 100)) ] || die "$1/$2: only $got of $sent pings answered"
     record "$1" "$2" ping_p50_ms "$p50"
     record "$1" "$2" ping_p99_ms "$p99"
@@ -515,7 +332,7 @@ measure_tcp() { # TOPO SWITCH
         die "$1/$2: iperf3 failed: $(head -c 600 "$json")"
     wait "$srv" 2>/dev/null || true
     forget_pid "$srv"
-    read -r gbps retr < <(report_py iperf "$json") || die "$1/$2: cannot read iperf3 result $json"
+    read -r gbps retr < <(python3 "$LIB" iperf "$json") || die "$1/$2: cannot read iperf3 result $json"
     awk -v g="$gbps" 'BEGIN { exit !(g > 0) }' || die "$1/$2: iperf3 moved nothing"
     record "$1" "$2" tcp_gbps "$gbps"
     record "$1" "$2" tcp_retransmits "$retr"
@@ -612,59 +429,11 @@ run_vswitchd() { # TOPO
 }
 
 # ---- Open vSwitch (userspace datapath) -------------------------------------------------------
-# One ovsdb-server + ovs-vswitchd per switch namespace, with database, sockets, pidfiles and
-# logs in a private directory (OVS_RUNDIR and friends point there too). The daemons are
-# started with env, not ovs_env: a backgrounded shell function would be a subshell whose
-# PID is not the daemon's, and stop_pid would signal the wrong process.
+# One ovsdb-server + ovs-vswitchd per switch namespace (ovs_start, in benches/lib/common.sh).
 OVS_DIRS=()
-ovs_env() { # DIR CMD...
-    local d="$1"
-    shift
-    env OVS_RUNDIR="$d" OVS_LOGDIR="$d" OVS_DBDIR="$d" OVS_SYSCONFDIR="$d" "$@"
-}
-ovs_vsctl() { # DIR ARGS...
-    local d="$1"
-    shift
-    ovs_env "$d" timeout 30 ovs-vsctl --db="unix:$d/db.sock" --timeout=20 "$@"
-}
-ovs_appctl() { # DIR ARGS...
-    local d="$1"
-    shift
-    ovs_env "$d" timeout 10 ovs-appctl -t "$d/ovs-vswitchd.ctl" "$@"
-}
-ovs_start() { # NS NAME -> appends its directory to OVS_DIRS
-    local ns="$1" d="$TMP/ovs-$2" pid
-    mkdir -p "$d"
-    LOGS+=("$d/ovsdb-server.log" "$d/ovs-vswitchd.log")
-    ovs_env "$d" ovsdb-tool create "$d/conf.db" /usr/share/openvswitch/vswitch.ovsschema
-    env OVS_RUNDIR="$d" OVS_LOGDIR="$d" OVS_DBDIR="$d" OVS_SYSCONFDIR="$d" \
-        ip netns exec "$ns" ovsdb-server "$d/conf.db" \
-        --remote="punix:$d/db.sock" --unixctl="$d/ovsdb-server.ctl" \
-        --pidfile="$d/ovsdb-server.pid" --log-file="$d/ovsdb-server.log" --no-chdir \
-        -vconsole:off -vsyslog:off -vfile:info 2>>"$d/ovsdb-server.stderr" &
-    pid=$!
-    PIDS+=("$pid")
-    wait_for 100 test -S "$d/db.sock" || die "ovs $2: ovsdb-server did not create $d/db.sock"
-    ovs_vsctl "$d" --no-wait init
-    # Userspace TSO before ovs-vswitchd starts: without it TCP does not pass with the veths'
-    # default offloads.
-    ovs_vsctl "$d" --no-wait set Open_vSwitch . other_config:userspace-tso-enable=true
-    env OVS_RUNDIR="$d" OVS_LOGDIR="$d" OVS_DBDIR="$d" OVS_SYSCONFDIR="$d" \
-        ip netns exec "$ns" ovs-vswitchd "unix:$d/db.sock" \
-        --unixctl="$d/ovs-vswitchd.ctl" --pidfile="$d/ovs-vswitchd.pid" \
-        --log-file="$d/ovs-vswitchd.log" --no-chdir -vconsole:off -vsyslog:off -vfile:info \
-        2>>"$d/ovs-vswitchd.stderr" &
-    pid=$!
-    PIDS+=("$pid")
-    wait_for 100 test -S "$d/ovs-vswitchd.ctl" || die "ovs $2: ovs-vswitchd did not create its control socket"
-    OVS_DIRS+=("$d")
-}
-ovs_check_netdev() { # DIR
-    local dpif
-    dpif="$(ovs_appctl "$1" dpif/show 2>&1 || true)"
-    grep -q 'netdev@ovs-netdev' <<<"$dpif" || die "ovs: bridge is not on the userspace (netdev) datapath: $dpif"
-    grep -q 'Userspace TCP Segmentation Offloading support enabled' "$1/ovs-vswitchd.log" ||
-        die "ovs: ovs-vswitchd did not enable userspace TSO (see $1/ovs-vswitchd.log)"
+ovs_up() { # NS NAME -> appends its directory to OVS_DIRS
+    ovs_start "$1" "$TMP/ovs-$2" "ovs $2"
+    OVS_DIRS+=("$TMP/ovs-$2")
 }
 ovs_fdb_check() { # DIR MAC VLAN PORT WHAT
     local d="$1" ofport out
@@ -685,7 +454,7 @@ run_ovs() { # TOPO
     mac1="$(mac_of "$H1" eth0)"
     mac2="$(mac_of "$H2" eth0)"
     if [ "$topo" = access ]; then
-        ovs_start "$P-sw" sw
+        ovs_up "$P-sw" sw
         d="${OVS_DIRS[0]}"
         ovs_vsctl "$d" add-br br0 -- set bridge br0 datapath_type=netdev \
             -- add-port br0 h1p tag=10 -- add-port br0 h2p tag=10
@@ -694,8 +463,8 @@ run_ovs() { # TOPO
         ovs_fdb_check "$d" "$mac1" 10 h1p h1
         ovs_fdb_check "$d" "$mac2" 10 h2p h2
     else
-        ovs_start "$P-swa" swa
-        ovs_start "$P-swb" swb
+        ovs_up "$P-swa" swa
+        ovs_up "$P-swb" swb
         local n
         for n in 1 2; do
             d="${OVS_DIRS[$((n - 1))]}"
