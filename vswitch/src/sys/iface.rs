@@ -13,7 +13,8 @@ pub fn index(name: &str) -> Option<u32> {
     (idx != 0).then_some(idx)
 }
 
-fn ifreq_for(name: &str) -> io::Result<libc::ifreq> {
+/// A zeroed `ifreq` naming interface `name`, after checking the name fits.
+pub(crate) fn ifreq_for(name: &str) -> io::Result<libc::ifreq> {
     if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains('\0') {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -44,35 +45,40 @@ impl Drop for CtlSock {
     }
 }
 
+/// Runs interface ioctl `op` (a SIOCG*/SIOCS* request on an `ifreq`) on `req`.
+fn ioctl(op: libc::c_ulong, req: &mut libc::ifreq) -> io::Result<()> {
+    let s = CtlSock::new()?;
+    // SAFETY: the interface ioctls read and write only the `ifreq` they are given, and
+    // `req` is a valid one for the duration of the call.
+    cvt(unsafe { libc::ioctl(s.0, op as _, req as *mut libc::ifreq) })?;
+    Ok(())
+}
+
+/// `req` for `name` after the query ioctl `op` filled it in.
+fn query(name: &str, op: libc::c_ulong) -> io::Result<libc::ifreq> {
+    let mut req = ifreq_for(name)?;
+    ioctl(op, &mut req)?;
+    Ok(req)
+}
+
 /// The interface's flags (IFF_UP, IFF_RUNNING, …).
 pub fn flags(name: &str) -> io::Result<u32> {
-    let mut req = ifreq_for(name)?;
-    let s = CtlSock::new()?;
-    // SAFETY: SIOCGIFFLAGS reads and writes only `req`, which is a valid ifreq.
-    cvt(unsafe { libc::ioctl(s.0, libc::SIOCGIFFLAGS as _, &mut req) })?;
+    let req = query(name, libc::SIOCGIFFLAGS)?;
     // SAFETY: after SIOCGIFFLAGS the union holds ifru_flags.
     Ok(unsafe { req.ifr_ifru.ifru_flags } as u16 as u32)
 }
 
 /// Brings the interface administratively up.
 pub fn set_up(name: &str) -> io::Result<()> {
-    let mut req = ifreq_for(name)?;
-    let s = CtlSock::new()?;
-    // SAFETY: as in `flags`.
-    cvt(unsafe { libc::ioctl(s.0, libc::SIOCGIFFLAGS as _, &mut req) })?;
+    let mut req = query(name, libc::SIOCGIFFLAGS)?;
     // SAFETY: the union holds ifru_flags after SIOCGIFFLAGS; we update it in place.
     unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
-    // SAFETY: SIOCSIFFLAGS reads only `req`.
-    cvt(unsafe { libc::ioctl(s.0, libc::SIOCSIFFLAGS as _, &req) })?;
-    Ok(())
+    ioctl(libc::SIOCSIFFLAGS, &mut req)
 }
 
 /// The interface's MAC address.
 pub fn hw_addr(name: &str) -> io::Result<[u8; 6]> {
-    let mut req = ifreq_for(name)?;
-    let s = CtlSock::new()?;
-    // SAFETY: SIOCGIFHWADDR reads and writes only `req`.
-    cvt(unsafe { libc::ioctl(s.0, libc::SIOCGIFHWADDR as _, &mut req) })?;
+    let req = query(name, libc::SIOCGIFHWADDR)?;
     // SAFETY: after SIOCGIFHWADDR the union holds ifru_hwaddr.
     let d = unsafe { req.ifr_ifru.ifru_hwaddr.sa_data };
     Ok([
@@ -90,18 +96,12 @@ pub fn set_hw_addr(name: &str, mac: [u8; 6]) -> io::Result<()> {
             *d = s as libc::c_char;
         }
     }
-    let s = CtlSock::new()?;
-    // SAFETY: SIOCSIFHWADDR reads only `req`.
-    cvt(unsafe { libc::ioctl(s.0, libc::SIOCSIFHWADDR as _, &req) })?;
-    Ok(())
+    ioctl(libc::SIOCSIFHWADDR, &mut req)
 }
 
 /// The link-layer type of the interface (ARPHRD_*), to refuse non-Ethernet devices.
 pub fn hw_type(name: &str) -> io::Result<u16> {
-    let mut req = ifreq_for(name)?;
-    let s = CtlSock::new()?;
-    // SAFETY: SIOCGIFHWADDR reads and writes only `req`.
-    cvt(unsafe { libc::ioctl(s.0, libc::SIOCGIFHWADDR as _, &mut req) })?;
+    let req = query(name, libc::SIOCGIFHWADDR)?;
     // SAFETY: after SIOCGIFHWADDR the union holds ifru_hwaddr.
     Ok(unsafe { req.ifr_ifru.ifru_hwaddr.sa_family })
 }

@@ -37,17 +37,7 @@ impl Tap {
             .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
             .open("/dev/net/tun")
             .map_err(|e| io::Error::new(e.kind(), format!("cannot open /dev/net/tun: {e}")))?;
-        // SAFETY: ifreq is plain old data; all-zero is valid.
-        let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-        if name.is_empty() || name.len() >= libc::IFNAMSIZ {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("bad interface name {name:?}"),
-            ));
-        }
-        for (d, s) in req.ifr_name.iter_mut().zip(name.bytes()) {
-            *d = s as libc::c_char;
-        }
+        let mut req = super::iface::ifreq_for(name)?;
         req.ifr_ifru.ifru_flags =
             (libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR) as libc::c_short;
         let fd = file.as_raw_fd();
