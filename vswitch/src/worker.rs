@@ -366,19 +366,23 @@ impl Worker {
                 self.wake[rt.owner] = true;
                 continue;
             }
-            let result = match rt.tx.try_lock() {
-                Ok(mut tx) => drain(self.idx, &self.shared.pool, rt, &mut tx),
-                Err(_) => Ok(Drained::More),
-            };
-            match result {
-                Ok(Drained::Empty) => {}
-                Ok(Drained::Blocked) if rt.owner == self.idx => self.tx_blocked = true,
-                Ok(_) if rt.owner == self.idx => self.tx_more = true,
-                Ok(_) => self.wake[rt.owner] = true,
-                Err(e) => self.tx_failed(rt, e),
-            }
+            let result = try_drain(self.idx, &self.shared.pool, rt);
+            self.settle(rt, result);
         }
         self.touched.clear();
+    }
+
+    /// Acts on how a drain of `rt` ended: work left on a port this worker owns brings
+    /// it back soon; on another's port, its owner is woken; a failed send takes the
+    /// port down.
+    fn settle(&mut self, rt: &Arc<PortRt>, result: io::Result<Drained>) {
+        match result {
+            Ok(Drained::Empty) => {}
+            Ok(Drained::Blocked) if rt.owner == self.idx => self.tx_blocked = true,
+            Ok(_) if rt.owner == self.idx => self.tx_more = true,
+            Ok(_) => self.wake[rt.owner] = true,
+            Err(e) => self.tx_failed(rt, e),
+        }
     }
 
     /// A send on `rt` failed for good: its owner takes it down.
@@ -400,22 +404,11 @@ impl Worker {
             let Some(slot) = self.slots[i].as_ref() else {
                 continue;
             };
-            let rt = slot.rt.clone();
-            let result = match rt.tx.try_lock() {
-                Ok(mut tx) => {
-                    if tx.pending.is_empty() && rt.txq.is_empty() {
-                        continue;
-                    }
-                    drain(self.idx, &self.shared.pool, &rt, &mut tx)
-                }
-                // Another worker is sending on it; check again right after.
-                Err(_) => Ok(Drained::More),
-            };
-            match result {
-                Ok(Drained::Empty) => {}
-                Ok(Drained::Blocked) => self.tx_blocked = true,
-                Ok(Drained::More) => self.tx_more = true,
-                Err(e) => self.tx_failed(&rt, e),
+            let result = try_drain(self.idx, &self.shared.pool, &slot.rt);
+            if !matches!(result, Ok(Drained::Empty)) {
+                // Only now is the port needed past the borrow of `slots`.
+                let rt = slot.rt.clone();
+                self.settle(&rt, result);
             }
         }
     }
@@ -637,6 +630,15 @@ enum Drained {
     Blocked,
     /// The turn's budget ran out with frames still queued.
     More,
+}
+
+/// Drains `rt` if its transmit lock is free (an idle port costs one failed pop); if
+/// another worker holds the lock, reports work left so the caller checks again.
+fn try_drain(w: usize, pool: &Pool, rt: &PortRt) -> io::Result<Drained> {
+    match rt.tx.try_lock() {
+        Ok(mut tx) => drain(w, pool, rt, &mut tx),
+        Err(_) => Ok(Drained::More),
+    }
 }
 
 /// Sends what is queued on one port, holding its transmit lock; an error means the
