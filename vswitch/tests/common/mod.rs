@@ -692,11 +692,7 @@ impl Lab {
 
     /// Runs `vsctl --sock SOCK ARGS…` from the root namespace.
     pub fn vsctl(&self, args: &[&str]) -> Out {
-        let bin = vsctl_bin();
-        let sock = self.sock.to_str().expect("utf-8 path").to_string();
-        let mut v = vec![bin.to_str().expect("utf-8 path"), "--sock", &sock];
-        v.extend_from_slice(args);
-        run(&v, SHORT)
+        vsctl_at(&self.sock, args)
     }
 
     /// Runs vsctl and asserts success (printing the daemon log otherwise); returns stdout.
@@ -710,9 +706,7 @@ impl Lab {
     pub fn vsctl_json(&self, args: &[&str]) -> Data {
         let mut v = vec!["--json"];
         v.extend_from_slice(args);
-        let out = self.vsctl_ok(&v);
-        serde_json::from_str(&out)
-            .unwrap_or_else(|e| panic!("vsctl --json {args:?} printed bad JSON ({e}):\n{out}"))
+        parse_data(args, &self.vsctl_ok(&v))
     }
 
     /// `vsctl show --json`.
@@ -725,24 +719,12 @@ impl Lab {
 
     /// `vsctl fdb-show BR --json`.
     pub fn fdb(&self, br: &str) -> Vec<FdbEntry> {
-        match self.vsctl_json(&["fdb-show", br]) {
-            Data::Fdb { bridge, entries } => {
-                assert_eq!(bridge, br, "fdb-show answered for another bridge");
-                entries
-            }
-            other => panic!("fdb-show --json returned {other:?}"),
-        }
+        fdb_of(self.vsctl_json(&["fdb-show", br]), br)
     }
 
     /// `vsctl stats BR --json`, the bridge's entry.
     pub fn stats(&self, br: &str) -> BridgeStats {
-        match self.vsctl_json(&["stats", br]) {
-            Data::Stats { bridges } => bridges
-                .into_iter()
-                .find(|b| b.name == br)
-                .unwrap_or_else(|| panic!("stats --json {br} has no bridge {br}")),
-            other => panic!("stats --json returned {other:?}"),
-        }
+        stats_of(self.vsctl_json(&["stats", br]), br)
     }
 
     /// The counters of one port.
@@ -1191,6 +1173,46 @@ impl Lab {
     }
 }
 
+/// Runs `vsctl --sock SOCK ARGS…`.
+pub fn vsctl_at(sock: &Path, args: &[&str]) -> Out {
+    let bin = vsctl_bin();
+    let mut v = vec![
+        bin.to_str().expect("utf-8 path"),
+        "--sock",
+        sock.to_str().expect("utf-8 path"),
+    ];
+    v.extend_from_slice(args);
+    run(&v, SHORT)
+}
+
+/// Parses what `vsctl --json ARGS…` printed.
+fn parse_data(args: &[&str], out: &str) -> Data {
+    serde_json::from_str(out)
+        .unwrap_or_else(|e| panic!("vsctl --json {args:?} printed bad JSON ({e}):\n{out}"))
+}
+
+/// The entries of `fdb-show --json BR`.
+fn fdb_of(d: Data, br: &str) -> Vec<FdbEntry> {
+    match d {
+        Data::Fdb { bridge, entries } => {
+            assert_eq!(bridge, br, "fdb-show answered for another bridge");
+            entries
+        }
+        other => panic!("fdb-show --json returned {other:?}"),
+    }
+}
+
+/// Bridge `br`'s entry of `stats --json`.
+fn stats_of(d: Data, br: &str) -> BridgeStats {
+    match d {
+        Data::Stats { bridges } => bridges
+            .into_iter()
+            .find(|b| b.name == br)
+            .unwrap_or_else(|| panic!("stats --json {br} has no bridge {br}")),
+        other => panic!("stats --json returned {other:?}"),
+    }
+}
+
 fn list_vlans_of(d: Data, br: &str) -> Vec<ctl::VlanRow> {
     match d {
         Data::Vlans { bridge, ports } => {
@@ -1335,11 +1357,7 @@ impl Switch {
 
     /// Runs `vsctl --sock SOCK ARGS…` from the root namespace.
     pub fn vsctl(&self, args: &[&str]) -> Out {
-        let bin = vsctl_bin();
-        let sock = self.sock.to_str().expect("utf-8 path").to_string();
-        let mut v = vec![bin.to_str().expect("utf-8 path"), "--sock", &sock];
-        v.extend_from_slice(args);
-        run(&v, SHORT)
+        vsctl_at(&self.sock, args)
     }
 
     /// Runs vsctl and asserts success; returns stdout.
@@ -1358,28 +1376,17 @@ impl Switch {
     pub fn vsctl_json(&self, args: &[&str]) -> Data {
         let mut v = vec!["--json"];
         v.extend_from_slice(args);
-        let out = self.vsctl_ok(&v);
-        serde_json::from_str(&out)
-            .unwrap_or_else(|e| panic!("vsctl --json {args:?} printed bad JSON ({e}):\n{out}"))
+        parse_data(args, &self.vsctl_ok(&v))
     }
 
     /// `vsctl fdb-show BR --json`.
     pub fn fdb(&self, br: &str) -> Vec<FdbEntry> {
-        match self.vsctl_json(&["fdb-show", br]) {
-            Data::Fdb { entries, .. } => entries,
-            other => panic!("fdb-show --json returned {other:?}"),
-        }
+        fdb_of(self.vsctl_json(&["fdb-show", br]), br)
     }
 
     /// `vsctl stats BR --json`, the bridge's entry.
     pub fn stats(&self, br: &str) -> BridgeStats {
-        match self.vsctl_json(&["stats", br]) {
-            Data::Stats { bridges } => bridges
-                .into_iter()
-                .find(|b| b.name == br)
-                .unwrap_or_else(|| panic!("stats --json {br} has no bridge {br}")),
-            other => panic!("stats --json returned {other:?}"),
-        }
+        stats_of(self.vsctl_json(&["stats", br]), br)
     }
 
     /// `vsctl list-vlans BR --json`, the rows.
