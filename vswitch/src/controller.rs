@@ -70,10 +70,10 @@ impl Controller {
                 if self.cfg.bridge(&bridge).is_some() {
                     return Err(format!("bridge {bridge} already exists"));
                 }
-                let mut next = self.cfg.clone();
-                next.bridges.push(BridgeConf::new(&bridge));
-                self.commit(next)?;
                 let bc = BridgeConf::new(&bridge);
+                let mut next = self.cfg.clone();
+                next.bridges.push(bc.clone());
+                self.commit(next)?;
                 self.create_bridge_rt(&bc);
                 self.publish();
                 Ok(Data::Done)
@@ -133,28 +133,16 @@ impl Controller {
             Request::SetAging { bridge, seconds } => {
                 self.bridge_conf(&bridge)?;
                 validate::aging(seconds)?;
-                let mut next = self.cfg.clone();
-                if let Some(b) = next.bridge_mut(&bridge) {
-                    b.aging_secs = seconds;
-                }
-                self.commit(next)?;
-                if let Some(br) = self.bridges.get(&bridge) {
-                    br.aging.store(seconds, Ordering::Relaxed);
-                }
+                let br = self.change_bridge(&bridge, |b| b.aging_secs = seconds)?;
+                br.aging.store(seconds, Ordering::Relaxed);
                 Ok(Data::Done)
             }
             Request::SetMacLimit { bridge, limit } => {
                 self.bridge_conf(&bridge)?;
                 validate::mac_limit(limit)?;
-                let mut next = self.cfg.clone();
-                if let Some(b) = next.bridge_mut(&bridge) {
-                    b.mac_limit = limit;
-                }
-                self.commit(next)?;
-                if let Some(br) = self.bridges.get(&bridge) {
-                    let old = br.fdb.load();
-                    br.fdb.store(Arc::new(old.rebuilt(limit as usize)));
-                }
+                let br = self.change_bridge(&bridge, |b| b.mac_limit = limit)?;
+                let old = br.fdb.load();
+                br.fdb.store(Arc::new(old.rebuilt(limit as usize)));
                 Ok(Data::Done)
             }
             Request::Stats { bridge, port } => self.stats(bridge.as_deref(), port.as_deref()),
@@ -226,6 +214,26 @@ impl Controller {
                 Ok(Data::Vlans { bridge, ports })
             }
         }
+    }
+
+    /// Applies `f` to bridge `bridge`'s settings in a copy of the config and commits it;
+    /// returns the bridge's runtime for the caller to follow.
+    fn change_bridge(
+        &mut self,
+        bridge: &str,
+        f: impl FnOnce(&mut BridgeConf),
+    ) -> Result<Arc<BridgeRt>, String> {
+        let rt = self
+            .bridges
+            .get(bridge)
+            .cloned()
+            .ok_or_else(|| format!("no bridge named {bridge}"))?;
+        let mut next = self.cfg.clone();
+        f(next
+            .bridge_mut(bridge)
+            .ok_or_else(|| format!("no bridge named {bridge}"))?);
+        self.commit(next)?;
+        Ok(rt)
     }
 
     /// Applies `f` to a copy of a port's VLANs; commits and republishes if it succeeds.
