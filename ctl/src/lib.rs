@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write};
+use std::net::IpAddr;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -26,6 +27,12 @@ pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 pub const DEFAULT_AGING_SECS: u32 = 300;
 /// Default limit on learned MAC entries per bridge.
 pub const DEFAULT_MAC_LIMIT: u32 = 65536;
+/// The IANA port of VXLAN (RFC 7348).
+pub const DEFAULT_VXLAN_PORT: u16 = 4789;
+
+fn default_vxlan_port() -> u16 {
+    DEFAULT_VXLAN_PORT
+}
 
 /// The socket path: `VSWITCH_SOCK` if set, otherwise [`DEFAULT_SOCK`].
 pub fn default_sock() -> PathBuf {
@@ -44,6 +51,8 @@ pub enum PortKind {
     Afpacket,
     /// A TAP device the switch creates and serves.
     Tap,
+    /// A VXLAN tunnel to other hosts' VTEPs, over UDP (made with `add-tunnel`).
+    Vxlan,
 }
 
 impl PortKind {
@@ -52,6 +61,7 @@ impl PortKind {
         match self {
             PortKind::Afpacket => "afpacket",
             PortKind::Tap => "tap",
+            PortKind::Vxlan => "vxlan",
         }
     }
 }
@@ -62,6 +72,7 @@ impl std::str::FromStr for PortKind {
         match s {
             "afpacket" => Ok(PortKind::Afpacket),
             "tap" => Ok(PortKind::Tap),
+            "vxlan" => Err("vxlan ports are made with add-tunnel".into()),
             other => Err(format!(
                 "unknown port type {other:?} (expected afpacket or tap)"
             )),
@@ -128,6 +139,55 @@ pub enum Request {
     ListVlans {
         bridge: String,
     },
+    /// Adds a VXLAN tunnel port to a bridge.
+    AddTunnel {
+        bridge: String,
+        name: String,
+        vni: u32,
+        remotes: Vec<IpAddr>,
+        #[serde(default)]
+        local: Option<IpAddr>,
+        #[serde(default = "default_vxlan_port")]
+        dstport: u16,
+        /// The bridge VLAN the tunnel carries (as an access port); none: untagged.
+        #[serde(default)]
+        vlan: Option<u16>,
+    },
+    /// Removes a tunnel port.
+    DelTunnel {
+        bridge: String,
+        name: String,
+    },
+    /// Adds a remote VTEP to a tunnel.
+    AddRemote {
+        bridge: String,
+        name: String,
+        remote: IpAddr,
+    },
+    /// Removes a remote VTEP from a tunnel.
+    DelRemote {
+        bridge: String,
+        name: String,
+        remote: IpAddr,
+    },
+    /// Adds a static FDB entry (never aged, never moved by learning).
+    AddFdb {
+        bridge: String,
+        mac: String,
+        port: String,
+        /// For a tunnel port: the remote VTEP the MAC sits behind.
+        #[serde(default)]
+        remote: Option<IpAddr>,
+        #[serde(default)]
+        vlan: u16,
+    },
+    /// Removes a static FDB entry.
+    DelFdb {
+        bridge: String,
+        mac: String,
+        #[serde(default)]
+        vlan: u16,
+    },
 
     Stats {
         #[serde(default)]
@@ -193,6 +253,10 @@ pub enum Data {
     },
     Stats {
         bridges: Vec<BridgeStats>,
+        /// VXLAN sockets: what arrived on each and what was dropped before a tunnel
+        /// was known.
+        #[serde(default)]
+        vteps: Vec<VtepStats>,
     },
 }
 
@@ -219,6 +283,46 @@ pub struct PortInfo {
     /// VLAN membership; absent for a VLAN-unaware port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vlans: Option<PortVlans>,
+    /// The tunnel's settings and remotes (vxlan ports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<TunnelInfo>,
+}
+
+/// A VXLAN tunnel port as `show` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TunnelInfo {
+    pub vni: u32,
+    /// The underlay address the tunnel sends from; none: the kernel chooses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<String>,
+    pub dstport: u16,
+    /// The bridge VLAN the tunnel carries, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<u16>,
+    pub remotes: Vec<RemoteInfo>,
+}
+
+/// One remote VTEP of a tunnel, with its counters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteInfo {
+    pub ip: String,
+    /// MTU of the underlay path to the remote; inner frames carry 50 bytes less.
+    pub mtu: u32,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+}
+
+/// Counters of one VXLAN socket (local address and UDP port).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VtepStats {
+    pub local: String,
+    pub dstport: u16,
+    pub rx_datagrams: u64,
+    pub rx_bytes: u64,
+    /// Datagrams dropped by reason (unknown VNI, bad flags, truncated, unknown remote).
+    pub drops: BTreeMap<String, u64>,
 }
 
 /// A port's VLAN membership (the Linux bridge's `bridge vlan` model).
@@ -259,8 +363,14 @@ pub struct FdbEntry {
     pub port: String,
     pub vlan: u16,
     pub mac: String,
-    /// Seconds since the MAC was last seen.
+    /// Seconds since the MAC was last seen (0 for static entries).
     pub age: u32,
+    /// The remote VTEP behind a tunnel port the MAC was learned from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<String>,
+    /// Configured with `add-fdb`: never aged or moved.
+    #[serde(rename = "static", default, skip_serializing_if = "std::ops::Not::not")]
+    pub is_static: bool,
 }
 
 /// Counters of one bridge and its ports.
@@ -368,6 +478,23 @@ pub fn render(data: &Data) -> String {
                         let _ = write!(out, ", vlans {}", vlan_summary(v));
                     }
                     out.push('\n');
+                    if let Some(t) = &p.tunnel {
+                        let _ = write!(out, "        vxlan vni {} dstport {}", t.vni, t.dstport);
+                        if let Some(l) = &t.local {
+                            let _ = write!(out, " local {l}");
+                        }
+                        if let Some(v) = t.vlan {
+                            let _ = write!(out, " vlan {v}");
+                        }
+                        out.push('\n');
+                        for r in &t.remotes {
+                            let _ = writeln!(
+                                out,
+                                "        remote {} (mtu {}): tx {} pkts {} bytes, rx {} pkts {} bytes",
+                                r.ip, r.mtu, r.tx_packets, r.tx_bytes, r.rx_packets, r.rx_bytes
+                            );
+                        }
+                    }
                 }
             }
         }
@@ -380,11 +507,16 @@ pub fn render(data: &Data) -> String {
                 .max(4);
             let _ = writeln!(out, " {:<w$}  VLAN  MAC                Age", "port");
             for e in entries {
-                let _ = writeln!(
-                    out,
-                    " {:<w$}  {:>4}  {}  {:>3}",
-                    e.port, e.vlan, e.mac, e.age
-                );
+                let age = if e.is_static {
+                    "static".to_string()
+                } else {
+                    e.age.to_string()
+                };
+                let _ = write!(out, " {:<w$}  {:>4}  {}  {:>3}", e.port, e.vlan, e.mac, age);
+                if let Some(r) = &e.remote {
+                    let _ = write!(out, "  remote {r}");
+                }
+                out.push('\n');
             }
         }
         Data::Vlans { ports, .. } => {
@@ -405,7 +537,7 @@ pub fn render(data: &Data) -> String {
                 );
             }
         }
-        Data::Stats { bridges } => {
+        Data::Stats { bridges, vteps } => {
             for b in bridges {
                 let _ = write!(out, "bridge {}: {} learned", b.name, b.fdb_entries);
                 for (k, v) in &b.counters {
@@ -427,6 +559,20 @@ pub fn render(data: &Data) -> String {
                     }
                     out.push('\n');
                 }
+            }
+            for v in vteps {
+                let _ = write!(
+                    out,
+                    "vtep {}:{}: rx {} datagrams {} bytes",
+                    v.local, v.dstport, v.rx_datagrams, v.rx_bytes
+                );
+                if v.drops.is_empty() {
+                    out.push_str(", drops 0");
+                } else {
+                    let d: Vec<String> = v.drops.iter().map(|(k, n)| format!("{k} {n}")).collect();
+                    let _ = write!(out, ", drops: {}", d.join(", "));
+                }
+                out.push('\n');
             }
         }
     }
@@ -497,6 +643,8 @@ mod tests {
                 vlan: 0,
                 mac: "02:00:00:00:00:01".into(),
                 age: 3,
+                remote: None,
+                is_static: false,
             }],
         };
         let s = render(&d);

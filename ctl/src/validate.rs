@@ -127,6 +127,76 @@ pub fn format_vids(vids: &[u16]) -> String {
     out.join(",")
 }
 
+/// Largest VXLAN network identifier (24 bits).
+pub const VNI_MAX: u32 = 0xff_ffff;
+
+/// A VXLAN network identifier: 0–16777215.
+pub fn vni(v: u32) -> Result<(), String> {
+    if v > VNI_MAX {
+        return Err(format!("VNI {v} is outside 0-{VNI_MAX}"));
+    }
+    Ok(())
+}
+
+/// A remote VTEP: a unicast IPv4 address (the underlay this switch speaks).
+pub fn remote(ip: &std::net::IpAddr) -> Result<std::net::Ipv4Addr, String> {
+    let v4 = match ip {
+        std::net::IpAddr::V4(a) => *a,
+        std::net::IpAddr::V6(a) => a
+            .to_ipv4_mapped()
+            .ok_or_else(|| format!("remote {ip}: IPv6 underlays are not supported"))?,
+    };
+    if v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast() || v4.is_loopback() {
+        return Err(format!(
+            "remote {v4} is not a unicast address of another host"
+        ));
+    }
+    Ok(v4)
+}
+
+/// A local underlay address to bind: IPv4, not multicast or broadcast.
+pub fn local(ip: &std::net::IpAddr) -> Result<std::net::Ipv4Addr, String> {
+    match ip {
+        std::net::IpAddr::V4(a) if !a.is_multicast() && !a.is_broadcast() => Ok(*a),
+        std::net::IpAddr::V4(a) => Err(format!("local {a} is not a unicast address")),
+        std::net::IpAddr::V6(_) => Err(format!("local {ip}: IPv6 underlays are not supported")),
+    }
+}
+
+/// A UDP destination port for VXLAN (1–65535).
+pub fn dstport(p: u16) -> Result<(), String> {
+    if p == 0 {
+        return Err("UDP port 0 is not a valid destination port".into());
+    }
+    Ok(())
+}
+
+/// A MAC address as `aa:bb:cc:dd:ee:ff` (or with `-`); returns its bytes.
+pub fn mac(s: &str) -> Result<[u8; 6], String> {
+    let parts: Vec<&str> = s.split([':', '-']).collect();
+    let bad = || format!("{s:?} is not a MAC address (expected aa:bb:cc:dd:ee:ff)");
+    if parts.len() != 6 {
+        return Err(bad());
+    }
+    let mut out = [0u8; 6];
+    for (o, p) in out.iter_mut().zip(&parts) {
+        if p.len() != 2 {
+            return Err(bad());
+        }
+        *o = u8::from_str_radix(p, 16).map_err(|_| bad())?;
+    }
+    Ok(out)
+}
+
+/// A MAC a static FDB entry may name: unicast and not all zeros.
+pub fn unicast_mac(s: &str) -> Result<[u8; 6], String> {
+    let m = mac(s)?;
+    if m[0] & 1 != 0 || m == [0; 6] {
+        return Err(format!("{s} is not a unicast MAC address"));
+    }
+    Ok(m)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,5 +234,30 @@ mod tests {
         assert!(aging(AGING_MAX + 1).is_err());
         assert!(mac_limit(0).is_err());
         assert!(mac_limit(65536).is_ok());
+    }
+
+    #[test]
+    fn tunnel_fields() {
+        assert!(vni(0).is_ok());
+        assert!(vni(VNI_MAX).is_ok());
+        assert!(vni(VNI_MAX + 1).is_err());
+        assert!(remote(&"198.51.100.2".parse().unwrap()).is_ok());
+        for bad in [
+            "0.0.0.0",
+            "239.1.1.1",
+            "255.255.255.255",
+            "127.0.0.1",
+            "2001:db8::1",
+        ] {
+            assert!(remote(&bad.parse().unwrap()).is_err(), "{bad}");
+        }
+        assert!(local(&"0.0.0.0".parse().unwrap()).is_ok());
+        assert!(dstport(0).is_err());
+        assert_eq!(mac("02:00:00:00:00:0a").unwrap(), [2, 0, 0, 0, 0, 10]);
+        for bad in ["02:00:00:00:00", "zz:00:00:00:00:00", "2:0:0:0:0:0", ""] {
+            assert!(mac(bad).is_err(), "{bad}");
+        }
+        assert!(unicast_mac("01:00:5e:00:00:01").is_err());
+        assert!(unicast_mac("00:00:00:00:00:00").is_err());
     }
 }

@@ -131,6 +131,7 @@ pub fn show(plan: &Plan, with_steps: bool) -> String {
                         "TAP {} made by {}, moved into {} as {}",
                         port.name, port.switch, host.host, host.iface
                     ),
+                    PortKind::Vxlan => format!("tunnel port {}", port.name),
                 };
                 format!(
                     "{}:{} -- {}:{}  {what}{}{}",

@@ -5,6 +5,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use ctl::{validate, PortKind, PortVlans, DEFAULT_AGING_SECS, DEFAULT_MAC_LIMIT};
@@ -44,6 +45,9 @@ pub struct BridgeConf {
     pub mac_limit: u32,
     #[serde(default)]
     pub ports: Vec<PortConf>,
+    /// Static MAC entries.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub static_fdb: Vec<StaticFdb>,
 }
 
 /// One port.
@@ -59,7 +63,43 @@ pub struct PortConf {
     /// VLAN membership; absent for a VLAN-unaware port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vlans: Option<PortVlans>,
+    /// The VXLAN settings of a tunnel port (type `vxlan`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<TunnelConf>,
 }
+
+fn default_vxlan_port() -> u16 {
+    ctl::DEFAULT_VXLAN_PORT
+}
+
+/// A tunnel port's VXLAN settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TunnelConf {
+    pub vni: u32,
+    pub remotes: Vec<Ipv4Addr>,
+    /// The underlay address to bind; none: any, the kernel chooses the source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<Ipv4Addr>,
+    #[serde(default = "default_vxlan_port")]
+    pub dstport: u16,
+}
+
+/// A static FDB entry (`vsctl add-fdb`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticFdb {
+    pub mac: String,
+    pub port: String,
+    /// On a tunnel port: the remote VTEP the MAC is behind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<Ipv4Addr>,
+    #[serde(default)]
+    pub vlan: u16,
+}
+
+/// Remotes one tunnel may have.
+pub const MAX_REMOTES: usize = 1024;
 
 impl BridgeConf {
     /// A bridge with default settings and no ports.
@@ -69,6 +109,7 @@ impl BridgeConf {
             aging_secs: DEFAULT_AGING_SECS,
             mac_limit: DEFAULT_MAC_LIMIT,
             ports: Vec::new(),
+            static_fdb: Vec::new(),
         }
     }
 }
@@ -93,6 +134,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         let mut seen_br = std::collections::HashSet::new();
         let mut seen_if = std::collections::HashSet::new();
+        let mut seen_vni = std::collections::HashMap::new();
         for b in &self.bridges {
             validate::bridge_name(&b.name)?;
             validate::aging(b.aging_secs).map_err(|e| format!("bridge {}: {e}", b.name))?;
@@ -112,9 +154,87 @@ impl Config {
                 if !seen_if.insert(&p.name) {
                     return Err(format!("interface {} is a port twice", p.name));
                 }
+                match (&p.tunnel, p.kind) {
+                    (Some(t), PortKind::Vxlan) => {
+                        check_tunnel(t).map_err(|e| format!("tunnel {}: {e}", p.name))?;
+                        let key = (t.local, t.dstport, t.vni);
+                        if let Some(other) = seen_vni.insert(key, &p.name) {
+                            return Err(format!(
+                                "VNI {} on UDP port {} is already tunnel {other}",
+                                t.vni, t.dstport
+                            ));
+                        }
+                    }
+                    (None, PortKind::Vxlan) => {
+                        return Err(format!("port {} is vxlan but has no tunnel", p.name))
+                    }
+                    (Some(_), _) => {
+                        return Err(format!(
+                            "port {} has tunnel settings but is not vxlan",
+                            p.name
+                        ))
+                    }
+                    (None, _) => {}
+                }
+            }
+            let mut seen_mac = std::collections::HashSet::new();
+            for f in &b.static_fdb {
+                check_static(b, f).map_err(|e| format!("bridge {}: {e}", b.name))?;
+                if !seen_mac.insert((f.mac.to_ascii_lowercase(), f.vlan)) {
+                    return Err(format!(
+                        "bridge {}: {} in VLAN {} has two static entries",
+                        b.name, f.mac, f.vlan
+                    ));
+                }
             }
         }
         Ok(())
+    }
+}
+
+/// The invariants of a tunnel's settings.
+pub fn check_tunnel(t: &TunnelConf) -> Result<(), String> {
+    validate::vni(t.vni)?;
+    validate::dstport(t.dstport)?;
+    if let Some(l) = t.local {
+        validate::local(&l.into())?;
+    }
+    if t.remotes.len() > MAX_REMOTES {
+        return Err(format!("more than {MAX_REMOTES} remotes"));
+    }
+    for (i, r) in t.remotes.iter().enumerate() {
+        validate::remote(&(*r).into())?;
+        if t.remotes[..i].contains(r) {
+            return Err(format!("remote {r} is listed twice"));
+        }
+    }
+    Ok(())
+}
+
+/// The invariants of a static FDB entry within its bridge.
+fn check_static(b: &BridgeConf, f: &StaticFdb) -> Result<(), String> {
+    validate::unicast_mac(&f.mac)?;
+    if f.vlan != 0 {
+        validate::vid(f.vlan)?;
+    }
+    let p = b.ports.iter().find(|p| p.name == f.port).ok_or_else(|| {
+        format!(
+            "static entry {} names no port of the bridge ({})",
+            f.mac, f.port
+        )
+    })?;
+    match (&p.tunnel, f.remote) {
+        (Some(t), Some(r)) if t.remotes.contains(&r) => Ok(()),
+        (Some(_), Some(r)) => Err(format!("{r} is not a remote of tunnel {}", p.name)),
+        (Some(_), None) => Err(format!(
+            "static entry {} on tunnel {} needs --remote",
+            f.mac, p.name
+        )),
+        (None, Some(_)) => Err(format!(
+            "port {} is not a tunnel; --remote applies to tunnel ports",
+            p.name
+        )),
+        (None, None) => Ok(()),
     }
 }
 
@@ -229,7 +349,27 @@ mod tests {
                 untagged: vec![10],
                 tagged: vec![20, 30],
             }),
+            tunnel: None,
         });
+        c.bridges[0].ports.push(PortConf {
+            name: "vx".into(),
+            kind: PortKind::Vxlan,
+            mac: None,
+            vlans: None,
+            tunnel: Some(TunnelConf {
+                vni: 42,
+                remotes: vec![Ipv4Addr::new(198, 51, 100, 2)],
+                local: None,
+                dstport: 4789,
+            }),
+        });
+        c.bridges[0].static_fdb.push(StaticFdb {
+            mac: "02:00:00:00:00:0b".into(),
+            port: "vx".into(),
+            remote: Some(Ipv4Addr::new(198, 51, 100, 2)),
+            vlan: 0,
+        });
+        c.validate().unwrap();
         s.save(&c).unwrap();
         assert_eq!(s.load().unwrap(), c);
         assert!(!d.join("sub/conf.json.tmp").exists());

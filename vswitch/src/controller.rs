@@ -10,17 +10,21 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use std::net::{IpAddr, Ipv4Addr};
+
 use ctl::{
     validate, BridgeInfo, BridgeStats, Data, FdbEntry, PortInfo, PortKind, PortStats, PortVlans,
-    Request, VlanRow,
+    RemoteInfo, Request, TunnelInfo, VlanRow, VtepStats,
 };
 
-use crate::config::{check_vlans, BridgeConf, Config, PortConf, Store};
+use crate::config::{check_vlans, BridgeConf, Config, PortConf, StaticFdb, Store, TunnelConf};
 use crate::dataplane::{BridgeRt, BridgeView, PortRt, Shared, Snapshot, WorkerMsg};
-use crate::fdb::{Fdb, PortId};
+use crate::fdb::{dest, port_of, remote_of, Fdb, PortId, PORT_ID_LIMIT};
 use crate::port::PortIo;
 use crate::sys::iface;
+use crate::tunnel::{RemoteRt, TunnelRt, VtepKey, VtepRt};
 use crate::vlan::VlanTable;
+use crate::wire::MacAddr;
 
 /// Ports of a bridge that share one worker before the next worker is used.
 const PORTS_PER_WORKER_GROUP: usize = 8;
@@ -33,6 +37,10 @@ pub struct Controller {
     bridges: HashMap<String, Arc<BridgeRt>>,
     /// By interface name.
     ports: HashMap<String, Arc<PortRt>>,
+    /// VXLAN sockets, shared by the tunnels on the same local address and UDP port.
+    vteps: HashMap<VtepKey, Arc<VtepRt>>,
+    /// Housekeeping rounds so far.
+    tick: u64,
 }
 
 impl Controller {
@@ -45,10 +53,19 @@ impl Controller {
             shared,
             bridges: HashMap::new(),
             ports: HashMap::new(),
+            vteps: HashMap::new(),
+            tick: 0,
         };
         for b in &cfg.bridges {
-            c.create_bridge_rt(b);
+            let br = c.create_bridge_rt(b);
             for p in &b.ports {
+                if let Some(t) = &p.tunnel {
+                    if let Err(e) = c.vtep_for(vtep_key(t), br.id) {
+                        let rt = c.create_port_rt(&b.name, p);
+                        rt.set_down(e);
+                        continue;
+                    }
+                }
                 let rt = c.create_port_rt(&b.name, p);
                 if let Err(e) = PortIo::open(p.kind, &p.name, c.shared.rx_ring, rt.tap_mac)
                     .map(|io| c.attach(&rt, io))
@@ -59,6 +76,10 @@ impl Controller {
         }
         c.cfg = cfg;
         c.publish();
+        c.refresh_tunnels();
+        for b in &c.cfg.bridges {
+            c.install_statics(b);
+        }
         c
     }
 
@@ -93,6 +114,7 @@ impl Controller {
                 for rt in gone {
                     self.remove_port(&rt);
                 }
+                self.refresh_tunnels();
                 Ok(Data::Done)
             }
             Request::ListBr => Ok(Data::Bridges {
@@ -103,25 +125,35 @@ impl Controller {
                 iface,
                 kind,
             } => self.add_port(&bridge, &iface, kind),
-            Request::DelPort { bridge, iface } => {
-                let b = self.bridge_conf(&bridge)?;
-                if !b.ports.iter().any(|p| p.name == iface) {
-                    return Err(format!("bridge {bridge} has no port {iface}"));
-                }
-                let mut next = self.cfg.clone();
-                if let Some(b) = next.bridge_mut(&bridge) {
-                    b.ports.retain(|p| p.name != iface);
-                }
-                self.commit(next)?;
-                if let Some(rt) = self.ports.remove(&iface) {
-                    self.publish();
-                    self.remove_port(&rt);
-                    if let Some(br) = self.bridges.get(&bridge) {
-                        br.fdb.load().flush_port(rt.id);
-                    }
-                }
-                Ok(Data::Done)
-            }
+            Request::DelPort { bridge, iface } => self.del_port(&bridge, &iface, false),
+            Request::AddTunnel {
+                bridge,
+                name,
+                vni,
+                remotes,
+                local,
+                dstport,
+                vlan,
+            } => self.add_tunnel(&bridge, &name, vni, &remotes, local, dstport, vlan),
+            Request::DelTunnel { bridge, name } => self.del_port(&bridge, &name, true),
+            Request::AddRemote {
+                bridge,
+                name,
+                remote,
+            } => self.add_remote(&bridge, &name, remote),
+            Request::DelRemote {
+                bridge,
+                name,
+                remote,
+            } => self.del_remote(&bridge, &name, remote),
+            Request::AddFdb {
+                bridge,
+                mac,
+                port,
+                remote,
+                vlan,
+            } => self.add_fdb(&bridge, &mac, &port, remote, vlan),
+            Request::DelFdb { bridge, mac, vlan } => self.del_fdb(&bridge, &mac, vlan),
             Request::ListPorts { bridge } => {
                 let b = self.bridge_conf(&bridge)?;
                 Ok(Data::Ports {
@@ -272,7 +304,9 @@ impl Controller {
             .ok_or_else(|| format!("no bridge named {name}"))
     }
 
-    fn add_port(&mut self, bridge: &str, iface: &str, kind: PortKind) -> Result<Data, String> {
+    /// Refuses a new port named `iface` on `bridge` if the name is taken or there is
+    /// no room for another port id.
+    fn check_new_port(&self, bridge: &str, iface: &str) -> Result<(), String> {
         self.bridge_conf(bridge)?;
         validate::iface_name(iface)?;
         if let Some(owner) = self.cfg.port_owner(iface) {
@@ -285,12 +319,24 @@ impl Controller {
                 )
             });
         }
+        if self.ports.len() + 1 >= PORT_ID_LIMIT as usize {
+            return Err(format!("no room for more than {} ports", PORT_ID_LIMIT - 2));
+        }
+        Ok(())
+    }
+
+    fn add_port(&mut self, bridge: &str, iface: &str, kind: PortKind) -> Result<Data, String> {
+        self.check_new_port(bridge, iface)?;
+        if kind == PortKind::Vxlan {
+            return Err("vxlan ports are made with add-tunnel".into());
+        }
         // Open first: if the interface cannot be used, nothing has changed yet.
         let io = PortIo::open(kind, iface, self.shared.rx_ring, None).map_err(|e| {
             match (kind, e.kind()) {
                 (PortKind::Afpacket, std::io::ErrorKind::NotFound) => e.to_string(),
                 (PortKind::Afpacket, _) => format!("cannot attach {iface}: {e}"),
                 (PortKind::Tap, _) => format!("cannot create TAP {iface}: {e}"),
+                (PortKind::Vxlan, _) => e.to_string(),
             }
         })?;
         let pc = PortConf {
@@ -298,6 +344,7 @@ impl Controller {
             kind,
             mac: io.tap_mac().map(|m| m.to_string()),
             vlans: None,
+            tunnel: None,
         };
         let mut next = self.cfg.clone();
         if let Some(b) = next.bridge_mut(bridge) {
@@ -308,6 +355,345 @@ impl Controller {
         self.publish();
         self.attach(&rt, io);
         Ok(Data::Done)
+    }
+
+    /// Removes port `iface` (for `del-tunnel`, only if it is a tunnel), its static FDB
+    /// entries with it.
+    fn del_port(&mut self, bridge: &str, iface: &str, tunnel_only: bool) -> Result<Data, String> {
+        let b = self.bridge_conf(bridge)?;
+        let Some(pc) = b.ports.iter().find(|p| p.name == iface) else {
+            return Err(format!("bridge {bridge} has no port {iface}"));
+        };
+        if tunnel_only && pc.tunnel.is_none() {
+            return Err(format!("port {iface} of bridge {bridge} is not a tunnel"));
+        }
+        let mut next = self.cfg.clone();
+        if let Some(b) = next.bridge_mut(bridge) {
+            b.ports.retain(|p| p.name != iface);
+            b.static_fdb.retain(|f| f.port != iface);
+        }
+        self.commit(next)?;
+        if let Some(rt) = self.ports.remove(iface) {
+            self.publish();
+            self.remove_port(&rt);
+            if let Some(br) = self.bridges.get(bridge) {
+                br.fdb.load().flush_port(rt.id);
+            }
+        }
+        self.refresh_tunnels();
+        Ok(Data::Done)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn add_tunnel(
+        &mut self,
+        bridge: &str,
+        name: &str,
+        vni: u32,
+        remotes: &[IpAddr],
+        local: Option<IpAddr>,
+        dstport: u16,
+        vlan: Option<u16>,
+    ) -> Result<Data, String> {
+        self.check_new_port(bridge, name)?;
+        validate::vni(vni)?;
+        validate::dstport(dstport)?;
+        let mut rs: Vec<Ipv4Addr> = Vec::new();
+        for r in remotes {
+            let a = validate::remote(r)?;
+            if rs.contains(&a) {
+                return Err(format!("remote {a} is given twice"));
+            }
+            rs.push(a);
+        }
+        if rs.is_empty() {
+            return Err("a tunnel needs at least one --remote".into());
+        }
+        let local = match local {
+            Some(l) => Some(validate::local(&l)?).filter(|a| !a.is_unspecified()),
+            None => None,
+        };
+        if let Some(v) = vlan {
+            validate::vid(v)?;
+        }
+        let tc = TunnelConf {
+            vni,
+            remotes: rs,
+            local,
+            dstport,
+        };
+        let pc = PortConf {
+            name: name.to_string(),
+            kind: PortKind::Vxlan,
+            mac: None,
+            vlans: vlan.map(|v| PortVlans {
+                pvid: Some(v),
+                untagged: vec![v],
+                tagged: vec![],
+            }),
+            tunnel: Some(tc.clone()),
+        };
+        let mut next = self.cfg.clone();
+        if let Some(b) = next.bridge_mut(bridge) {
+            b.ports.push(pc.clone());
+        }
+        // Check the whole config before binding, so a refused tunnel binds nothing.
+        next.validate()?;
+        let bid = self.bridges.get(bridge).map(|b| b.id).unwrap_or(0);
+        let key = vtep_key(&tc);
+        let fresh = !self.vteps.contains_key(&key);
+        self.vtep_for(key, bid)?;
+        if let Err(e) = self.commit(next) {
+            if fresh {
+                self.release_vteps();
+            }
+            return Err(e);
+        }
+        let rt = self.create_port_rt(bridge, &pc);
+        self.publish();
+        self.attach(&rt, PortIo::Vxlan);
+        self.refresh_tunnels();
+        Ok(Data::Done)
+    }
+
+    /// The tunnel port `name` of `bridge` with its config.
+    fn tunnel(&self, bridge: &str, name: &str) -> Result<(Arc<PortRt>, TunnelConf), String> {
+        let b = self.bridge_conf(bridge)?;
+        let pc = b
+            .ports
+            .iter()
+            .find(|p| p.name == name)
+            .ok_or_else(|| format!("bridge {bridge} has no port {name}"))?;
+        let tc = pc
+            .tunnel
+            .clone()
+            .ok_or_else(|| format!("port {name} of bridge {bridge} is not a tunnel"))?;
+        let rt = self
+            .ports
+            .get(name)
+            .cloned()
+            .ok_or_else(|| format!("bridge {bridge} has no port {name}"))?;
+        Ok((rt, tc))
+    }
+
+    /// Commits `tc` as tunnel `name`'s settings, `f` applied to the bridge too.
+    fn change_tunnel(
+        &mut self,
+        bridge: &str,
+        name: &str,
+        tc: TunnelConf,
+        f: impl FnOnce(&mut BridgeConf),
+    ) -> Result<(), String> {
+        let mut next = self.cfg.clone();
+        let b = next
+            .bridge_mut(bridge)
+            .ok_or_else(|| format!("no bridge named {bridge}"))?;
+        if let Some(p) = b.ports.iter_mut().find(|p| p.name == name) {
+            p.tunnel = Some(tc);
+        }
+        f(b);
+        self.commit(next)
+    }
+
+    fn add_remote(&mut self, bridge: &str, name: &str, remote: IpAddr) -> Result<Data, String> {
+        let (rt, mut tc) = self.tunnel(bridge, name)?;
+        let a = validate::remote(&remote)?;
+        if tc.remotes.contains(&a) {
+            return Err(format!("{a} is already a remote of tunnel {name}"));
+        }
+        tc.remotes.push(a);
+        self.change_tunnel(bridge, name, tc, |_| {})?;
+        if let Some(t) = &rt.tunnel {
+            let cur = t.remotes.load();
+            let slot = (1u16..)
+                .find(|s| !cur.iter().any(|r| r.slot == *s))
+                .unwrap_or(u16::MAX);
+            let mut next: Vec<Arc<RemoteRt>> = cur.iter().cloned().collect();
+            next.push(Arc::new(RemoteRt::new(slot, a)));
+            t.remotes.store(Arc::new(next));
+        }
+        self.refresh_tunnels();
+        Ok(Data::Done)
+    }
+
+    fn del_remote(&mut self, bridge: &str, name: &str, remote: IpAddr) -> Result<Data, String> {
+        let (rt, mut tc) = self.tunnel(bridge, name)?;
+        let a = validate::remote(&remote)?;
+        if !tc.remotes.contains(&a) {
+            return Err(format!("{a} is not a remote of tunnel {name}"));
+        }
+        tc.remotes.retain(|r| *r != a);
+        self.change_tunnel(bridge, name, tc, |b| {
+            b.static_fdb
+                .retain(|f| !(f.port == name && f.remote == Some(a)));
+        })?;
+        if let Some(t) = &rt.tunnel {
+            let cur = t.remotes.load();
+            if let Some(gone) = cur.iter().find(|r| r.addr == a) {
+                if let Some(br) = self.bridges.get(bridge) {
+                    br.fdb.load().flush_remote(rt.id, gone.slot);
+                }
+            }
+            let next: Vec<Arc<RemoteRt>> = cur.iter().filter(|r| r.addr != a).cloned().collect();
+            t.remotes.store(Arc::new(next));
+        }
+        self.refresh_tunnels();
+        Ok(Data::Done)
+    }
+
+    fn add_fdb(
+        &mut self,
+        bridge: &str,
+        mac: &str,
+        port: &str,
+        remote: Option<IpAddr>,
+        vlan: u16,
+    ) -> Result<Data, String> {
+        let b = self.bridge_conf(bridge)?;
+        let m = MacAddr(validate::unicast_mac(mac)?);
+        if vlan != 0 {
+            validate::vid(vlan)?;
+        }
+        let pc = b
+            .ports
+            .iter()
+            .find(|p| p.name == port)
+            .ok_or_else(|| format!("bridge {bridge} has no port {port}"))?;
+        let remote = match (remote, &pc.tunnel) {
+            (Some(r), _) => Some(validate::remote(&r)?),
+            // A tunnel with one remote: that is where the MAC is.
+            (None, Some(t)) if t.remotes.len() == 1 => t.remotes.first().copied(),
+            (None, _) => None,
+        };
+        let entry = StaticFdb {
+            mac: m.to_string(),
+            port: port.to_string(),
+            remote,
+            vlan,
+        };
+        let mut next = self.cfg.clone();
+        if let Some(b) = next.bridge_mut(bridge) {
+            b.static_fdb
+                .retain(|f| !(f.mac == entry.mac && f.vlan == vlan));
+            b.static_fdb.push(entry);
+        }
+        self.commit(next)?;
+        if let Some(b) = self.cfg.bridge(bridge).cloned() {
+            self.install_statics(&b);
+        }
+        Ok(Data::Done)
+    }
+
+    fn del_fdb(&mut self, bridge: &str, mac: &str, vlan: u16) -> Result<Data, String> {
+        let b = self.bridge_conf(bridge)?;
+        let m = MacAddr(validate::mac(mac)?);
+        let key = m.to_string();
+        if !b.static_fdb.iter().any(|f| f.mac == key && f.vlan == vlan) {
+            return Err(format!(
+                "bridge {bridge} has no static entry for {key} in VLAN {vlan}"
+            ));
+        }
+        let mut next = self.cfg.clone();
+        if let Some(b) = next.bridge_mut(bridge) {
+            b.static_fdb.retain(|f| !(f.mac == key && f.vlan == vlan));
+        }
+        self.commit(next)?;
+        if let Some(br) = self.bridges.get(bridge) {
+            br.fdb.load().remove_static(vlan, m);
+        }
+        Ok(Data::Done)
+    }
+
+    /// Puts bridge `b`'s static entries into its FDB.
+    fn install_statics(&self, b: &BridgeConf) {
+        let Some(br) = self.bridges.get(&b.name) else {
+            return;
+        };
+        let fdb = br.fdb.load();
+        for f in &b.static_fdb {
+            let (Ok(m), Some(rt)) = (f.mac.parse::<MacAddr>(), self.ports.get(&f.port)) else {
+                continue;
+            };
+            let slot = match (f.remote, &rt.tunnel) {
+                (Some(a), Some(t)) => t
+                    .remotes
+                    .load()
+                    .iter()
+                    .find(|r| r.addr == a)
+                    .map(|r| r.slot)
+                    .unwrap_or(0),
+                _ => 0,
+            };
+            if !fdb.set_static(f.vlan, m, dest(rt.id, slot)) {
+                tracing::warn!(bridge = %b.name, mac = %f.mac, "FDB full: static entry not installed");
+            }
+        }
+    }
+
+    /// The VTEP for `key`, bound now if no tunnel uses it yet (read by the worker of
+    /// bridge `bid`, where the bridge's first ports are).
+    fn vtep_for(&mut self, key: VtepKey, bid: u32) -> Result<Arc<VtepRt>, String> {
+        if let Some(v) = self.vteps.get(&key) {
+            return Ok(v.clone());
+        }
+        let id = (0..)
+            .find(|i| !self.vteps.values().any(|v| v.id == *i))
+            .unwrap_or(0);
+        let owner = bid as usize % self.shared.workers.max(1);
+        let v = Arc::new(VtepRt::open(id, key, owner)?);
+        self.vteps.insert(key, v.clone());
+        self.shared.tell(owner, WorkerMsg::AttachVtep(v.clone()));
+        Ok(v)
+    }
+
+    /// Closes VTEPs no tunnel uses any more.
+    fn release_vteps(&mut self) {
+        let used: std::collections::HashSet<VtepKey> = self
+            .cfg
+            .bridges
+            .iter()
+            .flat_map(|b| b.ports.iter())
+            .filter_map(|p| p.tunnel.as_ref().map(vtep_key))
+            .collect();
+        let gone: Vec<VtepKey> = self
+            .vteps
+            .keys()
+            .filter(|k| !used.contains(k))
+            .copied()
+            .collect();
+        for k in gone {
+            if let Some(v) = self.vteps.remove(&k) {
+                let (done, wait) = crossbeam::channel::bounded(1);
+                self.shared
+                    .tell(v.owner, WorkerMsg::DetachVtep(v.id, Some(done)));
+                let _ = wait.recv_timeout(std::time::Duration::from_secs(2));
+            }
+        }
+    }
+
+    /// Rebuilds every VTEP's VNI table from the tunnels, refreshes the remotes' path
+    /// MTUs, and closes VTEPs left unused.
+    fn refresh_tunnels(&mut self) {
+        self.release_vteps();
+        let mut tables: HashMap<VtepKey, vxlan::decap::VtepTable> = HashMap::new();
+        for rt in self.ports.values() {
+            let Some(t) = &rt.tunnel else { continue };
+            tables
+                .entry(t.vtep.key)
+                .or_default()
+                .insert(t.vni, rt.id, t.table_remotes());
+            for r in t.remotes.load().iter() {
+                if let Some(mtu) =
+                    crate::sys::udp::route_mtu(t.vtep.key.local, r.addr, t.vtep.key.dstport)
+                {
+                    r.mtu.store(mtu, Ordering::Relaxed);
+                }
+            }
+        }
+        for (k, v) in &self.vteps {
+            v.table
+                .store(Arc::new(tables.remove(k).unwrap_or_default()));
+        }
     }
 
     /// Validates and persists `next`, then makes it the current config.
@@ -355,6 +741,20 @@ impl Controller {
         let owner = (bid as usize + nth / PORTS_PER_WORKER_GROUP) % self.shared.workers.max(1);
         let mut rt = PortRt::new(id, &p.name, p.kind, bid, owner, self.shared.workers);
         rt.tap_mac = p.mac.as_deref().and_then(|m| m.parse().ok());
+        rt.tunnel = p.tunnel.as_ref().and_then(|t| {
+            let vtep = self.vteps.get(&vtep_key(t))?.clone();
+            let remotes = t
+                .remotes
+                .iter()
+                .zip(1u16..)
+                .map(|(&a, slot)| Arc::new(RemoteRt::new(slot, a)))
+                .collect();
+            Some(Arc::new(TunnelRt {
+                vni: t.vni,
+                vtep,
+                remotes: arc_swap::ArcSwap::from_pointee(remotes),
+            }))
+        });
         let rt = Arc::new(rt);
         // Any FDB entry left from an earlier holder of this id goes now.
         for b in self.bridges.values() {
@@ -460,12 +860,49 @@ impl Controller {
                             state: if reason.is_none() { "up" } else { "down" }.into(),
                             reason,
                             vlans: p.vlans.clone(),
+                            tunnel: p.tunnel.as_ref().map(|t| self.tunnel_info(p, t)),
                         }
                     })
                     .collect(),
             })
             .collect();
         Data::Show { bridges }
+    }
+
+    fn tunnel_info(&self, p: &PortConf, t: &TunnelConf) -> TunnelInfo {
+        let live = self
+            .ports
+            .get(&p.name)
+            .and_then(|rt| rt.tunnel.as_ref())
+            .map(|t| t.remotes.load_full());
+        let remotes = t
+            .remotes
+            .iter()
+            .map(|a| {
+                let r = live
+                    .as_ref()
+                    .and_then(|l| l.iter().find(|r| r.addr == *a).cloned());
+                let get = |f: fn(&RemoteRt) -> u64| r.as_deref().map(f).unwrap_or(0);
+                RemoteInfo {
+                    ip: a.to_string(),
+                    mtu: r
+                        .as_deref()
+                        .map(|r| r.mtu.load(Ordering::Relaxed))
+                        .unwrap_or(crate::tunnel::DEFAULT_MTU),
+                    tx_packets: get(|r| r.tx_packets.load(Ordering::Relaxed)),
+                    tx_bytes: get(|r| r.tx_bytes.load(Ordering::Relaxed)),
+                    rx_packets: get(|r| r.rx_packets.load(Ordering::Relaxed)),
+                    rx_bytes: get(|r| r.rx_bytes.load(Ordering::Relaxed)),
+                }
+            })
+            .collect();
+        TunnelInfo {
+            vni: t.vni,
+            local: t.local.map(|l| l.to_string()),
+            dstport: t.dstport,
+            vlan: p.vlans.as_ref().and_then(|v| v.pvid),
+            remotes,
+        }
     }
 
     fn fdb_show(&self, bridge: &str) -> Result<Data, String> {
@@ -476,11 +913,11 @@ impl Controller {
             .ok_or_else(|| format!("no bridge named {bridge}"))?;
         let now = self.shared.clock.now();
         let aging = rt.aging.load(Ordering::Relaxed);
-        let names: HashMap<PortId, &str> = self
+        let ports: HashMap<PortId, &Arc<PortRt>> = self
             .ports
             .values()
             .filter(|p| p.bridge == rt.id)
-            .map(|p| (p.id, p.name.as_str()))
+            .map(|p| (p.id, p))
             .collect();
         let mut entries: Vec<FdbEntry> = rt
             .fdb
@@ -489,11 +926,22 @@ impl Controller {
             .into_iter()
             .filter(|e| now.saturating_sub(e.seen) <= aging)
             .filter_map(|e| {
+                let p = ports.get(&port_of(e.port))?;
+                let remote = match (remote_of(e.port), &p.tunnel) {
+                    (0, _) | (_, None) => None,
+                    (slot, Some(t)) => Some(t.remote(slot)?.addr.to_string()),
+                };
                 Some(FdbEntry {
-                    port: names.get(&e.port)?.to_string(),
+                    port: p.name.clone(),
                     vlan: e.vlan,
                     mac: e.mac.to_string(),
-                    age: now.saturating_sub(e.seen),
+                    age: if e.is_static() {
+                        0
+                    } else {
+                        now.saturating_sub(e.seen)
+                    },
+                    remote,
+                    is_static: e.is_static(),
                 })
             })
             .collect();
@@ -547,7 +995,22 @@ impl Controller {
                 ports,
             });
         }
-        Ok(Data::Stats { bridges: out })
+        let mut vteps: Vec<VtepStats> = self
+            .vteps
+            .values()
+            .map(|v| VtepStats {
+                local: v.key.local.unwrap_or(Ipv4Addr::UNSPECIFIED).to_string(),
+                dstport: v.key.dstport,
+                rx_datagrams: v.counters.rx_datagrams.load(Ordering::Relaxed),
+                rx_bytes: v.counters.rx_bytes.load(Ordering::Relaxed),
+                drops: v.counters.drops(),
+            })
+            .collect();
+        vteps.sort_by(|a, b| (&a.local, a.dstport).cmp(&(&b.local, b.dstport)));
+        Ok(Data::Stats {
+            bridges: out,
+            vteps,
+        })
     }
 
     /// Periodic work: age and compact FDBs, and bring ports back whose interface is there
@@ -562,8 +1025,13 @@ impl Controller {
                 b.fdb.store(Arc::new(fresh));
             }
         }
+        self.tick = self.tick.wrapping_add(1);
+        if self.tick.is_multiple_of(5) {
+            // Path MTUs change with routes and interfaces; a tunnel follows.
+            self.refresh_tunnels();
+        }
         for rt in self.ports.values() {
-            if rt.attach_pending.load(Ordering::Acquire) {
+            if rt.attach_pending.load(Ordering::Acquire) || rt.kind == PortKind::Vxlan {
                 continue;
             }
             if rt.up.load(Ordering::Acquire) {
@@ -593,5 +1061,13 @@ impl Controller {
                 },
             }
         }
+    }
+}
+
+/// The VTEP a tunnel's settings put it on.
+fn vtep_key(t: &TunnelConf) -> VtepKey {
+    VtepKey {
+        local: t.local,
+        dstport: t.dstport,
     }
 }

@@ -15,6 +15,7 @@ use crate::counters::{BridgeCounters, PortCounters};
 use crate::fdb::{Fdb, PortId};
 use crate::pool::{Buf, Pool};
 use crate::port::PortIo;
+use crate::tunnel::{TunnelRt, VtepRt};
 
 /// Frames a port's TX queue holds before new ones are dropped.
 pub const TXQ_LEN: usize = 1024;
@@ -47,6 +48,8 @@ impl BridgeRt {
 pub enum TxIo {
     Afpacket(std::os::fd::RawFd),
     Tap(std::os::fd::RawFd),
+    /// A tunnel: its VTEP's sockets, reached through the port's [`TunnelRt`].
+    Vxlan,
 }
 
 /// A port's transmit side. Whoever holds the lock drains the TX queue; workers only ever
@@ -57,6 +60,8 @@ pub struct TxState {
     pub io: Option<TxIo>,
     /// Frames taken from the queue that the kernel has not accepted yet, in order.
     pub pending: std::collections::VecDeque<Buf>,
+    /// Where a tunnel lays out a segmented super-frame (empty on other ports).
+    pub scratch: Vec<u8>,
 }
 
 /// A port at run time: what every worker may touch. Its I/O handle lives in the owning
@@ -81,6 +86,8 @@ pub struct PortRt {
     pub reason: Mutex<String>,
     /// The MAC a re-created TAP gets.
     pub tap_mac: Option<crate::wire::MacAddr>,
+    /// The VXLAN side of a tunnel port.
+    pub tunnel: Option<Arc<TunnelRt>>,
 }
 
 impl PortRt {
@@ -103,6 +110,7 @@ impl PortRt {
             tx: Mutex::new(TxState {
                 io: None,
                 pending: std::collections::VecDeque::with_capacity(crate::sys::afpacket::TX_BATCH),
+                scratch: Vec::new(),
             }),
             counters: PortCounters::new(workers),
             up: AtomicBool::new(false),
@@ -110,6 +118,7 @@ impl PortRt {
             ifindex: AtomicU32::new(0),
             reason: Mutex::new("not attached yet".into()),
             tap_mac: None,
+            tunnel: None,
         }
     }
 
@@ -173,6 +182,10 @@ pub enum WorkerMsg {
     /// Stop serving the port (removed, or its interface vanished).
     /// The sender, if any, is told once the port's I/O handle is closed.
     Detach(PortId, String, Option<crossbeam::channel::Sender<()>>),
+    /// Start reading this VTEP's socket.
+    AttachVtep(Arc<VtepRt>),
+    /// Stop reading VTEP `id`; the sender, if any, is told once it is no longer polled.
+    DetachVtep(u32, Option<crossbeam::channel::Sender<()>>),
 }
 
 /// Seconds since the daemon started, as the FDB counts time.

@@ -9,15 +9,45 @@
 //! limit at creation.
 //!
 //! Slot encoding: key = `1<<63 | vlan<<48 | mac`, 0 = never used; value =
-//! `port<<32 | seen`, 0 = no live entry (port ids start at 1). `seen` is seconds since
-//! the daemon's clock epoch, so `u32` lasts 136 years.
+//! `dest<<32 | seen`, 0 = no live entry (port ids start at 1). `dest` is a [`Dest`]: the
+//! port, and for a tunnel port the remote VTEP the MAC sits behind. `seen` is seconds
+//! since the daemon's clock epoch, so `u32` lasts 136 years; [`STATIC`] marks an entry
+//! configured by hand, which never ages and is never moved by learning.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::wire::MacAddr;
 
-/// A port's id; 0 is never a port.
+/// A port's id; 0 is never a port. Ids stay below [`PORT_ID_LIMIT`].
 pub type PortId = u32;
+
+/// Where a MAC sits: a port id in the low 16 bits and, for a tunnel port, the slot of
+/// the remote VTEP in the high 16 (0: none, or every remote when flooding).
+pub type Dest = u32;
+
+/// Port ids must fit the low half of a [`Dest`].
+pub const PORT_ID_LIMIT: u32 = 1 << 16;
+
+/// The `seen` value of static entries.
+pub const STATIC: u32 = u32::MAX;
+
+/// The destination "`port`, behind remote `remote`".
+#[inline]
+pub const fn dest(port: PortId, remote: u16) -> Dest {
+    (port & 0xffff) | ((remote as u32) << 16)
+}
+
+/// The port of a destination.
+#[inline]
+pub const fn port_of(d: Dest) -> PortId {
+    d & 0xffff
+}
+
+/// The remote slot of a destination (0: none).
+#[inline]
+pub const fn remote_of(d: Dest) -> u16 {
+    (d >> 16) as u16
+}
 
 const KEY_USED: u64 = 1 << 63;
 
@@ -49,8 +79,17 @@ pub enum Learn {
 pub struct Entry {
     pub vlan: u16,
     pub mac: MacAddr,
-    pub port: PortId,
+    /// The destination ([`port_of`], [`remote_of`]).
+    pub port: Dest,
+    /// Last seen, or [`STATIC`].
     pub seen: u32,
+}
+
+impl Entry {
+    /// Configured by hand rather than learned.
+    pub fn is_static(&self) -> bool {
+        self.seen == STATIC
+    }
 }
 
 /// A lock-free (VLAN, MAC) table with a hard limit on live entries.
@@ -146,9 +185,9 @@ impl Fdb {
         None
     }
 
-    /// Records that `mac` in `vlan` was seen on `port` at `now`.
+    /// Records that `mac` in `vlan` was seen at `port` (a [`Dest`]) at `now`.
     #[inline]
-    pub fn learn(&self, vlan: u16, mac: MacAddr, port: PortId, now: u32) -> Learn {
+    pub fn learn(&self, vlan: u16, mac: MacAddr, port: Dest, now: u32) -> Learn {
         debug_assert!(port != 0);
         let key = key_of(vlan, mac);
         let new = pack(port, now);
@@ -217,7 +256,7 @@ impl Fdb {
                 }
             }
             let (old_port, seen) = unpack(v);
-            if old_port == port && seen == now {
+            if seen == STATIC || (old_port == port && seen == now) {
                 // The common case: no write, so the cache line stays shared between workers.
                 return Learn::Known;
             }
@@ -269,14 +308,60 @@ impl Fdb {
         n
     }
 
-    /// Clears entries not seen for more than `max_age` seconds.
+    /// Clears entries not seen for more than `max_age` seconds (static ones stay).
     pub fn age(&self, now: u32, max_age: u32) -> usize {
-        self.remove_where(|e| now.saturating_sub(e.seen) > max_age)
+        self.remove_where(|e| !e.is_static() && now.saturating_sub(e.seen) > max_age)
     }
 
-    /// Clears every entry on `port`.
+    /// Clears every entry on `port`, static ones included.
     pub fn flush_port(&self, port: PortId) -> usize {
-        self.remove_where(|e| e.port == port)
+        self.remove_where(|e| port_of(e.port) == port)
+    }
+
+    /// Clears every entry behind remote `remote` of tunnel port `port`.
+    pub fn flush_remote(&self, port: PortId, remote: u16) -> usize {
+        self.remove_where(|e| e.port == dest(port, remote))
+    }
+
+    /// Installs a static entry: `mac` in `vlan` is at `to`, whatever learning sees. It
+    /// counts as a live entry but is not refused at the limit (configured entries are
+    /// few and bounded by the config); false only if the table has no free slot.
+    pub fn set_static(&self, vlan: u16, mac: MacAddr, to: Dest) -> bool {
+        let key = key_of(vlan, mac);
+        let new = pack(to, STATIC);
+        let mut i = hash(key) & self.mask;
+        for _ in 0..=self.mask {
+            let slot = &self.slots[i];
+            let mut k = slot.key.load(Ordering::Acquire);
+            if k == 0 {
+                match slot
+                    .key
+                    .compare_exchange(0, key, Ordering::AcqRel, Ordering::Acquire)
+                {
+                    Ok(_) => {
+                        self.used.fetch_add(1, Ordering::Relaxed);
+                        self.live.fetch_add(1, Ordering::Relaxed);
+                        slot.val.store(new, Ordering::Release);
+                        return true;
+                    }
+                    Err(cur) => k = cur,
+                }
+            }
+            if k == key {
+                if slot.val.swap(new, Ordering::AcqRel) == 0 {
+                    self.live.fetch_add(1, Ordering::Relaxed);
+                }
+                return true;
+            }
+            i = (i + 1) & self.mask;
+        }
+        false
+    }
+
+    /// Removes the static entry for `mac` in `vlan`; true if there was one.
+    pub fn remove_static(&self, vlan: u16, mac: MacAddr) -> bool {
+        let key = key_of(vlan, mac);
+        self.remove_where(|e| e.is_static() && key_of(e.vlan, e.mac) == key) > 0
     }
 
     /// Every live entry.
@@ -304,10 +389,16 @@ impl Fdb {
         used >= self.slots.len() / 2 && used >= 2 * self.len()
     }
 
-    /// A fresh table with `limit` holding this one's live entries (up to the limit).
+    /// A fresh table with `limit` holding this one's static entries and its learned
+    /// ones (up to the limit).
     pub fn rebuilt(&self, limit: usize) -> Fdb {
         let t = Fdb::new(limit);
-        for e in self.entries() {
+        let (fixed, learned): (Vec<Entry>, Vec<Entry>) =
+            self.entries().into_iter().partition(Entry::is_static);
+        for e in fixed {
+            t.set_static(e.vlan, e.mac, e.port);
+        }
+        for e in learned {
             t.learn(e.vlan, e.mac, e.port, e.seen);
         }
         t
@@ -447,5 +538,34 @@ mod tests {
         }
         assert_eq!(f.len(), 5000);
         assert_eq!(f.entries().len(), 5000);
+    }
+
+    #[test]
+    fn static_entries_stay_put_and_remotes_flush_alone() {
+        let f = Fdb::new(4);
+        assert!(f.set_static(0, mac(1), dest(3, 2)));
+        assert_eq!(f.lookup(0, mac(1), 1000, 10), Some(dest(3, 2)));
+        // Learning does not move it, aging does not clear it.
+        assert_eq!(f.learn(0, mac(1), 5, 1000), Learn::Known);
+        assert_eq!(f.age(100_000, 10), 0);
+        assert_eq!(f.lookup(0, mac(1), 100_000, 10), Some(dest(3, 2)));
+        // Rebuilding keeps it.
+        let g = f.rebuilt(4);
+        assert_eq!(g.lookup(0, mac(1), 5, 10), Some(dest(3, 2)));
+        assert!(g.entries()[0].is_static());
+        // Learned entries behind two remotes of one tunnel port.
+        f.learn(0, mac(2), dest(3, 1), 5);
+        f.learn(0, mac(3), dest(3, 2), 5);
+        assert_eq!(f.flush_remote(3, 1), 1);
+        assert_eq!(f.lookup(0, mac(3), 5, 10), Some(dest(3, 2)));
+        assert!(f.remove_static(0, mac(1)));
+        assert!(
+            !f.remove_static(0, mac(3)),
+            "learned entries are not static"
+        );
+        assert_eq!(f.flush_port(3), 1);
+        assert!(f.is_empty());
+        assert_eq!(port_of(dest(7, 9)), 7);
+        assert_eq!(remote_of(dest(7, 9)), 9);
     }
 }

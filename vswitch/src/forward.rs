@@ -2,7 +2,7 @@
 //! destination. No I/O and no allocation, so it is unit-tested and benched alone.
 
 use crate::counters::{BridgeCounters, BridgeEvent, Drop};
-use crate::fdb::{Fdb, Learn, PortId};
+use crate::fdb::{port_of, Dest, Fdb, Learn};
 use crate::wire::EthernetFrame;
 
 /// What to do with a frame.
@@ -12,8 +12,8 @@ pub enum Verdict {
     Drop(Drop),
     /// The destination sits on the ingress port: nothing to send (normal bridge filtering).
     Filtered,
-    /// Send to this one port.
-    Forward(PortId),
+    /// Send to this one port (and, on a tunnel, this one remote).
+    Forward(Dest),
     /// Send to every other port of the bridge.
     Flood,
 }
@@ -27,10 +27,12 @@ pub struct Ctx<'a> {
     pub aging: u32,
 }
 
-/// Decides where `frame`, received on `in_port`, goes. `vlan` is the frame's VLAN as the
-/// port classified it (0 for untagged on a VLAN-unaware port).
+/// Decides where `frame`, received at `in_port` (the port, and on a tunnel the remote it
+/// came from), goes. `vlan` is the frame's VLAN as the port classified it (0 for
+/// untagged on a VLAN-unaware port). A destination behind the ingress port, on any of
+/// its remotes, is filtered: a tunnel never relays between its own remotes.
 #[inline]
-pub fn decide(ctx: &Ctx<'_>, frame: &[u8], in_port: PortId, vlan: u16) -> Verdict {
+pub fn decide(ctx: &Ctx<'_>, frame: &[u8], in_port: Dest, vlan: u16) -> Verdict {
     let Ok(eth) = EthernetFrame::new_checked(frame) else {
         return Verdict::Drop(Drop::Runt);
     };
@@ -53,7 +55,7 @@ pub fn decide(ctx: &Ctx<'_>, frame: &[u8], in_port: PortId, vlan: u16) -> Verdic
         return Verdict::Flood;
     }
     match ctx.fdb.lookup(vlan, dst, ctx.now, ctx.aging) {
-        Some(p) if p == in_port => Verdict::Filtered,
+        Some(p) if port_of(p) == port_of(in_port) => Verdict::Filtered,
         Some(p) => Verdict::Forward(p),
         None => Verdict::Flood,
     }

@@ -17,6 +17,7 @@ pub mod pool;
 pub mod port;
 pub mod server;
 pub mod sys;
+pub mod tunnel;
 pub mod vlan;
 pub mod wire;
 pub mod worker;

@@ -18,9 +18,21 @@ pub const LARGE: usize = 65536 + 256;
 pub struct Buf {
     data: Box<[u8]>,
     len: usize,
+    /// On a tunnel port's queue: the remote slot to send to (0: every remote).
+    remote: u16,
 }
 
 impl Buf {
+    /// The remote slot this frame goes to on a tunnel port (0: all of them).
+    #[inline]
+    pub fn remote(&self) -> u16 {
+        self.remote
+    }
+    /// Sets the remote slot (see [`Buf::remote`]).
+    #[inline]
+    pub fn set_remote(&mut self, r: u16) {
+        self.remote = r;
+    }
     /// The filled part.
     #[inline]
     pub fn bytes(&self) -> &[u8] {
@@ -91,6 +103,7 @@ impl Class {
         Some(Buf {
             data: vec![0u8; self.size].into_boxed_slice(),
             len: 0,
+            remote: 0,
         })
     }
 }
@@ -126,6 +139,7 @@ impl Pool {
     #[inline]
     pub fn put(&self, mut b: Buf) {
         b.len = 0;
+        b.remote = 0;
         let class = if b.data.len() == SMALL {
             &self.small
         } else {

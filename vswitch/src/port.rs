@@ -15,6 +15,9 @@ use crate::wire::MacAddr;
 pub enum PortIo {
     Afpacket(AfPacket),
     Tap(Tap),
+    /// A tunnel port: nothing of its own to read (its VTEP's socket is read by the
+    /// VTEP's worker); the owner drains its TX queue into the VTEP's sockets.
+    Vxlan,
 }
 
 impl PortIo {
@@ -49,13 +52,14 @@ impl PortIo {
                 Ok(PortIo::Afpacket(AfPacket::open(name, ring)?))
             }
             PortKind::Tap => Ok(PortIo::Tap(Tap::create(name, tap_mac.map(|m| m.0))?)),
+            PortKind::Vxlan => Ok(PortIo::Vxlan),
         }
     }
 
     /// The MAC address of a TAP this handle created.
     pub fn tap_mac(&self) -> Option<MacAddr> {
         match self {
-            PortIo::Afpacket(_) => None,
+            PortIo::Afpacket(_) | PortIo::Vxlan => None,
             PortIo::Tap(t) => iface::hw_addr(t.name()).ok().map(MacAddr),
         }
     }
@@ -65,16 +69,16 @@ impl PortIo {
     pub fn ifindex(&self) -> u32 {
         match self {
             PortIo::Afpacket(a) => a.ifindex(),
-            PortIo::Tap(_) => 0,
+            PortIo::Tap(_) | PortIo::Vxlan => 0,
         }
     }
-}
 
-impl AsRawFd for PortIo {
-    fn as_raw_fd(&self) -> RawFd {
+    /// The file descriptor the owner polls for received frames, if the port has one.
+    pub fn fd(&self) -> Option<RawFd> {
         match self {
-            PortIo::Afpacket(a) => a.as_raw_fd(),
-            PortIo::Tap(t) => t.as_raw_fd(),
+            PortIo::Afpacket(a) => Some(a.as_raw_fd()),
+            PortIo::Tap(t) => Some(t.as_raw_fd()),
+            PortIo::Vxlan => None,
         }
     }
 }

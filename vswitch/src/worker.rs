@@ -17,12 +17,14 @@ use mio::{Events, Interest, Poll, Token};
 
 use crate::counters::{bump, BridgeEvent, Drop};
 use crate::dataplane::{PortRt, Shared, Snapshot, TxIo, TxState, WorkerMsg};
-use crate::fdb::PortId;
+use crate::fdb::{dest, port_of, remote_of, Dest, PortId};
 use crate::forward::{decide, Ctx, Verdict};
 use crate::pool::{Buf, Pool, LARGE, SMALL};
 use crate::port::PortIo;
 use crate::sys::afpacket::{send_mmsg, RingKind, Rx, TX_BATCH};
 use crate::sys::tap::write_frame;
+use crate::sys::udp::{self, RecvMeta};
+use crate::tunnel::VtepRt;
 use crate::vlan::{self, Class};
 use crate::wire::{vnet, EthernetFrame};
 
@@ -41,6 +43,16 @@ const DIRECT_TX_MAX: usize = 4;
 const TAP_FRAMES_PER_TURN: usize = 64;
 /// TX batches drained from one port per turn.
 const TX_BATCHES_PER_TURN: usize = 8;
+/// Tokens at and above this are VTEPs (`base + VTEP id`); below, port ids.
+const VTEP_TOKEN_BASE: usize = 1 << 24;
+/// `recvmmsg` batches read from one VTEP per turn.
+const VTEP_BATCHES_PER_TURN: usize = 4;
+/// Datagram buffers a worker keeps for its VTEPs: each takes a whole 64 KiB datagram,
+/// since a kernel peer sends unsegmented super-packets.
+const VTEP_RX_BUFS: usize = 16;
+/// Where a datagram is read into its buffer: the 8-byte VXLAN header then ends where
+/// the virtio-net header does, so the inner frame is already where a frame goes.
+const VTEP_RX_OFFSET: usize = vnet::LEN - vxlan::header::HEADER_LEN;
 
 struct Slot {
     rt: Arc<PortRt>,
@@ -72,6 +84,13 @@ pub struct Worker {
     /// Ports frames were queued to this turn (deduplicated by `touched_mark`).
     touched: Vec<PortId>,
     touched_mark: Vec<u64>,
+    /// VTEPs whose socket this worker reads.
+    vteps: Vec<Arc<VtepRt>>,
+    /// VTEPs with more to read than one turn took.
+    vtep_more: Vec<u32>,
+    /// Receive buffers for VTEP datagrams; a slot is emptied when its frame is sent on
+    /// in that very buffer, and refilled from the pool.
+    vtep_bufs: Vec<Option<Buf>>,
 }
 
 impl Worker {
@@ -93,6 +112,9 @@ impl Worker {
             turn_frames: 0,
             touched: Vec::with_capacity(64),
             touched_mark: Vec::new(),
+            vteps: Vec::new(),
+            vtep_more: Vec::new(),
+            vtep_bufs: Vec::new(),
         }
     }
 
@@ -101,6 +123,7 @@ impl Worker {
         let shared = self.shared.clone();
         let mut events = Events::with_capacity(256);
         let mut ready: Vec<PortId> = Vec::with_capacity(64);
+        let mut vtep_ready: Vec<u32> = Vec::new();
         let mut errored: Vec<PortId> = Vec::new();
         let mut last_house = Instant::now();
         // Busy-polling keeps the thread awake for a while after traffic, so the next
@@ -111,7 +134,8 @@ impl Worker {
             .unwrap_or_else(Instant::now);
         while !shared.shutdown.load(Ordering::Acquire) {
             let spinning = !busy_poll.is_zero() && last_rx.elapsed() < busy_poll;
-            let timeout = if !self.rx_more.is_empty() || self.tx_more || spinning {
+            let more = !self.rx_more.is_empty() || !self.vtep_more.is_empty();
+            let timeout = if more || self.tx_more || spinning {
                 Duration::ZERO
             } else if self.tx_blocked {
                 Duration::from_millis(1)
@@ -131,8 +155,17 @@ impl Worker {
             ready.clear();
             errored.clear();
             ready.append(&mut self.rx_more);
+            vtep_ready.clear();
+            vtep_ready.append(&mut self.vtep_more);
             for ev in events.iter() {
                 if ev.token() == WAKER {
+                    continue;
+                }
+                if ev.token().0 >= VTEP_TOKEN_BASE {
+                    let id = (ev.token().0 - VTEP_TOKEN_BASE) as u32;
+                    if !vtep_ready.contains(&id) {
+                        vtep_ready.push(id);
+                    }
                     continue;
                 }
                 let id = ev.token().0 as PortId;
@@ -150,6 +183,9 @@ impl Worker {
             self.turn_frames = 0;
             for &id in &ready {
                 self.rx_port(&snap, id);
+            }
+            for &id in &vtep_ready {
+                self.rx_vtep(&snap, id);
             }
             if self.turn_frames > 0 && !busy_poll.is_zero() {
                 last_rx = Instant::now();
@@ -174,15 +210,16 @@ impl Worker {
             WorkerMsg::Attach(rt, io) => {
                 let id = rt.id as usize;
                 self.detach(rt.id, None);
-                let fd = io.as_raw_fd();
-                if let Err(e) = self.poll.registry().register(
-                    &mut SourceFd(&fd),
-                    Token(id),
-                    Interest::READABLE | Interest::WRITABLE,
-                ) {
-                    rt.set_down(format!("cannot poll interface: {e}"));
-                    rt.attach_pending.store(false, Ordering::Release);
-                    return;
+                if let Some(fd) = io.fd() {
+                    if let Err(e) = self.poll.registry().register(
+                        &mut SourceFd(&fd),
+                        Token(id),
+                        Interest::READABLE | Interest::WRITABLE,
+                    ) {
+                        rt.set_down(format!("cannot poll interface: {e}"));
+                        rt.attach_pending.store(false, Ordering::Release);
+                        return;
+                    }
                 }
                 if self.slots.len() <= id {
                     self.slots.resize_with(id + 1, || None);
@@ -194,6 +231,7 @@ impl Worker {
                 let tx_io = match &io {
                     PortIo::Afpacket(a) => TxIo::Afpacket(a.as_raw_fd()),
                     PortIo::Tap(t) => TxIo::Tap(t.as_raw_fd()),
+                    PortIo::Vxlan => TxIo::Vxlan,
                 };
                 lock(&rt.tx).io = Some(tx_io);
                 self.slots[id] = Some(Slot { rt, io });
@@ -206,6 +244,41 @@ impl Worker {
                     let _ = done.send(());
                 }
             }
+            WorkerMsg::AttachVtep(v) => {
+                let fd = v.rx.as_raw_fd();
+                let token = Token(VTEP_TOKEN_BASE + v.id as usize);
+                match self
+                    .poll
+                    .registry()
+                    .register(&mut SourceFd(&fd), token, Interest::READABLE)
+                {
+                    Ok(()) => {
+                        tracing::info!(vtep = %v.key, worker = self.idx, "VTEP up");
+                        self.vtep_more.push(v.id);
+                        self.vteps.push(v);
+                        if self.vtep_bufs.is_empty() {
+                            self.vtep_bufs.resize_with(VTEP_RX_BUFS, || None);
+                        }
+                    }
+                    Err(e) => tracing::error!(vtep = %v.key, "cannot poll VXLAN socket: {e}"),
+                }
+            }
+            WorkerMsg::DetachVtep(id, done) => {
+                if let Some(i) = self.vteps.iter().position(|v| v.id == id) {
+                    let v = self.vteps.swap_remove(i);
+                    let fd = v.rx.as_raw_fd();
+                    let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+                }
+                self.vtep_more.retain(|&x| x != id);
+                if self.vteps.is_empty() {
+                    for b in self.vtep_bufs.drain(..).flatten() {
+                        self.shared.pool.put(b);
+                    }
+                }
+                if let Some(done) = done {
+                    let _ = done.send(());
+                }
+            }
         }
     }
 
@@ -214,8 +287,9 @@ impl Worker {
         let Some(slot) = self.slots.get_mut(id as usize).and_then(|s| s.take()) else {
             return;
         };
-        let fd = slot.io.as_raw_fd();
-        let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+        if let Some(fd) = slot.io.fd() {
+            let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+        }
         let mut dropped = 0u64;
         {
             // Waits for any worker sending on this fd right now; after this, nobody will.
@@ -258,6 +332,10 @@ impl Worker {
         let Some(slot) = self.slots.get_mut(id as usize).and_then(|s| s.as_mut()) else {
             return;
         };
+        if matches!(slot.io, PortIo::Vxlan) {
+            // A tunnel receives through its VTEP (`rx_vtep`).
+            return;
+        }
         let rt = slot.rt.clone();
         let Some(bv) = snap.bridge(rt.bridge) else {
             // Reconfiguration in flight: read and drop, so the ring does not stall.
@@ -266,6 +344,7 @@ impl Worker {
                     a.rx(RX_BLOCKS_PER_TURN, &shared.pool, &mut self.spare, |_| {})
                 }
                 PortIo::Tap(t) => t.recv(&mut self.scratch).map(|_| 1).unwrap_or(0),
+                PortIo::Vxlan => 0,
             };
             rt.counters.drop(w, Drop::NoBridge, n as u64);
             return;
@@ -283,6 +362,7 @@ impl Worker {
             snap,
             ctx: &ctx,
             rt: &rt,
+            learn_as: rt.id,
             bridge_ports: &bv.ports,
             touched,
             touched_mark,
@@ -347,10 +427,121 @@ impl Worker {
                 }
                 self.turn_frames += n;
             }
+            PortIo::Vxlan => {}
         }
         if let Some(why) = failure {
             self.detach(id, Some(why));
         }
+    }
+
+    /// Reads a batch of VXLAN datagrams from VTEP `id`, checks each against the VTEP's
+    /// table (VNI, flags, remote) and forwards the inner frame as if it had arrived on
+    /// the tunnel port, learned behind the remote it came from. A datagram is read
+    /// where its inner frame can stay: the virtio-net header the kernel peer did not
+    /// send is written over the VXLAN header's bytes.
+    fn rx_vtep(&mut self, snap: &Snapshot, id: u32) {
+        let Some(vtep) = self.vteps.iter().find(|v| v.id == id).cloned() else {
+            return;
+        };
+        let w = self.idx;
+        let shared = &*self.shared;
+        let mut meta = [RecvMeta::default(); VTEP_RX_BUFS];
+        for _ in 0..VTEP_BATCHES_PER_TURN {
+            for b in self.vtep_bufs.iter_mut().filter(|b| b.is_none()) {
+                *b = shared.pool.get(LARGE);
+            }
+            let n = match udp::recv_batch(
+                vtep.rx.as_raw_fd(),
+                &mut self.vtep_bufs,
+                VTEP_RX_OFFSET,
+                &mut meta,
+            ) {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(vtep = %vtep.key, "VXLAN receive failed: {e}");
+                    0
+                }
+            };
+            if n == 0 {
+                return;
+            }
+            self.turn_frames += n;
+            let table = vtep.table.load();
+            for m in &meta[..n] {
+                let c = &vtep.counters;
+                c.rx_datagrams.fetch_add(1, Ordering::Relaxed);
+                c.rx_bytes.fetch_add(m.len as u64, Ordering::Relaxed);
+                let Some(buf) = self.vtep_bufs.get_mut(m.slot).and_then(|b| b.as_mut()) else {
+                    continue;
+                };
+                let decap = if m.truncated {
+                    Err(vxlan::decap::DropReason::Truncated)
+                } else {
+                    table.classify(std::net::IpAddr::V4(m.src), &buf.bytes()[VTEP_RX_OFFSET..])
+                };
+                let d = match decap {
+                    // The inner frame must start where the vnet header ends.
+                    Ok(d) if d.inner.start == vxlan::header::HEADER_LEN => d,
+                    Ok(_) => {
+                        c.drop(vxlan::decap::DropReason::Truncated);
+                        continue;
+                    }
+                    Err(why) => {
+                        c.drop(why);
+                        continue;
+                    }
+                };
+                let Some(rt) = snap.port(d.port as PortId).cloned() else {
+                    c.drop(vxlan::decap::DropReason::UnknownVni);
+                    continue;
+                };
+                let Some(remote) = rt.tunnel.as_ref().and_then(|t| {
+                    t.remotes
+                        .load()
+                        .iter()
+                        .find(|r| r.slot == d.remote)
+                        .cloned()
+                }) else {
+                    c.drop(vxlan::decap::DropReason::UnknownRemote);
+                    continue;
+                };
+                remote.rx_packets.fetch_add(1, Ordering::Relaxed);
+                remote.rx_bytes.fetch_add(m.len as u64, Ordering::Relaxed);
+                let (vh, inner) = buf.bytes_mut().split_at_mut(vnet::LEN);
+                let off = vxlan::offload::offload_for_inner(inner, remote.inner_mtu());
+                vh.copy_from_slice(&off.to_virtio());
+                let Some(bv) = snap.bridge(rt.bridge) else {
+                    rt.counters.drop(w, Drop::NoBridge, 1);
+                    continue;
+                };
+                let fdb = bv.rt.fdb.load();
+                let ctx = Ctx {
+                    fdb: &fdb,
+                    counters: &bv.rt.counters,
+                    worker: w,
+                    now: shared.clock.now(),
+                    aging: bv.rt.aging.load(Ordering::Relaxed),
+                };
+                let mut ing = Ingress {
+                    shared,
+                    snap,
+                    ctx: &ctx,
+                    rt: &rt,
+                    learn_as: dest(rt.id, d.remote),
+                    bridge_ports: &bv.ports,
+                    touched: &mut self.touched,
+                    touched_mark: &mut self.touched_mark,
+                    w,
+                };
+                if let Some(slot) = self.vtep_bufs.get_mut(m.slot) {
+                    ing.frame_owned(slot, None);
+                }
+            }
+            if n < meta.len().min(self.vtep_bufs.len()) {
+                return;
+            }
+        }
+        self.vtep_more.push(id);
     }
 
     /// Sends what this turn queued, from this worker, for every port whose transmit side
@@ -431,6 +622,8 @@ struct Ingress<'a> {
     snap: &'a Snapshot,
     ctx: &'a Ctx<'a>,
     rt: &'a PortRt,
+    /// What the source MAC is learned as: the port, and on a tunnel the remote.
+    learn_as: Dest,
     bridge_ports: &'a [Arc<PortRt>],
     touched: &'a mut Vec<PortId>,
     touched_mark: &'a mut Vec<u64>,
@@ -485,7 +678,7 @@ impl Ingress<'_> {
             None => (None, false),
         };
         let class = vlan::classify(self.snap.vlan(self.rt.id), tag)?;
-        let v = decide(self.ctx, frame, self.rt.id, class.vid);
+        let v = decide(self.ctx, frame, self.learn_as, class.vid);
         Ok((
             v,
             Arrival {
@@ -510,7 +703,7 @@ impl Ingress<'_> {
             Err(d) => return self.rt.counters.drop(self.w, d, 1),
         };
         if let (Verdict::Forward(p), None, true) = (v, aux, bytes.len() > SMALL) {
-            if let Some(dst) = deliverable(self.snap, self.rt, p) {
+            if let Some(dst) = deliverable(self.snap, self.rt, port_of(p)) {
                 // Unchanged on the way out: tagged in and out with the same tag, or
                 // untagged both ways.
                 let out_tagged = vlan::egress(self.snap.vlan(dst.id), &a.class);
@@ -525,7 +718,7 @@ impl Ingress<'_> {
                 };
                 if same {
                     if let Some(buf) = slot.take() {
-                        self.push(dst, buf);
+                        self.push(dst, buf, remote_of(p));
                     }
                     return;
                 }
@@ -539,9 +732,9 @@ impl Ingress<'_> {
         match v {
             Verdict::Drop(d) => self.rt.counters.drop(self.w, d, 1),
             Verdict::Filtered => self.ctx.counters.add(self.w, BridgeEvent::Filtered, 1),
-            Verdict::Forward(p) => match deliverable(self.snap, self.rt, p) {
+            Verdict::Forward(p) => match deliverable(self.snap, self.rt, port_of(p)) {
                 Some(dst) => match vlan::egress(self.snap.vlan(dst.id), &a.class) {
-                    Some(tagged) => self.enqueue(dst, a, tagged),
+                    Some(tagged) => self.enqueue(dst, a, tagged, remote_of(p)),
                     None => self.ctx.counters.add(self.w, BridgeEvent::VlanFiltered, 1),
                 },
                 // Learned on a port that is gone or down: fall back to flooding.
@@ -560,15 +753,16 @@ impl Ingress<'_> {
                 continue;
             }
             if let Some(tagged) = vlan::egress(self.snap.vlan(dst.id), &a.class) {
-                self.enqueue(dst, a, tagged);
+                // Remote 0: a tunnel replicates it to every remote.
+                self.enqueue(dst, a, tagged, 0);
             }
         }
     }
 
     /// Copies the frame into a pool buffer for `dst`, pushing or popping the outer tag on
-    /// the way (PCP, DEI and TPID kept), and queues it.
+    /// the way (PCP, DEI and TPID kept), and queues it (for remote `remote` of a tunnel).
     #[inline]
-    fn enqueue(&mut self, dst: &PortRt, a: &Arrival<'_>, tagged: bool) {
+    fn enqueue(&mut self, dst: &PortRt, a: &Arrival<'_>, tagged: bool, remote: u16) {
         let frame = a.frame;
         let in_len = if a.tag_in_frame { 4 } else { 0 };
         let out_len = if tagged { 4 } else { 0 };
@@ -588,12 +782,14 @@ impl Ingress<'_> {
             dst.counters.drop(self.w, Drop::Oversize, 1);
             return;
         }
-        self.push(dst, buf);
+        self.push(dst, buf, remote);
     }
 
-    /// Queues `buf` on `dst` and notes the port for this turn's flush.
+    /// Queues `buf` on `dst` (for remote `remote` of a tunnel) and notes the port for
+    /// this turn's flush.
     #[inline]
-    fn push(&mut self, dst: &PortRt, buf: Buf) {
+    fn push(&mut self, dst: &PortRt, mut buf: Buf, remote: u16) {
+        buf.set_remote(remote);
         match dst.txq.push(buf) {
             Ok(()) => {
                 let (word, bit) = (dst.id as usize / 64, 1u64 << (dst.id % 64));
@@ -668,6 +864,19 @@ fn drain(w: usize, pool: &Pool, rt: &PortRt, tx: &mut TxState) -> io::Result<Dra
                 }
                 let mut errors = 0;
                 let taken = send_mmsg(fd, &refs[..n], &mut errors)?;
+                (taken, errors)
+            }
+            TxIo::Vxlan => {
+                let mut errors = 0;
+                let taken = match rt.tunnel.as_ref() {
+                    Some(t) => {
+                        crate::tunnel::transmit(t, &mut tx.pending, n, &mut tx.scratch, &mut errors)
+                    }
+                    None => {
+                        errors = n as u64;
+                        n
+                    }
+                };
                 (taken, errors)
             }
             TxIo::Tap(fd) => {

@@ -329,7 +329,7 @@ fn configuration_verbs_work_and_persist() {
 
     // Per-port stats.
     match lab.vsctl_json(&["stats", "br0", "h1p"]) {
-        ctl::Data::Stats { bridges } => {
+        ctl::Data::Stats { bridges, .. } => {
             assert_eq!(bridges.len(), 1, "stats br0 h1p: {bridges:#?}");
             let ports: Vec<&str> = bridges[0].ports.iter().map(|p| p.name.as_str()).collect();
             assert_eq!(ports, ["h1p"], "stats br0 h1p: {bridges:#?}");

@@ -68,6 +68,57 @@ enum Cmd {
     },
     /// Show the VLAN membership of every port of a bridge.
     ListVlans { bridge: String },
+    /// Add a VXLAN tunnel port NAME to BR, towards one or more remote VTEPs.
+    AddTunnel {
+        bridge: String,
+        name: String,
+        /// VXLAN network identifier, 0-16777215.
+        #[arg(long)]
+        vni: u32,
+        /// A remote VTEP (IPv4); repeat for several.
+        #[arg(long = "remote", required = true)]
+        remotes: Vec<std::net::IpAddr>,
+        /// Underlay source address to bind (default: the kernel chooses).
+        #[arg(long)]
+        local: Option<std::net::IpAddr>,
+        /// UDP destination port.
+        #[arg(long, default_value_t = ctl::DEFAULT_VXLAN_PORT)]
+        dstport: u16,
+        /// Carry this VLAN of the bridge (the tunnel is an access port of it).
+        #[arg(long)]
+        vlan: Option<u16>,
+    },
+    /// Remove a tunnel port.
+    DelTunnel { bridge: String, name: String },
+    /// Add a remote VTEP to a tunnel.
+    AddRemote {
+        bridge: String,
+        name: String,
+        remote: std::net::IpAddr,
+    },
+    /// Remove a remote VTEP from a tunnel.
+    DelRemote {
+        bridge: String,
+        name: String,
+        remote: std::net::IpAddr,
+    },
+    /// Add a static MAC entry: MAC sits behind PORT (and, on a tunnel, behind --remote).
+    AddFdb {
+        bridge: String,
+        mac: String,
+        port: String,
+        #[arg(long)]
+        remote: Option<std::net::IpAddr>,
+        #[arg(long, default_value_t = 0)]
+        vlan: u16,
+    },
+    /// Remove a static MAC entry.
+    DelFdb {
+        bridge: String,
+        mac: String,
+        #[arg(long, default_value_t = 0)]
+        vlan: u16,
+    },
     /// Show counters: all bridges, one bridge, or one port.
     Stats {
         bridge: Option<String>,
@@ -128,6 +179,82 @@ fn request(cmd: Cmd) -> Result<Request, String> {
             vids: validate::parse_vids(&vids)?,
         },
         Cmd::ListVlans { bridge } => Request::ListVlans { bridge },
+        Cmd::AddTunnel {
+            bridge,
+            name,
+            vni,
+            remotes,
+            local,
+            dstport,
+            vlan,
+        } => {
+            validate::iface_name(&name)?;
+            validate::vni(vni)?;
+            for r in &remotes {
+                validate::remote(r)?;
+            }
+            if let Some(l) = &local {
+                validate::local(l)?;
+            }
+            validate::dstport(dstport)?;
+            if let Some(v) = vlan {
+                validate::vid(v)?;
+            }
+            Request::AddTunnel {
+                bridge,
+                name,
+                vni,
+                remotes,
+                local,
+                dstport,
+                vlan,
+            }
+        }
+        Cmd::DelTunnel { bridge, name } => Request::DelTunnel { bridge, name },
+        Cmd::AddRemote {
+            bridge,
+            name,
+            remote,
+        } => {
+            validate::remote(&remote)?;
+            Request::AddRemote {
+                bridge,
+                name,
+                remote,
+            }
+        }
+        Cmd::DelRemote {
+            bridge,
+            name,
+            remote,
+        } => Request::DelRemote {
+            bridge,
+            name,
+            remote,
+        },
+        Cmd::AddFdb {
+            bridge,
+            mac,
+            port,
+            remote,
+            vlan,
+        } => {
+            validate::unicast_mac(&mac)?;
+            if vlan != 0 {
+                validate::vid(vlan)?;
+            }
+            Request::AddFdb {
+                bridge,
+                mac,
+                port,
+                remote,
+                vlan,
+            }
+        }
+        Cmd::DelFdb { bridge, mac, vlan } => {
+            validate::mac(&mac)?;
+            Request::DelFdb { bridge, mac, vlan }
+        }
         Cmd::Stats { bridge, port } => Request::Stats { bridge, port },
     })
 }

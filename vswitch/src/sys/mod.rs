@@ -5,6 +5,7 @@
 pub mod afpacket;
 pub mod iface;
 pub mod tap;
+pub mod udp;
 
 use std::io;
 

@@ -1205,7 +1205,7 @@ fn fdb_of(d: Data, br: &str) -> Vec<FdbEntry> {
 /// Bridge `br`'s entry of `stats --json`.
 fn stats_of(d: Data, br: &str) -> BridgeStats {
     match d {
-        Data::Stats { bridges } => bridges
+        Data::Stats { bridges, .. } => bridges
             .into_iter()
             .find(|b| b.name == br)
             .unwrap_or_else(|| panic!("stats --json {br} has no bridge {br}")),

@@ -1,0 +1,382 @@
+//! VXLAN tunnel ports at run time: the sockets a group of tunnels shares (a VTEP: one
+//! local address and UDP port), each tunnel's remotes with their counters, and the
+//! transmit side that turns queued frames into VXLAN datagrams.
+//!
+//! The wire format, the VNI/remote table, checksums and segmentation are the `vxlan`
+//! crate's; this module only does the I/O around them.
+//!
+//! A VTEP receives on one socket bound to its UDP port. It sends from a small set of
+//! sockets bound to ephemeral ports (the kernel takes them from `ip_local_port_range`,
+//! 32768–60999 by default, the kernel vxlan device's own range), one picked per frame by
+//! a hash of the inner flow: an ordinary UDP socket cannot choose its source port per
+//! datagram, and varying it per flow is what lets the underlay spread flows over
+//! paths (RFC 7348 §5).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use socket2::Socket;
+use vxlan::decap::{DropReason, VtepTable};
+use vxlan::offload::{encap_segments, Gso, Offload};
+
+use crate::pool::Buf;
+use crate::sys::afpacket::TX_BATCH;
+use crate::sys::udp;
+use crate::wire::vnet;
+
+/// Sending sockets per VTEP: how many distinct outer source ports flows spread over.
+pub const TX_SOCKETS: usize = 16;
+/// Outer IPv4 (20) + UDP (8) + VXLAN (8) bytes: an inner frame, Ethernet header
+/// included, may be the underlay MTU minus this.
+pub const OVERHEAD: u32 = 36;
+/// The inner MTU (IP packet) is the underlay's minus this (RFC 7348 §4: 50 bytes).
+pub const INNER_MTU_OVERHEAD: u32 = 50;
+/// Underlay MTU assumed until the route to a remote is known.
+pub const DEFAULT_MTU: u32 = 1500;
+/// Largest UDP payload over IPv4.
+const MAX_UDP_PAYLOAD: usize = 65507;
+
+/// What identifies a VTEP: the address it binds (any if `None`) and its UDP port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct VtepKey {
+    pub local: Option<Ipv4Addr>,
+    pub dstport: u16,
+}
+
+impl std::fmt::Display for VtepKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{}",
+            self.local.unwrap_or(Ipv4Addr::UNSPECIFIED),
+            self.dstport
+        )
+    }
+}
+
+/// Counters of a VTEP's receive side (written by its owner worker only).
+#[derive(Default)]
+pub struct VtepCounters {
+    pub rx_datagrams: AtomicU64,
+    pub rx_bytes: AtomicU64,
+    drops: [AtomicU64; 4],
+}
+
+impl VtepCounters {
+    /// Counts a datagram dropped for `why`.
+    pub fn drop(&self, why: DropReason) {
+        let i = match why {
+            DropReason::Truncated => 0,
+            DropReason::BadFlags => 1,
+            DropReason::UnknownVni => 2,
+            DropReason::UnknownRemote => 3,
+        };
+        self.drops[i].fetch_add(1, Ordering::Relaxed);
+    }
+    /// Non-zero drop counters by reason.
+    pub fn drops(&self) -> BTreeMap<String, u64> {
+        [
+            DropReason::Truncated,
+            DropReason::BadFlags,
+            DropReason::UnknownVni,
+            DropReason::UnknownRemote,
+        ]
+        .into_iter()
+        .zip(&self.drops)
+        .map(|(r, c)| (r.as_str().to_string(), c.load(Ordering::Relaxed)))
+        .filter(|(_, n)| *n > 0)
+        .collect()
+    }
+}
+
+/// A VTEP: the sockets of one (local address, UDP port), shared by the tunnels on it.
+pub struct VtepRt {
+    pub id: u32,
+    pub key: VtepKey,
+    /// The worker that reads `rx`.
+    pub owner: usize,
+    pub rx: Socket,
+    pub tx: Vec<Socket>,
+    /// VNI → tunnel port and its remotes; replaced whole when tunnels change.
+    pub table: ArcSwap<VtepTable>,
+    pub counters: VtepCounters,
+}
+
+impl VtepRt {
+    /// Binds the VTEP's sockets; fails (with a message naming the address) if the UDP
+    /// port is taken.
+    pub fn open(id: u32, key: VtepKey, owner: usize) -> Result<VtepRt, String> {
+        let rx = udp::bind(key.local, key.dstport)
+            .map_err(|e| format!("cannot bind VXLAN socket {key}: {e}"))?;
+        let tx = (0..TX_SOCKETS)
+            .map(|_| udp::bind(key.local, 0))
+            .collect::<io::Result<Vec<_>>>()
+            .map_err(|e| format!("cannot open VXLAN sending sockets on {key}: {e}"))?;
+        Ok(VtepRt {
+            id,
+            key,
+            owner,
+            rx,
+            tx,
+            table: ArcSwap::from_pointee(VtepTable::default()),
+            counters: VtepCounters::default(),
+        })
+    }
+
+    /// The outer source ports flows are spread over.
+    pub fn source_ports(&self) -> Vec<u16> {
+        self.tx.iter().filter_map(udp::local_port).collect()
+    }
+}
+
+/// One remote VTEP of a tunnel.
+pub struct RemoteRt {
+    /// Its slot in FDB destinations (≥ 1, stable while it is configured).
+    pub slot: u16,
+    pub addr: Ipv4Addr,
+    /// Underlay path MTU, refreshed by the housekeeper.
+    pub mtu: AtomicU32,
+    pub tx_packets: AtomicU64,
+    pub tx_bytes: AtomicU64,
+    pub rx_packets: AtomicU64,
+    pub rx_bytes: AtomicU64,
+}
+
+impl RemoteRt {
+    /// A remote with zeroed counters.
+    pub fn new(slot: u16, addr: Ipv4Addr) -> Self {
+        RemoteRt {
+            slot,
+            addr,
+            mtu: AtomicU32::new(DEFAULT_MTU),
+            tx_packets: AtomicU64::new(0),
+            tx_bytes: AtomicU64::new(0),
+            rx_packets: AtomicU64::new(0),
+            rx_bytes: AtomicU64::new(0),
+        }
+    }
+    /// The largest inner frame (Ethernet header included) that fits one datagram.
+    pub fn max_frame(&self) -> usize {
+        self.mtu.load(Ordering::Relaxed).saturating_sub(OVERHEAD) as usize
+    }
+    /// The inner MTU (largest inner IP packet).
+    pub fn inner_mtu(&self) -> usize {
+        self.mtu
+            .load(Ordering::Relaxed)
+            .saturating_sub(INNER_MTU_OVERHEAD) as usize
+    }
+}
+
+/// A tunnel port's VXLAN side.
+pub struct TunnelRt {
+    pub vni: u32,
+    pub vtep: Arc<VtepRt>,
+    /// Replaced whole on add-remote/del-remote; a remote keeps its counters meanwhile.
+    pub remotes: ArcSwap<Vec<Arc<RemoteRt>>>,
+}
+
+impl TunnelRt {
+    /// The remote in `slot`.
+    pub fn remote(&self, slot: u16) -> Option<Arc<RemoteRt>> {
+        self.remotes.load().iter().find(|r| r.slot == slot).cloned()
+    }
+    /// The table rows this tunnel adds to its VTEP's table.
+    pub fn table_remotes(&self) -> Vec<(IpAddr, u16)> {
+        self.remotes
+            .load()
+            .iter()
+            .map(|r| (IpAddr::V4(r.addr), r.slot))
+            .collect()
+    }
+}
+
+/// Marks (in the vnet header's flags byte, which virtio never sets so) a frame whose
+/// VXLAN header is already laid out, so a retry after the kernel pushed back does not
+/// read that header as offload information.
+const PREPARED: u8 = 0x80;
+
+/// How one queued frame goes out.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Plan {
+    /// Refused (malformed offload, too big, no remote): counted, dropped.
+    Drop,
+    /// One datagram, already laid out in its buffer after the vnet header's first bytes.
+    Plain(usize),
+    /// A super-frame to segment; from this sending socket.
+    Gso(usize),
+}
+
+/// The remotes a frame goes to: the one in its slot, or every remote.
+fn targets(remotes: &[Arc<RemoteRt>], slot: u16) -> impl Iterator<Item = &Arc<RemoteRt>> {
+    remotes.iter().filter(move |r| slot == 0 || r.slot == slot)
+}
+
+/// Readies a frame in place: checksum completed where left partial, VXLAN header
+/// written over the tail of the vnet header so the datagram is `bytes[2..]`.
+fn prepare(b: &mut Buf, hdr: &[u8; 8], remotes: &[Arc<RemoteRt>], socks: usize) -> Plan {
+    let slot = b.remote();
+    let Some(max_frame) = targets(remotes, slot).map(|r| r.max_frame()).min() else {
+        return Plan::Drop;
+    };
+    let bytes = b.bytes_mut();
+    if bytes.len() < vnet::LEN + 14 {
+        return Plan::Drop;
+    }
+    let (vh, frame) = bytes.split_at_mut(vnet::LEN);
+    if vh[0] == PREPARED {
+        // Laid out by an earlier turn that the kernel pushed back on.
+        return Plan::Plain(vxlan::flow::flow_hash(frame) as usize % socks.max(1));
+    }
+    let mut raw = [0u8; vnet::LEN];
+    raw.copy_from_slice(vh);
+    let Ok(off) = Offload::from_virtio(&raw) else {
+        return Plan::Drop;
+    };
+    let sock = vxlan::flow::flow_hash(frame) as usize % socks.max(1);
+    if off.gso != Gso::None {
+        return Plan::Gso(sock);
+    }
+    if frame.len() > max_frame {
+        return Plan::Drop;
+    }
+    if off.needs_csum
+        && vxlan::checksum::complete(frame, off.csum_start as usize, off.csum_offset as usize)
+            .is_err()
+    {
+        return Plan::Drop;
+    }
+    vh[0] = PREPARED;
+    vh[vnet::LEN - 8..].copy_from_slice(hdr);
+    Plan::Plain(sock)
+}
+
+/// Sends the first `n` frames of `pending` through tunnel `t`; returns how many were
+/// taken (sent, or refused and counted in `errors`). Fewer than `n` means the kernel
+/// pushed back. `scratch` holds segmented super-frames.
+pub fn transmit(
+    t: &TunnelRt,
+    pending: &mut VecDeque<Buf>,
+    n: usize,
+    scratch: &mut Vec<u8>,
+    errors: &mut u64,
+) -> usize {
+    let n = n.min(pending.len()).min(TX_BATCH);
+    let remotes = t.remotes.load();
+    let socks = &t.vtep.tx;
+    let dstport = t.vtep.key.dstport;
+    let hdr = vxlan::header::encode(t.vni);
+    let mut plan = [Plan::Drop; TX_BATCH];
+    for (p, b) in plan.iter_mut().zip(pending.iter_mut()).take(n) {
+        *p = prepare(b, &hdr, &remotes, socks.len());
+    }
+    let mut i = 0;
+    while i < n {
+        match plan[i] {
+            Plan::Drop => {
+                *errors += 1;
+                i += 1;
+            }
+            Plan::Gso(sock) => {
+                let b = &pending[i];
+                match send_super(t, b, &remotes, &socks[sock], dstport, scratch) {
+                    Ok(true) => {}
+                    Ok(false) => *errors += 1,
+                    Err(()) => return i,
+                }
+                i += 1;
+            }
+            Plan::Plain(sock) => {
+                // A run of plain frames leaving by the same socket: one sendmmsg.
+                let mut msgs: Vec<(&[u8], SocketAddrV4)> = Vec::new();
+                let mut owners: Vec<(usize, &Arc<RemoteRt>)> = Vec::new();
+                let mut j = i;
+                while j < n && plan[j] == Plan::Plain(sock) {
+                    let dgram = &pending[j].bytes()[vnet::LEN - 8..];
+                    for r in targets(&remotes, pending[j].remote()) {
+                        msgs.push((dgram, SocketAddrV4::new(r.addr, dstport)));
+                        owners.push((j, r));
+                    }
+                    j += 1;
+                }
+                let sent = udp::send_batch(socks[sock].as_raw_fd(), &msgs);
+                *errors += sent.errors;
+                for ((_, r), (d, _)) in owners.iter().zip(&msgs).take(sent.done) {
+                    r.tx_packets.fetch_add(1, Ordering::Relaxed);
+                    r.tx_bytes.fetch_add(d.len() as u64, Ordering::Relaxed);
+                }
+                if sent.blocked {
+                    // A frame whose copies went out in part counts as sent: resending
+                    // it would duplicate it at the remotes that have it.
+                    let first_unsent = owners.get(sent.done).map(|(f, _)| *f).unwrap_or(j);
+                    let partly = sent.done > 0 && owners[sent.done - 1].0 == first_unsent;
+                    return first_unsent + usize::from(partly);
+                }
+                i = j;
+            }
+        }
+    }
+    n
+}
+
+/// Segments a super-frame to fit the smallest path MTU of its remotes and sends it to
+/// each with one `UDP_SEGMENT` send per 64 KiB. `Ok(false)`: refused (counted by the
+/// caller); `Err`: the kernel pushed back before anything went.
+fn send_super(
+    t: &TunnelRt,
+    b: &Buf,
+    remotes: &[Arc<RemoteRt>],
+    sock: &Socket,
+    dstport: u16,
+    scratch: &mut Vec<u8>,
+) -> Result<bool, ()> {
+    let slot = b.remote();
+    let Some(max_frame) = targets(remotes, slot).map(|r| r.max_frame()).min() else {
+        return Ok(false);
+    };
+    let (vh, frame) = b.bytes().split_at(vnet::LEN);
+    let mut raw = [0u8; vnet::LEN];
+    raw.copy_from_slice(vh);
+    let Ok(off) = Offload::from_virtio(&raw) else {
+        return Ok(false);
+    };
+    let Ok(segs) = encap_segments(frame, &off, max_frame, t.vni, scratch) else {
+        return Ok(false);
+    };
+    let mut any = false;
+    for r in targets(remotes, slot) {
+        let to = SocketAddrV4::new(r.addr, dstport);
+        for range in segs.chunks(MAX_UDP_PAYLOAD) {
+            let len = range.len();
+            let Some(data) = scratch.get(range) else {
+                continue;
+            };
+            match udp::send_gso(sock.as_raw_fd(), data, to, segs.stride) {
+                Ok(()) => {
+                    any = true;
+                    let count = len.div_ceil(segs.stride.max(1));
+                    r.tx_packets.fetch_add(count as u64, Ordering::Relaxed);
+                    r.tx_bytes.fetch_add(len as u64, Ordering::Relaxed);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && !any => return Err(()),
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EIO) | Some(libc::EINVAL)) => {
+                    // No UDP GSO on this route (checksum offload turned off on the
+                    // underlay device, say): send the segments one by one instead.
+                    let msgs: Vec<(&[u8], SocketAddrV4)> =
+                        data.chunks(segs.stride.max(1)).map(|d| (d, to)).collect();
+                    let sent = udp::send_batch(sock.as_raw_fd(), &msgs);
+                    let ok = sent.done as u64 - sent.errors;
+                    any |= ok > 0;
+                    r.tx_packets.fetch_add(ok, Ordering::Relaxed);
+                    r.tx_bytes.fetch_add(len as u64, Ordering::Relaxed);
+                }
+                Err(_) => {}
+            }
+        }
+    }
+    Ok(any)
+}
