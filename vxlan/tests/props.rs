@@ -5,7 +5,7 @@
 use etherparse::{PacketBuilder, SlicedPacket, TransportSlice};
 use proptest::prelude::*;
 use vxlan::decap::{parse, VtepTable};
-use vxlan::offload::{encap_segments, headers, offload_for_inner, Gso, Offload};
+use vxlan::offload::{encap_segments, headers, offload_for_inner, Gso, IpVersion, Offload};
 
 /// Independent of the crate's code: the one's complement sum of 16-bit words.
 fn naive(parts: &[&[u8]]) -> u16 {
@@ -61,6 +61,92 @@ fn udp_frame(payload: &[u8]) -> Vec<u8> {
     f
 }
 
+/// Arbitrary bytes, or a valid TCP/UDP frame with a few bytes of its headers changed
+/// and perhaps cut short: those reach the code behind the header checks.
+fn frames() -> impl Strategy<Value = Vec<u8>> {
+    let mutated = (
+        any::<bool>(),
+        any::<bool>(),
+        0usize..4000,
+        proptest::collection::vec((0usize..80, any::<u8>()), 0..4),
+        any::<Option<usize>>(),
+    )
+        .prop_map(|(v6, tcp, len, flips, cut)| {
+            let payload = vec![0x5a; len];
+            let mut f = if tcp {
+                tcp_frame(v6, false, &payload, 0x18, 1)
+            } else {
+                udp_frame(&payload)
+            };
+            for (at, b) in flips {
+                if let Some(x) = f.get_mut(at) {
+                    *x = b;
+                }
+            }
+            if let Some(c) = cut {
+                f.truncate(c % (f.len() + 1));
+            }
+            f
+        });
+    prop_oneof![proptest::collection::vec(any::<u8>(), 0..3000), mutated]
+}
+
+/// Any offload description, sensible or not.
+fn offloads() -> impl Strategy<Value = Offload> {
+    (
+        any::<bool>(),
+        prop_oneof![
+            Just(Gso::None),
+            Just(Gso::TcpV4),
+            Just(Gso::TcpV6),
+            Just(Gso::UdpL4)
+        ],
+        any::<bool>(),
+        any::<[u16; 4]>(),
+        prop_oneof![Just(0u16), 1u16..2000, any::<u16>()],
+    )
+        .prop_map(
+            |(needs_csum, gso, ecn, [hdr_len, gso_size, csum_start, csum_offset], small)| Offload {
+                needs_csum,
+                gso,
+                ecn,
+                hdr_len: hdr_len % 128,
+                gso_size: if gso_size % 2 == 0 { small } else { gso_size },
+                csum_start: csum_start % 128,
+                csum_offset: if csum_offset % 2 == 0 {
+                    csum_offset % 32
+                } else {
+                    csum_offset
+                },
+            },
+        )
+}
+
+/// What any successful encapsulation must look like.
+fn check_layout(
+    r: Result<vxlan::offload::Segments, vxlan::offload::OffloadError>,
+    out: &[u8],
+    max_frame: usize,
+) {
+    let Ok(s) = r else {
+        assert!(out.is_empty(), "an error leaves nothing behind");
+        return;
+    };
+    assert_eq!(s.total, out.len());
+    assert!(s.count >= 1 && s.stride >= 1);
+    assert!(s.total > (s.count - 1) * s.stride && s.total <= s.count * s.stride);
+    let mut at = 0;
+    for r in s.chunks(65507) {
+        assert_eq!(r.start, at);
+        at = r.end;
+    }
+    assert_eq!(at, s.total);
+    for d in out.chunks(s.stride) {
+        assert!(parse(d).is_ok());
+        assert!(d.len() - 8 <= max_frame);
+    }
+}
+
 /// Checks every segment and returns the TCP (or UDP) payloads in order.
 fn check_segments(
     out: &[u8],
@@ -86,17 +172,14 @@ fn check_segments(
             max_frame
         );
         let l = headers(inner).expect("segment parses");
-        let ip = &inner[l.l3..l.l3 + l.l3_len];
-        let l4 = &ip[l.ip_hdr_len..];
-        let pseudo: Vec<u8> = if l.ipv4 {
-            assert_eq!(
-                naive(&[&ip[..l.ip_hdr_len]]),
-                0xffff,
-                "IPv4 header checksum"
-            );
+        let ipl = l.ip.expect("segment is IP");
+        let ip = &inner[l.l3..l.l3 + ipl.len];
+        let l4 = &ip[ipl.hdr_len..];
+        let pseudo: Vec<u8> = if ipl.version == IpVersion::V4 {
+            assert_eq!(naive(&[&ip[..ipl.hdr_len]]), 0xffff, "IPv4 header checksum");
             [
                 &ip[12..20],
-                &[0, l.proto],
+                &[0, ipl.proto],
                 &(l4.len() as u16).to_be_bytes()[..],
             ]
             .concat()
@@ -104,7 +187,7 @@ fn check_segments(
             [
                 &ip[8..40],
                 &(l4.len() as u32).to_be_bytes()[..],
-                &[0, 0, 0, l.proto],
+                &[0, 0, 0, ipl.proto],
             ]
             .concat()
         };
@@ -194,27 +277,37 @@ proptest! {
         prop_assert_eq!(joined, payload);
     }
 
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+
     #[test]
-    fn everything_is_total(bytes in proptest::collection::vec(any::<u8>(), 0..3000), hdr in any::<[u8; 10]>(), max_frame in 0usize..3000, mtu in 0usize..3000) {
+    fn everything_is_total(bytes in frames(), off in offloads(), hdr in any::<[u8; 10]>(), max_frame in prop_oneof![0usize..100, 0usize..3000, Just(usize::MAX)], mtu in prop_oneof![0usize..100, 0usize..3000, Just(usize::MAX)]) {
         let mut out = Vec::new();
-        if let Ok(off) = Offload::from_virtio(&hdr) {
-            if let Ok(s) = encap_segments(&bytes, &off, max_frame, 1, &mut out) {
-                prop_assert_eq!(s.total, out.len());
-                for r in s.chunks(65507) {
-                    prop_assert!(r.end <= out.len());
-                }
-            }
+        for off in [Some(off), Offload::from_virtio(&hdr).ok()].into_iter().flatten() {
+            let _ = off.to_virtio();
+            check_layout(encap_segments(&bytes, &off, max_frame, 1, &mut out), &out, max_frame);
         }
         let mut b = bytes.clone();
-        let _ = offload_for_inner(&mut b, mtu);
+        let inner = offload_for_inner(&mut b, mtu);
+        if inner.needs_csum {
+            prop_assert!(usize::from(inner.csum_start) + usize::from(inner.csum_offset) + 2 <= b.len());
+        }
+        check_layout(encap_segments(&b, &inner, max_frame, 1, &mut out), &out, max_frame);
         let _ = headers(&bytes);
-        let _ = vxlan::flow::flow_hash(&bytes);
+        let h = vxlan::flow::flow_hash(&bytes);
+        let _ = vxlan::flow::source_port(h, hdr[0].into(), hdr[1].into());
         let _ = parse(&bytes);
+        if let Some(v) = vxlan::header::Header::new_checked(&bytes[..]) {
+            let _ = (v.vni(), v.flags(), v.reserved_clear(), v.payload());
+        }
         let mut t = VtepTable::default();
         t.insert(1, 1, vec![("10.0.0.1".parse().unwrap(), 1)]);
         let _ = t.classify("10.0.0.1".parse().unwrap(), &bytes);
+        let _ = vxlan::checksum::fold(vxlan::checksum::sum(&bytes, u64::MAX));
         let mut c = bytes.clone();
-        let _ = vxlan::checksum::complete(&mut c, usize::from(hdr[0]), usize::from(hdr[1]));
+        let _ = vxlan::checksum::complete(&mut c, usize::from(off.csum_start), usize::from(off.csum_offset));
     }
 }
 

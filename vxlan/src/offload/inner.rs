@@ -1,0 +1,244 @@
+//! The offload description of a frame that arrived over VXLAN, for the port it goes
+//! out of (a veth or TAP with a virtio-net header).
+//!
+//! A Linux vxlan peer whose inner traffic is TSO'd hands its underlay whole TCP
+//! super-packets (up to 64 KB): the kernel delivers such a GSO skb to a plain UDP
+//! socket unsegmented, with the inner TCP checksum still partial (the field holds the
+//! pseudo-header sum over the full TCP length, folded, not inverted). Small frames from
+//! a local peer may be partial too. Instead of a pass over the payload, the switch
+//! describes them to the receiving port as the sender did: GSO plus `NEEDS_CSUM` for
+//! super-packets, `NEEDS_CSUM` alone for small partial frames. The port's kernel (or
+//! [`super::encap_segments`], if the frame goes back into a tunnel) does the rest.
+
+use super::layers::{IpVersion, Transport};
+use super::{be16, put16, Gso, Offload};
+use crate::checksum::fold;
+
+/// How to hand an inner frame of a decapsulated datagram to a port, given the inner
+/// MTU (largest IP packet) of the path it came over. Never fails: a frame it cannot
+/// read gets [`Offload::NONE`] and passes as it is.
+///
+/// - TCP or UDP packet longer than `inner_mtu`: a GSO frame (`TcpV4`/`TcpV6`/`UdpL4`)
+///   whose segments are `inner_mtu` bytes of IP (`gso_size = inner_mtu − IP header −
+///   TCP/UDP header`), `hdr_len` = Ethernet to end of TCP/UDP, `needs_csum` with
+///   `csum_start` at TCP/UDP and `csum_offset` 16 or 6. The checksum field is rewritten
+///   to the pseudo-header sum (whatever it held), as the receiving kernel expects.
+/// - A shorter TCP/UDP packet whose checksum field equals its pseudo-header sum:
+///   `needs_csum` with those offsets, no GSO, frame untouched. Should a complete
+///   checksum happen to equal the pseudo-header sum, completing it again rewrites the
+///   same value, so the test is safe either way.
+/// - Anything else (including UDP over IPv4 without a checksum): [`Offload::NONE`].
+pub fn offload_for_inner(frame: &mut [u8], inner_mtu: usize) -> Offload {
+    describe(frame, inner_mtu).unwrap_or(Offload::NONE)
+}
+
+fn describe(frame: &mut [u8], inner_mtu: usize) -> Option<Offload> {
+    let t = Transport::of(frame)?;
+    let ip_len = t.end.checked_sub(t.l3)?;
+    let l4_len = ip_len.checked_sub(t.ip_hdr_len)?;
+    let co = t.csum_offset();
+    let field_at = t.l4 + co;
+    let partial = fold(t.pseudo(frame, l4_len)?);
+    let mark = Offload {
+        needs_csum: true,
+        csum_start: u16::try_from(t.l4).ok()?,
+        csum_offset: u16::try_from(co).ok()?,
+        ..Offload::NONE
+    };
+    if ip_len > inner_mtu {
+        if let Some(gso_size) = inner_mtu
+            .checked_sub(t.ip_hdr_len + t.l4_hdr_len)
+            .filter(|&g| g > 0)
+            .and_then(|g| u16::try_from(g).ok())
+        {
+            // Whatever the field held (partial or complete), segmentation needs the
+            // pseudo-header sum over the whole length there.
+            put16(frame, field_at, partial)?;
+            let cwr = t.tcp && frame.get(t.l4 + 13).is_some_and(|f| f & 0x80 != 0);
+            return Some(Offload {
+                gso: match (t.tcp, t.version) {
+                    (true, IpVersion::V4) => Gso::TcpV4,
+                    (true, IpVersion::V6) => Gso::TcpV6,
+                    (false, _) => Gso::UdpL4,
+                },
+                ecn: cwr,
+                hdr_len: u16::try_from(t.hdrs_len()).ok()?,
+                gso_size,
+                ..mark
+            });
+        }
+        // An MTU too small for even the headers: no GSO can help; fall through.
+    }
+    let field = be16(frame, field_at)?;
+    holds_partial(field, partial, t.tcp).then_some(mark)
+}
+
+/// True if a checksum `field` holds the pseudo-header sum `partial`.
+fn holds_partial(field: u16, partial: u16, tcp: bool) -> bool {
+    if tcp {
+        // 0x0000 and 0xffff are the same number in one's complement.
+        field == partial || (field == 0 && partial == 0xffff) || (field == 0xffff && partial == 0)
+    } else {
+        // UDP: 0 means "no checksum" (IPv4); a partial sum folds to non-zero.
+        field == partial && field != 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checksum::complete;
+    use crate::offload::encap_segments;
+    use crate::testutil::{frame, pattern, verify, Csum, Spec};
+    use proptest::prelude::*;
+
+    #[test]
+    fn super_packets_become_gso_frames() {
+        let cases = [
+            (Spec::tcp4(30_000), Gso::TcpV4, 34, 16, 1450 - 40),
+            (Spec::tcp6(30_000), Gso::TcpV6, 54, 16, 1450 - 60),
+            (Spec::udp4(30_000), Gso::UdpL4, 34, 6, 1450 - 28),
+            (Spec::udp6(30_000), Gso::UdpL4, 54, 6, 1450 - 48),
+        ];
+        for (spec, gso, start, offset, size) in cases {
+            for csum in [Csum::Partial, Csum::Complete, Csum::Value(0)] {
+                let mut f = frame(&Spec {
+                    csum,
+                    ..spec.clone()
+                });
+                let off = offload_for_inner(&mut f, 1450);
+                assert_eq!(
+                    (off.gso, off.needs_csum, off.csum_start, off.csum_offset),
+                    (gso, true, start, offset)
+                );
+                assert_eq!(usize::from(off.gso_size), size);
+                assert_eq!(
+                    usize::from(off.hdr_len),
+                    start as usize + if offset == 16 { 20 } else { 8 }
+                );
+                // The field now holds the pseudo-header sum, like a TSO sender's.
+                let partial = frame(&Spec {
+                    csum: Csum::Partial,
+                    ..spec.clone()
+                });
+                assert_eq!(f, partial);
+            }
+        }
+    }
+
+    #[test]
+    fn small_partial_frames_are_marked_complete_ones_are_not() {
+        for spec in [
+            Spec::tcp4(100),
+            Spec::tcp6(100),
+            Spec::udp4(100),
+            Spec::udp6(100),
+        ] {
+            let mut f = frame(&spec);
+            assert_eq!(offload_for_inner(&mut f, 1450), Offload::NONE);
+            let mut f = frame(&Spec {
+                csum: Csum::Partial,
+                ..spec.clone()
+            });
+            let before = f.clone();
+            let off = offload_for_inner(&mut f, 1450);
+            assert!(off.needs_csum && off.gso == Gso::None);
+            assert_eq!(f, before, "a small frame is not rewritten");
+            complete(
+                &mut f,
+                usize::from(off.csum_start),
+                usize::from(off.csum_offset),
+            )
+            .unwrap();
+            verify(&f).unwrap();
+        }
+        // UDP without a checksum stays without one.
+        let mut f = frame(&Spec {
+            csum: Csum::Value(0),
+            ..Spec::udp4(100)
+        });
+        assert_eq!(offload_for_inner(&mut f, 1450), Offload::NONE);
+    }
+
+    #[test]
+    fn zero_forms() {
+        assert!(holds_partial(0x1234, 0x1234, true));
+        assert!(holds_partial(0, 0xffff, true));
+        assert!(holds_partial(0xffff, 0, true));
+        assert!(!holds_partial(0x1234, 0x1235, true));
+        assert!(holds_partial(0xffff, 0xffff, false));
+        assert!(!holds_partial(0, 0xffff, false));
+        assert!(!holds_partial(0, 0, false));
+    }
+
+    #[test]
+    fn garbage_and_non_ip_get_nothing() {
+        for mut f in [
+            vec![],
+            vec![0u8; 13],
+            vec![0xff; 100],
+            frame(&Spec::tcp4(10))[..40].to_vec(),
+        ] {
+            assert_eq!(offload_for_inner(&mut f, 1450), Offload::NONE);
+        }
+        // An MTU smaller than the headers: no GSO, but a partial frame is still marked.
+        let mut f = frame(&Spec {
+            csum: Csum::Partial,
+            ..Spec::tcp4(3000)
+        });
+        let off = offload_for_inner(&mut f, 30);
+        assert_eq!((off.gso, off.needs_csum), (Gso::None, true));
+    }
+
+    #[test]
+    fn cwr_sets_ecn() {
+        let mut f = frame(&Spec {
+            flags: 0x90,
+            ..Spec::tcp4(5000)
+        });
+        assert!(offload_for_inner(&mut f, 1450).ecn);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// The kernel peer → switch → another tunnel path: a partial super-packet,
+        /// described by offload_for_inner, segmented by encap_segments.
+        #[test]
+        fn kernel_super_packet_segments_cleanly(v6 in any::<bool>(), tcp in any::<bool>(), tagged in any::<bool>(), len in 0usize..64000, mtu in 600usize..9000, complete_csum in any::<bool>()) {
+            let spec = Spec {
+                v6,
+                tcp,
+                tags: u8::from(tagged),
+                flags: 0x18,
+                csum: if complete_csum { Csum::Complete } else { Csum::Partial },
+                ..Spec::tcp4(len)
+            };
+            let mut f = frame(&spec);
+            let off = offload_for_inner(&mut f, mtu);
+            let max_frame = mtu + 14 + 4 * usize::from(tagged);
+            let mut out = Vec::new();
+            let s = encap_segments(&f, &off, max_frame, 3, &mut out).unwrap();
+            let mut joined = Vec::new();
+            for d in out.chunks(s.stride) {
+                let inner = &d[8..];
+                prop_assert!(inner.len() <= max_frame);
+                let seg = verify(inner).map_err(TestCaseError::fail)?;
+                joined.extend_from_slice(&seg.payload);
+            }
+            prop_assert_eq!(joined, pattern(len));
+        }
+
+        #[test]
+        fn total_on_arbitrary_bytes(mut bytes in proptest::collection::vec(any::<u8>(), 0..300), mtu in any::<usize>(), et in prop_oneof![Just(0x0800u16), Just(0x86dd), any::<u16>()]) {
+            if bytes.len() >= 15 {
+                bytes[12..14].copy_from_slice(&et.to_be_bytes());
+                bytes[14] = if et == 0x86dd { 0x60 } else { 0x45 };
+            }
+            let off = offload_for_inner(&mut bytes, mtu);
+            if off.needs_csum {
+                prop_assert!(usize::from(off.csum_start) + usize::from(off.csum_offset) + 2 <= bytes.len());
+            }
+        }
+    }
+}
