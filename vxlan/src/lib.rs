@@ -1,7 +1,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 #![forbid(unsafe_code)]
 //! VXLAN (RFC 7348) with no I/O: bytes in, bytes and decisions out, so every part is
-//! unit-tested, property-tested, fuzzed and benched alone (the boringtun split: the
+//! unit-tested, property-tested, fuzzable and benched alone (the boringtun split: the
 //! protocol here, the sockets in the daemon).
 //!
 //! What the daemon (`vswitchd`) does, and what it asks of this crate:

@@ -11,7 +11,7 @@
 //! [`super::encap_segments`], if the frame goes back into a tunnel) does the rest.
 
 use super::layers::{IpVersion, Transport};
-use super::{be16, put16, Gso, Offload};
+use super::{be16, put16, Gso, Offload, UDP_MAX_SEGMENTS};
 use crate::checksum::fold;
 
 /// How to hand an inner frame of a decapsulated datagram to a port, given the inner
@@ -27,7 +27,8 @@ use crate::checksum::fold;
 ///   `needs_csum` with those offsets, no GSO, frame untouched. Should a complete
 ///   checksum happen to equal the pseudo-header sum, completing it again rewrites the
 ///   same value, so the test is safe either way.
-/// - Anything else (including UDP over IPv4 without a checksum): [`Offload::NONE`].
+/// - Anything else (including UDP over IPv4 without a checksum, and a UDP super-packet
+///   whose UDP length disagrees with its IP length): [`Offload::NONE`].
 pub fn offload_for_inner(frame: &mut [u8], inner_mtu: usize) -> Offload {
     describe(frame, inner_mtu).unwrap_or(Offload::NONE)
 }
@@ -45,11 +46,19 @@ fn describe(frame: &mut [u8], inner_mtu: usize) -> Option<Offload> {
         csum_offset: u16::try_from(co).ok()?,
         ..Offload::NONE
     };
-    if ip_len > inner_mtu {
+    // The receiving kernel adjusts the checksum of each UDP segment from the super-
+    // packet's UDP length field: it must agree with the IP length.
+    let lengths_agree = t.tcp || be16(frame, t.l4 + 4).map(usize::from) == Some(l4_len);
+    if ip_len > inner_mtu && lengths_agree {
         if let Some(gso_size) = inner_mtu
             .checked_sub(t.ip_hdr_len + t.l4_hdr_len)
-            .filter(|&g| g > 0)
+            // 0xffff is GSO_BY_FRAGS to the kernel, which refuses it from virtio.
+            .filter(|&g| g > 0 && g < usize::from(u16::MAX))
             .and_then(|g| u16::try_from(g).ok())
+            // The kernel refuses a UDP super-packet of more than UDP_MAX_SEGMENTS.
+            .filter(|&g| {
+                t.tcp || l4_len.saturating_sub(t.l4_hdr_len) <= usize::from(g) * UDP_MAX_SEGMENTS
+            })
         {
             // Whatever the field held (partial or complete), segmentation needs the
             // pseudo-header sum over the whole length there.
@@ -191,6 +200,22 @@ mod tests {
     }
 
     #[test]
+    fn udp_super_packet_with_a_wrong_length_is_not_gso() {
+        let mut f = frame(&Spec::udp4(5000));
+        f[34 + 4..34 + 6].copy_from_slice(&100u16.to_be_bytes());
+        assert_eq!(offload_for_inner(&mut f, 1450), Offload::NONE);
+    }
+
+    #[test]
+    fn udp_super_packet_of_too_many_segments_is_not_gso() {
+        // 64 segments of 600 - 28 bytes hold 36608 bytes of payload.
+        let mut f = frame(&Spec::udp4(36_608));
+        assert_eq!(offload_for_inner(&mut f, 600).gso, Gso::UdpL4);
+        let mut f = frame(&Spec::udp4(36_609));
+        assert_eq!(offload_for_inner(&mut f, 600), Offload::NONE);
+    }
+
+    #[test]
     fn cwr_sets_ecn() {
         let mut f = frame(&Spec {
             flags: 0x90,
@@ -206,6 +231,9 @@ mod tests {
         /// described by offload_for_inner, segmented by encap_segments.
         #[test]
         fn kernel_super_packet_segments_cleanly(v6 in any::<bool>(), tcp in any::<bool>(), tagged in any::<bool>(), len in 0usize..64000, mtu in 600usize..9000, complete_csum in any::<bool>()) {
+            // The kernel takes no UDP super-packet of more than 64 segments (and none
+            // comes whole from a kernel peer: the kernel cuts UDP GSO itself).
+            prop_assume!(tcp || len <= (mtu - 48) * UDP_MAX_SEGMENTS);
             let spec = Spec {
                 v6,
                 tcp,
