@@ -5,6 +5,7 @@
 #   sudo bash benches/run.sh                 # full run (about 4 minutes)
 #   sudo bash benches/run.sh --quick         # smoke run: short iperf3, fewer pings, 1 repeat
 #   sudo bash benches/run.sh --only vswitchd # a subset: bridge,ovs,afpacket,tap (vswitchd = afpacket,tap)
+#   sudo bash benches/run.sh --soak 300      # memory soak: vswitchd afpacket at full load for 300 s
 #
 # Each setup gets fresh namespaces: a switch namespace and two hosts h1, h2, each host joined
 # to the switch namespace by a veth pair (for the TAP row: by a TAP device vswitchd creates).
@@ -17,6 +18,12 @@
 # benches/results/latest.json (full runs of all four setups only; --quick saves nothing
 # unless --save). Everything it creates (namespaces vb<pid>-*, a temp dir, its processes) is
 # removed on exit, also on Ctrl-C. It never touches a system Open vSwitch.
+#
+# --soak SECONDS builds only the vswitchd afpacket setup and keeps it at full load for SECONDS
+# (cycles of iperf3 TCP -P 4 alone, the 64-byte trafgen flood alone, and both at once with the
+# flood held to 100 kpps so that TCP still passes, with pings throughout) while it samples vswitchd's VmRSS and VmHWM every 5 s; it reports the RSS
+# after warm-up against the warm-up level (growth in percent) and the per-port drop counters,
+# into benches/results/soak-<date>-<time>.json (runs of 60 s and more, unless --quick/--no-save).
 set -euo pipefail
 START_SECS="$(date +%s)"
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -31,6 +38,7 @@ usage() {
     cat <<'EOF'
 usage: sudo bash benches/run.sh [--quick] [--repeat N] [--only LIST] [--no-build]
                                 [--save|--no-save] [--vswitchd-args "ARGS"]
+       sudo bash benches/run.sh --soak [SECONDS] [--no-build] [--save|--no-save] [--vswitchd-args "ARGS"]
 
   --quick              smoke run: iperf3 1 s, 100 pings, 1 s of UDP, one repeat each
   --repeat N           run every measurement N times and report medians
@@ -41,6 +49,12 @@ usage: sudo bash benches/run.sh [--quick] [--repeat N] [--only LIST] [--no-build
   --vswitchd-args ARGS extra arguments for vswitchd, e.g. "--rx-ring v3 --workers 2"
   --udp-procs N        trafgen processes in h1, each pinned to a CPU (default 1: one core stays
                        free for the switch; trafgen's own default is one per CPU)
+  --soak [SECONDS]     memory soak instead of the comparison (default 300 s; with --quick 30 s):
+                       vswitchd with afpacket ports at full load, VmRSS/VmHWM every 5 s, growth
+                       after warm-up (the first 60 s, or the first 20% of runs under 300 s,
+                       at least 5 s).
+                       Saves benches/results/soak-<date>-<time>.json for runs of 60 s and more
+                       unless --quick or --no-save. Not with --only or --repeat.
 EOF
 }
 
@@ -52,6 +66,8 @@ BUILD=1
 SAVE=""
 VSW_EXTRA=""
 UDP_PROCS=1
+SOAK=""
+ONLY_SET=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) QUICK=1 ;;
@@ -64,9 +80,21 @@ while [ $# -gt 0 ]; do
         --only)
             [ $# -ge 2 ] || die "--only needs a list"
             ONLY="$2"
+            ONLY_SET=1
             shift
             ;;
-        --only=*) ONLY="${1#*=}" ;;
+        --only=*)
+            ONLY="${1#*=}"
+            ONLY_SET=1
+            ;;
+        --soak)
+            SOAK=default
+            if [ $# -ge 2 ] && [[ "$2" =~ ^[0-9]+$ ]]; then
+                SOAK="$2"
+                shift
+            fi
+            ;;
+        --soak=*) SOAK="${1#*=}" ;;
         --no-build) BUILD=0 ;;
         --save) SAVE=1 ;;
         --no-save) SAVE=0 ;;
@@ -99,6 +127,17 @@ fi
 { [[ "$UDP_PROCS" =~ ^[1-9][0-9]*$ ]] && [ "$UDP_PROCS" -le "$(nproc)" ]; } ||
     die "--udp-procs wants a number 1..$(nproc), not '$UDP_PROCS'"
 read -r -a VSW_ARGS <<<"$VSW_EXTRA"
+if [ -n "$SOAK" ]; then
+    [ "$ONLY_SET" = 0 ] || die "--soak measures vswitchd with afpacket ports only: no --only"
+    [ -z "$REPEAT" ] || die "--soak takes no --repeat"
+    if [ "$SOAK" = default ]; then
+        SOAK=300
+        [ "$QUICK" = 0 ] || SOAK=30
+    fi
+    { [[ "$SOAK" =~ ^[1-9][0-9]*$ ]] && [ "$SOAK" -ge 10 ] && [ "$SOAK" -le 86400 ]; } ||
+        die "--soak wants seconds, 10..86400, not '$SOAK'"
+    ONLY=afpacket
+fi
 
 SETUPS=()
 IFS=',' read -r -a only_list <<<"$ONLY"
@@ -140,7 +179,10 @@ if [ -n "$REPEAT" ]; then
     R_TCP="$REPEAT"
     R_SHORT="$REPEAT"
 fi
-[ -n "$SAVE" ] || SAVE=$((1 - QUICK))
+if [ -z "$SAVE" ]; then
+    SAVE=$((1 - QUICK))
+    if [ -n "$SOAK" ] && [ "$SOAK" -lt 60 ]; then SAVE=0; fi
+fi
 
 if [ "$(id -u)" -ne 0 ]; then
     die "needs root (network namespaces, Open vSwitch, trafgen): sudo bash benches/run.sh"
@@ -272,9 +314,8 @@ measure_tcp() { # SETUP STREAMS REP
 # 64-byte UDP frames (Ethernet header to payload, no FCS) from trafgen on h1's interface to
 # h2's MAC and IP, port 9. After a warm-up, the counters are sampled over UDP_SECS: offered =
 # h1 tx_packets + tx_dropped, delivered = h2 rx_packets.
-measure_udp() { # SETUP REP
-    local setup="$1" rep="$2" cfg="$TMP/trafgen.cfg" out="$TMP/$1-trafgen-$2.txt" tg
-    local t0 t1 tx0 txd0 rx0 tx1 txd1 rx1 dt offered delivered sent
+trafgen_cfg() { # CFG: write it unless it exists
+    local cfg="$1"
     if [ ! -s "$cfg" ]; then
         local mac1 mac2
         mac1="$(mac_of "$H1" "$HIF1")"
@@ -284,6 +325,11 @@ measure_udp() { # SETUP REP
 { eth(da=$mac2, sa=$mac1, type=0x0800), ipv4(saddr=$IP1, daddr=$IP2, ttl=64, df), udp(sp=9, dp=9), fill(0x00, 22) }
 EOF
     fi
+}
+measure_udp() { # SETUP REP
+    local setup="$1" rep="$2" cfg="$TMP/trafgen.cfg" out="$TMP/$1-trafgen-$2.txt" tg
+    local t0 t1 tx0 txd0 rx0 tx1 txd1 rx1 dt offered delivered sent
+    trafgen_cfg "$cfg"
     # trafgen forks its senders; timeout signals the whole group (SIGINT: trafgen prints its
     # count) a little after the sampling window closes.
     timeout -s INT -k 5 "$(calc "$UDP_WARMUP + $UDP_SECS + 0.6")" \
@@ -428,6 +474,243 @@ setup_vswitchd_tap() {
     record_rss "$s" "$VSW_PID" peak
     vsw_stats "$s"
 }
+
+# ---- soak (--soak SECONDS) -------------------------------------------------------------------
+# vswitchd with afpacket ports (the setup above) at full load for SOAK seconds, VmRSS and VmHWM
+# sampled every SOAK_EVERY s. The load is a cycle of phases, back to back: iperf3 TCP with
+# SOAK_STREAMS streams alone (TSO super-frames), the 64-byte trafgen flood alone (small frames),
+# then both at once, the flood held to SOAK_MIX_RATE (at full rate it overruns h1p's RX ring
+# and TCP stalls); pings every SOAK_PING_INTERVAL s throughout.
+SOAK_EVERY=5
+SOAK_STREAMS=4
+SOAK_TCP_S=20
+SOAK_UDP_S=10
+SOAK_MIX_S=10
+SOAK_MIX_RATE=100000pps
+SOAK_PING_INTERVAL=0.02
+
+soak_counters() { # h1 tx_packets tx_dropped, h2 rx_packets rx_bytes: "a,b,c,d"
+    local a b c d
+    read -r a b < <(stat_of "$H1" "$HIF1" tx_packets tx_dropped)
+    read -r c d < <(stat_of "$H2" "$HIF2" rx_packets rx_bytes)
+    echo "${a:-null},${b:-null},${c:-null},${d:-null}"
+}
+soak_tcp() { # SECONDS PORT OUT: one iperf3 client run, h1 -> h2
+    timeout $(($1 + 20)) ip netns exec "$H1" iperf3 -c "$IP2" -p "$2" -t "$1" -P "$SOAK_STREAMS" -J >"$3" 2>&1
+}
+soak_trafgen() { # SECONDS OUT [ARGS]: the 64-byte flood from h1 (SIGINT after SECONDS: rc 124)
+    local secs="$1" out="$2"
+    shift 2
+    timeout -s INT -k 5 "$secs" ip netns exec "$H1" trafgen -o "$HIF1" -i "$SD/trafgen.cfg" \
+        -P "$UDP_PROCS" --no-sock-mem --notouch-irq -C "$@" >"$out" 2>&1
+}
+
+# The load, run in the background until the epoch second END; one JSON line per phase in
+# $SD/load.jsonl. It never gives up: a failed run is logged (rc) and the next phase starts.
+# The cleanup stops it (TERM) and deleting the namespaces ends what it started there.
+soak_load() { # END
+    local end="$1" n=0 left d kind t0 t1 c0 c1 rc trc tg out
+    trap - EXIT INT TERM
+    set +e
+    while :; do
+        for kind in tcp udp mixed; do
+            left=$((end - $(date +%s)))
+            [ "$left" -ge 1 ] || return 0
+            case "$kind" in
+                tcp) d="$SOAK_TCP_S" ;;
+                udp) d="$SOAK_UDP_S" ;;
+                mixed) d="$SOAK_MIX_S" ;;
+            esac
+            [ "$d" -le "$left" ] || d="$left"
+            n=$((n + 1))
+            out="$SD/phase-$n"
+            c0="$(soak_counters)"
+            t0="$(now)"
+            rc=null
+            trc=null
+            case "$kind" in
+                tcp)
+                    soak_tcp "$d" "$((SOAK_PORT + n % 2))" "$out.iperf.json"
+                    rc=$?
+                    ;;
+                udp)
+                    soak_trafgen "$d" "$out.trafgen.txt"
+                    trc=$?
+                    ;;
+                mixed)
+                    soak_trafgen "$d" "$out.trafgen.txt" -b "$SOAK_MIX_RATE" &
+                    tg=$!
+                    soak_tcp "$d" "$((SOAK_PORT + n % 2))" "$out.iperf.json"
+                    rc=$?
+                    wait "$tg"
+                    trc=$?
+                    ;;
+            esac
+            t1="$(now)"
+            c1="$(soak_counters)"
+            printf '{"n":%d,"phase":"%s","seconds":%d,"start":%s,"end":%s,"iperf3_rc":%s,"trafgen_rc":%s,"counters_before":[%s],"counters_after":[%s]}\n' \
+                "$n" "$kind" "$d" "$t0" "$t1" "$rc" "$trc" "$c0" "$c1" >>"$SD/load.jsonl"
+        done
+    done
+}
+
+# One sample: a JSON line in $SD/samples.jsonl and a line on stdout (with h2's receive rate
+# since the previous sample).
+SOAK_PREV=""
+soak_sample() { # T
+    local t="$1" at fields c line
+    at="$(now)"
+    fields="$(awk '{ k = $1; sub(":", "", k) }
+        k ~ /^(VmRSS|VmHWM|RssAnon|RssFile|RssShmem|Threads)$/ { printf "\"%s\":%s,", k, $2 }' \
+        "/proc/$VSW_PID/status" 2>/dev/null || true)"
+    if [[ "$fields" != *VmRSS* ]] || ! pid_alive "$VSW_PID"; then
+        die "vswitchd (pid $VSW_PID) is gone at t=${t}s of the soak"
+    fi
+    c="$(soak_counters)"
+    line="{\"t\":$t,\"at\":$at,${fields}\"counters\":[$c]}"
+    echo "$line" >>"$SD/samples.jsonl"
+    awk -v t="$t" -v at="$at" -v c="$c" -v prev="$SOAK_PREV" -v f="$fields" 'BEGIN {
+        match(f, /"VmRSS":[0-9]+/); rss = substr(f, RSTART + 8, RLENGTH - 8)
+        match(f, /"VmHWM":[0-9]+/); hwm = substr(f, RSTART + 8, RLENGTH - 8)
+        line = sprintf("t=%4d s  VmRSS %6.2f MiB  VmHWM %6.2f MiB", t, rss / 1024, hwm / 1024)
+        if (prev != "") {
+            split(prev, p, " "); split(c, n, ",")
+            dt = at - p[1]
+            if (dt > 0 && n[3] != "null" && p[4] != "null")
+                line = line sprintf("  h2 rx %6.2f Gbit/s %5.0f kpps", (n[4] - p[5]) * 8 / dt / 1e9, (n[3] - p[4]) / dt / 1000)
+        }
+        print "    " line
+    }'
+    SOAK_PREV="$at ${c//,/ }"
+}
+
+run_soak() {
+    local s=vswitchd-afpacket t0 end t delay times=() port pid rc stamp out
+    SD="$TMP/soak"
+    mkdir -p "$SD"
+    say "soak: vswitchd, afpacket ports ${VSW_EXTRA:+($VSW_EXTRA) }at full load for ${SOAK}s; VmRSS/VmHWM every ${SOAK_EVERY}s; subnet $NET.0/24"
+    UPTIME_START="$(uptime)"
+    LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
+    info "uptime at start: $UPTIME_START"
+    if awk -v l="${LOAD_START%% *}" 'BEGIN { exit !(l >= 0.5) }'; then
+        info "note: the machine is busy (load $LOAD_START): fine for an RSS growth measurement, not for throughput"
+    fi
+    ns_up
+    veths_up
+    vsw_start "$s"
+    SOAK_START_KIB="$(rss_kib "$VSW_PID" VmRSS)"
+    # What runs, taken now: others may commit or rebuild target/release while the soak runs.
+    # /proc/PID/exe is the running binary even if the file was replaced since.
+    BENCH_COMMIT="$(git -C "$ROOT" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)"
+    BENCH_DIRTY=false
+    # Tracked changes only: an untracked test file does not change the binary.
+    [ -z "$(git -C "$ROOT" status --porcelain --untracked-files=no -- vswitch ctl vxlan Cargo.toml Cargo.lock 2>/dev/null)" ] || BENCH_DIRTY=true
+    BENCH_VSWITCHD_BIN="$(date -u -d "@$(stat -L -c %Y "/proc/$VSW_PID/exe")" +%Y-%m-%dT%H:%M:%SZ) $(sha256sum "/proc/$VSW_PID/exe" | cut -c1-16)"
+    vsctl add-br br0 >/dev/null
+    vsctl add-port br0 h1p >/dev/null
+    vsctl add-port br0 h2p >/dev/null
+    vsw_ports_up "$s"
+    connectivity "$s"
+    timeout 10 ip netns exec "$H1" ping -n -q -c 3 -i 0.05 "$IP2" >/dev/null
+    SOAK_IDLE_KIB="$(rss_kib "$VSW_PID" VmRSS)"
+    info "vswitchd pid $VSW_PID: VmRSS $(dec 2 "$(kib_to_mib "$SOAK_START_KIB")") MiB at start, $(dec 2 "$(kib_to_mib "$SOAK_IDLE_KIB")") MiB idle with the ports up"
+    trafgen_cfg "$SD/trafgen.cfg"
+    # Two persistent iperf3 servers in h2; the TCP phases alternate between them, so that a
+    # run never meets a server still winding up the previous one.
+    SOAK_PORT=$((5201 + RANDOM % 2000))
+    SOAK_SERVERS=()
+    for port in "$SOAK_PORT" "$((SOAK_PORT + 1))"; do
+        timeout $((SOAK + 120)) ip netns exec "$H2" iperf3 -s -B "$IP2" -p "$port" >"$SD/iperf3-server-$port.log" 2>&1 &
+        PIDS+=("$!")
+        SOAK_SERVERS+=("$!")
+        wait_for 100 sh -c "ip netns exec '$H2' ss -Hltn 'sport = :$port' | grep -q ." ||
+            die "soak: iperf3 server on port $port did not start"
+    done
+
+    info "load: cycles of TCP -P $SOAK_STREAMS ${SOAK_TCP_S}s, UDP 64 B ${SOAK_UDP_S}s, both ${SOAK_MIX_S}s (UDP at $SOAK_MIX_RATE), back to back; ping every ${SOAK_PING_INTERVAL}s"
+    t0="$(now)"
+    end=$((${t0%.*} + SOAK + 2))
+    ip netns exec "$H1" ping -n -D -i "$SOAK_PING_INTERVAL" -W 1 -w $((SOAK + 1)) "$IP2" >"$SD/ping.txt" 2>&1 &
+    SOAK_PING_PID=$!
+    PIDS+=("$SOAK_PING_PID")
+    soak_load "$end" &
+    SOAK_LOAD_PID=$!
+    PIDS+=("$SOAK_LOAD_PID")
+
+    for ((t = 0; t <= SOAK; t += SOAK_EVERY)); do times+=("$t"); done
+    [ "${times[-1]}" = "$SOAK" ] || times+=("$SOAK")
+    for t in "${times[@]}"; do
+        delay="$(calc "$t0 + $t - $(now)")"
+        if awk -v d="$delay" 'BEGIN { exit !(d > 0) }'; then pause "$delay"; fi
+        soak_sample "$t"
+        if [ "$t" -lt "$SOAK" ] && ! pid_alive "$SOAK_LOAD_PID"; then
+            die "soak: the load generator stopped at t=${t}s"
+        fi
+    done
+
+    # The last phase ends within ~2 s; ping ends by its deadline.
+    rc=0
+    wait "$SOAK_LOAD_PID" || rc=$?
+    forget_pid "$SOAK_LOAD_PID"
+    [ "$rc" = 0 ] || info "warning: the load generator exited with $rc"
+    wait "$SOAK_PING_PID" || true
+    forget_pid "$SOAK_PING_PID"
+    for pid in "${SOAK_SERVERS[@]}"; do
+        stop_pid "$pid"
+        forget_pid "$pid"
+    done
+    SOAK_HWM_KIB="$(rss_kib "$VSW_PID" VmHWM)"
+    SOAK_END_KIB="$(rss_kib "$VSW_PID" VmRSS)"
+    vsctl --json stats >"$SD/stats.json" 2>"$SD/stats.err" || info "warning: vsctl --json stats failed: $(head -c 300 "$SD/stats.err")"
+    UPTIME_END="$(uptime)"
+    ns_down
+
+    # ---- soak report ----
+    stamp="$(date +%Y%m%d-%H%M%S)"
+    export BENCH_DATE BENCH_CPUS BENCH_CPU_MODEL BENCH_KERNEL BENCH_MEM_MIB BENCH_LOAD_START \
+        BENCH_LOAD_END BENCH_UPTIME_START BENCH_UPTIME_END BENCH_COMMIT BENCH_DIRTY \
+        BENCH_VSWITCHD_ARGS BENCH_VSWITCHD_BIN BENCH_IPERF3 BENCH_TRAFGEN BENCH_ELAPSED \
+        BENCH_BUILD_S BENCH_UDP_PROCS SOAK SOAK_T0 SOAK_EVERY SOAK_STREAMS SOAK_TCP_S SOAK_UDP_S \
+        SOAK_MIX_S SOAK_MIX_RATE SOAK_PING_INTERVAL SOAK_START_KIB SOAK_IDLE_KIB SOAK_END_KIB SOAK_HWM_KIB
+    SOAK_T0="$t0"
+    BENCH_DATE="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    BENCH_CPUS="$(nproc)"
+    BENCH_CPU_MODEL="$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
+    BENCH_KERNEL="$(uname -r)"
+    BENCH_MEM_MIB="$(awk '/^MemTotal/ { print int($2 / 1024) }' /proc/meminfo)"
+    BENCH_LOAD_START="$LOAD_START"
+    BENCH_LOAD_END="$(cut -d' ' -f1-3 /proc/loadavg)"
+    BENCH_UPTIME_START="$UPTIME_START"
+    BENCH_UPTIME_END="$UPTIME_END"
+    BENCH_VSWITCHD_ARGS="$VSW_EXTRA"
+    BENCH_IPERF3="$( (iperf3 --version 2>/dev/null || true) | awk 'NR == 1 { print $2 }')"
+    BENCH_TRAFGEN="$( (trafgen -v 2>/dev/null || true) | awk 'NR == 1 { print $2 }')"
+    BENCH_ELAPSED=$(($(date +%s) - START_SECS))
+    BENCH_BUILD_S="$BUILD_SECS"
+    BENCH_UDP_PROCS="$UDP_PROCS"
+    if [ "$SAVE" = 1 ]; then
+        mkdir -p "$RESULTS"
+        out="$RESULTS/soak-$stamp.json"
+    else
+        out="$SD/soak.json"
+    fi
+    say "soak results"
+    python3 "$LIB" soak-report "$SD" "$out"
+    echo
+    if [ "$SAVE" = 1 ]; then
+        echo "raw results: ${out#"$ROOT"/}   (markdown: python3 benches/lib/bench.py soak-table ${out#"$ROOT"/} --markdown)"
+    else
+        echo "not saved (runs under 60 s, --quick or --no-save; --save to keep one)"
+    fi
+    echo "run time: ${BENCH_ELAPSED}s (of which cargo build ${BUILD_SECS}s) on $BENCH_CPUS cores ($BENCH_CPU_MODEL)"
+    echo "uptime at start: $UPTIME_START"
+    echo "uptime at end:   $UPTIME_END"
+}
+
+if [ -n "$SOAK" ]; then
+    run_soak
+    exit 0
+fi
 
 # ---- run -------------------------------------------------------------------------------------
 LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
