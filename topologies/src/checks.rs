@@ -295,8 +295,18 @@ fn run_inner(lab: &mut Lab<'_>, check: &Check) -> Result<Outcome> {
             };
             let fig = match hit {
                 Some(e) => format!(
-                    "{mac} on port {} (vlan {}, age {} s)",
-                    e.port, e.vlan, e.age
+                    "{mac} on port {} (vlan {}, age {}{})",
+                    e.port,
+                    e.vlan,
+                    if e.is_static {
+                        "static".to_string()
+                    } else {
+                        format!("{} s", e.age)
+                    },
+                    e.remote
+                        .as_ref()
+                        .map(|r| format!(", behind remote VTEP {r}"))
+                        .unwrap_or_default()
                 ),
                 None => format!(
                     "{mac} not learned{} ({} entries)",
@@ -318,6 +328,13 @@ fn run_inner(lab: &mut Lab<'_>, check: &Check) -> Result<Outcome> {
             };
             Ok(Outcome::new(pass, fig))
         }
+        CheckKind::Broadcast {
+            from,
+            subnet,
+            port,
+            count,
+            to,
+        } => broadcast(lab, check.line, from, subnet.broadcast(), *port, *count, to),
         CheckKind::Exec {
             node,
             cmd,
@@ -350,6 +367,77 @@ fn run_inner(lab: &mut Lab<'_>, check: &Check) -> Result<Outcome> {
             Ok(Outcome::new(pass, fig))
         }
     }
+}
+
+/// `count` UDP datagrams from `from` to `bcast:port`; every host of `to` must receive
+/// each exactly once (a copy more is a forwarding loop or a duplicating replication).
+fn broadcast(
+    lab: &mut Lab<'_>,
+    line: u64,
+    from: &str,
+    bcast: std::net::Ipv4Addr,
+    port: u16,
+    count: u32,
+    to: &[String],
+) -> Result<Outcome> {
+    let me = lab.bins.vstopo.display().to_string();
+    let p = port.to_string();
+    let token = format!("{}-{line}", lab.state.run);
+    let mut listeners = Vec::new();
+    for t in to {
+        let h = lab.spawn_helper(
+            t,
+            "udp-listen",
+            &[&me, "probe", "udp-listen", "--port", &p, "--seconds", "30"],
+        )?;
+        wait_log(lab, h, "listening")?;
+        listeners.push((t.clone(), h));
+    }
+    let o = lab.exec(
+        from,
+        &[
+            &me,
+            "probe",
+            "udp-broadcast",
+            "--to",
+            &bcast.to_string(),
+            "--port",
+            &p,
+            "--count",
+            &count.to_string(),
+            "--token",
+            &token,
+        ],
+        SHORT,
+    )?;
+    if !o.success() {
+        bail!("the broadcaster failed: {}", o.text());
+    }
+    let needle = format!("vstopo-broadcast {token} ");
+    let got = |lab: &Lab<'_>| -> Vec<(String, usize)> {
+        listeners
+            .iter()
+            .map(|(t, h)| (t.clone(), lab.helper_log(*h).matches(&needle).count()))
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while got(lab).iter().any(|(_, n)| *n < count as usize) && std::time::Instant::now() < deadline
+    {
+        proc::sleep(Duration::from_millis(50))?;
+    }
+    // Copies still on their way would be duplicates: give them a moment.
+    proc::sleep(Duration::from_millis(200))?;
+    let seen = got(lab);
+    let pass = seen.iter().all(|(_, n)| *n == count as usize);
+    let mut fig = seen
+        .iter()
+        .map(|(t, n)| format!("{t} {n}/{count}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if !pass {
+        let _ = write!(fig, "; expected each to receive {count} exactly once");
+    }
+    Ok(Outcome::new(pass, format!("received: {fig}")))
 }
 
 /// Waits until helper `h`'s log contains `needle`.

@@ -50,7 +50,7 @@ fn preflight(plan: &Plan) -> Result<Bins> {
             CheckKind::Iperf { .. } => tools.push("iperf3"),
             CheckKind::Http { .. } => tools.extend(["python3", "curl"]),
             CheckKind::Exec { .. } => tools.push("sh"),
-            CheckKind::Tcp { .. } | CheckKind::Fdb { .. } => {}
+            CheckKind::Tcp { .. } | CheckKind::Fdb { .. } | CheckKind::Broadcast { .. } => {}
         }
     }
     tools.sort_unstable();

@@ -359,8 +359,21 @@ pub fn steps(plan: &Plan) -> Vec<Step> {
             });
         }
     }
+    // Tunnels last: a `local` address must exist before the VTEP binds it.
     for s in &plan.switches {
-        let ports: Vec<String> = plan.ports_of(&s.name).map(|p| p.name.clone()).collect();
+        for t in &s.tunnels {
+            v.push(Step::Vsctl {
+                switch: s.name.clone(),
+                args: t.add_args(),
+            });
+        }
+    }
+    for s in &plan.switches {
+        let ports: Vec<String> = plan
+            .ports_of(&s.name)
+            .map(|p| p.name.clone())
+            .chain(s.tunnels.iter().map(|t| t.name.clone()))
+            .collect();
         if !ports.is_empty() {
             v.push(Step::WaitPorts {
                 switch: s.name.clone(),

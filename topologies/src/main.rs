@@ -74,6 +74,24 @@ enum Probe {
         #[arg(long, default_value_t = 2000)]
         timeout_ms: u64,
     },
+    /// Print every UDP datagram arriving on 0.0.0.0:PORT for SECONDS.
+    UdpListen {
+        #[arg(long)]
+        port: u16,
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+    },
+    /// Send COUNT UDP datagrams carrying TOKEN to a broadcast address.
+    UdpBroadcast {
+        #[arg(long)]
+        to: std::net::Ipv4Addr,
+        #[arg(long)]
+        port: u16,
+        #[arg(long, default_value_t = 3)]
+        count: u32,
+        #[arg(long)]
+        token: String,
+    },
 }
 
 fn main() {
@@ -99,6 +117,27 @@ fn main() {
             vstopo::probe::connect(to, port, std::time::Duration::from_millis(timeout_ms));
             0
         }
+        Cmd::Probe(Probe::UdpListen { port, seconds }) => {
+            match vstopo::probe::udp_listen(port, seconds) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("vstopo probe udp-listen: {e}");
+                    1
+                }
+            }
+        }
+        Cmd::Probe(Probe::UdpBroadcast {
+            to,
+            port,
+            count,
+            token,
+        }) => match vstopo::probe::udp_broadcast(to, port, count, &token) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("vstopo probe udp-broadcast: {e}");
+                1
+            }
+        },
     };
     std::process::exit(code);
 }

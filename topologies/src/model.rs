@@ -53,6 +53,31 @@ pub struct SwitchSpec {
     pub log_level: Option<S<String>>,
     #[serde(default)]
     pub bridges: Vec<S<BridgeSpec>>,
+    /// VXLAN tunnel ports (`vsctl add-tunnel`), over the underlay of the switch's host.
+    #[serde(default)]
+    pub tunnels: Vec<S<TunnelSpec>>,
+}
+
+/// One VXLAN tunnel port of a switch.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TunnelSpec {
+    /// The port's name (default `vxlanVNI`).
+    pub name: Option<S<String>>,
+    /// Default: the switch's only bridge.
+    pub bridge: Option<S<String>>,
+    /// VXLAN network identifier, 0..=16777215.
+    pub vni: S<i64>,
+    /// The far VTEPs: switches or hosts (their underlay address on a subnet this switch's
+    /// host shares), `HOST:IFACE`, or IPv4 addresses.
+    pub remotes: S<Vec<S<String>>>,
+    /// The underlay address to send from: `HOST:IFACE` of the switch's host or one of its
+    /// IPv4 addresses (default: the kernel chooses).
+    pub local: Option<S<String>>,
+    /// UDP destination port (default 4789).
+    pub dstport: Option<S<i64>>,
+    /// Carry this VLAN of the bridge (the tunnel is an access port of it).
+    pub vlan: Option<S<i64>>,
 }
 
 /// One bridge of a switch.
@@ -161,6 +186,7 @@ pub enum CheckSpec {
     Http(HttpSpec),
     Fdb(FdbSpec),
     Exec(ExecSpec),
+    Broadcast(BroadcastSpec),
 }
 
 /// Reachability a ping expects.
@@ -327,6 +353,23 @@ pub struct FdbSpec {
     pub vlan: Option<S<i64>>,
     /// Default true.
     pub learned: Option<bool>,
+}
+
+/// `broadcast`: UDP datagrams to the subnet's broadcast address from one host, counted
+/// by a listener in every other host of that subnet.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BroadcastSpec {
+    pub name: Option<String>,
+    /// `HOST` (its first address) or `HOST:IFACE`.
+    pub from: S<String>,
+    /// The hosts that must receive (default: every other host with an address in the
+    /// sender's subnet).
+    pub to: Option<Vec<S<String>>>,
+    /// Datagrams sent (default 3); each receiver must get exactly this many.
+    pub count: Option<S<u32>>,
+    /// UDP port (default 9999).
+    pub port: Option<S<u32>>,
 }
 
 /// `exec`: a shell command in a node.

@@ -287,6 +287,64 @@ pub struct Switch {
     pub workers: Option<u32>,
     pub log_level: String,
     pub bridges: Vec<Bridge>,
+    /// VXLAN tunnel ports, added once the host's underlay addresses are up.
+    pub tunnels: Vec<Tunnel>,
+}
+
+/// The VXLAN port of the IANA.
+pub const VXLAN_PORT: u16 = 4789;
+
+/// A VXLAN tunnel port of a switch (`vsctl add-tunnel`).
+#[derive(Debug, Clone)]
+pub struct Tunnel {
+    /// The port's name.
+    pub name: String,
+    pub bridge: String,
+    pub vni: u32,
+    pub remotes: Vec<Remote>,
+    /// The underlay address to bind (none: the kernel chooses).
+    pub local: Option<Ipv4Addr>,
+    pub dstport: u16,
+    /// The bridge VLAN the tunnel carries as an access port.
+    pub vlan: Option<u16>,
+}
+
+/// A far VTEP of a tunnel.
+#[derive(Debug, Clone)]
+pub struct Remote {
+    pub ip: Ipv4Addr,
+    /// How the file named it (a switch, a host, `HOST:IFACE` or the address itself).
+    pub named: String,
+}
+
+impl Tunnel {
+    /// The `vsctl` arguments that create it.
+    pub fn add_args(&self) -> Vec<String> {
+        let mut v: Vec<String> = vec![
+            "add-tunnel".into(),
+            self.bridge.clone(),
+            self.name.clone(),
+            "--vni".into(),
+            self.vni.to_string(),
+        ];
+        for r in &self.remotes {
+            v.push("--remote".into());
+            v.push(r.ip.to_string());
+        }
+        if let Some(l) = self.local {
+            v.push("--local".into());
+            v.push(l.to_string());
+        }
+        if self.dstport != VXLAN_PORT {
+            v.push("--dstport".into());
+            v.push(self.dstport.to_string());
+        }
+        if let Some(vid) = self.vlan {
+            v.push("--vlan".into());
+            v.push(vid.to_string());
+        }
+        v
+    }
 }
 
 /// A bridge of a switch.
@@ -431,6 +489,15 @@ pub enum CheckKind {
         output: Option<String>,
         timeout: Duration,
     },
+    Broadcast {
+        from: String,
+        /// The sender's subnet; datagrams go to its broadcast address.
+        subnet: Cidr,
+        port: u16,
+        count: u32,
+        /// The hosts that must each receive `count` datagrams.
+        to: Vec<String>,
+    },
 }
 
 impl Plan {
@@ -477,6 +544,24 @@ impl Plan {
                 Link::HostHost { .. } => vec![],
             })
             .filter(move |p| p.switch == switch)
+    }
+
+    /// The names of every port of `switch` on `bridge`: link ports and tunnels.
+    pub fn port_names(&self, switch: &str, bridge: &str) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .ports_of(switch)
+            .filter(|p| p.bridge == bridge)
+            .map(|p| p.name.clone())
+            .collect();
+        if let Some(s) = self.switch(switch) {
+            v.extend(
+                s.tunnels
+                    .iter()
+                    .filter(|t| t.bridge == bridge)
+                    .map(|t| t.name.clone()),
+            );
+        }
+        v
     }
 }
 
@@ -641,6 +726,7 @@ fn resolve(cx: &mut Cx<'_>, tf: TopologyFile, file: &str, stem: &str) -> Plan {
         checks: Vec::new(),
     };
     resolve_links(cx, &tf, &nodes, &mut plan);
+    resolve_tunnels(cx, &tf, &nodes, &mut plan);
     for (idx, c) in tf.checks.iter().enumerate() {
         if let Some(check) = resolve_check(cx, c, idx, &nodes, &plan) {
             plan.checks.push(check);
@@ -815,6 +901,7 @@ fn resolve_switch(cx: &mut Cx<'_>, s: &SwitchSpec, nodes: &Nodes) -> Switch {
             .map(|l| l.value.clone())
             .unwrap_or_else(|| "info".into()),
         bridges,
+        tunnels: Vec::new(),
     }
 }
 
@@ -1211,6 +1298,368 @@ fn resolve_links(cx: &mut Cx<'_>, tf: &TopologyFile, nodes: &Nodes, plan: &mut P
                     ),
                 );
             }
+        }
+    }
+}
+
+/// The addresses of host `name` (empty for an unknown host).
+fn host_addrs(plan: &Plan, name: &str) -> Vec<(String, Cidr)> {
+    plan.host(name)
+        .map(|h| {
+            h.ifaces
+                .iter()
+                .filter_map(|i| i.addr.map(|a| (i.name.clone(), a)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A far VTEP as the file names it: a switch or host (its address on a subnet the
+/// local host shares), `HOST:IFACE`, or an IPv4 address. `own` is the switch's host.
+fn resolve_remote(
+    cx: &mut Cx<'_>,
+    r: &S<String>,
+    own: &str,
+    plan: &Plan,
+    nodes: &Nodes,
+) -> Option<Ipv4Addr> {
+    let text = r.value.as_str();
+    let mine = host_addrs(plan, own);
+    if let Ok(ip) = text.parse::<Ipv4Addr>() {
+        if let Err(e) = ctl::validate::remote(&ip.into()) {
+            cx.err(&r.referenced, e);
+            return None;
+        }
+        if mine.iter().any(|(_, c)| c.ip == ip) {
+            cx.err(
+                &r.referenced,
+                format!("remote {ip} is an address of {own}, this switch's own host"),
+            );
+            return None;
+        }
+        return Some(ip);
+    }
+    if let Some((h, i)) = text.split_once(':') {
+        let Some(host) = plan.host(h) else {
+            cx.err(
+                &r.referenced,
+                format!("remote `{text}`: unknown host `{h}`"),
+            );
+            return None;
+        };
+        if h == own {
+            cx.err(
+                &r.referenced,
+                format!("remote `{text}` is on {own}, this switch's own host"),
+            );
+            return None;
+        }
+        return match host.ifaces.iter().find(|x| x.name == i) {
+            Some(x) => match x.addr {
+                Some(c) => Some(c.ip),
+                None => {
+                    cx.err(
+                        &r.referenced,
+                        format!("remote `{text}` has no IPv4 address"),
+                    );
+                    None
+                }
+            },
+            None => {
+                cx.err(
+                    &r.referenced,
+                    format!("remote `{text}`: host {h} has no interface `{i}`"),
+                );
+                None
+            }
+        };
+    }
+    let host = match nodes.kind(text) {
+        Some(NodeKind::Host) => text.to_string(),
+        Some(NodeKind::Switch) => match plan.switch(text).and_then(|s| s.host.clone()) {
+            Some(h) => h,
+            None => {
+                cx.err(
+                    &r.referenced,
+                    format!(
+                        "remote `{text}` is a switch in a namespace of its own, with no underlay address; \
+                         give it `host:` or name an address"
+                    ),
+                );
+                return None;
+            }
+        },
+        None => {
+            cx.err(
+                &r.referenced,
+                format!(
+                    "remote `{text}` is neither a switch, a host, HOST:IFACE nor an IPv4 address"
+                ),
+            );
+            return None;
+        }
+    };
+    if host == own {
+        cx.err(
+            &r.referenced,
+            format!("remote `{text}` runs on {own}, this switch's own host"),
+        );
+        return None;
+    }
+    let shared: Vec<(String, Cidr)> = host_addrs(plan, &host)
+        .into_iter()
+        .filter(|(_, c)| {
+            mine.iter()
+                .any(|(_, m)| m.contains(c.ip) && c.contains(m.ip))
+        })
+        .collect();
+    match shared.as_slice() {
+        [(_, c)] => Some(c.ip),
+        [] => {
+            let mine: Vec<String> = mine.iter().map(|(_, c)| c.to_string()).collect();
+            cx.err(
+                &r.referenced,
+                format!(
+                    "remote `{text}`: host {host} has no address on a subnet of {own} ({}); \
+                     add an underlay link between them or name an address",
+                    if mine.is_empty() {
+                        "no addresses".to_string()
+                    } else {
+                        mine.join(", ")
+                    }
+                ),
+            );
+            None
+        }
+        many => {
+            let names: Vec<String> = many
+                .iter()
+                .map(|(i, c)| format!("{host}:{i} {}", c.ip))
+                .collect();
+            cx.err(
+                &r.referenced,
+                format!(
+                    "remote `{text}`: host {host} has several addresses on {own}'s subnets ({}); name one as HOST:IFACE",
+                    names.join(", ")
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// The `tunnels` of every switch: VNI, remotes, local address, port, VLAN, and names
+/// that clash with nothing.
+fn resolve_tunnels(cx: &mut Cx<'_>, tf: &TopologyFile, nodes: &Nodes, plan: &mut Plan) {
+    // (host, local, dstport) -> (switch, line): one VXLAN socket per address and port.
+    let mut sockets: HashMap<(String, Option<Ipv4Addr>, u16), (String, u64)> = HashMap::new();
+    for (si, s) in tf.switches.iter().enumerate() {
+        let s = &s.value;
+        let Some(sw) = plan.switches.get(si).cloned() else {
+            continue;
+        };
+        let mut tunnels: Vec<Tunnel> = Vec::new();
+        // (local, dstport, vni) -> (tunnel, line)
+        let mut vnis: HashMap<(Option<Ipv4Addr>, u16, u32), (String, u64)> = HashMap::new();
+        for t in &s.tunnels {
+            let at = t.referenced;
+            let t = &t.value;
+            let Some(own) = sw.host.clone() else {
+                cx.err(
+                    &at,
+                    format!(
+                        "switch {} has tunnels but runs in a namespace of its own; give it `host:` \
+                         (the machine whose interfaces are its underlay)",
+                        sw.name
+                    ),
+                );
+                continue;
+            };
+            let errs_before = cx.errs.len();
+            let bridge = match &t.bridge {
+                Some(b) => {
+                    if sw.bridges.iter().all(|x| x.name != b.value) {
+                        cx.err(
+                            &b.referenced,
+                            format!("switch {} has no bridge `{}`", sw.name, b.value),
+                        );
+                    }
+                    b.value.clone()
+                }
+                None => match sw.bridges.as_slice() {
+                    [only] => only.name.clone(),
+                    [] => {
+                        cx.err(
+                            &at,
+                            format!("switch {} has no bridges for a tunnel", sw.name),
+                        );
+                        String::new()
+                    }
+                    _ => {
+                        cx.err(
+                            &at,
+                            format!(
+                                "switch {} has several bridges; add `bridge:` to the tunnel",
+                                sw.name
+                            ),
+                        );
+                        String::new()
+                    }
+                },
+            };
+            let vni = match u32::try_from(t.vni.value)
+                .ok()
+                .filter(|v| ctl::validate::vni(*v).is_ok())
+            {
+                Some(v) => v,
+                None => {
+                    cx.err(
+                        &t.vni.referenced,
+                        format!(
+                            "VNI {} is outside 0..={}",
+                            t.vni.value,
+                            ctl::validate::VNI_MAX
+                        ),
+                    );
+                    0
+                }
+            };
+            let dstport = match &t.dstport {
+                Some(p) => match u16::try_from(p.value).ok().filter(|p| *p > 0) {
+                    Some(p) => p,
+                    None => {
+                        cx.err(
+                            &p.referenced,
+                            format!("dstport {} is outside 1..=65535", p.value),
+                        );
+                        VXLAN_PORT
+                    }
+                },
+                None => VXLAN_PORT,
+            };
+            let vlan = t.vlan.as_ref().and_then(|v| vid(cx, v));
+            let name = match &t.name {
+                Some(n) => {
+                    if let Err(e) = iface_name(&n.value) {
+                        cx.err(&n.referenced, format!("tunnel {e}"));
+                    }
+                    n.value.clone()
+                }
+                None => format!("vxlan{vni}"),
+            };
+            let name_at = t.name.as_ref().map(|n| n.referenced).unwrap_or(at);
+            if plan.ports_of(&sw.name).any(|p| p.name == name) {
+                cx.err(
+                    &name_at,
+                    format!(
+                        "tunnel name `{name}` is already a port of switch {} (from a link); name the tunnel: `name: …`",
+                        sw.name
+                    ),
+                );
+            } else if tunnels.iter().any(|x| x.name == name) {
+                cx.err(
+                    &name_at,
+                    format!("switch {} already has a tunnel `{name}`", sw.name),
+                );
+            }
+            let mine = host_addrs(plan, &own);
+            let local = match &t.local {
+                None => None,
+                Some(l) => {
+                    let found = match l.value.split_once(':') {
+                        Some((h, i)) if h == own => {
+                            mine.iter().find(|(n, _)| n == i).map(|(_, c)| c.ip)
+                        }
+                        Some(_) => None,
+                        None => l
+                            .value
+                            .parse::<Ipv4Addr>()
+                            .ok()
+                            .filter(|ip| mine.iter().any(|(_, c)| c.ip == *ip)),
+                    };
+                    if found.is_none() {
+                        let list: Vec<String> = mine
+                            .iter()
+                            .map(|(i, c)| format!("{own}:{i} {}", c.ip))
+                            .collect();
+                        cx.err(
+                            &l.referenced,
+                            format!(
+                                "local `{}` is not an address of {own}, this switch's host (its addresses: {})",
+                                l.value,
+                                if list.is_empty() { "none".to_string() } else { list.join(", ") }
+                            ),
+                        );
+                    }
+                    found
+                }
+            };
+            if t.remotes.value.is_empty() {
+                cx.err(&t.remotes.referenced, "`remotes` lists no VTEP");
+            }
+            let mut remotes: Vec<Remote> = Vec::new();
+            for r in &t.remotes.value {
+                let Some(ip) = resolve_remote(cx, r, &own, plan, nodes) else {
+                    continue;
+                };
+                if let Some(first) = remotes.iter().find(|x| x.ip == ip) {
+                    cx.err(
+                        &r.referenced,
+                        format!(
+                            "remote `{}` is {ip}, already listed as `{}`",
+                            r.value, first.named
+                        ),
+                    );
+                    continue;
+                }
+                remotes.push(Remote {
+                    ip,
+                    named: r.value.clone(),
+                });
+            }
+            if cx.errs.len() > errs_before {
+                continue;
+            }
+            if let Some((other, line)) =
+                vnis.insert((local, dstport, vni), (name.clone(), at.line()))
+            {
+                cx.err(
+                    &t.vni.referenced,
+                    format!(
+                        "VNI {vni} on UDP port {dstport} is already tunnel {other} (line {line})"
+                    ),
+                );
+                continue;
+            }
+            let key = (own.clone(), local, dstport);
+            match sockets.get(&key) {
+                Some((other, line)) if *other != sw.name => {
+                    cx.err(
+                        &at,
+                        format!(
+                            "switch {other} (line {line}) already has tunnels on UDP port {dstport} of host {own}; \
+                             give this tunnel another `dstport` or `local`"
+                        ),
+                    );
+                    continue;
+                }
+                Some(_) => {}
+                None => {
+                    sockets.insert(key, (sw.name.clone(), at.line()));
+                }
+            }
+            tunnels.push(Tunnel {
+                name,
+                bridge,
+                vni,
+                remotes,
+                local,
+                dstport,
+                vlan,
+            });
+        }
+        if let Some(x) = plan.switches.get_mut(si) {
+            x.tunnels = tunnels;
         }
     }
 }
@@ -1769,12 +2218,8 @@ fn resolve_check(
                 })
             };
             if let Some(p) = &f.port {
-                let ports: Vec<&str> = plan
-                    .ports_of(&sw.name)
-                    .filter(|q| q.bridge == bridge)
-                    .map(|q| q.name.as_str())
-                    .collect();
-                if !ports.contains(&p.value.as_str()) {
+                let ports = plan.port_names(&sw.name, &bridge);
+                if !ports.contains(&p.value) {
                     cx.err(
                         &p.referenced,
                         format!(
@@ -1813,6 +2258,113 @@ fn resolve_check(
                     port: f.port.as_ref().map(|p| p.value.clone()),
                     vlan,
                     learned,
+                },
+            )
+        }
+        CheckSpec::Broadcast(b) => {
+            let count = count(cx, &b.count, 3);
+            let port = b.port.as_ref().map(|p| tcp_port(cx, p)).unwrap_or(9999);
+            let (h, i) = match b.from.value.split_once(':') {
+                Some((h, i)) => (h, Some(i)),
+                None => (b.from.value.as_str(), None),
+            };
+            let Some(host) = plan.host(h) else {
+                cx.err(
+                    &b.from.referenced,
+                    format!("`{}` is neither a host nor HOST:IFACE", b.from.value),
+                );
+                return None;
+            };
+            let subnet = match i {
+                Some(i) => host
+                    .ifaces
+                    .iter()
+                    .find(|x| x.name == i)
+                    .and_then(|x| x.addr),
+                None => host.ifaces.iter().find_map(|x| x.addr),
+            };
+            let Some(subnet) = subnet else {
+                cx.err(
+                    &b.from.referenced,
+                    format!("`{}` has no IPv4 address to send from", b.from.value),
+                );
+                return None;
+            };
+            if subnet.prefix > 30 {
+                cx.err(
+                    &b.from.referenced,
+                    format!("{subnet} has no broadcast address (prefix longer than /30)"),
+                );
+                return None;
+            }
+            let bcast = subnet.broadcast();
+            let accepts = |name: &str| {
+                plan.host(name).is_some_and(|x| {
+                    x.ifaces
+                        .iter()
+                        .filter_map(|i| i.addr)
+                        .any(|c| c.broadcast() == bcast && c.prefix == subnet.prefix)
+                })
+            };
+            let to: Vec<String> = match &b.to {
+                Some(list) => {
+                    let mut v: Vec<String> = Vec::new();
+                    for t in list {
+                        if plan.host(&t.value).is_none() {
+                            cx.err(&t.referenced, format!("unknown host `{}`", t.value));
+                        } else if t.value == h {
+                            cx.err(&t.referenced, format!("`{}` is the sender", t.value));
+                        } else if !accepts(&t.value) {
+                            cx.err(
+                                &t.referenced,
+                                format!(
+                                    "host {} has no address in {}/{}, so it would not accept broadcasts to {bcast}",
+                                    t.value,
+                                    subnet.network(),
+                                    subnet.prefix
+                                ),
+                            );
+                        } else if v.contains(&t.value) {
+                            cx.err(&t.referenced, format!("host {} is listed twice", t.value));
+                        } else {
+                            v.push(t.value.clone());
+                        }
+                    }
+                    v
+                }
+                None => {
+                    let v: Vec<String> = plan
+                        .hosts
+                        .iter()
+                        .filter(|x| x.name != h && accepts(&x.name))
+                        .map(|x| x.name.clone())
+                        .collect();
+                    if v.is_empty() {
+                        cx.err(
+                            &b.from.referenced,
+                            format!(
+                                "no other host has an address in {}/{} to receive broadcasts",
+                                subnet.network(),
+                                subnet.prefix
+                            ),
+                        );
+                    }
+                    v
+                }
+            };
+            (
+                b.name.clone().unwrap_or_else(|| {
+                    format!(
+                        "broadcast {h} -> {bcast}:{port} x{count} reaches {}",
+                        to.join(", ")
+                    )
+                }),
+                CheckKind::Broadcast {
+                    from: h.to_string(),
+                    subnet,
+                    port,
+                    count,
+                    to,
                 },
             )
         }
@@ -2072,6 +2624,188 @@ links:
                 .any(|e| e.contains("`vlan` belongs on a switch end")),
             "{:?}",
             errs(&y)
+        );
+    }
+
+    const VX: &str = "\
+hosts:
+  - name: hv1
+    interfaces: [{name: eth1, ip: 172.19.0.1/24}]
+  - name: hv2
+    interfaces: [{name: eth1, ip: 172.19.0.2/24}]
+  - name: c1
+    interfaces: [{name: eth0, ip: 10.50.0.1/24}]
+  - name: c2
+    interfaces: [{name: eth0, ip: 10.50.0.2/24}]
+switches:
+  - name: sw1
+    host: hv1
+    bridges: [{name: br0}]
+    tunnels:
+      - {vni: 42, remotes: [sw2]}
+  - name: sw2
+    host: hv2
+    bridges: [{name: br0}]
+    tunnels:
+      - {name: vx0, vni: 42, remotes: [hv1:eth1], dstport: 8472, local: 172.19.0.2, vlan: 10}
+links:
+  - endpoints: [c1, sw1]
+  - endpoints: [c2, sw2]
+  - endpoints: [hv1:eth1, hv2:eth1]
+";
+
+    #[test]
+    fn tunnels_resolve_remotes_and_defaults() {
+        let p = parse(VX, "t.yaml", "t").unwrap();
+        let t1 = &p.switch("sw1").unwrap().tunnels[0];
+        assert_eq!(t1.name, "vxlan42");
+        assert_eq!(t1.bridge, "br0");
+        assert_eq!(t1.dstport, VXLAN_PORT);
+        assert_eq!(t1.remotes[0].ip, "172.19.0.2".parse::<Ipv4Addr>().unwrap());
+        assert_eq!(
+            t1.add_args().join(" "),
+            "add-tunnel br0 vxlan42 --vni 42 --remote 172.19.0.2"
+        );
+        let t2 = &p.switch("sw2").unwrap().tunnels[0];
+        assert_eq!(
+            t2.add_args().join(" "),
+            "add-tunnel br0 vx0 --vni 42 --remote 172.19.0.1 --local 172.19.0.2 --dstport 8472 --vlan 10"
+        );
+        assert_eq!(p.port_names("sw2", "br0"), vec!["c2-eth0", "vx0"]);
+        let y = format!("{VX}checks:\n  - fdb: {{switch: sw1, mac: c2, port: vxlan42}}\n  - broadcast: {{from: c1}}\n");
+        let p = parse(&y, "t.yaml", "t").unwrap();
+        match &p.checks[1].kind {
+            CheckKind::Broadcast {
+                to,
+                port,
+                count,
+                subnet,
+                ..
+            } => {
+                assert_eq!(to, &vec!["c2".to_string()]);
+                assert_eq!((*port, *count), (9999, 3));
+                assert_eq!(
+                    subnet.broadcast(),
+                    "10.50.0.255".parse::<Ipv4Addr>().unwrap()
+                );
+            }
+            k => panic!("{k:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_tunnels_have_their_line() {
+        let one = |from: &str, to: &str, want: &str| {
+            assert!(VX.contains(from), "{from}");
+            let e = errs(&VX.replacen(from, to, 1));
+            assert!(
+                e.iter().any(|e| e.contains(want)),
+                "{to}: want {want:?}: {e:?}"
+            );
+        };
+        one(
+            "{vni: 42,",
+            "{vni: 16777216,",
+            "t.yaml:15: VNI 16777216 is outside 0..=16777215",
+        );
+        one("{vni: 42,", "{vni: -1,", "t.yaml:15: VNI -1 is outside");
+        one(
+            "{vni: 42,",
+            "{vnl: 42, vni: 42,",
+            "t.yaml:15: unknown field `vnl`",
+        );
+        one(
+            "remotes: [sw2]",
+            "remotes: []",
+            "t.yaml:15: `remotes` lists no VTEP",
+        );
+        one(
+            "remotes: [sw2]",
+            "remotes: [sw9]",
+            "t.yaml:15: remote `sw9` is neither",
+        );
+        one(
+            "remotes: [sw2]",
+            "remotes: [239.1.1.1]",
+            "t.yaml:15: remote 239.1.1.1 is not a unicast",
+        );
+        one(
+            "remotes: [sw2]",
+            "remotes: [172.19.0.1]",
+            "is an address of hv1, this switch's own host",
+        );
+        one(
+            "remotes: [sw2]",
+            "remotes: [sw1]",
+            "runs on hv1, this switch's own host",
+        );
+        one(
+            "remotes: [sw2]",
+            "remotes: [c1]",
+            "host c1 has no address on a subnet of hv1",
+        );
+        one(
+            "remotes: [sw2]",
+            "remotes: [sw2, hv2:eth1]",
+            "remote `hv2:eth1` is 172.19.0.2, already listed as `sw2`",
+        );
+        one(
+            "remotes: [sw2]",
+            "remotes: [hv2:eth9]",
+            "host hv2 has no interface `eth9`",
+        );
+        one(
+            "dstport: 8472",
+            "dstport: 0",
+            "t.yaml:20: dstport 0 is outside 1..=65535",
+        );
+        one(
+            "vlan: 10",
+            "vlan: 4095",
+            "t.yaml:20: VLAN 4095 is outside 1..=4094",
+        );
+        one(
+            "local: 172.19.0.2",
+            "local: 172.19.0.1",
+            "local `172.19.0.1` is not an address of hv2",
+        );
+        one(
+            "name: vx0,",
+            "name: c2-eth0,",
+            "t.yaml:20: tunnel name `c2-eth0` is already a port of switch sw2",
+        );
+        one(
+            "name: vx0,",
+            "name: a-name-much-too-long,",
+            "t.yaml:20: tunnel",
+        );
+        one(
+            "    host: hv1\n",
+            "",
+            "switch sw1 has tunnels but runs in a namespace of its own",
+        );
+        one(
+            "      - {vni: 42, remotes: [sw2]}\n",
+            "      - {vni: 42, remotes: [sw2]}\n      - {name: vy, vni: 42, remotes: [sw2]}\n",
+            "t.yaml:16: VNI 42 on UDP port 4789 is already tunnel vxlan42 (line 15)",
+        );
+        let y = format!("{VX}checks:\n  - broadcast: {{from: c1, to: [hv2]}}\n  - broadcast: {{from: c1, count: 0}}\n  - fdb: {{switch: sw1, mac: c2, port: vx9}}\n");
+        let e = errs(&y);
+        assert!(
+            e.iter()
+                .any(|e| e.starts_with("t.yaml:26: host hv2 has no address in 10.50.0.0/24")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter()
+                .any(|e| e.starts_with("t.yaml:27: count 0 is outside")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter().any(|e| e.starts_with(
+                "t.yaml:28: bridge sw1:br0 has no port `vx9` (its ports: c1-eth0, vxlan42)"
+            )),
+            "{e:?}"
         );
     }
 

@@ -166,6 +166,43 @@ pub fn show(plan: &Plan, with_steps: bool) -> String {
         };
         let _ = writeln!(s, "  {line}");
     }
+    let tunnels: Vec<_> = plan
+        .switches
+        .iter()
+        .flat_map(|sw| sw.tunnels.iter().map(move |t| (sw, t)))
+        .collect();
+    if !tunnels.is_empty() {
+        let _ = writeln!(s, "\ntunnels (VXLAN over the switch's host's underlay):");
+        for (sw, t) in tunnels {
+            let remotes: Vec<String> = t
+                .remotes
+                .iter()
+                .map(|r| {
+                    if r.named == r.ip.to_string() {
+                        r.named.clone()
+                    } else {
+                        format!("{} ({})", r.ip, r.named)
+                    }
+                })
+                .collect();
+            let mut line = format!(
+                "{}:{}  port {}, VNI {}, remotes {}, UDP port {}",
+                sw.name,
+                t.bridge,
+                t.name,
+                t.vni,
+                remotes.join(", "),
+                t.dstport
+            );
+            if let Some(l) = t.local {
+                let _ = write!(line, ", local {l}");
+            }
+            if let Some(v) = t.vlan {
+                let _ = write!(line, ", access VLAN {v}");
+            }
+            let _ = writeln!(s, "  {line}");
+        }
+    }
     if !plan.checks.is_empty() {
         let _ = writeln!(s, "\nchecks (in order):");
         for (i, c) in plan.checks.iter().enumerate() {
