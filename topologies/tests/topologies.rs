@@ -371,6 +371,36 @@ fn show_prints_the_plan_without_building() {
 }
 
 #[test]
+fn show_renders_tunnels_and_their_steps() {
+    let f = crate_dir().join("vxlan.yaml");
+    let o = vstopo(
+        &["show", "--steps", f.to_str().unwrap()],
+        Duration::from_secs(20),
+    );
+    assert!(o.status.success(), "{o}");
+    for want in [
+        "sw1:br0  port vx0, VNI 42, remotes 172.19.0.2 (sw2), UDP port 4789",
+        "sw2:br0  port vx0, VNI 42, remotes 172.19.0.1 (sw1), UDP port 4789",
+        "add-tunnel br0 vx0 --vni 42 --remote 172.19.0.2",
+        "wait until ports c1-eth0, c2-eth0, vx0 of sw1 are up",
+        "broadcast c1 -> 10.50.0.255:9999 x3 reaches c2, c3, c4",
+    ] {
+        assert!(o.stdout.contains(want), "missing {want:?}: {o}");
+    }
+    // Tunnels are added after the underlay addresses exist.
+    let at = |needle: &str| {
+        o.stdout
+            .find(needle)
+            .unwrap_or_else(|| panic!("{needle}: {o}"))
+    };
+    assert!(
+        at("addr add 172.19.0.2/24") < at("add-tunnel br0 vx0"),
+        "{o}"
+    );
+    assert!(runs_in(&o.stdout).is_empty(), "show must not build: {o}");
+}
+
+#[test]
 fn up_exec_down_leaves_nothing() {
     prerequisites();
     let f = fixture("small.yaml");
