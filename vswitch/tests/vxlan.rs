@@ -206,12 +206,12 @@ fn underlay(lab: &Lab, ns_a: &str, a: &str, ns_b: &str, b: &str) {
     }
 }
 
-/// Plain Linux as the far VTEP: in `ns`, a kernel vxlan device `vx0` (VNI 42, remote
-/// `remote`, local `local`, UDP 4789 over `ul0`) and the container port `port` enslaved
-/// to a kernel bridge `kbr0`.
-fn kernel_vtep(ns: &str, local: &str, remote: &str, port: &str) {
-    let vni = VNI.to_string();
-    let dstport = VXLAN_PORT.to_string();
+/// Plain Linux as the far VTEP: in `ns`, a kernel vxlan device `vx0` (VNI `vni`, remote
+/// `remote`, local `local`, UDP `dstport` over `ul0`) and the container port `port`
+/// enslaved to a kernel bridge `kbr0`.
+fn kernel_vtep(ns: &str, local: &str, remote: &str, port: &str, vni: u32, dstport: u16) {
+    let vni = vni.to_string();
+    let dstport = dstport.to_string();
     ip(
         ns,
         &[
@@ -263,7 +263,7 @@ fn kernel_peer_lab(lab: &mut Lab) -> String {
     overlay_mtu(lab, 1, &a);
     overlay_mtu(lab, 2, &b);
     underlay(lab, &a, A_IP, &b, B_IP);
-    kernel_vtep(&b, B_IP, A_IP, "h2p");
+    kernel_vtep(&b, B_IP, A_IP, "h2p", VNI, VXLAN_PORT);
     lab.start_daemon();
     switch_with_tunnel(lab, "h1p", VNI, &[B_IP]);
     b
@@ -302,6 +302,24 @@ fn ping_rtt(lab: &Lab, from: u8, ip: &str, count: u32, interval: &str, more: Mor
         .and_then(|v| v.split('/').nth(1))
         .and_then(|a| a.parse().ok())
         .unwrap_or_else(|| panic!("no rtt summary in: {o}"))
+}
+
+/// Asserts that a full-size inner packet (1450 bytes, don't fragment) from `from` reaches
+/// `ip` and comes back: the tunnel's inner MTU is the underlay's 1500 minus 50.
+fn full_size_ping(lab: &Lab, from: u8, ip: &str, more: More) {
+    let ns = lab.host(from).ns.clone();
+    let o = lab.exec_t(
+        &ns,
+        &[
+            "ping", "-n", "-q", "-M", "do", "-s", "1422", "-c", "3", "-i", "0.2", "-w", "10", ip,
+        ],
+        Duration::from_secs(20),
+    );
+    assert!(
+        o.success() && o.stdout.contains(" 3 received"),
+        "1450-byte packets (DF) h{from} -> {ip} did not all cross the tunnel: {o}\n{}",
+        diag(lab, more)
+    );
 }
 
 /// Asserts pings from `from` to `ip` get no reply at all (3 requests).
@@ -444,6 +462,51 @@ impl VxPacket {
     }
 }
 
+/// The inner IPv4/TCP segment of `p` if the datagram was captured whole (not a GSO
+/// super-packet): (destination port, payload length, checksum valid).
+fn inner_tcp_checksum(frame: &[u8], p: &VxPacket) -> Option<(u16, usize, bool)> {
+    // Whole: the outer IPv4 total length covers exactly what was captured.
+    let outer_len = usize::from(u16::from_be_bytes([frame[16], frame[17]]));
+    if outer_len + 14 != frame.len() {
+        return None;
+    }
+    let f = &p.inner;
+    if f.len() < 14 + 20 || f[12..14] != [0x08, 0x00] || f[14 + 9] != 6 {
+        return None;
+    }
+    let ip = &f[14..];
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    if total > ip.len() || total < ihl + 20 {
+        return None;
+    }
+    let tcp = &ip[ihl..total];
+    let mut sum: u32 = 0;
+    let mut add = |b: &[u8]| {
+        for c in b.chunks(2) {
+            let w = if c.len() == 2 {
+                u16::from_be_bytes([c[0], c[1]])
+            } else {
+                u16::from_be_bytes([c[0], 0])
+            };
+            sum += u32::from(w);
+        }
+    };
+    add(&ip[12..20]);
+    add(&[0, 6]);
+    add(&u16::try_from(tcp.len()).ok()?.to_be_bytes());
+    add(tcp);
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    let doff = usize::from(tcp[12] >> 4) * 4;
+    Some((
+        u16::from_be_bytes([tcp[2], tcp[3]]),
+        tcp.len().saturating_sub(doff),
+        sum == 0xffff,
+    ))
+}
+
 /// The frames of a pcap file (microsecond or nanosecond, either byte order; Ethernet).
 fn pcap_frames(path: &Path) -> Vec<Vec<u8>> {
     let data = fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
@@ -513,6 +576,17 @@ fn decode_vxlan(f: &[u8]) -> Option<VxPacket> {
 
 /// Starts tcpdump writing VXLAN datagrams arriving on `ul0` in `ns` into a pcap file.
 fn capture_vxlan(lab: &Lab, ns: &str, name: &str, filter: &str) -> (Capture, std::path::PathBuf) {
+    capture_snap(lab, ns, name, filter, "256")
+}
+
+/// [`capture_vxlan`] keeping `snaplen` bytes of each packet (`0`: all of it).
+fn capture_snap(
+    lab: &Lab,
+    ns: &str,
+    name: &str,
+    filter: &str,
+    snaplen: &str,
+) -> (Capture, std::path::PathBuf) {
     let path = lab.dir.join(format!("{name}.pcap"));
     let p = path.to_str().unwrap().to_string();
     let cap = Capture::start(
@@ -521,7 +595,7 @@ fn capture_vxlan(lab: &Lab, ns: &str, name: &str, filter: &str) -> (Capture, std
         "ul0",
         name,
         &[
-            "-Q", "in", "-Z", "root", "-U", "-s", "256", "-w", &p, filter,
+            "-Q", "in", "-Z", "root", "-U", "-s", snaplen, "-w", &p, filter,
         ],
     );
     (cap, path)
@@ -560,9 +634,12 @@ fn interop_with_the_kernel_vxlan_device_both_directions() {
         "`vsctl show` does not show the tunnel:\n{text}"
     );
 
-    // Both directions: A's container first, then B's (each sends its own ARP).
+    // Both directions: A's container first, then B's (each sends its own ARP); then
+    // packets of the full inner MTU.
     lab.ping(1, 2);
     lab.ping(2, 1);
+    full_size_ping(&lab, 1, &lab.ip(2), &nothing);
+    full_size_ping(&lab, 2, &lab.ip(1), &nothing);
     let rtt_ab = ping_rtt(&lab, 1, &lab.ip(2), 20, "0.05", &nothing);
     let rtt_ba = ping_rtt(&lab, 2, &lab.ip(1), 20, "0.05", &nothing);
 
@@ -668,6 +745,77 @@ fn interop_with_the_kernel_vxlan_device_both_directions() {
         "16 inner flows all left with outer source port(s) {outer:?}: no per-flow entropy"
     );
 
+    // Inner checksums: h1's kernel leaves TCP checksums partial (veth offload); the switch
+    // must complete them before encapsulating. 40 small segments, 5 ms apart (no TSO
+    // batching), each captured whole on B's underlay, must carry valid checksums.
+    let h2 = lab.host(2).ns.clone();
+    let server = format!(
+        "import socket\n\
+         l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+         l.bind(({ip2:?}, 7000)); l.listen(1); print('listening', flush=True)\n\
+         c, _ = l.accept()\n\
+         n = 0\n\
+         while True:\n\
+         \x20   b = c.recv(65536)\n\
+         \x20   if not b: break\n\
+         \x20   n += len(b)\n\
+         print('received', n, flush=True)\n"
+    );
+    lab.spawn_in(&h2, "tcp-sink", &["python3", "-c", &server])
+        .wait_output("listening", Duration::from_secs(10));
+    let (cap, pcap) = capture_snap(
+        &lab,
+        &b,
+        "tcpdump-ul0-csum",
+        &format!("udp dst port {VXLAN_PORT} and src host {A_IP}"),
+        "0",
+    );
+    python(
+        &lab,
+        &h1,
+        &format!(
+            "import socket, time\n\
+             s = socket.create_connection(({ip2:?}, 7000))\n\
+             s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)\n\
+             for i in range(40):\n\
+             \x20   s.sendall(bytes([65 + i % 26]) * 1000)\n\
+             \x20   time.sleep(0.005)\n\
+             s.close()\n"
+        ),
+    );
+    lab.bgs
+        .last_mut()
+        .unwrap()
+        .wait_output("received 40000", Duration::from_secs(10));
+    let _ = cap.stop(Duration::from_millis(300));
+    let mut good = 0;
+    let mut bad = Vec::new();
+    for f in pcap_frames(&pcap) {
+        let Some(p) = decode_vxlan(&f) else { continue };
+        if let Some((7000, len, ok)) = inner_tcp_checksum(&f, &p) {
+            if len == 0 {
+                continue;
+            }
+            if ok {
+                good += 1;
+            } else {
+                bad.push(format!("{len}-byte segment: {p:?}"));
+            }
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "inner TCP segments with a wrong checksum left A (partial checksum not completed):\n{}",
+        bad.join("\n")
+    );
+    assert!(
+        good >= 20,
+        "only {good} whole inner TCP data segments captured to verify checksums"
+    );
+    report(&format!(
+        "inner TCP checksums of {good} segments h1 -> h2 captured on B's underlay: all valid"
+    ));
+
     // TCP both ways, default offloads (TSO super-frames from h1, unsegmented
     // super-packets from the kernel's vxlan device towards A).
     let (ab, ab_r) = tcp(&mut lab, 1, 2, 3, &nothing);
@@ -717,6 +865,8 @@ fn two_vswitchds_tunnel_to_each_other() {
 
     lab.ping(1, 2);
     lab.ping(2, 1);
+    full_size_ping(&lab, 1, &lab.ip(2), &more);
+    full_size_ping(&lab, 2, &lab.ip(1), &more);
     let rtt_ab = ping_rtt(&lab, 1, &lab.ip(2), 20, "0.05", &more);
     let rtt_ba = ping_rtt(&lab, 2, &lab.ip(1), 20, "0.05", &more);
     for (v, mac, remote) in [
@@ -1173,6 +1323,25 @@ fn remotes_change_live_and_static_entries_survive_kill_9() {
         !conf.to_ascii_lowercase().contains(smac),
         "the config file still names {smac} after del-fdb:\n{conf}"
     );
+
+    // A static entry is never moved by learning: h2's MAC pinned behind the decoy stays
+    // there while h2 (behind B) keeps sending, so h1's answers go to the decoy only.
+    let mac2 = lab.host_mac(2);
+    lab.vsctl_ok(&["add-fdb", "br0", &mac2, "vx", "--remote", DECOY_IP]);
+    let _ = lab.ping_noreply(2, &ip1, 3, "0.2", &[]);
+    let e = lab.fdb_entry("br0", &mac2).unwrap();
+    assert!(
+        e.is_static && e.remote.as_deref() == Some(DECOY_IP),
+        "learning moved the static entry of h2's MAC {mac2} (pinned to {DECOY_IP}): {e:#?}"
+    );
+    lab.vsctl_ok(&["del-fdb", "br0", &mac2]);
+    flush_neigh(&lab, &[1, 2]);
+    lab.ping(2, 1);
+    let e = lab.fdb_entry("br0", &mac2).unwrap();
+    assert!(
+        !e.is_static && e.remote.as_deref() == Some(B_IP),
+        "after del-fdb, h2's MAC should be learned behind {B_IP} again: {e:#?}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1613,4 +1782,234 @@ fn bad_tunnel_requests_are_refused_and_change_nothing() {
         fs::read(&lab.db).unwrap() != before.2,
         "good requests did not reach the config file"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// g. --local, --dstport, --vlan; del-tunnel
+// ---------------------------------------------------------------------------------------
+
+/// A tunnel with every option: `--local A --dstport 8472 --vni 4242 --vlan 10`, to a
+/// kernel vxlan peer configured the same way. show and stats report the options; the
+/// VTEP socket is bound to A:8472; VLAN 10 (h1) crosses the tunnel, untagged inside,
+/// VLAN 20 (h3) does not; after `del-tunnel` the socket is closed and traffic stops, and
+/// the same tunnel can be added again.
+#[test]
+fn tunnel_options_local_dstport_vlan_and_del_tunnel() {
+    const PORT: u16 = 8472;
+    const VNI2: u32 = 4242;
+    let mut lab = Lab::new("vxopt", 76);
+    let a = lab.sw.clone();
+    let b = lab.add_named_ns("hb");
+    assert_eq!(lab.add_host(), 1); // A, VLAN 10
+    assert_eq!(lab.add_host_on(&b), 2); // B (kernel)
+    assert_eq!(lab.add_host(), 3); // A, VLAN 20
+    overlay_mtu(&lab, 1, &a);
+    overlay_mtu(&lab, 2, &b);
+    overlay_mtu(&lab, 3, &a);
+    underlay(&lab, &a, A_IP, &b, B_IP);
+    kernel_vtep(&b, B_IP, A_IP, "h2p", VNI2, PORT);
+    lab.start_daemon();
+    lab.bridge_with_hosts("br0", &[1, 3]);
+    lab.vsctl_ok(&["add-vlan", "br0", "h1p", "10", "--access"]);
+    lab.vsctl_ok(&["add-vlan", "br0", "h3p", "20", "--access"]);
+    let vni = VNI2.to_string();
+    let port = PORT.to_string();
+    let add: Vec<&str> = vec![
+        "add-tunnel",
+        "br0",
+        "vx",
+        "--vni",
+        &vni,
+        "--remote",
+        B_IP,
+        "--local",
+        A_IP,
+        "--dstport",
+        &port,
+        "--vlan",
+        "10",
+    ];
+    lab.vsctl_ok(&add);
+    lab.wait_ports("br0", &["h1p", "h3p", "vx"], "up", Duration::from_secs(10));
+
+    let t = lab.tunnel("br0", "vx");
+    assert_eq!(
+        (t.vni, t.local.as_deref(), t.dstport, t.vlan),
+        (VNI2, Some(A_IP), PORT, Some(10)),
+        "show --json tunnel: {t:#?}"
+    );
+    let text = lab.vsctl_ok(&["show"]);
+    assert!(
+        text.contains(&format!(
+            "vxlan vni {VNI2} dstport {PORT} local {A_IP} vlan 10"
+        )),
+        "`vsctl show` lacks the tunnel's options:\n{text}"
+    );
+    let vteps = lab.vteps();
+    assert!(
+        vteps.len() == 1 && vteps[0].local == A_IP && vteps[0].dstport == PORT,
+        "stats --json vteps: {vteps:#?}"
+    );
+    let listening = |lab: &Lab| {
+        lab.exec_ok(&a, &["ss", "-Hnlu"])
+            .contains(&format!("{A_IP}:{PORT} "))
+    };
+    assert!(
+        listening(&lab),
+        "no UDP socket bound to {A_IP}:{PORT} in A: {}",
+        lab.exec_ok(&a, &["ss", "-Hnlu"])
+    );
+
+    // VLAN 10 crosses, VLAN 20 does not; what crosses is untagged inside.
+    let (cap, pcap) = capture_vxlan(
+        &lab,
+        &b,
+        "tcpdump-ul0-opt",
+        &format!("udp and src host {A_IP}"),
+    );
+    lab.ping(1, 2);
+    lab.ping(2, 1);
+    full_size_ping(&lab, 1, &lab.ip(2), &nothing);
+    no_reply(&lab, 3, &lab.ip(2), &nothing);
+    no_reply(&lab, 2, &lab.ip(3), &nothing);
+    let _ = cap.stop(Duration::from_millis(300));
+    let mac3 = lab.host_mac(3);
+    let frames = pcap_frames(&pcap);
+    let pkts: Vec<VxPacket> = frames.iter().filter_map(|f| decode_vxlan(f)).collect();
+    assert!(!pkts.is_empty(), "nothing from A captured on B's underlay");
+    for p in &pkts {
+        assert_eq!(
+            (p.dport, p.flags(), p.vni()),
+            (PORT, 0x08, VNI2),
+            "datagram from A: {p:?}"
+        );
+        assert!(
+            p.inner.get(12..14) != Some(&[0x81, 0x00][..]),
+            "a tagged inner frame crossed a --vlan tunnel: {p:?}"
+        );
+        assert!(
+            p.inner_src() != mac3,
+            "a frame of h3 (VLAN 20) crossed the VLAN 10 tunnel: {p:?}"
+        );
+    }
+    assert_eq!(
+        frames.len(),
+        pkts.len(),
+        "UDP from A that is not VXLAN to {PORT} on the underlay"
+    );
+
+    // del-tunnel: the socket goes, traffic stops; the same tunnel comes back.
+    lab.vsctl_ok(&["del-tunnel", "br0", "vx"]);
+    let show = lab.show();
+    assert!(
+        show.iter().flat_map(|b| &b.ports).all(|p| p.name != "vx"),
+        "vx still in show after del-tunnel: {show:#?}"
+    );
+    wait_until(
+        &format!("the VTEP socket {A_IP}:{PORT} to close after del-tunnel"),
+        Duration::from_secs(5),
+        || !listening(&lab),
+    );
+    assert!(
+        lab.vteps().is_empty(),
+        "stats still lists a VTEP: {:#?}",
+        lab.vteps()
+    );
+    no_reply(&lab, 1, &lab.ip(2), &nothing);
+    lab.vsctl_ok(&add);
+    lab.wait_ports("br0", &["vx"], "up", Duration::from_secs(10));
+    flush_neigh(&lab, &[1, 2]);
+    lab.ping(1, 2);
+    lab.ping(2, 1);
+}
+
+// ---------------------------------------------------------------------------------------
+// h. Two VNIs on one VTEP; a remote the kernel cannot reach
+// ---------------------------------------------------------------------------------------
+
+/// Hosts A and B (both vswitchd) each have two bridges, br0 carried by VNI 42 and br1 by
+/// VNI 43, both on UDP 4789 (one VTEP socket per host), a container on each bridge, all
+/// containers in one subnet: only the pairs on the same VNI reach each other. A's VNI 42
+/// tunnel also lists, first, a remote with no route: sending to it fails, and the
+/// replication to B behind it must not suffer (broadcasts and unicast still arrive).
+#[test]
+fn two_vnis_share_a_vtep_and_stay_isolated() {
+    let mut lab = Lab::new("vxvni", 77);
+    let a = lab.sw.clone();
+    let b = lab.add_switch("hb");
+    assert_eq!(lab.add_host(), 1); // A br0
+    assert_eq!(lab.add_host_on(&b.ns), 2); // B br0
+    assert_eq!(lab.add_host(), 3); // A br1
+    assert_eq!(lab.add_host_on(&b.ns), 4); // B br1
+    for (n, ns) in [(1u8, &a), (2, &b.ns), (3, &a), (4, &b.ns)] {
+        overlay_mtu(&lab, n, ns);
+    }
+    underlay(&lab, &a, A_IP, &b.ns, B_IP);
+    lab.start_daemon();
+    let unroutable = "203.0.113.9";
+    let setup = |v: &dyn Fn(&[&str]) -> String, p0: &str, p1: &str, r0: &[&str], r1: &str| {
+        for (br, p) in [("br0", p0), ("br1", p1)] {
+            v(&["add-br", br]);
+            v(&["add-port", br, p]);
+        }
+        let mut args = vec!["add-tunnel", "br0", "vx42", "--vni", "42"];
+        for r in r0 {
+            args.extend_from_slice(&["--remote", r]);
+        }
+        v(&args);
+        v(&["add-tunnel", "br1", "vx43", "--vni", "43", "--remote", r1]);
+    };
+    setup(
+        &|x| lab.vsctl_ok(x),
+        "h1p",
+        "h3p",
+        &[unroutable, B_IP],
+        B_IP,
+    );
+    setup(&|x| b.vs_ok(x), "h2p", "h4p", &[A_IP], A_IP);
+    lab.wait_ports("br0", &["h1p", "vx42"], "up", Duration::from_secs(10));
+    lab.wait_ports("br1", &["h3p", "vx43"], "up", Duration::from_secs(10));
+    let more = || b.diag();
+    let vteps = lab.vteps();
+    assert_eq!(
+        vteps.iter().filter(|v| v.dstport == VXLAN_PORT).count(),
+        1,
+        "two tunnels on UDP 4789 should share one VTEP: {vteps:#?}"
+    );
+
+    lab.ping_pairs(&[(1, 2), (2, 1), (3, 4), (4, 3)], true);
+    lab.ping_pairs(&Lab::cross_pairs(&[1], &[4]), false);
+    lab.ping_pairs(&Lab::cross_pairs(&[3], &[2]), false);
+    let r = lab.remote("br0", "vx42", B_IP);
+    assert!(
+        r.tx_packets > 0 && r.rx_packets > 0,
+        "{r:#?}\n{}",
+        diag(&lab, &more)
+    );
+    // Each VNI learned only its own far container.
+    for (br, port, mine, other) in [("br0", "vx42", 2u8, 4u8), ("br1", "vx43", 4, 2)] {
+        let m = lab.host_mac(mine);
+        let o = lab.host_mac(other);
+        let e = lab
+            .fdb_entry(br, &m)
+            .unwrap_or_else(|| panic!("{br}: h{mine}'s MAC not learned\n{}", diag(&lab, &more)));
+        assert_eq!(
+            (e.port.as_str(), e.remote.as_deref()),
+            (port, Some(B_IP)),
+            "{br}: {e:#?}"
+        );
+        assert!(
+            lab.fdb_entry(br, &o).is_none(),
+            "{br} learned h{other}'s MAC, which lives on the other VNI"
+        );
+    }
+    let (drops, _) = lab.vtep_drops(VXLAN_PORT);
+    assert!(
+        drops.is_empty(),
+        "A's VTEP drops: {drops:?}\n{}",
+        diag(&lab, &more)
+    );
+    report(&format!(
+        "two VNIs on one VTEP: same-VNI pairs ping, cross-VNI pairs do not; remote {unroutable} (no route) did not hold back {B_IP}: {r:?}"
+    ));
 }
