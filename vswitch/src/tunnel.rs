@@ -113,6 +113,10 @@ impl VtepRt {
     pub fn open(id: u32, key: VtepKey, owner: usize) -> Result<VtepRt, String> {
         let rx = udp::bind(key.local, key.dstport)
             .map_err(|e| format!("cannot bind VXLAN socket {key}: {e}"))?;
+        if let Err(e) = udp::enable_gro(&rx) {
+            // Still works: the kernel then splits runs before we read them.
+            tracing::warn!(vtep = %key, "no UDP_GRO on the VXLAN socket: {e}");
+        }
         let tx = (0..TX_SOCKETS)
             .map(|_| udp::bind(key.local, 0))
             .collect::<io::Result<Vec<_>>>()

@@ -24,9 +24,10 @@ use crate::port::PortIo;
 use crate::sys::afpacket::{send_mmsg, RingKind, Rx, TX_BATCH};
 use crate::sys::tap::write_frame;
 use crate::sys::udp::{self, RecvMeta};
-use crate::tunnel::VtepRt;
+use crate::tunnel::{RemoteRt, VtepRt};
 use crate::vlan::{self, Class};
 use crate::wire::{vnet, EthernetFrame};
+use vxlan::decap::DropReason;
 
 /// Token of the worker's waker.
 pub const WAKER: Token = Token(usize::MAX);
@@ -467,75 +468,107 @@ impl Worker {
             }
             self.turn_frames += n;
             let table = vtep.table.load();
+            let c = &vtep.counters;
             for m in &meta[..n] {
-                let c = &vtep.counters;
-                c.rx_datagrams.fetch_add(1, Ordering::Relaxed);
                 c.rx_bytes.fetch_add(m.len as u64, Ordering::Relaxed);
-                let Some(buf) = self.vtep_bufs.get_mut(m.slot).and_then(|b| b.as_mut()) else {
+                let src = std::net::IpAddr::V4(m.src);
+                let Some(slot) = self.vtep_bufs.get_mut(m.slot) else {
                     continue;
                 };
-                let decap = if m.truncated {
-                    Err(vxlan::decap::DropReason::Truncated)
-                } else {
-                    table.classify(std::net::IpAddr::V4(m.src), &buf.bytes()[VTEP_RX_OFFSET..])
-                };
-                let d = match decap {
-                    // The inner frame must start where the vnet header ends.
-                    Ok(d) if d.inner.start == vxlan::header::HEADER_LEN => d,
-                    Ok(_) => {
-                        c.drop(vxlan::decap::DropReason::Truncated);
+                let Some(buf) = slot.as_mut() else { continue };
+                if m.truncated {
+                    c.rx_datagrams.fetch_add(1, Ordering::Relaxed);
+                    c.drop(DropReason::Truncated);
+                    continue;
+                }
+                if m.gro > 0 && m.len > m.gro {
+                    // A run of datagrams from one sender (a peer's UDP_SEGMENT send).
+                    let count = m.len.div_ceil(m.gro);
+                    c.rx_datagrams.fetch_add(count as u64, Ordering::Relaxed);
+                    let run = &mut buf.bytes_mut()[VTEP_RX_OFFSET..];
+                    let merged = resolve(&table, snap, src, &run[..m.gro])
+                        .ok()
+                        .and_then(|first| Some((first, vxlan::gro::merge_tcp(run, m.gro)?)))
+                        .filter(|((_, _, d), mg)| {
+                            mg.vni == d.vni && mg.inner.start == vxlan::header::HEADER_LEN
+                        });
+                    if let Some(((rt, remote, d), mg)) = merged {
+                        // One super-frame for the port, sent on in this very buffer.
+                        remote.rx_packets.fetch_add(count as u64, Ordering::Relaxed);
+                        remote.rx_bytes.fetch_add(m.len as u64, Ordering::Relaxed);
+                        buf.set_len(VTEP_RX_OFFSET + mg.inner.end);
+                        buf.bytes_mut()[..vnet::LEN].copy_from_slice(&mg.offload.to_virtio());
+                        with_ingress(
+                            shared,
+                            snap,
+                            &mut self.touched,
+                            &mut self.touched_mark,
+                            w,
+                            &rt,
+                            dest(rt.id, d.remote),
+                            |ing| ing.frame_owned(slot, None),
+                        );
                         continue;
                     }
-                    Err(why) => {
-                        c.drop(why);
-                        continue;
+                    for i in 0..count {
+                        let run = &mut buf.bytes_mut()[VTEP_RX_OFFSET..];
+                        let seg = &mut run[i * m.gro..((i + 1) * m.gro).min(m.len)];
+                        let (rt, remote, d) = match resolve(&table, snap, src, seg) {
+                            Ok(x) => x,
+                            Err(why) => {
+                                c.drop(why);
+                                continue;
+                            }
+                        };
+                        remote.rx_packets.fetch_add(1, Ordering::Relaxed);
+                        remote
+                            .rx_bytes
+                            .fetch_add(seg.len() as u64, Ordering::Relaxed);
+                        let inner = &mut seg[d.inner.clone()];
+                        let vh = vxlan::offload::offload_for_inner(inner, remote.inner_mtu())
+                            .to_virtio();
+                        with_ingress(
+                            shared,
+                            snap,
+                            &mut self.touched,
+                            &mut self.touched_mark,
+                            w,
+                            &rt,
+                            dest(rt.id, d.remote),
+                            |ing| ing.frame(&vh, inner, None),
+                        );
                     }
-                };
-                let Some(rt) = snap.port(d.port as PortId).cloned() else {
-                    c.drop(vxlan::decap::DropReason::UnknownVni);
                     continue;
-                };
-                let Some(remote) = rt.tunnel.as_ref().and_then(|t| {
-                    t.remotes
-                        .load()
-                        .iter()
-                        .find(|r| r.slot == d.remote)
-                        .cloned()
-                }) else {
-                    c.drop(vxlan::decap::DropReason::UnknownRemote);
-                    continue;
-                };
+                }
+                c.rx_datagrams.fetch_add(1, Ordering::Relaxed);
+                let (rt, remote, d) =
+                    match resolve(&table, snap, src, &buf.bytes()[VTEP_RX_OFFSET..]) {
+                        // The inner frame must start where the vnet header ends.
+                        Ok(x) if x.2.inner.start == vxlan::header::HEADER_LEN => x,
+                        Ok(_) => {
+                            c.drop(DropReason::Truncated);
+                            continue;
+                        }
+                        Err(why) => {
+                            c.drop(why);
+                            continue;
+                        }
+                    };
                 remote.rx_packets.fetch_add(1, Ordering::Relaxed);
                 remote.rx_bytes.fetch_add(m.len as u64, Ordering::Relaxed);
                 let (vh, inner) = buf.bytes_mut().split_at_mut(vnet::LEN);
                 let off = vxlan::offload::offload_for_inner(inner, remote.inner_mtu());
                 vh.copy_from_slice(&off.to_virtio());
-                let Some(bv) = snap.bridge(rt.bridge) else {
-                    rt.counters.drop(w, Drop::NoBridge, 1);
-                    continue;
-                };
-                let fdb = bv.rt.fdb.load();
-                let ctx = Ctx {
-                    fdb: &fdb,
-                    counters: &bv.rt.counters,
-                    worker: w,
-                    now: shared.clock.now(),
-                    aging: bv.rt.aging.load(Ordering::Relaxed),
-                };
-                let mut ing = Ingress {
+                with_ingress(
                     shared,
                     snap,
-                    ctx: &ctx,
-                    rt: &rt,
-                    learn_as: dest(rt.id, d.remote),
-                    bridge_ports: &bv.ports,
-                    touched: &mut self.touched,
-                    touched_mark: &mut self.touched_mark,
+                    &mut self.touched,
+                    &mut self.touched_mark,
                     w,
-                };
-                if let Some(slot) = self.vtep_bufs.get_mut(m.slot) {
-                    ing.frame_owned(slot, None);
-                }
+                    &rt,
+                    dest(rt.id, d.remote),
+                    |ing| ing.frame_owned(slot, None),
+                );
             }
             if n < meta.len().min(self.vtep_bufs.len()) {
                 return;
@@ -614,6 +647,72 @@ impl Worker {
             }
         }
     }
+}
+
+/// Which tunnel port and remote a VXLAN datagram from `src` belongs to, or why it is
+/// dropped.
+fn resolve(
+    table: &vxlan::decap::VtepTable,
+    snap: &Snapshot,
+    src: std::net::IpAddr,
+    datagram: &[u8],
+) -> Result<(Arc<PortRt>, Arc<RemoteRt>, vxlan::decap::Decap), DropReason> {
+    let d = table.classify(src, datagram)?;
+    let rt = snap
+        .port(d.port as PortId)
+        .cloned()
+        .ok_or(DropReason::UnknownVni)?;
+    let remote = rt
+        .tunnel
+        .as_ref()
+        .and_then(|t| {
+            t.remotes
+                .load()
+                .iter()
+                .find(|r| r.slot == d.remote)
+                .cloned()
+        })
+        .ok_or(DropReason::UnknownRemote)?;
+    Ok((rt, remote, d))
+}
+
+/// Runs `f` with the ingress context of tunnel port `rt` for a frame learned as
+/// `learn_as` (the port and the remote it came from).
+#[allow(clippy::too_many_arguments)]
+fn with_ingress(
+    shared: &Shared,
+    snap: &Snapshot,
+    touched: &mut Vec<PortId>,
+    touched_mark: &mut Vec<u64>,
+    w: usize,
+    rt: &Arc<PortRt>,
+    learn_as: Dest,
+    f: impl FnOnce(&mut Ingress<'_>),
+) {
+    let Some(bv) = snap.bridge(rt.bridge) else {
+        rt.counters.drop(w, Drop::NoBridge, 1);
+        return;
+    };
+    let fdb = bv.rt.fdb.load();
+    let ctx = Ctx {
+        fdb: &fdb,
+        counters: &bv.rt.counters,
+        worker: w,
+        now: shared.clock.now(),
+        aging: bv.rt.aging.load(Ordering::Relaxed),
+    };
+    let mut ing = Ingress {
+        shared,
+        snap,
+        ctx: &ctx,
+        rt,
+        learn_as,
+        bridge_ports: &bv.ports,
+        touched,
+        touched_mark,
+        w,
+    };
+    f(&mut ing);
 }
 
 /// Per-batch context for frames arriving on one port.

@@ -26,6 +26,7 @@
 //! - [`decap`]: datagram checks, drop reasons, the VNI → tunnel/remote table.
 //! - [`checksum`]: the Internet checksum, pseudo-headers, NIC-style completion.
 //! - [`offload`]: offload descriptions, header parsing, segmentation, decap offloads.
+//! - [`gro`]: merging the TCP segments of a `UDP_GRO` read back into a super-frame.
 //! - [`flow`]: the inner-flow hash and the outer source port.
 //!
 //! Every function is total: arbitrary bytes and offsets give an error or a neutral
@@ -34,6 +35,7 @@
 pub mod checksum;
 pub mod decap;
 pub mod flow;
+pub mod gro;
 pub mod header;
 pub mod offload;
 

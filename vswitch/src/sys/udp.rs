@@ -63,6 +63,9 @@ pub struct RecvMeta {
     pub src: Ipv4Addr,
     /// Larger than its buffer: cut.
     pub truncated: bool,
+    /// With `UDP_GRO`: the size of each datagram of the run this read holds back to
+    /// back (the last may be shorter); 0 for a single datagram.
+    pub gro: usize,
 }
 
 impl Default for RecvMeta {
@@ -72,8 +75,28 @@ impl Default for RecvMeta {
             len: 0,
             src: Ipv4Addr::UNSPECIFIED,
             truncated: false,
+            gro: 0,
         }
     }
+}
+
+/// `UDP_GRO` (linux/udp.h): receive runs of same-size datagrams from one sender in one
+/// read, with their size in a control message.
+const UDP_GRO: libc::c_int = 104;
+
+/// Asks the kernel to hand `s` runs of datagrams whole (`UDP_GRO`): one read, and no
+/// segmenting in the kernel, for what a peer sent with `UDP_SEGMENT`.
+pub fn enable_gro(s: &Socket) -> io::Result<()> {
+    super::setsockopt_int(s.as_raw_fd(), libc::SOL_UDP, UDP_GRO, 1)
+}
+
+/// Room for one control message with an `int`: the `UDP_GRO` segment size.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct IntCmsg {
+    hdr: libc::cmsghdr,
+    val: libc::c_int,
+    _pad: libc::c_int,
 }
 
 /// Reads up to [`BATCH`] datagrams, one into each buffer of `bufs` that is there,
@@ -91,6 +114,8 @@ pub fn recv_batch(
     let mut names: [libc::sockaddr_in; BATCH] = unsafe { std::mem::zeroed() };
     // SAFETY: as above.
     let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+    // SAFETY: as above (cmsghdr and c_int are plain old data).
+    let mut ctrl: [IntCmsg; BATCH] = unsafe { std::mem::zeroed() };
     let mut slots = [0usize; BATCH];
     let mut n = 0;
     for (i, b) in bufs.iter_mut().enumerate() {
@@ -114,10 +139,12 @@ pub fn recv_batch(
         msgs[i].msg_hdr.msg_iovlen = 1;
         msgs[i].msg_hdr.msg_name = (&mut names[i] as *mut libc::sockaddr_in).cast();
         msgs[i].msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
+        msgs[i].msg_hdr.msg_control = (&mut ctrl[i] as *mut IntCmsg).cast();
+        msgs[i].msg_hdr.msg_controllen = std::mem::size_of::<IntCmsg>();
     }
     // SAFETY: each message points at its own iovec (a part of one of the caller's
-    // buffers, valid for writes of that length and not aliased by another) and its
-    // own sockaddr_in; all outlive the call.
+    // buffers, valid for writes of that length and not aliased by another), its own
+    // sockaddr_in and its own control block; all outlive the call.
     let r = unsafe {
         libc::recvmmsg(
             fd,
@@ -146,9 +173,25 @@ pub fn recv_batch(
             len,
             src: Ipv4Addr::from(u32::from_be(names[i].sin_addr.s_addr)),
             truncated: msgs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
+            gro: gro_size(&msgs[i].msg_hdr, &ctrl[i]),
         };
     }
     Ok(got)
+}
+
+/// The `UDP_GRO` segment size in a received message's control block, if there is one.
+fn gro_size(hdr: &libc::msghdr, c: &IntCmsg) -> usize {
+    // The kernel writes at most one message here (the only control option we set); it
+    // is laid out as CMSG_FIRSTHDR/CMSG_DATA say: the header, then the int.
+    let whole = std::mem::size_of::<libc::cmsghdr>() + std::mem::size_of::<libc::c_int>();
+    if hdr.msg_controllen < whole
+        || c.hdr.cmsg_level != libc::SOL_UDP
+        || c.hdr.cmsg_type != UDP_GRO
+        || c.val <= 0
+    {
+        return 0;
+    }
+    c.val as usize
 }
 
 fn sockaddr(a: SocketAddrV4) -> libc::sockaddr_in {
@@ -327,6 +370,20 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
         assert_eq!(got, vec![10, 3000, 100, 100, 50]);
+        // With UDP_GRO, a GSO send arrives as one read with its segment size.
+        enable_gro(&rx).unwrap();
+        send_gso(tx.as_raw_fd(), &[9u8; 250], to, 100).unwrap();
+        let mut seen = None;
+        for _ in 0..50 {
+            let mut meta = [RecvMeta::default(); 4];
+            let n = recv_batch(rx.as_raw_fd(), &mut bufs, 2, &mut meta).unwrap();
+            if n > 0 {
+                seen = Some((meta[0].len, meta[0].gro));
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(seen, Some((250, 100)));
         assert!(route_mtu(None, Ipv4Addr::LOCALHOST, port).is_some());
     }
 }
