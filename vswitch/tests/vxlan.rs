@@ -1349,16 +1349,19 @@ fn remotes_change_live_and_static_entries_survive_kill_9() {
 // ---------------------------------------------------------------------------------------
 
 /// Crafted datagrams to A's VTEP from B's underlay: unknown VNI, I flag clear, truncated
-/// (< 22 bytes, including an empty datagram), and a valid one from an address that is
-/// not a remote. Each reason's counter grows by exactly what was sent, none of them
-/// reaches the container, and the tunnel keeps forwarding.
+/// (< 22 bytes, including an empty datagram), and a valid one on VNI 42 from an address
+/// that is not a remote of VNI 42 (it is one of another tunnel, VNI 43, on the same VTEP).
+/// Each reason's counter grows by exactly what was sent, none of them reaches the
+/// container, and the tunnel keeps forwarding.
 #[test]
 fn malformed_and_foreign_datagrams_are_dropped_by_reason() {
     let mut lab = Lab::new("vxdrop", 74);
     let b = kernel_peer_lab(&mut lab);
     lab.ping(1, 2);
-    // A second underlay address on B, not a remote of A's tunnel.
+    // A second underlay address on B: a remote of A's VNI 43 tunnel, not of VNI 42's.
     ip(&b, &["addr", "add", &format!("{C_IP}/24"), "dev", "ul0"]);
+    lab.vsctl_ok(&["add-br", "br1"]);
+    lab.vsctl_ok(&["add-tunnel", "br1", "vy", "--vni", "43", "--remote", C_IP]);
     let h1ns = lab.host(1).ns.clone();
     let at_h1 = Capture::start(
         &lab,
@@ -1379,7 +1382,7 @@ fn malformed_and_foreign_datagrams_are_dropped_by_reason() {
             vni & 0xff
         )
     };
-    let unknown_vni = format!("{} + {inner}", hdr(0x08, VNI + 1));
+    let unknown_vni = format!("{} + {inner}", hdr(0x08, 4242));
     let bad_flags = format!("{} + {inner}", hdr(0x00, VNI));
     let valid = format!("{} + {inner}", hdr(0x08, VNI));
     let trunc_full = format!("{} + {inner}", hdr(0x08, VNI));
@@ -2012,4 +2015,71 @@ fn two_vnis_share_a_vtep_and_stay_isolated() {
     report(&format!(
         "two VNIs on one VTEP: same-VNI pairs ping, cross-VNI pairs do not; remote {unroutable} (no route) did not hold back {B_IP}: {r:?}"
     ));
+}
+
+// ---------------------------------------------------------------------------------------
+// i. A tunnel whose VTEP cannot be bound at start
+// ---------------------------------------------------------------------------------------
+
+/// A tunnel bound to `--local A` is restored after `kill -9` while A's address is gone
+/// (as after a reboot where vswitchd starts before the network): it shows `down` with
+/// the reason, and once the address is back it comes up by itself — as afpacket ports
+/// do when their interface appears — and carries traffic, without any vsctl command.
+#[test]
+fn a_tunnel_comes_up_when_its_local_address_appears() {
+    let mut lab = Lab::new("vxlate", 78);
+    let a = lab.sw.clone();
+    let b = lab.add_switch("hb");
+    assert_eq!(lab.add_host(), 1);
+    assert_eq!(lab.add_host_on(&b.ns), 2);
+    overlay_mtu(&lab, 1, &a);
+    overlay_mtu(&lab, 2, &b.ns);
+    underlay(&lab, &a, A_IP, &b.ns, B_IP);
+    lab.start_daemon();
+    lab.bridge_with_hosts("br0", &[1]);
+    lab.vsctl_ok(&[
+        "add-tunnel",
+        "br0",
+        "vx",
+        "--vni",
+        "42",
+        "--remote",
+        B_IP,
+        "--local",
+        A_IP,
+    ]);
+    switch_with_tunnel(&b, "h2p", VNI, &[A_IP]);
+    let more = || b.diag();
+    lab.wait_ports("br0", &["vx"], "up", Duration::from_secs(10));
+    lab.ping(1, 2);
+
+    let st = lab.signal_daemon(libc::SIGKILL, Duration::from_secs(5));
+    assert!(
+        st.code().is_none(),
+        "vswitchd was not killed by SIGKILL: {st}"
+    );
+    let cidr = format!("{A_IP}/24");
+    ip(&a, &["addr", "del", &cidr, "dev", "ul0"]);
+    lab.start_daemon();
+    lab.wait_ports("br0", &["h1p"], "up", Duration::from_secs(10));
+    lab.wait_ports("br0", &["vx"], "down", Duration::from_secs(10));
+    ip(&a, &["addr", "add", &cidr, "dev", "ul0"]);
+    let t0 = std::time::Instant::now();
+    let deadline = t0 + Duration::from_secs(15);
+    while lab.port_state("br0", "vx").as_deref() != Some("up") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "tunnel vx (--local {A_IP}) still down 15 s after {A_IP} was configured again: {:#?}\n{}",
+            lab.show(),
+            diag(&lab, &more)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    report(&format!(
+        "tunnel bound to {A_IP} came up {:.1} s after the address reappeared",
+        t0.elapsed().as_secs_f64()
+    ));
+    flush_neigh(&lab, &[1, 2]);
+    lab.ping(1, 2);
+    lab.ping(2, 1);
 }
