@@ -939,7 +939,8 @@ impl<T: Vs> VsDyn for T {
 /// remotes. Five ARP requests broadcast by container 1 reach containers 2 and 3 exactly
 /// five times each, host 1 sends them to both remotes; after learning, 50 pings 1 -> 2
 /// go to remote 2 only (remote 3's tx counter on host 1 and host 3's rx counter from
-/// host 1 do not move).
+/// host 1 do not move). A MAC that moves from host 2 to host 3 is relearned behind
+/// remote 3.
 #[test]
 fn three_hosts_replicate_broadcasts_and_unicast_to_one_remote() {
     let mut lab = Lab::new("vx3", 72);
@@ -1104,6 +1105,23 @@ fn three_hosts_replicate_broadcasts_and_unicast_to_one_remote() {
         "unicast h1 -> h2 also went to remote {C_IP} (host 1 tx, host 3 rx)\n{}",
         diag(&lab, &more)
     );
+
+    // A MAC that moves to another remote follows it: h2 goes away and h3 takes its MAC
+    // (a container migrated to host 3). Host 1 must relearn it behind remote 3.
+    let mac2 = lab.host_mac(2);
+    let ns2 = lab.host(2).ns.clone();
+    let ns3 = lab.host(3).ns.clone();
+    ip(&ns2, &["link", "set", "dev", "eth0", "down"]);
+    ip(&ns3, &["link", "set", "dev", "eth0", "address", &mac2]);
+    lab.ping(3, 1);
+    let e = lab.fdb_entry("br0", &mac2).unwrap();
+    assert_eq!(
+        (e.port.as_str(), e.remote.as_deref()),
+        ("vx", Some(C_IP)),
+        "{mac2} moved from behind {B_IP} to behind {C_IP}; host 1 still has: {e:#?}\n{}",
+        diag(&lab, &more)
+    );
+    lab.ping(1, 3);
 }
 
 // ---------------------------------------------------------------------------------------
