@@ -671,6 +671,43 @@ impl Controller {
         }
     }
 
+    /// Tunnels whose VTEP could not be bound (their `--local` address missing when the
+    /// daemon started, say) try again, and come up once it works.
+    fn retry_tunnels(&mut self) {
+        let stuck: Vec<(String, PortConf)> = self
+            .cfg
+            .bridges
+            .iter()
+            .flat_map(|b| b.ports.iter().map(move |p| (b, p)))
+            .filter(|(_, p)| p.tunnel.is_some())
+            .filter(|(_, p)| {
+                self.ports
+                    .get(&p.name)
+                    .is_some_and(|rt| rt.tunnel.is_none())
+            })
+            .map(|(b, p)| (b.name.clone(), p.clone()))
+            .collect();
+        for (bridge, pc) in stuck {
+            let Some(t) = &pc.tunnel else { continue };
+            let bid = self.bridges.get(&bridge).map(|b| b.id).unwrap_or(0);
+            if let Err(e) = self.vtep_for(vtep_key(t), bid) {
+                if let Some(rt) = self.ports.get(&pc.name) {
+                    rt.set_down(e);
+                }
+                continue;
+            }
+            tracing::info!(port = %pc.name, "VXLAN socket bound, tunnel coming up");
+            self.ports.remove(&pc.name);
+            let rt = self.create_port_rt(&bridge, &pc);
+            self.publish();
+            self.attach(&rt, PortIo::Vxlan);
+            self.refresh_tunnels();
+            if let Some(b) = self.cfg.bridge(&bridge).cloned() {
+                self.install_statics(&b);
+            }
+        }
+    }
+
     /// Rebuilds every VTEP's VNI table from the tunnels, refreshes the remotes' path
     /// MTUs, and closes VTEPs left unused.
     fn refresh_tunnels(&mut self) {
@@ -1025,6 +1062,7 @@ impl Controller {
                 b.fdb.store(Arc::new(fresh));
             }
         }
+        self.retry_tunnels();
         self.tick = self.tick.wrapping_add(1);
         if self.tick.is_multiple_of(5) {
             // Path MTUs change with routes and interfaces; a tunnel follows.
