@@ -213,6 +213,9 @@ enum Plan {
     Plain(usize),
     /// A super-frame to segment; from this sending socket.
     Gso(usize),
+    /// Larger than the underlay carries and not a super-frame: counted as oversize
+    /// (containers behind a tunnel need an MTU 50 below the underlay's).
+    TooBig,
 }
 
 /// The remotes a frame goes to: the one in its slot, or every remote.
@@ -246,7 +249,7 @@ fn prepare(b: &mut Buf, hdr: &[u8; 8], remotes: &[Arc<RemoteRt>], socks: usize) 
         return Plan::Gso(sock);
     }
     if frame.len() > max_frame {
-        return Plan::Drop;
+        return Plan::TooBig;
     }
     if off.needs_csum
         && vxlan::checksum::complete(frame, off.csum_start as usize, off.csum_offset as usize)
@@ -260,14 +263,16 @@ fn prepare(b: &mut Buf, hdr: &[u8; 8], remotes: &[Arc<RemoteRt>], socks: usize) 
 }
 
 /// Sends the first `n` frames of `pending` through tunnel `t`; returns how many were
-/// taken (sent, or refused and counted in `errors`). Fewer than `n` means the kernel
-/// pushed back. `scratch` holds segmented super-frames.
+/// taken (sent, or refused and counted in `errors`, or in `oversize` if too big for
+/// the underlay). Fewer than `n` means the kernel pushed back. `scratch` holds
+/// segmented super-frames.
 pub fn transmit(
     t: &TunnelRt,
     pending: &mut VecDeque<Buf>,
     n: usize,
     scratch: &mut Vec<u8>,
     errors: &mut u64,
+    oversize: &mut u64,
 ) -> usize {
     let n = n.min(pending.len()).min(TX_BATCH);
     let remotes = t.remotes.load();
@@ -283,6 +288,10 @@ pub fn transmit(
         match plan[i] {
             Plan::Drop => {
                 *errors += 1;
+                i += 1;
+            }
+            Plan::TooBig => {
+                *oversize += 1;
                 i += 1;
             }
             Plan::Gso(sock) => {

@@ -955,6 +955,8 @@ fn drain(w: usize, pool: &Pool, rt: &PortRt, tx: &mut TxState) -> io::Result<Dra
             return Ok(Drained::Empty);
         }
         let n = tx.pending.len();
+        // Taken, not sent, and counted as oversize rather than as a transmit error.
+        let mut oversize = 0u64;
         let (taken, errors) = match io {
             TxIo::Afpacket(fd) => {
                 let mut refs: [&[u8]; TX_BATCH] = [&[]; TX_BATCH];
@@ -968,15 +970,23 @@ fn drain(w: usize, pool: &Pool, rt: &PortRt, tx: &mut TxState) -> io::Result<Dra
             TxIo::Vxlan => {
                 let mut errors = 0;
                 let taken = match rt.tunnel.as_ref() {
-                    Some(t) => {
-                        crate::tunnel::transmit(t, &mut tx.pending, n, &mut tx.scratch, &mut errors)
-                    }
+                    Some(t) => crate::tunnel::transmit(
+                        t,
+                        &mut tx.pending,
+                        n,
+                        &mut tx.scratch,
+                        &mut errors,
+                        &mut oversize,
+                    ),
                     None => {
                         errors = n as u64;
                         n
                     }
                 };
-                (taken, errors)
+                if oversize > 0 {
+                    rt.counters.drop(w, Drop::Oversize, oversize);
+                }
+                (taken, errors + oversize)
             }
             TxIo::Tap(fd) => {
                 let mut taken = 0;
@@ -1003,8 +1013,8 @@ fn drain(w: usize, pool: &Pool, rt: &PortRt, tx: &mut TxState) -> io::Result<Dra
         }
         bump(&c.tx_packets, (taken as u64).saturating_sub(errors));
         bump(&c.tx_bytes, bytes);
-        if errors > 0 {
-            rt.counters.drop(w, Drop::TxError, errors);
+        if errors > oversize {
+            rt.counters.drop(w, Drop::TxError, errors - oversize);
         }
         if taken < n {
             return Ok(Drained::Blocked);
