@@ -338,7 +338,7 @@ impl Worker {
             return;
         }
         let rt = slot.rt.clone();
-        let Some(bv) = snap.bridge(rt.bridge) else {
+        if snap.bridge(rt.bridge).is_none() {
             // Reconfiguration in flight: read and drop, so the ring does not stall.
             let n = match &mut slot.io {
                 PortIo::Afpacket(a) => {
@@ -349,87 +349,14 @@ impl Worker {
             };
             rt.counters.drop(w, Drop::NoBridge, n as u64);
             return;
-        };
-        let fdb = bv.rt.fdb.load();
-        let ctx = Ctx {
-            fdb: &fdb,
-            counters: &bv.rt.counters,
-            worker: w,
-            now: shared.clock.now(),
-            aging: bv.rt.aging.load(Ordering::Relaxed),
-        };
-        let mut ing = Ingress {
-            shared,
-            snap,
-            ctx: &ctx,
-            rt: &rt,
-            learn_as: rt.id,
-            bridge_ports: &bv.ports,
-            touched,
-            touched_mark,
-            w,
-        };
-        let mut failure = None;
-        match &mut slot.io {
-            PortIo::Afpacket(a) => {
-                let budget = match a.kind() {
-                    RingKind::V2 => RX_FRAMES_PER_TURN,
-                    RingKind::V3 => RX_BLOCKS_PER_TURN,
-                };
-                self.turn_frames += a.rx(budget, &shared.pool, spare, |rx| match rx {
-                    Rx::Frame(f) if f.truncated => {
-                        ing.rx_count(f.frame.len());
-                        rt.counters.drop(w, Drop::Oversize, 1);
-                    }
-                    Rx::Frame(f) => ing.frame(f.vnet, f.frame, f.vlan),
-                    Rx::Owned { buf, vlan } => ing.frame_owned(buf, vlan),
-                });
-                if a.rx_ready() {
-                    self.rx_more.push(id);
-                }
-            }
-            PortIo::Tap(t) => {
-                let mut n = 0;
-                loop {
-                    if n == TAP_FRAMES_PER_TURN {
-                        self.rx_more.push(id);
-                        break;
-                    }
-                    if spare.is_none() {
-                        *spare = shared.pool.get(LARGE);
-                    }
-                    let read = match spare.as_mut() {
-                        Some(b) => t.recv(b.spare()).inspect(|&len| b.set_len(len)),
-                        None => t.recv(&mut self.scratch),
-                    };
-                    match read {
-                        Ok(len) if len >= vnet::LEN && spare.is_some() => {
-                            ing.frame_owned(spare, None)
-                        }
-                        Ok(len) if len >= vnet::LEN => {
-                            ing.frame(
-                                &self.scratch[..vnet::LEN],
-                                &self.scratch[vnet::LEN..len],
-                                None,
-                            );
-                        }
-                        Ok(len) => {
-                            ing.rx_count(len);
-                            rt.counters.drop(w, Drop::Runt, 1);
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(e) => {
-                            failure = Some(format!("TAP read failed: {e}"));
-                            break;
-                        }
-                    }
-                    n += 1;
-                }
-                self.turn_frames += n;
-            }
-            PortIo::Vxlan => {}
         }
+        let scratch = &mut self.scratch;
+        let rx_more = &mut self.rx_more;
+        let turn_frames = &mut self.turn_frames;
+        let failure = with_ingress(shared, snap, touched, touched_mark, w, &rt, rt.id, |ing| {
+            rx_frames(ing, &mut slot.io, id, spare, scratch, rx_more, turn_frames)
+        })
+        .flatten();
         if let Some(why) = failure {
             self.detach(id, Some(why));
         }
@@ -649,6 +576,76 @@ impl Worker {
     }
 }
 
+/// Reads one port's frames for a turn and forwards them through `ing`; a read error
+/// that takes the port down comes back as the reason.
+fn rx_frames(
+    ing: &mut Ingress<'_>,
+    io: &mut PortIo,
+    id: PortId,
+    spare: &mut Option<Buf>,
+    scratch: &mut [u8],
+    rx_more: &mut Vec<PortId>,
+    turn_frames: &mut usize,
+) -> Option<String> {
+    let shared = ing.shared;
+    let mut failure = None;
+    match io {
+        PortIo::Afpacket(a) => {
+            let budget = match a.kind() {
+                RingKind::V2 => RX_FRAMES_PER_TURN,
+                RingKind::V3 => RX_BLOCKS_PER_TURN,
+            };
+            *turn_frames += a.rx(budget, &shared.pool, spare, |rx| match rx {
+                Rx::Frame(f) if f.truncated => {
+                    ing.rx_count(f.frame.len());
+                    ing.rt.counters.drop(ing.w, Drop::Oversize, 1);
+                }
+                Rx::Frame(f) => ing.frame(f.vnet, f.frame, f.vlan),
+                Rx::Owned { buf, vlan } => ing.frame_owned(buf, vlan),
+            });
+            if a.rx_ready() {
+                rx_more.push(id);
+            }
+        }
+        PortIo::Tap(t) => {
+            let mut n = 0;
+            loop {
+                if n == TAP_FRAMES_PER_TURN {
+                    rx_more.push(id);
+                    break;
+                }
+                if spare.is_none() {
+                    *spare = shared.pool.get(LARGE);
+                }
+                let read = match spare.as_mut() {
+                    Some(b) => t.recv(b.spare()).inspect(|&len| b.set_len(len)),
+                    None => t.recv(scratch),
+                };
+                match read {
+                    Ok(len) if len >= vnet::LEN && spare.is_some() => ing.frame_owned(spare, None),
+                    Ok(len) if len >= vnet::LEN => {
+                        ing.frame(&scratch[..vnet::LEN], &scratch[vnet::LEN..len], None);
+                    }
+                    Ok(len) => {
+                        ing.rx_count(len);
+                        ing.rt.counters.drop(ing.w, Drop::Runt, 1);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        failure = Some(format!("TAP read failed: {e}"));
+                        break;
+                    }
+                }
+                n += 1;
+            }
+            *turn_frames += n;
+        }
+        PortIo::Vxlan => {}
+    }
+    failure
+}
+
 /// Which tunnel port and remote a VXLAN datagram from `src` belongs to, or why it is
 /// dropped.
 fn resolve(
@@ -679,7 +676,7 @@ fn resolve(
 /// Runs `f` with the ingress context of tunnel port `rt` for a frame learned as
 /// `learn_as` (the port and the remote it came from).
 #[allow(clippy::too_many_arguments)]
-fn with_ingress(
+fn with_ingress<R>(
     shared: &Shared,
     snap: &Snapshot,
     touched: &mut Vec<PortId>,
@@ -687,11 +684,11 @@ fn with_ingress(
     w: usize,
     rt: &Arc<PortRt>,
     learn_as: Dest,
-    f: impl FnOnce(&mut Ingress<'_>),
-) {
+    f: impl FnOnce(&mut Ingress<'_>) -> R,
+) -> Option<R> {
     let Some(bv) = snap.bridge(rt.bridge) else {
         rt.counters.drop(w, Drop::NoBridge, 1);
-        return;
+        return None;
     };
     let fdb = bv.rt.fdb.load();
     let ctx = Ctx {
@@ -712,7 +709,7 @@ fn with_ingress(
         touched_mark,
         w,
     };
-    f(&mut ing);
+    Some(f(&mut ing))
 }
 
 /// Per-batch context for frames arriving on one port.
