@@ -1,0 +1,23 @@
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+#![forbid(unsafe_code)]
+//! Conntrack and NAT for IPv4 with no I/O: bytes and the time in, rewritten bytes and
+//! decisions out (the boringtun split: the protocol here, the sockets and threads in
+//! `vswitchd`). It behaves as Linux's conntrack with Docker's bridge-network rules
+//! (MASQUERADE out of the uplink, DNAT for published ports, hairpin NAT).
+//!
+//! Modules:
+//! - [`packet`]: zero-copy views of IPv4, TCP, UDP and ICMP headers.
+//! - [`checksum`]: the Internet checksum and its incremental update (RFC 1624).
+//! - [`rewrite`]: in-place address/port rewrites with incremental checksum fix-up.
+//! - [`tuple`]: 5-tuples and reading them (and ICMP errors' quoted tuples) from packets.
+//!
+//! Every function is total: arbitrary bytes give an error or a neutral answer, never a
+//! panic, and no `unsafe` is used.
+
+pub mod checksum;
+pub mod packet;
+pub mod rewrite;
+pub mod tuple;
+
+#[cfg(test)]
+mod testutil;
