@@ -7,6 +7,7 @@
 //!
 //! Modules:
 //! - [`packet`]: zero-copy views of IPv4, TCP, UDP and ICMP headers.
+//! - [`conntrack`]: the bounded flow table, the TCP state machine, timeouts, expiry.
 //! - [`checksum`]: the Internet checksum and its incremental update (RFC 1624).
 //! - [`rewrite`]: in-place address/port rewrites with incremental checksum fix-up.
 //! - [`tuple`]: 5-tuples and reading them (and ICMP errors' quoted tuples) from packets.
@@ -15,6 +16,7 @@
 //! panic, and no `unsafe` is used.
 
 pub mod checksum;
+pub mod conntrack;
 pub mod packet;
 pub mod rewrite;
 pub mod tuple;

@@ -1,0 +1,783 @@
+//! The connection-tracking table: a bounded set of flows, each known by its tuple in
+//! both directions, with its state, timeout deadline and per-direction counters, and
+//! the TCP state machine and timeouts of Linux's conntrack (`nf_conntrack_proto_tcp`,
+//! its defaults in `/proc/sys/net/netfilter/`). This module owns the flow lifecycle:
+//! creation (refused past the limit, and counted), state changes, expiry and flush.
+//! It knows nothing of NAT beyond storing the reply tuple the NAT engine chose.
+//!
+//! Time is passed in as milliseconds (`now`) and never read from a clock. Timeouts are
+//! in seconds, as Linux's sysctls are.
+
+use std::collections::HashMap;
+
+use crate::packet::tcp_flags;
+use crate::tuple::{Kind, Tuple};
+
+/// The default flow limit (`vsctl set-ct-limit` changes it).
+pub const DEFAULT_LIMIT: usize = 262_144;
+
+/// Linux's default conntrack timeouts, in seconds.
+pub mod timeout {
+    /// `nf_conntrack_tcp_timeout_syn_sent`.
+    pub const TCP_SYN_SENT: u64 = 120;
+    /// `nf_conntrack_tcp_timeout_syn_recv`.
+    pub const TCP_SYN_RECV: u64 = 60;
+    /// `nf_conntrack_tcp_timeout_established` (5 days).
+    pub const TCP_ESTABLISHED: u64 = 432_000;
+    /// `nf_conntrack_tcp_timeout_fin_wait`.
+    pub const TCP_FIN_WAIT: u64 = 120;
+    /// `nf_conntrack_tcp_timeout_close_wait`.
+    pub const TCP_CLOSE_WAIT: u64 = 60;
+    /// `nf_conntrack_tcp_timeout_last_ack`.
+    pub const TCP_LAST_ACK: u64 = 30;
+    /// `nf_conntrack_tcp_timeout_time_wait`.
+    pub const TCP_TIME_WAIT: u64 = 120;
+    /// `nf_conntrack_tcp_timeout_close`.
+    pub const TCP_CLOSE: u64 = 10;
+    /// `nf_conntrack_udp_timeout`: no reply seen yet.
+    pub const UDP: u64 = 30;
+    /// `nf_conntrack_udp_timeout_stream`: replied.
+    pub const UDP_REPLIED: u64 = 120;
+    /// `nf_conntrack_icmp_timeout`.
+    pub const ICMP: u64 = 30;
+}
+
+/// Which way a packet travels relative to the flow's first packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dir {
+    /// The direction of the packet that created the flow.
+    Original,
+    /// The other direction.
+    Reply,
+}
+
+impl Dir {
+    /// 0 for original, 1 for reply (counter index).
+    #[inline]
+    pub fn index(self) -> usize {
+        match self {
+            Dir::Original => 0,
+            Dir::Reply => 1,
+        }
+    }
+}
+
+/// The TCP states of Linux's conntrack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TcpState {
+    /// SYN seen in the original direction.
+    SynSent,
+    /// SYN-ACK seen in the reply direction.
+    SynRecv,
+    /// Handshake completed.
+    Established,
+    /// A FIN seen.
+    FinWait,
+    /// The FIN acknowledged; the other side may still send.
+    CloseWait,
+    /// FINs seen both ways; waiting for the last ACK.
+    LastAck,
+    /// Closed cleanly; lingering for late segments.
+    TimeWait,
+    /// Reset.
+    Close,
+}
+
+impl TcpState {
+    /// The name `conntrack -L` prints.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TcpState::SynSent => "SYN_SENT",
+            TcpState::SynRecv => "SYN_RECV",
+            TcpState::Established => "ESTABLISHED",
+            TcpState::FinWait => "FIN_WAIT",
+            TcpState::CloseWait => "CLOSE_WAIT",
+            TcpState::LastAck => "LAST_ACK",
+            TcpState::TimeWait => "TIME_WAIT",
+            TcpState::Close => "CLOSE",
+        }
+    }
+
+    /// The state's timeout in seconds.
+    pub fn timeout(self) -> u64 {
+        match self {
+            TcpState::SynSent => timeout::TCP_SYN_SENT,
+            TcpState::SynRecv => timeout::TCP_SYN_RECV,
+            TcpState::Established => timeout::TCP_ESTABLISHED,
+            TcpState::FinWait => timeout::TCP_FIN_WAIT,
+            TcpState::CloseWait => timeout::TCP_CLOSE_WAIT,
+            TcpState::LastAck => timeout::TCP_LAST_ACK,
+            TcpState::TimeWait => timeout::TCP_TIME_WAIT,
+            TcpState::Close => timeout::TCP_CLOSE,
+        }
+    }
+}
+
+/// What a TCP segment does to a flow's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TcpStep {
+    /// Move to this state.
+    To(TcpState),
+    /// Valid, state unchanged (a retransmission, a SYN on an open connection).
+    Ignore,
+    /// Not a segment this state accepts: drop it, leave the flow alone.
+    Invalid,
+}
+
+/// The segment classes the state machine reacts to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seg {
+    Syn,
+    SynAck,
+    Fin,
+    Ack,
+    Rst,
+    Bad,
+}
+
+fn classify(flags: u8) -> Seg {
+    let has = |f| flags & f != 0;
+    if has(tcp_flags::RST) {
+        Seg::Rst
+    } else if has(tcp_flags::SYN) {
+        match (has(tcp_flags::FIN), has(tcp_flags::ACK)) {
+            (true, _) => Seg::Bad,
+            (false, true) => Seg::SynAck,
+            (false, false) => Seg::Syn,
+        }
+    } else if has(tcp_flags::FIN) {
+        Seg::Fin
+    } else if has(tcp_flags::ACK) {
+        Seg::Ack
+    } else {
+        Seg::Bad
+    }
+}
+
+/// The transition for a segment with `flags` travelling `dir` on a flow in `state`
+/// (`None`: no flow yet — only a plain SYN may start one). Linux's table, without
+/// window tracking and without simultaneous open.
+pub fn tcp_step(state: Option<TcpState>, dir: Dir, flags: u8) -> TcpStep {
+    use TcpState::*;
+    use TcpStep::{Ignore as IG, Invalid as IV, To};
+    let seg = classify(flags);
+    let Some(s) = state else {
+        return if seg == Seg::Syn && dir == Dir::Original {
+            To(SynSent)
+        } else {
+            IV
+        };
+    };
+    match (seg, dir) {
+        (Seg::Bad, _) => IV,
+        (Seg::Rst, _) => To(Close),
+        (Seg::Syn, Dir::Original) => match s {
+            SynSent => IG,
+            TimeWait | Close => To(SynSent),
+            _ => IG,
+        },
+        (Seg::Syn, Dir::Reply) => IV,
+        (Seg::SynAck, Dir::Original) => match s {
+            SynSent | Close => IV,
+            _ => IG,
+        },
+        (Seg::SynAck, Dir::Reply) => match s {
+            SynSent => To(SynRecv),
+            Close => IV,
+            _ => IG,
+        },
+        (Seg::Fin, d) => match s {
+            SynSent => IV,
+            SynRecv if d == Dir::Reply => IV,
+            SynRecv | Established => To(FinWait),
+            FinWait | CloseWait | LastAck => To(LastAck),
+            TimeWait => IG,
+            Close => IG,
+        },
+        (Seg::Ack, d) => match s {
+            SynSent => IV,
+            SynRecv if d == Dir::Original => To(Established),
+            SynRecv => IG,
+            Established => IG,
+            FinWait | CloseWait => To(CloseWait),
+            LastAck | TimeWait => To(TimeWait),
+            Close => IG,
+        },
+    }
+}
+
+/// A flow's protocol state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum State {
+    /// A TCP connection in this state.
+    Tcp(TcpState),
+    /// A UDP flow.
+    Udp,
+    /// An ICMP echo flow.
+    Icmp,
+}
+
+impl State {
+    /// The state a flow starts in for its first packet, or `None` if that packet may
+    /// not start a flow (TCP other than a plain SYN, an echo reply, an ICMP error).
+    pub fn initial(kind: &Kind) -> Option<State> {
+        match kind {
+            Kind::Tcp { flags } => match tcp_step(None, Dir::Original, *flags) {
+                TcpStep::To(s) => Some(State::Tcp(s)),
+                _ => None,
+            },
+            Kind::Udp => Some(State::Udp),
+            Kind::Echo { request: true } => Some(State::Icmp),
+            Kind::Echo { request: false } | Kind::Error { .. } => None,
+        }
+    }
+
+    /// The TCP state's name, or `None` for UDP and ICMP (which have no named state).
+    pub fn name(&self) -> Option<&'static str> {
+        match self {
+            State::Tcp(s) => Some(s.as_str()),
+            State::Udp | State::Icmp => None,
+        }
+    }
+}
+
+/// Packets and bytes in one direction.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Packets.
+    pub packets: u64,
+    /// Bytes (IP total length).
+    pub bytes: u64,
+}
+
+/// A tracked flow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The tuple of the first packet, as it arrived.
+    pub orig: Tuple,
+    /// The tuple replies are expected to arrive with (after NAT, the translated one).
+    pub reply: Tuple,
+    /// The protocol state.
+    pub state: State,
+    /// True once a packet went the reply way.
+    pub seen_reply: bool,
+    /// True once the flow is established (TCP) or replied (UDP, ICMP), as Linux's
+    /// `[ASSURED]`.
+    pub assured: bool,
+    /// When the flow expires, in ms.
+    pub deadline: u64,
+    /// Counters, original direction first.
+    pub counters: [Counters; 2],
+}
+
+impl Entry {
+    /// The tuple a packet going `dir` arrives with.
+    pub fn tuple(&self, dir: Dir) -> Tuple {
+        match dir {
+            Dir::Original => self.orig,
+            Dir::Reply => self.reply,
+        }
+    }
+
+    /// The tuple a packet going `dir` leaves with once translated: the reverse of the
+    /// other direction's arrival tuple.
+    pub fn translated(&self, dir: Dir) -> Tuple {
+        match dir {
+            Dir::Original => self.reply.reverse(),
+            Dir::Reply => self.orig.reverse(),
+        }
+    }
+
+    /// True if the flow's deadline has passed at `now` (ms).
+    pub fn is_expired(&self, now: u64) -> bool {
+        now >= self.deadline
+    }
+
+    /// Whole seconds left before expiry at `now` (ms), as `conntrack -L` shows.
+    pub fn timeout_left(&self, now: u64) -> u64 {
+        self.deadline.saturating_sub(now) / 1000
+    }
+
+    /// The current timeout in seconds for the flow's state.
+    fn timeout(&self) -> u64 {
+        match self.state {
+            State::Tcp(s) => s.timeout(),
+            State::Udp if self.seen_reply => timeout::UDP_REPLIED,
+            State::Udp => timeout::UDP,
+            State::Icmp => timeout::ICMP,
+        }
+    }
+}
+
+/// A handle on a flow, valid until the flow is removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FlowId(u32);
+
+/// Why a flow could not be created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InsertError {
+    /// The table holds its limit of flows.
+    #[error("conntrack table full")]
+    Full,
+    /// Another flow already has one of the tuples (or the two are the same).
+    #[error("tuple already tracked")]
+    Exists,
+}
+
+/// A packet the flow's state machine refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("invalid packet for the flow's state")]
+pub struct Invalid;
+
+/// The flow table.
+#[derive(Debug, Clone)]
+pub struct Table {
+    slots: Vec<Option<Entry>>,
+    free: Vec<u32>,
+    index: HashMap<Tuple, (u32, Dir)>,
+    limit: usize,
+    len: usize,
+    refused: u64,
+    cursor: usize,
+}
+
+impl Default for Table {
+    fn default() -> Self {
+        Table::new(DEFAULT_LIMIT)
+    }
+}
+
+/// Milliseconds from seconds, saturating.
+#[inline]
+fn ms(secs: u64) -> u64 {
+    secs.saturating_mul(1000)
+}
+
+impl Table {
+    /// An empty table holding at most `limit` flows (memory grows with use, not limit).
+    pub fn new(limit: usize) -> Table {
+        Table {
+            slots: Vec::new(),
+            free: Vec::new(),
+            index: HashMap::new(),
+            limit: limit.min(u32::MAX as usize),
+            len: 0,
+            refused: 0,
+            cursor: 0,
+        }
+    }
+
+    /// The flow limit.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Changes the limit; flows beyond a lowered limit stay until they end.
+    pub fn set_limit(&mut self, limit: usize) {
+        self.limit = limit.min(u32::MAX as usize);
+    }
+
+    /// Flows tracked.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True if no flow is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// New flows refused because the table was full, since creation.
+    pub fn refused(&self) -> u64 {
+        self.refused
+    }
+
+    /// The flow a packet with tuple `t` belongs to, and its direction (expired flows
+    /// included: the caller decides, see [`Entry::is_expired`]).
+    #[inline]
+    pub fn lookup(&self, t: &Tuple) -> Option<(FlowId, Dir)> {
+        self.index.get(t).map(|&(i, d)| (FlowId(i), d))
+    }
+
+    /// The flow `id`.
+    #[inline]
+    pub fn get(&self, id: FlowId) -> Option<&Entry> {
+        self.slots.get(id.0 as usize)?.as_ref()
+    }
+
+    /// Starts a flow whose first packet arrived with `orig` and whose replies will
+    /// arrive with `reply`, in `state`, counting that packet (`bytes` long) at `now`.
+    pub fn insert(
+        &mut self,
+        orig: Tuple,
+        reply: Tuple,
+        state: State,
+        bytes: usize,
+        now: u64,
+    ) -> Result<FlowId, InsertError> {
+        if orig == reply || self.index.contains_key(&orig) || self.index.contains_key(&reply) {
+            return Err(InsertError::Exists);
+        }
+        if self.len >= self.limit {
+            self.refused += 1;
+            return Err(InsertError::Full);
+        }
+        let mut e = Entry {
+            orig,
+            reply,
+            state,
+            seen_reply: false,
+            assured: false,
+            deadline: 0,
+            counters: [
+                Counters {
+                    packets: 1,
+                    bytes: bytes as u64,
+                },
+                Counters::default(),
+            ],
+        };
+        e.deadline = now.saturating_add(ms(e.timeout()));
+        let i = match self.free.pop() {
+            Some(i) => {
+                if let Some(s) = self.slots.get_mut(i as usize) {
+                    *s = Some(e);
+                }
+                i
+            }
+            None => {
+                self.slots.push(Some(e));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.index.insert(orig, (i, Dir::Original));
+        self.index.insert(reply, (i, Dir::Reply));
+        self.len += 1;
+        Ok(FlowId(i))
+    }
+
+    /// Removes flow `id` and returns it.
+    pub fn remove(&mut self, id: FlowId) -> Option<Entry> {
+        let e = self.slots.get_mut(id.0 as usize)?.take()?;
+        self.index.remove(&e.orig);
+        self.index.remove(&e.reply);
+        self.free.push(id.0);
+        self.len -= 1;
+        Some(e)
+    }
+
+    /// Accounts a packet of `kind`, `bytes` long, travelling `dir` on flow `id` at `now`:
+    /// steps the state machine, refreshes the deadline, counts it. An invalid packet
+    /// changes nothing.
+    pub fn track(
+        &mut self,
+        id: FlowId,
+        dir: Dir,
+        kind: &Kind,
+        bytes: usize,
+        now: u64,
+    ) -> Result<(), Invalid> {
+        let e = self
+            .slots
+            .get_mut(id.0 as usize)
+            .and_then(Option::as_mut)
+            .ok_or(Invalid)?;
+        match (e.state, kind) {
+            (State::Tcp(s), Kind::Tcp { flags }) => match tcp_step(Some(s), dir, *flags) {
+                TcpStep::To(n) => {
+                    e.state = State::Tcp(n);
+                    if n == TcpState::Established {
+                        e.assured = true;
+                    }
+                }
+                TcpStep::Ignore => {}
+                TcpStep::Invalid => return Err(Invalid),
+            },
+            (State::Udp, Kind::Udp) => {
+                if dir == Dir::Reply {
+                    e.assured = true;
+                }
+            }
+            (State::Icmp, Kind::Echo { request }) => {
+                if *request != (dir == Dir::Original) {
+                    return Err(Invalid);
+                }
+                if dir == Dir::Reply {
+                    e.assured = true;
+                }
+            }
+            _ => return Err(Invalid),
+        }
+        if dir == Dir::Reply {
+            e.seen_reply = true;
+        }
+        e.deadline = now.saturating_add(ms(e.timeout()));
+        let c = &mut e.counters[dir.index()];
+        c.packets += 1;
+        c.bytes += bytes as u64;
+        Ok(())
+    }
+
+    /// Counts a packet that belongs to flow `id` but does not step its state (an ICMP
+    /// error about it), without refreshing its deadline.
+    pub fn count(&mut self, id: FlowId, dir: Dir, bytes: usize) {
+        if let Some(e) = self.slots.get_mut(id.0 as usize).and_then(Option::as_mut) {
+            let c = &mut e.counters[dir.index()];
+            c.packets += 1;
+            c.bytes += bytes as u64;
+        }
+    }
+
+    /// Removes the expired flows among the next `budget` slots of a sweep that goes
+    /// round the table, handing each to `gone`; returns how many. Bounded work per call.
+    pub fn expire_some(&mut self, now: u64, budget: usize, mut gone: impl FnMut(Entry)) -> usize {
+        let mut n = 0;
+        let slots = self.slots.len();
+        for _ in 0..budget.min(slots) {
+            if self.cursor >= slots {
+                self.cursor = 0;
+            }
+            let i = self.cursor;
+            self.cursor += 1;
+            if self
+                .slots
+                .get(i)
+                .and_then(Option::as_ref)
+                .is_some_and(|e| e.is_expired(now))
+            {
+                if let Some(e) = self.remove(FlowId(i as u32)) {
+                    gone(e);
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
+
+    /// Removes every expired flow, handing each to `gone`; returns how many.
+    pub fn expire(&mut self, now: u64, gone: impl FnMut(Entry)) -> usize {
+        self.cursor = 0;
+        let all = self.slots.len();
+        self.expire_some(now, all, gone)
+    }
+
+    /// Every flow, in no particular order (for `ct-show`).
+    pub fn iter(&self) -> impl Iterator<Item = &Entry> + '_ {
+        self.slots.iter().filter_map(Option::as_ref)
+    }
+
+    /// Removes every flow (the refusal counter is kept).
+    pub fn flush(&mut self) {
+        self.slots.clear();
+        self.free.clear();
+        self.index.clear();
+        self.len = 0;
+        self.cursor = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::tcp_flags::*;
+    use crate::tuple::{Endpoint, Proto};
+    use proptest::prelude::*;
+    use std::net::Ipv4Addr;
+
+    fn t(sp: u16) -> Tuple {
+        Tuple::new(
+            Proto::Tcp,
+            Endpoint::new(Ipv4Addr::new(10, 0, 0, 2), sp),
+            Endpoint::new(Ipv4Addr::new(192, 0, 2, 1), 80),
+        )
+    }
+
+    fn tcpk(flags: u8) -> Kind {
+        Kind::Tcp { flags }
+    }
+
+    fn state(tb: &Table, id: FlowId) -> State {
+        tb.get(id).unwrap().state
+    }
+
+    #[test]
+    fn tcp_handshake_and_close() {
+        let mut tb = Table::new(10);
+        let o = t(1000);
+        let id = tb
+            .insert(o, o.reverse(), State::initial(&tcpk(SYN)).unwrap(), 60, 0)
+            .unwrap();
+        assert_eq!(tb.get(id).unwrap().timeout_left(0), 120);
+        assert_eq!(tb.lookup(&o.reverse()), Some((id, Dir::Reply)));
+        tb.track(id, Dir::Reply, &tcpk(SYN | ACK), 60, 1).unwrap();
+        assert_eq!(state(&tb, id), State::Tcp(TcpState::SynRecv));
+        assert_eq!(tb.get(id).unwrap().timeout_left(1), 60);
+        tb.track(id, Dir::Original, &tcpk(ACK), 52, 2).unwrap();
+        assert_eq!(state(&tb, id), State::Tcp(TcpState::Established));
+        assert!(tb.get(id).unwrap().assured);
+        assert_eq!(tb.get(id).unwrap().timeout_left(2), 432_000);
+        tb.track(id, Dir::Original, &tcpk(FIN | ACK), 52, 3)
+            .unwrap();
+        assert_eq!(state(&tb, id), State::Tcp(TcpState::FinWait));
+        tb.track(id, Dir::Reply, &tcpk(ACK), 52, 3).unwrap();
+        assert_eq!(state(&tb, id), State::Tcp(TcpState::CloseWait));
+        tb.track(id, Dir::Reply, &tcpk(FIN | ACK), 52, 3).unwrap();
+        assert_eq!(state(&tb, id), State::Tcp(TcpState::LastAck));
+        tb.track(id, Dir::Original, &tcpk(ACK), 52, 3).unwrap();
+        assert_eq!(state(&tb, id), State::Tcp(TcpState::TimeWait));
+        // A new SYN on the same tuple reopens it.
+        tb.track(id, Dir::Original, &tcpk(SYN), 60, 4).unwrap();
+        assert_eq!(state(&tb, id), State::Tcp(TcpState::SynSent));
+        let e = tb.get(id).unwrap();
+        assert_eq!(e.counters[0].packets, 5);
+        assert_eq!(
+            e.counters[1],
+            Counters {
+                packets: 3,
+                bytes: 164
+            }
+        );
+    }
+
+    #[test]
+    fn tcp_invalid_and_rst() {
+        for f in [ACK, SYN | ACK, FIN, RST, PSH, 0, SYN | FIN] {
+            assert_eq!(State::initial(&tcpk(f)), None, "flags {f:#x}");
+        }
+        assert_eq!(tcp_step(None, Dir::Reply, SYN), TcpStep::Invalid);
+        assert_eq!(
+            tcp_step(Some(TcpState::SynSent), Dir::Original, ACK),
+            TcpStep::Invalid
+        );
+        assert_eq!(
+            tcp_step(Some(TcpState::Established), Dir::Reply, SYN),
+            TcpStep::Invalid
+        );
+        assert_eq!(
+            tcp_step(Some(TcpState::Established), Dir::Original, PSH),
+            TcpStep::Invalid
+        );
+        assert_eq!(
+            tcp_step(Some(TcpState::Established), Dir::Original, SYN),
+            TcpStep::Ignore
+        );
+        let mut tb = Table::new(10);
+        let id = tb
+            .insert(t(1), t(1).reverse(), State::Tcp(TcpState::SynSent), 60, 0)
+            .unwrap();
+        // An invalid packet changes nothing, not even the counters.
+        let before = tb.get(id).unwrap().clone();
+        assert_eq!(tb.track(id, Dir::Original, &tcpk(FIN), 40, 5), Err(Invalid));
+        assert_eq!(tb.track(id, Dir::Original, &Kind::Udp, 40, 5), Err(Invalid));
+        assert_eq!(tb.get(id).unwrap(), &before);
+        // RST in reply to a SYN: connection refused, closed for 10 s.
+        tb.track(id, Dir::Reply, &tcpk(RST | ACK), 40, 5).unwrap();
+        assert_eq!(state(&tb, id), State::Tcp(TcpState::Close));
+        assert_eq!(tb.get(id).unwrap().deadline, 10_005);
+    }
+
+    #[test]
+    fn udp_and_icmp_timeouts() {
+        let mut tb = Table::new(10);
+        let u = Tuple::new(Proto::Udp, t(5).src, t(5).dst);
+        let id = tb.insert(u, u.reverse(), State::Udp, 40, 0).unwrap();
+        assert_eq!(tb.get(id).unwrap().deadline, 30_000);
+        tb.track(id, Dir::Original, &Kind::Udp, 40, 1000).unwrap();
+        assert_eq!(tb.get(id).unwrap().deadline, 31_000);
+        tb.track(id, Dir::Reply, &Kind::Udp, 40, 2000).unwrap();
+        assert_eq!(tb.get(id).unwrap().deadline, 122_000);
+        assert!(tb.get(id).unwrap().assured);
+        let i = Tuple::new(
+            Proto::Icmp,
+            Endpoint::new(u.src.addr, 9),
+            Endpoint::new(u.dst.addr, 0),
+        );
+        let id = tb.insert(i, i.reverse(), State::Icmp, 84, 0).unwrap();
+        assert_eq!(tb.get(id).unwrap().deadline, 30_000);
+        assert_eq!(
+            tb.track(id, Dir::Reply, &Kind::Echo { request: true }, 84, 1),
+            Err(Invalid)
+        );
+        tb.track(id, Dir::Reply, &Kind::Echo { request: false }, 84, 1)
+            .unwrap();
+        assert_eq!(State::initial(&Kind::Echo { request: false }), None);
+    }
+
+    #[test]
+    fn limit_refuses_and_counts_existing_keep_working() {
+        let mut tb = Table::new(2);
+        let a = tb.insert(t(1), t(1).reverse(), State::Udp, 1, 0).unwrap();
+        tb.insert(t(2), t(2).reverse(), State::Udp, 1, 0).unwrap();
+        assert_eq!(
+            tb.insert(t(3), t(3).reverse(), State::Udp, 1, 0),
+            Err(InsertError::Full)
+        );
+        assert_eq!(
+            tb.insert(t(1), t(9).reverse(), State::Udp, 1, 0),
+            Err(InsertError::Exists)
+        );
+        assert_eq!(
+            tb.insert(t(8), t(8), State::Udp, 1, 0),
+            Err(InsertError::Exists)
+        );
+        assert_eq!(tb.refused(), 1);
+        assert_eq!(tb.len(), 2);
+        assert!(tb.lookup(&t(1)).is_some());
+        tb.remove(a).unwrap();
+        assert!(tb.lookup(&t(1)).is_none() && tb.lookup(&t(1).reverse()).is_none());
+        tb.insert(t(3), t(3).reverse(), State::Udp, 1, 0).unwrap();
+        assert_eq!(tb.len(), 2);
+        tb.flush();
+        assert!(tb.is_empty() && tb.iter().next().is_none() && tb.lookup(&t(3)).is_none());
+        assert_eq!(tb.refused(), 1);
+    }
+
+    #[test]
+    fn expiry_bounded_and_full() {
+        let mut tb = Table::new(100);
+        for p in 0..10 {
+            let id = tb.insert(t(p), t(p).reverse(), State::Udp, 1, 0).unwrap();
+            if p % 2 == 0 {
+                tb.track(id, Dir::Reply, &Kind::Udp, 1, 0).unwrap();
+            }
+        }
+        let mut gone = Vec::new();
+        assert_eq!(tb.expire_some(30_000, 4, |e| gone.push(e.orig)), 2);
+        assert_eq!(gone, vec![t(1), t(3)]);
+        assert_eq!(tb.expire_some(30_000, 4, |_| {}), 2);
+        assert_eq!(tb.expire(30_000, |_| {}), 1);
+        assert_eq!(tb.len(), 5);
+        assert_eq!(tb.expire(119_999, |_| {}), 0);
+        assert_eq!(tb.expire(120_000, |_| {}), 5);
+        assert!(tb.is_empty());
+        assert_eq!(tb.expire_some(0, 1000, |_| {}), 0);
+    }
+
+    proptest! {
+        #[test]
+        fn never_exceeds_limit(limit in 0usize..64, ops in proptest::collection::vec((any::<u16>(), any::<bool>(), 0u64..200_000), 0..400)) {
+            let mut tb = Table::new(limit);
+            let mut refused = 0u64;
+            for (p, rm, now) in ops {
+                match tb.insert(t(p), t(p).reverse(), State::Udp, 1, now) {
+                    Err(InsertError::Full) => refused += 1,
+                    Ok(id) if rm => { tb.remove(id); }
+                    _ => {}
+                }
+                if now % 7 == 0 { tb.expire_some(now, 3, |_| {}); }
+                prop_assert!(tb.len() <= limit);
+                prop_assert_eq!(tb.iter().count(), tb.len());
+            }
+            prop_assert_eq!(tb.refused(), refused);
+        }
+
+        #[test]
+        fn state_machine_is_total(s in proptest::option::of(0usize..8), orig in any::<bool>(), flags in any::<u8>()) {
+            use TcpState::*;
+            let st = s.map(|i| [SynSent, SynRecv, Established, FinWait, CloseWait, LastAck, TimeWait, Close][i]);
+            let d = if orig { Dir::Original } else { Dir::Reply };
+            let step = tcp_step(st, d, flags);
+            if flags & RST != 0 && st.is_some() { prop_assert_eq!(step, TcpStep::To(Close)); }
+        }
+    }
+}
