@@ -6,6 +6,7 @@
 //! (MASQUERADE out of the uplink, DNAT for published ports, hairpin NAT).
 //!
 //! Modules:
+//! - [`nat`]: the NAT engine (masquerade, published ports, hairpin, isolation): [`nat::Nat::process`].
 //! - [`packet`]: zero-copy views of IPv4, TCP, UDP and ICMP headers.
 //! - [`conntrack`]: the bounded flow table, the TCP state machine, timeouts, expiry.
 //! - [`checksum`]: the Internet checksum and its incremental update (RFC 1624).
@@ -17,9 +18,12 @@
 
 pub mod checksum;
 pub mod conntrack;
+pub mod nat;
 pub mod packet;
 pub mod rewrite;
 pub mod tuple;
+
+pub use nat::{Config, Direction, DropReason, Egress, Nat, Verdict};
 
 #[cfg(test)]
 mod testutil;

@@ -1,0 +1,1147 @@
+//! The NAT engine: Docker's bridge-network rules applied by one state machine that
+//! takes a packet, the side it came from and the time, rewrites the packet in place
+//! and says where it goes ([`Verdict`]). This module owns the policy and the port
+//! mappings; flows live in [`crate::conntrack`], rewrites in [`crate::rewrite`].
+//!
+//! - **Masquerade** (Docker's `MASQUERADE` for the network's subnet): a new flow from
+//!   a network to the outside leaves from the uplink address. The source port (ICMP
+//!   echo identifier) is kept if no other inside endpoint holds it, else one is taken
+//!   from [`PORT_MIN`]..=[`PORT_MAX`]. The mapping is endpoint-independent (RFC 4787
+//!   REQ-1, RFC 5382 REQ-1): while any flow uses it, the same inside address and port
+//!   leave by the same outside port whatever the destination. Filtering is by flow
+//!   (only replies of a tracked flow come back), as Linux does.
+//! - **Published ports** (Docker's `DNAT` for `-p HOSTPORT:PORT`): a new flow from
+//!   outside to the uplink address's published port goes to the container, the
+//!   client's address and port kept.
+//! - **Hairpin**: a container reaching the uplink address's published port (its own
+//!   included) is DNAT'ed to the target and SNAT'ed to the target network's gateway
+//!   address, so that the reply comes back through the switch.
+//! - **Isolation** (Docker's `DOCKER-ISOLATION`): networks do not reach each other;
+//!   from outside, only published ports reach containers.
+//! - **ICMP errors** about a tracked flow are translated, quoted packet included.
+//!
+//! Fragments are dropped (counted), not reassembled.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+
+use crate::conntrack::{Dir, Entry, FlowId, InsertError, State, Table, DEFAULT_LIMIT};
+use crate::packet::Ipv4Packet;
+use crate::rewrite::{rewrite, rewrite_error};
+use crate::tuple::{parse, Endpoint, Kind, ParseError, Parsed, Proto, Tuple};
+
+/// Lowest masquerade port (Linux's `ip_local_port_range` default, as Docker uses).
+pub const PORT_MIN: u16 = 32768;
+/// Highest masquerade port.
+pub const PORT_MAX: u16 = 60999;
+
+/// An IPv4 subnet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Ipv4Net {
+    addr: Ipv4Addr,
+    prefix: u8,
+}
+
+impl Ipv4Net {
+    /// The subnet `addr/prefix` (host bits cleared), or `None` if `prefix` > 32.
+    pub fn new(addr: Ipv4Addr, prefix: u8) -> Option<Ipv4Net> {
+        (prefix <= 32).then(|| Ipv4Net {
+            addr: Ipv4Addr::from(u32::from(addr) & mask(prefix)),
+            prefix,
+        })
+    }
+
+    /// The network address.
+    pub fn addr(&self) -> Ipv4Addr {
+        self.addr
+    }
+
+    /// The prefix length.
+    pub fn prefix(&self) -> u8 {
+        self.prefix
+    }
+
+    /// True if `a` is in the subnet.
+    pub fn contains(&self, a: Ipv4Addr) -> bool {
+        u32::from(a) & mask(self.prefix) == u32::from(self.addr)
+    }
+
+    /// True if the two subnets share an address.
+    pub fn overlaps(&self, o: &Ipv4Net) -> bool {
+        self.contains(o.addr) || o.contains(self.addr)
+    }
+}
+
+fn mask(prefix: u8) -> u32 {
+    match prefix {
+        0 => 0,
+        p => u32::MAX << (32 - u32::from(p.min(32))),
+    }
+}
+
+/// A bridge network: its subnet and the gateway address the switch owns in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Network {
+    /// The subnet.
+    pub subnet: Ipv4Net,
+    /// The gateway address (inside the subnet).
+    pub gateway: Ipv4Addr,
+}
+
+/// A published port: `proto` `host_port` on the uplink address goes to `target`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    /// TCP or UDP.
+    pub proto: Proto,
+    /// The port on the uplink address.
+    pub host_port: u16,
+    /// The container address and port.
+    pub target: Endpoint,
+}
+
+/// What the engine needs to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The inside networks.
+    pub networks: Vec<Network>,
+    /// The switch's address on the uplink.
+    pub uplink: Ipv4Addr,
+    /// Published ports.
+    pub published: Vec<Published>,
+    /// The conntrack limit.
+    pub ct_limit: usize,
+}
+
+impl Config {
+    /// A configuration with no network and no published port.
+    pub fn new(uplink: Ipv4Addr) -> Config {
+        Config {
+            networks: Vec::new(),
+            uplink,
+            published: Vec::new(),
+            ct_limit: DEFAULT_LIMIT,
+        }
+    }
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// Two networks' subnets overlap.
+    #[error("subnets {0}/{1} and {2}/{3} overlap")]
+    Overlap(Ipv4Addr, u8, Ipv4Addr, u8),
+    /// A gateway is outside its subnet (or is its network address).
+    #[error("gateway {0} is not a host address of its subnet")]
+    GatewayOutside(Ipv4Addr),
+    /// A published port is ICMP.
+    #[error("only tcp and udp ports can be published")]
+    PublishedProto,
+    /// The same protocol and host port are published twice.
+    #[error("{0} port {1} is already published")]
+    Duplicate(&'static str, u16),
+    /// A published port's target is in no network.
+    #[error("{0} is in no network")]
+    TargetOutside(Ipv4Addr),
+}
+
+impl Config {
+    /// Checks the configuration: subnets disjoint, gateways inside, published ports
+    /// TCP/UDP, unique, and aimed at a network.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (i, a) in self.networks.iter().enumerate() {
+            if !a.subnet.contains(a.gateway) || a.gateway == a.subnet.addr() {
+                return Err(ConfigError::GatewayOutside(a.gateway));
+            }
+            if let Some(b) = self
+                .networks
+                .iter()
+                .skip(i + 1)
+                .find(|b| a.subnet.overlaps(&b.subnet))
+            {
+                let (x, y) = (a.subnet, b.subnet);
+                return Err(ConfigError::Overlap(
+                    x.addr(),
+                    x.prefix(),
+                    y.addr(),
+                    y.prefix(),
+                ));
+            }
+        }
+        for (i, p) in self.published.iter().enumerate() {
+            if p.proto == Proto::Icmp {
+                return Err(ConfigError::PublishedProto);
+            }
+            if self
+                .published
+                .iter()
+                .skip(i + 1)
+                .any(|q| q.proto == p.proto && q.host_port == p.host_port)
+            {
+                return Err(ConfigError::Duplicate(p.proto.as_str(), p.host_port));
+            }
+            if !self
+                .networks
+                .iter()
+                .any(|n| n.subnet.contains(p.target.addr))
+            {
+                return Err(ConfigError::TargetOutside(p.target.addr));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The side a packet arrives from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// From a container network (routed to the gateway).
+    FromInside,
+    /// From the uplink.
+    FromOutside,
+}
+
+/// The side a forwarded packet leaves by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Egress {
+    /// Into a container network (the packet's destination address says which).
+    Inside,
+    /// Out of the uplink.
+    Outside,
+}
+
+/// Why a packet was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum DropReason {
+    /// Not a well-formed IPv4 packet, or an L4 header cut short.
+    #[error("malformed packet")]
+    Malformed,
+    /// An IP fragment (not reassembled).
+    #[error("IP fragment")]
+    Fragment,
+    /// A protocol or ICMP type that is not translated.
+    #[error("protocol not translated")]
+    Unsupported,
+    /// Refused by the flow's state machine, or a first packet that cannot start a flow.
+    #[error("invalid for the connection state")]
+    Invalid,
+    /// The conntrack table is full.
+    #[error("conntrack table full")]
+    TableFull,
+    /// Unsolicited from outside: no flow and no published port.
+    #[error("no mapping (unsolicited, unpublished)")]
+    NoMapping,
+    /// No free masquerade port.
+    #[error("masquerade ports exhausted")]
+    PortsExhausted,
+    /// Between two networks.
+    #[error("networks are isolated")]
+    Isolated,
+    /// A source address from the wrong side.
+    #[error("source address from the wrong side")]
+    Spoofed,
+    /// The translated flow would collide with another flow.
+    #[error("tuple collides with another flow")]
+    Conflict,
+}
+
+impl DropReason {
+    /// Every reason, in counter order.
+    pub const ALL: [DropReason; 10] = [
+        DropReason::Malformed,
+        DropReason::Fragment,
+        DropReason::Unsupported,
+        DropReason::Invalid,
+        DropReason::TableFull,
+        DropReason::NoMapping,
+        DropReason::PortsExhausted,
+        DropReason::Isolated,
+        DropReason::Spoofed,
+        DropReason::Conflict,
+    ];
+
+    /// The counter name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Malformed => "malformed",
+            DropReason::Fragment => "fragment",
+            DropReason::Unsupported => "unsupported",
+            DropReason::Invalid => "invalid",
+            DropReason::TableFull => "table_full",
+            DropReason::NoMapping => "no_mapping",
+            DropReason::PortsExhausted => "ports_exhausted",
+            DropReason::Isolated => "isolated",
+            DropReason::Spoofed => "spoofed",
+            DropReason::Conflict => "conflict",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// What to do with a packet after [`Nat::process`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Send the (rewritten) packet out by this side.
+    Forward(Egress),
+    /// For the switch itself (a gateway or the uplink address, not published): the
+    /// gateway answers it (ARP, echo) or drops it. The packet is unchanged.
+    Local,
+    /// Drop it; the reason has been counted.
+    Drop(DropReason),
+}
+
+/// Masquerade mappings: inside endpoint → outside port per outside address.
+#[derive(Debug, Clone, Default)]
+struct Mappings {
+    by_inside: HashMap<(Proto, Ipv4Addr, Endpoint), (u16, u32)>,
+    by_outside: HashMap<(Proto, Ipv4Addr, u16), Endpoint>,
+    next: u16,
+}
+
+impl Mappings {
+    /// The outside port of `inside` on `out`, taking a reference on it.
+    fn acquire(
+        &mut self,
+        proto: Proto,
+        out: Ipv4Addr,
+        inside: Endpoint,
+        reserved: impl Fn(u16) -> bool,
+    ) -> Option<u16> {
+        if let Some((port, refs)) = self.by_inside.get_mut(&(proto, out, inside)) {
+            *refs += 1;
+            return Some(*port);
+        }
+        let free = |m: &Self, p: u16| !reserved(p) && !m.by_outside.contains_key(&(proto, out, p));
+        let port = if free(self, inside.port) {
+            inside.port
+        } else {
+            let span = PORT_MAX - PORT_MIN + 1;
+            let start = self.next.clamp(PORT_MIN, PORT_MAX) - PORT_MIN;
+            let p = (0..span)
+                .map(|k| PORT_MIN + (start + k) % span)
+                .find(|&p| free(self, p))?;
+            self.next = if p == PORT_MAX { PORT_MIN } else { p + 1 };
+            p
+        };
+        self.by_inside.insert((proto, out, inside), (port, 1));
+        self.by_outside.insert((proto, out, port), inside);
+        Some(port)
+    }
+
+    /// Drops a reference on the mapping of `inside` on `out` at `port`.
+    fn release(&mut self, proto: Proto, out: Ipv4Addr, inside: Endpoint, port: u16) {
+        let key = (proto, out, inside);
+        if let Some((p, refs)) = self.by_inside.get_mut(&key) {
+            if *p != port {
+                return;
+            }
+            *refs -= 1;
+            if *refs == 0 {
+                self.by_inside.remove(&key);
+                self.by_outside.remove(&(proto, out, port));
+            }
+        }
+    }
+
+    /// Drops the reference a removed flow held, if it was source-NAT'ed.
+    fn release_for(&mut self, e: &Entry) {
+        if e.reply.dst != e.orig.src {
+            self.release(e.orig.proto, e.reply.dst.addr, e.orig.src, e.reply.dst.port);
+        }
+    }
+
+    fn clear(&mut self) {
+        self.by_inside.clear();
+        self.by_outside.clear();
+    }
+}
+
+/// The NAT engine: configuration, flow table, mappings, drop counters.
+#[derive(Debug, Clone)]
+pub struct Nat {
+    config: Config,
+    published: HashMap<(Proto, u16), Endpoint>,
+    table: Table,
+    mappings: Mappings,
+    drops: [u64; DropReason::ALL.len()],
+}
+
+impl Nat {
+    /// An engine for a valid configuration.
+    pub fn new(config: Config) -> Result<Nat, ConfigError> {
+        config.validate()?;
+        let mut n = Nat {
+            table: Table::new(config.ct_limit),
+            config: Config::new(config.uplink),
+            published: HashMap::new(),
+            mappings: Mappings {
+                next: PORT_MIN,
+                ..Mappings::default()
+            },
+            drops: [0; DropReason::ALL.len()],
+        };
+        n.install(config);
+        Ok(n)
+    }
+
+    fn install(&mut self, config: Config) {
+        self.published = config
+            .published
+            .iter()
+            .map(|p| ((p.proto, p.host_port), p.target))
+            .collect();
+        self.table.set_limit(config.ct_limit);
+        self.config = config;
+    }
+
+    /// Replaces the configuration if valid; tracked flows carry on as they were.
+    pub fn set_config(&mut self, config: Config) -> Result<(), ConfigError> {
+        config.validate()?;
+        self.install(config);
+        Ok(())
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The flow table (read-only: `len`, `refused`, `limit`).
+    pub fn table(&self) -> &Table {
+        &self.table
+    }
+
+    /// Every tracked flow (for `ct-show`).
+    pub fn iter(&self) -> impl Iterator<Item = &Entry> + '_ {
+        self.table.iter()
+    }
+
+    /// Masquerade mappings in use.
+    pub fn mappings(&self) -> usize {
+        self.mappings.by_inside.len()
+    }
+
+    /// Packets dropped for `reason` since creation.
+    pub fn drops(&self, reason: DropReason) -> u64 {
+        self.drops.get(reason.index()).copied().unwrap_or(0)
+    }
+
+    /// Removes every expired flow and frees its mapping; returns how many.
+    pub fn expire(&mut self, now: u64) -> usize {
+        let maps = &mut self.mappings;
+        self.table.expire(now, |e| maps.release_for(&e))
+    }
+
+    /// [`Nat::expire`] over at most `budget` table slots (bounded work per call).
+    pub fn expire_some(&mut self, now: u64, budget: usize) -> usize {
+        let maps = &mut self.mappings;
+        self.table
+            .expire_some(now, budget, |e| maps.release_for(&e))
+    }
+
+    /// Removes every flow and mapping (`ct-flush`).
+    pub fn flush(&mut self) {
+        self.table.flush();
+        self.mappings.clear();
+    }
+
+    fn drop(&mut self, r: DropReason) -> Verdict {
+        if let Some(c) = self.drops.get_mut(r.index()) {
+            *c += 1;
+        }
+        Verdict::Drop(r)
+    }
+
+    fn network_of(&self, a: Ipv4Addr) -> Option<&Network> {
+        self.config.networks.iter().find(|n| n.subnet.contains(a))
+    }
+
+    fn is_inside(&self, a: Ipv4Addr) -> bool {
+        self.network_of(a).is_some()
+    }
+
+    fn egress(&self, dst: Ipv4Addr) -> Egress {
+        if self.is_inside(dst) {
+            Egress::Inside
+        } else {
+            Egress::Outside
+        }
+    }
+
+    fn remove(&mut self, id: FlowId) {
+        if let Some(e) = self.table.remove(id) {
+            self.mappings.release_for(&e);
+        }
+    }
+
+    /// The live flow a tuple belongs to; an expired one is removed on the way.
+    fn live(&mut self, t: &Tuple, now: u64) -> Option<(FlowId, Dir)> {
+        let (id, d) = self.table.lookup(t)?;
+        if self.table.get(id).is_some_and(|e| e.is_expired(now)) {
+            self.remove(id);
+            return None;
+        }
+        Some((id, d))
+    }
+
+    /// Translates one packet (starting at its IPv4 header) that arrived from `dir` at
+    /// `now` (ms): finds or creates its flow, steps the flow's state, rewrites the
+    /// packet in place with its checksums fixed up, and says what to do with it. A
+    /// packet that is not forwarded is left unchanged.
+    pub fn process(&mut self, pkt: &mut [u8], dir: Direction, now: u64) -> Verdict {
+        let parsed = match parse(pkt) {
+            Ok(p) => p,
+            Err(ParseError::Malformed) => return self.drop(DropReason::Malformed),
+            Err(ParseError::Fragment) => return self.drop(DropReason::Fragment),
+            Err(ParseError::Unsupported) => return self.drop(DropReason::Unsupported),
+        };
+        let len = Ipv4Packet::new_checked(&*pkt).map_or(0, |p| usize::from(p.total_len()));
+        let t = parsed.tuple;
+        if self.is_inside(t.src.addr) != (dir == Direction::FromInside) {
+            return self.drop(DropReason::Spoofed);
+        }
+        if let Kind::Error { quoted } = parsed.kind {
+            return self.icmp_error(pkt, t, quoted, len, now);
+        }
+        if let Some((id, d)) = self.live(&t, now) {
+            if self.table.track(id, d, &parsed.kind, len, now).is_err() {
+                return self.drop(DropReason::Invalid);
+            }
+            let Some(to) = self.table.get(id).map(|e| e.translated(d)) else {
+                return self.drop(DropReason::Invalid);
+            };
+            return self.emit(pkt, &to);
+        }
+        match dir {
+            Direction::FromInside => self.new_from_inside(pkt, &parsed, len, now),
+            Direction::FromOutside => self.new_from_outside(pkt, &parsed, len, now),
+        }
+    }
+
+    fn emit(&mut self, pkt: &mut [u8], to: &Tuple) -> Verdict {
+        match rewrite(pkt, to) {
+            Ok(()) => Verdict::Forward(self.egress(to.dst.addr)),
+            Err(_) => self.drop(DropReason::Malformed),
+        }
+    }
+
+    fn published(&self, t: &Tuple) -> Option<Endpoint> {
+        if t.dst.addr != self.config.uplink || t.proto == Proto::Icmp {
+            return None;
+        }
+        self.published.get(&(t.proto, t.dst.port)).copied()
+    }
+
+    fn new_from_inside(&mut self, pkt: &mut [u8], p: &Parsed, len: usize, now: u64) -> Verdict {
+        let t = p.tuple;
+        if self.config.networks.iter().any(|n| n.gateway == t.dst.addr) {
+            return Verdict::Local;
+        }
+        if t.dst.addr == self.config.uplink {
+            let Some(target) = self.published(&t) else {
+                return Verdict::Local;
+            };
+            // Hairpin: DNAT to the target, SNAT to its network's gateway.
+            let Some(gw) = self.network_of(target.addr).map(|n| n.gateway) else {
+                return self.drop(DropReason::NoMapping);
+            };
+            return self.create(pkt, p, gw, Some(target), len, now);
+        }
+        if let Some(dst_net) = self.network_of(t.dst.addr) {
+            if dst_net.subnet.contains(t.src.addr) {
+                return Verdict::Forward(Egress::Inside);
+            }
+            return self.drop(DropReason::Isolated);
+        }
+        let uplink = self.config.uplink;
+        self.create(pkt, p, uplink, None, len, now)
+    }
+
+    fn new_from_outside(&mut self, pkt: &mut [u8], p: &Parsed, len: usize, now: u64) -> Verdict {
+        let t = p.tuple;
+        if t.dst.addr == self.config.uplink {
+            if let Some(target) = self.published(&t) {
+                return self.create_dnat(pkt, p, target, len, now);
+            }
+            if p.kind == (Kind::Echo { request: true }) {
+                return Verdict::Local;
+            }
+        }
+        self.drop(DropReason::NoMapping)
+    }
+
+    /// A new flow source-NAT'ed to `snat` (a masquerade port taken for it), and
+    /// destination-NAT'ed to `dnat` if given.
+    fn create(
+        &mut self,
+        pkt: &mut [u8],
+        p: &Parsed,
+        snat: Ipv4Addr,
+        dnat: Option<Endpoint>,
+        len: usize,
+        now: u64,
+    ) -> Verdict {
+        let t = p.tuple;
+        let Some(state) = State::initial(&p.kind) else {
+            return self.drop(DropReason::Invalid);
+        };
+        let (uplink, published) = (self.config.uplink, &self.published);
+        let reserved = |port| {
+            snat == uplink && t.proto != Proto::Icmp && published.contains_key(&(t.proto, port))
+        };
+        let Some(port) = self.mappings.acquire(t.proto, snat, t.src, reserved) else {
+            return self.drop(DropReason::PortsExhausted);
+        };
+        let mut out = Tuple::new(t.proto, Endpoint::new(snat, port), dnat.unwrap_or(t.dst));
+        if let Kind::Echo { request: true } = p.kind {
+            out.dst.port = 0;
+        }
+        let v = self.insert(pkt, p, out, state, len, now);
+        if matches!(v, Verdict::Drop(_)) {
+            self.mappings.release(t.proto, snat, t.src, port);
+        }
+        v
+    }
+
+    /// A new flow to a published port: DNAT only, the client kept.
+    fn create_dnat(
+        &mut self,
+        pkt: &mut [u8],
+        p: &Parsed,
+        target: Endpoint,
+        len: usize,
+        now: u64,
+    ) -> Verdict {
+        let Some(state) = State::initial(&p.kind) else {
+            return self.drop(DropReason::Invalid);
+        };
+        let out = Tuple::new(p.tuple.proto, p.tuple.src, target);
+        self.insert(pkt, p, out, state, len, now)
+    }
+
+    fn insert(
+        &mut self,
+        pkt: &mut [u8],
+        p: &Parsed,
+        out: Tuple,
+        state: State,
+        len: usize,
+        now: u64,
+    ) -> Verdict {
+        match self.table.insert(p.tuple, out.reverse(), state, len, now) {
+            Ok(id) => match rewrite(pkt, &out) {
+                Ok(()) => Verdict::Forward(self.egress(out.dst.addr)),
+                Err(_) => {
+                    self.remove(id);
+                    self.drop(DropReason::Malformed)
+                }
+            },
+            Err(InsertError::Full) => self.drop(DropReason::TableFull),
+            Err(InsertError::Exists) => self.drop(DropReason::Conflict),
+        }
+    }
+
+    /// An ICMP error about the packet `quoted` of a tracked flow: the error travels the
+    /// way replies to that packet do, so it is translated as they are, and its quote is
+    /// turned back into the packet as it was before translation.
+    fn icmp_error(
+        &mut self,
+        pkt: &mut [u8],
+        outer: Tuple,
+        quoted: Tuple,
+        len: usize,
+        now: u64,
+    ) -> Verdict {
+        let Some((id, d)) = self.live(&quoted.reverse(), now) else {
+            return self.drop(DropReason::NoMapping);
+        };
+        let Some(e) = self.table.get(id) else {
+            return self.drop(DropReason::NoMapping);
+        };
+        let back = match d {
+            Dir::Original => e.tuple(Dir::Reply),
+            Dir::Reply => e.tuple(Dir::Original),
+        };
+        let (arrive, leave) = (e.tuple(d), e.translated(d));
+        let src = if outer.src.addr == arrive.src.addr {
+            leave.src.addr
+        } else {
+            outer.src.addr
+        };
+        let dst = leave.dst.addr;
+        if rewrite_error(pkt, src, dst, &back).is_err() {
+            return self.drop(DropReason::Malformed);
+        }
+        self.table.count(id, d, len);
+        Verdict::Forward(self.egress(dst))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conntrack::TcpState;
+    use crate::packet::tcp_flags::*;
+    use crate::testutil::*;
+    use proptest::prelude::*;
+    use std::collections::HashSet;
+
+    const U: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 5);
+    const GW_A: Ipv4Addr = Ipv4Addr::new(172, 18, 0, 1);
+    const C1: Ipv4Addr = Ipv4Addr::new(172, 18, 0, 2);
+    const C2: Ipv4Addr = Ipv4Addr::new(172, 18, 0, 3);
+    const C3: Ipv4Addr = Ipv4Addr::new(172, 19, 0, 2);
+    const WAN: Ipv4Addr = B;
+    const IN: Direction = Direction::FromInside;
+    const OUT: Direction = Direction::FromOutside;
+    const FWD_OUT: Verdict = Verdict::Forward(Egress::Outside);
+    const FWD_IN: Verdict = Verdict::Forward(Egress::Inside);
+
+    fn net(a: [u8; 4], p: u8, gw: [u8; 4]) -> Network {
+        Network {
+            subnet: Ipv4Net::new(Ipv4Addr::from(a), p).unwrap(),
+            gateway: Ipv4Addr::from(gw),
+        }
+    }
+
+    fn config(limit: usize) -> Config {
+        Config {
+            networks: vec![
+                net([172, 18, 0, 0], 24, [172, 18, 0, 1]),
+                net([172, 19, 0, 0], 24, [172, 19, 0, 1]),
+            ],
+            uplink: U,
+            published: vec![
+                Published {
+                    proto: Proto::Tcp,
+                    host_port: 8080,
+                    target: Endpoint::new(C1, 80),
+                },
+                Published {
+                    proto: Proto::Udp,
+                    host_port: 5353,
+                    target: Endpoint::new(C1, 53),
+                },
+            ],
+            ct_limit: limit,
+        }
+    }
+
+    fn nat() -> Nat {
+        Nat::new(config(DEFAULT_LIMIT)).unwrap()
+    }
+
+    /// Processes a copy of `p`; returns the verdict and the packet as it left.
+    fn go(n: &mut Nat, p: &[u8], dir: Direction, now: u64) -> (Verdict, Vec<u8>) {
+        let mut b = p.to_vec();
+        let v = n.process(&mut b, dir, now);
+        if matches!(v, Verdict::Forward(_)) {
+            checksums_ok(&b).unwrap();
+        } else {
+            assert_eq!(b, p, "a packet not forwarded is unchanged");
+        }
+        (v, b)
+    }
+
+    #[test]
+    fn masquerade_tcp_connection() {
+        let mut n = nat();
+        let (v, o) = go(&mut n, &tcp(C1, 40000, WAN, 80, SYN, b""), IN, 0);
+        assert_eq!((v, o), (FWD_OUT, tcp(U, 40000, WAN, 80, SYN, b"")));
+        let (v, o) = go(&mut n, &tcp(WAN, 80, U, 40000, SYN | ACK, b""), OUT, 1);
+        assert_eq!((v, o), (FWD_IN, tcp(WAN, 80, C1, 40000, SYN | ACK, b"")));
+        let (v, _) = go(&mut n, &tcp(C1, 40000, WAN, 80, ACK, b"GET /"), IN, 2);
+        assert_eq!(v, FWD_OUT);
+        let e = n.iter().next().unwrap();
+        assert_eq!(e.state, State::Tcp(TcpState::Established));
+        assert_eq!(
+            e.orig,
+            Tuple::new(Proto::Tcp, Endpoint::new(C1, 40000), Endpoint::new(WAN, 80))
+        );
+        assert_eq!(
+            e.reply,
+            Tuple::new(Proto::Tcp, Endpoint::new(WAN, 80), Endpoint::new(U, 40000))
+        );
+        assert_eq!((e.counters[0].packets, e.counters[1].packets), (2, 1));
+        assert_eq!(e.timeout_left(2), 432_000);
+        // RST tears down to CLOSE (10 s), then the flow expires and frees its mapping.
+        assert_eq!(
+            go(&mut n, &tcp(WAN, 80, U, 40000, RST, b""), OUT, 3).0,
+            FWD_IN
+        );
+        assert_eq!(n.iter().next().unwrap().state, State::Tcp(TcpState::Close));
+        assert_eq!(n.mappings(), 1);
+        assert_eq!(n.expire(10_002), 0);
+        assert_eq!(n.expire(10_003), 1);
+        assert_eq!((n.table().len(), n.mappings()), (0, 0));
+        // A late segment from outside now has no flow.
+        let late = tcp(WAN, 80, U, 40000, ACK, b"");
+        assert_eq!(
+            go(&mut n, &late, OUT, 20_000).0,
+            Verdict::Drop(DropReason::NoMapping)
+        );
+        assert_eq!(n.drops(DropReason::NoMapping), 1);
+    }
+
+    #[test]
+    fn non_syn_first_packet_is_invalid_and_not_tracked() {
+        let mut n = nat();
+        for f in [ACK, SYN | ACK, FIN | ACK, RST, 0] {
+            let v = go(&mut n, &tcp(C1, 40000, WAN, 80, f, b""), IN, 0).0;
+            assert_eq!(v, Verdict::Drop(DropReason::Invalid));
+            let v = go(&mut n, &tcp(WAN, 1234, U, 8080, f, b""), OUT, 0).0;
+            assert_eq!(v, Verdict::Drop(DropReason::Invalid));
+        }
+        assert_eq!((n.table().len(), n.mappings()), (0, 0));
+        assert_eq!(n.drops(DropReason::Invalid), 10);
+    }
+
+    #[test]
+    fn port_kept_when_free_else_from_range_and_endpoint_independent() {
+        let mut n = nat();
+        let (_, o1) = go(&mut n, &udp(C1, 5000, WAN, 53, b"a"), IN, 0);
+        let (_, o2) = go(&mut n, &udp(C2, 5000, WAN, 53, b"b"), IN, 0);
+        let (_, o3) = go(&mut n, &udp(C1, 5000, C, 53, b"c"), IN, 0);
+        let (_, o4) = go(&mut n, &udp(C2, 5000, C, 123, b"d"), IN, 0);
+        assert_eq!(o1, udp(U, 5000, WAN, 53, b"a"));
+        assert_eq!(o2, udp(U, PORT_MIN, WAN, 53, b"b"));
+        assert_eq!(
+            o3,
+            udp(U, 5000, C, 53, b"c"),
+            "same inside endpoint, same outside port"
+        );
+        assert_eq!(o4, udp(U, PORT_MIN, C, 123, b"d"));
+        // A published host port is never a masquerade source port.
+        let (_, o5) = go(&mut n, &udp(C2, 5353, WAN, 53, b"e"), IN, 0);
+        assert_eq!(o5, udp(U, PORT_MIN + 1, WAN, 53, b"e"));
+        // Replies come back to the right container.
+        let (v, r) = go(&mut n, &udp(C, 123, U, PORT_MIN, b"r"), OUT, 1);
+        assert_eq!((v, r), (FWD_IN, udp(C, 123, C2, 5000, b"r")));
+        // Filtering is per flow: another host cannot use the mapping.
+        let v = go(&mut n, &udp(C, 999, U, PORT_MIN, b"x"), OUT, 1).0;
+        assert_eq!(v, Verdict::Drop(DropReason::NoMapping));
+        assert_eq!(n.mappings(), 3);
+        // UDP: 30 s unreplied, 120 s once replied.
+        assert_eq!(n.expire(30_000), 4);
+        assert_eq!(n.mappings(), 1);
+        assert_eq!(n.expire(121_000), 1);
+        assert_eq!(n.mappings(), 0);
+    }
+
+    #[test]
+    fn published_port_dnat_keeps_the_client() {
+        let mut n = nat();
+        let (v, o) = go(&mut n, &tcp(WAN, 51000, U, 8080, SYN, b""), OUT, 0);
+        assert_eq!((v, o), (FWD_IN, tcp(WAN, 51000, C1, 80, SYN, b"")));
+        let (v, o) = go(&mut n, &tcp(C1, 80, WAN, 51000, SYN | ACK, b""), IN, 0);
+        assert_eq!((v, o), (FWD_OUT, tcp(U, 8080, WAN, 51000, SYN | ACK, b"")));
+        assert_eq!(n.mappings(), 0);
+        let (v, o) = go(&mut n, &udp(WAN, 7000, U, 5353, b"q"), OUT, 0);
+        assert_eq!((v, o), (FWD_IN, udp(WAN, 7000, C1, 53, b"q")));
+        // Unpublished port, or a container address directly: refused.
+        for p in [
+            tcp(WAN, 51000, U, 8081, SYN, b""),
+            tcp(WAN, 51000, C1, 80, SYN, b""),
+            udp(WAN, 1, U, 5354, b""),
+        ] {
+            assert_eq!(
+                go(&mut n, &p, OUT, 0).0,
+                Verdict::Drop(DropReason::NoMapping)
+            );
+        }
+        // Echo to the uplink address is the switch's to answer.
+        assert_eq!(go(&mut n, &echo(WAN, U, true, 1), OUT, 0).0, Verdict::Local);
+        assert_eq!(
+            go(&mut n, &echo(WAN, U, false, 1), OUT, 0).0,
+            Verdict::Drop(DropReason::NoMapping)
+        );
+    }
+
+    #[test]
+    fn hairpin_to_a_published_port_even_ones_own() {
+        let mut n = nat();
+        // The second client's port is taken on the gateway address: it gets another.
+        for (client, gp) in [(C2, 45000), (C1, PORT_MIN)] {
+            let (v, o) = go(&mut n, &tcp(client, 45000, U, 8080, SYN, b""), IN, 0);
+            assert_eq!((v, o), (FWD_IN, tcp(GW_A, gp, C1, 80, SYN, b"")));
+            let (v, o) = go(&mut n, &tcp(C1, 80, GW_A, gp, SYN | ACK, b""), IN, 0);
+            assert_eq!(
+                (v, o),
+                (FWD_IN, tcp(U, 8080, client, 45000, SYN | ACK, b""))
+            );
+        }
+        // Two clients with the same port got different gateway ports.
+        let ports: HashSet<u16> = n.iter().map(|e| e.reply.dst.port).collect();
+        assert_eq!(ports.len(), 2);
+        // The uplink address for anything else is local.
+        assert_eq!(
+            go(&mut n, &tcp(C2, 1, U, 22, SYN, b""), IN, 0).0,
+            Verdict::Local
+        );
+    }
+
+    #[test]
+    fn isolation_gateway_and_spoofing() {
+        let mut n = nat();
+        let v = go(&mut n, &tcp(C1, 1000, C3, 80, SYN, b""), IN, 0).0;
+        assert_eq!(v, Verdict::Drop(DropReason::Isolated));
+        assert_eq!(
+            go(&mut n, &echo(C3, C1, true, 1), IN, 0).0,
+            Verdict::Drop(DropReason::Isolated)
+        );
+        assert_eq!(go(&mut n, &udp(C1, 1, C2, 2, b""), IN, 0).0, FWD_IN);
+        assert_eq!(
+            go(&mut n, &echo(C1, GW_A, true, 1), IN, 0).0,
+            Verdict::Local
+        );
+        assert_eq!(
+            go(&mut n, &udp(WAN, 1, C, 2, b""), IN, 0).0,
+            Verdict::Drop(DropReason::Spoofed)
+        );
+        assert_eq!(
+            go(&mut n, &udp(C1, 1, U, 5353, b""), OUT, 0).0,
+            Verdict::Drop(DropReason::Spoofed)
+        );
+        assert_eq!(n.table().len(), 0);
+    }
+
+    #[test]
+    fn ping_from_two_containers_with_one_id() {
+        let mut n = nat();
+        let (_, a) = go(&mut n, &echo(C1, WAN, true, 7), IN, 0);
+        let (_, b) = go(&mut n, &echo(C2, WAN, true, 7), IN, 0);
+        assert_eq!(a, echo(U, WAN, true, 7));
+        assert_eq!(b, echo(U, WAN, true, PORT_MIN));
+        assert_eq!(
+            go(&mut n, &echo(WAN, U, false, PORT_MIN), OUT, 1),
+            (FWD_IN, echo(WAN, C2, false, 7))
+        );
+        assert_eq!(
+            go(&mut n, &echo(WAN, U, false, 7), OUT, 1),
+            (FWD_IN, echo(WAN, C1, false, 7))
+        );
+        assert!(n.iter().all(|e| e.assured));
+        assert_eq!(n.expire(30_000), 0);
+        assert_eq!(n.expire(30_001), 2);
+    }
+
+    #[test]
+    fn icmp_errors_are_translated_back() {
+        let mut n = nat();
+        // Port unreachable for a masqueraded UDP datagram.
+        let inside = udp(C2, 5000, WAN, 53, b"query");
+        go(&mut n, &udp(C1, 5000, WAN, 53, b"x"), IN, 0);
+        let (_, outside) = go(&mut n, &inside, IN, 0);
+        assert_eq!(outside, udp(U, PORT_MIN, WAN, 53, b"query"));
+        let (v, e) = go(&mut n, &icmp_error(WAN, U, 3, 3, &outside), OUT, 1);
+        assert_eq!((v, e), (FWD_IN, icmp_error(WAN, C2, 3, 3, &inside)));
+        // Time exceeded from a router on the way: its address is kept.
+        let (v, e) = go(&mut n, &icmp_error(C, U, 11, 0, &outside), OUT, 1);
+        assert_eq!((v, e), (FWD_IN, icmp_error(C, C2, 11, 0, &inside)));
+        // Fragmentation needed from the container about a published-port reply.
+        let (_, _) = go(&mut n, &tcp(WAN, 51000, U, 8080, SYN, b""), OUT, 0);
+        let from_c1 = tcp(C1, 80, WAN, 51000, SYN | ACK, b"");
+        let (_, out) = go(&mut n, &from_c1, IN, 0);
+        let (v, e) = go(&mut n, &icmp_error(WAN, U, 3, 4, &out), OUT, 1);
+        assert_eq!(v, FWD_IN);
+        assert_eq!(&e[..12], &icmp_error(WAN, C1, 3, 4, &from_c1)[..12]);
+        assert_eq!(e, icmp_error(WAN, C1, 3, 4, &from_c1));
+        // An error about nothing tracked is dropped.
+        let stray = icmp_error(WAN, U, 3, 3, &udp(U, 1, WAN, 2, b""));
+        assert_eq!(
+            go(&mut n, &stray, OUT, 1).0,
+            Verdict::Drop(DropReason::NoMapping)
+        );
+    }
+
+    #[test]
+    fn table_full_refuses_new_keeps_existing() {
+        let mut n = Nat::new(config(2)).unwrap();
+        go(&mut n, &udp(C1, 1, WAN, 53, b""), IN, 0);
+        go(&mut n, &udp(C1, 2, WAN, 53, b""), IN, 0);
+        let v = go(&mut n, &udp(C1, 3, WAN, 53, b""), IN, 0).0;
+        assert_eq!(v, Verdict::Drop(DropReason::TableFull));
+        assert_eq!(
+            (
+                n.table().refused(),
+                n.drops(DropReason::TableFull),
+                n.mappings()
+            ),
+            (1, 1, 2)
+        );
+        assert_eq!(go(&mut n, &udp(WAN, 53, U, 2, b""), OUT, 1).0, FWD_IN);
+        n.flush();
+        assert_eq!((n.table().len(), n.mappings()), (0, 0));
+        assert_eq!(go(&mut n, &udp(C1, 3, WAN, 53, b""), IN, 0).0, FWD_OUT);
+    }
+
+    #[test]
+    fn ports_exhausted() {
+        let mut c = Config::new(U);
+        c.networks.push(net([10, 0, 0, 0], 8, [10, 0, 0, 1]));
+        let mut n = Nat::new(c).unwrap();
+        let base = u32::from(Ipv4Addr::new(10, 1, 0, 0));
+        // All from port 7: the first keeps it, every other takes one from the range.
+        let span = u32::from(PORT_MAX - PORT_MIN) + 1;
+        for i in 0..=span {
+            let v = go(
+                &mut n,
+                &udp(Ipv4Addr::from(base + i), 7, WAN, 53, b""),
+                IN,
+                0,
+            )
+            .0;
+            assert_eq!(v, FWD_OUT, "flow {i}");
+        }
+        let v = go(
+            &mut n,
+            &udp(Ipv4Addr::new(10, 2, 0, 0), 7, WAN, 53, b""),
+            IN,
+            0,
+        )
+        .0;
+        assert_eq!(v, Verdict::Drop(DropReason::PortsExhausted));
+        assert_eq!(n.table().len() as u32, span + 1);
+    }
+
+    #[test]
+    fn refusals_and_config() {
+        let mut n = nat();
+        let mut f = udp(C1, 1, WAN, 2, b"x");
+        f[6] = 0x20;
+        assert_eq!(go(&mut n, &f, IN, 0).0, Verdict::Drop(DropReason::Fragment));
+        assert_eq!(
+            go(&mut n, &[0x45, 0], IN, 0).0,
+            Verdict::Drop(DropReason::Malformed)
+        );
+        let mut g = udp(C1, 1, WAN, 2, b"x");
+        g[9] = 47;
+        assert_eq!(
+            go(&mut n, &g, IN, 0).0,
+            Verdict::Drop(DropReason::Unsupported)
+        );
+        let names: HashSet<&str> = DropReason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(names.len(), DropReason::ALL.len());
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i);
+        }
+        let mut c = config(10);
+        c.networks
+            .push(net([172, 18, 0, 128], 25, [172, 18, 0, 129]));
+        assert!(matches!(Nat::new(c), Err(ConfigError::Overlap(..))));
+        let mut c = config(10);
+        c.networks[0].gateway = Ipv4Addr::new(10, 0, 0, 1);
+        assert_eq!(
+            Nat::new(c).err(),
+            Some(ConfigError::GatewayOutside(Ipv4Addr::new(10, 0, 0, 1)))
+        );
+        let mut c = config(10);
+        c.published.push(Published {
+            proto: Proto::Tcp,
+            host_port: 8080,
+            target: Endpoint::new(C2, 1),
+        });
+        assert_eq!(Nat::new(c).err(), Some(ConfigError::Duplicate("tcp", 8080)));
+        let mut c = config(10);
+        c.published.push(Published {
+            proto: Proto::Tcp,
+            host_port: 1,
+            target: Endpoint::new(WAN, 1),
+        });
+        assert_eq!(n.set_config(c).err(), Some(ConfigError::TargetOutside(WAN)));
+        let mut c = config(10);
+        c.published.clear();
+        n.set_config(c).unwrap();
+        assert_eq!(
+            go(&mut n, &tcp(WAN, 1, U, 8080, SYN, b""), OUT, 0).0,
+            Verdict::Drop(DropReason::NoMapping)
+        );
+        assert_eq!(n.config().ct_limit, 10);
+        assert!(Ipv4Net::new(C1, 33).is_none());
+        assert!(Ipv4Net::new(C1, 0).unwrap().contains(WAN));
+    }
+
+    fn inside_addr() -> impl Strategy<Value = Ipv4Addr> {
+        (2u8..20).prop_map(|h| Ipv4Addr::new(172, 18, 0, h))
+    }
+
+    fn outside_addr() -> impl Strategy<Value = Ipv4Addr> {
+        (1u8..6).prop_map(|h| Ipv4Addr::new(192, 0, 2, h))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Random outbound UDP flows: every reply comes back to exactly the inside
+        /// endpoint that sent, the same inside endpoint always has the same outside
+        /// port (endpoint-independent), and no two inside endpoints share one.
+        #[test]
+        fn masquerade_round_trips_and_mapping_is_endpoint_independent(
+            flows in proptest::collection::vec((inside_addr(), 1000u16..1010, outside_addr(), 50u16..53, proptest::collection::vec(any::<u8>(), 0..20)), 1..60)
+        ) {
+            let mut n = nat();
+            let mut port_of: HashMap<(Ipv4Addr, u16), u16> = HashMap::new();
+            let mut owner: HashMap<u16, (Ipv4Addr, u16)> = HashMap::new();
+            for (c, sp, d, dp, pl) in flows {
+                let (v, o) = go(&mut n, &udp(c, sp, d, dp, &pl), IN, 0);
+                prop_assert_eq!(v, FWD_OUT);
+                let t = parse(&o).unwrap().tuple;
+                prop_assert_eq!(t.src.addr, U);
+                prop_assert_eq!(o.clone(), udp(U, t.src.port, d, dp, &pl));
+                let p = *port_of.entry((c, sp)).or_insert(t.src.port);
+                prop_assert_eq!(p, t.src.port);
+                let who = *owner.entry(p).or_insert((c, sp));
+                prop_assert_eq!(who, (c, sp));
+                let (v, r) = go(&mut n, &udp(d, dp, U, p, &pl), OUT, 1);
+                prop_assert_eq!((v, r), (FWD_IN, udp(d, dp, c, sp, &pl)));
+            }
+        }
+
+        /// A flood of random new flows never grows the table past its limit, and every
+        /// refusal is counted.
+        #[test]
+        fn flood_never_exceeds_limit(limit in 0usize..40, flows in proptest::collection::vec((inside_addr(), any::<u16>(), outside_addr(), any::<u16>(), 0u64..100_000), 0..200)) {
+            let mut n = Nat::new(config(limit)).unwrap();
+            for (c, sp, d, dp, now) in flows {
+                let _ = go(&mut n, &udp(c, sp, d, dp, b""), IN, now);
+                let _ = go(&mut n, &tcp(d, dp, U, 8080, SYN, b""), OUT, now);
+                prop_assert!(n.table().len() <= limit);
+                prop_assert!(n.mappings() <= n.table().len());
+                if now % 5 == 0 { n.expire_some(now, 4); }
+            }
+            prop_assert_eq!(n.table().refused(), n.drops(DropReason::TableFull));
+        }
+
+        /// `process` is total on arbitrary bytes from either side, and leaves
+        /// unforwarded packets as they were.
+        #[test]
+        fn process_is_total(bytes in proptest::collection::vec(any::<u8>(), 0..100), inside in any::<bool>()) {
+            let mut n = nat();
+            let dir = if inside { IN } else { OUT };
+            let mut b = bytes.clone();
+            if !matches!(n.process(&mut b, dir, 0), Verdict::Forward(_)) {
+                prop_assert_eq!(b, bytes);
+            }
+        }
+
+        /// Near-valid packets (one byte changed) with addresses on both sides of the
+        /// NAT: total, and forwarded packets keep right checksums.
+        #[test]
+        fn process_is_total_near_valid(p in arb_packet(), c in inside_addr(), i in any::<usize>(), v in any::<u8>(), inside in any::<bool>()) {
+            let mut n = nat();
+            let mut p = p;
+            // Put an inside address at the source so some packets are translated.
+            if inside { p[12..16].copy_from_slice(&c.octets()); }
+            let i = i % p.len();
+            p[i] = v;
+            let dir = if inside { IN } else { OUT };
+            let mut b = p.clone();
+            let _ = n.process(&mut b, dir, 0);
+            let _ = n.process(&mut b, dir, 1);
+            n.expire(u64::MAX);
+            prop_assert_eq!(n.table().len(), 0);
+        }
+    }
+}
