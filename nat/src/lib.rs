@@ -11,7 +11,7 @@
 //! - [`conntrack`]: the bounded flow table, the TCP state machine, timeouts, expiry.
 //! - [`checksum`]: the Internet checksum and its incremental update (RFC 1624).
 //! - [`rewrite`]: in-place address/port rewrites with incremental checksum fix-up.
-//! - [`tuple`]: 5-tuples and reading them (and ICMP errors' quoted tuples) from packets.
+//! - [`mod@tuple`]: 5-tuples and reading them (and ICMP errors' quoted tuples) from packets.
 //!
 //! Every function is total: arbitrary bytes give an error or a neutral answer, never a
 //! panic, and no `unsafe` is used.
