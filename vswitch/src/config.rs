@@ -223,6 +223,21 @@ fn check_static(b: &BridgeConf, f: &StaticFdb) -> Result<(), String> {
             f.mac, f.port
         )
     })?;
+    match &p.vlans {
+        Some(v) if !v.has(f.vlan) => {
+            return Err(format!(
+                "port {} is not a member of VLAN {} (static entry {})",
+                p.name, f.vlan, f.mac
+            ))
+        }
+        None if p.tunnel.is_some() && f.vlan != 0 => {
+            return Err(format!(
+                "tunnel {} carries untagged traffic only (VLAN 0); static entry {} names VLAN {}",
+                p.name, f.mac, f.vlan
+            ))
+        }
+        _ => {}
+    }
     match (&p.tunnel, f.remote) {
         (Some(t), Some(r)) if t.remotes.contains(&r) => Ok(()),
         (Some(_), Some(r)) => Err(format!("{r} is not a remote of tunnel {}", p.name)),

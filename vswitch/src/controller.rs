@@ -523,21 +523,29 @@ impl Controller {
             return Err(format!("{a} is not a remote of tunnel {name}"));
         }
         tc.remotes.retain(|r| *r != a);
+        if tc.remotes.is_empty() {
+            return Err(format!(
+                "{a} is the last remote of tunnel {name} (del-tunnel removes the tunnel)"
+            ));
+        }
         self.change_tunnel(bridge, name, tc, |b| {
             b.static_fdb
                 .retain(|f| !(f.port == name && f.remote == Some(a)));
         })?;
         if let Some(t) = &rt.tunnel {
-            let cur = t.remotes.load();
+            let cur = t.remotes.load_full();
+            let next: Vec<Arc<RemoteRt>> = cur.iter().filter(|r| r.addr != a).cloned().collect();
+            // Stop taking its datagrams first, let every worker finish the turn that
+            // may still learn behind it, then forget what was learned there.
+            t.remotes.store(Arc::new(next));
+            self.refresh_tunnels();
+            self.barrier();
             if let Some(gone) = cur.iter().find(|r| r.addr == a) {
                 if let Some(br) = self.bridges.get(bridge) {
                     br.fdb.load().flush_remote(rt.id, gone.slot);
                 }
             }
-            let next: Vec<Arc<RemoteRt>> = cur.iter().filter(|r| r.addr != a).cloned().collect();
-            t.remotes.store(Arc::new(next));
         }
-        self.refresh_tunnels();
         Ok(Data::Done)
     }
 
@@ -559,6 +567,12 @@ impl Controller {
             .iter()
             .find(|p| p.name == port)
             .ok_or_else(|| format!("bridge {bridge} has no port {port}"))?;
+        // On a port of one VLAN (an access port, a tunnel with --vlan) the MAC is in that
+        // VLAN unless told otherwise.
+        let vlan = match (&pc.vlans, vlan) {
+            (Some(v), 0) => v.pvid.unwrap_or(0),
+            (_, v) => v,
+        };
         let remote = match (remote, &pc.tunnel) {
             (Some(r), _) => Some(validate::remote(&r)?),
             // A tunnel with one remote: that is where the MAC is.
@@ -646,6 +660,23 @@ impl Controller {
         self.vteps.insert(key, v.clone());
         self.shared.tell(owner, WorkerMsg::AttachVtep(v.clone()));
         Ok(v)
+    }
+
+    /// Waits (briefly) until every worker has finished the turn it was in.
+    fn barrier(&self) {
+        let (done, wait) = crossbeam::channel::bounded(self.shared.workers.max(1));
+        for w in 0..self.shared.workers {
+            self.shared.tell(w, WorkerMsg::Barrier(done.clone()));
+        }
+        for _ in 0..self.shared.workers {
+            if wait
+                .recv_timeout(std::time::Duration::from_secs(2))
+                .is_err()
+            {
+                tracing::warn!("a worker did not answer a barrier");
+                break;
+            }
+        }
     }
 
     /// Closes VTEPs no tunnel uses any more.

@@ -186,6 +186,9 @@ pub enum WorkerMsg {
     AttachVtep(Arc<VtepRt>),
     /// Stop reading VTEP `id`; the sender, if any, is told once it is no longer polled.
     DetachVtep(u32, Option<crossbeam::channel::Sender<()>>),
+    /// Answer once the turn in progress is over: after that the worker forwards by
+    /// whatever the control thread published before sending this.
+    Barrier(crossbeam::channel::Sender<()>),
 }
 
 /// Seconds since the daemon started, as the FDB counts time.

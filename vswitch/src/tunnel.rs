@@ -118,7 +118,7 @@ impl VtepRt {
             tracing::warn!(vtep = %key, "no UDP_GRO on the VXLAN socket: {e}");
         }
         let tx = (0..TX_SOCKETS)
-            .map(|_| udp::bind(key.local, 0))
+            .map(|_| udp::bind_send_only(key.local))
             .collect::<io::Result<Vec<_>>>()
             .map_err(|e| format!("cannot open VXLAN sending sockets on {key}: {e}"))?;
         Ok(VtepRt {
@@ -218,9 +218,12 @@ enum Plan {
     TooBig,
 }
 
-/// The remotes a frame goes to: the one in its slot, or every remote.
+/// The remotes a frame goes to: the one in its slot, or every remote (slot 0, or a
+/// slot no remote has any more: a MAC learned behind a remote just removed floods, as
+/// one learned on a port that is gone does).
 fn targets(remotes: &[Arc<RemoteRt>], slot: u16) -> impl Iterator<Item = &Arc<RemoteRt>> {
-    remotes.iter().filter(move |r| slot == 0 || r.slot == slot)
+    let known = slot != 0 && remotes.iter().any(|r| r.slot == slot);
+    remotes.iter().filter(move |r| !known || r.slot == slot)
 }
 
 /// Readies a frame in place: checksum completed where left partial, VXLAN header
@@ -297,8 +300,7 @@ pub fn transmit(
             Plan::Gso(sock) => {
                 let b = &pending[i];
                 match send_super(t, b, &remotes, &socks[sock], dstport, scratch) {
-                    Ok(true) => {}
-                    Ok(false) => *errors += 1,
+                    Ok(lost) => *errors += lost.min(1),
                     Err(()) => return i,
                 }
                 i += 1;
@@ -316,9 +318,20 @@ pub fn transmit(
                     }
                     j += 1;
                 }
-                let sent = udp::send_batch(socks[sock].as_raw_fd(), &msgs);
+                let mut ok = vec![true; msgs.len()];
+                let sent = udp::send_batch(socks[sock].as_raw_fd(), &msgs, |i| {
+                    if let Some(o) = ok.get_mut(i) {
+                        *o = false;
+                    }
+                });
                 *errors += sent.errors;
-                for ((_, r), (d, _)) in owners.iter().zip(&msgs).take(sent.done) {
+                for (((_, r), (d, _)), _) in owners
+                    .iter()
+                    .zip(&msgs)
+                    .zip(&ok)
+                    .take(sent.done)
+                    .filter(|(_, ok)| **ok)
+                {
                     r.tx_packets.fetch_add(1, Ordering::Relaxed);
                     r.tx_bytes.fetch_add(d.len() as u64, Ordering::Relaxed);
                 }
@@ -337,8 +350,10 @@ pub fn transmit(
 }
 
 /// Segments a super-frame to fit the smallest path MTU of its remotes and sends it to
-/// each with one `UDP_SEGMENT` send per 64 KiB. `Ok(false)`: refused (counted by the
-/// caller); `Err`: the kernel pushed back before anything went.
+/// each with one `UDP_SEGMENT` send per 64 KiB. Returns the datagrams lost (refused,
+/// or not sent because the kernel pushed back after part of the frame had gone: a
+/// resend would duplicate what went); `Err` if the kernel pushed back before anything
+/// went, so the caller retries the whole frame later.
 fn send_super(
     t: &TunnelRt,
     b: &Buf,
@@ -346,21 +361,23 @@ fn send_super(
     sock: &Socket,
     dstport: u16,
     scratch: &mut Vec<u8>,
-) -> Result<bool, ()> {
+) -> Result<u64, ()> {
     let slot = b.remote();
     let Some(max_frame) = targets(remotes, slot).map(|r| r.max_frame()).min() else {
-        return Ok(false);
+        return Ok(1);
     };
     let (vh, frame) = b.bytes().split_at(vnet::LEN);
     let mut raw = [0u8; vnet::LEN];
     raw.copy_from_slice(vh);
     let Ok(off) = Offload::from_virtio(&raw) else {
-        return Ok(false);
+        return Ok(1);
     };
     let Ok(segs) = encap_segments(frame, &off, max_frame, t.vni, scratch) else {
-        return Ok(false);
+        return Ok(1);
     };
+    let stride = segs.stride.max(1);
     let mut any = false;
+    let mut lost = 0u64;
     for r in targets(remotes, slot) {
         let to = SocketAddrV4::new(r.addr, dstport);
         for range in segs.chunks(MAX_UDP_PAYLOAD) {
@@ -368,28 +385,36 @@ fn send_super(
             let Some(data) = scratch.get(range) else {
                 continue;
             };
-            match udp::send_gso(sock.as_raw_fd(), data, to, segs.stride) {
+            let count = len.div_ceil(stride) as u64;
+            match udp::send_gso(sock.as_raw_fd(), data, to, stride) {
                 Ok(()) => {
                     any = true;
-                    let count = len.div_ceil(segs.stride.max(1));
-                    r.tx_packets.fetch_add(count as u64, Ordering::Relaxed);
+                    r.tx_packets.fetch_add(count, Ordering::Relaxed);
                     r.tx_bytes.fetch_add(len as u64, Ordering::Relaxed);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock && !any => return Err(()),
+                Err(e)
+                    if !any
+                        && (e.kind() == io::ErrorKind::WouldBlock
+                            || e.raw_os_error() == Some(libc::ENOBUFS)) =>
+                {
+                    return Err(())
+                }
                 Err(e) if matches!(e.raw_os_error(), Some(libc::EIO) | Some(libc::EINVAL)) => {
                     // No UDP GSO on this route (checksum offload turned off on the
                     // underlay device, say): send the segments one by one instead.
                     let msgs: Vec<(&[u8], SocketAddrV4)> =
-                        data.chunks(segs.stride.max(1)).map(|d| (d, to)).collect();
-                    let sent = udp::send_batch(sock.as_raw_fd(), &msgs);
+                        data.chunks(stride).map(|d| (d, to)).collect();
+                    let sent = udp::send_batch(sock.as_raw_fd(), &msgs, |_| {});
                     let ok = sent.done as u64 - sent.errors;
                     any |= ok > 0;
+                    lost += count - ok;
                     r.tx_packets.fetch_add(ok, Ordering::Relaxed);
-                    r.tx_bytes.fetch_add(len as u64, Ordering::Relaxed);
+                    let bytes: usize = msgs.iter().take(sent.done).map(|(d, _)| d.len()).sum();
+                    r.tx_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
                 }
-                Err(_) => {}
+                Err(_) => lost += count,
             }
         }
     }
-    Ok(any)
+    Ok(lost)
 }

@@ -265,6 +265,21 @@ proptest! {
         // What a kernel vxlan peer sends: a whole super-packet, checksum partial.
         let payload: Vec<u8> = (0..len).map(|i| (i * 5) as u8).collect();
         let mut f = tcp_frame(v6, false, &payload, 0x18, 1000);
+        // The partial form: the pseudo-header sum, not inverted, in the checksum field.
+        let (l3, l4) = (14, if v6 { 54 } else { 34 });
+        let l4_len = f.len() - l4;
+        let pseudo = if v6 {
+            let (mut a, mut b) = ([0u8; 16], [0u8; 16]);
+            a.copy_from_slice(&f[l3 + 8..l3 + 24]);
+            b.copy_from_slice(&f[l3 + 24..l3 + 40]);
+            vxlan::checksum::pseudo_v6(a, b, 6, l4_len as u32)
+        } else {
+            let a = [f[l3 + 12], f[l3 + 13], f[l3 + 14], f[l3 + 15]];
+            let b = [f[l3 + 16], f[l3 + 17], f[l3 + 18], f[l3 + 19]];
+            vxlan::checksum::pseudo_v4(a, b, 6, l4_len as u16)
+        };
+        let partial = vxlan::checksum::fold(pseudo);
+        f[l4 + 16..l4 + 18].copy_from_slice(&partial.to_be_bytes());
         let off = offload_for_inner(&mut f, 1450);
         prop_assert!(off.needs_csum);
         prop_assert_eq!(off.gso, if v6 { Gso::TcpV6 } else { Gso::TcpV4 });

@@ -49,6 +49,36 @@ pub fn bind(local: Option<Ipv4Addr>, port: u16) -> io::Result<Socket> {
     Ok(s)
 }
 
+/// A socket that only sends: bound like [`bind`] but with the smallest receive buffer
+/// and a filter that drops whatever arrives, so datagrams sent to its port by anyone on
+/// the underlay cannot pin kernel memory in a queue nobody reads.
+pub fn bind_send_only(local: Option<Ipv4Addr>) -> io::Result<Socket> {
+    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_nonblocking(true)?;
+    s.set_cloexec(true)?;
+    // "return 0": accept no bytes of any packet.
+    s.attach_filter(&[libc::sock_filter {
+        code: (libc::BPF_RET | libc::BPF_K) as u16,
+        jt: 0,
+        jf: 0,
+        k: 0,
+    }])?;
+    let _ = s.set_recv_buffer_size(0);
+    if super::setsockopt_int(
+        s.as_raw_fd(),
+        libc::SOL_SOCKET,
+        libc::SO_SNDBUFFORCE,
+        SOCK_BUF as libc::c_int,
+    )
+    .is_err()
+    {
+        let _ = s.set_send_buffer_size(SOCK_BUF);
+    }
+    let addr = SocketAddrV4::new(local.unwrap_or(Ipv4Addr::UNSPECIFIED), 0);
+    s.bind(&SocketAddr::V4(addr).into())?;
+    Ok(s)
+}
+
 /// The local port a socket is bound to.
 pub fn local_port(s: &Socket) -> Option<u16> {
     s.local_addr().ok()?.as_socket().map(|a| a.port())
@@ -217,7 +247,11 @@ pub struct Sent {
 /// Sends each `(datagram, destination)` with as few `sendmmsg` calls as possible. A
 /// datagram the kernel refuses by itself (no route to the remote, too big) is counted
 /// and skipped, so one unreachable remote does not stall the others.
-pub fn send_batch(fd: RawFd, msgs: &[(&[u8], SocketAddrV4)]) -> Sent {
+pub fn send_batch(
+    fd: RawFd,
+    msgs: &[(&[u8], SocketAddrV4)],
+    mut refused: impl FnMut(usize),
+) -> Sent {
     let mut out = Sent::default();
     while out.done < msgs.len() {
         let chunk = &msgs[out.done..msgs.len().min(out.done + BATCH)];
@@ -254,6 +288,7 @@ pub fn send_batch(fd: RawFd, msgs: &[(&[u8], SocketAddrV4)]) -> Sent {
                 }
                 // The first datagram was refused by itself: count it, go on.
                 _ => {
+                    refused(out.done);
                     out.errors += 1;
                     out.done += 1;
                 }
@@ -342,11 +377,11 @@ mod tests {
     fn batch_round_trip_on_loopback() {
         let rx = bind(Some(Ipv4Addr::LOCALHOST), 0).unwrap();
         let port = local_port(&rx).unwrap();
-        let tx = bind(Some(Ipv4Addr::LOCALHOST), 0).unwrap();
+        let tx = bind_send_only(Some(Ipv4Addr::LOCALHOST)).unwrap();
         let to = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port);
         let a = [1u8; 10];
         let b = [2u8; 3000];
-        let sent = send_batch(tx.as_raw_fd(), &[(&a, to), (&b, to)]);
+        let sent = send_batch(tx.as_raw_fd(), &[(&a, to), (&b, to)], |_| {});
         assert_eq!(sent.done, 2);
         assert_eq!(sent.errors, 0);
         // A GSO send of 2.5 segments arrives as three datagrams.

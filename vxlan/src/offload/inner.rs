@@ -12,7 +12,7 @@
 
 use super::layers::{IpVersion, Transport};
 use super::{be16, put16, Gso, Offload, UDP_MAX_SEGMENTS};
-use crate::checksum::fold;
+use crate::checksum::{fold, sum};
 
 /// How to hand an inner frame of a decapsulated datagram to a port, given the inner
 /// MTU (largest IP packet) of the path it came over. Never fails: a frame it cannot
@@ -49,7 +49,7 @@ fn describe(frame: &mut [u8], inner_mtu: usize) -> Option<Offload> {
     // The receiving kernel adjusts the checksum of each UDP segment from the super-
     // packet's UDP length field: it must agree with the IP length.
     let lengths_agree = t.tcp || be16(frame, t.l4 + 4).map(usize::from) == Some(l4_len);
-    if ip_len > inner_mtu && lengths_agree {
+    if ip_len > inner_mtu && lengths_agree && intact(frame, &t, l4_len, partial)? {
         if let Some(gso_size) = inner_mtu
             .checked_sub(t.ip_hdr_len + t.l4_hdr_len)
             // 0xffff is GSO_BY_FRAGS to the kernel, which refuses it from virtio.
@@ -83,6 +83,21 @@ fn describe(frame: &mut [u8], inner_mtu: usize) -> Option<Offload> {
 }
 
 /// True if a checksum `field` holds the pseudo-header sum `partial`.
+/// True if a super-packet's checksum may be left to the receiving kernel: the field
+/// holds the partial sum (the sender left it to "hardware", nothing to check), UDP
+/// says "no checksum", or the complete checksum verifies. Marking the frame to be
+/// completed throws the old checksum away, so a corrupt one must not be marked: the
+/// container's kernel then drops it (a kernel peer sends the outer UDP checksum as 0,
+/// so the inner one is all there is).
+fn intact(frame: &[u8], t: &Transport, l4_len: usize, partial: u16) -> Option<bool> {
+    let field = be16(frame, t.l4 + t.csum_offset())?;
+    if holds_partial(field, partial, t.tcp) || (!t.tcp && field == 0) {
+        return Some(true);
+    }
+    let seg = frame.get(t.l4..t.end)?;
+    Some(fold(sum(seg, t.pseudo(frame, l4_len)?)) == 0xffff)
+}
+
 fn holds_partial(field: u16, partial: u16, tcp: bool) -> bool {
     if tcp {
         // 0x0000 and 0xffff are the same number in one's complement.
@@ -115,6 +130,14 @@ mod tests {
                     csum,
                     ..spec.clone()
                 });
+                if csum == Csum::Value(0) && offset == 16 {
+                    // A TCP checksum that is neither partial nor right: not marked, and
+                    // left for the container's kernel to drop.
+                    let before = f.clone();
+                    assert_eq!(offload_for_inner(&mut f, 1450), Offload::NONE);
+                    assert_eq!(f, before);
+                    continue;
+                }
                 let off = offload_for_inner(&mut f, 1450);
                 assert_eq!(
                     (off.gso, off.needs_csum, off.csum_start, off.csum_offset),
