@@ -2101,3 +2101,83 @@ fn a_tunnel_comes_up_when_its_local_address_appears() {
     lab.ping(1, 2);
     lab.ping(2, 1);
 }
+
+/// A tunnel without `--vlan` carries the bridge's untagged traffic only, the last remote
+/// cannot be removed, and the sockets a VTEP sends from keep nothing that arrives.
+#[test]
+fn an_untagged_tunnel_carries_no_vlan_and_its_send_sockets_queue_nothing() {
+    let mut lab = Lab::new("vxutg", 79);
+    let b = kernel_peer_lab(&mut lab);
+    let a = lab.sw.clone();
+    assert_eq!(lab.add_host(), 3);
+    overlay_mtu(&lab, 3, &a);
+    lab.vsctl_ok(&["add-port", "br0", "h3p"]);
+    lab.vsctl_ok(&["add-vlan", "br0", "h3p", "10", "--access"]);
+    lab.wait_ports("br0", &["h1p", "h3p", "vx"], "up", Duration::from_secs(10));
+
+    let (cap, pcap) = capture_vxlan(
+        &lab,
+        &b,
+        "tcpdump-ul0-utg",
+        &format!("udp and src host {A_IP}"),
+    );
+    lab.ping(1, 2);
+    lab.ping(2, 1);
+    // h3 is in VLAN 10: nothing of it crosses an untagged tunnel, either way.
+    no_reply(&lab, 3, &lab.ip(2), &nothing);
+    no_reply(&lab, 2, &lab.ip(3), &nothing);
+    let _ = cap.stop(Duration::from_millis(300));
+    let pkts: Vec<VxPacket> = pcap_frames(&pcap)
+        .iter()
+        .filter_map(|f| decode_vxlan(f))
+        .collect();
+    assert!(!pkts.is_empty(), "nothing from A captured on B's underlay");
+    let mac3 = lab.host_mac(3);
+    for p in &pkts {
+        assert!(
+            p.inner.get(12..14) != Some(&[0x81, 0x00][..]) && p.inner_src() != mac3,
+            "a VLAN 10 frame crossed the untagged tunnel: {p:?}"
+        );
+    }
+
+    // The last remote stays; refusing it changes nothing.
+    let before = lab.vsctl_ok(&["--json", "show"]);
+    let o = lab.vsctl(&["del-remote", "br0", "vx", B_IP]);
+    assert!(
+        !o.success() && o.stderr.starts_with("vsctl: ") && o.stderr.contains("last remote"),
+        "del-remote of the last remote: {o}"
+    );
+    assert_eq!(lab.vsctl_ok(&["--json", "show"]), before);
+
+    // Datagrams sent to the outer source ports A sends from are not queued there.
+    let sports: std::collections::BTreeSet<u16> = pkts.iter().map(|p| p.sport).collect();
+    let script = format!(
+        "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\nfor p in {ports:?}:\n    for _ in range(50):\n        s.sendto(b'x'*1000,('{A_IP}',p))\n",
+        ports = sports.iter().collect::<Vec<_>>()
+    );
+    python(&lab, &b, &script);
+    std::thread::sleep(Duration::from_millis(300));
+    let ss = lab.exec_ok(&a, &["ss", "-Hnua"]);
+    let mut seen = 0;
+    for line in ss.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let local_port = f
+            .get(3)
+            .and_then(|l| l.rsplit(':').next())
+            .and_then(|p| p.parse::<u16>().ok());
+        if local_port.is_some_and(|p| sports.contains(&p)) {
+            seen += 1;
+            assert_eq!(
+                f.get(1),
+                Some(&"0"),
+                "a send socket queued what arrived: {line}"
+            );
+        }
+    }
+    assert_eq!(
+        seen,
+        sports.len(),
+        "send sockets {sports:?} not all in ss:\n{ss}"
+    );
+    lab.ping(1, 2);
+}
