@@ -888,9 +888,15 @@ impl Controller {
                 snap.ports[p.id as usize] = Some(p.clone());
             }
             for pc in &b.ports {
-                if let (Some(rt), Some(v)) = (self.ports.get(&pc.name), &pc.vlans) {
-                    snap.vlans[rt.id as usize] = VlanTable::new(v);
-                }
+                let Some(rt) = self.ports.get(&pc.name) else {
+                    continue;
+                };
+                snap.vlans[rt.id as usize] = match (&pc.vlans, &pc.tunnel) {
+                    (Some(v), _) => VlanTable::new(v),
+                    // A tunnel without --vlan carries the bridge's untagged traffic only.
+                    (None, Some(_)) => Some(VlanTable::untagged_only()),
+                    (None, None) => None,
+                };
             }
             snap.bridges[rt.id as usize] = Some(BridgeView {
                 rt: rt.clone(),

@@ -71,6 +71,20 @@ impl VlanTable {
         Some(t)
     }
 
+    /// The table of a port that carries only the untagged traffic of VLAN-unaware ports
+    /// (VLAN 0), untagged: a tunnel without `--vlan`. Tagged frames neither enter nor
+    /// leave it.
+    pub fn untagged_only() -> VlanTable {
+        let mut t = VlanTable {
+            member: [0; 64],
+            untagged: [0; 64],
+            pvid: 0,
+        };
+        set_bit(&mut t.member, 0);
+        set_bit(&mut t.untagged, 0);
+        t
+    }
+
     /// True if the port is a member of `vid`.
     #[inline]
     pub fn is_member(&self, vid: u16) -> bool {
@@ -94,9 +108,14 @@ pub fn classify(table: Option<&VlanTable>, tag: Option<(u16, u16)>) -> Result<Cl
     match table {
         None => Ok(Class { vid, prio, tpid }),
         Some(t) if vid == 0 => {
-            // Untagged or priority-tagged: the PVID, keeping the priority.
+            // Untagged or priority-tagged: the PVID, keeping the priority (or VLAN 0
+            // itself on a port that is a member of it).
             if t.pvid == 0 {
-                Err(Drop::VlanUntagged)
+                if t.is_member(0) {
+                    Ok(Class { vid, prio, tpid })
+                } else {
+                    Err(Drop::VlanUntagged)
+                }
             } else {
                 Ok(Class {
                     vid: t.pvid,
@@ -245,5 +264,26 @@ mod tests {
         // QinQ: switched on the outer tag, TPID kept.
         let c = classify(Some(&t), Some((0x88a8, 10))).unwrap();
         assert_eq!(c.tag(), (0x88a8, 10));
+    }
+
+    #[test]
+    fn untagged_only_takes_and_gives_vlan_0_alone() {
+        let t = VlanTable::untagged_only();
+        assert_eq!(classify(Some(&t), None).map(|c| c.vid), Ok(0));
+        assert_eq!(
+            classify(Some(&t), Some((TPID_8021Q, 0x2000))).map(|c| c.vid),
+            Ok(0)
+        );
+        assert_eq!(
+            classify(Some(&t), Some((TPID_8021Q, 10))),
+            Err(Drop::VlanNotMember)
+        );
+        let c = |vid| Class {
+            vid,
+            prio: 0,
+            tpid: TPID_8021Q,
+        };
+        assert_eq!(egress(Some(&t), &c(0)), Some(false));
+        assert_eq!(egress(Some(&t), &c(10)), None);
     }
 }

@@ -27,7 +27,6 @@ use crate::sys::udp::{self, RecvMeta};
 use crate::tunnel::{RemoteRt, VtepRt};
 use crate::vlan::{self, Class};
 use crate::wire::{vnet, EthernetFrame};
-use ctl::PortKind;
 use vxlan::decap::DropReason;
 
 /// Token of the worker's waker.
@@ -777,15 +776,7 @@ impl Ingress<'_> {
             }
             None => (None, false),
         };
-        let table = self.snap.vlan(self.rt.id);
-        if table.is_none()
-            && self.rt.kind == PortKind::Vxlan
-            && tag.is_some_and(|(_, tci)| tci & 0x0fff != 0)
-        {
-            // A tunnel without --vlan carries the bridge's untagged traffic only.
-            return Err(Drop::VlanNotMember);
-        }
-        let class = vlan::classify(table, tag)?;
+        let class = vlan::classify(self.snap.vlan(self.rt.id), tag)?;
         let v = decide(self.ctx, frame, self.learn_as, class.vid);
         Ok((
             v,
@@ -814,7 +805,7 @@ impl Ingress<'_> {
             if let Some(dst) = deliverable(self.snap, self.rt, port_of(p)) {
                 // Unchanged on the way out: tagged in and out with the same tag, or
                 // untagged both ways.
-                let out_tagged = egress(self.snap, dst, &a.class);
+                let out_tagged = vlan::egress(self.snap.vlan(dst.id), &a.class);
                 let same = match out_tagged {
                     Some(true) => {
                         a.tag_in_frame
@@ -841,7 +832,7 @@ impl Ingress<'_> {
             Verdict::Drop(d) => self.rt.counters.drop(self.w, d, 1),
             Verdict::Filtered => self.ctx.counters.add(self.w, BridgeEvent::Filtered, 1),
             Verdict::Forward(p) => match deliverable(self.snap, self.rt, port_of(p)) {
-                Some(dst) => match egress(self.snap, dst, &a.class) {
+                Some(dst) => match vlan::egress(self.snap.vlan(dst.id), &a.class) {
                     Some(tagged) => self.enqueue(dst, a, tagged, remote_of(p)),
                     None => self.ctx.counters.add(self.w, BridgeEvent::VlanFiltered, 1),
                 },
@@ -860,7 +851,7 @@ impl Ingress<'_> {
             if dst.id == self.rt.id || !dst.up.load(Ordering::Relaxed) {
                 continue;
             }
-            if let Some(tagged) = egress(self.snap, dst, &a.class) {
+            if let Some(tagged) = vlan::egress(self.snap.vlan(dst.id), &a.class) {
                 // Remote 0: a tunnel replicates it to every remote.
                 self.enqueue(dst, a, tagged, 0);
             }
@@ -916,17 +907,6 @@ impl Ingress<'_> {
             }
         }
     }
-}
-
-/// How a frame of class `c` leaves `dst` (see [`vlan::egress`]); a tunnel without
-/// `--vlan` carries only the bridge's untagged traffic (VLAN 0), never a tagged frame.
-#[inline]
-fn egress(snap: &Snapshot, dst: &PortRt, c: &Class) -> Option<bool> {
-    let table = snap.vlan(dst.id);
-    if table.is_none() && dst.kind == PortKind::Vxlan {
-        return (c.vid == 0).then_some(false);
-    }
-    vlan::egress(table, c)
 }
 
 /// Port `p` of `snap` if frames arriving on `from` may be sent to it now. The result
