@@ -38,6 +38,9 @@ pub const OVERHEAD: u32 = 36;
 pub const INNER_MTU_OVERHEAD: u32 = 50;
 /// Underlay MTU assumed until the route to a remote is known.
 pub const DEFAULT_MTU: u32 = 1500;
+/// Where a datagram starts in a frame buffer: the VXLAN header takes the last bytes of
+/// the virtio-net header's room, so the inner frame stays where a frame goes.
+pub const DGRAM_OFFSET: usize = vnet::LEN - vxlan::header::HEADER_LEN;
 /// Largest UDP payload over IPv4.
 const MAX_UDP_PAYLOAD: usize = 65507;
 
@@ -164,6 +167,16 @@ impl RemoteRt {
             rx_bytes: AtomicU64::new(0),
         }
     }
+    /// Counts `packets` datagrams of `bytes` in all sent to this remote.
+    pub fn count_tx(&self, packets: u64, bytes: u64) {
+        self.tx_packets.fetch_add(packets, Ordering::Relaxed);
+        self.tx_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+    /// Counts `packets` datagrams of `bytes` in all received from this remote.
+    pub fn count_rx(&self, packets: u64, bytes: u64) {
+        self.rx_packets.fetch_add(packets, Ordering::Relaxed);
+        self.rx_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
     /// The largest inner frame (Ethernet header included) that fits one datagram.
     pub fn max_frame(&self) -> usize {
         self.mtu.load(Ordering::Relaxed).saturating_sub(OVERHEAD) as usize
@@ -211,8 +224,9 @@ enum Plan {
     Drop,
     /// One datagram, already laid out in its buffer after the vnet header's first bytes.
     Plain(usize),
-    /// A super-frame to segment; from this sending socket.
-    Gso(usize),
+    /// A super-frame to segment to `max_frame`-byte frames as `Offload` says; from
+    /// this sending socket.
+    Gso(usize, Offload, usize),
     /// Larger than the underlay carries and not a super-frame: counted as oversize
     /// (containers behind a tunnel need an MTU 50 below the underlay's).
     TooBig,
@@ -227,7 +241,7 @@ fn targets(remotes: &[Arc<RemoteRt>], slot: u16) -> impl Iterator<Item = &Arc<Re
 }
 
 /// Readies a frame in place: checksum completed where left partial, VXLAN header
-/// written over the tail of the vnet header so the datagram is `bytes[2..]`.
+/// written over the tail of the vnet header so the datagram is `bytes[DGRAM_OFFSET..]`.
 fn prepare(b: &mut Buf, hdr: &[u8; 8], remotes: &[Arc<RemoteRt>], socks: usize) -> Plan {
     let slot = b.remote();
     let Some(max_frame) = targets(remotes, slot).map(|r| r.max_frame()).min() else {
@@ -249,7 +263,7 @@ fn prepare(b: &mut Buf, hdr: &[u8; 8], remotes: &[Arc<RemoteRt>], socks: usize) 
     };
     let sock = vxlan::flow::flow_hash(frame) as usize % socks.max(1);
     if off.gso != Gso::None {
-        return Plan::Gso(sock);
+        return Plan::Gso(sock, off, max_frame);
     }
     if frame.len() > max_frame {
         return Plan::TooBig;
@@ -261,7 +275,7 @@ fn prepare(b: &mut Buf, hdr: &[u8; 8], remotes: &[Arc<RemoteRt>], socks: usize) 
         return Plan::Drop;
     }
     vh[0] = PREPARED;
-    vh[vnet::LEN - 8..].copy_from_slice(hdr);
+    vh[DGRAM_OFFSET..].copy_from_slice(hdr);
     Plan::Plain(sock)
 }
 
@@ -297,9 +311,9 @@ pub fn transmit(
                 *oversize += 1;
                 i += 1;
             }
-            Plan::Gso(sock) => {
+            Plan::Gso(sock, off, max_frame) => {
                 let b = &pending[i];
-                match send_super(t, b, &remotes, &socks[sock], dstport, scratch) {
+                match send_super(t, b, &off, max_frame, &remotes, &socks[sock], scratch) {
                     Ok(lost) => *errors += lost.min(1),
                     Err(()) => return i,
                 }
@@ -311,7 +325,7 @@ pub fn transmit(
                 let mut owners: Vec<(usize, &Arc<RemoteRt>)> = Vec::new();
                 let mut j = i;
                 while j < n && plan[j] == Plan::Plain(sock) {
-                    let dgram = &pending[j].bytes()[vnet::LEN - 8..];
+                    let dgram = &pending[j].bytes()[DGRAM_OFFSET..];
                     for r in targets(&remotes, pending[j].remote()) {
                         msgs.push((dgram, SocketAddrV4::new(r.addr, dstport)));
                         owners.push((j, r));
@@ -332,8 +346,7 @@ pub fn transmit(
                     .take(sent.done)
                     .filter(|(_, ok)| **ok)
                 {
-                    r.tx_packets.fetch_add(1, Ordering::Relaxed);
-                    r.tx_bytes.fetch_add(d.len() as u64, Ordering::Relaxed);
+                    r.count_tx(1, d.len() as u64);
                 }
                 if sent.blocked {
                     // A frame whose copies went out in part counts as sent: resending
@@ -349,7 +362,8 @@ pub fn transmit(
     n
 }
 
-/// Segments a super-frame to fit the smallest path MTU of its remotes and sends it to
+/// Segments a super-frame (`off` and `max_frame` as `prepare` found them) to fit the
+/// smallest path MTU of its remotes and sends it to
 /// each with one `UDP_SEGMENT` send per 64 KiB. Returns the datagrams lost (refused,
 /// or not sent because the kernel pushed back after part of the frame had gone: a
 /// resend would duplicate what went); `Err` if the kernel pushed back before anything
@@ -357,22 +371,16 @@ pub fn transmit(
 fn send_super(
     t: &TunnelRt,
     b: &Buf,
+    off: &Offload,
+    max_frame: usize,
     remotes: &[Arc<RemoteRt>],
     sock: &Socket,
-    dstport: u16,
     scratch: &mut Vec<u8>,
 ) -> Result<u64, ()> {
     let slot = b.remote();
-    let Some(max_frame) = targets(remotes, slot).map(|r| r.max_frame()).min() else {
-        return Ok(1);
-    };
-    let (vh, frame) = b.bytes().split_at(vnet::LEN);
-    let mut raw = [0u8; vnet::LEN];
-    raw.copy_from_slice(vh);
-    let Ok(off) = Offload::from_virtio(&raw) else {
-        return Ok(1);
-    };
-    let Ok(segs) = encap_segments(frame, &off, max_frame, t.vni, scratch) else {
+    let dstport = t.vtep.key.dstport;
+    let frame = b.bytes().get(vnet::LEN..).unwrap_or_default();
+    let Ok(segs) = encap_segments(frame, off, max_frame, t.vni, scratch) else {
         return Ok(1);
     };
     let stride = segs.stride.max(1);
@@ -389,8 +397,7 @@ fn send_super(
             match udp::send_gso(sock.as_raw_fd(), data, to, stride) {
                 Ok(()) => {
                     any = true;
-                    r.tx_packets.fetch_add(count, Ordering::Relaxed);
-                    r.tx_bytes.fetch_add(len as u64, Ordering::Relaxed);
+                    r.count_tx(count, len as u64);
                 }
                 Err(e)
                     if !any
@@ -408,9 +415,8 @@ fn send_super(
                     let ok = sent.done as u64 - sent.errors;
                     any |= ok > 0;
                     lost += count - ok;
-                    r.tx_packets.fetch_add(ok, Ordering::Relaxed);
                     let bytes: usize = msgs.iter().take(sent.done).map(|(d, _)| d.len()).sum();
-                    r.tx_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+                    r.count_tx(ok, bytes as u64);
                 }
                 Err(_) => lost += count,
             }

@@ -24,7 +24,7 @@ use crate::port::PortIo;
 use crate::sys::afpacket::{send_mmsg, RingKind, Rx, TX_BATCH};
 use crate::sys::tap::write_frame;
 use crate::sys::udp::{self, RecvMeta};
-use crate::tunnel::{RemoteRt, VtepRt};
+use crate::tunnel::{RemoteRt, VtepRt, DGRAM_OFFSET};
 use crate::vlan::{self, Class};
 use crate::wire::{vnet, EthernetFrame};
 use vxlan::decap::DropReason;
@@ -51,9 +51,6 @@ const VTEP_BATCHES_PER_TURN: usize = 4;
 /// Datagram buffers a worker keeps for its VTEPs: each takes a whole 64 KiB datagram,
 /// since a kernel peer sends unsegmented super-packets.
 const VTEP_RX_BUFS: usize = 16;
-/// Where a datagram is read into its buffer: the 8-byte VXLAN header then ends where
-/// the virtio-net header does, so the inner frame is already where a frame goes.
-const VTEP_RX_OFFSET: usize = vnet::LEN - vxlan::header::HEADER_LEN;
 
 struct Slot {
     rt: Arc<PortRt>,
@@ -384,7 +381,7 @@ impl Worker {
             let n = match udp::recv_batch(
                 vtep.rx.as_raw_fd(),
                 &mut self.vtep_bufs,
-                VTEP_RX_OFFSET,
+                DGRAM_OFFSET,
                 &mut meta,
             ) {
                 Ok(n) => n,
@@ -415,7 +412,7 @@ impl Worker {
                     // A run of datagrams from one sender (a peer's UDP_SEGMENT send).
                     let count = m.len.div_ceil(m.gro);
                     c.rx_datagrams.fetch_add(count as u64, Ordering::Relaxed);
-                    let run = &mut buf.bytes_mut()[VTEP_RX_OFFSET..];
+                    let run = &mut buf.bytes_mut()[DGRAM_OFFSET..];
                     let merged = resolve(&table, snap, src, &run[..m.gro])
                         .ok()
                         .and_then(|first| Some((first, vxlan::gro::merge_tcp(run, m.gro)?)))
@@ -424,9 +421,8 @@ impl Worker {
                         });
                     if let Some(((rt, remote, d), mg)) = merged {
                         // One super-frame for the port, sent on in this very buffer.
-                        remote.rx_packets.fetch_add(count as u64, Ordering::Relaxed);
-                        remote.rx_bytes.fetch_add(m.len as u64, Ordering::Relaxed);
-                        buf.set_len(VTEP_RX_OFFSET + mg.inner.end);
+                        remote.count_rx(count as u64, m.len as u64);
+                        buf.set_len(DGRAM_OFFSET + mg.inner.end);
                         buf.bytes_mut()[..vnet::LEN].copy_from_slice(&mg.offload.to_virtio());
                         with_ingress(
                             shared,
@@ -441,7 +437,7 @@ impl Worker {
                         continue;
                     }
                     for i in 0..count {
-                        let run = &mut buf.bytes_mut()[VTEP_RX_OFFSET..];
+                        let run = &mut buf.bytes_mut()[DGRAM_OFFSET..];
                         let seg = &mut run[i * m.gro..((i + 1) * m.gro).min(m.len)];
                         let (rt, remote, d) = match resolve(&table, snap, src, seg) {
                             Ok(x) => x,
@@ -450,10 +446,7 @@ impl Worker {
                                 continue;
                             }
                         };
-                        remote.rx_packets.fetch_add(1, Ordering::Relaxed);
-                        remote
-                            .rx_bytes
-                            .fetch_add(seg.len() as u64, Ordering::Relaxed);
+                        remote.count_rx(1, seg.len() as u64);
                         let inner = &mut seg[d.inner.clone()];
                         let vh = vxlan::offload::offload_for_inner(inner, remote.inner_mtu())
                             .to_virtio();
@@ -471,21 +464,20 @@ impl Worker {
                     continue;
                 }
                 c.rx_datagrams.fetch_add(1, Ordering::Relaxed);
-                let (rt, remote, d) =
-                    match resolve(&table, snap, src, &buf.bytes()[VTEP_RX_OFFSET..]) {
-                        // The inner frame must start where the vnet header ends.
-                        Ok(x) if x.2.inner.start == vxlan::header::HEADER_LEN => x,
-                        Ok(_) => {
-                            c.drop(DropReason::Truncated);
-                            continue;
-                        }
-                        Err(why) => {
-                            c.drop(why);
-                            continue;
-                        }
-                    };
-                remote.rx_packets.fetch_add(1, Ordering::Relaxed);
-                remote.rx_bytes.fetch_add(m.len as u64, Ordering::Relaxed);
+                let (rt, remote, d) = match resolve(&table, snap, src, &buf.bytes()[DGRAM_OFFSET..])
+                {
+                    // The inner frame must start where the vnet header ends.
+                    Ok(x) if x.2.inner.start == vxlan::header::HEADER_LEN => x,
+                    Ok(_) => {
+                        c.drop(DropReason::Truncated);
+                        continue;
+                    }
+                    Err(why) => {
+                        c.drop(why);
+                        continue;
+                    }
+                };
+                remote.count_rx(1, m.len as u64);
                 let (vh, inner) = buf.bytes_mut().split_at_mut(vnet::LEN);
                 let off = vxlan::offload::offload_for_inner(inner, remote.inner_mtu());
                 vh.copy_from_slice(&off.to_virtio());
