@@ -199,6 +199,11 @@ pub fn check_tunnel(t: &TunnelConf) -> Result<(), String> {
     if let Some(l) = t.local {
         validate::local(&l.into())?;
     }
+    if t.remotes.is_empty() {
+        return Err(
+            "no remote left (a tunnel keeps its last remote; del-tunnel removes it)".into(),
+        );
+    }
     if t.remotes.len() > MAX_REMOTES {
         return Err(format!("more than {MAX_REMOTES} remotes"));
     }

@@ -396,26 +396,16 @@ impl Controller {
         vlan: Option<u16>,
     ) -> Result<Data, String> {
         self.check_new_port(bridge, name)?;
-        validate::vni(vni)?;
-        validate::dstport(dstport)?;
-        let mut rs: Vec<Ipv4Addr> = Vec::new();
-        for r in remotes {
-            let a = validate::remote(r)?;
-            if rs.contains(&a) {
-                return Err(format!("remote {a} is given twice"));
-            }
-            rs.push(a);
-        }
-        if rs.is_empty() {
-            return Err("a tunnel needs at least one --remote".into());
-        }
+        // VNI, port, duplicate remotes and the VLAN are checked with the whole config
+        // below; here only what turns the request's addresses into IPv4 ones.
+        let rs = remotes
+            .iter()
+            .map(validate::remote)
+            .collect::<Result<Vec<Ipv4Addr>, String>>()?;
         let local = match local {
             Some(l) => Some(validate::local(&l)?).filter(|a| !a.is_unspecified()),
             None => None,
         };
-        if let Some(v) = vlan {
-            validate::vid(v)?;
-        }
         let tc = TunnelConf {
             vni,
             remotes: rs,
@@ -523,11 +513,6 @@ impl Controller {
             return Err(format!("{a} is not a remote of tunnel {name}"));
         }
         tc.remotes.retain(|r| *r != a);
-        if tc.remotes.is_empty() {
-            return Err(format!(
-                "{a} is the last remote of tunnel {name} (del-tunnel removes the tunnel)"
-            ));
-        }
         self.change_tunnel(bridge, name, tc, |b| {
             b.static_fdb
                 .retain(|f| !(f.port == name && f.remote == Some(a)));
