@@ -250,46 +250,7 @@ PY
 }
 
 # ---- options -------------------------------------------------------------------------------
-QUICK=0
-ONLY="vsw,mixed,kernel"
-BUILD=1
-SAVE=""
-VSW_EXTRA=""
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --quick) QUICK=1 ;;
-        --only)
-            [ $# -ge 2 ] || die "--only needs a list"
-            ONLY="$2"
-            shift
-            ;;
-        --only=*) ONLY="${1#*=}" ;;
-        --no-build) BUILD=0 ;;
-        --save) SAVE=1 ;;
-        --no-save) SAVE=0 ;;
-        --vswitchd-args)
-            [ $# -ge 2 ] || die "--vswitchd-args needs a string"
-            VSW_EXTRA="$2"
-            shift
-            ;;
-        --vswitchd-args=*) VSW_EXTRA="${1#*=}" ;;
-        --table)
-            [ $# -ge 2 ] || die "--table needs a results file"
-            report_py table "$2"
-            exit 0
-            ;;
-        -h | --help)
-            usage
-            exit 0
-            ;;
-        *)
-            usage >&2
-            die "unknown argument: $1"
-            ;;
-    esac
-    shift
-done
-read -r -a VSW_ARGS <<<"$VSW_EXTRA"
+parse_setup_opts "vsw,mixed,kernel" "$@"
 
 SETUPS=()
 IFS=',' read -r -a only_list <<<"$ONLY"

@@ -257,3 +257,52 @@ ovs_check_netdev() { # DIR
     grep -q 'Userspace TCP Segmentation Offloading support enabled' "$1/ovs-vswitchd.log" ||
         die "ovs: ovs-vswitchd did not enable userspace TSO (see $1/ovs-vswitchd.log)"
 }
+
+# parse_setup_opts DEFAULT_ONLY ARGS...: the options vlan.sh and vxlan.sh share (--quick,
+# --only, --no-build, --save/--no-save, --vswitchd-args, --table, --help). Sets QUICK, ONLY,
+# BUILD, SAVE, VSW_EXTRA and VSW_ARGS; --table and --help call the sourcing script's report_py and
+# usage and exit.
+# shellcheck disable=SC2034 # the variables are the sourcing script's
+parse_setup_opts() {
+    QUICK=0
+    ONLY="$1"
+    shift
+    BUILD=1
+    SAVE=""
+    VSW_EXTRA=""
+    while [ $# -gt 0 ]; do
+        case "$1" in
+            --quick) QUICK=1 ;;
+            --only)
+                [ $# -ge 2 ] || die "--only needs a list"
+                ONLY="$2"
+                shift
+                ;;
+            --only=*) ONLY="${1#*=}" ;;
+            --no-build) BUILD=0 ;;
+            --save) SAVE=1 ;;
+            --no-save) SAVE=0 ;;
+            --vswitchd-args)
+                [ $# -ge 2 ] || die "--vswitchd-args needs a string"
+                VSW_EXTRA="$2"
+                shift
+                ;;
+            --vswitchd-args=*) VSW_EXTRA="${1#*=}" ;;
+            --table)
+                [ $# -ge 2 ] || die "--table needs a results file"
+                report_py table "$2"
+                exit 0
+                ;;
+            -h | --help)
+                usage
+                exit 0
+                ;;
+            *)
+                usage >&2
+                die "unknown argument: $1"
+                ;;
+        esac
+        shift
+    done
+    read -r -a VSW_ARGS <<<"$VSW_EXTRA"
+}
