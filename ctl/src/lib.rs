@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write};
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -76,6 +76,35 @@ impl std::str::FromStr for PortKind {
             other => Err(format!(
                 "unknown port type {other:?} (expected afpacket or tap)"
             )),
+        }
+    }
+}
+
+/// The transport protocol of a published port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum L4Proto {
+    Tcp,
+    Udp,
+}
+
+impl L4Proto {
+    /// `tcp` or `udp`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            L4Proto::Tcp => "tcp",
+            L4Proto::Udp => "udp",
+        }
+    }
+}
+
+impl std::str::FromStr for L4Proto {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "tcp" => Ok(L4Proto::Tcp),
+            "udp" => Ok(L4Proto::Udp),
+            other => Err(format!("unknown protocol {other:?} (expected tcp or udp)")),
         }
     }
 }
@@ -188,6 +217,48 @@ pub enum Request {
         #[serde(default)]
         vlan: u16,
     },
+    /// Gives a bridge an IPv4 subnet and a gateway address the switch owns in it.
+    AddNet {
+        bridge: String,
+        /// `A.B.C.D/N`, no host bits.
+        subnet: String,
+        gateway: Ipv4Addr,
+    },
+    /// Removes a bridge's network.
+    DelNet {
+        bridge: String,
+    },
+    /// Attaches the switch to the outside through an interface with an address of its own.
+    SetUplink {
+        iface: String,
+        /// `A.B.C.D/N`: the switch's address on the uplink and the uplink's subnet.
+        ip: String,
+        /// The next hop for everything outside the uplink's subnet.
+        #[serde(default)]
+        gw: Option<Ipv4Addr>,
+    },
+    /// Detaches the uplink.
+    DelUplink,
+    /// Publishes `proto` `host_port` of the uplink address to a container (`-p`).
+    Publish {
+        proto: L4Proto,
+        host_port: u16,
+        target: SocketAddrV4,
+    },
+    /// Withdraws a published port.
+    Unpublish {
+        proto: L4Proto,
+        host_port: u16,
+    },
+    ListPublished,
+    /// The connection tracking table (`conntrack -L`).
+    CtShow,
+    /// Forgets every tracked connection (`conntrack -F`).
+    CtFlush,
+    /// Sets the most connections tracked at once.
+    SetCtLimit {
+        limit: u32,
+    },
 
     Stats {
         #[serde(default)]
@@ -242,6 +313,10 @@ pub enum Data {
     },
     Show {
         bridges: Vec<BridgeInfo>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        uplink: Option<UplinkInfo>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        published: Vec<PublishedInfo>,
     },
     Fdb {
         bridge: String,
@@ -257,7 +332,98 @@ pub enum Data {
         /// was known.
         #[serde(default)]
         vteps: Vec<VtepStats>,
+        /// The gateway (present once a network or uplink is configured).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gateway: Option<GatewayStats>,
     },
+    Published {
+        published: Vec<PublishedInfo>,
+    },
+    Conntrack {
+        entries: Vec<CtEntry>,
+        limit: u64,
+    },
+}
+
+/// A bridge's network as `show` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetInfo {
+    pub subnet: String,
+    pub gateway: String,
+    /// The MAC the gateway answers with.
+    pub mac: String,
+}
+
+/// The uplink as `show` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UplinkInfo {
+    pub iface: String,
+    /// `A.B.C.D/N`.
+    pub ip: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gw: Option<String>,
+    pub mac: String,
+    /// "up" or "down".
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// One published port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishedInfo {
+    pub proto: L4Proto,
+    pub host_port: u16,
+    /// `IP:PORT`.
+    pub target: String,
+}
+
+/// One side of a tracked connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CtTuple {
+    pub src: String,
+    pub dst: String,
+    /// TCP/UDP ports; for ICMP, `sport` is the echo identifier and `dport` 0.
+    pub sport: u16,
+    pub dport: u16,
+}
+
+/// One tracked connection, as `conntrack -L` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CtEntry {
+    /// `tcp`, `udp` or `icmp`.
+    pub proto: String,
+    /// The TCP state (`ESTABLISHED`, …); absent for UDP and ICMP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// Seconds left before the entry expires.
+    pub timeout: u64,
+    /// The tuple as the first packet arrived.
+    pub orig: CtTuple,
+    /// The tuple replies arrive with (after NAT).
+    pub reply: CtTuple,
+    /// Packets and bytes, original direction first.
+    pub packets: [u64; 2],
+    pub bytes: [u64; 2],
+    /// Replies have been seen.
+    pub replied: bool,
+    /// `[ASSURED]`: established (TCP) or replied (UDP, ICMP).
+    pub assured: bool,
+}
+
+/// The gateway's counters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatewayStats {
+    /// Tracked connections now, the limit, and new ones refused at the limit.
+    pub conntrack: u64,
+    pub ct_limit: u64,
+    pub ct_refused: u64,
+    /// Masquerade port mappings in use.
+    pub mappings: u64,
+    /// Frames routed, ARP and ICMP answered, … (non-zero only).
+    pub counters: BTreeMap<String, u64>,
+    /// Dropped packets by reason (non-zero only).
+    pub drops: BTreeMap<String, u64>,
 }
 
 /// A bridge as `show` reports it.
@@ -268,6 +434,9 @@ pub struct BridgeInfo {
     pub mac_limit: u32,
     pub fdb_entries: u64,
     pub ports: Vec<PortInfo>,
+    /// The bridge's network and gateway, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub net: Option<NetInfo>,
 }
 
 /// A port as `show` reports it.
@@ -456,13 +625,24 @@ pub fn render(data: &Data) -> String {
                 let _ = writeln!(out, "{p}");
             }
         }
-        Data::Show { bridges } => {
+        Data::Show {
+            bridges,
+            uplink,
+            published,
+        } => {
             for b in bridges {
                 let _ = writeln!(
                     out,
                     "bridge {} (aging {}s, mac-limit {}, {} learned)",
                     b.name, b.aging_secs, b.mac_limit, b.fdb_entries
                 );
+                if let Some(n) = &b.net {
+                    let _ = writeln!(
+                        out,
+                        "    network {} gateway {} (mac {})",
+                        n.subnet, n.gateway, n.mac
+                    );
+                }
                 for p in &b.ports {
                     let _ = write!(
                         out,
@@ -496,6 +676,24 @@ pub fn render(data: &Data) -> String {
                         }
                     }
                 }
+            }
+            if let Some(u) = uplink {
+                let _ = write!(out, "uplink {} {} (mac {})", u.iface, u.ip, u.mac);
+                if let Some(g) = &u.gw {
+                    let _ = write!(out, " via {g}");
+                }
+                let _ = write!(out, " {}", u.state);
+                if let Some(r) = &u.reason {
+                    let _ = write!(out, ": {r}");
+                }
+                out.push('\n');
+            }
+            render_published(&mut out, published);
+        }
+        Data::Published { published } => render_published(&mut out, published),
+        Data::Conntrack { entries, .. } => {
+            for e in entries {
+                let _ = writeln!(out, "{}", ct_line(e));
             }
         }
         Data::Fdb { entries, .. } => {
@@ -537,7 +735,11 @@ pub fn render(data: &Data) -> String {
                 );
             }
         }
-        Data::Stats { bridges, vteps } => {
+        Data::Stats {
+            bridges,
+            vteps,
+            gateway,
+        } => {
             for b in bridges {
                 let _ = write!(out, "bridge {}: {} learned", b.name, b.fdb_entries);
                 for (k, v) in &b.counters {
@@ -574,9 +776,74 @@ pub fn render(data: &Data) -> String {
                 }
                 out.push('\n');
             }
+            if let Some(g) = gateway {
+                let _ = write!(
+                    out,
+                    "gateway: conntrack {}/{} (refused {}), mappings {}",
+                    g.conntrack, g.ct_limit, g.ct_refused, g.mappings
+                );
+                for (k, v) in &g.counters {
+                    let _ = write!(out, ", {k} {v}");
+                }
+                if g.drops.is_empty() {
+                    out.push_str(", drops 0");
+                } else {
+                    let d: Vec<String> = g.drops.iter().map(|(k, n)| format!("{k} {n}")).collect();
+                    let _ = write!(out, ", drops: {}", d.join(", "));
+                }
+                out.push('\n');
+            }
         }
     }
     out
+}
+
+fn render_published(out: &mut String, published: &[PublishedInfo]) {
+    for p in published {
+        let _ = writeln!(
+            out,
+            "published {}/{} -> {}",
+            p.proto.as_str(),
+            p.host_port,
+            p.target
+        );
+    }
+}
+
+/// One connection as `conntrack -L` prints it.
+pub fn ct_line(e: &CtEntry) -> String {
+    let num = match e.proto.as_str() {
+        "tcp" => 6,
+        "udp" => 17,
+        _ => 1,
+    };
+    let mut s = format!("{:<8} {} {}", e.proto, num, e.timeout);
+    if let Some(st) = &e.state {
+        let _ = write!(s, " {st}");
+    }
+    let side = |s: &mut String, t: &CtTuple, i: usize| {
+        let _ = write!(s, " src={} dst={}", t.src, t.dst);
+        if e.proto == "icmp" {
+            let _ = write!(
+                s,
+                " type={} code=0 id={}",
+                if i == 0 { 8 } else { 0 },
+                t.sport
+            );
+        } else {
+            let _ = write!(s, " sport={} dport={}", t.sport, t.dport);
+        }
+        let _ = write!(s, " packets={} bytes={}", e.packets[i], e.bytes[i]);
+    };
+    side(&mut s, &e.orig, 0);
+    if !e.replied {
+        s.push_str(" [UNREPLIED]");
+    }
+    side(&mut s, &e.reply, 1);
+    if e.assured {
+        s.push_str(" [ASSURED]");
+    }
+    s
 }
 
 /// VLANs as `10,20-29 untagged; 100 tagged; pvid 10`.

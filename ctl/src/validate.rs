@@ -197,6 +197,118 @@ pub fn unicast_mac(s: &str) -> Result<[u8; 6], String> {
     Ok(m)
 }
 
+/// Largest conntrack limit `set-ct-limit` accepts (each entry takes about 200 bytes).
+pub const CT_LIMIT_MAX: u32 = 4 * 1024 * 1024;
+
+fn usable_host(a: std::net::Ipv4Addr) -> bool {
+    !(a.is_unspecified() || a.is_multicast() || a.is_broadcast() || a.is_loopback())
+}
+
+/// Parses `A.B.C.D/N` into the address and prefix length (host bits kept).
+pub fn cidr(s: &str) -> Result<(std::net::Ipv4Addr, u8), String> {
+    let bad = || format!("{s:?} is not an IPv4 address with a prefix length (A.B.C.D/N)");
+    let (a, n) = s.split_once('/').ok_or_else(bad)?;
+    let addr: std::net::Ipv4Addr = a.parse().map_err(|_| bad())?;
+    if n.is_empty() || n.len() > 2 || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let prefix: u8 = n.parse().map_err(|_| bad())?;
+    if prefix > 32 {
+        return Err(format!("prefix length /{prefix} of {s} is more than 32"));
+    }
+    Ok((addr, prefix))
+}
+
+/// The netmask of a prefix length.
+pub fn mask(prefix: u8) -> u32 {
+    match prefix {
+        0 => 0,
+        p => u32::MAX << (32 - u32::from(p.min(32))),
+    }
+}
+
+/// A network's subnet: `A.B.C.D/N` with no host bits set and room for hosts (/8–/30).
+pub fn subnet(s: &str) -> Result<(std::net::Ipv4Addr, u8), String> {
+    let (addr, prefix) = cidr(s)?;
+    if !(8..=30).contains(&prefix) {
+        return Err(format!("subnet {s}: prefix length must be 8-30"));
+    }
+    let net = std::net::Ipv4Addr::from(u32::from(addr) & mask(prefix));
+    if net != addr {
+        return Err(format!(
+            "subnet {s} has host bits set (the network is {net}/{prefix})"
+        ));
+    }
+    if !usable_host(addr) || addr.octets()[0] == 0 {
+        return Err(format!("subnet {s} is not a unicast range"));
+    }
+    Ok((addr, prefix))
+}
+
+/// An address that may be a host of `net/prefix`: inside it, not its network or
+/// broadcast address.
+pub fn host_in(
+    what: &str,
+    a: std::net::Ipv4Addr,
+    net: std::net::Ipv4Addr,
+    prefix: u8,
+) -> Result<(), String> {
+    let m = mask(prefix);
+    let (x, n) = (u32::from(a), u32::from(net) & m);
+    if x & m != n {
+        return Err(format!("{what} {a} is outside {net}/{prefix}"));
+    }
+    if prefix < 31 && (x == n || x == n | !m) {
+        return Err(format!(
+            "{what} {a} is the network or broadcast address of {net}/{prefix}"
+        ));
+    }
+    Ok(())
+}
+
+/// The uplink's own address: `A.B.C.D/N`, a usable host of its subnet.
+pub fn uplink_ip(s: &str) -> Result<(std::net::Ipv4Addr, u8), String> {
+    let (addr, prefix) = cidr(s)?;
+    if !(1..=31).contains(&prefix) {
+        return Err(format!("uplink address {s}: prefix length must be 1-31"));
+    }
+    if !usable_host(addr) {
+        return Err(format!("uplink address {s} is not a unicast host address"));
+    }
+    host_in("uplink address", addr, addr, prefix)?;
+    Ok((addr, prefix))
+}
+
+/// A published host port (1–65535).
+pub fn host_port(p: u16) -> Result<(), String> {
+    if p == 0 {
+        return Err("port 0 cannot be published".into());
+    }
+    Ok(())
+}
+
+/// A publish target `IP:PORT`.
+pub fn target(s: &str) -> Result<std::net::SocketAddrV4, String> {
+    let t: std::net::SocketAddrV4 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not CONTAINER_IP:PORT (e.g. 172.18.0.2:80)"))?;
+    if t.port() == 0 {
+        return Err(format!("target {s}: port 0 is not a port"));
+    }
+    if !usable_host(*t.ip()) {
+        return Err(format!("target {s} is not a unicast host address"));
+    }
+    Ok(t)
+}
+
+/// A conntrack limit.
+pub fn ct_limit(n: u32) -> Result<(), String> {
+    if !(1..=CT_LIMIT_MAX).contains(&n) {
+        return Err(format!("conntrack limit {n} is outside 1..={CT_LIMIT_MAX}"));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,5 +371,42 @@ mod tests {
         }
         assert!(unicast_mac("01:00:5e:00:00:01").is_err());
         assert!(unicast_mac("00:00:00:00:00:00").is_err());
+    }
+
+    #[test]
+    fn network_fields() {
+        assert_eq!(subnet("172.18.0.0/24").unwrap().1, 24);
+        for bad in [
+            "172.18.0.5/24",
+            "172.18.0.0/31",
+            "172.18.0.0",
+            "x/24",
+            "172.18.0.0/33",
+            "224.0.0.0/8",
+            "0.0.0.0/8",
+        ] {
+            assert!(subnet(bad).is_err(), "{bad}");
+        }
+        let n = "172.18.0.0".parse().unwrap();
+        assert!(host_in("gateway", "172.18.0.1".parse().unwrap(), n, 24).is_ok());
+        assert!(host_in("gateway", "172.18.1.1".parse().unwrap(), n, 24).is_err());
+        assert!(host_in("gateway", "172.18.0.255".parse().unwrap(), n, 24).is_err());
+        assert!(host_in("gateway", "172.18.0.0".parse().unwrap(), n, 24).is_err());
+        assert!(uplink_ip("198.51.100.2/24").is_ok());
+        for bad in [
+            "198.51.100.0/24",
+            "198.51.100.255/24",
+            "198.51.100.2/32",
+            "127.0.0.1/8",
+        ] {
+            assert!(uplink_ip(bad).is_err(), "{bad}");
+        }
+        assert!(target("172.18.0.2:80").is_ok());
+        for bad in ["172.18.0.2", "172.18.0.2:0", "0.0.0.0:80", "host:80"] {
+            assert!(target(bad).is_err(), "{bad}");
+        }
+        assert!(ct_limit(0).is_err());
+        assert!(ct_limit(262_144).is_ok());
+        assert!(host_port(0).is_err());
     }
 }

@@ -737,7 +737,7 @@ impl<'p> Lab<'p> {
     fn wait_ports(&self, switch: &str, ports: &[String]) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let Data::Show { bridges } = self.vsctl_json(switch, &["show"])? else {
+            let Data::Show { bridges, .. } = self.vsctl_json(switch, &["show"])? else {
                 bail!("vsctl show --json of {switch} returned no bridges");
             };
             let pending: Vec<String> = ports

@@ -245,6 +245,7 @@ impl Controller {
                     .collect();
                 Ok(Data::Vlans { bridge, ports })
             }
+            _ => Err("not implemented yet".into()),
         }
     }
 
@@ -925,9 +926,14 @@ impl Controller {
                         }
                     })
                     .collect(),
+                net: None,
             })
             .collect();
-        Data::Show { bridges }
+        Data::Show {
+            bridges,
+            uplink: None,
+            published: Vec::new(),
+        }
     }
 
     fn tunnel_info(&self, p: &PortConf, t: &TunnelConf) -> TunnelInfo {
@@ -1069,6 +1075,7 @@ impl Controller {
             .collect();
         vteps.sort_by(|a, b| (&a.local, a.dstport).cmp(&(&b.local, b.dstport)));
         Ok(Data::Stats {
+            gateway: None,
             bridges: out,
             vteps,
         })

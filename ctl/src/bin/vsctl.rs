@@ -119,6 +119,42 @@ enum Cmd {
         #[arg(long, default_value_t = 0)]
         vlan: u16,
     },
+    /// Give bridge BR an IPv4 subnet (A.B.C.D/N) and a gateway address the switch owns.
+    AddNet {
+        bridge: String,
+        subnet: String,
+        #[arg(long)]
+        gateway: std::net::Ipv4Addr,
+    },
+    /// Remove a bridge's network and gateway.
+    DelNet { bridge: String },
+    /// Attach the switch to the outside through IFACE, with address --ip A.B.C.D/N and
+    /// next hop --gw for destinations beyond that subnet.
+    SetUplink {
+        iface: String,
+        #[arg(long)]
+        ip: String,
+        #[arg(long)]
+        gw: Option<std::net::Ipv4Addr>,
+    },
+    /// Detach the uplink.
+    DelUplink,
+    /// Publish a port of the uplink address to a container: tcp|udp HOSTPORT IP:PORT.
+    Publish {
+        proto: ctl::L4Proto,
+        host_port: u16,
+        target: String,
+    },
+    /// Withdraw a published port: tcp|udp HOSTPORT.
+    Unpublish { proto: ctl::L4Proto, host_port: u16 },
+    /// List published ports.
+    ListPublished,
+    /// List tracked connections (like `conntrack -L`).
+    CtShow,
+    /// Forget every tracked connection.
+    CtFlush,
+    /// Set the most connections tracked at once (default 262144).
+    SetCtLimit { limit: u32 },
     /// Show counters: all bridges, one bridge, or one port.
     Stats {
         bridge: Option<String>,
@@ -255,6 +291,52 @@ fn request(cmd: Cmd) -> Result<Request, String> {
             validate::mac(&mac)?;
             Request::DelFdb { bridge, mac, vlan }
         }
+        Cmd::AddNet {
+            bridge,
+            subnet,
+            gateway,
+        } => {
+            let (net, prefix) = validate::subnet(&subnet)?;
+            validate::host_in("gateway", gateway, net, prefix)?;
+            Request::AddNet {
+                bridge,
+                subnet,
+                gateway,
+            }
+        }
+        Cmd::DelNet { bridge } => Request::DelNet { bridge },
+        Cmd::SetUplink { iface, ip, gw } => {
+            validate::iface_name(&iface)?;
+            let (addr, prefix) = validate::uplink_ip(&ip)?;
+            if let Some(g) = gw {
+                validate::host_in("next hop", g, addr, prefix)?;
+                if g == addr {
+                    return Err(format!("next hop {g} is the uplink's own address"));
+                }
+            }
+            Request::SetUplink { iface, ip, gw }
+        }
+        Cmd::DelUplink => Request::DelUplink,
+        Cmd::Publish {
+            proto,
+            host_port,
+            target,
+        } => {
+            validate::host_port(host_port)?;
+            Request::Publish {
+                proto,
+                host_port,
+                target: validate::target(&target)?,
+            }
+        }
+        Cmd::Unpublish { proto, host_port } => Request::Unpublish { proto, host_port },
+        Cmd::ListPublished => Request::ListPublished,
+        Cmd::CtShow => Request::CtShow,
+        Cmd::CtFlush => Request::CtFlush,
+        Cmd::SetCtLimit { limit } => {
+            validate::ct_limit(limit)?;
+            Request::SetCtLimit { limit }
+        }
         Cmd::Stats { bridge, port } => Request::Stats { bridge, port },
     })
 }
@@ -297,6 +379,10 @@ fn main() -> ExitCode {
                 }
             } else {
                 print!("{}", ctl::render(&data));
+                if let Data::Conntrack { entries, .. } = &data {
+                    // As conntrack(8): the listing on stdout, the count on stderr.
+                    eprintln!("vsctl: {} flow entries have been shown.", entries.len());
+                }
             }
             ExitCode::SUCCESS
         }
