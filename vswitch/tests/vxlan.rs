@@ -80,7 +80,7 @@ trait Vs {
 
     /// The tunnel settings and remotes of port `port` of `br` (`show --json`).
     fn tunnel(&self, br: &str, port: &str) -> TunnelInfo {
-        let Data::Show { bridges } = self.vs_json(&["show"]) else {
+        let Data::Show { bridges, .. } = self.vs_json(&["show"]) else {
             panic!("show --json returned something else");
         };
         let b = bridges
@@ -242,7 +242,7 @@ fn switch_with_tunnel(v: &impl Vs, port: &str, vni: u32, remotes: &[&str]) {
         &format!("{}: ports {port} and vx of br0 up", v.who()),
         Duration::from_secs(10),
         || match v.vs_json(&["show"]) {
-            Data::Show { bridges } => bridges.iter().any(|b| {
+            Data::Show { bridges, .. } => bridges.iter().any(|b| {
                 b.name == "br0"
                     && [port, "vx"]
                         .iter()

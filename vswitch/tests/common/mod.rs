@@ -712,7 +712,7 @@ impl Lab {
     /// `vsctl show --json`.
     pub fn show(&self) -> Vec<BridgeInfo> {
         match self.vsctl_json(&["show"]) {
-            Data::Show { bridges } => bridges,
+            Data::Show { bridges, .. } => bridges,
             other => panic!("show --json returned {other:?}"),
         }
     }
@@ -1400,7 +1400,7 @@ impl Switch {
             &format!("ports {ports:?} of {br} on {} to be up", self.name),
             timeout,
             || match self.vsctl_json(&["show"]) {
-                Data::Show { bridges } => bridges.iter().any(|b| {
+                Data::Show { bridges, .. } => bridges.iter().any(|b| {
                     b.name == br
                         && ports
                             .iter()
