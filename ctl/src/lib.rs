@@ -53,6 +53,8 @@ pub enum PortKind {
     Tap,
     /// A VXLAN tunnel to other hosts' VTEPs, over UDP (made with `add-tunnel`).
     Vxlan,
+    /// The gateway of a bridge's network (made with `add-net`; internal).
+    Gateway,
 }
 
 impl PortKind {
@@ -62,6 +64,7 @@ impl PortKind {
             PortKind::Afpacket => "afpacket",
             PortKind::Tap => "tap",
             PortKind::Vxlan => "vxlan",
+            PortKind::Gateway => "gateway",
         }
     }
 }
@@ -73,6 +76,7 @@ impl std::str::FromStr for PortKind {
             "afpacket" => Ok(PortKind::Afpacket),
             "tap" => Ok(PortKind::Tap),
             "vxlan" => Err("vxlan ports are made with add-tunnel".into()),
+            "gateway" => Err("gateway ports are made with add-net".into()),
             other => Err(format!(
                 "unknown port type {other:?} (expected afpacket or tap)"
             )),

@@ -5,10 +5,10 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 
-use ctl::{validate, PortKind, PortVlans, DEFAULT_AGING_SECS, DEFAULT_MAC_LIMIT};
+use ctl::{validate, L4Proto, PortKind, PortVlans, DEFAULT_AGING_SECS, DEFAULT_MAC_LIMIT};
 use serde::{Deserialize, Serialize};
 
 /// Default path of the config file.
@@ -22,6 +22,45 @@ pub struct Config {
     pub version: u32,
     #[serde(default)]
     pub bridges: Vec<BridgeConf>,
+    /// The switch's attachment to the outside (`set-uplink`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uplink: Option<UplinkConf>,
+    /// Ports of the uplink address published to containers (`publish`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub published: Vec<PublishConf>,
+    /// Most connections tracked at once; none: [`nat::conntrack::DEFAULT_LIMIT`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ct_limit: Option<u32>,
+}
+
+/// A bridge's network: its subnet and the gateway address the switch owns in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetConf {
+    /// `A.B.C.D/N`, no host bits.
+    pub subnet: String,
+    pub gateway: Ipv4Addr,
+}
+
+/// The uplink: an interface the switch owns an address on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UplinkConf {
+    pub iface: String,
+    /// `A.B.C.D/N`.
+    pub ip: String,
+    /// The next hop beyond the uplink's subnet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gw: Option<Ipv4Addr>,
+}
+
+/// A published port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishConf {
+    pub proto: L4Proto,
+    pub host_port: u16,
+    pub target: SocketAddrV4,
 }
 
 fn version() -> u32 {
@@ -48,6 +87,9 @@ pub struct BridgeConf {
     /// Static MAC entries.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub static_fdb: Vec<StaticFdb>,
+    /// The bridge's network and gateway (`add-net`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub net: Option<NetConf>,
 }
 
 /// One port.
@@ -110,6 +152,7 @@ impl BridgeConf {
             mac_limit: DEFAULT_MAC_LIMIT,
             ports: Vec::new(),
             static_fdb: Vec::new(),
+            net: None,
         }
     }
 }
@@ -188,7 +231,126 @@ impl Config {
                 }
             }
         }
-        Ok(())
+        self.validate_gateway(&seen_if)
+    }
+
+    /// The subnets of the bridges that have a network, with the bridge's name.
+    pub fn nets(&self) -> impl Iterator<Item = (&BridgeConf, nat::nat::Ipv4Net, Ipv4Addr)> + '_ {
+        self.bridges.iter().filter_map(|b| {
+            let n = b.net.as_ref()?;
+            let (addr, prefix) = validate::cidr(&n.subnet).ok()?;
+            Some((b, nat::nat::Ipv4Net::new(addr, prefix)?, n.gateway))
+        })
+    }
+
+    /// The uplink's address and subnet.
+    pub fn uplink_addr(&self) -> Option<(Ipv4Addr, nat::nat::Ipv4Net)> {
+        let u = self.uplink.as_ref()?;
+        let (addr, prefix) = validate::cidr(&u.ip).ok()?;
+        Some((addr, nat::nat::Ipv4Net::new(addr, prefix)?))
+    }
+
+    /// The conntrack limit in force.
+    pub fn ct_limit(&self) -> usize {
+        self.ct_limit
+            .map_or(nat::conntrack::DEFAULT_LIMIT, |n| n as usize)
+    }
+
+    /// What the NAT engine is told.
+    pub fn nat_config(&self) -> nat::Config {
+        let uplink = self.uplink_addr().map_or(Ipv4Addr::UNSPECIFIED, |(a, _)| a);
+        let mut c = nat::Config::new(uplink);
+        c.networks = self
+            .nets()
+            .map(|(_, subnet, gateway)| nat::nat::Network { subnet, gateway })
+            .collect();
+        c.published = self
+            .published
+            .iter()
+            .map(|p| nat::nat::Published {
+                proto: match p.proto {
+                    L4Proto::Tcp => nat::tuple::Proto::Tcp,
+                    L4Proto::Udp => nat::tuple::Proto::Udp,
+                },
+                host_port: p.host_port,
+                target: nat::tuple::Endpoint::new(*p.target.ip(), p.target.port()),
+            })
+            .collect();
+        c.ct_limit = self.ct_limit();
+        c
+    }
+
+    /// The invariants of networks, the uplink and published ports.
+    fn validate_gateway(&self, ports: &std::collections::HashSet<&String>) -> Result<(), String> {
+        let mut nets: Vec<(&str, nat::nat::Ipv4Net)> = Vec::new();
+        for b in &self.bridges {
+            let Some(n) = &b.net else { continue };
+            let (addr, prefix) =
+                validate::subnet(&n.subnet).map_err(|e| format!("bridge {}: {e}", b.name))?;
+            validate::host_in("gateway", n.gateway, addr, prefix)
+                .map_err(|e| format!("bridge {}: {e}", b.name))?;
+            let Some(net) = nat::nat::Ipv4Net::new(addr, prefix) else {
+                return Err(format!("bridge {}: bad subnet {}", b.name, n.subnet));
+            };
+            if let Some((other, o)) = nets.iter().find(|(_, o)| o.overlaps(&net)) {
+                return Err(format!(
+                    "subnet {} overlaps {}/{} of bridge {other}",
+                    n.subnet,
+                    o.addr(),
+                    o.prefix()
+                ));
+            }
+            nets.push((&b.name, net));
+        }
+        if let Some(u) = &self.uplink {
+            validate::iface_name(&u.iface)?;
+            if ports.contains(&u.iface) {
+                return Err(format!(
+                    "interface {} is a bridge port; the uplink needs one of its own",
+                    u.iface
+                ));
+            }
+            let (addr, prefix) = validate::uplink_ip(&u.ip)?;
+            if let Some(g) = u.gw {
+                validate::host_in("next hop", g, addr, prefix)?;
+                if g == addr {
+                    return Err(format!("next hop {g} is the uplink's own address"));
+                }
+            }
+            let up = nat::nat::Ipv4Net::new(addr, prefix)
+                .ok_or_else(|| format!("bad uplink address {}", u.ip))?;
+            if let Some((b, o)) = nets.iter().find(|(_, o)| o.overlaps(&up)) {
+                return Err(format!(
+                    "uplink subnet {}/{} overlaps network {}/{} of bridge {b}",
+                    up.addr(),
+                    up.prefix(),
+                    o.addr(),
+                    o.prefix()
+                ));
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for p in &self.published {
+            validate::host_port(p.host_port)?;
+            if !seen.insert((p.proto, p.host_port)) {
+                return Err(format!(
+                    "{}/{} is already published",
+                    p.proto.as_str(),
+                    p.host_port
+                ));
+            }
+            let ip = *p.target.ip();
+            if !nets.iter().any(|(_, n)| n.contains(ip)) {
+                return Err(format!("target {ip} is in no network"));
+            }
+            if self.nets().any(|(_, _, gw)| gw == ip) {
+                return Err(format!("target {ip} is a gateway address"));
+            }
+        }
+        if let Some(n) = self.ct_limit {
+            validate::ct_limit(n)?;
+        }
+        self.nat_config().validate().map_err(|e| e.to_string())
     }
 }
 
@@ -298,7 +460,7 @@ impl Store {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Ok(Config {
                     version: 1,
-                    bridges: vec![],
+                    ..Config::default()
                 })
             }
             Err(e) => return Err(format!("cannot read {}: {e}", self.path.display())),

@@ -50,6 +50,8 @@ pub enum TxIo {
     Tap(std::os::fd::RawFd),
     /// A tunnel: its VTEP's sockets, reached through the port's [`TunnelRt`].
     Vxlan,
+    /// A gateway port: the gateway's worker takes the frames from the queue.
+    Gateway,
 }
 
 /// A port's transmit side. Whoever holds the lock drains the TX queue; workers only ever
@@ -140,6 +142,25 @@ impl PortRt {
     }
 }
 
+/// The bridge id of the uplink port, which belongs to no bridge: what it receives goes
+/// to the gateway.
+pub const UPLINK_BRIDGE: u32 = u32::MAX - 1;
+
+/// The gateway at run time: its state survives reconfiguration; one worker routes.
+pub struct GatewayRt {
+    /// The worker that routes (and reads the uplink).
+    pub owner: usize,
+    pub state: Mutex<crate::gateway::Gateway>,
+}
+
+/// The gateway in a snapshot: its runtime, the uplink port and the gateway ports.
+pub struct GatewayView {
+    pub rt: Arc<GatewayRt>,
+    pub uplink: Option<Arc<PortRt>>,
+    /// One per bridge with a network.
+    pub ports: Vec<Arc<PortRt>>,
+}
+
 /// A bridge in a snapshot: its runtime and the ports it floods to.
 pub struct BridgeView {
     pub rt: Arc<BridgeRt>,
@@ -155,6 +176,8 @@ pub struct Snapshot {
     pub vlans: Vec<Option<crate::vlan::VlanTable>>,
     /// Indexed by bridge id.
     pub bridges: Vec<Option<BridgeView>>,
+    /// The gateway, once a network or the uplink is configured.
+    pub gateway: Option<GatewayView>,
 }
 
 impl Snapshot {

@@ -18,6 +18,8 @@ pub enum PortIo {
     /// A tunnel port: nothing of its own to read (its VTEP's socket is read by the
     /// VTEP's worker); the owner drains its TX queue into the VTEP's sockets.
     Vxlan,
+    /// A bridge's gateway port: frames queued to it are routed by the gateway's worker.
+    Gateway,
 }
 
 impl PortIo {
@@ -53,13 +55,14 @@ impl PortIo {
             }
             PortKind::Tap => Ok(PortIo::Tap(Tap::create(name, tap_mac.map(|m| m.0))?)),
             PortKind::Vxlan => Ok(PortIo::Vxlan),
+            PortKind::Gateway => Ok(PortIo::Gateway),
         }
     }
 
     /// The MAC address of a TAP this handle created.
     pub fn tap_mac(&self) -> Option<MacAddr> {
         match self {
-            PortIo::Afpacket(_) | PortIo::Vxlan => None,
+            PortIo::Afpacket(_) | PortIo::Vxlan | PortIo::Gateway => None,
             PortIo::Tap(t) => iface::hw_addr(t.name()).ok().map(MacAddr),
         }
     }
@@ -69,7 +72,7 @@ impl PortIo {
     pub fn ifindex(&self) -> u32 {
         match self {
             PortIo::Afpacket(a) => a.ifindex(),
-            PortIo::Tap(_) | PortIo::Vxlan => 0,
+            PortIo::Tap(_) | PortIo::Vxlan | PortIo::Gateway => 0,
         }
     }
 
@@ -78,7 +81,7 @@ impl PortIo {
         match self {
             PortIo::Afpacket(a) => Some(a.as_raw_fd()),
             PortIo::Tap(t) => Some(t.as_raw_fd()),
-            PortIo::Vxlan => None,
+            PortIo::Vxlan | PortIo::Gateway => None,
         }
     }
 }

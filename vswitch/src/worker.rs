@@ -16,9 +16,10 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
 use crate::counters::{bump, BridgeEvent, Drop};
-use crate::dataplane::{PortRt, Shared, Snapshot, TxIo, TxState, WorkerMsg};
+use crate::dataplane::{PortRt, Shared, Snapshot, TxIo, TxState, WorkerMsg, UPLINK_BRIDGE};
 use crate::fdb::{dest, port_of, remote_of, Dest, PortId};
 use crate::forward::{decide, Ctx, Verdict};
+use crate::gateway::{self, Side};
 use crate::pool::{Buf, Pool, LARGE, SMALL};
 use crate::port::PortIo;
 use crate::sys::afpacket::{send_mmsg, RingKind, Rx, TX_BATCH};
@@ -28,6 +29,9 @@ use crate::tunnel::{RemoteRt, VtepRt, DGRAM_OFFSET};
 use crate::vlan::{self, Class};
 use crate::wire::{vnet, EthernetFrame};
 use vxlan::decap::DropReason;
+
+/// Frames the gateway takes per turn (from the uplink and from each gateway port).
+const GW_BATCH: usize = 256;
 
 /// Token of the worker's waker.
 pub const WAKER: Token = Token(usize::MAX);
@@ -89,6 +93,12 @@ pub struct Worker {
     /// Receive buffers for VTEP datagrams; a slot is emptied when its frame is sent on
     /// in that very buffer, and refilled from the pool.
     vtep_bufs: Vec<Option<Buf>>,
+    /// Frames for the gateway this turn (read from the uplink, taken from gateway ports).
+    gw_in: Vec<(Side, Buf)>,
+    /// Frames the gateway sends.
+    gw_out: gateway::Out,
+    /// When the gateway last had its periodic tick.
+    gw_tick: Instant,
 }
 
 impl Worker {
@@ -113,6 +123,9 @@ impl Worker {
             vteps: Vec::new(),
             vtep_more: Vec::new(),
             vtep_bufs: Vec::new(),
+            gw_in: Vec::with_capacity(GW_BATCH),
+            gw_out: Vec::with_capacity(GW_BATCH),
+            gw_tick: Instant::now(),
         }
     }
 
@@ -185,6 +198,7 @@ impl Worker {
             for &id in &vtep_ready {
                 self.rx_vtep(&snap, id);
             }
+            self.route(&snap);
             if self.turn_frames > 0 && !busy_poll.is_zero() {
                 last_rx = Instant::now();
             }
@@ -230,6 +244,7 @@ impl Worker {
                     PortIo::Afpacket(a) => TxIo::Afpacket(a.as_raw_fd()),
                     PortIo::Tap(t) => TxIo::Tap(t.as_raw_fd()),
                     PortIo::Vxlan => TxIo::Vxlan,
+                    PortIo::Gateway => TxIo::Gateway,
                 };
                 lock(&rt.tx).io = Some(tx_io);
                 self.slots[id] = Some(Slot { rt, io });
@@ -333,11 +348,15 @@ impl Worker {
         let Some(slot) = self.slots.get_mut(id as usize).and_then(|s| s.as_mut()) else {
             return;
         };
-        if matches!(slot.io, PortIo::Vxlan) {
-            // A tunnel receives through its VTEP (`rx_vtep`).
+        if matches!(slot.io, PortIo::Vxlan | PortIo::Gateway) {
+            // A tunnel receives through its VTEP (`rx_vtep`); a gateway port, from its
+            // queue (`route`).
             return;
         }
         let rt = slot.rt.clone();
+        if rt.bridge == UPLINK_BRIDGE {
+            return self.rx_uplink(id);
+        }
         if snap.bridge(rt.bridge).is_none() {
             // Reconfiguration in flight: read and drop, so the ring does not stall.
             let n = match &mut slot.io {
@@ -345,7 +364,7 @@ impl Worker {
                     a.rx(RX_BLOCKS_PER_TURN, &shared.pool, &mut self.spare, |_| {})
                 }
                 PortIo::Tap(t) => t.recv(&mut self.scratch).map(|_| 1).unwrap_or(0),
-                PortIo::Vxlan => 0,
+                PortIo::Vxlan | PortIo::Gateway => 0,
             };
             rt.counters.drop(w, Drop::NoBridge, n as u64);
             return;
@@ -559,6 +578,169 @@ impl Worker {
         }
     }
 
+    /// Reads the uplink's frames for the gateway; the uplink is no bridge's port.
+    fn rx_uplink(&mut self, id: PortId) {
+        let w = self.idx;
+        let pool = &self.shared.pool;
+        let Some(slot) = self.slots.get_mut(id as usize).and_then(|s| s.as_mut()) else {
+            return;
+        };
+        let PortIo::Afpacket(a) = &mut slot.io else {
+            return;
+        };
+        let rt = &slot.rt;
+        let gw_in = &mut self.gw_in;
+        let budget = match a.kind() {
+            RingKind::V2 => RX_FRAMES_PER_TURN,
+            RingKind::V3 => RX_BLOCKS_PER_TURN,
+        };
+        let c = rt.counters.block(w);
+        self.turn_frames += a.rx(budget, pool, &mut self.spare, |rx| {
+            let buf = match rx {
+                Rx::Frame(f) => {
+                    bump(&c.rx_packets, 1);
+                    bump(&c.rx_bytes, f.frame.len() as u64);
+                    if f.truncated {
+                        return rt.counters.drop(w, Drop::Oversize, 1);
+                    }
+                    if f.vlan.is_some() {
+                        // The uplink is untagged; a tagged frame is for no address of ours.
+                        return rt.counters.drop(w, Drop::VlanNotMember, 1);
+                    }
+                    let Some(mut b) = pool.get(vnet::LEN + f.frame.len()) else {
+                        return rt.counters.drop(w, Drop::NoBuffer, 1);
+                    };
+                    if !b.fill(&[f.vnet, f.frame]) {
+                        pool.put(b);
+                        return rt.counters.drop(w, Drop::Oversize, 1);
+                    }
+                    b
+                }
+                Rx::Owned { buf, vlan } => {
+                    let Some(b) = buf.take() else { return };
+                    bump(&c.rx_packets, 1);
+                    bump(
+                        &c.rx_bytes,
+                        b.bytes().len().saturating_sub(vnet::LEN) as u64,
+                    );
+                    if vlan.is_some() {
+                        pool.put(b);
+                        return rt.counters.drop(w, Drop::VlanNotMember, 1);
+                    }
+                    b
+                }
+            };
+            gw_in.push((Side::Uplink, buf));
+        });
+        if a.rx_ready() {
+            self.rx_more.push(id);
+        }
+    }
+
+    /// The gateway's turn, on its worker: takes what was read from the uplink and what
+    /// bridges queued on gateway ports, routes it under one lock, and sends the result
+    /// on (to the uplink's queue, or into a bridge as if received on its gateway port).
+    fn route(&mut self, snap: &Snapshot) {
+        let Some(gv) = snap.gateway.as_ref() else {
+            return;
+        };
+        if gv.rt.owner != self.idx {
+            return;
+        }
+        let w = self.idx;
+        for p in &gv.ports {
+            let c = p.counters.block(w);
+            for _ in 0..GW_BATCH {
+                let Some(b) = p.txq.pop() else { break };
+                bump(&c.tx_packets, 1);
+                bump(
+                    &c.tx_bytes,
+                    b.bytes().len().saturating_sub(vnet::LEN) as u64,
+                );
+                self.gw_in.push((Side::Net(p.bridge), b));
+            }
+            if !p.txq.is_empty() {
+                self.tx_more = true;
+            }
+        }
+        let tick = self.gw_tick.elapsed() >= Duration::from_secs(1);
+        if self.gw_in.is_empty() && !tick {
+            return;
+        }
+        {
+            let pool = &self.shared.pool;
+            let mut g = lock(&gv.rt.state);
+            for (side, b) in self.gw_in.drain(..) {
+                g.handle(side, b, pool, &mut self.gw_out);
+            }
+            if tick {
+                self.gw_tick = Instant::now();
+                g.tick(pool, &mut self.gw_out);
+            }
+        }
+        self.emit(snap, gv);
+    }
+
+    /// Sends what the gateway produced.
+    fn emit(&mut self, snap: &Snapshot, gv: &crate::dataplane::GatewayView) {
+        let w = self.idx;
+        let shared = &*self.shared;
+        let mut out = std::mem::take(&mut self.gw_out);
+        // Runs of frames for the same side go out together, from the front.
+        while let Some(&(side, _)) = out.first() {
+            let end = out
+                .iter()
+                .position(|(s, _)| *s != side)
+                .unwrap_or(out.len());
+            match side {
+                Side::Uplink => {
+                    for (_, b) in out.drain(..end) {
+                        match gv.uplink.as_ref().filter(|u| u.up.load(Ordering::Relaxed)) {
+                            Some(u) => queue_on(
+                                shared,
+                                w,
+                                u,
+                                b,
+                                0,
+                                &mut self.touched,
+                                &mut self.touched_mark,
+                            ),
+                            None => shared.pool.put(b),
+                        }
+                    }
+                }
+                Side::Net(bid) => {
+                    let frames = out.drain(..end);
+                    match gv.ports.iter().find(|p| p.bridge == bid) {
+                        Some(gp) => {
+                            with_ingress(
+                                shared,
+                                snap,
+                                &mut self.touched,
+                                &mut self.touched_mark,
+                                w,
+                                gp,
+                                gp.id as Dest,
+                                |ing| {
+                                    for (_, b) in frames {
+                                        let mut slot = Some(b);
+                                        ing.frame_owned(&mut slot, None);
+                                        if let Some(b) = slot {
+                                            shared.pool.put(b);
+                                        }
+                                    }
+                                },
+                            );
+                        }
+                        None => frames.for_each(|(_, b)| shared.pool.put(b)),
+                    }
+                }
+            }
+        }
+        out.clear();
+        self.gw_out = out;
+    }
+
     fn housekeeping(&mut self) {
         for slot in self.slots.iter().flatten() {
             if let PortIo::Afpacket(a) = &slot.io {
@@ -636,7 +818,7 @@ fn rx_frames(
             }
             *turn_frames += n;
         }
-        PortIo::Vxlan => {}
+        PortIo::Vxlan | PortIo::Gateway => {}
     }
     failure
 }
@@ -879,24 +1061,47 @@ impl Ingress<'_> {
     /// Queues `buf` on `dst` (for remote `remote` of a tunnel) and notes the port for
     /// this turn's flush.
     #[inline]
-    fn push(&mut self, dst: &PortRt, mut buf: Buf, remote: u16) {
-        buf.set_remote(remote);
-        match dst.txq.push(buf) {
-            Ok(()) => {
-                let (word, bit) = (dst.id as usize / 64, 1u64 << (dst.id % 64));
-                if self.touched_mark.len() <= word {
-                    // Grows once per new highest port id, not per frame.
-                    self.touched_mark.resize(word + 1, 0);
-                }
-                if self.touched_mark[word] & bit == 0 {
-                    self.touched_mark[word] |= bit;
-                    self.touched.push(dst.id);
-                }
+    fn push(&mut self, dst: &PortRt, buf: Buf, remote: u16) {
+        queue_on(
+            self.shared,
+            self.w,
+            dst,
+            buf,
+            remote,
+            self.touched,
+            self.touched_mark,
+        );
+    }
+}
+
+/// Queues `buf` on `dst` (for remote `remote` of a tunnel) and notes the port in
+/// `touched` for the turn's flush.
+#[inline]
+fn queue_on(
+    shared: &Shared,
+    w: usize,
+    dst: &PortRt,
+    mut buf: Buf,
+    remote: u16,
+    touched: &mut Vec<PortId>,
+    touched_mark: &mut Vec<u64>,
+) {
+    buf.set_remote(remote);
+    match dst.txq.push(buf) {
+        Ok(()) => {
+            let (word, bit) = (dst.id as usize / 64, 1u64 << (dst.id % 64));
+            if touched_mark.len() <= word {
+                // Grows once per new highest port id, not per frame.
+                touched_mark.resize(word + 1, 0);
             }
-            Err(buf) => {
-                self.shared.pool.put(buf);
-                dst.counters.drop(self.w, Drop::TxQueueFull, 1);
+            if touched_mark[word] & bit == 0 {
+                touched_mark[word] |= bit;
+                touched.push(dst.id);
             }
+        }
+        Err(buf) => {
+            shared.pool.put(buf);
+            dst.counters.drop(w, Drop::TxQueueFull, 1);
         }
     }
 }
@@ -935,6 +1140,14 @@ fn drain(w: usize, pool: &Pool, rt: &PortRt, tx: &mut TxState) -> io::Result<Dra
         // Not attached (down, or being detached): the owner discards what is queued.
         return Ok(Drained::Empty);
     };
+    if let TxIo::Gateway = io {
+        // The gateway's worker takes these in `route`; it only has to be woken.
+        return Ok(if rt.txq.is_empty() {
+            Drained::Empty
+        } else {
+            Drained::More
+        });
+    }
     let c = rt.counters.block(w);
     for _ in 0..TX_BATCHES_PER_TURN {
         while tx.pending.len() < TX_BATCH {
@@ -980,6 +1193,7 @@ fn drain(w: usize, pool: &Pool, rt: &PortRt, tx: &mut TxState) -> io::Result<Dra
                 }
                 (taken, errors + oversize)
             }
+            TxIo::Gateway => (0, 0),
             TxIo::Tap(fd) => {
                 let mut taken = 0;
                 let mut errors = 0;

@@ -6,6 +6,8 @@
 //! interface, writing the file) happens before the running state changes, so a refused
 //! request leaves config and dataplane exactly as they were.
 
+mod gateway;
+
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -18,7 +20,10 @@ use ctl::{
 };
 
 use crate::config::{check_vlans, BridgeConf, Config, PortConf, StaticFdb, Store, TunnelConf};
-use crate::dataplane::{BridgeRt, BridgeView, PortRt, Shared, Snapshot, WorkerMsg};
+use crate::dataplane::{
+    BridgeRt, BridgeView, GatewayRt, GatewayView, PortRt, Shared, Snapshot, WorkerMsg,
+    UPLINK_BRIDGE,
+};
 use crate::fdb::{dest, port_of, remote_of, Fdb, PortId, PORT_ID_LIMIT};
 use crate::port::PortIo;
 use crate::sys::iface;
@@ -41,6 +46,10 @@ pub struct Controller {
     vteps: HashMap<VtepKey, Arc<VtepRt>>,
     /// Housekeeping rounds so far.
     tick: u64,
+    /// The gateway (routes only once a network or the uplink is configured).
+    gateway: Arc<GatewayRt>,
+    /// The uplink interface's MAC as last read.
+    uplink_mac: Option<MacAddr>,
 }
 
 impl Controller {
@@ -55,6 +64,13 @@ impl Controller {
             ports: HashMap::new(),
             vteps: HashMap::new(),
             tick: 0,
+            gateway: Arc::new(GatewayRt {
+                // The first bridge's ports are on worker 0 too: its traffic to the
+                // uplink then needs no hand-off between threads.
+                owner: 0,
+                state: std::sync::Mutex::new(crate::gateway::Gateway::new()),
+            }),
+            uplink_mac: None,
         };
         for b in &cfg.bridges {
             let br = c.create_bridge_rt(b);
@@ -75,7 +91,7 @@ impl Controller {
             }
         }
         c.cfg = cfg;
-        c.publish();
+        c.sync_gateway();
         c.refresh_tunnels();
         for b in &c.cfg.bridges {
             c.install_statics(b);
@@ -101,6 +117,9 @@ impl Controller {
             }
             Request::DelBr { bridge } => {
                 let b = self.bridge_conf(&bridge)?.clone();
+                if let Some(n) = &b.net {
+                    self.check_unpublished(&bridge, &n.subnet)?;
+                }
                 let mut next = self.cfg.clone();
                 next.bridges.retain(|x| x.name != bridge);
                 self.commit(next)?;
@@ -115,6 +134,9 @@ impl Controller {
                     self.remove_port(&rt);
                 }
                 self.refresh_tunnels();
+                if b.net.is_some() {
+                    self.sync_gateway();
+                }
                 Ok(Data::Done)
             }
             Request::ListBr => Ok(Data::Bridges {
@@ -245,7 +267,26 @@ impl Controller {
                     .collect();
                 Ok(Data::Vlans { bridge, ports })
             }
-            _ => Err("not implemented yet".into()),
+            Request::AddNet {
+                bridge,
+                subnet,
+                gateway,
+            } => self.add_net(&bridge, &subnet, gateway),
+            Request::DelNet { bridge } => self.del_net(&bridge),
+            Request::SetUplink { iface, ip, gw } => self.set_uplink(&iface, &ip, gw),
+            Request::DelUplink => self.del_uplink(),
+            Request::Publish {
+                proto,
+                host_port,
+                target,
+            } => self.publish_port(proto, host_port, target),
+            Request::Unpublish { proto, host_port } => self.unpublish_port(proto, host_port),
+            Request::ListPublished => Ok(Data::Published {
+                published: self.published_info(),
+            }),
+            Request::CtShow => Ok(self.ct_show()),
+            Request::CtFlush => Ok(self.ct_flush()),
+            Request::SetCtLimit { limit } => self.set_ct_limit(limit),
         }
     }
 
@@ -320,6 +361,9 @@ impl Controller {
                 )
             });
         }
+        if self.cfg.uplink.as_ref().is_some_and(|u| u.iface == iface) {
+            return Err(format!("interface {iface} is the uplink"));
+        }
         if self.ports.len() + 1 >= PORT_ID_LIMIT as usize {
             return Err(format!("no room for more than {} ports", PORT_ID_LIMIT - 2));
         }
@@ -328,8 +372,10 @@ impl Controller {
 
     fn add_port(&mut self, bridge: &str, iface: &str, kind: PortKind) -> Result<Data, String> {
         self.check_new_port(bridge, iface)?;
-        if kind == PortKind::Vxlan {
-            return Err("vxlan ports are made with add-tunnel".into());
+        match kind {
+            PortKind::Vxlan => return Err("vxlan ports are made with add-tunnel".into()),
+            PortKind::Gateway => return Err("gateway ports are made with add-net".into()),
+            PortKind::Afpacket | PortKind::Tap => {}
         }
         // Open first: if the interface cannot be used, nothing has changed yet.
         let io = PortIo::open(kind, iface, self.shared.rx_ring, None).map_err(|e| {
@@ -337,7 +383,7 @@ impl Controller {
                 (PortKind::Afpacket, std::io::ErrorKind::NotFound) => e.to_string(),
                 (PortKind::Afpacket, _) => format!("cannot attach {iface}: {e}"),
                 (PortKind::Tap, _) => format!("cannot create TAP {iface}: {e}"),
-                (PortKind::Vxlan, _) => e.to_string(),
+                (PortKind::Vxlan | PortKind::Gateway, _) => e.to_string(),
             }
         })?;
         let pc = PortConf {
@@ -774,9 +820,10 @@ impl Controller {
         rt
     }
 
-    fn create_port_rt(&mut self, bridge: &str, p: &PortConf) -> Arc<PortRt> {
-        // Ids are reused, smallest first, so snapshot vectors stay small; a stale FDB
-        // entry for a reused id is harmless because workers check the port's bridge.
+    /// The smallest free port id. Ids are reused, smallest first, so snapshot vectors
+    /// stay small; a stale FDB entry for a reused id is harmless because workers check
+    /// the port's bridge, and it is flushed when the id is taken again.
+    fn next_port_id(&self) -> PortId {
         let mut used: Vec<PortId> = self.ports.values().map(|p| p.id).collect();
         used.sort_unstable();
         let mut id: PortId = 1;
@@ -787,6 +834,14 @@ impl Controller {
                 break;
             }
         }
+        for b in self.bridges.values() {
+            b.fdb.load().flush_port(id);
+        }
+        id
+    }
+
+    fn create_port_rt(&mut self, bridge: &str, p: &PortConf) -> Arc<PortRt> {
+        let id = self.next_port_id();
         let bid = self.bridges.get(bridge).map(|b| b.id).unwrap_or(u32::MAX);
         // Ports of one bridge share a worker, eight at a time: frames between them then
         // move without a cross-thread hand-off (on a 2-core host with the endpoints on
@@ -812,10 +867,6 @@ impl Controller {
             }))
         });
         let rt = Arc::new(rt);
-        // Any FDB entry left from an earlier holder of this id goes now.
-        for b in self.bridges.values() {
-            b.fdb.load().flush_port(id);
-        }
         self.ports.insert(p.name.clone(), rt.clone());
         rt
     }
@@ -889,6 +940,27 @@ impl Controller {
                 ports,
             });
         }
+        let mut gw_ports = Vec::new();
+        let mut uplink = None;
+        for p in self.ports.values() {
+            if p.kind == PortKind::Gateway {
+                if let Some(Some(bv)) = snap.bridges.get_mut(p.bridge as usize) {
+                    bv.ports.push(p.clone());
+                    snap.ports[p.id as usize] = Some(p.clone());
+                    gw_ports.push(p.clone());
+                }
+            } else if p.bridge == UPLINK_BRIDGE {
+                snap.ports[p.id as usize] = Some(p.clone());
+                uplink = Some(p.clone());
+            }
+        }
+        if !gw_ports.is_empty() || uplink.is_some() {
+            snap.gateway = Some(GatewayView {
+                rt: self.gateway.clone(),
+                uplink,
+                ports: gw_ports,
+            });
+        }
         self.shared.snapshot.store(Arc::new(snap));
         self.shared.wake_all();
     }
@@ -926,13 +998,13 @@ impl Controller {
                         }
                     })
                     .collect(),
-                net: None,
+                net: self.net_info(&b.name),
             })
             .collect();
         Data::Show {
             bridges,
-            uplink: None,
-            published: Vec::new(),
+            uplink: self.uplink_info(),
+            published: self.published_info(),
         }
     }
 
@@ -1075,7 +1147,7 @@ impl Controller {
             .collect();
         vteps.sort_by(|a, b| (&a.local, a.dstport).cmp(&(&b.local, b.dstport)));
         Ok(Data::Stats {
-            gateway: None,
+            gateway: self.gateway_stats(),
             bridges: out,
             vteps,
         })
@@ -1094,13 +1166,16 @@ impl Controller {
             }
         }
         self.retry_tunnels();
+        self.refresh_uplink();
         self.tick = self.tick.wrapping_add(1);
         if self.tick.is_multiple_of(5) {
             // Path MTUs change with routes and interfaces; a tunnel follows.
             self.refresh_tunnels();
         }
         for rt in self.ports.values() {
-            if rt.attach_pending.load(Ordering::Acquire) || rt.kind == PortKind::Vxlan {
+            if rt.attach_pending.load(Ordering::Acquire)
+                || matches!(rt.kind, PortKind::Vxlan | PortKind::Gateway)
+            {
                 continue;
             }
             if rt.up.load(Ordering::Acquire) {
@@ -1139,4 +1214,9 @@ fn vtep_key(t: &TunnelConf) -> VtepKey {
         local: t.local,
         dstport: t.dstport,
     }
+}
+
+/// Locks a mutex whose holder may have panicked (the state stays usable).
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
