@@ -521,6 +521,7 @@ mod tests {
         let mut c = Config {
             version: 1,
             bridges: vec![BridgeConf::new("br0")],
+            ..Config::default()
         };
         c.bridges[0].ports.push(PortConf {
             name: "v1".into(),

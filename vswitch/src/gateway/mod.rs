@@ -623,3 +623,300 @@ pub fn gateway_mac(bridge: &str) -> MacAddr {
     let x = h.to_be_bytes();
     MacAddr([0x02, 0x76, x[0], x[1], x[2], x[3]])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nat::checksum::{checksum, pseudo_v4, sum};
+    use proptest::prelude::*;
+
+    const G: MacAddr = MacAddr([2, 0x76, 0, 0, 0, 1]);
+    const GB: MacAddr = MacAddr([2, 0x76, 0, 0, 0, 2]);
+    const U: MacAddr = MacAddr([2, 0x76, 0, 0, 0, 0xff]);
+    const C1: MacAddr = MacAddr([2, 0, 0, 0, 0, 2]);
+    const WAN: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x99]);
+    const C1_IP: Ipv4Addr = Ipv4Addr::new(172, 18, 0, 2);
+    const GW_A: Ipv4Addr = Ipv4Addr::new(172, 18, 0, 1);
+    const UP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
+    const WAN_GW: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
+    const FAR: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 7);
+
+    fn net(a: [u8; 4], p: u8) -> Ipv4Net {
+        Ipv4Net::new(Ipv4Addr::from(a), p).unwrap()
+    }
+
+    fn gateway(pool: &Pool) -> Gateway {
+        let mut g = Gateway::new();
+        let nets = [
+            NetSpec {
+                bridge: 0,
+                subnet: net([172, 18, 0, 0], 24),
+                gateway: GW_A,
+                mac: G,
+            },
+            NetSpec {
+                bridge: 1,
+                subnet: net([172, 19, 0, 0], 24),
+                gateway: Ipv4Addr::new(172, 19, 0, 1),
+                mac: GB,
+            },
+        ];
+        let mut cfg = nat::Config::new(UP);
+        cfg.networks = nets
+            .iter()
+            .map(|n| nat::nat::Network {
+                subnet: n.subnet,
+                gateway: n.gateway,
+            })
+            .collect();
+        let up = UplinkSpec {
+            addr: UP,
+            subnet: net([198, 51, 100, 0], 24),
+            gw: Some(WAN_GW),
+            mac: U,
+        };
+        g.configure(cfg, &nets, Some(up), pool).unwrap();
+        g
+    }
+
+    fn buf(pool: &Pool, frame: &[u8]) -> Buf {
+        let mut b = pool.get(vnet::LEN + frame.len()).unwrap();
+        assert!(b.fill(&[&[0u8; vnet::LEN], frame]));
+        b
+    }
+
+    fn arp(op: u16, sha: MacAddr, spa: Ipv4Addr, tpa: Ipv4Addr, dst: MacAddr) -> Vec<u8> {
+        let pool = Pool::new(2, 1);
+        let mut b = pool.get(64).unwrap();
+        let a = Arp {
+            op,
+            sha,
+            spa,
+            tha: MacAddr([0; 6]),
+            tpa,
+        };
+        assert!(frames::write_arp(&mut b, dst, sha, &a));
+        b.bytes()[vnet::LEN..].to_vec()
+    }
+
+    /// An IPv4/`proto` frame with a valid header checksum and L4 checksum.
+    fn ip_frame(
+        dst_mac: MacAddr,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        ttl: u8,
+        proto: u8,
+        l4: &[u8],
+    ) -> Vec<u8> {
+        let mut f = vec![0u8; ETH + 20 + l4.len()];
+        f[0..6].copy_from_slice(&dst_mac.0);
+        f[6..12].copy_from_slice(&C1.0);
+        f[12..14].copy_from_slice(&IPV4.to_be_bytes());
+        let ip = &mut f[ETH..];
+        ip[0] = 0x45;
+        ip[2..4].copy_from_slice(&((20 + l4.len()) as u16).to_be_bytes());
+        ip[8] = ttl;
+        ip[9] = proto;
+        ip[12..16].copy_from_slice(&src.octets());
+        ip[16..20].copy_from_slice(&dst.octets());
+        let c = checksum(&ip[..20]);
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+        ip[20..].copy_from_slice(l4);
+        let l4c = match proto {
+            1 => checksum(&ip[20..]),
+            _ => {
+                let ps = pseudo_v4(src.octets(), dst.octets(), proto, l4.len() as u16);
+                nat::checksum::fold(sum(&ip[20..], ps)) ^ 0xffff
+            }
+        };
+        let at = if proto == 6 {
+            20 + 16
+        } else if proto == 17 {
+            20 + 6
+        } else {
+            20 + 2
+        };
+        ip[at..at + 2].copy_from_slice(&l4c.to_be_bytes());
+        f
+    }
+
+    fn syn(sport: u16, dport: u16) -> Vec<u8> {
+        let mut t = vec![0u8; 20];
+        t[0..2].copy_from_slice(&sport.to_be_bytes());
+        t[2..4].copy_from_slice(&dport.to_be_bytes());
+        t[12] = 5 << 4;
+        t[13] = 0x02;
+        t
+    }
+
+    fn l4_ok(ip: &[u8]) -> bool {
+        let v = Ipv4Packet::new_checked(ip).unwrap();
+        let payload = &ip[v.header_len()..usize::from(v.total_len())];
+        let ps = pseudo_v4(
+            v.src().octets(),
+            v.dst().octets(),
+            v.protocol(),
+            payload.len() as u16,
+        );
+        v.verify_checksum() && nat::checksum::fold(sum(payload, ps)) == 0xffff
+    }
+
+    #[test]
+    fn answers_arp_and_echo_and_ignores_others() {
+        let pool = Pool::new(64, 4);
+        let mut g = gateway(&pool);
+        let mut out = Out::new();
+        let req = arp(ARP_REQUEST, C1, C1_IP, GW_A, MacAddr([0xff; 6]));
+        g.handle(Side::Net(0), buf(&pool, &req), &pool, &mut out);
+        assert_eq!(out.len(), 1);
+        let (side, r) = out.pop().unwrap();
+        assert_eq!(side, Side::Net(0));
+        let a = frames::parse_arp(&r.bytes()[vnet::LEN..]).unwrap();
+        assert_eq!(
+            (a.op, a.sha, a.spa, a.tha, a.tpa),
+            (ARP_REPLY, G, GW_A, C1, C1_IP)
+        );
+        assert_eq!(&r.bytes()[vnet::LEN..vnet::LEN + 6], &C1.0);
+        // A request for someone else is not answered.
+        let other = arp(
+            ARP_REQUEST,
+            C1,
+            C1_IP,
+            Ipv4Addr::new(172, 18, 0, 3),
+            MacAddr([0xff; 6]),
+        );
+        g.handle(Side::Net(0), buf(&pool, &other), &pool, &mut out);
+        assert!(out.is_empty());
+        // Echo to the gateway.
+        let mut echo = vec![8u8, 0, 0, 0, 0x12, 0x34, 0, 1];
+        echo.extend_from_slice(b"ping");
+        let f = ip_frame(G, C1_IP, GW_A, 64, 1, &echo);
+        g.handle(Side::Net(0), buf(&pool, &f), &pool, &mut out);
+        let (_, r) = out.pop().unwrap();
+        let ip = &r.bytes()[vnet::LEN + ETH..];
+        assert_eq!(ip[20], 0);
+        assert!(Ipv4Packet::new_checked(ip).unwrap().verify_checksum());
+        assert_eq!(checksum(&ip[20..]), 0);
+        // Unicast to another MAC (flooded by the bridge) and IPv6 are ignored.
+        let f = ip_frame(C1, C1_IP, GW_A, 64, 1, &echo);
+        g.handle(Side::Net(0), buf(&pool, &f), &pool, &mut out);
+        assert!(out.is_empty());
+        assert_eq!(g.stats().counters.get("ignored"), Some(&1));
+    }
+
+    #[test]
+    fn spoofed_gateway_arp_is_refused() {
+        let pool = Pool::new(64, 4);
+        let mut g = gateway(&pool);
+        let mut out = Out::new();
+        let spoof = arp(ARP_REPLY, C1, GW_A, C1_IP, MacAddr([0xff; 6]));
+        g.handle(Side::Net(0), buf(&pool, &spoof), &pool, &mut out);
+        assert!(out.is_empty());
+        assert_eq!(g.stats().drops.get("arp_spoofed"), Some(&1));
+    }
+
+    #[test]
+    fn masquerades_after_resolving_the_next_hop() {
+        let pool = Pool::new(64, 4);
+        let mut g = gateway(&pool);
+        let mut out = Out::new();
+        let f = ip_frame(G, C1_IP, FAR, 64, 6, &syn(40000, 80));
+        g.handle(Side::Net(0), buf(&pool, &f), &pool, &mut out);
+        // Waiting for the uplink's next hop: an ARP request goes out there.
+        assert_eq!(out.len(), 1);
+        let (side, r) = out.pop().unwrap();
+        assert_eq!(side, Side::Uplink);
+        let a = frames::parse_arp(&r.bytes()[vnet::LEN..]).unwrap();
+        assert_eq!((a.op, a.sha, a.spa, a.tpa), (ARP_REQUEST, U, UP, WAN_GW));
+        let reply = arp(ARP_REPLY, WAN, WAN_GW, UP, U);
+        g.handle(Side::Uplink, buf(&pool, &reply), &pool, &mut out);
+        assert_eq!(out.len(), 1);
+        let (side, r) = out.pop().unwrap();
+        assert_eq!(side, Side::Uplink);
+        let fr = &r.bytes()[vnet::LEN..];
+        assert_eq!((&fr[0..6], &fr[6..12]), (&WAN.0[..], &U.0[..]));
+        let ip = &fr[ETH..];
+        let v = Ipv4Packet::new_checked(ip).unwrap();
+        assert_eq!((v.src(), v.dst(), v.ttl()), (UP, FAR, 63));
+        assert!(l4_ok(ip));
+        assert_eq!(g.conntrack().len(), 1);
+        // From outside, a packet to a container's address is not let in.
+        let f = ip_frame(U, FAR, C1_IP, 64, 6, &syn(80, 40000));
+        g.handle(Side::Uplink, buf(&pool, &f), &pool, &mut out);
+        assert!(out.is_empty());
+        assert_eq!(g.stats().drops.get("no_mapping"), Some(&1));
+    }
+
+    #[test]
+    fn ttl_expiry_and_isolation() {
+        let pool = Pool::new(64, 4);
+        let mut g = gateway(&pool);
+        let mut out = Out::new();
+        let f = ip_frame(G, C1_IP, FAR, 1, 17, &[0, 53, 0, 53, 0, 8, 0, 0]);
+        g.handle(Side::Net(0), buf(&pool, &f), &pool, &mut out);
+        let (side, r) = out.pop().unwrap();
+        assert_eq!(side, Side::Net(0));
+        let ip = &r.bytes()[vnet::LEN + ETH..];
+        let v = Ipv4Packet::new_checked(ip).unwrap();
+        assert_eq!((v.src(), v.dst(), ip[20], ip[21]), (GW_A, C1_IP, 11, 0));
+        assert_eq!(&ip[28..48], &f[ETH..ETH + 20]);
+        assert!(g.conntrack().is_empty());
+        let f = ip_frame(
+            G,
+            C1_IP,
+            Ipv4Addr::new(172, 19, 0, 2),
+            64,
+            17,
+            &[0, 53, 0, 53, 0, 8, 0, 0],
+        );
+        g.handle(Side::Net(0), buf(&pool, &f), &pool, &mut out);
+        assert!(out.is_empty());
+        assert_eq!(g.stats().drops.get("isolated"), Some(&1));
+        assert_eq!(g.stats().drops.get("ttl_exceeded"), Some(&1));
+    }
+
+    proptest! {
+        #[test]
+        fn any_bytes_on_any_side_are_handled_and_no_buffer_is_lost(
+            frames in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..120), 1..20),
+            uplink in any::<bool>(),
+            to_gw in any::<bool>(),
+            ipv4 in any::<bool>(),
+        ) {
+            let pool = Pool::new(256, 4);
+            let mut g = gateway(&pool);
+            let mut out = Out::new();
+            let side = if uplink { Side::Uplink } else { Side::Net(0) };
+            for mut f in frames {
+                if f.len() >= 14 {
+                    if to_gw {
+                        f[..6].copy_from_slice(&if uplink { U } else { G }.0);
+                    }
+                    if ipv4 {
+                        f[12..14].copy_from_slice(&IPV4.to_be_bytes());
+                    }
+                }
+                let mut b = pool.get(vnet::LEN + f.len()).unwrap();
+                prop_assert!(b.fill(&[&[0u8; vnet::LEN], &f]));
+                g.handle(side, b, &pool, &mut out);
+            }
+            g.tick(&pool, &mut out);
+            for (_, b) in out.drain(..) {
+                pool.put(b);
+            }
+            let mut waiting = 0;
+            for n in &g.nets {
+                waiting += n.neigh.queued();
+            }
+            waiting += g.uplink.as_ref().map_or(0, |u| u.neigh.queued());
+            // Every buffer is back in the pool or waiting for a neighbour: as many
+            // can be taken again as the pool may hold.
+            let (small, large) = (256, 4);
+            let mut taken = Vec::new();
+            while let Some(b) = pool.get(64) {
+                taken.push(b);
+            }
+            prop_assert_eq!(taken.len() + waiting, small + large);
+        }
+    }
+}
