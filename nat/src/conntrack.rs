@@ -20,6 +20,8 @@ pub const DEFAULT_LIMIT: usize = 262_144;
 pub mod timeout {
     /// `nf_conntrack_tcp_timeout_syn_sent`.
     pub const TCP_SYN_SENT: u64 = 120;
+    /// SYN_SENT2 (simultaneous open): Linux's built-in value, it has no sysctl.
+    pub const TCP_SYN_SENT2: u64 = 120;
     /// `nf_conntrack_tcp_timeout_syn_recv`.
     pub const TCP_SYN_RECV: u64 = 60;
     /// `nf_conntrack_tcp_timeout_established` (5 days).
@@ -67,7 +69,7 @@ impl Dir {
 pub enum TcpState {
     /// SYN seen in the original direction.
     SynSent,
-    /// SYN-ACK seen in the reply direction.
+    /// SYN-ACK seen in the reply direction (or either way after a simultaneous open).
     SynRecv,
     /// Handshake completed.
     Established,
@@ -81,6 +83,8 @@ pub enum TcpState {
     TimeWait,
     /// Reset.
     Close,
+    /// A SYN seen from each side (simultaneous open), no SYN-ACK yet.
+    SynSent2,
 }
 
 impl TcpState {
@@ -95,6 +99,7 @@ impl TcpState {
             TcpState::LastAck => "LAST_ACK",
             TcpState::TimeWait => "TIME_WAIT",
             TcpState::Close => "CLOSE",
+            TcpState::SynSent2 => "SYN_SENT2",
         }
     }
 
@@ -109,6 +114,7 @@ impl TcpState {
             TcpState::LastAck => timeout::TCP_LAST_ACK,
             TcpState::TimeWait => timeout::TCP_TIME_WAIT,
             TcpState::Close => timeout::TCP_CLOSE,
+            TcpState::SynSent2 => timeout::TCP_SYN_SENT2,
         }
     }
 }
@@ -155,8 +161,10 @@ fn classify(flags: u8) -> Seg {
 }
 
 /// The transition for a segment with `flags` travelling `dir` on a flow in `state`
-/// (`None`: no flow yet — only a plain SYN may start one). Linux's table, without
-/// window tracking and without simultaneous open.
+/// (`None`: no flow yet — only a plain SYN may start one). Linux's table without
+/// window tracking. Simultaneous open (a SYN from each side, then SYN-ACKs) goes
+/// through SYN_SENT2 to SYN_RECV as in Linux, because RFC 5382 REQ-2 wants a NAT to
+/// pass every valid TCP sequence, and TCP hole punching relies on this one.
 pub fn tcp_step(state: Option<TcpState>, dir: Dir, flags: u8) -> TcpStep {
     use TcpState::*;
     use TcpStep::{Ignore as IG, Invalid as IV, To};
@@ -172,22 +180,26 @@ pub fn tcp_step(state: Option<TcpState>, dir: Dir, flags: u8) -> TcpStep {
         (Seg::Bad, _) => IV,
         (Seg::Rst, _) => To(Close),
         (Seg::Syn, Dir::Original) => match s {
-            SynSent => IG,
             TimeWait | Close => To(SynSent),
             _ => IG,
         },
-        (Seg::Syn, Dir::Reply) => IV,
+        (Seg::Syn, Dir::Reply) => match s {
+            SynSent => To(SynSent2),
+            SynSent2 => IG,
+            _ => IV,
+        },
         (Seg::SynAck, Dir::Original) => match s {
+            SynSent2 => To(SynRecv),
             SynSent | Close => IV,
             _ => IG,
         },
         (Seg::SynAck, Dir::Reply) => match s {
-            SynSent => To(SynRecv),
+            SynSent | SynSent2 => To(SynRecv),
             Close => IV,
             _ => IG,
         },
         (Seg::Fin, d) => match s {
-            SynSent => IV,
+            SynSent | SynSent2 => IV,
             SynRecv if d == Dir::Reply => IV,
             SynRecv | Established => To(FinWait),
             FinWait | CloseWait | LastAck => To(LastAck),
@@ -196,6 +208,9 @@ pub fn tcp_step(state: Option<TcpState>, dir: Dir, flags: u8) -> TcpStep {
         },
         (Seg::Ack, d) => match s {
             SynSent => IV,
+            // The other side acknowledging our SYN before its SYN-ACK: half-open.
+            SynSent2 if d == Dir::Reply => IG,
+            SynSent2 => IV,
             SynRecv if d == Dir::Original => To(Established),
             SynRecv => IG,
             Established => IG,
@@ -600,6 +615,39 @@ mod tests {
         tb.get(id).unwrap().state
     }
 
+    const ALL_TCP: [TcpState; 9] = [
+        TcpState::SynSent,
+        TcpState::SynRecv,
+        TcpState::Established,
+        TcpState::FinWait,
+        TcpState::CloseWait,
+        TcpState::LastAck,
+        TcpState::TimeWait,
+        TcpState::Close,
+        TcpState::SynSent2,
+    ];
+
+    /// An established flow for `t(sp)`, opened at time 0.
+    fn established(tb: &mut Table, sp: u16) -> FlowId {
+        let o = t(sp);
+        let id = tb
+            .insert(o, o.reverse(), State::Tcp(TcpState::SynSent), 60, 0)
+            .unwrap();
+        tb.track(id, Dir::Reply, &tcpk(SYN | ACK), 60, 0).unwrap();
+        tb.track(id, Dir::Original, &tcpk(ACK), 52, 0).unwrap();
+        assert_eq!(state(tb, id), State::Tcp(TcpState::Established));
+        id
+    }
+
+    /// Steps flow `id` with a segment at `now` and checks the state it lands in and
+    /// that its deadline is now that state's Linux timeout away.
+    fn step(tb: &mut Table, id: FlowId, d: Dir, flags: u8, now: u64, want: TcpState) {
+        tb.track(id, d, &tcpk(flags), 52, now).unwrap();
+        let e = tb.get(id).unwrap();
+        assert_eq!(e.state, State::Tcp(want), "{flags:#x} going {d:?}");
+        assert_eq!(e.deadline, now + want.timeout() * 1000, "{want:?}");
+    }
+
     #[test]
     fn tcp_handshake_and_close() {
         let mut tb = Table::new(10);
@@ -637,6 +685,147 @@ mod tests {
                 bytes: 164
             }
         );
+    }
+
+    #[test]
+    fn linux_default_tcp_timeouts_and_names() {
+        // /proc/sys/net/netfilter/nf_conntrack_tcp_timeout_* on a stock kernel, and
+        // SYN_SENT2's built-in 2 minutes.
+        let linux = [
+            (TcpState::SynSent, 120, "SYN_SENT"),
+            (TcpState::SynRecv, 60, "SYN_RECV"),
+            (TcpState::Established, 432_000, "ESTABLISHED"),
+            (TcpState::FinWait, 120, "FIN_WAIT"),
+            (TcpState::CloseWait, 60, "CLOSE_WAIT"),
+            (TcpState::LastAck, 30, "LAST_ACK"),
+            (TcpState::TimeWait, 120, "TIME_WAIT"),
+            (TcpState::Close, 10, "CLOSE"),
+            (TcpState::SynSent2, 120, "SYN_SENT2"),
+        ];
+        assert_eq!(linux.len(), ALL_TCP.len());
+        for (s, secs, name) in linux {
+            assert_eq!((s.timeout(), s.as_str()), (secs, name));
+            assert_eq!(State::Tcp(s).name(), Some(name));
+        }
+        // Each state's timeout is what the flow gets once it is entered.
+        let mut tb = Table::new(10);
+        let id = established(&mut tb, 1);
+        assert_eq!(tb.get(id).unwrap().deadline, 432_000_000);
+        step(&mut tb, id, Dir::Original, FIN | ACK, 5, TcpState::FinWait);
+        step(&mut tb, id, Dir::Reply, ACK, 6, TcpState::CloseWait);
+        step(&mut tb, id, Dir::Reply, FIN | ACK, 7, TcpState::LastAck);
+        step(&mut tb, id, Dir::Original, ACK, 8, TcpState::TimeWait);
+        // A retransmitted last ACK keeps TIME_WAIT and restarts its clock, as Linux.
+        step(&mut tb, id, Dir::Original, ACK, 9, TcpState::TimeWait);
+        assert_eq!(tb.expire(9 + 119_999, |_| {}), 0);
+        assert_eq!(tb.expire(9 + 120_000, |_| {}), 1);
+    }
+
+    #[test]
+    fn tcp_fin_from_the_reply_side_first() {
+        let mut tb = Table::new(10);
+        let id = established(&mut tb, 2);
+        step(&mut tb, id, Dir::Reply, FIN | ACK, 1, TcpState::FinWait);
+        step(&mut tb, id, Dir::Original, ACK, 2, TcpState::CloseWait);
+        // Data still flows from the side that has not closed.
+        step(
+            &mut tb,
+            id,
+            Dir::Original,
+            ACK | PSH,
+            3,
+            TcpState::CloseWait,
+        );
+        step(&mut tb, id, Dir::Original, FIN | ACK, 4, TcpState::LastAck);
+        step(&mut tb, id, Dir::Reply, ACK, 5, TcpState::TimeWait);
+        assert!(tb.get(id).unwrap().assured);
+    }
+
+    #[test]
+    fn tcp_fins_crossing() {
+        let mut tb = Table::new(10);
+        let id = established(&mut tb, 3);
+        step(&mut tb, id, Dir::Original, FIN | ACK, 1, TcpState::FinWait);
+        step(&mut tb, id, Dir::Reply, FIN | ACK, 1, TcpState::LastAck);
+        // A retransmitted FIN stays in LAST_ACK.
+        step(&mut tb, id, Dir::Original, FIN | ACK, 2, TcpState::LastAck);
+        step(&mut tb, id, Dir::Original, ACK, 3, TcpState::TimeWait);
+        // Late FINs in TIME_WAIT are let through and change nothing.
+        assert_eq!(
+            tcp_step(Some(TcpState::TimeWait), Dir::Reply, FIN | ACK),
+            TcpStep::Ignore
+        );
+    }
+
+    #[test]
+    fn tcp_rst_tears_down_every_state_either_way() {
+        for s in ALL_TCP {
+            for d in [Dir::Original, Dir::Reply] {
+                for f in [RST, RST | ACK] {
+                    assert_eq!(
+                        tcp_step(Some(s), d, f),
+                        TcpStep::To(TcpState::Close),
+                        "{s:?} {d:?} {f:#x}"
+                    );
+                }
+            }
+        }
+        // Torn down: CLOSE for 10 s, then gone; late segments are let through until then.
+        let mut tb = Table::new(10);
+        let id = established(&mut tb, 4);
+        step(&mut tb, id, Dir::Original, RST, 100, TcpState::Close);
+        assert_eq!(tb.track(id, Dir::Reply, &tcpk(ACK), 40, 200), Ok(()));
+        assert_eq!(
+            tb.track(id, Dir::Reply, &tcpk(SYN | ACK), 40, 200),
+            Err(Invalid)
+        );
+        assert_eq!(state(&tb, id), State::Tcp(TcpState::Close));
+        assert_eq!(tb.expire(10_199, |_| {}), 0);
+        assert_eq!(tb.expire(10_200, |_| {}), 1);
+        assert!(tb.lookup(&t(4)).is_none());
+        // A SYN on a reset flow reopens it instead.
+        let id = established(&mut tb, 5);
+        step(&mut tb, id, Dir::Reply, RST | ACK, 1, TcpState::Close);
+        step(&mut tb, id, Dir::Original, SYN, 2, TcpState::SynSent);
+    }
+
+    #[test]
+    fn tcp_syn_recv_on_reply_syn_ack_and_on_simultaneous_open() {
+        // Standard open: the reply side's SYN-ACK.
+        let mut tb = Table::new(10);
+        let o = t(6);
+        let id = tb
+            .insert(o, o.reverse(), State::Tcp(TcpState::SynSent), 60, 0)
+            .unwrap();
+        step(&mut tb, id, Dir::Original, SYN, 1, TcpState::SynSent);
+        step(&mut tb, id, Dir::Reply, SYN | ACK, 2, TcpState::SynRecv);
+        step(&mut tb, id, Dir::Reply, SYN | ACK, 3, TcpState::SynRecv);
+        step(&mut tb, id, Dir::Original, ACK, 4, TcpState::Established);
+        // Simultaneous open: a SYN each way, then SYN-ACKs each way, then ACKs.
+        for first_synack in [Dir::Original, Dir::Reply] {
+            let mut tb = Table::new(10);
+            let id = tb
+                .insert(o, o.reverse(), State::Tcp(TcpState::SynSent), 60, 0)
+                .unwrap();
+            step(&mut tb, id, Dir::Reply, SYN, 1, TcpState::SynSent2);
+            step(&mut tb, id, Dir::Reply, SYN, 2, TcpState::SynSent2);
+            step(&mut tb, id, Dir::Original, SYN, 2, TcpState::SynSent2);
+            assert_eq!(tb.track(id, Dir::Original, &tcpk(ACK), 40, 3), Err(Invalid));
+            assert_eq!(tb.track(id, Dir::Reply, &tcpk(FIN), 40, 3), Err(Invalid));
+            step(&mut tb, id, first_synack, SYN | ACK, 3, TcpState::SynRecv);
+            let other = match first_synack {
+                Dir::Original => Dir::Reply,
+                Dir::Reply => Dir::Original,
+            };
+            step(&mut tb, id, other, SYN | ACK, 4, TcpState::SynRecv);
+            assert!(!tb.get(id).unwrap().assured);
+            step(&mut tb, id, Dir::Original, ACK, 5, TcpState::Established);
+            assert!(tb.get(id).unwrap().assured);
+        }
+        // A reply SYN is only a simultaneous open while ours is unanswered.
+        for s in [TcpState::SynRecv, TcpState::Established, TcpState::FinWait] {
+            assert_eq!(tcp_step(Some(s), Dir::Reply, SYN), TcpStep::Invalid);
+        }
     }
 
     #[test]
@@ -772,12 +961,11 @@ mod tests {
         }
 
         #[test]
-        fn state_machine_is_total(s in proptest::option::of(0usize..8), orig in any::<bool>(), flags in any::<u8>()) {
-            use TcpState::*;
-            let st = s.map(|i| [SynSent, SynRecv, Established, FinWait, CloseWait, LastAck, TimeWait, Close][i]);
+        fn state_machine_is_total(s in proptest::option::of(0usize..ALL_TCP.len()), orig in any::<bool>(), flags in any::<u8>()) {
+            let st = s.map(|i| ALL_TCP[i]);
             let d = if orig { Dir::Original } else { Dir::Reply };
             let step = tcp_step(st, d, flags);
-            if flags & RST != 0 && st.is_some() { prop_assert_eq!(step, TcpStep::To(Close)); }
+            if flags & RST != 0 && st.is_some() { prop_assert_eq!(step, TcpStep::To(TcpState::Close)); }
         }
     }
 }

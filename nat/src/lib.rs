@@ -6,7 +6,9 @@
 //! (MASQUERADE out of the uplink, DNAT for published ports, hairpin NAT).
 //!
 //! Modules:
-//! - [`nat`]: the NAT engine (masquerade, published ports, hairpin, isolation): [`nat::Nat::process`].
+//! - [`nat`]: the NAT engine (masquerade, published ports, hairpin, isolation):
+//!   [`nat::Nat::process`], and [`nat::Nat::process_csum`] for a packet whose TCP or
+//!   UDP checksum is partial (a veth's NEEDS_CSUM).
 //! - [`packet`]: zero-copy views of IPv4, TCP, UDP and ICMP headers.
 //! - [`conntrack`]: the bounded flow table, the TCP state machine, timeouts, expiry.
 //! - [`checksum`]: the Internet checksum and its incremental update (RFC 1624).

@@ -27,7 +27,7 @@ use std::net::Ipv4Addr;
 
 use crate::conntrack::{Dir, Entry, FlowId, InsertError, State, Table, DEFAULT_LIMIT};
 use crate::packet::Ipv4Packet;
-use crate::rewrite::{rewrite, rewrite_error};
+use crate::rewrite::{rewrite_error, rewrite_with};
 use crate::tuple::{parse, Endpoint, Kind, ParseError, Parsed, Proto, Tuple};
 
 /// Lowest masquerade port (Linux's `ip_local_port_range` default, as Docker uses).
@@ -280,7 +280,7 @@ impl DropReason {
     }
 }
 
-/// What to do with a packet after [`Nat::process`].
+/// What to do with a packet after [`Nat::process`] or [`Nat::process_csum`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     /// Send the (rewritten) packet out by this side.
@@ -356,6 +356,17 @@ impl Mappings {
         self.by_inside.clear();
         self.by_outside.clear();
     }
+}
+
+/// One packet on its way through [`Nat::process_csum`].
+struct Packet<'a> {
+    bytes: &'a mut [u8],
+    parsed: Parsed,
+    /// The IP total length (what conntrack counts).
+    len: usize,
+    now: u64,
+    /// The TCP/UDP checksum field holds a partial checksum.
+    partial: bool,
 }
 
 /// The NAT engine: configuration, flow table, mappings, drop counters.
@@ -489,8 +500,25 @@ impl Nat {
     /// Translates one packet (starting at its IPv4 header) that arrived from `dir` at
     /// `now` (ms): finds or creates its flow, steps the flow's state, rewrites the
     /// packet in place with its checksums fixed up, and says what to do with it. A
-    /// packet that is not forwarded is left unchanged.
+    /// packet that is not forwarded is left unchanged. Every checksum is taken to be
+    /// complete; see [`Nat::process_csum`] for a partial one.
     pub fn process(&mut self, pkt: &mut [u8], dir: Direction, now: u64) -> Verdict {
+        self.process_csum(pkt, dir, now, false)
+    }
+
+    /// [`Nat::process`] for a packet whose TCP or UDP checksum may be partial
+    /// (`partial`: the virtio-net header's NEEDS_CSUM, the kernel's CHECKSUM_PARTIAL):
+    /// the field then holds the folded pseudo-header sum, which the rewrite keeps
+    /// right for the new addresses only, and the device (or the software fallback)
+    /// completes it over header and payload later. The flag is ignored for ICMP, whose
+    /// checksum a sender always completes, and ICMP errors' quotes are always full.
+    pub fn process_csum(
+        &mut self,
+        pkt: &mut [u8],
+        dir: Direction,
+        now: u64,
+        partial: bool,
+    ) -> Verdict {
         let parsed = match parse(pkt) {
             Ok(p) => p,
             Err(ParseError::Malformed) => return self.drop(DropReason::Malformed),
@@ -505,6 +533,13 @@ impl Nat {
         if let Kind::Error { quoted } = parsed.kind {
             return self.icmp_error(pkt, t, quoted, len, now);
         }
+        let mut pk = Packet {
+            bytes: pkt,
+            parsed,
+            len,
+            now,
+            partial,
+        };
         if let Some((id, d)) = self.live(&t, now) {
             if self.table.track(id, d, &parsed.kind, len, now).is_err() {
                 return self.drop(DropReason::Invalid);
@@ -512,16 +547,16 @@ impl Nat {
             let Some(to) = self.table.get(id).map(|e| e.translated(d)) else {
                 return self.drop(DropReason::Invalid);
             };
-            return self.emit(pkt, &to);
+            return self.emit(&mut pk, &to);
         }
         match dir {
-            Direction::FromInside => self.new_from_inside(pkt, &parsed, len, now),
-            Direction::FromOutside => self.new_from_outside(pkt, &parsed, len, now),
+            Direction::FromInside => self.new_from_inside(&mut pk),
+            Direction::FromOutside => self.new_from_outside(&mut pk),
         }
     }
 
-    fn emit(&mut self, pkt: &mut [u8], to: &Tuple) -> Verdict {
-        match rewrite(pkt, to) {
+    fn emit(&mut self, pk: &mut Packet<'_>, to: &Tuple) -> Verdict {
+        match rewrite_with(pk.bytes, to, pk.partial) {
             Ok(()) => Verdict::Forward(self.egress(to.dst.addr)),
             Err(_) => self.drop(DropReason::Malformed),
         }
@@ -534,8 +569,8 @@ impl Nat {
         self.published.get(&(t.proto, t.dst.port)).copied()
     }
 
-    fn new_from_inside(&mut self, pkt: &mut [u8], p: &Parsed, len: usize, now: u64) -> Verdict {
-        let t = p.tuple;
+    fn new_from_inside(&mut self, pk: &mut Packet<'_>) -> Verdict {
+        let t = pk.parsed.tuple;
         if self.config.networks.iter().any(|n| n.gateway == t.dst.addr) {
             return Verdict::Local;
         }
@@ -547,7 +582,7 @@ impl Nat {
             let Some(gw) = self.network_of(target.addr).map(|n| n.gateway) else {
                 return self.drop(DropReason::NoMapping);
             };
-            return self.create(pkt, p, gw, Some(target), len, now);
+            return self.create(pk, gw, Some(target));
         }
         if let Some(dst_net) = self.network_of(t.dst.addr) {
             if dst_net.subnet.contains(t.src.addr) {
@@ -556,16 +591,16 @@ impl Nat {
             return self.drop(DropReason::Isolated);
         }
         let uplink = self.config.uplink;
-        self.create(pkt, p, uplink, None, len, now)
+        self.create(pk, uplink, None)
     }
 
-    fn new_from_outside(&mut self, pkt: &mut [u8], p: &Parsed, len: usize, now: u64) -> Verdict {
-        let t = p.tuple;
+    fn new_from_outside(&mut self, pk: &mut Packet<'_>) -> Verdict {
+        let t = pk.parsed.tuple;
         if t.dst.addr == self.config.uplink {
             if let Some(target) = self.published(&t) {
-                return self.create_dnat(pkt, p, target, len, now);
+                return self.create_dnat(pk, target);
             }
-            if p.kind == (Kind::Echo { request: true }) {
+            if pk.parsed.kind == (Kind::Echo { request: true }) {
                 return Verdict::Local;
             }
         }
@@ -574,17 +609,9 @@ impl Nat {
 
     /// A new flow source-NAT'ed to `snat` (a masquerade port taken for it), and
     /// destination-NAT'ed to `dnat` if given.
-    fn create(
-        &mut self,
-        pkt: &mut [u8],
-        p: &Parsed,
-        snat: Ipv4Addr,
-        dnat: Option<Endpoint>,
-        len: usize,
-        now: u64,
-    ) -> Verdict {
-        let t = p.tuple;
-        let Some(state) = State::initial(&p.kind) else {
+    fn create(&mut self, pk: &mut Packet<'_>, snat: Ipv4Addr, dnat: Option<Endpoint>) -> Verdict {
+        let t = pk.parsed.tuple;
+        let Some(state) = State::initial(&pk.parsed.kind) else {
             return self.drop(DropReason::Invalid);
         };
         let (uplink, published) = (self.config.uplink, &self.published);
@@ -595,10 +622,10 @@ impl Nat {
             return self.drop(DropReason::PortsExhausted);
         };
         let mut out = Tuple::new(t.proto, Endpoint::new(snat, port), dnat.unwrap_or(t.dst));
-        if let Kind::Echo { request: true } = p.kind {
+        if let Kind::Echo { request: true } = pk.parsed.kind {
             out.dst.port = 0;
         }
-        let v = self.insert(pkt, p, out, state, len, now);
+        let v = self.insert(pk, out, state);
         if matches!(v, Verdict::Drop(_)) {
             self.mappings.release(t.proto, snat, t.src, port);
         }
@@ -606,32 +633,18 @@ impl Nat {
     }
 
     /// A new flow to a published port: DNAT only, the client kept.
-    fn create_dnat(
-        &mut self,
-        pkt: &mut [u8],
-        p: &Parsed,
-        target: Endpoint,
-        len: usize,
-        now: u64,
-    ) -> Verdict {
-        let Some(state) = State::initial(&p.kind) else {
+    fn create_dnat(&mut self, pk: &mut Packet<'_>, target: Endpoint) -> Verdict {
+        let Some(state) = State::initial(&pk.parsed.kind) else {
             return self.drop(DropReason::Invalid);
         };
-        let out = Tuple::new(p.tuple.proto, p.tuple.src, target);
-        self.insert(pkt, p, out, state, len, now)
+        let out = Tuple::new(pk.parsed.tuple.proto, pk.parsed.tuple.src, target);
+        self.insert(pk, out, state)
     }
 
-    fn insert(
-        &mut self,
-        pkt: &mut [u8],
-        p: &Parsed,
-        out: Tuple,
-        state: State,
-        len: usize,
-        now: u64,
-    ) -> Verdict {
-        match self.table.insert(p.tuple, out.reverse(), state, len, now) {
-            Ok(id) => match rewrite(pkt, &out) {
+    fn insert(&mut self, pk: &mut Packet<'_>, out: Tuple, state: State) -> Verdict {
+        let (orig, len, now) = (pk.parsed.tuple, pk.len, pk.now);
+        match self.table.insert(orig, out.reverse(), state, len, now) {
+            Ok(id) => match rewrite_with(pk.bytes, &out, pk.partial) {
                 Ok(()) => Verdict::Forward(self.egress(out.dst.addr)),
                 Err(_) => {
                     self.remove(id);
@@ -783,6 +796,177 @@ mod tests {
             Verdict::Drop(DropReason::NoMapping)
         );
         assert_eq!(n.drops(DropReason::NoMapping), 1);
+    }
+
+    /// [`go`] in partial mode: `p` is a complete packet, handed over in partial form;
+    /// returns the verdict and the packet as it left, completed as a device would.
+    fn go_partial(n: &mut Nat, p: &[u8], dir: Direction, now: u64) -> (Verdict, Vec<u8>) {
+        let mut b = p.to_vec();
+        partial_form(&mut b);
+        let handed = b.clone();
+        let v = n.process_csum(&mut b, dir, now, true);
+        if matches!(v, Verdict::Forward(_)) {
+            // What leaves is itself a partial form, for the device to complete.
+            let mut want = b.clone();
+            complete(&mut want);
+            partial_form(&mut want);
+            assert_eq!(b, want, "a partial form on the way out");
+            complete(&mut b);
+            checksums_ok(&b).unwrap();
+        } else {
+            assert_eq!(b, handed, "a packet not forwarded is unchanged");
+            b.copy_from_slice(p);
+        }
+        (v, b)
+    }
+
+    #[test]
+    fn partial_checksums_through_masquerade_dnat_and_hairpin() {
+        let mut n = nat();
+        // Masquerade out and the reply in, TCP and UDP (the port kept, then one taken).
+        let steps = [
+            (
+                tcp(C1, 40000, WAN, 80, SYN, b""),
+                IN,
+                FWD_OUT,
+                tcp(U, 40000, WAN, 80, SYN, b""),
+            ),
+            (
+                tcp(WAN, 80, U, 40000, SYN | ACK, b""),
+                OUT,
+                FWD_IN,
+                tcp(WAN, 80, C1, 40000, SYN | ACK, b""),
+            ),
+            (
+                tcp(C1, 40000, WAN, 80, ACK, b"GET / HTTP/1.1\r\n"),
+                IN,
+                FWD_OUT,
+                tcp(U, 40000, WAN, 80, ACK, b"GET / HTTP/1.1\r\n"),
+            ),
+            (
+                udp(C1, 5000, WAN, 53, b"q"),
+                IN,
+                FWD_OUT,
+                udp(U, 5000, WAN, 53, b"q"),
+            ),
+            (
+                udp(C2, 5000, WAN, 53, b"q2"),
+                IN,
+                FWD_OUT,
+                udp(U, PORT_MIN, WAN, 53, b"q2"),
+            ),
+            (
+                udp(WAN, 53, U, PORT_MIN, b"a2"),
+                OUT,
+                FWD_IN,
+                udp(WAN, 53, C2, 5000, b"a2"),
+            ),
+            // Published port: only the destination address and port change.
+            (
+                tcp(WAN, 51000, U, 8080, SYN, b""),
+                OUT,
+                FWD_IN,
+                tcp(WAN, 51000, C1, 80, SYN, b""),
+            ),
+            (
+                tcp(C1, 80, WAN, 51000, SYN | ACK, b""),
+                IN,
+                FWD_OUT,
+                tcp(U, 8080, WAN, 51000, SYN | ACK, b""),
+            ),
+            // Hairpin: both addresses change.
+            (
+                tcp(C2, 45000, U, 8080, SYN, b""),
+                IN,
+                FWD_IN,
+                tcp(GW_A, 45000, C1, 80, SYN, b""),
+            ),
+            (
+                tcp(C1, 80, GW_A, 45000, SYN | ACK, b"x"),
+                IN,
+                FWD_IN,
+                tcp(U, 8080, C2, 45000, SYN | ACK, b"x"),
+            ),
+        ];
+        for (i, (p, dir, v, want)) in steps.into_iter().enumerate() {
+            assert_eq!(go_partial(&mut n, &p, dir, 1), (v, want), "step {i}");
+        }
+        // Each translation equals what full mode makes of the same packets.
+        let mut full = nat();
+        let mut part = nat();
+        for (p, dir) in [
+            (tcp(C1, 40000, WAN, 80, SYN, b""), IN),
+            (udp(C2, 7, WAN, 53, b"zz"), IN),
+            (udp(WAN, 53, U, 7, b"zz"), OUT),
+        ] {
+            let (vf, f) = go(&mut full, &p, dir, 0);
+            assert_eq!(go_partial(&mut part, &p, dir, 0), (vf, f));
+        }
+        // ICMP is never partial: the flag changes nothing for echo or errors.
+        let (v, e) = go(&mut n, &echo(C1, WAN, true, 9), IN, 2);
+        let mut b = echo(C1, WAN, true, 9);
+        assert_eq!(n.process_csum(&mut b, IN, 2, true), v);
+        assert_eq!(b, e);
+        let err = icmp_error(WAN, U, 3, 3, &udp(U, PORT_MIN, WAN, 53, b"q2"));
+        let mut b = err.clone();
+        assert_eq!(n.process_csum(&mut b, OUT, 2, true), FWD_IN);
+        assert_eq!(b, icmp_error(WAN, C2, 3, 3, &udp(C2, 5000, WAN, 53, b"q2")));
+    }
+
+    #[test]
+    fn simultaneous_open_through_masquerade() {
+        // TCP hole punching: each side sends a SYN to the other's public endpoint.
+        let mut n = nat();
+        let (v, _) = go(&mut n, &tcp(C1, 40000, WAN, 5000, SYN, b""), IN, 0);
+        assert_eq!(v, FWD_OUT);
+        let (v, o) = go(&mut n, &tcp(WAN, 5000, U, 40000, SYN, b""), OUT, 1);
+        assert_eq!((v, o), (FWD_IN, tcp(WAN, 5000, C1, 40000, SYN, b"")));
+        let st = |n: &Nat| n.iter().next().unwrap().state;
+        assert_eq!(st(&n), State::Tcp(TcpState::SynSent2));
+        let (v, _) = go(&mut n, &tcp(C1, 40000, WAN, 5000, SYN | ACK, b""), IN, 2);
+        assert_eq!(v, FWD_OUT);
+        assert_eq!(st(&n), State::Tcp(TcpState::SynRecv));
+        let (v, _) = go(&mut n, &tcp(WAN, 5000, U, 40000, SYN | ACK, b""), OUT, 3);
+        assert_eq!(v, FWD_IN);
+        let (v, _) = go(&mut n, &tcp(C1, 40000, WAN, 5000, ACK, b""), IN, 4);
+        assert_eq!(v, FWD_OUT);
+        assert_eq!(st(&n), State::Tcp(TcpState::Established));
+        assert_eq!((n.table().len(), n.mappings()), (1, 1));
+    }
+
+    #[test]
+    fn tcp_close_from_either_side_then_expiry_frees_the_port() {
+        for outside_closes in [false, true] {
+            let mut n = nat();
+            go(&mut n, &tcp(C1, 40000, WAN, 80, SYN, b""), IN, 0);
+            go(&mut n, &tcp(WAN, 80, U, 40000, SYN | ACK, b""), OUT, 0);
+            go(&mut n, &tcp(C1, 40000, WAN, 80, ACK, b""), IN, 0);
+            let fin_in = tcp(C1, 40000, WAN, 80, FIN | ACK, b"");
+            let fin_out = tcp(WAN, 80, U, 40000, FIN | ACK, b"");
+            let ack_in = tcp(C1, 40000, WAN, 80, ACK, b"");
+            let ack_out = tcp(WAN, 80, U, 40000, ACK, b"");
+            let seq = if outside_closes {
+                [(fin_out, OUT), (ack_in, IN), (fin_in, IN), (ack_out, OUT)]
+            } else {
+                [(fin_in, IN), (ack_out, OUT), (fin_out, OUT), (ack_in, IN)]
+            };
+            let states = [
+                TcpState::FinWait,
+                TcpState::CloseWait,
+                TcpState::LastAck,
+                TcpState::TimeWait,
+            ];
+            for (k, ((p, dir), s)) in seq.into_iter().zip(states).enumerate() {
+                let now = 1 + k as u64;
+                assert!(matches!(go(&mut n, &p, dir, now).0, Verdict::Forward(_)));
+                let e = n.iter().next().unwrap();
+                assert_eq!(e.state, State::Tcp(s));
+                assert_eq!(e.timeout_left(now), s.timeout());
+            }
+            assert_eq!(n.expire(4 + 120_000 - 1), 0);
+            assert_eq!(n.expire(4 + 120_000), 1);
+            assert_eq!((n.table().len(), n.mappings()), (0, 0));
+        }
     }
 
     #[test]
@@ -1063,6 +1247,10 @@ mod tests {
         assert!(Ipv4Net::new(C1, 0).unwrap().contains(WAN));
     }
 
+    /// Source ports inside endpoints collide on: published host ports (TCP 8080, UDP
+    /// 5353), both ends of the masquerade range, and two others.
+    const SPORTS: [u16; 6] = [8080, 5353, PORT_MIN, PORT_MAX, 40000, 1000];
+
     fn inside_addr() -> impl Strategy<Value = Ipv4Addr> {
         (2u8..20).prop_map(|h| Ipv4Addr::new(172, 18, 0, h))
     }
@@ -1112,6 +1300,86 @@ mod tests {
                 if now % 5 == 0 { n.expire_some(now, 4); }
             }
             prop_assert_eq!(n.table().refused(), n.drops(DropReason::TableFull));
+        }
+
+        /// Masquerade port allocation under churn: inside endpoints of two networks
+        /// collide on a few source ports (published host ports and range ports among
+        /// them) and open UDP, TCP, echo and hairpin flows; flows are reset, flows come
+        /// in to a published port, and time jumps so that flows expire. After every
+        /// step: no two inside endpoints share an outside (protocol, address, port);
+        /// an inside endpoint has one port per outside address; every port is the kept
+        /// source port or in 32768-60999 and never a published host port of its
+        /// protocol on the uplink; no mapping outlives its flows.
+        #[test]
+        fn masquerade_ports_never_shared_under_churn(
+            ops in proptest::collection::vec(
+                (0u8..6, any::<bool>(), 2u8..24, 0usize..SPORTS.len(), outside_addr(), 0u64..15_000),
+                1..300,
+            )
+        ) {
+            let mut n = nat();
+            let published: HashSet<(Proto, u16)> =
+                n.config().published.iter().map(|p| (p.proto, p.host_port)).collect();
+            let mut now = 0u64;
+            for (i, (op, second_net, h, sp, d, dt)) in ops.into_iter().enumerate() {
+                now += dt;
+                let c = Ipv4Addr::new(172, if second_net { 19 } else { 18 }, 0, h);
+                let sp = SPORTS[sp];
+                match op {
+                    0 => { go(&mut n, &udp(c, sp, d, 53, b"u"), IN, now); }
+                    1 => { go(&mut n, &tcp(c, sp, d, 80, SYN, b""), IN, now); }
+                    2 => { go(&mut n, &echo(c, d, true, sp), IN, now); }
+                    3 => { go(&mut n, &tcp(c, sp, U, 8080, SYN, b""), IN, now); }
+                    4 => {
+                        // Reset, from the far side, one of this endpoint's TCP flows.
+                        let far = n.iter().find(|e| e.orig.proto == Proto::Tcp && e.orig.src.addr == c).map(|e| e.reply);
+                        if let Some(r) = far {
+                            let dir = if n.is_inside(r.src.addr) { IN } else { OUT };
+                            go(&mut n, &tcp(r.src.addr, r.src.port, r.dst.addr, r.dst.port, RST, b""), dir, now);
+                        }
+                    }
+                    _ => { go(&mut n, &tcp(d, sp, U, 8080, SYN, b""), OUT, now); }
+                }
+                if i % 4 == 0 { n.expire(now); } else { n.expire_some(now, 8); }
+
+                let mut owner: HashMap<(Proto, Ipv4Addr, u16), Endpoint> = HashMap::new();
+                let mut port_of: HashMap<(Proto, Ipv4Addr, Endpoint), u16> = HashMap::new();
+                for e in n.iter() {
+                    let (inside, out) = (e.orig.src, e.reply.dst);
+                    if out == inside {
+                        continue; // not source-NAT'ed (a published port's flow)
+                    }
+                    let proto = e.orig.proto;
+                    let who = *owner.entry((proto, out.addr, out.port)).or_insert(inside);
+                    prop_assert_eq!(who, inside, "{} shared", out);
+                    let p = *port_of.entry((proto, out.addr, inside)).or_insert(out.port);
+                    prop_assert_eq!(p, out.port, "{} has two ports", inside);
+                    prop_assert!(
+                        out.port == inside.port || (PORT_MIN..=PORT_MAX).contains(&out.port),
+                        "{} -> {}", inside, out
+                    );
+                    if out.addr == U {
+                        prop_assert!(!published.contains(&(proto, out.port)), "published {}", out);
+                    }
+                }
+                prop_assert_eq!(n.mappings(), port_of.len(), "a mapping without a flow");
+                prop_assert_eq!(n.iter().count(), n.table().len());
+            }
+            n.expire(u64::MAX);
+            prop_assert_eq!((n.table().len(), n.mappings()), (0, 0));
+            // Every port came back: a fresh endpoint keeps any unpublished one.
+            for (k, sp) in SPORTS.into_iter().enumerate() {
+                let c = Ipv4Addr::new(172, 18, 0, 100 + k as u8);
+                let u = go(&mut n, &udp(c, sp, WAN, 53, b""), IN, now).1;
+                let t = go(&mut n, &tcp(c, sp, WAN, 80, SYN, b""), IN, now).1;
+                let e = go(&mut n, &echo(c, WAN, true, sp), IN, now).1;
+                for (proto, out) in [(Proto::Udp, u), (Proto::Tcp, t), (Proto::Icmp, e)] {
+                    let kept = parse(&out).unwrap().tuple.src.port == sp;
+                    prop_assert_eq!(kept, !published.contains(&(proto, sp)), "{:?} {}", proto, sp);
+                }
+                // A published port's flow took a range port another round may want.
+                n.expire(u64::MAX);
+            }
         }
 
         /// `process` is total on arbitrary bytes from either side, and leaves

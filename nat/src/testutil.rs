@@ -186,15 +186,53 @@ pub fn checksums_ok(p: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
+/// The offset of the TCP or UDP checksum field in `p`, if it is one of those.
+fn l4_csum_at(p: &[u8]) -> Option<usize> {
+    let hl = usize::from(p[0] & 0x0f) * 4;
+    match p[9] {
+        6 => Some(hl + 16),
+        17 => Some(hl + 6),
+        _ => None,
+    }
+}
+
+/// Turns a TCP or UDP packet into what a veth hands over with NEEDS_CSUM (the
+/// kernel's CHECKSUM_PARTIAL): the L4 checksum field holds the folded pseudo-header
+/// sum, not complemented. Other packets are left alone.
+pub fn partial_form(p: &mut [u8]) {
+    let Some(at) = l4_csum_at(p) else { return };
+    let hl = usize::from(p[0] & 0x0f) * 4;
+    let src = Ipv4Addr::new(p[12], p[13], p[14], p[15]);
+    let dst = Ipv4Addr::new(p[16], p[17], p[18], p[19]);
+    let l4_len = usize::from(u16::from_be_bytes([p[2], p[3]])) - hl;
+    // `csum` complements; the partial field is the sum itself.
+    let c = !csum(&[], pseudo(src, dst, p[9], l4_len));
+    p[at..at + 2].copy_from_slice(&c.to_be_bytes());
+}
+
+/// Completes a partial checksum as a device does: sums header and payload with the
+/// field as it is, and writes the complement (a UDP 0 sent as 0xffff, RFC 768).
+pub fn complete(p: &mut [u8]) {
+    let Some(at) = l4_csum_at(p) else { return };
+    let hl = usize::from(p[0] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([p[2], p[3]]));
+    let c = match csum(&p[hl..total], 0) {
+        0 if p[9] == 17 => 0xffff,
+        c => c,
+    };
+    p[at..at + 2].copy_from_slice(&c.to_be_bytes());
+}
+
 /// Any address.
 pub fn arb_addr() -> impl Strategy<Value = Ipv4Addr> {
     any::<u32>().prop_map(Ipv4Addr::from)
 }
 
-/// A valid TCP, UDP (with or without checksum) or ICMP echo packet with random fields.
+/// A valid TCP, UDP (with or without checksum), ICMP echo or ICMP error (about UDP,
+/// TCP or echo) packet with random fields.
 pub fn arb_packet() -> impl Strategy<Value = Vec<u8>> {
     (
-        0u8..5,
+        0u8..7,
         arb_addr(),
         arb_addr(),
         any::<u16>(),
@@ -208,6 +246,8 @@ pub fn arb_packet() -> impl Strategy<Value = Vec<u8>> {
             1 => udp(s, sp, d, dp, &pl),
             2 => udp_nocsum(s, sp, d, dp, &pl),
             3 => echo(s, d, fl & 1 == 0, sp),
-            _ => icmp_error(s, d, 3, 3, &udp(d, sp, C, dp, &pl)),
+            4 => icmp_error(s, d, 3, 3, &udp(d, sp, C, dp, &pl)),
+            5 => icmp_error(s, d, 11, 0, &tcp(d, sp, C, dp, fl, &pl)),
+            _ => icmp_error(s, d, 3, 4, &echo(d, C, fl & 1 == 0, sp)),
         })
 }
