@@ -215,6 +215,7 @@ fn run_inner(lab: &mut Lab<'_>, check: &Check) -> Result<Outcome> {
             status,
             server,
             server_port,
+            client,
         } => {
             let dir = lab.state.dir().join(format!("www-{}", check.line));
             std::fs::create_dir_all(&dir)?;
@@ -229,6 +230,7 @@ fn run_inner(lab: &mut Lab<'_>, check: &Check) -> Result<Outcome> {
                 "http",
                 &[
                     "python3",
+                    "-u",
                     "-m",
                     "http.server",
                     &sp,
@@ -265,10 +267,24 @@ fn run_inner(lab: &mut Lab<'_>, check: &Check) -> Result<Outcome> {
                 ));
             }
             let mut fig = format!("status {code} in {:.1} ms", secs * 1000.0);
+            let mut pass = code == *status;
             if code != *status {
                 let _ = write!(fig, "; expected {status}");
             }
-            Ok(Outcome::new(code == *status, fig))
+            if let Some(want) = client {
+                let seen = http_client(lab, h, path)?;
+                match &seen {
+                    Some(c) => {
+                        let _ = write!(fig, ", the server saw client {c}");
+                    }
+                    None => fig.push_str(", the server logged no request"),
+                }
+                if seen.as_deref() != Some(want.to_string().as_str()) {
+                    pass = false;
+                    let _ = write!(fig, "; expected client {want}");
+                }
+            }
+            Ok(Outcome::new(pass, fig))
         }
         CheckKind::Fdb {
             switch,
@@ -438,6 +454,24 @@ fn broadcast(
         let _ = write!(fig, "; expected each to receive {count} exactly once");
     }
     Ok(Outcome::new(pass, format!("received: {fig}")))
+}
+
+/// The client address `python3 -m http.server` (helper `h`) logged for its first
+/// `GET PATH` (its log lines read `CLIENT - - [date] "GET /path HTTP/1.1" 200 -`); waits
+/// up to 2 s for the line.
+fn http_client(lab: &mut Lab<'_>, h: usize, path: &str) -> Result<Option<String>> {
+    let needle = format!("\"GET {path} ");
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let log = lab.helper_log(h);
+        if let Some(line) = log.lines().find(|l| l.contains(&needle)) {
+            return Ok(line.split_whitespace().next().map(str::to_string));
+        }
+        if std::time::Instant::now() > deadline || !lab.helper_alive(h) {
+            return Ok(None);
+        }
+        proc::sleep(Duration::from_millis(20))?;
+    }
 }
 
 /// Waits until helper `h`'s log contains `needle`.

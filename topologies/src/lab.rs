@@ -121,6 +121,8 @@ pub enum Step {
     },
     /// Wait until every listed port of the switch is up.
     WaitPorts { switch: String, ports: Vec<String> },
+    /// Wait until the switch reports its uplink `iface` up.
+    WaitUplink { switch: String, iface: String },
 }
 
 impl Step {
@@ -192,6 +194,9 @@ impl Step {
             Step::WaitPorts { switch, ports } => {
                 format!("wait until ports {} of {switch} are up", ports.join(", "))
             }
+            Step::WaitUplink { switch, iface } => {
+                format!("wait until uplink {iface} of {switch} is up")
+            }
         }
     }
 }
@@ -245,6 +250,26 @@ pub fn steps(plan: &Plan) -> Vec<Step> {
                 }
                 v.push(set(&sw, &port.name, &["up"]));
             }
+            Link::Uplink {
+                host,
+                switch,
+                port,
+                mtu,
+            } => {
+                // Like an afpacket port's veth; the switch end gets no address (the switch
+                // answers for the uplink address itself).
+                let sw = nsn(switch);
+                v.push(Step::Veth {
+                    a_node: sw.clone(),
+                    a: port.clone(),
+                    b_node: host.host.clone(),
+                    b: host.iface.clone(),
+                });
+                if let Some(m) = iface_mtu(&host.host, &host.iface).or(*mtu) {
+                    v.push(set(&sw, port, &["mtu", &m.to_string()]));
+                }
+                v.push(set(&sw, port, &["up"]));
+            }
             Link::HostHost { a, b, .. } => v.push(Step::Veth {
                 a_node: a.host.clone(),
                 a: a.iface.clone(),
@@ -278,6 +303,12 @@ pub fn steps(plan: &Plan) -> Vec<Step> {
                 args: args.iter().map(|a| (*a).to_string()).collect(),
             };
             v.push(vs(&["add-br", &b.name]));
+            if let Some(args) = b.add_net_args() {
+                v.push(Step::Vsctl {
+                    switch: s.name.clone(),
+                    args,
+                });
+            }
             if let Some(a) = b.aging {
                 v.push(vs(&["set-aging", &b.name, &a.to_string()]));
             }
@@ -305,6 +336,20 @@ pub fn steps(plan: &Plan) -> Vec<Step> {
                     }
                 }
             }
+        }
+        // The uplink once every network exists (it must not overlap one), then the
+        // published ports (their targets must be inside a network).
+        if let Some(u) = &s.uplink {
+            v.push(Step::Vsctl {
+                switch: s.name.clone(),
+                args: u.set_args(),
+            });
+        }
+        for p in &s.published {
+            v.push(Step::Vsctl {
+                switch: s.name.clone(),
+                args: p.publish_args(),
+            });
         }
     }
     // Host interfaces: TAPs move in first, then every interface gets its MAC, MTU and
@@ -378,6 +423,12 @@ pub fn steps(plan: &Plan) -> Vec<Step> {
             v.push(Step::WaitPorts {
                 switch: s.name.clone(),
                 ports,
+            });
+        }
+        if let Some(u) = &s.uplink {
+            v.push(Step::WaitUplink {
+                switch: s.name.clone(),
+                iface: u.port.clone(),
             });
         }
     }
@@ -627,6 +678,7 @@ impl<'p> Lab<'p> {
                 ])?;
             }
             Step::WaitPorts { switch, ports } => self.wait_ports(switch, ports)?,
+            Step::WaitUplink { switch, iface } => self.wait_uplink(switch, iface)?,
         }
         Ok(())
     }
@@ -766,6 +818,32 @@ impl<'p> Lab<'p> {
                     "ports of {switch} not up within 10 s: {}",
                     pending.join(", ")
                 );
+            }
+            proc::sleep(Duration::from_millis(50))?;
+        }
+    }
+
+    fn wait_uplink(&self, switch: &str, iface: &str) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let Data::Show { uplink, .. } = self.vsctl_json(switch, &["show"])? else {
+                bail!("vsctl show --json of {switch} returned something else");
+            };
+            let seen = match &uplink {
+                Some(u) if u.iface == iface && u.state == "up" => return Ok(()),
+                Some(u) => format!(
+                    "uplink {} {}{}",
+                    u.iface,
+                    u.state,
+                    u.reason
+                        .as_ref()
+                        .map(|r| format!(" ({r})"))
+                        .unwrap_or_default()
+                ),
+                None => "no uplink".to_string(),
+            };
+            if Instant::now() > deadline {
+                bail!("uplink {iface} of {switch} not up within 10 s: {seen}");
             }
             proc::sleep(Duration::from_millis(50))?;
         }

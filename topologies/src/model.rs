@@ -56,6 +56,36 @@ pub struct SwitchSpec {
     /// VXLAN tunnel ports (`vsctl add-tunnel`), over the underlay of the switch's host.
     #[serde(default)]
     pub tunnels: Vec<S<TunnelSpec>>,
+    /// The switch's address toward the outside (`vsctl set-uplink`); its interface is the
+    /// switch end of the link marked `uplink: true`.
+    pub uplink: Option<S<UplinkSpec>>,
+    /// Ports of the uplink address forwarded to containers (`vsctl publish`).
+    #[serde(default)]
+    pub publish: Vec<S<PublishSpec>>,
+}
+
+/// The uplink of a switch: its address and next hop on the outside.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UplinkSpec {
+    /// The switch's own address with prefix length, e.g. `198.51.100.2/24`.
+    pub ip: S<String>,
+    /// The next hop for destinations outside the uplink's subnet (optional).
+    pub gw: Option<S<String>>,
+}
+
+/// One published port: `PROTO HOST_PORT -> TO:PORT` (Docker's `-p HOST_PORT:PORT`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishSpec {
+    /// `tcp` (default) or `udp`.
+    pub proto: Option<S<String>>,
+    /// The port of the uplink address, 1..=65535.
+    pub host_port: S<i64>,
+    /// The container: a host (its first address), `HOST:IFACE` or an IPv4 address.
+    pub to: S<String>,
+    /// The container's port (default: `host_port`).
+    pub port: Option<S<i64>>,
 }
 
 /// One VXLAN tunnel port of a switch.
@@ -89,6 +119,18 @@ pub struct BridgeSpec {
     pub aging: Option<S<u32>>,
     /// Limit on learned MACs (`vsctl set-mac-limit`).
     pub mac_limit: Option<S<u32>>,
+    /// An IPv4 network with a gateway the switch owns (`vsctl add-net`).
+    pub network: Option<S<NetworkSpec>>,
+}
+
+/// A bridge's network: Docker's bridge network subnet and gateway.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSpec {
+    /// `A.B.C.D/N` with no host bits, e.g. `172.18.0.0/24`.
+    pub subnet: S<String>,
+    /// The switch's address in it, e.g. `172.18.0.1`.
+    pub gateway: S<String>,
 }
 
 /// One host: a network namespace.
@@ -153,6 +195,8 @@ pub struct EndpointMap {
     pub vlan: Option<S<i64>>,
     /// Tagged VLANs of a trunk port (switch ends).
     pub trunk: Option<S<Vec<S<i64>>>>,
+    /// The switch end is the switch's uplink (`vsctl set-uplink`), not a bridge port.
+    pub uplink: Option<S<bool>>,
 }
 
 impl<'de> Deserialize<'de> for EndpointSpec {
@@ -336,6 +380,9 @@ pub struct HttpSpec {
     pub status: Option<S<u32>>,
     pub server: Option<S<String>>,
     pub server_port: Option<S<u32>>,
+    /// The address the server must see the request come from (a host, `HOST:IFACE`, an
+    /// IPv4 address, a switch's uplink address or `SWITCH:BRIDGE`'s gateway).
+    pub client: Option<S<String>>,
 }
 
 /// `fdb`: a MAC is (or is not) learned on a bridge, optionally on one port.

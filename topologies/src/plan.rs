@@ -9,11 +9,11 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::Duration;
 
-use ctl::PortKind;
+use ctl::{L4Proto, PortKind};
 
 use crate::model::{
-    CheckSpec, EndpointMap, EndpointSpec, HostSpec, LinkSpec, Location, Matrix, Proto, Reach,
-    SwitchSpec, TcpState, TopologyFile, S,
+    CheckSpec, EndpointMap, EndpointSpec, HostSpec, LinkSpec, Location, Matrix, NetworkSpec, Proto,
+    Reach, SwitchSpec, TcpState, TopologyFile, S,
 };
 
 /// The only format version so far.
@@ -179,6 +179,24 @@ impl Cidr {
     pub fn contains(&self, a: Ipv4Addr) -> bool {
         u32::from(a) & self.mask() == u32::from(self.ip) & self.mask()
     }
+
+    /// True when the two subnets share an address (one contains the other).
+    pub fn overlaps(&self, o: &Cidr) -> bool {
+        let (a, b) = if self.prefix <= o.prefix {
+            (self, o)
+        } else {
+            (o, self)
+        };
+        a.contains(b.ip)
+    }
+
+    /// The subnet itself, `NETWORK/PREFIX`.
+    pub fn subnet(&self) -> Cidr {
+        Cidr {
+            ip: self.network(),
+            prefix: self.prefix,
+        }
+    }
 }
 
 impl fmt::Display for Cidr {
@@ -289,6 +307,73 @@ pub struct Switch {
     pub bridges: Vec<Bridge>,
     /// VXLAN tunnel ports, added once the host's underlay addresses are up.
     pub tunnels: Vec<Tunnel>,
+    /// The switch's address toward the outside, on the switch end of an uplink link.
+    pub uplink: Option<Uplink>,
+    /// Ports of the uplink address forwarded to containers, in file order.
+    pub published: Vec<Published>,
+}
+
+/// A switch's uplink (`vsctl set-uplink PORT --ip ADDR [--gw GW]`).
+#[derive(Debug, Clone)]
+pub struct Uplink {
+    /// The interface in the switch's namespace: the switch end of the uplink link.
+    pub port: String,
+    /// The host interface at the other end.
+    pub peer: HostEnd,
+    /// The switch's own address on the uplink, with the uplink subnet's prefix.
+    pub addr: Cidr,
+    /// The next hop beyond the uplink's subnet.
+    pub gw: Option<Ipv4Addr>,
+}
+
+impl Uplink {
+    /// The `vsctl` arguments that set it.
+    pub fn set_args(&self) -> Vec<String> {
+        let mut v: Vec<String> = vec![
+            "set-uplink".into(),
+            self.port.clone(),
+            "--ip".into(),
+            self.addr.to_string(),
+        ];
+        if let Some(g) = self.gw {
+            v.push("--gw".into());
+            v.push(g.to_string());
+        }
+        v
+    }
+}
+
+/// A published port (`vsctl publish PROTO HOST_PORT TARGET:PORT`).
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub proto: L4Proto,
+    pub host_port: u16,
+    /// The container's address.
+    pub target: Ipv4Addr,
+    /// The container's port.
+    pub port: u16,
+    /// How the file named the container.
+    pub named: String,
+}
+
+impl Published {
+    /// The `vsctl` arguments that publish it.
+    pub fn publish_args(&self) -> Vec<String> {
+        vec![
+            "publish".into(),
+            self.proto.as_str().into(),
+            self.host_port.to_string(),
+            format!("{}:{}", self.target, self.port),
+        ]
+    }
+}
+
+/// A bridge's IPv4 network and the gateway address the switch owns in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Network {
+    /// The subnet (its `ip` is the network address).
+    pub subnet: Cidr,
+    pub gateway: Ipv4Addr,
 }
 
 /// The VXLAN port of the IANA.
@@ -353,6 +438,23 @@ pub struct Bridge {
     pub name: String,
     pub aging: Option<u32>,
     pub mac_limit: Option<u32>,
+    /// The network the switch routes for (`vsctl add-net`).
+    pub network: Option<Network>,
+}
+
+impl Bridge {
+    /// The `vsctl` arguments that give it its network, if it has one.
+    pub fn add_net_args(&self) -> Option<Vec<String>> {
+        self.network.map(|n| {
+            vec![
+                "add-net".into(),
+                self.name.clone(),
+                n.subnet.to_string(),
+                "--gateway".into(),
+                n.gateway.to_string(),
+            ]
+        })
+    }
 }
 
 /// A switch port a link creates.
@@ -403,6 +505,29 @@ pub enum Link {
     },
     /// A veth pair between two switch ports (a trunk between switches).
     SwitchSwitch { a: Port, b: Port, mtu: Option<u32> },
+    /// A veth pair from a host interface to a switch's uplink: the switch end (`port`) is
+    /// no bridge port, it is the interface of `vsctl set-uplink`.
+    Uplink {
+        host: HostEnd,
+        switch: String,
+        port: String,
+        mtu: Option<u32>,
+    },
+}
+
+impl Link {
+    /// The devices the link puts into switches' namespaces: (switch, device name).
+    pub fn switch_ends(&self) -> Vec<(&str, &str)> {
+        match self {
+            Link::HostSwitch { port, .. } => vec![(port.switch.as_str(), port.name.as_str())],
+            Link::SwitchSwitch { a, b, .. } => vec![
+                (a.switch.as_str(), a.name.as_str()),
+                (b.switch.as_str(), b.name.as_str()),
+            ],
+            Link::Uplink { switch, port, .. } => vec![(switch.as_str(), port.as_str())],
+            Link::HostHost { .. } => vec![],
+        }
+    }
 }
 
 /// One check, in file order.
@@ -473,6 +598,8 @@ pub enum CheckKind {
         status: u16,
         server: String,
         server_port: u16,
+        /// The client address the server must see.
+        client: Option<Ipv4Addr>,
     },
     Fdb {
         switch: String,
@@ -541,7 +668,7 @@ impl Plan {
             .flat_map(|l| match l {
                 Link::HostSwitch { port, .. } => vec![port],
                 Link::SwitchSwitch { a, b, .. } => vec![a, b],
-                Link::HostHost { .. } => vec![],
+                Link::HostHost { .. } | Link::Uplink { .. } => vec![],
             })
             .filter(move |p| p.switch == switch)
     }
@@ -727,6 +854,7 @@ fn resolve(cx: &mut Cx<'_>, tf: TopologyFile, file: &str, stem: &str) -> Plan {
     };
     resolve_links(cx, &tf, &nodes, &mut plan);
     resolve_tunnels(cx, &tf, &nodes, &mut plan);
+    resolve_gateways(cx, &tf, &mut plan);
     for (idx, c) in tf.checks.iter().enumerate() {
         if let Some(check) = resolve_check(cx, c, idx, &nodes, &plan) {
             plan.checks.push(check);
@@ -885,10 +1013,31 @@ fn resolve_switch(cx: &mut Cx<'_>, s: &SwitchSpec, nodes: &Nodes) -> Switch {
                 cx.err(&m.referenced, e);
             }
         }
+        let network = b
+            .network
+            .as_ref()
+            .and_then(|n| resolve_network(cx, &n.value));
+        if let (Some(n), Some(spec)) = (network, &b.network) {
+            let clash = bridges.iter().find_map(|x: &Bridge| {
+                x.network
+                    .filter(|m| m.subnet.overlaps(&n.subnet))
+                    .map(|m| (x.name.clone(), m))
+            });
+            if let Some((other, m)) = clash {
+                cx.err(
+                    &spec.value.subnet.referenced,
+                    format!(
+                        "subnet {} overlaps {} of bridge {other} on switch {}",
+                        n.subnet, m.subnet, s.name.value
+                    ),
+                );
+            }
+        }
         bridges.push(Bridge {
             name: b.name.value.clone(),
             aging: b.aging.as_ref().map(|a| a.value),
             mac_limit: b.mac_limit.as_ref().map(|m| m.value),
+            network,
         });
     }
     Switch {
@@ -902,7 +1051,32 @@ fn resolve_switch(cx: &mut Cx<'_>, s: &SwitchSpec, nodes: &Nodes) -> Switch {
             .unwrap_or_else(|| "info".into()),
         bridges,
         tunnels: Vec::new(),
+        uplink: None,
+        published: Vec::new(),
     }
+}
+
+/// A bridge's `network: {subnet, gateway}`.
+fn resolve_network(cx: &mut Cx<'_>, n: &NetworkSpec) -> Option<Network> {
+    let subnet = match ctl::validate::subnet(&n.subnet.value) {
+        Ok((ip, prefix)) => Cidr { ip, prefix },
+        Err(e) => {
+            cx.err(&n.subnet.referenced, e);
+            return None;
+        }
+    };
+    let Ok(gateway) = n.gateway.value.parse::<Ipv4Addr>() else {
+        cx.err(
+            &n.gateway.referenced,
+            format!("gateway {:?} is not an IPv4 address", n.gateway.value),
+        );
+        return None;
+    };
+    if let Err(e) = ctl::validate::host_in("gateway", gateway, subnet.ip, subnet.prefix) {
+        cx.err(&n.gateway.referenced, e);
+        return None;
+    }
+    Some(Network { subnet, gateway })
 }
 
 /// One endpoint after lookup.
@@ -914,6 +1088,12 @@ enum End {
         port: Option<S<String>>,
         kind: Option<(PortKind, Location)>,
         vlans: Vlans,
+    },
+    /// The switch end of an uplink link.
+    Uplink {
+        switch: String,
+        port: Option<S<String>>,
+        at: Location,
     },
 }
 
@@ -981,6 +1161,7 @@ fn resolve_end(cx: &mut Cx<'_>, e: &S<EndpointSpec>, plan: &Plan, nodes: &Nodes)
                     ("type", m.kind.as_ref().map(|x| x.referenced)),
                     ("vlan", m.vlan.as_ref().map(|x| x.referenced)),
                     ("trunk", m.trunk.as_ref().map(|x| x.referenced)),
+                    ("uplink", m.uplink.as_ref().map(|x| x.referenced)),
                 ] {
                     if let Some(loc) = loc {
                         cx.err(
@@ -1031,6 +1212,35 @@ fn resolve_end(cx: &mut Cx<'_>, e: &S<EndpointSpec>, plan: &Plan, nodes: &Nodes)
         }
         Some(NodeKind::Switch) => {
             let sw = plan.switch(node)?;
+            if let Some(m) = map.filter(|m| m.uplink.as_ref().is_some_and(|u| u.value)) {
+                let at = m.uplink.as_ref().map(|u| u.referenced).unwrap_or(node_at);
+                if let Some((_, loc)) = name {
+                    cx.err(
+                        &loc,
+                        "an uplink end is on no bridge (the uplink is not a bridge port); drop the bridge",
+                    );
+                }
+                for (key, loc) in [
+                    ("iface", m.iface.as_ref().map(|x| x.referenced)),
+                    ("type", m.kind.as_ref().map(|x| x.referenced)),
+                    ("vlan", m.vlan.as_ref().map(|x| x.referenced)),
+                    ("trunk", m.trunk.as_ref().map(|x| x.referenced)),
+                ] {
+                    if let Some(loc) = loc {
+                        cx.err(
+                            &loc,
+                            format!(
+                                "`{key}` does not apply to an uplink end (it is not a bridge port)"
+                            ),
+                        );
+                    }
+                }
+                return Some(End::Uplink {
+                    switch: node.to_string(),
+                    port: m.port.clone(),
+                    at,
+                });
+            }
             let mut kind = None;
             let mut port = None;
             let mut vlans = Vlans::Unaware;
@@ -1151,6 +1361,8 @@ fn port_name(cx: &mut Cx<'_>, given: &Option<S<String>>, default: String, at: &L
 
 fn resolve_links(cx: &mut Cx<'_>, tf: &TopologyFile, nodes: &Nodes, plan: &mut Plan) {
     let mut used: HashMap<(String, String), u64> = HashMap::new();
+    // switch -> line of its uplink link
+    let mut uplinks: HashMap<String, u64> = HashMap::new();
     let errs_before = cx.errs.len();
     for l in &tf.links {
         let LinkSpec { endpoints, mtu } = &l.value;
@@ -1189,6 +1401,28 @@ fn resolve_links(cx: &mut Cx<'_>, tf: &TopologyFile, nodes: &Nodes, plan: &mut P
             }
         }
         let link = match (a, b) {
+            (End::Host(h), End::Uplink { switch, port, .. })
+            | (End::Uplink { switch, port, .. }, End::Host(h)) => {
+                let name = port_name(
+                    cx,
+                    &port,
+                    format!("{}-{}", h.host, h.iface),
+                    &endpoints.referenced,
+                );
+                Link::Uplink {
+                    host: h,
+                    switch,
+                    port: name,
+                    mtu,
+                }
+            }
+            (End::Uplink { at, .. }, _) | (_, End::Uplink { at, .. }) => {
+                cx.err(
+                    &at,
+                    "an uplink links its switch to a host (the outside); the other end here is a switch",
+                );
+                continue;
+            }
             (End::Host(a), End::Host(b)) => Link::HostHost { a, b, mtu },
             (
                 End::Host(h),
@@ -1277,6 +1511,25 @@ fn resolve_links(cx: &mut Cx<'_>, tf: &TopologyFile, nodes: &Nodes, plan: &mut P
                 }
             }
         };
+        if let Link::Uplink { switch, .. } = &link {
+            if let Some(line) = uplinks.insert(switch.clone(), l.referenced.line()) {
+                cx.err(
+                    &l.referenced,
+                    format!("switch {switch} already has its uplink on the link at line {line} (a switch has one uplink)"),
+                );
+            } else if tf
+                .switches
+                .iter()
+                .any(|s| s.value.name.value == *switch && s.value.uplink.is_none())
+            {
+                cx.err(
+                    &l.referenced,
+                    format!(
+                        "switch {switch} has no `uplink: {{ip: …}}` for this uplink link to stand for"
+                    ),
+                );
+            }
+        }
         // Device names must be unique in each namespace, port names in each switch.
         plan.links.push(link);
         check_names_after_link(cx, plan, &l.referenced);
@@ -1670,45 +1923,32 @@ fn check_names_after_link(cx: &mut Cx<'_>, plan: &Plan, at: &Location) {
     let Some(last) = plan.links.last() else {
         return;
     };
-    let new_ports: Vec<&Port> = match last {
-        Link::HostSwitch { port, .. } => vec![port],
-        Link::SwitchSwitch { a, b, .. } => vec![a, b],
-        Link::HostHost { .. } => vec![],
-    };
+    let new_ports = last.switch_ends();
     let earlier = &plan.links[..plan.links.len() - 1];
-    for (i, p) in new_ports.iter().enumerate() {
-        let Some(ns) = plan.ns_node(&p.switch) else {
+    for (i, (sw, name)) in new_ports.iter().enumerate() {
+        let Some(ns) = plan.ns_node(sw) else {
             continue;
         };
         // Devices already in that namespace: host interfaces (if it is a host's) and the
         // ports of every switch there, from earlier links and from this one.
-        let mut taken: Vec<String> = plan
+        let mut taken: Vec<&str> = plan
             .host(ns)
-            .map(|h| h.ifaces.iter().map(|i| i.name.clone()).collect())
+            .map(|h| h.ifaces.iter().map(|i| i.name.as_str()).collect())
             .unwrap_or_default();
-        for l in earlier {
-            let ports: Vec<&Port> = match l {
-                Link::HostSwitch { port, .. } => vec![port],
-                Link::SwitchSwitch { a, b, .. } => vec![a, b],
-                Link::HostHost { .. } => vec![],
-            };
-            for q in ports {
-                if plan.ns_node(&q.switch) == Some(ns) {
-                    taken.push(q.name.clone());
-                }
+        for (qs, qn) in earlier
+            .iter()
+            .flat_map(Link::switch_ends)
+            .chain(new_ports[..i].iter().copied())
+        {
+            if plan.ns_node(qs) == Some(ns) {
+                taken.push(qn);
             }
         }
-        for q in &new_ports[..i] {
-            if plan.ns_node(&q.switch) == Some(ns) {
-                taken.push(q.name.clone());
-            }
-        }
-        if taken.contains(&p.name) {
+        if taken.contains(name) {
             cx.err(
                 at,
                 format!(
-                    "port name `{}` is already taken in the namespace of {ns}; name the port: {{node: {}, port: NAME}}",
-                    p.name, p.switch
+                    "port name `{name}` is already taken in the namespace of {ns}; name the port: {{node: {sw}, port: NAME}}"
                 ),
             );
         }
@@ -1731,13 +1971,27 @@ fn resolve_addr(cx: &mut Cx<'_>, s: &S<String>, plan: &Plan) -> Option<(Ipv4Addr
         None => (text, None),
     };
     let Some(host) = plan.host(node) else {
-        if plan.switch(node).is_some() {
-            cx.err(
-                &s.referenced,
-                format!(
-                    "switch {node} has no address; aim at a host, HOST:IFACE or an IPv4 address"
+        if let Some(sw) = plan.switch(node) {
+            match (iface, &sw.uplink) {
+                (None, Some(u)) => return Some((u.addr.ip, None)),
+                (Some(b), _) => match sw.bridges.iter().find(|x| x.name == b) {
+                    Some(Bridge {
+                        network: Some(n), ..
+                    }) => return Some((n.gateway, None)),
+                    Some(_) => cx.err(
+                        &s.referenced,
+                        format!("bridge {node}:{b} has no `network`, so no gateway address"),
+                    ),
+                    None => cx.err(&s.referenced, format!("switch {node} has no bridge `{b}`")),
+                },
+                (None, None) => cx.err(
+                    &s.referenced,
+                    format!(
+                        "switch {node} has no address (no `uplink`); aim at a host, HOST:IFACE, \
+                         SWITCH:BRIDGE (its network's gateway) or an IPv4 address"
+                    ),
                 ),
-            );
+            }
         } else {
             cx.err(
                 &s.referenced,
@@ -2121,12 +2375,19 @@ fn resolve_check(
                 },
                 None => 200,
             };
+            let client = match &h.client {
+                Some(c) => Some(resolve_addr(cx, c, plan)?.0),
+                None => None,
+            };
             let (to, owner) = to?;
             let server = server_node(cx, &h.server, owner, &h.to, nodes)?;
             let from = from?;
             (
                 h.name.clone().unwrap_or_else(|| {
-                    format!("http {from} -> GET http://{to}:{port}{path} (expect {status})")
+                    format!(
+                        "http {from} -> GET http://{to}:{port}{path} (expect {status}{})",
+                        client.map(|c| format!(", client {c}")).unwrap_or_default()
+                    )
                 }),
                 CheckKind::Http {
                     from,
@@ -2136,6 +2397,7 @@ fn resolve_check(
                     status,
                     server,
                     server_port,
+                    client,
                 },
             )
         }
@@ -2416,6 +2678,298 @@ fn add_all(reach: &mut BTreeSet<(String, String)>, group: &[String]) {
             }
         }
     }
+}
+
+/// The address of a host interface, if it has one.
+fn iface_addr(plan: &Plan, e: &HostEnd) -> Option<Cidr> {
+    plan.host(&e.host)?
+        .ifaces
+        .iter()
+        .find(|i| i.name == e.iface)?
+        .addr
+}
+
+/// Where the file gives `host:iface` its address (or the host's name, without one).
+fn iface_loc(tf: &TopologyFile, host: &str, iface: &str) -> Location {
+    tf.hosts
+        .iter()
+        .find(|h| h.value.name.value == host)
+        .map(|h| {
+            h.value
+                .interfaces
+                .iter()
+                .find(|i| i.value.name.value == iface)
+                .map(|i| {
+                    i.value
+                        .ip
+                        .as_ref()
+                        .map(|ip| ip.referenced)
+                        .unwrap_or(i.value.name.referenced)
+                })
+                .unwrap_or(h.value.name.referenced)
+        })
+        .unwrap_or(Location::UNKNOWN)
+}
+
+/// A port number of a published port, 1..=65535.
+fn port_number(cx: &mut Cx<'_>, what: &str, p: &S<i64>) -> Option<u16> {
+    let v = u16::try_from(p.value).ok().filter(|x| *x > 0);
+    if v.is_none() {
+        cx.err(
+            &p.referenced,
+            format!("{what} {} is outside 1..=65535", p.value),
+        );
+    }
+    v
+}
+
+/// Every switch's uplink (its address, next hop and link) and published ports, and the
+/// host addresses that would clash with the addresses the switches own.
+fn resolve_gateways(cx: &mut Cx<'_>, tf: &TopologyFile, plan: &mut Plan) {
+    for (si, s) in tf.switches.iter().enumerate() {
+        let spec = &s.value;
+        let Some(sw) = plan.switches.get(si).cloned() else {
+            continue;
+        };
+        let nets: Vec<(String, Network)> = sw
+            .bridges
+            .iter()
+            .filter_map(|b| b.network.map(|n| (b.name.clone(), n)))
+            .collect();
+        let uplink = spec
+            .uplink
+            .as_ref()
+            .and_then(|u| resolve_uplink(cx, u, &sw.name, &nets, plan));
+        let mut published: Vec<Published> = Vec::new();
+        let mut seen: HashMap<(L4Proto, u16), u64> = HashMap::new();
+        for p in &spec.publish {
+            let at = p.referenced;
+            let p = &p.value;
+            if spec.uplink.is_none() {
+                cx.err(
+                    &at,
+                    format!(
+                        "switch {} publishes ports but has no `uplink` (a published port is a port of the uplink address)",
+                        sw.name
+                    ),
+                );
+            }
+            let proto = match &p.proto {
+                None => L4Proto::Tcp,
+                Some(x) => match x.value.parse::<L4Proto>() {
+                    Ok(v) => v,
+                    Err(e) => {
+                        cx.err(&x.referenced, e);
+                        continue;
+                    }
+                },
+            };
+            let Some(host_port) = port_number(cx, "host_port", &p.host_port) else {
+                continue;
+            };
+            let port = match &p.port {
+                None => host_port,
+                Some(x) => match port_number(cx, "port", x) {
+                    Some(v) => v,
+                    None => continue,
+                },
+            };
+            if let Some(line) = seen.insert((proto, host_port), p.host_port.referenced.line()) {
+                cx.err(
+                    &p.host_port.referenced,
+                    format!(
+                        "{}/{host_port} is already published (line {line})",
+                        proto.as_str()
+                    ),
+                );
+                continue;
+            }
+            let Some((target, _)) = resolve_addr(cx, &p.to, plan) else {
+                continue;
+            };
+            if !nets.iter().any(|(_, n)| n.subnet.contains(target)) {
+                let list: Vec<String> = nets
+                    .iter()
+                    .map(|(b, n)| format!("{} on {b}", n.subnet))
+                    .collect();
+                cx.err(
+                    &p.to.referenced,
+                    format!(
+                        "publish target {target} (`{}`) is in no network of switch {} ({})",
+                        p.to.value,
+                        sw.name,
+                        if list.is_empty() {
+                            "it has none; give a bridge `network: {subnet, gateway}`".to_string()
+                        } else {
+                            format!("its networks: {}", list.join(", "))
+                        }
+                    ),
+                );
+                continue;
+            }
+            if let Some((b, _)) = nets.iter().find(|(_, n)| n.gateway == target) {
+                cx.err(
+                    &p.to.referenced,
+                    format!(
+                        "publish target {target} is the gateway of {}:{b}, the switch itself",
+                        sw.name
+                    ),
+                );
+                continue;
+            }
+            published.push(Published {
+                proto,
+                host_port,
+                target,
+                port,
+                named: p.to.value.clone(),
+            });
+        }
+        if let Some(x) = plan.switches.get_mut(si) {
+            x.uplink = uplink;
+            x.published = published;
+        }
+    }
+
+    // Addresses the switches own: no host may have one, and a host on a bridge with a
+    // network must be inside it.
+    let mut owned: Vec<(Ipv4Addr, String)> = Vec::new();
+    for sw in &plan.switches {
+        for b in &sw.bridges {
+            if let Some(n) = b.network {
+                owned.push((n.gateway, format!("the gateway of {}:{}", sw.name, b.name)));
+            }
+        }
+        if let Some(u) = &sw.uplink {
+            owned.push((u.addr.ip, format!("switch {}'s uplink address", sw.name)));
+        }
+    }
+    for h in &plan.hosts {
+        for i in &h.ifaces {
+            let Some(a) = i.addr else { continue };
+            if let Some((_, what)) = owned.iter().find(|(ip, _)| *ip == a.ip) {
+                cx.err(
+                    &iface_loc(tf, &h.name, &i.name),
+                    format!("address {} of {}:{} is {what}", a.ip, h.name, i.name),
+                );
+            }
+        }
+    }
+    for l in &plan.links {
+        let Link::HostSwitch { host, port, .. } = l else {
+            continue;
+        };
+        let Some(net) = plan
+            .switch(&port.switch)
+            .and_then(|s| s.bridges.iter().find(|b| b.name == port.bridge))
+            .and_then(|b| b.network)
+        else {
+            continue;
+        };
+        let Some(a) = iface_addr(plan, host) else {
+            continue;
+        };
+        if !net.subnet.contains(a.ip) {
+            cx.err(
+                &iface_loc(tf, &host.host, &host.iface),
+                format!(
+                    "address {a} of {}:{} is outside network {} of {}:{}, the bridge it is linked to",
+                    host.host, host.iface, net.subnet, port.switch, port.bridge
+                ),
+            );
+        }
+    }
+}
+
+/// A switch's `uplink: {ip, gw}` with the link it sits on.
+fn resolve_uplink(
+    cx: &mut Cx<'_>,
+    u: &S<crate::model::UplinkSpec>,
+    switch: &str,
+    nets: &[(String, Network)],
+    plan: &Plan,
+) -> Option<Uplink> {
+    let spec = &u.value;
+    let addr = match ctl::validate::uplink_ip(&spec.ip.value) {
+        Ok((ip, prefix)) => Cidr { ip, prefix },
+        Err(e) => {
+            cx.err(&spec.ip.referenced, e);
+            return None;
+        }
+    };
+    for (b, n) in nets {
+        if n.subnet.overlaps(&addr.subnet()) {
+            cx.err(
+                &spec.ip.referenced,
+                format!(
+                    "the uplink's subnet {} overlaps network {} of bridge {b}",
+                    addr.subnet(),
+                    n.subnet
+                ),
+            );
+        }
+    }
+    let gw = match &spec.gw {
+        None => None,
+        Some(g) => match g.value.parse::<Ipv4Addr>() {
+            Err(_) => {
+                cx.err(
+                    &g.referenced,
+                    format!("gw {:?} is not an IPv4 address", g.value),
+                );
+                None
+            }
+            Ok(ip) => {
+                if let Err(e) = ctl::validate::host_in("next hop", ip, addr.ip, addr.prefix) {
+                    cx.err(&g.referenced, e);
+                } else if ip == addr.ip {
+                    cx.err(
+                        &g.referenced,
+                        format!("next hop {ip} is the uplink's own address"),
+                    );
+                }
+                Some(ip)
+            }
+        },
+    };
+    let link = plan.links.iter().find_map(|l| match l {
+        Link::Uplink {
+            host,
+            switch: s,
+            port,
+            ..
+        } if s == switch => Some((host.clone(), port.clone())),
+        _ => None,
+    });
+    let Some((peer, port)) = link else {
+        cx.err(
+            &u.referenced,
+            format!(
+                "switch {switch} has an `uplink` but no link ends on it; add one: \
+                 `- endpoints: [HOST, {{node: {switch}, uplink: true}}]`"
+            ),
+        );
+        return None;
+    };
+    if let Some(a) = iface_addr(plan, &peer) {
+        if !addr.contains(a.ip) {
+            cx.err(
+                &spec.ip.referenced,
+                format!(
+                    "the far end of the uplink, {}:{} ({a}), is outside the uplink's subnet {}",
+                    peer.host,
+                    peer.iface,
+                    addr.subnet()
+                ),
+            );
+        }
+    }
+    Some(Uplink {
+        port,
+        peer,
+        addr,
+        gw,
+    })
 }
 
 /// Node name → namespace name for a run with prefix `run`.

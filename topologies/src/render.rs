@@ -101,6 +101,9 @@ pub fn show(plan: &Plan, with_steps: bool) -> String {
                 if let Some(m) = b.mac_limit {
                     opts.push(format!("mac-limit {m}"));
                 }
+                if let Some(n) = b.network {
+                    opts.push(format!("network {} gateway {}", n.subnet, n.gateway));
+                }
                 if !opts.is_empty() {
                     let _ = write!(t, " ({})", opts.join(", "));
                 }
@@ -125,13 +128,14 @@ pub fn show(plan: &Plan, with_steps: bool) -> String {
     for l in &plan.links {
         let line = match l {
             Link::HostSwitch { host, port, mtu } => {
-                let what = match port.kind {
-                    PortKind::Afpacket => format!("veth, port {} (afpacket)", port.name),
-                    PortKind::Tap => format!(
+                // (Not a match: ctl's PortKind grows kinds a link never makes.)
+                let what = if port.kind == PortKind::Tap {
+                    format!(
                         "TAP {} made by {}, moved into {} as {}",
                         port.name, port.switch, host.host, host.iface
-                    ),
-                    PortKind::Vxlan => format!("tunnel port {}", port.name),
+                    )
+                } else {
+                    format!("veth, port {} ({})", port.name, port.kind.as_str())
                 };
                 format!(
                     "{}:{} -- {}:{}  {what}{}{}",
@@ -143,6 +147,17 @@ pub fn show(plan: &Plan, with_steps: bool) -> String {
                     mtu.map(|m| format!(", mtu {m}")).unwrap_or_default()
                 )
             }
+            Link::Uplink {
+                host,
+                switch,
+                port,
+                mtu,
+            } => format!(
+                "{}:{} -- {switch} uplink  veth, interface {port} (vsctl set-uplink){}",
+                host.host,
+                host.iface,
+                mtu.map(|m| format!(", mtu {m}")).unwrap_or_default()
+            ),
             Link::HostHost { a, b, mtu } => format!(
                 "{}:{} -- {}:{}  veth{}",
                 a.host,
@@ -165,6 +180,47 @@ pub fn show(plan: &Plan, with_steps: bool) -> String {
             ),
         };
         let _ = writeln!(s, "  {line}");
+    }
+    let gws: Vec<_> = plan
+        .switches
+        .iter()
+        .filter(|sw| sw.uplink.is_some() || !sw.published.is_empty())
+        .collect();
+    if !gws.is_empty() {
+        let _ = writeln!(s, "\nuplinks and published ports:");
+        for sw in gws {
+            if let Some(u) = &sw.uplink {
+                let _ = writeln!(
+                    s,
+                    "  {} uplink {} {}{} (far end {}:{})",
+                    sw.name,
+                    u.port,
+                    u.addr,
+                    u.gw.map(|g| format!(" via {g}")).unwrap_or_default(),
+                    u.peer.host,
+                    u.peer.iface
+                );
+            }
+            for p in &sw.published {
+                let ip = sw.uplink.as_ref().map(|u| u.addr.ip.to_string());
+                let _ = writeln!(
+                    s,
+                    "  {} published {}/{} -> {}:{}{}{}",
+                    sw.name,
+                    p.proto.as_str(),
+                    p.host_port,
+                    p.target,
+                    p.port,
+                    if p.named == p.target.to_string() {
+                        String::new()
+                    } else {
+                        format!(" ({})", p.named)
+                    },
+                    ip.map(|i| format!(", reached at {i}:{}", p.host_port))
+                        .unwrap_or_default()
+                );
+            }
+        }
     }
     let tunnels: Vec<_> = plan
         .switches
