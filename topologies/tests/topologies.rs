@@ -206,6 +206,9 @@ fn names_of(file: &Path) -> BTreeSet<String> {
                 s.insert(a.name.clone());
                 s.insert(b.name.clone());
             }
+            Link::Uplink { port, .. } => {
+                s.insert(port.clone());
+            }
             Link::HostHost { .. } => {}
         }
     }
@@ -397,6 +400,44 @@ fn show_renders_tunnels_and_their_steps() {
         at("addr add 172.19.0.2/24") < at("add-tunnel br0 vx0"),
         "{o}"
     );
+    assert!(runs_in(&o.stdout).is_empty(), "show must not build: {o}");
+}
+
+#[test]
+fn show_renders_networks_uplink_published_ports_and_their_steps() {
+    let f = crate_dir().join("nat.yaml");
+    let o = vstopo(
+        &["show", "--steps", f.to_str().unwrap()],
+        Duration::from_secs(20),
+    );
+    assert!(o.status.success(), "{o}");
+    for want in [
+        "bridges: br0 (network 172.18.0.0/24 gateway 172.18.0.1), br1 (network 172.19.0.0/24 gateway 172.19.0.1)",
+        "wan:eth0 -- sw1 uplink  veth, interface up0 (vsctl set-uplink)",
+        "sw1 uplink up0 198.51.100.2/24 via 198.51.100.1 (far end wan:eth0)",
+        "sw1 published tcp/8080 -> 172.18.0.2:80 (c1), reached at 198.51.100.2:8080",
+        "add-net br0 172.18.0.0/24 --gateway 172.18.0.1",
+        "set-uplink up0 --ip 198.51.100.2/24 --gw 198.51.100.1",
+        "publish tcp 8080 172.18.0.2:80",
+        "wait until uplink up0 of sw1 is up",
+        "http c1 -> GET http://198.51.100.2:8080/ (expect 200, client 172.18.0.1)",
+        "ping wan -> c1 (unreachable)",
+    ] {
+        assert!(o.stdout.contains(want), "missing {want:?}: {o}");
+    }
+    let at = |needle: &str| {
+        o.stdout
+            .find(needle)
+            .unwrap_or_else(|| panic!("{needle}: {o}"))
+    };
+    // The uplink's veth exists before the daemon starts; networks before the uplink
+    // (they must not overlap), both before the published ports (targets in a network).
+    assert!(at("link add up0 type veth") < at("vswitchd --sock"), "{o}");
+    assert!(at("add-net br1") < at("set-uplink up0"), "{o}");
+    assert!(at("set-uplink up0") < at("publish tcp 8080"), "{o}");
+    // The switch end of the uplink gets no kernel address (the switch answers for it).
+    assert!(!o.stdout.contains("addr add 198.51.100.2"), "{o}");
+    assert!(!o.stdout.contains("add-port br0 up0"), "{o}");
     assert!(runs_in(&o.stdout).is_empty(), "show must not build: {o}");
 }
 
