@@ -129,6 +129,10 @@ pub enum Request {
         iface: String,
         #[serde(default)]
         kind: PortKind,
+        /// Opaque key/value pairs kept with the port for other tools (as Open vSwitch's
+        /// `external_ids`): a Docker plugin records which endpoint a port is.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        external_ids: BTreeMap<String, String>,
     },
     DelPort {
         bridge: String,
@@ -459,6 +463,9 @@ pub struct PortInfo {
     /// The tunnel's settings and remotes (vxlan ports).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tunnel: Option<TunnelInfo>,
+    /// Key/value pairs given with `add-port --external-id`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub external_ids: BTreeMap<String, String>,
 }
 
 /// A VXLAN tunnel port as `show` reports it.
@@ -879,6 +886,7 @@ mod tests {
             bridge: "br0".into(),
             iface: "v1".into(),
             kind: PortKind::Tap,
+            external_ids: BTreeMap::new(),
         };
         let s = serde_json::to_string(&r).unwrap();
         assert!(!s.contains('\n'));

@@ -197,6 +197,50 @@ pub fn unicast_mac(s: &str) -> Result<[u8; 6], String> {
     Ok(m)
 }
 
+/// Pairs of `external_ids` one port may carry.
+pub const EXTERNAL_IDS_MAX: usize = 16;
+
+/// One `external_ids` pair: a key of 1–64 letters, digits, `-` `_` `.` `:`, and a value
+/// of at most 256 printable characters.
+pub fn external_id(key: &str, value: &str) -> Result<(), String> {
+    if key.is_empty()
+        || key.len() > 64
+        || !key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+    {
+        return Err(format!(
+            "external id key {key:?} must be 1-64 letters, digits, - _ . :"
+        ));
+    }
+    if value.len() > 256 || value.chars().any(|c| c.is_control()) {
+        return Err(format!(
+            "external id {key}: value must be at most 256 printable characters"
+        ));
+    }
+    Ok(())
+}
+
+/// Parses `KEY=VALUE` pairs into a map, each checked; a key given twice is refused.
+pub fn external_ids(
+    pairs: &[String],
+) -> Result<std::collections::BTreeMap<String, String>, String> {
+    let mut out = std::collections::BTreeMap::new();
+    for p in pairs {
+        let (k, v) = p
+            .split_once('=')
+            .ok_or_else(|| format!("external id {p:?} is not KEY=VALUE"))?;
+        external_id(k, v)?;
+        if out.insert(k.to_string(), v.to_string()).is_some() {
+            return Err(format!("external id {k} is given twice"));
+        }
+    }
+    if out.len() > EXTERNAL_IDS_MAX {
+        return Err(format!("at most {EXTERNAL_IDS_MAX} external ids per port"));
+    }
+    Ok(out)
+}
+
 /// Largest conntrack limit `set-ct-limit` accepts (each entry takes about 200 bytes).
 pub const CT_LIMIT_MAX: u32 = 4 * 1024 * 1024;
 

@@ -108,6 +108,9 @@ pub struct PortConf {
     /// The VXLAN settings of a tunnel port (type `vxlan`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tunnel: Option<TunnelConf>,
+    /// Key/value pairs other tools keep with the port (`add-port --external-id`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub external_ids: std::collections::BTreeMap<String, String>,
 }
 
 fn default_vxlan_port() -> u16 {
@@ -193,6 +196,16 @@ impl Config {
                 if let Some(m) = &p.mac {
                     m.parse::<crate::wire::MacAddr>()
                         .map_err(|e| format!("port {}: {e}", p.name))?;
+                }
+                if p.external_ids.len() > validate::EXTERNAL_IDS_MAX {
+                    return Err(format!(
+                        "port {}: at most {} external ids",
+                        p.name,
+                        validate::EXTERNAL_IDS_MAX
+                    ));
+                }
+                for (k, v) in &p.external_ids {
+                    validate::external_id(k, v).map_err(|e| format!("port {}: {e}", p.name))?;
                 }
                 if !seen_if.insert(&p.name) {
                     return Err(format!("interface {} is a port twice", p.name));
@@ -533,6 +546,7 @@ mod tests {
                 tagged: vec![20, 30],
             }),
             tunnel: None,
+            external_ids: [("endpoint".to_string(), "e1".to_string())].into(),
         });
         c.bridges[0].ports.push(PortConf {
             name: "vx".into(),
@@ -545,7 +559,23 @@ mod tests {
                 local: None,
                 dstport: 4789,
             }),
+            external_ids: Default::default(),
         });
+        c.bridges[0].net = Some(NetConf {
+            subnet: "172.18.0.0/24".into(),
+            gateway: Ipv4Addr::new(172, 18, 0, 1),
+        });
+        c.uplink = Some(UplinkConf {
+            iface: "up0".into(),
+            ip: "198.51.100.2/24".into(),
+            gw: Some(Ipv4Addr::new(198, 51, 100, 1)),
+        });
+        c.published.push(PublishConf {
+            proto: L4Proto::Tcp,
+            host_port: 8080,
+            target: "172.18.0.2:80".parse().unwrap(),
+        });
+        c.ct_limit = Some(1000);
         c.bridges[0].static_fdb.push(StaticFdb {
             mac: "02:00:00:00:00:0b".into(),
             port: "vx".into(),

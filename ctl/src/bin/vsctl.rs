@@ -33,6 +33,10 @@ enum Cmd {
         iface: String,
         #[arg(long = "type", default_value = "afpacket")]
         kind: PortKind,
+        /// A KEY=VALUE pair kept with the port (repeat for several), as Open vSwitch's
+        /// external_ids.
+        #[arg(long = "external-id")]
+        external_ids: Vec<String>,
     },
     /// Remove a port from a bridge.
     DelPort { bridge: String, iface: String },
@@ -174,12 +178,14 @@ fn request(cmd: Cmd) -> Result<Request, String> {
             bridge,
             iface,
             kind,
+            external_ids,
         } => {
             validate::iface_name(&iface)?;
             Request::AddPort {
                 bridge,
                 iface,
                 kind,
+                external_ids: validate::external_ids(&external_ids)?,
             }
         }
         Cmd::DelPort { bridge, iface } => Request::DelPort { bridge, iface },

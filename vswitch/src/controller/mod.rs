@@ -146,7 +146,8 @@ impl Controller {
                 bridge,
                 iface,
                 kind,
-            } => self.add_port(&bridge, &iface, kind),
+                external_ids,
+            } => self.add_port(&bridge, &iface, kind, external_ids),
             Request::DelPort { bridge, iface } => self.del_port(&bridge, &iface, false),
             Request::AddTunnel {
                 bridge,
@@ -370,8 +371,23 @@ impl Controller {
         Ok(())
     }
 
-    fn add_port(&mut self, bridge: &str, iface: &str, kind: PortKind) -> Result<Data, String> {
+    fn add_port(
+        &mut self,
+        bridge: &str,
+        iface: &str,
+        kind: PortKind,
+        external_ids: std::collections::BTreeMap<String, String>,
+    ) -> Result<Data, String> {
         self.check_new_port(bridge, iface)?;
+        for (k, v) in &external_ids {
+            validate::external_id(k, v)?;
+        }
+        if external_ids.len() > validate::EXTERNAL_IDS_MAX {
+            return Err(format!(
+                "at most {} external ids per port",
+                validate::EXTERNAL_IDS_MAX
+            ));
+        }
         match kind {
             PortKind::Vxlan => return Err("vxlan ports are made with add-tunnel".into()),
             PortKind::Gateway => return Err("gateway ports are made with add-net".into()),
@@ -392,6 +408,7 @@ impl Controller {
             mac: io.tap_mac().map(|m| m.to_string()),
             vlans: None,
             tunnel: None,
+            external_ids,
         };
         let mut next = self.cfg.clone();
         if let Some(b) = next.bridge_mut(bridge) {
@@ -463,6 +480,7 @@ impl Controller {
             name: name.to_string(),
             kind: PortKind::Vxlan,
             mac: None,
+            external_ids: Default::default(),
             vlans: vlan.map(|v| PortVlans {
                 pvid: Some(v),
                 untagged: vec![v],
@@ -995,6 +1013,7 @@ impl Controller {
                             reason,
                             vlans: p.vlans.clone(),
                             tunnel: p.tunnel.as_ref().map(|t| self.tunnel_info(p, t)),
+                            external_ids: p.external_ids.clone(),
                         }
                     })
                     .collect(),
