@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub mod docker;
 pub mod validate;
 
 /// Default control socket path.
@@ -224,6 +225,34 @@ pub enum Request {
         mac: String,
         #[serde(default)]
         vlan: u16,
+    },
+    /// Plugs a container into a bridge: a veth (or TAP) whose far end goes into the
+    /// network namespace `netns` as `ifname`, configured there.
+    Attach {
+        bridge: String,
+        /// The namespace file (`/proc/PID/ns/net`, `/var/run/netns/NAME`).
+        netns: String,
+        /// What the user named (PID, namespace, Docker container), for `show`.
+        container: String,
+        ifname: String,
+        /// `A.B.C.D/N`.
+        ip: String,
+        #[serde(default)]
+        gw: Option<Ipv4Addr>,
+        #[serde(default)]
+        mac: Option<String>,
+        #[serde(default)]
+        mtu: Option<u32>,
+        #[serde(default)]
+        vlan: Option<u16>,
+        #[serde(default)]
+        kind: PortKind,
+    },
+    /// Undoes [`Request::Attach`].
+    Detach {
+        bridge: String,
+        netns: String,
+        ifname: String,
     },
     /// Gives a bridge an IPv4 subnet and a gateway address the switch owns in it.
     AddNet {
@@ -466,6 +495,18 @@ pub struct PortInfo {
     /// Key/value pairs given with `add-port --external-id`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub external_ids: BTreeMap<String, String>,
+    /// The container a port was attached to (`attach`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attach: Option<AttachInfo>,
+}
+
+/// Where an attached port's far end is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachInfo {
+    pub container: String,
+    pub netns: String,
+    pub ifname: String,
+    pub ip: String,
 }
 
 /// A VXLAN tunnel port as `show` reports it.
@@ -667,6 +708,13 @@ pub fn render(data: &Data) -> String {
                     }
                     if let Some(v) = &p.vlans {
                         let _ = write!(out, ", vlans {}", vlan_summary(v));
+                    }
+                    if let Some(a) = &p.attach {
+                        let _ = write!(
+                            out,
+                            ", attached to {} as {} {}",
+                            a.container, a.ifname, a.ip
+                        );
                     }
                     out.push('\n');
                     if let Some(t) = &p.tunnel {

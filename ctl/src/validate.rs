@@ -197,6 +197,14 @@ pub fn unicast_mac(s: &str) -> Result<[u8; 6], String> {
     Ok(m)
 }
 
+/// An interface MTU (68 is IPv4's minimum; 65535 the most a veth takes).
+pub fn mtu(m: u32) -> Result<(), String> {
+    if !(68..=65535).contains(&m) {
+        return Err(format!("MTU {m} is outside 68-65535"));
+    }
+    Ok(())
+}
+
 /// Pairs of `external_ids` one port may carry.
 pub const EXTERNAL_IDS_MAX: usize = 16;
 

@@ -111,6 +111,30 @@ pub struct PortConf {
     /// Key/value pairs other tools keep with the port (`add-port --external-id`).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub external_ids: std::collections::BTreeMap<String, String>,
+    /// The container the port's far end was put into (`attach`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attach: Option<AttachConf>,
+}
+
+/// Where and how an attached port's far end lives in its container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttachConf {
+    /// The namespace file.
+    pub netns: String,
+    /// Its identity (device:inode) when attached: a different namespace behind the same
+    /// path (a reused PID) is not the container.
+    pub netns_id: String,
+    /// What the user named.
+    pub container: String,
+    pub ifname: String,
+    pub ip: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gw: Option<Ipv4Addr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
 }
 
 fn default_vxlan_port() -> u16 {
@@ -547,6 +571,7 @@ mod tests {
             }),
             tunnel: None,
             external_ids: [("endpoint".to_string(), "e1".to_string())].into(),
+            attach: None,
         });
         c.bridges[0].ports.push(PortConf {
             name: "vx".into(),
@@ -560,6 +585,7 @@ mod tests {
                 dstport: 4789,
             }),
             external_ids: Default::default(),
+            attach: None,
         });
         c.bridges[0].net = Some(NetConf {
             subnet: "172.18.0.0/24".into(),

@@ -123,6 +123,35 @@ enum Cmd {
         #[arg(long, default_value_t = 0)]
         vlan: u16,
     },
+    /// Plug CONTAINER (a PID, a /var/run/netns name or path, /proc/PID/ns/net, or a
+    /// Docker container name or ID) into BR: a veth (or TAP) whose far end appears in the
+    /// container as --ifname with this address, MAC, MTU and default route.
+    Attach {
+        bridge: String,
+        container: String,
+        #[arg(long)]
+        ip: String,
+        #[arg(long)]
+        gw: Option<std::net::Ipv4Addr>,
+        #[arg(long)]
+        mac: Option<String>,
+        #[arg(long)]
+        mtu: Option<u32>,
+        /// Make the port an access port of this VLAN.
+        #[arg(long)]
+        vlan: Option<u16>,
+        #[arg(long = "type", default_value = "afpacket")]
+        kind: PortKind,
+        #[arg(long, default_value = "eth0")]
+        ifname: String,
+    },
+    /// Undo `attach`: remove the port and the container's interface.
+    Detach {
+        bridge: String,
+        container: String,
+        #[arg(long, default_value = "eth0")]
+        ifname: String,
+    },
     /// Give bridge BR an IPv4 subnet (A.B.C.D/N) and a gateway address the switch owns.
     AddNet {
         bridge: String,
@@ -297,6 +326,56 @@ fn request(cmd: Cmd) -> Result<Request, String> {
             validate::mac(&mac)?;
             Request::DelFdb { bridge, mac, vlan }
         }
+        Cmd::Attach {
+            bridge,
+            container,
+            ip,
+            gw,
+            mac,
+            mtu,
+            vlan,
+            kind,
+            ifname,
+        } => {
+            validate::iface_name(&ifname)?;
+            let (addr, prefix) = validate::cidr(&ip)?;
+            if let Some(g) = gw {
+                validate::host_in("gateway", g, addr, prefix)?;
+            }
+            if let Some(m) = &mac {
+                validate::unicast_mac(m)?;
+            }
+            if let Some(m) = mtu {
+                validate::mtu(m)?;
+            }
+            if let Some(v) = vlan {
+                validate::vid(v)?;
+            }
+            if kind == PortKind::Vxlan || kind == PortKind::Gateway {
+                return Err("attach makes afpacket or tap ports".into());
+            }
+            Request::Attach {
+                bridge,
+                netns: netns_of(&container)?,
+                container,
+                ifname,
+                ip,
+                gw,
+                mac,
+                mtu,
+                vlan,
+                kind,
+            }
+        }
+        Cmd::Detach {
+            bridge,
+            container,
+            ifname,
+        } => Request::Detach {
+            bridge,
+            netns: netns_of(&container)?,
+            ifname,
+        },
         Cmd::AddNet {
             bridge,
             subnet,
@@ -345,6 +424,28 @@ fn request(cmd: Cmd) -> Result<Request, String> {
         }
         Cmd::Stats { bridge, port } => Request::Stats { bridge, port },
     })
+}
+
+/// The network namespace file of what the user named: a PID, a namespace file, a name
+/// under /var/run/netns, or a Docker container.
+fn netns_of(container: &str) -> Result<String, String> {
+    let path = if !container.is_empty() && container.bytes().all(|b| b.is_ascii_digit()) {
+        format!("/proc/{container}/ns/net")
+    } else if container.starts_with('/') {
+        container.to_string()
+    } else if !container.contains('/')
+        && std::path::Path::new("/var/run/netns")
+            .join(container)
+            .exists()
+    {
+        format!("/var/run/netns/{container}")
+    } else {
+        format!("/proc/{}/ns/net", ctl::docker::container_pid(container)?)
+    };
+    if !std::path::Path::new(&path).exists() {
+        return Err(format!("{container}: no network namespace at {path}"));
+    }
+    Ok(path)
 }
 
 fn main() -> ExitCode {

@@ -6,6 +6,7 @@
 //! interface, writing the file) happens before the running state changes, so a refused
 //! request leaves config and dataplane exactly as they were.
 
+mod attach;
 mod gateway;
 
 use std::collections::HashMap;
@@ -83,10 +84,19 @@ impl Controller {
                     }
                 }
                 let rt = c.create_port_rt(&b.name, p);
-                if let Err(e) = PortIo::open(p.kind, &p.name, c.shared.rx_ring, rt.tap_mac)
-                    .map(|io| c.attach(&rt, io))
-                {
-                    rt.set_down(e.to_string());
+                let opened = PortIo::open(p.kind, &p.name, c.shared.rx_ring, rt.tap_mac)
+                    .map_err(|e| e.to_string())
+                    .and_then(|io| {
+                        // An attached TAP died with the last daemon: back into its
+                        // container first.
+                        if p.kind == PortKind::Tap {
+                            c.replace_tap(p)?;
+                        }
+                        Ok(io)
+                    });
+                match opened {
+                    Ok(io) => c.attach(&rt, io),
+                    Err(e) => rt.set_down(e),
                 }
             }
         }
@@ -268,6 +278,36 @@ impl Controller {
                     .collect();
                 Ok(Data::Vlans { bridge, ports })
             }
+            Request::Attach {
+                bridge,
+                netns,
+                container,
+                ifname,
+                ip,
+                gw,
+                mac,
+                mtu,
+                vlan,
+                kind,
+            } => self.attach_container(
+                &bridge,
+                attach::Spec {
+                    netns,
+                    container,
+                    ifname,
+                    ip,
+                    gw,
+                    mac,
+                    mtu,
+                    vlan,
+                    kind,
+                },
+            ),
+            Request::Detach {
+                bridge,
+                netns,
+                ifname,
+            } => self.detach_container(&bridge, &netns, &ifname),
             Request::AddNet {
                 bridge,
                 subnet,
@@ -409,16 +449,24 @@ impl Controller {
             vlans: None,
             tunnel: None,
             external_ids,
+            attach: None,
         };
+        self.install_port(bridge, pc, io)?;
+        Ok(Data::Done)
+    }
+
+    /// Commits port `pc` of `bridge` and starts serving it with `io`; on error `io`
+    /// drops (removing a TAP just made) and nothing has changed.
+    fn install_port(&mut self, bridge: &str, pc: PortConf, io: PortIo) -> Result<(), String> {
         let mut next = self.cfg.clone();
         if let Some(b) = next.bridge_mut(bridge) {
             b.ports.push(pc.clone());
         }
-        self.commit(next)?; // on error `io` drops here, removing a TAP we just made
+        self.commit(next)?;
         let rt = self.create_port_rt(bridge, &pc);
         self.publish();
         self.attach(&rt, io);
-        Ok(Data::Done)
+        Ok(())
     }
 
     /// Removes port `iface` (for `del-tunnel`, only if it is a tunnel), its static FDB
@@ -481,6 +529,7 @@ impl Controller {
             kind: PortKind::Vxlan,
             mac: None,
             external_ids: Default::default(),
+            attach: None,
             vlans: vlan.map(|v| PortVlans {
                 pvid: Some(v),
                 untagged: vec![v],
@@ -1014,6 +1063,12 @@ impl Controller {
                             vlans: p.vlans.clone(),
                             tunnel: p.tunnel.as_ref().map(|t| self.tunnel_info(p, t)),
                             external_ids: p.external_ids.clone(),
+                            attach: p.attach.as_ref().map(|a| ctl::AttachInfo {
+                                container: a.container.clone(),
+                                netns: a.netns.clone(),
+                                ifname: a.ifname.clone(),
+                                ip: a.ip.clone(),
+                            }),
                         }
                     })
                     .collect(),
@@ -1215,13 +1270,33 @@ impl Controller {
                 PortKind::Afpacket if iface::index(&rt.name).is_none() => {
                     rt.set_down(format!("no interface named {}", rt.name));
                 }
-                _ => match PortIo::open(rt.kind, &rt.name, self.shared.rx_ring, rt.tap_mac) {
-                    Ok(io) => {
-                        tracing::info!(port = %rt.name, "interface is back, re-attaching");
-                        self.attach(rt, io);
+                _ => {
+                    let attached = self
+                        .cfg
+                        .port_owner(&rt.name)
+                        .and_then(|b| b.ports.iter().find(|p| p.name == rt.name))
+                        .filter(|p| p.kind == PortKind::Tap && p.attach.is_some())
+                        .cloned();
+                    if let Some(pc) = &attached {
+                        if let Err(e) = self.container_alive(pc) {
+                            rt.set_down(e);
+                            continue;
+                        }
                     }
-                    Err(e) => rt.set_down(e.to_string()),
-                },
+                    match PortIo::open(rt.kind, &rt.name, self.shared.rx_ring, rt.tap_mac) {
+                        Ok(io) => {
+                            if let Some(pc) = &attached {
+                                if let Err(e) = self.replace_tap(pc) {
+                                    rt.set_down(e);
+                                    continue;
+                                }
+                            }
+                            tracing::info!(port = %rt.name, "interface is back, re-attaching");
+                            self.attach(rt, io);
+                        }
+                        Err(e) => rt.set_down(e.to_string()),
+                    }
+                }
             }
         }
     }

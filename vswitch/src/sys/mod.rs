@@ -4,6 +4,7 @@
 
 pub mod afpacket;
 pub mod iface;
+pub mod netns;
 pub mod tap;
 pub mod udp;
 
