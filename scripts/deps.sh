@@ -24,6 +24,10 @@ declare -A PKG=(
     [ovs-vsctl]=openvswitch-switch
     [ovsdb-tool]=openvswitch-common
     [ovs-appctl]=openvswitch-common
+    [iptables]=iptables
+    [nsenter]=util-linux
+    [dockerd]=docker.io
+    [busybox]=busybox-static
 )
 
 missing=()
