@@ -253,6 +253,10 @@ pub enum Request {
         bridge: String,
         netns: String,
         ifname: String,
+        /// What the user named, matched against the attachment's when the namespace
+        /// is gone and `netns` could not be found.
+        #[serde(default)]
+        container: Option<String>,
     },
     /// Gives a bridge an IPv4 subnet and a gateway address the switch owns in it.
     AddNet {

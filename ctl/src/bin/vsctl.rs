@@ -371,11 +371,25 @@ fn request(cmd: Cmd) -> Result<Request, String> {
             bridge,
             container,
             ifname,
-        } => Request::Detach {
-            bridge,
-            netns: netns_of(&container)?,
-            ifname,
-        },
+        } => {
+            // A dead container's namespace is gone: the daemon then matches the path or
+            // the name as the attachment recorded it.
+            let netns = netns_of(&container).unwrap_or_else(|_| {
+                if container.bytes().all(|b| b.is_ascii_digit()) {
+                    format!("/proc/{container}/ns/net")
+                } else if container.starts_with('/') {
+                    container.clone()
+                } else {
+                    format!("/var/run/netns/{container}")
+                }
+            });
+            Request::Detach {
+                bridge,
+                netns,
+                ifname,
+                container: Some(container),
+            }
+        }
         Cmd::AddNet {
             bridge,
             subnet,

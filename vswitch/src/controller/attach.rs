@@ -141,6 +141,7 @@ impl Controller {
         bridge: &str,
         netns_path: &str,
         ifname: &str,
+        container: Option<&str>,
     ) -> Result<Data, String> {
         let b = self.bridge_conf(bridge)?;
         // By identity while the namespace lives; by path once it is gone.
@@ -153,7 +154,9 @@ impl Controller {
                     a.ifname == ifname
                         && match &id {
                             Some(id) => &a.netns_id == id,
-                            None => a.netns == netns_path,
+                            None => {
+                                a.netns == netns_path || Some(a.container.as_str()) == container
+                            }
                         }
                 })
             })

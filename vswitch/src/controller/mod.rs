@@ -307,7 +307,8 @@ impl Controller {
                 bridge,
                 netns,
                 ifname,
-            } => self.detach_container(&bridge, &netns, &ifname),
+                container,
+            } => self.detach_container(&bridge, &netns, &ifname, container.as_deref()),
             Request::AddNet {
                 bridge,
                 subnet,

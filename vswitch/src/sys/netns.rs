@@ -111,8 +111,17 @@ pub fn place(name: &str, netns: &Path, inside: &Inside<'_>) -> Result<(), String
         .to_str()
         .ok_or_else(|| format!("namespace path {} is not UTF-8", netns.display()))?;
     ip(&["link", "set", name, "netns", ns])?;
+    // Renamed only once the name is known to be free, and only what we made is deleted
+    // on failure: never an interface the container already had.
+    if let Err(e) = ip_in(netns, &["link", "set", name, "name", inside.ifname]) {
+        let _ = ip_in(netns, &["link", "del", name]);
+        let why = e.rsplit(": ").next().unwrap_or("failed").to_string();
+        return Err(format!(
+            "cannot name the interface {} in the container: {why}",
+            inside.ifname
+        ));
+    }
     let configure = || -> Result<(), String> {
-        ip_in(netns, &["link", "set", name, "name", inside.ifname])?;
         let i = inside.ifname;
         if let Some(m) = inside.mac {
             ip_in(netns, &["link", "set", i, "address", m])?;
@@ -139,9 +148,7 @@ pub fn place(name: &str, netns: &Path, inside: &Inside<'_>) -> Result<(), String
         Ok(())
     };
     configure().inspect_err(|_| {
-        // Whichever name it has by now.
         let _ = ip_in(netns, &["link", "del", inside.ifname]);
-        let _ = ip_in(netns, &["link", "del", name]);
     })
 }
 
