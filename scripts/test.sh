@@ -28,11 +28,11 @@ step "benches/run.sh --quick --only vswitchd (smoke run of the macro benchmark h
 bash benches/run.sh --quick --only vswitchd --no-build --no-save
 # ---- end of the benchmark harness smoke run ---------------------------------------------
 
-step "cargo test --workspace --release -- --test-threads=2"
+step "cargo test --workspace --release --no-fail-fast -- --test-threads=2"
 log="$(mktemp /tmp/vswitch-test.XXXXXX)"
 trap 'rm -f "$log"' EXIT
 set +e
-cargo test --workspace --release -- --test-threads=2 2>&1 | tee "$log"
+cargo test --workspace --release --no-fail-fast -- --test-threads=2 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 # One closing line over every test binary (cargo's own last line is that of the doc-tests).

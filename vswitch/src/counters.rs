@@ -34,10 +34,16 @@ pub enum Drop {
     VlanUntagged,
     /// Tagged frame in a VLAN the port is not a member of.
     VlanNotMember,
+    /// A frame with a second tag behind its outer one that would have left a trunk
+    /// untagged (its native VLAN), exposing the inner tag as its VLAN to the peer: the
+    /// double-tagging VLAN hop. Counted on the ingress port, once per trunk refused.
+    VlanDoubleTag,
+    /// A frame from the gateway's MAC arriving on another port of its bridge.
+    GatewaySpoof,
 }
 
 /// Number of drop reasons.
-pub const DROP_REASONS: usize = 12;
+pub const DROP_REASONS: usize = 14;
 const DROP_NAMES: [&str; DROP_REASONS] = [
     "runt",
     "oversize",
@@ -51,6 +57,8 @@ const DROP_NAMES: [&str; DROP_REASONS] = [
     "port_down",
     "vlan_untagged",
     "vlan_not_member",
+    "vlan_double_tag",
+    "gateway_spoof",
 ];
 
 /// One worker's counters of one port.

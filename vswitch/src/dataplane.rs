@@ -165,6 +165,17 @@ pub struct GatewayView {
 pub struct BridgeView {
     pub rt: Arc<BridgeRt>,
     pub ports: Vec<Arc<PortRt>>,
+    /// The gateway's identity on a bridge with a network: no other port may use it.
+    pub guard: Option<GatewayGuard>,
+}
+
+/// The gateway's MAC and address on its bridge. Only the gateway port may send from the
+/// MAC (or another port would take it over in the FDB) or speak ARP for the address (or
+/// a container would take over its neighbours' entry for the gateway).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GatewayGuard {
+    pub mac: crate::wire::MacAddr,
+    pub ip: [u8; 4],
 }
 
 /// An immutable view of the configuration the dataplane forwards by.

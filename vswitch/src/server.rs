@@ -1,15 +1,17 @@
 //! The control socket: newline-delimited JSON over a Unix stream socket, mode 0600.
 //! One thread per client (bounded), each request handled under the controller's lock.
 //! Garbage, oversized lines and clients that vanish mid-request get an error or a closed
-//! connection; none of it reaches the controller.
+//! connection; none of it reaches the controller. When every slot is taken, the client
+//! that has been waiting longest between requests is closed to make room, so clients
+//! that connect and stay silent cannot lock the operator out.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::Shutdown;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ctl::{Request, Response, MAX_REQUEST_BYTES};
 
@@ -49,25 +51,88 @@ pub fn bind(path: &Path) -> Result<UnixListener, String> {
     Ok(l)
 }
 
+/// A connected client as the acceptor sees it.
+struct Slot {
+    id: u64,
+    /// A handle to close the connection with.
+    stream: UnixStream,
+    /// Inside a request (read a line, not yet answered): never evicted then.
+    busy: bool,
+    /// When it last finished a request, or connected.
+    idle_since: Instant,
+}
+
+/// The clients being served.
+#[derive(Default)]
+struct Slots(Mutex<Vec<Slot>>);
+
+impl Slots {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Slot>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes a slot for a new client, closing the longest-idle one if all are taken.
+    /// False if every client is inside a request.
+    fn admit(&self, id: u64, stream: &UnixStream) -> bool {
+        let mut v = self.lock();
+        if v.len() >= MAX_CLIENTS {
+            let oldest = v
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| !s.busy)
+                .min_by_key(|(_, s)| s.idle_since)
+                .map(|(i, _)| i);
+            let Some(i) = oldest else { return false };
+            let s = v.swap_remove(i);
+            tracing::debug!(
+                client = s.id,
+                "closing the longest-idle client to admit another"
+            );
+            let _ = s.stream.shutdown(Shutdown::Both);
+        }
+        let Ok(handle) = stream.try_clone() else {
+            return false;
+        };
+        v.push(Slot {
+            id,
+            stream: handle,
+            busy: false,
+            idle_since: Instant::now(),
+        });
+        true
+    }
+
+    fn set_busy(&self, id: u64, busy: bool) {
+        if let Some(s) = self.lock().iter_mut().find(|s| s.id == id) {
+            s.busy = busy;
+            s.idle_since = Instant::now();
+        }
+    }
+
+    fn leave(&self, id: u64) {
+        self.lock().retain(|s| s.id != id);
+    }
+}
+
 /// Accepts clients forever.
 pub fn serve(listener: UnixListener, ctl: Arc<Mutex<Controller>>) {
-    let active = Arc::new(AtomicUsize::new(0));
-    for conn in listener.incoming() {
+    let slots = Arc::new(Slots::default());
+    for (id, conn) in (0u64..).zip(listener.incoming()) {
         let Ok(mut stream) = conn else { continue };
-        if active.fetch_add(1, Ordering::AcqRel) >= MAX_CLIENTS {
-            active.fetch_sub(1, Ordering::AcqRel);
+        if !slots.admit(id, &stream) {
             let _ = write_response(&mut stream, &Response::err("too many clients, try again"));
             continue;
         }
         let ctl = ctl.clone();
-        let active = active.clone();
+        let slots2 = slots.clone();
         let spawned = std::thread::Builder::new()
             .name("vswitch-client".into())
             .spawn(move || {
-                let _ = client(stream, &ctl);
-                active.fetch_sub(1, Ordering::AcqRel);
+                let _ = client(stream, &ctl, &|busy| slots2.set_busy(id, busy));
+                slots2.leave(id);
             });
         if spawned.is_err() {
+            slots.leave(id);
             tracing::warn!("cannot start a client thread");
         }
     }
@@ -80,8 +145,9 @@ fn write_response(stream: &mut UnixStream, r: &Response) -> io::Result<()> {
     stream.write_all(line.as_bytes())
 }
 
-/// Serves one client until it closes, errs, or sends an oversized line.
-fn client(stream: UnixStream, ctl: &Mutex<Controller>) -> io::Result<()> {
+/// Serves one client until it closes, errs, or sends an oversized line. `busy` is told
+/// when a request starts (true) and when it has been answered (false).
+fn client(stream: UnixStream, ctl: &Mutex<Controller>, busy: &dyn Fn(bool)) -> io::Result<()> {
     stream.set_read_timeout(Some(IDLE))?;
     stream.set_write_timeout(Some(IDLE))?;
     let mut out = stream.try_clone()?;
@@ -112,6 +178,7 @@ fn client(stream: UnixStream, ctl: &Mutex<Controller>) -> io::Result<()> {
         if text.is_empty() {
             continue;
         }
+        busy(true);
         let resp = match serde_json::from_str::<Request>(text) {
             Err(e) => Response::err(format!("malformed request: {e}")),
             Ok(req) => {
@@ -123,7 +190,9 @@ fn client(stream: UnixStream, ctl: &Mutex<Controller>) -> io::Result<()> {
                 }
             }
         };
-        write_response(&mut out, &resp)?;
+        let sent = write_response(&mut out, &resp);
+        busy(false);
+        sent?;
     }
 }
 

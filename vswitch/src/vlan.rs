@@ -18,6 +18,8 @@ pub struct VlanTable {
     member: [u64; 64],
     untagged: [u64; 64],
     pvid: u16,
+    /// Carries at least one VLAN tagged: a peer classifies what it sends by its tags.
+    trunk: bool,
 }
 
 #[inline]
@@ -60,6 +62,7 @@ impl VlanTable {
             member: [0; 64],
             untagged: [0; 64],
             pvid: v.pvid.unwrap_or(0),
+            trunk: !v.tagged.is_empty(),
         };
         for &vid in &v.untagged {
             set_bit(&mut t.member, vid);
@@ -79,6 +82,7 @@ impl VlanTable {
             member: [0; 64],
             untagged: [0; 64],
             pvid: 0,
+            trunk: false,
         };
         set_bit(&mut t.member, 0);
         set_bit(&mut t.untagged, 0);
@@ -89,6 +93,13 @@ impl VlanTable {
     #[inline]
     pub fn is_member(&self, vid: u16) -> bool {
         bit(&self.member, vid)
+    }
+
+    /// True if the port carries some VLAN tagged, so that a tag left in a frame sent
+    /// untagged would be read by the peer as the frame's VLAN.
+    #[inline]
+    pub fn is_trunk(&self) -> bool {
+        self.trunk
     }
 
     /// True if frames of `vid` leave this port untagged.
@@ -218,6 +229,14 @@ mod tests {
             tpid: 0x8100,
         };
         assert_eq!(egress(Some(&t), &c20), None);
+    }
+
+    #[test]
+    fn only_ports_with_tagged_vlans_are_trunks() {
+        assert!(!table(&[10], &[], Some(10)).is_trunk());
+        assert!(table(&[10], &[20], Some(10)).is_trunk());
+        assert!(table(&[], &[10, 20], None).is_trunk());
+        assert!(!VlanTable::untagged_only().is_trunk());
     }
 
     #[test]

@@ -16,7 +16,9 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
 use crate::counters::{bump, BridgeEvent, Drop};
-use crate::dataplane::{PortRt, Shared, Snapshot, TxIo, TxState, WorkerMsg, UPLINK_BRIDGE};
+use crate::dataplane::{
+    GatewayGuard, PortRt, Shared, Snapshot, TxIo, TxState, WorkerMsg, UPLINK_BRIDGE,
+};
 use crate::fdb::{dest, port_of, remote_of, Dest, PortId};
 use crate::forward::{decide, Ctx, Verdict};
 use crate::gateway::{self, Side};
@@ -882,6 +884,7 @@ fn with_ingress<R>(
         rt,
         learn_as,
         bridge_ports: &bv.ports,
+        guard: bv.guard.filter(|_| rt.kind != ctl::PortKind::Gateway),
         touched,
         touched_mark,
         w,
@@ -898,6 +901,8 @@ struct Ingress<'a> {
     /// What the source MAC is learned as: the port, and on a tunnel the remote.
     learn_as: Dest,
     bridge_ports: &'a [Arc<PortRt>],
+    /// The gateway's identity on this bridge, when the ingress port is not the gateway.
+    guard: Option<GatewayGuard>,
     touched: &'a mut Vec<PortId>,
     touched_mark: &'a mut Vec<u64>,
     w: usize,
@@ -910,6 +915,8 @@ struct Arrival<'f> {
     frame: &'f [u8],
     /// The frame still has its outer tag in its bytes (at offset 12).
     tag_in_frame: bool,
+    /// Behind its outer tag the frame carries another one.
+    inner_tag: bool,
     /// The frame's VLAN, priority and TPID.
     class: Class,
 }
@@ -942,25 +949,67 @@ impl Ingress<'_> {
         aux: Option<(u16, u16)>,
     ) -> Result<(Verdict, Arrival<'f>), Drop> {
         let eth = EthernetFrame::new_checked(frame).map_err(|_| Drop::Runt)?;
-        let (tag, tag_in_frame) = match aux {
-            Some(t) => (Some(t), false),
+        let is_tpid = |at: usize| {
+            frame
+                .get(at..at + 2)
+                .is_some_and(|b| matches!(u16::from_be_bytes([b[0], b[1]]), 0x8100 | 0x88a8))
+        };
+        let (tag, tag_in_frame, inner_tag) = match aux {
+            Some(t) => (Some(t), false, eth.is_tagged()),
             None if eth.is_tagged() => {
                 let tci = u16::from_be_bytes([frame[14], frame[15]]);
-                (Some((eth.ethertype(), tci)), true)
+                (Some((eth.ethertype(), tci)), true, is_tpid(16))
             }
-            None => (None, false),
+            None => (None, false, false),
         };
         let class = vlan::classify(self.snap.vlan(self.rt.id), tag)?;
-        let v = decide(self.ctx, frame, self.learn_as, class.vid);
+        let v = match self.guard {
+            Some(g) => self.guarded(g, &eth, frame, tag_in_frame)?,
+            None => None,
+        };
+        let v = v.unwrap_or_else(|| decide(self.ctx, frame, self.learn_as, class.vid));
         Ok((
             v,
             Arrival {
                 vnet: vnet_hdr,
                 frame,
                 tag_in_frame,
+                inner_tag,
                 class,
             },
         ))
+    }
+
+    /// What the gateway's guard makes of a frame from another port: a frame from the
+    /// gateway's MAC is refused (it would move the gateway in the FDB to this port); an
+    /// ARP packet that claims the gateway's address goes to the gateway alone, which
+    /// counts it as `arp_spoofed` and drops it, instead of reaching the neighbours whose
+    /// entry for the gateway it would overwrite. `None`: an ordinary frame.
+    #[inline]
+    fn guarded(
+        &self,
+        g: GatewayGuard,
+        eth: &EthernetFrame<&[u8]>,
+        frame: &[u8],
+        tag_in_frame: bool,
+    ) -> Result<Option<Verdict>, Drop> {
+        if eth.src() == g.mac {
+            return Err(Drop::GatewaySpoof);
+        }
+        let l3 = if tag_in_frame { 18 } else { 14 };
+        let is_arp = frame.get(l3 - 2..l3) == Some(&[0x08, 0x06][..]);
+        // ARP for IPv4 over Ethernet: the sender's protocol address at bytes 14..18.
+        if !is_arp || frame.get(l3 + 14..l3 + 18) != Some(&g.ip[..]) {
+            return Ok(None);
+        }
+        let gw = self
+            .bridge_ports
+            .iter()
+            .find(|p| p.kind == ctl::PortKind::Gateway);
+        Ok(Some(match gw {
+            Some(p) => Verdict::Forward(dest(p.id, 0)),
+            None => Verdict::Drop(Drop::GatewaySpoof),
+        }))
     }
 
     /// Forwards a frame that sits in a pool buffer of its own (virtio-net header first).
@@ -979,7 +1028,7 @@ impl Ingress<'_> {
             if let Some(dst) = deliverable(self.snap, self.rt, port_of(p)) {
                 // Unchanged on the way out: tagged in and out with the same tag, or
                 // untagged both ways.
-                let out_tagged = vlan::egress(self.snap.vlan(dst.id), &a.class);
+                let out_tagged = self.egress_to(dst, &a);
                 let same = match out_tagged {
                     Some(true) => {
                         a.tag_in_frame
@@ -1000,13 +1049,28 @@ impl Ingress<'_> {
         self.dispatch(v, &a);
     }
 
+    /// Whether `a` leaves `dst` and tagged or not: the port's VLAN rules, and one more.
+    /// A frame whose outer tag would be popped on a trunk (its native VLAN) while another
+    /// tag sits behind it is refused: the peer would switch it in the inner tag's VLAN,
+    /// which is how a double-tagged frame from an access port hops VLANs.
+    #[inline]
+    fn egress_to(&self, dst: &PortRt, a: &Arrival<'_>) -> Option<bool> {
+        let table = self.snap.vlan(dst.id);
+        let out = vlan::egress(table, &a.class);
+        if out == Some(false) && a.inner_tag && table.is_some_and(|t| t.is_trunk()) {
+            self.rt.counters.drop(self.w, Drop::VlanDoubleTag, 1);
+            return None;
+        }
+        out
+    }
+
     #[inline]
     fn dispatch(&mut self, v: Verdict, a: &Arrival<'_>) {
         match v {
             Verdict::Drop(d) => self.rt.counters.drop(self.w, d, 1),
             Verdict::Filtered => self.ctx.counters.add(self.w, BridgeEvent::Filtered, 1),
             Verdict::Forward(p) => match deliverable(self.snap, self.rt, port_of(p)) {
-                Some(dst) => match vlan::egress(self.snap.vlan(dst.id), &a.class) {
+                Some(dst) => match self.egress_to(dst, a) {
                     Some(tagged) => self.enqueue(dst, a, tagged, remote_of(p)),
                     None => self.ctx.counters.add(self.w, BridgeEvent::VlanFiltered, 1),
                 },
@@ -1025,7 +1089,7 @@ impl Ingress<'_> {
             if dst.id == self.rt.id || !dst.up.load(Ordering::Relaxed) {
                 continue;
             }
-            if let Some(tagged) = vlan::egress(self.snap.vlan(dst.id), &a.class) {
+            if let Some(tagged) = self.egress_to(dst, a) {
                 // Remote 0: a tunnel replicates it to every remote.
                 self.enqueue(dst, a, tagged, 0);
             }

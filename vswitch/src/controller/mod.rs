@@ -22,8 +22,8 @@ use ctl::{
 
 use crate::config::{check_vlans, BridgeConf, Config, PortConf, StaticFdb, Store, TunnelConf};
 use crate::dataplane::{
-    BridgeRt, BridgeView, GatewayRt, GatewayView, PortRt, Shared, Snapshot, WorkerMsg,
-    UPLINK_BRIDGE,
+    BridgeRt, BridgeView, GatewayGuard, GatewayRt, GatewayView, PortRt, Shared, Snapshot,
+    WorkerMsg, UPLINK_BRIDGE,
 };
 use crate::fdb::{dest, port_of, remote_of, Fdb, PortId, PORT_ID_LIMIT};
 use crate::port::PortIo;
@@ -1006,6 +1006,10 @@ impl Controller {
             snap.bridges[rt.id as usize] = Some(BridgeView {
                 rt: rt.clone(),
                 ports,
+                guard: b.net.as_ref().map(|n| GatewayGuard {
+                    mac: crate::gateway::gateway_mac(&b.name),
+                    ip: n.gateway.octets(),
+                }),
             });
         }
         let mut gw_ports = Vec::new();
