@@ -623,10 +623,12 @@ pub struct PortStats {
 /// Errors a client sees.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot connect to vswitchd at {path}: {source}")]
+    #[error("cannot connect to vswitchd at {path}: {source}{hint}")]
     Connect {
         path: String,
         source: std::io::Error,
+        /// What the user can do about it, when the error says.
+        hint: &'static str,
     },
     #[error("lost connection to vswitchd: {0}")]
     Io(#[from] std::io::Error),
@@ -641,6 +643,15 @@ pub enum ClientError {
 pub fn call(sock: &Path, req: &Request) -> Result<Data, ClientError> {
     let mut stream = UnixStream::connect(sock).map_err(|source| ClientError::Connect {
         path: sock.display().to_string(),
+        hint: match source.kind() {
+            std::io::ErrorKind::PermissionDenied => {
+                " (the control socket is root's, mode 0600: run vsctl as root)"
+            }
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
+                " (is vswitchd running? --sock or VSWITCH_SOCK names the socket)"
+            }
+            _ => "",
+        },
         source,
     })?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;

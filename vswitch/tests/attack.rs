@@ -1731,8 +1731,10 @@ fn control_socket_resists_abuse() {
     let line = assert_vsctl_error(&o);
     report(&format!("vsctl show as nobody: {line}"));
     assert!(
-        line.contains("ermission denied") && line.contains(sock.to_str().unwrap()),
-        "the error should say the socket refused permission: {line}"
+        line.contains("ermission denied")
+            && line.contains(sock.to_str().unwrap())
+            && line.contains("run vsctl as root"),
+        "the error should say the socket refused permission and what to do: {line}"
     );
     let o = common::run(
         &[
