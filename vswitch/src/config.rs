@@ -510,14 +510,23 @@ impl Store {
     }
 
     /// Writes the config so that a crash at any point leaves either the old or the new
-    /// file, never a torn one.
+    /// file, never a torn one. The error (a full disk, say) is what `vsctl` shows for the
+    /// refused change, so it names the file and says the change did not happen: a change
+    /// is applied only once it is saved.
     pub fn save(&self, cfg: &Config) -> Result<(), String> {
+        let failed = |why: String| {
+            format!(
+                "cannot save the config to {}: {why}; nothing was changed",
+                self.path.display()
+            )
+        };
         let dir = self
             .path
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        fs::create_dir_all(dir)
+            .map_err(|e| failed(format!("cannot create {}: {e}", dir.display())))?;
         let mut text =
             serde_json::to_string_pretty(cfg).map_err(|e| format!("cannot encode config: {e}"))?;
         text.push('\n');
@@ -535,7 +544,7 @@ impl Store {
         };
         write().map_err(|e| {
             let _ = fs::remove_file(&tmp);
-            format!("cannot write {}: {e}", self.path.display())
+            failed(e.to_string())
         })
     }
 }
@@ -612,6 +621,34 @@ mod tests {
         s.save(&c).unwrap();
         assert_eq!(s.load().unwrap(), c);
         assert!(!d.join("sub/conf.json.tmp").exists());
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_failed_save_says_so_and_leaves_the_old_file() {
+        let d = tmpdir("fail");
+        fs::create_dir_all(&d).unwrap();
+        // The directory of the file is a plain file: nothing can be written there.
+        fs::write(d.join("notadir"), "x").unwrap();
+        let e = Store::new(d.join("notadir/conf.json"))
+            .save(&Config::default())
+            .unwrap_err();
+        assert!(
+            e.starts_with("cannot save the config to ") && e.ends_with("; nothing was changed"),
+            "{e}"
+        );
+        assert!(e.contains("notadir/conf.json"), "{e}");
+        // A directory where the temp file goes: the write fails, the old file stays.
+        let p = d.join("conf.json");
+        let s = Store::new(&p);
+        s.save(&Config::default()).unwrap();
+        let before = fs::read(&p).unwrap();
+        fs::create_dir_all(d.join("conf.json.tmp")).unwrap();
+        let mut c = Config::default();
+        c.bridges.push(BridgeConf::new("br0"));
+        let e = s.save(&c).unwrap_err();
+        assert!(e.contains("nothing was changed"), "{e}");
+        assert_eq!(fs::read(&p).unwrap(), before);
         let _ = fs::remove_dir_all(&d);
     }
 

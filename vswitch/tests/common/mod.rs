@@ -1751,3 +1751,94 @@ impl Drop for Ovs {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// A daemon started through a wrapper (faults.rs: a private mount namespace)
+// ---------------------------------------------------------------------------------------
+
+impl Lab {
+    /// Starts `vswitchd` like [`Lab::start_daemon`], but as
+    /// `ip netns exec SW WRAPPER… vswitchd ARGS…`: `wrapper` must end by exec'ing the rest
+    /// of its arguments (`unshare --mount … sh -c '…; exec "$@"' sh`), so that the pid the
+    /// lab signals is the daemon's. Waits until it answers `vsctl show`.
+    pub fn start_daemon_wrapped(&mut self, wrapper: &[&str]) {
+        assert!(self.daemon.is_none(), "daemon already running");
+        let _ = vsctl_bin();
+        self.starts += 1;
+        {
+            let mut f = fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.log)
+                .expect("open daemon log");
+            let _ = writeln!(
+                f,
+                "===== test harness: start #{} of vswitchd (wrapped: {}) =====",
+                self.starts,
+                cmdline(wrapper)
+            );
+        }
+        let bin = vswitchd_bin();
+        let mut argv = vec!["ip", "netns", "exec", self.sw.as_str()];
+        argv.extend_from_slice(wrapper);
+        argv.extend_from_slice(&[
+            bin.to_str().expect("utf-8 path"),
+            "--sock",
+            self.sock.to_str().expect("utf-8 path"),
+            "--db",
+            self.db.to_str().expect("utf-8 path"),
+            "--log-level",
+            "debug",
+        ]);
+        argv.extend(self.daemon_args.iter().map(String::as_str));
+        let out_path = self.dir.join(format!("vswitchd.{}.out", self.starts));
+        let out = fs::File::create(&out_path).expect("create stdout file");
+        let err = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("open daemon log");
+        let child = Command::new(argv[0])
+            .args(&argv[1..])
+            .env_remove(ctl::SOCK_ENV)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start `{}`: {e}", cmdline(&argv)));
+        self.daemon = Some(Daemon {
+            bg: Bg {
+                name: "vswitchd".into(),
+                child,
+                stdout_path: out_path,
+                stderr_path: self.log.clone(),
+                status: None,
+            },
+        });
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(s) = self.daemon_mut().bg.try_wait() {
+                panic!(
+                    "vswitchd (wrapped) exited during start-up ({s})\n{}",
+                    self.log_text()
+                );
+            }
+            if self.sock.exists() && self.vsctl(&["show"]).success() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "vswitchd (wrapped) did not answer `vsctl show` within 15 s\n{}",
+                self.log_text()
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// True while the daemon process runs (it has not exited or been killed).
+    pub fn daemon_running(&mut self) -> bool {
+        self.daemon
+            .as_mut()
+            .is_some_and(|d| d.bg.try_wait().is_none())
+    }
+}
