@@ -539,13 +539,19 @@ impl Store {
                 .open(&tmp)?;
             f.write_all(text.as_bytes())?;
             f.sync_all()?;
-            fs::rename(&tmp, &self.path)?;
-            File::open(dir)?.sync_all()
+            fs::rename(&tmp, &self.path)
         };
         write().map_err(|e| {
             let _ = fs::remove_file(&tmp);
             failed(e.to_string())
-        })
+        })?;
+        // Past the rename the new file is the config: a restart loads it. Refusing the
+        // change now would make the running config disagree with the file, so a failed
+        // fsync of the directory (the rename's durability) is only warned about.
+        if let Err(e) = File::open(dir).and_then(|d| d.sync_all()) {
+            tracing::warn!("config saved, but syncing {} failed: {e}", dir.display());
+        }
+        Ok(())
     }
 }
 
