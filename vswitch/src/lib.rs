@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod dataplane;
 pub mod fdb;
 pub mod forward;
+pub mod fuzzing;
 pub mod gateway;
 pub mod pool;
 pub mod port;
