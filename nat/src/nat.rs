@@ -678,12 +678,15 @@ impl Nat {
             Dir::Reply => e.tuple(Dir::Original),
         };
         let (arrive, leave) = (e.tuple(d), e.translated(d));
-        let src = if outer.src.addr == arrive.src.addr {
+        let dst = leave.dst.addr;
+        // The sender's address is kept for an error from a router on the way, except
+        // that nothing leaves by the uplink with an inside address (MASQUERADE).
+        let leaves_inside_addr = self.is_inside(outer.src.addr) && !self.is_inside(dst);
+        let src = if outer.src.addr == arrive.src.addr || leaves_inside_addr {
             leave.src.addr
         } else {
             outer.src.addr
         };
-        let dst = leave.dst.addr;
         if rewrite_error(pkt, src, dst, &back).is_err() {
             return self.drop(DropReason::Malformed);
         }

@@ -35,10 +35,20 @@ pub struct FileError {
 
 impl fmt::Display for FileError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // One line per error, whatever the file held: control characters in a name
+        // quoted back (YAML's "h\n1") are shown escaped.
+        let mut msg = String::with_capacity(self.msg.len());
+        for c in self.msg.chars() {
+            if c.is_control() {
+                msg.extend(c.escape_default());
+            } else {
+                msg.push(c);
+            }
+        }
         if self.line > 0 {
-            write!(f, "{}:{}: {}", self.file, self.line, self.msg)
+            write!(f, "{}:{}: {msg}", self.file, self.line)
         } else {
-            write!(f, "{}: {}", self.file, self.msg)
+            write!(f, "{}: {msg}", self.file)
         }
     }
 }

@@ -213,15 +213,16 @@ impl Gateway {
         for mut o in old {
             o.neigh.clear(|b| pool.put(b));
         }
-        let keep = self
-            .uplink
-            .take()
-            .filter(|u| uplink.is_some_and(|s| s.subnet == u.subnet && s.addr == u.addr));
-        if keep.is_none() {
-            if let Some(mut u) = self.uplink.take() {
+        // The uplink's neighbours (and the frames waiting for them) stay if its address
+        // and subnet do; otherwise the waiting frames go back to the pool.
+        let keep = match self.uplink.take() {
+            Some(u) if uplink.is_some_and(|s| s.subnet == u.subnet && s.addr == u.addr) => Some(u),
+            Some(mut u) => {
                 u.neigh.clear(|b| pool.put(b));
+                None
             }
-        }
+            None => None,
+        };
         self.uplink = uplink.map(|s| UplinkSide {
             subnet: s.subnet,
             addr: s.addr,
