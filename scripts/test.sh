@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole test suite: tools, formatting, lints, release build, unit and integration tests.
+# The whole test suite: tools, formatting, lints, release build, fuzzing, unit and integration tests.
 # Run as root on a clean checkout: sudo bash scripts/test.sh
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -27,6 +27,10 @@ cargo build --workspace --release
 step "benches/run.sh --quick --only vswitchd (smoke run of the macro benchmark harness)"
 bash benches/run.sh --quick --only vswitchd --no-build --no-save
 # ---- end of the benchmark harness smoke run ---------------------------------------------
+
+# ---- fuzzing (issue 10): replay every crash ever found, then 30 s per target ------------
+step "scripts/fuzz.sh --seconds 30 (every fuzz target, regressions first)"
+bash scripts/fuzz.sh --seconds 30
 
 step "cargo test --workspace --release --no-fail-fast -- --test-threads=2"
 log="$(mktemp /tmp/vswitch-test.XXXXXX)"
