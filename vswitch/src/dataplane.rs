@@ -178,6 +178,33 @@ pub struct GatewayGuard {
     pub ip: [u8; 4],
 }
 
+/// What the guard makes of a frame from a port other than the gateway's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guarded {
+    /// Nothing of the gateway's: forward as usual.
+    Clear,
+    /// Sent from the gateway's MAC: drop.
+    SpoofedMac,
+    /// ARP claiming the gateway's address: for the gateway alone.
+    SpoofedArp,
+}
+
+impl GatewayGuard {
+    /// Checks a frame from source `src` whose EtherType (behind any outer tag) is
+    /// `ethertype` and whose payload is `payload`.
+    #[inline]
+    pub fn check(&self, src: crate::wire::MacAddr, ethertype: u16, payload: &[u8]) -> Guarded {
+        if src == self.mac {
+            return Guarded::SpoofedMac;
+        }
+        // ARP for IPv4 over Ethernet: the sender's protocol address at bytes 14..18.
+        if ethertype == crate::gateway::frames::ARP && payload.get(14..18) == Some(&self.ip[..]) {
+            return Guarded::SpoofedArp;
+        }
+        Guarded::Clear
+    }
+}
+
 /// An immutable view of the configuration the dataplane forwards by.
 #[derive(Default)]
 pub struct Snapshot {

@@ -37,7 +37,7 @@ use nat::tuple::{Endpoint, Kind, Proto, Tuple};
 use nat::{Direction, Egress, Nat, Verdict as NatVerdict};
 
 use crate::counters::BridgeCounters;
-use crate::dataplane::GatewayGuard;
+use crate::dataplane::{GatewayGuard, Guarded};
 use crate::fdb::{dest, port_of, Fdb, PortId};
 use crate::forward::{decide, Ctx, Verdict};
 use crate::gateway::frames::{self, ARP, ETH, IPV4};
@@ -1261,16 +1261,8 @@ impl BridgeLab {
         let Ok(eth) = EthernetFrame::new_checked(frame) else {
             return;
         };
-        let is_tpid = |at: usize| matches!(be16(frame, at), Some(0x8100 | 0x88a8));
-        let (tag, tag_in_frame, inner_tag) = match aux {
-            Some(t) => (Some(t), false, eth.is_tagged()),
-            None if eth.is_tagged() => {
-                let tci = be16(frame, 14).unwrap_or(0);
-                (Some((eth.ethertype(), tci)), true, is_tpid(16))
-            }
-            None => (None, false, false),
-        };
-        let Ok(class) = vlan::classify(port.table.as_ref(), tag) else {
+        let outer = vlan::outer(&eth, aux);
+        let Ok(class) = vlan::classify(port.table.as_ref(), outer.tag) else {
             return;
         };
         if let Some(t) = &port.table {
@@ -1282,20 +1274,22 @@ impl BridgeLab {
         }
         let mut verdict = None;
         if in_port != lab_port::GATEWAY {
-            if eth.src() == self.guard.mac {
-                return;
-            }
-            let l3 = if tag_in_frame { 18 } else { 14 };
-            let is_arp = frame.get(l3 - 2..l3) == Some(&[0x08, 0x06][..]);
-            if is_arp && frame.get(l3 + 14..l3 + 18) == Some(&self.guard.ip[..]) {
-                verdict = Some(Verdict::Forward(dest(lab_port::GATEWAY, 0)));
+            match self
+                .guard
+                .check(eth.src(), outer.next_type, &frame[outer.next_at..])
+            {
+                Guarded::Clear => {}
+                Guarded::SpoofedMac => return,
+                Guarded::SpoofedArp => {
+                    verdict = Some(Verdict::Forward(dest(lab_port::GATEWAY, 0)));
+                }
             }
         }
         let a = Arrival {
             vnet: vnet_hdr,
             frame,
-            tag_in_frame,
-            inner_tag,
+            tag_in_frame: outer.in_frame,
+            inner_tag: outer.inner_tag(),
             class,
         };
         let ctx = Ctx {

@@ -7,7 +7,8 @@ use ctl::PortVlans;
 
 use crate::counters::Drop;
 use crate::pool::Buf;
-use crate::wire::{vnet, VnetHdr};
+use crate::wire::ethernet::{is_tag_type, HEADER_LEN};
+use crate::wire::{vnet, EthernetFrame, VnetHdr};
 
 /// Tag protocol identifier of 802.1Q.
 pub const TPID_8021Q: u16 = 0x8100;
@@ -140,6 +141,52 @@ pub fn classify(table: Option<&VlanTable>, tag: Option<(u16, u16)>) -> Result<Cl
     }
 }
 
+/// A received frame's outer tag as the forwarding step needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outer {
+    /// The outer tag (TPID, TCI), in the frame or taken off by the kernel.
+    pub tag: Option<(u16, u16)>,
+    /// The tag is still in the frame's bytes (at offset 12).
+    pub in_frame: bool,
+    /// The EtherType that follows the outer tag (or the frame's own, untagged).
+    pub next_type: u16,
+    /// Where what follows the outer tag starts in the frame's bytes.
+    pub next_at: usize,
+}
+
+impl Outer {
+    /// Another tag sits behind the outer one.
+    #[inline]
+    pub fn inner_tag(&self) -> bool {
+        self.tag.is_some() && is_tag_type(self.next_type)
+    }
+}
+
+/// The outer tag of `eth`, or `aux`, the tag the receive path took off it.
+#[inline]
+pub fn outer(eth: &EthernetFrame<&[u8]>, aux: Option<(u16, u16)>) -> Outer {
+    match aux {
+        Some(t) => Outer {
+            tag: Some(t),
+            in_frame: false,
+            next_type: eth.ethertype(),
+            next_at: HEADER_LEN,
+        },
+        None if eth.is_tagged() => Outer {
+            tag: Some((eth.ethertype(), eth.tci())),
+            in_frame: true,
+            next_type: eth.inner_ethertype(),
+            next_at: eth.header_len(),
+        },
+        None => Outer {
+            tag: None,
+            in_frame: false,
+            next_type: eth.ethertype(),
+            next_at: HEADER_LEN,
+        },
+    }
+}
+
 /// How a frame of class `c` leaves a port with table `table`: `None` if it may not
 /// (not a member), else whether it is tagged.
 #[inline]
@@ -229,6 +276,32 @@ mod tests {
             tpid: 0x8100,
         };
         assert_eq!(egress(Some(&t), &c20), None);
+    }
+
+    #[test]
+    fn outer_tag_in_the_frame_or_taken_off_by_the_kernel() {
+        let mut f = vec![0u8; 12];
+        f.extend_from_slice(&[0x81, 0x00, 0x20, 0x0a, 0x81, 0x00, 0x00, 0x14, 0x08, 0x06]);
+        f.resize(64, 0);
+        let o = outer(&EthernetFrame::new_checked(&f[..]).unwrap(), None);
+        assert_eq!((o.tag, o.in_frame), (Some((0x8100, 0x200a)), true));
+        assert_eq!((o.next_type, o.next_at, o.inner_tag()), (0x8100, 18, true));
+        // The kernel took the outer tag off: what is left starts with the inner one.
+        let o = outer(
+            &EthernetFrame::new_checked(&f[..]).unwrap(),
+            Some((0x8100, 5)),
+        );
+        assert_eq!((o.in_frame, o.next_type, o.next_at), (false, 0x8100, 14));
+        assert!(o.inner_tag());
+        // Untagged ARP: no tag, nothing inner, the payload at 14.
+        let mut u = vec![0u8; 12];
+        u.extend_from_slice(&[0x08, 0x06]);
+        u.resize(60, 0);
+        let o = outer(&EthernetFrame::new_checked(&u[..]).unwrap(), None);
+        assert_eq!(
+            (o.tag, o.next_type, o.next_at, o.inner_tag()),
+            (None, 0x0806, 14, false)
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use crate::counters::{bump, BridgeEvent, Drop};
 use crate::dataplane::{
-    GatewayGuard, PortRt, Shared, Snapshot, TxIo, TxState, WorkerMsg, UPLINK_BRIDGE,
+    GatewayGuard, Guarded, PortRt, Shared, Snapshot, TxIo, TxState, WorkerMsg, UPLINK_BRIDGE,
 };
 use crate::fdb::{dest, port_of, remote_of, Dest, PortId};
 use crate::forward::{decide, Ctx, Verdict};
@@ -949,22 +949,12 @@ impl Ingress<'_> {
         aux: Option<(u16, u16)>,
     ) -> Result<(Verdict, Arrival<'f>), Drop> {
         let eth = EthernetFrame::new_checked(frame).map_err(|_| Drop::Runt)?;
-        let is_tpid = |at: usize| {
-            frame
-                .get(at..at + 2)
-                .is_some_and(|b| matches!(u16::from_be_bytes([b[0], b[1]]), 0x8100 | 0x88a8))
-        };
-        let (tag, tag_in_frame, inner_tag) = match aux {
-            Some(t) => (Some(t), false, eth.is_tagged()),
-            None if eth.is_tagged() => {
-                let tci = u16::from_be_bytes([frame[14], frame[15]]);
-                (Some((eth.ethertype(), tci)), true, is_tpid(16))
-            }
-            None => (None, false, false),
-        };
-        let class = vlan::classify(self.snap.vlan(self.rt.id), tag)?;
+        let outer = vlan::outer(&eth, aux);
+        let class = vlan::classify(self.snap.vlan(self.rt.id), outer.tag)?;
         let v = match self.guard {
-            Some(g) => self.guarded(g, &eth, frame, tag_in_frame)?,
+            Some(g) => {
+                self.guarded(g.check(eth.src(), outer.next_type, &frame[outer.next_at..]))?
+            }
             None => None,
         };
         let v = v.unwrap_or_else(|| decide(self.ctx, frame, self.learn_as, class.vid));
@@ -973,8 +963,8 @@ impl Ingress<'_> {
             Arrival {
                 vnet: vnet_hdr,
                 frame,
-                tag_in_frame,
-                inner_tag,
+                tag_in_frame: outer.in_frame,
+                inner_tag: outer.inner_tag(),
                 class,
             },
         ))
@@ -986,21 +976,11 @@ impl Ingress<'_> {
     /// counts it as `arp_spoofed` and drops it, instead of reaching the neighbours whose
     /// entry for the gateway it would overwrite. `None`: an ordinary frame.
     #[inline]
-    fn guarded(
-        &self,
-        g: GatewayGuard,
-        eth: &EthernetFrame<&[u8]>,
-        frame: &[u8],
-        tag_in_frame: bool,
-    ) -> Result<Option<Verdict>, Drop> {
-        if eth.src() == g.mac {
-            return Err(Drop::GatewaySpoof);
-        }
-        let l3 = if tag_in_frame { 18 } else { 14 };
-        let is_arp = frame.get(l3 - 2..l3) == Some(&[0x08, 0x06][..]);
-        // ARP for IPv4 over Ethernet: the sender's protocol address at bytes 14..18.
-        if !is_arp || frame.get(l3 + 14..l3 + 18) != Some(&g.ip[..]) {
-            return Ok(None);
+    fn guarded(&self, g: Guarded) -> Result<Option<Verdict>, Drop> {
+        match g {
+            Guarded::Clear => return Ok(None),
+            Guarded::SpoofedMac => return Err(Drop::GatewaySpoof),
+            Guarded::SpoofedArp => {}
         }
         let gw = self
             .bridge_ports

@@ -81,6 +81,12 @@ pub const ETHERTYPE_VLAN: u16 = 0x8100;
 /// EtherType of an 802.1ad (QinQ) service tag.
 pub const ETHERTYPE_QINQ: u16 = 0x88a8;
 
+/// True if `ethertype` announces a VLAN tag (802.1Q or 802.1ad).
+#[inline]
+pub const fn is_tag_type(ethertype: u16) -> bool {
+    matches!(ethertype, ETHERTYPE_VLAN | ETHERTYPE_QINQ)
+}
+
 mod field {
     use std::ops::Range;
     pub const DST: Range<usize> = 0..6;
@@ -139,18 +145,46 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
     /// True if the outer EtherType is an 802.1Q or 802.1ad tag.
     #[inline]
     pub fn is_tagged(&self) -> bool {
-        matches!(self.ethertype(), ETHERTYPE_VLAN | ETHERTYPE_QINQ)
+        is_tag_type(self.ethertype())
+    }
+
+    /// The EtherType behind the outer tag of a tagged frame (the frame's own EtherType
+    /// if it is untagged): another tag's for a double-tagged frame.
+    #[inline]
+    pub fn inner_ethertype(&self) -> u16 {
+        if self.is_tagged() {
+            let b = &self.buf.as_ref()[field::TAGGED_HEADER_LEN - 2..field::TAGGED_HEADER_LEN];
+            u16::from_be_bytes([b[0], b[1]])
+        } else {
+            self.ethertype()
+        }
+    }
+
+    /// Where the payload starts: after the outer tag, if there is one.
+    #[inline]
+    pub fn header_len(&self) -> usize {
+        if self.is_tagged() {
+            field::TAGGED_HEADER_LEN
+        } else {
+            field::HEADER_LEN
+        }
+    }
+
+    /// The TCI of the outer tag (PCP, DEI, VID), or 0 for an untagged frame.
+    #[inline]
+    pub fn tci(&self) -> u16 {
+        if self.is_tagged() {
+            let b = &self.buf.as_ref()[field::TCI];
+            u16::from_be_bytes([b[0], b[1]])
+        } else {
+            0
+        }
     }
 
     /// The VLAN ID of the outer tag, or 0 for an untagged frame.
     #[inline]
     pub fn vlan(&self) -> u16 {
-        if self.is_tagged() {
-            let b = &self.buf.as_ref()[field::TCI];
-            u16::from_be_bytes([b[0], b[1]]) & 0x0fff
-        } else {
-            0
-        }
+        self.tci() & 0x0fff
     }
 
     /// The whole frame.
