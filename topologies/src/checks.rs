@@ -687,7 +687,10 @@ fn udp_rcvbuf_errors(lab: &Lab<'_>, node: &str) -> Option<u64> {
     parse_rcvbuf_errors(&o.stdout)
 }
 
-fn parse_rcvbuf_errors(snmp: &str) -> Option<u64> {
+/// `RcvbufErrors` of the `Udp:` lines of a `/proc/net/snmp` text: the datagrams its
+/// namespace dropped because a receiving socket's buffer was full. Public for the
+/// integration tests of `vswitch`, which tell the same losses apart.
+pub fn parse_rcvbuf_errors(snmp: &str) -> Option<u64> {
     let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
     let names = udp.next()?;
     let values = udp.next()?;

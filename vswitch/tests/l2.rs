@@ -140,19 +140,8 @@ fn iperf3_udp_through_the_switch() {
 /// (`RcvbufErrors` of its `/proc/net/snmp`).
 fn rcvbuf_errors(lab: &Lab, ns: &str) -> u64 {
     let snmp = lab.exec_ok(ns, &["cat", "/proc/net/snmp"]);
-    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
-    let (Some(names), Some(values)) = (udp.next(), udp.next()) else {
-        panic!("no Udp lines in {ns}'s /proc/net/snmp: {snmp}");
-    };
-    let at = names
-        .split_whitespace()
-        .position(|n| n == "RcvbufErrors")
-        .unwrap_or_else(|| panic!("no RcvbufErrors in {names}"));
-    values
-        .split_whitespace()
-        .nth(at)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("bad Udp values line {values}"))
+    vstopo::checks::parse_rcvbuf_errors(&snmp)
+        .unwrap_or_else(|| panic!("no Udp RcvbufErrors in {ns}'s /proc/net/snmp: {snmp}"))
 }
 
 /// After traffic, `fdb-show --json` lists each host's MAC on its own port, VLAN 0.
