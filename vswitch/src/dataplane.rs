@@ -234,6 +234,24 @@ impl Snapshot {
     pub fn bridge(&self, id: u32) -> Option<&BridgeView> {
         self.bridges.get(id as usize).and_then(|b| b.as_ref())
     }
+    /// Places port `p`, with VLAN table `vlans`, at its id.
+    pub fn put_port(&mut self, p: Arc<PortRt>, vlans: Option<crate::vlan::VlanTable>) {
+        let i = p.id as usize;
+        if self.ports.len() <= i {
+            self.ports.resize_with(i + 1, || None);
+            self.vlans.resize_with(i + 1, || None);
+        }
+        self.ports[i] = Some(p);
+        self.vlans[i] = vlans;
+    }
+    /// Places bridge `b` at its id.
+    pub fn put_bridge(&mut self, b: BridgeView) {
+        let i = b.rt.id as usize;
+        if self.bridges.len() <= i {
+            self.bridges.resize_with(i + 1, || None);
+        }
+        self.bridges[i] = Some(b);
+    }
 }
 
 /// What the control thread tells a worker.

@@ -19,12 +19,11 @@
 //! `u16` length, and that many bytes of frame or packet. The other harnesses take the
 //! bytes as they come (a datagram after a short header, JSON lines, a config file).
 //!
-//! The bridge harness mirrors, step by step, what `worker::Ingress` does with a
-//! received frame (tag extraction, the gateway's guard, `forward::decide`, the egress
-//! rule against double-tagged frames, `vlan::write_frame`): those steps are private to
-//! the worker, which owns the sockets. Keep [`BridgeLab`] in step with it.
+//! The bridge harness runs frames through the real [`pipeline`](crate::pipeline), the
+//! functions a worker calls, on a real snapshot; only the sockets are missing. The module
+//! is compiled for the fuzz crate (feature `fuzzing`) and for the unit tests alone: it is
+//! not part of the library's surface.
 
-use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::ops::Range;
 use std::path::PathBuf;
@@ -36,15 +35,16 @@ use nat::nat::{Ipv4Net, Network, Published};
 use nat::tuple::{Endpoint, Kind, Proto, Tuple};
 use nat::{Direction, Egress, Nat, Verdict as NatVerdict};
 
-use crate::counters::BridgeCounters;
-use crate::dataplane::{GatewayGuard, Guarded};
-use crate::fdb::{dest, port_of, Fdb, PortId};
-use crate::forward::{decide, Ctx, Verdict};
+use crate::dataplane::{
+    BridgeRt, BridgeView, GatewayGuard, GatewayRt, GatewayView, PortRt, Snapshot, UPLINK_BRIDGE,
+};
+use crate::fdb::{port_of, PortId};
 use crate::gateway::frames::{self, ARP, ETH, IPV4};
 use crate::gateway::{Gateway, NetSpec, Out, Side, UplinkSpec};
+use crate::pipeline::{Arrival, Frame, Ingress, Origin, Sink, TagAction, Tags, Verdict};
 use crate::pool::{Buf, Pool};
-use crate::vlan::{self, Class, VlanTable};
-use crate::wire::{vnet, EthernetFrame, MacAddr, VnetHdr};
+use crate::vlan::VlanTable;
+use crate::wire::{vnet, MacAddr, VnetHdr};
 
 // ---------------------------------------------------------------------------------------
 // Input records
@@ -1090,49 +1090,65 @@ pub mod lab_port {
     pub const UNAWARE2: PortId = 5;
     /// The gateway's port on the bridge.
     pub const GATEWAY: PortId = 6;
-}
-
-struct LabPort {
-    id: PortId,
-    table: Option<VlanTable>,
-}
-
-/// A received frame as the forwarding step sees it (the worker's `Arrival`).
-#[derive(Clone, Copy)]
-struct Arrival<'f> {
-    vnet: &'f [u8],
-    frame: &'f [u8],
-    tag_in_frame: bool,
-    inner_tag: bool,
-    class: Class,
+    /// The gateway's uplink (no bridge's port).
+    pub const UPLINK: PortId = 7;
 }
 
 /// FDB limit of the lab's bridge: small, so a fuzzed MAC flood reaches it.
-const LAB_MAC_LIMIT: usize = 32;
+const LAB_MAC_LIMIT: u32 = 32;
 /// FDB aging of the lab's bridge, seconds.
 const LAB_AGING: u32 = 30;
-/// Frames handled per record at most, hops between bridge and gateway included.
+/// Frames the gateway routes per record at most, so a loop between the bridge and the
+/// gateway cannot make one input run for ever.
 const LAB_HOPS: usize = 64;
 
 /// A bridge of six ports ([`lab_port`]) whose network has a gateway that also has an
-/// uplink: the forwarding path of `vswitchd` without its sockets. Frames enter at a
-/// port or the uplink; what the bridge sends to the gateway's port goes through
-/// `Gateway::handle`, and what the gateway sends on its network enters the bridge at
-/// its port, as in the daemon.
+/// uplink, as the daemon's controller publishes it: a real [`Snapshot`] driven through
+/// the real [`pipeline`](crate::pipeline) — the very functions a worker calls — with a
+/// [`Sink`] that checks every frame instead of queueing it. What the bridge sends to the
+/// gateway's port is routed by `Gateway::handle` and emitted by the pipeline's gateway
+/// entry, as the gateway's worker does.
 pub struct BridgeLab {
-    fdb: Fdb,
-    counters: BridgeCounters,
-    ports: Vec<LabPort>,
-    gateway: Gateway,
+    snap: Snapshot,
     pool: Pool,
-    guard: GatewayGuard,
     now: u32,
     clean: Clean,
+    guard: GatewayGuard,
 }
 
 impl Default for BridgeLab {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// The lab's [`Sink`]: checks each frame the pipeline sends against what it was made
+/// from; frames for the gateway's port are kept for the gateway, the rest go back to
+/// the pool.
+struct LabSink<'a> {
+    snap: &'a Snapshot,
+    pool: &'a Pool,
+    to_gateway: Vec<Buf>,
+}
+
+impl Sink for LabSink<'_> {
+    fn deliver(&mut self, dst: &Arc<PortRt>, remote: u16, buf: Buf, from: Origin<'_>) {
+        assert_eq!(remote, 0, "bridge: a remote on a lab port");
+        let table = self.snap.vlan(dst.id);
+        match from {
+            Origin::Copied(a, tag) => {
+                check_egress(dst.id, table, &a.tags, tag, buf.bytes(), Some(a))
+            }
+            Origin::Moved(tags) => {
+                check_egress(dst.id, table, &tags, TagAction::Keep, buf.bytes(), None)
+            }
+            Origin::Gateway => assert_eq!(dst.id, lab_port::UPLINK, "bridge: gateway frame"),
+        }
+        if dst.id == lab_port::GATEWAY {
+            self.to_gateway.push(buf);
+        } else {
+            self.pool.put(buf);
+        }
     }
 }
 
@@ -1147,49 +1163,61 @@ impl BridgeLab {
                 tagged: tagged.to_vec(),
             })
         };
-        let ports = vec![
-            LabPort {
-                id: lab_port::UNAWARE,
-                table: None,
-            },
-            LabPort {
-                id: lab_port::ACCESS,
-                table: vl(&[10], &[], Some(10)),
-            },
-            LabPort {
-                id: lab_port::TRUNK_NATIVE,
-                table: vl(&[1], &[10, 20], Some(1)),
-            },
-            LabPort {
-                id: lab_port::TRUNK,
-                table: vl(&[], &[10, 20, 30], None),
-            },
-            LabPort {
-                id: lab_port::UNAWARE2,
-                table: None,
-            },
-            LabPort {
-                id: lab_port::GATEWAY,
-                table: None,
-            },
-        ];
-        BridgeLab {
-            fdb: Fdb::new(LAB_MAC_LIMIT),
-            counters: BridgeCounters::new(1),
+        let port = |id: PortId, kind: ctl::PortKind, bridge: u32| {
+            let p = Arc::new(PortRt::new(id, "lab", kind, bridge, 0, 1));
+            p.up.store(true, std::sync::atomic::Ordering::Relaxed);
+            p
+        };
+        let guard = GatewayGuard {
+            mac: GW0_MAC,
+            ip: GW0.octets(),
+        };
+        let mut snap = Snapshot::default();
+        let mut ports = Vec::new();
+        for (id, table) in [
+            (lab_port::UNAWARE, None),
+            (lab_port::ACCESS, vl(&[10], &[], Some(10))),
+            (lab_port::TRUNK_NATIVE, vl(&[1], &[10, 20], Some(1))),
+            (lab_port::TRUNK, vl(&[], &[10, 20, 30], None)),
+            (lab_port::UNAWARE2, None),
+        ] {
+            let p = port(id, ctl::PortKind::Afpacket, 0);
+            snap.put_port(p.clone(), table);
+            ports.push(p);
+        }
+        let gw = port(lab_port::GATEWAY, ctl::PortKind::Gateway, 0);
+        snap.put_port(gw.clone(), None);
+        ports.push(gw.clone());
+        let uplink = port(lab_port::UPLINK, ctl::PortKind::Afpacket, UPLINK_BRIDGE);
+        snap.put_port(uplink.clone(), None);
+        snap.put_bridge(BridgeView {
+            rt: Arc::new(BridgeRt::new(0, "lab", LAB_AGING, LAB_MAC_LIMIT, 1)),
             ports,
-            gateway: lab_gateway(&pool, false),
+            guard: Some(guard),
+        });
+        snap.gateway = Some(GatewayView {
+            rt: Arc::new(GatewayRt {
+                owner: 0,
+                state: std::sync::Mutex::new(lab_gateway(&pool, false)),
+            }),
+            uplink: Some(uplink),
+            ports: vec![gw],
+        });
+        BridgeLab {
+            snap,
             pool,
-            guard: GatewayGuard {
-                mac: GW0_MAC,
-                ip: GW0.octets(),
-            },
             now: 1,
             clean: Clean { fixed: true },
+            guard,
         }
     }
 
-    fn port(&self, id: PortId) -> Option<&LabPort> {
-        self.ports.iter().find(|p| p.id == id)
+    fn sink(&self) -> LabSink<'_> {
+        LabSink {
+            snap: &self.snap,
+            pool: &self.pool,
+            to_gateway: Vec::new(),
+        }
     }
 
     /// Moves the bridge's clock on by `secs`.
@@ -1199,7 +1227,8 @@ impl BridgeLab {
 
     /// Receives `vnet_hdr + frame` at port `port` (`aux`: the tag the kernel stripped)
     /// and follows it and everything it causes (gateway replies, routed packets)
-    /// through the bridge and the gateway.
+    /// through the bridge and the gateway. A frame too large for a small buffer comes
+    /// in a buffer of its own, as a ring hands it over.
     pub fn receive(
         &mut self,
         port: PortId,
@@ -1207,197 +1236,134 @@ impl BridgeLab {
         frame: &[u8],
         aux: Option<(u16, u16)>,
     ) {
-        let mut work = VecDeque::new();
-        self.ingress(port, vnet_hdr, frame, aux, &mut work);
-        self.run(work);
+        let Some(rt) = self.snap.port(port) else {
+            return;
+        };
+        let Ok(ing) = Ingress::new(&self.snap, &self.pool, rt, port, self.now, 0) else {
+            panic!("bridge: port {port} has no bridge");
+        };
+        let mut sink = self.sink();
+        let v = if vnet_hdr.len() + frame.len() > crate::pool::SMALL {
+            let mut slot = self.pool.get(vnet_hdr.len() + frame.len());
+            if let Some(b) = slot.as_mut() {
+                assert!(
+                    b.fill(&[vnet_hdr, frame]),
+                    "bridge: a large buffer is too small"
+                );
+            }
+            let v = ing.frame_owned(&mut slot, aux, &mut sink);
+            if let Some(b) = slot {
+                self.pool.put(b);
+            }
+            v
+        } else {
+            let f = Frame {
+                vnet: vnet_hdr,
+                bytes: frame,
+                aux,
+                truncated: false,
+            };
+            ing.frame(f, &mut sink)
+        };
+        if let Verdict::Forward(p) = v {
+            assert_ne!(
+                port_of(p),
+                port,
+                "bridge: forwarded back out of its ingress port"
+            );
+        }
+        if let Some(t) = self.snap.vlan(port) {
+            if let Ok(a) = ing.classify(Frame::split(&[vnet_hdr, frame].concat(), aux)) {
+                assert!(
+                    t.is_member(a.tags.class.vid),
+                    "bridge: classified into VLAN {} it is no member of",
+                    a.tags.class.vid
+                );
+            }
+        }
+        let pending = std::mem::take(&mut sink.to_gateway);
+        drop(ing);
+        self.route(
+            pending.into_iter().map(|b| (Side::Net(0), b)).collect(),
+            false,
+        );
     }
 
     /// Receives `vnet_hdr + frame` on the gateway's uplink.
     pub fn receive_uplink(&mut self, vnet_hdr: &[u8], frame: &[u8]) {
-        let Some(mut b) = self.pool.get(vnet_hdr.len() + frame.len()) else {
+        let Some(up) = self.snap.port(lab_port::UPLINK) else {
             return;
         };
-        if !b.fill(&[vnet_hdr, frame]) {
-            return self.pool.put(b);
+        let f = Frame {
+            vnet: vnet_hdr,
+            bytes: frame,
+            aux: None,
+            truncated: false,
+        };
+        // A frame the uplink refuses is counted there and goes no further.
+        if let Ok(b) = crate::pipeline::gateway::from_uplink(up, &self.pool, 0, f) {
+            self.route(vec![(Side::Uplink, b)], false);
         }
-        let mut work = VecDeque::new();
-        self.hand_to_gateway(Side::Uplink, b, &mut work);
-        self.run(work);
     }
 
     /// The once-a-second tick of the gateway (ARP retries, expiry).
     pub fn tick(&mut self) {
-        let mut out = Out::new();
-        self.gateway.tick(&self.pool, &mut out);
-        let mut work = VecDeque::new();
-        self.gateway_out(out, &mut work);
-        self.run(work);
+        self.route(Vec::new(), true);
     }
 
-    fn run(&mut self, mut work: VecDeque<Vec<u8>>) {
+    /// The gateway's turn, as its worker takes it, until nothing more is for the
+    /// gateway or [`LAB_HOPS`] frames were routed: each frame the gateway sends is
+    /// checked (`check_gateway_out`) before the pipeline's gateway entry emits it.
+    fn route(&mut self, mut input: Vec<(Side, Buf)>, mut tick: bool) {
         let mut hops = 0;
-        while let Some(f) = work.pop_front() {
-            hops += 1;
-            if hops > LAB_HOPS {
-                break;
-            }
-            let (vh, fr) = f.split_at(vnet::LEN.min(f.len()));
-            self.ingress(lab_port::GATEWAY, vh, fr, None, &mut work);
-        }
-    }
-
-    /// The worker's `Ingress::classify` and `dispatch` for one frame.
-    fn ingress(
-        &mut self,
-        in_port: PortId,
-        vnet_hdr: &[u8],
-        frame: &[u8],
-        aux: Option<(u16, u16)>,
-        work: &mut VecDeque<Vec<u8>>,
-    ) {
-        let Some(port) = self.port(in_port) else {
+        let Some(gv) = self.snap.gateway.as_ref() else {
             return;
         };
-        let Ok(eth) = EthernetFrame::new_checked(frame) else {
-            return;
-        };
-        let outer = vlan::outer(&eth, aux);
-        let Ok(class) = vlan::classify(port.table.as_ref(), outer.tag) else {
-            return;
-        };
-        if let Some(t) = &port.table {
-            assert!(
-                t.is_member(class.vid),
-                "bridge: classified into VLAN {} it is no member of",
-                class.vid
-            );
-        }
-        let mut verdict = None;
-        if in_port != lab_port::GATEWAY {
-            match self
-                .guard
-                .check(eth.src(), outer.next_type, &frame[outer.next_at..])
+        while !input.is_empty() || tick {
+            let mut out = Out::new();
             {
-                Guarded::Clear => {}
-                Guarded::SpoofedMac => return,
-                Guarded::SpoofedArp => {
-                    verdict = Some(Verdict::Forward(dest(lab_port::GATEWAY, 0)));
+                let mut g = gv.rt.state.lock().unwrap_or_else(|p| p.into_inner());
+                for (side, b) in input.drain(..) {
+                    hops += 1;
+                    if hops > LAB_HOPS {
+                        self.pool.put(b);
+                    } else {
+                        g.handle(side, b, &self.pool, &mut out);
+                    }
+                }
+                if std::mem::take(&mut tick) {
+                    g.tick(&self.pool, &mut out);
                 }
             }
-        }
-        let a = Arrival {
-            vnet: vnet_hdr,
-            frame,
-            tag_in_frame: outer.in_frame,
-            inner_tag: outer.inner_tag(),
-            class,
-        };
-        let ctx = Ctx {
-            fdb: &self.fdb,
-            counters: &self.counters,
-            worker: 0,
-            now: self.now,
-            aging: LAB_AGING,
-        };
-        let v = verdict.unwrap_or_else(|| decide(&ctx, frame, dest(in_port, 0), class.vid));
-        assert!(
-            self.fdb.len() <= LAB_MAC_LIMIT,
-            "bridge: FDB holds {} entries, above its limit",
-            self.fdb.len()
-        );
-        match v {
-            Verdict::Drop(_) | Verdict::Filtered => {}
-            Verdict::Forward(p) => {
-                assert_ne!(
-                    port_of(p),
-                    in_port,
-                    "bridge: forwarded back out of its ingress port"
-                );
-                if self.port(port_of(p)).is_some() {
-                    self.enqueue(in_port, port_of(p), &a, work);
-                } else {
-                    self.flood(in_port, &a, work);
-                }
+            for (side, b) in &out {
+                check_gateway_out(*side, b, self.clean, "bridge (gateway)");
             }
-            Verdict::Flood => self.flood(in_port, &a, work),
-        }
-    }
-
-    /// The worker's `egress_to`: the port's VLAN rule, and no trunk gets a frame
-    /// untagged whose inner tag the peer would take for its VLAN.
-    fn egress_to(&self, dst: &LabPort, a: &Arrival<'_>) -> Option<bool> {
-        let out = vlan::egress(dst.table.as_ref(), &a.class);
-        if out == Some(false) && a.inner_tag && dst.table.as_ref().is_some_and(|t| t.is_trunk()) {
-            return None;
-        }
-        out
-    }
-
-    fn flood(&mut self, in_port: PortId, a: &Arrival<'_>, work: &mut VecDeque<Vec<u8>>) {
-        let ids: Vec<PortId> = self
-            .ports
-            .iter()
-            .map(|p| p.id)
-            .filter(|&p| p != in_port)
-            .collect();
-        for id in ids {
-            self.enqueue(in_port, id, a, work);
-        }
-    }
-
-    /// The worker's `enqueue`: the frame copied for `dst` with its tag pushed, popped
-    /// or kept; checked byte for byte against what arrived.
-    fn enqueue(
-        &mut self,
-        in_port: PortId,
-        dst: PortId,
-        a: &Arrival<'_>,
-        work: &mut VecDeque<Vec<u8>>,
-    ) {
-        let Some(port) = self.port(dst) else {
-            return;
-        };
-        let Some(tagged) = self.egress_to(port, a) else {
-            return;
-        };
-        let in_len = if a.tag_in_frame { 4 } else { 0 };
-        let out_len = if tagged { 4 } else { 0 };
-        let Some(mut buf) = self.pool.get(vnet::LEN + a.frame.len() + out_len - in_len) else {
-            return;
-        };
-        let out_tag = tagged.then(|| a.class.tag());
-        if !vlan::write_frame(&mut buf, a.vnet, a.frame, a.tag_in_frame, out_tag) {
-            return self.pool.put(buf);
-        }
-        check_egress(port, in_port, a, tagged, buf.bytes());
-        if dst == lab_port::GATEWAY {
-            self.hand_to_gateway(Side::Net(0), buf, work);
-        } else {
-            self.pool.put(buf);
-        }
-    }
-
-    fn hand_to_gateway(&mut self, side: Side, buf: Buf, work: &mut VecDeque<Vec<u8>>) {
-        let mut out = Out::new();
-        self.gateway.handle(side, buf, &self.pool, &mut out);
-        self.gateway_out(out, work);
-    }
-
-    fn gateway_out(&mut self, out: Out, work: &mut VecDeque<Vec<u8>>) {
-        for (side, b) in out {
-            check_gateway_out(side, &b, self.clean, "bridge (gateway)");
-            if side == Side::Net(0) {
-                work.push_back(b.bytes().to_vec());
-            }
-            self.pool.put(b);
+            let mut sink = LabSink {
+                snap: &self.snap,
+                pool: &self.pool,
+                to_gateway: Vec::new(),
+            };
+            crate::pipeline::gateway::emit(
+                &self.snap, &self.pool, gv, self.now, 0, &mut out, &mut sink,
+            );
+            input.extend(sink.to_gateway.into_iter().map(|b| (Side::Net(0), b)));
         }
     }
 
     /// The checks on the bridge's state after a record: the gateway's MAC is learned
-    /// nowhere but at the gateway's port, in any VLAN.
+    /// nowhere but at the gateway's port, in any VLAN; the FDB is within its limit.
     fn check_state(&self) {
+        let Some(b) = self.snap.bridge(0) else {
+            panic!("bridge: the lab's bridge is gone");
+        };
+        let fdb = b.rt.fdb.load();
+        assert!(
+            fdb.len() <= LAB_MAC_LIMIT as usize,
+            "bridge: FDB holds {} entries, above its limit",
+            fdb.len()
+        );
         for vid in [0, 1, 10, 20, 30] {
-            let at = self.fdb.lookup(vid, self.guard.mac, self.now, LAB_AGING);
+            let at = fdb.lookup(vid, self.guard.mac, self.now, LAB_AGING);
             assert!(
                 at.is_none() || at == Some(lab_port::GATEWAY),
                 "bridge: the gateway's MAC is learned at port {at:?} in VLAN {vid}"
@@ -1406,23 +1372,72 @@ impl BridgeLab {
     }
 
     /// Ends the run: panics if a buffer was lost.
-    pub fn finish(mut self) {
-        assert_pool_whole(&mut self.gateway, &self.pool, "bridge");
+    pub fn finish(self) {
+        let Some(gv) = self.snap.gateway.as_ref() else {
+            return;
+        };
+        let mut g = gv.rt.state.lock().unwrap_or_else(|p| p.into_inner());
+        assert_pool_whole(&mut g, &self.pool, "bridge");
     }
 }
 
-/// The checks on a frame the bridge queued on `port`: its tag is the frame's VLAN with
-/// its priority and TPID, or gone, as the port's VLAN rules say; every other byte is the
-/// received frame's; the virtio-net offsets still point at the same bytes; nothing
-/// leaves a trunk untagged with a tag exposed; an access port gets its VLAN only.
-fn check_egress(port: &LabPort, in_port: PortId, a: &Arrival<'_>, tagged: bool, out: &[u8]) {
+/// The checks on a frame the bridge sent to port `port` (VLAN table `table`), made from
+/// a frame classified as `tags` with tag action `tag`: its tag is the frame's VLAN with
+/// its priority and TPID, or gone, as the port's VLAN rules say; nothing leaves a trunk
+/// untagged with a tag exposed; an access port gets its VLAN only; it never goes back out
+/// of its ingress port. With the arrival `a` it was copied from: every other byte is the
+/// received frame's, and the virtio-net offsets still point at the same bytes.
+fn check_egress(
+    port: PortId,
+    table: Option<&VlanTable>,
+    tags: &Tags,
+    tag: TagAction,
+    out: &[u8],
+    a: Option<&Arrival<'_>>,
+) {
     assert_ne!(
-        port.id, in_port,
+        port, tags.ingress,
         "bridge: sent back out of its ingress port"
     );
-    let in_len = if a.tag_in_frame { 4 } else { 0 };
+    let tagged = match tag {
+        TagAction::Set(..) => true,
+        TagAction::Strip => false,
+        TagAction::Keep => tags.tag_in_frame,
+    };
+    let in_len = if tags.tag_in_frame { 4 } else { 0 };
     let out_len = if tagged { 4 } else { 0 };
     let o = &out[vnet::LEN..];
+    if tagged {
+        let (tpid, tci) = tags.class.tag();
+        assert_eq!(
+            (be16(o, 12), be16(o, 14)),
+            (Some(tpid), Some(tci)),
+            "bridge: tag pushed"
+        );
+        assert_eq!(tci & 0x0fff, tags.class.vid);
+    }
+    if let Some(t) = table {
+        assert!(
+            t.is_member(tags.class.vid),
+            "bridge: VLAN {} leaves a non-member",
+            tags.class.vid
+        );
+        if !tagged && t.is_trunk() {
+            assert!(
+                !matches!(be16(o, 12), Some(0x8100 | 0x88a8)),
+                "bridge: a tagged frame leaves trunk {port} untagged in VLAN {}: the peer takes its inner tag for its VLAN",
+                tags.class.vid
+            );
+        }
+    }
+    if port == lab_port::ACCESS {
+        assert!(
+            !tagged && tags.class.vid == 10,
+            "bridge: access port gets VLAN {}",
+            tags.class.vid
+        );
+    }
+    let Some(a) = a else { return };
     assert_eq!(
         o.len(),
         a.frame.len() + out_len - in_len,
@@ -1434,37 +1449,6 @@ fn check_egress(port: &LabPort, in_port: PortId, a: &Arrival<'_>, tagged: bool, 
         a.frame[12 + in_len..],
         "bridge: payload changed"
     );
-    if tagged {
-        let (tpid, tci) = a.class.tag();
-        assert_eq!(
-            (be16(o, 12), be16(o, 14)),
-            (Some(tpid), Some(tci)),
-            "bridge: tag pushed"
-        );
-        assert_eq!(tci & 0x0fff, a.class.vid);
-    }
-    if let Some(t) = &port.table {
-        assert!(
-            t.is_member(a.class.vid),
-            "bridge: VLAN {} leaves a non-member",
-            a.class.vid
-        );
-        if !tagged && t.is_trunk() {
-            assert!(
-                !matches!(be16(o, 12), Some(0x8100 | 0x88a8)),
-                "bridge: a tagged frame leaves trunk {} untagged in VLAN {}: the peer takes its inner tag for its VLAN",
-                port.id,
-                a.class.vid
-            );
-        }
-    }
-    if port.id == lab_port::ACCESS {
-        assert!(
-            !tagged && a.class.vid == 10,
-            "bridge: access port gets VLAN {}",
-            a.class.vid
-        );
-    }
     // The virtio-net offsets moved with the tag: they point at the same bytes.
     if let (Some(hi), Some(ho)) = (VnetHdr::new_checked(a.vnet), VnetHdr::new_checked(out)) {
         let shift = out_len as isize - in_len as isize;
@@ -2230,7 +2214,7 @@ pub fn config(data: &[u8]) {
             );
         }
         if let Some(pvid) = v.pvid {
-            let c = vlan::classify(Some(&t), None);
+            let c = crate::vlan::classify(Some(&t), None);
             assert_eq!(
                 c.map(|c| c.vid),
                 Ok(pvid),

@@ -1,8 +1,9 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 //! vswitch: the dataplane library behind `vswitchd`.
 //!
-//! Ports (`port`, `sys`) feed workers (`worker`), which take the forwarding decision
-//! (`forward`, over the `fdb`) for each frame and queue it to destination ports. The
+//! Ports (`port`, `sys`) feed workers (`worker`), which run each frame through the
+//! `pipeline` (classify, guard, learn over the `fdb`, decide, egress rewrite) and queue
+//! what it returns to destination ports. The
 //! control plane (`controller`, `server`, `config`) owns the desired state and publishes
 //! immutable snapshots of it (`dataplane`) for the workers to forward by.
 
@@ -12,9 +13,10 @@ pub mod counters;
 pub mod daemon;
 pub mod dataplane;
 pub mod fdb;
-pub mod forward;
+#[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
 pub mod gateway;
+pub mod pipeline;
 pub mod pool;
 pub mod port;
 pub mod server;

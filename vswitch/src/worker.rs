@@ -1,6 +1,7 @@
-//! A worker thread: owns the I/O of its ports, reads them in batches, decides where each
-//! frame goes, pushes it onto the destination ports' TX queues, and drains the queues of
-//! the ports it owns. Data flows one way: port → worker → decision → queue → port.
+//! A worker thread: owns the I/O of its ports, reads them in batches, hands each frame to
+//! the [`pipeline`](crate::pipeline), pushes what it returns onto the destination ports'
+//! TX queues, and drains the queues of the ports it owns. Data flows one way:
+//! port → worker → pipeline → queue → port. No per-frame decision is taken here.
 //!
 //! Nothing here locks or allocates per frame: buffers come from the pool, queues are
 //! lock-free, counters are this worker's own, and the snapshot is read through arc-swap.
@@ -15,22 +16,19 @@ use crossbeam::channel::Receiver;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::counters::{bump, BridgeEvent, Drop};
-use crate::dataplane::{
-    GatewayGuard, Guarded, PortRt, Shared, Snapshot, TxIo, TxState, WorkerMsg, UPLINK_BRIDGE,
-};
-use crate::fdb::{dest, port_of, remote_of, Dest, PortId};
-use crate::forward::{decide, Ctx, Verdict};
+use crate::counters::{bump, Drop};
+use crate::dataplane::{PortRt, Shared, Snapshot, TxIo, TxState, WorkerMsg, UPLINK_BRIDGE};
+use crate::fdb::PortId;
 use crate::gateway::{self, Side};
-use crate::pool::{Buf, Pool, LARGE, SMALL};
+use crate::pipeline::tunnel::{Datagram, Vtep};
+use crate::pipeline::{self, Frame, Ingress, Origin, Sink};
+use crate::pool::{Buf, Pool, LARGE};
 use crate::port::PortIo;
-use crate::sys::afpacket::{send_mmsg, RingKind, Rx, TX_BATCH};
+use crate::sys::afpacket::{send_mmsg, RingKind, Rx, RxFrame, TX_BATCH};
 use crate::sys::tap::write_frame;
 use crate::sys::udp::{self, RecvMeta};
-use crate::tunnel::{RemoteRt, VtepRt, DGRAM_OFFSET};
-use crate::vlan::{self, Class};
-use crate::wire::{vnet, EthernetFrame};
-use vxlan::decap::DropReason;
+use crate::tunnel::{VtepRt, DGRAM_OFFSET};
+use crate::wire::vnet;
 
 /// Frames the gateway takes per turn (from the uplink and from each gateway port).
 const GW_BATCH: usize = 256;
@@ -85,9 +83,8 @@ pub struct Worker {
     wake: Vec<bool>,
     /// Frames received this turn.
     turn_frames: usize,
-    /// Ports frames were queued to this turn (deduplicated by `touched_mark`).
-    touched: Vec<PortId>,
-    touched_mark: Vec<u64>,
+    /// Ports frames were queued to this turn.
+    touched: Touched,
     /// VTEPs whose socket this worker reads.
     vteps: Vec<Arc<VtepRt>>,
     /// VTEPs with more to read than one turn took.
@@ -120,8 +117,7 @@ impl Worker {
             spare: None,
             wake: vec![false; n],
             turn_frames: 0,
-            touched: Vec::with_capacity(64),
-            touched_mark: Vec::new(),
+            touched: Touched::default(),
             vteps: Vec::new(),
             vtep_more: Vec::new(),
             vtep_bufs: Vec::new(),
@@ -344,9 +340,6 @@ impl Worker {
     fn rx_port(&mut self, snap: &Snapshot, id: PortId) {
         let w = self.idx;
         let shared = &*self.shared;
-        let spare = &mut self.spare;
-        let touched = &mut self.touched;
-        let touched_mark = &mut self.touched_mark;
         let Some(slot) = self.slots.get_mut(id as usize).and_then(|s| s.as_mut()) else {
             return;
         };
@@ -359,35 +352,40 @@ impl Worker {
         if rt.bridge == UPLINK_BRIDGE {
             return self.rx_uplink(id);
         }
-        if snap.bridge(rt.bridge).is_none() {
-            // Reconfiguration in flight: read and drop, so the ring does not stall.
-            let n = match &mut slot.io {
-                PortIo::Afpacket(a) => {
-                    a.rx(RX_BLOCKS_PER_TURN, &shared.pool, &mut self.spare, |_| {})
+        let mut sink = Queues {
+            shared,
+            w,
+            touched: &mut self.touched,
+        };
+        let ing = Ingress::new(snap, &shared.pool, &rt, rt.id, shared.clock.now(), w);
+        let read = read_port(
+            &mut slot.io,
+            &shared.pool,
+            &mut self.spare,
+            &mut self.scratch,
+            |rx| match (&ing, rx) {
+                (Ok(ing), Rx::Frame(f)) => {
+                    ing.frame(frame_of(&f), &mut sink);
                 }
-                PortIo::Tap(t) => t.recv(&mut self.scratch).map(|_| 1).unwrap_or(0),
-                PortIo::Vxlan | PortIo::Gateway => 0,
-            };
-            rt.counters.drop(w, Drop::NoBridge, n as u64);
-            return;
+                (Ok(ing), Rx::Owned { buf, vlan }) => {
+                    ing.frame_owned(buf, vlan, &mut sink);
+                }
+                // Reconfiguration in flight: read and drop, so the ring does not stall.
+                (Err(d), _) => rt.counters.drop(w, *d, 1),
+            },
+        );
+        self.turn_frames += read.frames;
+        if read.more {
+            self.rx_more.push(id);
         }
-        let scratch = &mut self.scratch;
-        let rx_more = &mut self.rx_more;
-        let turn_frames = &mut self.turn_frames;
-        let failure = with_ingress(shared, snap, touched, touched_mark, w, &rt, rt.id, |ing| {
-            rx_frames(ing, &mut slot.io, id, spare, scratch, rx_more, turn_frames)
-        })
-        .flatten();
-        if let Some(why) = failure {
+        if let Some(why) = read.failure {
             self.detach(id, Some(why));
         }
     }
 
-    /// Reads a batch of VXLAN datagrams from VTEP `id`, checks each against the VTEP's
-    /// table (VNI, flags, remote) and forwards the inner frame as if it had arrived on
-    /// the tunnel port, learned behind the remote it came from. A datagram is read
-    /// where its inner frame can stay: the virtio-net header the kernel peer did not
-    /// send is written over the VXLAN header's bytes.
+    /// Reads a batch of VXLAN datagrams from VTEP `id` and hands each to the pipeline's
+    /// tunnel entry, which decapsulates it and forwards the inner frame as if it had
+    /// arrived on the tunnel port. A datagram is read where its inner frame can stay.
     fn rx_vtep(&mut self, snap: &Snapshot, id: u32) {
         let Some(vtep) = self.vteps.iter().find(|v| v.id == id).cloned() else {
             return;
@@ -416,102 +414,30 @@ impl Worker {
             }
             self.turn_frames += n;
             let table = vtep.table.load();
-            let c = &vtep.counters;
+            let v = Vtep {
+                table: &table,
+                counters: &vtep.counters,
+                snap,
+                pool: &shared.pool,
+                now: shared.clock.now(),
+                w,
+            };
+            let mut sink = Queues {
+                shared,
+                w,
+                touched: &mut self.touched,
+            };
             for m in &meta[..n] {
-                c.rx_bytes.fetch_add(m.len as u64, Ordering::Relaxed);
-                let src = std::net::IpAddr::V4(m.src);
                 let Some(slot) = self.vtep_bufs.get_mut(m.slot) else {
                     continue;
                 };
-                let Some(buf) = slot.as_mut() else { continue };
-                if m.truncated {
-                    c.rx_datagrams.fetch_add(1, Ordering::Relaxed);
-                    c.drop(DropReason::Truncated);
-                    continue;
-                }
-                if m.gro > 0 && m.len > m.gro {
-                    // A run of datagrams from one sender (a peer's UDP_SEGMENT send).
-                    let count = m.len.div_ceil(m.gro);
-                    c.rx_datagrams.fetch_add(count as u64, Ordering::Relaxed);
-                    let run = &mut buf.bytes_mut()[DGRAM_OFFSET..];
-                    let merged = resolve(&table, snap, src, &run[..m.gro])
-                        .ok()
-                        .and_then(|first| Some((first, vxlan::gro::merge_tcp(run, m.gro)?)))
-                        .filter(|((_, _, d), mg)| {
-                            mg.vni == d.vni && mg.inner.start == vxlan::header::HEADER_LEN
-                        });
-                    if let Some(((rt, remote, d), mg)) = merged {
-                        // One super-frame for the port, sent on in this very buffer.
-                        remote.count_rx(count as u64, m.len as u64);
-                        buf.set_len(DGRAM_OFFSET + mg.inner.end);
-                        buf.bytes_mut()[..vnet::LEN].copy_from_slice(&mg.offload.to_virtio());
-                        with_ingress(
-                            shared,
-                            snap,
-                            &mut self.touched,
-                            &mut self.touched_mark,
-                            w,
-                            &rt,
-                            dest(rt.id, d.remote),
-                            |ing| ing.frame_owned(slot, None),
-                        );
-                        continue;
-                    }
-                    for i in 0..count {
-                        let run = &mut buf.bytes_mut()[DGRAM_OFFSET..];
-                        let seg = &mut run[i * m.gro..((i + 1) * m.gro).min(m.len)];
-                        let (rt, remote, d) = match resolve(&table, snap, src, seg) {
-                            Ok(x) => x,
-                            Err(why) => {
-                                c.drop(why);
-                                continue;
-                            }
-                        };
-                        remote.count_rx(1, seg.len() as u64);
-                        let inner = &mut seg[d.inner.clone()];
-                        let vh = vxlan::offload::offload_for_inner(inner, remote.inner_mtu())
-                            .to_virtio();
-                        with_ingress(
-                            shared,
-                            snap,
-                            &mut self.touched,
-                            &mut self.touched_mark,
-                            w,
-                            &rt,
-                            dest(rt.id, d.remote),
-                            |ing| ing.frame(&vh, inner, None),
-                        );
-                    }
-                    continue;
-                }
-                c.rx_datagrams.fetch_add(1, Ordering::Relaxed);
-                let (rt, remote, d) = match resolve(&table, snap, src, &buf.bytes()[DGRAM_OFFSET..])
-                {
-                    // The inner frame must start where the vnet header ends.
-                    Ok(x) if x.2.inner.start == vxlan::header::HEADER_LEN => x,
-                    Ok(_) => {
-                        c.drop(DropReason::Truncated);
-                        continue;
-                    }
-                    Err(why) => {
-                        c.drop(why);
-                        continue;
-                    }
+                let d = Datagram {
+                    src: std::net::IpAddr::V4(m.src),
+                    len: m.len,
+                    gro: m.gro,
+                    truncated: m.truncated,
                 };
-                remote.count_rx(1, m.len as u64);
-                let (vh, inner) = buf.bytes_mut().split_at_mut(vnet::LEN);
-                let off = vxlan::offload::offload_for_inner(inner, remote.inner_mtu());
-                vh.copy_from_slice(&off.to_virtio());
-                with_ingress(
-                    shared,
-                    snap,
-                    &mut self.touched,
-                    &mut self.touched_mark,
-                    w,
-                    &rt,
-                    dest(rt.id, d.remote),
-                    |ing| ing.frame_owned(slot, None),
-                );
+                v.receive(&d, slot, &mut sink);
             }
             if n < meta.len().min(self.vtep_bufs.len()) {
                 return;
@@ -523,11 +449,9 @@ impl Worker {
     /// Sends what this turn queued, from this worker, for every port whose transmit side
     /// is free; the rest is left to the owner, which is woken.
     fn flush_touched(&mut self, snap: &Snapshot) {
-        for k in 0..self.touched.len() {
-            let id = self.touched[k];
-            if let Some(m) = self.touched_mark.get_mut(id as usize / 64) {
-                *m &= !(1u64 << (id % 64));
-            }
+        for k in 0..self.touched.ports.len() {
+            let id = self.touched.ports[k];
+            self.touched.clear(id);
             let Some(rt) = snap.port(id) else { continue };
             if self.turn_frames > DIRECT_TX_MAX && rt.owner != self.idx {
                 self.wake[rt.owner] = true;
@@ -536,7 +460,7 @@ impl Worker {
             let result = try_drain(self.idx, &self.shared.pool, rt);
             self.settle(rt, result);
         }
-        self.touched.clear();
+        self.touched.ports.clear();
     }
 
     /// Acts on how a drain of `rt` ended: work left on a port this worker owns brings
@@ -587,61 +511,38 @@ impl Worker {
         let Some(slot) = self.slots.get_mut(id as usize).and_then(|s| s.as_mut()) else {
             return;
         };
-        let PortIo::Afpacket(a) = &mut slot.io else {
-            return;
-        };
         let rt = &slot.rt;
         let gw_in = &mut self.gw_in;
-        let budget = match a.kind() {
-            RingKind::V2 => RX_FRAMES_PER_TURN,
-            RingKind::V3 => RX_BLOCKS_PER_TURN,
-        };
-        let c = rt.counters.block(w);
-        self.turn_frames += a.rx(budget, pool, &mut self.spare, |rx| {
-            let buf = match rx {
-                Rx::Frame(f) => {
-                    bump(&c.rx_packets, 1);
-                    bump(&c.rx_bytes, f.frame.len() as u64);
-                    if f.truncated {
-                        return rt.counters.drop(w, Drop::Oversize, 1);
-                    }
-                    if f.vlan.is_some() {
-                        // The uplink is untagged; a tagged frame is for no address of ours.
-                        return rt.counters.drop(w, Drop::VlanNotMember, 1);
-                    }
-                    let Some(mut b) = pool.get(vnet::LEN + f.frame.len()) else {
-                        return rt.counters.drop(w, Drop::NoBuffer, 1);
-                    };
-                    if !b.fill(&[f.vnet, f.frame]) {
-                        pool.put(b);
-                        return rt.counters.drop(w, Drop::Oversize, 1);
-                    }
-                    b
+        let read = read_port(
+            &mut slot.io,
+            pool,
+            &mut self.spare,
+            &mut self.scratch,
+            |rx| {
+                let taken = match rx {
+                    Rx::Frame(f) => pipeline::gateway::from_uplink(rt, pool, w, frame_of(&f)),
+                    Rx::Owned { buf, vlan } => match buf.take() {
+                        Some(b) => pipeline::gateway::owned_from_uplink(rt, pool, w, b, vlan),
+                        None => return,
+                    },
+                };
+                match taken {
+                    Ok(b) => gw_in.push((Side::Uplink, b)),
+                    Err(d) => rt.counters.drop(w, d, 1),
                 }
-                Rx::Owned { buf, vlan } => {
-                    let Some(b) = buf.take() else { return };
-                    bump(&c.rx_packets, 1);
-                    bump(
-                        &c.rx_bytes,
-                        b.bytes().len().saturating_sub(vnet::LEN) as u64,
-                    );
-                    if vlan.is_some() {
-                        pool.put(b);
-                        return rt.counters.drop(w, Drop::VlanNotMember, 1);
-                    }
-                    b
-                }
-            };
-            gw_in.push((Side::Uplink, buf));
-        });
-        if a.rx_ready() {
+            },
+        );
+        self.turn_frames += read.frames;
+        if read.more {
             self.rx_more.push(id);
+        }
+        if let Some(why) = read.failure {
+            self.detach(id, Some(why));
         }
     }
 
-    /// The gateway's turn, on its worker: takes what was read from the uplink and what
-    /// bridges queued on gateway ports, routes it under one lock, and sends the result
-    /// on (to the uplink's queue, or into a bridge as if received on its gateway port).
+    /// The gateway's turn, on its worker: takes what bridges queued on gateway ports,
+    /// and hands it with what was read from the uplink to the pipeline's gateway entry.
     fn route(&mut self, snap: &Snapshot) {
         let Some(gv) = snap.gateway.as_ref() else {
             return;
@@ -669,78 +570,26 @@ impl Worker {
         if self.gw_in.is_empty() && !tick {
             return;
         }
-        {
-            let pool = &self.shared.pool;
-            let mut g = lock(&gv.rt.state);
-            for (side, b) in self.gw_in.drain(..) {
-                g.handle(side, b, pool, &mut self.gw_out);
-            }
-            if tick {
-                self.gw_tick = Instant::now();
-                g.tick(pool, &mut self.gw_out);
-            }
+        if tick {
+            self.gw_tick = Instant::now();
         }
-        self.emit(snap, gv);
-    }
-
-    /// Sends what the gateway produced.
-    fn emit(&mut self, snap: &Snapshot, gv: &crate::dataplane::GatewayView) {
-        let w = self.idx;
         let shared = &*self.shared;
-        let mut out = std::mem::take(&mut self.gw_out);
-        // Runs of frames for the same side go out together, from the front.
-        while let Some(&(side, _)) = out.first() {
-            let end = out
-                .iter()
-                .position(|(s, _)| *s != side)
-                .unwrap_or(out.len());
-            match side {
-                Side::Uplink => {
-                    for (_, b) in out.drain(..end) {
-                        match gv.uplink.as_ref().filter(|u| u.up.load(Ordering::Relaxed)) {
-                            Some(u) => queue_on(
-                                shared,
-                                w,
-                                u,
-                                b,
-                                0,
-                                &mut self.touched,
-                                &mut self.touched_mark,
-                            ),
-                            None => shared.pool.put(b),
-                        }
-                    }
-                }
-                Side::Net(bid) => {
-                    let frames = out.drain(..end);
-                    match gv.ports.iter().find(|p| p.bridge == bid) {
-                        Some(gp) => {
-                            with_ingress(
-                                shared,
-                                snap,
-                                &mut self.touched,
-                                &mut self.touched_mark,
-                                w,
-                                gp,
-                                gp.id as Dest,
-                                |ing| {
-                                    for (_, b) in frames {
-                                        let mut slot = Some(b);
-                                        ing.frame_owned(&mut slot, None);
-                                        if let Some(b) = slot {
-                                            shared.pool.put(b);
-                                        }
-                                    }
-                                },
-                            );
-                        }
-                        None => frames.for_each(|(_, b)| shared.pool.put(b)),
-                    }
-                }
-            }
-        }
-        out.clear();
-        self.gw_out = out;
+        let mut sink = Queues {
+            shared,
+            w,
+            touched: &mut self.touched,
+        };
+        pipeline::gateway::route(
+            snap,
+            &shared.pool,
+            gv,
+            shared.clock.now(),
+            w,
+            &mut self.gw_in,
+            tick,
+            &mut self.gw_out,
+            &mut sink,
+        );
     }
 
     fn housekeeping(&mut self) {
@@ -755,407 +604,148 @@ impl Worker {
     }
 }
 
-/// Reads one port's frames for a turn and forwards them through `ing`; a read error
-/// that takes the port down comes back as the reason.
-fn rx_frames(
-    ing: &mut Ingress<'_>,
+/// What one turn's read of a port brought.
+struct Read {
+    frames: usize,
+    /// More is waiting than the turn's budget took.
+    more: bool,
+    /// The port failed for good: why.
+    failure: Option<String>,
+}
+
+/// Reads one port's frames for a turn, within its budget, and gives each to `each`; a
+/// read error that takes the port down comes back as the reason.
+fn read_port(
     io: &mut PortIo,
-    id: PortId,
+    pool: &Pool,
     spare: &mut Option<Buf>,
     scratch: &mut [u8],
-    rx_more: &mut Vec<PortId>,
-    turn_frames: &mut usize,
-) -> Option<String> {
-    let shared = ing.shared;
-    let mut failure = None;
+    mut each: impl FnMut(Rx<'_>),
+) -> Read {
+    let mut read = Read {
+        frames: 0,
+        more: false,
+        failure: None,
+    };
     match io {
         PortIo::Afpacket(a) => {
             let budget = match a.kind() {
                 RingKind::V2 => RX_FRAMES_PER_TURN,
                 RingKind::V3 => RX_BLOCKS_PER_TURN,
             };
-            *turn_frames += a.rx(budget, &shared.pool, spare, |rx| match rx {
-                Rx::Frame(f) if f.truncated => {
-                    ing.rx_count(f.frame.len());
-                    ing.rt.counters.drop(ing.w, Drop::Oversize, 1);
-                }
-                Rx::Frame(f) => ing.frame(f.vnet, f.frame, f.vlan),
-                Rx::Owned { buf, vlan } => ing.frame_owned(buf, vlan),
-            });
-            if a.rx_ready() {
-                rx_more.push(id);
-            }
+            read.frames = a.rx(budget, pool, spare, each);
+            read.more = a.rx_ready();
         }
-        PortIo::Tap(t) => {
-            let mut n = 0;
-            loop {
-                if n == TAP_FRAMES_PER_TURN {
-                    rx_more.push(id);
+        PortIo::Tap(t) => loop {
+            if read.frames == TAP_FRAMES_PER_TURN {
+                read.more = true;
+                break;
+            }
+            if spare.is_none() {
+                *spare = pool.get(LARGE);
+            }
+            let got = match spare.as_mut() {
+                Some(b) => t.recv(b.spare()).inspect(|&len| b.set_len(len)),
+                None => t.recv(scratch),
+            };
+            match got {
+                Ok(len) if len >= vnet::LEN && spare.is_some() => each(Rx::Owned {
+                    buf: spare,
+                    vlan: None,
+                }),
+                Ok(len) => {
+                    let bytes = match spare.as_ref() {
+                        Some(b) => &b.bytes()[..len],
+                        None => &scratch[..len],
+                    };
+                    // Shorter than the virtio-net header: all of it is a runt frame.
+                    let (vnet, frame) =
+                        bytes.split_at(if len >= vnet::LEN { vnet::LEN } else { 0 });
+                    each(Rx::Frame(RxFrame {
+                        vnet,
+                        frame,
+                        vlan: None,
+                        truncated: false,
+                    }));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    read.failure = Some(format!("TAP read failed: {e}"));
                     break;
                 }
-                if spare.is_none() {
-                    *spare = shared.pool.get(LARGE);
-                }
-                let read = match spare.as_mut() {
-                    Some(b) => t.recv(b.spare()).inspect(|&len| b.set_len(len)),
-                    None => t.recv(scratch),
-                };
-                match read {
-                    Ok(len) if len >= vnet::LEN && spare.is_some() => ing.frame_owned(spare, None),
-                    Ok(len) if len >= vnet::LEN => {
-                        ing.frame(&scratch[..vnet::LEN], &scratch[vnet::LEN..len], None);
-                    }
-                    Ok(len) => {
-                        ing.rx_count(len);
-                        ing.rt.counters.drop(ing.w, Drop::Runt, 1);
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        failure = Some(format!("TAP read failed: {e}"));
-                        break;
-                    }
-                }
-                n += 1;
             }
-            *turn_frames += n;
-        }
+            read.frames += 1;
+        },
         PortIo::Vxlan | PortIo::Gateway => {}
     }
-    failure
+    read
 }
 
-/// Which tunnel port and remote a VXLAN datagram from `src` belongs to, or why it is
-/// dropped.
-fn resolve(
-    table: &vxlan::decap::VtepTable,
-    snap: &Snapshot,
-    src: std::net::IpAddr,
-    datagram: &[u8],
-) -> Result<(Arc<PortRt>, Arc<RemoteRt>, vxlan::decap::Decap), DropReason> {
-    let d = table.classify(src, datagram)?;
-    let rt = snap
-        .port(d.port as PortId)
-        .cloned()
-        .ok_or(DropReason::UnknownVni)?;
-    let remote = rt
-        .tunnel
-        .as_ref()
-        .and_then(|t| {
-            t.remotes
-                .load()
-                .iter()
-                .find(|r| r.slot == d.remote)
-                .cloned()
-        })
-        .ok_or(DropReason::UnknownRemote)?;
-    Ok((rt, remote, d))
+/// The pipeline's view of a frame read from a ring.
+#[inline]
+fn frame_of<'f>(f: &RxFrame<'f>) -> Frame<'f> {
+    Frame {
+        vnet: f.vnet,
+        bytes: f.frame,
+        aux: f.vlan,
+        truncated: f.truncated,
+    }
 }
 
-/// Runs `f` with the ingress context of tunnel port `rt` for a frame learned as
-/// `learn_as` (the port and the remote it came from).
-#[allow(clippy::too_many_arguments)]
-fn with_ingress<R>(
-    shared: &Shared,
-    snap: &Snapshot,
-    touched: &mut Vec<PortId>,
-    touched_mark: &mut Vec<u64>,
-    w: usize,
-    rt: &Arc<PortRt>,
-    learn_as: Dest,
-    f: impl FnOnce(&mut Ingress<'_>) -> R,
-) -> Option<R> {
-    let Some(bv) = snap.bridge(rt.bridge) else {
-        rt.counters.drop(w, Drop::NoBridge, 1);
-        return None;
-    };
-    let fdb = bv.rt.fdb.load();
-    let ctx = Ctx {
-        fdb: &fdb,
-        counters: &bv.rt.counters,
-        worker: w,
-        now: shared.clock.now(),
-        aging: bv.rt.aging.load(Ordering::Relaxed),
-    };
-    let mut ing = Ingress {
-        shared,
-        snap,
-        ctx: &ctx,
-        rt,
-        learn_as,
-        bridge_ports: &bv.ports,
-        guard: bv.guard.filter(|_| rt.kind != ctl::PortKind::Gateway),
-        touched,
-        touched_mark,
-        w,
-    };
-    Some(f(&mut ing))
+/// Ports frames were queued to this turn, each once: flushed at the end of the turn.
+#[derive(Default)]
+struct Touched {
+    ports: Vec<PortId>,
+    /// One bit per port id: already in `ports`.
+    mark: Vec<u64>,
 }
 
-/// Per-batch context for frames arriving on one port.
-struct Ingress<'a> {
+impl Touched {
+    /// Notes port `id` (once per turn).
+    #[inline]
+    fn note(&mut self, id: PortId) {
+        let (word, bit) = (id as usize / 64, 1u64 << (id % 64));
+        if self.mark.len() <= word {
+            // Grows once per new highest port id, not per frame.
+            self.mark.resize(word + 1, 0);
+        }
+        if self.mark[word] & bit == 0 {
+            self.mark[word] |= bit;
+            self.ports.push(id);
+        }
+    }
+
+    /// Forgets port `id` (flushed).
+    #[inline]
+    fn clear(&mut self, id: PortId) {
+        if let Some(m) = self.mark.get_mut(id as usize / 64) {
+            *m &= !(1u64 << (id % 64));
+        }
+    }
+}
+
+/// The worker's [`Sink`]: what the pipeline sends is queued on the destination port's
+/// lock-free TX queue (dropped and counted when it is full) and the port noted for the
+/// turn's flush.
+struct Queues<'a> {
     shared: &'a Shared,
-    snap: &'a Snapshot,
-    ctx: &'a Ctx<'a>,
-    rt: &'a PortRt,
-    /// What the source MAC is learned as: the port, and on a tunnel the remote.
-    learn_as: Dest,
-    bridge_ports: &'a [Arc<PortRt>],
-    /// The gateway's identity on this bridge, when the ingress port is not the gateway.
-    guard: Option<GatewayGuard>,
-    touched: &'a mut Vec<PortId>,
-    touched_mark: &'a mut Vec<u64>,
     w: usize,
+    touched: &'a mut Touched,
 }
 
-/// A received frame as the forwarding step sees it.
-#[derive(Clone, Copy)]
-struct Arrival<'f> {
-    vnet: &'f [u8],
-    frame: &'f [u8],
-    /// The frame still has its outer tag in its bytes (at offset 12).
-    tag_in_frame: bool,
-    /// Behind its outer tag the frame carries another one.
-    inner_tag: bool,
-    /// The frame's VLAN, priority and TPID.
-    class: Class,
-}
-
-impl Ingress<'_> {
+impl Sink for Queues<'_> {
     #[inline]
-    fn rx_count(&self, len: usize) {
-        let b = self.rt.counters.block(self.w);
-        bump(&b.rx_packets, 1);
-        bump(&b.rx_bytes, len as u64);
-    }
-
-    /// Forwards one frame. `aux` is a tag the receive path stripped.
-    #[inline]
-    fn frame(&mut self, vnet_hdr: &[u8], frame: &[u8], aux: Option<(u16, u16)>) {
-        self.rx_count(frame.len());
-        match self.classify(vnet_hdr, frame, aux) {
-            Ok((v, a)) => self.dispatch(v, &a),
-            Err(d) => self.rt.counters.drop(self.w, d, 1),
-        }
-    }
-
-    /// Finds the frame's VLAN (the port's VLAN rules applied to its outer tag) and decides
-    /// where it goes.
-    #[inline]
-    fn classify<'f>(
-        &mut self,
-        vnet_hdr: &'f [u8],
-        frame: &'f [u8],
-        aux: Option<(u16, u16)>,
-    ) -> Result<(Verdict, Arrival<'f>), Drop> {
-        let eth = EthernetFrame::new_checked(frame).map_err(|_| Drop::Runt)?;
-        let outer = vlan::outer(&eth, aux);
-        let class = vlan::classify(self.snap.vlan(self.rt.id), outer.tag)?;
-        let v = match self.guard {
-            Some(g) => {
-                self.guarded(g.check(eth.src(), outer.next_type, &frame[outer.next_at..]))?
-            }
-            None => None,
-        };
-        let v = v.unwrap_or_else(|| decide(self.ctx, frame, self.learn_as, class.vid));
-        Ok((
-            v,
-            Arrival {
-                vnet: vnet_hdr,
-                frame,
-                tag_in_frame: outer.in_frame,
-                inner_tag: outer.inner_tag(),
-                class,
-            },
-        ))
-    }
-
-    /// What the gateway's guard makes of a frame from another port: a frame from the
-    /// gateway's MAC is refused (it would move the gateway in the FDB to this port); an
-    /// ARP packet that claims the gateway's address goes to the gateway alone, which
-    /// counts it as `arp_spoofed` and drops it, instead of reaching the neighbours whose
-    /// entry for the gateway it would overwrite. `None`: an ordinary frame.
-    #[inline]
-    fn guarded(&self, g: Guarded) -> Result<Option<Verdict>, Drop> {
-        match g {
-            Guarded::Clear => return Ok(None),
-            Guarded::SpoofedMac => return Err(Drop::GatewaySpoof),
-            Guarded::SpoofedArp => {}
-        }
-        let gw = self
-            .bridge_ports
-            .iter()
-            .find(|p| p.kind == ctl::PortKind::Gateway);
-        Ok(Some(match gw {
-            Some(p) => Verdict::Forward(dest(p.id, 0)),
-            None => Verdict::Drop(Drop::GatewaySpoof),
-        }))
-    }
-
-    /// Forwards a frame that sits in a pool buffer of its own (virtio-net header first).
-    /// A super-frame going to one port unchanged is sent in that very buffer: the copy
-    /// saved is 64 KiB per TCP super-frame.
-    fn frame_owned(&mut self, slot: &mut Option<Buf>, aux: Option<(u16, u16)>) {
-        let Some(b) = slot.as_ref() else { return };
-        let bytes = b.bytes();
-        let (vnet_hdr, frame) = bytes.split_at(vnet::LEN.min(bytes.len()));
-        self.rx_count(frame.len());
-        let (v, a) = match self.classify(vnet_hdr, frame, aux) {
-            Ok(x) => x,
-            Err(d) => return self.rt.counters.drop(self.w, d, 1),
-        };
-        if let (Verdict::Forward(p), None, true) = (v, aux, bytes.len() > SMALL) {
-            if let Some(dst) = deliverable(self.snap, self.rt, port_of(p)) {
-                // Unchanged on the way out: tagged in and out with the same tag, or
-                // untagged both ways.
-                let out_tagged = self.egress_to(dst, &a);
-                let same = match out_tagged {
-                    Some(true) => {
-                        a.tag_in_frame
-                            && u16::from_be_bytes([a.frame[14], a.frame[15]]) & 0x0fff
-                                == a.class.vid
-                    }
-                    Some(false) => !a.tag_in_frame,
-                    None => false,
-                };
-                if same {
-                    if let Some(buf) = slot.take() {
-                        self.push(dst, buf, remote_of(p));
-                    }
-                    return;
-                }
-            }
-        }
-        self.dispatch(v, &a);
-    }
-
-    /// Whether `a` leaves `dst` and tagged or not: the port's VLAN rules, and one more.
-    /// A frame whose outer tag would be popped on a trunk (its native VLAN) while another
-    /// tag sits behind it is refused: the peer would switch it in the inner tag's VLAN,
-    /// which is how a double-tagged frame from an access port hops VLANs.
-    #[inline]
-    fn egress_to(&self, dst: &PortRt, a: &Arrival<'_>) -> Option<bool> {
-        let table = self.snap.vlan(dst.id);
-        let out = vlan::egress(table, &a.class);
-        if out == Some(false) && a.inner_tag && table.is_some_and(|t| t.is_trunk()) {
-            self.rt.counters.drop(self.w, Drop::VlanDoubleTag, 1);
-            return None;
-        }
-        out
-    }
-
-    #[inline]
-    fn dispatch(&mut self, v: Verdict, a: &Arrival<'_>) {
-        match v {
-            Verdict::Drop(d) => self.rt.counters.drop(self.w, d, 1),
-            Verdict::Filtered => self.ctx.counters.add(self.w, BridgeEvent::Filtered, 1),
-            Verdict::Forward(p) => match deliverable(self.snap, self.rt, port_of(p)) {
-                Some(dst) => match self.egress_to(dst, a) {
-                    Some(tagged) => self.enqueue(dst, a, tagged, remote_of(p)),
-                    None => self.ctx.counters.add(self.w, BridgeEvent::VlanFiltered, 1),
-                },
-                // Learned on a port that is gone or down: fall back to flooding.
-                None => self.flood(a),
-            },
-            Verdict::Flood => self.flood(a),
-        }
-    }
-
-    /// Sends to every other port of the bridge that is up and carries the frame's VLAN.
-    fn flood(&mut self, a: &Arrival<'_>) {
-        self.ctx.counters.add(self.w, BridgeEvent::Flooded, 1);
-        let ports = self.bridge_ports;
-        for dst in ports {
-            if dst.id == self.rt.id || !dst.up.load(Ordering::Relaxed) {
-                continue;
-            }
-            if let Some(tagged) = self.egress_to(dst, a) {
-                // Remote 0: a tunnel replicates it to every remote.
-                self.enqueue(dst, a, tagged, 0);
+    fn deliver(&mut self, dst: &Arc<PortRt>, remote: u16, mut buf: Buf, _from: Origin<'_>) {
+        buf.set_remote(remote);
+        match dst.txq.push(buf) {
+            Ok(()) => self.touched.note(dst.id),
+            Err(buf) => {
+                self.shared.pool.put(buf);
+                dst.counters.drop(self.w, Drop::TxQueueFull, 1);
             }
         }
     }
-
-    /// Copies the frame into a pool buffer for `dst`, pushing or popping the outer tag on
-    /// the way (PCP, DEI and TPID kept), and queues it (for remote `remote` of a tunnel).
-    #[inline]
-    fn enqueue(&mut self, dst: &PortRt, a: &Arrival<'_>, tagged: bool, remote: u16) {
-        let frame = a.frame;
-        let in_len = if a.tag_in_frame { 4 } else { 0 };
-        let out_len = if tagged { 4 } else { 0 };
-        let want = vnet::LEN + frame.len() + out_len - in_len;
-        let Some(mut buf) = self.shared.pool.get(want) else {
-            let why = if want > LARGE {
-                Drop::Oversize
-            } else {
-                Drop::NoBuffer
-            };
-            dst.counters.drop(self.w, why, 1);
-            return;
-        };
-        let out_tag = tagged.then(|| a.class.tag());
-        if !vlan::write_frame(&mut buf, a.vnet, frame, a.tag_in_frame, out_tag) {
-            self.shared.pool.put(buf);
-            dst.counters.drop(self.w, Drop::Oversize, 1);
-            return;
-        }
-        self.push(dst, buf, remote);
-    }
-
-    /// Queues `buf` on `dst` (for remote `remote` of a tunnel) and notes the port for
-    /// this turn's flush.
-    #[inline]
-    fn push(&mut self, dst: &PortRt, buf: Buf, remote: u16) {
-        queue_on(
-            self.shared,
-            self.w,
-            dst,
-            buf,
-            remote,
-            self.touched,
-            self.touched_mark,
-        );
-    }
-}
-
-/// Queues `buf` on `dst` (for remote `remote` of a tunnel) and notes the port in
-/// `touched` for the turn's flush.
-#[inline]
-fn queue_on(
-    shared: &Shared,
-    w: usize,
-    dst: &PortRt,
-    mut buf: Buf,
-    remote: u16,
-    touched: &mut Vec<PortId>,
-    touched_mark: &mut Vec<u64>,
-) {
-    buf.set_remote(remote);
-    match dst.txq.push(buf) {
-        Ok(()) => {
-            let (word, bit) = (dst.id as usize / 64, 1u64 << (dst.id % 64));
-            if touched_mark.len() <= word {
-                // Grows once per new highest port id, not per frame.
-                touched_mark.resize(word + 1, 0);
-            }
-            if touched_mark[word] & bit == 0 {
-                touched_mark[word] |= bit;
-                touched.push(dst.id);
-            }
-        }
-        Err(buf) => {
-            shared.pool.put(buf);
-            dst.counters.drop(w, Drop::TxQueueFull, 1);
-        }
-    }
-}
-
-/// Port `p` of `snap` if frames arriving on `from` may be sent to it now. The result
-/// borrows the snapshot, not the worker, so no reference count is touched per frame.
-#[inline]
-fn deliverable<'s>(snap: &'s Snapshot, from: &PortRt, p: PortId) -> Option<&'s Arc<PortRt>> {
-    snap.port(p)
-        .filter(|d| d.bridge == from.bridge && d.up.load(Ordering::Relaxed))
 }
 
 /// How a TX turn ended.

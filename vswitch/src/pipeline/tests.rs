@@ -1,0 +1,290 @@
+//! The stages on a small bridge without sockets: learning and filtering (what
+//! `forward.rs` tested before it became the learn and decide stages), VLAN egress, the
+//! owned-buffer path, the gateway's guard.
+
+use std::sync::atomic::Ordering;
+
+use super::*;
+use crate::counters::BridgeCounters;
+use crate::dataplane::{BridgeRt, GatewayGuard};
+use crate::fdb::PortId;
+use crate::wire::MacAddr;
+
+const A: [u8; 6] = [2, 0, 0, 0, 0, 0xa];
+const B: [u8; 6] = [2, 0, 0, 0, 0, 0xb];
+
+fn frame(dst: [u8; 6], src: [u8; 6]) -> Vec<u8> {
+    let mut f = dst.to_vec();
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&[0x08, 0x00]);
+    f.resize(60, 0);
+    f
+}
+
+fn tagged(dst: [u8; 6], src: [u8; 6], tci: u16) -> Vec<u8> {
+    let mut f = frame(dst, src);
+    f.splice(12..12, [0x81, 0x00, (tci >> 8) as u8, tci as u8]);
+    f
+}
+
+/// Collects what the pipeline sends: (port, remote, bytes after the vnet header, moved).
+#[derive(Default)]
+struct Collect(Vec<(PortId, u16, Vec<u8>, bool)>);
+
+impl Sink for Collect {
+    fn deliver(&mut self, dst: &Arc<PortRt>, remote: u16, buf: Buf, from: Origin<'_>) {
+        let moved = matches!(from, Origin::Moved(_));
+        self.0
+            .push((dst.id, remote, buf.bytes()[vnet::LEN..].to_vec(), moved));
+    }
+}
+
+/// A bridge of ports 1..=n (VLAN tables as given), all up, with an optional gateway guard.
+struct Bed {
+    snap: Snapshot,
+    pool: Pool,
+    now: u32,
+}
+
+impl Bed {
+    fn new(vlans: &[Option<VlanTable>], limit: usize, aging: u32) -> Bed {
+        let mut snap = Snapshot::default();
+        let rt = Arc::new(BridgeRt::new(0, "br", aging, limit as u32, 1));
+        let mut ports = Vec::new();
+        for (i, v) in vlans.iter().enumerate() {
+            let p = Arc::new(PortRt::new(
+                i as PortId + 1,
+                "p",
+                ctl::PortKind::Afpacket,
+                0,
+                0,
+                1,
+            ));
+            p.up.store(true, Ordering::Relaxed);
+            snap.put_port(p.clone(), v.clone());
+            ports.push(p);
+        }
+        snap.put_bridge(BridgeView {
+            rt,
+            ports,
+            guard: None,
+        });
+        Bed {
+            snap,
+            pool: Pool::new(64, 4),
+            now: 1,
+        }
+    }
+
+    fn plain(n: usize) -> Bed {
+        Bed::new(&vec![None; n], 100, 300)
+    }
+
+    fn port(&self, id: PortId) -> &PortRt {
+        self.snap.port(id).unwrap()
+    }
+
+    fn counters(&self) -> &BridgeCounters {
+        &self.snap.bridge(0).unwrap().rt.counters
+    }
+
+    /// Runs `f` in at port `port` (remote 0); returns the verdict and what was sent.
+    fn send(&self, port: PortId, f: &[u8]) -> (Verdict, Collect) {
+        let ing = Ingress::new(&self.snap, &self.pool, self.port(port), port, self.now, 0).unwrap();
+        let mut c = Collect::default();
+        let v = ing.frame(
+            Frame::split(&[&[0u8; vnet::LEN][..], f].concat(), None),
+            &mut c,
+        );
+        (v, c)
+    }
+
+    fn verdict(&self, port: PortId, f: &[u8]) -> Verdict {
+        self.send(port, f).0
+    }
+}
+
+#[test]
+fn unknown_floods_then_known_forwards() {
+    let bed = Bed::plain(3);
+    assert_eq!(bed.verdict(1, &frame(B, A)), Verdict::Flood);
+    assert_eq!(bed.verdict(2, &frame(A, B)), Verdict::Forward(1));
+    assert_eq!(bed.verdict(1, &frame(B, A)), Verdict::Forward(2));
+    // B moves to port 3; A's frames follow it.
+    assert_eq!(bed.verdict(3, &frame(A, B)), Verdict::Forward(1));
+    assert_eq!(bed.verdict(1, &frame(B, A)), Verdict::Forward(3));
+    // Never back out of the ingress port.
+    assert_eq!(bed.verdict(3, &frame(B, A)), Verdict::Filtered);
+    let t = bed.counters().totals();
+    assert_eq!(t["learned"], 2);
+    assert!(t["moved"] >= 2);
+}
+
+#[test]
+fn broadcast_multicast_and_bad_frames() {
+    let bed = Bed::plain(2);
+    assert_eq!(bed.verdict(1, &frame([0xff; 6], A)), Verdict::Flood);
+    assert_eq!(
+        bed.verdict(1, &frame([0x01, 0, 0x5e, 0, 0, 1], A)),
+        Verdict::Flood
+    );
+    assert_eq!(
+        bed.verdict(1, &frame([0x01, 0x80, 0xc2, 0, 0, 0], A)),
+        Verdict::Drop(Drop::LinkLocal)
+    );
+    assert_eq!(
+        bed.verdict(1, &frame(B, [0xff; 6])),
+        Verdict::Drop(Drop::InvalidSrc)
+    );
+    assert_eq!(
+        bed.verdict(1, &frame(B, [0; 6])),
+        Verdict::Drop(Drop::InvalidSrc)
+    );
+    assert_eq!(bed.verdict(1, &[0u8; 13]), Verdict::Drop(Drop::Runt));
+    let t = bed.port(1).counters.totals();
+    assert_eq!(t.rx_packets, 6);
+    assert_eq!(t.drops["runt"], 1);
+    assert_eq!(t.drops["invalid_src_mac"], 2);
+}
+
+#[test]
+fn past_the_limit_new_macs_flood_and_old_ones_work() {
+    let bed = Bed::new(&[None, None], 1, 300);
+    bed.verdict(1, &frame(B, A));
+    bed.verdict(2, &frame(A, B));
+    assert_eq!(bed.counters().totals()["mac_limit_drops"], 1);
+    assert_eq!(
+        bed.verdict(1, &frame(B, A)),
+        Verdict::Flood,
+        "B was never learned"
+    );
+    assert_eq!(
+        bed.verdict(2, &frame(A, B)),
+        Verdict::Forward(1),
+        "A still works"
+    );
+    let fdb = bed.snap.bridge(0).unwrap().rt.fdb.load();
+    assert_eq!(fdb.lookup(0, MacAddr(A), 1, 300), Some(1));
+}
+
+#[test]
+fn aged_entries_flood() {
+    let mut bed = Bed::new(&[None, None], 100, 10);
+    bed.verdict(1, &frame(B, A));
+    bed.now = 20;
+    assert_eq!(bed.verdict(2, &frame(A, B)), Verdict::Flood);
+}
+
+#[test]
+fn flood_copies_to_every_other_port_that_is_up() {
+    let bed = Bed::plain(4);
+    bed.port(4).up.store(false, Ordering::Relaxed);
+    let f = frame([0xff; 6], A);
+    let (_, c) = bed.send(2, &f);
+    let to: Vec<PortId> = c.0.iter().map(|d| d.0).collect();
+    assert_eq!(to, vec![1, 3]);
+    assert!(c.0.iter().all(|d| d.2 == f && d.1 == 0 && !d.3));
+}
+
+fn vl(untagged: &[u16], tagged: &[u16], pvid: Option<u16>) -> Option<VlanTable> {
+    VlanTable::new(&ctl::PortVlans {
+        pvid,
+        untagged: untagged.to_vec(),
+        tagged: tagged.to_vec(),
+    })
+}
+
+#[test]
+fn access_to_trunk_pushes_the_tag_and_back_pops_it() {
+    // 1: access VLAN 10; 2: trunk 10, 20; 3: access VLAN 20.
+    let bed = Bed::new(
+        &[
+            vl(&[10], &[], Some(10)),
+            vl(&[], &[10, 20], None),
+            vl(&[20], &[], Some(20)),
+        ],
+        100,
+        300,
+    );
+    let f = frame([0xff; 6], A);
+    let (_, c) = bed.send(1, &f);
+    assert_eq!(c.0.len(), 1, "VLAN 10 leaves by the trunk alone");
+    assert_eq!((c.0[0].0, &c.0[0].2), (2, &tagged([0xff; 6], A, 10)));
+    let (_, c) = bed.send(2, &tagged([0xff; 6], B, 0x6014));
+    assert_eq!(c.0.len(), 1);
+    assert_eq!((c.0[0].0, &c.0[0].2), (3, &frame([0xff; 6], B)));
+    assert_eq!(
+        bed.verdict(1, &tagged([0xff; 6], A, 20)),
+        Verdict::Drop(Drop::VlanNotMember)
+    );
+}
+
+#[test]
+fn double_tagged_frames_never_leave_a_trunk_untagged_and_count_once() {
+    // 1: unaware; 2: trunk with native VLAN 1 and 10 tagged.
+    let bed = Bed::new(&[None, vl(&[1], &[10], Some(1))], 100, 300);
+    let mut f = tagged(B, A, 1);
+    f.splice(16..16, [0x81, 0x00, 0x00, 0x0a]);
+    // B is known behind the trunk: the forwarding path refuses it.
+    bed.verdict(2, &frame(A, B));
+    let (v, c) = bed.send(1, &f);
+    assert_eq!(v, Verdict::Forward(2));
+    assert!(c.0.is_empty());
+    assert_eq!(bed.port(1).counters.totals().drops["vlan_double_tag"], 1);
+    assert_eq!(bed.counters().totals()["vlan_filtered"], 1);
+}
+
+#[test]
+fn a_large_owned_frame_forwarded_unchanged_leaves_in_its_own_buffer() {
+    let bed = Bed::plain(2);
+    bed.verdict(2, &frame(A, B));
+    let mut big = frame(B, A);
+    big.resize(4000, 0x55);
+    let mut slot = bed.pool.get(vnet::LEN + big.len());
+    assert!(slot.as_mut().unwrap().fill(&[&[0u8; vnet::LEN], &big]));
+    let ing = Ingress::new(&bed.snap, &bed.pool, bed.port(1), 1, 1, 0).unwrap();
+    let mut c = Collect::default();
+    assert_eq!(
+        ing.frame_owned(&mut slot, None, &mut c),
+        Verdict::Forward(2)
+    );
+    assert!(slot.is_none(), "the buffer went on");
+    assert_eq!((c.0[0].0, &c.0[0].2, c.0[0].3), (2, &big, true));
+    // A small one is copied, and its buffer stays with the caller.
+    let small = frame(B, A);
+    let mut slot = bed.pool.get(vnet::LEN + small.len());
+    assert!(slot.as_mut().unwrap().fill(&[&[0u8; vnet::LEN], &small]));
+    let mut c = Collect::default();
+    ing.frame_owned(&mut slot, None, &mut c);
+    assert!(slot.is_some());
+    assert_eq!((&c.0[0].2, c.0[0].3), (&small, false));
+}
+
+#[test]
+fn the_guard_keeps_the_gateways_mac_and_address_to_its_port() {
+    let mut bed = Bed::plain(2);
+    let gw = Arc::new(PortRt::new(3, "gw", ctl::PortKind::Gateway, 0, 0, 1));
+    gw.up.store(true, Ordering::Relaxed);
+    bed.snap.put_port(gw.clone(), None);
+    let gmac = [2, 0x76, 0, 0, 0, 1];
+    if let Some(Some(b)) = bed.snap.bridges.get_mut(0) {
+        b.ports.push(gw);
+        b.guard = Some(GatewayGuard {
+            mac: MacAddr(gmac),
+            ip: [172, 18, 0, 1],
+        });
+    }
+    assert_eq!(
+        bed.verdict(1, &frame([0xff; 6], gmac)),
+        Verdict::Drop(Drop::GatewaySpoof)
+    );
+    // ARP claiming the gateway's address: to the gateway alone.
+    let mut arp = frame([0xff; 6], A);
+    arp[12..14].copy_from_slice(&[0x08, 0x06]);
+    arp[14 + 14..14 + 18].copy_from_slice(&[172, 18, 0, 1]);
+    let (v, c) = bed.send(1, &arp);
+    assert_eq!(v, Verdict::Forward(3));
+    assert_eq!(c.0.iter().map(|d| d.0).collect::<Vec<_>>(), vec![3]);
+    // The gateway port itself may use both.
+    assert_eq!(bed.verdict(3, &frame([0xff; 6], gmac)), Verdict::Flood);
+}
