@@ -2,7 +2,7 @@
 """Writes the committed seed corpus, fuzz/corpus/<target>/, from scratch.
 
 Each seed is a real frame, packet, datagram, request or file of the shape its target
-reads (see vswitch/src/fuzzing.rs for the record format and control bytes), named for
+reads (see vswitch/src/fuzzing/ for the record format and control bytes), named for
 what it is. Run it after changing a harness's input format: `python3 fuzz/make_corpus.py`.
 Only the standard library is used.
 """

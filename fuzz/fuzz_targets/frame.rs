@@ -1,4 +1,4 @@
-//! Ethernet/802.1Q/QinQ frames through a six-port bridge (VLAN classify, learning, forward::decide, tag push/pop) and its gateway.
+//! Ethernet/802.1Q/QinQ frames through a six-port bridge and its gateway, by the real pipeline (classify, guard, learn, decide, egress, tag push/pop) the workers call.
 //!
 //! The harness and its checks: `vswitch::fuzzing::frame`.
 #![no_main]
