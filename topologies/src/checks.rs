@@ -6,8 +6,9 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use ctl::Data;
+use testlab::traffic::{iperf3_client_argv, ping_argv, Iperf, IperfError, PingSummary};
 
 use crate::lab::{Lab, SHORT};
 use crate::model::TcpState;
@@ -158,12 +159,10 @@ fn run_inner(lab: &mut Lab<'_>, check: &Check) -> Result<Outcome> {
             let p = port.to_string();
             let h = lab.spawn_helper(server, "iperf3", &["iperf3", "-s", "-1", "-p", &p])?;
             lab.wait_listening(server, *port, Some(h))?;
-            let t = seconds.to_string();
-            let ip = to.to_string();
-            let mut argv = vec!["iperf3", "-c", &ip, "-p", &p, "-t", &t, "-J"];
-            if *udp {
-                argv.extend_from_slice(&["-u", "-b", rate]);
-            }
+            let udp_args = ["-u", "-b", rate.as_str()];
+            let extra: &[&str] = if *udp { &udp_args } else { &[] };
+            let argv = iperf3_client_argv(&to.to_string(), *port, *seconds, extra);
+            let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
             // A receiver that falls behind (2 cores shared by sender, switch and receiver)
             // overflows its own socket buffer; its kernel counts those datagrams, so the
             // figure can tell them apart from datagrams lost on the way.
@@ -173,21 +172,15 @@ fn run_inner(lab: &mut Lab<'_>, check: &Check) -> Result<Outcome> {
                 None
             };
             let o = lab.exec(from, &argv, Duration::from_secs(u64::from(*seconds) + 20))?;
-            let v: serde_json::Value = serde_json::from_str(&o.stdout)
-                .with_context(|| format!("iperf3 printed no JSON: {}", o.text()))?;
-            if let Some(err) = v.get("error").and_then(|e| e.as_str()) {
-                bail!("iperf3: {err}");
-            }
-            let end = v
-                .get("end")
-                .ok_or_else(|| anyhow!("iperf3 JSON has no `end`"))?;
-            let num = |path: &[&str]| -> Option<f64> {
-                let mut x = end;
-                for k in path {
-                    x = x.get(k)?;
-                }
-                x.as_f64()
+            let report = match Iperf::parse(&o.stdout) {
+                Ok(r) => r,
+                Err(IperfError::NoJson(_)) => bail!("iperf3 printed no JSON: {}", o.text()),
+                Err(e) => bail!("{e}"),
             };
+            if report.0.get("end").is_none() {
+                bail!("iperf3 JSON has no `end`");
+            }
+            let num = |path: &[&str]| report.end(path);
             if *udp {
                 let sent = num(&["sum", "bits_per_second"]).unwrap_or(0.0);
                 let loss = num(&["sum", "lost_percent"]).unwrap_or(100.0);
@@ -520,32 +513,10 @@ fn wait_log(lab: &mut Lab<'_>, h: usize, needle: &str) -> Result<()> {
 
 /// The MAC of `iface` in `host`, lower case.
 pub fn iface_mac(lab: &Lab<'_>, host: &str, iface: &str) -> Result<String> {
-    let ns = lab.ns(host);
-    let o = proc::run(
-        &["ip", "-j", "-n", &ns, "link", "show", "dev", iface],
-        SHORT,
-    )?;
-    if !o.success() {
-        bail!("`{}`: {}", o.cmd, o.text());
-    }
-    let v: serde_json::Value = serde_json::from_str(&o.stdout)?;
-    v.get(0)
-        .and_then(|l| l.get("address"))
-        .and_then(|a| a.as_str())
-        .map(str::to_ascii_lowercase)
-        .ok_or_else(|| anyhow!("no address in `ip -j link show {iface}`"))
+    testlab::netns::mac(&lab.ns(host), iface)
 }
 
-/// What one `ping` run saw.
-#[derive(Debug, Default, Clone)]
-struct PingResult {
-    transmitted: u32,
-    received: u32,
-    rtt_avg: Option<String>,
-    note: Option<String>,
-}
-
-fn ping_argv(to: &str, count: u32, reachable: bool) -> Vec<String> {
+fn ping(lab: &Lab<'_>, from: &str, to: &str, count: u32, reachable: bool) -> Result<PingSummary> {
     // Expected replies: stop at `count` of them, give up after a generous deadline.
     // Expected silence: listen only as long as a reply would plausibly take.
     let deadline = if reachable {
@@ -553,57 +524,15 @@ fn ping_argv(to: &str, count: u32, reachable: bool) -> Vec<String> {
     } else {
         1 + count / 5
     };
-    [
-        "ping",
-        "-n",
-        "-q",
-        "-c",
-        &count.to_string(),
-        "-i",
-        "0.2",
-        "-w",
-        &deadline.to_string(),
-        to,
-    ]
-    .iter()
-    .map(|s| (*s).to_string())
-    .collect()
-}
-
-fn parse_ping(o: &proc::Out) -> PingResult {
-    let mut r = PingResult::default();
-    for line in o.stdout.lines() {
-        if line.contains("packets transmitted") {
-            let nums: Vec<u32> = line
-                .split(|c: char| !c.is_ascii_digit())
-                .filter_map(|x| x.parse().ok())
-                .collect();
-            if nums.len() >= 2 {
-                r.transmitted = nums[0];
-                r.received = nums[1];
-            }
-        }
-        if let Some(rest) = line.split(" = ").nth(1).filter(|_| line.starts_with("rtt")) {
-            r.rtt_avg = rest.split('/').nth(1).map(str::to_string);
-        }
-    }
-    let err = o.stderr.trim();
-    if !err.is_empty() {
-        r.note = Some(err.lines().last().unwrap_or(err).to_string());
-    }
-    r
-}
-
-fn ping(lab: &Lab<'_>, from: &str, to: &str, count: u32, reachable: bool) -> Result<PingResult> {
-    let argv = ping_argv(to, count, reachable);
+    let argv = ping_argv(to, count, "0.2", deadline);
     let a: Vec<&str> = argv.iter().map(String::as_str).collect();
     let o = lab.exec(from, &a, Duration::from_secs(30))?;
-    Ok(parse_ping(&o))
+    Ok(PingSummary::parse(&o))
 }
 
 fn pingall(lab: &Lab<'_>, pairs: &[Pair], count: u32) -> Result<Outcome> {
     // All pairs at once: the check costs as much as its slowest pair, not their sum.
-    let results: Vec<(Pair, Result<PingResult>)> = std::thread::scope(|s| {
+    let results: Vec<(Pair, Result<PingSummary>)> = std::thread::scope(|s| {
         let handles: Vec<_> = pairs
             .iter()
             .map(|p| {
@@ -683,48 +612,6 @@ fn pingall(lab: &Lab<'_>, pairs: &[Pair], count: u32) -> Result<Outcome> {
 /// The UDP datagrams `node`'s kernel has dropped for a full socket receive buffer
 /// (`RcvbufErrors` of its namespace's `/proc/net/snmp`); `None` when it cannot be read.
 fn udp_rcvbuf_errors(lab: &Lab<'_>, node: &str) -> Option<u64> {
-    let o = lab.exec(node, &["cat", "/proc/net/snmp"], SHORT).ok()?;
-    parse_rcvbuf_errors(&o.stdout)
-}
-
-/// `RcvbufErrors` of the `Udp:` lines of a `/proc/net/snmp` text: the datagrams its
-/// namespace dropped because a receiving socket's buffer was full. Public for the
-/// integration tests of `vswitch`, which tell the same losses apart.
-pub fn parse_rcvbuf_errors(snmp: &str) -> Option<u64> {
-    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
-    let names = udp.next()?;
-    let values = udp.next()?;
-    let at = names.split_whitespace().position(|n| n == "RcvbufErrors")?;
-    values.split_whitespace().nth(at)?.parse().ok()
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-    use std::os::unix::process::ExitStatusExt;
-
-    #[test]
-    fn ping_summary_is_parsed() {
-        let o = proc::Out {
-            cmd: "ping".into(),
-            status: std::process::ExitStatus::from_raw(0),
-            stdout: "PING 10.0.0.2 (10.0.0.2) 56(84) bytes of data.\n\n--- 10.0.0.2 ping statistics ---\n3 packets transmitted, 3 received, 0% packet loss, time 401ms\nrtt min/avg/max/mdev = 0.051/0.071/0.090/0.016 ms\n".into(),
-            stderr: String::new(),
-        };
-        let r = parse_ping(&o);
-        assert_eq!((r.transmitted, r.received), (3, 3));
-        assert_eq!(r.rtt_avg.as_deref(), Some("0.071"));
-    }
-
-    #[test]
-    fn receive_buffer_overflows_are_read_from_snmp() {
-        let snmp = "Udp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors InCsumErrors\n\
-                    Udp: 50807 0 925 1 925 0 0\n\
-                    UdpLite: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors InCsumErrors\n\
-                    UdpLite: 0 0 0 0 7 0 0\n";
-        assert_eq!(parse_rcvbuf_errors(snmp), Some(925));
-        assert_eq!(parse_rcvbuf_errors("Udp: InDatagrams\nUdp: 3\n"), None);
-        assert_eq!(parse_rcvbuf_errors(""), None);
-    }
+    let snmp = testlab::snmp::read(&lab.ns(node)).ok()?;
+    testlab::snmp::udp_rcvbuf_errors(&snmp)
 }

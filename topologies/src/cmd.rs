@@ -40,7 +40,7 @@ fn canonical(file: &Path) -> PathBuf {
 
 /// What the build and the checks need that is not ours to provide.
 fn preflight(plan: &Plan) -> Result<Bins> {
-    if !rustix::process::geteuid().is_root() {
+    if !testlab::is_root() {
         bail!("vstopo builds network namespaces and needs root: sudo vstopo …");
     }
     let mut tools = vec!["ip", "sysctl", "ss"];
@@ -55,10 +55,7 @@ fn preflight(plan: &Plan) -> Result<Bins> {
     }
     tools.sort_unstable();
     tools.dedup();
-    let missing: Vec<&str> = tools
-        .into_iter()
-        .filter(|t| proc::which(t).is_none())
-        .collect();
+    let missing = proc::missing_tools(&tools);
     if !missing.is_empty() {
         bail!(
             "missing tool(s): {} — install them with: sudo bash scripts/deps.sh",

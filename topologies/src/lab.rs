@@ -9,15 +9,15 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use ctl::{Data, PortKind};
-use rustix::process::Signal;
+use testlab::netns;
+use testlab::vswitchd::{self, NotReady, Spec, READY};
 
 use crate::plan::{ns_name, Cidr, Link, Plan, Vlans};
-use crate::proc::{self, Bg, Out, RunError};
+use crate::proc::{self, Bg, Deadline, Opts, Out, Output, RunError};
 use crate::state::{self, Mode, State, SwitchRec};
 
 /// Timeout of a short command (`ip`, `vsctl`, `sysctl`).
@@ -39,11 +39,7 @@ impl Bins {
         let me = std::env::current_exe().context("cannot find my own executable")?;
         let dir = me.parent().map(Path::to_path_buf).unwrap_or_default();
         let find = |name: &str| -> Result<PathBuf> {
-            let next = dir.join(name);
-            if next.is_file() {
-                return Ok(next);
-            }
-            proc::which(name).ok_or_else(|| {
+            vswitchd::find_program(name, &dir).ok_or_else(|| {
                 anyhow!(
                     "{name} not found next to {} nor on PATH; build the workspace: cargo build --workspace --release",
                     me.display()
@@ -79,7 +75,8 @@ impl Bins {
 /// One thing the build does.
 #[derive(Debug, Clone)]
 pub enum Step {
-    /// A namespace for a node, with `lo` up and IPv6 off.
+    /// A namespace for a node, with `lo` up and quiet: IPv6 and IPv4 forwarding off
+    /// ([`testlab::netns`]).
     Netns { node: String },
     /// `net.ipv4.ip_forward=1` in a host.
     Forward { node: String },
@@ -132,13 +129,19 @@ impl Step {
         let dir = state::state_root().join(run).display().to_string();
         match self {
             Step::Netns { node } => format!(
-                "ip netns add {n}; ip -n {n} link set lo up; sysctl net.ipv6.conf.{{all,default}}.disable_ipv6=1",
+                "ip netns add {n}; ip -n {n} link set lo up; sysctl {}",
+                netns::quiet_sysctls(false).join(" "),
                 n = ns(node)
             ),
             Step::Forward { node } => {
                 format!("ip netns exec {} sysctl net.ipv4.ip_forward=1", ns(node))
             }
-            Step::Veth { a_node, a, b_node, b } => {
+            Step::Veth {
+                a_node,
+                a,
+                b_node,
+                b,
+            } => {
                 let (na, nb) = (ns(a_node), ns(b_node));
                 if na == nb {
                     format!("ip -n {na} link add {a} type veth peer name {b}")
@@ -435,15 +438,6 @@ pub fn steps(plan: &Plan) -> Vec<Step> {
     v
 }
 
-/// Turns a command failure into an error naming the command and its output.
-fn must(r: Result<Out, RunError>) -> Result<Out> {
-    let o = r?;
-    if !o.success() {
-        bail!("`{}` failed ({}): {}", o.cmd, o.status, o.text());
-    }
-    Ok(o)
-}
-
 /// A running (or being built) topology.
 pub struct Lab<'p> {
     pub plan: &'p Plan,
@@ -551,12 +545,6 @@ impl<'p> Lab<'p> {
         Ok(())
     }
 
-    fn ip(&self, args: &[&str]) -> Result<Out> {
-        let mut v = vec!["ip"];
-        v.extend_from_slice(args);
-        must(proc::run(&v, SHORT))
-    }
-
     fn step(&mut self, step: &Step) -> Result<()> {
         match step {
             Step::Netns { node } => {
@@ -565,70 +553,34 @@ impl<'p> Lab<'p> {
                 // leaves a record of it.
                 self.state.namespaces.push(ns.clone());
                 self.state.save()?;
-                if let Err(e) = self.ip(&["netns", "add", &ns]) {
+                if let Err(e) = netns::add(&ns) {
                     // Not made by us (it existed already, or nothing was made): not ours
                     // to remove either.
                     self.state.namespaces.retain(|n| n != &ns);
                     self.state.save()?;
-                    return Err(e);
+                    return Err(e.into());
                 }
-                self.ip(&["-n", &ns, "link", "set", "lo", "up"])?;
-                // No IPv6: no router solicitations or DAD, so only the frames a check sends
-                // cross the switches and the figures stay clean.
-                must(proc::run(
-                    &[
-                        "ip",
-                        "netns",
-                        "exec",
-                        &ns,
-                        "sysctl",
-                        "-q",
-                        "-w",
-                        "net.ipv6.conf.all.disable_ipv6=1",
-                        "net.ipv6.conf.default.disable_ipv6=1",
-                    ],
-                    SHORT,
-                ))?;
+                // Quiet: no IPv6 chatter, no routing of frames for other addresses, so only
+                // the frames a check sends cross the switches and the figures stay clean.
+                // No topology file uses IPv6.
+                netns::init(&ns, false)?;
             }
             Step::Forward { node } => {
                 let ns = self.ns(node);
-                must(proc::run(
-                    &[
-                        "ip",
-                        "netns",
-                        "exec",
-                        &ns,
-                        "sysctl",
-                        "-q",
-                        "-w",
-                        "net.ipv4.ip_forward=1",
-                    ],
-                    SHORT,
-                ))?;
+                let sysctl = ["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"];
+                netns::try_exec(&ns, &sysctl, SHORT)?.must()?;
             }
             Step::Veth {
                 a_node,
                 a,
                 b_node,
                 b,
-            } => {
-                let (na, nb) = (self.ns(a_node), self.ns(b_node));
-                if na == nb {
-                    self.ip(&[
-                        "-n", &na, "link", "add", a, "type", "veth", "peer", "name", b,
-                    ])?;
-                } else {
-                    self.ip(&[
-                        "-n", &na, "link", "add", a, "type", "veth", "peer", "name", b, "netns",
-                        &nb,
-                    ])?;
-                }
-            }
+            } => netns::veth(&self.ns(a_node), a, &self.ns(b_node), b)?,
             Step::LinkSet { node, dev, args } => {
                 let ns = self.ns(node);
                 let mut v = vec!["-n", ns.as_str(), "link", "set", "dev", dev.as_str()];
                 v.extend(args.iter().map(String::as_str));
-                self.ip(&v)?;
+                netns::ip(&v)?;
             }
             Step::StartSwitch { switch } => self.start_switch(switch)?,
             Step::Vsctl { switch, args } => {
@@ -640,45 +592,37 @@ impl<'p> Lab<'p> {
                 port,
                 host,
                 iface,
-            } => {
-                let (ns_sw, ns_h) = (self.ns(switch), self.ns(host));
-                let deadline = Instant::now() + Duration::from_secs(10);
-                loop {
-                    let o = proc::run(&["ip", "-n", &ns_sw, "link", "show", "dev", port], SHORT)?;
-                    if o.success() {
-                        break;
-                    }
-                    if Instant::now() > deadline {
-                        bail!("TAP {port} did not appear in {ns_sw} within 10 s");
-                    }
-                    proc::sleep(Duration::from_millis(50))?;
-                }
-                if ns_sw != ns_h {
-                    self.ip(&["-n", &ns_sw, "link", "set", "dev", port, "netns", &ns_h])?;
-                }
-                if port != iface {
-                    self.ip(&["-n", &ns_h, "link", "set", "dev", port, "down"])?;
-                    self.ip(&["-n", &ns_h, "link", "set", "dev", port, "name", iface])?;
-                }
-            }
+            } => self.adopt_tap(switch, port, host, iface)?,
             Step::Addr { node, dev, cidr } => {
-                let ns = self.ns(node);
-                self.ip(&["-n", &ns, "addr", "add", &cidr.to_string(), "dev", dev])?;
+                netns::addr_add(&self.ns(node), dev, &cidr.to_string())?;
             }
             Step::Route { node, via } => {
-                let ns = self.ns(node);
-                self.ip(&[
-                    "-n",
-                    &ns,
-                    "route",
-                    "add",
-                    "default",
-                    "via",
-                    &via.to_string(),
-                ])?;
+                let (ns, via) = (self.ns(node), via.to_string());
+                netns::ip(&["-n", &ns, "route", "add", "default", "via", &via])?;
             }
             Step::WaitPorts { switch, ports } => self.wait_ports(switch, ports)?,
             Step::WaitUplink { switch, iface } => self.wait_uplink(switch, iface)?,
+        }
+        Ok(())
+    }
+
+    /// Waits for the TAP `port` to appear in `switch`'s namespace, moves it into `host`
+    /// and names it `iface` there.
+    fn adopt_tap(&self, switch: &str, port: &str, host: &str, iface: &str) -> Result<()> {
+        let (ns_sw, ns_h) = (self.ns(switch), self.ns(host));
+        let deadline = Deadline::after(Duration::from_secs(10), Duration::from_millis(50));
+        while !netns::link_exists(&ns_sw, port)? {
+            if deadline.passed() {
+                bail!("TAP {port} did not appear in {ns_sw} within 10 s");
+            }
+            deadline.pause()?;
+        }
+        if ns_sw != ns_h {
+            netns::ip(&["-n", &ns_sw, "link", "set", "dev", port, "netns", &ns_h])?;
+        }
+        if port != iface {
+            netns::ip(&["-n", &ns_h, "link", "set", "dev", port, "down"])?;
+            netns::ip(&["-n", &ns_h, "link", "set", "dev", port, "name", iface])?;
         }
         Ok(())
     }
@@ -696,98 +640,65 @@ impl<'p> Lab<'p> {
             .plan
             .switch(switch)
             .ok_or_else(|| anyhow!("no switch {switch}"))?;
-        let bin = self.bins.vswitchd.display().to_string();
-        let sock = rec.sock.display().to_string();
-        let db = rec.db.display().to_string();
-        let mut argv = vec![
-            "ip".to_string(),
-            "netns".into(),
-            "exec".into(),
-            rec.ns.clone(),
-            bin,
-            "--sock".into(),
-            sock,
-            "--db".into(),
-            db,
-            "--log-level".into(),
-            sw.log_level.clone(),
-        ];
+        let mut args = vec!["--log-level".to_string(), sw.log_level.clone()];
         if let Some(w) = sw.workers {
-            argv.push("--workers".into());
-            argv.push(w.to_string());
+            args.push("--workers".into());
+            args.push(w.to_string());
         }
-        let mut bg = Bg::spawn(
-            &format!("vswitchd {switch}"),
-            &argv,
-            &rec.log,
-            &[],
-            &[ctl::SOCK_ENV],
-        )?;
-        let pid = bg.pid();
+        let spec = Spec::new(&self.bins.vswitchd, &rec.ns, &rec.sock, &rec.db, &args);
+        // In a process group of its own: a Ctrl-C at the terminal is ours to handle.
+        let mut bg = spec.spawn(&format!("vswitchd {switch}"), Output::log(&rec.log), true)?;
         if let Some(r) = self.state.switches.get_mut(switch) {
-            r.pid = Some(pid);
+            r.pid = Some(bg.pid());
         }
         self.state.save()?;
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if !bg.alive() {
-                let tail = bg.log_tail(20);
-                self.daemons.push(bg);
-                bail!("vswitchd of {switch} exited during start-up:\n{tail}");
-            }
-            if rec.sock.exists() && self.vsctl(switch, &["show"]).is_ok_and(|o| o.success()) {
-                break;
-            }
-            if Instant::now() > deadline {
-                let tail = bg.log_tail(20);
-                self.daemons.push(bg);
-                bail!("vswitchd of {switch} did not answer within 15 s:\n{tail}");
-            }
-            if let Err(e) = proc::sleep(Duration::from_millis(50)) {
-                self.daemons.push(bg);
-                return Err(e.into());
-            }
-        }
+        let vsctl = &self.bins.vsctl;
+        let r = vswitchd::wait_ready(&mut bg, READY, || vswitchd::answers(vsctl, &rec.sock));
+        let tail = || bg.log_tail(20);
+        let r = match r {
+            Ok(()) => Ok(()),
+            Err(NotReady::Exited(_)) => Err(anyhow!(
+                "vswitchd of {switch} exited during start-up:\n{}",
+                tail()
+            )),
+            Err(NotReady::Timeout) => Err(anyhow!(
+                "vswitchd of {switch} did not answer within 15 s:\n{}",
+                tail()
+            )),
+            Err(NotReady::Stopped(s)) => Err(RunError::Stopped(s).into()),
+        };
+        // Kept also when it failed: the teardown stops it.
         self.daemons.push(bg);
-        Ok(())
+        r
     }
 
     /// Runs `vsctl --sock SOCK ARGS…` for `switch` from the root namespace.
     pub fn vsctl(&self, switch: &str, args: &[&str]) -> Result<Out, RunError> {
-        let sock = self
-            .state
+        vswitchd::vsctl(&self.bins.vsctl, &self.sock(switch), args)
+    }
+
+    /// The control socket of `switch` (empty if there is no such switch: vsctl then says
+    /// what is wrong).
+    fn sock(&self, switch: &str) -> PathBuf {
+        self.state
             .switches
             .get(switch)
-            .map(|r| r.sock.display().to_string())
-            .unwrap_or_default();
-        let bin = self.bins.vsctl.display().to_string();
-        let mut v = vec![bin.as_str(), "--sock", sock.as_str()];
-        v.extend_from_slice(args);
-        proc::run(&v, SHORT)
+            .map(|r| r.sock.clone())
+            .unwrap_or_default()
     }
 
     /// `vsctl` that must succeed.
     pub fn vsctl_ok(&self, switch: &str, args: &[&str]) -> Result<Out> {
-        let o = must(self.vsctl(switch, args))?;
-        Ok(o)
+        Ok(self.vsctl(switch, args)?.must()?)
     }
 
     /// `vsctl --json ARGS…`, parsed.
     pub fn vsctl_json(&self, switch: &str, args: &[&str]) -> Result<Data> {
-        let mut v = vec!["--json"];
-        v.extend_from_slice(args);
-        let o = self.vsctl_ok(switch, &v)?;
-        serde_json::from_str(&o.stdout).with_context(|| {
-            format!(
-                "vsctl --json {} printed bad JSON: {}",
-                args.join(" "),
-                o.stdout
-            )
-        })
+        vswitchd::vsctl_json(&self.bins.vsctl, &self.sock(switch), args)
     }
 
     fn wait_ports(&self, switch: &str, ports: &[String]) -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Deadline::after(Duration::from_secs(10), Duration::from_millis(50));
         loop {
             let Data::Show { bridges, .. } = self.vsctl_json(switch, &["show"])? else {
                 bail!("vsctl show --json of {switch} returned no bridges");
@@ -813,18 +724,18 @@ impl<'p> Lab<'p> {
             if pending.is_empty() {
                 return Ok(());
             }
-            if Instant::now() > deadline {
+            if deadline.passed() {
                 bail!(
                     "ports of {switch} not up within 10 s: {}",
                     pending.join(", ")
                 );
             }
-            proc::sleep(Duration::from_millis(50))?;
+            deadline.pause()?;
         }
     }
 
     fn wait_uplink(&self, switch: &str, iface: &str) -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Deadline::after(Duration::from_secs(10), Duration::from_millis(50));
         loop {
             let Data::Show { uplink, .. } = self.vsctl_json(switch, &["show"])? else {
                 bail!("vsctl show --json of {switch} returned something else");
@@ -842,10 +753,10 @@ impl<'p> Lab<'p> {
                 ),
                 None => "no uplink".to_string(),
             };
-            if Instant::now() > deadline {
+            if deadline.passed() {
                 bail!("uplink {iface} of {switch} not up within 10 s: {seen}");
             }
-            proc::sleep(Duration::from_millis(50))?;
+            deadline.pause()?;
         }
     }
 
@@ -858,16 +769,11 @@ impl<'p> Lab<'p> {
     /// Runs `argv` inside `node`'s namespace.
     pub fn exec(&self, node: &str, argv: &[&str], timeout: Duration) -> Result<Out, RunError> {
         let ns = self.ns(node);
-        let mut v = vec!["ip", "netns", "exec", ns.as_str()];
-        v.extend_from_slice(argv);
-        proc::run_with(
-            &v,
-            timeout,
-            &proc::Opts {
-                env: self.node_env(node),
-                ignore_stop: false,
-            },
-        )
+        let opts = Opts {
+            env: self.node_env(node),
+            ..Opts::default()
+        };
+        proc::try_run_with(&netns::exec_argv(&ns, argv), timeout, &opts)
     }
 
     /// Starts a helper (a server for a check) inside `node`; stopped by
@@ -879,20 +785,19 @@ impl<'p> Lab<'p> {
             .dir()
             .join(format!("helper-{}-{name}.log", self.seq));
         let ns = self.ns(node);
-        let mut v = vec!["ip", "netns", "exec", ns.as_str()];
-        v.extend_from_slice(argv);
-        let env = self.node_env(node);
-        let bg = Bg::spawn(name, &v, &log, &env, &[])?;
+        let opts = Opts {
+            env: self.node_env(node),
+            own_group: true,
+            ..Opts::default()
+        };
+        let bg = Bg::start(name, &netns::exec_argv(&ns, argv), Output::log(&log), &opts)?;
         self.helpers.push(bg);
         Ok(self.helpers.len() - 1)
     }
 
     /// The log of helper `i` (its stdout and stderr).
     pub fn helper_log(&self, i: usize) -> String {
-        self.helpers
-            .get(i)
-            .map(|h| std::fs::read_to_string(&h.log).unwrap_or_default())
-            .unwrap_or_default()
+        self.helpers.get(i).map(Bg::stdout).unwrap_or_default()
     }
 
     /// True while helper `i` runs.
@@ -903,17 +808,15 @@ impl<'p> Lab<'p> {
     /// Stops every helper.
     pub fn stop_helpers(&mut self) {
         for mut h in self.helpers.drain(..) {
-            h.stop(Duration::from_millis(500));
+            let _ = h.stop(Duration::from_millis(500));
         }
     }
 
     /// Waits until something listens on TCP `port` in `node`.
     pub fn wait_listening(&mut self, node: &str, port: u16, helper: Option<usize>) -> Result<()> {
-        let needle = format!(":{port} ");
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Deadline::after(Duration::from_secs(10), Duration::from_millis(50));
         loop {
-            let o = self.exec(node, &["ss", "-Hltn"], SHORT)?;
-            if o.stdout.contains(&needle) {
+            if testlab::traffic::listening(&self.ns(node), port)? {
                 return Ok(());
             }
             if let Some(i) = helper {
@@ -921,14 +824,14 @@ impl<'p> Lab<'p> {
                     bail!("the server exited: {}", self.helper_log(i).trim());
                 }
             }
-            if Instant::now() > deadline {
+            if deadline.passed() {
                 let log = helper.map(|i| self.helper_log(i)).unwrap_or_default();
                 bail!(
                     "nothing listens on port {port} in {node} after 10 s {}",
                     log.trim()
                 );
             }
-            proc::sleep(Duration::from_millis(50))?;
+            deadline.pause()?;
         }
     }
 
@@ -961,7 +864,7 @@ impl<'p> Lab<'p> {
     pub fn down(&mut self) -> Result<()> {
         self.stop_helpers();
         for mut d in self.daemons.drain(..) {
-            d.stop(Duration::from_secs(3));
+            let _ = d.stop(Duration::from_secs(3));
         }
         teardown(&self.state)
     }
@@ -969,8 +872,9 @@ impl<'p> Lab<'p> {
     /// Leaves the run as it is (for `vstopo up`): the daemons keep running after this
     /// process exits.
     pub fn detach(mut self) {
-        self.daemons.clear();
-        self.helpers.clear();
+        for b in self.daemons.drain(..).chain(self.helpers.drain(..)) {
+            b.detach();
+        }
     }
 }
 
@@ -992,69 +896,11 @@ pub fn node_env(st: &State, node: &str, bins: &Bins) -> Vec<(String, String)> {
     env
 }
 
-/// The namespaces that exist right now.
-pub fn existing_namespaces() -> Vec<String> {
-    std::fs::read_dir("/run/netns")
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn ns_pids(ns: &str) -> Vec<u32> {
-    proc::run_always(&["ip", "netns", "pids", ns], SHORT)
-        .map(|o| {
-            o.stdout
-                .split_whitespace()
-                .filter_map(|p| p.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// Removes everything run `st` recorded, whatever state it is in (works for a run whose
 /// owner crashed). Processes in the run's namespaces get SIGTERM, then SIGKILL after 3 s;
 /// then the namespaces and the run directory go.
 pub fn teardown(st: &State) -> Result<()> {
-    let existing = existing_namespaces();
-    let ours: Vec<&String> = st
-        .namespaces
-        .iter()
-        .filter(|n| existing.contains(n))
-        .collect();
-    // Everything running in a namespace of this run was started for it.
-    let mut pids: Vec<u32> = ours.iter().flat_map(|n| ns_pids(n)).collect();
-    pids.sort_unstable();
-    pids.dedup();
-    pids.retain(|p| *p != std::process::id());
-    for p in &pids {
-        proc::kill(*p, Signal::TERM);
-    }
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while !pids.is_empty() && Instant::now() < deadline {
-        pids.retain(|p| Path::new(&format!("/proc/{p}")).exists() && !is_zombie(*p));
-        thread::sleep(Duration::from_millis(20));
-    }
-    for p in &pids {
-        proc::kill(*p, Signal::KILL);
-    }
-    let mut problems = Vec::new();
-    for ns in ours.iter().rev() {
-        match proc::run_always(&["ip", "netns", "del", ns.as_str()], SHORT) {
-            Ok(o) if o.success() => {}
-            Ok(o) => problems.push(format!("`{}`: {}", o.cmd, o.text())),
-            Err(e) => problems.push(e.to_string()),
-        }
-    }
-    let left: Vec<String> = existing_namespaces()
-        .into_iter()
-        .filter(|n| st.namespaces.contains(n))
-        .collect();
-    if !left.is_empty() {
-        problems.push(format!("namespaces still there: {}", left.join(" ")));
-    }
+    let problems = netns::remove_all(&st.namespaces, Duration::from_secs(3));
     if problems.is_empty() {
         let _ = std::fs::remove_dir_all(st.dir());
         Ok(())
@@ -1066,16 +912,6 @@ pub fn teardown(st: &State) -> Result<()> {
             problems.join("; ")
         )
     }
-}
-
-fn is_zombie(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rfind(')')
-                .map(|i| s[i + 1..].trim_start().starts_with('Z'))
-        })
-        .unwrap_or(true)
 }
 
 impl fmt::Debug for Lab<'_> {

@@ -10,12 +10,13 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeSet;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use testlab::stop::{SIGINT, SIGKILL, SIGTERM};
+use testlab::{Bg, Opts, Out, Output};
 use vstopo::plan::{self, Link};
 
 fn vstopo_bin() -> PathBuf {
@@ -33,7 +34,7 @@ fn fixture(name: &str) -> PathBuf {
 /// Panics (never skips) unless we are root and the daemon binaries are built.
 fn prerequisites() {
     assert!(
-        rustix::process::geteuid().is_root(),
+        testlab::is_root(),
         "the vstopo tests build network namespaces and need root (sudo bash scripts/test.sh)"
     );
     let dir = vstopo_bin().parent().unwrap().to_path_buf();
@@ -56,110 +57,53 @@ fn report(text: &str) {
     }
 }
 
-struct Out {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-impl std::fmt::Display for Out {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}\n--- stdout ---\n{}--- stderr ---\n{}",
-            self.status, self.stdout, self.stderr
-        )
-    }
-}
-
-/// A running `vstopo` whose output is collected by threads.
+/// A running `vstopo`, its output in files of a directory of its own.
 struct Running {
-    child: Child,
-    out: std::sync::Arc<std::sync::Mutex<String>>,
-    err: std::sync::Arc<std::sync::Mutex<String>>,
+    bg: Bg,
+    dir: PathBuf,
 }
 
 fn spawn(args: &[&str]) -> Running {
-    let mut child = Command::new(vstopo_bin())
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start vstopo");
-    let collect = |mut r: Box<dyn Read + Send>| {
-        let buf = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        let b = buf.clone();
-        thread::spawn(move || {
-            let mut chunk = [0u8; 4096];
-            while let Ok(n) = r.read(&mut chunk) {
-                if n == 0 {
-                    break;
-                }
-                b.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&chunk[..n]));
-            }
-        });
-        buf
-    };
-    let out = collect(Box::new(child.stdout.take().unwrap()));
-    let err = collect(Box::new(child.stderr.take().unwrap()));
-    Running { child, out, err }
+    static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("vstopo-test-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut argv = vec![vstopo_bin().display().to_string()];
+    argv.extend(args.iter().map(|a| (*a).to_string()));
+    let out = Output::split(&dir.join("stdout"), &dir.join("stderr"));
+    let bg = Bg::start("vstopo", &argv, out, &Opts::default()).expect("start vstopo");
+    Running { bg, dir }
 }
 
 impl Running {
     fn stdout(&self) -> String {
-        self.out.lock().unwrap().clone()
+        self.bg.stdout()
     }
 
     fn wait_stdout(&mut self, needle: &str, timeout: Duration) {
-        let end = Instant::now() + timeout;
-        while !self.stdout().contains(needle) {
-            if let Ok(Some(s)) = self.child.try_wait() {
-                panic!(
-                    "vstopo exited ({s}) before printing {needle:?}:\n{}",
-                    self.stdout()
-                );
-            }
-            assert!(
-                Instant::now() < end,
-                "no {needle:?} within {timeout:?}:\n{}",
-                self.stdout()
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
+        self.bg.wait_output(needle, timeout);
     }
 
-    fn signal(&self, sig: rustix::process::Signal) {
-        let pid = rustix::process::Pid::from_raw(i32::try_from(self.child.id()).unwrap()).unwrap();
-        rustix::process::kill_process(pid, sig).unwrap();
+    fn signal(&mut self, sig: i32) {
+        self.bg.signal(sig);
     }
 
     fn wait(mut self, timeout: Duration) -> Out {
-        let end = Instant::now() + timeout;
-        let status = loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                break s;
-            }
-            if Instant::now() > end {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!(
-                    "vstopo did not finish within {timeout:?}\n--- stdout ---\n{}--- stderr ---\n{}",
-                    self.stdout(),
-                    self.err.lock().unwrap()
-                );
-            }
-            thread::sleep(Duration::from_millis(20));
+        let Some(status) = self.bg.wait_timeout(timeout) else {
+            panic!(
+                "vstopo did not finish within {timeout:?}\n--- stdout ---\n{}--- stderr ---\n{}",
+                self.stdout(),
+                self.bg.stderr()
+            );
         };
-        // Let the reader threads drain the pipes.
-        thread::sleep(Duration::from_millis(50));
-        Out {
+        let o = Out {
+            cmd: "vstopo".into(),
             status,
             stdout: self.stdout(),
-            stderr: self.err.lock().unwrap().clone(),
-        }
+            stderr: self.bg.stderr(),
+        };
+        let _ = std::fs::remove_dir_all(&self.dir);
+        o
     }
 }
 
@@ -520,12 +464,9 @@ fn slow_run() -> Running {
 fn sigterm_and_sigint_tear_everything_down() {
     prerequisites();
     let f = fixture("slow.yaml");
-    for (sig, name, code) in [
-        (rustix::process::Signal::TERM, "SIGTERM", 143),
-        (rustix::process::Signal::INT, "SIGINT", 130),
-    ] {
+    for (sig, name, code) in [(SIGTERM, "SIGTERM", 143), (SIGINT, "SIGINT", 130)] {
         let before = root_links();
-        let r = slow_run();
+        let mut r = slow_run();
         let t0 = Instant::now();
         r.signal(sig);
         let o = r.wait(Duration::from_secs(20));
@@ -549,8 +490,8 @@ fn down_cleans_up_after_the_runner_was_killed() {
     let mut r = slow_run();
     let runs = runs_in(&r.stdout());
     let run = runs.first().cloned().unwrap();
-    r.child.kill().unwrap(); // SIGKILL: no chance to clean up
-    let _ = r.child.wait();
+    r.signal(SIGKILL); // no chance to clean up
+    let _ = r.wait(Duration::from_secs(10));
     let o = Command::new("ip").args(["netns", "list"]).output().unwrap();
     assert!(
         String::from_utf8_lossy(&o.stdout).contains(&format!("{run}-h1")),

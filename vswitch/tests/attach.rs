@@ -19,13 +19,14 @@ mod common;
 use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::{symlink, MetadataExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{assert_vsctl_error, require_tools, run, sh, vsctl_bin, wait_until, Bg, Lab, Out};
+use common::{assert_vsctl_error, require_tools, run, sh, vsctl_bin, wait_until, Lab, Out};
 use ctl::{BridgeInfo, PortInfo};
 use serde_json::Value;
+use testlab::dockerd::Dockerd;
 
 /// The bridge every test attaches to.
 const BR: &str = "br0";
@@ -912,9 +913,8 @@ fn a_dead_containers_ports_go_down_and_the_rest_keeps_working() {
     pings(&lab, &[(&c2, &a3), (&c3, &a2)], true);
     // Several housekeeping rounds (one a second) must not spam the log nor crash.
     thread::sleep(Duration::from_secs(3));
-    let d = lab.daemon.as_mut().unwrap();
     assert!(
-        d.bg.try_wait().is_none(),
+        lab.daemon_running(),
         "vswitchd exited after the restart\n{}",
         lab.log_text()
     );
@@ -1221,13 +1221,11 @@ fn bad_attach_requests_are_refused_and_leave_nothing_behind() {
 // 7. Docker containers by name
 // ---------------------------------------------------------------------------------------
 
-/// A private `dockerd` in a namespace of the lab, with everything under `dir`. Removes
-/// its containers and stops it when dropped (declare it after the lab).
+/// A private `dockerd` ([`testlab::dockerd`]) in a namespace of the lab, with everything
+/// under the lab's directory. Removes its containers and stops it when dropped (declare it
+/// after the lab).
 struct Docker {
-    dir: PathBuf,
-    host: String,
-    containers: Vec<String>,
-    bg: Option<Bg>,
+    d: Dockerd,
 }
 
 impl Docker {
@@ -1235,85 +1233,15 @@ impl Docker {
         let ns = lab.add_named_ns("dk");
         let dir = lab.dir.join("dk");
         fs::create_dir_all(&dir).unwrap();
-        let d = dir.to_str().unwrap().to_string();
-        let (data, exec, sock, pidf) = (
-            format!("{d}/data"),
-            format!("{d}/exec"),
-            format!("unix://{d}/docker.sock"),
-            format!("{d}/pid"),
-        );
-        let net = format!("--net={}", ns_path(&ns));
-        // `ip netns exec` would remount /sys and hide the cgroup mounts dockerd needs: only
-        // the network namespace is entered, in a private mount namespace of its own.
-        let bg = Bg::spawn(
-            &lab.dir,
-            "dockerd",
-            &[
-                "unshare",
-                "--mount",
-                "--propagation",
-                "private",
-                "nsenter",
-                &net,
-                "dockerd",
-                "--iptables=false",
-                "--ip-forward=false",
-                "--bridge=none",
-                "--data-root",
-                &data,
-                "--exec-root",
-                &exec,
-                "-H",
-                &sock,
-                "--pidfile",
-                &pidf,
-            ],
-        );
-        let mut dk = Docker {
-            dir,
-            host: sock,
-            containers: Vec::new(),
-            bg: Some(bg),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(s) = dk.bg.as_mut().unwrap().try_wait() {
-                panic!("dockerd exited during start-up ({s})\n{}", dk.log());
-            }
-            if dk.try_docker(&["version"]).is_ok_and(|o| o.success()) {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "dockerd did not answer within 30 s\n{}",
-                dk.log()
-            );
-            thread::sleep(Duration::from_millis(200));
-        }
-        dk
-    }
-
-    fn log(&self) -> String {
-        let s = self.bg.as_ref().map(Bg::stderr).unwrap_or_default();
-        let lines: Vec<&str> = s.lines().collect();
-        let tail = lines.len().saturating_sub(40);
-        format!(
-            "--- dockerd (last 40 lines) ---\n{}",
-            lines[tail..].join("\n")
-        )
-    }
-
-    fn try_docker(&self, args: &[&str]) -> Result<Out, String> {
-        let mut v = vec!["docker", "-H", &self.host];
-        v.extend_from_slice(args);
-        common::try_run(&v, Duration::from_secs(30))
+        // In a private mount namespace of its own: its overlay mounts go with it.
+        let d = Dockerd::start(&ns, &dir, true, Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("{e}"));
+        Docker { d }
     }
 
     /// `docker ARGS…`, asserting success; returns stdout.
     fn docker(&self, args: &[&str]) -> String {
-        let o = self.try_docker(args).unwrap_or_else(|e| panic!("{e}"));
-        assert!(o.success(), "docker failed: {o}\n{}", self.log());
-        o.stdout
+        self.d.docker_ok(args)
     }
 
     /// Imports an image holding Debian's static busybox as sh, sleep, ip and ping.
@@ -1322,13 +1250,13 @@ impl Docker {
             .into_iter()
             .find(|p| Path::new(p).is_file())
             .unwrap_or_else(|| panic!("busybox is missing: install busybox-static"));
-        let root = self.dir.join("img");
+        let root = self.d.dir.join("img");
         fs::create_dir_all(root.join("bin")).unwrap();
         fs::copy(busybox, root.join("bin/busybox")).unwrap();
         for l in ["sh", "sleep", "ip", "ping"] {
             symlink("busybox", root.join("bin").join(l)).unwrap();
         }
-        let tar = self.dir.join("img.tar");
+        let tar = self.d.dir.join("img.tar");
         let (r, t) = (root.to_str().unwrap(), tar.to_str().unwrap());
         sh(&["tar", "-C", r, "-cf", t, "."]);
         self.docker(&["import", t, image]);
@@ -1336,7 +1264,6 @@ impl Docker {
 
     /// `docker run -d --network none --name NAME IMAGE sleep 300`; returns its PID.
     fn run(&mut self, name: &str, image: &str) -> u32 {
-        self.containers.push(name.to_string());
         self.docker(&[
             "run",
             "-d",
@@ -1349,7 +1276,6 @@ impl Docker {
             "300",
         ]);
         self.docker(&["inspect", "-f", "{{.State.Pid}}", name])
-            .trim()
             .parse()
             .unwrap()
     }
@@ -1357,15 +1283,8 @@ impl Docker {
 
 impl Drop for Docker {
     fn drop(&mut self) {
-        let cs: Vec<String> = self.containers.clone();
-        for c in &cs {
-            let _ = self.try_docker(&["rm", "-f", c]);
-        }
-        if let Some(mut bg) = self.bg.take() {
-            if thread::panicking() {
-                eprintln!("{}", self.log());
-            }
-            let _ = bg.stop(Duration::from_secs(15));
+        if thread::panicking() {
+            eprintln!("--- dockerd (last 40 lines) ---\n{}", self.d.log_tail(40));
         }
     }
 }
@@ -1389,7 +1308,6 @@ fn docker_containers_are_found_by_name() {
     let name = format!("{}-web", lab.prefix);
     let pid = dk.run(&name, image);
     let idle = format!("{}-idle", lab.prefix);
-    dk.containers.push(idle.clone());
     dk.docker(&[
         "create",
         "--network",
@@ -1401,7 +1319,7 @@ fn docker_containers_are_found_by_name() {
         "300",
     ]);
 
-    let host = format!("DOCKER_HOST={}", dk.host);
+    let host = format!("DOCKER_HOST={}", dk.d.host);
     let vsctl = vsctl_bin();
     let vsctl_docker = |args: &[&str]| -> Out {
         let mut v = vec![
@@ -1444,9 +1362,8 @@ fn docker_containers_are_found_by_name() {
     let own = dk.docker(&["exec", &name, "ip", "addr", "show", "eth0"]);
     assert!(own.contains(&ip), "the container's ip sees no {ip}: {own}");
     pings(&lab, &[(&c1, &addr(&lab, 72))], true);
-    let o = dk
-        .try_docker(&["exec", &name, "ping", "-c", "2", "-W", "2", &addr(&lab, 71)])
-        .unwrap();
+    let o =
+        dk.d.docker(&["exec", &name, "ping", "-c", "2", "-W", "2", &addr(&lab, 71)]);
     assert!(
         o.success(),
         "the container cannot ping c1: {o}\n{}",

@@ -459,13 +459,7 @@ fn vswitchd_pid(lab: &Lab) -> u32 {
 
 /// Asserts the daemon still runs and answers `vsctl show`; returns the show output.
 fn alive(lab: &mut Lab) -> String {
-    if let Some(d) = lab.daemon.as_mut() {
-        assert!(
-            d.bg.try_wait().is_none(),
-            "vswitchd exited\n{}",
-            lab.log_text()
-        );
-    }
+    assert!(lab.daemon_running(), "vswitchd exited\n{}", lab.log_text());
     lab.vsctl_ok(&["show"])
 }
 
@@ -1817,21 +1811,10 @@ fn control_socket_resists_abuse() {
                     c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
                     c.write_all(b"{\"op\":\"show\"}\n")
                         .map_err(|e| format!("write: {e}"))?;
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 8192];
-                    loop {
-                        match c.read(&mut chunk) {
-                            Ok(0) => break,
-                            Ok(k) => {
-                                buf.extend_from_slice(&chunk[..k]);
-                                if buf.ends_with(b"\n") {
-                                    break;
-                                }
-                            }
-                            Err(e) => return Err(format!("read: {e}")),
-                        }
+                    match common::read_line(&mut c) {
+                        (_, Some(e)) => Err(format!("read: {e}")),
+                        (buf, None) => Ok(String::from_utf8_lossy(&buf).into_owned()),
                     }
-                    Ok(String::from_utf8_lossy(&buf).into_owned())
                 })
             })
             .collect();

@@ -1,220 +1,37 @@
-//! Harness of the Docker integration tests: a [`DockerLab`] is one test's private Docker.
+//! Harness of the Docker integration tests: a [`DockerLab`] is one test's private Docker,
+//! built on the workspace's test lab ([`testlab`]).
 //!
 //! A lab owns a network namespace where `vswitchd`, `vswitch-docker` and a private
-//! `dockerd` run together (the plugin's veths must be where both daemons are), a temporary
-//! directory (control socket, config, Docker's data and exec roots, logs), a plugin socket
-//! with a unique name (`/run/docker/plugins/vswitch-<prefix>.sock`, driver
-//! `vswitch-<prefix>`), extra namespaces a test adds, and a busybox image imported from
-//! Debian's busybox-static (no registry). Dropping the lab removes the containers and
+//! `dockerd` ([`testlab::dockerd`]) run together (the plugin's veths must be where both
+//! daemons are), a temporary directory (control socket, config, Docker's data and exec
+//! roots, logs), a plugin socket with a unique name
+//! (`/run/docker/plugins/vswitch-<prefix>.sock`, driver `vswitch-<prefix>`), extra
+//! namespaces a test adds (quiet, see [`testlab::netns`]), and a busybox image imported
+//! from Debian's busybox-static (no registry). Dropping the lab removes the containers and
 //! networks through Docker, stops the daemons, removes the plugin socket, kills what is
 //! left in its namespaces and deletes them, also when the test panics (then the logs are
 //! printed first).
 //!
-//! `dockerd` runs through `nsenter --net` rather than `ip netns exec`, which would mount a
-//! fresh /sys and hide the cgroup hierarchy dockerd needs. A test is skipped, with the
-//! reason printed, only when dockerd cannot start (not installed, or no cgroups);
-//! everything else missing is a loud failure.
+//! A test is skipped, with the reason printed, only when dockerd cannot start (not
+//! installed, or no cgroups); everything else missing is a loud failure.
 
 #![allow(dead_code)]
 
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::mpsc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ctl::{BridgeInfo, Data, PublishedInfo, Request};
+use testlab::dockerd::Dockerd;
+use testlab::{netns, Bg, Namespaces, Opts, Output, Switchd};
 
-/// Timeout of a short command (`ip`, `sysctl`).
-pub const SHORT: Duration = Duration::from_secs(10);
-/// Timeout of a Docker command (`docker run`, `docker network create`, …).
-pub const DOCKER: Duration = Duration::from_secs(90);
+pub use testlab::{run, sh, wait_until, Out, SHORT};
+
 /// The image every container runs.
 pub const IMAGE: &str = "vswitch-bb:test";
-
-// ---------------------------------------------------------------------------------------
-// Commands
-// ---------------------------------------------------------------------------------------
-
-/// What a finished command left.
-#[derive(Debug)]
-pub struct Out {
-    pub cmd: String,
-    pub status: ExitStatus,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl Out {
-    pub fn success(&self) -> bool {
-        self.status.success()
-    }
-    /// Panics with the full output unless the command exited 0; returns stdout.
-    pub fn ok(self) -> String {
-        assert!(self.success(), "command failed: {self}");
-        self.stdout
-    }
-}
-
-impl std::fmt::Display for Out {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "`{}` -> {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.cmd,
-            self.status,
-            self.stdout.trim_end(),
-            self.stderr.trim_end()
-        )
-    }
-}
-
-fn signal(pid: u32, sig: libc::c_int) {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return;
-    };
-    // SAFETY: kill has no memory-safety preconditions; pid is a process this test started.
-    unsafe {
-        libc::kill(pid, sig);
-    }
-}
-
-/// Runs `argv` with `envs` and a timeout, killing it when it outlives it; never panics.
-pub fn try_run_env(argv: &[&str], envs: &[(&str, &str)], timeout: Duration) -> Result<Out, String> {
-    let cmd = argv.join(" ");
-    let child = Command::new(argv[0])
-        .args(&argv[1..])
-        .envs(envs.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run `{cmd}`: {e}"))?;
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(timeout) {
-        Ok(Ok(o)) => Ok(Out {
-            cmd,
-            status: o.status,
-            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-        }),
-        Ok(Err(e)) => Err(format!("waiting for `{cmd}` failed: {e}")),
-        Err(_) => {
-            signal(pid, libc::SIGKILL);
-            Err(format!(
-                "`{cmd}` did not finish within {timeout:?}; killed it"
-            ))
-        }
-    }
-}
-
-/// Runs `argv` with a timeout; a command that cannot start or outlives it fails the test.
-pub fn run(argv: &[&str], timeout: Duration) -> Out {
-    try_run_env(argv, &[], timeout).unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// Runs `argv` with [`SHORT`] and asserts success; returns stdout.
-pub fn sh(argv: &[&str]) -> String {
-    run(argv, SHORT).ok()
-}
-
-/// Finds `tool` on `PATH` (or the sbin directories).
-pub fn which(tool: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(
-            ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
-                .iter()
-                .map(PathBuf::from),
-        )
-        .map(|d| d.join(tool))
-        .find(|p| p.is_file())
-}
-
-/// Polls `cond` every 100 ms until it holds or `timeout` passes; panics with `what` then.
-pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if cond() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for: {what}"
-        );
-        thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// A background process with its output in a file; killed when dropped.
-pub struct Bg {
-    pub name: String,
-    pub child: Child,
-    pub log: PathBuf,
-}
-
-impl Bg {
-    pub fn spawn(log: &Path, name: &str, argv: &[&str], envs: &[(&str, &str)]) -> Bg {
-        let f = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .expect("open log");
-        let f2 = f.try_clone().expect("clone log handle");
-        let child = Command::new(argv[0])
-            .args(&argv[1..])
-            .env_remove(ctl::SOCK_ENV)
-            .envs(envs.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(f)
-            .stderr(f2)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name} (`{}`): {e}", argv.join(" ")));
-        Bg {
-            name: name.into(),
-            child,
-            log: log.to_path_buf(),
-        }
-    }
-
-    pub fn exited(&mut self) -> Option<ExitStatus> {
-        self.child.try_wait().ok().flatten()
-    }
-
-    /// `sig`, then SIGKILL after `grace`.
-    pub fn stop(&mut self, sig: libc::c_int, grace: Duration) {
-        if self.exited().is_some() {
-            return;
-        }
-        signal(self.child.id(), sig);
-        let deadline = Instant::now() + grace;
-        while Instant::now() < deadline {
-            if self.exited().is_some() {
-                return;
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Bg {
-    fn drop(&mut self) {
-        self.stop(libc::SIGKILL, Duration::from_secs(5));
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// The lab
-// ---------------------------------------------------------------------------------------
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
@@ -229,160 +46,112 @@ pub struct DockerLab {
     pub dir: PathBuf,
     /// The namespace of vswitchd, the plugin and dockerd.
     pub ns: String,
-    /// vswitchd's control socket and config.
+    /// vswitchd's control socket.
     pub sock: PathBuf,
-    pub db: PathBuf,
     /// The plugin's socket and the driver name Docker knows it by.
     pub plugin_sock: PathBuf,
     pub driver: String,
-    /// dockerd's API socket (`unix://…`).
-    pub docker_host: String,
-    namespaces: Vec<String>,
-    vswitchd: Option<Bg>,
+    namespaces: Namespaces,
+    vswitchd: Switchd,
     plugin: Option<Bg>,
-    dockerd: Option<Bg>,
-    vswitchd_starts: u32,
+    dockerd: Option<Dockerd>,
 }
 
 impl DockerLab {
     /// Starts a lab, or returns None (with the reason printed) when dockerd cannot start.
     pub fn start(tag: &str) -> Option<DockerLab> {
-        // SAFETY: geteuid has no preconditions.
-        let euid = unsafe { libc::geteuid() };
-        assert_eq!(
-            euid, 0,
+        assert!(
+            testlab::is_root(),
             "the Docker tests need root (network namespaces, dockerd)"
         );
-        for t in ["ip", "nsenter", "curl", "timeout"] {
-            assert!(which(t).is_some(), "missing {t}: run scripts/deps.sh");
-        }
-        let Some(dockerd) = which("dockerd") else {
+        testlab::require_tools(&["ip", "nsenter", "curl", "timeout"]);
+        if testlab::which("dockerd").is_none() {
             eprintln!(
                 "SKIP: dockerd is not installed (apt-get install docker.io), so it cannot start"
             );
             return None;
-        };
+        }
         assert!(
-            which("docker").is_some(),
+            testlab::which("docker").is_some(),
             "dockerd is installed but the docker client is not"
         );
         assert!(
             Path::new("/bin/busybox").is_file(),
             "missing /bin/busybox: apt-get install busybox-static"
         );
-        let vswitchd = bin_dir().join("vswitchd");
-        assert!(
-            vswitchd.is_file(),
-            "vswitchd not found at {}: build the workspace first (cargo build --workspace [--release])",
-            vswitchd.display()
-        );
+        let bins = testlab::Bins::beside(&bin_dir().join("vswitchd"));
         let seq = SEQ.fetch_add(1, Ordering::Relaxed);
         let prefix = format!("vd{}{seq}{tag}", std::process::id());
         let dir = std::env::temp_dir().join(format!("{prefix}.d"));
         let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).expect("create the lab's directory");
         let driver = format!("vswitch-{prefix}");
+        let ns = format!("{prefix}-sw");
+        let vswitchd = Switchd::new("docker", &ns, &dir, bins);
         let mut lab = DockerLab {
-            ns: format!("{prefix}-sw"),
-            sock: dir.join("vswitchd.sock"),
-            db: dir.join("conf.json"),
+            sock: vswitchd.sock.clone(),
+            vswitchd,
             plugin_sock: PathBuf::from(format!("/run/docker/plugins/{driver}.sock")),
-            docker_host: format!("unix://{}", dir.join("docker.sock").display()),
             driver,
             prefix,
             dir,
-            namespaces: Vec::new(),
-            vswitchd: None,
+            namespaces: Namespaces::new(),
             plugin: None,
             dockerd: None,
-            vswitchd_starts: 0,
+            ns,
         };
-        let ns = lab.ns.clone();
-        lab.add_ns(&ns);
+        lab.namespaces.add(&lab.ns);
         lab.start_vswitchd();
         lab.start_plugin();
-        if !lab.start_dockerd(&dockerd) {
-            return None;
+        match Dockerd::start(&lab.ns, &lab.dir, false, Duration::from_secs(60)) {
+            Ok(d) => lab.dockerd = Some(d),
+            Err(e) => {
+                eprintln!("SKIP: dockerd cannot start here: {e}");
+                return None;
+            }
         }
         lab.import_image();
         Some(lab)
     }
 
-    /// Adds a namespace owned by the lab (lo up).
+    /// Adds a quiet namespace owned by the lab (lo up).
     pub fn add_ns(&mut self, ns: &str) {
-        sh(&["ip", "netns", "add", ns]);
-        self.namespaces.push(ns.to_string());
-        sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+        self.namespaces.add(ns);
     }
 
     /// Runs `argv` in namespace `ns`.
     pub fn exec(&self, ns: &str, argv: &[&str], timeout: Duration) -> Out {
-        let mut v = vec!["ip", "netns", "exec", ns];
-        v.extend_from_slice(argv);
-        run(&v, timeout)
+        run(&netns::exec_argv(ns, argv), timeout)
     }
 
     /// vswitchd's log, the plugin's and dockerd's (for failure messages).
     pub fn logs(&self) -> String {
         let mut s = String::new();
         for f in ["vswitchd.log", "plugin.log", "dockerd.log"] {
-            let text = fs::read_to_string(self.dir.join(f)).unwrap_or_default();
-            let lines: Vec<&str> = text.lines().collect();
-            let tail = &lines[lines.len().saturating_sub(40)..];
-            s.push_str(&format!(
-                "===== {f} (last 40 lines) =====\n{}\n",
-                tail.join("\n")
-            ));
+            let tail = testlab::bg::tail(&self.dir.join(f), 40);
+            s.push_str(&format!("===== {f} (last 40 lines) =====\n{tail}\n"));
         }
         s
     }
 
+    /// Starts vswitchd and waits until it answers.
     pub fn start_vswitchd(&mut self) {
-        self.vswitchd_starts += 1;
-        let bin = bin_dir().join("vswitchd");
-        let argv = [
-            "ip",
-            "netns",
-            "exec",
-            &self.ns,
-            bin.to_str().expect("utf-8 path"),
-            "--sock",
-            self.sock.to_str().expect("utf-8 path"),
-            "--db",
-            self.db.to_str().expect("utf-8 path"),
-        ];
-        let bg = Bg::spawn(&self.dir.join("vswitchd.log"), "vswitchd", &argv, &[]);
-        self.vswitchd = Some(bg);
-        wait_until("vswitchd to answer", Duration::from_secs(15), || {
-            ctl::call(&self.sock, &Request::ListBr).is_ok()
-        });
+        self.vswitchd.start();
     }
 
     /// Kills vswitchd (SIGKILL: nothing saved at exit).
     pub fn kill_vswitchd(&mut self) {
-        if let Some(mut b) = self.vswitchd.take() {
-            b.stop(libc::SIGKILL, Duration::from_secs(5));
-        }
+        let _ = self.vswitchd.signal(libc::SIGKILL, Duration::from_secs(5));
     }
 
     pub fn start_plugin(&mut self) {
         let bin = env!("CARGO_BIN_EXE_vswitch-docker");
-        let sock = self.sock.to_str().expect("utf-8 path").to_string();
-        let argv = [
-            "ip",
-            "netns",
-            "exec",
-            &self.ns,
-            bin,
-            "--plugin-sock",
-            self.plugin_sock.to_str().expect("utf-8 path"),
-        ];
-        let bg = Bg::spawn(
-            &self.dir.join("plugin.log"),
-            "vswitch-docker",
-            &argv,
-            &[(ctl::SOCK_ENV, &sock)],
-        );
+        let sock = self.sock.to_str().expect("utf-8 path");
+        let plugin_sock = self.plugin_sock.to_str().expect("utf-8 path");
+        let argv = netns::exec_argv(&self.ns, &[bin, "--plugin-sock", plugin_sock]);
+        let out = Output::log(&self.dir.join("plugin.log"));
+        let opts = Opts::with_env(&[(ctl::SOCK_ENV, sock)]);
+        let bg = Bg::start("vswitch-docker", &argv, out, &opts)
+            .unwrap_or_else(|e| panic!("cannot start the plugin: {e}"));
         self.plugin = Some(bg);
         wait_until("the plugin socket", Duration::from_secs(10), || {
             self.plugin_sock.exists()
@@ -392,56 +161,12 @@ impl DockerLab {
     /// Stops the plugin with SIGTERM (it removes its socket).
     pub fn stop_plugin(&mut self) {
         if let Some(mut b) = self.plugin.take() {
-            b.stop(libc::SIGTERM, Duration::from_secs(5));
+            let _ = b.stop(Duration::from_secs(5));
         }
     }
 
-    /// Starts dockerd; false (reason printed) when it cannot start.
-    fn start_dockerd(&mut self, dockerd: &Path) -> bool {
-        let d = |p: &str| self.dir.join(p).to_str().expect("utf-8 path").to_string();
-        let netns = format!("--net=/var/run/netns/{}", self.ns);
-        let (data, exec, pid) = (d("data"), d("exec"), d("docker.pid"));
-        let argv = [
-            "nsenter",
-            &netns,
-            dockerd.to_str().expect("utf-8 path"),
-            "--iptables=false",
-            "--ip-forward=false",
-            "--bridge=none",
-            "--data-root",
-            &data,
-            "--exec-root",
-            &exec,
-            "-H",
-            &self.docker_host,
-            "--pidfile",
-            &pid,
-        ];
-        let mut bg = Bg::spawn(&self.dir.join("dockerd.log"), "dockerd", &argv, &[]);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(s) = bg.exited() {
-                let log = fs::read_to_string(self.dir.join("dockerd.log")).unwrap_or_default();
-                let last: Vec<&str> = log.lines().rev().take(3).collect();
-                eprintln!(
-                    "SKIP: dockerd cannot start here ({s}): {}",
-                    last.into_iter().rev().collect::<Vec<_>>().join(" | ")
-                );
-                return false;
-            }
-            if self
-                .docker(&["version", "--format", "{{.Server.Version}}"])
-                .success()
-            {
-                self.dockerd = Some(bg);
-                return true;
-            }
-            if Instant::now() >= deadline {
-                eprintln!("SKIP: dockerd did not answer within 60 s\n{}", self.logs());
-                return false;
-            }
-            thread::sleep(Duration::from_millis(200));
-        }
+    fn dockerd(&self) -> &Dockerd {
+        self.dockerd.as_ref().expect("dockerd runs")
     }
 
     /// Imports the busybox image: /bin/busybox plus a relative symlink per applet, and a
@@ -476,19 +201,9 @@ impl DockerLab {
 
     /// Runs the docker client against this lab's dockerd.
     pub fn docker(&self, args: &[&str]) -> Out {
-        let mut v = vec!["docker"];
-        v.extend_from_slice(args);
-        let cfg = self.dir.join("docker-config");
-        try_run_env(
-            &v,
-            &[
-                ("DOCKER_HOST", self.docker_host.as_str()),
-                ("DOCKER_API_VERSION", "1.41"),
-                ("DOCKER_CONFIG", cfg.to_str().expect("utf-8 path")),
-            ],
-            DOCKER,
-        )
-        .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()))
+        self.dockerd()
+            .try_docker(args)
+            .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()))
     }
 
     /// Runs the docker client and asserts success; returns stdout trimmed.
@@ -625,22 +340,9 @@ impl DockerLab {
     pub fn add_uplink(&mut self) -> String {
         let wan = format!("{}-wan", self.prefix);
         self.add_ns(&wan);
-        sh(&[
-            "ip", "-n", &self.ns, "link", "add", "up0", "type", "veth", "peer", "name", "eth0",
-            "netns", &wan,
-        ]);
-        sh(&[
-            "ip",
-            "-n",
-            &wan,
-            "addr",
-            "add",
-            "198.51.100.1/24",
-            "dev",
-            "eth0",
-        ]);
-        sh(&["ip", "-n", &wan, "link", "set", "eth0", "up"]);
-        sh(&["ip", "-n", &self.ns, "link", "set", "up0", "up"]);
+        netns::veth_up(&self.ns, "up0", &wan, "eth0")
+            .and_then(|()| netns::addr_add(&wan, "eth0", "198.51.100.1/24"))
+            .unwrap_or_else(|e| panic!("{e}"));
         ctl::call(
             &self.sock,
             &Request::SetUplink {
@@ -660,74 +362,21 @@ impl Drop for DockerLab {
         if panicking {
             eprintln!("{}\n{}", self.show_text(), self.logs());
         }
-        if self.dockerd.is_some() {
-            // Containers and networks through Docker (so the plugin cleans up too).
-            if let Ok(o) = try_run_env(
-                &["docker", "ps", "-aq"],
-                &[
-                    ("DOCKER_HOST", &self.docker_host),
-                    ("DOCKER_API_VERSION", "1.41"),
-                ],
-                DOCKER,
-            ) {
+        if let Some(d) = self.dockerd.take() {
+            // Containers and networks through Docker (so the plugin cleans up too), then
+            // dockerd stops (dropping it).
+            d.remove_containers();
+            let filter = format!("driver={}", self.driver);
+            if let Ok(o) = d.try_docker(&["network", "ls", "-q", "--filter", &filter]) {
                 for id in o.stdout.split_whitespace() {
-                    let _ = try_run_env(
-                        &["docker", "rm", "-f", id],
-                        &[
-                            ("DOCKER_HOST", &self.docker_host),
-                            ("DOCKER_API_VERSION", "1.41"),
-                        ],
-                        DOCKER,
-                    );
+                    let _ = d.try_docker(&["network", "rm", id]);
                 }
             }
-            if let Ok(o) = try_run_env(
-                &[
-                    "docker",
-                    "network",
-                    "ls",
-                    "-q",
-                    "--filter",
-                    &format!("driver={}", self.driver),
-                ],
-                &[
-                    ("DOCKER_HOST", &self.docker_host),
-                    ("DOCKER_API_VERSION", "1.41"),
-                ],
-                DOCKER,
-            ) {
-                for id in o.stdout.split_whitespace() {
-                    let _ = try_run_env(
-                        &["docker", "network", "rm", id],
-                        &[
-                            ("DOCKER_HOST", &self.docker_host),
-                            ("DOCKER_API_VERSION", "1.41"),
-                        ],
-                        DOCKER,
-                    );
-                }
-            }
-        }
-        if let Some(mut d) = self.dockerd.take() {
-            d.stop(libc::SIGTERM, Duration::from_secs(20));
         }
         self.stop_plugin();
         let _ = fs::remove_file(&self.plugin_sock);
-        if let Some(mut v) = self.vswitchd.take() {
-            v.stop(libc::SIGTERM, Duration::from_secs(3));
-        }
-        for ns in self.namespaces.iter().rev() {
-            if let Ok(o) = try_run_env(&["ip", "netns", "pids", ns], &[], SHORT) {
-                for pid in o.stdout.split_whitespace() {
-                    if let Ok(pid) = pid.parse::<u32>() {
-                        signal(pid, libc::SIGKILL);
-                    }
-                }
-            }
-        }
-        for ns in self.namespaces.iter().rev() {
-            let _ = try_run_env(&["ip", "netns", "del", ns], &[], SHORT);
-        }
+        let _ = self.vswitchd.stop();
+        let _ = self.namespaces.remove();
         // Mounts dockerd may have left (overlay layers, the exec root's netns files).
         let dir = self.dir.to_string_lossy().to_string();
         let mounts = fs::read_to_string("/proc/mounts").unwrap_or_default();
@@ -738,7 +387,7 @@ impl Drop for DockerLab {
             .collect();
         mine.sort_by_key(|m| std::cmp::Reverse(m.len()));
         for m in mine {
-            let _ = try_run_env(&["umount", "-l", m], &[], SHORT);
+            let _ = testlab::try_run(&["umount", "-l", m], SHORT);
         }
         if panicking {
             eprintln!("(test files kept in {})", self.dir.display());
