@@ -38,230 +38,37 @@
 #
 # Everything it creates (namespaces nt<pid>-*, a temp dir, the daemons and servers) is removed
 # on exit, also on Ctrl-C or SIGTERM; the iptables rules live and die with the gw namespace.
-# Uses the shell helpers of benches/lib/common.sh and the parsers of benches/lib/bench.py.
+# Uses the option parser and the helpers of benches/lib (common.sh); the report is
+# benches/lib/nat.py.
+#
+# --help prints the lines that start with "#:":
+#: usage: sudo bash benches/nat.sh [--time S] [--runs N] [--pings N] [--quick] [--only LIST]
+#:                                 [--no-build] [--save|--no-save] [--vswitchd-args "ARGS"]
+#:        bash benches/nat.sh --table FILE    print a saved result as a markdown table
+#:
+#:   --time S             iperf3 seconds per measurement (default 5; --quick: 1)
+#:   --runs N             repeat every measurement N times, report medians (default 3; --quick: 1)
+#:   --pings N            pings per run (default 200; --quick: 20)
+#:   --quick              smoke run: iperf3 1 s, 1 run, 20 pings; saves nothing
+#:   --only LIST          comma-separated subset of vsw,kernel (also vswitchd; default: both)
+#:   --no-build           use the existing target/release binaries instead of running
+#:                        cargo build --release -p vswitch -p vswitch-ctl
+#:   --save / --no-save   write benches/results/nat-<date>-<time>.json (default: save unless
+#:                        --quick, and only when both setups ran)
+#:   --vswitchd-args ARGS extra arguments for vswitchd, e.g. "--workers 1"
 set -euo pipefail
-START_SECS="$(date +%s)"
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
-ROOT="$PWD"
-LIB="$ROOT/benches/lib/bench.py"
-RESULTS="$ROOT/benches/results"
-SCRIPT_NAME=nat.sh
 # shellcheck source=benches/lib/common.sh
-. "$ROOT/benches/lib/common.sh"
-
-usage() {
-    cat <<'EOF'
-usage: sudo bash benches/nat.sh [--time S] [--runs N] [--pings N] [--quick] [--only LIST]
-                                [--no-build] [--save|--no-save] [--vswitchd-args "ARGS"]
-       bash benches/nat.sh --table FILE    print a saved result as a markdown table
-
-  --time S             iperf3 seconds per measurement (default 5; --quick: 1)
-  --runs N             repeat every measurement N times, report medians (default 3; --quick: 1)
-  --pings N            pings per run (default 200; --quick: 20)
-  --quick              smoke run: iperf3 1 s, 1 run, 20 pings; saves nothing
-  --only LIST          comma-separated subset of vsw,kernel (also vswitchd; default: both)
-  --no-build           use the existing target/release binaries instead of running
-                       cargo build --release -p vswitch -p vswitch-ctl
-  --save / --no-save   write benches/results/nat-<date>-<time>.json (default: save unless
-                       --quick, and only when both setups ran)
-  --vswitchd-args ARGS extra arguments for vswitchd, e.g. "--workers 1"
-EOF
-}
-
-# ---- the report (python, also used by --table) -----------------------------------------------
-report_py() {
-    python3 - "$@" <<'PY'
-import json, os, statistics, sys
-
-SETUPS = [("vsw", "vswitchd gateway"), ("kernel", "kernel (bridge + iptables)")]
-METRICS = [("tcp_out_gbps", "TCP out c1->wan, masquerade, 1 stream (Gbit/s)", "{:.2f}"),
-           ("tcp_in_gbps", "TCP in wan->c1, published port, 1 stream (Gbit/s)", "{:.2f}"),
-           ("ping_p50_ms", "ping c1->wan RTT p50 (ms)", "{:.3f}"),
-           ("ping_p99_ms", "ping c1->wan RTT p99 (ms)", "{:.3f}")]
-
-
-def render(res, markdown):
-    r = res["results"]
-    header = ["metric"] + [t for _, t in SETUPS] + ["vswitchd / kernel"]
-    rows = []
-    for key, label, f in METRICS:
-        cells = [label]
-        for s, _ in SETUPS:
-            v = r.get(s, {}).get(key)
-            cells.append(f.format(v) if v is not None else "-")
-        x = r.get("vsw", {}).get("ratio_over_kernel", {}).get(key)
-        cells.append(f"{x:.2f}" if x is not None else "-")
-        rows.append(cells)
-    out = []
-    if markdown:
-        out.append("| " + " | ".join(header) + " |")
-        out.append("| --- |" + " ---: |" * (len(header) - 1))
-        out += ["| " + " | ".join(c) + " |" for c in rows]
-    else:
-        w = [max(len(x[i]) for x in [header] + rows) for i in range(len(header))]
-        for n, c in enumerate([header] + rows):
-            out.append("  ".join([c[0].ljust(w[0])] + [x.rjust(y) for x, y in zip(c[1:], w[1:])]))
-            if n == 0:
-                out.append("  ".join("-" * y for y in w))
-    return "\n".join(out)
-
-
-def report(raw, out_path):
-    e = os.environ
-    samples, details = {}, {}
-    with open(raw, encoding="utf-8") as f:
-        for line in f:
-            if not line.strip():
-                continue
-            x = json.loads(line)
-            if "metric" in x:
-                samples.setdefault(x["setup"], {}).setdefault(x["metric"], []).append(x["value"])
-            else:
-                details.setdefault(x["setup"], []).append(x["detail"])
-    results = {}
-    for s, metrics in samples.items():
-        entry = {m: statistics.median(v) for m, v in metrics.items()}
-        entry["samples"] = metrics
-        entry["details"] = details.get(s, [])
-        results[s] = entry
-    k = results.get("kernel", {})
-    if "vsw" in results and k:
-        v = results["vsw"]
-        v["ratio_over_kernel"] = {m: v[m] / k[m] for m, _, _ in METRICS
-                                  if v.get(m) is not None and k.get(m)}
-    res = {
-        "benchmark": "nat",
-        "date": e["BENCH_DATE"],
-        "machine": {"cpus": int(e["BENCH_CPUS"]), "cpu_model": e["BENCH_CPU_MODEL"],
-                    "kernel": e["BENCH_KERNEL"],
-                    "uptime_start": e["BENCH_UPTIME_START"],
-                    "uptime_end": e["BENCH_UPTIME_END"],
-                    "loadavg_start": e["BENCH_LOADAVG_START"],
-                    "loadavg_end": e["BENCH_LOADAVG_END"]},
-        "vswitch_commit": e["BENCH_COMMIT"],
-        "vswitch_dirty": e["BENCH_DIRTY"] == "true",
-        "vswitchd_args": e["BENCH_VSWITCHD_ARGS"],
-        "options": {"quick": e["BENCH_QUICK"] == "1", "setups": e["BENCH_SETUPS"].split(),
-                    "tcp_seconds": int(e["BENCH_TCP_SECS"]), "tcp_streams": 1,
-                    "runs": int(e["BENCH_RUNS"]), "statistic": "median of runs",
-                    "pings": int(e["BENCH_PINGS"]),
-                    "ping_interval_s": float(e["BENCH_PING_INTERVAL"]),
-                    "offloads": "interface defaults (no ethtool)"},
-        "network": {"c1": "container namespace, eth0 172.18.0.2/24, default via 172.18.0.1",
-                    "gw": "gateway namespace: ctr (veth to c1), up0 (veth to wan)",
-                    "wan": "outside namespace, eth0 198.51.100.1/24, no route to 172.18.0.0/24",
-                    "uplink_address": "198.51.100.2/24",
-                    "published": "tcp 198.51.100.2:5201 -> 172.18.0.2:5201"},
-        "setups": {
-            "vsw": "vswitchd in gw: add-br br0; add-net br0 172.18.0.0/24 --gateway "
-                   "172.18.0.1; add-port br0 ctr (afpacket); set-uplink up0 --ip "
-                   "198.51.100.2/24 --gw 198.51.100.1; publish tcp 5201 172.18.0.2:5201. "
-                   "No kernel address on ctr or up0, ip_forward 0, no iptables",
-            "kernel": "gw as Docker's bridge driver: Linux bridge br0 172.18.0.1/24 with "
-                      "ctr, 198.51.100.2/24 on up0, ip_forward=1, dockerd's iptables rules "
-                      "for one network and -p 5201:5201 (" + e["BENCH_IPTABLES"] + ")"},
-        "tools": {"iperf3": e["BENCH_IPERF3"], "iptables": e["BENCH_IPTABLES"]},
-        "elapsed_s": int(e["BENCH_ELAPSED"]),
-        "build_s": int(e["BENCH_BUILD_S"]),
-        "results": results,
-    }
-    with open(out_path, "w", encoding="utf-8") as f:
-        f.write(json.dumps(res, indent=2) + "\n")
-    print(render(res, markdown=False))
-
-
-def gateway_summary(stats_path):
-    """One line from `vsctl --json stats`: the gateway's conntrack, counters and drops."""
-    with open(stats_path, encoding="utf-8") as f:
-        g = json.load(f).get("gateway") or {}
-    print(f"conntrack {g.get('conntrack')} (limit {g.get('ct_limit')}), mappings "
-          f"{g.get('mappings')}, counters {g.get('counters') or {}}, drops {g.get('drops') or 'none'}")
-
-
-def main(a):
-    if a[0] == "report":
-        report(a[1], a[2])
-    elif a[0] == "table":
-        with open(a[1], encoding="utf-8") as f:
-            print(render(json.load(f), markdown=True))
-    elif a[0] == "gateway-summary":
-        gateway_summary(a[1])
-    elif a[0] == "json-string":
-        print(json.dumps(sys.stdin.read()))
-    else:
-        sys.exit("unknown subcommand " + a[0])
-
-
-main(sys.argv[1:])
-PY
-}
+. "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 # ---- options ---------------------------------------------------------------------------------
-# --time, --runs and --pings are this script's; the rest are the options every setup benchmark
-# shares (parse_setup_opts in lib/common.sh).
-TCP_SECS="" RUNS="" PINGS=""
-rest=()
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --time | --runs | --pings)
-            [ $# -ge 2 ] || die "$1 needs a number"
-            case "$1" in
-                --time) TCP_SECS="$2" ;;
-                --runs) RUNS="$2" ;;
-                --pings) PINGS="$2" ;;
-            esac
-            shift
-            ;;
-        --time=*) TCP_SECS="${1#*=}" ;;
-        --runs=*) RUNS="${1#*=}" ;;
-        --pings=*) PINGS="${1#*=}" ;;
-        *) rest+=("$1") ;;
-    esac
-    shift
-done
-parse_setup_opts "vsw,kernel" "${rest[@]+"${rest[@]}"}"
-
-SETUPS=()
-IFS=',' read -r -a only_list <<<"$ONLY"
-for t in "${only_list[@]}"; do
-    case "$t" in
-        vsw | vswitchd | kernel) ;;
-        *) die "--only: unknown setup '$t' (vsw, kernel)" ;;
-    esac
-done
-for s in vsw kernel; do
-    for t in "${only_list[@]}"; do
-        [ "$t" != vswitchd ] || t=vsw
-        if [ "$s" = "$t" ]; then
-            SETUPS+=("$s")
-            break
-        fi
-    done
-done
-[ "${#SETUPS[@]}" -gt 0 ] || die "--only selected nothing"
-has_setup() {
-    local s
-    for s in "${SETUPS[@]}"; do [ "$s" = "$1" ] && return 0; done
-    return 1
-}
-
-if [ "$QUICK" = 1 ]; then
-    : "${TCP_SECS:=1}" "${RUNS:=1}" "${PINGS:=20}"
-else
-    : "${TCP_SECS:=5}" "${RUNS:=3}" "${PINGS:=200}"
-fi
-for v in time:TCP_SECS runs:RUNS pings:PINGS; do
-    n="${v#*:}"
-    [[ "${!n}" =~ ^[1-9][0-9]*$ ]] || die "--${v%%:*} must be a whole number >= 1, not '${!n}'"
-done
-[ "$TCP_SECS" -le 600 ] || die "--time $TCP_SECS: at most 600 s"
+OPTS=(time runs pings quick only no-build save vswitchd-args table)
+ONLY="vsw,kernel"
+parse_opts "$@"
+pick_setups setup "vsw kernel" vswitchd=vsw
+time_runs_pings
 PING_INTERVAL=0.005
-if [ -z "$SAVE" ]; then
-    SAVE=0
-    [ "$QUICK" = 1 ] || [ "${#SETUPS[@]}" -ne 2 ] || SAVE=1
-fi
-
-[ "$(id -u)" -eq 0 ] || die "needs root (network namespaces): sudo bash benches/nat.sh"
+save_default 2
+need_root "network namespaces"
 
 # ---- state, cleanup --------------------------------------------------------------------------
 P="nt$$"
@@ -269,23 +76,12 @@ C1="$P-c1" GW="$P-gw" WAN="$P-wan"
 IP_C1=172.18.0.2 IP_GW=172.18.0.1 SUBNET=172.18.0.0/24
 IP_WAN=198.51.100.1 IP_UP=198.51.100.2
 PUB_PORT=5201 OUT_PORT=5301
-TMP="$(mktemp -d /tmp/vswitch-nat-bench.XXXXXX)"
-RAW="$TMP/raw.jsonl"
-: >"$RAW"
-bench_state
+bench_state vswitch-nat-bench
 
 # ---- dependencies ----------------------------------------------------------------------------
-say "dependencies"
-# shellcheck disable=SC2034 # read by install_deps
-declare -A PKG=(
-    [ip]=iproute2 [ping]=iputils-ping [iperf3]=iperf3 [ss]=iproute2
-    [python3]=python3 [timeout]=coreutils [awk]=gawk
-)
-if has_setup kernel; then
-    # shellcheck disable=SC2034 # read by install_deps
-    PKG[iptables]=iptables PKG[iptables-restore]=iptables
-fi
-install_deps
+pkgs=()
+! has_setup kernel || pkgs+=(iptables=iptables iptables-restore=iptables)
+install_deps "${pkgs[@]}"
 IPTABLES_VERSION=""
 if has_setup kernel; then
     # iptables (nf_tables backend on Debian 12, as dockerd uses it there) must work in a fresh
@@ -305,57 +101,21 @@ if has_setup kernel; then
     IPTABLES_VERSION="$(iptables --version 2>/dev/null | head -n 1)"
     info "kernel gateway: $IPTABLES_VERSION"
 fi
+export BENCH_IPTABLES="${IPTABLES_VERSION:-not used}"
 
 # ---- build -----------------------------------------------------------------------------------
-VSWITCHD="$ROOT/target/release/vswitchd"
-VSCTL="$ROOT/target/release/vsctl"
-BUILD_SECS=0
 if has_setup vsw; then
-    if [ "$BUILD" = 1 ]; then
-        say "cargo build --release -p vswitch -p vswitch-ctl"
-        cargo="$(command -v cargo || true)"
-        [ -n "$cargo" ] || cargo="${CARGO_HOME:-$HOME/.cargo}/bin/cargo"
-        [ -x "$cargo" ] || die "cargo not found (install Rust, or pass --no-build with built binaries)"
-        build_t0="$(date +%s)"
-        "$cargo" build --release -p vswitch -p vswitch-ctl
-        BUILD_SECS=$(($(date +%s) - build_t0))
-    fi
-    { [ -x "$VSWITCHD" ] && [ -x "$VSCTL" ]; } ||
-        die "missing $VSWITCHD or $VSCTL (build: cargo build --release -p vswitch -p vswitch-ctl)"
+    build_release --release -p vswitch -p vswitch-ctl
     "$VSCTL" --help 2>&1 | grep -q set-uplink || die "$VSCTL has no set-uplink: build a vswitch with the gateway"
 fi
 
-# ---- helpers ---------------------------------------------------------------------------------
-record() { # SETUP METRIC VALUE
-    printf '{"setup":"%s","metric":"%s","value":%s}\n' "$1" "$2" "$3" >>"$RAW"
-}
-record_detail() { # SETUP JSON
-    printf '{"setup":"%s","detail":%s}\n' "$1" "$2" >>"$RAW"
-}
-loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
-json_string() { report_py json-string; }
-
+# ---- the network -----------------------------------------------------------------------------
 # c1, gw and wan with the two veth pairs; nothing in gw is configured yet.
 net_up() {
-    mkns "$C1"
-    mkns "$GW"
-    mkns "$WAN"
-    ip -n "$GW" link add ctr type veth peer name eth0 netns "$C1"
-    ip -n "$GW" link add up0 type veth peer name eth0 netns "$WAN"
-    ip -n "$GW" link set ctr up
-    ip -n "$GW" link set up0 up
-    ip -n "$C1" addr add "$IP_C1/24" dev eth0
-    ip -n "$C1" link set eth0 up
+    mkns "$C1" "$GW" "$WAN"
+    host_link "$GW" ctr "$C1" "$IP_C1/24"
+    host_link "$GW" up0 "$WAN" "$IP_WAN/24"
     ip -n "$C1" route add default via "$IP_GW"
-    ip -n "$WAN" addr add "$IP_WAN/24" dev eth0
-    ip -n "$WAN" link set eth0 up
-}
-
-net_down() {
-    local pid ns
-    for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
-    PIDS=()
-    for ns in "${NSES[@]}"; do del_ns "$ns"; done
 }
 
 # The kernel as the gateway, the way dockerd sets up a bridge network with one published port.
@@ -410,38 +170,22 @@ EOF
 }
 
 # vswitchd as the gateway; its socket, database and log in a directory of their own.
-VSW_SOCK="" VSW_PID=""
-vsctl_at() { # ARGS... (output shown on failure)
-    local out
-    out="$(timeout 10 "$VSCTL" --sock "$VSW_SOCK" "$@" 2>&1)" || die "vsctl $* failed: $out"
-    printf '%s' "$out"
-}
 vsw_gw() {
-    local d="$TMP/vsw" pid
-    mkdir -p "$d"
-    VSW_SOCK="$d/vswitchd.sock"
-    LOGS+=("$d/vswitchd.log")
-    ip netns exec "$GW" "$VSWITCHD" --sock "$VSW_SOCK" --db "$d/conf.json" "${VSW_ARGS[@]}" 2>"$d/vswitchd.log" &
-    pid=$!
-    PIDS+=("$pid")
-    VSW_PID="$pid"
-    wait_for 100 "$VSCTL" --sock "$VSW_SOCK" show || die "vswitchd does not answer on $VSW_SOCK"
-    vsctl_at add-br br0 >/dev/null
-    vsctl_at add-net br0 "$SUBNET" --gateway "$IP_GW" >/dev/null
-    vsctl_at add-port br0 ctr >/dev/null
-    vsctl_at set-uplink up0 --ip "$IP_UP/24" --gw "$IP_WAN" >/dev/null
-    vsctl_at publish tcp "$PUB_PORT" "$IP_C1:$PUB_PORT" >/dev/null
-    wait_for 100 sh -c "! timeout 10 '$VSCTL' --sock '$VSW_SOCK' show | grep -q ' down'" ||
-        die "vswitchd: a port or the uplink is not up: $(vsctl_at show)"
-    info "gw: vswitchd (pid $pid): $(vsctl_at show | tr -s ' ' | tr '\n' ';')"
+    vsw_launch "$GW" "$TMP/vsw" vswitchd
+    vsctl_at "$VSW_SOCK" add-br br0 >/dev/null
+    vsctl_at "$VSW_SOCK" add-net br0 "$SUBNET" --gateway "$IP_GW" >/dev/null
+    vsctl_at "$VSW_SOCK" add-port br0 ctr >/dev/null
+    vsctl_at "$VSW_SOCK" set-uplink up0 --ip "$IP_UP/24" --gw "$IP_WAN" >/dev/null
+    vsctl_at "$VSW_SOCK" publish tcp "$PUB_PORT" "$IP_C1:$PUB_PORT" >/dev/null
+    vsw_ports_up "$VSW_SOCK" vswitchd
+    info "gw: vswitchd (pid $VSW_PID): $(vsctl_at "$VSW_SOCK" show | tr -s ' ' | tr '\n' ';')"
 }
 
 # The address a TCP server in SERVER_NS on PORT sees a connection from CLIENT_NS to DST:PORT
 # come from (the server picks a free port on its side when it is the published one).
 peer_seen() { # SERVER_NS LISTEN_PORT CLIENT_NS DST_IP DST_PORT
     local out="$TMP/peer.txt" srv
-    : >"$out"
-    timeout 15 ip netns exec "$1" python3 -c '
+    spawn "$out" timeout 15 ip netns exec "$1" python3 -c '
 import socket, sys
 s = socket.socket()
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -450,9 +194,8 @@ s.listen(1)
 print("listening", flush=True)
 c, a = s.accept()
 print(a[0], flush=True)
-' "$2" >"$out" 2>&1 &
-    srv=$!
-    PIDS+=("$srv")
+' "$2"
+    srv="$SPAWNED"
     wait_for 100 grep -q listening "$out" || die "peer check: the server in $1 did not start: $(cat "$out")"
     timeout 10 ip netns exec "$3" python3 -c '
 import socket, sys
@@ -464,47 +207,10 @@ socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5).close()
 }
 
 # ---- measurements ----------------------------------------------------------------------------
-measure_ping() { # SETUP RUN
-    local out="$TMP/$1-ping-$2.txt" p50 p99 got sent
-    run_wait timeout 120 ip netns exec "$C1" ping -n -c "$PINGS" -i "$PING_INTERVAL" -W 1 "$IP_WAN" >"$out" 2>&1 ||
-        die "$1: ping c1 -> wan failed: $(tail -n 3 "$out")"
-    read -r p50 p99 got sent < <(python3 "$LIB" ping "$out")
-    [ "$got" -ge $((PINGS * 95 / 100)) ] || die "$1: only $got of $sent pings answered"
-    record "$1" ping_p50_ms "$p50"
-    record "$1" ping_p99_ms "$p99"
-    info "run $2: ping c1 -> wan x$PINGS at ${PING_INTERVAL}s: p50 $(dec 3 "$p50") ms, p99 $(dec 3 "$p99") ms ($got/$sent replies)"
-}
-
-measure_tcp() { # SETUP RUN KEY SERVER_NS LISTEN_PORT CLIENT_NS DST_IP WHAT
-    local s="$1" run="$2" key="$3" sns="$4" port="$5" cns="$6" dst="$7" what="$8" json srv gbps retr
-    json="$TMP/$s-$key-$run.json"
-    timeout $((TCP_SECS + 40)) ip netns exec "$sns" iperf3 -s -1 -p "$port" >"$TMP/iperf3-server.log" 2>&1 &
-    srv=$!
-    PIDS+=("$srv")
-    wait_for 100 sh -c "ip netns exec '$sns' ss -Hltn 'sport = :$port' | grep -q ." ||
-        die "$s: iperf3 server in $sns did not start: $(cat "$TMP/iperf3-server.log")"
-    run_wait timeout $((TCP_SECS + 30)) ip netns exec "$cns" iperf3 -c "$dst" -p "$port" -t "$TCP_SECS" -P 1 -J >"$json" 2>&1 ||
-        die "$s: iperf3 $what failed: $(head -c 600 "$json")"
-    wait "$srv" 2>/dev/null || true
-    forget_pid "$srv"
-    read -r gbps retr < <(python3 "$LIB" iperf "$json") || die "$s: cannot read iperf3 result $json"
-    awk -v g="$gbps" 'BEGIN { exit !(g > 0) }' || die "$s: iperf3 $what moved nothing"
-    record "$s" "$key" "$gbps"
-    record "$s" "${key%_gbps}_retransmits" "$retr"
-    info "run $run: TCP $what ${TCP_SECS}s, 1 stream: $(dec 2 "$gbps") Gbit/s ($retr retransmits)"
-}
-
 # Both setups must do NAT as Docker does before their figures mean anything.
 check_nat() { # SETUP
-    local seen ok=0
-    for _ in $(seq 40); do
-        if timeout 5 ip netns exec "$C1" ping -n -q -c 1 -W 1 "$IP_WAN" >/dev/null 2>&1; then
-            ok=1
-            break
-        fi
-        sleep 0.25
-    done
-    [ "$ok" = 1 ] || die "$1: c1 cannot ping wan ($IP_WAN) through the gateway"
+    local seen
+    reach "$C1" "$IP_WAN" || die "$1: c1 cannot ping wan ($IP_WAN) through the gateway"
     seen="$(peer_seen "$WAN" "$OUT_PORT" "$C1" "$IP_WAN" "$OUT_PORT")"
     [ "$seen" = "$IP_UP" ] || die "$1: wan saw c1's connection come from '$seen', not the uplink address $IP_UP (no masquerade)"
     info "checked: c1 -> wan:$OUT_PORT arrives from $seen (masqueraded)"
@@ -515,20 +221,23 @@ check_nat() { # SETUP
 
 # After the measurements: what the gateway counted.
 record_gw() { # SETUP
-    local s="$1" stats hwm summary
+    local s="$1"
     if [ "$s" = vsw ]; then
-        stats="$TMP/vsw-stats.json"
-        vsctl_at --json stats >"$stats"
-        hwm="$(awk '/^VmHWM/ { print $2 }' "/proc/$VSW_PID/status" 2>/dev/null || true)"
-        record_detail "$s" "{\"kind\":\"vswitchd\",\"vmhwm_kib\":${hwm:-null},\"stats\":$(tr -d '\n' <"$stats")}"
-        summary="$(report_py gateway-summary "$stats")"
-        info "vswitchd: $summary; peak RSS ${hwm:-?} KiB"
+        vsw_record "$s" "$VSW_SOCK" "$VSW_PID"
+        info "vswitchd: $(report_py gateway-summary "$VSW_STATS"); peak RSS ${VSW_HWM:-?} KiB"
     else
-        record_detail "$s" "{\"kind\":\"iptables\",\"nat\":$(in_ns "$GW" iptables-save -c -t nat | json_string),\"conntrack_count\":$(in_ns "$GW" cat /proc/sys/net/netfilter/nf_conntrack_count 2>/dev/null || echo null)}"
+        record_detail "$s" "{\"kind\":\"iptables\",\"nat\":$(in_ns "$GW" iptables-save -c -t nat | report_py json-string),\"conntrack_count\":$(in_ns "$GW" cat /proc/sys/net/netfilter/nf_conntrack_count 2>/dev/null || echo null)}"
         in_ns "$GW" iptables -t nat -L -v -n -x | awk '/MASQUERADE|DNAT/ { print "    iptables: " $0 }'
     fi
 }
 
+tcp_run() { # SETUP RUN KEY WHAT SERVER_NS CLIENT_NS DST_IP PORT
+    iperf_run "$1" "$3" "$4" "$5" "$6" "$7" "$8" "$TMP/$1-$3-$2.json" -P 1
+    info "run $2: TCP $4 ${TCP_SECS}s, 1 stream: $TCP_TEXT"
+}
+
+declare -A TITLE=([vsw]="vswitchd gateway (add-net, set-uplink, publish)"
+    [kernel]="kernel gateway (Linux bridge, ip_forward, dockerd's iptables rules)")
 run_setup() { # SETUP
     local s="$1" r
     net_up
@@ -538,65 +247,17 @@ run_setup() { # SETUP
     esac
     check_nat "$s"
     for r in $(seq "$RUNS"); do
-        timeout 10 ip netns exec "$C1" ping -n -q -c 3 -i 0.05 "$IP_WAN" >/dev/null || true
-        measure_ping "$s" "$r"
-        measure_tcp "$s" "$r" tcp_out_gbps "$WAN" "$OUT_PORT" "$C1" "$IP_WAN" "out c1 -> wan (masquerade)"
-        measure_tcp "$s" "$r" tcp_in_gbps "$C1" "$PUB_PORT" "$WAN" "$IP_UP" "in wan -> $IP_UP:$PUB_PORT (published)"
+        warm_up "$C1" "$IP_WAN" || true
+        ping_run "$s" "c1 -> wan" "$C1" "$IP_WAN" "$TMP/$s-ping-$r.txt"
+        info "run $r: ping c1 -> wan x$PINGS at ${PING_INTERVAL}s: $PING_TEXT"
+        tcp_run "$s" "$r" tcp_out_gbps "out c1 -> wan (masquerade)" "$WAN" "$C1" "$IP_WAN" "$OUT_PORT"
+        tcp_run "$s" "$r" tcp_in_gbps "in wan -> $IP_UP:$PUB_PORT (published)" "$C1" "$WAN" "$IP_UP" "$PUB_PORT"
     done
     record_gw "$s"
-    net_down
+    teardown
 }
 
-# ---- run -------------------------------------------------------------------------------------
-UPTIME_START="$(uptime)"
-LOADAVG_START="$(loadavg)"
-say "plan: ${SETUPS[*]}; $RUNS run(s) of TCP ${TCP_SECS}s 1 stream out and in, ping x$PINGS at ${PING_INTERVAL}s; namespaces $P-*"
-info "uptime at start: $UPTIME_START"
-for s in "${SETUPS[@]}"; do
-    case "$s" in
-        vsw) title="vswitchd gateway (add-net, set-uplink, publish)" ;;
-        kernel) title="kernel gateway (Linux bridge, ip_forward, dockerd's iptables rules)" ;;
-    esac
-    say "$s: $title"
-    run_setup "$s"
-done
-
-# ---- report ----------------------------------------------------------------------------------
-export BENCH_DATE BENCH_CPUS BENCH_CPU_MODEL BENCH_KERNEL BENCH_UPTIME_START BENCH_UPTIME_END \
-    BENCH_LOADAVG_START BENCH_LOADAVG_END BENCH_COMMIT BENCH_DIRTY BENCH_VSWITCHD_ARGS \
-    BENCH_QUICK BENCH_SETUPS BENCH_TCP_SECS BENCH_RUNS BENCH_PINGS BENCH_PING_INTERVAL \
-    BENCH_IPERF3 BENCH_IPTABLES BENCH_ELAPSED BENCH_BUILD_S
-BENCH_DATE="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-BENCH_CPUS="$(nproc)"
-BENCH_CPU_MODEL="$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
-BENCH_KERNEL="$(uname -r)"
-BENCH_UPTIME_START="$UPTIME_START"
-BENCH_UPTIME_END="$(uptime)"
-BENCH_LOADAVG_START="$LOADAVG_START"
-BENCH_LOADAVG_END="$(loadavg)"
-BENCH_COMMIT="$(git -C "$ROOT" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)"
-BENCH_DIRTY=false
-[ -z "$(git -C "$ROOT" status --porcelain --untracked-files=no -- vswitch ctl nat Cargo.toml Cargo.lock 2>/dev/null)" ] || BENCH_DIRTY=true
-BENCH_VSWITCHD_ARGS="$VSW_EXTRA"
-BENCH_QUICK="$QUICK"
-BENCH_SETUPS="${SETUPS[*]}"
-BENCH_TCP_SECS="$TCP_SECS"
-BENCH_RUNS="$RUNS"
-BENCH_PINGS="$PINGS"
-BENCH_PING_INTERVAL="$PING_INTERVAL"
-BENCH_IPERF3="$( (iperf3 --version 2>/dev/null || true) | awk 'NR == 1 { print $2 }')"
-BENCH_IPTABLES="${IPTABLES_VERSION:-not used}"
-BENCH_ELAPSED=$(($(date +%s) - START_SECS))
-BENCH_BUILD_S="$BUILD_SECS"
-
-say "results (medians of $RUNS run(s); vswitchd / kernel: above 1 is better for TCP, below 1 for ping RTT)"
-out="$TMP/results.json"
-if [ "$SAVE" = 1 ]; then
-    mkdir -p "$RESULTS"
-    out="$RESULTS/nat-$(date +%Y%m%d-%H%M%S).json"
-fi
-report_py report "$RAW" "$out"
-[ "$out" = "$TMP/results.json" ] || printf '\nraw results: %s (markdown: bash benches/nat.sh --table %s)\n' "${out#"$ROOT"/}" "${out#"$ROOT"/}"
-echo "run time: ${BENCH_ELAPSED}s (of which cargo build ${BUILD_SECS}s) on $BENCH_CPUS cores ($BENCH_CPU_MODEL)"
-echo "uptime at start: $UPTIME_START"
-echo "uptime at end:   $BENCH_UPTIME_END"
+# ---- run, report -----------------------------------------------------------------------------
+bench_run "plan: ${SETUPS[*]}; $RUNS run(s) of TCP ${TCP_SECS}s 1 stream out and in, ping x$PINGS at ${PING_INTERVAL}s; namespaces $P-*"
+bench_report "results (medians of $RUNS run(s); vswitchd / kernel: above 1 is better for TCP, below 1 for ping RTT)" \
+    --untracked-files=no -- vswitch ctl nat Cargo.toml Cargo.lock

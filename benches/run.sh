@@ -24,111 +24,45 @@
 # flood held to 100 kpps so that TCP still passes, with pings throughout) while it samples vswitchd's VmRSS and VmHWM every 5 s; it reports the RSS
 # after warm-up against the warm-up level (growth in percent) and the per-port drop counters,
 # into benches/results/soak-<date>-<time>.json (runs of 60 s and more, unless --quick/--no-save).
+#
+# Uses the option parser and the helpers of benches/lib (common.sh) and the parsers and the
+# report of benches/lib/bench.py.
+#
+# --help prints the lines that start with "#:":
+#: usage: sudo bash benches/run.sh [--quick] [--repeat N] [--only LIST] [--no-build]
+#:                                 [--save|--no-save] [--vswitchd-args "ARGS"]
+#:        sudo bash benches/run.sh --soak [SECONDS] [--no-build] [--save|--no-save] [--vswitchd-args "ARGS"]
+#:
+#:   --quick              smoke run: iperf3 1 s, 100 pings, 1 s of UDP, one repeat each
+#:   --repeat N           run every measurement N times and report medians
+#:                        (default: TCP once, ping and UDP 3 times; --quick: all once)
+#:   --only LIST          comma-separated subset of bridge,ovs,afpacket,tap (vswitchd = afpacket,tap)
+#:   --no-build           use the existing target/release binaries instead of running cargo build
+#:   --save / --no-save   write the JSON results (default: save unless --quick)
+#:   --vswitchd-args ARGS extra arguments for vswitchd, e.g. "--rx-ring v3 --workers 2"
+#:   --udp-procs N        trafgen processes in h1, each pinned to a CPU (default 1: one core stays
+#:                        free for the switch; trafgen's own default is one per CPU)
+#:   --soak [SECONDS]     memory soak instead of the comparison (default 300 s; with --quick 30 s):
+#:                        vswitchd with afpacket ports at full load, VmRSS/VmHWM every 5 s, growth
+#:                        after warm-up (the first 60 s, or the first 20% of runs under 300 s,
+#:                        at least 5 s).
+#:                        Saves benches/results/soak-<date>-<time>.json for runs of 60 s and more
+#:                        unless --quick or --no-save. Not with --only or --repeat.
 set -euo pipefail
-START_SECS="$(date +%s)"
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
-ROOT="$PWD"
-LIB="$ROOT/benches/lib/bench.py"
-RESULTS="$ROOT/benches/results"
-SCRIPT_NAME=run.sh
 # shellcheck source=benches/lib/common.sh
-. "$ROOT/benches/lib/common.sh"
-
-usage() {
-    cat <<'EOF'
-usage: sudo bash benches/run.sh [--quick] [--repeat N] [--only LIST] [--no-build]
-                                [--save|--no-save] [--vswitchd-args "ARGS"]
-       sudo bash benches/run.sh --soak [SECONDS] [--no-build] [--save|--no-save] [--vswitchd-args "ARGS"]
-
-  --quick              smoke run: iperf3 1 s, 100 pings, 1 s of UDP, one repeat each
-  --repeat N           run every measurement N times and report medians
-                       (default: TCP once, ping and UDP 3 times; --quick: all once)
-  --only LIST          comma-separated subset of bridge,ovs,afpacket,tap (vswitchd = afpacket,tap)
-  --no-build           use the existing target/release binaries instead of running cargo build
-  --save / --no-save   write the JSON results (default: save unless --quick)
-  --vswitchd-args ARGS extra arguments for vswitchd, e.g. "--rx-ring v3 --workers 2"
-  --udp-procs N        trafgen processes in h1, each pinned to a CPU (default 1: one core stays
-                       free for the switch; trafgen's own default is one per CPU)
-  --soak [SECONDS]     memory soak instead of the comparison (default 300 s; with --quick 30 s):
-                       vswitchd with afpacket ports at full load, VmRSS/VmHWM every 5 s, growth
-                       after warm-up (the first 60 s, or the first 20% of runs under 300 s,
-                       at least 5 s).
-                       Saves benches/results/soak-<date>-<time>.json for runs of 60 s and more
-                       unless --quick or --no-save. Not with --only or --repeat.
-EOF
-}
+. "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 # ---- options -------------------------------------------------------------------------------
-QUICK=0
-REPEAT=""
-ONLY="bridge,ovs,afpacket,tap"
-BUILD=1
-SAVE=""
-VSW_EXTRA=""
-UDP_PROCS=1
-SOAK=""
-ONLY_SET=0
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --quick) QUICK=1 ;;
-        --repeat)
-            [ $# -ge 2 ] || die "--repeat needs a number"
-            REPEAT="$2"
-            shift
-            ;;
-        --repeat=*) REPEAT="${1#*=}" ;;
-        --only)
-            [ $# -ge 2 ] || die "--only needs a list"
-            ONLY="$2"
-            ONLY_SET=1
-            shift
-            ;;
-        --only=*)
-            ONLY="${1#*=}"
-            ONLY_SET=1
-            ;;
-        --soak)
-            SOAK=default
-            if [ $# -ge 2 ] && [[ "$2" =~ ^[0-9]+$ ]]; then
-                SOAK="$2"
-                shift
-            fi
-            ;;
-        --soak=*) SOAK="${1#*=}" ;;
-        --no-build) BUILD=0 ;;
-        --save) SAVE=1 ;;
-        --no-save) SAVE=0 ;;
-        --vswitchd-args)
-            [ $# -ge 2 ] || die "--vswitchd-args needs a string"
-            VSW_EXTRA="$2"
-            shift
-            ;;
-        --vswitchd-args=*) VSW_EXTRA="${1#*=}" ;;
-        --udp-procs)
-            [ $# -ge 2 ] || die "--udp-procs needs a number"
-            UDP_PROCS="$2"
-            shift
-            ;;
-        --udp-procs=*) UDP_PROCS="${1#*=}" ;;
-        -h | --help)
-            usage
-            exit 0
-            ;;
-        *)
-            usage >&2
-            die "unknown argument: $1"
-            ;;
-    esac
-    shift
-done
+OPTS=(quick "--repeat=REPEAT" only "--soak=SOAK?default" no-build save vswitchd-args "--udp-procs=UDP_PROCS")
+REPEAT="" ONLY="bridge,ovs,afpacket,tap" UDP_PROCS=1 SOAK=""
+parse_opts "$@"
 if [ -n "$REPEAT" ]; then
     [[ "$REPEAT" =~ ^[1-9][0-9]?$ ]] || die "--repeat wants a number 1..99, not '$REPEAT'"
 fi
 { [[ "$UDP_PROCS" =~ ^[1-9][0-9]*$ ]] && [ "$UDP_PROCS" -le "$(nproc)" ]; } ||
     die "--udp-procs wants a number 1..$(nproc), not '$UDP_PROCS'"
-read -r -a VSW_ARGS <<<"$VSW_EXTRA"
 if [ -n "$SOAK" ]; then
-    [ "$ONLY_SET" = 0 ] || die "--soak measures vswitchd with afpacket ports only: no --only"
+    ! opt_given --only || die "--soak measures vswitchd with afpacket ports only: no --only"
     [ -z "$REPEAT" ] || die "--soak takes no --repeat"
     if [ "$SOAK" = default ]; then
         SOAK=300
@@ -138,37 +72,9 @@ if [ -n "$SOAK" ]; then
         die "--soak wants seconds, 10..86400, not '$SOAK'"
     ONLY=afpacket
 fi
-
-SETUPS=()
-IFS=',' read -r -a only_list <<<"$ONLY"
-for s in "${only_list[@]}"; do
-    case "$s" in
-        bridge | linux-bridge) SETUPS+=(bridge) ;;
-        ovs | openvswitch) SETUPS+=(ovs) ;;
-        afpacket | vswitchd-afpacket) SETUPS+=(vswitchd-afpacket) ;;
-        tap | vswitchd-tap) SETUPS+=(vswitchd-tap) ;;
-        vswitchd) SETUPS+=(vswitchd-afpacket vswitchd-tap) ;;
-        all) SETUPS+=(bridge ovs vswitchd-afpacket vswitchd-tap) ;;
-        *) die "--only: unknown setup '$s' (bridge, ovs, afpacket, tap, vswitchd, all)" ;;
-    esac
-done
-# Keep the canonical order, drop duplicates.
-ordered=()
-for s in bridge ovs vswitchd-afpacket vswitchd-tap; do
-    for t in "${SETUPS[@]}"; do
-        if [ "$s" = "$t" ]; then
-            ordered+=("$s")
-            break
-        fi
-    done
-done
-SETUPS=("${ordered[@]}")
-[ "${#SETUPS[@]}" -gt 0 ] || die "--only selected nothing"
-has_setup() {
-    local s
-    for s in "${SETUPS[@]}"; do [ "$s" = "$1" ] && return 0; done
-    return 1
-}
+pick_setups setup "bridge ovs vswitchd-afpacket vswitchd-tap" linux-bridge=bridge openvswitch=ovs \
+    afpacket=vswitchd-afpacket tap=vswitchd-tap vswitchd=vswitchd-afpacket,vswitchd-tap \
+    all=bridge,ovs,vswitchd-afpacket,vswitchd-tap
 
 if [ "$QUICK" = 1 ]; then
     TCP_SECS=1 PINGS=100 PING_INTERVAL=0.002 UDP_SECS=1 UDP_WARMUP=0.5 R_TCP=1 R_SHORT=1
@@ -179,14 +85,9 @@ if [ -n "$REPEAT" ]; then
     R_TCP="$REPEAT"
     R_SHORT="$REPEAT"
 fi
-if [ -z "$SAVE" ]; then
-    SAVE=$((1 - QUICK))
-    if [ -n "$SOAK" ] && [ "$SOAK" -lt 60 ]; then SAVE=0; fi
-fi
-
-if [ "$(id -u)" -ne 0 ]; then
-    die "needs root (network namespaces, Open vSwitch, trafgen): sudo bash benches/run.sh"
-fi
+save_default
+if [ -n "$SOAK" ] && [ "$SOAK" -lt 60 ] && ! opt_given --save; then SAVE=0; fi
+need_root "network namespaces, Open vSwitch, trafgen"
 
 # ---- state, cleanup --------------------------------------------------------------------------
 ID=$$
@@ -197,40 +98,19 @@ H2="$P-h2"
 NET="10.251.$((ID % 250 + 1))"
 IP1="$NET.1"
 IP2="$NET.2"
-TMP="$(mktemp -d /tmp/vswitch-bench.XXXXXX)"
-RAW="$TMP/raw.jsonl"
-: >"$RAW"
-bench_state
+bench_state vswitch-bench
+IPERF_BIND=1
 pause() { run_wait sleep "$1"; }
 
-# ---- dependencies ----------------------------------------------------------------------------
-say "dependencies"
-declare -A PKG=(
-    [ip]=iproute2 [ss]=iproute2 [ping]=iputils-ping [iperf3]=iperf3 [trafgen]=netsniff-ng
-    [python3]=python3 [timeout]=coreutils [awk]=gawk
-)
-if has_setup ovs; then
-    pkg_add_ovs
-fi
-install_deps
-
-# ---- build -----------------------------------------------------------------------------------
-VSWITCHD="$ROOT/target/release/vswitchd"
-BUILD_SECS=0
-VSCTL="$ROOT/target/release/vsctl"
+# ---- dependencies, build ---------------------------------------------------------------------
+pkgs=(trafgen=netsniff-ng)
+! has_setup ovs || pkgs+=("${OVS_PKGS[@]}")
+install_deps "${pkgs[@]}"
 if has_setup vswitchd-afpacket || has_setup vswitchd-tap; then
-    build_release
+    build_release --workspace --release
 fi
 
 # ---- helpers ---------------------------------------------------------------------------------
-record() { # SETUP METRIC VALUE
-    printf '{"setup":"%s","metric":"%s","value":%s}\n' "$1" "$2" "$3" >>"$RAW"
-}
-record_detail() { # SETUP JSON
-    printf '{"setup":"%s","detail":%s}\n' "$1" "$2" >>"$RAW"
-}
-now() { date +%s.%N; }
-calc() { awk "BEGIN { printf \"%.4f\", $1 }"; }
 stat_of() { # NS IFACE COUNTER... : the counters on one line, read by one process
     local ns="$1" dev="$2" c files=()
     shift 2
@@ -242,73 +122,36 @@ rss_kib() { # PID FIELD (VmRSS / VmHWM)
     awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"
 }
 kib_to_mib() { calc "$1 / 1024"; }
-# Fresh switch and host namespaces for one setup.
-ns_up() {
-    mkns "$SW"
-    mkns "$H1"
-    mkns "$H2"
-}
 
-# veth pairs: hNp in the switch namespace, eth0 in host N.
-veths_up() {
-    local n
-    for n in 1 2; do
-        ip -n "$SW" link add "h${n}p" type veth peer name eth0 netns "$P-h$n"
-        ip -n "$SW" link set "h${n}p" up
-    done
-    host_addr "$H1" eth0 "$IP1"
-    host_addr "$H2" eth0 "$IP2"
-    HIF1=eth0
-    HIF2=eth0
-}
-
-host_addr() { # NS IFACE IP
-    ip -n "$1" addr add "$3/24" dev "$2"
-    ip -n "$1" link set "$2" up
-}
-
-# Tear one setup down: its processes, then its namespaces.
-ns_down() {
-    local pid
-    for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
-    PIDS=()
-    del_ns "$H1"
-    del_ns "$H2"
-    del_ns "$SW"
+# Fresh namespaces for one setup: the switch's, and h1 and h2, each joined to the switch by a
+# veth pair (hNp in the switch namespace, eth0 in host N) unless TAP (the TAP row: vswitchd
+# makes the hosts' interfaces).
+ns_up() { # [TAP]
+    mkns "$SW" "$H1" "$H2"
+    HIF1=eth0 HIF2=eth0
+    [ -z "${1:-}" ] || return 0
+    host_link "$SW" h1p "$H1" "$IP1/24"
+    host_link "$SW" h2p "$H2" "$IP2/24"
 }
 
 # ---- measurements ----------------------------------------------------------------------------
-measure_ping() { # SETUP REP
-    local out="$TMP/$1-ping-$2.txt" p50 p99 got sent
-    run_wait timeout 120 ip netns exec "$H1" ping -n -c "$PINGS" -i "$PING_INTERVAL" -W 1 "$IP2" >"$out" 2>&1 ||
-        die "$1: ping failed: $(tail -n 3 "$out")"
-    read -r p50 p99 got sent < <(python3 "$LIB" ping "$out")
-    [ "$got" -ge $((PINGS * 95 / 100)) ] || die "$1: only $got of $sent pings answered"
-    record "$1" ping_p50_ms "$p50"
-    record "$1" ping_p99_ms "$p99"
-    record_detail "$1" "{\"kind\":\"ping\",\"sent\":$sent,\"replies\":$got,\"interval_s\":$PING_INTERVAL}"
-    info "ping x$PINGS: p50 $(dec 3 "$p50") ms, p99 $(dec 3 "$p99") ms ($got/$sent replies)"
-}
-
-measure_tcp() { # SETUP STREAMS REP
-    local setup="$1" streams="$2" rep="$3" port json srv gbps retr
-    port=$((5201 + RANDOM % 2000))
-    json="$TMP/$setup-tcp$streams-$rep.json"
-    timeout $((TCP_SECS + 40)) ip netns exec "$H2" iperf3 -s -1 -B "$IP2" -p "$port" >"$TMP/iperf3-server.log" 2>&1 &
-    srv=$!
-    PIDS+=("$srv")
-    wait_for 100 sh -c "ip netns exec '$H2' ss -Hltn 'sport = :$port' | grep -q ." ||
-        die "$setup: iperf3 server did not start"
-    if ! run_wait timeout $((TCP_SECS + 30)) ip netns exec "$H1" iperf3 -c "$IP2" -p "$port" -t "$TCP_SECS" -P "$streams" -J >"$json" 2>&1; then
-        die "$setup: iperf3 -P $streams failed: $(head -c 600 "$json")"
-    fi
-    wait "$srv" 2>/dev/null || true
-    forget_pid "$srv"
-    read -r gbps retr < <(python3 "$LIB" iperf "$json") || die "$setup: cannot read iperf3 result $json"
-    awk -v g="$gbps" 'BEGIN { exit !(g > 0) }' || die "$setup: iperf3 -P $streams moved nothing"
-    record "$setup" "tcp${streams}_gbps" "$gbps"
-    record_detail "$setup" "{\"kind\":\"tcp\",\"streams\":$streams,\"seconds\":$TCP_SECS,\"gbps\":$gbps,\"retransmits\":$retr}"
-    info "TCP ${TCP_SECS}s -P $streams: $(dec 2 "$gbps") Gbit/s ($retr retransmits)"
+measure_all() { # SETUP
+    local s="$1" r n
+    warm_up "$H1" "$IP2"
+    for r in $(seq "$R_SHORT"); do
+        ping_run "$s" "" "$H1" "$IP2" "$TMP/$s-ping-$r.txt"
+        record_detail "$s" "{\"kind\":\"ping\",\"sent\":$SENT,\"replies\":$GOT,\"interval_s\":$PING_INTERVAL}"
+        info "ping x$PINGS: $PING_TEXT"
+    done
+    for n in 1 4; do
+        for r in $(seq "$R_TCP"); do
+            iperf_run "$s" - "-P $n" "$H2" "$H1" "$IP2" $((5201 + RANDOM % 2000)) "$TMP/$s-tcp$n-$r.json" -P "$n"
+            record "$s" "tcp${n}_gbps" "$GBPS"
+            record_detail "$s" "{\"kind\":\"tcp\",\"streams\":$n,\"seconds\":$TCP_SECS,\"gbps\":$GBPS,\"retransmits\":$RETR}"
+            info "TCP ${TCP_SECS}s -P $n: $TCP_TEXT"
+        done
+    done
+    for r in $(seq "$R_SHORT"); do measure_udp "$s" "$r"; done
 }
 
 # 64-byte UDP frames (Ethernet header to payload, no FCS) from trafgen on h1's interface to
@@ -332,10 +175,9 @@ measure_udp() { # SETUP REP
     trafgen_cfg "$cfg"
     # trafgen forks its senders; timeout signals the whole group (SIGINT: trafgen prints its
     # count) a little after the sampling window closes.
-    timeout -s INT -k 5 "$(calc "$UDP_WARMUP + $UDP_SECS + 0.6")" \
-        ip netns exec "$H1" trafgen -o "$HIF1" -i "$cfg" -P "$UDP_PROCS" --no-sock-mem --notouch-irq -C >"$out" 2>&1 &
-    tg=$!
-    PIDS+=("$tg")
+    spawn "$out" timeout -s INT -k 5 "$(calc "$UDP_WARMUP + $UDP_SECS + 0.6")" \
+        ip netns exec "$H1" trafgen -o "$HIF1" -i "$cfg" -P "$UDP_PROCS" --no-sock-mem --notouch-irq -C
+    tg="$SPAWNED"
     pause "$UDP_WARMUP"
     pid_alive "$tg" || die "$setup: trafgen exited early: $(tail -n 5 "$out")"
     t0="$(now)"
@@ -361,28 +203,25 @@ measure_udp() { # SETUP REP
     info "UDP 64 B ${UDP_SECS}s: offered $(dec 0 "$offered") kpps, delivered $(dec 0 "$delivered") kpps"
 }
 
-measure_all() { # SETUP
-    local setup="$1" r
-    # A few pings so ARP and the switch's MAC table are warm.
-    timeout 10 ip netns exec "$H1" ping -n -q -c 3 -i 0.05 "$IP2" >/dev/null
-    for r in $(seq "$R_SHORT"); do measure_ping "$setup" "$r"; done
-    for r in $(seq "$R_TCP"); do measure_tcp "$setup" 1 "$r"; done
-    for r in $(seq "$R_TCP"); do measure_tcp "$setup" 4 "$r"; done
-    for r in $(seq "$R_SHORT"); do measure_udp "$setup" "$r"; done
-}
-
-record_rss() { # SETUP PID WHEN(start|idle|peak)
-    local kib mib
-    kib="$(rss_kib "$2" "$([ "$3" = peak ] && echo VmHWM || echo VmRSS)")"
+record_rss() { # SETUP PID WHEN(start|idle|peak) [KIB: the value read earlier]
+    local kib="${4:-}" mib
+    [ -n "$kib" ] || kib="$(rss_kib "$2" "$([ "$3" = peak ] && echo VmHWM || echo VmRSS)")"
     [ -n "$kib" ] || die "$1: cannot read /proc/$2/status"
     mib="$(kib_to_mib "$kib")"
     record "$1" "${3}_rss_mb" "$mib"
     info "switch process RSS ($3): $(dec 1 "$mib") MiB"
 }
 
+# What bench.py's meta and soak-report read besides bench_meta's BENCH_* (measure.sh).
+run_meta() {
+    export BENCH_R_TCP="$R_TCP" BENCH_R_SHORT="$R_SHORT" BENCH_UDP_SECS="$UDP_SECS" \
+        BENCH_UDP_WARMUP="$UDP_WARMUP" BENCH_UDP_PROCS="$UDP_PROCS" BENCH_TRAFGEN
+    BENCH_TRAFGEN="$( (trafgen -v 2>/dev/null || true) | awk 'NR == 1 { print $2 }')"
+}
+
 # ---- the setups ------------------------------------------------------------------------------
 setup_bridge() {
-    veths_up
+    ns_up
     ip -n "$SW" link add br0 type bridge
     ip -n "$SW" link set h1p master br0
     ip -n "$SW" link set h2p master br0
@@ -392,13 +231,12 @@ setup_bridge() {
 }
 
 setup_ovs() {
-    local d="$TMP/ovs" ovsd kmod_before kmod_after
+    local d="$TMP/ovs" ovsd kmod_before
     # Private run/log/db/conf directories: neither the daemons nor ovs-vsctl/ovs-appctl go
     # near /var/run/openvswitch, /etc/openvswitch or a system OVS.
     export OVS_RUNDIR="$d" OVS_LOGDIR="$d" OVS_DBDIR="$d" OVS_SYSCONFDIR="$d"
-    kmod_before=false
-    [ -d /sys/module/openvswitch ] && kmod_before=true
-    veths_up
+    kmod_before="$(ovs_kmod)"
+    ns_up
     ovs_start "$SW" "$d" ovs
     ovsd="$OVS_VSWITCHD_PID"
     record_rss ovs "$ovsd" start
@@ -409,71 +247,50 @@ setup_ovs() {
     record_rss ovs "$ovsd" idle
     measure_all ovs
     record_rss ovs "$ovsd" peak
-    kmod_after=false
-    [ -d /sys/module/openvswitch ] && kmod_after=true
-    record_detail ovs "{\"kind\":\"ovs\",\"version\":\"$(ovs-vswitchd --version | awk '/Open vSwitch/ {print $NF}')\",\"datapath\":\"netdev\",\"userspace_tso\":true,\"kernel_module_loaded_before\":$kmod_before,\"kernel_module_loaded_after\":$kmod_after}"
-    info "datapath: $(grep -o 'netdev@ovs-netdev' <<<"$OVS_DPIF" | head -n 1); kernel openvswitch module loaded: before $kmod_before, after $kmod_after"
+    record_detail ovs "{\"kind\":\"ovs\",\"version\":\"$(ovs-vswitchd --version | awk '/Open vSwitch/ {print $NF}')\",\"datapath\":\"netdev\",\"userspace_tso\":true,\"kernel_module_loaded_before\":$kmod_before,\"kernel_module_loaded_after\":$(ovs_kmod)}"
+    info "datapath: $(grep -o 'netdev@ovs-netdev' <<<"$OVS_DPIF" | head -n 1); kernel openvswitch module loaded: before $kmod_before, after $(ovs_kmod)"
     unset OVS_RUNDIR OVS_LOGDIR OVS_DBDIR OVS_SYSCONFDIR
 }
 
-vsw_start() { # SETUP -> VSW_PID, VSW_SOCK
-    local d="$TMP/$1"
-    mkdir -p "$d"
-    VSW_SOCK="$d/vswitchd.sock"
-    LOGS+=("$d/vswitchd.log")
-    ip netns exec "$SW" "$VSWITCHD" --sock "$VSW_SOCK" --db "$d/conf.json" "${VSW_ARGS[@]}" 2>"$d/vswitchd.log" &
-    VSW_PID=$!
-    PIDS+=("$VSW_PID")
-    wait_for 100 vsctl show || die "$1: vswitchd does not answer on $VSW_SOCK"
-}
 vsctl() { timeout 10 "$VSCTL" --sock "$VSW_SOCK" "$@"; }
-vsw_ports_up() {
-    wait_for 100 sh -c "! timeout 10 '$VSCTL' --sock '$VSW_SOCK' show | grep -q ' down'" ||
-        die "$1: ports not up: $(vsctl show)"
-}
-vsw_stats() { # SETUP
-    local s
-    s="$(vsctl --json stats br0 2>/dev/null | tr -d '\n')"
-    [ -z "$s" ] || record_detail "$1" "{\"kind\":\"vsctl_stats\",\"stats\":$s}"
-}
-
-setup_vswitchd_afpacket() {
-    local s=vswitchd-afpacket
-    veths_up
-    vsw_start "$s"
-    record_rss "$s" "$VSW_PID" start
-    vsctl add-br br0 >/dev/null
-    vsctl add-port br0 h1p >/dev/null
-    vsctl add-port br0 h2p >/dev/null
-    vsw_ports_up "$s"
-    connectivity "$s"
-    record_rss "$s" "$VSW_PID" idle
-    measure_all "$s"
-    record_rss "$s" "$VSW_PID" peak
-    vsw_stats "$s"
-}
-
-setup_vswitchd_tap() {
-    local s=vswitchd-tap n tap
-    vsw_start "$s"
-    record_rss "$s" "$VSW_PID" start
-    vsctl add-br br0 >/dev/null
+# vsw_up SETUP [TAP]: vswitchd in the switch namespace with bridge br0 and the hosts' ports,
+# afpacket ports on the veths or (TAP) TAP ports moved into the hosts; VSW_START_KIB: its RSS
+# right after the start.
+vsw_up() {
+    local s="$1" n tap
+    ns_up "${2:-}"
+    vsw_launch "$SW" "$TMP/$s" "$s: vswitchd"
+    VSW_START_KIB="$(rss_kib "$VSW_PID" VmRSS)"
+    vsctl_at "$VSW_SOCK" add-br br0 >/dev/null
     for n in 1 2; do
+        if [ -z "${2:-}" ]; then
+            vsctl_at "$VSW_SOCK" add-port br0 "h${n}p" >/dev/null
+            continue
+        fi
         tap="vbt$n-$ID"
-        vsctl add-port br0 "$tap" --type tap >/dev/null
+        vsctl_at "$VSW_SOCK" add-port br0 "$tap" --type tap >/dev/null
         wait_for 100 ip -n "$SW" link show "$tap" || die "$s: vswitchd did not create TAP $tap"
         ip -n "$SW" link set "$tap" netns "$P-h$n"
-        host_addr "$P-h$n" "$tap" "$NET.$n"
+        ip -n "$P-h$n" addr add "$NET.$n/24" dev "$tap"
+        ip -n "$P-h$n" link set "$tap" up
+        printf -v "HIF$n" '%s' "$tap"
     done
-    HIF1="vbt1-$ID"
-    HIF2="vbt2-$ID"
-    vsw_ports_up "$s"
+    vsw_ports_up "$VSW_SOCK" "$s"
     connectivity "$s"
+}
+
+setup_vswitchd() { # SETUP [TAP]
+    local s="$1" st
+    vsw_up "$@"
+    record_rss "$s" "$VSW_PID" start "$VSW_START_KIB"
     record_rss "$s" "$VSW_PID" idle
     measure_all "$s"
     record_rss "$s" "$VSW_PID" peak
-    vsw_stats "$s"
+    st="$(vsw_stats "$VSW_SOCK" br0)"
+    [ -z "$st" ] || record_detail "$s" "{\"kind\":\"vsctl_stats\",\"stats\":$st}"
 }
+setup_vswitchd_afpacket() { setup_vswitchd vswitchd-afpacket; }
+setup_vswitchd_tap() { setup_vswitchd vswitchd-tap tap; }
 
 # ---- soak (--soak SECONDS) -------------------------------------------------------------------
 # vswitchd with afpacket ports (the setup above) at full load for SOAK seconds, VmRSS and VmHWM
@@ -585,33 +402,19 @@ soak_sample() { # T
 }
 
 run_soak() {
-    local s=vswitchd-afpacket t0 end t delay times=() port pid rc stamp out
+    local s=vswitchd-afpacket t0 end t delay times=() port rc stamp out
     SD="$TMP/soak"
     mkdir -p "$SD"
-    say "soak: vswitchd, afpacket ports ${VSW_EXTRA:+($VSW_EXTRA) }at full load for ${SOAK}s; VmRSS/VmHWM every ${SOAK_EVERY}s; subnet $NET.0/24"
-    UPTIME_START="$(uptime)"
-    LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
-    info "uptime at start: $UPTIME_START"
-    if awk -v l="${LOAD_START%% *}" 'BEGIN { exit !(l >= 0.5) }'; then
-        info "note: the machine is busy (load $LOAD_START): fine for an RSS growth measurement, not for throughput"
-    fi
-    ns_up
-    veths_up
-    vsw_start "$s"
-    SOAK_START_KIB="$(rss_kib "$VSW_PID" VmRSS)"
+    bench_begin "soak: vswitchd, afpacket ports ${VSW_EXTRA:+($VSW_EXTRA) }at full load for ${SOAK}s; VmRSS/VmHWM every ${SOAK_EVERY}s; subnet $NET.0/24" \
+        note "fine for an RSS growth measurement, not for throughput"
+    vsw_up "$s"
+    SOAK_START_KIB="$VSW_START_KIB"
     # What runs, taken now: others may commit or rebuild target/release while the soak runs.
-    # /proc/PID/exe is the running binary even if the file was replaced since.
-    BENCH_COMMIT="$(git -C "$ROOT" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)"
-    BENCH_DIRTY=false
-    # Tracked changes only: an untracked test file does not change the binary.
-    [ -z "$(git -C "$ROOT" status --porcelain --untracked-files=no -- vswitch ctl vxlan Cargo.toml Cargo.lock 2>/dev/null)" ] || BENCH_DIRTY=true
+    # /proc/PID/exe is the running binary even if the file was replaced since. Tracked changes
+    # only: an untracked test file does not change the binary.
+    bench_commit --untracked-files=no -- vswitch ctl vxlan Cargo.toml Cargo.lock
     BENCH_VSWITCHD_BIN="$(date -u -d "@$(stat -L -c %Y "/proc/$VSW_PID/exe")" +%Y-%m-%dT%H:%M:%SZ) $(sha256sum "/proc/$VSW_PID/exe" | cut -c1-16)"
-    vsctl add-br br0 >/dev/null
-    vsctl add-port br0 h1p >/dev/null
-    vsctl add-port br0 h2p >/dev/null
-    vsw_ports_up "$s"
-    connectivity "$s"
-    timeout 10 ip netns exec "$H1" ping -n -q -c 3 -i 0.05 "$IP2" >/dev/null
+    warm_up "$H1" "$IP2"
     SOAK_IDLE_KIB="$(rss_kib "$VSW_PID" VmRSS)"
     info "vswitchd pid $VSW_PID: VmRSS $(dec 2 "$(kib_to_mib "$SOAK_START_KIB")") MiB at start, $(dec 2 "$(kib_to_mib "$SOAK_IDLE_KIB")") MiB idle with the ports up"
     trafgen_cfg "$SD/trafgen.cfg"
@@ -620,19 +423,16 @@ run_soak() {
     SOAK_PORT=$((5201 + RANDOM % 2000))
     SOAK_SERVERS=()
     for port in "$SOAK_PORT" "$((SOAK_PORT + 1))"; do
-        timeout $((SOAK + 120)) ip netns exec "$H2" iperf3 -s -B "$IP2" -p "$port" >"$SD/iperf3-server-$port.log" 2>&1 &
-        PIDS+=("$!")
-        SOAK_SERVERS+=("$!")
-        wait_for 100 sh -c "ip netns exec '$H2' ss -Hltn 'sport = :$port' | grep -q ." ||
-            die "soak: iperf3 server on port $port did not start"
+        spawn "$SD/iperf3-server-$port.log" timeout $((SOAK + 120)) ip netns exec "$H2" iperf3 -s -B "$IP2" -p "$port"
+        SOAK_SERVERS+=("$SPAWNED")
+        wait_listen "$H2" "$port" || die "soak: iperf3 server on port $port did not start"
     done
 
     info "load: cycles of TCP -P $SOAK_STREAMS ${SOAK_TCP_S}s, UDP 64 B ${SOAK_UDP_S}s, both ${SOAK_MIX_S}s (UDP at $SOAK_MIX_RATE), back to back; ping every ${SOAK_PING_INTERVAL}s"
     t0="$(now)"
     end=$((${t0%.*} + SOAK + 2))
-    ip netns exec "$H1" ping -n -D -i "$SOAK_PING_INTERVAL" -W 1 -w $((SOAK + 1)) "$IP2" >"$SD/ping.txt" 2>&1 &
-    SOAK_PING_PID=$!
-    PIDS+=("$SOAK_PING_PID")
+    spawn "$SD/ping.txt" ip netns exec "$H1" ping -n -D -i "$SOAK_PING_INTERVAL" -W 1 -w $((SOAK + 1)) "$IP2"
+    SOAK_PING_PID="$SPAWNED"
     soak_load "$end" &
     SOAK_LOAD_PID=$!
     PIDS+=("$SOAK_LOAD_PID")
@@ -655,39 +455,23 @@ run_soak() {
     [ "$rc" = 0 ] || info "warning: the load generator exited with $rc"
     wait "$SOAK_PING_PID" || true
     forget_pid "$SOAK_PING_PID"
-    for pid in "${SOAK_SERVERS[@]}"; do
-        stop_pid "$pid"
-        forget_pid "$pid"
+    for port in "${SOAK_SERVERS[@]}"; do
+        stop_pid "$port"
+        forget_pid "$port"
     done
     SOAK_HWM_KIB="$(rss_kib "$VSW_PID" VmHWM)"
     SOAK_END_KIB="$(rss_kib "$VSW_PID" VmRSS)"
     vsctl --json stats >"$SD/stats.json" 2>"$SD/stats.err" || info "warning: vsctl --json stats failed: $(head -c 300 "$SD/stats.err")"
     UPTIME_END="$(uptime)"
-    ns_down
+    teardown
 
     # ---- soak report ----
     stamp="$(date +%Y%m%d-%H%M%S)"
-    export BENCH_DATE BENCH_CPUS BENCH_CPU_MODEL BENCH_KERNEL BENCH_MEM_MIB BENCH_LOAD_START \
-        BENCH_LOAD_END BENCH_UPTIME_START BENCH_UPTIME_END BENCH_COMMIT BENCH_DIRTY \
-        BENCH_VSWITCHD_ARGS BENCH_VSWITCHD_BIN BENCH_IPERF3 BENCH_TRAFGEN BENCH_ELAPSED \
-        BENCH_BUILD_S BENCH_UDP_PROCS SOAK SOAK_T0 SOAK_EVERY SOAK_STREAMS SOAK_TCP_S SOAK_UDP_S \
-        SOAK_MIX_S SOAK_MIX_RATE SOAK_PING_INTERVAL SOAK_START_KIB SOAK_IDLE_KIB SOAK_END_KIB SOAK_HWM_KIB
+    bench_meta
+    run_meta
+    export SOAK SOAK_T0 SOAK_EVERY SOAK_STREAMS SOAK_TCP_S SOAK_UDP_S SOAK_MIX_S SOAK_MIX_RATE \
+        SOAK_PING_INTERVAL SOAK_START_KIB SOAK_IDLE_KIB SOAK_END_KIB SOAK_HWM_KIB BENCH_VSWITCHD_BIN
     SOAK_T0="$t0"
-    BENCH_DATE="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-    BENCH_CPUS="$(nproc)"
-    BENCH_CPU_MODEL="$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
-    BENCH_KERNEL="$(uname -r)"
-    BENCH_MEM_MIB="$(awk '/^MemTotal/ { print int($2 / 1024) }' /proc/meminfo)"
-    BENCH_LOAD_START="$LOAD_START"
-    BENCH_LOAD_END="$(cut -d' ' -f1-3 /proc/loadavg)"
-    BENCH_UPTIME_START="$UPTIME_START"
-    BENCH_UPTIME_END="$UPTIME_END"
-    BENCH_VSWITCHD_ARGS="$VSW_EXTRA"
-    BENCH_IPERF3="$( (iperf3 --version 2>/dev/null || true) | awk 'NR == 1 { print $2 }')"
-    BENCH_TRAFGEN="$( (trafgen -v 2>/dev/null || true) | awk 'NR == 1 { print $2 }')"
-    BENCH_ELAPSED=$(($(date +%s) - START_SECS))
-    BENCH_BUILD_S="$BUILD_SECS"
-    BENCH_UDP_PROCS="$UDP_PROCS"
     if [ "$SAVE" = 1 ]; then
         mkdir -p "$RESULTS"
         out="$RESULTS/soak-$stamp.json"
@@ -702,9 +486,7 @@ run_soak() {
     else
         echo "not saved (runs under 60 s, --quick or --no-save; --save to keep one)"
     fi
-    echo "run time: ${BENCH_ELAPSED}s (of which cargo build ${BUILD_SECS}s) on $BENCH_CPUS cores ($BENCH_CPU_MODEL)"
-    echo "uptime at start: $UPTIME_START"
-    echo "uptime at end:   $UPTIME_END"
+    bench_footer
 }
 
 if [ -n "$SOAK" ]; then
@@ -713,66 +495,26 @@ if [ -n "$SOAK" ]; then
 fi
 
 # ---- run -------------------------------------------------------------------------------------
-LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
-say "plan: ${SETUPS[*]}; TCP ${TCP_SECS}s x$R_TCP (1 and 4 streams), ping $PINGS at ${PING_INTERVAL}s x$R_SHORT, UDP 64 B ${UDP_SECS}s x$R_SHORT; subnet $NET.0/24"
-info "load average at start: $LOAD_START"
-if awk -v l="${LOAD_START%% *}" 'BEGIN { exit !(l >= 0.5) }'; then
-    info "warning: the machine is busy (load $LOAD_START): other work competes for the cores, the numbers will be noisy"
-fi
-for setup in "${SETUPS[@]}"; do
-    case "$setup" in
-        bridge) title="Linux bridge (kernel)" ;;
-        ovs) title="Open vSwitch, userspace datapath (datapath_type=netdev, userspace TSO)" ;;
-        vswitchd-afpacket) title="vswitchd, afpacket ports ${VSW_EXTRA:+($VSW_EXTRA)}" ;;
-        vswitchd-tap) title="vswitchd, TAP ports ${VSW_EXTRA:+($VSW_EXTRA)}" ;;
-    esac
-    say "$setup: $title"
+declare -A TITLE=([bridge]="Linux bridge (kernel)"
+    [ovs]="Open vSwitch, userspace datapath (datapath_type=netdev, userspace TSO)"
+    [vswitchd-afpacket]="vswitchd, afpacket ports ${VSW_EXTRA:+($VSW_EXTRA)}"
+    [vswitchd-tap]="vswitchd, TAP ports ${VSW_EXTRA:+($VSW_EXTRA)}")
+run_setup() { # SETUP
     rm -f "$TMP/trafgen.cfg"
-    ns_up
-    "setup_${setup//-/_}"
-    ns_down
-done
+    "setup_${1//-/_}"
+    teardown
+}
+bench_run "plan: ${SETUPS[*]}; TCP ${TCP_SECS}s x$R_TCP (1 and 4 streams), ping $PINGS at ${PING_INTERVAL}s x$R_SHORT, UDP 64 B ${UDP_SECS}s x$R_SHORT; subnet $NET.0/24" \
+    warning "other work competes for the cores, the numbers will be noisy"
 
 # ---- report ----------------------------------------------------------------------------------
-ELAPSED=$(($(date +%s) - START_SECS))
-STAMP="$(date +%Y%m%d-%H%M%S)"
-COMMIT="$(git -C "$ROOT" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)"
-DIRTY=false
-[ -z "$(git -C "$ROOT" status --porcelain -- vswitch ctl Cargo.toml Cargo.lock 2>/dev/null)" ] || DIRTY=true
-export BENCH_DATE BENCH_CPUS BENCH_CPU_MODEL BENCH_KERNEL BENCH_MEM_MIB BENCH_LOAD_START \
-    BENCH_LOAD_END BENCH_COMMIT BENCH_DIRTY BENCH_VSWITCHD_ARGS BENCH_QUICK BENCH_SETUPS \
-    BENCH_TCP_SECS BENCH_R_TCP BENCH_PINGS BENCH_PING_INTERVAL BENCH_R_SHORT BENCH_UDP_SECS \
-    BENCH_UDP_WARMUP BENCH_IPERF3 BENCH_TRAFGEN BENCH_ELAPSED BENCH_BUILD_S BENCH_UDP_PROCS
-BENCH_DATE="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-BENCH_CPUS="$(nproc)"
-BENCH_CPU_MODEL="$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
-BENCH_KERNEL="$(uname -r)"
-BENCH_MEM_MIB="$(awk '/^MemTotal/ { print int($2 / 1024) }' /proc/meminfo)"
-BENCH_LOAD_START="$LOAD_START"
-BENCH_LOAD_END="$(cut -d' ' -f1-3 /proc/loadavg)"
-BENCH_COMMIT="$COMMIT"
-BENCH_DIRTY="$DIRTY"
-BENCH_VSWITCHD_ARGS="$VSW_EXTRA"
-BENCH_QUICK="$QUICK"
-BENCH_SETUPS="${SETUPS[*]}"
-BENCH_TCP_SECS="$TCP_SECS"
-BENCH_R_TCP="$R_TCP"
-BENCH_PINGS="$PINGS"
-BENCH_PING_INTERVAL="$PING_INTERVAL"
-BENCH_R_SHORT="$R_SHORT"
-BENCH_UDP_SECS="$UDP_SECS"
-BENCH_UDP_WARMUP="$UDP_WARMUP"
-BENCH_IPERF3="$( (iperf3 --version 2>/dev/null || true) | awk 'NR == 1 { print $2 }')"
-BENCH_TRAFGEN="$( (trafgen -v 2>/dev/null || true) | awk 'NR == 1 { print $2 }')"
-BENCH_ELAPSED="$ELAPSED"
-BENCH_BUILD_S="$BUILD_SECS"
-BENCH_UDP_PROCS="$UDP_PROCS"
+bench_meta -- vswitch ctl Cargo.toml Cargo.lock
+run_meta
 python3 "$LIB" meta "$TMP/meta.json"
-
 say "results (medians; ratios = vswitchd / other: above 1 is better for throughput, below 1 for RTT and RSS)"
 if [ "$SAVE" = 1 ]; then
     mkdir -p "$RESULTS"
-    out="$RESULTS/$STAMP.json"
+    out="$RESULTS/$(date +%Y%m%d-%H%M%S).json"
     latest=()
     if [ "$QUICK" = 0 ] && [ "${#SETUPS[@]}" -eq 4 ]; then latest=(--latest "$RESULTS/latest.json"); fi
     python3 "$LIB" report "$RAW" "$TMP/meta.json" "$out" "${latest[@]}"
@@ -781,4 +523,4 @@ if [ "$SAVE" = 1 ]; then
 else
     python3 "$LIB" report "$RAW" "$TMP/meta.json" "$TMP/results.json"
 fi
-echo "run time: ${ELAPSED}s (of which cargo build ${BUILD_SECS}s) on $BENCH_CPUS cores ($BENCH_CPU_MODEL); load average at start $LOAD_START, at end $BENCH_LOAD_END"
+echo "run time: ${BENCH_ELAPSED}s (of which cargo build ${BUILD_SECS}s) on $BENCH_CPUS cores ($BENCH_CPU_MODEL); load average at start $LOADAVG_START, at end $BENCH_LOADAVG_END"

@@ -13,16 +13,12 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-if [ "$(id -u)" -ne 0 ]; then
-    echo "quickstart: needs root (network namespaces): sudo bash scripts/quickstart.sh" >&2
-    exit 1
-fi
-
 say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 die() {
     echo "quickstart: $*" >&2
     exit 1
 }
+[ "$(id -u)" -eq 0 ] || die "needs root (network namespaces): sudo bash scripts/quickstart.sh"
 
 say "dependencies"
 bash scripts/deps.sh

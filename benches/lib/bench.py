@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Helpers of benches/run.sh: parse tool outputs, aggregate raw samples, print the table.
+"""Helpers of benches/run.sh: parse tool outputs, aggregate raw samples, print the table
+(the parsers and the table renderer are benchlib's, shared with the other bench scripts).
 
 Subcommands (all print to stdout):
   iperf FILE                      "Gbit/s-received retransmits" from `iperf3 -J` output
@@ -17,11 +18,14 @@ Subcommands (all print to stdout):
 """
 
 import json
-import math
 import os
 import re
 import statistics
 import sys
+
+sys.dont_write_bytecode = True  # importing benchlib leaves no __pycache__ in benches/lib
+from benchlib import (cmd_iperf, cmd_mac, cmd_ping, die, load, percentile, pick,  # noqa: E402
+                      ping_times, read_jsonl, read_raw, render_table, result, write_json)
 
 SETUPS = [
     ("bridge", "bridge"),
@@ -51,44 +55,6 @@ RATIOS = [
 ]
 
 
-def die(msg):
-    print(f"bench.py: {msg}", file=sys.stderr)
-    sys.exit(1)
-
-
-def percentile(values, p):
-    """Nearest-rank percentile of a non-empty list."""
-    s = sorted(values)
-    k = max(1, math.ceil(p / 100.0 * len(s)))
-    return s[k - 1]
-
-
-def cmd_iperf(path):
-    with open(path, encoding="utf-8") as f:
-        d = json.load(f)
-    if "error" in d:
-        die(f"iperf3 reported an error: {d['error']}")
-    bps = d["end"]["sum_received"]["bits_per_second"]
-    retr = d["end"].get("sum_sent", {}).get("retransmits", 0)
-    print(f"{bps / 1e9:.4f} {retr}")
-
-
-def cmd_ping(path):
-    times = []
-    sent = None
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            m = re.search(r"time=([0-9.]+) ms", line)
-            if m:
-                times.append(float(m.group(1)))
-            m = re.match(r"(\d+) packets transmitted", line)
-            if m:
-                sent = int(m.group(1))
-    if not times:
-        die(f"no ping replies in {path}")
-    print(f"{percentile(times, 50):.4f} {percentile(times, 99):.4f} {len(times)} {sent or 0}")
-
-
 def cmd_trafgen(path):
     with open(path, encoding="utf-8", errors="replace") as f:
         text = f.read()
@@ -98,34 +64,18 @@ def cmd_trafgen(path):
     print(m.group(1))
 
 
-def cmd_mac(path):
-    with open(path, encoding="utf-8") as f:
-        print(json.load(f)[0]["address"])
+def num(key, e=os.environ):
+    v = e[key]
+    return float(v) if "." in v else int(v)
 
 
 def cmd_meta(out_path):
-    e = os.environ
-
-    def num(key):
-        v = e[key]
-        return float(v) if "." in v else int(v)
-
-    meta = {
-        "date": e["BENCH_DATE"],
-        "machine": {
-            "cpus": num("BENCH_CPUS"),
-            "cpu_model": e["BENCH_CPU_MODEL"],
-            "kernel": e["BENCH_KERNEL"],
-            "mem_mib": num("BENCH_MEM_MIB"),
-            "loadavg_start": e["BENCH_LOAD_START"],
-            "loadavg_end": e["BENCH_LOAD_END"],
-        },
-        "vswitch_commit": e["BENCH_COMMIT"],
-        "vswitch_dirty": e["BENCH_DIRTY"] == "true",
-        "vswitchd_args": e["BENCH_VSWITCHD_ARGS"],
+    machine = pick("cpus", "cpu_model", "kernel", "mem_mib", "loadavg_start", "loadavg_end")
+    body = {
+        "vswitchd_args": os.environ["BENCH_VSWITCHD_ARGS"],
         "options": {
-            "quick": e["BENCH_QUICK"] == "1",
-            "setups": e["BENCH_SETUPS"].split(),
+            "quick": os.environ["BENCH_QUICK"] == "1",
+            "setups": os.environ["BENCH_SETUPS"].split(),
             "tcp_seconds": num("BENCH_TCP_SECS"),
             "tcp_repeats": num("BENCH_R_TCP"),
             "pings": num("BENCH_PINGS"),
@@ -137,30 +87,9 @@ def cmd_meta(out_path):
             "udp_frame_bytes": 64,
             "udp_generator_processes": num("BENCH_UDP_PROCS"),
         },
-        "tools": {"iperf3": e["BENCH_IPERF3"], "trafgen": e["BENCH_TRAFGEN"]},
-        "elapsed_s": num("BENCH_ELAPSED"),
-        "build_s": num("BENCH_BUILD_S"),
+        "tools": {"iperf3": os.environ["BENCH_IPERF3"], "trafgen": os.environ["BENCH_TRAFGEN"]},
     }
-    with open(out_path, "w", encoding="utf-8") as f:
-        json.dump(meta, f)
-
-
-def aggregate(raw_path):
-    """{setup: {metric: [values]}} and {setup: [details]} from the raw JSON lines."""
-    samples = {}
-    details = {}
-    with open(raw_path, encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            r = json.loads(line)
-            setup = r["setup"]
-            if "metric" in r:
-                samples.setdefault(setup, {}).setdefault(r["metric"], []).append(r["value"])
-            if "detail" in r:
-                details.setdefault(setup, []).append(r["detail"])
-    return samples, details
+    write_json(out_path, json.dumps(result(None, machine, body)))
 
 
 def fmt(metric, value):
@@ -184,26 +113,12 @@ def render(results, markdown):
             va, vb = med[a].get(key), med[b].get(key)
             row.append(f"{va / vb:.2f}" if va is not None and vb else "-")
         rows.append(row)
-    out = []
-    if markdown:
-        out.append("| " + " | ".join(header) + " |")
-        out.append("| --- |" + " ---: |" * (len(header) - 1))
-        for row in rows:
-            out.append("| " + " | ".join(row) + " |")
-    else:
-        widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
-        for n, row in enumerate([header] + rows):
-            cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])]
-            out.append("  ".join(cells))
-            if n == 0:
-                out.append("  ".join("-" * w for w in widths))
-    return "\n".join(out)
+    return render_table(header, rows, markdown)
 
 
 def cmd_report(raw_path, meta_path, out_path, latest=None, markdown_path=None):
-    with open(meta_path, encoding="utf-8") as f:
-        meta = json.load(f)
-    samples, details = aggregate(raw_path)
+    meta = load(meta_path)
+    samples, details = read_raw(raw_path)
     setups = {}
     for s, _ in SETUPS:
         if s not in samples and s not in details:
@@ -218,34 +133,19 @@ def cmd_report(raw_path, meta_path, out_path, latest=None, markdown_path=None):
     results["setups"] = setups
     text = json.dumps(results, indent=2, sort_keys=False) + "\n"
     for path in [out_path] + ([latest] if latest else []):
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(text)
+        write_json(path, text)
     print(render(results, markdown=False))
     if markdown_path:
-        with open(markdown_path, "w", encoding="utf-8") as f:
-            f.write(render(results, markdown=True) + "\n")
+        write_json(markdown_path, render(results, markdown=True) + "\n")
 
 
 def cmd_table(path, markdown):
-    with open(path, encoding="utf-8") as f:
-        print(render(json.load(f), markdown))
+    print(render(load(path), markdown))
 
 
 # ---- soak (run.sh --soak) ------------------------------------------------------------------
 
 GROWTH_LIMIT_PCT = 5.0
-
-
-def read_jsonl(path):
-    out = []
-    if not os.path.exists(path):
-        return out
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if line:
-                out.append(json.loads(line))
-    return out
 
 
 def soak_warmup_s(seconds, every):
@@ -256,17 +156,8 @@ def soak_warmup_s(seconds, every):
 
 def soak_ping(path, t0):
     """Replies, sent, p50/p99 RTT and the longest stretch without a reply from `ping -D`."""
-    stamps, times, sent = [], [], None
-    if os.path.exists(path):
-        with open(path, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                m = re.match(r"\[([0-9.]+)\].*time=([0-9.]+) ms", line)
-                if m:
-                    stamps.append(float(m.group(1)))
-                    times.append(float(m.group(2)))
-                m = re.match(r"(\d+) packets transmitted", line)
-                if m:
-                    sent = int(m.group(1))
+    replies, sent = ping_times(path, stamped=True)
+    stamps, times = [r[0] for r in replies], [r[2] for r in replies]
     res = {"sent": sent, "replies": len(times)}
     if times:
         gaps = [b - a for a, b in zip([t0] + stamps, stamps)]
@@ -319,11 +210,6 @@ def mean(xs):
 
 def cmd_soak_report(directory, out_path):
     e = os.environ
-
-    def num(key):
-        v = e[key]
-        return float(v) if "." in v else int(v)
-
     seconds = int(e["SOAK"])
     t0 = float(e["SOAK_T0"])
     warmup = soak_warmup_s(seconds, num("SOAK_EVERY"))
@@ -423,21 +309,10 @@ def cmd_soak_report(directory, out_path):
         pass
 
     binary = e.get("BENCH_VSWITCHD_BIN", "").split()
-    res = {
-        "kind": "soak",
-        "date": e["BENCH_DATE"],
-        "machine": {
-            "cpus": num("BENCH_CPUS"),
-            "cpu_model": e["BENCH_CPU_MODEL"],
-            "kernel": e["BENCH_KERNEL"],
-            "mem_mib": num("BENCH_MEM_MIB"),
-            "loadavg_start": e["BENCH_LOAD_START"],
-            "loadavg_end": e["BENCH_LOAD_END"],
-            "uptime_start": e["BENCH_UPTIME_START"].strip(),
-            "uptime_end": e["BENCH_UPTIME_END"].strip(),
-        },
-        "vswitch_commit": e["BENCH_COMMIT"],
-        "vswitch_dirty": e["BENCH_DIRTY"] == "true",
+    machine = pick("cpus", "cpu_model", "kernel", "mem_mib", "loadavg_start", "loadavg_end",
+                   ("uptime_start", e["BENCH_UPTIME_START"].strip()),
+                   ("uptime_end", e["BENCH_UPTIME_END"].strip()))
+    body = {
         "vswitchd_args": e["BENCH_VSWITCHD_ARGS"],
         "vswitchd_binary": {
             "mtime": binary[0] if binary else None,
@@ -465,11 +340,9 @@ def cmd_soak_report(directory, out_path):
         "series": series,
         "load": load,
         "vsctl_stats": stats,
-        "elapsed_s": num("BENCH_ELAPSED"),
-        "build_s": num("BENCH_BUILD_S"),
     }
-    with open(out_path, "w", encoding="utf-8") as f:
-        f.write(json.dumps(res, indent=2) + "\n")
+    res = result(("kind", "soak"), machine, body)
+    write_json(out_path, json.dumps(res, indent=2) + "\n")
     print(render_soak(res, markdown=False))
 
 
@@ -564,8 +437,7 @@ def render_soak(res, markdown):
 
 
 def cmd_soak_table(path, markdown):
-    with open(path, encoding="utf-8") as f:
-        res = json.load(f)
+    res = load(path)
     if res.get("kind") != "soak":
         die(f"{path} is not a soak result (run.sh --soak)")
     print(render_soak(res, markdown))

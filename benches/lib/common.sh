@@ -1,10 +1,34 @@
 # shellcheck shell=bash
-# Shell helpers shared by benches/run.sh and benches/vlan.sh (sourced, not run).
+# The shell library of the bench scripts (benches/*.sh). A script starts with
 #
-# The sourcing script sets, before sourcing: START_SECS (date +%s at start) and SCRIPT_NAME
-# (run.sh, vlan.sh: prefixes die's messages and names the policy-rc.d it may write). Before
-# calling bench_state it sets TMP; bench_state creates the state the cleanup works on (PIDS,
-# NSES, LOGS, POLICY_RC_D) and installs the EXIT/INT/TERM traps.
+#   set -euo pipefail
+#   . "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+#
+# and is then in the repository root with ROOT, LIBDIR (benches/lib), LIB (bench.py), RESULTS
+# (benches/results), SCRIPT (its path) and SCRIPT_NAME (run.sh, nat.sh, ...: prefixes die's
+# messages, names the script's python helper LIBDIR/<name>.py and its results), START_SECS,
+# and BIN: where cargo puts the release binaries ($CARGO_TARGET_DIR/release when that is set,
+# else target/release), with VSWITCHD and VSCTL in it. The script's usage (--help) is its
+# comment lines that start with "#:".
+#
+# This file: messages, processes and the cleanup, dependencies, the build, small helpers.
+# opts.sh: the option parser. lab.sh: namespaces, links, vswitchd, Open vSwitch. measure.sh:
+# ping and iperf3 runs, the raw samples, the run's metadata and the report.
+START_SECS="$(date +%s)"
+SCRIPT="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+ROOT="$PWD"
+LIBDIR="$ROOT/benches/lib"
+LIB="$LIBDIR/bench.py"
+RESULTS="$ROOT/benches/results"
+SCRIPT_NAME="$(basename "$0")"
+BIN="${CARGO_TARGET_DIR:-target}"
+[[ "$BIN" == /* ]] || BIN="$ROOT/$BIN"
+BIN="$BIN/release"
+VSWITCHD="$BIN/vswitchd"
+VSCTL="$BIN/vsctl"
+BINS=(vswitchd vsctl) # what build_release must leave in BIN
+BUILD_SECS=0
 
 say() { printf '\n\033[1m==> %s\033[0m  [%ss]\n' "$*" "$(($(date +%s) - START_SECS))"; }
 info() { printf '    %s\n' "$*"; }
@@ -12,16 +36,46 @@ die() {
     echo "$SCRIPT_NAME: $*" >&2
     exit 1
 }
+usage() { sed -n 's/^#: \{0,1\}//p' "$SCRIPT"; }
+need_root() { # WHY
+    [ "$(id -u)" -eq 0 ] || die "needs root ($1): sudo bash benches/$SCRIPT_NAME"
+}
+# The script's python helper: the report, the table of a saved result, its parsers.
+report_py() { python3 "$LIBDIR/${SCRIPT_NAME%.sh}.py" "$@"; }
 
 # ---- state, cleanup --------------------------------------------------------------------------
+# bench_state NAME: a fresh temp dir TMP (/tmp/NAME.XXXXXX) with the raw samples file RAW, the
+# lists the cleanup works on, and the EXIT/INT/TERM traps. PIDS: every background process the
+# script started; NSES: every namespace it created (and not yet deleted); LOGS: daemon logs
+# worth showing when something fails; POLICY_RC_D: set while a policy-rc.d of ours exists. A
+# script with more to undo defines pre_cleanup, which the cleanup calls first.
 bench_state() {
-    PIDS=()        # every background process this script started
-    NSES=()        # every namespace this script created (and not yet deleted)
-    LOGS=()        # daemon logs worth showing when something fails
-    POLICY_RC_D="" # set when we created /usr/sbin/policy-rc.d for the apt-get install
+    PIDS=() NSES=() LOGS=() POLICY_RC_D=""
+    TMP="$(mktemp -d "/tmp/$1.XXXXXX")"
+    RAW="$TMP/raw.jsonl"
+    : >"$RAW"
     trap cleanup EXIT
     trap 'exit 130' INT
     trap 'exit 143' TERM
+}
+
+cleanup() {
+    local rc=$? pid ns log
+    set +e
+    trap - EXIT INT TERM
+    if declare -F pre_cleanup >/dev/null; then pre_cleanup; fi
+    for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
+    if [ "$rc" -ne 0 ]; then
+        for log in "${LOGS[@]}"; do
+            [ -s "$log" ] || continue
+            echo "---- last lines of $log ----" >&2
+            tail -n 25 "$log" >&2
+        done
+    fi
+    for ns in "${NSES[@]}"; do del_ns "$ns"; done
+    [ -z "$POLICY_RC_D" ] || rm -f "$POLICY_RC_D"
+    rm -rf "$TMP"
+    exit "$rc"
 }
 
 # True while PID runs (a child that exited but is not reaped yet, a zombie, does not count).
@@ -52,6 +106,14 @@ forget_pid() {
     PIDS=("${keep[@]}")
 }
 
+spawn() { # LOG CMD...: CMD in the background, its output in LOG; its PID in SPAWNED and PIDS
+    local log="$1"
+    shift
+    "$@" >"$log" 2>&1 &
+    SPAWNED=$!
+    PIDS+=("$SPAWNED")
+}
+
 # Run a command in the background and wait for it: a TERM (or INT) then interrupts the wait at
 # once and the cleanup kills the command, instead of bash deferring the trap until it ends.
 run_wait() {
@@ -64,60 +126,22 @@ run_wait() {
     return "$rc"
 }
 
-del_ns() {
-    local ns="$1" pids
-    pids="$(ip netns pids "$ns" 2>/dev/null || true)"
-    # shellcheck disable=SC2086
-    [ -z "$pids" ] || kill -KILL $pids 2>/dev/null || true
-    ip netns del "$ns" 2>/dev/null || true
-    local keep=() n
-    for n in "${NSES[@]}"; do [ "$n" = "$ns" ] || keep+=("$n"); done
-    NSES=("${keep[@]}")
-    return 0
-}
-
-cleanup() {
-    local rc=$?
-    set +e
-    trap - EXIT INT TERM
-    local pid ns log
-    for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
-    if [ "$rc" -ne 0 ]; then
-        for log in "${LOGS[@]}"; do
-            [ -s "$log" ] || continue
-            echo "---- last lines of $log ----" >&2
-            tail -n 25 "$log" >&2
-        done
-    fi
-    for ns in "${NSES[@]}"; do del_ns "$ns"; done
-    [ -z "$POLICY_RC_D" ] || rm -f "$POLICY_RC_D"
-    rm -rf "$TMP"
-    exit "$rc"
-}
-
-in_ns() {
-    local ns="$1"
-    shift
-    ip netns exec "$ns" "$@"
-}
-
 # ---- dependencies ----------------------------------------------------------------------------
-# The caller declares the associative array PKG (command -> Debian package); pkg_add_ovs adds
-# the Open vSwitch tools to it.
-pkg_add_ovs() {
-    PKG["ovs-vswitchd"]=openvswitch-switch
-    PKG["ovsdb-server"]=openvswitch-switch
-    PKG["ovsdb-tool"]=openvswitch-common
-    PKG["ovs-vsctl"]=openvswitch-common
-    PKG["ovs-appctl"]=openvswitch-common
-}
+# The Open vSwitch tools, as install_deps arguments.
+OVS_PKGS=(ovs-vswitchd=openvswitch-switch ovsdb-server=openvswitch-switch
+    ovsdb-tool=openvswitch-common ovs-vsctl=openvswitch-common ovs-appctl=openvswitch-common)
 
-# Install the packages of the commands in PKG that are missing, then add /usr/sbin and /sbin
-# to PATH.
+# install_deps [CMD=PACKAGE...]: install the Debian packages of the commands that are missing,
+# of ip, ss, ping, iperf3, python3, timeout, awk and the given ones; then add /usr/sbin and
+# /sbin to PATH.
 install_deps() {
-    local missing=() cmd pkgs
-    for cmd in "${!PKG[@]}"; do
-        command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || missing+=("${PKG[$cmd]}")
+    local -A pkg=([ip]=iproute2 [ss]=iproute2 [ping]=iputils-ping [iperf3]=iperf3
+        [python3]=python3 [timeout]=coreutils [awk]=gawk)
+    local kv cmd missing=() pkgs
+    say "dependencies"
+    for kv in "$@"; do pkg[${kv%%=*}]="${kv#*=}"; done
+    for cmd in "${!pkg[@]}"; do
+        command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || missing+=("${pkg[$cmd]}")
     done
     if [ "${#missing[@]}" -gt 0 ]; then
         mapfile -t pkgs < <(printf '%s\n' "${missing[@]}" | sort -u)
@@ -146,25 +170,32 @@ install_deps() {
 }
 
 # ---- build -----------------------------------------------------------------------------------
-# With BUILD=1, cargo build --workspace --release (BUILD_SECS: how long it took); then VSWITCHD
-# and VSCTL must exist.
+# build_release CARGO_BUILD_ARGS...: with BUILD=1, or BUILD=auto and a binary of BINS missing,
+# `cargo build CARGO_BUILD_ARGS` (BUILD_SECS: how long it took); then every binary of BINS
+# must be in BIN.
 build_release() {
-    local cargo build_t0
+    local cargo build_t0 b missing=0
+    for b in "${BINS[@]}"; do [ -x "$BIN/$b" ] || missing=1; done
+    [ "$BUILD" != auto ] || BUILD="$missing"
     if [ "$BUILD" = 1 ]; then
-        say "cargo build --workspace --release"
+        say "cargo build $*"
         cargo="$(command -v cargo || true)"
         [ -n "$cargo" ] || cargo="${CARGO_HOME:-$HOME/.cargo}/bin/cargo"
         [ -x "$cargo" ] || die "cargo not found (install Rust, or pass --no-build with built binaries)"
         build_t0="$(date +%s)"
-        "$cargo" build --workspace --release
-        # shellcheck disable=SC2034 # used by the sourcing script
+        "$cargo" build "$@"
         BUILD_SECS=$(($(date +%s) - build_t0))
     fi
-    { [ -x "$VSWITCHD" ] && [ -x "$VSCTL" ]; } || die "missing $VSWITCHD or $VSCTL (build: cargo build --workspace --release)"
+    for b in "${BINS[@]}"; do
+        [ -x "$BIN/$b" ] || die "missing $BIN/$b (build: cargo build $*)"
+    done
 }
 
 # ---- helpers ---------------------------------------------------------------------------------
 dec() { awk -v x="$2" "BEGIN { printf \"%.$1f\", x }"; } # DIGITS VALUE
+calc() { awk "BEGIN { printf \"%.4f\", $1 }"; }         # EXPRESSION
+now() { date +%s.%N; }
+loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 wait_for() { # TRIES CMD... : retry every 0.1 s
     local n="$1"
     shift
@@ -174,135 +205,10 @@ wait_for() { # TRIES CMD... : retry every 0.1 s
     done
     return 1
 }
-mac_of() { # NS IFACE
-    ip -n "$1" -j link show dev "$2" >"$TMP/link.json"
-    python3 "$LIB" mac "$TMP/link.json"
-}
 
-mkns() {
-    ip netns add "$1"
-    NSES+=("$1")
-    ip -n "$1" link set lo up
-    # No IPv6: no router solicitations or ND chatter in the counters.
-    in_ns "$1" sysctl -q -w net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
-}
-
-# h1 (IP1 in H1) and h2 (IP2 in H2) ping each other; WHAT names the setup in the error,
-# CONNECT_VIA what connects them (default: the switch).
-connectivity() { # WHAT
-    for _ in $(seq 40); do
-        if timeout 5 ip netns exec "$H1" ping -n -q -c 1 -W 1 "$IP2" >/dev/null 2>&1 &&
-            timeout 5 ip netns exec "$H2" ping -n -q -c 1 -W 1 "$IP1" >/dev/null 2>&1; then
-            return 0
-        fi
-        sleep 0.25
-    done
-    die "$1: h1 and h2 cannot ping each other through ${CONNECT_VIA:-the switch}"
-}
-
-# ---- Open vSwitch (userspace datapath) -------------------------------------------------------
-# One ovsdb-server + ovs-vswitchd with database, sockets, pidfiles and logs in a private
-# directory (OVS_RUNDIR and friends point there too): neither the daemons nor ovs-vsctl or
-# ovs-appctl go near /var/run/openvswitch, /etc/openvswitch or a system OVS. The daemons are
-# started with env, not ovs_env: a backgrounded shell function would be a subshell whose PID
-# is not the daemon's, and stop_pid would signal the wrong process.
-ovs_env() { # DIR CMD...
-    local d="$1"
-    shift
-    env OVS_RUNDIR="$d" OVS_LOGDIR="$d" OVS_DBDIR="$d" OVS_SYSCONFDIR="$d" "$@"
-}
-ovs_vsctl() { # DIR ARGS...
-    local d="$1"
-    shift
-    ovs_env "$d" timeout 30 ovs-vsctl --db="unix:$d/db.sock" --timeout=20 "$@"
-}
-ovs_appctl() { # DIR ARGS...
-    local d="$1"
-    shift
-    ovs_env "$d" timeout 10 ovs-appctl -t "$d/ovs-vswitchd.ctl" "$@"
-}
-ovs_start() { # NS DIR WHAT -> OVS_VSWITCHD_PID (WHAT names it in errors)
-    local ns="$1" d="$2" what="$3" pid
-    mkdir -p "$d"
-    LOGS+=("$d/ovsdb-server.log" "$d/ovs-vswitchd.log")
-    ovs_env "$d" ovsdb-tool create "$d/conf.db" /usr/share/openvswitch/vswitch.ovsschema
-    env OVS_RUNDIR="$d" OVS_LOGDIR="$d" OVS_DBDIR="$d" OVS_SYSCONFDIR="$d" \
-        ip netns exec "$ns" ovsdb-server "$d/conf.db" \
-        --remote="punix:$d/db.sock" --unixctl="$d/ovsdb-server.ctl" \
-        --pidfile="$d/ovsdb-server.pid" --log-file="$d/ovsdb-server.log" --no-chdir \
-        -vconsole:off -vsyslog:off -vfile:info 2>>"$d/ovsdb-server.stderr" &
-    pid=$!
-    PIDS+=("$pid")
-    wait_for 100 test -S "$d/db.sock" || die "$what: ovsdb-server did not create $d/db.sock"
-    ovs_vsctl "$d" --no-wait init
-    # Userspace TSO before ovs-vswitchd starts: without it TCP does not pass with the veths'
-    # default offloads.
-    ovs_vsctl "$d" --no-wait set Open_vSwitch . other_config:userspace-tso-enable=true
-    env OVS_RUNDIR="$d" OVS_LOGDIR="$d" OVS_DBDIR="$d" OVS_SYSCONFDIR="$d" \
-        ip netns exec "$ns" ovs-vswitchd "unix:$d/db.sock" \
-        --unixctl="$d/ovs-vswitchd.ctl" --pidfile="$d/ovs-vswitchd.pid" \
-        --log-file="$d/ovs-vswitchd.log" --no-chdir -vconsole:off -vsyslog:off -vfile:info \
-        2>>"$d/ovs-vswitchd.stderr" &
-    pid=$!
-    PIDS+=("$pid")
-    wait_for 100 test -S "$d/ovs-vswitchd.ctl" || die "$what: ovs-vswitchd did not create its control socket"
-    # shellcheck disable=SC2034 # used by the sourcing script
-    OVS_VSWITCHD_PID="$pid"
-}
-# The bridge is on the userspace (netdev) datapath with userspace TSO on; OVS_DPIF: the
-# dpif/show output.
-ovs_check_netdev() { # DIR
-    OVS_DPIF="$(ovs_appctl "$1" dpif/show 2>&1 || true)"
-    grep -q 'netdev@ovs-netdev' <<<"$OVS_DPIF" || die "ovs: bridge is not on the userspace (netdev) datapath: $OVS_DPIF"
-    grep -q 'Userspace TCP Segmentation Offloading support enabled' "$1/ovs-vswitchd.log" ||
-        die "ovs: ovs-vswitchd did not enable userspace TSO (see $1/ovs-vswitchd.log)"
-}
-
-# parse_setup_opts DEFAULT_ONLY ARGS...: the options vlan.sh and vxlan.sh share (--quick,
-# --only, --no-build, --save/--no-save, --vswitchd-args, --table, --help). Sets QUICK, ONLY,
-# BUILD, SAVE, VSW_EXTRA and VSW_ARGS; --table and --help call the sourcing script's report_py and
-# usage and exit.
-# shellcheck disable=SC2034 # the variables are the sourcing script's
-parse_setup_opts() {
-    QUICK=0
-    ONLY="$1"
-    shift
-    BUILD=1
-    SAVE=""
-    VSW_EXTRA=""
-    while [ $# -gt 0 ]; do
-        case "$1" in
-            --quick) QUICK=1 ;;
-            --only)
-                [ $# -ge 2 ] || die "--only needs a list"
-                ONLY="$2"
-                shift
-                ;;
-            --only=*) ONLY="${1#*=}" ;;
-            --no-build) BUILD=0 ;;
-            --save) SAVE=1 ;;
-            --no-save) SAVE=0 ;;
-            --vswitchd-args)
-                [ $# -ge 2 ] || die "--vswitchd-args needs a string"
-                VSW_EXTRA="$2"
-                shift
-                ;;
-            --vswitchd-args=*) VSW_EXTRA="${1#*=}" ;;
-            --table)
-                [ $# -ge 2 ] || die "--table needs a results file"
-                report_py table "$2"
-                exit 0
-                ;;
-            -h | --help)
-                usage
-                exit 0
-                ;;
-            *)
-                usage >&2
-                die "unknown argument: $1"
-                ;;
-        esac
-        shift
-    done
-    read -r -a VSW_ARGS <<<"$VSW_EXTRA"
-}
+# shellcheck source=benches/lib/opts.sh
+. "$LIBDIR/opts.sh"
+# shellcheck source=benches/lib/lab.sh
+. "$LIBDIR/lab.sh"
+# shellcheck source=benches/lib/measure.sh
+. "$LIBDIR/measure.sh"

@@ -1,0 +1,149 @@
+# shellcheck shell=bash
+# Measurements and the report of the bench scripts (sourced by common.sh): the raw samples,
+# ping and iperf3 runs, the run's metadata (BENCH_* for the python report) and the closing
+# lines.
+
+# ---- raw samples -----------------------------------------------------------------------------
+# One JSON line per value in RAW, aggregated by the python report.
+record() { # SETUP METRIC VALUE
+    printf '{"setup":"%s","metric":"%s","value":%s}\n' "$1" "$2" "$3" >>"$RAW"
+}
+record_detail() { # SETUP JSON
+    printf '{"setup":"%s","detail":%s}\n' "$1" "$2" >>"$RAW"
+}
+
+# ---- ping and iperf3 -------------------------------------------------------------------------
+warm_up() { # FROM DST: three pings, so that ARP and the switches' tables are warm
+    nsx "$1"
+    timeout 10 "${NSX[@]}" ping -n -q -c 3 -i 0.05 "$2" >/dev/null
+}
+
+# ping_run SETUP WHAT FROM DST OUT: PINGS pings at PING_INTERVAL from FROM (a namespace or a
+# /proc/PID/ns/net) to DST, the output in OUT; fatal if ping fails or fewer than 95 % come
+# back. Records ping_p50_ms and ping_p99_ms of SETUP; -> P50, P99, GOT, SENT and PING_TEXT
+# ("p50 X ms, p99 Y ms (GOT/SENT replies)"). WHAT names the path in errors.
+ping_run() {
+    local s="$1" what="$2" out="$5"
+    nsx "$3"
+    run_wait timeout 120 "${NSX[@]}" ping -n -c "$PINGS" -i "$PING_INTERVAL" -W 1 "$4" >"$out" 2>&1 ||
+        die "$s: ping${what:+ $what} failed: $(tail -n 3 "$out")"
+    read -r P50 P99 GOT SENT < <(python3 "$LIB" ping "$out")
+    [ "$GOT" -ge $((PINGS * 95 / 100)) ] || die "$s: only $GOT of $SENT pings answered"
+    record "$s" ping_p50_ms "$P50"
+    record "$s" ping_p99_ms "$P99"
+    PING_TEXT="p50 $(dec 3 "$P50") ms, p99 $(dec 3 "$P99") ms ($GOT/$SENT replies)"
+}
+
+# iperf_run SETUP KEY WHAT SERVER CLIENT DST PORT JSON [CLIENT_ARGS...]: one iperf3 TCP run of
+# TCP_SECS: a one-off server on PORT in SERVER (bound to DST when IPERF_BIND=1), the client in
+# CLIENT to DST:PORT with CLIENT_ARGS (-P N, -R), its JSON in JSON; fatal if it fails or moves
+# nothing. Records KEY (Gbit/s) and KEY's _retransmits of SETUP unless KEY is "-"; -> GBPS,
+# RETR and TCP_TEXT ("X Gbit/s (N retransmits)"). WHAT names the direction in errors.
+IPERF_BIND=0
+iperf_run() {
+    local s="$1" key="$2" what="$3" server="$4" client="$5" dst="$6" port="$7" json="$8" srv bind=()
+    shift 8
+    [ "$IPERF_BIND" = 0 ] || bind=(-B "$dst")
+    nsx "$server"
+    spawn "$TMP/iperf3-server.log" timeout $((TCP_SECS + 40)) "${NSX[@]}" iperf3 -s -1 "${bind[@]}" -p "$port"
+    srv="$SPAWNED"
+    wait_listen "$server" "$port" || die "$s: iperf3 server did not start: $(cat "$TMP/iperf3-server.log")"
+    nsx "$client"
+    run_wait timeout $((TCP_SECS + 30)) "${NSX[@]}" iperf3 -c "$dst" -p "$port" -t "$TCP_SECS" "$@" -J >"$json" 2>&1 ||
+        die "$s: iperf3 $what failed: $(head -c 600 "$json")"
+    wait "$srv" 2>/dev/null || true
+    forget_pid "$srv"
+    read -r GBPS RETR < <(python3 "$LIB" iperf "$json") || die "$s: cannot read iperf3 result $json"
+    awk -v g="$GBPS" 'BEGIN { exit !(g > 0) }' || die "$s: iperf3 $what moved nothing"
+    if [ "$key" != - ]; then
+        record "$s" "$key" "$GBPS"
+        record "$s" "${key%_gbps}_retransmits" "$RETR"
+    fi
+    TCP_TEXT="$(dec 2 "$GBPS") Gbit/s ($RETR retransmits)"
+}
+
+# ---- the run and its report ------------------------------------------------------------------
+# bench_begin PLAN [KIND NOTE]: PLAN as a headline; UPTIME_START and LOADAVG_START, the uptime
+# printed; when the machine is busy (1-min load >= 0.5) "KIND: the machine is busy (load ..):
+# NOTE".
+bench_begin() {
+    UPTIME_START="$(uptime)"
+    LOADAVG_START="$(loadavg)"
+    say "$1"
+    info "uptime at start: $UPTIME_START"
+    if [ $# -ge 3 ] && awk -v l="${LOADAVG_START%% *}" 'BEGIN { exit !(l >= 0.5) }'; then
+        info "$2: the machine is busy (load $LOADAVG_START): $3"
+    fi
+}
+
+# bench_run PLAN [KIND NOTE]: bench_begin, then each of SETUPS under the headline "SETUP:
+# TITLE[SETUP]", run by the script's run_setup SETUP.
+bench_run() {
+    local s
+    bench_begin "$@"
+    for s in "${SETUPS[@]}"; do
+        say "$s: ${TITLE[$s]}"
+        run_setup "$s"
+    done
+}
+
+# bench_commit GIT_STATUS_ARGS...: BENCH_COMMIT (HEAD) and BENCH_DIRTY (true when `git status
+# --porcelain GIT_STATUS_ARGS` lists a change: name the paths the measured binaries come from).
+bench_commit() {
+    BENCH_COMMIT="$(git -C "$ROOT" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)"
+    BENCH_DIRTY=false
+    [ -z "$(git -C "$ROOT" status --porcelain "$@" 2>/dev/null)" ] || BENCH_DIRTY=true
+}
+
+# bench_meta GIT_STATUS_ARGS...: export what every report says about the run: machine, uptime
+# and load average at start (bench_begin) and end (UPTIME_END if set, else now), the vswitch
+# commit (bench_commit, unless called already), the options, iperf3's version, run and build
+# time.
+bench_meta() {
+    export BENCH_DATE BENCH_CPUS BENCH_CPU_MODEL BENCH_KERNEL BENCH_MEM_MIB BENCH_UPTIME_START \
+        BENCH_UPTIME_END BENCH_LOADAVG_START BENCH_LOADAVG_END BENCH_COMMIT BENCH_DIRTY \
+        BENCH_VSWITCHD_ARGS BENCH_QUICK BENCH_SETUPS BENCH_TCP_SECS BENCH_RUNS BENCH_PINGS \
+        BENCH_PING_INTERVAL BENCH_IPERF3 BENCH_ELAPSED BENCH_BUILD_S
+    BENCH_DATE="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    BENCH_CPUS="$(nproc)"
+    BENCH_CPU_MODEL="$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
+    BENCH_KERNEL="$(uname -r)"
+    BENCH_MEM_MIB="$(awk '/^MemTotal/ { print int($2 / 1024) }' /proc/meminfo)"
+    BENCH_UPTIME_START="$UPTIME_START"
+    BENCH_UPTIME_END="${UPTIME_END:-$(uptime)}"
+    BENCH_LOADAVG_START="$LOADAVG_START"
+    BENCH_LOADAVG_END="$(loadavg)"
+    [ -n "${BENCH_COMMIT:-}" ] || bench_commit "$@"
+    BENCH_VSWITCHD_ARGS="$VSW_EXTRA"
+    BENCH_QUICK="$QUICK"
+    BENCH_SETUPS="${SETUPS[*]}"
+    BENCH_TCP_SECS="$TCP_SECS"
+    BENCH_RUNS="$RUNS"
+    BENCH_PINGS="$PINGS"
+    BENCH_PING_INTERVAL="$PING_INTERVAL"
+    BENCH_IPERF3="$( (iperf3 --version 2>/dev/null || true) | awk 'NR == 1 { print $2 }')"
+    BENCH_ELAPSED=$(($(date +%s) - START_SECS))
+    BENCH_BUILD_S="$BUILD_SECS"
+}
+
+# bench_report HEADLINE GIT_STATUS_ARGS...: bench_meta GIT_STATUS_ARGS; then under HEADLINE,
+# report_py report RAW OUT writes the result and prints its table (OUT: benches/results/
+# <script>-<date>-<time>.json when SAVE=1, else in TMP), and the closing lines.
+bench_report() {
+    local out="$TMP/results.json"
+    bench_meta "${@:2}"
+    say "$1"
+    if [ "$SAVE" = 1 ]; then
+        mkdir -p "$RESULTS"
+        out="$RESULTS/${SCRIPT_NAME%.sh}-$(date +%Y%m%d-%H%M%S).json"
+    fi
+    report_py report "$RAW" "$out"
+    [ "$SAVE" != 1 ] || printf '\nraw results: %s (markdown: bash benches/%s --table %s)\n' "${out#"$ROOT"/}" "$SCRIPT_NAME" "${out#"$ROOT"/}"
+    bench_footer
+}
+
+bench_footer() { # after bench_meta: run time, uptime at start and end
+    echo "run time: ${BENCH_ELAPSED}s (of which cargo build ${BUILD_SECS}s) on $BENCH_CPUS cores ($BENCH_CPU_MODEL)"
+    echo "uptime at start: $UPTIME_START"
+    echo "uptime at end:   $BENCH_UPTIME_END"
+}
