@@ -102,13 +102,28 @@ impl PortRt {
         owner: usize,
         workers: usize,
     ) -> Self {
+        Self::with_txq_len(id, name, kind, bridge, owner, workers, TXQ_LEN)
+    }
+
+    /// A port whose TX queue holds `txq_len` frames: for labs (fuzzers, benches) whose
+    /// sink never queues, where a full-size queue per port would be most of the cost of
+    /// building one.
+    pub fn with_txq_len(
+        id: PortId,
+        name: &str,
+        kind: PortKind,
+        bridge: u32,
+        owner: usize,
+        workers: usize,
+        txq_len: usize,
+    ) -> Self {
         PortRt {
             id,
             name: name.to_string(),
             kind,
             bridge,
             owner,
-            txq: ArrayQueue::new(TXQ_LEN),
+            txq: ArrayQueue::new(txq_len.max(1)),
             tx: Mutex::new(TxState {
                 io: None,
                 pending: std::collections::VecDeque::with_capacity(crate::sys::afpacket::TX_BATCH),

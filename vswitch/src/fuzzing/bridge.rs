@@ -91,7 +91,8 @@ impl BridgeLab {
             })
         };
         let port = |id: PortId, kind: ctl::PortKind, bridge: u32| {
-            let p = Arc::new(PortRt::new(id, "lab", kind, bridge, 0, 1));
+            // The sink checks frames instead of queueing them: one slot is enough.
+            let p = Arc::new(PortRt::with_txq_len(id, "lab", kind, bridge, 0, 1, 1));
             p.up.store(true, std::sync::atomic::Ordering::Relaxed);
             p
         };
