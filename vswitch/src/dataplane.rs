@@ -42,24 +42,14 @@ impl BridgeRt {
     }
 }
 
-/// How to transmit on a port from any worker: the fd of the owner's I/O handle. Valid
-/// only while set in [`TxState`]; the owner clears it (under the lock) before closing.
-#[derive(Debug, Clone, Copy)]
-pub enum TxIo {
-    Afpacket(std::os::fd::RawFd),
-    Tap(std::os::fd::RawFd),
-    /// A tunnel: its VTEP's sockets, reached through the port's [`TunnelRt`].
-    Vxlan,
-    /// A gateway port: the gateway's worker takes the frames from the queue.
-    Gateway,
-}
-
 /// A port's transmit side. Whoever holds the lock drains the TX queue; workers only ever
 /// `try_lock` it (once per batch, never waiting), and on failure leave the work to the
 /// holder or the owner.
 #[derive(Default)]
 pub struct TxState {
-    pub io: Option<TxIo>,
+    /// The port's I/O while attached; the owner takes it away (under the lock) on
+    /// detach, and the interface closes when the last holder drops it.
+    pub io: Option<Arc<PortIo>>,
     /// Frames taken from the queue that the kernel has not accepted yet, in order.
     pub pending: std::collections::VecDeque<Buf>,
     /// Where a tunnel lays out a segmented super-frame (empty on other ports).

@@ -269,7 +269,7 @@ impl Controller {
                 self.shared.workers,
             ));
             self.ports.insert(key, rt.clone());
-            self.attach(&rt, PortIo::Gateway);
+            self.attach(&rt, PortIo::Gateway(crate::port::Gateway));
         }
         let want_up = self.cfg.uplink.as_ref().map(|u| u.iface.clone());
         if let Some(cur) = self.uplink_port().cloned() {

@@ -556,7 +556,7 @@ impl Controller {
         }
         let rt = self.create_port_rt(bridge, &pc);
         self.publish();
-        self.attach(&rt, PortIo::Vxlan);
+        self.attach(&rt, PortIo::Vxlan(crate::port::Vxlan));
         self.refresh_tunnels();
         Ok(Data::Done)
     }
@@ -833,7 +833,7 @@ impl Controller {
             self.ports.remove(&pc.name);
             let rt = self.create_port_rt(&bridge, &pc);
             self.publish();
-            self.attach(&rt, PortIo::Vxlan);
+            self.attach(&rt, PortIo::Vxlan(crate::port::Vxlan));
             self.refresh_tunnels();
             if let Some(b) = self.cfg.bridge(&bridge).cloned() {
                 self.install_statics(&b);

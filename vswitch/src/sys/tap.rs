@@ -68,8 +68,8 @@ impl Tap {
 
     /// Reads one frame (virtio-net header first) into `buf`; `Ok(0)` never happens for a
     /// live device. `WouldBlock` when nothing is waiting.
-    pub fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.file.read(buf)
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        (&self.file).read(buf)
     }
 
     /// Writes one frame (virtio-net header first).

@@ -1,0 +1,162 @@
+//! The worker's transmit side: what a turn queued is sent at once where the port's
+//! transmit lock is free, the rest is left to the port's owner, which drains its ports'
+//! queues in batches through the port's own [`tx_batch`](crate::port::Driver::tx_batch).
+
+use std::io;
+use std::sync::Arc;
+
+use super::Worker;
+use crate::counters::{bump, Drop};
+use crate::dataplane::{PortRt, Snapshot, TxState, WorkerMsg};
+use crate::pool::Pool;
+use crate::sys::afpacket::TX_BATCH;
+use crate::wire::vnet;
+
+/// A turn that received at most this many frames sends them itself, at once, instead of
+/// handing them to the destination's owner: at low rates latency is what matters, and a
+/// cross-thread wake-up costs more than the send. Busier turns leave sending to the
+/// owners, so receiving and sending run on different cores.
+const DIRECT_TX_MAX: usize = 4;
+/// TX batches drained from one port per turn.
+const TX_BATCHES_PER_TURN: usize = 8;
+
+impl Worker {
+    /// Sends what this turn queued, from this worker, for every port whose transmit side
+    /// is free; the rest is left to the owner, which is woken.
+    pub(super) fn flush_touched(&mut self, snap: &Snapshot) {
+        for k in 0..self.touched.ports.len() {
+            let id = self.touched.ports[k];
+            self.touched.clear(id);
+            let Some(rt) = snap.port(id) else { continue };
+            if self.turn_frames > DIRECT_TX_MAX && rt.owner != self.idx {
+                self.wake[rt.owner] = true;
+                continue;
+            }
+            let result = try_drain(self.idx, &self.shared.pool, rt);
+            self.settle(rt, result);
+        }
+        self.touched.ports.clear();
+    }
+
+    /// Acts on how a drain of `rt` ended: work left on a port this worker owns brings
+    /// it back soon; on another's port, its owner is woken; a failed send takes the
+    /// port down.
+    fn settle(&mut self, rt: &Arc<PortRt>, result: io::Result<Drained>) {
+        match result {
+            Ok(Drained::Empty) => {}
+            Ok(Drained::Blocked) if rt.owner == self.idx => self.tx_blocked = true,
+            Ok(_) if rt.owner == self.idx => self.tx_more = true,
+            Ok(_) => self.wake[rt.owner] = true,
+            Err(e) => self.tx_failed(rt, e),
+        }
+    }
+
+    /// A send on `rt` failed for good: its owner takes it down.
+    fn tx_failed(&mut self, rt: &Arc<PortRt>, e: io::Error) {
+        let why = format!("transmit failed: {e}");
+        if rt.owner == self.idx {
+            self.detach(rt.id, Some(why));
+        } else {
+            self.shared
+                .tell(rt.owner, WorkerMsg::Detach(rt.id, why, None));
+        }
+    }
+
+    /// The owner's duty: whatever is still queued on its ports gets sent.
+    pub(super) fn drain_all(&mut self) {
+        self.tx_blocked = false;
+        self.tx_more = false;
+        for i in 0..self.slots.len() {
+            let Some(slot) = self.slots[i].as_ref() else {
+                continue;
+            };
+            let result = try_drain(self.idx, &self.shared.pool, &slot.rt);
+            if !matches!(result, Ok(Drained::Empty)) {
+                // Only now is the port needed past the borrow of `slots`.
+                let rt = slot.rt.clone();
+                self.settle(&rt, result);
+            }
+        }
+    }
+}
+
+/// How a TX turn ended.
+enum Drained {
+    /// The queue is empty.
+    Empty,
+    /// The kernel pushed back: retry shortly.
+    Blocked,
+    /// The turn's budget ran out with frames still queued.
+    More,
+}
+
+/// Drains `rt` if its transmit lock is free (an idle port costs one failed pop); if
+/// another worker holds the lock, reports work left so the caller checks again.
+fn try_drain(w: usize, pool: &Pool, rt: &PortRt) -> io::Result<Drained> {
+    match rt.tx.try_lock() {
+        Ok(mut tx) => drain(w, pool, rt, &mut tx),
+        Err(_) => Ok(Drained::More),
+    }
+}
+
+/// Sends what is queued on one port, holding its transmit lock; an error means the
+/// interface is unusable.
+fn drain(w: usize, pool: &Pool, rt: &PortRt, tx: &mut TxState) -> io::Result<Drained> {
+    let TxState {
+        io,
+        pending,
+        scratch,
+    } = tx;
+    let Some(io) = io.as_deref() else {
+        // Not attached (down, or being detached): the owner discards what is queued.
+        return Ok(Drained::Empty);
+    };
+    if !io.sends() {
+        // Someone else takes these (the gateway's worker, in `route`); it only has to be
+        // woken.
+        return Ok(if rt.txq.is_empty() {
+            Drained::Empty
+        } else {
+            Drained::More
+        });
+    }
+    let c = rt.counters.block(w);
+    for _ in 0..TX_BATCHES_PER_TURN {
+        while pending.len() < TX_BATCH {
+            match rt.txq.pop() {
+                Some(b) => pending.push_back(b),
+                None => break,
+            }
+        }
+        if pending.is_empty() {
+            return Ok(Drained::Empty);
+        }
+        let n = pending.len();
+        let sent = io.tx_batch(rt, pending, n, scratch)?;
+        let mut bytes = 0u64;
+        for b in pending.drain(..sent.taken) {
+            bytes += b.bytes().len().saturating_sub(vnet::LEN) as u64;
+            pool.put(b);
+        }
+        bump(
+            &c.tx_packets,
+            (sent.taken as u64).saturating_sub(sent.errors),
+        );
+        bump(&c.tx_bytes, bytes);
+        if sent.oversize > 0 {
+            rt.counters.drop(w, Drop::Oversize, sent.oversize);
+        }
+        if sent.errors > sent.oversize {
+            rt.counters
+                .drop(w, Drop::TxError, sent.errors - sent.oversize);
+        }
+        if sent.taken < n {
+            return Ok(Drained::Blocked);
+        }
+    }
+    Ok(if rt.txq.is_empty() {
+        Drained::Empty
+    } else {
+        Drained::More
+    })
+}
