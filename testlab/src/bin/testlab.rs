@@ -221,7 +221,7 @@ mod tests {
             "--mtu",
             "1450",
         ])
-        .unwrap();
+        .expect("a host link parses");
         match cli.cmd {
             Cmd::Veth(v) => {
                 assert_eq!((v.ns_a.as_str(), v.if_b.as_str()), ("sw", "eth0"));
@@ -239,7 +239,8 @@ mod tests {
         assert!(Cli::try_parse_from(["testlab", "netns", "del"]).is_err());
         assert!(Cli::try_parse_from(["testlab", "veth", "a", "b", "c"]).is_err());
         assert!(Cli::try_parse_from(["testlab", "vswitchd", "wait", "--sock", "s"]).is_err());
-        let cli = Cli::try_parse_from(["testlab", "netns", "add", "--ipv6", "x", "y"]).unwrap();
+        let cli = Cli::try_parse_from(["testlab", "netns", "add", "--ipv6", "x", "y"])
+            .expect("netns add parses");
         assert!(matches!(
             cli.cmd,
             Cmd::Netns { op: NetnsOp::Add { ipv6: true, ref names } } if names == &["x", "y"]
