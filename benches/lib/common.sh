@@ -8,7 +8,7 @@
 # (benches/results), SCRIPT (its path) and SCRIPT_NAME (run.sh, nat.sh, ...: prefixes die's
 # messages, names the script's python helper LIBDIR/<name>.py and its results), START_SECS,
 # and BIN: where cargo puts the release binaries ($CARGO_TARGET_DIR/release when that is set,
-# else target/release), with VSWITCHD and VSCTL in it. The script's usage (--help) is its
+# else target/release), with VSWITCHD, VSCTL and TESTLAB in it. The script's usage (--help) is its
 # comment lines that start with "#:".
 #
 # This file: messages, processes and the cleanup, dependencies, the build, small helpers.
@@ -27,7 +27,8 @@ BIN="${CARGO_TARGET_DIR:-target}"
 BIN="$BIN/release"
 VSWITCHD="$BIN/vswitchd"
 VSCTL="$BIN/vsctl"
-BINS=(vswitchd vsctl) # what build_release must leave in BIN
+TESTLAB="$BIN/testlab" # the lab CLI (lab.sh)
+BINS=(vswitchd vsctl testlab) # what build_release must leave in BIN
 BUILD_SECS=0
 
 say() { printf '\n\033[1m==> %s\033[0m  [%ss]\n' "$*" "$(($(date +%s) - START_SECS))"; }

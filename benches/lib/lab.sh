@@ -19,22 +19,29 @@ nsx() { # WHERE -> NSX: the command prefix that runs a command there
     esac
 }
 
-mkns() { # NS...: fresh namespaces, lo up, no IPv6 (no router solicitations or ND chatter)
+# The lab's set-up and teardown are the testlab CLI (testlab/src/bin/testlab.rs): the same
+# functions the Rust tests use. It is built with vswitchd and vsctl (BINS); a setup that builds
+# nothing else still gets it built here the first time it is needed (unless --no-build).
+lab() { # testlab ARGS...
+    if [ ! -x "$TESTLAB" ]; then
+        [ "$BUILD" != 0 ] || die "missing $TESTLAB (build: cargo build --release -p testlab --bin testlab)"
+        say "cargo build --release -p testlab --bin testlab"
+        "$(command -v cargo || echo "${CARGO_HOME:-$HOME/.cargo}/bin/cargo")" build --release -p testlab --bin testlab
+    fi
+    "$TESTLAB" "$@"
+}
+
+mkns() { # NS...: fresh quiet namespaces: lo up, no IPv6 (no router solicitations or ND chatter), no forwarding
     local ns
     for ns in "$@"; do
-        ip netns add "$ns"
+        lab netns add "$ns" || die "cannot create namespace $ns"
         NSES+=("$ns")
-        ip -n "$ns" link set lo up
-        in_ns "$ns" sysctl -q -w net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
     done
 }
 
 del_ns() { # NS: kill what runs in it, delete it
-    local ns="$1" pids
-    pids="$(ip netns pids "$ns" 2>/dev/null || true)"
-    # shellcheck disable=SC2086
-    [ -z "$pids" ] || kill -KILL $pids 2>/dev/null || true
-    ip netns del "$ns" 2>/dev/null || true
+    local ns="$1"
+    lab netns del "$ns" || true
     local keep=() n
     for n in "${NSES[@]}"; do [ "$n" = "$ns" ] || keep+=("$n"); done
     NSES=("${keep[@]}")
@@ -51,22 +58,13 @@ teardown() { # the end of one setup: its processes, then its namespaces
 # host_link SWITCH_NS IFACE HOST_NS ADDR/LEN [MTU]: a veth pair, IFACE up in SWITCH_NS, eth0
 # with ADDR/LEN up in HOST_NS (both ends MTU when given).
 host_link() {
-    local mtu=()
-    [ -z "${5:-}" ] || mtu=(mtu "$5")
-    ip -n "$1" link add "$2" "${mtu[@]}" type veth peer name eth0 "${mtu[@]}" netns "$3"
-    ip -n "$1" link set "$2" up
-    ip -n "$3" addr add "$4" dev eth0
-    ip -n "$3" link set eth0 up
+    lab veth "$1" "$2" "$3" eth0 --addr-b "$4" ${5:+--mtu "$5"}
 }
 
 # ns_link NS_A IF_A NS_B IF_B [ADDR_A/LEN ADDR_B/LEN]: a veth pair between two namespaces, both
 # ends up (with the addresses when given).
 ns_link() {
-    ip -n "$1" link add "$2" type veth peer name "$4" netns "$3"
-    [ -z "${5:-}" ] || ip -n "$1" addr add "$5" dev "$2"
-    [ -z "${6:-}" ] || ip -n "$3" addr add "$6" dev "$4"
-    ip -n "$1" link set "$2" up
-    ip -n "$3" link set "$4" up
+    lab veth "$1" "$2" "$3" "$4" ${5:+--addr-a "$5"} ${6:+--addr-b "$6"}
 }
 
 reach() { # WHERE IP: a ping from WHERE to IP answered within 40 tries (about 10 s)
@@ -104,8 +102,7 @@ vsw_launch() {
     LOGS+=("$2/vswitchd.log")
     spawn "$2/vswitchd.log" ip netns exec "$1" "$VSWITCHD" --sock "$VSW_SOCK" --db "$2/conf.json" "${VSW_ARGS[@]}"
     VSW_PID="$SPAWNED"
-    wait_for 150 "$VSCTL" --sock "$VSW_SOCK" show || die "$3 does not answer on $VSW_SOCK"
-    [ "$(cat "/proc/$VSW_PID/comm" 2>/dev/null)" = vswitchd ] || die "$3: pid $VSW_PID is not vswitchd"
+    lab vswitchd wait --sock "$VSW_SOCK" --pid "$VSW_PID" --vsctl "$VSCTL" --timeout-secs 15 || die "$3 does not answer on $VSW_SOCK"
 }
 
 vsctl_at() { # SOCK ARGS...: vsctl's output; its output is shown when it fails
