@@ -433,18 +433,7 @@ impl Controller {
         kind: PortKind,
         external_ids: std::collections::BTreeMap<String, String>,
     ) -> Result<Data, ControlError> {
-        self.check_new_port(bridge, iface)?;
-        for (k, v) in &external_ids {
-            validate::external_id(k, v)?;
-        }
-        if external_ids.len() > validate::EXTERNAL_IDS_MAX {
-            return Err(ControlError::TooManyExternalIds(validate::EXTERNAL_IDS_MAX));
-        }
-        match kind {
-            PortKind::Vxlan => return Err(ControlError::VxlanNeedsAddTunnel),
-            PortKind::Gateway => return Err(ControlError::GatewayNeedsAddNet),
-            PortKind::Afpacket | PortKind::Tap => {}
-        }
+        let mut pc = self.plan_port(bridge, iface, kind, external_ids)?;
         // Open first: if the interface cannot be used, nothing has changed yet.
         let io = PortIo::open(kind, iface, self.shared.rx_ring, None).map_err(|e| {
             match (kind, e.kind()) {
@@ -462,17 +451,41 @@ impl Controller {
                 (PortKind::Vxlan | PortKind::Gateway, _) => ControlError::Open(e.to_string()),
             }
         })?;
-        let pc = PortConf {
+        pc.mac = io.tap_mac().map(|m| m.to_string());
+        self.install_port(bridge, pc, io)?;
+        Ok(Data::Done)
+    }
+
+    /// The checks of an `add-port` that need nothing from the host, and the port's
+    /// settings if they pass (its MAC is known only once a TAP is made).
+    fn plan_port(
+        &self,
+        bridge: &str,
+        iface: &str,
+        kind: PortKind,
+        external_ids: std::collections::BTreeMap<String, String>,
+    ) -> Result<PortConf, ControlError> {
+        self.check_new_port(bridge, iface)?;
+        for (k, v) in &external_ids {
+            validate::external_id(k, v)?;
+        }
+        if external_ids.len() > validate::EXTERNAL_IDS_MAX {
+            return Err(ControlError::TooManyExternalIds(validate::EXTERNAL_IDS_MAX));
+        }
+        match kind {
+            PortKind::Vxlan => return Err(ControlError::VxlanNeedsAddTunnel),
+            PortKind::Gateway => return Err(ControlError::GatewayNeedsAddNet),
+            PortKind::Afpacket | PortKind::Tap => {}
+        }
+        Ok(PortConf {
             name: iface.to_string(),
             kind,
-            mac: io.tap_mac().map(|m| m.to_string()),
+            mac: None,
             vlans: None,
             tunnel: None,
             external_ids,
             attach: None,
-        };
-        self.install_port(bridge, pc, io)?;
-        Ok(Data::Done)
+        })
     }
 
     /// Commits port `pc` of `bridge` and starts serving it with `io`; on error `io`
