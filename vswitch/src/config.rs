@@ -184,6 +184,145 @@ impl BridgeConf {
     }
 }
 
+/// Why a config (a request's next desired state, or the file) is refused. Each message
+/// is the one line `vsctl` prints.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A value `ctl::validate` refused, with its message.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("bridge {bridge}: {source}")]
+    InBridge {
+        bridge: String,
+        source: Box<ConfigError>,
+    },
+    #[error("port {port}: {source}")]
+    InPort {
+        port: String,
+        source: Box<ConfigError>,
+    },
+    #[error("tunnel {tunnel}: {source}")]
+    InTunnel {
+        tunnel: String,
+        source: Box<ConfigError>,
+    },
+    #[error("bridge {0} is defined twice")]
+    BridgeTwice(String),
+    #[error("at most {0} external ids")]
+    TooManyExternalIds(usize),
+    #[error("interface {0} is a port twice")]
+    PortTwice(String),
+    #[error("VNI {vni} on UDP port {dstport} is already tunnel {other}")]
+    VniTaken {
+        vni: u32,
+        dstport: u16,
+        other: String,
+    },
+    #[error("port {0} is vxlan but has no tunnel")]
+    VxlanWithoutTunnel(String),
+    #[error("port {0} has tunnel settings but is not vxlan")]
+    TunnelNotVxlan(String),
+    #[error("{mac} in VLAN {vlan} has two static entries")]
+    StaticTwice { mac: String, vlan: u16 },
+    #[error("bad subnet {0}")]
+    BadSubnet(String),
+    #[error("subnet {subnet} overlaps {other} of bridge {bridge}")]
+    SubnetOverlap {
+        subnet: String,
+        other: String,
+        bridge: String,
+    },
+    #[error("interface {0} is a bridge port; the uplink needs one of its own")]
+    UplinkIsPort(String),
+    #[error("next hop {0} is the uplink's own address")]
+    NextHopIsUplink(Ipv4Addr),
+    #[error("bad uplink address {0}")]
+    BadUplink(String),
+    #[error("uplink subnet {uplink} overlaps network {net} of bridge {bridge}")]
+    UplinkOverlap {
+        uplink: String,
+        net: String,
+        bridge: String,
+    },
+    #[error("{proto}/{host_port} is already published")]
+    PublishedTwice { proto: &'static str, host_port: u16 },
+    #[error("target {0} is in no network")]
+    TargetInNoNetwork(Ipv4Addr),
+    #[error("target {0} is a gateway address")]
+    TargetIsGateway(Ipv4Addr),
+    /// The NAT engine refused the config it would be given.
+    #[error(transparent)]
+    Nat(#[from] nat::nat::ConfigError),
+    #[error("no remote left (a tunnel keeps its last remote; del-tunnel removes it)")]
+    NoRemoteLeft,
+    #[error("more than {0} remotes")]
+    TooManyRemotes(usize),
+    #[error("remote {0} is listed twice")]
+    RemoteTwice(Ipv4Addr),
+    #[error("static entry {mac} names no port of the bridge ({port})")]
+    StaticNoPort { mac: String, port: String },
+    #[error("port {port} is not a member of VLAN {vlan} (static entry {mac})")]
+    StaticNotMember {
+        port: String,
+        vlan: u16,
+        mac: String,
+    },
+    #[error("tunnel {tunnel} carries untagged traffic only (VLAN 0); static entry {mac} names VLAN {vlan}")]
+    StaticTunnelTagged {
+        tunnel: String,
+        mac: String,
+        vlan: u16,
+    },
+    #[error("{remote} is not a remote of tunnel {tunnel}")]
+    NotARemote { remote: Ipv4Addr, tunnel: String },
+    #[error("static entry {mac} on tunnel {tunnel} needs --remote")]
+    StaticNeedsRemote { mac: String, tunnel: String },
+    #[error("port {0} is not a tunnel; --remote applies to tunnel ports")]
+    RemoteOnNonTunnel(String),
+    #[error("VLAN {0} is both tagged and untagged")]
+    TaggedAndUntagged(u16),
+    #[error("PVID {0} is not one of the port's VLANs")]
+    PvidNotMember(u16),
+    #[error("cannot read {path}: {why}")]
+    Read { path: String, why: String },
+    /// The file is not JSON of a config.
+    #[error("{path} is not a valid config: {why}")]
+    Parse { path: String, why: String },
+    /// The file reads as a config that breaks an invariant.
+    #[error("{path} is not a valid config: {source}")]
+    NotValid {
+        path: String,
+        source: Box<ConfigError>,
+    },
+    #[error("cannot encode config: {0}")]
+    Encode(String),
+    /// The change was refused because it could not be written; `why` says what failed.
+    #[error("cannot save the config to {path}: {why}; nothing was changed")]
+    Save { path: String, why: String },
+}
+
+impl From<String> for ConfigError {
+    /// `ctl::validate` answers with its message.
+    fn from(e: String) -> Self {
+        ConfigError::Invalid(e)
+    }
+}
+
+impl ConfigError {
+    fn in_bridge(bridge: &str) -> impl FnOnce(ConfigError) -> ConfigError + '_ {
+        move |e| ConfigError::InBridge {
+            bridge: bridge.to_string(),
+            source: Box::new(e),
+        }
+    }
+    fn in_port(port: &str) -> impl FnOnce(ConfigError) -> ConfigError + '_ {
+        move |e| ConfigError::InPort {
+            port: port.to_string(),
+            source: Box::new(e),
+        }
+    }
+}
+
 impl Config {
     /// The bridge named `name`.
     pub fn bridge(&self, name: &str) -> Option<&BridgeConf> {
@@ -201,70 +340,74 @@ impl Config {
     }
 
     /// Checks every invariant a request could break.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         let mut seen_br = std::collections::HashSet::new();
         let mut seen_if = std::collections::HashSet::new();
         let mut seen_vni = std::collections::HashMap::new();
         for b in &self.bridges {
             validate::bridge_name(&b.name)?;
-            validate::aging(b.aging_secs).map_err(|e| format!("bridge {}: {e}", b.name))?;
-            validate::mac_limit(b.mac_limit).map_err(|e| format!("bridge {}: {e}", b.name))?;
+            validate::aging(b.aging_secs)
+                .map_err(ConfigError::from)
+                .map_err(ConfigError::in_bridge(&b.name))?;
+            validate::mac_limit(b.mac_limit)
+                .map_err(ConfigError::from)
+                .map_err(ConfigError::in_bridge(&b.name))?;
             if !seen_br.insert(&b.name) {
-                return Err(format!("bridge {} is defined twice", b.name));
+                return Err(ConfigError::BridgeTwice(b.name.clone()));
             }
             for p in &b.ports {
                 validate::iface_name(&p.name)?;
                 if let Some(v) = &p.vlans {
-                    check_vlans(v).map_err(|e| format!("port {}: {e}", p.name))?;
+                    check_vlans(v).map_err(ConfigError::in_port(&p.name))?;
                 }
                 if let Some(m) = &p.mac {
                     m.parse::<crate::wire::MacAddr>()
-                        .map_err(|e| format!("port {}: {e}", p.name))?;
+                        .map_err(ConfigError::Invalid)
+                        .map_err(ConfigError::in_port(&p.name))?;
                 }
                 if p.external_ids.len() > validate::EXTERNAL_IDS_MAX {
-                    return Err(format!(
-                        "port {}: at most {} external ids",
-                        p.name,
-                        validate::EXTERNAL_IDS_MAX
+                    return Err(ConfigError::in_port(&p.name)(
+                        ConfigError::TooManyExternalIds(validate::EXTERNAL_IDS_MAX),
                     ));
                 }
                 for (k, v) in &p.external_ids {
-                    validate::external_id(k, v).map_err(|e| format!("port {}: {e}", p.name))?;
+                    validate::external_id(k, v)
+                        .map_err(ConfigError::from)
+                        .map_err(ConfigError::in_port(&p.name))?;
                 }
                 if !seen_if.insert(&p.name) {
-                    return Err(format!("interface {} is a port twice", p.name));
+                    return Err(ConfigError::PortTwice(p.name.clone()));
                 }
                 match (&p.tunnel, p.kind) {
                     (Some(t), PortKind::Vxlan) => {
-                        check_tunnel(t).map_err(|e| format!("tunnel {}: {e}", p.name))?;
+                        check_tunnel(t).map_err(|e| ConfigError::InTunnel {
+                            tunnel: p.name.clone(),
+                            source: Box::new(e),
+                        })?;
                         let key = (t.local, t.dstport, t.vni);
                         if let Some(other) = seen_vni.insert(key, &p.name) {
-                            return Err(format!(
-                                "VNI {} on UDP port {} is already tunnel {other}",
-                                t.vni, t.dstport
-                            ));
+                            return Err(ConfigError::VniTaken {
+                                vni: t.vni,
+                                dstport: t.dstport,
+                                other: other.clone(),
+                            });
                         }
                     }
                     (None, PortKind::Vxlan) => {
-                        return Err(format!("port {} is vxlan but has no tunnel", p.name))
+                        return Err(ConfigError::VxlanWithoutTunnel(p.name.clone()))
                     }
-                    (Some(_), _) => {
-                        return Err(format!(
-                            "port {} has tunnel settings but is not vxlan",
-                            p.name
-                        ))
-                    }
+                    (Some(_), _) => return Err(ConfigError::TunnelNotVxlan(p.name.clone())),
                     (None, _) => {}
                 }
             }
             let mut seen_mac = std::collections::HashSet::new();
             for f in &b.static_fdb {
-                check_static(b, f).map_err(|e| format!("bridge {}: {e}", b.name))?;
+                check_static(b, f).map_err(ConfigError::in_bridge(&b.name))?;
                 if !seen_mac.insert((f.mac.to_ascii_lowercase(), f.vlan)) {
-                    return Err(format!(
-                        "bridge {}: {} in VLAN {} has two static entries",
-                        b.name, f.mac, f.vlan
-                    ));
+                    return Err(ConfigError::in_bridge(&b.name)(ConfigError::StaticTwice {
+                        mac: f.mac.clone(),
+                        vlan: f.vlan,
+                    }));
                 }
             }
         }
@@ -318,157 +461,159 @@ impl Config {
     }
 
     /// The invariants of networks, the uplink and published ports.
-    fn validate_gateway(&self, ports: &std::collections::HashSet<&String>) -> Result<(), String> {
+    fn validate_gateway(
+        &self,
+        ports: &std::collections::HashSet<&String>,
+    ) -> Result<(), ConfigError> {
         let mut nets: Vec<(&str, nat::nat::Ipv4Net)> = Vec::new();
         for b in &self.bridges {
             let Some(n) = &b.net else { continue };
-            let (addr, prefix) =
-                validate::subnet(&n.subnet).map_err(|e| format!("bridge {}: {e}", b.name))?;
+            let (addr, prefix) = validate::subnet(&n.subnet)
+                .map_err(ConfigError::from)
+                .map_err(ConfigError::in_bridge(&b.name))?;
             validate::host_in("gateway", n.gateway, addr, prefix)
-                .map_err(|e| format!("bridge {}: {e}", b.name))?;
+                .map_err(ConfigError::from)
+                .map_err(ConfigError::in_bridge(&b.name))?;
             let Some(net) = nat::nat::Ipv4Net::new(addr, prefix) else {
-                return Err(format!("bridge {}: bad subnet {}", b.name, n.subnet));
+                return Err(ConfigError::in_bridge(&b.name)(ConfigError::BadSubnet(
+                    n.subnet.clone(),
+                )));
             };
             if let Some((other, o)) = nets.iter().find(|(_, o)| o.overlaps(&net)) {
-                return Err(format!(
-                    "subnet {} overlaps {}/{} of bridge {other}",
-                    n.subnet,
-                    o.addr(),
-                    o.prefix()
-                ));
+                return Err(ConfigError::SubnetOverlap {
+                    subnet: n.subnet.clone(),
+                    other: format!("{}/{}", o.addr(), o.prefix()),
+                    bridge: other.to_string(),
+                });
             }
             nets.push((&b.name, net));
         }
         if let Some(u) = &self.uplink {
             validate::iface_name(&u.iface)?;
             if ports.contains(&u.iface) {
-                return Err(format!(
-                    "interface {} is a bridge port; the uplink needs one of its own",
-                    u.iface
-                ));
+                return Err(ConfigError::UplinkIsPort(u.iface.clone()));
             }
             let (addr, prefix) = validate::uplink_ip(&u.ip)?;
             if let Some(g) = u.gw {
                 validate::host_in("next hop", g, addr, prefix)?;
                 if g == addr {
-                    return Err(format!("next hop {g} is the uplink's own address"));
+                    return Err(ConfigError::NextHopIsUplink(g));
                 }
             }
             let up = nat::nat::Ipv4Net::new(addr, prefix)
-                .ok_or_else(|| format!("bad uplink address {}", u.ip))?;
+                .ok_or_else(|| ConfigError::BadUplink(u.ip.clone()))?;
             if let Some((b, o)) = nets.iter().find(|(_, o)| o.overlaps(&up)) {
-                return Err(format!(
-                    "uplink subnet {}/{} overlaps network {}/{} of bridge {b}",
-                    up.addr(),
-                    up.prefix(),
-                    o.addr(),
-                    o.prefix()
-                ));
+                return Err(ConfigError::UplinkOverlap {
+                    uplink: format!("{}/{}", up.addr(), up.prefix()),
+                    net: format!("{}/{}", o.addr(), o.prefix()),
+                    bridge: b.to_string(),
+                });
             }
         }
         let mut seen = std::collections::HashSet::new();
         for p in &self.published {
             validate::host_port(p.host_port)?;
             if !seen.insert((p.proto, p.host_port)) {
-                return Err(format!(
-                    "{}/{} is already published",
-                    p.proto.as_str(),
-                    p.host_port
-                ));
+                return Err(ConfigError::PublishedTwice {
+                    proto: p.proto.as_str(),
+                    host_port: p.host_port,
+                });
             }
             let ip = *p.target.ip();
             if !nets.iter().any(|(_, n)| n.contains(ip)) {
-                return Err(format!("target {ip} is in no network"));
+                return Err(ConfigError::TargetInNoNetwork(ip));
             }
             if self.nets().any(|(_, _, gw)| gw == ip) {
-                return Err(format!("target {ip} is a gateway address"));
+                return Err(ConfigError::TargetIsGateway(ip));
             }
         }
         if let Some(n) = self.ct_limit {
             validate::ct_limit(n)?;
         }
-        self.nat_config().validate().map_err(|e| e.to_string())
+        Ok(self.nat_config().validate()?)
     }
 }
 
 /// The invariants of a tunnel's settings.
-pub fn check_tunnel(t: &TunnelConf) -> Result<(), String> {
+pub fn check_tunnel(t: &TunnelConf) -> Result<(), ConfigError> {
     validate::vni(t.vni)?;
     validate::dstport(t.dstport)?;
     if let Some(l) = t.local {
         validate::local(&l.into())?;
     }
     if t.remotes.is_empty() {
-        return Err(
-            "no remote left (a tunnel keeps its last remote; del-tunnel removes it)".into(),
-        );
+        return Err(ConfigError::NoRemoteLeft);
     }
     if t.remotes.len() > MAX_REMOTES {
-        return Err(format!("more than {MAX_REMOTES} remotes"));
+        return Err(ConfigError::TooManyRemotes(MAX_REMOTES));
     }
     for (i, r) in t.remotes.iter().enumerate() {
         validate::remote(&(*r).into())?;
         if t.remotes[..i].contains(r) {
-            return Err(format!("remote {r} is listed twice"));
+            return Err(ConfigError::RemoteTwice(*r));
         }
     }
     Ok(())
 }
 
 /// The invariants of a static FDB entry within its bridge.
-fn check_static(b: &BridgeConf, f: &StaticFdb) -> Result<(), String> {
+fn check_static(b: &BridgeConf, f: &StaticFdb) -> Result<(), ConfigError> {
     validate::unicast_mac(&f.mac)?;
     if f.vlan != 0 {
         validate::vid(f.vlan)?;
     }
-    let p = b.ports.iter().find(|p| p.name == f.port).ok_or_else(|| {
-        format!(
-            "static entry {} names no port of the bridge ({})",
-            f.mac, f.port
-        )
-    })?;
+    let p = b
+        .ports
+        .iter()
+        .find(|p| p.name == f.port)
+        .ok_or_else(|| ConfigError::StaticNoPort {
+            mac: f.mac.clone(),
+            port: f.port.clone(),
+        })?;
     match &p.vlans {
         Some(v) if !v.has(f.vlan) => {
-            return Err(format!(
-                "port {} is not a member of VLAN {} (static entry {})",
-                p.name, f.vlan, f.mac
-            ))
+            return Err(ConfigError::StaticNotMember {
+                port: p.name.clone(),
+                vlan: f.vlan,
+                mac: f.mac.clone(),
+            })
         }
         None if p.tunnel.is_some() && f.vlan != 0 => {
-            return Err(format!(
-                "tunnel {} carries untagged traffic only (VLAN 0); static entry {} names VLAN {}",
-                p.name, f.mac, f.vlan
-            ))
+            return Err(ConfigError::StaticTunnelTagged {
+                tunnel: p.name.clone(),
+                mac: f.mac.clone(),
+                vlan: f.vlan,
+            })
         }
         _ => {}
     }
     match (&p.tunnel, f.remote) {
         (Some(t), Some(r)) if t.remotes.contains(&r) => Ok(()),
-        (Some(_), Some(r)) => Err(format!("{r} is not a remote of tunnel {}", p.name)),
-        (Some(_), None) => Err(format!(
-            "static entry {} on tunnel {} needs --remote",
-            f.mac, p.name
-        )),
-        (None, Some(_)) => Err(format!(
-            "port {} is not a tunnel; --remote applies to tunnel ports",
-            p.name
-        )),
+        (Some(_), Some(r)) => Err(ConfigError::NotARemote {
+            remote: r,
+            tunnel: p.name.clone(),
+        }),
+        (Some(_), None) => Err(ConfigError::StaticNeedsRemote {
+            mac: f.mac.clone(),
+            tunnel: p.name.clone(),
+        }),
+        (None, Some(_)) => Err(ConfigError::RemoteOnNonTunnel(p.name.clone())),
         (None, None) => Ok(()),
     }
 }
 
 /// The invariants of a port's VLAN membership.
-pub fn check_vlans(v: &PortVlans) -> Result<(), String> {
+pub fn check_vlans(v: &PortVlans) -> Result<(), ConfigError> {
     for &vid in v.untagged.iter().chain(&v.tagged) {
         validate::vid(vid)?;
     }
     if let Some(&vid) = v.untagged.iter().find(|x| v.tagged.contains(x)) {
-        return Err(format!("VLAN {vid} is both tagged and untagged"));
+        return Err(ConfigError::TaggedAndUntagged(vid));
     }
     if let Some(p) = v.pvid {
         validate::vid(p)?;
         if !v.has(p) {
-            return Err(format!("PVID {p} is not one of the port's VLANs"));
+            return Err(ConfigError::PvidNotMember(p));
         }
     }
     Ok(())
@@ -491,7 +636,7 @@ impl Store {
     }
 
     /// Reads the config; a missing file is an empty config.
-    pub fn load(&self) -> Result<Config, String> {
+    pub fn load(&self) -> Result<Config, ConfigError> {
         let text = match fs::read_to_string(&self.path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -500,12 +645,22 @@ impl Store {
                     ..Config::default()
                 })
             }
-            Err(e) => return Err(format!("cannot read {}: {e}", self.path.display())),
+            Err(e) => {
+                return Err(ConfigError::Read {
+                    path: self.path.display().to_string(),
+                    why: e.to_string(),
+                })
+            }
         };
-        let cfg: Config = serde_json::from_str(&text)
-            .map_err(|e| format!("{} is not a valid config: {e}", self.path.display()))?;
-        cfg.validate()
-            .map_err(|e| format!("{} is not a valid config: {e}", self.path.display()))?;
+        let path = || self.path.display().to_string();
+        let cfg: Config = serde_json::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path(),
+            why: e.to_string(),
+        })?;
+        cfg.validate().map_err(|e| ConfigError::NotValid {
+            path: path(),
+            source: Box::new(e),
+        })?;
         Ok(cfg)
     }
 
@@ -513,12 +668,10 @@ impl Store {
     /// file, never a torn one. The error (a full disk, say) is what `vsctl` shows for the
     /// refused change, so it names the file and says the change did not happen: a change
     /// is applied only once it is saved.
-    pub fn save(&self, cfg: &Config) -> Result<(), String> {
-        let failed = |why: String| {
-            format!(
-                "cannot save the config to {}: {why}; nothing was changed",
-                self.path.display()
-            )
+    pub fn save(&self, cfg: &Config) -> Result<(), ConfigError> {
+        let failed = |why: String| ConfigError::Save {
+            path: self.path.display().to_string(),
+            why,
         };
         let dir = self
             .path
@@ -528,7 +681,7 @@ impl Store {
         fs::create_dir_all(dir)
             .map_err(|e| failed(format!("cannot create {}: {e}", dir.display())))?;
         let mut text =
-            serde_json::to_string_pretty(cfg).map_err(|e| format!("cannot encode config: {e}"))?;
+            serde_json::to_string_pretty(cfg).map_err(|e| ConfigError::Encode(e.to_string()))?;
         text.push('\n');
         let tmp = self.path.with_extension("json.tmp");
         let write = || -> std::io::Result<()> {
@@ -639,6 +792,8 @@ mod tests {
         let e = Store::new(d.join("notadir/conf.json"))
             .save(&Config::default())
             .unwrap_err();
+        assert!(matches!(e, ConfigError::Save { .. }), "{e:?}");
+        let e = e.to_string();
         assert!(
             e.starts_with("cannot save the config to ") && e.ends_with("; nothing was changed"),
             "{e}"
@@ -653,7 +808,8 @@ mod tests {
         let mut c = Config::default();
         c.bridges.push(BridgeConf::new("br0"));
         let e = s.save(&c).unwrap_err();
-        assert!(e.contains("nothing was changed"), "{e}");
+        assert!(matches!(e, ConfigError::Save { .. }), "{e:?}");
+        assert!(e.to_string().contains("nothing was changed"), "{e}");
         assert_eq!(fs::read(&p).unwrap(), before);
         let _ = fs::remove_dir_all(&d);
     }
@@ -664,15 +820,23 @@ mod tests {
         fs::create_dir_all(&d).unwrap();
         let p = d.join("conf.json");
         fs::write(&p, "{not json").unwrap();
+        let e = Store::new(&p).load().unwrap_err();
+        assert!(matches!(e, ConfigError::Parse { .. }), "{e:?}");
+        assert!(e.to_string().contains("not a valid config"), "{e}");
+        let invalid = |p: &Path| match Store::new(p).load() {
+            Err(ConfigError::NotValid { source, .. }) => *source,
+            other => panic!("{other:?}"),
+        };
+        fs::write(&p, r#"{"bridges":[{"name":"a"},{"name":"a"}]}"#).unwrap();
+        assert_eq!(invalid(&p), ConfigError::BridgeTwice("a".into()));
         assert!(Store::new(&p)
             .load()
             .unwrap_err()
-            .contains("not a valid config"));
-        fs::write(&p, r#"{"bridges":[{"name":"a"},{"name":"a"}]}"#).unwrap();
-        assert!(Store::new(&p).load().unwrap_err().contains("defined twice"));
+            .to_string()
+            .ends_with("is not a valid config: bridge a is defined twice"));
         fs::write(&p, r#"{"bridges":[{"name":"a","ports":[{"name":"x"}]},{"name":"b","ports":[{"name":"x"}]}]}"#)
             .unwrap();
-        assert!(Store::new(&p).load().unwrap_err().contains("port twice"));
+        assert_eq!(invalid(&p), ConfigError::PortTwice("x".into()));
         fs::write(&p, r#"{"bridges":[{"name":"a","aging_secs":1}]}"#).unwrap();
         assert!(Store::new(&p).load().is_err());
         let _ = fs::remove_dir_all(&d);

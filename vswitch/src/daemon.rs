@@ -9,7 +9,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use mio::{Poll, Waker};
 
-use crate::config::Store;
+use crate::config::{ConfigError, Store};
 use crate::controller::Controller;
 use crate::dataplane::{Shared, Snapshot};
 use crate::pool::Pool;
@@ -31,9 +31,29 @@ const POOL_SMALL: usize = 32 * 1024;
 /// Large (64 KiB) buffers: bounds memory held by super-frames to about 64 MiB.
 const POOL_LARGE: usize = 1024;
 
+/// Why the daemon could not start; `vswitchd` prints it after its name.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Socket(#[from] server::BindError),
+    /// The OS refused a resource the daemon needs (`what` says which).
+    #[error("cannot {what}: {why}")]
+    Os {
+        what: &'static str,
+        why: std::io::Error,
+    },
+}
+
+/// Maps an OS error to a [`StartError`] saying what could not be done.
+fn os(what: &'static str) -> impl FnOnce(std::io::Error) -> StartError {
+    move |why| StartError::Os { what, why }
+}
+
 /// Runs the daemon until a termination signal. Returns an error for anything that
 /// stops it from starting.
-pub fn run(opts: Options) -> Result<(), String> {
+pub fn run(opts: Options) -> Result<(), StartError> {
     let store = Store::new(&opts.db);
     let cfg = store.load()?;
     let listener = server::bind(&opts.sock)?;
@@ -45,9 +65,8 @@ pub fn run(opts: Options) -> Result<(), String> {
     let mut inboxes = Vec::new();
     let mut outboxes = Vec::new();
     for _ in 0..workers {
-        let poll = Poll::new().map_err(|e| format!("cannot create epoll: {e}"))?;
-        let waker =
-            Waker::new(poll.registry(), WAKER).map_err(|e| format!("cannot create waker: {e}"))?;
+        let poll = Poll::new().map_err(os("create epoll"))?;
+        let waker = Waker::new(poll.registry(), WAKER).map_err(os("create waker"))?;
         let (tx, rx) = crossbeam::channel::unbounded();
         polls.push(poll);
         wakers.push(Arc::new(waker));
@@ -71,7 +90,7 @@ pub fn run(opts: Options) -> Result<(), String> {
         let h = std::thread::Builder::new()
             .name(format!("vswitch-worker{i}"))
             .spawn(move || w.run())
-            .map_err(|e| format!("cannot start worker: {e}"))?;
+            .map_err(os("start worker"))?;
         handles.push(h);
     }
 
@@ -85,12 +104,11 @@ pub fn run(opts: Options) -> Result<(), String> {
         std::thread::Builder::new()
             .name("vswitch-ctl".into())
             .spawn(move || server::serve(listener, ctl))
-            .map_err(|e| format!("cannot start control thread: {e}"))?;
+            .map_err(os("start control thread"))?;
     }
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(sig, stop.clone())
-            .map_err(|e| format!("cannot install signal handler: {e}"))?;
+        signal_hook::flag::register(sig, stop.clone()).map_err(os("install signal handler"))?;
     }
     // The main thread is the housekeeper: once a second it ages FDBs and re-attaches
     // ports; it checks for a termination signal ten times as often.

@@ -22,21 +22,35 @@ const MAX_CLIENTS: usize = 64;
 /// How long a client may stay silent before it is dropped.
 const IDLE: Duration = Duration::from_secs(60);
 
+/// Why the control socket could not be bound; each names the path.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    #[error("cannot create {path}: {why}")]
+    CreateDir { path: String, why: std::io::Error },
+    #[error("another vswitchd is listening on {0}")]
+    InUse(String),
+    #[error("cannot remove stale {path}: {why}")]
+    RemoveStale { path: String, why: std::io::Error },
+    #[error("cannot listen on {path}: {why}")]
+    Listen { path: String, why: std::io::Error },
+    #[error("cannot chmod {path}: {why}")]
+    Chmod { path: String, why: std::io::Error },
+}
+
 /// Binds the control socket at `path` (0600), replacing a stale one.
-pub fn bind(path: &Path) -> Result<UnixListener, String> {
+pub fn bind(path: &Path) -> Result<UnixListener, BindError> {
+    let shown = || path.display().to_string();
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|why| BindError::CreateDir {
+            path: dir.display().to_string(),
+            why,
+        })?;
     }
     if path.exists() {
         if UnixStream::connect(path).is_ok() {
-            return Err(format!(
-                "another vswitchd is listening on {}",
-                path.display()
-            ));
+            return Err(BindError::InUse(shown()));
         }
-        std::fs::remove_file(path)
-            .map_err(|e| format!("cannot remove stale {}: {e}", path.display()))?;
+        std::fs::remove_file(path).map_err(|why| BindError::RemoveStale { path: shown(), why })?;
     }
     // Bind under a tight umask so the socket is never reachable by others, not even
     // between bind and chmod.
@@ -45,9 +59,9 @@ pub fn bind(path: &Path) -> Result<UnixListener, String> {
     let l = UnixListener::bind(path);
     // SAFETY: as above, restoring the previous mask.
     unsafe { libc::umask(old) };
-    let l = l.map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
+    let l = l.map_err(|why| BindError::Listen { path: shown(), why })?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| format!("cannot chmod {}: {e}", path.display()))?;
+        .map_err(|why| BindError::Chmod { path: shown(), why })?;
     Ok(l)
 }
 
@@ -186,7 +200,7 @@ fn client(stream: UnixStream, ctl: &Mutex<Controller>, busy: &dyn Fn(bool)) -> i
                 let mut c = ctl.lock().unwrap_or_else(|p| p.into_inner());
                 match c.handle(req) {
                     Ok(d) => Response::ok(d),
-                    Err(e) => Response::err(e),
+                    Err(e) => Response::err(e.to_string()),
                 }
             }
         };

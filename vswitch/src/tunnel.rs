@@ -97,6 +97,15 @@ impl VtepCounters {
     }
 }
 
+/// Why a VTEP's sockets could not be opened.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VtepError {
+    #[error("cannot bind VXLAN socket {key}: {why}")]
+    Bind { key: VtepKey, why: String },
+    #[error("cannot open VXLAN sending sockets on {key}: {why}")]
+    SendSockets { key: VtepKey, why: String },
+}
+
 /// A VTEP: the sockets of one (local address, UDP port), shared by the tunnels on it.
 pub struct VtepRt {
     pub id: u32,
@@ -113,9 +122,11 @@ pub struct VtepRt {
 impl VtepRt {
     /// Binds the VTEP's sockets; fails (with a message naming the address) if the UDP
     /// port is taken.
-    pub fn open(id: u32, key: VtepKey, owner: usize) -> Result<VtepRt, String> {
-        let rx = udp::bind(key.local, key.dstport)
-            .map_err(|e| format!("cannot bind VXLAN socket {key}: {e}"))?;
+    pub fn open(id: u32, key: VtepKey, owner: usize) -> Result<VtepRt, VtepError> {
+        let rx = udp::bind(key.local, key.dstport).map_err(|e| VtepError::Bind {
+            key,
+            why: e.to_string(),
+        })?;
         if let Err(e) = udp::enable_gro(&rx) {
             // Still works: the kernel then splits runs before we read them.
             tracing::warn!(vtep = %key, "no UDP_GRO on the VXLAN socket: {e}");
@@ -123,7 +134,10 @@ impl VtepRt {
         let tx = (0..TX_SOCKETS)
             .map(|_| udp::bind_send_only(key.local))
             .collect::<io::Result<Vec<_>>>()
-            .map_err(|e| format!("cannot open VXLAN sending sockets on {key}: {e}"))?;
+            .map_err(|e| VtepError::SendSockets {
+                key,
+                why: e.to_string(),
+            })?;
         Ok(VtepRt {
             id,
             key,

@@ -10,10 +10,49 @@ use std::path::Path;
 
 use ctl::{validate, Data, PortKind, PortVlans};
 
-use super::Controller;
+use super::{ControlError, Controller};
 use crate::config::{AttachConf, PortConf};
 use crate::port::PortIo;
-use crate::sys::netns::{self, Inside};
+use crate::sys::netns::{self, Inside, NetnsError};
+
+/// Why an `attach` or `detach` is refused, or why an attached TAP cannot go back into
+/// its container.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AttachError {
+    /// A value `ctl::validate` refused, with its message.
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Netns(#[from] NetnsError),
+    #[error("attach makes afpacket or tap ports")]
+    WrongKind,
+    #[error("{0} is not a namespace path")]
+    NotANamespacePath(String),
+    #[error("{container} already has {ifname} attached (port {port})")]
+    AlreadyAttached {
+        container: String,
+        ifname: String,
+        port: String,
+    },
+    #[error("cannot create TAP {host}: {why}")]
+    CannotCreateTap { host: String, why: String },
+    #[error("cannot attach {host}: {why}")]
+    CannotAttach { host: String, why: String },
+    #[error("bridge {bridge} has no {ifname} attached to {netns}")]
+    NotAttached {
+        bridge: String,
+        ifname: String,
+        netns: String,
+    },
+    #[error("container {0} is gone")]
+    ContainerGone(String),
+}
+
+impl From<String> for AttachError {
+    fn from(e: String) -> Self {
+        AttachError::Invalid(e)
+    }
+}
 
 /// What an `attach` request asks for.
 pub(super) struct Spec {
@@ -39,34 +78,17 @@ fn inside(a: &AttachConf) -> Inside<'_> {
 }
 
 impl Controller {
-    pub(super) fn attach_container(&mut self, bridge: &str, s: Spec) -> Result<Data, String> {
-        validate::iface_name(&s.ifname)?;
-        let (addr, prefix) = validate::cidr(&s.ip)?;
-        if let Some(g) = s.gw {
-            validate::host_in("gateway", g, addr, prefix)?;
-        }
-        if let Some(m) = &s.mac {
-            validate::unicast_mac(m)?;
-        }
-        if let Some(m) = s.mtu {
-            validate::mtu(m)?;
-        }
-        if let Some(v) = s.vlan {
-            validate::vid(v)?;
-        }
-        if !matches!(s.kind, PortKind::Afpacket | PortKind::Tap) {
-            return Err("attach makes afpacket or tap ports".into());
-        }
-        if !s.netns.starts_with('/') {
-            return Err(format!("{} is not a namespace path", s.netns));
-        }
+    pub(super) fn attach_container(&mut self, bridge: &str, s: Spec) -> Result<Data, ControlError> {
+        self.check_attach(&s)?;
         let ns = Path::new(&s.netns);
-        let id = netns::id(ns)?;
+        let id = netns::id(ns).map_err(AttachError::from)?;
         if let Some(p) = self.attached(&id, &s.ifname) {
-            return Err(format!(
-                "{} already has {} attached (port {p})",
-                s.container, s.ifname
-            ));
+            return Err(AttachError::AlreadyAttached {
+                container: s.container,
+                ifname: s.ifname,
+                port: p,
+            }
+            .into());
         }
         let host = netns::host_name(&id, &s.ifname);
         self.check_new_port(bridge, &host)?;
@@ -80,38 +102,7 @@ impl Controller {
             mac: s.mac,
             mtu: s.mtu,
         };
-        // Everything that can fail happens before the config changes; each step undoes
-        // what it made if a later one fails.
-        let mut tap_mac = None;
-        let io = match s.kind {
-            PortKind::Tap => {
-                let io = PortIo::open(PortKind::Tap, &host, self.shared.rx_ring, None)
-                    .map_err(|e| format!("cannot create TAP {host}: {e}"))?;
-                // Kept so that the TAP re-created after a restart looks the same to
-                // the container's neighbours; read while it is still in our namespace.
-                tap_mac = conf.mac.clone().or(io.tap_mac().map(|m| m.to_string()));
-                netns::up(&host, conf.mtu)?;
-                netns::place(&host, ns, &inside(&conf))?;
-                io
-            }
-            _ => {
-                let peer = format!("vp{}", &host[2..]);
-                netns::create_veth(&host, &peer)?;
-                let made = netns::up(&host, conf.mtu)
-                    .and_then(|()| netns::place(&peer, ns, &inside(&conf)))
-                    .and_then(|()| {
-                        PortIo::open(PortKind::Afpacket, &host, self.shared.rx_ring, None)
-                            .map_err(|e| format!("cannot attach {host}: {e}"))
-                    });
-                match made {
-                    Ok(io) => io,
-                    Err(e) => {
-                        let _ = netns::delete(&host);
-                        return Err(e);
-                    }
-                }
-            }
-        };
+        let (io, tap_mac) = self.make_ends(s.kind, &host, &conf)?;
         let pc = PortConf {
             name: host.clone(),
             kind: s.kind,
@@ -136,13 +127,85 @@ impl Controller {
         Ok(Data::Done)
     }
 
+    /// The checks of an `attach` request that need nothing from the host.
+    fn check_attach(&self, s: &Spec) -> Result<(), AttachError> {
+        validate::iface_name(&s.ifname)?;
+        let (addr, prefix) = validate::cidr(&s.ip)?;
+        if let Some(g) = s.gw {
+            validate::host_in("gateway", g, addr, prefix)?;
+        }
+        if let Some(m) = &s.mac {
+            validate::unicast_mac(m)?;
+        }
+        if let Some(m) = s.mtu {
+            validate::mtu(m)?;
+        }
+        if let Some(v) = s.vlan {
+            validate::vid(v)?;
+        }
+        if !matches!(s.kind, PortKind::Afpacket | PortKind::Tap) {
+            return Err(AttachError::WrongKind);
+        }
+        if !s.netns.starts_with('/') {
+            return Err(AttachError::NotANamespacePath(s.netns.clone()));
+        }
+        Ok(())
+    }
+
+    /// Makes the switch's end `host` and puts the other into the container: the port's
+    /// I/O and, for a TAP, the MAC to keep. Each step undoes what it made if a later one
+    /// fails, so on error nothing is left behind.
+    fn make_ends(
+        &self,
+        kind: PortKind,
+        host: &str,
+        conf: &AttachConf,
+    ) -> Result<(PortIo, Option<String>), AttachError> {
+        let ns = Path::new(&conf.netns);
+        match kind {
+            PortKind::Tap => {
+                let io =
+                    PortIo::open(PortKind::Tap, host, self.shared.rx_ring, None).map_err(|e| {
+                        AttachError::CannotCreateTap {
+                            host: host.to_string(),
+                            why: e.to_string(),
+                        }
+                    })?;
+                // Kept so that the TAP re-created after a restart looks the same to
+                // the container's neighbours; read while it is still in our namespace.
+                let tap_mac = conf.mac.clone().or(io.tap_mac().map(|m| m.to_string()));
+                netns::up(host, conf.mtu)?;
+                netns::place(host, ns, &inside(conf))?;
+                Ok((io, tap_mac))
+            }
+            _ => {
+                let peer = format!("vp{}", &host[2..]);
+                netns::create_veth(host, &peer)?;
+                let made = netns::up(host, conf.mtu)
+                    .and_then(|()| netns::place(&peer, ns, &inside(conf)))
+                    .map_err(AttachError::from)
+                    .and_then(|()| {
+                        PortIo::open(PortKind::Afpacket, host, self.shared.rx_ring, None).map_err(
+                            |e| AttachError::CannotAttach {
+                                host: host.to_string(),
+                                why: e.to_string(),
+                            },
+                        )
+                    });
+                made.map(|io| (io, None)).inspect_err(|_| {
+                    let _ = netns::delete(host);
+                })
+            }
+        }
+    }
+
     pub(super) fn detach_container(
         &mut self,
         bridge: &str,
         netns_path: &str,
         ifname: &str,
         container: Option<&str>,
-    ) -> Result<Data, String> {
+    ) -> Result<Data, ControlError> {
         let b = self.bridge_conf(bridge)?;
         // By identity while the namespace lives; by path once it is gone.
         let id = netns::id(Path::new(netns_path)).ok();
@@ -162,9 +225,12 @@ impl Controller {
             })
             .cloned()
         else {
-            return Err(format!(
-                "bridge {bridge} has no {ifname} attached to {netns_path}"
-            ));
+            return Err(AttachError::NotAttached {
+                bridge: bridge.to_string(),
+                ifname: ifname.to_string(),
+                netns: netns_path.to_string(),
+            }
+            .into());
         };
         self.del_port(bridge, &pc.name, false)?;
         // A veth's far end goes with it; a TAP went when its file was closed.
@@ -189,20 +255,20 @@ impl Controller {
     }
 
     /// Refuses if the container a port was attached to is gone.
-    pub(super) fn container_alive(&self, pc: &PortConf) -> Result<(), String> {
+    pub(super) fn container_alive(&self, pc: &PortConf) -> Result<(), AttachError> {
         let Some(a) = &pc.attach else { return Ok(()) };
         match netns::id(Path::new(&a.netns)) {
             Ok(id) if id == a.netns_id => Ok(()),
-            _ => Err(format!("container {} is gone", a.container)),
+            _ => Err(AttachError::ContainerGone(a.container.clone())),
         }
     }
 
     /// Puts a re-created TAP back into its container, if that container still lives.
-    pub(super) fn replace_tap(&self, pc: &PortConf) -> Result<(), String> {
+    pub(super) fn replace_tap(&self, pc: &PortConf) -> Result<(), AttachError> {
         let Some(a) = &pc.attach else { return Ok(()) };
         self.container_alive(pc)?;
         let ns = Path::new(&a.netns);
         netns::up(&pc.name, a.mtu)?;
-        netns::place(&pc.name, ns, &inside(a))
+        Ok(netns::place(&pc.name, ns, &inside(a))?)
     }
 }

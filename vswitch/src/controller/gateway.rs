@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use ctl::{validate, Data, L4Proto, NetInfo, PortKind, PublishedInfo, UplinkInfo};
 
-use super::Controller;
+use super::{ControlError, Controller};
 use crate::config::{NetConf, PublishConf, UplinkConf};
 use crate::dataplane::{PortRt, UPLINK_BRIDGE};
 use crate::gateway::{gateway_mac, NetSpec, UplinkSpec};
@@ -29,15 +29,15 @@ impl Controller {
         bridge: &str,
         subnet: &str,
         gateway: Ipv4Addr,
-    ) -> Result<Data, String> {
+    ) -> Result<Data, ControlError> {
         let (net, prefix) = validate::subnet(subnet)?;
         validate::host_in("gateway", gateway, net, prefix)?;
         let b = self.bridge_conf(bridge)?;
         if let Some(n) = &b.net {
-            return Err(format!(
-                "bridge {bridge} already has network {} (del-net first)",
-                n.subnet
-            ));
+            return Err(ControlError::NetExists {
+                bridge: bridge.to_string(),
+                subnet: n.subnet.clone(),
+            });
         }
         let mut next = self.cfg.clone();
         if let Some(b) = next.bridge_mut(bridge) {
@@ -51,10 +51,10 @@ impl Controller {
         Ok(Data::Done)
     }
 
-    pub(super) fn del_net(&mut self, bridge: &str) -> Result<Data, String> {
+    pub(super) fn del_net(&mut self, bridge: &str) -> Result<Data, ControlError> {
         let b = self.bridge_conf(bridge)?;
         let Some(n) = &b.net else {
-            return Err(format!("bridge {bridge} has no network"));
+            return Err(ControlError::NoNet(bridge.to_string()));
         };
         self.check_unpublished(bridge, &n.subnet)?;
         let mut next = self.cfg.clone();
@@ -67,7 +67,7 @@ impl Controller {
     }
 
     /// Refuses to take away a network that a published port still points into.
-    pub(super) fn check_unpublished(&self, bridge: &str, subnet: &str) -> Result<(), String> {
+    pub(super) fn check_unpublished(&self, bridge: &str, subnet: &str) -> Result<(), ControlError> {
         let Ok((addr, prefix)) = validate::cidr(subnet) else {
             return Ok(());
         };
@@ -80,12 +80,12 @@ impl Controller {
             .iter()
             .find(|p| net.contains(*p.target.ip()))
         {
-            return Err(format!(
-                "{}/{} is published to {} in bridge {bridge}'s network; unpublish it first",
-                p.proto.as_str(),
-                p.host_port,
-                p.target
-            ));
+            return Err(ControlError::StillPublished {
+                proto: p.proto.as_str(),
+                host_port: p.host_port,
+                target: p.target,
+                bridge: bridge.to_string(),
+            });
         }
         Ok(())
     }
@@ -95,11 +95,11 @@ impl Controller {
         iface_name: &str,
         ip: &str,
         gw: Option<Ipv4Addr>,
-    ) -> Result<Data, String> {
+    ) -> Result<Data, ControlError> {
         validate::iface_name(iface_name)?;
         validate::uplink_ip(ip)?;
         if iface::index(iface_name).is_none() {
-            return Err(format!("no interface named {iface_name}"));
+            return Err(ControlError::NoInterface(iface_name.to_string()));
         }
         let mut next = self.cfg.clone();
         next.uplink = Some(UplinkConf {
@@ -112,9 +112,9 @@ impl Controller {
         Ok(Data::Done)
     }
 
-    pub(super) fn del_uplink(&mut self) -> Result<Data, String> {
+    pub(super) fn del_uplink(&mut self) -> Result<Data, ControlError> {
         if self.cfg.uplink.is_none() {
-            return Err("there is no uplink".into());
+            return Err(ControlError::NoUplink);
         }
         let mut next = self.cfg.clone();
         next.uplink = None;
@@ -128,7 +128,7 @@ impl Controller {
         proto: L4Proto,
         host_port: u16,
         target: SocketAddrV4,
-    ) -> Result<Data, String> {
+    ) -> Result<Data, ControlError> {
         validate::host_port(host_port)?;
         let mut next = self.cfg.clone();
         next.published.push(PublishConf {
@@ -145,20 +145,23 @@ impl Controller {
         &mut self,
         proto: L4Proto,
         host_port: u16,
-    ) -> Result<Data, String> {
+    ) -> Result<Data, ControlError> {
         let mut next = self.cfg.clone();
         let before = next.published.len();
         next.published
             .retain(|p| !(p.proto == proto && p.host_port == host_port));
         if next.published.len() == before {
-            return Err(format!("{}/{host_port} is not published", proto.as_str()));
+            return Err(ControlError::NotPublished {
+                proto: proto.as_str(),
+                host_port,
+            });
         }
         self.commit(next)?;
         self.configure_gateway();
         Ok(Data::Done)
     }
 
-    pub(super) fn set_ct_limit(&mut self, limit: u32) -> Result<Data, String> {
+    pub(super) fn set_ct_limit(&mut self, limit: u32) -> Result<Data, ControlError> {
         validate::ct_limit(limit)?;
         let mut next = self.cfg.clone();
         next.ct_limit = Some(limit);

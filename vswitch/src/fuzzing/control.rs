@@ -131,7 +131,7 @@ pub fn control(data: &[u8]) {
                 Response::ok(d)
             }
             Err(e) => {
-                let r = Response::err(e);
+                let r = Response::err(e.to_string());
                 assert_one_line(&r);
                 assert!(
                     file() == file0,

@@ -187,9 +187,9 @@ impl Gateway {
         nets: &[NetSpec],
         uplink: Option<UplinkSpec>,
         pool: &Pool,
-    ) -> Result<(), String> {
+    ) -> Result<(), nat::nat::ConfigError> {
         let old_uplink = self.nat.config().uplink;
-        self.nat.set_config(nat_cfg).map_err(|e| e.to_string())?;
+        self.nat.set_config(nat_cfg)?;
         if self.nat.config().uplink != old_uplink {
             self.nat.flush();
         }

@@ -47,13 +47,18 @@ pub enum RingKind {
     V3,
 }
 
+/// A `--rx-ring` value that names no ring layout.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown ring kind {0:?} (expected v2 or v3)")]
+pub struct UnknownRingKind(pub String);
+
 impl std::str::FromStr for RingKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownRingKind;
+    fn from_str(s: &str) -> Result<Self, UnknownRingKind> {
         match s {
             "v2" | "V2" => Ok(RingKind::V2),
             "v3" | "V3" => Ok(RingKind::V3),
-            _ => Err(format!("unknown ring kind {s:?} (expected v2 or v3)")),
+            _ => Err(UnknownRingKind(s.to_string())),
         }
     }
 }

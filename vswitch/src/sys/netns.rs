@@ -8,6 +8,27 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Why setting up an attachment's interfaces failed; each message names the command
+/// or path, so the user sees what to fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NetnsError {
+    #[error("cannot run {prog}: {why}")]
+    Spawn { prog: String, why: String },
+    /// The command ran and failed; `line` is the first line of its stderr.
+    #[error("{cmd}: {line}")]
+    Failed { cmd: String, line: String },
+    #[error("{cmd} timed out")]
+    TimedOut { cmd: String },
+    #[error("{prog}: {why}")]
+    Wait { prog: String, why: String },
+    #[error("no network namespace at {path}: {why}")]
+    NoNamespace { path: String, why: String },
+    #[error("namespace path {0} is not UTF-8")]
+    NotUtf8(String),
+    #[error("cannot name the interface {ifname} in the container: {why}")]
+    Rename { ifname: String, why: String },
+}
+
 /// How long one `ip` command may take.
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -23,14 +44,17 @@ pub struct Inside<'a> {
 }
 
 /// Runs `prog args`, returning its stderr's first line as the error.
-fn run(prog: &str, args: &[&str]) -> Result<(), String> {
+fn run(prog: &str, args: &[&str]) -> Result<(), NetnsError> {
     let mut child = Command::new(prog)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("cannot run {prog}: {e}"))?;
+        .map_err(|e| NetnsError::Spawn {
+            prog: prog.to_string(),
+            why: e.to_string(),
+        })?;
     let start = Instant::now();
     loop {
         match child.try_wait() {
@@ -41,7 +65,10 @@ fn run(prog: &str, args: &[&str]) -> Result<(), String> {
                     let _ = std::io::Read::read_to_string(&mut e, &mut err);
                 }
                 let line = err.lines().next().unwrap_or("failed").trim().to_string();
-                return Err(format!("{prog} {}: {line}", args.join(" ")));
+                return Err(NetnsError::Failed {
+                    cmd: format!("{prog} {}", args.join(" ")),
+                    line,
+                });
             }
             Ok(None) if start.elapsed() < TIMEOUT => {
                 std::thread::sleep(Duration::from_millis(5));
@@ -49,18 +76,25 @@ fn run(prog: &str, args: &[&str]) -> Result<(), String> {
             Ok(None) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!("{prog} {} timed out", args.join(" ")));
+                return Err(NetnsError::TimedOut {
+                    cmd: format!("{prog} {}", args.join(" ")),
+                });
             }
-            Err(e) => return Err(format!("{prog}: {e}")),
+            Err(e) => {
+                return Err(NetnsError::Wait {
+                    prog: prog.to_string(),
+                    why: e.to_string(),
+                })
+            }
         }
     }
 }
 
-fn ip(args: &[&str]) -> Result<(), String> {
+fn ip(args: &[&str]) -> Result<(), NetnsError> {
     run("ip", args)
 }
 
-fn ip_in(netns: &Path, args: &[&str]) -> Result<(), String> {
+fn ip_in(netns: &Path, args: &[&str]) -> Result<(), NetnsError> {
     let net = format!("--net={}", netns.display());
     let mut all = vec![net.as_str(), "ip"];
     all.extend_from_slice(args);
@@ -69,9 +103,11 @@ fn ip_in(netns: &Path, args: &[&str]) -> Result<(), String> {
 
 /// The identity of a network namespace file (device and inode): the same while the
 /// namespace lives, so a PID reused by another process is noticed.
-pub fn id(netns: &Path) -> Result<String, String> {
-    let m = std::fs::metadata(netns)
-        .map_err(|e| format!("no network namespace at {}: {e}", netns.display()))?;
+pub fn id(netns: &Path) -> Result<String, NetnsError> {
+    let m = std::fs::metadata(netns).map_err(|e| NetnsError::NoNamespace {
+        path: netns.display().to_string(),
+        why: e.to_string(),
+    })?;
     Ok(format!("{}:{}", m.dev(), m.ino()))
 }
 
@@ -87,17 +123,17 @@ pub fn host_name(netns_id: &str, ifname: &str) -> String {
 }
 
 /// Makes a veth pair `host` ↔ `peer` in the switch's namespace.
-pub fn create_veth(host: &str, peer: &str) -> Result<(), String> {
+pub fn create_veth(host: &str, peer: &str) -> Result<(), NetnsError> {
     ip(&["link", "add", host, "type", "veth", "peer", "name", peer])
 }
 
 /// Deletes interface `name` in the switch's namespace (a veth takes its peer along).
-pub fn delete(name: &str) -> Result<(), String> {
+pub fn delete(name: &str) -> Result<(), NetnsError> {
     ip(&["link", "del", name])
 }
 
 /// Sets the MTU of `name` and brings it up, in the switch's namespace.
-pub fn up(name: &str, mtu: Option<u32>) -> Result<(), String> {
+pub fn up(name: &str, mtu: Option<u32>) -> Result<(), NetnsError> {
     if let Some(m) = mtu {
         ip(&["link", "set", name, "mtu", &m.to_string()])?;
     }
@@ -106,22 +142,27 @@ pub fn up(name: &str, mtu: Option<u32>) -> Result<(), String> {
 
 /// Moves `name` into `netns` and configures it there as `inside` says: renamed, MAC,
 /// MTU, address, up, default route. On failure the interface is deleted there.
-pub fn place(name: &str, netns: &Path, inside: &Inside<'_>) -> Result<(), String> {
+pub fn place(name: &str, netns: &Path, inside: &Inside<'_>) -> Result<(), NetnsError> {
     let ns = netns
         .to_str()
-        .ok_or_else(|| format!("namespace path {} is not UTF-8", netns.display()))?;
+        .ok_or_else(|| NetnsError::NotUtf8(netns.display().to_string()))?;
     ip(&["link", "set", name, "netns", ns])?;
     // Renamed only once the name is known to be free, and only what we made is deleted
     // on failure: never an interface the container already had.
     if let Err(e) = ip_in(netns, &["link", "set", name, "name", inside.ifname]) {
         let _ = ip_in(netns, &["link", "del", name]);
-        let why = e.rsplit(": ").next().unwrap_or("failed").to_string();
-        return Err(format!(
-            "cannot name the interface {} in the container: {why}",
-            inside.ifname
-        ));
+        // The user needs ip's reason (a name taken, say), not our nsenter command line.
+        let text = match e {
+            NetnsError::Failed { line, .. } => line,
+            other => other.to_string(),
+        };
+        let why = text.rsplit(": ").next().unwrap_or("failed").to_string();
+        return Err(NetnsError::Rename {
+            ifname: inside.ifname.to_string(),
+            why,
+        });
     }
-    let configure = || -> Result<(), String> {
+    let configure = || -> Result<(), NetnsError> {
         let i = inside.ifname;
         if let Some(m) = inside.mac {
             ip_in(netns, &["link", "set", i, "address", m])?;
@@ -153,7 +194,7 @@ pub fn place(name: &str, netns: &Path, inside: &Inside<'_>) -> Result<(), String
 }
 
 /// Deletes `ifname` inside `netns` (a TAP that was moved there).
-pub fn delete_inside(netns: &Path, ifname: &str) -> Result<(), String> {
+pub fn delete_inside(netns: &Path, ifname: &str) -> Result<(), NetnsError> {
     ip_in(netns, &["link", "del", ifname])
 }
 
@@ -172,7 +213,9 @@ mod tests {
 
     #[test]
     fn failures_name_the_command() {
-        let e = run("ip", &["link", "del", "no-such-iface-x"]).unwrap_err();
+        let e = run("ip", &["link", "del", "no-such-iface-x"])
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("ip link del no-such-iface-x: "), "{e}");
         assert!(id(Path::new("/no/such/ns")).is_err());
     }
