@@ -6,60 +6,46 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crossbeam::utils::CachePadded;
 
-/// Why a frame was dropped at a port. The names are what `vsctl stats` prints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(usize)]
-pub enum Drop {
-    /// Shorter than an Ethernet header.
-    Runt,
-    /// Larger than any buffer (or truncated by the RX ring).
-    Oversize,
-    /// Multicast or all-zero source address.
-    InvalidSrc,
-    /// IEEE 802.1D link-local destination (STP, pause, LACP, LLDP): never forwarded.
-    LinkLocal,
-    /// The destination port's TX queue was full.
-    TxQueueFull,
-    /// The kernel refused the frame on transmit.
-    TxError,
-    /// No free buffer.
-    NoBuffer,
-    /// Received while the port's bridge could not be found (being reconfigured).
-    NoBridge,
-    /// Kernel ring drops reported by PACKET_STATISTICS.
-    RxRing,
-    /// Frames left in the TX queue when the port went down or was removed.
-    PortDown,
-    /// Untagged (or priority-tagged) frame on a VLAN port without a PVID.
-    VlanUntagged,
-    /// Tagged frame in a VLAN the port is not a member of.
-    VlanNotMember,
-    /// A frame with a second tag behind its outer one that would have left a trunk
-    /// untagged (its native VLAN), exposing the inner tag as its VLAN to the peer: the
-    /// double-tagging VLAN hop. Counted on the ingress port, once per trunk refused.
-    VlanDoubleTag,
-    /// A frame from the gateway's MAC arriving on another port of its bridge.
-    GatewaySpoof,
+metrics_decl::counters! {
+    /// Why a frame was dropped at a port. Declared once: the name is what `vsctl stats`
+    /// prints and `--json` uses as key, the doc is the Prometheus help.
+    #[derive(Debug)]
+    pub enum Drop {
+        /// Shorter than an Ethernet header.
+        Runt => "runt",
+        /// Larger than any buffer (or truncated by the RX ring).
+        Oversize => "oversize",
+        /// Multicast or all-zero source address.
+        InvalidSrc => "invalid_src_mac",
+        /// IEEE 802.1D link-local destination (STP, pause, LACP, LLDP): never forwarded.
+        LinkLocal => "link_local",
+        /// The destination port's TX queue was full.
+        TxQueueFull => "tx_queue_full",
+        /// The kernel refused the frame on transmit.
+        TxError => "tx_error",
+        /// No free buffer.
+        NoBuffer => "no_buffer",
+        /// Received while the port's bridge could not be found (being reconfigured).
+        NoBridge => "no_bridge",
+        /// Kernel ring drops reported by PACKET_STATISTICS.
+        RxRing => "rx_ring",
+        /// Frames left in the TX queue when the port went down or was removed.
+        PortDown => "port_down",
+        /// Untagged (or priority-tagged) frame on a VLAN port without a PVID.
+        VlanUntagged => "vlan_untagged",
+        /// Tagged frame in a VLAN the port is not a member of.
+        VlanNotMember => "vlan_not_member",
+        /// A frame with a second tag behind its outer one that would have left a trunk
+        /// untagged (its native VLAN), exposing the inner tag as its VLAN to the peer: the
+        /// double-tagging VLAN hop. Counted on the ingress port, once per trunk refused.
+        VlanDoubleTag => "vlan_double_tag",
+        /// A frame from the gateway's MAC arriving on another port of its bridge.
+        GatewaySpoof => "gateway_spoof",
+    }
 }
 
 /// Number of drop reasons.
-pub const DROP_REASONS: usize = 14;
-const DROP_NAMES: [&str; DROP_REASONS] = [
-    "runt",
-    "oversize",
-    "invalid_src_mac",
-    "link_local",
-    "tx_queue_full",
-    "tx_error",
-    "no_buffer",
-    "no_bridge",
-    "rx_ring",
-    "port_down",
-    "vlan_untagged",
-    "vlan_not_member",
-    "vlan_double_tag",
-    "gateway_spoof",
-];
+pub const DROP_REASONS: usize = Drop::COUNT;
 
 /// One worker's counters of one port.
 #[derive(Default)]
@@ -129,41 +115,35 @@ impl PortCounters {
         }
         for (i, d) in drops.iter().enumerate() {
             if *d != 0 {
-                t.drops.insert(DROP_NAMES[i].to_string(), *d);
+                t.drops.insert(Drop::NAMES[i].to_string(), *d);
             }
         }
         t
     }
 }
 
-/// Bridge-level events.
-#[derive(Debug, Clone, Copy)]
-#[repr(usize)]
-pub enum BridgeEvent {
-    Learned,
-    Moved,
-    /// A new MAC was not learned because the bridge is at its limit.
-    MacLimit,
-    /// A new MAC was not learned because the table needs compaction.
-    TableFull,
-    /// Frames flooded (broadcast, multicast, unknown unicast).
-    Flooded,
-    /// Frames whose destination was learned on the ingress port: filtered.
-    Filtered,
-    /// Unicast frames whose destination port is not a member of their VLAN.
-    VlanFiltered,
+metrics_decl::counters! {
+    /// Bridge-level events. Declared once: name for `vsctl stats`, doc for Prometheus.
+    #[derive(Debug)]
+    pub enum BridgeEvent {
+        /// A MAC learned on a port for the first time.
+        Learned => "learned",
+        /// A learned MAC seen on another port than the one it was learned on.
+        Moved => "moved",
+        /// A new MAC was not learned because the bridge is at its limit.
+        MacLimit => "mac_limit_drops",
+        /// A new MAC was not learned because the table needs compaction.
+        TableFull => "fdb_table_full",
+        /// Frames flooded (broadcast, multicast, unknown unicast).
+        Flooded => "flooded",
+        /// Frames whose destination was learned on the ingress port: filtered.
+        Filtered => "filtered",
+        /// Unicast frames whose destination port is not a member of their VLAN.
+        VlanFiltered => "vlan_filtered",
+    }
 }
 
-const BRIDGE_EVENTS: usize = 7;
-const BRIDGE_NAMES: [&str; BRIDGE_EVENTS] = [
-    "learned",
-    "moved",
-    "mac_limit_drops",
-    "fdb_table_full",
-    "flooded",
-    "filtered",
-    "vlan_filtered",
-];
+const BRIDGE_EVENTS: usize = BridgeEvent::COUNT;
 
 /// A bridge's counters, one block per worker.
 pub struct BridgeCounters {
@@ -187,7 +167,7 @@ impl BridgeCounters {
     /// Sum over workers, by name.
     pub fn totals(&self) -> BTreeMap<String, u64> {
         let mut m = BTreeMap::new();
-        for (i, name) in BRIDGE_NAMES.iter().enumerate() {
+        for (i, name) in BridgeEvent::NAMES.iter().enumerate() {
             let v: u64 = self
                 .blocks
                 .iter()
