@@ -9,7 +9,7 @@
 
 mod prometheus;
 
-pub use prometheus::{escape_label, help_text, Exposition, Family};
+pub use prometheus::{escape_label, help_text, validate, Exposition, Family};
 
 /// An enum declared with [`counters!`]: a fixed set of counters, each with a unique
 /// snake_case name and a doc line.

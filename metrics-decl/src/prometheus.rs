@@ -132,6 +132,56 @@ pub fn escape_label(s: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// Checks text against the exposition format as [`Exposition::render`] writes it: every
+/// family's `# HELP` then `# TYPE … counter` once, its samples right after them, names
+/// of `[a-zA-Z0-9_:]`, labels in braces, integer values. For tests of callers, since
+/// `promtool` is not always at hand.
+pub fn validate(text: &str) -> Result<(), String> {
+    let mut current = String::new();
+    let mut typed = false;
+    let mut seen = std::collections::BTreeSet::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let name = rest.split(' ').next().unwrap_or_default();
+            if !seen.insert(name.to_string()) {
+                return Err(format!("family {name} split or repeated"));
+            }
+            current = name.to_string();
+            typed = false;
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            if rest != format!("{current} counter") || typed {
+                return Err(format!("TYPE line {line:?} not after its HELP"));
+            }
+            typed = true;
+        } else {
+            let (series, value) = line
+                .rsplit_once(' ')
+                .ok_or_else(|| format!("sample without a value: {line:?}"))?;
+            value
+                .parse::<u64>()
+                .map_err(|_| format!("value not an integer: {line:?}"))?;
+            let name = series.split('{').next().unwrap_or_default();
+            if name != current || !typed {
+                return Err(format!("sample outside its family: {line:?}"));
+            }
+            if !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b':')
+            {
+                return Err(format!("bad metric name {name:?}"));
+            }
+            let labels = &series[name.len()..];
+            if !labels.is_empty() && !(labels.starts_with('{') && labels.ends_with('}')) {
+                return Err(format!("bad labels {labels:?}"));
+            }
+        }
+    }
+    if !text.is_empty() && !text.ends_with('\n') {
+        return Err("no newline at the end".into());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,36 +195,6 @@ mod tests {
             /// Queue full.
             Full => "tx_queue_full",
         }
-    }
-
-    /// Checks each line against the text format's grammar: comments are HELP or TYPE of
-    /// the family whose samples follow; sample lines are `name{labels} value`.
-    fn assert_well_formed(text: &str) {
-        let mut current = String::new();
-        let mut seen = std::collections::BTreeSet::new();
-        for line in text.lines() {
-            if let Some(rest) = line.strip_prefix("# HELP ") {
-                let name = rest.split(' ').next().unwrap_or_default();
-                assert!(seen.insert(name.to_string()), "family {name} split: {text}");
-                current = name.to_string();
-            } else if let Some(rest) = line.strip_prefix("# TYPE ") {
-                assert_eq!(rest, format!("{current} counter"));
-            } else {
-                let (series, value) = line.rsplit_once(' ').expect("sample has a value");
-                value.parse::<u64>().expect("integer value");
-                let name = series.split('{').next().unwrap_or_default();
-                assert_eq!(name, current, "sample outside its family");
-                assert!(name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b':'));
-                if let Some(l) = series.strip_prefix(name) {
-                    if !l.is_empty() {
-                        assert!(l.starts_with('{') && l.ends_with('}'), "{l}");
-                    }
-                }
-            }
-        }
-        assert!(text.ends_with('\n'));
     }
 
     #[test]
@@ -194,7 +214,7 @@ mod tests {
             [(D::Runt, 1)],
         );
         let text = e.render();
-        assert_well_formed(&text);
+        assert_eq!(validate(&text), Ok(()));
         assert_eq!(
             text,
             "# HELP vswitch_port_drops_total Frames dropped at a port. runt: Too short. tx_queue_full: Queue full.\n\
@@ -205,6 +225,18 @@ mod tests {
              # HELP vswitch_bridge_tx_queue_full_total Queue full.\n\
              # TYPE vswitch_bridge_tx_queue_full_total counter\n\
              vswitch_bridge_tx_queue_full_total{bridge=\"br\\\"0\"} 7\n"
+        );
+    }
+
+    #[test]
+    fn validate_refuses_malformed_text() {
+        assert!(validate("x 1\n").is_err());
+        assert!(validate("# HELP x h\n# TYPE x counter\nx one\n").is_err());
+        assert!(validate("# HELP x h\n# TYPE x counter\nx 1\n# HELP x h\n").is_err());
+        assert!(validate("# HELP x h\n# TYPE x counter\ny 1\n").is_err());
+        assert_eq!(
+            validate("# HELP x h\n# TYPE x counter\nx{a=\"b\"} 1\n"),
+            Ok(())
         );
     }
 

@@ -427,7 +427,15 @@ mod tests {
             counters: [("routed".to_string(), 4), ("neighbours".to_string(), 2)].into(),
             drops: [("no_route".to_string(), 5), ("no_mapping".to_string(), 6)].into(),
         };
-        let text = prometheus(&bridges, &[], Some(&gw));
+        let vteps = [ctl::VtepStats {
+            local: "0.0.0.0".into(),
+            dstport: 4789,
+            rx_datagrams: 8,
+            rx_bytes: 800,
+            drops: [("vxlan_unknown_vni".to_string(), 7)].into(),
+        }];
+        let text = prometheus(&bridges, &vteps, Some(&gw));
+        assert_eq!(metrics_decl::validate(&text), Ok(()));
         let has = |l: &str| assert!(text.lines().any(|x| x == l), "{l} not in\n{text}");
         has("# TYPE vswitch_bridge_mac_limit_drops_total counter");
         has("# HELP vswitch_bridge_mac_limit_drops_total A new MAC was not learned because the bridge is at its limit.");
@@ -442,6 +450,7 @@ mod tests {
         has("vswitch_gateway_drops_total{reason=\"no_route\"} 5");
         has("vswitch_nat_drops_total{reason=\"no_mapping\"} 6");
         has("vswitch_conntrack_refused_total 1");
+        has("vswitch_vtep_drops_total{local=\"0.0.0.0\",dstport=\"4789\",reason=\"vxlan_unknown_vni\"} 7");
         // Every declared name is exported, each family has one HELP and one TYPE.
         for n in Drop::NAMES {
             assert!(text.contains(&format!("reason=\"{n}\"")), "{n}");
