@@ -171,7 +171,8 @@ pub fn validate(text: &str) -> Result<(), String> {
                 return Err(format!("bad metric name {name:?}"));
             }
             let labels = &series[name.len()..];
-            if !labels.is_empty() && !(labels.starts_with('{') && labels.ends_with('}')) {
+            let braced = labels.starts_with('{') && labels.ends_with('}');
+            if !labels.is_empty() && !braced {
                 return Err(format!("bad labels {labels:?}"));
             }
         }
