@@ -67,33 +67,22 @@ impl std::fmt::Display for VtepKey {
 pub struct VtepCounters {
     pub rx_datagrams: AtomicU64,
     pub rx_bytes: AtomicU64,
-    drops: [AtomicU64; 4],
+    drops: [AtomicU64; DropReason::COUNT],
 }
 
 impl VtepCounters {
     /// Counts a datagram dropped for `why`.
     pub fn drop(&self, why: DropReason) {
-        let i = match why {
-            DropReason::Truncated => 0,
-            DropReason::BadFlags => 1,
-            DropReason::UnknownVni => 2,
-            DropReason::UnknownRemote => 3,
-        };
-        self.drops[i].fetch_add(1, Ordering::Relaxed);
+        self.drops[why as usize].fetch_add(1, Ordering::Relaxed);
     }
     /// Non-zero drop counters by reason.
     pub fn drops(&self) -> BTreeMap<String, u64> {
-        [
-            DropReason::Truncated,
-            DropReason::BadFlags,
-            DropReason::UnknownVni,
-            DropReason::UnknownRemote,
-        ]
-        .into_iter()
-        .zip(&self.drops)
-        .map(|(r, c)| (r.as_str().to_string(), c.load(Ordering::Relaxed)))
-        .filter(|(_, n)| *n > 0)
-        .collect()
+        DropReason::ALL
+            .into_iter()
+            .zip(&self.drops)
+            .map(|(r, c)| (r.name().to_string(), c.load(Ordering::Relaxed)))
+            .filter(|(_, n)| *n > 0)
+            .collect()
     }
 }
 

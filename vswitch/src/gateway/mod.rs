@@ -42,66 +42,45 @@ const ICMP_ERRORS_PER_SEC: u32 = 100;
 /// Conntrack slots examined for expiry per tick.
 const EXPIRE_BUDGET: usize = 65_536;
 
-/// What the gateway counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(usize)]
-enum Ev {
-    Routed,
-    ArpReplied,
-    ArpRequested,
-    EchoReplied,
-    /// Not for the gateway (unicast to another MAC flooded by the bridge, IPv6, …).
-    Ignored,
-    // Drops from here on.
-    BadFrame,
-    BadIp,
-    ArpSpoofed,
-    TtlExceeded,
-    NoRoute,
-    NeighUnresolved,
-    NeighQueueFull,
-    LocalUnhandled,
-    NoBuffer,
+metrics_decl::counters! {
+    /// What the gateway counts. Declared once: the name is what `vsctl stats` prints, the
+    /// doc is the Prometheus help. Order matters: from `BadFrame` on they are drops.
+    #[derive(Debug)]
+    pub enum Ev {
+        /// Packets routed between a network and the uplink (or two networks).
+        Routed => "routed",
+        /// ARP requests for a gateway address answered.
+        ArpReplied => "arp_replied",
+        /// ARP requests sent to resolve a next hop.
+        ArpRequested => "arp_requested",
+        /// ICMP echo requests to a gateway address answered.
+        EchoReplied => "echo_replied",
+        /// Not for the gateway (unicast to another MAC flooded by the bridge, IPv6, …).
+        Ignored => "ignored",
+        /// A frame too short for an Ethernet header, or an ARP packet that does not parse.
+        BadFrame => "bad_frame",
+        /// An IPv4 header that fails its checks (length, checksum) or a packet cut short.
+        BadIp => "bad_ip",
+        /// An ARP packet from another MAC claiming a gateway address: never believed.
+        ArpSpoofed => "arp_spoofed",
+        /// TTL ran out: dropped, answered with an ICMP time-exceeded (rate-limited).
+        TtlExceeded => "ttl_exceeded",
+        /// No side to send on: no network or uplink for the destination, or no next hop.
+        NoRoute => "no_route",
+        /// The next hop never answered ARP: the packets waiting for it were dropped.
+        NeighUnresolved => "neigh_unresolved",
+        /// Too many packets already waiting for the next hop's ARP answer.
+        NeighQueueFull => "neigh_queue_full",
+        /// For a gateway address, let through by NAT, but not an ICMP echo request.
+        LocalUnhandled => "local_unhandled",
+        /// No free buffer for a reply or an ARP request.
+        NoBuffer => "no_buffer",
+    }
 }
 
 impl Ev {
-    const ALL: [Ev; 14] = [
-        Ev::Routed,
-        Ev::ArpReplied,
-        Ev::ArpRequested,
-        Ev::EchoReplied,
-        Ev::Ignored,
-        Ev::BadFrame,
-        Ev::BadIp,
-        Ev::ArpSpoofed,
-        Ev::TtlExceeded,
-        Ev::NoRoute,
-        Ev::NeighUnresolved,
-        Ev::NeighQueueFull,
-        Ev::LocalUnhandled,
-        Ev::NoBuffer,
-    ];
-
-    fn as_str(self) -> &'static str {
-        match self {
-            Ev::Routed => "routed",
-            Ev::ArpReplied => "arp_replied",
-            Ev::ArpRequested => "arp_requested",
-            Ev::EchoReplied => "echo_replied",
-            Ev::Ignored => "ignored",
-            Ev::BadFrame => "bad_frame",
-            Ev::BadIp => "bad_ip",
-            Ev::ArpSpoofed => "arp_spoofed",
-            Ev::TtlExceeded => "ttl_exceeded",
-            Ev::NoRoute => "no_route",
-            Ev::NeighUnresolved => "neigh_unresolved",
-            Ev::NeighQueueFull => "neigh_queue_full",
-            Ev::LocalUnhandled => "local_unhandled",
-            Ev::NoBuffer => "no_buffer",
-        }
-    }
-
-    fn is_drop(self) -> bool {
+    /// Whether the event is a dropped packet (`vsctl stats` lists it under drops).
+    pub fn is_drop(self) -> bool {
         self as usize >= Ev::BadFrame as usize
     }
 }
@@ -547,9 +526,9 @@ impl Gateway {
             let n = self.events[e as usize];
             if n > 0 {
                 if e.is_drop() {
-                    drops.insert(e.as_str().to_string(), n);
+                    drops.insert(e.name().to_string(), n);
                 } else {
-                    counters.insert(e.as_str().to_string(), n);
+                    counters.insert(e.name().to_string(), n);
                 }
             }
         }
