@@ -30,7 +30,8 @@ fn add_port_plans_the_port_and_installing_it_commits_it() {
             ..port("zzno-new")
         }
     );
-    l.c.install_port("br1", pc.clone(), PortIo::Vxlan).unwrap();
+    l.c.install_port("br1", pc.clone(), PortIo::Vxlan(crate::port::Vxlan))
+        .unwrap();
     assert_eq!(l.bridge("br1").ports, vec![pc]);
     assert_eq!(&l.saved(), l.cfg());
     assert_eq!(
