@@ -13,6 +13,9 @@ mod gateway;
 mod tap;
 mod vxlan;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::RawFd;

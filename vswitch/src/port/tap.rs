@@ -31,6 +31,16 @@ impl Tap {
     }
 }
 
+#[cfg(test)]
+impl Tap {
+    /// A port over any datagram file (a Unix datagram socket in tests).
+    pub(crate) fn from_file(file: std::fs::File) -> Self {
+        Tap {
+            dev: Device::from_file(file, "test"),
+        }
+    }
+}
+
 impl Driver for Tap {
     fn fd(&self) -> Option<RawFd> {
         Some(self.dev.as_raw_fd())

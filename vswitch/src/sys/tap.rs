@@ -61,6 +61,16 @@ impl Tap {
         })
     }
 
+    /// A "device" that is any datagram file, for tests of the batch logic without a
+    /// namespace: one read or write per frame, as a TAP does.
+    #[cfg(test)]
+    pub(crate) fn from_file(file: File, name: &str) -> Tap {
+        Tap {
+            file,
+            name: name.to_string(),
+        }
+    }
+
     /// The device name it was created with.
     pub fn name(&self) -> &str {
         &self.name

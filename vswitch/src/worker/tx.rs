@@ -160,3 +160,86 @@ fn drain(w: usize, pool: &Pool, rt: &PortRt, tx: &mut TxState) -> io::Result<Dra
         Drained::More
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::OwnedFd;
+    use std::os::unix::net::UnixDatagram;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::port::{Gateway, PortIo, Tap};
+
+    fn queued(rt: &PortRt, pool: &Pool, n: usize) {
+        for i in 0..n {
+            let mut b = pool.get(100).expect("buffer");
+            let mut f = vec![0u8; vnet::LEN];
+            f.extend(vec![i as u8; 50]);
+            assert!(b.fill(&[&f]));
+            assert!(rt.txq.push(b).is_ok());
+        }
+    }
+
+    #[test]
+    fn drain_sends_the_queue_and_counts_it() {
+        let (ours, wire) = UnixDatagram::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let io = PortIo::Tap(Tap::from_file(std::fs::File::from(OwnedFd::from(ours))));
+        let pool = Pool::new(8, 1);
+        let rt = PortRt::with_txq_len(1, "p", ctl::PortKind::Tap, 0, 0, 1, 8);
+        queued(&rt, &pool, 3);
+        rt.tx.lock().unwrap().io = Some(Arc::new(io));
+        assert!(matches!(try_drain(0, &pool, &rt), Ok(Drained::Empty)));
+        let t = rt.counters.totals();
+        assert_eq!(
+            (t.tx_packets, t.tx_bytes),
+            (3, 150),
+            "bytes behind the vnet header"
+        );
+        assert!(t.drops.is_empty());
+        let mut buf = [0u8; 128];
+        for i in 0..3u8 {
+            let n = wire.recv(&mut buf).unwrap();
+            assert_eq!(buf[n - 1], i, "in queue order");
+        }
+        // All eight buffers can be had again only if the three sent went back.
+        let again: Vec<_> = (0..8).map_while(|_| pool.get(100)).collect();
+        assert_eq!(again.len(), 8, "every sent buffer went back to the pool");
+    }
+
+    #[test]
+    fn drain_of_a_detached_port_leaves_its_queue_to_the_owner() {
+        let pool = Pool::new(8, 1);
+        let rt = PortRt::with_txq_len(1, "p", ctl::PortKind::Tap, 0, 0, 1, 8);
+        queued(&rt, &pool, 2);
+        assert!(matches!(try_drain(0, &pool, &rt), Ok(Drained::Empty)));
+        assert_eq!(rt.txq.len(), 2);
+    }
+
+    #[test]
+    fn drain_of_a_gateway_port_only_says_there_is_work() {
+        let pool = Pool::new(8, 1);
+        let rt = PortRt::with_txq_len(1, "gw", ctl::PortKind::Gateway, 0, 0, 1, 8);
+        rt.tx.lock().unwrap().io = Some(Arc::new(PortIo::Gateway(Gateway)));
+        assert!(matches!(try_drain(0, &pool, &rt), Ok(Drained::Empty)));
+        queued(&rt, &pool, 1);
+        assert!(matches!(try_drain(0, &pool, &rt), Ok(Drained::More)));
+        assert_eq!(
+            rt.txq.len(),
+            1,
+            "the gateway's worker takes it, not the drain"
+        );
+    }
+
+    #[test]
+    fn drain_into_a_dead_device_is_an_error_for_the_port() {
+        let (ours, wire) = UnixDatagram::pair().unwrap();
+        drop(wire);
+        let io = PortIo::Tap(Tap::from_file(std::fs::File::from(OwnedFd::from(ours))));
+        let pool = Pool::new(8, 1);
+        let rt = PortRt::with_txq_len(1, "p", ctl::PortKind::Tap, 0, 0, 1, 8);
+        queued(&rt, &pool, 1);
+        rt.tx.lock().unwrap().io = Some(Arc::new(io));
+        assert!(try_drain(0, &pool, &rt).is_err());
+    }
+}
