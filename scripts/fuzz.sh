@@ -81,7 +81,10 @@ fi
 export RUSTC_BOOTSTRAP=1
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 TRIPLE="$(rustc -vV | sed -n 's/^host: //p')"
-BIN="$FUZZ/target/$TRIPLE/release"
+# cargo fuzz builds into CARGO_TARGET_DIR when it is set (relative to fuzz/), else fuzz/target.
+TARGET_DIR="${CARGO_TARGET_DIR:-$FUZZ/target}"
+case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$FUZZ/$TARGET_DIR" ;; esac
+BIN="$TARGET_DIR/$TRIPLE/release"
 
 T0=$(date +%s)
 if [ "$BUILD" = 1 ]; then
