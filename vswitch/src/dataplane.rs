@@ -312,6 +312,24 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// A `Shared` without workers, for the controller's tests and the control fuzzer:
+    /// messages to workers go nowhere, and whoever waits for an answer is told at once
+    /// (the sender is dropped).
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub fn without_workers() -> Arc<Shared> {
+        Arc::new(Shared {
+            snapshot: ArcSwap::from_pointee(Snapshot::default()),
+            pool: Pool::new(64, 1),
+            clock: Default::default(),
+            workers: 1,
+            busy_poll: std::time::Duration::ZERO,
+            rx_ring: Default::default(),
+            inboxes: Vec::new(),
+            wakers: Vec::new(),
+            shutdown: AtomicBool::new(false),
+        })
+    }
+
     /// Sends `msg` to worker `w` and wakes it.
     pub fn tell(&self, w: usize, msg: WorkerMsg) {
         if let Some(tx) = self.inboxes.get(w) {

@@ -20,22 +20,6 @@ pub(super) fn scratch(tag: &str) -> PathBuf {
     dir
 }
 
-/// A `Shared` without workers: messages to them go nowhere, and whoever waits for an
-/// answer is told at once (the sender is dropped).
-pub(super) fn shared_without_workers() -> Arc<crate::dataplane::Shared> {
-    Arc::new(crate::dataplane::Shared {
-        snapshot: arc_swap::ArcSwap::from_pointee(crate::dataplane::Snapshot::default()),
-        pool: Pool::new(64, 1),
-        clock: Default::default(),
-        workers: 1,
-        busy_poll: std::time::Duration::ZERO,
-        rx_ring: Default::default(),
-        inboxes: Vec::new(),
-        wakers: Vec::new(),
-        shutdown: AtomicBool::new(false),
-    })
-}
-
 /// True for requests the control harness does not hand to the controller because they
 /// reach the host: they open or create interfaces (afpacket and TAP ports, the uplink),
 /// bind UDP sockets (tunnels) or enter network namespaces (attach, detach).
@@ -86,7 +70,11 @@ pub fn control(data: &[u8]) {
         version: 1,
         ..Config::default()
     };
-    let mut c = Controller::new(cfg, Store::new(&path), shared_without_workers());
+    let mut c = Controller::new(
+        cfg,
+        Store::new(&path),
+        crate::dataplane::Shared::without_workers(),
+    );
     let file = || std::fs::read(&path).ok();
     let show = |c: &mut Controller| c.handle(Request::Show);
     for line in data.split_inclusive(|&b| b == b'\n').take(MAX_LINES) {
@@ -157,7 +145,7 @@ pub fn control(data: &[u8]) {
     let Ok(cfg) = store.load() else {
         panic!("control: the config file written does not load");
     };
-    let mut restored = Controller::new(cfg, store, shared_without_workers());
+    let mut restored = Controller::new(cfg, store, crate::dataplane::Shared::without_workers());
     assert!(
         show(&mut restored) == before,
         "control: a controller restored from the config file shows something else"

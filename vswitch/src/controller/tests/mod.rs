@@ -15,15 +15,11 @@ mod vlans;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 
 use ctl::{Data, PortKind, PortVlans, Request};
 
 use super::{ControlError, Controller};
 use crate::config::{BridgeConf, Config, PortConf, Store, TunnelConf};
-use crate::dataplane::{Shared, Snapshot};
-use crate::pool::Pool;
 
 /// Interfaces no test host has.
 pub(super) const P1: &str = "zzno-p1";
@@ -34,21 +30,6 @@ pub(super) const VX: &str = "zzno-vx";
 pub(super) const REMOTE: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
 /// An address (TEST-NET-1) no test host has: a VTEP there cannot bind.
 pub(super) const NOWHERE: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
-
-/// A `Shared` without workers.
-fn no_workers() -> Arc<Shared> {
-    Arc::new(Shared {
-        snapshot: arc_swap::ArcSwap::from_pointee(Snapshot::default()),
-        pool: Pool::new(64, 1),
-        clock: Default::default(),
-        workers: 1,
-        busy_poll: std::time::Duration::ZERO,
-        rx_ring: Default::default(),
-        inboxes: Vec::new(),
-        wakers: Vec::new(),
-        shutdown: AtomicBool::new(false),
-    })
-}
 
 /// A controller over a scratch config file, removed on drop.
 pub(super) struct Lab {
@@ -65,7 +46,7 @@ impl Lab {
         let store = Store::new(dir.join("conf.json"));
         store.save(&cfg).expect("scratch config saves");
         let cfg = store.load().expect("scratch config loads");
-        let c = Controller::new(cfg, store, no_workers());
+        let c = Controller::new(cfg, store, crate::dataplane::Shared::without_workers());
         Lab { c, dir }
     }
 
