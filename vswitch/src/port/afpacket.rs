@@ -76,11 +76,13 @@ impl Driver for Afpacket {
             RingKind::V2 => RX_FRAMES_PER_TURN,
             RingKind::V3 => RX_BLOCKS_PER_TURN,
         };
-        let frames = ring.rx(budget, rx.pool, rx.spare, each);
+        let mut rearm = None;
+        let frames = ring.rx(budget, rx.pool, rx.spare, &mut rearm, each);
         Read {
             frames,
             more: ring.rx_ready(),
-            failure: None,
+            failure: ring.failed().map(|e| e.to_string()),
+            rearm,
         }
     }
 

@@ -54,6 +54,8 @@ pub struct Read {
     pub more: bool,
     /// The port failed for good: why.
     pub failure: Option<String>,
+    /// Frames now arrive on this descriptor too (the port's ring grew): poll it.
+    pub rearm: Option<RawFd>,
 }
 
 /// What one transmit batch did with the frames it was given.

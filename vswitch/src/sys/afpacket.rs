@@ -14,11 +14,22 @@
 //!
 //! A VLAN tag stripped by rx-vlan offload survives only in the ring's `tp_vlan_tci`;
 //! [`RxFrame::vlan_tci`] hands it up so the caller can put it back.
+//!
+//! Rings start small ([`BLOCKS_IDLE`]) and grow to [`BLOCKS_BUSY`] the first time a port
+//! shows load (a burst waiting in one turn, or a frame dropped because the ring was
+//! full): a ring is mapped into our address space whole, so a host with hundreds of idle
+//! containers would otherwise keep megabytes of empty ring per port. Every port socket is
+//! alone in a fanout group whose program picks the member that receives. Growing makes a
+//! second socket with the big ring on a short-lived thread (allocating the ring takes
+//! milliseconds, while the small ring fills), joins it to the group, points the program
+//! at it, and empties the old ring: no frame is lost, doubled or reordered, and the first
+//! socket stays the one senders use.
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -28,12 +39,16 @@ use crate::wire::vnet;
 
 /// Size of one ring block; for V3 it must hold the largest GSO super-frame with headers.
 const BLOCK_SIZE: u32 = 1 << 17;
-/// Blocks in the ring.
-const BLOCK_NR: u32 = 32;
+/// Blocks in the ring of a port that has shown no load yet (256 KiB: 128 V2 slots).
+pub const BLOCKS_IDLE: u32 = 2;
+/// Blocks in the ring of a port that has (4 MiB: 2048 V2 slots).
+pub const BLOCKS_BUSY: u32 = 32;
+/// Frames read in one turn that make a small ring grow: an eighth of its V2 slots.
+const GROW_AT_FRAMES: usize = 16;
 /// Slot size: V2's real one; for V3 a nominal value the kernel checks.
 const FRAME_SIZE: u32 = 2048;
-/// Slots in a V2 ring.
-const FRAME_NR: u32 = BLOCK_SIZE / FRAME_SIZE * BLOCK_NR;
+/// V2 slots per block.
+const SLOTS_PER_BLOCK: u32 = BLOCK_SIZE / FRAME_SIZE;
 /// Largest frame a V2 `recvmsg` can bring in (a GSO super-frame plus its vnet header).
 const COPY_MAX: usize = 65536 + 512;
 
@@ -101,15 +116,30 @@ pub struct RxFrame<'a> {
 
 /// An AF_PACKET socket bound to one interface.
 pub struct AfPacket {
+    /// The socket bound at open: senders use its descriptor, and frames are read from it
+    /// until a grow moves reading to `grown`.
     sock: Socket,
+    /// The socket with the big ring, once grown (the fanout group's receiving member).
+    grown: Option<Socket>,
+    /// The big ring's socket being made on another thread.
+    preparing: Option<mpsc::Receiver<io::Result<Prepared>>>,
+    /// The mapped ring; dangling when `blocks` is 0 (a ring that could not be re-made).
     ring: NonNull<u8>,
-    ring_len: usize,
+    /// Blocks in the ring now; 0 only after a failed grow.
+    blocks: u32,
     kind: RingKind,
     /// Next block (V3) or slot (V2) to read.
     next: u32,
     ifindex: u32,
-    /// Where V2 reads super-frames that did not fit a slot.
-    copy_buf: Box<[u8]>,
+    /// Where V2 reads super-frames that did not fit a slot when no pool buffer is free;
+    /// allocated the first time, so an idle port does not keep it.
+    copy_buf: Vec<u8>,
+    /// The ring should grow at the next read (the kernel reported it full).
+    want_grow: bool,
+    /// Growing failed once; the port keeps its small ring rather than retry per read.
+    grow_failed: bool,
+    /// Why the ring is gone, if growing it failed; the port is then taken down.
+    failed: Option<io::ErrorKind>,
 }
 
 // SAFETY: the ring is a private MAP_SHARED mapping owned by this value alone; nothing
@@ -125,114 +155,30 @@ impl AfPacket {
                 format!("no interface named {name}"),
             )
         })?;
-        // Protocol 0: receive nothing until bind, so the ring starts clean.
-        let sock = Socket::new(Domain::PACKET, Type::RAW, Some(Protocol::from(0)))?;
+        let (sock, ring) = new_socket(kind, BLOCKS_IDLE)?;
         let fd = sock.as_raw_fd();
-        let version = match kind {
-            RingKind::V2 => libc::tpacket_versions::TPACKET_V2,
-            RingKind::V3 => libc::tpacket_versions::TPACKET_V3,
-        };
-        setsockopt_int(fd, libc::SOL_PACKET, libc::PACKET_VERSION, version as i32)?;
-        setsockopt_int(fd, libc::SOL_PACKET, libc::PACKET_VNET_HDR, 1)?;
-        setsockopt_int(fd, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, 1)?;
-        // veths have no qdisc worth going through; skipping it saves a lock per frame.
-        setsockopt_int(fd, libc::SOL_PACKET, libc::PACKET_QDISC_BYPASS, 1)?;
-        // Room for a few batches of super-frames in flight.
-        let _ = setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, 4 << 20)
-            .or_else(|_| setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, 4 << 20));
-
-        if kind == RingKind::V2 {
-            setsockopt_int(fd, libc::SOL_PACKET, libc::PACKET_COPY_THRESH, 1)?;
-            let _ = setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, 4 << 20)
-                .or_else(|_| setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, 4 << 20));
-        }
-        // V2 reads the first four fields of the same request and ignores the rest.
-        let req = libc::tpacket_req3 {
-            tp_block_size: BLOCK_SIZE,
-            tp_block_nr: BLOCK_NR,
-            tp_frame_size: FRAME_SIZE,
-            tp_frame_nr: FRAME_NR,
-            tp_retire_blk_tov: RETIRE_TOV_MS,
-            tp_sizeof_priv: 0,
-            tp_feature_req_word: 0,
-        };
-        let req_len = match kind {
-            RingKind::V2 => std::mem::size_of::<libc::tpacket_req>(),
-            RingKind::V3 => std::mem::size_of::<libc::tpacket_req3>(),
-        };
-        // SAFETY: `req` is a valid tpacket_req3, whose prefix is a tpacket_req; `req_len`
-        // is at most its size.
-        cvt(unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_PACKET,
-                libc::PACKET_RX_RING,
-                (&req as *const libc::tpacket_req3).cast(),
-                req_len as libc::socklen_t,
-            )
-        })?;
-        let ring_len = (BLOCK_SIZE * BLOCK_NR) as usize;
-        // SAFETY: mapping the ring the kernel just allocated for this socket; the result
-        // is checked against MAP_FAILED before use.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                ring_len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd,
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let ring =
-            NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
-        let copy_buf = match kind {
-            RingKind::V2 => vec![0u8; COPY_MAX].into_boxed_slice(),
-            RingKind::V3 => Box::default(),
-        };
-        let port = AfPacket {
+        let mut port = AfPacket {
             sock,
             ring,
-            ring_len,
+            blocks: BLOCKS_IDLE,
             kind,
             next: 0,
             ifindex,
-            copy_buf,
+            copy_buf: Vec::new(),
+            want_grow: false,
+            grow_failed: false,
+            grown: None,
+            preparing: None,
+            failed: None,
         };
-
-        // SAFETY: sockaddr_ll is plain old data; all-zero is valid before we fill it.
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
-        sll.sll_ifindex = ifindex as i32;
-        // SAFETY: `sll` is a valid sockaddr_ll and its exact size is passed.
-        cvt(unsafe {
-            libc::bind(
-                fd,
-                (&sll as *const libc::sockaddr_ll).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-            )
-        })?;
-        let mreq = libc::packet_mreq {
-            mr_ifindex: ifindex as i32,
-            mr_type: libc::PACKET_MR_PROMISC as u16,
-            mr_alen: 0,
-            mr_address: [0; 8],
-        };
-        // SAFETY: `mreq` is a valid packet_mreq and its exact size is passed. The
-        // membership is dropped by the kernel when the socket closes.
-        cvt(unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_PACKET,
-                libc::PACKET_ADD_MEMBERSHIP,
-                (&mreq as *const libc::packet_mreq).cast(),
-                std::mem::size_of::<libc::packet_mreq>() as libc::socklen_t,
-            )
-        })?;
+        bind_promisc(fd, ifindex)?;
+        // A fanout group of one, so that the ring can later move to a bigger socket of
+        // the same group without losing or doubling a frame (see `grow`).
+        if let Err(e) = join_fanout(fd, None) {
+            // No way to grow later: grow now, while there is nothing to lose yet.
+            tracing::debug!("afpacket: no fanout group ({e}); the ring starts full size");
+            port.regrow_in_place();
+        }
         Ok(port)
     }
 
@@ -251,17 +197,30 @@ impl AfPacket {
         self.sock.take_error().ok().flatten()
     }
 
+    /// Blocks in the ring now.
+    pub fn blocks(&self) -> u32 {
+        self.blocks
+    }
+
+    /// Units the ring holds: blocks (V3) or slots (V2).
+    fn units(&self) -> u32 {
+        match self.kind {
+            RingKind::V3 => self.blocks,
+            RingKind::V2 => self.blocks * SLOTS_PER_BLOCK,
+        }
+    }
+
     fn block_ptr(&self, i: u32) -> *mut u8 {
-        // SAFETY: i < BLOCK_NR, so the offset stays inside the mapping.
+        // SAFETY: i < self.blocks (callers index modulo `units`), so the offset stays
+        // inside the mapping.
         unsafe { self.ring.as_ptr().add((i * BLOCK_SIZE) as usize) }
     }
 
     fn slot_ptr(&self, i: u32) -> *mut u8 {
-        let per_block = BLOCK_SIZE / FRAME_SIZE;
-        // SAFETY: i < FRAME_NR, so block and slot offsets stay inside the mapping.
+        // SAFETY: i < units(), so block and slot offsets stay inside the mapping.
         unsafe {
-            self.block_ptr(i / per_block)
-                .add(((i % per_block) * FRAME_SIZE) as usize)
+            self.block_ptr(i / SLOTS_PER_BLOCK)
+                .add(((i % SLOTS_PER_BLOCK) * FRAME_SIZE) as usize)
         }
     }
 
@@ -281,63 +240,191 @@ impl AfPacket {
 
     /// True if a frame (V2) or block (V3) is ready to read.
     pub fn rx_ready(&self) -> bool {
-        self.status().load(Ordering::Acquire) & libc::TP_STATUS_USER != 0
+        self.blocks > 0 && self.status().load(Ordering::Acquire) & libc::TP_STATUS_USER != 0
+    }
+
+    /// Why the ring is gone, if re-making it failed.
+    pub fn failed(&self) -> Option<io::Error> {
+        self.failed
+            .map(|k| io::Error::new(k, "cannot re-make the receive ring"))
     }
 
     /// Hands up to `budget` ready frames (V2) or blocks (V3) to `f`; returns frames seen.
     /// Super-frames (V2) are read into `spare`, refilled from `pool` whenever `f` keeps it.
+    /// A small ring under load starts growing here, and switches once the big one is
+    /// ready; `rearm` is then set to the descriptor frames now arrive on, which the caller
+    /// must add to its poller.
     pub fn rx(
         &mut self,
         budget: usize,
         pool: &Pool,
         spare: &mut Option<Buf>,
+        rearm: &mut Option<RawFd>,
         mut f: impl FnMut(Rx<'_>),
     ) -> usize {
         let mut n = 0;
         for _ in 0..budget {
-            let status = self.status();
-            let st = status.load(Ordering::Acquire);
-            if st & libc::TP_STATUS_USER == 0 {
-                break;
+            match self.take_one(pool, spare, &mut f) {
+                Some(k) => n += k,
+                None => break,
             }
-            match self.kind {
-                RingKind::V3 => {
-                    let base = self.block_ptr(self.next);
-                    // SAFETY: the block is ours (TP_STATUS_USER) until we hand it back
-                    // below; it is BLOCK_SIZE bytes of initialised memory in the mapping.
-                    let blk = unsafe {
-                        std::slice::from_raw_parts(base as *const u8, BLOCK_SIZE as usize)
-                    };
-                    n += walk_block(blk, &mut |fr| f(Rx::Frame(fr)));
-                    self.status()
-                        .store(libc::TP_STATUS_KERNEL, Ordering::Release);
-                    self.next = (self.next + 1) % BLOCK_NR;
+        }
+        if let Some(ready) = &self.preparing {
+            match ready.try_recv() {
+                Ok(Ok(p)) => {
+                    self.preparing = None;
+                    n += self.switch(p, pool, spare, &mut f);
+                    if let Some(g) = &self.grown {
+                        *rearm = Some(g.as_raw_fd());
+                    }
                 }
-                RingKind::V2 => {
-                    let base = self.slot_ptr(self.next);
-                    // SAFETY: the slot is ours until handed back below; FRAME_SIZE bytes of
-                    // initialised memory in the mapping.
-                    let slot = unsafe {
-                        std::slice::from_raw_parts(base as *const u8, FRAME_SIZE as usize)
-                    };
-                    if st & libc::TP_STATUS_COPY != 0 {
-                        // The whole frame waits on the socket queue, in ring order. Read it
-                        // into a pool buffer if there is one, so it can go out as is.
-                        n += 1;
-                        let vlan = slot_vlan(slot, st);
-                        if spare.is_none() {
-                            *spare = pool.get(LARGE);
-                        }
-                        match spare.as_mut() {
-                            Some(b) => match recv_copy(&self.sock, b.spare()) {
-                                Some(len) if len >= vnet::LEN => {
-                                    b.set_len(len);
-                                    f(Rx::Owned { buf: spare, vlan });
-                                }
-                                _ => f(Rx::Frame(CUT)),
-                            },
-                            // No pool buffer free: read into our own, for the receiver to copy.
-                            None => match recv_copy(&self.sock, &mut self.copy_buf) {
+                Ok(Err(e)) => self.give_up_growing(&e),
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    self.give_up_growing(&io::Error::other("the thread making it stopped"))
+                }
+                Err(mpsc::TryRecvError::Empty) => {}
+            }
+        } else if self.blocks < BLOCKS_BUSY
+            && !self.grow_failed
+            // A burst waiting at once: the small ring must still have room while the
+            // big one is made.
+            && (self.want_grow || n >= GROW_AT_FRAMES)
+        {
+            self.want_grow = false;
+            if let Err(e) = self.start_growing() {
+                self.give_up_growing(&e);
+            }
+        }
+        n
+    }
+
+    /// Starts making the big ring's socket, on a thread of its own.
+    fn start_growing(&mut self) -> io::Result<()> {
+        let group = fanout_group(self.sock.as_raw_fd())?;
+        let (kind, ifindex) = (self.kind, self.ifindex);
+        let (tx, rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("afpacket-grow".into())
+            .spawn(move || {
+                // A closed port no longer listens: `Prepared` then unmaps as it drops.
+                let _ = tx.send(prepare(kind, ifindex, group));
+            })?;
+        self.preparing = Some(rx);
+        Ok(())
+    }
+
+    fn give_up_growing(&mut self, e: &io::Error) {
+        self.preparing = None;
+        self.grow_failed = true;
+        tracing::warn!(
+            ifindex = self.ifindex,
+            "afpacket: cannot grow the receive ring, keeping the small one: {e}"
+        );
+    }
+
+    /// Makes the prepared socket the receiving one; returns the frames handed up while
+    /// emptying the old ring.
+    fn switch(
+        &mut self,
+        mut p: Prepared,
+        pool: &Pool,
+        spare: &mut Option<Buf>,
+        f: &mut impl FnMut(Rx<'_>),
+    ) -> usize {
+        let (Some(sock), Some(ring)) = (p.sock.take(), p.ring.take()) else {
+            return 0;
+        };
+        // Member 0 is the first socket, member 1 the prepared one.
+        if let Err(e) = set_fanout_target(sock.as_raw_fd(), 1) {
+            p.ring = Some(ring);
+            self.give_up_growing(&e);
+            return 0;
+        }
+        // Whatever the old socket was given before the switch is in its ring now, or is
+        // being written there on another CPU this very microsecond: read, wait a
+        // moment, read again.
+        let mut n = 0;
+        while let Some(k) = self.take_one(pool, spare, f) {
+            n += k;
+        }
+        std::thread::sleep(std::time::Duration::from_micros(200));
+        while let Some(k) = self.take_one(pool, spare, f) {
+            n += k;
+        }
+        // SAFETY: unmapping exactly the current mapping of `self.blocks` blocks, once; it
+        // is replaced right below. The kernel keeps the small ring with the first socket.
+        unsafe { libc::munmap(self.ring.as_ptr().cast(), ring_len(self.blocks)) };
+        self.ring = ring;
+        self.blocks = BLOCKS_BUSY;
+        self.next = 0;
+        self.grown = Some(sock);
+        tracing::info!(
+            ifindex = self.ifindex,
+            "afpacket: receive ring grown to {} KiB under load",
+            ring_len(BLOCKS_BUSY) >> 10
+        );
+        n
+    }
+
+    /// The socket frames are read from.
+    fn rx_sock(&self) -> &Socket {
+        self.grown.as_ref().unwrap_or(&self.sock)
+    }
+
+    /// Hands up the next ready block (V3) or slot (V2), if any; returns its frame count.
+    fn take_one(
+        &mut self,
+        pool: &Pool,
+        spare: &mut Option<Buf>,
+        f: &mut impl FnMut(Rx<'_>),
+    ) -> Option<usize> {
+        if self.blocks == 0 {
+            return None;
+        }
+        let status = self.status();
+        let st = status.load(Ordering::Acquire);
+        if st & libc::TP_STATUS_USER == 0 {
+            return None;
+        }
+        let mut n = 0;
+        match self.kind {
+            RingKind::V3 => {
+                let base = self.block_ptr(self.next);
+                // SAFETY: the block is ours (TP_STATUS_USER) until we hand it back
+                // below; it is BLOCK_SIZE bytes of initialised memory in the mapping.
+                let blk =
+                    unsafe { std::slice::from_raw_parts(base as *const u8, BLOCK_SIZE as usize) };
+                n += walk_block(blk, &mut |fr| f(Rx::Frame(fr)));
+            }
+            RingKind::V2 => {
+                let base = self.slot_ptr(self.next);
+                // SAFETY: the slot is ours until handed back below; FRAME_SIZE bytes of
+                // initialised memory in the mapping.
+                let slot =
+                    unsafe { std::slice::from_raw_parts(base as *const u8, FRAME_SIZE as usize) };
+                if st & libc::TP_STATUS_COPY != 0 {
+                    // The whole frame waits on the socket queue, in ring order. Read it
+                    // into a pool buffer if there is one, so it can go out as is.
+                    n += 1;
+                    let vlan = slot_vlan(slot, st);
+                    if spare.is_none() {
+                        *spare = pool.get(LARGE);
+                    }
+                    match spare.as_mut() {
+                        Some(b) => match recv_copy(self.rx_sock(), b.spare()) {
+                            Some(len) if len >= vnet::LEN => {
+                                b.set_len(len);
+                                f(Rx::Owned { buf: spare, vlan });
+                            }
+                            _ => f(Rx::Frame(CUT)),
+                        },
+                        // No pool buffer free: read into our own, for the receiver to copy.
+                        None => {
+                            if self.copy_buf.is_empty() {
+                                self.copy_buf = vec![0u8; COPY_MAX];
+                            }
+                            let sock = self.grown.as_ref().unwrap_or(&self.sock);
+                            match recv_copy(sock, &mut self.copy_buf) {
                                 Some(len) if len >= vnet::LEN => {
                                     let (vnet_hdr, frame) =
                                         self.copy_buf[..len].split_at(vnet::LEN);
@@ -349,19 +436,57 @@ impl AfPacket {
                                     }));
                                 }
                                 _ => f(Rx::Frame(CUT)),
-                            },
+                            }
                         }
-                    } else if let Some(fr) = parse_slot(slot, st) {
-                        f(Rx::Frame(fr));
-                        n += 1;
                     }
-                    self.status()
-                        .store(libc::TP_STATUS_KERNEL, Ordering::Release);
-                    self.next = (self.next + 1) % FRAME_NR;
+                } else if let Some(fr) = parse_slot(slot, st) {
+                    f(Rx::Frame(fr));
+                    n += 1;
                 }
             }
         }
-        n
+        self.status()
+            .store(libc::TP_STATUS_KERNEL, Ordering::Release);
+        self.next = (self.next + 1) % self.units();
+        Some(n)
+    }
+
+    /// Re-makes the ring at full size on the same socket, for a port that cannot join a
+    /// fanout group; only right after opening, when there is nothing to lose yet.
+    fn regrow_in_place(&mut self) {
+        let fd = self.sock.as_raw_fd();
+        self.unmap();
+        match map_ring(fd, self.kind, BLOCKS_BUSY)
+            .map(|r| (r, BLOCKS_BUSY))
+            .or_else(|_| map_ring(fd, self.kind, BLOCKS_IDLE).map(|r| (r, BLOCKS_IDLE)))
+        {
+            Ok((ring, blocks)) => {
+                self.ring = ring;
+                self.blocks = blocks;
+            }
+            Err(e) => self.failed = Some(e.kind()),
+        }
+        self.next = 0;
+        self.grow_failed = true;
+        // Frames that came while there was no ring waited on the socket queue.
+        for _ in 0..1 << 16 {
+            if !discard_one(fd) {
+                break;
+            }
+        }
+    }
+
+    /// Unmaps the ring and frees it in the kernel (a zero-block request).
+    fn unmap(&mut self) {
+        if self.blocks == 0 {
+            return;
+        }
+        // SAFETY: unmapping exactly the mapping made for `self.blocks` blocks, once; the
+        // pointer is not used again until replaced.
+        unsafe { libc::munmap(self.ring.as_ptr().cast(), ring_len(self.blocks)) };
+        self.blocks = 0;
+        self.ring = NonNull::dangling();
+        let _ = request_ring(self.sock.as_raw_fd(), self.kind, 0);
     }
 
     /// Sends frames; see [`send_mmsg`].
@@ -369,26 +494,17 @@ impl AfPacket {
         send_mmsg(self.sock.as_raw_fd(), frames, errors)
     }
 
-    /// Frames the kernel dropped because the ring was full, since the last call.
-    pub fn ring_drops(&self) -> u64 {
-        // SAFETY: tpacket_stats_v3 is plain old data.
-        let mut st: libc::tpacket_stats_v3 = unsafe { std::mem::zeroed() };
-        let mut len = std::mem::size_of::<libc::tpacket_stats_v3>() as libc::socklen_t;
-        // SAFETY: `st` and `len` are valid for writes of the sizes given.
-        let r = unsafe {
-            libc::getsockopt(
-                self.sock.as_raw_fd(),
-                libc::SOL_PACKET,
-                libc::PACKET_STATISTICS,
-                (&mut st as *mut libc::tpacket_stats_v3).cast(),
-                &mut len,
-            )
-        };
-        if r < 0 {
-            0
-        } else {
-            u64::from(st.tp_drops)
+    /// Frames the kernel dropped because the ring was full, since the last call; a small
+    /// ring that dropped grows at the next read.
+    pub fn ring_drops(&mut self) -> u64 {
+        let mut d = socket_drops(&self.sock);
+        if let Some(g) = &self.grown {
+            d += socket_drops(g);
         }
+        if d > 0 && self.blocks < BLOCKS_BUSY {
+            self.want_grow = true;
+        }
+        d
     }
 }
 
@@ -400,9 +516,281 @@ impl AsRawFd for AfPacket {
 
 impl Drop for AfPacket {
     fn drop(&mut self) {
-        // SAFETY: unmapping exactly the mapping made in `open`, once.
-        unsafe { libc::munmap(self.ring.as_ptr().cast(), self.ring_len) };
+        if self.blocks > 0 {
+            // SAFETY: unmapping exactly the mapping of `self.blocks` blocks, once.
+            unsafe { libc::munmap(self.ring.as_ptr().cast(), ring_len(self.blocks)) };
+        }
     }
+}
+
+/// Bytes in a ring of `blocks` blocks.
+fn ring_len(blocks: u32) -> usize {
+    BLOCK_SIZE as usize * blocks as usize
+}
+
+/// Asks the kernel for a ring of `blocks` blocks (0 frees the current one).
+fn request_ring(fd: RawFd, kind: RingKind, blocks: u32) -> io::Result<()> {
+    // V2 reads the first four fields of the same request and ignores the rest.
+    let req = libc::tpacket_req3 {
+        tp_block_size: if blocks == 0 { 0 } else { BLOCK_SIZE },
+        tp_block_nr: blocks,
+        tp_frame_size: if blocks == 0 { 0 } else { FRAME_SIZE },
+        tp_frame_nr: blocks * SLOTS_PER_BLOCK,
+        tp_retire_blk_tov: RETIRE_TOV_MS,
+        tp_sizeof_priv: 0,
+        tp_feature_req_word: 0,
+    };
+    let req_len = match kind {
+        RingKind::V2 => std::mem::size_of::<libc::tpacket_req>(),
+        RingKind::V3 => std::mem::size_of::<libc::tpacket_req3>(),
+    };
+    // SAFETY: `req` is a valid tpacket_req3, whose prefix is a tpacket_req; `req_len`
+    // is at most its size.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_PACKET,
+            libc::PACKET_RX_RING,
+            (&req as *const libc::tpacket_req3).cast(),
+            req_len as libc::socklen_t,
+        )
+    })?;
+    Ok(())
+}
+
+/// Makes a ring of `blocks` blocks for socket `fd` and maps it.
+fn map_ring(fd: RawFd, kind: RingKind, blocks: u32) -> io::Result<NonNull<u8>> {
+    request_ring(fd, kind, blocks)?;
+    // SAFETY: mapping the ring the kernel just allocated for this socket; the result
+    // is checked against MAP_FAILED before use.
+    let ptr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            ring_len(blocks),
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd,
+            0,
+        )
+    };
+    if ptr == libc::MAP_FAILED {
+        let e = io::Error::last_os_error();
+        let _ = request_ring(fd, kind, 0);
+        return Err(e);
+    }
+    NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))
+}
+
+/// A socket with a mapped ring of [`BLOCKS_BUSY`] blocks, unmapped when dropped unless
+/// the ring is taken.
+struct Prepared {
+    sock: Option<Socket>,
+    ring: Option<NonNull<u8>>,
+}
+
+// SAFETY: the mapping belongs to this value alone until taken; moving it to another
+// thread moves that ownership with it.
+unsafe impl Send for Prepared {}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        if let Some(ring) = self.ring.take() {
+            // SAFETY: the mapping made for this value and never handed out.
+            unsafe { libc::munmap(ring.as_ptr().cast(), ring_len(BLOCKS_BUSY)) };
+        }
+    }
+}
+
+/// Makes the big ring's socket for interface `ifindex` and joins it to fanout group
+/// `group`, where it receives nothing until the group's program picks it.
+fn prepare(kind: RingKind, ifindex: u32, group: u16) -> io::Result<Prepared> {
+    let (sock, ring) = new_socket(kind, BLOCKS_BUSY)?;
+    let fd = sock.as_raw_fd();
+    let p = Prepared {
+        sock: Some(sock),
+        ring: Some(ring),
+    };
+    // Bound but not yet in the group, it would take a copy of every frame.
+    set_drop_all(fd, true)?;
+    bind_promisc(fd, ifindex)?;
+    join_fanout(fd, Some(group))?;
+    set_drop_all(fd, false)?;
+    Ok(p)
+}
+
+/// Frames socket `sock` dropped because its ring was full, since the last call.
+fn socket_drops(sock: &Socket) -> u64 {
+    // SAFETY: tpacket_stats_v3 is plain old data.
+    let mut st: libc::tpacket_stats_v3 = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tpacket_stats_v3>() as libc::socklen_t;
+    // SAFETY: `st` and `len` are valid for writes of the sizes given.
+    let r = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_STATISTICS,
+            (&mut st as *mut libc::tpacket_stats_v3).cast(),
+            &mut len,
+        )
+    };
+    if r < 0 {
+        0
+    } else {
+        u64::from(st.tp_drops)
+    }
+}
+
+/// A packet socket of ring layout `kind`, not yet bound (protocol 0: it receives
+/// nothing), with a mapped ring of `blocks` blocks.
+fn new_socket(kind: RingKind, blocks: u32) -> io::Result<(Socket, NonNull<u8>)> {
+    let sock = Socket::new(Domain::PACKET, Type::RAW, Some(Protocol::from(0)))?;
+    let fd = sock.as_raw_fd();
+    let version = match kind {
+        RingKind::V2 => libc::tpacket_versions::TPACKET_V2,
+        RingKind::V3 => libc::tpacket_versions::TPACKET_V3,
+    };
+    setsockopt_int(fd, libc::SOL_PACKET, libc::PACKET_VERSION, version as i32)?;
+    setsockopt_int(fd, libc::SOL_PACKET, libc::PACKET_VNET_HDR, 1)?;
+    setsockopt_int(fd, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, 1)?;
+    // veths have no qdisc worth going through; skipping it saves a lock per frame.
+    setsockopt_int(fd, libc::SOL_PACKET, libc::PACKET_QDISC_BYPASS, 1)?;
+    // Room for a few batches of super-frames in flight.
+    let _ = setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, 4 << 20)
+        .or_else(|_| setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, 4 << 20));
+    if kind == RingKind::V2 {
+        setsockopt_int(fd, libc::SOL_PACKET, libc::PACKET_COPY_THRESH, 1)?;
+        let _ = setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, 4 << 20)
+            .or_else(|_| setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, 4 << 20));
+    }
+    let ring = map_ring(fd, kind, blocks)?;
+    Ok((sock, ring))
+}
+
+/// Binds socket `fd` to every protocol on interface `ifindex`, in promiscuous mode.
+fn bind_promisc(fd: RawFd, ifindex: u32) -> io::Result<()> {
+    // SAFETY: sockaddr_ll is plain old data; all-zero is valid before we fill it.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
+    sll.sll_ifindex = ifindex as i32;
+    // SAFETY: `sll` is a valid sockaddr_ll and its exact size is passed.
+    cvt(unsafe {
+        libc::bind(
+            fd,
+            (&sll as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    })?;
+    let mreq = libc::packet_mreq {
+        mr_ifindex: ifindex as i32,
+        mr_type: libc::PACKET_MR_PROMISC as u16,
+        mr_alen: 0,
+        mr_address: [0; 8],
+    };
+    // SAFETY: `mreq` is a valid packet_mreq and its exact size is passed. The
+    // membership is dropped by the kernel when the socket closes.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_PACKET,
+            libc::PACKET_ADD_MEMBERSHIP,
+            (&mreq as *const libc::packet_mreq).cast(),
+            std::mem::size_of::<libc::packet_mreq>() as libc::socklen_t,
+        )
+    })?;
+    Ok(())
+}
+
+/// The fanout mode of a port's group: a classic BPF program picks the member.
+/// PACKET_IGNORE_OUTGOING is a per-socket option the group's own hook does not see, so
+/// the group carries it as a flag.
+const FANOUT_TYPE: u32 = libc::PACKET_FANOUT_CBPF | libc::PACKET_FANOUT_FLAG_IGNORE_OUTGOING;
+
+/// Joins bound socket `fd` to fanout group `id`, or to a new group with an id of the
+/// kernel's choosing (`None`).
+fn join_fanout(fd: RawFd, id: Option<u16>) -> io::Result<()> {
+    let (id, flags) = match id {
+        Some(id) => (u32::from(id), FANOUT_TYPE),
+        None => (0, FANOUT_TYPE | libc::PACKET_FANOUT_FLAG_UNIQUEID),
+    };
+    setsockopt_int(
+        fd,
+        libc::SOL_PACKET,
+        libc::PACKET_FANOUT,
+        (id | flags << 16) as i32,
+    )
+}
+
+/// The id of the fanout group socket `fd` is in.
+fn fanout_group(fd: RawFd) -> io::Result<u16> {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `v` and `len` are valid for writes of the sizes given.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_PACKET,
+            libc::PACKET_FANOUT,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    })?;
+    Ok((v & 0xffff) as u16)
+}
+
+/// Sets the program of `fd`'s fanout group: every frame to member `index`.
+fn set_fanout_target(fd: RawFd, index: u32) -> io::Result<()> {
+    set_cbpf(fd, libc::SOL_PACKET, libc::PACKET_FANOUT_DATA, index)
+}
+
+/// Installs the one-instruction classic BPF program `return k` as option `name`.
+fn set_cbpf(fd: RawFd, level: libc::c_int, name: libc::c_int, k: u32) -> io::Result<()> {
+    let mut insn = [libc::sock_filter {
+        code: (libc::BPF_RET | libc::BPF_K) as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    }];
+    let prog = libc::sock_fprog {
+        len: 1,
+        filter: insn.as_mut_ptr(),
+    };
+    // SAFETY: `prog` points at `insn`, both live across the call; the kernel copies them.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&prog as *const libc::sock_fprog).cast(),
+            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    })?;
+    Ok(())
+}
+
+/// Attaches (or removes) a socket filter that accepts nothing (returns 0 bytes).
+fn set_drop_all(fd: RawFd, on: bool) -> io::Result<()> {
+    if on {
+        set_cbpf(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, 0)
+    } else {
+        setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_DETACH_FILTER, 0)
+    }
+}
+
+/// Takes one frame off the socket's receive queue and throws it away; false if the
+/// queue was empty.
+fn discard_one(fd: RawFd) -> bool {
+    let mut sink = [0u8; 1];
+    // SAFETY: `sink` is valid for writes of its length for the duration of the call.
+    let r = unsafe {
+        libc::recv(
+            fd,
+            sink.as_mut_ptr().cast(),
+            sink.len(),
+            libc::MSG_DONTWAIT | libc::MSG_TRUNC,
+        )
+    };
+    r >= 0
 }
 
 /// Sends frames (each starting with its virtio-net header) with one `sendmmsg` per

@@ -282,6 +282,18 @@ impl Worker {
         }
     }
 
+    /// Polls `fd` for port `id` too: the port now receives on it. It leaves the poller
+    /// by itself when the port closes it.
+    pub(super) fn rearm(&mut self, id: PortId, fd: std::os::fd::RawFd) {
+        if let Err(e) = self.poll.registry().register(
+            &mut SourceFd(&fd),
+            Token(id as usize),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            self.detach(id, Some(format!("cannot poll interface: {e}")));
+        }
+    }
+
     fn check_error(&mut self, id: PortId) {
         let Some(slot) = self.slots.get(id as usize).and_then(|s| s.as_ref()) else {
             return;

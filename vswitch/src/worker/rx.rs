@@ -51,6 +51,9 @@ impl Worker {
         if read.more {
             self.rx_more.push(id);
         }
+        if let Some(fd) = read.rearm {
+            self.rearm(id, fd);
+        }
         if let Some(why) = read.failure {
             self.detach(id, Some(why));
         }
@@ -86,6 +89,9 @@ impl Worker {
         self.turn_frames += read.frames;
         if read.more {
             self.rx_more.push(id);
+        }
+        if let Some(fd) = read.rearm {
+            self.rearm(id, fd);
         }
         if let Some(why) = read.failure {
             self.detach(id, Some(why));
