@@ -193,6 +193,8 @@ enum Cmd {
         bridge: Option<String>,
         port: Option<String>,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
+    Completion { shell: clap_complete::Shell },
 }
 
 fn request(cmd: Cmd) -> Result<Request, String> {
@@ -437,6 +439,7 @@ fn request(cmd: Cmd) -> Result<Request, String> {
             Request::SetCtLimit { limit }
         }
         Cmd::Stats { bridge, port } => Request::Stats { bridge, port },
+        Cmd::Completion { .. } => return Err("completion talks to no daemon".into()),
     })
 }
 
@@ -478,6 +481,21 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Cmd::Completion { shell } = cli.cmd {
+        // Needs no daemon: the script comes from the same clap definition as the parser.
+        let mut cmd = <Cli as clap::CommandFactory>::command();
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut cmd, "vsctl", &mut script);
+        // Written here rather than by the generator, which panics on a closed pipe.
+        return match std::io::Write::write_all(&mut std::io::stdout(), &script) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("vsctl: cannot write the completion script: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let sock = cli.sock.clone().unwrap_or_else(ctl::default_sock);
     let req = match request(cli.cmd) {
         Ok(r) => r,
