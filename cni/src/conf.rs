@@ -253,11 +253,13 @@ pub fn env(get: impl Fn(&str) -> Option<String>) -> Result<Env> {
         path: need("CNI_PATH", full || del)?,
         command,
     };
-    if !e.ifname.is_empty() {
+    // Only the verbs that use them judge them: runtimes probe VERSION with
+    // placeholders (libcni passes CNI_NETNS=dummy).
+    if (full || del) && !e.ifname.is_empty() {
         ctl::validate::iface_name(&e.ifname)
             .map_err(|m| err(Code::InvalidEnv, format!("CNI_IFNAME: {m}")))?;
     }
-    if !e.netns.is_empty() && !e.netns.starts_with('/') {
+    if (full || del) && !e.netns.is_empty() && !e.netns.starts_with('/') {
         return Err(err(
             Code::InvalidEnv,
             format!("CNI_NETNS {:?} is not a path", e.netns),
@@ -329,6 +331,7 @@ mod tests {
         };
         assert_eq!(env(vars(&[])).unwrap_err().code, Code::InvalidEnv);
         assert!(env(vars(&[("CNI_COMMAND", "VERSION")])).is_ok());
+        assert!(env(vars(&[("CNI_COMMAND", "VERSION"), ("CNI_NETNS", "dummy")])).is_ok());
         let e = env(vars(&[("CNI_COMMAND", "ADD"), ("CNI_CONTAINERID", "c")])).unwrap_err();
         assert!(e.msg.contains("CNI_NETNS"), "{e}");
         let del = env(vars(&[
