@@ -23,6 +23,8 @@ pub struct Options {
     pub workers: usize,
     pub rx_ring: crate::sys::afpacket::RingKind,
     pub busy_poll: Duration,
+    /// Where to serve `/metrics` (Prometheus text format); none: not served.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// Small buffers in the pool: enough for every TX queue of a few dozen ports to fill
@@ -38,6 +40,11 @@ pub enum StartError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Socket(#[from] server::BindError),
+    #[error("cannot serve metrics on {addr}: {why}")]
+    Metrics {
+        addr: std::net::SocketAddr,
+        why: std::io::Error,
+    },
     /// The OS refused a resource the daemon needs (`what` says which).
     #[error("cannot {what}: {why}")]
     Os {
@@ -57,6 +64,10 @@ pub fn run(opts: Options) -> Result<(), StartError> {
     let store = Store::new(&opts.db);
     let cfg = store.load()?;
     let listener = server::bind(&opts.sock)?;
+    let metrics = opts
+        .metrics
+        .map(|a| crate::metrics::bind(a).map_err(|why| StartError::Metrics { addr: a, why }))
+        .transpose()?;
     let _sock_guard = server::SockGuard(opts.sock.clone());
 
     let workers = opts.workers.max(1);
@@ -83,6 +94,7 @@ pub fn run(opts: Options) -> Result<(), StartError> {
         inboxes,
         wakers,
         shutdown: AtomicBool::new(false),
+        busy_ns: Shared::busy_counters(workers),
     });
     let mut handles = Vec::new();
     for (i, (poll, inbox)) in polls.into_iter().zip(outboxes).enumerate() {
@@ -105,6 +117,14 @@ pub fn run(opts: Options) -> Result<(), StartError> {
             .name("vswitch-ctl".into())
             .spawn(move || server::serve(listener, ctl))
             .map_err(os("start control thread"))?;
+    }
+    if let Some(l) = metrics {
+        let ctl = ctl.clone();
+        tracing::info!(addr = %l.local_addr().map_err(os("read the metrics address"))?, "serving /metrics");
+        std::thread::Builder::new()
+            .name("vswitch-metrics".into())
+            .spawn(move || crate::metrics::serve(l, ctl))
+            .map_err(os("start metrics thread"))?;
     }
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
