@@ -113,9 +113,11 @@ impl PodmanLab {
             "[containers]\ndefault_ulimits = []\n\n\
              [network]\nnetwork_backend = \"cni\"\nnetwork_config_dir = \"{}\"\n\
              cni_plugin_dirs = [\"{}\", \"/usr/lib/cni\"]\n\n\
-             [engine]\nevents_logger = \"file\"\ncgroup_manager = \"cgroupfs\"\n",
+             [engine]\nevents_logger = \"file\"\ncgroup_manager = \"cgroupfs\"\n\
+             tmp_dir = \"{}\"\n",
             cni_dir.display(),
-            plugins.display()
+            plugins.display(),
+            self.dir.join("tmp").display()
         );
         fs::write(self.dir.join("containers.conf"), conf).unwrap();
         let list = serde_json::json!({
