@@ -339,3 +339,31 @@ fn bad_configs_are_cni_errors() {
     assert_eq!(p[0].target, "10.77.2.200:80");
     assert!(!netns::link_exists(&c1, "eth0").unwrap());
 }
+
+#[test]
+fn gc_detaches_what_no_runtime_knows() {
+    let mut lab = CniLab::start("gc");
+    let (a, b, c) = (lab.add_ns("a"), lab.add_ns("b"), lab.add_ns("c"));
+    // Debian's host-local (1.1.1) speaks up to 1.0.0: the containers are added so, and
+    // GC, a verb of 1.1.0, comes in that version.
+    let mut conf = lab.conf("gcnet", "gcbr", "10.77.3.0/24", json!({}));
+    lab.add("ctr-a", &a, &conf);
+    lab.add("ctr-b", &b, &conf);
+    lab.add("ctr-c", &c, &conf);
+    conf["cniVersion"] = json!("1.1.0");
+    // b's namespace is gone and no runtime lists it; c's is gone but still listed; a
+    // is alive and not listed (made by hand, say): only b goes.
+    netns::ip(&["netns", "del", &b]).unwrap();
+    netns::ip(&["netns", "del", &c]).unwrap();
+    conf["cni.dev/valid-attachments"] = json!([{"containerID": "ctr-c", "ifname": "eth0"}]);
+    let g = lab.plugin(
+        &[("CNI_COMMAND", "GC"), ("CNI_PATH", common::CNI_PATH)],
+        &conf.to_string(),
+    );
+    assert!(g.ok, "{}", g.out);
+    let left: Vec<String> = ports(&lab, "gcbr")
+        .into_iter()
+        .filter_map(|p| p.attach.map(|a| a.container))
+        .collect();
+    assert_eq!(left, vec!["ctr-a".to_string(), "ctr-c".to_string()]);
+}
