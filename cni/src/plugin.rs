@@ -161,7 +161,21 @@ fn plug(env: &Env, net: &Net, bridges: &[BridgeInfo], lease: &Lease) -> Result<V
     // The IPAM gateway becomes the switch's own (ARP, ICMP, routing, published ports),
     // as a Docker network's gateway does; a bridge that has a network keeps it.
     if let Some(gw) = lease.gateway {
-        if bridge.and_then(|b| b.net.as_ref()).is_none() {
+        if let Some(n) = bridge.and_then(|b| b.net.as_ref()) {
+            // Another gateway than the switch's would go unanswered: no way out.
+            if n.subnet != lease.subnet() || n.gateway != gw.to_string() {
+                return Err(err(
+                    Code::InvalidConfig,
+                    format!(
+                        "bridge {} has network {} with gateway {}, but the IPAM plugin gave {} with gateway {gw}",
+                        net.bridge,
+                        n.subnet,
+                        n.gateway,
+                        lease.cidr()
+                    ),
+                ));
+            }
+        } else {
             call(
                 net,
                 &Request::AddNet {

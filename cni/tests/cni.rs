@@ -311,11 +311,24 @@ fn bad_configs_are_cni_errors() {
         .unwrap()
         .contains(&json!("1.0.0")));
 
-    // A failure after host-local leased an address (the host port is taken): neither
-    // the port nor the lease nor a published port of ours stays.
+    // A network whose gateway is not the bridge's own is refused, and leaves nothing.
+    let other = lab.conf("othernet", "badbr", "10.77.9.0/24", json!({}));
     lab.vswitchd.vsctl_ok(&["add-br", "badbr"]);
     lab.vswitchd
         .vsctl_ok(&["add-net", "badbr", "10.77.2.0/24", "--gateway", "10.77.2.1"]);
+    let c = add(&other);
+    assert_eq!(c.code(), 7, "{}", c.out);
+    assert!(
+        c.msg()
+            .contains("has network 10.77.2.0/24 with gateway 10.77.2.1"),
+        "{}",
+        c.out
+    );
+    assert!(lab.leases("othernet").is_empty());
+    assert!(ports(&lab, "badbr").is_empty());
+
+    // A failure after host-local leased an address (the host port is taken): neither
+    // the port nor the lease nor a published port of ours stays.
     lab.vswitchd
         .vsctl_ok(&["publish", "tcp", "8080", "10.77.2.200:80"]);
     let c = add(&with(json!({"runtimeConfig": {"portMappings": [
