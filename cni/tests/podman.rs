@@ -3,10 +3,10 @@
 //! ping each other and fetch a page, `-p 8080:80` is fetched from behind vswitchd's
 //! uplink, and `podman rm` leaves nothing in vswitchd or in host-local's store.
 //!
-//! Everything is the test's own: podman's `--root`/`--runroot` (vfs storage), its
-//! containers.conf (`CONTAINERS_CONF`: the CNI backend, the CNI directory, no default
-//! ulimits, which this sandbox refuses), a busybox image imported from Debian's
-//! busybox-static, and the namespace podman and vswitchd run in.
+//! Everything is the test's own ([`testlab::podman`]): podman's `--root`/`--runroot`
+//! (vfs storage), its containers.conf (`CONTAINERS_CONF`: the CNI backend, the CNI
+//! directory, no default ulimits, which this sandbox refuses), a busybox image imported
+//! from Debian's busybox-static, and the namespace podman and vswitchd run in.
 //!
 //! Podman and vswitchd run in that namespace through `nsenter --net`, not `ip netns
 //! exec`: the latter gives each its own mount namespace, and podman's bind mount of a
@@ -23,7 +23,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ctl::Data;
-use testlab::{netns, Bg, Namespaces, Opts, Out, Output};
+use testlab::podman::Podman;
+use testlab::{netns, Bg, Namespaces, Opts, Output};
 
 const IMAGE: &str = "localhost/vswitch-bb:test";
 const PAGE: &str = "hello from podman on vswitch";
@@ -35,6 +36,9 @@ struct PodmanLab {
     ns: String,
     sock: PathBuf,
     vsctl: PathBuf,
+    // Dropped in this order: containers first (their DEL needs vswitchd), then the
+    // daemon, then the namespaces.
+    podman: Option<Podman>,
     vswitchd: Option<Bg>,
     namespaces: Namespaces,
 }
@@ -57,17 +61,22 @@ impl PodmanLab {
             vsctl: bins.vsctl.clone(),
             dir,
             ns: format!("{prefix}-sw"),
+            podman: None,
             vswitchd: None,
             namespaces: Namespaces::new(),
         };
         lab.namespaces.add(&lab.ns);
-        let argv = lab.in_ns(&[
-            bins.vswitchd.to_str().unwrap(),
-            "--sock",
-            lab.sock.to_str().unwrap(),
-            "--db",
-            lab.dir.join("conf.json").to_str().unwrap(),
-        ]);
+        // As podman (see testlab::podman), in the caller's mount namespace.
+        let argv = vec![
+            "nsenter".to_string(),
+            format!("--net={}", netns::path(&lab.ns).display()),
+            "--".into(),
+            bins.vswitchd.display().to_string(),
+            "--sock".into(),
+            lab.sock.display().to_string(),
+            "--db".into(),
+            lab.dir.join("conf.json").display().to_string(),
+        ];
         let opts = Opts {
             env_remove: vec![ctl::SOCK_ENV.into()],
             ..Opts::default()
@@ -85,41 +94,26 @@ impl PodmanLab {
         })
         .unwrap_or_else(|e| panic!("vswitchd did not start: {e:?}\n{}", lab.logs()));
         lab.vswitchd = Some(bg);
-        lab.write_configs(&bin_dir);
-        lab.import_image();
+        let (cni_dir, plugins) = lab.write_configs(&bin_dir);
+        let podman = Podman::new(
+            &lab.ns,
+            &lab.dir.join("podman"),
+            &cni_dir,
+            &[&plugins, Path::new("/usr/lib/cni")],
+        );
+        podman.import_busybox(IMAGE, PAGE);
+        lab.podman = Some(podman);
         lab
     }
 
-    /// `argv` in the lab's network namespace, in the caller's mount namespace.
-    fn in_ns(&self, argv: &[&str]) -> Vec<String> {
-        let mut v = vec![
-            "nsenter".to_string(),
-            format!("--net={}", netns::path(&self.ns).display()),
-            "--".into(),
-        ];
-        v.extend(argv.iter().map(|s| s.to_string()));
-        v
-    }
-
-    /// containers.conf, the conflist, and the plugin under its type's name.
-    fn write_configs(&self, bin_dir: &Path) {
+    /// The conflist, and the plugin under its type's name; the two directories.
+    fn write_configs(&self, bin_dir: &Path) -> (PathBuf, PathBuf) {
         let cni_dir = self.dir.join("cni");
         let plugins = self.dir.join("plugins");
         fs::create_dir_all(&cni_dir).unwrap();
         fs::create_dir_all(&plugins).unwrap();
         // A runtime finds a plugin by its "type": ours is "vswitch".
         symlink(bin_dir.join("vswitch-cni"), plugins.join("vswitch")).unwrap();
-        let conf = format!(
-            "[containers]\ndefault_ulimits = []\n\n\
-             [network]\nnetwork_backend = \"cni\"\nnetwork_config_dir = \"{}\"\n\
-             cni_plugin_dirs = [\"{}\", \"/usr/lib/cni\"]\n\n\
-             [engine]\nevents_logger = \"file\"\ncgroup_manager = \"cgroupfs\"\n\
-             tmp_dir = \"{}\"\n",
-            cni_dir.display(),
-            plugins.display(),
-            self.dir.join("tmp").display()
-        );
-        fs::write(self.dir.join("containers.conf"), conf).unwrap();
         let list = serde_json::json!({
             "cniVersion": "1.0.0",
             "name": NET,
@@ -137,63 +131,11 @@ impl PodmanLab {
             }],
         });
         fs::write(cni_dir.join(format!("{NET}.conflist")), list.to_string()).unwrap();
+        (cni_dir, plugins)
     }
 
-    fn import_image(&self) {
-        let root = self.dir.join("rootfs");
-        for d in ["bin", "www", "tmp"] {
-            fs::create_dir_all(root.join(d)).unwrap();
-        }
-        fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
-        let list = testlab::sh(&["/bin/busybox", "--list"]);
-        for applet in list
-            .lines()
-            .map(str::trim)
-            .filter(|a| !a.is_empty() && *a != "busybox")
-        {
-            let _ = symlink("busybox", root.join("bin").join(applet));
-        }
-        fs::write(root.join("www/index.html"), format!("{PAGE}\n")).unwrap();
-        let tar = self.dir.join("rootfs.tar");
-        testlab::sh(&[
-            "tar",
-            "-C",
-            root.to_str().unwrap(),
-            "-cf",
-            tar.to_str().unwrap(),
-            ".",
-        ]);
-        self.podman_ok(&["import", tar.to_str().unwrap(), IMAGE]);
-    }
-
-    fn try_podman(&self, args: &[&str]) -> Out {
-        let root = self.dir.join("root");
-        let runroot = self.dir.join("runroot");
-        let mut argv = vec![
-            "podman",
-            "--root",
-            root.to_str().unwrap(),
-            "--runroot",
-            runroot.to_str().unwrap(),
-            "--storage-driver",
-            "vfs",
-        ];
-        argv.extend(args);
-        let conf = self.dir.join("containers.conf");
-        let opts = Opts {
-            env: vec![("CONTAINERS_CONF".into(), conf.display().to_string())],
-            env_remove: vec![ctl::SOCK_ENV.into()],
-            ignore_stop: true,
-            ..Opts::default()
-        };
-        testlab::proc::try_run_with(&self.in_ns(&argv), Duration::from_secs(120), &opts)
-            .unwrap_or_else(|e| panic!("{e}"))
-    }
-
-    fn podman_ok(&self, args: &[&str]) -> String {
-        let o = self.try_podman(args);
-        assert!(o.success(), "podman failed: {o}\n{}", self.logs());
-        o.stdout
+    fn podman(&self) -> &Podman {
+        self.podman.as_ref().expect("podman is set up")
     }
 
     fn vsctl_json(&self, args: &[&str]) -> Data {
@@ -219,9 +161,7 @@ impl Drop for PodmanLab {
         if std::thread::panicking() {
             eprintln!("{}", self.logs());
         }
-        if self.dir.join("containers.conf").exists() {
-            let _ = self.try_podman(&["rm", "-af", "-t", "0"]);
-        }
+        drop(self.podman.take());
         if let Some(mut b) = self.vswitchd.take() {
             let _ = b.stop(Duration::from_secs(5));
         }
@@ -239,31 +179,17 @@ fn podman_runs_containers_on_vswitch() {
     netns::addr_add(&wan, "eth0", "198.51.100.1/24").unwrap();
     lab.vsctl_ok(&["set-uplink", "up0", "--ip", "198.51.100.2/24"]);
 
-    let run = |name: &str, extra: &[&str], cmd: &[&str]| {
-        let mut a = vec![
-            "run",
-            "-d",
-            "--name",
-            name,
-            "--network",
-            NET,
-            "--ulimit",
-            "host",
-        ];
-        a.extend(extra);
-        a.push(IMAGE);
-        a.extend(cmd);
-        lab.podman_ok(&a);
-    };
-    run(
+    let pm = lab.podman();
+    pm.run(
         "web",
-        &["-p", "8080:80"],
+        &["--network", NET, "-p", "8080:80"],
+        IMAGE,
         &["httpd", "-f", "-p", "80", "-h", "/www"],
     );
-    run("c2", &[], &["sleep", "3600"]);
+    pm.run("c2", &["--network", NET], IMAGE, &["sleep", "3600"]);
     let ip_of = |name: &str| {
         let f = format!("{{{{.NetworkSettings.Networks.{NET}.IPAddress}}}}");
-        lab.podman_ok(&["inspect", "-f", &f, name])
+        pm.podman_ok(&["inspect", "-f", &f, name])
             .trim()
             .to_string()
     };
@@ -283,11 +209,11 @@ fn podman_runs_containers_on_vswitch() {
     assert!(b.ports.iter().all(|p| p.state == "up"), "{b:#?}");
 
     // c2 pings web and fetches its page; the gateway is the switch's.
-    let ping = lab.podman_ok(&["exec", "c2", "ping", "-c", "3", "-W", "2", &web]);
+    let ping = pm.podman_ok(&["exec", "c2", "ping", "-c", "3", "-W", "2", &web]);
     assert!(ping.contains("3 packets received"), "{ping}");
-    let route = lab.podman_ok(&["exec", "c2", "ip", "route"]);
+    let route = pm.podman_ok(&["exec", "c2", "ip", "route"]);
     assert!(route.contains("default via 10.78.0.1"), "{route}");
-    let page = lab.podman_ok(&["exec", "c2", "wget", "-qO-", &format!("http://{web}/")]);
+    let page = pm.podman_ok(&["exec", "c2", "wget", "-qO-", &format!("http://{web}/")]);
     assert_eq!(page.trim(), PAGE);
 
     // -p 8080:80 is a published port of the switch, reached on the uplink address.
@@ -313,7 +239,7 @@ fn podman_runs_containers_on_vswitch() {
     assert_eq!(got.trim(), PAGE);
 
     // podman rm: no port, no published port, no lease, no veth is left.
-    lab.podman_ok(&["rm", "-f", "-t", "0", "web", "c2"]);
+    pm.podman_ok(&["rm", "-f", "-t", "0", "web", "c2"]);
     let Data::Show {
         bridges, published, ..
     } = lab.vsctl_json(&["show"])
