@@ -18,6 +18,8 @@ declare -A PKG=(
     [python3]=python3
     [timeout]=coreutils
     [curl]=curl
+    [podman]=podman
+    [promtool]=prometheus
     [scapy]=python3-scapy
     [ovs-vswitchd]=openvswitch-switch
     [ovsdb-server]=openvswitch-switch
@@ -28,8 +30,6 @@ declare -A PKG=(
     [nsenter]=util-linux
     [dockerd]=docker.io
     [busybox]=busybox-static
-    [podman]=podman
-    [promtool]=prometheus
 )
 
 missing=()
