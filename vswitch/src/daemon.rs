@@ -20,11 +20,11 @@ use crate::worker::{Worker, WAKER};
 pub struct Options {
     pub sock: PathBuf,
     pub db: PathBuf,
+    /// Where to serve `/metrics` (Prometheus text format); none: not served.
+    pub metrics: Option<std::net::SocketAddr>,
     pub workers: usize,
     pub rx_ring: crate::sys::afpacket::RingKind,
     pub busy_poll: Duration,
-    /// Where to serve `/metrics` (Prometheus text format); none: not served.
-    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// Small buffers in the pool: enough for every TX queue of a few dozen ports to fill
@@ -40,15 +40,15 @@ pub enum StartError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Socket(#[from] server::BindError),
-    #[error("cannot serve metrics on {addr}: {why}")]
-    Metrics {
-        addr: std::net::SocketAddr,
-        why: std::io::Error,
-    },
     /// The OS refused a resource the daemon needs (`what` says which).
     #[error("cannot {what}: {why}")]
     Os {
         what: &'static str,
+        why: std::io::Error,
+    },
+    #[error("cannot serve metrics on {addr}: {why}")]
+    Metrics {
+        addr: std::net::SocketAddr,
         why: std::io::Error,
     },
 }
@@ -64,10 +64,6 @@ pub fn run(opts: Options) -> Result<(), StartError> {
     let store = Store::new(&opts.db);
     let cfg = store.load()?;
     let listener = server::bind(&opts.sock)?;
-    let metrics = opts
-        .metrics
-        .map(|a| crate::metrics::bind(a).map_err(|why| StartError::Metrics { addr: a, why }))
-        .transpose()?;
     let _sock_guard = server::SockGuard(opts.sock.clone());
 
     let workers = opts.workers.max(1);
@@ -106,6 +102,11 @@ pub fn run(opts: Options) -> Result<(), StartError> {
         handles.push(h);
     }
 
+    // Bound before the daemon says it started, so a taken port stops it at once.
+    let metrics = opts
+        .metrics
+        .map(|a| crate::metrics::bind(a).map_err(|why| StartError::Metrics { addr: a, why }))
+        .transpose()?;
     let nbr = cfg.bridges.len();
     let nports: usize = cfg.bridges.iter().map(|b| b.ports.len()).sum();
     let ctl = Arc::new(Mutex::new(Controller::new(cfg, store, shared.clone())));

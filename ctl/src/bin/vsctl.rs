@@ -27,6 +27,8 @@ enum Cmd {
     DelBr { bridge: String },
     /// List bridges.
     ListBr,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
+    Completion { shell: clap_complete::Shell },
     /// Add a port: attach an existing interface (afpacket) or create a TAP device (tap).
     AddPort {
         bridge: String,
@@ -193,8 +195,6 @@ enum Cmd {
         bridge: Option<String>,
         port: Option<String>,
     },
-    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
-    Completion { shell: clap_complete::Shell },
 }
 
 fn request(cmd: Cmd) -> Result<Request, String> {
@@ -205,6 +205,7 @@ fn request(cmd: Cmd) -> Result<Request, String> {
         }
         Cmd::DelBr { bridge } => Request::DelBr { bridge },
         Cmd::ListBr => Request::ListBr,
+        Cmd::Completion { .. } => return Err("completion talks to no daemon".into()),
         Cmd::AddPort {
             bridge,
             iface,
@@ -439,7 +440,6 @@ fn request(cmd: Cmd) -> Result<Request, String> {
             Request::SetCtLimit { limit }
         }
         Cmd::Stats { bridge, port } => Request::Stats { bridge, port },
-        Cmd::Completion { .. } => return Err("completion talks to no daemon".into()),
     })
 }
 

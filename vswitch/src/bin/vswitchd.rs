@@ -61,10 +61,10 @@ fn main() -> ExitCode {
     match vswitch::daemon::run(vswitch::daemon::Options {
         sock: args.sock,
         db: args.db,
+        metrics: args.metrics,
         workers,
         rx_ring: args.rx_ring,
         busy_poll: std::time::Duration::from_micros(args.busy_poll_us),
-        metrics: args.metrics,
     }) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
