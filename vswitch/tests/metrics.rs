@@ -174,3 +174,35 @@ fn scrape_passes_promtool_and_matches_stats() {
     assert!(busy > 0.0, "no worker was ever busy: {got:?}");
     assert_eq!(get(&lab, "/").0, "404");
 }
+
+/// Off by default: nothing listens; an address the daemon cannot bind stops it at start
+/// with one line saying so.
+#[test]
+fn metrics_are_off_by_default_and_a_bad_address_stops_the_start() {
+    let mut lab = Lab::new("nometr", 91);
+    lab.start_daemon();
+    let listening = lab.exec_ok(&lab.sw, &["ss", "-Hltn"]);
+    assert!(listening.trim().is_empty(), "{listening}");
+
+    let sock = lab.dir.join("other.sock");
+    let db = lab.dir.join("other.json");
+    let vswitchd = common::vswitchd_bin();
+    let o = lab.exec(
+        &lab.sw,
+        &[
+            vswitchd.to_str().unwrap(),
+            "--sock",
+            sock.to_str().unwrap(),
+            "--db",
+            db.to_str().unwrap(),
+            "--metrics",
+            "198.51.100.77:9477",
+        ],
+    );
+    assert!(!o.success(), "{o}");
+    assert_eq!(
+        o.stderr.trim(),
+        "vswitchd: cannot serve metrics on 198.51.100.77:9477: Cannot assign requested address (os error 99)",
+        "{o}"
+    );
+}
