@@ -18,6 +18,8 @@ declare -A PKG=(
     [python3]=python3
     [timeout]=coreutils
     [curl]=curl
+    [podman]=podman
+    [promtool]=prometheus
     [scapy]=python3-scapy
     [ovs-vswitchd]=openvswitch-switch
     [ovsdb-server]=openvswitch-switch
@@ -35,6 +37,15 @@ for cmd in "${!PKG[@]}"; do
     if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$cmd" ] && [ ! -x "/sbin/$cmd" ]; then
         missing+=("${PKG[$cmd]}")
     fi
+done
+
+# Files rather than commands on PATH: the CNI plugins live in /usr/lib/cni.
+declare -A FILE_PKG=(
+    [/usr/lib/cni/host-local]=containernetworking-plugins
+    [/usr/lib/cni/bridge]=containernetworking-plugins
+)
+for f in "${!FILE_PKG[@]}"; do
+    [ -x "$f" ] || missing+=("${FILE_PKG[$f]}")
 done
 
 if [ "${#missing[@]}" -eq 0 ]; then

@@ -5,17 +5,28 @@ use std::fmt::Write as _;
 
 use crate::Counter;
 
-/// One metric family: a counter name, its help and its labelled samples.
+/// One metric family: a name, its help, its type and its labelled samples.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Family {
     name: String,
     help: String,
-    samples: Vec<(Vec<(String, String)>, u64)>,
+    gauge: bool,
+    /// Values as they are written: integers exactly, seconds as decimals.
+    samples: Vec<(Vec<(String, String)>, String)>,
 }
 
 impl Family {
     /// Adds a sample with these labels.
     pub fn sample(&mut self, labels: &[(&str, &str)], value: u64) -> &mut Self {
+        self.push(labels, value.to_string())
+    }
+
+    /// Adds a sample with a fractional value (seconds).
+    pub fn sample_f64(&mut self, labels: &[(&str, &str)], value: f64) -> &mut Self {
+        self.push(labels, format!("{value:?}"))
+    }
+
+    fn push(&mut self, labels: &[(&str, &str)], value: String) -> &mut Self {
         let l = labels
             .iter()
             .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
@@ -40,12 +51,23 @@ impl Exposition {
     /// The counter family `name`, created with `help` the first time it is asked for;
     /// later calls add samples to the same family, so a family is never split.
     pub fn counter(&mut self, name: &str, help: &str) -> &mut Family {
+        self.family(name, help, false)
+    }
+
+    /// The gauge family `name` (a value that goes up and down: table sizes, limits,
+    /// `_info` series), as [`Exposition::counter`] otherwise.
+    pub fn gauge(&mut self, name: &str, help: &str) -> &mut Family {
+        self.family(name, help, true)
+    }
+
+    fn family(&mut self, name: &str, help: &str, gauge: bool) -> &mut Family {
         let i = match self.families.iter().position(|f| f.name == name) {
             Some(i) => i,
             None => {
                 self.families.push(Family {
                     name: name.to_string(),
                     help: help_text(help),
+                    gauge,
                     samples: Vec::new(),
                 });
                 self.families.len() - 1
@@ -89,12 +111,13 @@ impl Exposition {
         }
     }
 
-    /// The text exposition: `# HELP`, `# TYPE name counter`, then the samples.
+    /// The text exposition: `# HELP`, `# TYPE name counter|gauge`, then the samples.
     pub fn render(&self) -> String {
         let mut out = String::new();
         for f in &self.families {
             let _ = writeln!(out, "# HELP {} {}", f.name, escape_help(&f.help));
-            let _ = writeln!(out, "# TYPE {} counter", f.name);
+            let kind = if f.gauge { "gauge" } else { "counter" };
+            let _ = writeln!(out, "# TYPE {} {kind}", f.name);
             for (labels, v) in &f.samples {
                 out.push_str(&f.name);
                 if !labels.is_empty() {
@@ -133,8 +156,8 @@ pub fn escape_label(s: &str) -> String {
 }
 
 /// Checks text against the exposition format as [`Exposition::render`] writes it: every
-/// family's `# HELP` then `# TYPE … counter` once, its samples right after them, names
-/// of `[a-zA-Z0-9_:]`, labels in braces, integer values. For tests of callers, since
+/// family's `# HELP` then `# TYPE … counter|gauge` once, its samples right after them,
+/// names of `[a-zA-Z0-9_:]`, labels in braces, integer or finite decimal values. For tests of callers, since
 /// `promtool` is not always at hand.
 pub fn validate(text: &str) -> Result<(), String> {
     let mut current = String::new();
@@ -149,7 +172,8 @@ pub fn validate(text: &str) -> Result<(), String> {
             current = name.to_string();
             typed = false;
         } else if let Some(rest) = line.strip_prefix("# TYPE ") {
-            if rest != format!("{current} counter") || typed {
+            let ok = rest == format!("{current} counter") || rest == format!("{current} gauge");
+            if !ok || typed {
                 return Err(format!("TYPE line {line:?} not after its HELP"));
             }
             typed = true;
@@ -157,9 +181,10 @@ pub fn validate(text: &str) -> Result<(), String> {
             let (series, value) = line
                 .rsplit_once(' ')
                 .ok_or_else(|| format!("sample without a value: {line:?}"))?;
-            value
-                .parse::<u64>()
-                .map_err(|_| format!("value not an integer: {line:?}"))?;
+            let finite = value.parse::<f64>().is_ok_and(f64::is_finite);
+            if value.parse::<u64>().is_err() && !finite {
+                return Err(format!("value not a number: {line:?}"));
+            }
             let name = series.split('{').next().unwrap_or_default();
             if name != current || !typed {
                 return Err(format!("sample outside its family: {line:?}"));
@@ -227,6 +252,29 @@ mod tests {
              # TYPE vswitch_bridge_tx_queue_full_total counter\n\
              vswitch_bridge_tx_queue_full_total{bridge=\"br\\\"0\"} 7\n"
         );
+    }
+
+    #[test]
+    fn gauges_and_seconds() {
+        let mut e = Exposition::new();
+        e.gauge("vswitch_build_info", "Build.")
+            .sample(&[("version", "0.1.0")], 1);
+        e.counter("vswitch_worker_busy_seconds_total", "Busy.")
+            .sample_f64(&[("worker", "0")], 1.5)
+            .sample_f64(&[("worker", "1")], 0.0);
+        let text = e.render();
+        assert_eq!(validate(&text), Ok(()));
+        assert_eq!(
+            text,
+            "# HELP vswitch_build_info Build.\n\
+             # TYPE vswitch_build_info gauge\n\
+             vswitch_build_info{version=\"0.1.0\"} 1\n\
+             # HELP vswitch_worker_busy_seconds_total Busy.\n\
+             # TYPE vswitch_worker_busy_seconds_total counter\n\
+             vswitch_worker_busy_seconds_total{worker=\"0\"} 1.5\n\
+             vswitch_worker_busy_seconds_total{worker=\"1\"} 0.0\n"
+        );
+        assert!(validate("# HELP x h\n# TYPE x gauge\nx NaN\n").is_err());
     }
 
     #[test]

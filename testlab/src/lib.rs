@@ -1,7 +1,7 @@
 //! `testlab`: the workspace's one test lab. Every integration test (`vswitch/tests`,
 //! `docker/tests`), `vstopo` and the benches build their networks with it: real network
 //! namespaces, veths, a real `vswitchd` configured with the real `vsctl`, real programs
-//! (`ping`, `iperf3`, `tcpdump`, `dockerd`) — and take all of it down again, also when a
+//! (`ping`, `iperf3`, `tcpdump`, `dockerd`, `podman`) — and take all of it down again, also when a
 //! test panics or a signal arrives.
 //!
 //! Modules, each owning one job:
@@ -13,6 +13,7 @@
 //! - [`netns`]: quiet namespaces, veths, addresses, removal of everything in them;
 //! - [`vswitchd`]: starting `vswitchd` in a namespace, waiting for its socket, `vsctl`;
 //! - [`dockerd`]: a private `dockerd` in a namespace;
+//! - [`podman`]: a private podman (own storage, containers.conf, CNI directory);
 //! - [`traffic`]: ping and iperf3 command lines and what they measured;
 //! - [`snmp`]: a namespace's `/proc/net/snmp` counters.
 //!
@@ -24,6 +25,7 @@ use std::time::Duration;
 pub mod bg;
 pub mod dockerd;
 pub mod netns;
+pub mod podman;
 pub mod proc;
 pub mod snmp;
 pub mod stop;

@@ -194,6 +194,15 @@ pub fn prometheus(
     vteps: &[ctl::VtepStats],
     gateway: Option<&ctl::GatewayStats>,
 ) -> String {
+    exposition(bridges, vteps, gateway).render()
+}
+
+/// The families of [`prometheus`], for a caller that adds its own before rendering.
+pub fn exposition(
+    bridges: &[ctl::BridgeStats],
+    vteps: &[ctl::VtepStats],
+    gateway: Option<&ctl::GatewayStats>,
+) -> metrics_decl::Exposition {
     use crate::gateway::Ev;
     use metrics_decl::Counter;
 
@@ -274,7 +283,7 @@ pub fn prometheus(
         )
         .sample(&[], g.ct_refused);
     }
-    e.render()
+    e
 }
 
 #[cfg(test)]

@@ -20,6 +20,8 @@ use crate::worker::{Worker, WAKER};
 pub struct Options {
     pub sock: PathBuf,
     pub db: PathBuf,
+    /// Where to serve `/metrics` (Prometheus text format); none: not served.
+    pub metrics: Option<std::net::SocketAddr>,
     pub workers: usize,
     pub rx_ring: crate::sys::afpacket::RingKind,
     pub busy_poll: Duration,
@@ -42,6 +44,11 @@ pub enum StartError {
     #[error("cannot {what}: {why}")]
     Os {
         what: &'static str,
+        why: std::io::Error,
+    },
+    #[error("cannot serve metrics on {addr}: {why}")]
+    Metrics {
+        addr: std::net::SocketAddr,
         why: std::io::Error,
     },
 }
@@ -83,6 +90,7 @@ pub fn run(opts: Options) -> Result<(), StartError> {
         inboxes,
         wakers,
         shutdown: AtomicBool::new(false),
+        busy_ns: Shared::busy_counters(workers),
     });
     let mut handles = Vec::new();
     for (i, (poll, inbox)) in polls.into_iter().zip(outboxes).enumerate() {
@@ -94,6 +102,11 @@ pub fn run(opts: Options) -> Result<(), StartError> {
         handles.push(h);
     }
 
+    // Bound before the daemon says it started, so a taken port stops it at once.
+    let metrics = opts
+        .metrics
+        .map(|a| crate::metrics::bind(a).map_err(|why| StartError::Metrics { addr: a, why }))
+        .transpose()?;
     let nbr = cfg.bridges.len();
     let nports: usize = cfg.bridges.iter().map(|b| b.ports.len()).sum();
     let ctl = Arc::new(Mutex::new(Controller::new(cfg, store, shared.clone())));
@@ -105,6 +118,14 @@ pub fn run(opts: Options) -> Result<(), StartError> {
             .name("vswitch-ctl".into())
             .spawn(move || server::serve(listener, ctl))
             .map_err(os("start control thread"))?;
+    }
+    if let Some(l) = metrics {
+        let ctl = ctl.clone();
+        tracing::info!(addr = %l.local_addr().map_err(os("read the metrics address"))?, "serving /metrics");
+        std::thread::Builder::new()
+            .name("vswitch-metrics".into())
+            .spawn(move || crate::metrics::serve(l, ctl))
+            .map_err(os("start metrics thread"))?;
     }
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {

@@ -156,6 +156,9 @@ pub struct GatewayRt {
     /// The worker that routes (and reads the uplink).
     pub owner: usize,
     pub state: Mutex<crate::gateway::Gateway>,
+    /// The gateway's counters as the routing worker last saw them (once a second), so
+    /// that a `/metrics` scrape never waits for the lock that worker routes under.
+    pub published: arc_swap::ArcSwapOption<ctl::GatewayStats>,
 }
 
 /// The gateway in a snapshot: its runtime, the uplink port and the gateway ports.
@@ -309,6 +312,9 @@ pub struct Shared {
     pub inboxes: Vec<Sender<WorkerMsg>>,
     pub wakers: Vec<Arc<mio::Waker>>,
     pub shutdown: AtomicBool,
+    /// Nanoseconds each worker spent handling wake-ups (not waiting in epoll), written
+    /// by that worker alone (`counters::bump`).
+    pub busy_ns: Box<[crossbeam::utils::CachePadded<std::sync::atomic::AtomicU64>]>,
 }
 
 impl Shared {
@@ -327,7 +333,15 @@ impl Shared {
             inboxes: Vec::new(),
             wakers: Vec::new(),
             shutdown: AtomicBool::new(false),
+            busy_ns: Shared::busy_counters(1),
         })
+    }
+
+    /// One busy-time counter per worker.
+    pub fn busy_counters(
+        workers: usize,
+    ) -> Box<[crossbeam::utils::CachePadded<std::sync::atomic::AtomicU64>]> {
+        (0..workers).map(|_| Default::default()).collect()
     }
 
     /// Sends `msg` to worker `w` and wakes it.

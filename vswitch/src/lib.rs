@@ -16,6 +16,7 @@ pub mod fdb;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
 pub mod gateway;
+pub mod metrics;
 pub mod pipeline;
 pub mod pool;
 pub mod port;

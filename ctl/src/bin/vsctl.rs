@@ -27,6 +27,8 @@ enum Cmd {
     DelBr { bridge: String },
     /// List bridges.
     ListBr,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
+    Completion { shell: clap_complete::Shell },
     /// Add a port: attach an existing interface (afpacket) or create a TAP device (tap).
     AddPort {
         bridge: String,
@@ -203,6 +205,7 @@ fn request(cmd: Cmd) -> Result<Request, String> {
         }
         Cmd::DelBr { bridge } => Request::DelBr { bridge },
         Cmd::ListBr => Request::ListBr,
+        Cmd::Completion { .. } => return Err("completion talks to no daemon".into()),
         Cmd::AddPort {
             bridge,
             iface,
@@ -478,6 +481,21 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Cmd::Completion { shell } = cli.cmd {
+        // Needs no daemon: the script comes from the same clap definition as the parser.
+        let mut cmd = <Cli as clap::CommandFactory>::command();
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut cmd, "vsctl", &mut script);
+        // Written here rather than by the generator, which panics on a closed pipe.
+        return match std::io::Write::write_all(&mut std::io::stdout(), &script) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("vsctl: cannot write the completion script: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let sock = cli.sock.clone().unwrap_or_else(ctl::default_sock);
     let req = match request(cli.cmd) {
         Ok(r) => r,

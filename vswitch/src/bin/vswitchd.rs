@@ -26,6 +26,9 @@ struct Args {
     /// instead of sleeping: lower latency for a little CPU while traffic flows. 0 = off.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
     busy_poll_us: u64,
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics (default: not served).
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics: Option<std::net::SocketAddr>,
     /// Log level (error, warn, info, debug, trace) or a tracing filter.
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
     match vswitch::daemon::run(vswitch::daemon::Options {
         sock: args.sock,
         db: args.db,
+        metrics: args.metrics,
         workers,
         rx_ring: args.rx_ring,
         busy_poll: std::time::Duration::from_micros(args.busy_poll_us),

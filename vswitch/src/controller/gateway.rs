@@ -197,10 +197,15 @@ impl Controller {
 
     /// The gateway's counters, once there is anything to route.
     pub(super) fn gateway_stats(&self) -> Option<ctl::GatewayStats> {
-        if self.cfg.uplink.is_none() && self.cfg.bridges.iter().all(|b| b.net.is_none()) {
+        if !self.gateway_stats_configured() {
             return None;
         }
         Some(super::lock(&self.gateway.state).stats())
+    }
+
+    /// True once there is anything to route (a network or the uplink).
+    pub(super) fn gateway_stats_configured(&self) -> bool {
+        self.cfg.uplink.is_some() || self.cfg.bridges.iter().any(|b| b.net.is_some())
     }
 
     pub(super) fn net_info(&self, bridge: &str) -> Option<NetInfo> {

@@ -9,6 +9,7 @@
 mod attach;
 mod error;
 mod gateway;
+mod metrics;
 #[cfg(test)]
 mod tests;
 
@@ -78,6 +79,7 @@ impl Controller {
                 // uplink then needs no hand-off between threads.
                 owner: 0,
                 state: std::sync::Mutex::new(crate::gateway::Gateway::new()),
+                published: Default::default(),
             }),
             uplink_mac: None,
         };
@@ -1226,6 +1228,20 @@ impl Controller {
     }
 
     fn stats(&self, bridge: Option<&str>, port: Option<&str>) -> Result<Data, ControlError> {
+        let (bridges, vteps) = self.counters(bridge, port)?;
+        Ok(Data::Stats {
+            gateway: self.gateway_stats(),
+            bridges,
+            vteps,
+        })
+    }
+
+    /// The bridges' (ports') and VTEPs' counters, read from atomics only.
+    fn counters(
+        &self,
+        bridge: Option<&str>,
+        port: Option<&str>,
+    ) -> Result<(Vec<BridgeStats>, Vec<VtepStats>), ControlError> {
         if let Some(b) = bridge {
             let bc = self.bridge_conf(b)?;
             if let Some(p) = port {
@@ -1280,11 +1296,7 @@ impl Controller {
             })
             .collect();
         vteps.sort_by(|a, b| (&a.local, a.dstport).cmp(&(&b.local, b.dstport)));
-        Ok(Data::Stats {
-            gateway: self.gateway_stats(),
-            bridges: out,
-            vteps,
-        })
+        Ok((out, vteps))
     }
 
     /// Periodic work: age and compact FDBs, and bring ports back whose interface is there

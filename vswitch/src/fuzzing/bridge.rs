@@ -127,6 +127,7 @@ impl BridgeLab {
             rt: Arc::new(GatewayRt {
                 owner: 0,
                 state: std::sync::Mutex::new(lab_gateway(&pool, false)),
+                published: Default::default(),
             }),
             uplink: Some(uplink),
             ports: vec![gw],

@@ -64,5 +64,10 @@ impl Worker {
             &mut self.gw_out,
             &mut sink,
         );
+        if tick {
+            // This worker already takes the lock per batch; a scrape must not.
+            let stats = super::lock(&gv.rt.state).stats();
+            gv.rt.published.store(Some(std::sync::Arc::new(stats)));
+        }
     }
 }

@@ -146,6 +146,8 @@ impl Worker {
                 }
                 continue;
             }
+            // Busy from here to the next wait: one clock read per wake-up, not per frame.
+            let woke = Instant::now();
             while let Ok(msg) = self.inbox.try_recv() {
                 self.handle_msg(msg);
             }
@@ -198,6 +200,9 @@ impl Worker {
             if last_house.elapsed() >= Duration::from_secs(1) {
                 last_house = Instant::now();
                 self.housekeeping();
+            }
+            if let Some(c) = shared.busy_ns.get(self.idx) {
+                crate::counters::bump(c, woke.elapsed().as_nanos() as u64);
             }
         }
         // Leaving drops every slot, which closes sockets and removes the TAPs we made.

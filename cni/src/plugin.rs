@@ -1,0 +1,501 @@
+//! The CNI verbs. Like the Docker plugin this keeps no state of its own: what `DEL`,
+//! `CHECK` and `GC` need later is in vswitchd's config (the attachment records the
+//! container ID, namespace, interface and address) and in the IPAM plugin's store.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::Path;
+
+use ctl::{BridgeInfo, ClientError, Data, L4Proto, PortInfo, PortKind, PublishedInfo, Request};
+use serde_json::{json, Value};
+
+use crate::conf::{self, Env, Net};
+use crate::error::{err, CniError, Code, Result};
+use crate::ipam::{self, Lease};
+
+/// What a call prints on stdout when it succeeds (nothing for DEL, CHECK, STATUS, GC).
+pub type Output = Option<String>;
+
+/// Runs one call: `stdin` is the network configuration, `env` the `CNI_*` variables.
+pub fn run(env: &Env, stdin: &[u8]) -> Result<Output> {
+    match env.command.as_str() {
+        "VERSION" => Ok(Some(version())),
+        "ADD" => add(env, stdin).map(Some),
+        "DEL" => del(env, stdin).map(|()| None),
+        "CHECK" => check(env, stdin).map(|()| None),
+        "STATUS" => status(stdin).map(|()| None),
+        "GC" => gc(env, stdin).map(|()| None),
+        other => Err(err(
+            Code::InvalidEnv,
+            format!("CNI_COMMAND {other:?} is not one of ADD, DEL, CHECK, VERSION, STATUS, GC"),
+        )),
+    }
+}
+
+fn version() -> String {
+    json!({"cniVersion": conf::OWN_VERSION, "supportedVersions": conf::SUPPORTED}).to_string()
+}
+
+/// One request to vswitchd; an unreachable daemon is "try again later".
+fn call(net: &Net, req: &Request) -> Result<Data> {
+    ctl::call(&net.socket, req).map_err(|e| match e {
+        ClientError::Connect { .. } => err(Code::TryAgainLater, e.to_string()),
+        ClientError::Refused(m) => err(Code::Refused, format!("vswitchd: {m}")),
+        other => err(Code::Io, other.to_string()),
+    })
+}
+
+/// The bridges and published ports vswitchd has now.
+fn show(net: &Net) -> Result<(Vec<BridgeInfo>, Vec<PublishedInfo>)> {
+    match call(net, &Request::Show)? {
+        Data::Show {
+            bridges, published, ..
+        } => Ok((bridges, published)),
+        _ => Err(err(Code::Io, "vswitchd answered show with something else")),
+    }
+}
+
+/// The port of `bridge` attached to container `id` as `ifname`.
+fn attached<'a>(
+    bridges: &'a [BridgeInfo],
+    bridge: &str,
+    id: &str,
+    ifname: &str,
+) -> Option<&'a PortInfo> {
+    bridges
+        .iter()
+        .find(|b| b.name == bridge)?
+        .ports
+        .iter()
+        .find(|p| {
+            p.attach
+                .as_ref()
+                .is_some_and(|a| a.container == id && a.ifname == ifname)
+        })
+}
+
+fn refuse_overlay(net: &Net) -> Result<()> {
+    match &net.conf.overlay {
+        Some(o) => Err(err(
+            Code::UnsupportedField,
+            format!(
+                "overlay {o:?}: cluster networks need a vswitchd in cluster mode, and this vswitchd has no cluster support"
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// A locally administered MAC made from the container and interface, so that the same
+/// attachment always gets the same one (the runtime may give its own through `mac`).
+fn mac_for(id: &str, ifname: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.bytes().chain([0]).chain(ifname.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let b = h.to_be_bytes();
+    format!(
+        "02:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        b[0], b[1], b[2], b[3], b[4]
+    )
+}
+
+fn proto(p: &str) -> L4Proto {
+    if p == "udp" {
+        L4Proto::Udp
+    } else {
+        L4Proto::Tcp
+    }
+}
+
+fn add(env: &Env, stdin: &[u8]) -> Result<String> {
+    let net = conf::parse(stdin)?;
+    refuse_overlay(&net)?;
+    if !Path::new(&env.netns).exists() {
+        return Err(err(
+            Code::UnknownContainer,
+            format!("CNI_NETNS {} does not exist", env.netns),
+        ));
+    }
+    let (bridges, _) = show(&net)?;
+    if let Some(p) = attached(&bridges, &net.bridge, &env.container_id, &env.ifname) {
+        return Err(err(
+            Code::InvalidConfig,
+            format!(
+                "container {} already has {} on bridge {} (port {})",
+                env.container_id, env.ifname, net.bridge, p.name
+            ),
+        ));
+    }
+    let raw = ipam::exec(&net.ipam_type, "ADD", env, stdin)?;
+    let (lease, ipam_result) = match ipam::lease(&raw) {
+        Ok(x) => x,
+        Err(e) => {
+            let _ = ipam::exec(&net.ipam_type, "DEL", env, stdin);
+            return Err(e);
+        }
+    };
+    match plug(env, &net, &bridges, &lease) {
+        Ok(result) => Ok(shape(&net.conf.cni_version, result, &ipam_result)),
+        Err(e) => {
+            // Nothing of this call may stay behind: the port, published ports, the lease.
+            let _ = unplug(env, &net, Some(&lease));
+            let _ = ipam::exec(&net.ipam_type, "DEL", env, stdin);
+            Err(e)
+        }
+    }
+}
+
+/// Bridge (and its network) if missing, the attachment, the published ports; returns
+/// the interfaces of the result.
+fn plug(env: &Env, net: &Net, bridges: &[BridgeInfo], lease: &Lease) -> Result<Value> {
+    let bridge = bridges.iter().find(|b| b.name == net.bridge);
+    if bridge.is_none() {
+        call(
+            net,
+            &Request::AddBr {
+                bridge: net.bridge.clone(),
+            },
+        )?;
+    }
+    // The IPAM gateway becomes the switch's own (ARP, ICMP, routing, published ports),
+    // as a Docker network's gateway does; a bridge that has a network keeps it.
+    if let Some(gw) = lease.gateway {
+        if let Some(n) = bridge.and_then(|b| b.net.as_ref()) {
+            // Another gateway than the switch's would go unanswered: no way out.
+            if n.subnet != lease.subnet() || n.gateway != gw.to_string() {
+                return Err(err(
+                    Code::InvalidConfig,
+                    format!(
+                        "bridge {} has network {} with gateway {}, but the IPAM plugin gave {} with gateway {gw}",
+                        net.bridge,
+                        n.subnet,
+                        n.gateway,
+                        lease.cidr()
+                    ),
+                ));
+            }
+        } else {
+            call(
+                net,
+                &Request::AddNet {
+                    bridge: net.bridge.clone(),
+                    subnet: lease.subnet(),
+                    gateway: gw,
+                },
+            )?;
+        }
+    }
+    let mac = net
+        .conf
+        .runtime_config
+        .mac
+        .clone()
+        .unwrap_or_else(|| mac_for(&env.container_id, &env.ifname));
+    call(
+        net,
+        &Request::Attach {
+            bridge: net.bridge.clone(),
+            netns: env.netns.clone(),
+            container: env.container_id.clone(),
+            ifname: env.ifname.clone(),
+            ip: lease.cidr(),
+            gw: lease.gateway,
+            mac: Some(mac.clone()),
+            mtu: net.conf.mtu,
+            vlan: net.conf.vlan,
+            kind: PortKind::Afpacket,
+        },
+    )?;
+    for m in &net.conf.runtime_config.port_mappings {
+        call(
+            net,
+            &Request::Publish {
+                proto: proto(&m.protocol),
+                host_port: m.host_port,
+                target: SocketAddrV4::new(lease.addr, m.container_port),
+            },
+        )?;
+    }
+    let (bridges, _) = show(net)?;
+    let host = attached(&bridges, &net.bridge, &env.container_id, &env.ifname)
+        .map(|p| p.name.clone())
+        .ok_or_else(|| err(Code::Io, "vswitchd does not show the port it just attached"))?;
+    let mut host_if = json!({ "name": host });
+    if let Ok(a) = std::fs::read_to_string(format!("/sys/class/net/{host}/address")) {
+        host_if["mac"] = json!(a.trim());
+    }
+    Ok(json!([
+        host_if,
+        {"name": env.ifname, "mac": mac, "sandbox": env.netns},
+    ]))
+}
+
+/// The result in the config's version: 1.x as is, 0.3/0.4 with `version` on each IP.
+fn shape(version: &str, interfaces: Value, ipam_result: &Value) -> String {
+    let old = version.starts_with("0.");
+    let ips: Vec<Value> = ipam_result
+        .get("ips")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|ip| {
+            let addr = ip.get("address")?.as_str()?;
+            let v4 = addr
+                .split_once('/')
+                .is_some_and(|(a, _)| a.parse::<Ipv4Addr>().is_ok());
+            // Only the IPv4 address is configured in the container.
+            if !v4 {
+                return None;
+            }
+            let mut o = json!({"address": addr, "interface": 1});
+            if let Some(g) = ip.get("gateway") {
+                o["gateway"] = g.clone();
+            }
+            if old {
+                o["version"] = json!("4");
+            }
+            Some(o)
+        })
+        .take(1)
+        .collect();
+    let mut r = json!({
+        "cniVersion": version,
+        "interfaces": interfaces,
+        "ips": ips,
+    });
+    for k in ["routes", "dns"] {
+        if let Some(v) = ipam_result.get(k) {
+            r[k] = v.clone();
+        }
+    }
+    r.to_string()
+}
+
+/// Removes the attachment and every port published to its address; true if there was
+/// one. Nothing there is not an error.
+fn unplug(env: &Env, net: &Net, lease: Option<&Lease>) -> Result<bool> {
+    let (bridges, published) = show(net)?;
+    let port = attached(&bridges, &net.bridge, &env.container_id, &env.ifname).cloned();
+    let ip = port
+        .as_ref()
+        .and_then(|p| p.attach.as_ref())
+        .and_then(|a| a.ip.split_once('/'))
+        .and_then(|(a, _)| a.parse::<Ipv4Addr>().ok())
+        .or(lease.map(|l| l.addr));
+    if let Some(ip) = ip {
+        for p in published.iter().filter(|p| {
+            p.target
+                .parse::<SocketAddrV4>()
+                .is_ok_and(|t| *t.ip() == ip)
+        }) {
+            match call(
+                net,
+                &Request::Unpublish {
+                    proto: p.proto,
+                    host_port: p.host_port,
+                },
+            ) {
+                Ok(_)
+                | Err(CniError {
+                    code: Code::Refused,
+                    ..
+                }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    let Some(port) = port else { return Ok(false) };
+    let a = port
+        .attach
+        .as_ref()
+        .map(|a| a.netns.clone())
+        .unwrap_or_default();
+    match call(
+        net,
+        &Request::Detach {
+            bridge: net.bridge.clone(),
+            netns: a,
+            ifname: env.ifname.clone(),
+            container: Some(env.container_id.clone()),
+        },
+    ) {
+        // Gone between our show and now: someone else did the work.
+        Ok(_)
+        | Err(CniError {
+            code: Code::Refused,
+            ..
+        }) => Ok(true),
+        Err(e) => Err(e),
+    }
+}
+
+fn del(env: &Env, stdin: &[u8]) -> Result<()> {
+    let net = conf::parse(stdin)?;
+    if net.conf.overlay.is_some() {
+        // ADD refused it, so nothing was made.
+        return Ok(());
+    }
+    let lease = net.conf.prev_result.as_ref().and_then(ipam::first_v4);
+    unplug(env, &net, lease.as_ref())?;
+    ipam::exec(&net.ipam_type, "DEL", env, stdin)?;
+    Ok(())
+}
+
+fn check(env: &Env, stdin: &[u8]) -> Result<()> {
+    let net = conf::parse(stdin)?;
+    refuse_overlay(&net)?;
+    let prev = net
+        .conf
+        .prev_result
+        .as_ref()
+        .ok_or_else(|| err(Code::InvalidConfig, "CHECK needs a prevResult"))?;
+    let want = ipam::first_v4(prev)
+        .ok_or_else(|| err(Code::InvalidConfig, "prevResult has no IPv4 address"))?;
+    if !Path::new(&env.netns).exists() {
+        return Err(err(
+            Code::UnknownContainer,
+            format!("CNI_NETNS {} does not exist", env.netns),
+        ));
+    }
+    let (bridges, _) = show(&net)?;
+    let port =
+        attached(&bridges, &net.bridge, &env.container_id, &env.ifname).ok_or_else(|| {
+            err(
+                Code::Io,
+                format!(
+                    "container {} has no {} on bridge {}",
+                    env.container_id, env.ifname, net.bridge
+                ),
+            )
+        })?;
+    if port.state != "up" {
+        return Err(err(
+            Code::Io,
+            format!(
+                "port {} is {}: {}",
+                port.name,
+                port.state,
+                port.reason.as_deref().unwrap_or("no reason given")
+            ),
+        ));
+    }
+    let ip = port.attach.as_ref().map(|a| a.ip.as_str()).unwrap_or("");
+    if ip != want.cidr() {
+        return Err(err(
+            Code::Io,
+            format!(
+                "port {} has {ip}, prevResult says {}",
+                port.name,
+                want.cidr()
+            ),
+        ));
+    }
+    if let Some(v) = net.conf.vlan {
+        let pvid = port.vlans.as_ref().and_then(|v| v.pvid);
+        if pvid != Some(v) {
+            return Err(err(
+                Code::Io,
+                format!("port {} is not an access port of VLAN {v}", port.name),
+            ));
+        }
+    }
+    ipam::exec(&net.ipam_type, "CHECK", env, stdin)?;
+    Ok(())
+}
+
+/// CNI 1.1 `STATUS`: ready when vswitchd answers.
+fn status(stdin: &[u8]) -> Result<()> {
+    let net = conf::parse(stdin)?;
+    refuse_overlay(&net)?;
+    match call(&net, &Request::ListBr) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(err(
+            Code::NotAvailable,
+            format!("vswitchd does not answer at {}: {e}", net.socket.display()),
+        )),
+    }
+}
+
+/// CNI 1.1 `GC`: detaches attachments of this network's bridge whose container is not
+/// among `cni.dev/valid-attachments` and whose namespace is gone (an attachment made by
+/// hand with `vsctl attach` to a live namespace is never touched), then lets the IPAM
+/// plugin collect its own.
+fn gc(env: &Env, stdin: &[u8]) -> Result<()> {
+    let net = conf::parse(stdin)?;
+    let valid: Vec<(String, String)> = net
+        .conf
+        .other
+        .get("cni.dev/valid-attachments")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|a| {
+            Some((
+                a.get("containerID")?.as_str()?.to_string(),
+                a.get("ifname")?.as_str()?.to_string(),
+            ))
+        })
+        .collect();
+    let (bridges, _) = show(&net)?;
+    let stale: Vec<(String, String)> = bridges
+        .iter()
+        .filter(|b| b.name == net.bridge)
+        .flat_map(|b| &b.ports)
+        .filter_map(|p| p.attach.as_ref())
+        .filter(|a| !Path::new(&a.netns).exists())
+        .map(|a| (a.container.clone(), a.ifname.clone()))
+        .filter(|k| !valid.contains(k))
+        .collect();
+    for (container_id, ifname) in stale {
+        let e = Env {
+            container_id,
+            ifname,
+            ..env.clone()
+        };
+        unplug(&e, &net, None)?;
+    }
+    if !net.ipam_type.is_empty() && !env.path.is_empty() {
+        // host-local of the 1.1 plugins has no GC; a plugin that refuses the verb has
+        // nothing to collect from our point of view.
+        let _ = ipam::exec(&net.ipam_type, "GC", env, stdin);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn macs_are_stable_and_local() {
+        let a = mac_for("abc", "eth0");
+        assert_eq!(a, mac_for("abc", "eth0"));
+        assert_ne!(a, mac_for("abc", "eth1"));
+        assert!(ctl::validate::unicast_mac(&a).is_ok(), "{a}");
+        assert!(a.starts_with("02:"));
+    }
+
+    #[test]
+    fn results_take_the_configs_version() {
+        let ipam = json!({"ips":[{"address":"10.1.0.5/24","gateway":"10.1.0.1"}],"routes":[{"dst":"0.0.0.0/0"}]});
+        let ifs = json!([{"name":"va1"},{"name":"eth0","sandbox":"/x"}]);
+        let r: Value = serde_json::from_str(&shape("1.0.0", ifs.clone(), &ipam)).unwrap();
+        assert_eq!(r["cniVersion"], "1.0.0");
+        assert_eq!(r["ips"][0]["interface"], 1);
+        assert!(r["ips"][0].get("version").is_none());
+        assert_eq!(r["routes"][0]["dst"], "0.0.0.0/0");
+        let r: Value = serde_json::from_str(&shape("0.4.0", ifs, &ipam)).unwrap();
+        assert_eq!(r["ips"][0]["version"], "4");
+    }
+
+    #[test]
+    fn version_lists_what_it_speaks() {
+        let v: Value = serde_json::from_str(&version()).unwrap();
+        assert_eq!(
+            v["supportedVersions"].as_array().unwrap().len(),
+            conf::SUPPORTED.len()
+        );
+    }
+}
