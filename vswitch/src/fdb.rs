@@ -318,6 +318,11 @@ impl Fdb {
         self.remove_where(|e| port_of(e.port) == port)
     }
 
+    /// Clears the learned entries of `port` in the VLANs `vlans` (the port left them).
+    pub fn flush_port_vlans(&self, port: PortId, vlans: &[u16]) -> usize {
+        self.remove_where(|e| !e.is_static() && port_of(e.port) == port && vlans.contains(&e.vlan))
+    }
+
     /// Clears every entry behind remote `remote` of tunnel port `port`.
     pub fn flush_remote(&self, port: PortId, remote: u16) -> usize {
         self.remove_where(|e| e.port == dest(port, remote))

@@ -1229,3 +1229,42 @@ fn tcp_super_frames_through_a_trunk() {
         "TCP over the trunk ({fwd:.3} Gbit/s) is not within an order of magnitude of untagged ({plain:.3} Gbit/s)"
     );
 }
+
+/// A port that becomes a trunk loses what it learned untagged the moment before, as on
+/// the Linux bridge: `add-port`, a frame from the host (learned in VLAN 0), then
+/// `add-vlan PORT 10,20` leaves no VLAN 0 entry for that host in `fdb-show`; `del-vlan`
+/// likewise flushes the VLAN it removes.
+#[test]
+fn leaving_a_vlan_flushes_its_learned_entries() {
+    let mut lab = Lab::new("vflush", 67);
+    lab.add_host();
+    lab.add_host();
+    lab.start_daemon();
+    lab.bridge_with_hosts("br0", &[1, 2]);
+    lab.ping(1, 2);
+    let mac1 = lab.host_mac(1);
+    assert_eq!(
+        entries_of(&lab.fdb("br0"), &mac1),
+        vec![(0, "h1p".to_string())],
+        "h1 not learned untagged on h1p"
+    );
+    lab.vsctl_ok(&["add-vlan", "br0", "h1p", "10,20"]);
+    assert_eq!(
+        entries_of(&lab.fdb("br0"), &mac1),
+        vec![],
+        "h1's VLAN 0 entry stayed after h1p became a trunk of 10 and 20"
+    );
+
+    // A frame tagged 20 from the trunk host, learned in VLAN 20, then del-vlan 20.
+    let f = frame(&mac1, BCAST, &[("q", 20, 0, 0)], 0x88b5);
+    lab.scapy_sendp(&lab.host(1).ns.clone(), "eth0", &[f], 1);
+    common::wait_until("h1 learned in VLAN 20", Duration::from_secs(5), || {
+        entries_of(&lab.fdb("br0"), &mac1) == vec![(20, "h1p".to_string())]
+    });
+    lab.vsctl_ok(&["del-vlan", "br0", "h1p", "20"]);
+    assert_eq!(
+        entries_of(&lab.fdb("br0"), &mac1),
+        vec![],
+        "h1's VLAN 20 entry stayed after del-vlan 20"
+    );
+}

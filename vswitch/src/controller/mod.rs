@@ -378,7 +378,8 @@ impl Controller {
             .iter()
             .find(|p| p.name == port)
             .ok_or_else(|| no_port(bridge, port))?;
-        let mut v = pc.vlans.clone().unwrap_or_default();
+        let old = pc.vlans.clone().unwrap_or_default();
+        let mut v = old.clone();
         f(&mut v)?;
         v.untagged.sort_unstable();
         v.tagged.sort_unstable();
@@ -388,10 +389,25 @@ impl Controller {
             .bridge_mut(bridge)
             .and_then(|b| b.ports.iter_mut().find(|p| p.name == port))
         {
-            p.vlans = (!v.is_empty()).then_some(v);
+            p.vlans = (!v.is_empty()).then_some(v.clone());
         }
         self.commit(next)?;
         self.publish();
+        // What the port learned in VLANs it left is stale at once, as on the Linux
+        // bridge: a host learned untagged (VLAN 0) just before its port became a trunk
+        // must not linger there.
+        let now = vlan_members(&v);
+        let gone: Vec<u16> = vlan_members(&old)
+            .into_iter()
+            .filter(|x| !now.contains(x))
+            .collect();
+        if let (false, Some(rt), Some(br)) = (
+            gone.is_empty(),
+            self.ports.get(port),
+            self.bridges.get(bridge),
+        ) {
+            br.fdb.load().flush_port_vlans(rt.id, &gone);
+        }
         Ok(Data::Done)
     }
 
@@ -1399,4 +1415,12 @@ fn vtep_key(t: &TunnelConf) -> VtepKey {
 /// Locks a mutex whose holder may have panicked (the state stays usable).
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The VLANs a port's frames are learned in: VLAN 0 for a VLAN-unaware port.
+fn vlan_members(v: &PortVlans) -> Vec<u16> {
+    if v.is_empty() {
+        return vec![0];
+    }
+    v.untagged.iter().chain(&v.tagged).copied().collect()
 }

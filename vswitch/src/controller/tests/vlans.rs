@@ -159,3 +159,40 @@ fn list_vlans_shows_every_port_and_refuses_an_unknown_bridge() {
     let e = l.refused(Request::ListVlans { bridge: br("nope") });
     assert_eq!(e, ControlError::NoBridge(br("nope")));
 }
+
+/// A port that leaves a VLAN loses what it learned there at once, as on the Linux
+/// bridge; what it learned in VLANs it keeps, and other ports' entries, stay.
+#[test]
+fn leaving_a_vlan_flushes_what_the_port_learned_there() {
+    use crate::fdb::dest;
+    use crate::wire::MacAddr;
+    let mut l = Lab::seeded("vlan-flush");
+    let p1 = l.c.ports[P1].id;
+    let p2 = l.c.ports[P2].id;
+    // The bridge's FDB handle stays the same across these changes (no limit change).
+    let br = l.c.bridges["br0"].clone();
+    let fdb = || br.fdb.load().entries();
+    let mac = |n: u8| MacAddr([2, 0, 0, 0, 0, n]);
+    // Learned untagged while VLAN-unaware, then made a trunk of 10 and 20.
+    br.fdb.load().learn(0, mac(1), dest(p1, 0), 1);
+    br.fdb.load().learn(0, mac(2), dest(p2, 0), 1);
+    l.ok(add_vlan(P1, &[10, 20]));
+    let has = |e: &[crate::fdb::Entry], vlan: u16, n: u8| {
+        e.iter().any(|x| x.vlan == vlan && x.mac == mac(n))
+    };
+    let e = fdb();
+    assert!(!has(&e, 0, 1), "P1's VLAN 0 entry stayed: {e:?}");
+    assert!(has(&e, 0, 2), "P2's entry went too: {e:?}");
+    // Leaving VLAN 20 flushes VLAN 20 only.
+    br.fdb.load().learn(10, mac(1), dest(p1, 0), 2);
+    br.fdb.load().learn(20, mac(3), dest(p1, 0), 2);
+    l.ok(del_vlan(P1, &[20]));
+    let e = fdb();
+    assert!(
+        has(&e, 10, 1) && !has(&e, 20, 3),
+        "after del-vlan 20: {e:?}"
+    );
+    // A refused change flushes nothing.
+    l.refused(del_vlan(P1, &[30]));
+    assert!(has(&fdb(), 10, 1));
+}
