@@ -151,7 +151,7 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     /// True if the header checksum is right.
     pub fn verify_checksum(&self) -> bool {
         let h = self.b().get(..self.header_len()).unwrap_or(&[]);
-        crate::checksum::fold(crate::checksum::sum(h, 0)) == 0xffff
+        wire::checksum::fold(wire::checksum::sum(h, 0)) == 0xffff
     }
 
     /// The bytes after the header, up to the total length (or the buffer's end for a
@@ -197,7 +197,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
     pub fn fill_checksum(&mut self) {
         self.set_checksum(0);
         let hl = self.header_len();
-        let c = crate::checksum::checksum(self.b().get(..hl).unwrap_or(&[]));
+        let c = wire::checksum::checksum(self.b().get(..hl).unwrap_or(&[]));
         self.set_checksum(c);
     }
 

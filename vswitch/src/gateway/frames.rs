@@ -6,7 +6,7 @@
 
 use std::net::Ipv4Addr;
 
-use nat::checksum::{checksum, update};
+use wire::checksum::{checksum, update};
 
 use crate::pool::Buf;
 use crate::wire::{vnet, MacAddr};

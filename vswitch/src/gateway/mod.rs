@@ -607,8 +607,8 @@ pub fn gateway_mac(bridge: &str) -> MacAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nat::checksum::{checksum, pseudo_v4, sum};
     use proptest::prelude::*;
+    use wire::checksum::{checksum, pseudo_v4, sum};
 
     const G: MacAddr = MacAddr([2, 0x76, 0, 0, 0, 1]);
     const GB: MacAddr = MacAddr([2, 0x76, 0, 0, 0, 2]);
@@ -706,7 +706,7 @@ mod tests {
             1 => checksum(&ip[20..]),
             _ => {
                 let ps = pseudo_v4(src.octets(), dst.octets(), proto, l4.len() as u16);
-                nat::checksum::fold(sum(&ip[20..], ps)) ^ 0xffff
+                wire::checksum::fold(sum(&ip[20..], ps)) ^ 0xffff
             }
         };
         let at = if proto == 6 {
@@ -738,7 +738,7 @@ mod tests {
             v.protocol(),
             payload.len() as u16,
         );
-        v.verify_checksum() && nat::checksum::fold(sum(payload, ps)) == 0xffff
+        v.verify_checksum() && wire::checksum::fold(sum(payload, ps)) == 0xffff
     }
 
     #[test]

@@ -3,21 +3,19 @@
 //! is in range of the frame, so the code that uses the offsets need not re-check them
 //! against the headers' own length fields.
 
-use super::{be16, put16};
-use crate::checksum::{pseudo_v4, pseudo_v6};
+use wire::bytes::{be16, put16};
+use wire::checksum::{pseudo_v4, pseudo_v6};
 
-const ETH_LEN: usize = 14;
-const TAG_LEN: usize = 4;
-const ETHERTYPE_VLAN: u16 = 0x8100;
-const ETHERTYPE_QINQ: u16 = 0x88a8;
+use wire::ethernet::{is_tag_type, HEADER_LEN as ETH_LEN};
 /// EtherType of IPv4.
-pub const ETHERTYPE_IPV4: u16 = 0x0800;
+pub use wire::ethertype::IPV4 as ETHERTYPE_IPV4;
 /// EtherType of IPv6.
-pub const ETHERTYPE_IPV6: u16 = 0x86dd;
+pub use wire::ethertype::IPV6 as ETHERTYPE_IPV6;
 /// IP protocol number of TCP.
-pub const PROTO_TCP: u8 = 6;
+pub use wire::ip_proto::TCP as PROTO_TCP;
 /// IP protocol number of UDP.
-pub const PROTO_UDP: u8 = 17;
+pub use wire::ip_proto::UDP as PROTO_UDP;
+use wire::vlan::TAG_LEN;
 /// Offset of the checksum in a TCP header.
 pub const TCP_CSUM_OFFSET: usize = 16;
 /// Offset of the checksum in a UDP header.
@@ -82,7 +80,7 @@ pub fn headers(frame: &[u8]) -> Option<Layers> {
     let mut ethertype = be16(frame, 12)?;
     let mut tags = 0u8;
     let mut vlan = 0;
-    while tags < 2 && matches!(ethertype, ETHERTYPE_VLAN | ETHERTYPE_QINQ) {
+    while tags < 2 && is_tag_type(ethertype) {
         if tags == 0 {
             vlan = be16(frame, l3)? & 0x0fff;
         }
