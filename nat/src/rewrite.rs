@@ -26,7 +26,7 @@ use wire::checksum::{update, update_partial, update_udp};
 /// truncated packet (TCP's, at offset 16) are left alone. `partial`: a TCP or UDP
 /// checksum field holds the pseudo-header sum (see the module doc).
 fn apply(ip: &mut [u8], to: &Tuple, partial: bool) -> Result<(), ParseError> {
-    let v = Ipv4Packet::new_truncated(&*ip).ok_or(ParseError::Malformed)?;
+    let v = Ipv4Packet::new_truncated(&*ip).map_err(|_| ParseError::Malformed)?;
     let (hl, p) = (v.header_len(), v.protocol());
     if p != to.proto.number() {
         return Err(ParseError::Unsupported);
@@ -121,7 +121,7 @@ pub fn rewrite_error(
     if q.proto != quoted.proto {
         return Err(ParseError::Unsupported);
     }
-    let v = Ipv4Packet::new_checked(&*pkt).ok_or(ParseError::Malformed)?;
+    let v = Ipv4Packet::new_checked(&*pkt).map_err(|_| ParseError::Malformed)?;
     let hl = v.header_len();
     let total = usize::from(v.total_len());
     let (head, icmp) = pkt
@@ -130,7 +130,7 @@ pub fn rewrite_error(
         .split_at_mut(hl);
     // The quoted packet: its IP header and the 8 bytes of L4 `parse` made sure are there.
     let qhl = Ipv4Packet::new_truncated(icmp.get(8..).ok_or(ParseError::Malformed)?)
-        .ok_or(ParseError::Malformed)?
+        .map_err(|_| ParseError::Malformed)?
         .header_len();
     let region = icmp.get_mut(8..8 + qhl + 8).ok_or(ParseError::Malformed)?;
     let before = wire::checksum::fold(wire::checksum::sum(region, 0));

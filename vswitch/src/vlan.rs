@@ -26,12 +26,12 @@ pub struct VlanTable {
 
 #[inline]
 fn bit(set: &[u64; 64], vid: u16) -> bool {
-    let v = usize::from(vid & 0x0fff);
+    let v = usize::from(vid & crate::wire::vlan::VID_MASK);
     set[v / 64] & (1 << (v % 64)) != 0
 }
 
 fn set_bit(set: &mut [u64; 64], vid: u16) {
-    let v = usize::from(vid & 0x0fff);
+    let v = usize::from(vid & crate::wire::vlan::VID_MASK);
     set[v / 64] |= 1 << (v % 64);
 }
 

@@ -10,19 +10,32 @@
 //! - [`ethernet`]: the Ethernet II header and [`MacAddr`].
 //! - [`vlan`]: the 802.1Q / 802.1ad tag, pushed and popped in place.
 //! - [`vnet`]: the virtio-net header in front of frames on offloading ports.
+//! - [`arp`]: ARP for IPv4 over Ethernet, with [`ArpRepr`].
+//! - [`ipv4`], [`tcp`], [`udp`], [`icmp`]: the IP and transport headers NAT rewrites
+//!   and the gateway builds, with [`IcmpRepr`] for echo and error messages.
 //! - [`checksum`]: the Internet checksum, from scratch and incrementally (RFC 1071/1624).
 //! - [`bytes`]: bounds-checked big-endian reads and writes at computed offsets.
 //!
 //! The crate also owns the EtherType ([`ethertype`]) and IP protocol ([`ip_proto`])
 //! numbers, so no other crate spells them.
 
+pub mod arp;
 pub mod bytes;
 pub mod checksum;
 pub mod ethernet;
+pub mod icmp;
+pub mod ipv4;
+pub mod tcp;
+pub mod udp;
 pub mod vlan;
 pub mod vnet;
 
+pub use arp::{ArpPacket, ArpRepr};
 pub use ethernet::{EthernetFrame, MacAddr, MacParseError};
+pub use icmp::{IcmpPacket, IcmpRepr};
+pub use ipv4::{Ipv4Packet, Ipv4Repr};
+pub use tcp::TcpPacket;
+pub use udp::{Ports, UdpPacket};
 pub use vlan::Tag;
 pub use vnet::VnetHdr;
 

@@ -17,8 +17,8 @@ use std::net::Ipv4Addr;
 use std::time::Instant;
 
 use nat::nat::Ipv4Net;
-use nat::packet::Ipv4Packet;
 use nat::{Direction, DropReason, Egress, Nat, Verdict};
+use wire::Ipv4Packet;
 
 use crate::pool::{Buf, Pool, SMALL};
 use crate::wire::{vnet, MacAddr};
@@ -330,7 +330,7 @@ impl Gateway {
             let b = buf.bytes();
             let partial = b[0] & vnet::F_NEEDS_CSUM != 0;
             match Ipv4Packet::new_checked(&b[vnet::LEN + ETH..]) {
-                Some(ip) if ip.verify_checksum() => (
+                Ok(ip) if ip.verify_checksum() => (
                     partial,
                     ip.header_len(),
                     usize::from(ip.total_len()),
@@ -358,7 +358,7 @@ impl Gateway {
             Verdict::Drop(_) => pool.put(buf),
             Verdict::Local => {
                 let f = &mut buf.bytes_mut()[vnet::LEN..];
-                if proto == nat::packet::proto::ICMP && frames::echo_reply_in_place(f, hl, total) {
+                if proto == wire::ip_proto::ICMP && frames::echo_reply_in_place(f, hl, total) {
                     self.count(Ev::EchoReplied);
                     out.push((side, buf));
                 } else {
@@ -450,12 +450,12 @@ impl Gateway {
         };
         let f = &buf.bytes()[vnet::LEN..];
         let ip = &f[ETH..];
-        let Some(v) = Ipv4Packet::new_checked(ip) else {
+        let Ok(v) = Ipv4Packet::new_checked(ip) else {
             return pool.put(buf);
         };
         let hl = v.header_len();
-        let is_error = v.protocol() == nat::packet::proto::ICMP
-            && ip.get(hl).is_some_and(|&t| t != 8 && t != 0);
+        let is_error =
+            v.protocol() == wire::ip_proto::ICMP && ip.get(hl).is_some_and(|&t| t != 8 && t != 0);
         if is_error || self.icmp_sent >= ICMP_ERRORS_PER_SEC || v.src().is_unspecified() {
             return pool.put(buf);
         }
