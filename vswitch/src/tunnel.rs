@@ -251,7 +251,7 @@ fn prepare(b: &mut Buf, hdr: &[u8; 8], remotes: &[Arc<RemoteRt>], socks: usize) 
         return Plan::Drop;
     };
     let bytes = b.bytes_mut();
-    if bytes.len() < vnet::LEN + 14 {
+    if bytes.len() < vnet::LEN + crate::wire::ethernet::HEADER_LEN {
         return Plan::Drop;
     }
     let (vh, frame) = bytes.split_at_mut(vnet::LEN);

@@ -4,7 +4,8 @@
 //! The wire formats the switch reads and rewrites on its hot path, as zero-copy views
 //! in the smoltcp style: `Packet::new_checked` validates lengths once, after which the
 //! accessors cannot panic; setters exist when the buffer is mutable; a `Repr` parses and
-//! emits the messages the switch builds itself (ARP, ICMP echo). No I/O, no allocation.
+//! emits the messages the switch builds itself (ARP, ICMP echo and errors, and the IPv4
+//! header in front of them). No I/O, no allocation.
 //!
 //! Modules:
 //! - [`ethernet`]: the Ethernet II header and [`MacAddr`].

@@ -18,6 +18,8 @@ use std::time::Instant;
 
 use nat::nat::Ipv4Net;
 use nat::{Direction, DropReason, Egress, Nat, Verdict};
+use wire::ethernet::field as eth;
+use wire::icmp::msg_type;
 use wire::Ipv4Packet;
 
 use crate::pool::{Buf, Pool, SMALL};
@@ -276,9 +278,9 @@ impl Gateway {
             return self.discard(pool, buf, Ev::BadFrame);
         }
         let f = &b[vnet::LEN..];
-        match u16::from_be_bytes([f[12], f[13]]) {
-            ARP => self.arp(side, buf, pool, out),
-            IPV4 if f[..6] == my_mac.0 => self.ipv4(side, buf, pool, out),
+        match wire::bytes::be16(f, eth::ETHERTYPE.start) {
+            Some(ARP) => self.arp(side, buf, pool, out),
+            Some(IPV4) if f.get(eth::DST) == Some(&my_mac.0[..]) => self.ipv4(side, buf, pool, out),
             _ => self.discard(pool, buf, Ev::Ignored),
         }
     }
@@ -370,7 +372,9 @@ impl Gateway {
                 if !frames::decrement_ttl(ip) {
                     return self.discard(pool, buf, Ev::TtlExceeded);
                 }
-                let dst = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
+                let Ok(dst) = Ipv4Packet::new_truncated(&*ip).map(|p| p.dst()) else {
+                    return self.discard(pool, buf, Ev::BadIp);
+                };
                 let (to, hop) = match egress {
                     Egress::Outside => match &self.uplink {
                         Some(u) if u.subnet.contains(dst) => (Side::Uplink, Some(dst)),
@@ -454,8 +458,10 @@ impl Gateway {
             return pool.put(buf);
         };
         let hl = v.header_len();
-        let is_error =
-            v.protocol() == wire::ip_proto::ICMP && ip.get(hl).is_some_and(|&t| t != 8 && t != 0);
+        let is_error = v.protocol() == wire::ip_proto::ICMP
+            && ip
+                .get(hl)
+                .is_some_and(|&t| t != msg_type::ECHO_REQUEST && t != msg_type::ECHO_REPLY);
         if is_error || self.icmp_sent >= ICMP_ERRORS_PER_SEC || v.src().is_unspecified() {
             return pool.put(buf);
         }
@@ -463,16 +469,15 @@ impl Gateway {
             self.count(Ev::NoBuffer);
             return pool.put(buf);
         };
-        let mut src_mac = [0u8; 6];
-        src_mac.copy_from_slice(&f[6..12]);
+        let src_mac = MacAddr::read(f, eth::SRC.start).unwrap_or_default();
         let total = usize::from(v.total_len());
         if frames::write_icmp_error(
             &mut e,
-            MacAddr(src_mac),
+            src_mac,
             my_mac,
             my_ip,
             v.src(),
-            11,
+            msg_type::TIME_EXCEEDED,
             0,
             &ip[..total],
         ) {
