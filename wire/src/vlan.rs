@@ -1,6 +1,8 @@
 //! The 802.1Q / 802.1ad tag: its 4 bytes (TPID, then the TCI: PCP, DEI, VID) between
 //! the source address and the EtherType, read as a [`Tag`], and pushed or popped in
-//! place by moving the addresses, never the payload.
+//! place: into or out of headroom in front of the frame by moving only the 12 address
+//! bytes ([`push_in_headroom`], [`pop_to_headroom`]), or, without headroom, by moving
+//! what follows the addresses ([`push`], [`pop`]).
 
 use crate::ethernet::{field as eth, is_tag_type};
 use crate::{ethertype, WireError};
