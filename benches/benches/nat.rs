@@ -16,9 +16,9 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use nat::checksum::{checksum, fold, pseudo_v4, sum};
 use nat::nat::{Ipv4Net, Network};
 use nat::{Config, Direction, Egress, Nat, Verdict};
+use wire::checksum::{checksum, fold, pseudo_v4, sum};
 
 const UPLINK: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
 const FLAGS_ACK_PSH: u8 = 0x18;

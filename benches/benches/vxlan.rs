@@ -11,11 +11,11 @@ use std::hint::black_box;
 use std::net::IpAddr;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use vxlan::checksum::{finish, fold, pseudo_v4, sum};
 use vxlan::decap::VtepTable;
 use vxlan::flow::flow_hash;
 use vxlan::header::encode;
 use vxlan::offload::{encap_segments, offload_for_inner, Gso, Offload};
+use wire::checksum::{finish, fold, pseudo_v4, sum};
 
 /// Inner MTU over a 1500-byte underlay (RFC 7348 §4).
 const INNER_MTU: usize = 1450;

@@ -11,14 +11,12 @@
 //!   UDP checksum is partial (a veth's NEEDS_CSUM).
 //! - [`packet`]: zero-copy views of IPv4, TCP, UDP and ICMP headers.
 //! - [`conntrack`]: the bounded flow table, the TCP state machine, timeouts, expiry.
-//! - [`checksum`]: the Internet checksum and its incremental update (RFC 1624).
 //! - [`rewrite`]: in-place address/port rewrites with incremental checksum fix-up.
 //! - [`mod@tuple`]: 5-tuples and reading them (and ICMP errors' quoted tuples) from packets.
 //!
 //! Every function is total: arbitrary bytes give an error or a neutral answer, never a
 //! panic, and no `unsafe` is used.
 
-pub mod checksum;
 pub mod conntrack;
 pub mod nat;
 pub mod packet;

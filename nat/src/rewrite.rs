@@ -16,31 +16,17 @@
 
 use std::net::Ipv4Addr;
 
-use crate::checksum::{update, update_partial, update_udp};
 use crate::packet::{field, icmp_type, proto, Ipv4Packet};
 use crate::tuple::{parse, Kind, ParseError, Tuple};
-
-#[inline]
-fn be16(b: &[u8], at: usize) -> Option<u16> {
-    match b.get(at..at + 2) {
-        Some(&[x, y]) => Some(u16::from_be_bytes([x, y])),
-        _ => None,
-    }
-}
-
-#[inline]
-fn put16(b: &mut [u8], at: usize, v: u16) {
-    if let Some(s) = b.get_mut(at..at + 2) {
-        s.copy_from_slice(&v.to_be_bytes());
-    }
-}
+use wire::bytes::{be16, put16};
+use wire::checksum::{update, update_partial, update_udp};
 
 /// Rewrites the IP header and the first bytes of L4 of the packet at the start of `ip`
 /// (possibly a quoted, truncated one) to carry `to`. Checksums of fields absent from a
 /// truncated packet (TCP's, at offset 16) are left alone. `partial`: a TCP or UDP
 /// checksum field holds the pseudo-header sum (see the module doc).
 fn apply(ip: &mut [u8], to: &Tuple, partial: bool) -> Result<(), ParseError> {
-    let v = Ipv4Packet::new_truncated(&*ip).ok_or(ParseError::Malformed)?;
+    let v = Ipv4Packet::new_truncated(&*ip).map_err(|_| ParseError::Malformed)?;
     let (hl, p) = (v.header_len(), v.protocol());
     if p != to.proto.number() {
         return Err(ParseError::Unsupported);
@@ -135,7 +121,7 @@ pub fn rewrite_error(
     if q.proto != quoted.proto {
         return Err(ParseError::Unsupported);
     }
-    let v = Ipv4Packet::new_checked(&*pkt).ok_or(ParseError::Malformed)?;
+    let v = Ipv4Packet::new_checked(&*pkt).map_err(|_| ParseError::Malformed)?;
     let hl = v.header_len();
     let total = usize::from(v.total_len());
     let (head, icmp) = pkt
@@ -144,13 +130,13 @@ pub fn rewrite_error(
         .split_at_mut(hl);
     // The quoted packet: its IP header and the 8 bytes of L4 `parse` made sure are there.
     let qhl = Ipv4Packet::new_truncated(icmp.get(8..).ok_or(ParseError::Malformed)?)
-        .ok_or(ParseError::Malformed)?
+        .map_err(|_| ParseError::Malformed)?
         .header_len();
     let region = icmp.get_mut(8..8 + qhl + 8).ok_or(ParseError::Malformed)?;
-    let before = crate::checksum::fold(crate::checksum::sum(region, 0));
+    let before = wire::checksum::fold(wire::checksum::sum(region, 0));
     // A quoted packet's checksum was complete when it was sent.
     apply(region, quoted, false)?;
-    let after = crate::checksum::fold(crate::checksum::sum(region, 0));
+    let after = wire::checksum::fold(wire::checksum::sum(region, 0));
     let c = be16(icmp, field::ICMP_CHECKSUM).ok_or(ParseError::Malformed)?;
     put16(
         icmp,

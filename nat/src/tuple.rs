@@ -158,28 +158,28 @@ fn l4(p: u8, src: Ipv4Addr, dst: Ipv4Addr, l4: &[u8], quoted: bool) -> Result<Pa
     let tuple = |pr, sp, dp| Tuple::new(pr, Endpoint::new(src, sp), Endpoint::new(dst, dp));
     match Proto::from_number(p) {
         Some(Proto::Tcp) if quoted => {
-            let v = Ports::new_checked(l4).ok_or(ParseError::Malformed)?;
+            let v = Ports::new_checked(l4).map_err(|_| ParseError::Malformed)?;
             Ok(Parsed {
                 tuple: tuple(Proto::Tcp, v.src_port(), v.dst_port()),
                 kind: Kind::Tcp { flags: 0 },
             })
         }
         Some(Proto::Tcp) => {
-            let v = TcpPacket::new_checked(l4).ok_or(ParseError::Malformed)?;
+            let v = TcpPacket::new_checked(l4).map_err(|_| ParseError::Malformed)?;
             Ok(Parsed {
                 tuple: tuple(Proto::Tcp, v.src_port(), v.dst_port()),
                 kind: Kind::Tcp { flags: v.flags() },
             })
         }
         Some(Proto::Udp) => {
-            let v = UdpPacket::new_checked(l4).ok_or(ParseError::Malformed)?;
+            let v = UdpPacket::new_checked(l4).map_err(|_| ParseError::Malformed)?;
             Ok(Parsed {
                 tuple: tuple(Proto::Udp, v.src_port(), v.dst_port()),
                 kind: Kind::Udp,
             })
         }
         Some(Proto::Icmp) => {
-            let v = IcmpPacket::new_checked(l4).ok_or(ParseError::Malformed)?;
+            let v = IcmpPacket::new_checked(l4).map_err(|_| ParseError::Malformed)?;
             match v.msg_type() {
                 icmp_type::ECHO_REQUEST => Ok(Parsed {
                     tuple: tuple(Proto::Icmp, v.echo_id(), 0),
@@ -220,7 +220,7 @@ fn l4_of<T: AsRef<[u8]>>(ip: &Ipv4Packet<T>, quoted: bool) -> Result<Parsed, Par
 /// Reads the tuple and kind of an IPv4 packet (starting at its IP header). Fragments
 /// are refused: the first has the ports but the others do not, so none is tracked.
 pub fn parse(pkt: &[u8]) -> Result<Parsed, ParseError> {
-    let ip = Ipv4Packet::new_checked(pkt).ok_or(ParseError::Malformed)?;
+    let ip = Ipv4Packet::new_checked(pkt).map_err(|_| ParseError::Malformed)?;
     if ip.is_fragment() {
         return Err(ParseError::Fragment);
     }

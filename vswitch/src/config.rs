@@ -362,7 +362,7 @@ impl Config {
                 }
                 if let Some(m) = &p.mac {
                     m.parse::<crate::wire::MacAddr>()
-                        .map_err(ConfigError::Invalid)
+                        .map_err(|e| ConfigError::Invalid(e.to_string()))
                         .map_err(ConfigError::in_port(&p.name))?;
                 }
                 if p.external_ids.len() > validate::EXTERNAL_IDS_MAX {

@@ -205,8 +205,12 @@ impl GatewayGuard {
         if src == self.mac {
             return Guarded::SpoofedMac;
         }
-        // ARP for IPv4 over Ethernet: the sender's protocol address at bytes 14..18.
-        if ethertype == crate::gateway::frames::ARP && payload.get(14..18) == Some(&self.ip[..]) {
+        // Where Ethernet/IPv4 ARP puts the sender's protocol address, read without the
+        // full `ArpPacket` check on purpose: a cut or odd-typed packet that still names
+        // the gateway's address there is refused too.
+        if ethertype == wire::ethertype::ARP
+            && payload.get(wire::arp::field::SPA) == Some(&self.ip[..])
+        {
             return Guarded::SpoofedArp;
         }
         Guarded::Clear

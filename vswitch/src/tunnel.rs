@@ -251,7 +251,7 @@ fn prepare(b: &mut Buf, hdr: &[u8; 8], remotes: &[Arc<RemoteRt>], socks: usize) 
         return Plan::Drop;
     };
     let bytes = b.bytes_mut();
-    if bytes.len() < vnet::LEN + 14 {
+    if bytes.len() < vnet::LEN + crate::wire::ethernet::HEADER_LEN {
         return Plan::Drop;
     }
     let (vh, frame) = bytes.split_at_mut(vnet::LEN);
@@ -272,7 +272,7 @@ fn prepare(b: &mut Buf, hdr: &[u8; 8], remotes: &[Arc<RemoteRt>], socks: usize) 
         return Plan::TooBig;
     }
     if off.needs_csum
-        && vxlan::checksum::complete(frame, off.csum_start as usize, off.csum_offset as usize)
+        && wire::checksum::complete(frame, off.csum_start as usize, off.csum_offset as usize)
             .is_err()
     {
         return Plan::Drop;

@@ -8,10 +8,11 @@ use ctl::PortVlans;
 use crate::counters::Drop;
 use crate::pool::Buf;
 use crate::wire::ethernet::{is_tag_type, HEADER_LEN};
+use crate::wire::vlan::{Tag, TAG_AT, TAG_LEN};
 use crate::wire::{vnet, EthernetFrame, VnetHdr};
 
 /// Tag protocol identifier of 802.1Q.
-pub const TPID_8021Q: u16 = 0x8100;
+pub use crate::wire::vlan::TPID_8021Q;
 
 /// A port's VLAN membership as bitsets, for constant-time checks per frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,12 +26,12 @@ pub struct VlanTable {
 
 #[inline]
 fn bit(set: &[u64; 64], vid: u16) -> bool {
-    let v = usize::from(vid & 0x0fff);
+    let v = usize::from(vid & crate::wire::vlan::VID_MASK);
     set[v / 64] & (1 << (v % 64)) != 0
 }
 
 fn set_bit(set: &mut [u64; 64], vid: u16) {
-    let v = usize::from(vid & 0x0fff);
+    let v = usize::from(vid & crate::wire::vlan::VID_MASK);
     set[v / 64] |= 1 << (v % 64);
 }
 
@@ -115,8 +116,8 @@ impl VlanTable {
 #[inline]
 pub fn classify(table: Option<&VlanTable>, tag: Option<(u16, u16)>) -> Result<Class, Drop> {
     let (tpid, tci) = tag.unwrap_or((TPID_8021Q, 0));
-    let vid = tci & 0x0fff;
-    let prio = tci & 0xf000;
+    let vid = tci & crate::wire::vlan::VID_MASK;
+    let prio = tci & crate::wire::vlan::PRIO_MASK;
     match table {
         None => Ok(Class { vid, prio, tpid }),
         Some(t) if vid == 0 => {
@@ -211,19 +212,16 @@ pub fn write_frame(
     tag_in_frame: bool,
     out_tag: Option<(u16, u16)>,
 ) -> bool {
-    let in_len: usize = if tag_in_frame { 4 } else { 0 };
-    if frame.len() < 12 + in_len {
+    let in_len: usize = if tag_in_frame { TAG_LEN } else { 0 };
+    if frame.len() < TAG_AT + in_len {
         return false;
     }
-    let (head, rest) = (&frame[..12], &frame[12 + in_len..]);
+    let (head, rest) = (&frame[..TAG_AT], &frame[TAG_AT + in_len..]);
     let filled = match out_tag {
-        Some((tpid, tci)) => {
-            let tag = [(tpid >> 8) as u8, tpid as u8, (tci >> 8) as u8, tci as u8];
-            buf.fill(&[vnet_hdr, head, &tag, rest])
-        }
+        Some(t) => buf.fill(&[vnet_hdr, head, &Tag::from(t).to_bytes(), rest]),
         None => buf.fill(&[vnet_hdr, head, rest]),
     };
-    let out_len: usize = if out_tag.is_some() { 4 } else { 0 };
+    let out_len: usize = if out_tag.is_some() { TAG_LEN } else { 0 };
     if filled && out_len != in_len {
         if let Some(mut h) = VnetHdr::new_checked(&mut buf.bytes_mut()[..vnet::LEN]) {
             h.shift_offsets(out_len as i16 - in_len as i16);

@@ -12,11 +12,12 @@
 
 use std::ops::Range;
 
-use crate::checksum::{fold, sum};
 use crate::decap::parse;
 use crate::header::HEADER_LEN;
 use crate::offload::layers::{IpVersion, Transport};
 use crate::offload::{Gso, Offload};
+use wire::bytes::be32;
+use wire::checksum::{fold, sum};
 
 const TCP_FIN: u8 = 0x01;
 const TCP_SYN: u8 = 0x02;
@@ -177,8 +178,4 @@ pub fn merge_tcp(buf: &mut [u8], stride: usize) -> Option<Merged> {
         },
         segments: n,
     })
-}
-
-fn be32(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
 }

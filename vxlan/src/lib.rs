@@ -24,7 +24,6 @@
 //! Modules:
 //! - [`header`]: the 8-byte VXLAN header: view, constants, encoding.
 //! - [`decap`]: datagram checks, drop reasons, the VNI → tunnel/remote table.
-//! - [`checksum`]: the Internet checksum, pseudo-headers, NIC-style completion.
 //! - [`offload`]: offload descriptions, header parsing, segmentation, decap offloads.
 //! - [`gro`]: merging the TCP segments of a `UDP_GRO` read back into a super-frame.
 //! - [`flow`]: the inner-flow hash and the outer source port.
@@ -32,7 +31,6 @@
 //! Every function is total: arbitrary bytes and offsets give an error or a neutral
 //! answer, never a panic, and no `unsafe` is used.
 
-pub mod checksum;
 pub mod decap;
 pub mod flow;
 pub mod gro;

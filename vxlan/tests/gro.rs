@@ -4,9 +4,9 @@
 
 use etherparse::PacketBuilder;
 use proptest::prelude::*;
-use vxlan::checksum::{complete, fold, sum};
 use vxlan::gro::merge_tcp;
 use vxlan::offload::{encap_segments, Gso, Offload};
+use wire::checksum::{complete, fold, sum};
 
 fn tcp_frame(v6: bool, payload: &[u8], flags_psh: bool) -> Vec<u8> {
     let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);

@@ -272,13 +272,13 @@ proptest! {
             let (mut a, mut b) = ([0u8; 16], [0u8; 16]);
             a.copy_from_slice(&f[l3 + 8..l3 + 24]);
             b.copy_from_slice(&f[l3 + 24..l3 + 40]);
-            vxlan::checksum::pseudo_v6(a, b, 6, l4_len as u32)
+            wire::checksum::pseudo_v6(a, b, 6, l4_len as u32)
         } else {
             let a = [f[l3 + 12], f[l3 + 13], f[l3 + 14], f[l3 + 15]];
             let b = [f[l3 + 16], f[l3 + 17], f[l3 + 18], f[l3 + 19]];
-            vxlan::checksum::pseudo_v4(a, b, 6, l4_len as u16)
+            wire::checksum::pseudo_v4(a, b, 6, l4_len as u16)
         };
-        let partial = vxlan::checksum::fold(pseudo);
+        let partial = wire::checksum::fold(pseudo);
         f[l4 + 16..l4 + 18].copy_from_slice(&partial.to_be_bytes());
         let off = offload_for_inner(&mut f, 1450);
         prop_assert!(off.needs_csum);
@@ -320,9 +320,9 @@ proptest! {
         let mut t = VtepTable::default();
         t.insert(1, 1, vec![("10.0.0.1".parse().unwrap(), 1)]);
         let _ = t.classify("10.0.0.1".parse().unwrap(), &bytes);
-        let _ = vxlan::checksum::fold(vxlan::checksum::sum(&bytes, u64::MAX));
+        let _ = wire::checksum::fold(wire::checksum::sum(&bytes, u64::MAX));
         let mut c = bytes.clone();
-        let _ = vxlan::checksum::complete(&mut c, usize::from(off.csum_start), usize::from(off.csum_offset));
+        let _ = wire::checksum::complete(&mut c, usize::from(off.csum_start), usize::from(off.csum_offset));
     }
 }
 

@@ -2,18 +2,7 @@
 
 use super::*;
 
-pub(super) fn be16(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_be_bytes([
-        *b.get(at)?,
-        *b.get(at.checked_add(1)?)?,
-    ]))
-}
-
-pub(super) fn put16(b: &mut [u8], at: usize, v: u16) {
-    if let Some(s) = b.get_mut(at..at + 2) {
-        s.copy_from_slice(&v.to_be_bytes());
-    }
-}
+pub(super) use wire::bytes::{be16, put16};
 
 /// The checksum a sender computes over `data` with the 16-bit field at `skip` (an even
 /// offset) counted as zero, starting from the (pseudo-header) sum `init`.
@@ -41,7 +30,7 @@ impl Field {
 
     /// True if `bytes` hold a checksum a receiver accepts: the fresh value or, where
     /// that is 0x0000, its other one's-complement form 0xffff (what a NIC completing
-    /// TCP and UDP checksums alike writes, and `vxlan::checksum::complete` with it).
+    /// TCP and UDP checksums alike writes, and `wire::checksum::complete` with it).
     pub fn valid(&self, bytes: &[u8]) -> bool {
         self.holds(bytes) || (self.want == 0 && be16(bytes, self.at) == Some(0xffff))
     }
@@ -160,7 +149,9 @@ pub fn ipv4_fix(ip: &mut [u8]) -> bool {
             return false;
         };
         match fields.iter().find(|(_, f)| !f.holds(ip)) {
-            Some((_, f)) => put16(ip, f.at, f.want),
+            Some((_, f)) => {
+                put16(ip, f.at, f.want);
+            }
             None => return true,
         }
     }

@@ -131,7 +131,7 @@ pub(super) fn check_gateway_out(side: Side, b: &Buf, clean: Clean, what: &str) {
         }
         Some(IPV4) => {
             let ip = &f[ETH..];
-            let Some(v) = nat::packet::Ipv4Packet::new_checked(ip) else {
+            let Ok(v) = wire::Ipv4Packet::new_checked(ip) else {
                 panic!("{what}: unreadable IPv4 sent");
             };
             assert!(v.verify_checksum(), "{what}: IPv4 header checksum wrong");

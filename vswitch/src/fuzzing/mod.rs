@@ -32,10 +32,10 @@ use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use nat::checksum::{fold, pseudo_v4, sum};
 use nat::nat::{Ipv4Net, Network, Published};
 use nat::tuple::{Endpoint, Kind, Proto, Tuple};
 use nat::{Direction, Egress, Nat, Verdict as NatVerdict};
+use wire::checksum::{fold, pseudo_v4, sum};
 
 use crate::dataplane::{
     BridgeRt, BridgeView, GatewayGuard, GatewayRt, GatewayView, PortRt, Snapshot, UPLINK_BRIDGE,

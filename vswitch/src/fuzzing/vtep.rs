@@ -151,7 +151,7 @@ pub fn vxlan_decap(data: &[u8]) {
             "vxlan_decap: checksum field past the frame"
         );
         let mut done = inner.clone();
-        let r = vxlan::checksum::complete(
+        let r = wire::checksum::complete(
             &mut done,
             usize::from(off.csum_start),
             usize::from(off.csum_offset),
@@ -306,10 +306,7 @@ pub(super) fn check_segments(
     );
 }
 
-pub(super) fn be32(b: &[u8], at: usize) -> Option<u32> {
-    let s = b.get(at..at + 4)?;
-    Some(u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
-}
+pub(super) use wire::bytes::be32;
 
 /// Fuzz target `vxlan_encap`: a frame and its virtio-net header through
 /// `Offload::from_virtio` and `encap_segments` (VXLAN encapsulation with software
@@ -402,7 +399,7 @@ pub fn vxlan_gro(data: &[u8]) {
         "vxlan_gro: {off:?}"
     );
     let mut done = merged.to_vec();
-    let r = vxlan::checksum::complete(
+    let r = wire::checksum::complete(
         &mut done,
         usize::from(off.csum_start),
         usize::from(off.csum_offset),

@@ -1,84 +1,53 @@
 //! The frames the gateway reads and writes itself: ARP (RFC 826) requests and replies,
 //! ICMP echo replies and ICMP errors (RFC 792), and the Ethernet header of routed
-//! packets. Everything works on `vnet header + frame` buffers as ports carry them; IPv4,
-//! TCP, UDP and ICMP headers are read through `nat::packet`, the one owner of those
-//! views.
+//! packets. Everything works on `vnet header + frame` buffers as ports carry them; every
+//! header is read and written through the `wire` crate's views and reprs.
 
 use std::net::Ipv4Addr;
 
-use nat::checksum::{checksum, update};
+use wire::arp::{ArpPacket, PACKET_LEN as ARP_LEN};
+use wire::checksum::update;
+use wire::ethernet::{emit_header, field as eth};
+use wire::icmp::{msg_type, IcmpPacket, IcmpRepr};
+use wire::ipv4::{Ipv4Packet, Ipv4Repr, MIN_HEADER_LEN as IP_HEADER};
+use wire::{ip_proto, WireError};
 
 use crate::pool::Buf;
 use crate::wire::{vnet, MacAddr};
 
 /// Ethernet header length (untagged).
-pub const ETH: usize = 14;
-/// EtherType of IPv4.
-pub const IPV4: u16 = 0x0800;
-/// EtherType of ARP.
-pub const ARP: u16 = 0x0806;
-/// ARP operation: request.
-pub const ARP_REQUEST: u16 = 1;
-/// ARP operation: reply.
-pub const ARP_REPLY: u16 = 2;
-/// Length of an Ethernet/IPv4 ARP packet.
-const ARP_LEN: usize = 28;
+pub const ETH: usize = wire::ethernet::HEADER_LEN;
+/// ARP operations.
+pub use wire::arp::{OP_REPLY as ARP_REPLY, OP_REQUEST as ARP_REQUEST};
+/// EtherTypes the gateway speaks.
+pub use wire::ethertype::{ARP, IPV4};
+/// An Ethernet/IPv4 ARP packet.
+pub use wire::ArpRepr as Arp;
+
 /// Minimum Ethernet frame without FCS: short frames are padded, as NICs do.
 const MIN_FRAME: usize = 60;
 /// Quoted bytes in an ICMP error, at most: an error stays within the 576 bytes every
 /// host accepts (RFC 1812 4.3.2.3).
-const QUOTE_MAX: usize = 576 - 20 - 8;
+const QUOTE_MAX: usize = 576 - IP_HEADER - wire::icmp::HEADER_LEN;
 /// TTL of the packets the gateway originates (Linux's default).
 const TTL: u8 = 64;
 
-/// An Ethernet/IPv4 ARP packet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Arp {
-    pub op: u16,
-    pub sha: MacAddr,
-    pub spa: Ipv4Addr,
-    pub tha: MacAddr,
-    pub tpa: Ipv4Addr,
-}
-
-fn be16(b: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([b[at], b[at + 1]])
-}
-
-fn mac_at(b: &[u8], at: usize) -> MacAddr {
-    let mut m = [0u8; 6];
-    m.copy_from_slice(&b[at..at + 6]);
-    MacAddr(m)
-}
-
-fn ip_at(b: &[u8], at: usize) -> Ipv4Addr {
-    Ipv4Addr::new(b[at], b[at + 1], b[at + 2], b[at + 3])
-}
-
 /// Reads the ARP packet of an untagged frame; `None` unless it is Ethernet/IPv4 ARP.
 pub fn parse_arp(frame: &[u8]) -> Option<Arp> {
-    let a = frame.get(ETH..ETH + ARP_LEN)?;
-    if be16(a, 0) != 1 || be16(a, 2) != IPV4 || a[4] != 6 || a[5] != 4 {
-        return None;
-    }
-    Some(Arp {
-        op: be16(a, 6),
-        sha: mac_at(a, 8),
-        spa: ip_at(a, 14),
-        tha: mac_at(a, 18),
-        tpa: ip_at(a, 24),
-    })
+    let p = ArpPacket::new_checked(frame.get(ETH..)?).ok()?;
+    Arp::parse(&p).ok()
 }
 
 /// Fills `buf` with a frame from `src` to `dst` of `ethertype` whose payload `body`
 /// writes into the slice it is given (`len` bytes); no offload in the vnet header.
+/// False (the buffer left empty) if it does not fit or `body` fails.
 fn build(
     buf: &mut Buf,
     dst: MacAddr,
     src: MacAddr,
     ethertype: u16,
     len: usize,
-    body: impl FnOnce(&mut [u8]),
+    body: impl FnOnce(&mut [u8]) -> Result<(), WireError>,
 ) -> bool {
     let frame_len = (ETH + len).max(MIN_FRAME);
     let total = vnet::LEN + frame_len;
@@ -88,10 +57,9 @@ fn build(
     let b = buf.spare();
     b[..total].fill(0);
     let f = &mut b[vnet::LEN..total];
-    f[0..6].copy_from_slice(&dst.0);
-    f[6..12].copy_from_slice(&src.0);
-    f[12..14].copy_from_slice(&ethertype.to_be_bytes());
-    body(&mut f[ETH..ETH + len]);
+    if emit_header(f, dst, src, ethertype).is_err() || body(&mut f[ETH..ETH + len]).is_err() {
+        return false;
+    }
     buf.set_len(total);
     true
 }
@@ -99,32 +67,9 @@ fn build(
 /// Writes an ARP packet into `buf`, sent from `src` to `dst` at the Ethernet level.
 pub fn write_arp(buf: &mut Buf, dst: MacAddr, src: MacAddr, arp: &Arp) -> bool {
     build(buf, dst, src, ARP, ARP_LEN, |a| {
-        a[0..2].copy_from_slice(&1u16.to_be_bytes());
-        a[2..4].copy_from_slice(&IPV4.to_be_bytes());
-        a[4] = 6;
-        a[5] = 4;
-        a[6..8].copy_from_slice(&arp.op.to_be_bytes());
-        a[8..14].copy_from_slice(&arp.sha.0);
-        a[14..18].copy_from_slice(&arp.spa.octets());
-        a[18..24].copy_from_slice(&arp.tha.0);
-        a[24..28].copy_from_slice(&arp.tpa.octets());
+        arp.emit(&mut ArpPacket::new_checked(a)?);
+        Ok(())
     })
-}
-
-/// Writes an IPv4 header (no options) for `payload_len` bytes of protocol `proto`.
-fn ip_header(h: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr, proto: u8, payload_len: usize) {
-    let total = (20 + payload_len) as u16;
-    h[0] = 0x45;
-    h[1] = 0;
-    h[2..4].copy_from_slice(&total.to_be_bytes());
-    h[4..8].fill(0);
-    h[8] = TTL;
-    h[9] = proto;
-    h[10..12].fill(0);
-    h[12..16].copy_from_slice(&src.octets());
-    h[16..20].copy_from_slice(&dst.octets());
-    let c = checksum(&h[..20]);
-    h[10..12].copy_from_slice(&c.to_be_bytes());
 }
 
 /// Writes an ICMP error of `ty`/`code` from `src` to `dst` quoting `quoted` (the
@@ -141,66 +86,99 @@ pub fn write_icmp_error(
     quoted: &[u8],
 ) -> bool {
     let q = &quoted[..quoted.len().min(QUOTE_MAX)];
-    build(buf, eth_dst, eth_src, IPV4, 20 + 8 + q.len(), |p| {
-        ip_header(&mut p[..20], src, dst, 1, 8 + q.len());
-        let icmp = &mut p[20..];
-        icmp[0] = ty;
-        icmp[1] = code;
-        icmp[2..8].fill(0);
-        icmp[8..].copy_from_slice(q);
-        let c = checksum(icmp);
-        icmp[2..4].copy_from_slice(&c.to_be_bytes());
-    })
+    let icmp = IcmpRepr::Error {
+        msg_type: ty,
+        code,
+        quoted: q,
+    };
+    let ip = Ipv4Repr {
+        src,
+        dst,
+        protocol: ip_proto::ICMP,
+        payload_len: icmp.buffer_len(),
+        ttl: TTL,
+    };
+    build(
+        buf,
+        eth_dst,
+        eth_src,
+        IPV4,
+        IP_HEADER + icmp.buffer_len(),
+        |p| {
+            ip.emit(p)?;
+            icmp.emit(&mut p[IP_HEADER..])
+        },
+    )
 }
 
 /// Turns the ICMP echo request in `frame` (IPv4 header at [`ETH`], `hl` bytes long,
 /// `total` bytes in all) into its reply, in place: addresses and MACs swapped, type 0,
 /// a fresh TTL, checksums fixed up.
 pub fn echo_reply_in_place(frame: &mut [u8], hl: usize, total: usize) -> bool {
+    let (Some(d), Some(s)) = (
+        MacAddr::read(frame, eth::DST.start),
+        MacAddr::read(frame, eth::SRC.start),
+    ) else {
+        return false;
+    };
     let Some(ip) = frame.get_mut(ETH..ETH + total) else {
         return false;
     };
-    if ip.len() < hl + 8 || ip[hl] != 8 {
+    if !Ipv4Packet::new_truncated(&*ip).is_ok_and(|p| p.header_len() == hl) {
         return false;
     }
-    let (src, dst) = (ip_at(ip, 12), ip_at(ip, 16));
-    ip[12..16].copy_from_slice(&dst.octets());
-    ip[16..20].copy_from_slice(&src.octets());
-    let old_ttl = [ip[8], ip[9]];
-    ip[8] = TTL;
-    let hc = be16(ip, 10);
+    let (head, rest) = ip.split_at_mut(hl);
+    let (Ok(mut p), Ok(mut icmp)) = (
+        Ipv4Packet::new_truncated(head),
+        IcmpPacket::new_checked(rest),
+    ) else {
+        return false;
+    };
+    if icmp.msg_type() != msg_type::ECHO_REQUEST {
+        return false;
+    }
+    let (src, dst) = (p.src(), p.dst());
+    p.set_src_raw(dst);
+    p.set_dst_raw(src);
+    let old_ttl = [p.ttl(), p.protocol()];
+    p.set_ttl_raw(TTL);
     // Swapping the addresses leaves the header sum as it was; only the TTL changed.
-    let hc = update(hc, &old_ttl, &[ip[8], ip[9]]);
-    ip[10..12].copy_from_slice(&hc.to_be_bytes());
-    let icmp = &mut ip[hl..];
-    let c = be16(icmp, 2);
-    let c = update(c, &[8, icmp[1]], &[0, icmp[1]]);
-    icmp[0] = 0;
-    icmp[2..4].copy_from_slice(&c.to_be_bytes());
-    let (d, s) = (mac_at(frame, 0), mac_at(frame, 6));
-    frame[0..6].copy_from_slice(&s.0);
-    frame[6..12].copy_from_slice(&d.0);
+    let hc = update(p.checksum(), &old_ttl, &[TTL, old_ttl[1]]);
+    p.set_checksum(hc);
+    let code = icmp.code();
+    let c = update(
+        icmp.checksum(),
+        &[msg_type::ECHO_REQUEST, code],
+        &[msg_type::ECHO_REPLY, code],
+    );
+    icmp.set_msg_type(msg_type::ECHO_REPLY);
+    icmp.set_checksum(c);
+    set_macs(frame, s, d);
     true
 }
 
 /// Decrements the TTL of the IPv4 header `ip`, checksum fixed up incrementally;
 /// false (nothing changed) if the packet must not be forwarded (TTL 0 or 1).
 pub fn decrement_ttl(ip: &mut [u8]) -> bool {
-    if ip.len() < 20 || ip[8] <= 1 {
+    let Ok(mut p) = Ipv4Packet::new_truncated(ip) else {
+        return false;
+    };
+    if p.ttl() <= 1 {
         return false;
     }
-    let old = [ip[8], ip[9]];
-    ip[8] -= 1;
-    let hc = update(be16(ip, 10), &old, &[ip[8], ip[9]]);
-    ip[10..12].copy_from_slice(&hc.to_be_bytes());
+    let old = [p.ttl(), p.protocol()];
+    let new = [old[0] - 1, old[1]];
+    p.set_ttl_raw(new[0]);
+    let hc = update(p.checksum(), &old, &new);
+    p.set_checksum(hc);
     true
 }
 
 /// Sets the Ethernet addresses of `frame`.
 pub fn set_macs(frame: &mut [u8], dst: MacAddr, src: MacAddr) {
-    if frame.len() >= 12 {
-        frame[0..6].copy_from_slice(&dst.0);
-        frame[6..12].copy_from_slice(&src.0);
+    if let Some(a) = frame.get_mut(eth::DST.start..eth::SRC.end) {
+        a[eth::DST].copy_from_slice(&dst.0);
+        a[eth::SRC].copy_from_slice(&src.0);
     }
 }
 
@@ -208,6 +186,19 @@ pub fn set_macs(frame: &mut [u8], dst: MacAddr, src: MacAddr) {
 mod tests {
     use super::*;
     use crate::pool::Pool;
+    use wire::checksum::checksum;
+
+    /// An IPv4 header (no options) for `payload_len` bytes of protocol `proto`.
+    fn ip_header(h: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr, proto: u8, payload_len: usize) {
+        let r = Ipv4Repr {
+            src,
+            dst,
+            protocol: proto,
+            payload_len,
+            ttl: TTL,
+        };
+        r.emit(h).unwrap();
+    }
 
     const A: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
     const B: MacAddr = MacAddr([2, 0, 0, 0, 0, 2]);
@@ -239,7 +230,7 @@ mod tests {
         let (s, d) = (Ipv4Addr::new(172, 18, 0, 1), Ipv4Addr::new(172, 18, 0, 2));
         assert!(write_icmp_error(&mut b, B, A, s, d, 11, 0, &quoted));
         let f = &b.bytes()[vnet::LEN..];
-        let ip = nat::packet::Ipv4Packet::new_checked(&f[ETH..]).unwrap();
+        let ip = Ipv4Packet::new_checked(&f[ETH..]).unwrap();
         assert!(ip.verify_checksum());
         assert_eq!(checksum(&f[ETH + 20..ETH + 20 + 8 + 40]), 0);
         // An echo request, then its reply in place.
@@ -253,7 +244,7 @@ mod tests {
         let c = checksum(&req[ETH + 20..]);
         req[ETH + 22..ETH + 24].copy_from_slice(&c.to_be_bytes());
         assert!(echo_reply_in_place(&mut req, 20, 32));
-        let ip = nat::packet::Ipv4Packet::new_checked(&req[ETH..]).unwrap();
+        let ip = Ipv4Packet::new_checked(&req[ETH..]).unwrap();
         assert!(ip.verify_checksum());
         assert_eq!((ip.src(), ip.dst()), (s, d));
         assert_eq!(req[ETH + 20], 0);

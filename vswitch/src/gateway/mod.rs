@@ -17,8 +17,10 @@ use std::net::Ipv4Addr;
 use std::time::Instant;
 
 use nat::nat::Ipv4Net;
-use nat::packet::Ipv4Packet;
 use nat::{Direction, DropReason, Egress, Nat, Verdict};
+use wire::ethernet::field as eth;
+use wire::icmp::msg_type;
+use wire::Ipv4Packet;
 
 use crate::pool::{Buf, Pool, SMALL};
 use crate::wire::{vnet, MacAddr};
@@ -276,9 +278,9 @@ impl Gateway {
             return self.discard(pool, buf, Ev::BadFrame);
         }
         let f = &b[vnet::LEN..];
-        match u16::from_be_bytes([f[12], f[13]]) {
-            ARP => self.arp(side, buf, pool, out),
-            IPV4 if f[..6] == my_mac.0 => self.ipv4(side, buf, pool, out),
+        match wire::bytes::be16(f, eth::ETHERTYPE.start) {
+            Some(ARP) => self.arp(side, buf, pool, out),
+            Some(IPV4) if f.get(eth::DST) == Some(&my_mac.0[..]) => self.ipv4(side, buf, pool, out),
             _ => self.discard(pool, buf, Ev::Ignored),
         }
     }
@@ -330,7 +332,7 @@ impl Gateway {
             let b = buf.bytes();
             let partial = b[0] & vnet::F_NEEDS_CSUM != 0;
             match Ipv4Packet::new_checked(&b[vnet::LEN + ETH..]) {
-                Some(ip) if ip.verify_checksum() => (
+                Ok(ip) if ip.verify_checksum() => (
                     partial,
                     ip.header_len(),
                     usize::from(ip.total_len()),
@@ -358,7 +360,7 @@ impl Gateway {
             Verdict::Drop(_) => pool.put(buf),
             Verdict::Local => {
                 let f = &mut buf.bytes_mut()[vnet::LEN..];
-                if proto == nat::packet::proto::ICMP && frames::echo_reply_in_place(f, hl, total) {
+                if proto == wire::ip_proto::ICMP && frames::echo_reply_in_place(f, hl, total) {
                     self.count(Ev::EchoReplied);
                     out.push((side, buf));
                 } else {
@@ -370,7 +372,9 @@ impl Gateway {
                 if !frames::decrement_ttl(ip) {
                     return self.discard(pool, buf, Ev::TtlExceeded);
                 }
-                let dst = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
+                let Ok(dst) = Ipv4Packet::new_truncated(&*ip).map(|p| p.dst()) else {
+                    return self.discard(pool, buf, Ev::BadIp);
+                };
                 let (to, hop) = match egress {
                     Egress::Outside => match &self.uplink {
                         Some(u) if u.subnet.contains(dst) => (Side::Uplink, Some(dst)),
@@ -450,12 +454,14 @@ impl Gateway {
         };
         let f = &buf.bytes()[vnet::LEN..];
         let ip = &f[ETH..];
-        let Some(v) = Ipv4Packet::new_checked(ip) else {
+        let Ok(v) = Ipv4Packet::new_checked(ip) else {
             return pool.put(buf);
         };
         let hl = v.header_len();
-        let is_error = v.protocol() == nat::packet::proto::ICMP
-            && ip.get(hl).is_some_and(|&t| t != 8 && t != 0);
+        let is_error = v.protocol() == wire::ip_proto::ICMP
+            && ip
+                .get(hl)
+                .is_some_and(|&t| t != msg_type::ECHO_REQUEST && t != msg_type::ECHO_REPLY);
         if is_error || self.icmp_sent >= ICMP_ERRORS_PER_SEC || v.src().is_unspecified() {
             return pool.put(buf);
         }
@@ -463,16 +469,15 @@ impl Gateway {
             self.count(Ev::NoBuffer);
             return pool.put(buf);
         };
-        let mut src_mac = [0u8; 6];
-        src_mac.copy_from_slice(&f[6..12]);
+        let src_mac = MacAddr::read(f, eth::SRC.start).unwrap_or_default();
         let total = usize::from(v.total_len());
         if frames::write_icmp_error(
             &mut e,
-            MacAddr(src_mac),
+            src_mac,
             my_mac,
             my_ip,
             v.src(),
-            11,
+            msg_type::TIME_EXCEEDED,
             0,
             &ip[..total],
         ) {
@@ -607,8 +612,8 @@ pub fn gateway_mac(bridge: &str) -> MacAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nat::checksum::{checksum, pseudo_v4, sum};
     use proptest::prelude::*;
+    use wire::checksum::{checksum, pseudo_v4, sum};
 
     const G: MacAddr = MacAddr([2, 0x76, 0, 0, 0, 1]);
     const GB: MacAddr = MacAddr([2, 0x76, 0, 0, 0, 2]);
@@ -706,7 +711,7 @@ mod tests {
             1 => checksum(&ip[20..]),
             _ => {
                 let ps = pseudo_v4(src.octets(), dst.octets(), proto, l4.len() as u16);
-                nat::checksum::fold(sum(&ip[20..], ps)) ^ 0xffff
+                wire::checksum::fold(sum(&ip[20..], ps)) ^ 0xffff
             }
         };
         let at = if proto == 6 {
@@ -738,7 +743,7 @@ mod tests {
             v.protocol(),
             payload.len() as u16,
         );
-        v.verify_checksum() && nat::checksum::fold(sum(payload, ps)) == 0xffff
+        v.verify_checksum() && wire::checksum::fold(sum(payload, ps)) == 0xffff
     }
 
     #[test]

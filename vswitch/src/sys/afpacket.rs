@@ -865,7 +865,7 @@ fn slot_vlan(slot: &[u8], st: u32) -> Option<(u16, u16)> {
     let tci = rd_u16(slot, 24)?;
     let tpid = rd_u16(slot, 26)
         .filter(|&t| t != 0 && st & libc::TP_STATUS_VLAN_TPID_VALID != 0)
-        .unwrap_or(0x8100);
+        .unwrap_or(crate::wire::vlan::TPID_8021Q);
     Some((tpid, tci))
 }
 
@@ -928,7 +928,7 @@ fn walk_block(blk: &[u8], f: &mut impl FnMut(RxFrame<'_>)) -> usize {
             let tpid = if st & libc::TP_STATUS_VLAN_TPID_VALID != 0 && tpid != 0 {
                 tpid
             } else {
-                0x8100
+                crate::wire::vlan::TPID_8021Q
             };
             (tpid, tci as u16)
         });

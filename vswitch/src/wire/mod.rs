@@ -1,15 +1,6 @@
-//! Zero-copy views over frames as they sit in buffers (smoltcp style): a checked
-//! constructor validates lengths once, so the accessors after it cannot panic.
+//! The frame views the switch uses, from the `wire` crate (which `vxlan` and `nat`
+//! share), under the paths the switch's modules have always used.
 
-pub mod ethernet;
-pub mod vnet;
-
-pub use ethernet::{EthernetFrame, MacAddr};
-pub use vnet::VnetHdr;
-
-/// Why a frame could not be viewed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum WireError {
-    #[error("frame shorter than its header")]
-    Truncated,
-}
+pub use ::wire::{
+    ethernet, vlan, vnet, EthernetFrame, MacAddr, MacParseError, Tag, VnetHdr, WireError,
+};

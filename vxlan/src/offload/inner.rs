@@ -11,8 +11,9 @@
 //! [`super::encap_segments`], if the frame goes back into a tunnel) does the rest.
 
 use super::layers::{IpVersion, Transport};
-use super::{be16, put16, Gso, Offload, UDP_MAX_SEGMENTS};
-use crate::checksum::{fold, sum};
+use super::{Gso, Offload, UDP_MAX_SEGMENTS};
+use wire::bytes::{be16, put16};
+use wire::checksum::{fold, sum};
 
 /// How to hand an inner frame of a decapsulated datagram to a port, given the inner
 /// MTU (largest IP packet) of the path it came over. Never fails: a frame it cannot
@@ -111,10 +112,10 @@ fn holds_partial(field: u16, partial: u16, tcp: bool) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checksum::complete;
     use crate::offload::encap_segments;
     use crate::testutil::{frame, pattern, verify, Csum, Spec};
     use proptest::prelude::*;
+    use wire::checksum::complete;
 
     #[test]
     fn super_packets_become_gso_frames() {

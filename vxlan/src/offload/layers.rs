@@ -3,27 +3,26 @@
 //! is in range of the frame, so the code that uses the offsets need not re-check them
 //! against the headers' own length fields.
 
-use super::{be16, put16};
-use crate::checksum::{pseudo_v4, pseudo_v6};
+use wire::bytes::{be16, put16};
+use wire::checksum::{pseudo_v4, pseudo_v6};
+use wire::{Ipv4Packet, TcpPacket, UdpPacket};
 
-const ETH_LEN: usize = 14;
-const TAG_LEN: usize = 4;
-const ETHERTYPE_VLAN: u16 = 0x8100;
-const ETHERTYPE_QINQ: u16 = 0x88a8;
+use wire::ethernet::{is_tag_type, HEADER_LEN as ETH_LEN};
 /// EtherType of IPv4.
-pub const ETHERTYPE_IPV4: u16 = 0x0800;
+pub use wire::ethertype::IPV4 as ETHERTYPE_IPV4;
 /// EtherType of IPv6.
-pub const ETHERTYPE_IPV6: u16 = 0x86dd;
+pub use wire::ethertype::IPV6 as ETHERTYPE_IPV6;
 /// IP protocol number of TCP.
-pub const PROTO_TCP: u8 = 6;
+pub use wire::ip_proto::TCP as PROTO_TCP;
 /// IP protocol number of UDP.
-pub const PROTO_UDP: u8 = 17;
+pub use wire::ip_proto::UDP as PROTO_UDP;
+use wire::vlan::TAG_LEN;
 /// Offset of the checksum in a TCP header.
 pub const TCP_CSUM_OFFSET: usize = 16;
 /// Offset of the checksum in a UDP header.
 pub const UDP_CSUM_OFFSET: usize = 6;
 const IPV6_LEN: usize = 40;
-const UDP_LEN: usize = 8;
+const UDP_LEN: usize = wire::udp::HEADER_LEN;
 
 /// The IP version of a packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -79,12 +78,12 @@ pub struct Layers {
 /// is cut short. Total on any input.
 pub fn headers(frame: &[u8]) -> Option<Layers> {
     let mut l3 = ETH_LEN;
-    let mut ethertype = be16(frame, 12)?;
+    let mut ethertype = be16(frame, wire::ethernet::field::ETHERTYPE.start)?;
     let mut tags = 0u8;
     let mut vlan = 0;
-    while tags < 2 && matches!(ethertype, ETHERTYPE_VLAN | ETHERTYPE_QINQ) {
+    while tags < 2 && is_tag_type(ethertype) {
         if tags == 0 {
-            vlan = be16(frame, l3)? & 0x0fff;
+            vlan = be16(frame, l3)? & wire::vlan::VID_MASK;
         }
         ethertype = be16(frame, l3 + 2)?;
         l3 += TAG_LEN;
@@ -105,16 +104,10 @@ pub fn headers(frame: &[u8]) -> Option<Layers> {
 }
 
 fn ipv4(frame: &[u8], l3: usize) -> Option<IpLayer> {
-    let vihl = *frame.get(l3)?;
-    let hdr_len = usize::from(vihl & 0x0f) * 4;
-    let len = usize::from(be16(frame, l3 + 2)?);
-    if vihl >> 4 != 4 || hdr_len < 20 || len < hdr_len || l3 + len > frame.len() {
-        return None;
-    }
-    let frag = be16(frame, l3 + 6)?;
-    let proto = *frame.get(l3 + 9)?;
+    let p = Ipv4Packet::new_checked(frame.get(l3..)?).ok()?;
+    let (hdr_len, len, proto) = (p.header_len(), usize::from(p.total_len()), p.protocol());
     // A fragment carries no L4 header we can use (or only part of the data).
-    let l4 = if frag & 0x3fff != 0 {
+    let l4 = if p.is_fragment() {
         None
     } else {
         l4(frame, proto, l3 + hdr_len, l3 + len)
@@ -148,15 +141,13 @@ fn ipv6(frame: &[u8], l3: usize) -> Option<IpLayer> {
 
 /// The TCP/UDP header at `at` if it fits before `end` (the end of the IP packet).
 fn l4(frame: &[u8], proto: u8, at: usize, end: usize) -> Option<L4Layer> {
+    let seg = frame.get(at..end)?;
     let hdr_len = match proto {
-        PROTO_TCP => {
-            let doff = usize::from(*frame.get(at + 12)? >> 4) * 4;
-            (doff >= 20).then_some(doff)?
-        }
-        PROTO_UDP => UDP_LEN,
+        PROTO_TCP => TcpPacket::new_checked(seg).ok()?.header_len(),
+        PROTO_UDP => UdpPacket::new_checked(seg).ok().map(|_| UDP_LEN)?,
         _ => return None,
     };
-    (at + hdr_len <= end).then_some(L4Layer {
+    Some(L4Layer {
         offset: at,
         hdr_len,
     })

@@ -16,34 +16,13 @@ pub use inner::offload_for_inner;
 pub use layers::{headers, IpLayer, IpVersion, L4Layer, Layers};
 pub use segment::{encap_segments, Segments, MAX_UDP_PAYLOAD, UDP_MAX_SEGMENTS};
 
-/// Size of the virtio-net header (`struct virtio_net_hdr`).
-pub const VIRTIO_LEN: usize = 10;
-/// virtio flag: the checksum from `csum_start` is to be completed.
-pub const F_NEEDS_CSUM: u8 = 1;
-/// virtio flag: the checksum was verified (receive side); needs no action here.
-pub const F_DATA_VALID: u8 = 2;
-/// virtio `gso_type`: not a super-frame.
-pub const GSO_NONE: u8 = 0;
-/// virtio `gso_type`: TCP over IPv4 (TSO).
-pub const GSO_TCPV4: u8 = 1;
-/// virtio `gso_type`: UDP fragmentation offload (UFO), which this crate does not do.
-pub const GSO_UDP: u8 = 3;
-/// virtio `gso_type`: TCP over IPv6 (TSO6).
-pub const GSO_TCPV6: u8 = 4;
-/// virtio `gso_type`: UDP segmentation (USO, `UDP_SEGMENT`).
-pub const GSO_UDP_L4: u8 = 5;
-/// virtio `gso_type` bit: the super-frame has CWR set (ECN).
-pub const GSO_ECN: u8 = 0x80;
-
-mod field {
-    use std::ops::Range;
-    pub const FLAGS: usize = 0;
-    pub const GSO_TYPE: usize = 1;
-    pub const HDR_LEN: Range<usize> = 2..4;
-    pub const GSO_SIZE: Range<usize> = 4..6;
-    pub const CSUM_START: Range<usize> = 6..8;
-    pub const CSUM_OFFSET: Range<usize> = 8..10;
-}
+use wire::vnet::VnetHdr;
+/// Size of the virtio-net header (`struct virtio_net_hdr`); its layout and numbers are
+/// `wire::vnet`'s.
+pub use wire::vnet::LEN as VIRTIO_LEN;
+pub use wire::vnet::{
+    F_DATA_VALID, F_NEEDS_CSUM, GSO_ECN, GSO_NONE, GSO_TCPV4, GSO_TCPV6, GSO_UDP, GSO_UDP_L4,
+};
 
 /// Why a frame cannot be sent (or an offload description used) as described.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
@@ -59,6 +38,13 @@ pub enum OffloadError {
     /// An offload this crate does not do (UFO, unknown GSO types).
     #[error("unsupported offload type")]
     Unsupported,
+}
+
+impl From<wire::WireError> for OffloadError {
+    /// A checksum that cannot be completed inside the frame is a malformed description.
+    fn from(_: wire::WireError) -> Self {
+        OffloadError::Malformed
+    }
 }
 
 impl OffloadError {
@@ -121,12 +107,8 @@ impl Offload {
     /// Decodes a (little-endian) virtio-net header. Flags other than `NEEDS_CSUM` are
     /// ignored; UFO and unknown GSO types are [`OffloadError::Unsupported`].
     pub fn from_virtio(b: &[u8; VIRTIO_LEN]) -> Result<Offload, OffloadError> {
-        let u = |r: std::ops::Range<usize>| {
-            b.get(r)
-                .and_then(|s| s.try_into().ok())
-                .map_or(0, u16::from_le_bytes)
-        };
-        let gso_type = b[field::GSO_TYPE];
+        let h = VnetHdr::from(b);
+        let gso_type = h.gso_type();
         let gso = match gso_type & !GSO_ECN {
             GSO_NONE => Gso::None,
             GSO_TCPV4 => Gso::TcpV4,
@@ -135,68 +117,40 @@ impl Offload {
             _ => return Err(OffloadError::Unsupported),
         };
         Ok(Offload {
-            needs_csum: b[field::FLAGS] & F_NEEDS_CSUM != 0,
+            needs_csum: h.needs_csum(),
             gso,
             ecn: gso != Gso::None && gso_type & GSO_ECN != 0,
-            hdr_len: u(field::HDR_LEN),
-            gso_size: u(field::GSO_SIZE),
-            csum_start: u(field::CSUM_START),
-            csum_offset: u(field::CSUM_OFFSET),
+            hdr_len: h.hdr_len(),
+            gso_size: h.gso_size(),
+            csum_start: h.csum_start(),
+            csum_offset: h.csum_offset(),
         })
     }
 
     /// Encodes as a (little-endian) virtio-net header.
     pub fn to_virtio(&self) -> [u8; VIRTIO_LEN] {
         let mut b = [0u8; VIRTIO_LEN];
-        b[field::FLAGS] = if self.needs_csum { F_NEEDS_CSUM } else { 0 };
+        let mut h = VnetHdr::from(&mut b);
+        h.set_flags(if self.needs_csum { F_NEEDS_CSUM } else { 0 });
         let ecn = if self.ecn && self.gso != Gso::None {
             GSO_ECN
         } else {
             0
         };
-        b[field::GSO_TYPE] = ecn
-            | match self.gso {
+        h.set_gso_type(
+            ecn | match self.gso {
                 Gso::None => GSO_NONE,
                 Gso::TcpV4 => GSO_TCPV4,
                 Gso::TcpV6 => GSO_TCPV6,
                 Gso::UdpL4 => GSO_UDP_L4,
-            };
-        b[field::HDR_LEN].copy_from_slice(&self.hdr_len.to_le_bytes());
-        b[field::GSO_SIZE].copy_from_slice(&self.gso_size.to_le_bytes());
-        b[field::CSUM_START].copy_from_slice(&self.csum_start.to_le_bytes());
-        b[field::CSUM_OFFSET].copy_from_slice(&self.csum_offset.to_le_bytes());
+            },
+        );
+        h.set_hdr_len(self.hdr_len);
+        h.set_gso_size(self.gso_size);
+        h.set_csum_start(self.csum_start);
+        h.set_csum_offset(self.csum_offset);
         b
     }
-}
-
-/// Reads a big-endian u16 at `at`; `None` past the end.
-#[inline]
-pub(crate) fn be16(b: &[u8], at: usize) -> Option<u16> {
-    let s = b.get(at..at.checked_add(2)?)?;
-    Some(u16::from_be_bytes([s[0], s[1]]))
-}
-
-/// Writes a big-endian u16 at `at`; `None` (nothing written) past the end.
-#[inline]
-pub(crate) fn put16(b: &mut [u8], at: usize, v: u16) -> Option<()> {
-    b.get_mut(at..at.checked_add(2)?)?
-        .copy_from_slice(&v.to_be_bytes());
-    Some(())
-}
-
-/// Reads a big-endian u32 at `at`; `None` past the end.
-#[inline]
-pub(crate) fn be32(b: &[u8], at: usize) -> Option<u32> {
-    let s = b.get(at..at.checked_add(4)?)?;
-    Some(u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
-}
-
-/// Writes a big-endian u32 at `at`; `None` (nothing written) past the end.
-#[inline]
-pub(crate) fn put32(b: &mut [u8], at: usize, v: u32) -> Option<()> {
-    b.get_mut(at..at.checked_add(4)?)?
-        .copy_from_slice(&v.to_be_bytes());
-    Some(())
 }
 
 #[cfg(test)]
@@ -236,21 +190,6 @@ mod tests {
         let mut b = [0u8; VIRTIO_LEN];
         b[0] = F_DATA_VALID;
         assert_eq!(Offload::from_virtio(&b).unwrap(), Offload::NONE);
-    }
-
-    #[test]
-    fn byte_helpers_stop_at_the_end() {
-        let mut b = [1u8, 2, 3, 4];
-        assert_eq!(be16(&b, 2), Some(0x0304));
-        assert_eq!(be16(&b, 3), None);
-        assert_eq!(be16(&b, usize::MAX), None);
-        assert_eq!(be32(&b, 0), Some(0x0102_0304));
-        assert_eq!(be32(&b, 1), None);
-        assert_eq!(put16(&mut b, 3, 9), None);
-        assert_eq!(put32(&mut b, usize::MAX - 1, 9), None);
-        assert_eq!(b, [1, 2, 3, 4]);
-        assert_eq!(put16(&mut b, 0, 0xabcd), Some(()));
-        assert_eq!(b, [0xab, 0xcd, 3, 4]);
     }
 
     proptest! {

@@ -7,9 +7,10 @@
 use std::ops::Range;
 
 use super::layers::{IpVersion, Transport};
-use super::{be16, be32, put16, put32, Gso, Offload, OffloadError};
-use crate::checksum::{self, finish, fold, sum};
+use super::{Gso, Offload, OffloadError};
 use crate::header::{encode, HEADER_LEN};
+use wire::bytes::{be16, be32, put16, put32};
+use wire::checksum::{self, finish, fold, sum};
 
 /// Largest UDP payload over IPv4 (65535 − 20 − 8): the most one send may carry.
 pub const MAX_UDP_PAYLOAD: usize = 65507;
