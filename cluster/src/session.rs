@@ -51,7 +51,14 @@ fn describe(e: &etcd_client::Error) -> String {
         }
         other => other.to_string(),
     };
-    let mut src = std::error::Error::source(e);
+    // etcd_client's error does not chain its cause; the gRPC status and the transport
+    // error do, down to the TLS alert or the refused connection.
+    let mut src: Option<&(dyn std::error::Error + 'static)> = match e {
+        etcd_client::Error::GRpcStatus(st) => std::error::Error::source(st),
+        etcd_client::Error::TransportError(t) => std::error::Error::source(t),
+        etcd_client::Error::IoError(io) => std::error::Error::source(io),
+        _ => None,
+    };
     while let Some(c) = src {
         let t = c.to_string();
         if !s.contains(&t) {
@@ -60,8 +67,31 @@ fn describe(e: &etcd_client::Error) -> String {
         }
         src = c.source();
     }
+    if s.contains("BadCertificate") || s.contains("CertificateRequired") || s.contains("UnknownCA")
+    {
+        s.push_str(" (the store refused this node's certificate)");
+    } else if s.contains("invalid peer certificate") {
+        s.push_str(" (the store's certificate does not check out against --cluster-ca)");
+    }
     s.replace(['\n', '\r'], " ")
 }
+
+/// Whether a failed first join is worth another try for a clearer reason: with TLS 1.3
+/// the store's refusal of a client certificate arrives after the handshake, and the
+/// client may see a broken pipe instead of the alert that says why.
+fn unclear(why: &str) -> bool {
+    [
+        "broken pipe",
+        "connection reset",
+        "connection closed",
+        "operation was canceled",
+    ]
+    .iter()
+    .any(|w| why.contains(w))
+}
+
+/// First-join attempts while the reason is [`unclear`].
+const FIRST_TRIES: u32 = 4;
 
 async fn call<T>(
     f: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
@@ -93,14 +123,25 @@ async fn list(client: &mut Client) -> Result<(BTreeMap<String, Vec<u8>>, i64), S
 
 impl Runner {
     pub async fn run(mut self) {
+        let mut tries = 0;
         loop {
             let end = self.session().await;
             let why = match end {
                 End::Closed => return,
                 End::Failed(why) => why,
             };
+            tries += 1;
+            if self.first.is_some() && unclear(&why) && tries < FIRST_TRIES {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
             if let Some((first, _)) = self.first.take() {
                 // A first join that failed stops here: nothing half-joins.
+                let why = if unclear(&why) && self.settings.tls.is_some() {
+                    format!("{why} (over TLS this is how a store refuses a certificate it does not trust)")
+                } else {
+                    why
+                };
                 let _ = first.send(Err(why));
                 return;
             }

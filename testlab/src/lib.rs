@@ -13,6 +13,7 @@
 //! - [`netns`]: quiet namespaces, veths, addresses, removal of everything in them;
 //! - [`vswitchd`]: starting `vswitchd` in a namespace, waiting for its socket, `vsctl`;
 //! - [`dockerd`]: a private `dockerd` in a namespace;
+//! - [`etcd`]: a private `etcd` in a namespace, and certificates for its TLS tests;
 //! - [`traffic`]: ping and iperf3 command lines and what they measured;
 //! - [`snmp`]: a namespace's `/proc/net/snmp` counters.
 //!
@@ -23,6 +24,7 @@ use std::time::Duration;
 
 pub mod bg;
 pub mod dockerd;
+pub mod etcd;
 pub mod netns;
 pub mod proc;
 pub mod snmp;
