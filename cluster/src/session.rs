@@ -201,15 +201,10 @@ impl Runner {
                 started: now_secs(),
             };
             let value = serde_json::to_vec(&me).map_err(|e| e.to_string())?;
-            call(
-                client.put(
-                    keys::node(&me.name),
-                    value,
-                    Some(PutOptions::new().with_lease(lease)),
-                ),
-                "register",
-            )
-            .await?;
+            if let Err(e) = register(&mut client, &me, value, lease).await {
+                let _ = call(client.lease_revoke(lease), "revoke").await;
+                return Err(e);
+            }
             let (kvs, rev) = list(&mut client).await?;
             Ok::<_, String>((client, lease, kvs, rev))
         };
@@ -357,6 +352,66 @@ impl Runner {
         drop(st);
         self.shared.publish(next);
     }
+}
+
+/// Puts this node's record under `lease`: created if the name is free, taken over if
+/// it is this node's own from an earlier life (same VTEP: a restart before its old lease
+/// expired), refused if another VTEP holds the name. One transaction per attempt.
+async fn register(
+    client: &mut Client,
+    me: &NodeRecord,
+    value: Vec<u8>,
+    lease: i64,
+) -> Result<(), String> {
+    let key = keys::node(&me.name);
+    let put = || {
+        TxnOp::put(
+            key.clone(),
+            value.clone(),
+            Some(PutOptions::new().with_lease(lease)),
+        )
+    };
+    for _ in 0..ATTEMPTS {
+        let txn = Txn::new()
+            .when(vec![Compare::create_revision(
+                key.clone(),
+                CompareOp::Equal,
+                0,
+            )])
+            .and_then(vec![put()])
+            .or_else(vec![TxnOp::get(key.clone(), None)]);
+        let resp = call(client.txn(txn), "register").await?;
+        if resp.succeeded() {
+            return Ok(());
+        }
+        let held = resp.op_responses().into_iter().find_map(|op| match op {
+            etcd_client::TxnOpResponse::Get(g) => g.kvs().first().map(|kv| {
+                (
+                    kv.mod_revision(),
+                    serde_json::from_slice::<NodeRecord>(kv.value()).ok(),
+                )
+            }),
+            _ => None,
+        });
+        let Some((rev, old)) = held else { continue };
+        if let Some(o) = old.as_ref().filter(|o| o.vtep != me.vtep) {
+            return Err(format!(
+                "node name {} is taken by the node at {} (pick another --node, or wait for its lease to expire)",
+                me.name, o.vtep
+            ));
+        }
+        let txn = Txn::new()
+            .when(vec![Compare::mod_revision(
+                key.clone(),
+                CompareOp::Equal,
+                rev,
+            )])
+            .and_then(vec![put()]);
+        if call(client.txn(txn), "register").await?.succeeded() {
+            return Ok(());
+        }
+    }
+    Err("register: the node's key kept changing".into())
 }
 
 fn refuse(c: Cmd) {

@@ -261,6 +261,18 @@ fn three_nodes_share_overlays_and_survive_node_and_store_failures() {
         assert!(text.contains("(this node)"), "{text}");
     }
 
+    // A name is one node's: another VTEP cannot take it, and leaves nothing behind.
+    let (h4, vtep4) = lab.host(4);
+    let o = vswitchd_once(&lab, &h4, "dup", &cluster_args(&store, "n1", &vtep4));
+    assert!(!o.success(), "{o}");
+    assert!(
+        o.stderr.trim().lines().count() == 1
+            && o.stderr
+                .contains("node name n1 is taken by the node at 198.51.100.1"),
+        "{o}"
+    );
+    assert_eq!(nodes(&lab.nodes[1].sw).len(), 3);
+
     // An overlay created on n1 is carried by every node, towards the other two.
     let created = lab.nodes[0]
         .sw
