@@ -440,6 +440,35 @@ fn three_nodes_share_overlays_and_survive_node_and_store_failures() {
     assert!(vni4 != vni1, "VNI {vni4} handed out twice");
     ping(&c1, "10.61.0.13");
 
+    // n2 cut off from the underlay: the others drop it within TTL + 2 s; back on the
+    // wire, it rejoins by itself (its lease expired meanwhile: a new one).
+    let h2 = lab.nodes[1].ns.clone();
+    ip(&["-n", &h2, "link", "set", "eth0", "down"]);
+    let cut = Instant::now();
+    for i in [0, 2] {
+        let sw = &lab.nodes[i].sw;
+        wait_until(
+            &format!("{} drops cut-off n2", lab.nodes[i].name),
+            limit + Duration::from_secs(5),
+            || remotes(sw, "ov1").is_some_and(|r| !r.contains(&vteps[1])),
+        );
+    }
+    let took = cut.elapsed();
+    assert!(
+        took <= limit,
+        "cut-off n2 dropped after {took:?} (TTL {TTL} s)"
+    );
+    ip(&["-n", &h2, "link", "set", "eth0", "up"]);
+    for i in [0, 2] {
+        let sw = &lab.nodes[i].sw;
+        wait_until(
+            &format!("{} takes n2 back", lab.nodes[i].name),
+            Duration::from_secs(20),
+            || remotes(sw, "ov1").is_some_and(|r| r.contains(&vteps[1])),
+        );
+    }
+    ping(&c1, "10.61.0.12");
+
     // Node keys in etcd are under leases, overlays are not.
     let e = lab.etcd.as_ref().unwrap();
     let o = e
