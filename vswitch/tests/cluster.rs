@@ -417,6 +417,16 @@ fn three_nodes_share_overlays_and_survive_node_and_store_failures() {
     ping(&c2, "10.61.0.13");
     // The last state is still what the node shows and forwards by.
     assert_eq!(overlays(sw1).len(), 2);
+    // A node restarted (kill -9) while the store is away starts from its cached state
+    // and forwards.
+    lab.nodes[1].sw.signal(testlab::stop::SIGKILL, SHORT);
+    lab.nodes[1].sw.start();
+    assert_eq!(
+        remotes(&lab.nodes[1].sw, "ov1"),
+        Some([vteps[0].clone(), vteps[2].clone()].into_iter().collect())
+    );
+    ping(&c1, "10.61.0.12");
+    ping(&c2, "10.61.0.13");
 
     // etcd back: cluster changes work again, and reach every node.
     lab.etcd.as_mut().unwrap().restart().unwrap();
