@@ -100,6 +100,13 @@ pub fn handle(
             })
         }
         Request::DelOverlay { name } => {
+            let ports = lock(ctl).overlay_ports(&name);
+            if !ports.is_empty() {
+                return Err(format!(
+                    "overlay {name} has ports on this node ({}); delete them first",
+                    ports.join(", ")
+                ));
+            }
             cl.del_overlay(&name).map_err(|e| e.to_string())?;
             Ok(Data::Done)
         }

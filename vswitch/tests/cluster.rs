@@ -359,6 +359,11 @@ fn three_nodes_share_overlays_and_survive_node_and_store_failures() {
     ping(&c1, "10.61.0.12");
     ping(&c1, "10.61.0.13");
     ping(&c3, "10.61.0.12");
+    refused(
+        &lab.nodes[0].sw,
+        &["del-overlay", "ov1"],
+        "overlay ov1 has ports on this node (c1p); delete them first",
+    );
 
     // kill -9 of n3: the others drop its VTEP within TTL + 2 s.
     let killed = Instant::now();

@@ -197,6 +197,21 @@ impl Controller {
         Ok(())
     }
 
+    /// The ports of overlay `name`'s bridge here other than its tunnel.
+    pub fn overlay_ports(&self, name: &str) -> Vec<String> {
+        self.cfg
+            .bridge(name)
+            .filter(|_| self.cfg.is_overlay_bridge(name))
+            .map(|b| {
+                b.ports
+                    .iter()
+                    .filter(|p| p.kind != PortKind::Vxlan)
+                    .map(|p| p.name.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The overlays of `state` as `list-overlays` shows them from this node.
     pub fn overlay_infos(&self, state: &cluster::State) -> Vec<OverlayInfo> {
         state
