@@ -30,6 +30,10 @@ declare -A PKG=(
     [nsenter]=util-linux
     [dockerd]=docker.io
     [busybox]=busybox-static
+    [etcd]=etcd-server
+    [etcdctl]=etcd-client
+    [protoc]=protobuf-compiler
+    [openssl]=openssl
 )
 
 missing=()

@@ -307,6 +307,27 @@ pub enum Request {
         #[serde(default)]
         port: Option<String>,
     },
+
+    /// Creates a cluster-wide overlay network (stored in etcd; every node gets a bridge
+    /// for it).
+    AddOverlay {
+        name: String,
+        /// `A.B.C.D/N`, no host bits.
+        subnet: String,
+        /// Default: the subnet's first host.
+        #[serde(default)]
+        gateway: Option<Ipv4Addr>,
+        /// Default: allocated by the cluster.
+        #[serde(default)]
+        vni: Option<u32>,
+    },
+    /// Deletes a cluster-wide overlay network.
+    DelOverlay {
+        name: String,
+    },
+    ListOverlays,
+    /// The nodes of the cluster.
+    ListNodes,
 }
 
 /// One response line: `{"ok":true,"data":…}` or `{"ok":false,"error":"…"}`.
@@ -384,6 +405,48 @@ pub enum Data {
         entries: Vec<CtEntry>,
         limit: u64,
     },
+    Overlays {
+        overlays: Vec<OverlayInfo>,
+        /// "connected", or why not.
+        store: String,
+    },
+    Nodes {
+        nodes: Vec<NodeInfo>,
+        /// "connected", or why not.
+        store: String,
+    },
+}
+
+/// A cluster overlay network as `list-overlays` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OverlayInfo {
+    pub name: String,
+    pub vni: u32,
+    pub subnet: String,
+    pub gateway: String,
+    /// The bridge that carries it on this node, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bridge: Option<String>,
+    /// The VTEPs it sends to from this node.
+    #[serde(default)]
+    pub remotes: Vec<String>,
+}
+
+/// A cluster node as `list-nodes` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub name: String,
+    pub vtep: String,
+    /// "up" (its lease is alive) or "down" (seen leaving).
+    pub state: String,
+    /// This node itself.
+    #[serde(default)]
+    pub local: bool,
+    pub endpoints: u32,
+    /// When it (re)joined, seconds since the Unix epoch.
+    pub started: u64,
+    /// When it was last known alive, seconds since the Unix epoch.
+    pub last_seen: u64,
 }
 
 /// A bridge's network as `show` reports it.
@@ -765,6 +828,7 @@ pub fn render(data: &Data) -> String {
             render_published(&mut out, published);
         }
         Data::Published { published } => render_published(&mut out, published),
+        Data::Overlays { .. } | Data::Nodes { .. } => render_cluster(&mut out, data),
         Data::Conntrack { entries, .. } => {
             for e in entries {
                 let _ = writeln!(out, "{}", ct_line(e));
@@ -870,6 +934,68 @@ pub fn render(data: &Data) -> String {
         }
     }
     out
+}
+
+fn render_cluster(out: &mut String, data: &Data) {
+    match data {
+        Data::Overlays { overlays, store } => {
+            if store != "connected" {
+                let _ = writeln!(out, "# cluster store: {store}");
+            }
+            let _ = writeln!(
+                out,
+                "{:<15} {:>8}  {:<18} {:<15} {:<15} REMOTES",
+                "NAME", "VNI", "SUBNET", "GATEWAY", "BRIDGE"
+            );
+            for o in overlays {
+                let _ = writeln!(
+                    out,
+                    "{:<15} {:>8}  {:<18} {:<15} {:<15} {}",
+                    o.name,
+                    o.vni,
+                    o.subnet,
+                    o.gateway,
+                    o.bridge.as_deref().unwrap_or("-"),
+                    if o.remotes.is_empty() {
+                        "-".to_string()
+                    } else {
+                        o.remotes.join(",")
+                    }
+                );
+            }
+        }
+        Data::Nodes { nodes, store } => {
+            if store != "connected" {
+                let _ = writeln!(out, "# cluster store: {store}");
+            }
+            let _ = writeln!(
+                out,
+                "{:<20} {:<15} {:<5} {:>9}  LAST-SEEN",
+                "NAME", "VTEP", "STATE", "ENDPOINTS"
+            );
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            for n in nodes {
+                let seen = if n.state == "up" && now.saturating_sub(n.last_seen) < 2 {
+                    "now".to_string()
+                } else {
+                    format!("{}s ago", now.saturating_sub(n.last_seen))
+                };
+                let name = if n.local {
+                    format!("{} (this node)", n.name)
+                } else {
+                    n.name.clone()
+                };
+                let _ = writeln!(
+                    out,
+                    "{:<20} {:<15} {:<5} {:>9}  {}",
+                    name, n.vtep, n.state, n.endpoints, seen
+                );
+            }
+        }
+        _ => {}
+    }
 }
 
 fn render_published(out: &mut String, published: &[PublishedInfo]) {

@@ -14,6 +14,7 @@
 //! - [`vswitchd`]: starting `vswitchd` in a namespace, waiting for its socket, `vsctl`;
 //! - [`dockerd`]: a private `dockerd` in a namespace;
 //! - [`podman`]: a private podman (own storage, containers.conf, CNI directory);
+//! - [`etcd`]: a private `etcd` in a namespace, and certificates for its TLS tests;
 //! - [`traffic`]: ping and iperf3 command lines and what they measured;
 //! - [`snmp`]: a namespace's `/proc/net/snmp` counters.
 //!
@@ -24,6 +25,7 @@ use std::time::Duration;
 
 pub mod bg;
 pub mod dockerd;
+pub mod etcd;
 pub mod netns;
 pub mod podman;
 pub mod proc;

@@ -31,6 +31,81 @@ pub struct Config {
     /// Most connections tracked at once; none: [`nat::conntrack::DEFAULT_LIMIT`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ct_limit: Option<u32>,
+    /// Membership of a cluster (`vswitchd --cluster-store`), and its last state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterConf>,
+}
+
+fn default_ttl() -> u64 {
+    cluster::DEFAULT_TTL
+}
+
+/// The cluster this node is a member of: how to reach the store, who the node is, and
+/// the last state seen, so that a restart while the store is away still forwards.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConf {
+    /// `etcd://HOST:PORT[,HOST:PORT…]` or `etcds://…`.
+    pub store: String,
+    pub node: String,
+    /// The VTEP address the other nodes send to.
+    pub advertise: Ipv4Addr,
+    /// Lease TTL, seconds.
+    #[serde(default = "default_ttl")]
+    pub ttl: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
+    /// The last state seen.
+    #[serde(default)]
+    pub state: cluster::State,
+    /// The bridges this node made for overlays (each named as its overlay).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bridges: Vec<String>,
+}
+
+impl ClusterConf {
+    /// The checks that need no file or network.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let (_, tls) = cluster::endpoints(&self.store).map_err(ConfigError::Invalid)?;
+        if !cluster::state::valid_name(&self.node) {
+            return Err(ConfigError::Invalid(format!(
+                "bad node name {:?} (1-63 letters, digits, '-', '_', '.')",
+                self.node
+            )));
+        }
+        if self.advertise.is_unspecified()
+            || self.advertise.is_broadcast()
+            || self.advertise.is_multicast()
+            || self.advertise.is_loopback()
+        {
+            return Err(ConfigError::Invalid(format!(
+                "cluster advertise address {} is not a unicast address",
+                self.advertise
+            )));
+        }
+        if !(cluster::MIN_TTL..=cluster::MAX_TTL).contains(&self.ttl) {
+            return Err(ConfigError::Invalid(format!(
+                "cluster TTL {} is outside {}-{} seconds",
+                self.ttl,
+                cluster::MIN_TTL,
+                cluster::MAX_TTL
+            )));
+        }
+        let files = [&self.ca, &self.cert, &self.key];
+        match (tls, files.iter().filter(|f| f.is_some()).count()) {
+            (true, 3) | (false, 0) => Ok(()),
+            (true, _) => Err(ConfigError::Invalid(
+                "etcds:// needs --cluster-ca, --cluster-cert and --cluster-key".into(),
+            )),
+            (false, _) => Err(ConfigError::Invalid(
+                "--cluster-ca/--cluster-cert/--cluster-key need an etcds:// store".into(),
+            )),
+        }
+    }
 }
 
 /// A bridge's network: its subnet and the gateway address the switch owns in it.
@@ -339,8 +414,18 @@ impl Config {
             .find(|b| b.ports.iter().any(|p| p.name == iface))
     }
 
+    /// Whether bridge `name` was made for a cluster overlay.
+    pub fn is_overlay_bridge(&self, name: &str) -> bool {
+        self.cluster
+            .as_ref()
+            .is_some_and(|c| c.bridges.iter().any(|b| b == name))
+    }
+
     /// Checks every invariant a request could break.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(c) = &self.cluster {
+            c.validate()?;
+        }
         let mut seen_br = std::collections::HashSet::new();
         let mut seen_if = std::collections::HashSet::new();
         let mut seen_vni = std::collections::HashMap::new();
@@ -380,9 +465,11 @@ impl Config {
                 }
                 match (&p.tunnel, p.kind) {
                     (Some(t), PortKind::Vxlan) => {
-                        check_tunnel(t).map_err(|e| ConfigError::InTunnel {
-                            tunnel: p.name.clone(),
-                            source: Box::new(e),
+                        check_tunnel(t, self.is_overlay_bridge(&b.name)).map_err(|e| {
+                            ConfigError::InTunnel {
+                                tunnel: p.name.clone(),
+                                source: Box::new(e),
+                            }
                         })?;
                         let key = (t.local, t.dstport, t.vni);
                         if let Some(other) = seen_vni.insert(key, &p.name) {
@@ -534,14 +621,15 @@ impl Config {
     }
 }
 
-/// The invariants of a tunnel's settings.
-pub fn check_tunnel(t: &TunnelConf) -> Result<(), ConfigError> {
+/// The invariants of a tunnel's settings. Only an overlay's tunnel (whose remotes are
+/// the other nodes of the cluster, maybe none yet) may have no remote.
+pub fn check_tunnel(t: &TunnelConf, may_be_empty: bool) -> Result<(), ConfigError> {
     validate::vni(t.vni)?;
     validate::dstport(t.dstport)?;
     if let Some(l) = t.local {
         validate::local(&l.into())?;
     }
-    if t.remotes.is_empty() {
+    if t.remotes.is_empty() && !may_be_empty {
         return Err(ConfigError::NoRemoteLeft);
     }
     if t.remotes.len() > MAX_REMOTES {

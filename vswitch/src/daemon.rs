@@ -25,7 +25,13 @@ pub struct Options {
     pub workers: usize,
     pub rx_ring: crate::sys::afpacket::RingKind,
     pub busy_poll: Duration,
+    /// Cluster membership from the command line (it replaces the config's); none: the
+    /// config's, if any.
+    pub cluster: Option<crate::config::ClusterConf>,
 }
+
+/// How long a first join may take before the daemon gives up.
+const JOIN_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Small buffers in the pool: enough for every TX queue of a few dozen ports to fill
 /// halfway. Allocated lazily, so idle memory stays low.
@@ -40,6 +46,9 @@ pub enum StartError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Socket(#[from] server::BindError),
+    /// The cluster could not be joined (or its settings are wrong); the line says why.
+    #[error("{0}")]
+    Cluster(String),
     /// The OS refused a resource the daemon needs (`what` says which).
     #[error("cannot {what}: {why}")]
     Os {
@@ -62,9 +71,40 @@ fn os(what: &'static str) -> impl FnOnce(std::io::Error) -> StartError {
 /// stops it from starting.
 pub fn run(opts: Options) -> Result<(), StartError> {
     let store = Store::new(&opts.db);
-    let cfg = store.load()?;
+    let mut cfg = store.load()?;
     let listener = server::bind(&opts.sock)?;
     let _sock_guard = server::SockGuard(opts.sock.clone());
+
+    // The cluster: joined before anything forwards, so a refused first join changes
+    // nothing (the config keeps no trace of it). A node that was in the cluster already
+    // starts from its cached state and rejoins in the background.
+    let (cluster_conf, fresh) = match (opts.cluster, cfg.cluster.take()) {
+        (Some(mut new), Some(old)) => {
+            let same =
+                new.store == old.store && new.node == old.node && new.advertise == old.advertise;
+            new.bridges = old.bridges;
+            if same {
+                new.state = old.state;
+            }
+            (Some(new), !same)
+        }
+        (Some(new), None) => (Some(new), true),
+        (None, old) => (old, false),
+    };
+    let cluster = match &cluster_conf {
+        None => None,
+        Some(c) => {
+            let settings = crate::clustering::settings(c).map_err(StartError::Cluster)?;
+            let mode = if fresh {
+                cluster::JoinMode::Now(JOIN_DEADLINE)
+            } else {
+                cluster::JoinMode::Background
+            };
+            let h = cluster::start(settings, c.state.clone(), mode).map_err(StartError::Cluster)?;
+            Some(Arc::new(h))
+        }
+    };
+    cfg.cluster = cluster_conf.clone();
 
     let workers = opts.workers.max(1);
     let mut polls = Vec::new();
@@ -109,14 +149,21 @@ pub fn run(opts: Options) -> Result<(), StartError> {
         .transpose()?;
     let nbr = cfg.bridges.len();
     let nports: usize = cfg.bridges.iter().map(|b| b.ports.len()).sum();
-    let ctl = Arc::new(Mutex::new(Controller::new(cfg, store, shared.clone())));
+    let mut controller = Controller::new(cfg, store, shared.clone());
+    if let Some(c) = cluster_conf {
+        // Kept in the config, so a restart rejoins by itself.
+        let c = controller.cluster_conf().cloned().unwrap_or(c);
+        controller.set_cluster(c)?;
+    }
+    let ctl = Arc::new(Mutex::new(controller));
     tracing::info!(bridges = nbr, ports = nports, workers, sock = %opts.sock.display(), "vswitchd started");
 
     {
         let ctl = ctl.clone();
+        let cluster = cluster.clone();
         std::thread::Builder::new()
             .name("vswitch-ctl".into())
-            .spawn(move || server::serve(listener, ctl))
+            .spawn(move || server::serve(listener, ctl, cluster))
             .map_err(os("start control thread"))?;
     }
     if let Some(l) = metrics {
@@ -137,8 +184,18 @@ pub fn run(opts: Options) -> Result<(), StartError> {
     while !stop.load(Ordering::Acquire) {
         std::thread::sleep(Duration::from_millis(100));
         tick += 1;
+        // The cluster's desired state, when it changed: applied within a tick.
+        if let Some(s) = cluster.as_ref().and_then(|c| c.take_update()) {
+            ctl.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .apply_cluster(&s);
+        }
         if tick.is_multiple_of(10) {
-            ctl.lock().unwrap_or_else(|p| p.into_inner()).housekeeping();
+            let mut c = ctl.lock().unwrap_or_else(|p| p.into_inner());
+            c.housekeeping();
+            if tick.is_multiple_of(50) {
+                c.reconcile_cluster();
+            }
         }
     }
     tracing::info!("shutting down");

@@ -7,6 +7,7 @@
 //! control plane (`controller`, `server`, `config`) owns the desired state and publishes
 //! immutable snapshots of it (`dataplane`) for the workers to forward by.
 
+pub mod clustering;
 pub mod config;
 pub mod controller;
 pub mod counters;

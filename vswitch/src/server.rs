@@ -129,7 +129,11 @@ impl Slots {
 }
 
 /// Accepts clients forever.
-pub fn serve(listener: UnixListener, ctl: Arc<Mutex<Controller>>) {
+pub fn serve(
+    listener: UnixListener,
+    ctl: Arc<Mutex<Controller>>,
+    cluster: Option<Arc<cluster::Handle>>,
+) {
     let slots = Arc::new(Slots::default());
     for (id, conn) in (0u64..).zip(listener.incoming()) {
         let Ok(mut stream) = conn else { continue };
@@ -138,11 +142,14 @@ pub fn serve(listener: UnixListener, ctl: Arc<Mutex<Controller>>) {
             continue;
         }
         let ctl = ctl.clone();
+        let cl = cluster.clone();
         let slots2 = slots.clone();
         let spawned = std::thread::Builder::new()
             .name("vswitch-client".into())
             .spawn(move || {
-                let _ = client(stream, &ctl, &|busy| slots2.set_busy(id, busy));
+                let _ = client(stream, &ctl, cl.as_deref(), &|busy| {
+                    slots2.set_busy(id, busy)
+                });
                 slots2.leave(id);
             });
         if spawned.is_err() {
@@ -161,7 +168,12 @@ fn write_response(stream: &mut UnixStream, r: &Response) -> io::Result<()> {
 
 /// Serves one client until it closes, errs, or sends an oversized line. `busy` is told
 /// when a request starts (true) and when it has been answered (false).
-fn client(stream: UnixStream, ctl: &Mutex<Controller>, busy: &dyn Fn(bool)) -> io::Result<()> {
+fn client(
+    stream: UnixStream,
+    ctl: &Mutex<Controller>,
+    cluster: Option<&cluster::Handle>,
+    busy: &dyn Fn(bool),
+) -> io::Result<()> {
     stream.set_read_timeout(Some(IDLE))?;
     stream.set_write_timeout(Some(IDLE))?;
     let mut out = stream.try_clone()?;
@@ -195,6 +207,14 @@ fn client(stream: UnixStream, ctl: &Mutex<Controller>, busy: &dyn Fn(bool)) -> i
         busy(true);
         let resp = match serde_json::from_str::<Request>(text) {
             Err(e) => Response::err(format!("malformed request: {e}")),
+            Ok(req) if crate::clustering::is_cluster_request(&req) => {
+                tracing::debug!(?req, "cluster request");
+                // Never under the controller's lock: the store may be slow to answer.
+                match crate::clustering::handle(req, ctl, cluster) {
+                    Ok(d) => Response::ok(d),
+                    Err(e) => Response::err(e),
+                }
+            }
             Ok(req) => {
                 tracing::debug!(?req, "request");
                 let mut c = ctl.lock().unwrap_or_else(|p| p.into_inner());

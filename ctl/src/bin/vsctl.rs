@@ -195,6 +195,26 @@ enum Cmd {
         bridge: Option<String>,
         port: Option<String>,
     },
+    /// Create a cluster-wide overlay network NAME (needs vswitchd --cluster-store): every
+    /// node gets a bridge NAME with a VXLAN port towards every other node.
+    AddOverlay {
+        name: String,
+        /// The overlay's IPv4 subnet, A.B.C.D/N.
+        #[arg(long)]
+        subnet: String,
+        /// Its gateway address [default: the subnet's first host].
+        #[arg(long)]
+        gateway: Option<std::net::Ipv4Addr>,
+        /// VXLAN network identifier [default: allocated by the cluster].
+        #[arg(long)]
+        vni: Option<u32>,
+    },
+    /// Delete a cluster-wide overlay network.
+    DelOverlay { name: String },
+    /// List the cluster's overlay networks.
+    ListOverlays,
+    /// List the cluster's nodes.
+    ListNodes,
 }
 
 fn request(cmd: Cmd) -> Result<Request, String> {
@@ -440,6 +460,30 @@ fn request(cmd: Cmd) -> Result<Request, String> {
             Request::SetCtLimit { limit }
         }
         Cmd::Stats { bridge, port } => Request::Stats { bridge, port },
+        Cmd::AddOverlay {
+            name,
+            subnet,
+            gateway,
+            vni,
+        } => {
+            validate::bridge_name(&name)?;
+            let (net, prefix) = validate::subnet(&subnet)?;
+            if let Some(g) = gateway {
+                validate::host_in("gateway", g, net, prefix)?;
+            }
+            if let Some(v) = vni {
+                validate::vni(v)?;
+            }
+            Request::AddOverlay {
+                name,
+                subnet,
+                gateway,
+                vni,
+            }
+        }
+        Cmd::DelOverlay { name } => Request::DelOverlay { name },
+        Cmd::ListOverlays => Request::ListOverlays,
+        Cmd::ListNodes => Request::ListNodes,
     })
 }
 

@@ -32,6 +32,67 @@ struct Args {
     /// Log level (error, warn, info, debug, trace) or a tracing filter.
     #[arg(long, default_value = "info")]
     log_level: String,
+    /// Join the cluster whose store is etcd://HOST:PORT[,HOST:PORT...] (etcds:// for
+    /// TLS). Kept in the config: a restart without it rejoins the same cluster.
+    #[arg(long, value_name = "URL")]
+    cluster_store: Option<String>,
+    /// This node's VTEP address: where the other nodes send VXLAN to.
+    #[arg(long, value_name = "IP")]
+    cluster_advertise: Option<std::net::Ipv4Addr>,
+    /// This node's name in the cluster [default: the host name].
+    #[arg(long)]
+    node: Option<String>,
+    /// Seconds the cluster waits after losing this node before dropping its VTEP.
+    #[arg(long, default_value_t = cluster::DEFAULT_TTL)]
+    cluster_ttl: u64,
+    /// CA certificate (PEM) of the store, for etcds://.
+    #[arg(long, value_name = "FILE")]
+    cluster_ca: Option<PathBuf>,
+    /// Client certificate (PEM), for etcds://.
+    #[arg(long, value_name = "FILE")]
+    cluster_cert: Option<PathBuf>,
+    /// Client key (PEM, not readable by others), for etcds://.
+    #[arg(long, value_name = "FILE")]
+    cluster_key: Option<PathBuf>,
+}
+
+/// The cluster membership the command line asks for.
+fn cluster_args(args: &Args) -> Result<Option<vswitch::config::ClusterConf>, String> {
+    let Some(store) = &args.cluster_store else {
+        if args.cluster_advertise.is_some()
+            || args.node.is_some()
+            || args.cluster_ca.is_some()
+            || args.cluster_cert.is_some()
+            || args.cluster_key.is_some()
+        {
+            return Err(
+                "--cluster-advertise, --node and --cluster-ca/cert/key need --cluster-store".into(),
+            );
+        }
+        return Ok(None);
+    };
+    let advertise = args
+        .cluster_advertise
+        .ok_or("--cluster-store needs --cluster-advertise IP (this node's VTEP address)")?;
+    let node = match &args.node {
+        Some(n) => n.clone(),
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .map_err(|e| format!("cannot read the host name for --node: {e}"))?,
+    };
+    let c = vswitch::config::ClusterConf {
+        store: store.clone(),
+        node,
+        advertise,
+        ttl: args.cluster_ttl,
+        ca: args.cluster_ca.clone(),
+        cert: args.cluster_cert.clone(),
+        key: args.cluster_key.clone(),
+        state: Default::default(),
+        bridges: Vec::new(),
+    };
+    c.validate().map_err(|e| e.to_string())?;
+    Ok(Some(c))
 }
 
 fn main() -> ExitCode {
@@ -58,7 +119,15 @@ fn main() -> ExitCode {
         eprintln!("vswitchd: --workers must be between 1 and 256");
         return ExitCode::FAILURE;
     }
+    let cluster = match cluster_args(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("vswitchd: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     match vswitch::daemon::run(vswitch::daemon::Options {
+        cluster,
         sock: args.sock,
         db: args.db,
         metrics: args.metrics,

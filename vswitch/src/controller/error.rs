@@ -86,6 +86,10 @@ pub enum ControlError {
     NoUplink,
     #[error("{proto}/{host_port} is not published")]
     NotPublished { proto: &'static str, host_port: u16 },
+    #[error("bridge {0} carries overlay {0} and follows the cluster (vsctl del-overlay {0})")]
+    OverlayBridge(String),
+    #[error("this node is in no cluster (start vswitchd with --cluster-store)")]
+    NotInCluster,
 }
 
 impl From<String> for ControlError {

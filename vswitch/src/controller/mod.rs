@@ -7,6 +7,7 @@
 //! request leaves config and dataplane exactly as they were.
 
 mod attach;
+mod cluster;
 mod error;
 mod gateway;
 mod metrics;
@@ -14,6 +15,7 @@ mod metrics;
 mod tests;
 
 pub use attach::AttachError;
+pub use cluster::overlay_port;
 pub use error::ControlError;
 
 use std::collections::HashMap;
@@ -116,11 +118,14 @@ impl Controller {
         for b in &c.cfg.bridges {
             c.install_statics(b);
         }
+        // The overlays of the last cluster state seen, until the store says more.
+        c.reconcile_cluster();
         c
     }
 
     /// Handles one request.
     pub fn handle(&mut self, req: Request) -> Result<Data, ControlError> {
+        self.guard_overlays(&req)?;
         match req {
             Request::AddBr { bridge } => {
                 validate::bridge_name(&bridge)?;
@@ -135,30 +140,7 @@ impl Controller {
                 self.publish();
                 Ok(Data::Done)
             }
-            Request::DelBr { bridge } => {
-                let b = self.bridge_conf(&bridge)?.clone();
-                if let Some(n) = &b.net {
-                    self.check_unpublished(&bridge, &n.subnet)?;
-                }
-                let mut next = self.cfg.clone();
-                next.bridges.retain(|x| x.name != bridge);
-                self.commit(next)?;
-                self.bridges.remove(&bridge);
-                let gone: Vec<Arc<PortRt>> = b
-                    .ports
-                    .iter()
-                    .filter_map(|p| self.ports.remove(&p.name))
-                    .collect();
-                self.publish();
-                for rt in gone {
-                    self.remove_port(&rt);
-                }
-                self.refresh_tunnels();
-                if b.net.is_some() {
-                    self.sync_gateway();
-                }
-                Ok(Data::Done)
-            }
+            Request::DelBr { bridge } => self.del_bridge(&bridge),
             Request::ListBr => Ok(Data::Bridges {
                 bridges: self.cfg.bridges.iter().map(|b| b.name.clone()).collect(),
             }),
@@ -342,7 +324,37 @@ impl Controller {
             Request::CtShow => Ok(self.ct_show()),
             Request::CtFlush => Ok(self.ct_flush()),
             Request::SetCtLimit { limit } => self.set_ct_limit(limit),
+            Request::AddOverlay { .. }
+            | Request::DelOverlay { .. }
+            | Request::ListOverlays
+            | Request::ListNodes => Err(ControlError::NotInCluster),
         }
+    }
+
+    /// Deletes bridge `bridge` with its ports.
+    fn del_bridge(&mut self, bridge: &str) -> Result<Data, ControlError> {
+        let b = self.bridge_conf(bridge)?.clone();
+        if let Some(n) = &b.net {
+            self.check_unpublished(bridge, &n.subnet)?;
+        }
+        let mut next = self.cfg.clone();
+        next.bridges.retain(|x| x.name != bridge);
+        self.commit(next)?;
+        self.bridges.remove(bridge);
+        let gone: Vec<Arc<PortRt>> = b
+            .ports
+            .iter()
+            .filter_map(|p| self.ports.remove(&p.name))
+            .collect();
+        self.publish();
+        for rt in gone {
+            self.remove_port(&rt);
+        }
+        self.refresh_tunnels();
+        if b.net.is_some() {
+            self.sync_gateway();
+        }
+        Ok(Data::Done)
     }
 
     /// Applies `f` to bridge `bridge`'s settings in a copy of the config and commits it;

@@ -7,6 +7,7 @@
 //! text) and for leaving the config, the file and `show` exactly as they were.
 
 mod bridges;
+mod cluster;
 mod gateway;
 mod host;
 mod ports;

@@ -1,0 +1,59 @@
+//! The key layout in etcd. Every key of a cluster lives under [`PREFIX`]; the values are
+//! JSON documents ([`crate::state`]).
+//!
+//! | key | value | lease |
+//! | --- | --- | --- |
+//! | `/vswitch/v1/nodes/<node>` | [`crate::NodeRecord`]: VTEP address, start time | the node's |
+//! | `/vswitch/v1/overlays/<name>` | [`crate::OverlayRecord`]: VNI, subnet, gateway | none |
+//! | `/vswitch/v1/vnis/<vni>` | the overlay's name: the VNI's claim, created with it | none |
+//! | `/vswitch/v1/guard/overlays` | bumped by every overlay change, so a change that checked the others (subnet overlap) commits only if none changed since | none |
+//! | `/vswitch/v1/endpoints/<overlay>/<mac>` | reserved: an endpoint, `{"node": …}` (later) | the owner's |
+//! | `/vswitch/v1/ipam/<overlay>/<ip>` | reserved: an address claim (later) | the owner's |
+
+/// Where every key of the cluster lives.
+pub const PREFIX: &str = "/vswitch/v1/";
+/// Nodes, under their leases.
+pub const NODES: &str = "/vswitch/v1/nodes/";
+/// Overlay networks.
+pub const OVERLAYS: &str = "/vswitch/v1/overlays/";
+/// VNI claims.
+pub const VNIS: &str = "/vswitch/v1/vnis/";
+/// Endpoints (reserved for endpoint distribution).
+pub const ENDPOINTS: &str = "/vswitch/v1/endpoints/";
+/// Address claims (reserved for cluster IPAM).
+pub const IPAM: &str = "/vswitch/v1/ipam/";
+/// The overlays' guard key.
+pub const OVERLAYS_GUARD: &str = "/vswitch/v1/guard/overlays";
+
+/// The key of node `name`.
+pub fn node(name: &str) -> String {
+    format!("{NODES}{name}")
+}
+
+/// The key of overlay `name`.
+pub fn overlay(name: &str) -> String {
+    format!("{OVERLAYS}{name}")
+}
+
+/// The claim of VNI `vni`.
+pub fn vni(vni: u32) -> String {
+    format!("{VNIS}{vni}")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn keys_sit_under_the_prefix() {
+        for k in [
+            super::node("n1"),
+            super::overlay("o1"),
+            super::vni(7),
+            super::OVERLAYS_GUARD.to_string(),
+            super::ENDPOINTS.to_string(),
+            super::IPAM.to_string(),
+        ] {
+            assert!(k.starts_with(super::PREFIX), "{k}");
+        }
+        assert_eq!(super::vni(4096), "/vswitch/v1/vnis/4096");
+    }
+}

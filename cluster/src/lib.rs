@@ -1,0 +1,378 @@
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+//! The cluster: vswitchd's etcd client. It knows nothing of frames. It registers the node
+//! under a lease it keeps alive, watches everything under [`keys::PREFIX`] from the last
+//! revision it saw (listing again after a compaction or a reconnection), and hands the
+//! controller the resulting desired state ([`State`]) through [`Handle::take_update`];
+//! cluster changes (`add-overlay`, `del-overlay`) are etcd transactions
+//! (compare-and-create), never a read followed by a blind write.
+//!
+//! Its async runtime runs on a thread of its own; the daemon talks to it through
+//! channels, with a deadline on every request, so neither the dataplane nor the control
+//! thread ever waits on etcd longer than that.
+
+pub mod keys;
+mod session;
+pub mod state;
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub use state::{NodeRecord, OverlayRecord, State};
+
+/// Default lease TTL, seconds.
+pub const DEFAULT_TTL: u64 = 10;
+/// Shortest lease TTL accepted (etcd's own minimum is about 2 s).
+pub const MIN_TTL: u64 = 2;
+/// Longest lease TTL accepted.
+pub const MAX_TTL: u64 = 3600;
+/// How long a cluster request may take before it is answered "unreachable".
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(4);
+
+/// How to reach the store and who this node is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// `etcd://HOST:PORT[,HOST:PORT…]` or `etcds://…`.
+    pub store: String,
+    /// This node's name in the cluster.
+    pub node: String,
+    /// This node's VTEP (underlay) address.
+    pub advertise: Ipv4Addr,
+    /// Lease TTL, seconds.
+    pub ttl: u64,
+    /// PEM contents for `etcds://`.
+    pub tls: Option<Tls>,
+}
+
+/// The PEM files of a TLS client, read.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Tls {
+    pub ca: Vec<u8>,
+    pub cert: Vec<u8>,
+    pub key: Vec<u8>,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tls { .. }")
+    }
+}
+
+/// The endpoints of a store URL, as gRPC URIs, and whether it is TLS.
+pub fn endpoints(store: &str) -> Result<(Vec<String>, bool), String> {
+    let (rest, tls) = if let Some(r) = store.strip_prefix("etcd://") {
+        (r, false)
+    } else if let Some(r) = store.strip_prefix("etcds://") {
+        (r, true)
+    } else {
+        return Err(format!(
+            "cluster store {store:?} must be etcd://HOST:PORT[,HOST:PORT...] or etcds://..."
+        ));
+    };
+    let scheme = if tls { "https" } else { "http" };
+    let mut out = Vec::new();
+    for hp in rest.trim_end_matches('/').split(',') {
+        let Some((host, port)) = hp.rsplit_once(':') else {
+            return Err(format!("cluster store endpoint {hp:?} needs HOST:PORT"));
+        };
+        let host_ok = !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._[]:".contains(&b));
+        if !host_ok || port.parse::<u16>().map_or(true, |p| p == 0) {
+            return Err(format!("cluster store endpoint {hp:?} needs HOST:PORT"));
+        }
+        out.push(format!("{scheme}://{host}:{port}"));
+    }
+    Ok((out, tls))
+}
+
+/// Reads the CA, certificate and key of a TLS client. A key readable or writable by
+/// others than its owner and group is refused.
+pub fn load_tls(ca: &Path, cert: &Path, key: &Path) -> Result<Tls, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(key)
+        .map_err(|e| format!("cannot read cluster key {}: {e}", key.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o007 != 0 {
+        return Err(format!(
+            "cluster key {} is accessible to others (mode {mode:04o}); chmod 600 it",
+            key.display()
+        ));
+    }
+    let read = |what: &str, p: &Path| -> Result<Vec<u8>, String> {
+        let b = std::fs::read(p)
+            .map_err(|e| format!("cannot read cluster {what} {}: {e}", p.display()))?;
+        if !b.windows(10).any(|w| w == b"-----BEGIN") {
+            return Err(format!("cluster {what} {} is not PEM", p.display()));
+        }
+        Ok(b)
+    };
+    Ok(Tls {
+        ca: read("CA", ca)?,
+        cert: read("certificate", cert)?,
+        key: read("key", key)?,
+    })
+}
+
+/// A request the cluster refused or could not carry out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClusterError {
+    /// etcd did not answer in time, or the connection is down.
+    #[error("cluster store unreachable")]
+    Unreachable,
+    /// The cluster said no; the message says why.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// What `add-overlay` asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverlaySpec {
+    pub name: String,
+    pub subnet: String,
+    pub gateway: Option<Ipv4Addr>,
+    pub vni: Option<u32>,
+}
+
+/// A node that left (its key went away), and when this node saw it go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Departed {
+    pub record: NodeRecord,
+    pub left: u64,
+}
+
+/// What this node knows of the cluster now.
+#[derive(Debug, Clone, Default)]
+pub struct Status {
+    /// Connected to the store, registered and watching.
+    pub connected: bool,
+    /// The last connection error while not connected.
+    pub error: Option<String>,
+    /// The last state seen.
+    pub state: State,
+    /// Nodes seen leaving since this daemon started.
+    pub departed: BTreeMap<String, Departed>,
+    /// When the state was last confirmed by the store (seconds since the epoch).
+    pub seen: u64,
+}
+
+pub(crate) enum Cmd {
+    AddOverlay {
+        spec: OverlaySpec,
+        deadline: Instant,
+        reply: std::sync::mpsc::Sender<Result<OverlayRecord, ClusterError>>,
+    },
+    DelOverlay {
+        name: String,
+        deadline: Instant,
+        reply: std::sync::mpsc::Sender<Result<OverlayRecord, ClusterError>>,
+    },
+}
+
+/// What the session and the handle share.
+#[derive(Default)]
+pub(crate) struct Shared {
+    pub status: Mutex<Status>,
+    /// The newest state the controller has not taken yet.
+    pub pending: Mutex<Option<State>>,
+}
+
+impl Shared {
+    pub(crate) fn status(&self) -> std::sync::MutexGuard<'_, Status> {
+        self.status.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    pub(crate) fn publish(&self, s: State) {
+        *self.pending.lock().unwrap_or_else(|p| p.into_inner()) = Some(s);
+    }
+}
+
+/// The daemon's side of the cluster thread.
+pub struct Handle {
+    cmds: tokio::sync::mpsc::UnboundedSender<Cmd>,
+    shared: Arc<Shared>,
+    settings: Arc<Settings>,
+}
+
+/// How [`start`] joins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinMode {
+    /// Wait for the first registration; on failure stop and return why (a first join:
+    /// nothing half-joins).
+    Now(Duration),
+    /// Return at once and keep trying (a restart with a cached state: forward first).
+    Background,
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Starts the cluster thread for `settings`, with `cached` as the state known so far.
+pub fn start(settings: Settings, cached: State, mode: JoinMode) -> Result<Handle, String> {
+    let (eps, tls) = endpoints(&settings.store)?;
+    if tls != settings.tls.is_some() {
+        return Err(if tls {
+            "etcds:// needs --cluster-ca, --cluster-cert and --cluster-key".into()
+        } else {
+            "--cluster-ca/--cluster-cert/--cluster-key need an etcds:// store".into()
+        });
+    }
+    let settings = Arc::new(settings);
+    let shared = Arc::new(Shared::default());
+    shared.status().state = cached;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let (first_tx, first_rx) = std::sync::mpsc::channel();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the cluster runtime: {e}"))?;
+    let run = session::Runner {
+        settings: settings.clone(),
+        endpoints: eps,
+        shared: shared.clone(),
+        cmds: rx,
+        first: match mode {
+            JoinMode::Now(d) => Some((first_tx, d)),
+            JoinMode::Background => None,
+        },
+    };
+    std::thread::Builder::new()
+        .name("vswitch-cluster".into())
+        .spawn(move || rt.block_on(run.run()))
+        .map_err(|e| format!("cannot start the cluster thread: {e}"))?;
+    if let JoinMode::Now(d) = mode {
+        match first_rx.recv_timeout(d + Duration::from_secs(1)) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                return Err(format!(
+                    "cannot join the cluster at {}: {e}",
+                    settings.store
+                ))
+            }
+            Err(_) => {
+                return Err(format!(
+                    "cannot join the cluster at {}: cluster store unreachable",
+                    settings.store
+                ))
+            }
+        }
+    }
+    Ok(Handle {
+        cmds: tx,
+        shared,
+        settings,
+    })
+}
+
+impl Handle {
+    /// The settings it runs with.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// What this node knows of the cluster now.
+    pub fn status(&self) -> Status {
+        self.shared.status().clone()
+    }
+
+    /// The newest desired state, if it changed since the last call.
+    pub fn take_update(&self) -> Option<State> {
+        self.shared
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+
+    fn ask(
+        &self,
+        make: impl FnOnce(Instant, std::sync::mpsc::Sender<Result<OverlayRecord, ClusterError>>) -> Cmd,
+    ) -> Result<OverlayRecord, ClusterError> {
+        let deadline = Instant::now() + REQUEST_DEADLINE;
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.cmds
+            .send(make(deadline, tx))
+            .map_err(|_| ClusterError::Unreachable)?;
+        rx.recv_timeout(REQUEST_DEADLINE + Duration::from_millis(500))
+            .unwrap_or(Err(ClusterError::Unreachable))
+    }
+
+    /// Creates an overlay in the store (a transaction); returns it as stored.
+    pub fn add_overlay(&self, spec: OverlaySpec) -> Result<OverlayRecord, ClusterError> {
+        self.ask(|deadline, reply| Cmd::AddOverlay {
+            spec,
+            deadline,
+            reply,
+        })
+    }
+
+    /// Deletes an overlay from the store; returns what it was.
+    pub fn del_overlay(&self, name: &str) -> Result<OverlayRecord, ClusterError> {
+        let name = name.to_string();
+        self.ask(|deadline, reply| Cmd::DelOverlay {
+            name,
+            deadline,
+            reply,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_urls() {
+        assert_eq!(
+            endpoints("etcd://127.0.0.1:2379,10.0.0.2:2379").unwrap(),
+            (
+                vec![
+                    "http://127.0.0.1:2379".to_string(),
+                    "http://10.0.0.2:2379".to_string()
+                ],
+                false
+            )
+        );
+        assert_eq!(
+            endpoints("etcds://etcd.example:2379").unwrap(),
+            (vec!["https://etcd.example:2379".to_string()], true)
+        );
+        for bad in [
+            "http://x:1",
+            "etcd://",
+            "etcd://x",
+            "etcd://x:0",
+            "etcd://x:99999",
+            "etcd://x y:1",
+            "etcd://a:1,",
+        ] {
+            assert!(endpoints(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn world_readable_keys_are_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = std::env::temp_dir().join(format!("cluster-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        let pem = b"-----BEGIN X-----\n-----END X-----\n";
+        for f in ["ca", "cert", "key"] {
+            std::fs::write(d.join(f), pem).unwrap();
+        }
+        std::fs::set_permissions(d.join("key"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = load_tls(&d.join("ca"), &d.join("cert"), &d.join("key")).unwrap_err();
+        assert!(e.contains("accessible to others (mode 0644)"), "{e}");
+        std::fs::set_permissions(d.join("key"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(load_tls(&d.join("ca"), &d.join("cert"), &d.join("key")).is_ok());
+        std::fs::write(d.join("ca"), "nope").unwrap();
+        let e = load_tls(&d.join("ca"), &d.join("cert"), &d.join("key")).unwrap_err();
+        assert!(e.contains("is not PEM"), "{e}");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}

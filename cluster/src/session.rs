@@ -1,0 +1,637 @@
+//! The cluster thread: one session at a time (connect, lease, register, list, watch and
+//! keep alive), a new one after any failure, and the requests of the daemon in between.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, PutOptions, Txn, TxnOp,
+    WatchOptions,
+};
+
+use crate::state::{overlaps, parse_subnet, AUTO_VNI_MIN, VNI_MAX};
+use crate::{
+    keys, now_secs, ClusterError, Cmd, Departed, NodeRecord, OverlayRecord, OverlaySpec, Settings,
+    Shared, State,
+};
+
+/// Longest wait for one etcd call.
+const CALL: Duration = Duration::from_secs(3);
+/// Pause between two sessions.
+const RETRY: Duration = Duration::from_secs(1);
+
+pub(crate) struct Runner {
+    pub settings: Arc<Settings>,
+    pub endpoints: Vec<String>,
+    pub shared: Arc<Shared>,
+    pub cmds: tokio::sync::mpsc::UnboundedReceiver<Cmd>,
+    /// Where the outcome of the first registration goes, and how long it may take.
+    pub first: Option<(std::sync::mpsc::Sender<Result<(), String>>, Duration)>,
+}
+
+/// Why a session ended.
+enum End {
+    /// The daemon is gone (its handle dropped).
+    Closed,
+    /// The store failed us; try again.
+    Failed(String),
+}
+
+/// One line from an etcd error, with its causes.
+fn describe(e: &etcd_client::Error) -> String {
+    let mut s = match e {
+        etcd_client::Error::GRpcStatus(st) => {
+            let m = st.message();
+            if m.is_empty() {
+                format!("{:?}", st.code())
+            } else {
+                m.to_string()
+            }
+        }
+        other => other.to_string(),
+    };
+    // etcd_client's error does not chain its cause; the gRPC status and the transport
+    // error do, down to the TLS alert or the refused connection.
+    let mut src: Option<&(dyn std::error::Error + 'static)> = match e {
+        etcd_client::Error::GRpcStatus(st) => std::error::Error::source(st),
+        etcd_client::Error::TransportError(t) => std::error::Error::source(t),
+        etcd_client::Error::IoError(io) => std::error::Error::source(io),
+        _ => None,
+    };
+    while let Some(c) = src {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        src = c.source();
+    }
+    if s.contains("BadCertificate") || s.contains("CertificateRequired") || s.contains("UnknownCA")
+    {
+        s.push_str(" (the store refused this node's certificate)");
+    } else if s.contains("invalid peer certificate") {
+        s.push_str(" (the store's certificate does not check out against --cluster-ca)");
+    }
+    s.replace(['\n', '\r'], " ")
+}
+
+/// Whether a failed first join is worth another try for a clearer reason: with TLS 1.3
+/// the store's refusal of a client certificate arrives after the handshake, and the
+/// client may see a broken pipe instead of the alert that says why.
+fn unclear(why: &str) -> bool {
+    [
+        "broken pipe",
+        "connection reset",
+        "connection closed",
+        "operation was canceled",
+    ]
+    .iter()
+    .any(|w| why.contains(w))
+}
+
+/// First-join attempts while the reason is [`unclear`].
+const FIRST_TRIES: u32 = 4;
+
+async fn call<T>(
+    f: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
+    what: &str,
+) -> Result<T, String> {
+    match tokio::time::timeout(CALL, f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(format!("{what}: {}", describe(&e))),
+        Err(_) => Err(format!("{what}: no answer within {}s", CALL.as_secs())),
+    }
+}
+
+/// The raw keys and values under the prefix, and the revision they were read at.
+async fn list(client: &mut Client) -> Result<(BTreeMap<String, Vec<u8>>, i64), String> {
+    let resp = call(
+        client.get(keys::PREFIX, Some(GetOptions::new().with_prefix())),
+        "list",
+    )
+    .await?;
+    let rev = resp.header().map_or(0, |h| h.revision());
+    let mut kvs = BTreeMap::new();
+    for kv in resp.kvs() {
+        if let Ok(k) = kv.key_str() {
+            kvs.insert(k.to_string(), kv.value().to_vec());
+        }
+    }
+    Ok((kvs, rev))
+}
+
+impl Runner {
+    pub async fn run(mut self) {
+        let mut tries = 0;
+        loop {
+            let end = self.session().await;
+            let why = match end {
+                End::Closed => return,
+                End::Failed(why) => why,
+            };
+            tries += 1;
+            if self.first.is_some() && unclear(&why) && tries < FIRST_TRIES {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+            if let Some((first, _)) = self.first.take() {
+                // A first join that failed stops here: nothing half-joins.
+                let why = if unclear(&why) && self.settings.tls.is_some() {
+                    format!("{why} (over TLS this is how a store refuses a certificate it does not trust)")
+                } else {
+                    why
+                };
+                let _ = first.send(Err(why));
+                return;
+            }
+            {
+                let mut st = self.shared.status();
+                if st.connected {
+                    tracing::warn!("cluster store unreachable: {why}");
+                }
+                st.connected = false;
+                st.error = Some(why);
+            }
+            // Requests that come while the store is away are answered at once.
+            let until = tokio::time::Instant::now() + RETRY;
+            loop {
+                tokio::select! {
+                    c = self.cmds.recv() => match c {
+                        None => return,
+                        Some(c) => refuse(c),
+                    },
+                    _ = tokio::time::sleep_until(until) => break,
+                }
+            }
+        }
+    }
+
+    fn connect_options(&self) -> ConnectOptions {
+        let mut o = ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(2))
+            .with_timeout(CALL)
+            .with_keep_alive(Duration::from_secs(1), Duration::from_secs(2))
+            .with_keep_alive_while_idle(true);
+        if let Some(t) = &self.settings.tls {
+            o = o.with_tls(
+                etcd_client::TlsOptions::new()
+                    .ca_certificate(etcd_client::Certificate::from_pem(&t.ca))
+                    .identity(etcd_client::Identity::from_pem(&t.cert, &t.key)),
+            );
+        }
+        o
+    }
+
+    /// Connects, registers and lists; then watches, keeps the lease alive and serves
+    /// requests until something fails.
+    async fn session(&mut self) -> End {
+        let setup = async {
+            let mut client = call(
+                Client::connect(&self.endpoints, Some(self.connect_options())),
+                "connect",
+            )
+            .await?;
+            let lease = call(client.lease_grant(self.settings.ttl as i64, None), "lease")
+                .await?
+                .id();
+            let me = NodeRecord {
+                name: self.settings.node.clone(),
+                vtep: self.settings.advertise,
+                started: now_secs(),
+            };
+            let value = serde_json::to_vec(&me).map_err(|e| e.to_string())?;
+            if let Err(e) = register(&mut client, &me, value, lease).await {
+                let _ = call(client.lease_revoke(lease), "revoke").await;
+                return Err(e);
+            }
+            let (kvs, rev) = list(&mut client).await?;
+            Ok::<_, String>((client, lease, kvs, rev))
+        };
+        let deadline = self.first.as_ref().map_or(Duration::from_secs(10), |f| f.1);
+        let (mut client, lease, mut kvs, mut rev) =
+            match tokio::time::timeout(deadline, setup).await {
+                Ok(Ok(v)) => v,
+                Ok(Err(e)) => return End::Failed(e),
+                Err(_) => return End::Failed("no answer in time".into()),
+            };
+        if let Some((first, _)) = self.first.take() {
+            if first.send(Ok(())).is_err() {
+                // Whoever asked gave up: leave again.
+                let _ = call(client.lease_revoke(lease), "revoke").await;
+                return End::Closed;
+            }
+        }
+        tracing::info!(node = %self.settings.node, store = %self.settings.store, revision = rev, "joined the cluster");
+        self.update(&kvs, true);
+
+        let (mut keeper, mut alive) = match call(client.lease_keep_alive(lease), "keepalive").await
+        {
+            Ok(v) => v,
+            Err(e) => return End::Failed(e),
+        };
+        let (mut _watcher, mut watch) = match self.watch(&mut client, rev).await {
+            Ok(v) => v,
+            Err(e) => return End::Failed(e),
+        };
+        let period = Duration::from_millis((self.settings.ttl * 1000 / 3).max(500));
+        let mut tick = tokio::time::interval(period);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    if let Err(e) = call(keeper.keep_alive(), "keepalive").await {
+                        return End::Failed(e);
+                    }
+                }
+                m = alive.message() => match m {
+                    Ok(Some(r)) if r.ttl() <= 0 => return End::Failed("the node's lease expired".into()),
+                    Ok(Some(_)) => {}
+                    Ok(None) => return End::Failed("keepalive stream closed".into()),
+                    Err(e) => return End::Failed(format!("keepalive: {}", describe(&e))),
+                },
+                m = watch.message() => match m {
+                    Ok(Some(r)) => {
+                        if r.canceled() {
+                            // Compacted past our revision (or cancelled): list afresh
+                            // and watch from there.
+                            tracing::info!(compacted = r.compact_revision(), "watch cancelled; listing again");
+                            match list(&mut client).await {
+                                Ok((k, r)) => { kvs = k; rev = r; }
+                                Err(e) => return End::Failed(e),
+                            }
+                            self.update(&kvs, true);
+                            match self.watch(&mut client, rev).await {
+                                Ok((w, s)) => { _watcher = w; watch = s; }
+                                Err(e) => return End::Failed(e),
+                            }
+                            continue;
+                        }
+                        let mut changed = false;
+                        for ev in r.events() {
+                            let Some(kv) = ev.kv() else { continue };
+                            let Ok(k) = kv.key_str() else { continue };
+                            match ev.event_type() {
+                                EventType::Put => { kvs.insert(k.to_string(), kv.value().to_vec()); }
+                                EventType::Delete => { kvs.remove(k); }
+                            }
+                            rev = rev.max(kv.mod_revision());
+                            changed = true;
+                        }
+                        if let Some(h) = r.header() {
+                            rev = rev.max(h.revision());
+                        }
+                        self.update(&kvs, changed);
+                    }
+                    Ok(None) => return End::Failed("watch stream closed".into()),
+                    Err(e) => return End::Failed(format!("watch: {}", describe(&e))),
+                },
+                c = self.cmds.recv() => match c {
+                    None => {
+                        let _ = call(client.lease_revoke(lease), "revoke").await;
+                        return End::Closed;
+                    }
+                    Some(c) => serve(&mut client, c).await,
+                },
+            }
+        }
+    }
+
+    async fn watch(
+        &self,
+        client: &mut Client,
+        rev: i64,
+    ) -> Result<(etcd_client::Watcher, etcd_client::WatchStream), String> {
+        call(
+            client.watch(
+                keys::PREFIX,
+                Some(
+                    WatchOptions::new()
+                        .with_prefix()
+                        .with_start_revision(rev + 1),
+                ),
+            ),
+            "watch",
+        )
+        .await
+    }
+
+    /// Records the state the keys describe and, if it changed, hands it over.
+    fn update(&self, kvs: &BTreeMap<String, Vec<u8>>, changed: bool) {
+        let now = now_secs();
+        let mut st = self.shared.status();
+        st.connected = true;
+        st.error = None;
+        st.seen = now;
+        if !changed {
+            return;
+        }
+        let next = State::from_kvs(kvs);
+        let gone: Vec<NodeRecord> = st
+            .state
+            .nodes
+            .values()
+            .filter(|n| !next.nodes.contains_key(&n.name))
+            .cloned()
+            .collect();
+        for n in gone {
+            tracing::info!(node = %n.name, vtep = %n.vtep, "node left the cluster");
+            st.departed.insert(
+                n.name.clone(),
+                Departed {
+                    record: n,
+                    left: now,
+                },
+            );
+        }
+        for n in next.nodes.values() {
+            if st.departed.remove(&n.name).is_some() || !st.state.nodes.contains_key(&n.name) {
+                tracing::info!(node = %n.name, vtep = %n.vtep, "node in the cluster");
+            }
+        }
+        st.state = next.clone();
+        drop(st);
+        self.shared.publish(next);
+    }
+}
+
+/// Puts this node's record under `lease`: created if the name is free, taken over if
+/// it is this node's own from an earlier life (same VTEP: a restart before its old lease
+/// expired), refused if another VTEP holds the name. One transaction per attempt.
+async fn register(
+    client: &mut Client,
+    me: &NodeRecord,
+    value: Vec<u8>,
+    lease: i64,
+) -> Result<(), String> {
+    let key = keys::node(&me.name);
+    let put = || {
+        TxnOp::put(
+            key.clone(),
+            value.clone(),
+            Some(PutOptions::new().with_lease(lease)),
+        )
+    };
+    for _ in 0..ATTEMPTS {
+        let txn = Txn::new()
+            .when(vec![Compare::create_revision(
+                key.clone(),
+                CompareOp::Equal,
+                0,
+            )])
+            .and_then(vec![put()])
+            .or_else(vec![TxnOp::get(key.clone(), None)]);
+        let resp = call(client.txn(txn), "register").await?;
+        if resp.succeeded() {
+            return Ok(());
+        }
+        let held = resp.op_responses().into_iter().find_map(|op| match op {
+            etcd_client::TxnOpResponse::Get(g) => g.kvs().first().map(|kv| {
+                (
+                    kv.mod_revision(),
+                    serde_json::from_slice::<NodeRecord>(kv.value()).ok(),
+                )
+            }),
+            _ => None,
+        });
+        let Some((rev, old)) = held else { continue };
+        if let Some(o) = old.as_ref().filter(|o| o.vtep != me.vtep) {
+            return Err(format!(
+                "node name {} is taken by the node at {} (pick another --node, or wait for its lease to expire)",
+                me.name, o.vtep
+            ));
+        }
+        let txn = Txn::new()
+            .when(vec![Compare::mod_revision(
+                key.clone(),
+                CompareOp::Equal,
+                rev,
+            )])
+            .and_then(vec![put()]);
+        if call(client.txn(txn), "register").await?.succeeded() {
+            return Ok(());
+        }
+    }
+    Err("register: the node's key kept changing".into())
+}
+
+fn refuse(c: Cmd) {
+    match c {
+        Cmd::AddOverlay { reply, .. } | Cmd::DelOverlay { reply, .. } => {
+            let _ = reply.send(Err(ClusterError::Unreachable));
+        }
+    }
+}
+
+async fn serve(client: &mut Client, c: Cmd) {
+    match c {
+        Cmd::AddOverlay {
+            spec,
+            deadline,
+            reply,
+        } => {
+            let r = bounded(deadline, add_overlay(client, &spec)).await;
+            let _ = reply.send(r);
+        }
+        Cmd::DelOverlay {
+            name,
+            deadline,
+            reply,
+        } => {
+            let r = bounded(deadline, del_overlay(client, &name)).await;
+            let _ = reply.send(r);
+        }
+    }
+}
+
+async fn bounded<T>(
+    deadline: Instant,
+    f: impl std::future::Future<Output = Result<T, ClusterError>>,
+) -> Result<T, ClusterError> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(ClusterError::Unreachable);
+    }
+    tokio::time::timeout(left, f)
+        .await
+        .unwrap_or(Err(ClusterError::Unreachable))
+}
+
+/// An etcd error met while serving a request.
+fn failed(e: etcd_client::Error) -> ClusterError {
+    match &e {
+        etcd_client::Error::GRpcStatus(s)
+            if !matches!(
+                s.code(),
+                tonic_code::UNAVAILABLE | tonic_code::DEADLINE | tonic_code::UNKNOWN
+            ) =>
+        {
+            ClusterError::Refused(format!("cluster store: {}", describe(&e)))
+        }
+        _ => {
+            tracing::warn!("cluster request failed: {}", describe(&e));
+            ClusterError::Unreachable
+        }
+    }
+}
+
+mod tonic_code {
+    pub const UNAVAILABLE: tonic::Code = tonic::Code::Unavailable;
+    pub const DEADLINE: tonic::Code = tonic::Code::DeadlineExceeded;
+    pub const UNKNOWN: tonic::Code = tonic::Code::Unknown;
+}
+
+/// Transactions that lose a race are retried this many times.
+const ATTEMPTS: usize = 8;
+
+/// The overlays, the claimed VNIs and the guard's revision, read in one transaction.
+async fn read_overlays(
+    client: &mut Client,
+) -> Result<(Vec<OverlayRecord>, std::collections::HashSet<u32>, i64), ClusterError> {
+    let txn = Txn::new().and_then(vec![
+        TxnOp::get(keys::OVERLAYS_GUARD, None),
+        TxnOp::get(keys::OVERLAYS, Some(GetOptions::new().with_prefix())),
+        TxnOp::get(keys::VNIS, Some(GetOptions::new().with_prefix())),
+    ]);
+    let resp = client.txn(txn).await.map_err(failed)?;
+    let mut guard = 0;
+    let mut overlays = Vec::new();
+    let mut vnis = std::collections::HashSet::new();
+    for (i, op) in resp.op_responses().into_iter().enumerate() {
+        let etcd_client::TxnOpResponse::Get(g) = op else {
+            continue;
+        };
+        for kv in g.kvs() {
+            match i {
+                0 => guard = kv.mod_revision(),
+                1 => match serde_json::from_slice::<OverlayRecord>(kv.value()) {
+                    Ok(o) => overlays.push(o),
+                    Err(e) => tracing::warn!("bad overlay record skipped: {e}"),
+                },
+                _ => {
+                    if let Some(v) = kv
+                        .key_str()
+                        .ok()
+                        .and_then(|k| k.strip_prefix(keys::VNIS))
+                        .and_then(|v| v.parse::<u32>().ok())
+                    {
+                        vnis.insert(v);
+                    }
+                }
+            }
+        }
+    }
+    for o in &overlays {
+        vnis.insert(o.vni);
+    }
+    Ok((overlays, vnis, guard))
+}
+
+async fn add_overlay(
+    client: &mut Client,
+    spec: &OverlaySpec,
+) -> Result<OverlayRecord, ClusterError> {
+    let refuse = |s: String| Err(ClusterError::Refused(s));
+    let Some(net) = parse_subnet(&spec.subnet) else {
+        return refuse(format!("bad subnet {}", spec.subnet));
+    };
+    for _ in 0..ATTEMPTS {
+        let (overlays, vnis, guard) = read_overlays(client).await?;
+        if overlays.iter().any(|o| o.name == spec.name) {
+            return refuse(format!("overlay {} already exists", spec.name));
+        }
+        if let Some(o) = overlays
+            .iter()
+            .find(|o| parse_subnet(&o.subnet).is_some_and(|s| overlaps(s, net)))
+        {
+            return refuse(format!(
+                "subnet {} overlaps {} of overlay {}",
+                spec.subnet, o.subnet, o.name
+            ));
+        }
+        let vni = match spec.vni {
+            Some(v) => {
+                if let Some(o) = overlays.iter().find(|o| o.vni == v) {
+                    return refuse(format!("VNI {v} is already overlay {}", o.name));
+                }
+                if vnis.contains(&v) {
+                    return refuse(format!("VNI {v} is already claimed"));
+                }
+                v
+            }
+            None => match (AUTO_VNI_MIN..=VNI_MAX).find(|v| !vnis.contains(v)) {
+                Some(v) => v,
+                None => return refuse("no VNI left".into()),
+            },
+        };
+        let gateway = spec
+            .gateway
+            .unwrap_or_else(|| std::net::Ipv4Addr::from(u32::from(net.0) | 1));
+        let rec = OverlayRecord {
+            name: spec.name.clone(),
+            vni,
+            subnet: spec.subnet.clone(),
+            gateway,
+        };
+        if let Err(e) = rec.check() {
+            return refuse(e);
+        }
+        let value = serde_json::to_vec(&rec).map_err(|e| ClusterError::Refused(e.to_string()))?;
+        let okey = keys::overlay(&rec.name);
+        let vkey = keys::vni(vni);
+        let txn = Txn::new()
+            .when(vec![
+                Compare::create_revision(okey.clone(), CompareOp::Equal, 0),
+                Compare::create_revision(vkey.clone(), CompareOp::Equal, 0),
+                Compare::mod_revision(keys::OVERLAYS_GUARD, CompareOp::Equal, guard),
+            ])
+            .and_then(vec![
+                TxnOp::put(okey, value, None),
+                TxnOp::put(vkey, rec.name.clone(), None),
+                TxnOp::put(keys::OVERLAYS_GUARD, rec.name.clone(), None),
+            ]);
+        let resp = client.txn(txn).await.map_err(failed)?;
+        if resp.succeeded() {
+            tracing::info!(overlay = %rec.name, vni, subnet = %rec.subnet, "overlay created");
+            return Ok(rec);
+        }
+        // Someone changed the overlays meanwhile: look again.
+    }
+    refuse("the overlays kept changing; try again".into())
+}
+
+async fn del_overlay(client: &mut Client, name: &str) -> Result<OverlayRecord, ClusterError> {
+    for _ in 0..ATTEMPTS {
+        let okey = keys::overlay(name);
+        let resp = client.get(okey.clone(), None).await.map_err(failed)?;
+        let Some(kv) = resp.kvs().first() else {
+            return Err(ClusterError::Refused(format!("no overlay named {name}")));
+        };
+        let rec: Option<OverlayRecord> = serde_json::from_slice(kv.value()).ok();
+        let mut ops = vec![
+            TxnOp::delete(okey.clone(), None),
+            TxnOp::put(keys::OVERLAYS_GUARD, name, None),
+        ];
+        if let Some(r) = &rec {
+            ops.push(TxnOp::delete(keys::vni(r.vni), None));
+        }
+        let txn = Txn::new()
+            .when(vec![Compare::mod_revision(
+                okey,
+                CompareOp::Equal,
+                kv.mod_revision(),
+            )])
+            .and_then(ops);
+        if client.txn(txn).await.map_err(failed)?.succeeded() {
+            tracing::info!(overlay = %name, "overlay deleted");
+            return Ok(rec.unwrap_or(OverlayRecord {
+                name: name.to_string(),
+                vni: 0,
+                subnet: String::new(),
+                gateway: std::net::Ipv4Addr::UNSPECIFIED,
+            }));
+        }
+    }
+    Err(ClusterError::Refused(
+        "the overlay kept changing; try again".into(),
+    ))
+}

@@ -1,0 +1,274 @@
+//! What the cluster holds, as plain data: the records stored in etcd and the desired
+//! state built from them. Values read from etcd are outside input: they are parsed
+//! fallibly, and a bad one is skipped (and logged), never trusted.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::keys;
+
+/// A node, as stored under `nodes/<name>` (under its lease).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeRecord {
+    pub name: String,
+    /// The underlay address the others send VXLAN to.
+    pub vtep: Ipv4Addr,
+    /// When the node (re)joined, seconds since the Unix epoch.
+    pub started: u64,
+}
+
+/// An overlay network, as stored under `overlays/<name>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OverlayRecord {
+    pub name: String,
+    pub vni: u32,
+    /// `A.B.C.D/N`, no host bits.
+    pub subnet: String,
+    pub gateway: Ipv4Addr,
+}
+
+/// An endpoint's owner, the one field of `endpoints/<overlay>/<mac>` read so far.
+#[derive(Debug, Clone, Deserialize)]
+struct EndpointOwner {
+    node: String,
+}
+
+/// The cluster's desired state as one node sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct State {
+    /// Live nodes (their leases have not expired), by name.
+    #[serde(default)]
+    pub nodes: BTreeMap<String, NodeRecord>,
+    /// Overlays, by name.
+    #[serde(default)]
+    pub overlays: BTreeMap<String, OverlayRecord>,
+    /// Endpoints per node.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub endpoints: BTreeMap<String, u32>,
+}
+
+impl State {
+    /// Builds the state from the raw keys and values under [`keys::PREFIX`]; bad
+    /// entries are skipped with a warning.
+    pub fn from_kvs(kvs: &BTreeMap<String, Vec<u8>>) -> State {
+        let mut s = State::default();
+        for (k, v) in kvs {
+            if let Some(name) = k.strip_prefix(keys::NODES) {
+                match serde_json::from_slice::<NodeRecord>(v) {
+                    Ok(n) if n.name == name && valid_name(name) => {
+                        s.nodes.insert(n.name.clone(), n);
+                    }
+                    Ok(_) => {
+                        tracing::warn!(key = %k, "node record does not match its key; skipped")
+                    }
+                    Err(e) => tracing::warn!(key = %k, "bad node record skipped: {e}"),
+                }
+            } else if let Some(name) = k.strip_prefix(keys::OVERLAYS) {
+                match serde_json::from_slice::<OverlayRecord>(v) {
+                    Ok(o) if o.name == name && o.check().is_ok() => {
+                        s.overlays.insert(o.name.clone(), o);
+                    }
+                    Ok(o) => {
+                        tracing::warn!(key = %k, "bad overlay record skipped: {}", o.check().err().unwrap_or_else(|| "name does not match its key".into()))
+                    }
+                    Err(e) => tracing::warn!(key = %k, "bad overlay record skipped: {e}"),
+                }
+            } else if k.starts_with(keys::ENDPOINTS) {
+                if let Ok(e) = serde_json::from_slice::<EndpointOwner>(v) {
+                    *s.endpoints.entry(e.node).or_default() += 1;
+                }
+            }
+        }
+        // Two overlays cannot share a VNI (the claims forbid it); if a hand-made key
+        // says otherwise, the first by name wins.
+        let mut seen = std::collections::HashSet::new();
+        s.overlays.retain(|name, o| {
+            let fresh = seen.insert(o.vni);
+            if !fresh {
+                tracing::warn!(overlay = %name, vni = o.vni, "VNI used twice; skipped");
+            }
+            fresh
+        });
+        s
+    }
+
+    /// The VTEP addresses of every node but `me`, each once, in a stable order.
+    pub fn remotes(&self, me: &str, my_vtep: Ipv4Addr) -> Vec<Ipv4Addr> {
+        let mut v: Vec<Ipv4Addr> = self
+            .nodes
+            .values()
+            .filter(|n| n.name != me && n.vtep != my_vtep)
+            .map(|n| n.vtep)
+            .filter(|a| !a.is_unspecified() && !a.is_broadcast() && !a.is_multicast())
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+}
+
+/// Lowest VNI the cluster hands out by itself (lower ones can be asked for).
+pub const AUTO_VNI_MIN: u32 = 4096;
+/// Highest VNI (24 bits).
+pub const VNI_MAX: u32 = (1 << 24) - 1;
+
+/// A name for a node or an overlay: 1-15 characters (an overlay's name is its bridge's)
+/// of letters, digits, `-`, `_` and `.`, not starting with `-` or `.`.
+pub fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && !s.starts_with(['-', '.'])
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
+/// Parses `A.B.C.D/N` with no host bits.
+pub fn parse_subnet(s: &str) -> Option<(Ipv4Addr, u8)> {
+    let (a, p) = s.split_once('/')?;
+    let a: Ipv4Addr = a.parse().ok()?;
+    let p: u8 = p.parse().ok()?;
+    if p > 32 || u32::from(a) & !mask(p) != 0 {
+        return None;
+    }
+    Some((a, p))
+}
+
+fn mask(p: u8) -> u32 {
+    if p == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(p))
+    }
+}
+
+/// Whether two subnets share an address.
+pub fn overlaps(a: (Ipv4Addr, u8), b: (Ipv4Addr, u8)) -> bool {
+    let m = mask(a.1.min(b.1));
+    u32::from(a.0) & m == u32::from(b.0) & m
+}
+
+impl OverlayRecord {
+    /// Checks a record's fields; the error is a line for the user.
+    pub fn check(&self) -> Result<(), String> {
+        if !valid_name(&self.name) || self.name.len() > 15 {
+            return Err(format!("bad overlay name {:?}", self.name));
+        }
+        if self.vni == 0 || self.vni > VNI_MAX {
+            return Err(format!("VNI {} out of range 1-{VNI_MAX}", self.vni));
+        }
+        let (net, p) =
+            parse_subnet(&self.subnet).ok_or_else(|| format!("bad subnet {}", self.subnet))?;
+        if p > 30 {
+            return Err(format!("subnet {} is too small (at most /30)", self.subnet));
+        }
+        let g = u32::from(self.gateway);
+        let n = u32::from(net);
+        if g & mask(p) != n || g == n || g == n | !mask(p) {
+            return Err(format!(
+                "gateway {} is not a host address of {}",
+                self.gateway, self.subnet
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn overlay(name: &str, vni: u32, subnet: &str, gw: [u8; 4]) -> OverlayRecord {
+        OverlayRecord {
+            name: name.into(),
+            vni,
+            subnet: subnet.into(),
+            gateway: gw.into(),
+        }
+    }
+
+    #[test]
+    fn subnets_parse_and_overlap() {
+        assert_eq!(
+            parse_subnet("10.1.0.0/16"),
+            Some((Ipv4Addr::new(10, 1, 0, 0), 16))
+        );
+        assert_eq!(parse_subnet("10.1.0.1/16"), None);
+        assert_eq!(parse_subnet("10.1.0.0/33"), None);
+        assert_eq!(parse_subnet("x/8"), None);
+        let a = parse_subnet("10.1.0.0/16").unwrap();
+        let b = parse_subnet("10.1.2.0/24").unwrap();
+        let c = parse_subnet("10.2.0.0/16").unwrap();
+        assert!(overlaps(a, b) && overlaps(b, a));
+        assert!(!overlaps(a, c));
+        assert!(overlaps(parse_subnet("0.0.0.0/0").unwrap(), c));
+    }
+
+    #[test]
+    fn records_are_checked() {
+        assert!(overlay("o1", 5, "10.1.0.0/24", [10, 1, 0, 1])
+            .check()
+            .is_ok());
+        assert!(overlay("o1", 0, "10.1.0.0/24", [10, 1, 0, 1])
+            .check()
+            .is_err());
+        assert!(overlay("o1", 1 << 24, "10.1.0.0/24", [10, 1, 0, 1])
+            .check()
+            .is_err());
+        assert!(overlay("o1", 5, "10.1.0.0/24", [10, 1, 1, 1])
+            .check()
+            .is_err());
+        assert!(overlay("o1", 5, "10.1.0.0/24", [10, 1, 0, 255])
+            .check()
+            .is_err());
+        assert!(overlay("-x", 5, "10.1.0.0/24", [10, 1, 0, 1])
+            .check()
+            .is_err());
+        assert!(overlay("a-very-long-name", 5, "10.1.0.0/24", [10, 1, 0, 1])
+            .check()
+            .is_err());
+    }
+
+    #[test]
+    fn bad_values_from_the_store_are_skipped() {
+        let mut kvs = BTreeMap::new();
+        let node = |n: &str, ip: &str| {
+            format!(r#"{{"name":"{n}","vtep":"{ip}","started":1}}"#).into_bytes()
+        };
+        kvs.insert(keys::node("a"), node("a", "198.51.100.1"));
+        kvs.insert(keys::node("b"), node("b", "198.51.100.2"));
+        kvs.insert(keys::node("c"), node("x", "198.51.100.3"));
+        kvs.insert(keys::node("d"), b"\xff garbage".to_vec());
+        kvs.insert(keys::node("e"), node("e", "198.51.100.1"));
+        let o = serde_json::to_vec(&overlay("o1", 4096, "10.1.0.0/24", [10, 1, 0, 1])).unwrap();
+        kvs.insert(keys::overlay("o1"), o.clone());
+        kvs.insert(keys::overlay("o2"), o);
+        let o3 = serde_json::to_vec(&overlay("o3", 4096, "10.3.0.0/24", [10, 3, 0, 1])).unwrap();
+        kvs.insert(keys::overlay("o3"), o3);
+        kvs.insert(keys::overlay("o4"), b"{}".to_vec());
+        kvs.insert(
+            format!("{}o1/02:00:00:00:00:01", keys::ENDPOINTS),
+            br#"{"node":"b"}"#.to_vec(),
+        );
+        let s = State::from_kvs(&kvs);
+        assert_eq!(s.nodes.keys().collect::<Vec<_>>(), ["a", "b", "e"]);
+        assert_eq!(s.overlays.keys().collect::<Vec<_>>(), ["o1"]);
+        assert_eq!(s.endpoints.get("b"), Some(&1));
+        // Not itself, and an address once.
+        assert_eq!(
+            s.remotes("a", Ipv4Addr::new(198, 51, 100, 1)),
+            [Ipv4Addr::new(198, 51, 100, 2)]
+        );
+        assert_eq!(
+            s.remotes("z", Ipv4Addr::new(198, 51, 100, 9)),
+            [
+                Ipv4Addr::new(198, 51, 100, 1),
+                Ipv4Addr::new(198, 51, 100, 2)
+            ]
+        );
+    }
+}

@@ -1,0 +1,177 @@
+//! The daemon's glue to the `cluster` crate: the cluster verbs of the control socket
+//! (answered without the controller's lock, within a deadline), and the settings the
+//! cluster thread is started with.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use ctl::{validate, Data, NodeInfo, Request};
+
+use crate::config::ClusterConf;
+use crate::controller::Controller;
+
+/// Whether `req` is one of the cluster verbs.
+pub fn is_cluster_request(req: &Request) -> bool {
+    matches!(
+        req,
+        Request::AddOverlay { .. }
+            | Request::DelOverlay { .. }
+            | Request::ListOverlays
+            | Request::ListNodes
+    )
+}
+
+fn lock(ctl: &Mutex<Controller>) -> std::sync::MutexGuard<'_, Controller> {
+    ctl.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn store_line(st: &cluster::Status) -> String {
+    match (&st.connected, &st.error) {
+        (true, _) => "connected".into(),
+        (false, Some(e)) => format!("unreachable ({e})"),
+        (false, None) => "connecting".into(),
+    }
+}
+
+/// How long `add-overlay` waits for this node's own bridge to appear once the store
+/// has the overlay.
+const LOCAL_APPLY: Duration = Duration::from_secs(2);
+
+/// Answers a cluster verb; the error is the one line `vsctl` prints.
+pub fn handle(
+    req: Request,
+    ctl: &Mutex<Controller>,
+    cluster: Option<&cluster::Handle>,
+) -> Result<Data, String> {
+    let Some(cl) = cluster else {
+        return Err(crate::controller::ControlError::NotInCluster.to_string());
+    };
+    match req {
+        Request::AddOverlay {
+            name,
+            subnet,
+            gateway,
+            vni,
+        } => {
+            validate::bridge_name(&name)?;
+            if !cluster::state::valid_name(&name) || name.len() > 15 {
+                return Err(format!(
+                    "bad overlay name {name:?} (1-15 letters, digits, '-', '_', '.')"
+                ));
+            }
+            let (net, prefix) = validate::subnet(&subnet)?;
+            if let Some(g) = gateway {
+                validate::host_in("gateway", g, net, prefix)?;
+            }
+            if let Some(v) = vni {
+                if v == 0 || v > validate::VNI_MAX {
+                    return Err(format!("VNI {v} is outside 1-{}", validate::VNI_MAX));
+                }
+            }
+            if lock(ctl).has_local_bridge(&name) {
+                return Err(format!(
+                    "bridge {name} already exists on this node; an overlay needs a name of its own"
+                ));
+            }
+            let rec = cl
+                .add_overlay(cluster::OverlaySpec {
+                    name,
+                    subnet,
+                    gateway,
+                    vni,
+                })
+                .map_err(|e| e.to_string())?;
+            // The watch brings it back to every node, this one included: wait (a little)
+            // until it is carried here, so the next command finds its bridge.
+            let until = Instant::now() + LOCAL_APPLY;
+            while Instant::now() < until && !lock(ctl).carries_overlay(&rec.name, rec.vni) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let mut state = cl.status().state;
+            state.overlays.insert(rec.name.clone(), rec.clone());
+            let overlays = lock(ctl)
+                .overlay_infos(&state)
+                .into_iter()
+                .filter(|o| o.name == rec.name)
+                .collect();
+            Ok(Data::Overlays {
+                overlays,
+                store: "connected".into(),
+            })
+        }
+        Request::DelOverlay { name } => {
+            let ports = lock(ctl).overlay_ports(&name);
+            if !ports.is_empty() {
+                return Err(format!(
+                    "overlay {name} has ports on this node ({}); delete them first",
+                    ports.join(", ")
+                ));
+            }
+            cl.del_overlay(&name).map_err(|e| e.to_string())?;
+            Ok(Data::Done)
+        }
+        Request::ListOverlays => {
+            let st = cl.status();
+            Ok(Data::Overlays {
+                overlays: lock(ctl).overlay_infos(&st.state),
+                store: store_line(&st),
+            })
+        }
+        Request::ListNodes => {
+            let st = cl.status();
+            let me = &cl.settings().node;
+            let now = cluster::now_secs();
+            let mut nodes: Vec<NodeInfo> = st
+                .state
+                .nodes
+                .values()
+                .map(|n| NodeInfo {
+                    name: n.name.clone(),
+                    vtep: n.vtep.to_string(),
+                    state: if st.connected { "up" } else { "unknown" }.into(),
+                    local: &n.name == me,
+                    endpoints: st.state.endpoints.get(&n.name).copied().unwrap_or(0),
+                    started: n.started,
+                    last_seen: if st.connected { now } else { st.seen },
+                })
+                .collect();
+            nodes.extend(
+                st.departed
+                    .values()
+                    .filter(|d| !st.state.nodes.contains_key(&d.record.name))
+                    .map(|d| NodeInfo {
+                        name: d.record.name.clone(),
+                        vtep: d.record.vtep.to_string(),
+                        state: "down".into(),
+                        local: &d.record.name == me,
+                        endpoints: 0,
+                        started: d.record.started,
+                        last_seen: d.left,
+                    }),
+            );
+            nodes.sort_by(|a, b| a.name.cmp(&b.name));
+            Ok(Data::Nodes {
+                nodes,
+                store: store_line(&st),
+            })
+        }
+        _ => Err("not a cluster request".into()),
+    }
+}
+
+/// The cluster thread's settings from the config's cluster section: reads the TLS
+/// files (and refuses a key others can read).
+pub fn settings(c: &ClusterConf) -> Result<cluster::Settings, String> {
+    c.validate().map_err(|e| e.to_string())?;
+    let tls = match (&c.ca, &c.cert, &c.key) {
+        (Some(ca), Some(cert), Some(key)) => Some(cluster::load_tls(ca, cert, key)?),
+        _ => None,
+    };
+    Ok(cluster::Settings {
+        store: c.store.clone(),
+        node: c.node.clone(),
+        advertise: c.advertise,
+        ttl: c.ttl,
+        tls,
+    })
+}

@@ -1,0 +1,241 @@
+//! The controller's side of the cluster: it turns the cluster's desired state (overlays
+//! and the nodes' VTEPs, handed over by the `cluster` crate) into bridges and VXLAN
+//! ports, exactly as requests do, and caches that state in the config so that a restart
+//! while the store is away still forwards. It never talks to etcd itself.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use ctl::{validate, OverlayInfo, PortKind, Request};
+
+use super::{ControlError, Controller};
+use crate::config::{BridgeConf, ClusterConf, ConfigError};
+
+/// The name of an overlay's VXLAN port on its bridge.
+pub fn overlay_port(vni: u32) -> String {
+    format!("vxo{vni}")
+}
+
+impl Controller {
+    /// The cluster membership and last state, if this node is in a cluster.
+    pub fn cluster_conf(&self) -> Option<&ClusterConf> {
+        self.cfg.cluster.as_ref()
+    }
+
+    /// Whether bridge `name` exists and is not an overlay's.
+    pub fn has_local_bridge(&self, name: &str) -> bool {
+        self.cfg.bridge(name).is_some() && !self.cfg.is_overlay_bridge(name)
+    }
+
+    /// Whether overlay `name` has its bridge and tunnel here.
+    pub fn carries_overlay(&self, name: &str, vni: u32) -> bool {
+        self.cfg.is_overlay_bridge(name)
+            && self
+                .cfg
+                .bridge(name)
+                .is_some_and(|b| b.ports.iter().any(|p| p.name == overlay_port(vni)))
+    }
+
+    /// Refuses a request that would change what the cluster owns: an overlay's bridge
+    /// and its tunnel follow the cluster (`del-overlay`), though containers may be
+    /// attached to the bridge as to any other.
+    pub(super) fn guard_overlays(&self, req: &Request) -> Result<(), ControlError> {
+        let bridge = match req {
+            Request::DelBr { bridge }
+            | Request::DelTunnel { bridge, .. }
+            | Request::AddRemote { bridge, .. }
+            | Request::DelRemote { bridge, .. } => bridge,
+            Request::DelPort { bridge, iface } => {
+                let tunnel = self
+                    .cfg
+                    .bridge(bridge)
+                    .and_then(|b| b.ports.iter().find(|p| &p.name == iface))
+                    .is_some_and(|p| p.kind == PortKind::Vxlan);
+                if !tunnel {
+                    return Ok(());
+                }
+                bridge
+            }
+            _ => return Ok(()),
+        };
+        if self.cfg.is_overlay_bridge(bridge) {
+            return Err(ControlError::OverlayBridge(bridge.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Joins (or rejoins) with `conf`: keeps the overlay bridges already made, and the
+    /// cached state if it is the same cluster.
+    pub fn set_cluster(&mut self, conf: ClusterConf) -> Result<(), ConfigError> {
+        let mut next = self.cfg.clone();
+        next.cluster = Some(conf);
+        self.commit(next)
+    }
+
+    /// Makes bridges and tunnels follow `state`, and caches it. Idempotent; what fails
+    /// (a port that cannot be bound, a name taken by a local bridge) is logged and tried
+    /// again on the next call.
+    pub fn apply_cluster(&mut self, state: &cluster::State) {
+        let Some(cc) = self.cfg.cluster.clone() else {
+            return;
+        };
+        if cc.state != *state {
+            let mut next = self.cfg.clone();
+            if let Some(c) = next.cluster.as_mut() {
+                c.state = state.clone();
+            }
+            if let Err(e) = self.commit(next) {
+                tracing::warn!("cannot cache the cluster state: {e}");
+            }
+        }
+        let remotes = state.remotes(&cc.node, cc.advertise);
+        for b in &cc.bridges {
+            if !state.overlays.contains_key(b) {
+                if let Err(e) = self.remove_overlay_bridge(b) {
+                    tracing::warn!(overlay = %b, "cannot remove the overlay's bridge: {e}");
+                }
+            }
+        }
+        for o in state.overlays.values() {
+            if let Err(e) = self.ensure_overlay(o, &remotes, cc.advertise) {
+                tracing::warn!(overlay = %o.name, "cannot carry the overlay: {e}");
+            }
+        }
+    }
+
+    /// Applies the cached state again (to retry what failed).
+    pub fn reconcile_cluster(&mut self) {
+        if let Some(s) = self.cfg.cluster.as_ref().map(|c| c.state.clone()) {
+            self.apply_cluster(&s);
+        }
+    }
+
+    fn remove_overlay_bridge(&mut self, name: &str) -> Result<(), ControlError> {
+        if self.cfg.bridge(name).is_some() {
+            // del-br without the overlay guard.
+            self.del_bridge(name)?;
+        }
+        let mut next = self.cfg.clone();
+        if let Some(c) = next.cluster.as_mut() {
+            c.bridges.retain(|b| b != name);
+        }
+        self.commit(next)?;
+        tracing::info!(overlay = %name, "overlay bridge removed");
+        Ok(())
+    }
+
+    fn ensure_overlay(
+        &mut self,
+        o: &cluster::OverlayRecord,
+        remotes: &[Ipv4Addr],
+        local: Ipv4Addr,
+    ) -> Result<(), ControlError> {
+        let port = overlay_port(o.vni);
+        if self.cfg.bridge(&o.name).is_none() {
+            validate::bridge_name(&o.name)?;
+            let bc = BridgeConf::new(&o.name);
+            let mut next = self.cfg.clone();
+            next.bridges.push(bc.clone());
+            if let Some(c) = next.cluster.as_mut() {
+                if !c.bridges.contains(&o.name) {
+                    c.bridges.push(o.name.clone());
+                }
+            }
+            self.commit(next)?;
+            self.create_bridge_rt(&bc);
+            self.publish();
+            tracing::info!(overlay = %o.name, vni = o.vni, "overlay bridge created");
+        } else if !self.cfg.is_overlay_bridge(&o.name) {
+            return Err(ControlError::BridgeExists(o.name.clone()));
+        }
+        let Some(b) = self.cfg.bridge(&o.name) else {
+            return Ok(());
+        };
+        // A tunnel of an earlier overlay of the same name (another VNI) goes first.
+        let stale: Vec<String> = b
+            .ports
+            .iter()
+            .filter(|p| p.kind == PortKind::Vxlan && p.name != port)
+            .map(|p| p.name.clone())
+            .collect();
+        let current = b
+            .ports
+            .iter()
+            .find(|p| p.name == port)
+            .and_then(|p| p.tunnel.clone());
+        for p in stale {
+            self.del_port(&o.name, &p, true)?;
+        }
+        match current {
+            Some(t) if t.vni == o.vni && t.local == Some(local) => {
+                for r in remotes.iter().filter(|r| !t.remotes.contains(r)) {
+                    self.add_remote(&o.name, &port, IpAddr::V4(*r))?;
+                    tracing::info!(overlay = %o.name, remote = %r, "remote VTEP added");
+                }
+                for r in t.remotes.iter().filter(|r| !remotes.contains(r)) {
+                    self.del_remote(&o.name, &port, IpAddr::V4(*r))?;
+                    tracing::info!(overlay = %o.name, remote = %r, "remote VTEP removed");
+                }
+            }
+            Some(_) => {
+                self.del_port(&o.name, &port, true)?;
+                return self.ensure_overlay(o, remotes, local);
+            }
+            None => {
+                let rs: Vec<IpAddr> = remotes.iter().map(|r| IpAddr::V4(*r)).collect();
+                self.add_tunnel(
+                    &o.name,
+                    &port,
+                    o.vni,
+                    &rs,
+                    Some(IpAddr::V4(local)),
+                    ctl::DEFAULT_VXLAN_PORT,
+                    None,
+                )?;
+                tracing::info!(overlay = %o.name, vni = o.vni, remotes = ?remotes, "overlay tunnel created");
+            }
+        }
+        Ok(())
+    }
+
+    /// The ports of overlay `name`'s bridge here other than its tunnel.
+    pub fn overlay_ports(&self, name: &str) -> Vec<String> {
+        self.cfg
+            .bridge(name)
+            .filter(|_| self.cfg.is_overlay_bridge(name))
+            .map(|b| {
+                b.ports
+                    .iter()
+                    .filter(|p| p.kind != PortKind::Vxlan)
+                    .map(|p| p.name.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The overlays of `state` as `list-overlays` shows them from this node.
+    pub fn overlay_infos(&self, state: &cluster::State) -> Vec<OverlayInfo> {
+        state
+            .overlays
+            .values()
+            .map(|o| {
+                let bridge = self
+                    .cfg
+                    .bridge(&o.name)
+                    .filter(|_| self.cfg.is_overlay_bridge(&o.name));
+                let remotes = bridge
+                    .and_then(|b| b.ports.iter().find(|p| p.name == overlay_port(o.vni)))
+                    .and_then(|p| p.tunnel.as_ref())
+                    .map(|t| t.remotes.iter().map(|r| r.to_string()).collect())
+                    .unwrap_or_default();
+                OverlayInfo {
+                    name: o.name.clone(),
+                    vni: o.vni,
+                    subnet: o.subnet.clone(),
+                    gateway: o.gateway.to_string(),
+                    bridge: bridge.map(|b| b.name.clone()),
+                    remotes,
+                }
+            })
+            .collect()
+    }
+}

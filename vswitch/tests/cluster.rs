@@ -1,0 +1,633 @@
+//! Multi-host: three `vswitchd` nodes, each in its own "host" namespace, joined to one
+//! real `etcd` over an underlay (veths to a shared namespace with a Linux bridge, where
+//! etcd listens): joining and `list-nodes`, overlays created once and carried by every
+//! node with a VXLAN port towards exactly the other nodes, containers pinging across
+//! hosts, VNIs allocated once, clashes refused, a node killed with `kill -9` dropped by
+//! the others within TTL + 2 s and back by itself after a restart, etcd down (cluster
+//! changes refused, local commands and forwarding go on) and back; and a TLS store that
+//! admits only a node with a certificate from its CA and a private key.
+//!
+//! Addresses, inside the test's namespaces only: underlay 198.51.100.0/24 (nodes .1-.3,
+//! etcd .254), overlays 10.X.0.0/24 and 172.18.X.0/24.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use ctl::{Data, NodeInfo, OverlayInfo};
+use testlab::etcd::{ClientTls, Etcd, Pki, ServerTls};
+use testlab::{netns, wait_until, Bins, Namespaces, Switchd, SHORT};
+
+const ETCD_IP: &str = "198.51.100.254";
+/// Lease TTL of the test nodes, seconds.
+const TTL: u64 = 3;
+
+fn bins() -> Bins {
+    Bins::beside(Path::new(env!("CARGO_BIN_EXE_vswitchd")))
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// One test's network: the underlay namespace (bridge `ul`, etcd's address) and the
+/// directory for files; namespaces, daemons and etcd go when it drops.
+struct Lab {
+    prefix: String,
+    dir: PathBuf,
+    // Drop order: daemons and etcd first (fields drop in order), then namespaces.
+    nodes: Vec<Node>,
+    etcd: Option<Etcd>,
+    ns: Namespaces,
+}
+
+struct Node {
+    name: String,
+    ns: String,
+    vtep: String,
+    sw: Switchd,
+}
+
+impl Lab {
+    fn new(tag: &str) -> Lab {
+        testlab::require_root();
+        testlab::require_tools(&["ip", "ping", "etcd", "etcdctl", "openssl", "ss"]);
+        let prefix = format!(
+            "cl{}{}{}",
+            tag,
+            std::process::id() % 100_000,
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let dir = std::env::temp_dir().join(format!("{prefix}.d"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut lab = Lab {
+            ns: Namespaces::new(),
+            prefix,
+            dir,
+            nodes: Vec::new(),
+            etcd: None,
+        };
+        let u = lab.name("u");
+        lab.ns.add(&u);
+        ip(&["-n", &u, "link", "add", "ul", "type", "bridge"]);
+        ip(&[
+            "-n",
+            &u,
+            "addr",
+            "add",
+            &format!("{ETCD_IP}/24"),
+            "dev",
+            "ul",
+        ]);
+        ip(&["-n", &u, "link", "set", "ul", "up"]);
+        lab
+    }
+
+    fn name(&self, what: &str) -> String {
+        format!("{}-{what}", self.prefix)
+    }
+
+    fn underlay(&self) -> String {
+        self.name("u")
+    }
+
+    /// A host namespace `hN` on the underlay at 198.51.100.N (no daemon yet).
+    fn host(&mut self, n: u8) -> (String, String) {
+        let ns = self.name(&format!("h{n}"));
+        self.ns.add(&ns);
+        let u = self.underlay();
+        let port = format!("u{n}");
+        netns::veth(&ns, "eth0", &u, &port).unwrap();
+        ip(&["-n", &u, "link", "set", &port, "master", "ul", "up"]);
+        let vtep = format!("198.51.100.{n}");
+        netns::addr_add(&ns, "eth0", &format!("{vtep}/24")).unwrap();
+        netns::link_up(&ns, "eth0").unwrap();
+        (ns, vtep)
+    }
+
+    /// Host `hN` with a vswitchd in the cluster of `store` (extra arguments after).
+    fn node(&mut self, n: u8, store: &str, extra: &[String]) -> usize {
+        let (ns, vtep) = self.host(n);
+        let name = format!("n{n}");
+        let mut sw = Switchd::new(&name, &ns, &self.dir.join(&name), bins());
+        sw.daemon_args = cluster_args(store, &name, &vtep);
+        sw.daemon_args.extend(extra.iter().cloned());
+        sw.start();
+        self.nodes.push(Node { name, ns, vtep, sw });
+        self.nodes.len() - 1
+    }
+
+    /// Container `cN` on node `i`: a namespace whose `eth0` (`ip`, MTU 1450) is plugged
+    /// into bridge `br` of the node as port `cNp`.
+    fn container(&mut self, n: u8, i: usize, br: &str, ip_cidr: &str) -> String {
+        let c = self.name(&format!("c{n}"));
+        self.ns.add(&c);
+        let node = &self.nodes[i];
+        let port = format!("c{n}p");
+        netns::veth(&c, "eth0", &node.ns, &port).unwrap();
+        netns::addr_add(&c, "eth0", ip_cidr).unwrap();
+        ip(&["-n", &c, "link", "set", "eth0", "mtu", "1450", "up"]);
+        netns::link_up(&node.ns, &port).unwrap();
+        node.sw.vsctl_ok(&["add-port", br, &port]);
+        c
+    }
+
+    fn diag(&self) -> String {
+        let mut s = String::new();
+        for n in &self.nodes {
+            s.push_str(&n.sw.log_text());
+            s.push('\n');
+        }
+        if let Some(e) = &self.etcd {
+            s.push_str(&format!("===== etcd log =====\n{}\n", e.log_tail()));
+        }
+        s
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{}", self.diag());
+        }
+        for n in &mut self.nodes {
+            n.sw.stop();
+        }
+        self.etcd = None;
+        let left = self.ns.remove();
+        if !left.is_empty() {
+            eprintln!("could not remove namespaces {left:?}");
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn ip(args: &[&str]) {
+    netns::ip(args)
+        .and_then(|o| o.must())
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+fn cluster_args(store: &str, node: &str, vtep: &str) -> Vec<String> {
+    [
+        "--workers",
+        "1",
+        "--cluster-store",
+        store,
+        "--cluster-advertise",
+        vtep,
+        "--node",
+        node,
+        "--cluster-ttl",
+        &TTL.to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn nodes(sw: &Switchd) -> Vec<NodeInfo> {
+    match sw.vsctl_json(&["list-nodes"]) {
+        Data::Nodes { nodes, .. } => nodes,
+        other => panic!("list-nodes --json returned {other:?}"),
+    }
+}
+
+fn overlays(sw: &Switchd) -> Vec<OverlayInfo> {
+    match sw.vsctl_json(&["list-overlays"]) {
+        Data::Overlays { overlays, .. } => overlays,
+        other => panic!("list-overlays --json returned {other:?}"),
+    }
+}
+
+/// The remotes of the VXLAN port of overlay bridge `br` on `sw` (from `show`), or None
+/// if the bridge or its tunnel is missing.
+fn remotes(sw: &Switchd, br: &str) -> Option<BTreeSet<String>> {
+    let b = sw.show().into_iter().find(|b| b.name == br)?;
+    let t = b.ports.iter().find_map(|p| p.tunnel.clone())?;
+    Some(t.remotes.into_iter().map(|r| r.ip).collect())
+}
+
+/// `vsctl ARGS` must fail with exactly one line on stderr containing `want`.
+fn refused(sw: &Switchd, args: &[&str], want: &str) {
+    let o = sw.vsctl(args);
+    assert!(!o.success(), "vsctl {args:?} succeeded: {o}");
+    let e = o.stderr.trim();
+    assert_eq!(e.lines().count(), 1, "not one line: {o}");
+    assert!(
+        e.contains(want),
+        "vsctl {args:?}: wanted {want:?}, got {e:?}"
+    );
+}
+
+/// Pings `to` from namespace `from` until one echo comes back (deadline 10 s).
+fn ping(from: &str, to: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let o = netns::try_exec(from, &["ping", "-c", "1", "-W", "1", to], SHORT).unwrap();
+        if o.success() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{from} cannot ping {to}: {o}");
+    }
+}
+
+#[test]
+fn three_nodes_share_overlays_and_survive_node_and_store_failures() {
+    let mut lab = Lab::new("a");
+    let u = lab.underlay();
+    let etcd = Etcd::start(&u, ETCD_IP, &lab.dir.join("etcd"), None).unwrap();
+    let store = etcd.store_url();
+    lab.etcd = Some(etcd);
+    for n in 1..=3 {
+        lab.node(n, &store, &[]);
+    }
+    let vteps: Vec<String> = lab.nodes.iter().map(|n| n.vtep.clone()).collect();
+
+    // Every node sees every node.
+    for n in &lab.nodes {
+        wait_until(&format!("{} lists 3 nodes up", n.name), SHORT, || {
+            let ns = nodes(&n.sw);
+            ns.len() == 3 && ns.iter().all(|x| x.state == "up")
+        });
+        let ns = nodes(&n.sw);
+        let me: Vec<&NodeInfo> = ns.iter().filter(|x| x.local).collect();
+        assert_eq!(me.len(), 1, "{ns:?}");
+        assert_eq!(me[0].name, n.name);
+        assert_eq!(me[0].vtep, n.vtep);
+        let text = n.sw.vsctl_ok(&["list-nodes"]);
+        assert!(text.contains("(this node)"), "{text}");
+    }
+
+    // A name is one node's: another VTEP cannot take it, and leaves nothing behind.
+    let (h4, vtep4) = lab.host(4);
+    let o = vswitchd_once(&lab, &h4, "dup", &cluster_args(&store, "n1", &vtep4));
+    assert!(!o.success(), "{o}");
+    assert!(
+        o.stderr.trim().lines().count() == 1
+            && o.stderr
+                .contains("node name n1 is taken by the node at 198.51.100.1"),
+        "{o}"
+    );
+    assert_eq!(nodes(&lab.nodes[1].sw).len(), 3);
+
+    // An overlay created on n1 is carried by every node, towards the other two.
+    let created = lab.nodes[0]
+        .sw
+        .vsctl_json(&["add-overlay", "ov1", "--subnet", "10.61.0.0/24"]);
+    let Data::Overlays { overlays: o1, .. } = created else {
+        panic!("add-overlay --json returned {created:?}")
+    };
+    assert_eq!(o1.len(), 1);
+    let vni1 = o1[0].vni;
+    assert!(vni1 >= 4096, "auto VNI {vni1}");
+    assert_eq!(o1[0].gateway, "10.61.0.1");
+    for (i, n) in lab.nodes.iter().enumerate() {
+        let others: BTreeSet<String> = vteps
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, v)| v.clone())
+            .collect();
+        wait_until(
+            &format!("{} carries ov1 towards {others:?}", n.name),
+            SHORT,
+            || remotes(&n.sw, "ov1").as_ref() == Some(&others),
+        );
+        let b = n.sw.show().into_iter().find(|b| b.name == "ov1").unwrap();
+        let p = &b.ports[0];
+        assert_eq!(p.name, vswitch::controller::overlay_port(vni1));
+        let t = p.tunnel.as_ref().unwrap();
+        assert_eq!((t.vni, t.local.as_deref()), (vni1, Some(n.vtep.as_str())));
+        assert_eq!(p.state, "up", "{p:?}");
+    }
+
+    // VNIs: allocated once; asked-for ones checked; names and subnets clash in one line.
+    let Data::Overlays { overlays: o2, .. } =
+        lab.nodes[1]
+            .sw
+            .vsctl_json(&["add-overlay", "ov2", "--subnet", "172.18.62.0/24"])
+    else {
+        panic!("add-overlay")
+    };
+    let vni2 = o2[0].vni;
+    assert_ne!(vni1, vni2);
+    let sw2 = &lab.nodes[1].sw;
+    refused(
+        sw2,
+        &["add-overlay", "ov1", "--subnet", "10.99.0.0/24"],
+        "overlay ov1 already exists",
+    );
+    refused(
+        sw2,
+        &["add-overlay", "ov3", "--subnet", "10.61.0.128/25"],
+        "overlaps 10.61.0.0/24 of overlay ov1",
+    );
+    refused(
+        sw2,
+        &[
+            "add-overlay",
+            "ov3",
+            "--subnet",
+            "10.63.0.0/24",
+            "--vni",
+            &vni1.to_string(),
+        ],
+        &format!("VNI {vni1} is already overlay ov1"),
+    );
+    refused(
+        &lab.nodes[2].sw,
+        &["del-br", "ov1"],
+        "bridge ov1 carries overlay ov1",
+    );
+    for n in &lab.nodes {
+        wait_until(&format!("{} lists both overlays", n.name), SHORT, || {
+            overlays(&n.sw)
+                .iter()
+                .map(|o| o.name.as_str())
+                .collect::<Vec<_>>()
+                == ["ov1", "ov2"]
+        });
+    }
+
+    // Containers on three hosts ping each other through the overlay.
+    let c1 = lab.container(1, 0, "ov1", "10.61.0.11/24");
+    let c2 = lab.container(2, 1, "ov1", "10.61.0.12/24");
+    let c3 = lab.container(3, 2, "ov1", "10.61.0.13/24");
+    ping(&c1, "10.61.0.12");
+    ping(&c1, "10.61.0.13");
+    ping(&c3, "10.61.0.12");
+    refused(
+        &lab.nodes[0].sw,
+        &["del-overlay", "ov1"],
+        "overlay ov1 has ports on this node (c1p); delete them first",
+    );
+
+    // kill -9 of n3: the others drop its VTEP within TTL + 2 s.
+    let killed = Instant::now();
+    lab.nodes[2].sw.signal(testlab::stop::SIGKILL, SHORT);
+    let limit = Duration::from_secs(TTL + 2);
+    for i in 0..2 {
+        let sw = &lab.nodes[i].sw;
+        wait_until(
+            &format!("{} drops n3's VTEP", lab.nodes[i].name),
+            limit + Duration::from_secs(5),
+            || remotes(sw, "ov1").is_some_and(|r| !r.contains(&vteps[2])),
+        );
+    }
+    let took = killed.elapsed();
+    assert!(
+        took <= limit,
+        "n3's VTEP dropped after {took:?} (TTL {TTL} s)"
+    );
+    let ns = nodes(&lab.nodes[0].sw);
+    let n3 = ns.iter().find(|x| x.name == "n3").unwrap();
+    assert_eq!(n3.state, "down", "{ns:?}");
+    ping(&c1, "10.61.0.12");
+
+    // Restarted with no cluster option, n3 rejoins from its config.
+    lab.nodes[2].sw.daemon_args = vec!["--workers".into(), "1".into()];
+    lab.nodes[2].sw.start();
+    for i in 0..2 {
+        let sw = &lab.nodes[i].sw;
+        wait_until(
+            &format!("{} takes n3 back", lab.nodes[i].name),
+            SHORT,
+            || remotes(sw, "ov1").is_some_and(|r| r.contains(&vteps[2])),
+        );
+    }
+    ping(&c1, "10.61.0.13");
+
+    // etcd down: cluster changes refused in one line, in bounded time; local commands
+    // and forwarding go on.
+    lab.etcd.as_mut().unwrap().kill();
+    let sw1 = &lab.nodes[0].sw;
+    let t = Instant::now();
+    refused(
+        sw1,
+        &["add-overlay", "ov4", "--subnet", "10.64.0.0/24"],
+        "cluster store unreachable",
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(6),
+        "took {:?}",
+        t.elapsed()
+    );
+    refused(sw1, &["del-overlay", "ov2"], "cluster store unreachable");
+    sw1.vsctl_ok(&["add-br", "local0"]);
+    sw1.vsctl_ok(&["del-br", "local0"]);
+    ping(&c1, "10.61.0.12");
+    ping(&c2, "10.61.0.13");
+    // The last state is still what the node shows and forwards by.
+    assert_eq!(overlays(sw1).len(), 2);
+    // A node restarted (kill -9) while the store is away starts from its cached state
+    // and forwards.
+    lab.nodes[1].sw.signal(testlab::stop::SIGKILL, SHORT);
+    lab.nodes[1].sw.start();
+    assert_eq!(
+        remotes(&lab.nodes[1].sw, "ov1"),
+        Some([vteps[0].clone(), vteps[2].clone()].into_iter().collect())
+    );
+    ping(&c1, "10.61.0.12");
+    ping(&c2, "10.61.0.13");
+
+    // etcd back: cluster changes work again, and reach every node.
+    lab.etcd.as_mut().unwrap().restart().unwrap();
+    let sw1 = &lab.nodes[0].sw;
+    wait_until("add-overlay works again", Duration::from_secs(15), || {
+        sw1.vsctl(&["add-overlay", "ov4", "--subnet", "10.64.0.0/24"])
+            .success()
+    });
+    sw1.vsctl_ok(&["del-overlay", "ov2"]);
+    for n in &lab.nodes {
+        wait_until(
+            &format!("{} follows ov4 and ov2's removal", n.name),
+            SHORT,
+            || {
+                let names: Vec<String> = n.sw.show().into_iter().map(|b| b.name).collect();
+                names.contains(&"ov4".to_string()) && !names.contains(&"ov2".to_string())
+            },
+        );
+    }
+    let vni4 = overlays(sw1).iter().find(|o| o.name == "ov4").unwrap().vni;
+    assert!(vni4 != vni1, "VNI {vni4} handed out twice");
+    ping(&c1, "10.61.0.13");
+
+    // n2 cut off from the underlay: the others drop it within TTL + 2 s; back on the
+    // wire, it rejoins by itself (its lease expired meanwhile: a new one).
+    let h2 = lab.nodes[1].ns.clone();
+    ip(&["-n", &h2, "link", "set", "eth0", "down"]);
+    let cut = Instant::now();
+    for i in [0, 2] {
+        let sw = &lab.nodes[i].sw;
+        wait_until(
+            &format!("{} drops cut-off n2", lab.nodes[i].name),
+            limit + Duration::from_secs(5),
+            || remotes(sw, "ov1").is_some_and(|r| !r.contains(&vteps[1])),
+        );
+    }
+    let took = cut.elapsed();
+    assert!(
+        took <= limit,
+        "cut-off n2 dropped after {took:?} (TTL {TTL} s)"
+    );
+    ip(&["-n", &h2, "link", "set", "eth0", "up"]);
+    for i in [0, 2] {
+        let sw = &lab.nodes[i].sw;
+        wait_until(
+            &format!("{} takes n2 back", lab.nodes[i].name),
+            Duration::from_secs(20),
+            || remotes(sw, "ov1").is_some_and(|r| r.contains(&vteps[1])),
+        );
+    }
+    ping(&c1, "10.61.0.12");
+
+    // Node keys in etcd are under leases, overlays are not.
+    let e = lab.etcd.as_ref().unwrap();
+    let o = e
+        .etcdctl(&["get", "--prefix", "--keys-only", "/vswitch/v1/"])
+        .unwrap();
+    let keys: Vec<&str> = o.stdout.lines().filter(|l| !l.is_empty()).collect();
+    for k in [
+        "/vswitch/v1/nodes/n1",
+        "/vswitch/v1/nodes/n2",
+        "/vswitch/v1/nodes/n3",
+        "/vswitch/v1/overlays/ov1",
+        "/vswitch/v1/overlays/ov4",
+    ] {
+        assert!(keys.contains(&k), "{k} missing: {keys:?}");
+    }
+    assert!(!keys.contains(&"/vswitch/v1/overlays/ov2"), "{keys:?}");
+}
+
+/// Runs vswitchd in `ns` with `args` until it exits (it must, within the join deadline):
+/// its exit status and stderr.
+fn vswitchd_once(lab: &Lab, ns: &str, tag: &str, args: &[String]) -> testlab::Out {
+    let d = lab.dir.join(tag);
+    std::fs::create_dir_all(&d).unwrap();
+    let sock = d.join("sock").display().to_string();
+    let db = d.join("conf.json").display().to_string();
+    let bin = env!("CARGO_BIN_EXE_vswitchd");
+    let mut argv = vec![bin, "--sock", &sock, "--db", &db];
+    argv.extend(args.iter().map(String::as_str));
+    let o = netns::try_exec(ns, &argv, Duration::from_secs(30)).unwrap();
+    assert!(
+        !d.join("conf.json").exists()
+            || !std::fs::read_to_string(d.join("conf.json"))
+                .unwrap()
+                .contains("cluster"),
+        "a refused node kept cluster settings"
+    );
+    o
+}
+
+#[test]
+fn a_tls_store_admits_only_nodes_with_a_certificate_from_its_ca() {
+    let mut lab = Lab::new("t");
+    let pki = Pki::new(&lab.dir.join("pki")).unwrap();
+    let ca = pki.ca("ca1").unwrap();
+    let other = pki.ca("ca2").unwrap();
+    let (scert, skey) = pki.cert(&ca, "server", Some(ETCD_IP)).unwrap();
+    let (ccert, ckey) = pki.cert(&ca, "node", None).unwrap();
+    let (xcert, xkey) = pki.cert(&other, "stranger", None).unwrap();
+    let probe = ClientTls {
+        ca: ca.cert.clone(),
+        cert: ccert.clone(),
+        key: ckey.clone(),
+    };
+    let u = lab.underlay();
+    let etcd = Etcd::start(
+        &u,
+        ETCD_IP,
+        &lab.dir.join("etcd"),
+        Some(ServerTls {
+            cert: scert,
+            key: skey,
+            client_ca: ca.cert.clone(),
+            probe,
+        }),
+    )
+    .unwrap();
+    let store = etcd.store_url();
+    assert!(store.starts_with("etcds://"), "{store}");
+    lab.etcd = Some(etcd);
+    let (ns, vtep) = lab.host(1);
+    let p = |x: &PathBuf| x.display().to_string();
+    let tls = |cert: &PathBuf, key: &PathBuf| {
+        let mut a = cluster_args(&store, "n1", &vtep);
+        a.extend([
+            "--cluster-ca".into(),
+            p(&ca.cert),
+            "--cluster-cert".into(),
+            p(cert),
+            "--cluster-key".into(),
+            p(key),
+        ]);
+        a
+    };
+    let one_line = |o: &testlab::Out, want: &str| {
+        assert!(!o.success(), "vswitchd started: {o}");
+        let e = o.stderr.trim();
+        let last = e.lines().last().unwrap_or("");
+        assert!(
+            last.starts_with("vswitchd: ") && last.contains(want),
+            "wanted a line with {want:?}: {o}"
+        );
+    };
+
+    // No certificate at all.
+    let o = vswitchd_once(&lab, &ns, "nocert", &cluster_args(&store, "n1", &vtep));
+    one_line(
+        &o,
+        "etcds:// needs --cluster-ca, --cluster-cert and --cluster-key",
+    );
+
+    // A certificate from another CA: the store refuses the handshake.
+    let o = vswitchd_once(&lab, &ns, "otherca", &tls(&xcert, &xkey));
+    one_line(&o, "cannot join the cluster at etcds://");
+    one_line(&o, "certificate");
+
+    // A private key others can read.
+    let open = lab.dir.join("pki/open.key");
+    std::fs::copy(&ckey, &open).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let o = vswitchd_once(&lab, &ns, "openkey", &tls(&ccert, &open));
+    one_line(&o, "is accessible to others (mode 0644); chmod 600 it");
+
+    // Nothing of them reached the store.
+    let e = lab.etcd.as_ref().unwrap();
+    let o = e
+        .etcdctl(&["get", "--prefix", "--keys-only", "/vswitch/v1/"])
+        .unwrap();
+    assert!(o.success() && o.stdout.trim().is_empty(), "{o}");
+
+    // The right certificate joins.
+    let mut sw = Switchd::new("n1", &ns, &lab.dir.join("n1"), bins());
+    sw.daemon_args = tls(&ccert, &ckey);
+    sw.start();
+    lab.nodes.push(Node {
+        name: "n1".into(),
+        ns: ns.clone(),
+        vtep: vtep.clone(),
+        sw,
+    });
+    let sw = &lab.nodes[0].sw;
+    wait_until("n1 is up in its own list", SHORT, || {
+        nodes(sw).iter().any(|n| n.name == "n1" && n.state == "up")
+    });
+    sw.vsctl_ok(&[
+        "add-overlay",
+        "sec",
+        "--subnet",
+        "10.70.0.0/24",
+        "--vni",
+        "700",
+    ]);
+    let o = e.etcdctl(&["get", "/vswitch/v1/nodes/n1"]).unwrap();
+    assert!(o.stdout.contains(&format!("\"vtep\":\"{vtep}\"")), "{o}");
+}
