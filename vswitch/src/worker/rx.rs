@@ -47,16 +47,7 @@ impl Worker {
             // Reconfiguration in flight: read and drop, so the ring does not stall.
             (Err(d), _) => rt.counters.drop(w, *d, 1),
         });
-        self.turn_frames += read.frames;
-        if read.more {
-            self.rx_more.push(id);
-        }
-        if let Some(fd) = read.rearm {
-            self.rearm(id, fd);
-        }
-        if let Some(why) = read.failure {
-            self.detach(id, Some(why));
-        }
+        self.after_read(id, read);
     }
 
     /// Reads the uplink's frames for the gateway; the uplink is no bridge's port.
@@ -86,6 +77,12 @@ impl Worker {
                 Err(d) => rt.counters.drop(w, d, 1),
             }
         });
+        self.after_read(id, read);
+    }
+
+    /// What a read of port `id` leaves to do: count, come back for more, poll a new
+    /// descriptor, or take the port down.
+    fn after_read(&mut self, id: PortId, read: crate::port::Read) {
         self.turn_frames += read.frames;
         if read.more {
             self.rx_more.push(id);
