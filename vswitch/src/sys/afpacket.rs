@@ -22,7 +22,8 @@
 //! alone in a fanout group whose program picks the member that receives. Growing makes a
 //! second socket with the big ring on a short-lived thread (allocating the ring takes
 //! milliseconds, while the small ring fills), joins it to the group, points the program
-//! at it, and empties the old ring: no frame is lost, doubled or reordered, and the first
+//! at it, and empties the old ring twice, 200 µs apart: no frame is doubled or reordered,
+//! none the kernel steered to the old socket before that is lost, and the first
 //! socket stays the one senders use.
 
 use std::io;
