@@ -68,6 +68,7 @@ impl Bed {
             rt,
             ports,
             guard: None,
+            ip_checks: true,
         });
         Bed {
             snap,
