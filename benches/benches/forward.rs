@@ -26,12 +26,18 @@ fn mac(i: u32) -> MacAddr {
     MacAddr([0x02, 0x42, b[0], b[1], b[2], b[3]])
 }
 
+/// A 64-byte IPv4 frame whose header is well-formed, so `ip-checks` passes it.
 fn frame(dst: MacAddr, src: MacAddr) -> Vec<u8> {
     let mut f = Vec::with_capacity(64);
     f.extend_from_slice(&dst.0);
     f.extend_from_slice(&src.0);
     f.extend_from_slice(&[0x08, 0x00]);
+    f.extend_from_slice(&[
+        0x45, 0, 0, 50, 0, 1, 0x40, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+    ]);
     f.resize(64, 0);
+    let mut ip = wire::ipv4::Ipv4Packet::new_checked(&mut f[14..]).unwrap();
+    ip.fill_checksum();
     f
 }
 
@@ -156,8 +162,9 @@ impl Sink for Recycle<'_> {
     }
 }
 
-/// A bridge of `ports` ports, all up, whose FDB holds `entries` MACs spread over them.
-fn bridge(entries: u32, ports: u32) -> Snapshot {
+/// A bridge of `ports` ports, all up, whose FDB holds `entries` MACs spread over them,
+/// with `ip-checks` as given.
+fn bridge(entries: u32, ports: u32, ip_checks: bool) -> Snapshot {
     let mut snap = Snapshot::default();
     let rt = Arc::new(BridgeRt::new(0, "br", 300, entries, 1));
     let mut list = Vec::new();
@@ -172,6 +179,7 @@ fn bridge(entries: u32, ports: u32) -> Snapshot {
         rt,
         ports: list,
         guard: None,
+        ip_checks,
     });
     snap
 }
@@ -182,13 +190,14 @@ fn bridge(entries: u32, ports: u32) -> Snapshot {
 fn pipeline(c: &mut Criterion) {
     let mut g = c.benchmark_group("pipeline");
     g.throughput(Throughput::Elements(BATCH as u64));
-    for &(n, ports) in &[
-        (1_000u32, 2u32),
-        (1_000, 64),
-        (1_000_000, 2),
-        (1_000_000, 64),
+    for &(n, ports, checks) in &[
+        (1_000u32, 2u32, true),
+        (1_000, 2, false),
+        (1_000, 64, true),
+        (1_000_000, 2, true),
+        (1_000_000, 64, true),
     ] {
-        let snap = bridge(n, ports);
+        let snap = bridge(n, ports, checks);
         let pool = Pool::new(4 * BATCH, 1);
         let clock = Clock::new();
         let mut rng = Lcg(11);
@@ -209,7 +218,12 @@ fn pipeline(c: &mut Criterion) {
             panic!("no port 1")
         };
         let mut at = 0usize;
-        let id = format!("{n}-macs/{ports}-ports");
+        // The pair at 1k MACs and 2 ports differs only by `ip-checks`: its cost per frame.
+        let id = if checks {
+            format!("{n}-macs/{ports}-ports")
+        } else {
+            format!("{n}-macs/{ports}-ports/ip-checks-off")
+        };
         g.bench_function(BenchmarkId::new("batch32", id), |b| {
             b.iter(|| {
                 let ing = Ingress::new(&snap, &pool, port, 1, clock.now(), 0).unwrap();

@@ -31,6 +31,11 @@ pub const DEFAULT_MAC_LIMIT: u32 = 65536;
 /// The IANA port of VXLAN (RFC 7348).
 pub const DEFAULT_VXLAN_PORT: u16 = 4789;
 
+/// A reply from a daemon that predates a setting which is on by default.
+fn yes() -> bool {
+    true
+}
+
 fn default_vxlan_port() -> u16 {
     DEFAULT_VXLAN_PORT
 }
@@ -153,6 +158,14 @@ pub enum Request {
     SetMacLimit {
         bridge: String,
         limit: u32,
+    },
+    /// Changes a bridge's settings (`set-bridge BR KEY=VALUE...`); a setting left out
+    /// stays as it is.
+    SetBridge {
+        bridge: String,
+        /// Check IPv4 and ARP headers of the frames the bridge forwards.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ip_checks: Option<bool>,
     },
     /// Adds VLAN membership to a port (`bridge vlan add`).
     AddVlan {
@@ -536,6 +549,9 @@ pub struct BridgeInfo {
     pub name: String,
     pub aging_secs: u32,
     pub mac_limit: u32,
+    /// IPv4 and ARP headers are checked before forwarding (`set-bridge BR ip-checks`).
+    #[serde(default = "yes")]
+    pub ip_checks: bool,
     pub fdb_entries: u64,
     pub ports: Vec<PortInfo>,
     /// The bridge's network and gateway, if it has one.
@@ -763,8 +779,12 @@ pub fn render(data: &Data) -> String {
             for b in bridges {
                 let _ = writeln!(
                     out,
-                    "bridge {} (aging {}s, mac-limit {}, {} learned)",
-                    b.name, b.aging_secs, b.mac_limit, b.fdb_entries
+                    "bridge {} (aging {}s, mac-limit {}, ip-checks {}, {} learned)",
+                    b.name,
+                    b.aging_secs,
+                    b.mac_limit,
+                    if b.ip_checks { "on" } else { "off" },
+                    b.fdb_entries
                 );
                 if let Some(n) = &b.net {
                     let _ = writeln!(

@@ -54,6 +54,40 @@ pub fn aging(secs: u32) -> Result<(), String> {
     Ok(())
 }
 
+/// What `set-bridge BR KEY=VALUE...` changes; `None`: left as it is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BridgeSettings {
+    pub ip_checks: Option<bool>,
+}
+
+/// Parses the KEY=VALUE pairs of `set-bridge` (`ip-checks=on|off`); at least one.
+pub fn bridge_settings(pairs: &[String]) -> Result<BridgeSettings, String> {
+    let mut s = BridgeSettings::default();
+    if pairs.is_empty() {
+        return Err("set-bridge: nothing to set (settings: ip-checks=on|off)".into());
+    }
+    for kv in pairs {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| format!("bridge setting {kv:?} is not KEY=VALUE"))?;
+        match k {
+            "ip-checks" => {
+                s.ip_checks = Some(match v {
+                    "on" => true,
+                    "off" => false,
+                    _ => return Err(format!("ip-checks must be on or off, not {v:?}")),
+                })
+            }
+            _ => {
+                return Err(format!(
+                    "unknown bridge setting {k:?} (settings: ip-checks)"
+                ))
+            }
+        }
+    }
+    Ok(s)
+}
+
 /// A learned-MAC limit.
 pub fn mac_limit(limit: u32) -> Result<(), String> {
     if !(MAC_LIMIT_MIN..=MAC_LIMIT_MAX).contains(&limit) {
@@ -363,6 +397,19 @@ pub fn ct_limit(n: u32) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn bridge_settings_take_on_and_off_only() {
+        let on = bridge_settings(&["ip-checks=on".into()]).unwrap();
+        assert_eq!(on.ip_checks, Some(true));
+        let off = bridge_settings(&["ip-checks=off".into()]).unwrap();
+        assert_eq!(off.ip_checks, Some(false));
+        for bad in ["ip-checks=yes", "ip-checks", "ipchecks=on", "ip-checks="] {
+            let e = bridge_settings(&[bad.into()]).unwrap_err();
+            assert!(!e.contains('\n'), "{e}");
+        }
+        assert!(bridge_settings(&[]).is_err());
+    }
+
     use super::*;
 
     #[test]

@@ -147,6 +147,10 @@ fn default_aging() -> u32 {
 fn default_mac_limit() -> u32 {
     DEFAULT_MAC_LIMIT
 }
+/// A config written before `ip-checks` existed loads with the checks on.
+fn default_ip_checks() -> bool {
+    true
+}
 
 /// One bridge.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -157,6 +161,9 @@ pub struct BridgeConf {
     pub aging_secs: u32,
     #[serde(default = "default_mac_limit")]
     pub mac_limit: u32,
+    /// IPv4 and ARP headers are checked on the bridged path (`set-bridge BR ip-checks`).
+    #[serde(default = "default_ip_checks")]
+    pub ip_checks: bool,
     #[serde(default)]
     pub ports: Vec<PortConf>,
     /// Static MAC entries.
@@ -252,6 +259,7 @@ impl BridgeConf {
             name: name.to_string(),
             aging_secs: DEFAULT_AGING_SECS,
             mac_limit: DEFAULT_MAC_LIMIT,
+            ip_checks: true,
             ports: Vec::new(),
             static_fdb: Vec::new(),
             net: None,

@@ -46,6 +46,14 @@ metrics_decl::counters! {
         VlanDoubleTag => "vlan_double_tag",
         /// A frame from the gateway's MAC arriving on another port of its bridge.
         GatewaySpoof => "gateway_spoof",
+        /// An IPv4 frame (behind any outer tag, or inner to a tunnel) whose header is
+        /// malformed: not version 4, IHL below 5 or past the packet, total length below
+        /// the header or past the frame, or a wrong header checksum. Checked on bridges
+        /// with `ip-checks=on` (the default).
+        BadIpHeader => "bad_ip_header",
+        /// An ARP frame shorter than an Ethernet/IPv4 ARP packet (28 bytes). Checked on
+        /// bridges with `ip-checks=on` (the default).
+        BadArp => "bad_arp",
     }
 }
 
@@ -327,9 +335,11 @@ mod tests {
                 "vlan_not_member",
                 "vlan_double_tag",
                 "gateway_spoof",
+                "bad_ip_header",
+                "bad_arp",
             ]
         );
-        assert_eq!(DROP_REASONS, 14);
+        assert_eq!(DROP_REASONS, 16);
         assert_eq!(
             BridgeEvent::NAMES,
             [

@@ -175,6 +175,8 @@ pub struct BridgeView {
     pub ports: Vec<Arc<PortRt>>,
     /// The gateway's identity on a bridge with a network: no other port may use it.
     pub guard: Option<GatewayGuard>,
+    /// IPv4 and ARP headers are checked before forwarding (`set-bridge BR ip-checks`).
+    pub ip_checks: bool,
 }
 
 /// The gateway's MAC and address on its bridge. Only the gateway port may send from the

@@ -52,6 +52,13 @@ enum Cmd {
     SetAging { bridge: String, seconds: u32 },
     /// Set the limit on learned MACs of a bridge.
     SetMacLimit { bridge: String, limit: u32 },
+    /// Change settings of a bridge: ip-checks=on|off (check IPv4 and ARP headers of the
+    /// frames it forwards; on by default).
+    SetBridge {
+        bridge: String,
+        #[arg(required = true, value_name = "KEY=VALUE")]
+        settings: Vec<String>,
+    },
     /// Make a port a member of VLANs (VIDS: `10`, `10,20`, `100-199`), tagged unless
     /// --untagged; --pvid makes the (single) VID the port's PVID; --access = member of
     /// that VLAN only, untagged, PVID.
@@ -251,6 +258,13 @@ fn request(cmd: Cmd) -> Result<Request, String> {
         Cmd::SetMacLimit { bridge, limit } => {
             validate::mac_limit(limit)?;
             Request::SetMacLimit { bridge, limit }
+        }
+        Cmd::SetBridge { bridge, settings } => {
+            let s = validate::bridge_settings(&settings)?;
+            Request::SetBridge {
+                bridge,
+                ip_checks: s.ip_checks,
+            }
         }
         Cmd::AddVlan {
             bridge,

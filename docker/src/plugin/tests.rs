@@ -101,6 +101,7 @@ impl Switch for Fake {
                     name: bridge,
                     aging_secs: 300,
                     mac_limit: 65536,
+                    ip_checks: true,
                     fdb_entries: 0,
                     ports: vec![],
                     net: None,

@@ -202,6 +202,18 @@ impl Controller {
                 br.fdb.store(Arc::new(old.rebuilt(limit as usize)));
                 Ok(Data::Done)
             }
+            Request::SetBridge { bridge, ip_checks } => {
+                self.bridge_conf(&bridge)?;
+                let Some(on) = ip_checks else {
+                    return Err(ControlError::Invalid(
+                        "set-bridge: nothing to set (settings: ip-checks=on|off)".into(),
+                    ));
+                };
+                self.change_bridge(&bridge, |b| b.ip_checks = on)?;
+                // The setting lives in the snapshot: workers see it from their next batch.
+                self.publish();
+                Ok(Data::Done)
+            }
             Request::Stats { bridge, port } => self.stats(bridge.as_deref(), port.as_deref()),
             Request::AddVlan {
                 bridge,
@@ -1095,6 +1107,7 @@ impl Controller {
                     mac: crate::gateway::gateway_mac(&b.name),
                     ip: n.gateway.octets(),
                 }),
+                ip_checks: b.ip_checks,
             });
         }
         let mut gw_ports = Vec::new();
@@ -1131,6 +1144,7 @@ impl Controller {
                 name: b.name.clone(),
                 aging_secs: b.aging_secs,
                 mac_limit: b.mac_limit,
+                ip_checks: b.ip_checks,
                 fdb_entries: self
                     .bridges
                     .get(&b.name)

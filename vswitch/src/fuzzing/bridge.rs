@@ -122,6 +122,7 @@ impl BridgeLab {
             rt: Arc::new(BridgeRt::new(0, "lab", LAB_AGING, LAB_MAC_LIMIT, 1)),
             ports,
             guard: Some(guard),
+            ip_checks: true,
         });
         snap.gateway = Some(GatewayView {
             rt: Arc::new(GatewayRt {

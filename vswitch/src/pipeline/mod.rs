@@ -2,8 +2,8 @@
 //! named stages in the order the frame meets them.
 //!
 //! ```text
-//! receive ─► classify ─► guard ─► learn ─► decide ─► egress ─► rewrite ─► Sink
-//!  (count)   (tag, VLAN) (gateway) (FDB)   (FDB, flood) (VLAN rule) (tag push/pop)
+//! receive ─► classify ─► guard ─────────► learn ─► decide ─► egress ─► rewrite ─► Sink
+//!  (count)   (tag, VLAN) (headers, gateway) (FDB)   (FDB, flood) (VLAN rule) (tag push/pop)
 //! ```
 //!
 //! The pipeline owns no socket, thread or queue. It takes a received frame, the port it
@@ -148,6 +148,9 @@ pub struct Ingress<'a> {
     learn_as: Dest,
     /// The gateway's identity on this bridge, when the ingress port is not the gateway.
     guard: Option<GatewayGuard>,
+    /// IPv4 and ARP headers are checked ([`check_headers`]): the bridge's `ip-checks`,
+    /// except at the gateway's port, whose frames the switch built itself.
+    ip_checks: bool,
     now: u32,
     aging: u32,
     /// The worker whose counters are written.
@@ -176,6 +179,7 @@ impl<'a> Ingress<'a> {
             vlans: snap.vlan(port.id),
             learn_as,
             guard: bridge.guard.filter(|_| port.kind != ctl::PortKind::Gateway),
+            ip_checks: bridge.ip_checks && port.kind != ctl::PortKind::Gateway,
             now,
             aging: bridge.rt.aging.load(Ordering::Relaxed),
             w,
@@ -284,18 +288,23 @@ impl<'a> Ingress<'a> {
         })
     }
 
-    /// Stage 2, guard: on a bridge with a gateway, no other port may send from the
+    /// Stage 2, guard: with `ip-checks` on, a malformed IPv4 or ARP header (behind the
+    /// outer tag, as classified) is dropped before anything is learned from the frame
+    /// ([`check_headers`]). On a bridge with a gateway, no other port may send from the
     /// gateway's MAC (it would move the gateway in the FDB to that port) or claim its
     /// address in ARP: such ARP goes to the gateway alone, which counts it as
     /// `arp_spoofed`, instead of reaching the neighbours whose entry for the gateway it
     /// would overwrite. `Ok(None)`: an ordinary frame, on to learning.
     #[inline]
     fn guard(&self, a: &Arrival<'_>) -> Result<Option<Verdict>, Drop> {
+        let payload = a.frame.get(a.next_at..).unwrap_or(&[]);
+        if self.ip_checks {
+            check_headers(a.next_type, payload)?;
+        }
         let Some(g) = self.guard else {
             return Ok(None);
         };
         let src = a.eth.src();
-        let payload = a.frame.get(a.next_at..).unwrap_or(&[]);
         match g.check(src, a.next_type, payload) {
             Guarded::Clear => Ok(None),
             Guarded::SpoofedMac => Err(Drop::GatewaySpoof),
@@ -461,6 +470,32 @@ impl<'a> Ingress<'a> {
     fn drop(&self, why: Drop) -> Verdict {
         self.port.counters.drop(self.w, why, 1);
         Verdict::Drop(why)
+    }
+}
+
+/// The header checks of `ip-checks`, as the Linux bridge's `br_netfilter` (which
+/// Docker's bridge enables) makes of IPv4 before it is forwarded, and ARP's length:
+/// `payload` is what follows EtherType `ethertype`. Other EtherTypes pass untouched.
+///
+/// The IPv4 header checksum is checked whatever the virtio-net header says: its
+/// `NEEDS_CSUM` leaves the L4 checksum to offload, never the IPv4 header's, which the
+/// sender's stack always fills (`ip_send_check`), for a TSO/GSO super-frame too (whose
+/// total length is its own length, as its header says). Ethernet padding past the total
+/// length is allowed.
+#[inline]
+pub fn check_headers(ethertype: u16, payload: &[u8]) -> Result<(), Drop> {
+    match ethertype {
+        wire::ethertype::IPV4 => {
+            let ip = wire::ipv4::Ipv4Packet::new_checked(payload).map_err(|_| Drop::BadIpHeader)?;
+            if !ip.verify_checksum() {
+                return Err(Drop::BadIpHeader);
+            }
+            Ok(())
+        }
+        wire::ethertype::ARP => wire::arp::ArpPacket::new_checked(payload)
+            .map(|_| ())
+            .map_err(|_| Drop::BadArp),
+        _ => Ok(()),
     }
 }
 

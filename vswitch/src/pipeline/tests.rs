@@ -13,12 +13,25 @@ use crate::wire::MacAddr;
 const A: [u8; 6] = [2, 0, 0, 0, 0, 0xa];
 const B: [u8; 6] = [2, 0, 0, 0, 0, 0xb];
 
+/// A 60-byte IPv4 frame whose header passes `ip-checks` (total length 46, checksum right).
 fn frame(dst: [u8; 6], src: [u8; 6]) -> Vec<u8> {
     let mut f = dst.to_vec();
     f.extend_from_slice(&src);
     f.extend_from_slice(&[0x08, 0x00]);
+    f.extend_from_slice(&[
+        0x45, 0, 0, 46, 0, 1, 0x40, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+    ]);
     f.resize(60, 0);
+    fix_ip_checksum(&mut f[14..]);
     f
+}
+
+/// Writes the right header checksum into the IPv4 header at the start of `ip`.
+fn fix_ip_checksum(ip: &mut [u8]) {
+    let hl = usize::from(ip[0] & 0x0f) * 4;
+    ip[10..12].copy_from_slice(&[0, 0]);
+    let c = !wire::checksum::fold(wire::checksum::sum(&ip[..hl], 0));
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
 }
 
 fn tagged(dst: [u8; 6], src: [u8; 6], tci: u16) -> Vec<u8> {
@@ -68,6 +81,7 @@ impl Bed {
             rt,
             ports,
             guard: None,
+            ip_checks: true,
         });
         Bed {
             snap,
@@ -287,4 +301,118 @@ fn the_guard_keeps_the_gateways_mac_and_address_to_its_port() {
     assert_eq!(c.0.iter().map(|d| d.0).collect::<Vec<_>>(), vec![3]);
     // The gateway port itself may use both.
     assert_eq!(bed.verdict(3, &frame([0xff; 6], gmac)), Verdict::Flood);
+}
+
+/// The malformed kinds `ip-checks` refuses, as (what, frame, reason), from `src` to `dst`.
+fn malformed(dst: [u8; 6], src: [u8; 6]) -> Vec<(&'static str, Vec<u8>, Drop)> {
+    let good = frame(dst, src);
+    let with = |f: &dyn Fn(&mut Vec<u8>), fix: bool| {
+        let mut g = good.clone();
+        f(&mut g);
+        if fix && g.len() >= 34 {
+            fix_ip_checksum(&mut g[14..]);
+        }
+        g
+    };
+    let mut arp = good.clone();
+    arp[12..14].copy_from_slice(&[0x08, 0x06]);
+    arp.truncate(14 + 27);
+    vec![
+        ("runt ipv4", good[..14].to_vec(), Drop::BadIpHeader),
+        ("cut short", good[..30].to_vec(), Drop::BadIpHeader),
+        ("ihl 4", with(&|g| g[14] = 0x44, false), Drop::BadIpHeader),
+        ("ihl 15", with(&|g| g[14] = 0x4f, false), Drop::BadIpHeader),
+        (
+            "total past frame",
+            with(&|g| g[16..18].copy_from_slice(&[0, 200]), true),
+            Drop::BadIpHeader,
+        ),
+        (
+            "total below header",
+            with(&|g| g[16..18].copy_from_slice(&[0, 19]), true),
+            Drop::BadIpHeader,
+        ),
+        (
+            "bad checksum",
+            with(&|g| g[24] ^= 0x5a, false),
+            Drop::BadIpHeader,
+        ),
+        (
+            "version 6",
+            with(&|g| g[14] = 0x65, true),
+            Drop::BadIpHeader,
+        ),
+        ("short arp", arp, Drop::BadArp),
+    ]
+}
+
+#[test]
+fn ip_checks_drop_malformed_ipv4_and_arp_with_their_reason_and_learn_nothing() {
+    let bed = Bed::plain(2);
+    let kinds = malformed([0xff; 6], A);
+    for (what, f, why) in &kinds {
+        assert_eq!(bed.verdict(1, f), Verdict::Drop(*why), "{what}");
+    }
+    assert_eq!(bed.snap.bridge(0).unwrap().rt.fdb.load().len(), 0);
+    let d = bed.port(1).counters.totals().drops;
+    assert_eq!((d["bad_ip_header"], d["bad_arp"]), (8, 1));
+    // Well-formed IPv4 (padding past its total length too), a full ARP packet and other
+    // EtherTypes pass.
+    assert_eq!(bed.verdict(1, &frame([0xff; 6], A)), Verdict::Flood);
+    let mut arp = frame([0xff; 6], A);
+    arp[12..14].copy_from_slice(&[0x08, 0x06]);
+    arp.truncate(14 + 28);
+    assert_eq!(bed.verdict(1, &arp), Verdict::Flood);
+    let mut other = kinds[0].1.clone();
+    other[12..14].copy_from_slice(&[0x88, 0xb5]);
+    assert_eq!(bed.verdict(1, &other), Verdict::Flood);
+}
+
+#[test]
+fn ip_checks_look_behind_the_tag_and_off_forwards_everything() {
+    // 1: trunk of VLAN 10; 2: access VLAN 10.
+    let mut bed = Bed::new(&[vl(&[], &[10], None), vl(&[10], &[], Some(10))], 100, 300);
+    for (what, f, why) in malformed([0xff; 6], A) {
+        let mut t = f;
+        t.splice(12..12, [0x81, 0x00, 0x00, 0x0a]);
+        assert_eq!(bed.verdict(1, &t), Verdict::Drop(why), "tagged {what}");
+        // The same frame with its tag taken off by the kernel.
+        let (_, rest) = t.split_at(16);
+        let mut stripped = t[..12].to_vec();
+        stripped.extend_from_slice(rest);
+        let ing = Ingress::new(&bed.snap, &bed.pool, bed.port(1), 1, bed.now, 0).unwrap();
+        let v = ing.frame(
+            Frame {
+                vnet: &[0u8; vnet::LEN],
+                bytes: &stripped,
+                aux: Some((0x8100, 10)),
+                truncated: false,
+            },
+            &mut Collect::default(),
+        );
+        assert_eq!(v, Verdict::Drop(why), "offloaded tag {what}");
+    }
+    if let Some(Some(b)) = bed.snap.bridges.get_mut(0) {
+        b.ip_checks = false;
+    }
+    for (what, f, _) in malformed([0xff; 6], A) {
+        let mut t = f;
+        t.splice(12..12, [0x81, 0x00, 0x00, 0x0a]);
+        let (v, c) = bed.send(1, &t);
+        assert_eq!((v, c.0.len()), (Verdict::Flood, 1), "ip-checks off: {what}");
+    }
+}
+
+#[test]
+fn ip_checks_leave_the_gateways_own_frames_alone() {
+    let mut bed = Bed::plain(2);
+    let gw = Arc::new(PortRt::new(3, "gw", ctl::PortKind::Gateway, 0, 0, 1));
+    gw.up.store(true, Ordering::Relaxed);
+    bed.snap.put_port(gw.clone(), None);
+    if let Some(Some(b)) = bed.snap.bridges.get_mut(0) {
+        b.ports.push(gw);
+    }
+    let (_, bad, _) = &malformed([0xff; 6], [2, 0x76, 0, 0, 0, 1])[6];
+    assert_eq!(bed.verdict(3, bad), Verdict::Flood);
+    assert_eq!(bed.verdict(1, bad), Verdict::Drop(Drop::BadIpHeader));
 }

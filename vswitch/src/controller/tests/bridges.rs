@@ -1,4 +1,5 @@
-//! add-br, del-br, list-br, list-ports, show, fdb-show, set-aging, set-mac-limit, stats.
+//! add-br, del-br, list-br, list-ports, show, fdb-show, set-aging, set-mac-limit,
+//! set-bridge, stats.
 
 use super::*;
 use crate::config::NetConf;
@@ -185,6 +186,64 @@ fn set_aging_and_mac_limit_refuse_out_of_range_values_and_unknown_bridges() {
         limit: 10,
     });
     assert_eq!(e, ControlError::NoBridge(br("nope")));
+}
+
+/// Whether the published snapshot checks headers on bridge `name`.
+fn snapshot_ip_checks(l: &Lab, name: &str) -> bool {
+    let id = l.c.bridges[name].id;
+    let snap = l.c.shared.snapshot.load();
+    snap.bridge(id).expect("bridge in the snapshot").ip_checks
+}
+
+#[test]
+fn set_bridge_ip_checks_is_on_by_default_and_changes_only_that_bridge() {
+    let mut l = Lab::seeded("set-bridge");
+    assert!(l.bridge("br0").ip_checks && l.bridge("br1").ip_checks);
+    assert!(snapshot_ip_checks(&l, "br1"));
+    l.ok(Request::SetBridge {
+        bridge: br("br1"),
+        ip_checks: Some(false),
+    });
+    assert!(!l.bridge("br1").ip_checks);
+    assert!(!snapshot_ip_checks(&l, "br1"));
+    assert!(snapshot_ip_checks(&l, "br0"));
+    assert_eq!(l.bridge("br0"), &seeded().bridges[0]);
+    let Data::Show { bridges, .. } = l.ok(Request::Show) else {
+        panic!("show answers Show");
+    };
+    let shown: Vec<(String, bool)> = bridges
+        .iter()
+        .map(|b| (b.name.clone(), b.ip_checks))
+        .collect();
+    assert_eq!(shown, vec![(br("br0"), true), (br("br1"), false)]);
+    l.ok(Request::SetBridge {
+        bridge: br("br1"),
+        ip_checks: Some(true),
+    });
+    assert!(l.bridge("br1").ip_checks && snapshot_ip_checks(&l, "br1"));
+}
+
+#[test]
+fn set_bridge_refuses_unknown_bridges_and_an_empty_change() {
+    let mut l = Lab::seeded("set-bridge-bad");
+    let e = l.refused(Request::SetBridge {
+        bridge: br("nope"),
+        ip_checks: Some(false),
+    });
+    assert_eq!(e, ControlError::NoBridge(br("nope")));
+    l.refused_with(
+        Request::SetBridge {
+            bridge: br("br0"),
+            ip_checks: None,
+        },
+        "set-bridge: nothing to set (settings: ip-checks=on|off)",
+    );
+}
+
+#[test]
+fn a_config_without_ip_checks_loads_with_them_on() {
+    let c: Config = serde_json::from_str(r#"{"bridges":[{"name":"old"}]}"#).expect("loads");
+    assert!(c.bridges[0].ip_checks);
 }
 
 #[test]
