@@ -24,13 +24,13 @@ mod common;
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Read, Write};
-use std::net::Ipv4Addr;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::craft::{csum, fix_ip_csum, hex, ip4, mac_bytes as mac};
 use common::{
     assert_refused, assert_vsctl_error, report, require_tools, sh, vsctl_bin, wait_until, Bg,
     Capture, Lab, Out, Raw, LONG, SHORT,
@@ -215,22 +215,6 @@ fn ipn(ns: &str, args: &[&str]) {
     sh(&v);
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn mac(s: &str) -> [u8; 6] {
-    let v: Vec<u8> = s
-        .split(':')
-        .map(|p| u8::from_str_radix(p, 16).unwrap())
-        .collect();
-    v.try_into().unwrap()
-}
-
-fn ip4(s: &str) -> [u8; 4] {
-    s.parse::<Ipv4Addr>().unwrap().octets()
-}
-
 /// Writes `frames` as hex lines to `dir/name` and returns the path.
 fn frame_file(dir: &Path, name: &str, frames: &[Vec<u8>]) -> String {
     let p = dir.join(name);
@@ -279,23 +263,6 @@ fn inject(
     )
 }
 
-/// Internet checksum.
-fn csum(data: &[u8]) -> u16 {
-    let mut s: u32 = 0;
-    for c in data.chunks(2) {
-        let w = if c.len() == 2 {
-            u16::from_be_bytes([c[0], c[1]])
-        } else {
-            u16::from_be_bytes([c[0], 0])
-        };
-        s += u32::from(w);
-    }
-    while s >> 16 != 0 {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    !(s as u16)
-}
-
 /// An Ethernet frame.
 fn eth(dst: [u8; 6], src: [u8; 6], ethertype: u16, payload: &[u8]) -> Vec<u8> {
     let mut f = Vec::with_capacity(14 + payload.len());
@@ -318,18 +285,6 @@ fn ipv4(src: [u8; 4], dst: [u8; 4], proto: u8, payload: &[u8]) -> Vec<u8> {
     h[10..12].copy_from_slice(&c.to_be_bytes());
     h.extend_from_slice(payload);
     h
-}
-
-/// Recomputes the IPv4 header checksum of `ip` (header length from its IHL, if sane).
-fn fix_ip_csum(ip: &mut [u8]) {
-    let hl = usize::from(ip[0] & 0x0f) * 4;
-    if hl < 20 || hl > ip.len() {
-        return;
-    }
-    ip[10] = 0;
-    ip[11] = 0;
-    let c = csum(&ip[..hl]);
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
 }
 
 /// A TCP SYN segment with a correct checksum.

@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::craft::{hex, mac_bytes};
 use common::{assert_vsctl_error, report, sh, vsctl_at, wait_until, Bg, Lab};
 use ctl::{BridgeInfo, PortStats};
 
@@ -149,18 +150,6 @@ fn port_of<'a>(s: &'a ctl::BridgeStats, port: &str) -> &'a PortStats {
         .iter()
         .find(|p| p.name == port)
         .unwrap_or_else(|| panic!("stats of {} have no port {port}: {s:?}", s.name))
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn mac_bytes(s: &str) -> [u8; 6] {
-    let v: Vec<u8> = s
-        .split(':')
-        .map(|p| u8::from_str_radix(p, 16).unwrap())
-        .collect();
-    v.try_into().unwrap()
 }
 
 /// A 64-byte Ethernet frame of the local experimental EtherType 0x88b5.

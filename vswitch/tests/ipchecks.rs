@@ -12,11 +12,11 @@
 mod common;
 
 use std::fs;
-use std::net::Ipv4Addr;
 use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::craft::{fix_ip_csum, hex, ip4, mac_bytes as mac};
 use common::{assert_vsctl_error, require_tools, Capture, Lab, SHORT};
 
 /// Source MAC of every injected frame, so captures can tell them apart.
@@ -49,51 +49,6 @@ fn python3() -> String {
     common::which("python3")
         .map(|p| p.to_string_lossy().into_owned())
         .expect("python3 is missing — install it with scripts/deps.sh")
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn mac(s: &str) -> [u8; 6] {
-    let v: Vec<u8> = s
-        .split(':')
-        .map(|p| u8::from_str_radix(p, 16).unwrap())
-        .collect();
-    v.try_into().unwrap()
-}
-
-fn ip4(s: &str) -> [u8; 4] {
-    s.parse::<Ipv4Addr>().unwrap().octets()
-}
-
-/// Internet checksum.
-fn csum(data: &[u8]) -> u16 {
-    let mut s: u32 = 0;
-    for c in data.chunks(2) {
-        let w = if c.len() == 2 {
-            u16::from_be_bytes([c[0], c[1]])
-        } else {
-            u16::from_be_bytes([c[0], 0])
-        };
-        s += u32::from(w);
-    }
-    while s >> 16 != 0 {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    !(s as u16)
-}
-
-/// Recomputes the IPv4 header checksum of `ip` (header length from its IHL, if sane).
-fn fix_ip_csum(ip: &mut [u8]) {
-    let hl = usize::from(ip[0] & 0x0f) * 4;
-    if hl < 20 || hl > ip.len() {
-        return;
-    }
-    ip[10] = 0;
-    ip[11] = 0;
-    let c = csum(&ip[..hl]);
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
 }
 
 /// A UDP datagram (checksum 0) in an IPv4 packet with a correct header checksum.

@@ -18,6 +18,7 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::Duration;
 
+use common::craft::{hex, mac_bytes};
 use common::{
     assert_refused, assert_vsctl_error, gbps, report, sh, vsctl_at, wait_until, Capture, Lab, Out,
     Switch,
@@ -380,18 +381,6 @@ fn send_frame(lab: &Lab, ns: &str, dev: &str, frame: &[u8], count: u32) {
         hex(frame)
     );
     python(lab, ns, &script);
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn mac_bytes(mac: &str) -> [u8; 6] {
-    let v: Vec<u8> = mac
-        .split(':')
-        .map(|p| u8::from_str_radix(p, 16).unwrap())
-        .collect();
-    v.try_into().unwrap()
 }
 
 /// A broadcast ARP request from (`mac`, `spa`) for `tpa`.

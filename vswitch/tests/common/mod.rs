@@ -19,6 +19,8 @@
 // Each test binary compiles this module and uses only part of it (and of the re-exports).
 #![allow(dead_code, unused_imports)]
 
+pub mod craft;
+
 use std::fmt::Write as _;
 use std::fs;
 use std::io::{Read, Write};
