@@ -93,7 +93,9 @@ impl Slots {
             let oldest = v
                 .iter()
                 .enumerate()
-                .filter(|(_, s)| !s.busy)
+                // A client whose request is still unread is not idle, only slow to be
+                // served (its thread not yet run): closing it would drop its request.
+                .filter(|(_, s)| !s.busy && !has_unread_input(&s.stream))
                 .min_by_key(|(_, s)| s.idle_since)
                 .map(|(i, _)| i);
             let Some(i) = oldest else { return false };
@@ -126,6 +128,21 @@ impl Slots {
     fn leave(&self, id: u64) {
         self.lock().retain(|s| s.id != id);
     }
+}
+
+/// True if the client has sent bytes its thread has not read yet.
+fn has_unread_input(stream: &UnixStream) -> bool {
+    let mut b = [0u8; 1];
+    // SAFETY: `b` is valid for writes of its length; MSG_PEEK leaves the byte queued.
+    let r = unsafe {
+        libc::recv(
+            std::os::fd::AsRawFd::as_raw_fd(stream),
+            b.as_mut_ptr().cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    r > 0
 }
 
 /// Accepts clients forever.

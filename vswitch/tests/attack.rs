@@ -684,6 +684,30 @@ fn malformed_frames_are_dropped_and_counted_while_others_ping() {
         runt.trim()
     ));
 
+    // A port's receive ring starts small and grows once frames pile up in it (see
+    // tests/ports.rs). What is measured here is the counting, not that warm-up, so grow
+    // the rings of the two injecting ports first: frames dropped at their port (link-local,
+    // untagged on a trunk) sent into the stopped daemon, then one more each until the
+    // switch to the big ring shows in the log.
+    let grown = |lab: &Lab| lab.log_text().matches("receive ring grown").count();
+    let before = grown(&g.lab);
+    let pid = g.lab.daemon_pid().to_string();
+    common::sh(&["kill", "-STOP", &pid]);
+    let warm_c1 = vec![link_local.clone()];
+    let warm_trk = vec![untagged_on_trunk.clone()];
+    inject(&g.lab, &g.c1, "eth0", "warm-c1", &warm_c1, 64, 0, 0.0);
+    inject(&g.lab, &trk, "eth0", "warm-trk", &warm_trk, 64, 0, 0.0);
+    common::sh(&["kill", "-CONT", &pid]);
+    wait_until(
+        "the injecting ports' rings to grow",
+        Duration::from_secs(10),
+        || {
+            inject(&g.lab, &g.c1, "eth0", "warm-c1", &warm_c1, 1, 0, 0.0);
+            inject(&g.lab, &trk, "eth0", "warm-trk", &warm_trk, 1, 0, 0.0);
+            grown(&g.lab) >= before + 2
+        },
+    );
+
     let (b0, _, g0) = all_stats(&g.lab);
     let g0 = g0.unwrap();
     let bra0 = b0.iter().find(|b| b.name == "bra").unwrap().clone();
