@@ -30,7 +30,7 @@ use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::craft::{csum, fix_ip_csum, hex, ip4, mac_bytes as mac};
+use common::craft::{csum, fix_ip_csum, hex, ip4, mac_bytes as mac, python3};
 use common::{
     assert_refused, assert_vsctl_error, report, require_tools, sh, vsctl_bin, wait_until, Bg,
     Capture, Lab, Out, Raw, LONG, SHORT,
@@ -175,16 +175,6 @@ except OSError as e:
 // ---------------------------------------------------------------------------------------
 // Small helpers
 // ---------------------------------------------------------------------------------------
-
-/// The python3 the scripts run with (the system one, not a pyenv shim).
-fn python3() -> String {
-    if Path::new("/usr/bin/python3").is_file() {
-        return "/usr/bin/python3".into();
-    }
-    common::which("python3")
-        .map(|p| p.to_string_lossy().into_owned())
-        .expect("python3 is missing — install it with scripts/deps.sh")
-}
 
 /// Runs `python3 -c SCRIPT ARGS…` in `ns`, asserting success; returns stdout.
 fn py(lab: &Lab, ns: &str, script: &str, args: &[&str], timeout: Duration) -> String {

@@ -12,11 +12,10 @@
 mod common;
 
 use std::fs;
-use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::craft::{fix_ip_csum, hex, ip4, mac_bytes as mac};
+use common::craft::{fix_ip_csum, hex, ip4, mac_bytes as mac, python3};
 use common::{assert_vsctl_error, require_tools, Capture, Lab, SHORT};
 
 /// Source MAC of every injected frame, so captures can tell them apart.
@@ -41,15 +40,6 @@ for f in frames:
             time.sleep(0.002)
 print(f"sent {sent}", flush=True)
 "#;
-
-fn python3() -> String {
-    if Path::new("/usr/bin/python3").is_file() {
-        return "/usr/bin/python3".into();
-    }
-    common::which("python3")
-        .map(|p| p.to_string_lossy().into_owned())
-        .expect("python3 is missing — install it with scripts/deps.sh")
-}
 
 /// A UDP datagram (checksum 0) in an IPv4 packet with a correct header checksum.
 fn udp(src: [u8; 4], dst: [u8; 4], data: &[u8]) -> Vec<u8> {

@@ -3,6 +3,7 @@
 //! a bug there cannot hide in both.
 
 use std::net::Ipv4Addr;
+use std::path::Path;
 
 /// `b` as lower-case hex, the injectors' input format.
 pub fn hex(b: &[u8]) -> String {
@@ -50,4 +51,14 @@ pub fn fix_ip_csum(ip: &mut [u8]) {
     ip[11] = 0;
     let c = csum(&ip[..hl]);
     ip[10..12].copy_from_slice(&c.to_be_bytes());
+}
+
+/// The python3 the injector scripts run with (the system one, not a pyenv shim).
+pub fn python3() -> String {
+    if Path::new("/usr/bin/python3").is_file() {
+        return "/usr/bin/python3".into();
+    }
+    super::which("python3")
+        .map(|p| p.to_string_lossy().into_owned())
+        .expect("python3 is missing — install it with scripts/deps.sh")
 }
