@@ -205,6 +205,8 @@ fn plug(env: &Env, net: &Net, bridges: &[BridgeInfo], lease: &Lease) -> Result<V
             mtu: net.conf.mtu,
             vlan: net.conf.vlan,
             kind: PortKind::Afpacket,
+            name: None,
+            aliases: Vec::new(),
         },
     )?;
     for m in &net.conf.runtime_config.port_mappings {

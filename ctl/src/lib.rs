@@ -15,8 +15,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub mod dns;
 pub mod docker;
 pub mod validate;
+
+pub use dns::{DnsInfo, DnsRecord};
 
 /// Default control socket path.
 pub const DEFAULT_SOCK: &str = "/run/vswitch/vswitchd.sock";
@@ -260,6 +263,13 @@ pub enum Request {
         vlan: Option<u16>,
         #[serde(default)]
         kind: PortKind,
+        /// The endpoint's name in its network's DNS (default: `container`, if it is a
+        /// valid name).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        /// More names for it.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        aliases: Vec<String>,
     },
     /// Undoes [`Request::Attach`].
     Detach {
@@ -280,6 +290,19 @@ pub enum Request {
     },
     /// Removes a bridge's network.
     DelNet {
+        bridge: String,
+    },
+    /// Sets a network's DNS: the resolvers other names go to (none: the host's
+    /// `/etc/resolv.conf`) and the network's own domain (none: no domain).
+    SetDns {
+        bridge: String,
+        #[serde(default)]
+        upstream: Vec<Ipv4Addr>,
+        #[serde(default)]
+        domain: Option<String>,
+    },
+    /// Lists the DNS records of a bridge's network.
+    DnsShow {
         bridge: String,
     },
     /// Attaches the switch to the outside through an interface with an address of its own.
@@ -428,6 +451,7 @@ pub enum Data {
         /// "connected", or why not.
         store: String,
     },
+    Dns(DnsInfo),
 }
 
 /// A cluster overlay network as `list-overlays` reports it.
@@ -469,6 +493,12 @@ pub struct NetInfo {
     pub gateway: String,
     /// The MAC the gateway answers with.
     pub mac: String,
+    /// The network's DNS domain (`set-dns --domain`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    /// DNS upstreams set with `set-dns --upstream` (none: the host's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub upstream: Vec<String>,
 }
 
 /// The uplink as `show` reports it.
@@ -590,6 +620,9 @@ pub struct AttachInfo {
     pub netns: String,
     pub ifname: String,
     pub ip: String,
+    /// Its names in the network's DNS (name first, then aliases).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
 }
 
 /// A VXLAN tunnel port as `show` reports it.
@@ -792,6 +825,18 @@ pub fn render(data: &Data) -> String {
                         "    network {} gateway {} (mac {})",
                         n.subnet, n.gateway, n.mac
                     );
+                    if n.domain.is_some() || !n.upstream.is_empty() {
+                        let _ = writeln!(
+                            out,
+                            "    dns domain {} upstream {}",
+                            n.domain.as_deref().unwrap_or("-"),
+                            if n.upstream.is_empty() {
+                                "host".to_string()
+                            } else {
+                                n.upstream.join(",")
+                            }
+                        );
+                    }
                 }
                 for p in &b.ports {
                     let _ = write!(
@@ -813,6 +858,9 @@ pub fn render(data: &Data) -> String {
                             ", attached to {} as {} {}",
                             a.container, a.ifname, a.ip
                         );
+                        if !a.names.is_empty() {
+                            let _ = write!(out, " named {}", a.names.join(","));
+                        }
                     }
                     out.push('\n');
                     if let Some(t) = &p.tunnel {
@@ -848,6 +896,7 @@ pub fn render(data: &Data) -> String {
             render_published(&mut out, published);
         }
         Data::Published { published } => render_published(&mut out, published),
+        Data::Dns(d) => dns::render(&mut out, d),
         Data::Overlays { .. } | Data::Nodes { .. } => render_cluster(&mut out, data),
         Data::Conntrack { entries, .. } => {
             for e in entries {

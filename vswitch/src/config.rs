@@ -115,6 +115,12 @@ pub struct NetConf {
     /// `A.B.C.D/N`, no host bits.
     pub subnet: String,
     pub gateway: Ipv4Addr,
+    /// The network's DNS domain (`set-dns --domain`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    /// DNS upstreams (`set-dns --upstream`); none: the host's `/etc/resolv.conf`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub upstream: Vec<Ipv4Addr>,
 }
 
 /// The uplink: an interface the switch owns an address on.
@@ -217,6 +223,12 @@ pub struct AttachConf {
     pub mac: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtu: Option<u32>,
+    /// The endpoint's DNS name (`attach --name`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// More DNS names (`attach --alias`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
 }
 
 fn default_vxlan_port() -> u16 {
@@ -854,6 +866,8 @@ mod tests {
         c.bridges[0].net = Some(NetConf {
             subnet: "172.18.0.0/24".into(),
             gateway: Ipv4Addr::new(172, 18, 0, 1),
+            domain: None,
+            upstream: Vec::new(),
         });
         c.uplink = Some(UplinkConf {
             iface: "up0".into(),

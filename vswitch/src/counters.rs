@@ -359,6 +359,9 @@ mod tests {
                 "arp_replied",
                 "arp_requested",
                 "echo_replied",
+                "dns_answered",
+                "dns_forwarded",
+                "dns_servfail",
                 "ignored",
                 "bad_frame",
                 "bad_ip",
@@ -369,6 +372,8 @@ mod tests {
                 "neigh_queue_full",
                 "local_unhandled",
                 "no_buffer",
+                "dns_malformed",
+                "dns_unexpected",
             ]
         );
         assert_eq!(

@@ -153,6 +153,13 @@ enum Cmd {
         kind: PortKind,
         #[arg(long, default_value = "eth0")]
         ifname: String,
+        /// The endpoint's name in the network's DNS (default: CONTAINER, if it is a
+        /// valid DNS name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Another DNS name for it (repeat for several).
+        #[arg(long = "alias")]
+        aliases: Vec<String>,
     },
     /// Undo `attach`: remove the port and the container's interface.
     Detach {
@@ -170,6 +177,20 @@ enum Cmd {
     },
     /// Remove a bridge's network and gateway.
     DelNet { bridge: String },
+    /// Set the DNS of bridge BR's network: the resolvers other names are forwarded to
+    /// (default: the host's /etc/resolv.conf nameservers) and its own domain (default:
+    /// none). Settings not given go back to their default.
+    SetDns {
+        bridge: String,
+        /// An upstream resolver's IPv4 address (repeat for several).
+        #[arg(long, num_args = 1..)]
+        upstream: Vec<std::net::Ipv4Addr>,
+        /// The network's domain: unknown names in it are answered NXDOMAIN.
+        #[arg(long)]
+        domain: Option<String>,
+    },
+    /// List the DNS records the gateway of bridge BR's network answers.
+    DnsShow { bridge: String },
     /// Attach the switch to the outside through IFACE, with address --ip A.B.C.D/N and
     /// next hop --gw for destinations beyond that subnet.
     SetUplink {
@@ -373,8 +394,13 @@ fn request(cmd: Cmd) -> Result<Request, String> {
             vlan,
             kind,
             ifname,
+            name,
+            aliases,
         } => {
             validate::iface_name(&ifname)?;
+            for n in name.iter().chain(&aliases) {
+                ctl::dns::name("name", n)?;
+            }
             let (addr, prefix) = validate::cidr(&ip)?;
             if let Some(g) = gw {
                 validate::host_in("gateway", g, addr, prefix)?;
@@ -402,6 +428,8 @@ fn request(cmd: Cmd) -> Result<Request, String> {
                 mtu,
                 vlan,
                 kind,
+                name,
+                aliases,
             }
         }
         Cmd::Detach {
@@ -441,6 +469,21 @@ fn request(cmd: Cmd) -> Result<Request, String> {
             }
         }
         Cmd::DelNet { bridge } => Request::DelNet { bridge },
+        Cmd::SetDns {
+            bridge,
+            upstream,
+            domain,
+        } => {
+            if let Some(d) = &domain {
+                ctl::dns::name("domain", d)?;
+            }
+            Request::SetDns {
+                bridge,
+                upstream,
+                domain,
+            }
+        }
+        Cmd::DnsShow { bridge } => Request::DnsShow { bridge },
         Cmd::SetUplink { iface, ip, gw } => {
             validate::iface_name(&iface)?;
             let (addr, prefix) = validate::uplink_ip(&ip)?;

@@ -128,6 +128,8 @@ impl Switch for Fake {
                     subnet,
                     gateway: gateway.to_string(),
                     mac: "02:00:00:00:00:01".into(),
+                    domain: None,
+                    upstream: Vec::new(),
                 })
             })?,
             Request::AddPort {

@@ -65,6 +65,8 @@ pub(super) struct Spec {
     pub mtu: Option<u32>,
     pub vlan: Option<u16>,
     pub kind: PortKind,
+    pub name: Option<String>,
+    pub aliases: Vec<String>,
 }
 
 fn inside(a: &AttachConf) -> Inside<'_> {
@@ -92,6 +94,13 @@ impl Controller {
         }
         let host = netns::host_name(&id, &s.ifname);
         self.check_new_port(bridge, &host)?;
+        // The container's own name when it makes a DNS name (not a PID or a path).
+        let name = s.name.or_else(|| {
+            let c = s.container.as_str();
+            let sensible =
+                ctl::dns::name("name", c).is_ok() && !c.bytes().all(|b| b.is_ascii_digit());
+            sensible.then(|| c.to_string())
+        });
         let conf = AttachConf {
             netns: s.netns.clone(),
             netns_id: id,
@@ -101,6 +110,8 @@ impl Controller {
             gw: s.gw,
             mac: s.mac,
             mtu: s.mtu,
+            name,
+            aliases: s.aliases,
         };
         let (io, tap_mac) = self.make_ends(s.kind, &host, &conf)?;
         let pc = PortConf {
@@ -142,6 +153,9 @@ impl Controller {
         }
         if let Some(v) = s.vlan {
             validate::vid(v)?;
+        }
+        for n in s.name.iter().chain(&s.aliases) {
+            ctl::dns::name("name", n)?;
         }
         if !matches!(s.kind, PortKind::Afpacket | PortKind::Tap) {
             return Err(AttachError::WrongKind);

@@ -44,6 +44,8 @@ impl Controller {
             b.net = Some(NetConf {
                 subnet: subnet.to_string(),
                 gateway,
+                domain: None,
+                upstream: Vec::new(),
             });
         }
         self.commit(next)?;
@@ -214,6 +216,8 @@ impl Controller {
             subnet: n.subnet.clone(),
             gateway: n.gateway.to_string(),
             mac: gateway_mac(bridge).to_string(),
+            domain: n.domain.clone(),
+            upstream: n.upstream.iter().map(|a| a.to_string()).collect(),
         })
     }
 

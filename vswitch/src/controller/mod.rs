@@ -8,6 +8,7 @@
 
 mod attach;
 mod cluster;
+mod dns;
 mod error;
 mod gateway;
 mod metrics;
@@ -296,6 +297,8 @@ impl Controller {
                 mtu,
                 vlan,
                 kind,
+                name,
+                aliases,
             } => self.attach_container(
                 &bridge,
                 attach::Spec {
@@ -308,6 +311,8 @@ impl Controller {
                     mtu,
                     vlan,
                     kind,
+                    name,
+                    aliases,
                 },
             ),
             Request::Detach {
@@ -322,6 +327,12 @@ impl Controller {
                 gateway,
             } => self.add_net(&bridge, &subnet, gateway),
             Request::DelNet { bridge } => self.del_net(&bridge),
+            Request::SetDns {
+                bridge,
+                upstream,
+                domain,
+            } => self.set_dns(&bridge, upstream, domain),
+            Request::DnsShow { bridge } => self.dns_show(&bridge),
             Request::SetUplink { iface, ip, gw } => self.set_uplink(&iface, &ip, gw),
             Request::DelUplink => self.del_uplink(),
             Request::Publish {
@@ -1133,6 +1144,8 @@ impl Controller {
         }
         self.shared.snapshot.store(Arc::new(snap));
         self.shared.wake_all();
+        // Ports came or went: the names that point at them follow.
+        self.sync_dns();
     }
 
     fn show(&self) -> Data {
@@ -1168,6 +1181,7 @@ impl Controller {
                             tunnel: p.tunnel.as_ref().map(|t| self.tunnel_info(p, t)),
                             external_ids: p.external_ids.clone(),
                             attach: p.attach.as_ref().map(|a| ctl::AttachInfo {
+                                names: a.name.iter().chain(&a.aliases).cloned().collect(),
                                 container: a.container.clone(),
                                 netns: a.netns.clone(),
                                 ifname: a.ifname.clone(),

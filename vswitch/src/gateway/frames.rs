@@ -6,7 +6,7 @@
 use std::net::Ipv4Addr;
 
 use wire::arp::{ArpPacket, PACKET_LEN as ARP_LEN};
-use wire::checksum::update;
+use wire::checksum::{finish, pseudo_v4, sum, update};
 use wire::ethernet::{emit_header, field as eth};
 use wire::icmp::{msg_type, IcmpPacket, IcmpRepr};
 use wire::ipv4::{Ipv4Packet, Ipv4Repr, MIN_HEADER_LEN as IP_HEADER};
@@ -109,6 +109,44 @@ pub fn write_icmp_error(
             icmp.emit(&mut p[IP_HEADER..])
         },
     )
+}
+
+/// Writes a UDP datagram from `src`:`sport` to `dst`:`dport` carrying `payload`, its
+/// checksums complete (the gateway's own DNS answers and queries).
+#[allow(clippy::too_many_arguments)]
+pub fn write_udp(
+    buf: &mut Buf,
+    eth_dst: MacAddr,
+    eth_src: MacAddr,
+    (src, sport): (Ipv4Addr, u16),
+    (dst, dport): (Ipv4Addr, u16),
+    payload: &[u8],
+) -> bool {
+    let udp_len = wire::udp::HEADER_LEN + payload.len();
+    let Ok(len16) = u16::try_from(udp_len) else {
+        return false;
+    };
+    let ip = Ipv4Repr {
+        src,
+        dst,
+        protocol: ip_proto::UDP,
+        payload_len: udp_len,
+        ttl: TTL,
+    };
+    build(buf, eth_dst, eth_src, IPV4, IP_HEADER + udp_len, |p| {
+        ip.emit(p)?;
+        let u = &mut p[IP_HEADER..];
+        u[8..].copy_from_slice(payload);
+        let mut h = wire::udp::UdpPacket::new_checked(&mut *u)?;
+        h.set_src_port(sport);
+        h.set_dst_port(dport);
+        h.set_len_field(len16);
+        h.set_checksum(0);
+        let ps = pseudo_v4(src.octets(), dst.octets(), ip_proto::UDP, len16);
+        let c = finish(sum(&*u, ps));
+        u[6..8].copy_from_slice(&c.to_be_bytes());
+        Ok(())
+    })
 }
 
 /// Turns the ICMP echo request in `frame` (IPv4 header at [`ETH`], `hl` bytes long,

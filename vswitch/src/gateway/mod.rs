@@ -9,6 +9,8 @@
 //! they arrived on, and go out as (side, buffer) pairs for the worker to queue. One
 //! worker owns the gateway and calls it once per batch, under one lock per batch.
 
+pub mod dns;
+mod dns_udp;
 pub mod frames;
 pub mod neigh;
 
@@ -57,6 +59,12 @@ metrics_decl::counters! {
         ArpRequested => "arp_requested",
         /// ICMP echo requests to a gateway address answered.
         EchoReplied => "echo_replied",
+        /// DNS answers sent to clients (local, forwarded back, or errors).
+        DnsAnswered => "dns_answered",
+        /// DNS queries forwarded to an upstream resolver.
+        DnsForwarded => "dns_forwarded",
+        /// DNS queries no upstream answered in time: the client got SERVFAIL.
+        DnsServfail => "dns_servfail",
         /// Not for the gateway (unicast to another MAC flooded by the bridge, IPv6, …).
         Ignored => "ignored",
         /// A frame too short for an Ethernet header, or an ARP packet that does not parse.
@@ -77,6 +85,12 @@ metrics_decl::counters! {
         LocalUnhandled => "local_unhandled",
         /// No free buffer for a reply or an ARP request.
         NoBuffer => "no_buffer",
+        /// A DNS query that does not parse (truncated, bad labels, compression loops,
+        /// too long), or a DNS response sent to the gateway's port 53.
+        DnsMalformed => "dns_malformed",
+        /// A DNS answer from an upstream that no query of the gateway waits for (late,
+        /// spoofed, wrong ID).
+        DnsUnexpected => "dns_unexpected",
     }
 }
 
@@ -132,6 +146,8 @@ pub struct Gateway {
     events: [u64; Ev::ALL.len()],
     /// ICMP errors sent in the current second.
     icmp_sent: u32,
+    /// The networks' names and the DNS queries in flight.
+    dns: dns::Resolver,
 }
 
 impl Default for Gateway {
@@ -152,6 +168,7 @@ impl Gateway {
             start: Instant::now(),
             events: [0; Ev::ALL.len()],
             icmp_sent: 0,
+            dns: dns::Resolver::new(),
         }
     }
 
@@ -217,6 +234,16 @@ impl Gateway {
     /// The NAT engine (for `ct-show`, counters).
     pub fn nat(&self) -> &Nat {
         &self.nat
+    }
+
+    /// Installs the networks' DNS records and upstreams.
+    pub fn configure_dns(&mut self, nets: Vec<dns::NetDns>) {
+        self.dns.configure(nets);
+    }
+
+    /// The DNS resolver (for `dns-show`).
+    pub fn dns(&self) -> &dns::Resolver {
+        &self.dns
     }
 
     /// Forgets every tracked connection.
@@ -359,6 +386,9 @@ impl Gateway {
         match verdict {
             Verdict::Drop(_) => pool.put(buf),
             Verdict::Local => {
+                if let (wire::ip_proto::UDP, Side::Net(bridge)) = (proto, side) {
+                    return self.dns_udp_query(bridge, buf, pool, out);
+                }
                 let f = &mut buf.bytes_mut()[vnet::LEN..];
                 if proto == wire::ip_proto::ICMP && frames::echo_reply_in_place(f, hl, total) {
                     self.count(Ev::EchoReplied);
@@ -367,30 +397,54 @@ impl Gateway {
                     self.discard(pool, buf, Ev::LocalUnhandled);
                 }
             }
-            Verdict::Forward(egress) => {
-                let ip = &mut buf.bytes_mut()[start..];
-                if !frames::decrement_ttl(ip) {
-                    return self.discard(pool, buf, Ev::TtlExceeded);
-                }
-                let Ok(dst) = Ipv4Packet::new_truncated(&*ip).map(|p| p.dst()) else {
-                    return self.discard(pool, buf, Ev::BadIp);
-                };
-                let (to, hop) = match egress {
-                    Egress::Outside => match &self.uplink {
-                        Some(u) if u.subnet.contains(dst) => (Side::Uplink, Some(dst)),
-                        Some(u) => (Side::Uplink, u.gw),
-                        None => (Side::Uplink, None),
-                    },
-                    Egress::Inside => match self.nets.iter().find(|n| n.subnet.contains(dst)) {
-                        Some(n) => (Side::Net(n.bridge), Some(dst)),
-                        None => (Side::Uplink, None),
-                    },
-                };
-                match hop {
-                    Some(hop) => self.send(to, hop, buf, now, pool, out),
-                    None => self.discard(pool, buf, Ev::NoRoute),
-                }
+            Verdict::Forward(egress) => self.forward(egress, proto, buf, now, pool, out),
+        }
+    }
+
+    /// Routes a packet NAT let through (and translated) towards `egress`; one for the
+    /// gateway's own address is an upstream's DNS answer.
+    fn forward(
+        &mut self,
+        egress: Egress,
+        proto: u8,
+        mut buf: Buf,
+        now: u64,
+        pool: &Pool,
+        out: &mut Out,
+    ) {
+        let start = vnet::LEN + ETH;
+        let to_me = buf
+            .bytes()
+            .get(start..)
+            .and_then(|ip| Ipv4Packet::new_truncated(ip).ok())
+            .is_some_and(|p| self.is_mine(p.dst()));
+        if to_me {
+            if proto == wire::ip_proto::UDP {
+                return self.dns_udp_answer(buf, pool, out);
             }
+            return self.discard(pool, buf, Ev::LocalUnhandled);
+        }
+        let ip = &mut buf.bytes_mut()[start..];
+        if !frames::decrement_ttl(ip) {
+            return self.discard(pool, buf, Ev::TtlExceeded);
+        }
+        let Ok(dst) = Ipv4Packet::new_truncated(&*ip).map(|p| p.dst()) else {
+            return self.discard(pool, buf, Ev::BadIp);
+        };
+        let (to, hop) = match egress {
+            Egress::Outside => match &self.uplink {
+                Some(u) if u.subnet.contains(dst) => (Side::Uplink, Some(dst)),
+                Some(u) => (Side::Uplink, u.gw),
+                None => (Side::Uplink, None),
+            },
+            Egress::Inside => match self.nets.iter().find(|n| n.subnet.contains(dst)) {
+                Some(n) => (Side::Net(n.bridge), Some(dst)),
+                None => (Side::Uplink, None),
+            },
+        };
+        match hop {
+            Some(hop) => self.send(to, hop, buf, now, pool, out),
+            None => self.discard(pool, buf, Ev::NoRoute),
         }
     }
 
@@ -521,6 +575,7 @@ impl Gateway {
             self.arp_request(side, ip, pool, out);
         }
         self.nat.expire_some(now, EXPIRE_BUDGET);
+        self.dns_tick(pool, out);
     }
 
     /// The gateway's counters for `stats`.

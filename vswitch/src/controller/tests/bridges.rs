@@ -288,6 +288,8 @@ fn a_bridge_with_a_network_restores_and_deletes() {
     cfg.bridges[1].net = Some(NetConf {
         subnet: "10.9.0.0/24".into(),
         gateway: Ipv4Addr::new(10, 9, 0, 1),
+        domain: None,
+        upstream: Vec::new(),
     });
     let mut l = Lab::with("del-br-net", cfg);
     l.ok(Request::DelBr { bridge: br("br1") });

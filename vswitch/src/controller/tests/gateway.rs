@@ -41,6 +41,8 @@ fn add_net_gives_the_bridge_a_network_and_a_gateway_port() {
         Some(NetConf {
             subnet: "10.1.0.0/24".into(),
             gateway: GW,
+            domain: None,
+            upstream: Vec::new(),
         })
     );
     assert!(l

@@ -42,6 +42,8 @@ impl A {
             mtu: self.mtu,
             vlan: self.vlan,
             kind: self.kind,
+            name: None,
+            aliases: Vec::new(),
         }
     }
 }
@@ -155,6 +157,8 @@ fn attach_refuses_an_interface_already_attached_in_that_namespace() {
             gw: None,
             mac: None,
             mtu: None,
+            name: None,
+            aliases: Vec::new(),
         }),
         ..port("zzno-va")
     });
@@ -179,6 +183,8 @@ fn detach_removes_the_attached_port_and_refuses_what_is_not_attached() {
             gw: None,
             mac: None,
             mtu: None,
+            name: None,
+            aliases: Vec::new(),
         }),
         ..port("zzno-va")
     });

@@ -1,0 +1,178 @@
+//! The control plane of the gateways' DNS: `set-dns` (upstreams, domain) and `dns-show`,
+//! and the records each network's gateway answers, made from the config (attached
+//! endpoints' names and aliases) and handed to the gateway after every change.
+
+use std::net::Ipv4Addr;
+
+use ctl::{Data, DnsInfo, DnsRecord};
+
+use super::{ControlError, Controller};
+use crate::gateway::dns::{Entry, NetDns};
+
+/// The most upstreams a network may have (glibc reads three; a few more cost nothing).
+const MAX_UPSTREAMS: usize = 8;
+/// Where the host's resolvers are listed.
+const RESOLV_CONF: &str = "/etc/resolv.conf";
+
+/// The IPv4 nameservers of a resolv.conf. Loopback ones are left out: they are the
+/// host's own stub resolver, which the gateway cannot reach through the uplink.
+pub(crate) fn nameservers(text: &str) -> Vec<Ipv4Addr> {
+    let mut v: Vec<Ipv4Addr> = text
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next() == Some("nameserver")).then(|| w.next())?
+        })
+        .filter_map(|a| a.parse::<Ipv4Addr>().ok())
+        .filter(|a| !a.is_loopback() && !a.is_unspecified())
+        .collect();
+    v.dedup();
+    v.truncate(MAX_UPSTREAMS);
+    v
+}
+
+fn host_upstreams() -> Vec<Ipv4Addr> {
+    std::fs::read_to_string(RESOLV_CONF)
+        .map(|t| nameservers(&t))
+        .unwrap_or_default()
+}
+
+impl Controller {
+    pub(super) fn set_dns(
+        &mut self,
+        bridge: &str,
+        upstream: Vec<Ipv4Addr>,
+        domain: Option<String>,
+    ) -> Result<Data, ControlError> {
+        let b = self.bridge_conf(bridge)?;
+        if b.net.is_none() {
+            return Err(ControlError::NoNet(bridge.to_string()));
+        }
+        if let Some(d) = &domain {
+            ctl::dns::name("domain", d)?;
+        }
+        if upstream.len() > MAX_UPSTREAMS {
+            return Err(ControlError::Invalid(format!(
+                "at most {MAX_UPSTREAMS} upstreams"
+            )));
+        }
+        if let Some(a) = upstream
+            .iter()
+            .find(|a| a.is_unspecified() || a.is_broadcast() || a.is_multicast() || a.is_loopback())
+        {
+            return Err(ControlError::Invalid(format!(
+                "upstream {a} is not a unicast address"
+            )));
+        }
+        let mut next = self.cfg.clone();
+        if let Some(n) = next.bridge_mut(bridge).and_then(|b| b.net.as_mut()) {
+            n.upstream = upstream;
+            n.upstream.dedup();
+            n.domain = domain.map(|d| d.to_ascii_lowercase());
+        }
+        self.commit(next)?;
+        self.sync_dns();
+        Ok(Data::Done)
+    }
+
+    pub(super) fn dns_show(&self, bridge: &str) -> Result<Data, ControlError> {
+        let b = self.bridge_conf(bridge)?;
+        let Some(n) = &b.net else {
+            return Err(ControlError::NoNet(bridge.to_string()));
+        };
+        let id = self.bridges.get(bridge).map(|r| r.id);
+        let g = super::lock(&self.gateway.state);
+        let net = g.dns().nets().iter().find(|d| Some(d.bridge) == id);
+        let fqdn = |name: &str| match &n.domain {
+            Some(d) => format!("{name}.{d}"),
+            None => name.to_string(),
+        };
+        let port_of = |e: &Entry| e.port.as_ref().map(|p| p.name.clone()).unwrap_or_default();
+        let mut records = Vec::new();
+        for e in net.iter().flat_map(|d| &d.records).filter(|e| e.live()) {
+            records.push(DnsRecord {
+                kind: "A".into(),
+                name: fqdn(&e.name),
+                value: e.addr.to_string(),
+                port: port_of(e),
+            });
+        }
+        for e in net.iter().flat_map(|d| &d.records).filter(|e| e.live()) {
+            let o = e.addr.octets();
+            records.push(DnsRecord {
+                kind: "PTR".into(),
+                name: format!("{}.{}.{}.{}.in-addr.arpa", o[3], o[2], o[1], o[0]),
+                value: fqdn(&e.name),
+                port: port_of(e),
+            });
+        }
+        Ok(Data::Dns(DnsInfo {
+            bridge: bridge.to_string(),
+            server: n.gateway.to_string(),
+            domain: n.domain.clone(),
+            upstream: net
+                .map(|d| d.upstreams.iter().map(|a| a.to_string()).collect())
+                .unwrap_or_default(),
+            upstream_from: if n.upstream.is_empty() {
+                "host"
+            } else {
+                "config"
+            }
+            .into(),
+            records,
+        }))
+    }
+
+    /// Hands every network's records and upstreams to the gateway.
+    pub(super) fn sync_dns(&self) {
+        let host = host_upstreams();
+        let nets: Vec<NetDns> = self
+            .cfg
+            .nets()
+            .filter_map(|(b, subnet, _)| {
+                let n = b.net.as_ref()?;
+                let mut records = Vec::new();
+                for p in &b.ports {
+                    let Some(a) = &p.attach else { continue };
+                    let Ok((addr, _)) = ctl::validate::cidr(&a.ip) else {
+                        continue;
+                    };
+                    for name in a.name.iter().chain(&a.aliases) {
+                        records.push(Entry {
+                            name: name.to_ascii_lowercase(),
+                            addr,
+                            port: self.ports.get(&p.name).cloned(),
+                        });
+                    }
+                }
+                Some(NetDns {
+                    bridge: self.bridges.get(&b.name)?.id,
+                    subnet,
+                    domain: n.domain.clone(),
+                    upstreams: if n.upstream.is_empty() {
+                        host.clone()
+                    } else {
+                        n.upstream.clone()
+                    },
+                    records,
+                })
+            })
+            .collect();
+        super::lock(&self.gateway.state).configure_dns(nets);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn nameservers_of_a_resolv_conf() {
+        let t = "# generated\nsearch example\nnameserver 127.0.0.53\nnameserver 192.0.2.1\n\
+                 nameserver   192.0.2.2 # second\nnameserver ::1\nnameserver bogus\n";
+        assert_eq!(
+            super::nameservers(t),
+            [Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::new(192, 0, 2, 2)]
+        );
+    }
+}
