@@ -34,6 +34,7 @@ declare -A PKG=(
     [etcdctl]=etcd-client
     [protoc]=protobuf-compiler
     [openssl]=openssl
+    [dnsmasq]=dnsmasq-base
 )
 
 missing=()

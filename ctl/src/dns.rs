@@ -5,6 +5,32 @@ use std::fmt::Write;
 
 use serde::{Deserialize, Serialize};
 
+/// A name the network's gateway answers for an address that belongs to no attached
+/// container (`set-dns --record NAME=IP`; vstopo gives its hosts' names this way).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StaticRecord {
+    pub name: String,
+    pub ip: std::net::Ipv4Addr,
+}
+
+impl std::str::FromStr for StaticRecord {
+    type Err = String;
+    /// `NAME=IP`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (n, ip) = s
+            .split_once('=')
+            .ok_or_else(|| format!("record {s:?} is not NAME=IP"))?;
+        name("name", n)?;
+        let ip = ip
+            .parse()
+            .map_err(|_| format!("record {s:?}: {ip:?} is not an IPv4 address"))?;
+        Ok(StaticRecord {
+            name: n.to_ascii_lowercase(),
+            ip,
+        })
+    }
+}
+
 /// A network's DNS as `dns-show` reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DnsInfo {

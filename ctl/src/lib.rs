@@ -300,6 +300,9 @@ pub enum Request {
         upstream: Vec<Ipv4Addr>,
         #[serde(default)]
         domain: Option<String>,
+        /// Names for addresses of the network that no attached container has.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        records: Vec<dns::StaticRecord>,
     },
     /// Lists the DNS records of a bridge's network.
     DnsShow {

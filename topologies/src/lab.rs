@@ -120,6 +120,12 @@ pub enum Step {
     WaitPorts { switch: String, ports: Vec<String> },
     /// Wait until the switch reports its uplink `iface` up.
     WaitUplink { switch: String, iface: String },
+    /// Write `/etc/netns/NS/resolv.conf` naming the network's gateway as the host's
+    /// resolver (`ip netns exec` bind-mounts it over `/etc/resolv.conf`).
+    ResolvConf {
+        node: String,
+        server: std::net::Ipv4Addr,
+    },
 }
 
 impl Step {
@@ -199,6 +205,12 @@ impl Step {
             }
             Step::WaitUplink { switch, iface } => {
                 format!("wait until uplink {iface} of {switch} is up")
+            }
+            Step::ResolvConf { node, server } => {
+                format!(
+                    "echo nameserver {server} > {}",
+                    resolv_conf_dir(&ns(node)).join("resolv.conf").display()
+                )
             }
         }
     }
@@ -312,6 +324,12 @@ pub fn steps(plan: &Plan) -> Vec<Step> {
                     args,
                 });
             }
+            if let Some(args) = b.dns_args(plan, &s.name) {
+                v.push(Step::Vsctl {
+                    switch: s.name.clone(),
+                    args,
+                });
+            }
             if let Some(a) = b.aging {
                 v.push(vs(&["set-aging", &b.name, &a.to_string()]));
             }
@@ -404,6 +422,12 @@ pub fn steps(plan: &Plan) -> Vec<Step> {
             v.push(Step::Route {
                 node: h.name.clone(),
                 via: gw,
+            });
+        }
+        if let Some(server) = plan.dns_server(&h.name) {
+            v.push(Step::ResolvConf {
+                node: h.name.clone(),
+                server,
             });
         }
     }
@@ -602,6 +626,14 @@ impl<'p> Lab<'p> {
             }
             Step::WaitPorts { switch, ports } => self.wait_ports(switch, ports)?,
             Step::WaitUplink { switch, iface } => self.wait_uplink(switch, iface)?,
+            Step::ResolvConf { node, server } => {
+                let d = resolv_conf_dir(&self.ns(node));
+                std::fs::create_dir_all(&d)
+                    .and_then(|()| {
+                        std::fs::write(d.join("resolv.conf"), format!("nameserver {server}\n"))
+                    })
+                    .with_context(|| format!("cannot write {}", d.display()))?;
+            }
         }
         Ok(())
     }
@@ -896,11 +928,25 @@ pub fn node_env(st: &State, node: &str, bins: &Bins) -> Vec<(String, String)> {
     env
 }
 
+/// Where `ip netns exec NS` finds the files it bind-mounts over `/etc`.
+pub fn resolv_conf_dir(ns: &str) -> PathBuf {
+    Path::new("/etc/netns").join(ns)
+}
+
 /// Removes everything run `st` recorded, whatever state it is in (works for a run whose
 /// owner crashed). Processes in the run's namespaces get SIGTERM, then SIGKILL after 3 s;
 /// then the namespaces and the run directory go.
 pub fn teardown(st: &State) -> Result<()> {
-    let problems = netns::remove_all(&st.namespaces, Duration::from_secs(3));
+    let mut problems = netns::remove_all(&st.namespaces, Duration::from_secs(3));
+    // The run's namespace names are its own: so are their /etc/netns directories.
+    for ns in &st.namespaces {
+        let d = resolv_conf_dir(ns);
+        if d.exists() {
+            if let Err(e) = std::fs::remove_dir_all(&d) {
+                problems.push(format!("cannot remove {}: {e}", d.display()));
+            }
+        }
+    }
     if problems.is_empty() {
         let _ = std::fs::remove_dir_all(st.dir());
         Ok(())

@@ -121,6 +121,9 @@ pub struct NetConf {
     /// DNS upstreams (`set-dns --upstream`); none: the host's `/etc/resolv.conf`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub upstream: Vec<Ipv4Addr>,
+    /// Names of addresses no attached container has (`set-dns --record`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub records: Vec<ctl::dns::StaticRecord>,
 }
 
 /// The uplink: an interface the switch owns an address on.
@@ -868,6 +871,7 @@ mod tests {
             gateway: Ipv4Addr::new(172, 18, 0, 1),
             domain: None,
             upstream: Vec::new(),
+            records: Vec::new(),
         });
         c.uplink = Some(UplinkConf {
             iface: "up0".into(),

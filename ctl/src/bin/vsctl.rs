@@ -188,6 +188,10 @@ enum Cmd {
         /// The network's domain: unknown names in it are answered NXDOMAIN.
         #[arg(long)]
         domain: Option<String>,
+        /// A name for an address of the network that no attached container has:
+        /// NAME=IP (repeat for several).
+        #[arg(long = "record")]
+        records: Vec<ctl::dns::StaticRecord>,
     },
     /// List the DNS records the gateway of bridge BR's network answers.
     DnsShow { bridge: String },
@@ -473,6 +477,7 @@ fn request(cmd: Cmd) -> Result<Request, String> {
             bridge,
             upstream,
             domain,
+            records,
         } => {
             if let Some(d) = &domain {
                 ctl::dns::name("domain", d)?;
@@ -481,6 +486,7 @@ fn request(cmd: Cmd) -> Result<Request, String> {
                 bridge,
                 upstream,
                 domain,
+                records,
             }
         }
         Cmd::DnsShow { bridge } => Request::DnsShow { bridge },

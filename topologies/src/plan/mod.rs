@@ -16,6 +16,7 @@ use crate::model::{Location, TopologyFile, S};
 
 mod addr;
 mod checks;
+mod dns;
 mod ends;
 mod errors;
 mod gateways;

@@ -4,6 +4,7 @@
 
 use std::net::Ipv4Addr;
 
+use ctl::dns::StaticRecord;
 use ctl::{Data, DnsInfo, DnsRecord};
 
 use super::{ControlError, Controller};
@@ -11,6 +12,8 @@ use crate::gateway::dns::{Entry, NetDns};
 
 /// The most upstreams a network may have (glibc reads three; a few more cost nothing).
 const MAX_UPSTREAMS: usize = 8;
+/// The most static records a network may have.
+const MAX_RECORDS: usize = 4096;
 /// Where the host's resolvers are listed.
 const RESOLV_CONF: &str = "/etc/resolv.conf";
 
@@ -43,10 +46,21 @@ impl Controller {
         bridge: &str,
         upstream: Vec<Ipv4Addr>,
         domain: Option<String>,
+        records: Vec<StaticRecord>,
     ) -> Result<Data, ControlError> {
         let b = self.bridge_conf(bridge)?;
-        if b.net.is_none() {
+        let Some(net) = &b.net else {
             return Err(ControlError::NoNet(bridge.to_string()));
+        };
+        let (addr, prefix) = ctl::validate::cidr(&net.subnet)?;
+        for r in &records {
+            ctl::dns::name("name", &r.name)?;
+            ctl::validate::host_in("record address", r.ip, addr, prefix)?;
+        }
+        if records.len() > MAX_RECORDS {
+            return Err(ControlError::Invalid(format!(
+                "at most {MAX_RECORDS} records"
+            )));
         }
         if let Some(d) = &domain {
             ctl::dns::name("domain", d)?;
@@ -69,6 +83,7 @@ impl Controller {
             n.upstream = upstream;
             n.upstream.dedup();
             n.domain = domain.map(|d| d.to_ascii_lowercase());
+            n.records = records;
         }
         self.commit(next)?;
         self.sync_dns();
@@ -87,7 +102,11 @@ impl Controller {
             Some(d) => format!("{name}.{d}"),
             None => name.to_string(),
         };
-        let port_of = |e: &Entry| e.port.as_ref().map(|p| p.name.clone()).unwrap_or_default();
+        let port_of = |e: &Entry| {
+            e.port
+                .as_ref()
+                .map_or_else(|| "static".to_string(), |p| p.name.clone())
+        };
         let mut records = Vec::new();
         for e in net.iter().flat_map(|d| &d.records).filter(|e| e.live()) {
             records.push(DnsRecord {
@@ -131,7 +150,15 @@ impl Controller {
             .nets()
             .filter_map(|(b, subnet, _)| {
                 let n = b.net.as_ref()?;
-                let mut records = Vec::new();
+                let mut records: Vec<Entry> = n
+                    .records
+                    .iter()
+                    .map(|r| Entry {
+                        name: r.name.clone(),
+                        addr: r.ip,
+                        port: None,
+                    })
+                    .collect();
                 for p in &b.ports {
                     let Some(a) = &p.attach else { continue };
                     let Ok((addr, _)) = ctl::validate::cidr(&a.ip) else {

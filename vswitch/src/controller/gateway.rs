@@ -46,6 +46,7 @@ impl Controller {
                 gateway,
                 domain: None,
                 upstream: Vec::new(),
+                records: Vec::new(),
             });
         }
         self.commit(next)?;

@@ -134,7 +134,7 @@ impl Gateway {
     /// Sends an answer to its client (over UDP, or into its TCP connection).
     pub(super) fn dns_reply(&mut self, r: Reply, pool: &Pool, out: &mut Out) {
         let Client::Udp(ip, port) = r.client else {
-            return;
+            return self.dns_tcp_reply(&r, pool, out);
         };
         let side = Side::Net(r.bridge);
         let Some((my_ip, my_mac)) = self.me(side) else {

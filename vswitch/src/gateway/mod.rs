@@ -10,6 +10,7 @@
 //! worker owns the gateway and calls it once per batch, under one lock per batch.
 
 pub mod dns;
+mod dns_tcp;
 mod dns_udp;
 pub mod frames;
 pub mod neigh;
@@ -148,6 +149,8 @@ pub struct Gateway {
     icmp_sent: u32,
     /// The networks' names and the DNS queries in flight.
     dns: dns::Resolver,
+    /// Each network's TCP endpoint for DNS over TCP.
+    dns_tcp: dns_tcp::TcpEndpoints,
 }
 
 impl Default for Gateway {
@@ -169,6 +172,7 @@ impl Gateway {
             events: [0; Ev::ALL.len()],
             icmp_sent: 0,
             dns: dns::Resolver::new(),
+            dns_tcp: dns_tcp::TcpEndpoints::default(),
         }
     }
 
@@ -211,6 +215,15 @@ impl Gateway {
         for mut o in old {
             o.neigh.clear(|b| pool.put(b));
         }
+        let want: Vec<(u32, Ipv4Addr, u8)> = nets
+            .iter()
+            .map(|n| (n.bridge, n.gateway, n.subnet.prefix()))
+            .collect();
+        let seed = std::hash::BuildHasher::hash_one(
+            &std::collections::hash_map::RandomState::new(),
+            self.now(),
+        );
+        self.dns_tcp.configure(&want, seed, self.now());
         // The uplink's neighbours (and the frames waiting for them) stay if its address
         // and subnet do; otherwise the waiting frames go back to the pool.
         let keep = match self.uplink.take() {
@@ -388,6 +401,9 @@ impl Gateway {
             Verdict::Local => {
                 if let (wire::ip_proto::UDP, Side::Net(bridge)) = (proto, side) {
                     return self.dns_udp_query(bridge, buf, pool, out);
+                }
+                if let (wire::ip_proto::TCP, Side::Net(bridge)) = (proto, side) {
+                    return self.dns_tcp_segment(bridge, buf, total, pool, out);
                 }
                 let f = &mut buf.bytes_mut()[vnet::LEN..];
                 if proto == wire::ip_proto::ICMP && frames::echo_reply_in_place(f, hl, total) {
@@ -576,6 +592,7 @@ impl Gateway {
         }
         self.nat.expire_some(now, EXPIRE_BUDGET);
         self.dns_tick(pool, out);
+        self.dns_tcp_tick(pool, out);
     }
 
     /// The gateway's counters for `stats`.

@@ -290,6 +290,7 @@ fn a_bridge_with_a_network_restores_and_deletes() {
         gateway: Ipv4Addr::new(10, 9, 0, 1),
         domain: None,
         upstream: Vec::new(),
+        records: Vec::new(),
     });
     let mut l = Lab::with("del-br-net", cfg);
     l.ok(Request::DelBr { bridge: br("br1") });

@@ -43,6 +43,7 @@ fn add_net_gives_the_bridge_a_network_and_a_gateway_port() {
             gateway: GW,
             domain: None,
             upstream: Vec::new(),
+            records: Vec::new(),
         })
     );
     assert!(l

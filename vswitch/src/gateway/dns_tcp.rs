@@ -1,0 +1,358 @@
+//! DNS over TCP at the gateway (RFC 7766): a small TCP endpoint per network, at the
+//! gateway's address port 53, made of `smoltcp` sockets over an in-memory device. The
+//! gateway owns no kernel socket in a network (the network exists only in the switch),
+//! so its TCP is userspace TCP: smoltcp's state machine, fed the IP packets NAT says
+//! are local, polled on each of them and once a second for retransmissions; what it
+//! sends is routed back to the client like any packet the gateway originates.
+//!
+//! Each connection carries length-prefixed queries; each goes to the same
+//! [`Resolver`](super::dns::Resolver) as UDP queries, and its answer (local, or an
+//! upstream's, which is asked over UDP) is written back into the connection it came on.
+
+use std::collections::VecDeque;
+use std::net::Ipv4Addr;
+
+use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::phy::{Checksum, Device, DeviceCapabilities, Medium, RxToken, TxToken};
+use smoltcp::socket::tcp;
+use smoltcp::time::{Duration as SmolDuration, Instant as SmolInstant};
+use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
+
+use super::dns::{Client, Outcome, Reply, PORT};
+use super::frames::ETH;
+use super::{Ev, Gateway, Out, Side};
+use crate::pool::{Buf, Pool};
+use crate::wire::vnet;
+
+/// Connections a network's gateway serves at once (more wait in their SYN retries).
+const CONNS: usize = 8;
+/// Receive buffer of a connection: a query is a few hundred bytes at most in practice;
+/// a longer one is refused (the connection closed).
+const RX_BUF: usize = 4096;
+/// Send buffer of a connection: room for a large answer or several pipelined ones.
+const TX_BUF: usize = 16 * 1024;
+/// A connection idle this long is closed (RFC 7766 6.2.3 asks for seconds, not minutes).
+const IDLE: SmolDuration = SmolDuration::from_secs(10);
+/// The MTU the endpoint assumes (the network's; larger segments are the sender's GSO).
+const MTU: usize = 1500;
+
+/// IP packets in and out of a network's TCP endpoint.
+#[derive(Default)]
+struct Queue {
+    rx: VecDeque<Vec<u8>>,
+    tx: Vec<Vec<u8>>,
+}
+
+struct Rx(Vec<u8>);
+struct Tx<'a>(&'a mut Vec<Vec<u8>>);
+
+impl RxToken for Rx {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        f(&self.0)
+    }
+}
+
+impl TxToken for Tx<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let mut v = vec![0u8; len];
+        let r = f(&mut v);
+        self.0.push(v);
+        r
+    }
+}
+
+impl Device for Queue {
+    type RxToken<'a> = Rx;
+    type TxToken<'a> = Tx<'a>;
+
+    fn receive(&mut self, _t: SmolInstant) -> Option<(Rx, Tx<'_>)> {
+        let p = self.rx.pop_front()?;
+        Some((Rx(p), Tx(&mut self.tx)))
+    }
+
+    fn transmit(&mut self, _t: SmolInstant) -> Option<Tx<'_>> {
+        Some(Tx(&mut self.tx))
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut c = DeviceCapabilities::default();
+        c.medium = Medium::Ip;
+        c.max_transmission_unit = MTU;
+        // The IP header was checked before NAT; a container's TCP checksum is often
+        // partial (left to offload), so it is not checked again on the way in.
+        c.checksum.ipv4 = Checksum::Tx;
+        c.checksum.tcp = Checksum::Tx;
+        c
+    }
+}
+
+/// One connection slot: a smoltcp socket, the connection's id while it is one, and the
+/// bytes of its current query so far.
+struct Slot {
+    handle: SocketHandle,
+    conn: u32,
+    buf: Vec<u8>,
+}
+
+/// A network's TCP endpoint.
+pub(super) struct TcpNet {
+    bridge: u32,
+    addr: Ipv4Addr,
+    prefix: u8,
+    iface: Interface,
+    dev: Queue,
+    sockets: SocketSet<'static>,
+    slots: Vec<Slot>,
+}
+
+impl TcpNet {
+    fn new(bridge: u32, addr: Ipv4Addr, prefix: u8, seed: u64, now: u64) -> Self {
+        let mut dev = Queue::default();
+        let mut cfg = Config::new(HardwareAddress::Ip);
+        cfg.random_seed = seed;
+        let mut iface = Interface::new(cfg, &mut dev, SmolInstant::from_millis(now as i64));
+        iface.update_ip_addrs(|a| {
+            let _ = a.push(IpCidr::new(IpAddress::Ipv4(addr), prefix));
+        });
+        let mut sockets = SocketSet::new(Vec::new());
+        let slots = (0..CONNS)
+            .map(|_| {
+                let mut s = tcp::Socket::new(
+                    tcp::SocketBuffer::new(vec![0; RX_BUF]),
+                    tcp::SocketBuffer::new(vec![0; TX_BUF]),
+                );
+                let _ = s.listen(PORT);
+                Slot {
+                    handle: sockets.add(s),
+                    conn: 0,
+                    buf: Vec::new(),
+                }
+            })
+            .collect();
+        TcpNet {
+            bridge,
+            addr,
+            prefix,
+            iface,
+            dev,
+            sockets,
+            slots,
+        }
+    }
+}
+
+/// The TCP endpoints of every network.
+#[derive(Default)]
+pub(super) struct TcpEndpoints {
+    nets: Vec<TcpNet>,
+    next_conn: u32,
+}
+
+impl TcpEndpoints {
+    /// Keeps the endpoints of networks whose gateway address stays, makes the others.
+    pub(super) fn configure(&mut self, want: &[(u32, Ipv4Addr, u8)], seed: u64, now: u64) {
+        let mut old = std::mem::take(&mut self.nets);
+        for &(bridge, addr, prefix) in want {
+            match old
+                .iter()
+                .position(|n| n.bridge == bridge && n.addr == addr && n.prefix == prefix)
+            {
+                Some(i) => self.nets.push(old.swap_remove(i)),
+                None => self.nets.push(TcpNet::new(
+                    bridge,
+                    addr,
+                    prefix,
+                    seed ^ u64::from(bridge),
+                    now,
+                )),
+            }
+        }
+    }
+}
+
+impl Gateway {
+    /// A TCP packet for the gateway's address on network `bridge` (NAT said local):
+    /// into that network's endpoint if it is for port 53 of its own gateway.
+    pub(super) fn dns_tcp_segment(
+        &mut self,
+        bridge: u32,
+        buf: Buf,
+        total: usize,
+        pool: &Pool,
+        out: &mut Out,
+    ) {
+        let start = vnet::LEN + ETH;
+        let pkt = buf.bytes().get(start..start + total).map(<[u8]>::to_vec);
+        pool.put(buf);
+        let Some(pkt) = pkt else {
+            return self.count(Ev::BadIp);
+        };
+        let for_dns = wire::Ipv4Packet::new_checked(&pkt[..]).ok().and_then(|ip| {
+            let l4 = pkt.get(ip.header_len()..)?;
+            let dport = wire::bytes::be16(l4, 2)?;
+            Some(dport == PORT && self.me(Side::Net(bridge)).is_some_and(|m| m.0 == ip.dst()))
+        });
+        if for_dns != Some(true) {
+            return self.count(Ev::LocalUnhandled);
+        }
+        let Some(n) = self.dns_tcp.nets.iter_mut().find(|n| n.bridge == bridge) else {
+            return self.count(Ev::LocalUnhandled);
+        };
+        n.dev.rx.push_back(pkt);
+        self.dns_tcp_poll(bridge, pool, out);
+    }
+
+    /// Runs network `bridge`'s endpoint: packets in, connections served, packets out.
+    pub(super) fn dns_tcp_poll(&mut self, bridge: u32, pool: &Pool, out: &mut Out) {
+        let now = self.now();
+        let t = SmolInstant::from_millis(now as i64);
+        let mut queries: Vec<(u32, Vec<u8>)> = Vec::new();
+        let Some(n) = self.dns_tcp.nets.iter_mut().find(|n| n.bridge == bridge) else {
+            return;
+        };
+        // Closed connections listen again before the next SYN is looked at.
+        for slot in &mut n.slots {
+            let s = n.sockets.get_mut::<tcp::Socket>(slot.handle);
+            if !s.is_open() {
+                slot.conn = 0;
+                slot.buf.clear();
+                let _ = s.listen(PORT);
+            }
+        }
+        n.iface.poll(t, &mut n.dev, &mut n.sockets);
+        let mut malformed = 0u64;
+        for slot in &mut n.slots {
+            let s = n.sockets.get_mut::<tcp::Socket>(slot.handle);
+            if !s.is_open() {
+                continue;
+            }
+            if s.is_active() && slot.conn == 0 {
+                self.dns_tcp.next_conn = self.dns_tcp.next_conn.wrapping_add(1).max(1);
+                slot.conn = self.dns_tcp.next_conn;
+                s.set_timeout(Some(IDLE));
+            }
+            while s.can_recv() {
+                let mut chunk = [0u8; 512];
+                match s.recv_slice(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(k) => slot.buf.extend_from_slice(&chunk[..k]),
+                }
+            }
+            // Length-prefixed messages (RFC 1035 4.2.2), possibly several.
+            while let Some(len) = wire::bytes::be16(&slot.buf, 0).map(usize::from) {
+                if len == 0 || len > RX_BUF - 2 {
+                    malformed += 1;
+                    s.abort();
+                    slot.buf.clear();
+                    break;
+                }
+                if slot.buf.len() < 2 + len {
+                    break;
+                }
+                let q: Vec<u8> = slot.buf.drain(..2 + len).skip(2).collect();
+                queries.push((slot.conn, q));
+            }
+            if slot.buf.len() > RX_BUF {
+                malformed += 1;
+                s.abort();
+                slot.buf.clear();
+            }
+            if !s.may_recv() && s.send_queue() == 0 && s.is_active() {
+                // The client is done and everything was sent.
+                s.close();
+            }
+        }
+        self.events[Ev::DnsMalformed as usize] += malformed;
+        for (conn, q) in queries {
+            match self.dns.query(bridge, Client::Tcp(conn), &q, now) {
+                Outcome::Malformed => {
+                    self.count(Ev::DnsMalformed);
+                    self.dns_tcp_close(bridge, conn);
+                }
+                Outcome::Answer(bytes) => {
+                    self.count(Ev::DnsAnswered);
+                    self.dns_tcp_write(bridge, conn, &bytes);
+                }
+                Outcome::Forward(u) => {
+                    self.count(Ev::DnsForwarded);
+                    self.dns_upstream(u, pool, out);
+                }
+            }
+        }
+        self.dns_tcp_flush(bridge, t, pool, out);
+    }
+
+    /// An answer for TCP connection `conn` (from an upstream, or SERVFAIL).
+    pub(super) fn dns_tcp_reply(&mut self, r: &Reply, pool: &Pool, out: &mut Out) {
+        let Client::Tcp(conn) = r.client else { return };
+        self.dns_tcp_write(r.bridge, conn, &r.bytes);
+        let t = SmolInstant::from_millis(self.now() as i64);
+        self.dns_tcp_flush(r.bridge, t, pool, out);
+    }
+
+    fn dns_tcp_write(&mut self, bridge: u32, conn: u32, bytes: &[u8]) {
+        let Some(n) = self.dns_tcp.nets.iter_mut().find(|n| n.bridge == bridge) else {
+            return;
+        };
+        let Some(slot) = n.slots.iter().find(|s| s.conn == conn) else {
+            return;
+        };
+        let s = n.sockets.get_mut::<tcp::Socket>(slot.handle);
+        let Ok(len) = u16::try_from(bytes.len()) else {
+            return;
+        };
+        if s.send_capacity() - s.send_queue() < 2 + bytes.len() {
+            // The client does not read its answers: it loses the connection.
+            s.abort();
+            return;
+        }
+        let _ = s.send_slice(&len.to_be_bytes());
+        let _ = s.send_slice(bytes);
+    }
+
+    fn dns_tcp_close(&mut self, bridge: u32, conn: u32) {
+        if let Some(n) = self.dns_tcp.nets.iter_mut().find(|n| n.bridge == bridge) {
+            if let Some(slot) = n.slots.iter().find(|s| s.conn == conn) {
+                n.sockets.get_mut::<tcp::Socket>(slot.handle).abort();
+            }
+        }
+    }
+
+    /// Polls the endpoint once more and routes what it sends to the clients.
+    fn dns_tcp_flush(&mut self, bridge: u32, t: SmolInstant, pool: &Pool, out: &mut Out) {
+        let Some(n) = self.dns_tcp.nets.iter_mut().find(|n| n.bridge == bridge) else {
+            return;
+        };
+        n.iface.poll(t, &mut n.dev, &mut n.sockets);
+        let sent = std::mem::take(&mut n.dev.tx);
+        let Some((_, my_mac)) = self.me(Side::Net(bridge)) else {
+            return;
+        };
+        let now = self.now();
+        for p in sent {
+            let Ok(dst) = wire::Ipv4Packet::new_checked(&p[..]).map(|ip| ip.dst()) else {
+                continue;
+            };
+            let Some(mut b) = pool.get(vnet::LEN + ETH + p.len()) else {
+                self.count(Ev::NoBuffer);
+                continue;
+            };
+            let mut eth = [0u8; ETH];
+            eth[6..12].copy_from_slice(&my_mac.0);
+            eth[12..14].copy_from_slice(&wire::ethertype::IPV4.to_be_bytes());
+            if !b.fill(&[&[0u8; vnet::LEN], &eth, &p]) {
+                pool.put(b);
+                continue;
+            }
+            self.send(Side::Net(bridge), dst, b, now, pool, out);
+        }
+    }
+
+    /// Once a second: every endpoint's timers (retransmissions, idle connections).
+    pub(super) fn dns_tcp_tick(&mut self, pool: &Pool, out: &mut Out) {
+        let bridges: Vec<u32> = self.dns_tcp.nets.iter().map(|n| n.bridge).collect();
+        for b in bridges {
+            self.dns_tcp_poll(b, pool, out);
+        }
+    }
+}
