@@ -363,6 +363,8 @@ fn show_renders_networks_uplink_published_ports_and_their_steps() {
         "add-net br0 172.18.0.0/24 --gateway 172.18.0.1",
         "set-uplink up0 --ip 198.51.100.2/24 --gw 198.51.100.1",
         "publish tcp 8080 172.18.0.2:80",
+        "set-dns br0 --record c1=172.18.0.2 --record c2=172.18.0.3",
+        "resolv.conf",
         "wait until uplink up0 of sw1 is up",
         "http c1 -> GET http://198.51.100.2:8080/ (expect 200, client 172.18.0.1)",
         "ping wan -> c1 (unreachable)",

@@ -87,6 +87,7 @@ mod bridge;
 mod checksums;
 mod control;
 mod ct;
+mod dns;
 mod gateway;
 mod vtep;
 
@@ -105,5 +106,6 @@ pub use checksums::{
 };
 pub use control::{config, control, touches_host};
 pub use ct::{nat, nat_ctl, nat_rewrite, nat_writable};
+pub use dns::dns;
 pub use gateway::{gateway, gw_ctl};
 pub use vtep::{vxlan_decap, vxlan_encap, vxlan_gro};

@@ -148,3 +148,30 @@ fn control_and_config_harnesses_run() {
     );
     config(b"{\"version\":1,\"bridges\":[{\"name\":\"br0\",\"ports\":[]}]}");
 }
+
+#[test]
+fn dns_harness_takes_queries_garbage_and_loops() {
+    let q = |name: &[u8], ty: u8| {
+        let mut m = vec![0x12, 0x34, 0x01, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+        m.extend_from_slice(name);
+        m.extend_from_slice(&[0, ty, 0, 1]);
+        m
+    };
+    for tcp in [0u8, 1] {
+        for msg in [
+            q(b"\x03web\x00", 1),
+            q(b"\x07example\x03org\x00", 1),
+            q(b"\x04nope\x03lab\x04test\x00", 1),
+            q(b"\x012\x010\x010\x0210\x07in-addr\x04arpa\x00", 12),
+            vec![
+                0x12, 0x34, 0x01, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 12, 0, 1, 0, 1,
+            ],
+            vec![0xff; 3],
+            Vec::new(),
+        ] {
+            let mut data = vec![tcp];
+            data.extend_from_slice(&msg);
+            dns(&data);
+        }
+    }
+}

@@ -257,7 +257,7 @@ impl Gateway {
                 s.abort();
                 slot.buf.clear();
             }
-            if !s.may_recv() && s.send_queue() == 0 && s.is_active() {
+            if s.state() == tcp::State::CloseWait && s.send_queue() == 0 {
                 // The client is done and everything was sent.
                 s.close();
             }

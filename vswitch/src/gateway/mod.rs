@@ -932,6 +932,52 @@ mod tests {
         assert_eq!(g.stats().drops.get("ttl_exceeded"), Some(&1));
     }
 
+    #[test]
+    fn dns_over_tcp_handshake() {
+        let pool = Pool::new(64, 4);
+        let mut g = gateway(&pool);
+        let mut out = Out::new();
+        // The client's MAC is known from its ARP request first.
+        let req = arp(ARP_REQUEST, C1, C1_IP, GW_A, MacAddr([0xff; 6]));
+        g.handle(Side::Net(0), buf(&pool, &req), &pool, &mut out);
+        for (_, b) in out.drain(..) {
+            pool.put(b);
+        }
+        let mut s = syn(40000, 53);
+        s[14..16].copy_from_slice(&64240u16.to_be_bytes());
+        let f = ip_frame(G, C1_IP, GW_A, 64, 6, &s);
+        g.handle(Side::Net(0), buf(&pool, &f), &pool, &mut out);
+        assert_eq!(out.len(), 1, "no SYN-ACK: {:?}", g.stats());
+        let (side, r) = out.pop().unwrap();
+        assert_eq!(side, Side::Net(0));
+        let ip = &r.bytes()[vnet::LEN + ETH..];
+        let v = Ipv4Packet::new_checked(ip).unwrap();
+        assert_eq!((v.src(), v.dst()), (GW_A, C1_IP));
+        assert_eq!(ip[20 + 13], 0x12, "SYN-ACK");
+        assert!(l4_ok(ip));
+        let their = u32::from_be_bytes(ip[24..28].try_into().unwrap());
+        // ACK with a query for "web" in it, length-prefixed.
+        let q: &[u8] = &[
+            0, 21, 0xab, 0xcd, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 3, b'w', b'e', b'b', 0, 0, 1, 0, 1,
+        ];
+        let mut seg = syn(40000, 53);
+        seg[4..8].copy_from_slice(&1u32.to_be_bytes());
+        seg[8..12].copy_from_slice(&their.wrapping_add(1).to_be_bytes());
+        seg[13] = 0x18;
+        seg[14..16].copy_from_slice(&64240u16.to_be_bytes());
+        seg.extend_from_slice(q);
+        let f = ip_frame(G, C1_IP, GW_A, 64, 6, &seg);
+        pool.put(r);
+        g.handle(Side::Net(0), buf(&pool, &f), &pool, &mut out);
+        assert!(!out.is_empty(), "no answer: {:?}", g.stats());
+        let (_, r) = out.remove(0);
+        let ip = &r.bytes()[vnet::LEN + ETH..];
+        let v = Ipv4Packet::new_checked(ip).unwrap();
+        let data = &ip[20 + usize::from(ip[32] >> 4) * 4..usize::from(v.total_len())];
+        assert_eq!(&data[2..4], &[0xab, 0xcd], "{data:?}");
+        assert!(l4_ok(ip));
+    }
+
     proptest! {
         #[test]
         fn any_bytes_on_any_side_are_handled_and_no_buffer_is_lost(

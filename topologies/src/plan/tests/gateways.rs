@@ -224,3 +224,21 @@ fn bad_networks_uplinks_and_publishes_have_their_line() {
     assert_err_starts(&y, "t.yaml:25: switch sw1 has no bridge `br7`");
     assert_err_starts(&y, "t.yaml:26: `nobody` is neither");
 }
+
+#[test]
+fn hosts_on_a_network_get_names_and_the_gateway_as_resolver() {
+    let p = resolved(NAT);
+    let sw = p.switch("sw1").unwrap();
+    assert_eq!(
+        sw.bridges[0].dns_args(&p, "sw1").unwrap().join(" "),
+        "set-dns br0 --record c1=172.18.0.2"
+    );
+    assert_eq!(
+        sw.bridges[1].dns_args(&p, "sw1").unwrap().join(" "),
+        "set-dns br1 --record c3=172.19.0.2"
+    );
+    assert_eq!(p.dns_server("c1"), Some("172.18.0.1".parse().unwrap()));
+    assert_eq!(p.dns_server("c3"), Some("172.19.0.1".parse().unwrap()));
+    // The uplink's host is on no network.
+    assert_eq!(p.dns_server("wan"), None);
+}
