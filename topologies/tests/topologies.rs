@@ -508,3 +508,49 @@ fn down_cleans_up_after_the_runner_was_killed() {
     );
     assert_clean(&runs, &[f], &before);
 }
+
+#[test]
+fn hosts_resolve_each_other_by_name_and_resolv_conf_goes_with_the_run() {
+    prerequisites();
+    let f = fixture("dns.yaml");
+    let fs = f.to_str().unwrap();
+    let before = root_links();
+    let o = vstopo(&["up", fs], Duration::from_secs(60));
+    assert!(o.status.success(), "{o}");
+    let runs = runs_in(&o.stdout);
+    let written = |run: &str| {
+        std::fs::read_dir("/etc/netns")
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with(&format!("{run}-")))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+    };
+    let r = std::panic::catch_unwind(|| {
+        let mut w = written(&runs[0]);
+        w.sort();
+        assert_eq!(w.len(), 2, "resolv.conf for both hosts: {w:?}");
+        let g = vstopo(
+            &["exec", fs, "client", "--", "getent", "hosts", "web"],
+            Duration::from_secs(20),
+        );
+        assert!(g.status.success() && g.stdout.contains("10.125.0.2"), "{g}");
+        let p = vstopo(
+            &["exec", fs, "web", "--", "getent", "hosts", "10.125.0.3"],
+            Duration::from_secs(20),
+        );
+        assert!(p.status.success() && p.stdout.contains("client"), "{p}");
+    });
+    let d = vstopo(&["down", fs], Duration::from_secs(30));
+    assert!(d.status.success(), "{d}");
+    if let Err(p) = r {
+        std::panic::resume_unwind(p);
+    }
+    assert!(
+        written(&runs[0]).is_empty(),
+        "/etc/netns entries left behind"
+    );
+    assert_clean(&runs, &[f], &before);
+}

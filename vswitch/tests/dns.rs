@@ -425,6 +425,7 @@ fn other_names_go_to_the_upstream_and_fail_in_bounded_time() {
             &format!("--listen-address={wan_ip}"),
             "--host-record=far.example,192.0.2.55",
             "--user=root",
+            "--conf-file=/dev/null",
             "--log-queries",
             "--log-facility=-",
             &format!("--pid-file={pid}"),
