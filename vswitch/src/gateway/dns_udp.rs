@@ -16,8 +16,11 @@ use crate::pool::{Buf, Pool};
 use crate::wire::{vnet, MacAddr};
 use nat::{Direction, Verdict};
 
+/// An address and port.
+type Addr = (Ipv4Addr, u16);
+
 /// (source, destination, payload range) of the UDP datagram in a `vnet + frame` buffer.
-fn udp_of(b: &[u8]) -> Option<((Ipv4Addr, u16), (Ipv4Addr, u16), std::ops::Range<usize>)> {
+fn udp_of(b: &[u8]) -> Option<(Addr, Addr, std::ops::Range<usize>)> {
     let start = vnet::LEN + ETH;
     let ip = Ipv4Packet::new_checked(b.get(start..)?).ok()?;
     if ip.protocol() != wire::ip_proto::UDP || ip.is_fragment() {
