@@ -96,6 +96,38 @@ for _ in range(an):
 print(json.dumps({"rcode": flags & 0xf, "tc": bool(flags & 0x200), "answers": sorted(answers), "secs": time.time() - t0}))
 "#;
 
+/// Sequential queries: `SERVER NAME N`; prints `{"qps": Q, "p50_ms": A, "p99_ms": B,
+/// "answered": K}` (one outstanding query at a time, 1 s timeout each).
+const DIG_BENCH: &str = r#"
+import json, socket, struct, sys, time
+server, name, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(1)
+q = b""
+for l in name.split("."):
+    q += bytes([len(l)]) + l.encode()
+q += b"\0" + struct.pack("!HH", 1, 1)
+lat, ok = [], 0
+t0 = time.time()
+for i in range(n):
+    m = struct.pack("!HHHHHH", i, 0x0100, 1, 0, 0, 0) + q
+    t = time.perf_counter()
+    s.sendto(m, (server, 53))
+    try:
+        while True:
+            r = s.recv(2048)
+            if r[:2] == m[:2]:
+                break
+        ok += 1
+        lat.append(time.perf_counter() - t)
+    except socket.timeout:
+        pass
+el = time.time() - t0
+lat.sort()
+pct = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] * 1000 if lat else -1
+print(json.dumps({"qps": ok / el, "p50_ms": pct(0.5), "p99_ms": pct(0.99), "answered": ok}))
+"#;
+
 const NOERROR: u64 = 0;
 const SERVFAIL: u64 = 2;
 const NXDOMAIN: u64 = 3;
@@ -481,6 +513,25 @@ fn other_names_go_to_the_upstream_and_fail_in_bounded_time() {
     assert!(d.gw_counter("dns_servfail") >= 2);
     // Local names need no upstream.
     assert_eq!(d.ask(&c1, &ga, "web", "A", "udp").0, NOERROR);
+    // Figures (no assertion on speed): a local name from the gateway against dnsmasq
+    // answering from its own records, one query at a time from the same container.
+    for (who, server, name) in [
+        ("gateway", ga.as_str(), "web"),
+        ("dnsmasq", wan_ip.as_str(), "far.example"),
+    ] {
+        let out = d
+            .lab
+            .exec_t(
+                &c1,
+                &[&d.python, "-c", DIG_BENCH, server, name, "2000"],
+                LONG,
+            )
+            .ok();
+        common::report(&format!(
+            "dns: 2000 sequential queries to {who}: {}",
+            out.trim()
+        ));
+    }
     // The setting survives a restart; `show` has it.
     let text = d.lab.vsctl_ok(&["show"]);
     assert!(text.contains(&format!("upstream 10.{id}.3.99")), "{text}");

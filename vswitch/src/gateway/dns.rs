@@ -362,6 +362,11 @@ impl Resolver {
         }
     }
 
+    /// Whether a query of `client` waits for an upstream.
+    pub fn waits_for(&self, client: Client) -> bool {
+        self.pending.values().any(|p| p.client == client)
+    }
+
     /// Forgets the queries of TCP connection `conn` (it closed).
     pub fn forget_tcp(&mut self, conn: u32) {
         self.pending.retain(|_, p| p.client != Client::Tcp(conn));

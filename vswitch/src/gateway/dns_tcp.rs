@@ -214,6 +214,9 @@ impl Gateway {
         for slot in &mut n.slots {
             let s = n.sockets.get_mut::<tcp::Socket>(slot.handle);
             if !s.is_open() {
+                if slot.conn != 0 {
+                    self.dns.forget_tcp(slot.conn);
+                }
                 slot.conn = 0;
                 slot.buf.clear();
                 let _ = s.listen(PORT);
@@ -257,8 +260,11 @@ impl Gateway {
                 s.abort();
                 slot.buf.clear();
             }
-            if s.state() == tcp::State::CloseWait && s.send_queue() == 0 {
-                // The client is done and everything was sent.
+            if s.state() == tcp::State::CloseWait
+                && s.send_queue() == 0
+                && !self.dns.waits_for(Client::Tcp(slot.conn))
+            {
+                // The client is done, and has every answer it asked for.
                 s.close();
             }
         }
