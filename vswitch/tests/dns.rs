@@ -532,7 +532,28 @@ fn other_names_go_to_the_upstream_and_fail_in_bounded_time() {
             out.trim()
         ));
     }
-    // The setting survives a restart; `show` has it.
+    // `show` has the setting, and it survives kill -9 and a restart, names too.
     let text = d.lab.vsctl_ok(&["show"]);
     assert!(text.contains(&format!("upstream 10.{id}.3.99")), "{text}");
+    let st = d.lab.signal_daemon(libc::SIGKILL, Duration::from_secs(5));
+    assert!(st.code().is_none(), "vswitchd was not killed: {st}");
+    d.lab.start_daemon();
+    let show = d.dns_show("bra");
+    assert_eq!(
+        (
+            show.upstream,
+            show.upstream_from.as_str(),
+            show.domain.as_deref()
+        ),
+        (vec![format!("10.{id}.3.99")], "config", Some("lab.test"))
+    );
+    let mut got = (0, Vec::new());
+    wait_until(
+        "web to resolve after the restart",
+        Duration::from_secs(10),
+        || {
+            got = d.ask(&c1, &ga, "web.lab.test", "A", "udp");
+            got.1 == [format!("{}.2", d.net(1))]
+        },
+    );
 }
