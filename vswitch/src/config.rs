@@ -584,6 +584,26 @@ impl Config {
             validate::host_in("gateway", n.gateway, addr, prefix)
                 .map_err(ConfigError::from)
                 .map_err(ConfigError::in_bridge(&b.name))?;
+            // The DNS settings as `set-dns` and `attach` check them.
+            let dns = n
+                .domain
+                .iter()
+                .try_for_each(|d| ctl::dns::name("domain", d))
+                .and_then(|()| {
+                    n.records.iter().try_for_each(|r| {
+                        ctl::dns::name("name", &r.name)?;
+                        validate::host_in("record address", r.ip, addr, prefix)
+                    })
+                })
+                .and_then(|()| {
+                    b.ports
+                        .iter()
+                        .filter_map(|p| p.attach.as_ref())
+                        .flat_map(|a| a.name.iter().chain(&a.aliases))
+                        .try_for_each(|x| ctl::dns::name("name", x))
+                });
+            dns.map_err(ConfigError::from)
+                .map_err(ConfigError::in_bridge(&b.name))?;
             let Some(net) = nat::nat::Ipv4Net::new(addr, prefix) else {
                 return Err(ConfigError::in_bridge(&b.name)(ConfigError::BadSubnet(
                     n.subnet.clone(),
@@ -890,6 +910,17 @@ mod tests {
             remote: Some(Ipv4Addr::new(198, 51, 100, 2)),
             vlan: 0,
         });
+        c.validate().unwrap();
+        // DNS settings are checked as set-dns checks them, and kept.
+        let n = c.bridges[0].net.as_mut().unwrap();
+        n.domain = Some("bad domain".into());
+        assert!(c.validate().is_err());
+        let n = c.bridges[0].net.as_mut().unwrap();
+        n.domain = Some("lab.test".into());
+        n.upstream = vec![Ipv4Addr::new(192, 0, 2, 53)];
+        n.records = vec!["h1=172.19.0.9".parse().unwrap()];
+        assert!(c.validate().is_err(), "a record outside the network");
+        c.bridges[0].net.as_mut().unwrap().records = vec!["h1=172.18.0.9".parse().unwrap()];
         c.validate().unwrap();
         s.save(&c).unwrap();
         assert_eq!(s.load().unwrap(), c);
