@@ -3,13 +3,19 @@
 //! under a lease it keeps alive, watches everything under [`keys::PREFIX`] from the last
 //! revision it saw (listing again after a compaction or a reconnection), and hands the
 //! controller the resulting desired state ([`State`]) through [`Handle::take_update`];
-//! cluster changes (`add-overlay`, `del-overlay`) are etcd transactions
-//! (compare-and-create), never a read followed by a blind write.
+//! cluster changes (`add-overlay`, `del-overlay`, an address claimed for an `attach`)
+//! are etcd transactions (compare-and-create), never a read followed by a blind write.
+//!
+//! The endpoints this node owns (its containers on overlays) live under its lease: the
+//! controller says which they are ([`Handle::set_owned`]) and the session puts them
+//! back under every new lease, so they come back by themselves after the node lost its
+//! lease; the ones it drops are released (deleted if still ours) until that succeeds.
 //!
 //! Its async runtime runs on a thread of its own; the daemon talks to it through
 //! channels, with a deadline on every request, so neither the dataplane nor the control
 //! thread ever waits on etcd longer than that.
 
+mod ipam;
 pub mod keys;
 mod session;
 pub mod state;
@@ -20,7 +26,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub use state::{NodeRecord, OverlayRecord, State};
+pub use state::{EndpointRecord, NodeRecord, OverlayRecord, State};
 
 /// Default lease TTL, seconds.
 pub const DEFAULT_TTL: u64 = 10;
@@ -170,6 +176,29 @@ pub(crate) enum Cmd {
         deadline: Instant,
         reply: std::sync::mpsc::Sender<Result<OverlayRecord, ClusterError>>,
     },
+    Claim {
+        claim: Claim,
+        deadline: Instant,
+        reply: std::sync::mpsc::Sender<Result<EndpointRecord, ClusterError>>,
+    },
+    Release {
+        record: EndpointRecord,
+        deadline: Instant,
+        reply: std::sync::mpsc::Sender<Result<(), ClusterError>>,
+    },
+    /// The owned or released endpoints changed.
+    Sync,
+}
+
+/// What `attach` asks of the cluster's allocator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub overlay: String,
+    /// This address (`--ip`), or the lowest free one.
+    pub ip: Option<Ipv4Addr>,
+    /// This MAC, or [`state::mac_for`] the address.
+    pub mac: Option<String>,
+    pub container: String,
 }
 
 /// What the session and the handle share.
@@ -178,11 +207,21 @@ pub(crate) struct Shared {
     pub status: Mutex<Status>,
     /// The newest state the controller has not taken yet.
     pub pending: Mutex<Option<State>>,
+    /// This node's endpoints, by `ipam/` key, as the controller last said.
+    pub owned: Mutex<BTreeMap<String, EndpointRecord>>,
+    /// Endpoints to release (deleted if they still hold these values), by `ipam/` key.
+    pub releasing: Mutex<BTreeMap<String, EndpointRecord>>,
 }
 
 impl Shared {
     pub(crate) fn status(&self) -> std::sync::MutexGuard<'_, Status> {
         self.status.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    pub(crate) fn owned(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, EndpointRecord>> {
+        self.owned.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    pub(crate) fn releasing(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, EndpointRecord>> {
+        self.releasing.lock().unwrap_or_else(|p| p.into_inner())
     }
     pub(crate) fn publish(&self, s: State) {
         *self.pending.lock().unwrap_or_else(|p| p.into_inner()) = Some(s);
@@ -290,10 +329,10 @@ impl Handle {
             .take()
     }
 
-    fn ask(
+    fn ask<T>(
         &self,
-        make: impl FnOnce(Instant, std::sync::mpsc::Sender<Result<OverlayRecord, ClusterError>>) -> Cmd,
-    ) -> Result<OverlayRecord, ClusterError> {
+        make: impl FnOnce(Instant, std::sync::mpsc::Sender<Result<T, ClusterError>>) -> Cmd,
+    ) -> Result<T, ClusterError> {
         let deadline = Instant::now() + REQUEST_DEADLINE;
         let (tx, rx) = std::sync::mpsc::channel();
         self.cmds
@@ -320,6 +359,53 @@ impl Handle {
             deadline,
             reply,
         })
+    }
+
+    /// Claims an address (and the endpoint's MAC) in an overlay under this node's
+    /// lease, in one transaction that creates both keys or neither.
+    pub fn claim(&self, claim: Claim) -> Result<EndpointRecord, ClusterError> {
+        self.ask(|deadline, reply| Cmd::Claim {
+            claim,
+            deadline,
+            reply,
+        })
+    }
+
+    /// Releases an endpoint and its address now (if they are still this record's).
+    pub fn release(&self, record: &EndpointRecord) -> Result<(), ClusterError> {
+        let record = record.clone();
+        self.ask(|deadline, reply| Cmd::Release {
+            record,
+            deadline,
+            reply,
+        })
+    }
+
+    /// Says which endpoints this node owns now. Those it owned before and not now are
+    /// released (retried until the store has taken it); new ones are published under
+    /// the node's lease, and every one is put back under a new lease after a
+    /// re-registration.
+    pub fn set_owned(&self, now: Vec<EndpointRecord>) {
+        let next: BTreeMap<String, EndpointRecord> =
+            now.into_iter().map(|e| (e.ipam_key(), e)).collect();
+        let mut owned = self.shared.owned();
+        if *owned == next {
+            return;
+        }
+        {
+            let mut rel = self.shared.releasing();
+            for (k, e) in owned.iter() {
+                if next.get(k) != Some(e) {
+                    rel.insert(k.clone(), e.clone());
+                }
+            }
+            for k in next.keys() {
+                rel.remove(k);
+            }
+        }
+        *owned = next;
+        drop(owned);
+        let _ = self.cmds.send(Cmd::Sync);
     }
 }
 

@@ -12,9 +12,18 @@ use etcd_client::{
 
 use crate::state::{overlaps, parse_subnet, AUTO_VNI_MIN, VNI_MAX};
 use crate::{
-    keys, now_secs, ClusterError, Cmd, Departed, NodeRecord, OverlayRecord, OverlaySpec, Settings,
-    Shared, State,
+    keys, now_secs, ClusterError, Cmd, Departed, EndpointRecord, NodeRecord, OverlayRecord,
+    OverlaySpec, Settings, Shared, State,
 };
+
+/// What requests served inside a session need of it.
+pub(crate) struct Ctx {
+    /// The node's lease: every endpoint and claim lives under it.
+    pub lease: i64,
+    pub node: String,
+    /// The `ipam/` keys of owned endpoints put under this lease in this session.
+    pub published: std::collections::BTreeSet<String>,
+}
 
 /// Longest wait for one etcd call.
 const CALL: Duration = Duration::from_secs(3);
@@ -224,6 +233,15 @@ impl Runner {
         }
         tracing::info!(node = %self.settings.node, store = %self.settings.store, revision = rev, "joined the cluster");
         self.update(&kvs, true);
+        let mut ctx = Ctx {
+            lease,
+            node: self.settings.node.clone(),
+            published: Default::default(),
+        };
+        // The endpoints this node owned go (back) under the new lease.
+        if let Err(e) = sync(&self.shared, &mut client, &mut ctx).await {
+            return End::Failed(e);
+        }
 
         let (mut keeper, mut alive) = match call(client.lease_keep_alive(lease), "keepalive").await
         {
@@ -290,7 +308,12 @@ impl Runner {
                         let _ = call(client.lease_revoke(lease), "revoke").await;
                         return End::Closed;
                     }
-                    Some(c) => serve(&mut client, c).await,
+                    Some(Cmd::Sync) => {
+                        if let Err(e) = sync(&self.shared, &mut client, &mut ctx).await {
+                            return End::Failed(e);
+                        }
+                    }
+                    Some(c) => serve(&mut client, &mut ctx, c).await,
                 },
             }
         }
@@ -419,11 +442,42 @@ fn refuse(c: Cmd) {
         Cmd::AddOverlay { reply, .. } | Cmd::DelOverlay { reply, .. } => {
             let _ = reply.send(Err(ClusterError::Unreachable));
         }
+        Cmd::Claim { reply, .. } => {
+            let _ = reply.send(Err(ClusterError::Unreachable));
+        }
+        Cmd::Release { reply, .. } => {
+            let _ = reply.send(Err(ClusterError::Unreachable));
+        }
+        // What it would do is kept in the shared sets: the next session does it.
+        Cmd::Sync => {}
     }
 }
 
-async fn serve(client: &mut Client, c: Cmd) {
+async fn serve(client: &mut Client, ctx: &mut Ctx, c: Cmd) {
     match c {
+        Cmd::Sync => {}
+        Cmd::Claim {
+            claim,
+            deadline,
+            reply,
+        } => {
+            let r = bounded(deadline, crate::ipam::claim(client, ctx, &claim)).await;
+            if let Ok(e) = &r {
+                ctx.published.insert(e.ipam_key());
+            }
+            let _ = reply.send(r);
+        }
+        Cmd::Release {
+            record,
+            deadline,
+            reply,
+        } => {
+            let r = bounded(deadline, crate::ipam::release(client, &record)).await;
+            if r.is_ok() {
+                ctx.published.remove(&record.ipam_key());
+            }
+            let _ = reply.send(r);
+        }
         Cmd::AddOverlay {
             spec,
             deadline,
@@ -457,7 +511,7 @@ async fn bounded<T>(
 }
 
 /// An etcd error met while serving a request.
-fn failed(e: etcd_client::Error) -> ClusterError {
+pub(crate) fn failed(e: etcd_client::Error) -> ClusterError {
     match &e {
         etcd_client::Error::GRpcStatus(s)
             if !matches!(
@@ -634,4 +688,49 @@ async fn del_overlay(client: &mut Client, name: &str) -> Result<OverlayRecord, C
     Err(ClusterError::Refused(
         "the overlay kept changing; try again".into(),
     ))
+}
+
+/// Releases what the controller dropped and publishes what it owns and this session has
+/// not put under its lease yet. An error means the store failed: the session ends, and
+/// the next one starts with this again.
+async fn sync(shared: &Shared, client: &mut Client, ctx: &mut Ctx) -> Result<(), String> {
+    let releasing: Vec<(String, EndpointRecord)> = shared
+        .releasing()
+        .iter()
+        .map(|(k, e)| (k.clone(), e.clone()))
+        .collect();
+    for (k, e) in releasing {
+        match crate::ipam::release(client, &e).await {
+            Ok(()) => {
+                tracing::info!(overlay = %e.overlay, ip = %e.ip, mac = %e.mac, "endpoint released");
+            }
+            Err(ClusterError::Refused(why)) => {
+                tracing::warn!(overlay = %e.overlay, ip = %e.ip, "cannot release: {why}");
+            }
+            Err(ClusterError::Unreachable) => return Err("release: cluster store unreachable".into()),
+        }
+        let mut rel = shared.releasing();
+        if rel.get(&k) == Some(&e) {
+            rel.remove(&k);
+        }
+        ctx.published.remove(&k);
+    }
+    let owned: Vec<(String, EndpointRecord)> = shared
+        .owned()
+        .iter()
+        .filter(|(k, _)| !ctx.published.contains(*k))
+        .map(|(k, e)| (k.clone(), e.clone()))
+        .collect();
+    for (k, e) in owned {
+        match crate::ipam::publish(client, ctx.lease, &e).await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(
+                overlay = %e.overlay, ip = %e.ip, mac = %e.mac,
+                "the endpoint's address or MAC is another's now; not published"
+            ),
+            Err(_) => return Err("publish: cluster store unreachable".into()),
+        }
+        ctx.published.insert(k);
+    }
+    Ok(())
 }

@@ -2,6 +2,10 @@
 //! (answered without the controller's lock, within a deadline), and the settings the
 //! cluster thread is started with.
 
+mod endpoints;
+
+pub use endpoints::is_overlay_attach;
+
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -155,6 +159,7 @@ pub fn handle(
                 store: store_line(&st),
             })
         }
+        req @ (Request::Attach { .. } | Request::Detach { .. }) => endpoints::handle(req, ctl, cl),
         _ => Err("not a cluster request".into()),
     }
 }

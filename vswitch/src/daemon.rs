@@ -196,6 +196,10 @@ pub fn run(opts: Options) -> Result<(), StartError> {
             if tick.is_multiple_of(50) {
                 c.reconcile_cluster();
             }
+            // The endpoints this node owns: a container that died is released here.
+            if let Some(cl) = cluster.as_ref() {
+                cl.set_owned(c.cluster_endpoints());
+            }
         }
     }
     tracing::info!("shutting down");

@@ -134,12 +134,13 @@ enum Cmd {
     },
     /// Plug CONTAINER (a PID, a /var/run/netns name or path, /proc/PID/ns/net, or a
     /// Docker container name or ID) into BR: a veth (or TAP) whose far end appears in the
-    /// container as --ifname with this address, MAC, MTU and default route.
+    /// container as --ifname with this address, MAC, MTU and default route. On a cluster
+    /// overlay --ip may be left out: the cluster hands out a free address (printed).
     Attach {
         bridge: String,
         container: String,
         #[arg(long)]
-        ip: String,
+        ip: Option<String>,
         #[arg(long)]
         gw: Option<std::net::Ipv4Addr>,
         #[arg(long)]
@@ -375,9 +376,11 @@ fn request(cmd: Cmd) -> Result<Request, String> {
             ifname,
         } => {
             validate::iface_name(&ifname)?;
-            let (addr, prefix) = validate::cidr(&ip)?;
-            if let Some(g) = gw {
-                validate::host_in("gateway", g, addr, prefix)?;
+            if let Some(ip) = &ip {
+                let (addr, prefix) = validate::cidr(ip)?;
+                if let Some(g) = gw {
+                    validate::host_in("gateway", g, addr, prefix)?;
+                }
             }
             if let Some(m) = &mac {
                 validate::unicast_mac(m)?;
@@ -396,7 +399,7 @@ fn request(cmd: Cmd) -> Result<Request, String> {
                 netns: netns_of(&container)?,
                 container,
                 ifname,
-                ip,
+                ip: ip.unwrap_or_default(),
                 gw,
                 mac,
                 mtu,

@@ -7,6 +7,7 @@
 //! request leaves config and dataplane exactly as they were.
 
 mod attach;
+mod endpoints;
 mod cluster;
 mod error;
 mod gateway;
@@ -62,6 +63,8 @@ pub struct Controller {
     gateway: Arc<GatewayRt>,
     /// The uplink interface's MAC as last read.
     uplink_mac: Option<MacAddr>,
+    /// Static entries made for remote cluster endpoints, by overlay bridge.
+    cluster_fdb: HashMap<String, HashMap<MacAddr, crate::fdb::Dest>>,
 }
 
 impl Controller {
@@ -75,6 +78,7 @@ impl Controller {
             bridges: HashMap::new(),
             ports: HashMap::new(),
             vteps: HashMap::new(),
+            cluster_fdb: HashMap::new(),
             tick: 0,
             gateway: Arc::new(GatewayRt {
                 // The first bridge's ports are on worker 0 too: its traffic to the
