@@ -936,6 +936,27 @@ fn cluster_ipam_hands_out_unique_addresses_and_endpoints_reach_every_node() {
     );
     ping(&c(0, 0).1, &c(1, 0).2);
 
+    // n3 back (its config has the attachments): its endpoints are published again
+    // under its new lease, with the same addresses, and reachable without a command.
+    lab.nodes[2].sw.start();
+    let want: BTreeSet<(String, String)> = n3_macs
+        .iter()
+        .map(|m| (m.clone(), vteps[2].clone()))
+        .collect();
+    wait_until("n1 has n3's endpoints again", SHORT, || {
+        remote_endpoints(&lab.nodes[0].sw, "ov1").is_superset(&want)
+    });
+    ping(&c(0, 0).1, &c(2, 1).2);
+    let back = store_keys(&lab, "/vswitch/v1/ipam/ov1/");
+    for g in got.iter().filter(|g| g.0 == 2) {
+        assert!(
+            back.iter()
+                .any(|(k, v)| k.ends_with(&format!("/{}", g.2)) && v.contains("\"node\":\"n3\"")),
+            "{} not claimed by n3 again: {back:?}",
+            g.2
+        );
+    }
+
     // etcd away: an attach that needs the allocator is refused in one line, and
     // changes nothing.
     lab.etcd.as_mut().unwrap().kill();
