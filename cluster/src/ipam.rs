@@ -150,7 +150,11 @@ pub(crate) async fn release(client: &mut Client, e: &EndpointRecord) -> Result<(
     let v = e.value();
     for key in [e.ipam_key(), e.endpoint_key()] {
         let txn = Txn::new()
-            .when(vec![Compare::value(key.clone(), CompareOp::Equal, v.clone())])
+            .when(vec![Compare::value(
+                key.clone(),
+                CompareOp::Equal,
+                v.clone(),
+            )])
             .and_then(vec![TxnOp::delete(key, None)]);
         client.txn(txn).await.map_err(failed)?;
     }
@@ -168,8 +172,16 @@ pub(crate) async fn publish(
     let (ik, ek, v) = (e.ipam_key(), e.endpoint_key(), e.value());
     let puts = || {
         vec![
-            TxnOp::put(ik.clone(), v.clone(), Some(PutOptions::new().with_lease(lease))),
-            TxnOp::put(ek.clone(), v.clone(), Some(PutOptions::new().with_lease(lease))),
+            TxnOp::put(
+                ik.clone(),
+                v.clone(),
+                Some(PutOptions::new().with_lease(lease)),
+            ),
+            TxnOp::put(
+                ek.clone(),
+                v.clone(),
+                Some(PutOptions::new().with_lease(lease)),
+            ),
         ]
     };
     for when in [

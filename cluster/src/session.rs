@@ -707,7 +707,9 @@ async fn sync(shared: &Shared, client: &mut Client, ctx: &mut Ctx) -> Result<(),
             Err(ClusterError::Refused(why)) => {
                 tracing::warn!(overlay = %e.overlay, ip = %e.ip, "cannot release: {why}");
             }
-            Err(ClusterError::Unreachable) => return Err("release: cluster store unreachable".into()),
+            Err(ClusterError::Unreachable) => {
+                return Err("release: cluster store unreachable".into())
+            }
         }
         let mut rel = shared.releasing();
         if rel.get(&k) == Some(&e) {

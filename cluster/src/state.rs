@@ -75,9 +75,11 @@ pub fn mac_for(ip: Ipv4Addr) -> String {
 fn canonical_mac(s: &str) -> bool {
     let parts: Vec<&str> = s.split(':').collect();
     parts.len() == 6
-        && parts
-            .iter()
-            .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+        && parts.iter().all(|p| {
+            p.len() == 2
+                && p.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
         && u8::from_str_radix(parts[0], 16).is_ok_and(|b| b & 1 == 0)
 }
 
@@ -138,7 +140,9 @@ impl State {
                             .or_default()
                             .insert(e.mac.clone(), e);
                     }
-                    Ok(_) => tracing::warn!(key = %k, "endpoint record does not match its key; skipped"),
+                    Ok(_) => {
+                        tracing::warn!(key = %k, "endpoint record does not match its key; skipped")
+                    }
                     Err(e) => tracing::warn!(key = %k, "bad endpoint record skipped: {e}"),
                 }
             }

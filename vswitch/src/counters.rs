@@ -354,6 +354,8 @@ mod tests {
                 "flooded",
                 "filtered",
                 "vlan_filtered",
+                "arp_suppressed",
+                "tunnel_flooded",
             ]
         );
         assert_eq!(

@@ -773,14 +773,23 @@ fn cluster_ipam_hands_out_unique_addresses_and_endpoints_reach_every_node() {
     let mut cap = testlab::Bg::spawn(
         &lab.dir,
         "underlay-capture",
-        &netns::exec_argv(&u, &["tcpdump", "-i", "any", "-nn", "-e", "-l", "udp", "port", "4789"]),
+        &netns::exec_argv(
+            &u,
+            &[
+                "tcpdump", "-i", "any", "-nn", "-e", "-l", "udp", "port", "4789",
+            ],
+        ),
     );
     cap.wait_output("listening on", SHORT);
     for (a, b) in [(0, 1), (1, 2), (2, 0), (0, 2)] {
         for (k, l) in [(0, 1), (2, 0)] {
             let (from, to) = (&c(a, k).1, &c(b, l).2);
-            let o = netns::try_exec(from, &["ping", "-c", "2", "-i", "0.2", "-W", "1", to], SHORT)
-                .unwrap();
+            let o = netns::try_exec(
+                from,
+                &["ping", "-c", "2", "-i", "0.2", "-W", "1", to],
+                SHORT,
+            )
+            .unwrap();
             assert!(o.success(), "{from} -> {to}: {o}");
         }
     }
@@ -821,8 +830,12 @@ fn cluster_ipam_hands_out_unique_addresses_and_endpoints_reach_every_node() {
     let attached = t0.elapsed();
     let deadline = Instant::now() + SHORT;
     loop {
-        let o = netns::try_exec(&c(0, 0).1, &["ping", "-c", "1", "-W", "0.1", &late_ip], SHORT)
-            .unwrap();
+        let o = netns::try_exec(
+            &c(0, 0).1,
+            &["ping", "-c", "1", "-W", "0.1", &late_ip],
+            SHORT,
+        )
+        .unwrap();
         if o.success() {
             break;
         }
@@ -840,7 +853,13 @@ fn cluster_ipam_hands_out_unique_addresses_and_endpoints_reach_every_node() {
     let sw1 = &lab.nodes[0].sw;
     refused(
         sw1,
-        &["attach", "ov1", &extra, "--ip", &format!("{}/24", c(1, 0).2)],
+        &[
+            "attach",
+            "ov1",
+            &extra,
+            "--ip",
+            &format!("{}/24", c(1, 0).2),
+        ],
         &format!("address {} of overlay ov1 is taken", c(1, 0).2),
     );
     refused(
@@ -874,11 +893,15 @@ fn cluster_ipam_hands_out_unique_addresses_and_endpoints_reach_every_node() {
     assert!(out.starts_with(&format!("{gone_ip}/24 ")), "{out}");
     // Its MAC follows its address (02:42 and the address): local on n1, behind n1's
     // VTEP on n3.
-    wait_until("n1 has no remote entry for the reused address", SHORT, || {
-        !remote_endpoints(sw1, "ov1")
-            .iter()
-            .any(|(m, _)| *m == gone_mac)
-    });
+    wait_until(
+        "n1 has no remote entry for the reused address",
+        SHORT,
+        || {
+            !remote_endpoints(sw1, "ov1")
+                .iter()
+                .any(|(m, _)| *m == gone_mac)
+        },
+    );
     wait_until(&format!("n3 moves {gone_ip} to n1"), SHORT, || {
         let r = remote_endpoints(&lab.nodes[2].sw, "ov1");
         r.contains(&(gone_mac.clone(), vteps[0].clone()))

@@ -260,7 +260,12 @@ impl Controller {
     /// What an `attach` to `bridge` can be refused for before an address is claimed for
     /// it: a bad interface name, no such bridge or namespace, or `ifname` attached there
     /// already.
-    pub fn attach_precheck(&self, bridge: &str, netns_path: &str, ifname: &str) -> Result<(), ControlError> {
+    pub fn attach_precheck(
+        &self,
+        bridge: &str,
+        netns_path: &str,
+        ifname: &str,
+    ) -> Result<(), ControlError> {
         validate::iface_name(ifname).map_err(AttachError::Invalid)?;
         self.bridge_conf(bridge)?;
         if !netns_path.starts_with('/') {

@@ -44,7 +44,12 @@ impl Controller {
                 .unwrap_or_default();
             let mut want: HashMap<MacAddr, Dest> = HashMap::new();
             let mut arp = Vec::new();
-            for e in state.members.get(&o.name).into_iter().flat_map(|m| m.values()) {
+            for e in state
+                .members
+                .get(&o.name)
+                .into_iter()
+                .flat_map(|m| m.values())
+            {
                 let Ok(mac) = e.mac.parse::<MacAddr>() else {
                     continue;
                 };

@@ -7,8 +7,8 @@
 //! request leaves config and dataplane exactly as they were.
 
 mod attach;
-mod endpoints;
 mod cluster;
+mod endpoints;
 mod error;
 mod gateway;
 mod metrics;

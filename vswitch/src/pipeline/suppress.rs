@@ -59,7 +59,9 @@ pub fn answer(table: &ArpTable, a: &Arrival<'_>) -> Option<MacAddr> {
     if r.op != wire::arp::OP_REQUEST || r.spa == r.tpa {
         return None;
     }
-    table.get(r.tpa).filter(|m| *m != r.sha && *m != a.eth.src())
+    table
+        .get(r.tpa)
+        .filter(|m| *m != r.sha && *m != a.eth.src())
 }
 
 /// Writes the reply to request `a` (checked by [`answer`]) from `mac` into `out`.
