@@ -660,12 +660,22 @@ fn store_keys(lab: &Lab, prefix: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The MACs of overlay `ov`'s static FDB entries on `sw`, with the remote each points to.
+/// The MACs of overlay `ov`'s static FDB entries towards remote VTEPs on `sw`, with the
+/// remote each points to.
 fn remote_endpoints(sw: &Switchd, ov: &str) -> BTreeSet<(String, String)> {
     sw.fdb(ov)
         .into_iter()
         .filter(|e| e.is_static)
-        .map(|e| (e.mac, e.remote.unwrap_or_default()))
+        .filter_map(|e| Some((e.mac, e.remote?)))
+        .collect()
+}
+
+/// The MACs of overlay `ov`'s static FDB entries towards local ports on `sw`.
+fn local_endpoints(sw: &Switchd, ov: &str) -> BTreeSet<String> {
+    sw.fdb(ov)
+        .into_iter()
+        .filter(|e| e.is_static && e.remote.is_none())
+        .map(|e| e.mac)
         .collect()
 }
 
@@ -749,6 +759,15 @@ fn cluster_ipam_hands_out_unique_addresses_and_endpoints_reach_every_node() {
             SHORT,
             || remote_endpoints(&n.sw, "ov1") == want,
         );
+        // Its own are pinned to their ports: they never age into unknown unicast.
+        let mine: BTreeSet<String> = got
+            .iter()
+            .filter(|g| g.0 == i)
+            .map(|g| g.3.clone())
+            .collect();
+        wait_until(&format!("{} pins its endpoints", n.name), SHORT, || {
+            local_endpoints(&n.sw, "ov1") == mine
+        });
     }
     let c = |i: usize, k: usize| &got[i * 3 + k];
     ping(&c(0, 0).1, &c(1, 0).2);

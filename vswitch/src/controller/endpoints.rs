@@ -1,6 +1,6 @@
 //! The controller's side of endpoint distribution: the cluster's endpoints become, on
 //! each overlay bridge, static FDB entries towards the VTEP of the node each remote
-//! endpoint lives on, and the bridge's ARP table (every endpoint's address and MAC), so
+//! endpoint lives on (and towards the port of each local one), and the bridge's ARP table (every endpoint's address and MAC), so
 //! the first frame to a remote container is neither flooded nor preceded by a flooded
 //! ARP request. It also says which endpoints this node owns: its live containers
 //! attached to overlays, which the cluster keeps under the node's lease.
@@ -42,6 +42,17 @@ impl Controller {
                 .as_ref()
                 .map(|t| t.remotes.load().iter().map(|r| (r.addr, r.slot)).collect())
                 .unwrap_or_default();
+            // This node's attached containers on the bridge, by MAC.
+            let local: HashMap<String, crate::fdb::PortId> = self
+                .cfg
+                .bridge(&o.name)
+                .into_iter()
+                .flat_map(|b| &b.ports)
+                .filter_map(|p| {
+                    let mac = p.attach.as_ref()?.mac.clone()?;
+                    Some((mac, self.ports.get(&p.name)?.id))
+                })
+                .collect();
             let mut want: HashMap<MacAddr, Dest> = HashMap::new();
             let mut arp = Vec::new();
             for e in state
@@ -54,6 +65,11 @@ impl Controller {
                     continue;
                 };
                 if e.node == me {
+                    // Pinned to its port, so that it never ages into unknown unicast
+                    // that would be flooded to every host.
+                    if let Some(p) = local.get(&e.mac) {
+                        want.insert(mac, dest(*p, 0));
+                    }
                     arp.push((e.ip, mac));
                     continue;
                 }
