@@ -381,6 +381,13 @@ impl Handle {
         })
     }
 
+    /// Releases an endpoint as soon as the store can take it (now, or in the next
+    /// session): for a claim whose container could not be plugged in.
+    pub fn release_later(&self, record: EndpointRecord) {
+        self.shared.releasing().insert(record.ipam_key(), record);
+        let _ = self.cmds.send(Cmd::Sync);
+    }
+
     /// Says which endpoints this node owns now. Those it owned before and not now are
     /// released (retried until the store has taken it); new ones are published under
     /// the node's lease, and every one is put back under a new lease after a

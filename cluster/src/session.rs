@@ -313,7 +313,7 @@ impl Runner {
                             return End::Failed(e);
                         }
                     }
-                    Some(c) => serve(&mut client, &mut ctx, c).await,
+                    Some(c) => serve(&self.shared, &mut client, &mut ctx, c).await,
                 },
             }
         }
@@ -453,7 +453,7 @@ fn refuse(c: Cmd) {
     }
 }
 
-async fn serve(client: &mut Client, ctx: &mut Ctx, c: Cmd) {
+async fn serve(shared: &Shared, client: &mut Client, ctx: &mut Ctx, c: Cmd) {
     match c {
         Cmd::Sync => {}
         Cmd::Claim {
@@ -463,6 +463,8 @@ async fn serve(client: &mut Client, ctx: &mut Ctx, c: Cmd) {
         } => {
             let r = bounded(deadline, crate::ipam::claim(client, ctx, &claim)).await;
             if let Ok(e) = &r {
+                // A release of the same record still queued must not undo this claim.
+                shared.releasing().remove(&e.ipam_key());
                 ctx.published.insert(e.ipam_key());
             }
             let _ = reply.send(r);

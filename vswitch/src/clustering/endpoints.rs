@@ -95,10 +95,11 @@ pub fn handle(req: Request, ctl: &Mutex<Controller>, cl: &cluster::Handle) -> Re
             match done {
                 Ok(_) => Ok(Data::Attached { ip, mac: rec.mac }),
                 Err(e) => {
-                    // Not plugged in: the address goes back (or, if the store is away
-                    // now, with this node's lease at the latest).
+                    // Not plugged in: the address goes back (if the store is away now,
+                    // as soon as it is back).
                     if let Err(r) = cl.release(&rec) {
-                        tracing::warn!(ip = %rec.ip, "cannot release the address of a failed attach: {r}");
+                        tracing::warn!(ip = %rec.ip, "address of a failed attach released later: {r}");
+                        cl.release_later(rec);
                     }
                     Err(e.to_string())
                 }
