@@ -13,7 +13,7 @@ use etcd_client::{
 use crate::state::{overlaps, parse_subnet, AUTO_VNI_MIN, VNI_MAX};
 use crate::{
     keys, now_secs, ClusterError, Cmd, Departed, EndpointRecord, NodeRecord, OverlayRecord,
-    OverlaySpec, Settings, Shared, State,
+    OverlaySpec, SessionError, Settings, Shared, State,
 };
 
 /// What requests served inside a session need of it.
@@ -44,7 +44,7 @@ enum End {
     /// The daemon is gone (its handle dropped).
     Closed,
     /// The store failed us; try again.
-    Failed(String),
+    Failed(SessionError),
 }
 
 /// One line from an etcd error, with its causes.
@@ -104,17 +104,23 @@ const FIRST_TRIES: u32 = 4;
 
 async fn call<T>(
     f: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
-    what: &str,
-) -> Result<T, String> {
+    what: &'static str,
+) -> Result<T, SessionError> {
     match tokio::time::timeout(CALL, f).await {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(format!("{what}: {}", describe(&e))),
-        Err(_) => Err(format!("{what}: no answer within {}s", CALL.as_secs())),
+        Ok(Err(e)) => Err(SessionError::Call {
+            what,
+            why: describe(&e),
+        }),
+        Err(_) => Err(SessionError::Timeout {
+            what,
+            secs: CALL.as_secs(),
+        }),
     }
 }
 
 /// The raw keys and values under the prefix, and the revision they were read at.
-async fn list(client: &mut Client) -> Result<(BTreeMap<String, Vec<u8>>, i64), String> {
+async fn list(client: &mut Client) -> Result<(BTreeMap<String, Vec<u8>>, i64), SessionError> {
     let resp = call(
         client.get(keys::PREFIX, Some(GetOptions::new().with_prefix())),
         "list",
@@ -137,7 +143,7 @@ impl Runner {
             let end = self.session().await;
             let why = match end {
                 End::Closed => return,
-                End::Failed(why) => why,
+                End::Failed(why) => why.to_string(),
             };
             tries += 1;
             if self.first.is_some() && unclear(&why) && tries < FIRST_TRIES {
@@ -209,20 +215,20 @@ impl Runner {
                 vtep: self.settings.advertise,
                 started: now_secs(),
             };
-            let value = serde_json::to_vec(&me).map_err(|e| e.to_string())?;
+            let value = serde_json::to_vec(&me).map_err(|e| SessionError::Encode(e.to_string()))?;
             if let Err(e) = register(&mut client, &me, value, lease).await {
                 let _ = call(client.lease_revoke(lease), "revoke").await;
                 return Err(e);
             }
             let (kvs, rev) = list(&mut client).await?;
-            Ok::<_, String>((client, lease, kvs, rev))
+            Ok::<_, SessionError>((client, lease, kvs, rev))
         };
         let deadline = self.first.as_ref().map_or(Duration::from_secs(10), |f| f.1);
         let (mut client, lease, mut kvs, mut rev) =
             match tokio::time::timeout(deadline, setup).await {
                 Ok(Ok(v)) => v,
                 Ok(Err(e)) => return End::Failed(e),
-                Err(_) => return End::Failed("no answer in time".into()),
+                Err(_) => return End::Failed(SessionError::Setup),
             };
         if let Some((first, _)) = self.first.take() {
             if first.send(Ok(())).is_err() {
@@ -262,10 +268,10 @@ impl Runner {
                     }
                 }
                 m = alive.message() => match m {
-                    Ok(Some(r)) if r.ttl() <= 0 => return End::Failed("the node's lease expired".into()),
+                    Ok(Some(r)) if r.ttl() <= 0 => return End::Failed(SessionError::LeaseExpired),
                     Ok(Some(_)) => {}
-                    Ok(None) => return End::Failed("keepalive stream closed".into()),
-                    Err(e) => return End::Failed(format!("keepalive: {}", describe(&e))),
+                    Ok(None) => return End::Failed(SessionError::StreamClosed("keepalive")),
+                    Err(e) => return End::Failed(SessionError::Call { what: "keepalive", why: describe(&e) }),
                 },
                 m = watch.message() => match m {
                     Ok(Some(r)) => {
@@ -300,8 +306,8 @@ impl Runner {
                         }
                         self.update(&kvs, changed);
                     }
-                    Ok(None) => return End::Failed("watch stream closed".into()),
-                    Err(e) => return End::Failed(format!("watch: {}", describe(&e))),
+                    Ok(None) => return End::Failed(SessionError::StreamClosed("watch")),
+                    Err(e) => return End::Failed(SessionError::Call { what: "watch", why: describe(&e) }),
                 },
                 c = self.cmds.recv() => match c {
                     None => {
@@ -323,7 +329,7 @@ impl Runner {
         &self,
         client: &mut Client,
         rev: i64,
-    ) -> Result<(etcd_client::Watcher, etcd_client::WatchStream), String> {
+    ) -> Result<(etcd_client::Watcher, etcd_client::WatchStream), SessionError> {
         call(
             client.watch(
                 keys::PREFIX,
@@ -385,7 +391,7 @@ async fn register(
     me: &NodeRecord,
     value: Vec<u8>,
     lease: i64,
-) -> Result<(), String> {
+) -> Result<(), SessionError> {
     let key = keys::node(&me.name);
     let put = || {
         TxnOp::put(
@@ -418,10 +424,10 @@ async fn register(
         });
         let Some((rev, old)) = held else { continue };
         if let Some(o) = old.as_ref().filter(|o| o.vtep != me.vtep) {
-            return Err(format!(
-                "node name {} is taken by the node at {} (pick another --node, or wait for its lease to expire)",
-                me.name, o.vtep
-            ));
+            return Err(SessionError::NameTaken {
+                name: me.name.clone(),
+                vtep: o.vtep,
+            });
         }
         let txn = Txn::new()
             .when(vec![Compare::mod_revision(
@@ -434,7 +440,7 @@ async fn register(
             return Ok(());
         }
     }
-    Err("register: the node's key kept changing".into())
+    Err(SessionError::KeyChurn)
 }
 
 fn refuse(c: Cmd) {
@@ -629,7 +635,7 @@ async fn add_overlay(
             gateway,
         };
         if let Err(e) = rec.check() {
-            return refuse(e);
+            return refuse(e.to_string());
         }
         let value = serde_json::to_vec(&rec).map_err(|e| ClusterError::Refused(e.to_string()))?;
         let okey = keys::overlay(&rec.name);
@@ -695,7 +701,7 @@ async fn del_overlay(client: &mut Client, name: &str) -> Result<OverlayRecord, C
 /// Releases what the controller dropped and publishes what it owns and this session has
 /// not put under its lease yet. An error means the store failed: the session ends, and
 /// the next one starts with this again.
-async fn sync(shared: &Shared, client: &mut Client, ctx: &mut Ctx) -> Result<(), String> {
+async fn sync(shared: &Shared, client: &mut Client, ctx: &mut Ctx) -> Result<(), SessionError> {
     let releasing: Vec<(String, EndpointRecord)> = shared
         .releasing()
         .iter()
@@ -709,9 +715,7 @@ async fn sync(shared: &Shared, client: &mut Client, ctx: &mut Ctx) -> Result<(),
             Err(ClusterError::Refused(why)) => {
                 tracing::warn!(overlay = %e.overlay, ip = %e.ip, "cannot release: {why}");
             }
-            Err(ClusterError::Unreachable) => {
-                return Err("release: cluster store unreachable".into())
-            }
+            Err(ClusterError::Unreachable) => return Err(SessionError::Unreachable("release")),
         }
         let mut rel = shared.releasing();
         if rel.get(&k) == Some(&e) {
@@ -732,7 +736,7 @@ async fn sync(shared: &Shared, client: &mut Client, ctx: &mut Ctx) -> Result<(),
                 overlay = %e.overlay, ip = %e.ip, mac = %e.mac,
                 "the endpoint's address or MAC is another's now; not published"
             ),
-            Err(_) => return Err("publish: cluster store unreachable".into()),
+            Err(_) => return Err(SessionError::Unreachable("publish")),
         }
         ctx.published.insert(k);
     }

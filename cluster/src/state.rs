@@ -8,6 +8,7 @@ use std::net::Ipv4Addr;
 use serde::{Deserialize, Serialize};
 
 use crate::keys;
+use crate::RecordError;
 
 /// A node, as stored under `nodes/<name>` (under its lease).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,7 +124,7 @@ impl State {
                         s.overlays.insert(o.name.clone(), o);
                     }
                     Ok(o) => {
-                        tracing::warn!(key = %k, "bad overlay record skipped: {}", o.check().err().unwrap_or_else(|| "name does not match its key".into()))
+                        tracing::warn!(key = %k, "bad overlay record skipped: {}", o.check().err().map_or_else(|| "name does not match its key".into(), |e| e.to_string()))
                     }
                     Err(e) => tracing::warn!(key = %k, "bad overlay record skipped: {e}"),
                 }
@@ -236,26 +237,29 @@ pub fn overlaps(a: (Ipv4Addr, u8), b: (Ipv4Addr, u8)) -> bool {
 }
 
 impl OverlayRecord {
-    /// Checks a record's fields; the error is a line for the user.
-    pub fn check(&self) -> Result<(), String> {
+    /// Checks a record's fields.
+    pub fn check(&self) -> Result<(), RecordError> {
         if !valid_name(&self.name) || self.name.len() > 15 {
-            return Err(format!("bad overlay name {:?}", self.name));
+            return Err(RecordError::Name(self.name.clone()));
         }
         if self.vni == 0 || self.vni > VNI_MAX {
-            return Err(format!("VNI {} out of range 1-{VNI_MAX}", self.vni));
+            return Err(RecordError::Vni {
+                vni: self.vni,
+                max: VNI_MAX,
+            });
         }
         let (net, p) =
-            parse_subnet(&self.subnet).ok_or_else(|| format!("bad subnet {}", self.subnet))?;
+            parse_subnet(&self.subnet).ok_or_else(|| RecordError::Subnet(self.subnet.clone()))?;
         if p > 30 {
-            return Err(format!("subnet {} is too small (at most /30)", self.subnet));
+            return Err(RecordError::TooSmall(self.subnet.clone()));
         }
         let g = u32::from(self.gateway);
         let n = u32::from(net);
         if g & mask(p) != n || g == n || g == n | !mask(p) {
-            return Err(format!(
-                "gateway {} is not a host address of {}",
-                self.gateway, self.subnet
-            ));
+            return Err(RecordError::Gateway {
+                gateway: self.gateway,
+                subnet: self.subnet.clone(),
+            });
         }
         Ok(())
     }

@@ -232,7 +232,7 @@ fn client(
                 // Never under the controller's lock: the store may be slow to answer.
                 match crate::clustering::handle(req, ctl, cluster) {
                     Ok(d) => Response::ok(d),
-                    Err(e) => Response::err(e),
+                    Err(e) => Response::err(e.to_string()),
                 }
             }
             Ok(req) => {

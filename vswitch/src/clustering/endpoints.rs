@@ -7,6 +7,7 @@ use std::sync::Mutex;
 
 use ctl::{validate, Data, Request};
 
+use super::VerbError;
 use crate::controller::Controller;
 use crate::wire::MacAddr;
 
@@ -30,7 +31,11 @@ pub fn is_overlay_attach(
 
 /// Answers an `attach` or `detach` on an overlay; the error is the one line `vsctl`
 /// prints, and nothing changed.
-pub fn handle(req: Request, ctl: &Mutex<Controller>, cl: &cluster::Handle) -> Result<Data, String> {
+pub fn handle(
+    req: Request,
+    ctl: &Mutex<Controller>,
+    cl: &cluster::Handle,
+) -> Result<Data, VerbError> {
     match req {
         Request::Attach {
             bridge,
@@ -46,20 +51,24 @@ pub fn handle(req: Request, ctl: &Mutex<Controller>, cl: &cluster::Handle) -> Re
         } => {
             let state = cl.status().state;
             let Some(o) = state.overlays.get(&bridge) else {
-                return Err(format!("overlay {bridge} is not known to the cluster"));
+                return Err(VerbError::UnknownOverlay(bridge));
             };
             let Some(net) = cluster::state::parse_subnet(&o.subnet) else {
-                return Err(format!("overlay {bridge} has a bad subnet {}", o.subnet));
+                return Err(VerbError::OverlaySubnet {
+                    name: bridge,
+                    subnet: o.subnet.clone(),
+                });
             };
             let want = if ip.is_empty() {
                 None
             } else {
                 let (addr, prefix) = validate::cidr(&ip)?;
                 if prefix != net.1 || !cluster::state::overlaps((addr, 32), net) {
-                    return Err(format!(
-                        "{ip} is not an address of overlay {bridge} ({})",
-                        o.subnet
-                    ));
+                    return Err(VerbError::NotInOverlay {
+                        ip,
+                        overlay: bridge,
+                        subnet: o.subnet.clone(),
+                    });
                 }
                 Some(addr)
             };
@@ -67,17 +76,13 @@ pub fn handle(req: Request, ctl: &Mutex<Controller>, cl: &cluster::Handle) -> Re
                 Some(m) => Some(MacAddr(validate::unicast_mac(&m)?).to_string()),
                 None => None,
             };
-            lock(ctl)
-                .attach_precheck(&bridge, &netns, &ifname)
-                .map_err(|e| e.to_string())?;
-            let rec = cl
-                .claim(cluster::Claim {
-                    overlay: bridge.clone(),
-                    ip: want,
-                    mac,
-                    container: container.clone(),
-                })
-                .map_err(|e| e.to_string())?;
+            lock(ctl).attach_precheck(&bridge, &netns, &ifname)?;
+            let rec = cl.claim(cluster::Claim {
+                overlay: bridge.clone(),
+                ip: want,
+                mac,
+                container: container.clone(),
+            })?;
             let ip = format!("{}/{}", rec.ip, net.1);
             let req = Request::Attach {
                 bridge,
@@ -101,7 +106,7 @@ pub fn handle(req: Request, ctl: &Mutex<Controller>, cl: &cluster::Handle) -> Re
                         tracing::warn!(ip = %rec.ip, "address of a failed attach released later: {r}");
                         cl.release_later(rec);
                     }
-                    Err(e.to_string())
+                    Err(e.into())
                 }
             }
         }
@@ -115,7 +120,7 @@ pub fn handle(req: Request, ctl: &Mutex<Controller>, cl: &cluster::Handle) -> Re
             // Released first: if the store cannot take it, the container stays plugged
             // in and keeps its address.
             if let Some(e) = &ep {
-                cl.release(e).map_err(|e| e.to_string())?;
+                cl.release(e)?;
             }
             lock(ctl)
                 .handle(Request::Detach {
@@ -124,8 +129,8 @@ pub fn handle(req: Request, ctl: &Mutex<Controller>, cl: &cluster::Handle) -> Re
                     ifname,
                     container,
                 })
-                .map_err(|e| e.to_string())
+                .map_err(VerbError::from)
         }
-        _ => Err("not an attach or detach".into()),
+        _ => Err(VerbError::NotClusterVerb),
     }
 }
