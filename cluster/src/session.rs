@@ -669,6 +669,27 @@ async fn del_overlay(client: &mut Client, name: &str) -> Result<OverlayRecord, C
             return Err(ClusterError::Refused(format!("no overlay named {name}")));
         };
         let rec: Option<OverlayRecord> = serde_json::from_slice(kv.value()).ok();
+        // Containers of any node still on it: their addresses would outlive it.
+        let held = client
+            .get(
+                keys::ipam_of(name),
+                Some(GetOptions::new().with_prefix().with_keys_only()),
+            )
+            .await
+            .map_err(failed)?;
+        let addrs: std::collections::BTreeSet<String> = held
+            .kvs()
+            .iter()
+            .filter_map(|kv| kv.key_str().ok())
+            .filter_map(|k| k.strip_prefix(&keys::ipam_of(name)).map(str::to_string))
+            .collect();
+        if !addrs.is_empty() {
+            return Err(ClusterError::Refused(format!(
+                "overlay {name} still has {} endpoint(s) ({}); detach them first",
+                addrs.len(),
+                addrs.into_iter().collect::<Vec<_>>().join(", ")
+            )));
+        }
         let mut ops = vec![
             TxnOp::delete(okey.clone(), None),
             TxnOp::put(keys::OVERLAYS_GUARD, name, None),

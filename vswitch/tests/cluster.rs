@@ -999,6 +999,25 @@ fn cluster_ipam_hands_out_unique_addresses_and_endpoints_reach_every_node() {
         );
     }
 
+    // An overlay with a container on any node cannot be deleted from another.
+    lab.nodes[0]
+        .sw
+        .vsctl_ok(&["add-overlay", "ov2", "--subnet", "10.83.0.0/24"]);
+    wait_until("n2 carries ov2", SHORT, || {
+        remotes(&lab.nodes[1].sw, "ov2").is_some()
+    });
+    let lone = lab.name("lone");
+    lab.ns.add(&lone);
+    let (lone_ip, _) = attach_auto(&lab.nodes[1].sw, "ov2", &lone);
+    assert_eq!(lone_ip, "10.83.0.2");
+    refused(
+        &lab.nodes[0].sw,
+        &["del-overlay", "ov2"],
+        "overlay ov2 still has 1 endpoint(s) (10.83.0.2); detach them first",
+    );
+    lab.nodes[1].sw.vsctl_ok(&["detach", "ov2", &lone]);
+    lab.nodes[0].sw.vsctl_ok(&["del-overlay", "ov2"]);
+
     // etcd away: an attach that needs the allocator is refused in one line, and
     // changes nothing.
     lab.etcd.as_mut().unwrap().kill();
