@@ -7,8 +7,8 @@
 //! | `/vswitch/v1/overlays/<name>` | [`crate::OverlayRecord`]: VNI, subnet, gateway | none |
 //! | `/vswitch/v1/vnis/<vni>` | the overlay's name: the VNI's claim, created with it | none |
 //! | `/vswitch/v1/guard/overlays` | bumped by every overlay change, so a change that checked the others (subnet overlap) commits only if none changed since | none |
-//! | `/vswitch/v1/endpoints/<overlay>/<mac>` | reserved: an endpoint, `{"node": …}` (later) | the owner's |
-//! | `/vswitch/v1/ipam/<overlay>/<ip>` | reserved: an address claim (later) | the owner's |
+//! | `/vswitch/v1/endpoints/<overlay>/<mac>` | [`crate::EndpointRecord`]: node, MAC, address | the owner's |
+//! | `/vswitch/v1/ipam/<overlay>/<ip>` | the same record: the address's claim, created with the endpoint in one transaction | the owner's |
 
 /// Where every key of the cluster lives.
 pub const PREFIX: &str = "/vswitch/v1/";
@@ -18,9 +18,9 @@ pub const NODES: &str = "/vswitch/v1/nodes/";
 pub const OVERLAYS: &str = "/vswitch/v1/overlays/";
 /// VNI claims.
 pub const VNIS: &str = "/vswitch/v1/vnis/";
-/// Endpoints (reserved for endpoint distribution).
+/// Endpoints, under their nodes' leases.
 pub const ENDPOINTS: &str = "/vswitch/v1/endpoints/";
-/// Address claims (reserved for cluster IPAM).
+/// Address claims, under their nodes' leases.
 pub const IPAM: &str = "/vswitch/v1/ipam/";
 /// The overlays' guard key.
 pub const OVERLAYS_GUARD: &str = "/vswitch/v1/guard/overlays";
@@ -38,6 +38,21 @@ pub fn overlay(name: &str) -> String {
 /// The claim of VNI `vni`.
 pub fn vni(vni: u32) -> String {
     format!("{VNIS}{vni}")
+}
+
+/// The claim of address `ip` in overlay `overlay`.
+pub fn ipam(overlay: &str, ip: std::net::Ipv4Addr) -> String {
+    format!("{IPAM}{overlay}/{ip}")
+}
+
+/// Where overlay `overlay`'s address claims live.
+pub fn ipam_of(overlay: &str) -> String {
+    format!("{IPAM}{overlay}/")
+}
+
+/// The endpoint with MAC `mac` (lower-case, colon-separated) in overlay `overlay`.
+pub fn endpoint(overlay: &str, mac: &str) -> String {
+    format!("{ENDPOINTS}{overlay}/{mac}")
 }
 
 #[cfg(test)]

@@ -3,13 +3,20 @@
 //! under a lease it keeps alive, watches everything under [`keys::PREFIX`] from the last
 //! revision it saw (listing again after a compaction or a reconnection), and hands the
 //! controller the resulting desired state ([`State`]) through [`Handle::take_update`];
-//! cluster changes (`add-overlay`, `del-overlay`) are etcd transactions
-//! (compare-and-create), never a read followed by a blind write.
+//! cluster changes (`add-overlay`, `del-overlay`, an address claimed for an `attach`)
+//! are etcd transactions (compare-and-create), never a read followed by a blind write.
+//!
+//! The endpoints this node owns (its containers on overlays) live under its lease: the
+//! controller says which they are ([`Handle::set_owned`]) and the session puts them
+//! back under every new lease, so they come back by themselves after the node lost its
+//! lease; the ones it drops are released (deleted if still ours) until that succeeds.
 //!
 //! Its async runtime runs on a thread of its own; the daemon talks to it through
 //! channels, with a deadline on every request, so neither the dataplane nor the control
 //! thread ever waits on etcd longer than that.
 
+mod error;
+mod ipam;
 pub mod keys;
 mod session;
 pub mod state;
@@ -20,7 +27,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub use state::{NodeRecord, OverlayRecord, State};
+pub use error::{RecordError, SessionError, SetupError};
+pub use state::{EndpointRecord, NodeRecord, OverlayRecord, State};
 
 /// Default lease TTL, seconds.
 pub const DEFAULT_TTL: u64 = 10;
@@ -61,28 +69,26 @@ impl std::fmt::Debug for Tls {
 }
 
 /// The endpoints of a store URL, as gRPC URIs, and whether it is TLS.
-pub fn endpoints(store: &str) -> Result<(Vec<String>, bool), String> {
+pub fn endpoints(store: &str) -> Result<(Vec<String>, bool), SetupError> {
     let (rest, tls) = if let Some(r) = store.strip_prefix("etcd://") {
         (r, false)
     } else if let Some(r) = store.strip_prefix("etcds://") {
         (r, true)
     } else {
-        return Err(format!(
-            "cluster store {store:?} must be etcd://HOST:PORT[,HOST:PORT...] or etcds://..."
-        ));
+        return Err(SetupError::StoreUrl(store.to_string()));
     };
     let scheme = if tls { "https" } else { "http" };
     let mut out = Vec::new();
     for hp in rest.trim_end_matches('/').split(',') {
         let Some((host, port)) = hp.rsplit_once(':') else {
-            return Err(format!("cluster store endpoint {hp:?} needs HOST:PORT"));
+            return Err(SetupError::StoreEndpoint(hp.to_string()));
         };
         let host_ok = !host.is_empty()
             && host
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"-._[]:".contains(&b));
         if !host_ok || port.parse::<u16>().map_or(true, |p| p == 0) {
-            return Err(format!("cluster store endpoint {hp:?} needs HOST:PORT"));
+            return Err(SetupError::StoreEndpoint(hp.to_string()));
         }
         out.push(format!("{scheme}://{host}:{port}"));
     }
@@ -91,22 +97,28 @@ pub fn endpoints(store: &str) -> Result<(Vec<String>, bool), String> {
 
 /// Reads the CA, certificate and key of a TLS client. A key readable or writable by
 /// others than its owner and group is refused.
-pub fn load_tls(ca: &Path, cert: &Path, key: &Path) -> Result<Tls, String> {
+pub fn load_tls(ca: &Path, cert: &Path, key: &Path) -> Result<Tls, SetupError> {
     use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(key)
-        .map_err(|e| format!("cannot read cluster key {}: {e}", key.display()))?;
+    let unreadable = |what: &'static str, p: &Path, e: std::io::Error| SetupError::Unreadable {
+        what,
+        path: p.to_path_buf(),
+        why: e.to_string(),
+    };
+    let meta = std::fs::metadata(key).map_err(|e| unreadable("key", key, e))?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o007 != 0 {
-        return Err(format!(
-            "cluster key {} is accessible to others (mode {mode:04o}); chmod 600 it",
-            key.display()
-        ));
+        return Err(SetupError::KeyOpen {
+            path: key.to_path_buf(),
+            mode,
+        });
     }
-    let read = |what: &str, p: &Path| -> Result<Vec<u8>, String> {
-        let b = std::fs::read(p)
-            .map_err(|e| format!("cannot read cluster {what} {}: {e}", p.display()))?;
+    let read = |what: &'static str, p: &Path| -> Result<Vec<u8>, SetupError> {
+        let b = std::fs::read(p).map_err(|e| unreadable(what, p, e))?;
         if !b.windows(10).any(|w| w == b"-----BEGIN") {
-            return Err(format!("cluster {what} {} is not PEM", p.display()));
+            return Err(SetupError::NotPem {
+                what,
+                path: p.to_path_buf(),
+            });
         }
         Ok(b)
     };
@@ -170,6 +182,29 @@ pub(crate) enum Cmd {
         deadline: Instant,
         reply: std::sync::mpsc::Sender<Result<OverlayRecord, ClusterError>>,
     },
+    Claim {
+        claim: Claim,
+        deadline: Instant,
+        reply: std::sync::mpsc::Sender<Result<EndpointRecord, ClusterError>>,
+    },
+    Release {
+        record: EndpointRecord,
+        deadline: Instant,
+        reply: std::sync::mpsc::Sender<Result<(), ClusterError>>,
+    },
+    /// The owned or released endpoints changed.
+    Sync,
+}
+
+/// What `attach` asks of the cluster's allocator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub overlay: String,
+    /// This address (`--ip`), or the lowest free one.
+    pub ip: Option<Ipv4Addr>,
+    /// This MAC, or [`state::mac_for`] the address.
+    pub mac: Option<String>,
+    pub container: String,
 }
 
 /// What the session and the handle share.
@@ -178,11 +213,21 @@ pub(crate) struct Shared {
     pub status: Mutex<Status>,
     /// The newest state the controller has not taken yet.
     pub pending: Mutex<Option<State>>,
+    /// This node's endpoints, by `ipam/` key, as the controller last said.
+    pub owned: Mutex<BTreeMap<String, EndpointRecord>>,
+    /// Endpoints to release (deleted if they still hold these values), by `ipam/` key.
+    pub releasing: Mutex<BTreeMap<String, EndpointRecord>>,
 }
 
 impl Shared {
     pub(crate) fn status(&self) -> std::sync::MutexGuard<'_, Status> {
         self.status.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    pub(crate) fn owned(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, EndpointRecord>> {
+        self.owned.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    pub(crate) fn releasing(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, EndpointRecord>> {
+        self.releasing.lock().unwrap_or_else(|p| p.into_inner())
     }
     pub(crate) fn publish(&self, s: State) {
         *self.pending.lock().unwrap_or_else(|p| p.into_inner()) = Some(s);
@@ -214,13 +259,13 @@ pub fn now_secs() -> u64 {
 }
 
 /// Starts the cluster thread for `settings`, with `cached` as the state known so far.
-pub fn start(settings: Settings, cached: State, mode: JoinMode) -> Result<Handle, String> {
+pub fn start(settings: Settings, cached: State, mode: JoinMode) -> Result<Handle, SetupError> {
     let (eps, tls) = endpoints(&settings.store)?;
     if tls != settings.tls.is_some() {
         return Err(if tls {
-            "etcds:// needs --cluster-ca, --cluster-cert and --cluster-key".into()
+            SetupError::TlsFilesMissing
         } else {
-            "--cluster-ca/--cluster-cert/--cluster-key need an etcds:// store".into()
+            SetupError::TlsWithoutEtcds
         });
     }
     let settings = Arc::new(settings);
@@ -231,7 +276,10 @@ pub fn start(settings: Settings, cached: State, mode: JoinMode) -> Result<Handle
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the cluster runtime: {e}"))?;
+        .map_err(|e| SetupError::Thread {
+            what: "runtime",
+            why: e.to_string(),
+        })?;
     let run = session::Runner {
         settings: settings.clone(),
         endpoints: eps,
@@ -245,22 +293,19 @@ pub fn start(settings: Settings, cached: State, mode: JoinMode) -> Result<Handle
     std::thread::Builder::new()
         .name("vswitch-cluster".into())
         .spawn(move || rt.block_on(run.run()))
-        .map_err(|e| format!("cannot start the cluster thread: {e}"))?;
+        .map_err(|e| SetupError::Thread {
+            what: "thread",
+            why: e.to_string(),
+        })?;
     if let JoinMode::Now(d) = mode {
+        let join = |why: String| SetupError::Join {
+            store: settings.store.clone(),
+            why,
+        };
         match first_rx.recv_timeout(d + Duration::from_secs(1)) {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                return Err(format!(
-                    "cannot join the cluster at {}: {e}",
-                    settings.store
-                ))
-            }
-            Err(_) => {
-                return Err(format!(
-                    "cannot join the cluster at {}: cluster store unreachable",
-                    settings.store
-                ))
-            }
+            Ok(Err(e)) => return Err(join(e)),
+            Err(_) => return Err(join(ClusterError::Unreachable.to_string())),
         }
     }
     Ok(Handle {
@@ -290,10 +335,10 @@ impl Handle {
             .take()
     }
 
-    fn ask(
+    fn ask<T>(
         &self,
-        make: impl FnOnce(Instant, std::sync::mpsc::Sender<Result<OverlayRecord, ClusterError>>) -> Cmd,
-    ) -> Result<OverlayRecord, ClusterError> {
+        make: impl FnOnce(Instant, std::sync::mpsc::Sender<Result<T, ClusterError>>) -> Cmd,
+    ) -> Result<T, ClusterError> {
         let deadline = Instant::now() + REQUEST_DEADLINE;
         let (tx, rx) = std::sync::mpsc::channel();
         self.cmds
@@ -320,6 +365,60 @@ impl Handle {
             deadline,
             reply,
         })
+    }
+
+    /// Claims an address (and the endpoint's MAC) in an overlay under this node's
+    /// lease, in one transaction that creates both keys or neither.
+    pub fn claim(&self, claim: Claim) -> Result<EndpointRecord, ClusterError> {
+        self.ask(|deadline, reply| Cmd::Claim {
+            claim,
+            deadline,
+            reply,
+        })
+    }
+
+    /// Releases an endpoint and its address now (if they are still this record's).
+    pub fn release(&self, record: &EndpointRecord) -> Result<(), ClusterError> {
+        let record = record.clone();
+        self.ask(|deadline, reply| Cmd::Release {
+            record,
+            deadline,
+            reply,
+        })
+    }
+
+    /// Releases an endpoint as soon as the store can take it (now, or in the next
+    /// session): for a claim whose container could not be plugged in.
+    pub fn release_later(&self, record: EndpointRecord) {
+        self.shared.releasing().insert(record.ipam_key(), record);
+        let _ = self.cmds.send(Cmd::Sync);
+    }
+
+    /// Says which endpoints this node owns now. Those it owned before and not now are
+    /// released (retried until the store has taken it); new ones are published under
+    /// the node's lease, and every one is put back under a new lease after a
+    /// re-registration.
+    pub fn set_owned(&self, now: Vec<EndpointRecord>) {
+        let next: BTreeMap<String, EndpointRecord> =
+            now.into_iter().map(|e| (e.ipam_key(), e)).collect();
+        let mut owned = self.shared.owned();
+        if *owned == next {
+            return;
+        }
+        {
+            let mut rel = self.shared.releasing();
+            for (k, e) in owned.iter() {
+                if next.get(k) != Some(e) {
+                    rel.insert(k.clone(), e.clone());
+                }
+            }
+            for k in next.keys() {
+                rel.remove(k);
+            }
+        }
+        *owned = next;
+        drop(owned);
+        let _ = self.cmds.send(Cmd::Sync);
     }
 }
 
@@ -367,12 +466,15 @@ mod tests {
         }
         std::fs::set_permissions(d.join("key"), std::fs::Permissions::from_mode(0o644)).unwrap();
         let e = load_tls(&d.join("ca"), &d.join("cert"), &d.join("key")).unwrap_err();
-        assert!(e.contains("accessible to others (mode 0644)"), "{e}");
+        assert!(
+            e.to_string().contains("accessible to others (mode 0644)"),
+            "{e}"
+        );
         std::fs::set_permissions(d.join("key"), std::fs::Permissions::from_mode(0o600)).unwrap();
         assert!(load_tls(&d.join("ca"), &d.join("cert"), &d.join("key")).is_ok());
         std::fs::write(d.join("ca"), "nope").unwrap();
         let e = load_tls(&d.join("ca"), &d.join("cert"), &d.join("key")).unwrap_err();
-        assert!(e.contains("is not PEM"), "{e}");
+        assert!(e.to_string().contains("is not PEM"), "{e}");
         let _ = std::fs::remove_dir_all(&d);
     }
 }

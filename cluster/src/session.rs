@@ -12,9 +12,18 @@ use etcd_client::{
 
 use crate::state::{overlaps, parse_subnet, AUTO_VNI_MIN, VNI_MAX};
 use crate::{
-    keys, now_secs, ClusterError, Cmd, Departed, NodeRecord, OverlayRecord, OverlaySpec, Settings,
-    Shared, State,
+    keys, now_secs, ClusterError, Cmd, Departed, EndpointRecord, NodeRecord, OverlayRecord,
+    OverlaySpec, SessionError, Settings, Shared, State,
 };
+
+/// What requests served inside a session need of it.
+pub(crate) struct Ctx {
+    /// The node's lease: every endpoint and claim lives under it.
+    pub lease: i64,
+    pub node: String,
+    /// The `ipam/` keys of owned endpoints put under this lease in this session.
+    pub published: std::collections::BTreeSet<String>,
+}
 
 /// Longest wait for one etcd call.
 const CALL: Duration = Duration::from_secs(3);
@@ -35,7 +44,7 @@ enum End {
     /// The daemon is gone (its handle dropped).
     Closed,
     /// The store failed us; try again.
-    Failed(String),
+    Failed(SessionError),
 }
 
 /// One line from an etcd error, with its causes.
@@ -95,17 +104,23 @@ const FIRST_TRIES: u32 = 4;
 
 async fn call<T>(
     f: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
-    what: &str,
-) -> Result<T, String> {
+    what: &'static str,
+) -> Result<T, SessionError> {
     match tokio::time::timeout(CALL, f).await {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(format!("{what}: {}", describe(&e))),
-        Err(_) => Err(format!("{what}: no answer within {}s", CALL.as_secs())),
+        Ok(Err(e)) => Err(SessionError::Call {
+            what,
+            why: describe(&e),
+        }),
+        Err(_) => Err(SessionError::Timeout {
+            what,
+            secs: CALL.as_secs(),
+        }),
     }
 }
 
 /// The raw keys and values under the prefix, and the revision they were read at.
-async fn list(client: &mut Client) -> Result<(BTreeMap<String, Vec<u8>>, i64), String> {
+async fn list(client: &mut Client) -> Result<(BTreeMap<String, Vec<u8>>, i64), SessionError> {
     let resp = call(
         client.get(keys::PREFIX, Some(GetOptions::new().with_prefix())),
         "list",
@@ -128,7 +143,7 @@ impl Runner {
             let end = self.session().await;
             let why = match end {
                 End::Closed => return,
-                End::Failed(why) => why,
+                End::Failed(why) => why.to_string(),
             };
             tries += 1;
             if self.first.is_some() && unclear(&why) && tries < FIRST_TRIES {
@@ -200,20 +215,20 @@ impl Runner {
                 vtep: self.settings.advertise,
                 started: now_secs(),
             };
-            let value = serde_json::to_vec(&me).map_err(|e| e.to_string())?;
+            let value = serde_json::to_vec(&me).map_err(|e| SessionError::Encode(e.to_string()))?;
             if let Err(e) = register(&mut client, &me, value, lease).await {
                 let _ = call(client.lease_revoke(lease), "revoke").await;
                 return Err(e);
             }
             let (kvs, rev) = list(&mut client).await?;
-            Ok::<_, String>((client, lease, kvs, rev))
+            Ok::<_, SessionError>((client, lease, kvs, rev))
         };
         let deadline = self.first.as_ref().map_or(Duration::from_secs(10), |f| f.1);
         let (mut client, lease, mut kvs, mut rev) =
             match tokio::time::timeout(deadline, setup).await {
                 Ok(Ok(v)) => v,
                 Ok(Err(e)) => return End::Failed(e),
-                Err(_) => return End::Failed("no answer in time".into()),
+                Err(_) => return End::Failed(SessionError::Setup),
             };
         if let Some((first, _)) = self.first.take() {
             if first.send(Ok(())).is_err() {
@@ -224,6 +239,15 @@ impl Runner {
         }
         tracing::info!(node = %self.settings.node, store = %self.settings.store, revision = rev, "joined the cluster");
         self.update(&kvs, true);
+        let mut ctx = Ctx {
+            lease,
+            node: self.settings.node.clone(),
+            published: Default::default(),
+        };
+        // The endpoints this node owned go (back) under the new lease.
+        if let Err(e) = sync(&self.shared, &mut client, &mut ctx).await {
+            return End::Failed(e);
+        }
 
         let (mut keeper, mut alive) = match call(client.lease_keep_alive(lease), "keepalive").await
         {
@@ -244,10 +268,10 @@ impl Runner {
                     }
                 }
                 m = alive.message() => match m {
-                    Ok(Some(r)) if r.ttl() <= 0 => return End::Failed("the node's lease expired".into()),
+                    Ok(Some(r)) if r.ttl() <= 0 => return End::Failed(SessionError::LeaseExpired),
                     Ok(Some(_)) => {}
-                    Ok(None) => return End::Failed("keepalive stream closed".into()),
-                    Err(e) => return End::Failed(format!("keepalive: {}", describe(&e))),
+                    Ok(None) => return End::Failed(SessionError::StreamClosed("keepalive")),
+                    Err(e) => return End::Failed(SessionError::Call { what: "keepalive", why: describe(&e) }),
                 },
                 m = watch.message() => match m {
                     Ok(Some(r)) => {
@@ -282,15 +306,20 @@ impl Runner {
                         }
                         self.update(&kvs, changed);
                     }
-                    Ok(None) => return End::Failed("watch stream closed".into()),
-                    Err(e) => return End::Failed(format!("watch: {}", describe(&e))),
+                    Ok(None) => return End::Failed(SessionError::StreamClosed("watch")),
+                    Err(e) => return End::Failed(SessionError::Call { what: "watch", why: describe(&e) }),
                 },
                 c = self.cmds.recv() => match c {
                     None => {
                         let _ = call(client.lease_revoke(lease), "revoke").await;
                         return End::Closed;
                     }
-                    Some(c) => serve(&mut client, c).await,
+                    Some(Cmd::Sync) => {
+                        if let Err(e) = sync(&self.shared, &mut client, &mut ctx).await {
+                            return End::Failed(e);
+                        }
+                    }
+                    Some(c) => serve(&self.shared, &mut client, &mut ctx, c).await,
                 },
             }
         }
@@ -300,7 +329,7 @@ impl Runner {
         &self,
         client: &mut Client,
         rev: i64,
-    ) -> Result<(etcd_client::Watcher, etcd_client::WatchStream), String> {
+    ) -> Result<(etcd_client::Watcher, etcd_client::WatchStream), SessionError> {
         call(
             client.watch(
                 keys::PREFIX,
@@ -362,7 +391,7 @@ async fn register(
     me: &NodeRecord,
     value: Vec<u8>,
     lease: i64,
-) -> Result<(), String> {
+) -> Result<(), SessionError> {
     let key = keys::node(&me.name);
     let put = || {
         TxnOp::put(
@@ -395,10 +424,10 @@ async fn register(
         });
         let Some((rev, old)) = held else { continue };
         if let Some(o) = old.as_ref().filter(|o| o.vtep != me.vtep) {
-            return Err(format!(
-                "node name {} is taken by the node at {} (pick another --node, or wait for its lease to expire)",
-                me.name, o.vtep
-            ));
+            return Err(SessionError::NameTaken {
+                name: me.name.clone(),
+                vtep: o.vtep,
+            });
         }
         let txn = Txn::new()
             .when(vec![Compare::mod_revision(
@@ -411,7 +440,7 @@ async fn register(
             return Ok(());
         }
     }
-    Err("register: the node's key kept changing".into())
+    Err(SessionError::KeyChurn)
 }
 
 fn refuse(c: Cmd) {
@@ -419,11 +448,44 @@ fn refuse(c: Cmd) {
         Cmd::AddOverlay { reply, .. } | Cmd::DelOverlay { reply, .. } => {
             let _ = reply.send(Err(ClusterError::Unreachable));
         }
+        Cmd::Claim { reply, .. } => {
+            let _ = reply.send(Err(ClusterError::Unreachable));
+        }
+        Cmd::Release { reply, .. } => {
+            let _ = reply.send(Err(ClusterError::Unreachable));
+        }
+        // What it would do is kept in the shared sets: the next session does it.
+        Cmd::Sync => {}
     }
 }
 
-async fn serve(client: &mut Client, c: Cmd) {
+async fn serve(shared: &Shared, client: &mut Client, ctx: &mut Ctx, c: Cmd) {
     match c {
+        Cmd::Sync => {}
+        Cmd::Claim {
+            claim,
+            deadline,
+            reply,
+        } => {
+            let r = bounded(deadline, crate::ipam::claim(client, ctx, &claim)).await;
+            if let Ok(e) = &r {
+                // A release of the same record still queued must not undo this claim.
+                shared.releasing().remove(&e.ipam_key());
+                ctx.published.insert(e.ipam_key());
+            }
+            let _ = reply.send(r);
+        }
+        Cmd::Release {
+            record,
+            deadline,
+            reply,
+        } => {
+            let r = bounded(deadline, crate::ipam::release(client, &record)).await;
+            if r.is_ok() {
+                ctx.published.remove(&record.ipam_key());
+            }
+            let _ = reply.send(r);
+        }
         Cmd::AddOverlay {
             spec,
             deadline,
@@ -457,7 +519,7 @@ async fn bounded<T>(
 }
 
 /// An etcd error met while serving a request.
-fn failed(e: etcd_client::Error) -> ClusterError {
+pub(crate) fn failed(e: etcd_client::Error) -> ClusterError {
     match &e {
         etcd_client::Error::GRpcStatus(s)
             if !matches!(
@@ -573,7 +635,7 @@ async fn add_overlay(
             gateway,
         };
         if let Err(e) = rec.check() {
-            return refuse(e);
+            return refuse(e.to_string());
         }
         let value = serde_json::to_vec(&rec).map_err(|e| ClusterError::Refused(e.to_string()))?;
         let okey = keys::overlay(&rec.name);
@@ -607,6 +669,27 @@ async fn del_overlay(client: &mut Client, name: &str) -> Result<OverlayRecord, C
             return Err(ClusterError::Refused(format!("no overlay named {name}")));
         };
         let rec: Option<OverlayRecord> = serde_json::from_slice(kv.value()).ok();
+        // Containers of any node still on it: their addresses would outlive it.
+        let held = client
+            .get(
+                keys::ipam_of(name),
+                Some(GetOptions::new().with_prefix().with_keys_only()),
+            )
+            .await
+            .map_err(failed)?;
+        let addrs: std::collections::BTreeSet<String> = held
+            .kvs()
+            .iter()
+            .filter_map(|kv| kv.key_str().ok())
+            .filter_map(|k| k.strip_prefix(&keys::ipam_of(name)).map(str::to_string))
+            .collect();
+        if !addrs.is_empty() {
+            return Err(ClusterError::Refused(format!(
+                "overlay {name} still has {} endpoint(s) ({}); detach them first",
+                addrs.len(),
+                addrs.into_iter().collect::<Vec<_>>().join(", ")
+            )));
+        }
         let mut ops = vec![
             TxnOp::delete(okey.clone(), None),
             TxnOp::put(keys::OVERLAYS_GUARD, name, None),
@@ -634,4 +717,49 @@ async fn del_overlay(client: &mut Client, name: &str) -> Result<OverlayRecord, C
     Err(ClusterError::Refused(
         "the overlay kept changing; try again".into(),
     ))
+}
+
+/// Releases what the controller dropped and publishes what it owns and this session has
+/// not put under its lease yet. An error means the store failed: the session ends, and
+/// the next one starts with this again.
+async fn sync(shared: &Shared, client: &mut Client, ctx: &mut Ctx) -> Result<(), SessionError> {
+    let releasing: Vec<(String, EndpointRecord)> = shared
+        .releasing()
+        .iter()
+        .map(|(k, e)| (k.clone(), e.clone()))
+        .collect();
+    for (k, e) in releasing {
+        match crate::ipam::release(client, &e).await {
+            Ok(()) => {
+                tracing::info!(overlay = %e.overlay, ip = %e.ip, mac = %e.mac, "endpoint released");
+            }
+            Err(ClusterError::Refused(why)) => {
+                tracing::warn!(overlay = %e.overlay, ip = %e.ip, "cannot release: {why}");
+            }
+            Err(ClusterError::Unreachable) => return Err(SessionError::Unreachable("release")),
+        }
+        let mut rel = shared.releasing();
+        if rel.get(&k) == Some(&e) {
+            rel.remove(&k);
+        }
+        ctx.published.remove(&k);
+    }
+    let owned: Vec<(String, EndpointRecord)> = shared
+        .owned()
+        .iter()
+        .filter(|(k, _)| !ctx.published.contains(*k))
+        .map(|(k, e)| (k.clone(), e.clone()))
+        .collect();
+    for (k, e) in owned {
+        match crate::ipam::publish(client, ctx.lease, &e).await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(
+                overlay = %e.overlay, ip = %e.ip, mac = %e.mac,
+                "the endpoint's address or MAC is another's now; not published"
+            ),
+            Err(_) => return Err(SessionError::Unreachable("publish")),
+        }
+        ctx.published.insert(k);
+    }
+    Ok(())
 }

@@ -8,6 +8,7 @@ use std::net::Ipv4Addr;
 use serde::{Deserialize, Serialize};
 
 use crate::keys;
+use crate::RecordError;
 
 /// A node, as stored under `nodes/<name>` (under its lease).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,10 +32,56 @@ pub struct OverlayRecord {
     pub gateway: Ipv4Addr,
 }
 
-/// An endpoint's owner, the one field of `endpoints/<overlay>/<mac>` read so far.
-#[derive(Debug, Clone, Deserialize)]
-struct EndpointOwner {
-    node: String,
+/// A container's interface on an overlay, as stored under both
+/// `endpoints/<overlay>/<mac>` and `ipam/<overlay>/<ip>` (under its node's lease). The
+/// same bytes under both keys: a release compares them, so it never deletes a claim
+/// that another node made since.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointRecord {
+    pub overlay: String,
+    /// Lower-case, colon-separated.
+    pub mac: String,
+    pub ip: Ipv4Addr,
+    /// The node the container runs on.
+    pub node: String,
+    /// What the user named the container by.
+    #[serde(default)]
+    pub container: String,
+}
+
+impl EndpointRecord {
+    /// Its key under `endpoints/`.
+    pub fn endpoint_key(&self) -> String {
+        keys::endpoint(&self.overlay, &self.mac)
+    }
+    /// Its key under `ipam/`.
+    pub fn ipam_key(&self) -> String {
+        keys::ipam(&self.overlay, self.ip)
+    }
+    /// The value stored under both keys.
+    pub fn value(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+/// The MAC an endpoint gets when none is asked for: `02:42:` and its address, as
+/// Docker's overlay driver does, so it is unique wherever the address is.
+pub fn mac_for(ip: Ipv4Addr) -> String {
+    let o = ip.octets();
+    format!("02:42:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3])
+}
+
+/// Whether `s` is a unicast MAC written lower-case with colons.
+fn canonical_mac(s: &str) -> bool {
+    let parts: Vec<&str> = s.split(':').collect();
+    parts.len() == 6
+        && parts.iter().all(|p| {
+            p.len() == 2
+                && p.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
+        && u8::from_str_radix(parts[0], 16).is_ok_and(|b| b & 1 == 0)
 }
 
 /// The cluster's desired state as one node sees it.
@@ -50,6 +97,9 @@ pub struct State {
     /// Endpoints per node.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub endpoints: BTreeMap<String, u32>,
+    /// The endpoints of each overlay, by MAC.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub members: BTreeMap<String, BTreeMap<String, EndpointRecord>>,
 }
 
 impl State {
@@ -74,13 +124,27 @@ impl State {
                         s.overlays.insert(o.name.clone(), o);
                     }
                     Ok(o) => {
-                        tracing::warn!(key = %k, "bad overlay record skipped: {}", o.check().err().unwrap_or_else(|| "name does not match its key".into()))
+                        tracing::warn!(key = %k, "bad overlay record skipped: {}", o.check().err().map_or_else(|| "name does not match its key".into(), |e| e.to_string()))
                     }
                     Err(e) => tracing::warn!(key = %k, "bad overlay record skipped: {e}"),
                 }
-            } else if k.starts_with(keys::ENDPOINTS) {
-                if let Ok(e) = serde_json::from_slice::<EndpointOwner>(v) {
-                    *s.endpoints.entry(e.node).or_default() += 1;
+            } else if let Some(rest) = k.strip_prefix(keys::ENDPOINTS) {
+                match serde_json::from_slice::<EndpointRecord>(v) {
+                    Ok(e)
+                        if rest.split_once('/') == Some((e.overlay.as_str(), e.mac.as_str()))
+                            && canonical_mac(&e.mac)
+                            && valid_name(&e.node) =>
+                    {
+                        *s.endpoints.entry(e.node.clone()).or_default() += 1;
+                        s.members
+                            .entry(e.overlay.clone())
+                            .or_default()
+                            .insert(e.mac.clone(), e);
+                    }
+                    Ok(_) => {
+                        tracing::warn!(key = %k, "endpoint record does not match its key; skipped")
+                    }
+                    Err(e) => tracing::warn!(key = %k, "bad endpoint record skipped: {e}"),
                 }
             }
         }
@@ -146,6 +210,26 @@ fn mask(p: u8) -> u32 {
     }
 }
 
+/// The addresses of `subnet` an endpoint may get, lowest first: neither the network's
+/// nor its broadcast address, nor the gateway's.
+pub fn host_addresses(subnet: (Ipv4Addr, u8), gateway: Ipv4Addr) -> impl Iterator<Item = Ipv4Addr> {
+    let (net, p) = subnet;
+    let n = u32::from(net) & mask(p);
+    let last = n | !mask(p);
+    let g = u32::from(gateway);
+    (n.saturating_add(1)..last)
+        .filter(move |a| *a != g)
+        .map(Ipv4Addr::from)
+}
+
+/// Whether `ip` is one of [`host_addresses`].
+pub fn is_host_address(subnet: (Ipv4Addr, u8), gateway: Ipv4Addr, ip: Ipv4Addr) -> bool {
+    let (net, p) = subnet;
+    let n = u32::from(net) & mask(p);
+    let a = u32::from(ip);
+    a & mask(p) == n && a != n && a != n | !mask(p) && ip != gateway
+}
+
 /// Whether two subnets share an address.
 pub fn overlaps(a: (Ipv4Addr, u8), b: (Ipv4Addr, u8)) -> bool {
     let m = mask(a.1.min(b.1));
@@ -153,26 +237,29 @@ pub fn overlaps(a: (Ipv4Addr, u8), b: (Ipv4Addr, u8)) -> bool {
 }
 
 impl OverlayRecord {
-    /// Checks a record's fields; the error is a line for the user.
-    pub fn check(&self) -> Result<(), String> {
+    /// Checks a record's fields.
+    pub fn check(&self) -> Result<(), RecordError> {
         if !valid_name(&self.name) || self.name.len() > 15 {
-            return Err(format!("bad overlay name {:?}", self.name));
+            return Err(RecordError::Name(self.name.clone()));
         }
         if self.vni == 0 || self.vni > VNI_MAX {
-            return Err(format!("VNI {} out of range 1-{VNI_MAX}", self.vni));
+            return Err(RecordError::Vni {
+                vni: self.vni,
+                max: VNI_MAX,
+            });
         }
         let (net, p) =
-            parse_subnet(&self.subnet).ok_or_else(|| format!("bad subnet {}", self.subnet))?;
+            parse_subnet(&self.subnet).ok_or_else(|| RecordError::Subnet(self.subnet.clone()))?;
         if p > 30 {
-            return Err(format!("subnet {} is too small (at most /30)", self.subnet));
+            return Err(RecordError::TooSmall(self.subnet.clone()));
         }
         let g = u32::from(self.gateway);
         let n = u32::from(net);
         if g & mask(p) != n || g == n || g == n | !mask(p) {
-            return Err(format!(
-                "gateway {} is not a host address of {}",
-                self.gateway, self.subnet
-            ));
+            return Err(RecordError::Gateway {
+                gateway: self.gateway,
+                subnet: self.subnet.clone(),
+            });
         }
         Ok(())
     }
@@ -206,6 +293,23 @@ mod tests {
         assert!(overlaps(a, b) && overlaps(b, a));
         assert!(!overlaps(a, c));
         assert!(overlaps(parse_subnet("0.0.0.0/0").unwrap(), c));
+    }
+
+    #[test]
+    fn host_addresses_skip_network_broadcast_and_gateway() {
+        let net = parse_subnet("10.1.0.0/29").unwrap();
+        let g = Ipv4Addr::new(10, 1, 0, 1);
+        let v: Vec<Ipv4Addr> = host_addresses(net, g).collect();
+        assert_eq!(v.first(), Some(&Ipv4Addr::new(10, 1, 0, 2)));
+        assert_eq!(v.last(), Some(&Ipv4Addr::new(10, 1, 0, 6)));
+        assert_eq!(v.len(), 5);
+        for a in [[10, 1, 0, 0], [10, 1, 0, 1], [10, 1, 0, 7], [10, 1, 0, 8]] {
+            assert!(!is_host_address(net, g, a.into()), "{a:?}");
+        }
+        assert!(is_host_address(net, g, Ipv4Addr::new(10, 1, 0, 3)));
+        assert_eq!(mac_for(Ipv4Addr::new(10, 1, 0, 10)), "02:42:0a:01:00:0a");
+        assert!(canonical_mac(&mac_for(Ipv4Addr::new(10, 1, 0, 10))));
+        assert!(!canonical_mac("02:42:0A:01:00:0a"));
     }
 
     #[test]
@@ -252,12 +356,25 @@ mod tests {
         kvs.insert(keys::overlay("o4"), b"{}".to_vec());
         kvs.insert(
             format!("{}o1/02:00:00:00:00:01", keys::ENDPOINTS),
-            br#"{"node":"b"}"#.to_vec(),
+            br#"{"overlay":"o1","mac":"02:00:00:00:00:01","ip":"10.1.0.5","node":"b"}"#.to_vec(),
         );
+        // A record under another MAC's key, a group MAC, garbage: skipped.
+        kvs.insert(
+            format!("{}o1/02:00:00:00:00:02", keys::ENDPOINTS),
+            br#"{"overlay":"o1","mac":"02:00:00:00:00:01","ip":"10.1.0.6","node":"b"}"#.to_vec(),
+        );
+        kvs.insert(
+            format!("{}o1/03:00:00:00:00:03", keys::ENDPOINTS),
+            br#"{"overlay":"o1","mac":"03:00:00:00:00:03","ip":"10.1.0.7","node":"b"}"#.to_vec(),
+        );
+        kvs.insert(format!("{}o1/x", keys::ENDPOINTS), b"{".to_vec());
         let s = State::from_kvs(&kvs);
         assert_eq!(s.nodes.keys().collect::<Vec<_>>(), ["a", "b", "e"]);
         assert_eq!(s.overlays.keys().collect::<Vec<_>>(), ["o1"]);
         assert_eq!(s.endpoints.get("b"), Some(&1));
+        let m = &s.members["o1"]["02:00:00:00:00:01"];
+        assert_eq!((m.ip, m.node.as_str()), (Ipv4Addr::new(10, 1, 0, 5), "b"));
+        assert_eq!(s.members["o1"].len(), 1);
         // Not itself, and an address once.
         assert_eq!(
             s.remotes("a", Ipv4Addr::new(198, 51, 100, 1)),

@@ -251,7 +251,9 @@ pub enum Request {
         /// What the user named (PID, namespace, Docker container), for `show`.
         container: String,
         ifname: String,
-        /// `A.B.C.D/N`.
+        /// `A.B.C.D/N`; empty on a cluster overlay: an address from the cluster's
+        /// allocator.
+        #[serde(default)]
         ip: String,
         #[serde(default)]
         gw: Option<Ipv4Addr>,
@@ -455,6 +457,12 @@ pub enum Data {
         store: String,
     },
     Dns(DnsInfo),
+    /// A container attached to a cluster overlay: the address and MAC the cluster gave it.
+    Attached {
+        /// `A.B.C.D/N`.
+        ip: String,
+        mac: String,
+    },
 }
 
 /// A cluster overlay network as `list-overlays` reports it.
@@ -797,6 +805,9 @@ pub fn render(data: &Data) -> String {
     let mut out = String::new();
     match data {
         Data::Done => {}
+        Data::Attached { ip, mac } => {
+            let _ = writeln!(out, "{ip} {mac}");
+        }
         Data::Bridges { bridges } => {
             for b in bridges {
                 let _ = writeln!(out, "{b}");

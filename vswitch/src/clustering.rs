@@ -2,6 +2,12 @@
 //! (answered without the controller's lock, within a deadline), and the settings the
 //! cluster thread is started with.
 
+mod endpoints;
+mod error;
+
+pub use endpoints::is_overlay_attach;
+pub use error::VerbError;
+
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -42,9 +48,9 @@ pub fn handle(
     req: Request,
     ctl: &Mutex<Controller>,
     cluster: Option<&cluster::Handle>,
-) -> Result<Data, String> {
+) -> Result<Data, VerbError> {
     let Some(cl) = cluster else {
-        return Err(crate::controller::ControlError::NotInCluster.to_string());
+        return Err(crate::controller::ControlError::NotInCluster.into());
     };
     match req {
         Request::AddOverlay {
@@ -55,9 +61,7 @@ pub fn handle(
         } => {
             validate::bridge_name(&name)?;
             if !cluster::state::valid_name(&name) || name.len() > 15 {
-                return Err(format!(
-                    "bad overlay name {name:?} (1-15 letters, digits, '-', '_', '.')"
-                ));
+                return Err(VerbError::OverlayName(name));
             }
             let (net, prefix) = validate::subnet(&subnet)?;
             if let Some(g) = gateway {
@@ -65,22 +69,21 @@ pub fn handle(
             }
             if let Some(v) = vni {
                 if v == 0 || v > validate::VNI_MAX {
-                    return Err(format!("VNI {v} is outside 1-{}", validate::VNI_MAX));
+                    return Err(VerbError::Vni {
+                        vni: v,
+                        max: validate::VNI_MAX,
+                    });
                 }
             }
             if lock(ctl).has_local_bridge(&name) {
-                return Err(format!(
-                    "bridge {name} already exists on this node; an overlay needs a name of its own"
-                ));
+                return Err(VerbError::LocalBridge(name));
             }
-            let rec = cl
-                .add_overlay(cluster::OverlaySpec {
-                    name,
-                    subnet,
-                    gateway,
-                    vni,
-                })
-                .map_err(|e| e.to_string())?;
+            let rec = cl.add_overlay(cluster::OverlaySpec {
+                name,
+                subnet,
+                gateway,
+                vni,
+            })?;
             // The watch brings it back to every node, this one included: wait (a little)
             // until it is carried here, so the next command finds its bridge.
             let until = Instant::now() + LOCAL_APPLY;
@@ -102,12 +105,12 @@ pub fn handle(
         Request::DelOverlay { name } => {
             let ports = lock(ctl).overlay_ports(&name);
             if !ports.is_empty() {
-                return Err(format!(
-                    "overlay {name} has ports on this node ({}); delete them first",
-                    ports.join(", ")
-                ));
+                return Err(VerbError::HasPorts {
+                    name,
+                    ports: ports.join(", "),
+                });
             }
-            cl.del_overlay(&name).map_err(|e| e.to_string())?;
+            cl.del_overlay(&name)?;
             Ok(Data::Done)
         }
         Request::ListOverlays => {
@@ -155,14 +158,15 @@ pub fn handle(
                 store: store_line(&st),
             })
         }
-        _ => Err("not a cluster request".into()),
+        req @ (Request::Attach { .. } | Request::Detach { .. }) => endpoints::handle(req, ctl, cl),
+        _ => Err(VerbError::NotClusterVerb),
     }
 }
 
 /// The cluster thread's settings from the config's cluster section: reads the TLS
 /// files (and refuses a key others can read).
-pub fn settings(c: &ClusterConf) -> Result<cluster::Settings, String> {
-    c.validate().map_err(|e| e.to_string())?;
+pub fn settings(c: &ClusterConf) -> Result<cluster::Settings, crate::daemon::StartError> {
+    c.validate()?;
     let tls = match (&c.ca, &c.cert, &c.key) {
         (Some(ca), Some(cert), Some(key)) => Some(cluster::load_tls(ca, cert, key)?),
         _ => None,

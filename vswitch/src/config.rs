@@ -70,7 +70,7 @@ pub struct ClusterConf {
 impl ClusterConf {
     /// The checks that need no file or network.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let (_, tls) = cluster::endpoints(&self.store).map_err(ConfigError::Invalid)?;
+        let (_, tls) = cluster::endpoints(&self.store).map_err(ConfigError::Cluster)?;
         if !cluster::state::valid_name(&self.node) {
             return Err(ConfigError::Invalid(format!(
                 "bad node name {:?} (1-63 letters, digits, '-', '_', '.')",
@@ -289,6 +289,9 @@ pub enum ConfigError {
     /// A value `ctl::validate` refused, with its message.
     #[error("{0}")]
     Invalid(String),
+    /// Cluster settings the `cluster` crate refused.
+    #[error(transparent)]
+    Cluster(#[from] cluster::SetupError),
     #[error("bridge {bridge}: {source}")]
     InBridge {
         bridge: String,

@@ -153,6 +153,10 @@ metrics_decl::counters! {
         Filtered => "filtered",
         /// Unicast frames whose destination port is not a member of their VLAN.
         VlanFiltered => "vlan_filtered",
+        /// ARP requests for a cluster endpoint answered by the switch, not flooded.
+        ArpSuppressed => "arp_suppressed",
+        /// Floods that reached a tunnel port (replicated to its remotes over the underlay).
+        TunnelFlooded => "tunnel_flooded",
     }
 }
 
@@ -350,6 +354,8 @@ mod tests {
                 "flooded",
                 "filtered",
                 "vlan_filtered",
+                "arp_suppressed",
+                "tunnel_flooded",
             ]
         );
         assert_eq!(

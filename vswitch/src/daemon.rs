@@ -47,8 +47,8 @@ pub enum StartError {
     #[error(transparent)]
     Socket(#[from] server::BindError),
     /// The cluster could not be joined (or its settings are wrong); the line says why.
-    #[error("{0}")]
-    Cluster(String),
+    #[error(transparent)]
+    Cluster(#[from] cluster::SetupError),
     /// The OS refused a resource the daemon needs (`what` says which).
     #[error("cannot {what}: {why}")]
     Os {
@@ -94,13 +94,13 @@ pub fn run(opts: Options) -> Result<(), StartError> {
     let cluster = match &cluster_conf {
         None => None,
         Some(c) => {
-            let settings = crate::clustering::settings(c).map_err(StartError::Cluster)?;
+            let settings = crate::clustering::settings(c)?;
             let mode = if fresh {
                 cluster::JoinMode::Now(JOIN_DEADLINE)
             } else {
                 cluster::JoinMode::Background
             };
-            let h = cluster::start(settings, c.state.clone(), mode).map_err(StartError::Cluster)?;
+            let h = cluster::start(settings, c.state.clone(), mode)?;
             Some(Arc::new(h))
         }
     };
@@ -195,6 +195,10 @@ pub fn run(opts: Options) -> Result<(), StartError> {
             c.housekeeping();
             if tick.is_multiple_of(50) {
                 c.reconcile_cluster();
+            }
+            // The endpoints this node owns: a container that died is released here.
+            if let Some(cl) = cluster.as_ref() {
+                cl.set_owned(c.cluster_endpoints());
             }
         }
     }

@@ -27,6 +27,8 @@ pub struct BridgeRt {
     pub fdb: ArcSwap<Fdb>,
     pub aging: AtomicU32,
     pub counters: BridgeCounters,
+    /// The addresses it answers ARP for itself (a cluster overlay's endpoints).
+    pub suppress: arc_swap::ArcSwapOption<crate::pipeline::suppress::ArpTable>,
 }
 
 impl BridgeRt {
@@ -38,6 +40,7 @@ impl BridgeRt {
             fdb: ArcSwap::from_pointee(Fdb::new(mac_limit as usize)),
             aging: AtomicU32::new(aging),
             counters: BridgeCounters::new(workers),
+            suppress: arc_swap::ArcSwapOption::empty(),
         }
     }
 }

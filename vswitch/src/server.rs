@@ -224,12 +224,15 @@ fn client(
         busy(true);
         let resp = match serde_json::from_str::<Request>(text) {
             Err(e) => Response::err(format!("malformed request: {e}")),
-            Ok(req) if crate::clustering::is_cluster_request(&req) => {
+            Ok(req)
+                if crate::clustering::is_cluster_request(&req)
+                    || crate::clustering::is_overlay_attach(&req, ctl, cluster) =>
+            {
                 tracing::debug!(?req, "cluster request");
                 // Never under the controller's lock: the store may be slow to answer.
                 match crate::clustering::handle(req, ctl, cluster) {
                     Ok(d) => Response::ok(d),
-                    Err(e) => Response::err(e),
+                    Err(e) => Response::err(e.to_string()),
                 }
             }
             Ok(req) => {

@@ -631,3 +631,400 @@ fn a_tls_store_admits_only_nodes_with_a_certificate_from_its_ca() {
     let o = e.etcdctl(&["get", "/vswitch/v1/nodes/n1"]).unwrap();
     assert!(o.stdout.contains(&format!("\"vtep\":\"{vtep}\"")), "{o}");
 }
+
+/// Container `name` on node `i`: a namespace plugged into overlay `ov` by `vsctl attach`
+/// without `--ip`; the address and MAC the cluster gave it, as `attach` printed them.
+fn attach_auto(sw: &Switchd, ov: &str, ns: &str) -> (String, String) {
+    let out = sw.vsctl_ok(&["attach", ov, ns, "--mtu", "1450"]);
+    let mut w = out.split_whitespace();
+    let (Some(ip), Some(mac)) = (w.next(), w.next()) else {
+        panic!("attach printed {out:?}")
+    };
+    (ip.split('/').next().unwrap().to_string(), mac.to_string())
+}
+
+/// The keys under `prefix` in the store, each with its value.
+fn store_keys(lab: &Lab, prefix: &str) -> Vec<(String, String)> {
+    let o = lab
+        .etcd
+        .as_ref()
+        .unwrap()
+        .etcdctl(&["get", "--prefix", prefix])
+        .unwrap();
+    assert!(o.success(), "{o}");
+    let lines: Vec<&str> = o.stdout.lines().collect();
+    lines
+        .chunks(2)
+        .filter(|c| c.len() == 2)
+        .map(|c| (c[0].to_string(), c[1].to_string()))
+        .collect()
+}
+
+/// The MACs of overlay `ov`'s static FDB entries towards remote VTEPs on `sw`, with the
+/// remote each points to.
+fn remote_endpoints(sw: &Switchd, ov: &str) -> BTreeSet<(String, String)> {
+    sw.fdb(ov)
+        .into_iter()
+        .filter(|e| e.is_static)
+        .filter_map(|e| Some((e.mac, e.remote?)))
+        .collect()
+}
+
+/// The MACs of overlay `ov`'s static FDB entries towards local ports on `sw`.
+fn local_endpoints(sw: &Switchd, ov: &str) -> BTreeSet<String> {
+    sw.fdb(ov)
+        .into_iter()
+        .filter(|e| e.is_static && e.remote.is_none())
+        .map(|e| e.mac)
+        .collect()
+}
+
+fn counter(sw: &Switchd, br: &str, name: &str) -> u64 {
+    sw.stats(br).counters.get(name).copied().unwrap_or(0)
+}
+
+#[test]
+fn cluster_ipam_hands_out_unique_addresses_and_endpoints_reach_every_node() {
+    let mut lab = Lab::new("i");
+    testlab::require_tools(&["tcpdump"]);
+    let u = lab.underlay();
+    let etcd = Etcd::start(&u, ETCD_IP, &lab.dir.join("etcd"), None).unwrap();
+    let store = etcd.store_url();
+    lab.etcd = Some(etcd);
+    for n in 1..=3 {
+        lab.node(n, &store, &[]);
+    }
+    let vteps: Vec<String> = lab.nodes.iter().map(|n| n.vtep.clone()).collect();
+    lab.nodes[0]
+        .sw
+        .vsctl_ok(&["add-overlay", "ov1", "--subnet", "10.81.0.0/24"]);
+    for (i, n) in lab.nodes.iter().enumerate() {
+        wait_until(&format!("{} carries ov1", n.name), SHORT, || {
+            remotes(&n.sw, "ov1").is_some_and(|r| r.len() == 2 && !r.contains(&vteps[i]))
+        });
+    }
+
+    // Three containers per host, attached from all three hosts at once, no --ip.
+    let mut cs: Vec<(usize, String)> = Vec::new();
+    for i in 0..3 {
+        for k in 0..3 {
+            let c = lab.name(&format!("c{i}{k}"));
+            lab.ns.add(&c);
+            cs.push((i, c));
+        }
+    }
+    let got: Vec<(usize, String, String, String)> = std::thread::scope(|s| {
+        let hs: Vec<_> = cs
+            .iter()
+            .map(|(i, c)| {
+                let sw = &lab.nodes[*i].sw;
+                s.spawn(move || {
+                    let (ip, mac) = attach_auto(sw, "ov1", c);
+                    (*i, c.clone(), ip, mac)
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let ips: BTreeSet<&str> = got.iter().map(|g| g.2.as_str()).collect();
+    assert_eq!(ips.len(), got.len(), "an address handed out twice: {got:?}");
+    for ip in &ips {
+        let last: u8 = ip.rsplit('.').next().unwrap().parse().unwrap();
+        assert!(
+            ip.starts_with("10.81.0.") && (2..=254).contains(&last),
+            "{ip}: not a host address (the gateway is 10.81.0.1)"
+        );
+    }
+    // In the store: one claim per address and one endpoint per MAC, each its node's.
+    let claims = store_keys(&lab, "/vswitch/v1/ipam/ov1/");
+    assert_eq!(claims.len(), got.len(), "{claims:?}");
+    for (i, _, ip, mac) in &got {
+        let key = format!("/vswitch/v1/ipam/ov1/{ip}");
+        let v = &claims.iter().find(|(k, _)| *k == key).unwrap().1;
+        assert!(
+            v.contains(&format!("\"node\":\"n{}\"", i + 1)) && v.contains(mac),
+            "{key} = {v}"
+        );
+    }
+
+    // Every node installs the others' endpoints towards their VTEPs.
+    for (i, n) in lab.nodes.iter().enumerate() {
+        let want: BTreeSet<(String, String)> = got
+            .iter()
+            .filter(|g| g.0 != i)
+            .map(|g| (g.3.clone(), vteps[g.0].clone()))
+            .collect();
+        wait_until(
+            &format!("{} has the remote endpoints", n.name),
+            SHORT,
+            || remote_endpoints(&n.sw, "ov1") == want,
+        );
+        // Its own are pinned to their ports: they never age into unknown unicast.
+        let mine: BTreeSet<String> = got
+            .iter()
+            .filter(|g| g.0 == i)
+            .map(|g| g.3.clone())
+            .collect();
+        wait_until(&format!("{} pins its endpoints", n.name), SHORT, || {
+            local_endpoints(&n.sw, "ov1") == mine
+        });
+    }
+    let c = |i: usize, k: usize| &got[i * 3 + k];
+    ping(&c(0, 0).1, &c(1, 0).2);
+    ping(&c(1, 1).1, &c(2, 2).2);
+    ping(&c(2, 0).1, &c(0, 1).2);
+
+    // Converged: containers that forgot their neighbours ping across hosts, and the
+    // underlay carries no ARP and no broadcast; nothing is flooded to the tunnels.
+    for g in &got {
+        ip(&["-n", &g.1, "neigh", "flush", "all"]);
+    }
+    let flooded: Vec<u64> = lab
+        .nodes
+        .iter()
+        .map(|n| counter(&n.sw, "ov1", "tunnel_flooded"))
+        .collect();
+    let suppressed: u64 = lab
+        .nodes
+        .iter()
+        .map(|n| counter(&n.sw, "ov1", "arp_suppressed"))
+        .sum();
+    let mut cap = testlab::Bg::spawn(
+        &lab.dir,
+        "underlay-capture",
+        &netns::exec_argv(
+            &u,
+            &[
+                "tcpdump", "-i", "any", "-nn", "-e", "-l", "udp", "port", "4789",
+            ],
+        ),
+    );
+    cap.wait_output("listening on", SHORT);
+    for (a, b) in [(0, 1), (1, 2), (2, 0), (0, 2)] {
+        for (k, l) in [(0, 1), (2, 0)] {
+            let (from, to) = (&c(a, k).1, &c(b, l).2);
+            let o = netns::try_exec(
+                from,
+                &["ping", "-c", "2", "-i", "0.2", "-W", "1", to],
+                SHORT,
+            )
+            .unwrap();
+            assert!(o.success(), "{from} -> {to}: {o}");
+        }
+    }
+    wait_until("the capture shows the echoes", SHORT, || {
+        cap.stdout().matches("ICMP echo request").count() >= 16
+    });
+    cap.stop(SHORT);
+    let seen = cap.stdout();
+    for bad in ["ARP", "ff:ff:ff:ff:ff:ff"] {
+        assert!(
+            !seen.contains(bad),
+            "{bad} crossed the underlay after convergence:\n{seen}"
+        );
+    }
+    for (i, n) in lab.nodes.iter().enumerate() {
+        assert_eq!(
+            counter(&n.sw, "ov1", "tunnel_flooded"),
+            flooded[i],
+            "{} flooded to its tunnel",
+            n.name
+        );
+    }
+    let suppressed_now: u64 = lab
+        .nodes
+        .iter()
+        .map(|n| counter(&n.sw, "ov1", "arp_suppressed"))
+        .sum();
+    assert!(
+        suppressed_now >= suppressed + 16,
+        "ARP answered by the switches: {suppressed} then {suppressed_now}"
+    );
+
+    // Convergence: from an attach on one host to the first echo from another.
+    let late = lab.name("late");
+    lab.ns.add(&late);
+    let t0 = Instant::now();
+    let (late_ip, _) = attach_auto(&lab.nodes[2].sw, "ov1", &late);
+    let attached = t0.elapsed();
+    let deadline = Instant::now() + SHORT;
+    loop {
+        let o = netns::try_exec(
+            &c(0, 0).1,
+            &["ping", "-c", "1", "-W", "0.1", &late_ip],
+            SHORT,
+        )
+        .unwrap();
+        if o.success() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no echo from {late_ip}: {o}");
+    }
+    eprintln!(
+        "figure: attach on n3 took {:.0} ms; first echo from n1 {:.0} ms after the attach began",
+        attached.as_secs_f64() * 1e3,
+        t0.elapsed().as_secs_f64() * 1e3
+    );
+
+    // --ip is checked against every host's claims; a free one is taken as asked.
+    let extra = lab.name("x");
+    lab.ns.add(&extra);
+    let sw1 = &lab.nodes[0].sw;
+    refused(
+        sw1,
+        &[
+            "attach",
+            "ov1",
+            &extra,
+            "--ip",
+            &format!("{}/24", c(1, 0).2),
+        ],
+        &format!("address {} of overlay ov1 is taken", c(1, 0).2),
+    );
+    refused(
+        sw1,
+        &["attach", "ov1", &extra, "--ip", "10.81.0.1/24"],
+        "10.81.0.1 is not an address overlay ov1 hands out",
+    );
+    refused(
+        sw1,
+        &["attach", "ov1", &extra, "--ip", "10.82.0.9/24"],
+        "is not an address of overlay ov1",
+    );
+    assert!(
+        !sw1.show()
+            .iter()
+            .flat_map(|b| &b.ports)
+            .any(|p| p.attach.as_ref().is_some_and(|a| a.container == extra)),
+        "a refused attach left a port"
+    );
+
+    // detach releases: the address is free for another host at once.
+    let (_, gone, gone_ip, gone_mac) = c(1, 2).clone();
+    lab.nodes[1].sw.vsctl_ok(&["detach", "ov1", &gone]);
+    assert!(
+        !store_keys(&lab, "/vswitch/v1/ipam/ov1/")
+            .iter()
+            .any(|(k, _)| k.ends_with(&format!("/{gone_ip}"))),
+        "{gone_ip} still claimed after detach"
+    );
+    let out = sw1.vsctl_ok(&["attach", "ov1", &extra, "--ip", &format!("{gone_ip}/24")]);
+    assert!(out.starts_with(&format!("{gone_ip}/24 ")), "{out}");
+    // Its MAC follows its address (02:42 and the address): local on n1, behind n1's
+    // VTEP on n3.
+    wait_until(
+        "n1 has no remote entry for the reused address",
+        SHORT,
+        || {
+            !remote_endpoints(sw1, "ov1")
+                .iter()
+                .any(|(m, _)| *m == gone_mac)
+        },
+    );
+    wait_until(&format!("n3 moves {gone_ip} to n1"), SHORT, || {
+        let r = remote_endpoints(&lab.nodes[2].sw, "ov1");
+        r.contains(&(gone_mac.clone(), vteps[0].clone()))
+            && !r.contains(&(gone_mac.clone(), vteps[1].clone()))
+    });
+    ping(&c(2, 0).1, &gone_ip);
+
+    // A container that dies gives its address back by itself.
+    let (_, dead, dead_ip, dead_mac) = c(0, 2).clone();
+    ip(&["netns", "del", &dead]);
+    wait_until(&format!("{dead_ip} released on death"), SHORT, || {
+        !store_keys(&lab, "/vswitch/v1/ipam/ov1/")
+            .iter()
+            .any(|(k, _)| k.ends_with(&format!("/{dead_ip}")))
+    });
+    wait_until("n2 drops the dead endpoint", SHORT, || {
+        !remote_endpoints(&lab.nodes[1].sw, "ov1")
+            .iter()
+            .any(|(m, _)| *m == dead_mac)
+    });
+
+    // kill -9 of n3: within TTL + 2 s the others drop its VTEP, its endpoints and its
+    // addresses.
+    let n3_macs: BTreeSet<String> = got
+        .iter()
+        .filter(|g| g.0 == 2)
+        .map(|g| g.3.clone())
+        .collect();
+    let killed = Instant::now();
+    lab.nodes[2].sw.signal(testlab::stop::SIGKILL, SHORT);
+    let limit = Duration::from_secs(TTL + 2);
+    for i in 0..2 {
+        let sw = &lab.nodes[i].sw;
+        wait_until(
+            &format!("{} drops n3 and its endpoints", lab.nodes[i].name),
+            limit + Duration::from_secs(5),
+            || {
+                remotes(sw, "ov1").is_some_and(|r| !r.contains(&vteps[2]))
+                    && !remote_endpoints(sw, "ov1")
+                        .iter()
+                        .any(|(m, r)| n3_macs.contains(m) || *r == vteps[2])
+            },
+        );
+    }
+    let took = killed.elapsed();
+    assert!(took <= limit, "n3 dropped after {took:?} (TTL {TTL} s)");
+    let left = store_keys(&lab, "/vswitch/v1/ipam/ov1/");
+    assert!(
+        !left.iter().any(|(_, v)| v.contains("\"node\":\"n3\"")),
+        "n3's addresses outlived its lease: {left:?}"
+    );
+    eprintln!(
+        "figure: kill -9 of n3 to its VTEP and endpoints gone on n1 and n2: {:.0} ms (TTL {TTL} s)",
+        took.as_secs_f64() * 1e3
+    );
+    ping(&c(0, 0).1, &c(1, 0).2);
+
+    // n3 back (its config has the attachments): its endpoints are published again
+    // under its new lease, with the same addresses, and reachable without a command.
+    lab.nodes[2].sw.start();
+    let want: BTreeSet<(String, String)> = n3_macs
+        .iter()
+        .map(|m| (m.clone(), vteps[2].clone()))
+        .collect();
+    wait_until("n1 has n3's endpoints again", SHORT, || {
+        remote_endpoints(&lab.nodes[0].sw, "ov1").is_superset(&want)
+    });
+    ping(&c(0, 0).1, &c(2, 1).2);
+    let back = store_keys(&lab, "/vswitch/v1/ipam/ov1/");
+    for g in got.iter().filter(|g| g.0 == 2) {
+        assert!(
+            back.iter()
+                .any(|(k, v)| k.ends_with(&format!("/{}", g.2)) && v.contains("\"node\":\"n3\"")),
+            "{} not claimed by n3 again: {back:?}",
+            g.2
+        );
+    }
+
+    // An overlay with a container on any node cannot be deleted from another.
+    lab.nodes[0]
+        .sw
+        .vsctl_ok(&["add-overlay", "ov2", "--subnet", "10.83.0.0/24"]);
+    wait_until("n2 carries ov2", SHORT, || {
+        remotes(&lab.nodes[1].sw, "ov2").is_some()
+    });
+    let lone = lab.name("lone");
+    lab.ns.add(&lone);
+    let (lone_ip, _) = attach_auto(&lab.nodes[1].sw, "ov2", &lone);
+    assert_eq!(lone_ip, "10.83.0.2");
+    refused(
+        &lab.nodes[0].sw,
+        &["del-overlay", "ov2"],
+        "overlay ov2 still has 1 endpoint(s) (10.83.0.2); detach them first",
+    );
+    lab.nodes[1].sw.vsctl_ok(&["detach", "ov2", &lone]);
+    lab.nodes[0].sw.vsctl_ok(&["del-overlay", "ov2"]);
+
+    // etcd away: an attach that needs the allocator is refused in one line, and
+    // changes nothing.
+    lab.etcd.as_mut().unwrap().kill();
+    let more = lab.name("m");
+    lab.ns.add(&more);
+    let sw2 = &lab.nodes[1].sw;
+    let before = sw2.show();
+    refused(sw2, &["attach", "ov1", &more], "cluster store unreachable");
+    assert_eq!(sw2.show(), before, "a refused attach changed the switch");
+}

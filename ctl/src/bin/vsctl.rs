@@ -134,12 +134,13 @@ enum Cmd {
     },
     /// Plug CONTAINER (a PID, a /var/run/netns name or path, /proc/PID/ns/net, or a
     /// Docker container name or ID) into BR: a veth (or TAP) whose far end appears in the
-    /// container as --ifname with this address, MAC, MTU and default route.
+    /// container as --ifname with this address, MAC, MTU and default route. On a cluster
+    /// overlay --ip may be left out: the cluster hands out a free address (printed).
     Attach {
         bridge: String,
         container: String,
         #[arg(long)]
-        ip: String,
+        ip: Option<String>,
         #[arg(long)]
         gw: Option<std::net::Ipv4Addr>,
         #[arg(long)]
@@ -405,9 +406,11 @@ fn request(cmd: Cmd) -> Result<Request, String> {
             for n in name.iter().chain(&aliases) {
                 ctl::dns::name("name", n)?;
             }
-            let (addr, prefix) = validate::cidr(&ip)?;
-            if let Some(g) = gw {
-                validate::host_in("gateway", g, addr, prefix)?;
+            if let Some(ip) = &ip {
+                let (addr, prefix) = validate::cidr(ip)?;
+                if let Some(g) = gw {
+                    validate::host_in("gateway", g, addr, prefix)?;
+                }
             }
             if let Some(m) = &mac {
                 validate::unicast_mac(m)?;
@@ -426,7 +429,7 @@ fn request(cmd: Cmd) -> Result<Request, String> {
                 netns: netns_of(&container)?,
                 container,
                 ifname,
-                ip,
+                ip: ip.unwrap_or_default(),
                 gw,
                 mac,
                 mtu,

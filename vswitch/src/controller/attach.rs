@@ -141,6 +141,12 @@ impl Controller {
     /// The checks of an `attach` request that need nothing from the host.
     fn check_attach(&self, s: &Spec) -> Result<(), AttachError> {
         validate::iface_name(&s.ifname)?;
+        if s.ip.is_empty() {
+            return Err(AttachError::Invalid(
+                "attach needs --ip A.B.C.D/N here (only a cluster overlay hands out addresses)"
+                    .into(),
+            ));
+        }
         let (addr, prefix) = validate::cidr(&s.ip)?;
         if let Some(g) = s.gw {
             validate::host_in("gateway", g, addr, prefix)?;
@@ -220,10 +226,35 @@ impl Controller {
         ifname: &str,
         container: Option<&str>,
     ) -> Result<Data, ControlError> {
-        let b = self.bridge_conf(bridge)?;
-        // By identity while the namespace lives; by path once it is gone.
+        self.bridge_conf(bridge)?;
+        let Some(pc) = self.find_attached(bridge, netns_path, ifname, container) else {
+            return Err(AttachError::NotAttached {
+                bridge: bridge.to_string(),
+                ifname: ifname.to_string(),
+                netns: netns_path.to_string(),
+            }
+            .into());
+        };
+        self.del_port(bridge, &pc.name, false)?;
+        // A veth's far end goes with it; a TAP went when its file was closed.
+        if pc.kind == PortKind::Afpacket {
+            let _ = netns::delete(&pc.name);
+        }
+        Ok(Data::Done)
+    }
+
+    /// The port of `bridge` that has `ifname` attached in `netns_path`: by identity while
+    /// the namespace lives; by path (or the name the user gave) once it is gone.
+    pub(super) fn find_attached(
+        &self,
+        bridge: &str,
+        netns_path: &str,
+        ifname: &str,
+        container: Option<&str>,
+    ) -> Option<PortConf> {
         let id = netns::id(Path::new(netns_path)).ok();
-        let Some(pc) = b
+        self.cfg
+            .bridge(bridge)?
             .ports
             .iter()
             .find(|p| {
@@ -238,20 +269,32 @@ impl Controller {
                 })
             })
             .cloned()
-        else {
-            return Err(AttachError::NotAttached {
-                bridge: bridge.to_string(),
+    }
+
+    /// What an `attach` to `bridge` can be refused for before an address is claimed for
+    /// it: a bad interface name, no such bridge or namespace, or `ifname` attached there
+    /// already.
+    pub fn attach_precheck(
+        &self,
+        bridge: &str,
+        netns_path: &str,
+        ifname: &str,
+    ) -> Result<(), ControlError> {
+        validate::iface_name(ifname).map_err(AttachError::Invalid)?;
+        self.bridge_conf(bridge)?;
+        if !netns_path.starts_with('/') {
+            return Err(AttachError::NotANamespacePath(netns_path.to_string()).into());
+        }
+        let id = netns::id(Path::new(netns_path)).map_err(AttachError::from)?;
+        if let Some(p) = self.attached(&id, ifname) {
+            return Err(AttachError::AlreadyAttached {
+                container: netns_path.to_string(),
                 ifname: ifname.to_string(),
-                netns: netns_path.to_string(),
+                port: p,
             }
             .into());
-        };
-        self.del_port(bridge, &pc.name, false)?;
-        // A veth's far end goes with it; a TAP went when its file was closed.
-        if pc.kind == PortKind::Afpacket {
-            let _ = netns::delete(&pc.name);
         }
-        Ok(Data::Done)
+        Ok(())
     }
 
     /// The port that has `ifname` attached in the namespace with identity `id`.

@@ -100,6 +100,7 @@ impl Controller {
                 tracing::warn!(overlay = %o.name, "cannot carry the overlay: {e}");
             }
         }
+        self.apply_endpoints(state);
     }
 
     /// Applies the cached state again (to retry what failed).

@@ -9,6 +9,7 @@
 mod attach;
 mod cluster;
 mod dns;
+mod endpoints;
 mod error;
 mod gateway;
 mod metrics;
@@ -63,6 +64,8 @@ pub struct Controller {
     gateway: Arc<GatewayRt>,
     /// The uplink interface's MAC as last read.
     uplink_mac: Option<MacAddr>,
+    /// Static entries made for remote cluster endpoints, by overlay bridge.
+    cluster_fdb: HashMap<String, HashMap<MacAddr, crate::fdb::Dest>>,
 }
 
 impl Controller {
@@ -76,6 +79,7 @@ impl Controller {
             bridges: HashMap::new(),
             ports: HashMap::new(),
             vteps: HashMap::new(),
+            cluster_fdb: HashMap::new(),
             tick: 0,
             gateway: Arc::new(GatewayRt {
                 // The first bridge's ports are on worker 0 too: its traffic to the

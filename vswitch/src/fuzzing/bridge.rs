@@ -70,6 +70,8 @@ impl Sink for LabSink<'_> {
                 check_egress(dst.id, table, &tags, TagAction::Keep, buf.bytes(), None)
             }
             Origin::Gateway => assert_eq!(dst.id, lab_port::UPLINK, "bridge: gateway frame"),
+            // The lab's bridges have no ARP table: nothing is answered.
+            Origin::Answer => panic!("bridge: an ARP answer without a table"),
         }
         if dst.id == lab_port::GATEWAY {
             self.to_gateway.push(buf);

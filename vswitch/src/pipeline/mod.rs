@@ -2,8 +2,9 @@
 //! named stages in the order the frame meets them.
 //!
 //! ```text
-//! receive ─► classify ─► guard ─────────► learn ─► decide ─► egress ─► rewrite ─► Sink
-//!  (count)   (tag, VLAN) (headers, gateway) (FDB)   (FDB, flood) (VLAN rule) (tag push/pop)
+//! receive ─► classify ─► guard ─────────► learn ─► suppress ─► decide ─► egress ─► rewrite ─► Sink
+//!  (count)   (tag, VLAN) (headers, gateway) (FDB)   (ARP answered  (FDB, flood) (VLAN rule) (tag push/pop)
+//!                                                    from the cluster)
 //! ```
 //!
 //! The pipeline owns no socket, thread or queue. It takes a received frame, the port it
@@ -19,6 +20,7 @@
 //! ([`gateway`]: routed frames enter their bridge at its gateway port).
 
 pub mod gateway;
+pub mod suppress;
 pub mod tunnel;
 
 #[cfg(test)]
@@ -51,6 +53,8 @@ pub enum Origin<'a> {
     Moved(Tags),
     /// A frame the gateway sends out of the uplink.
     Gateway,
+    /// An ARP reply the switch made for a cluster endpoint ([`suppress`]).
+    Answer,
 }
 
 /// A frame as a port's receive path hands it over.
@@ -121,6 +125,9 @@ pub enum Verdict {
     Forward(Dest),
     /// Send to every other port of the bridge.
     Flood,
+    /// An ARP request for a cluster endpoint: the switch answers it with this MAC on the
+    /// ingress port, and nothing is flooded ([`suppress`]).
+    Answer(crate::wire::MacAddr),
 }
 
 /// What happens to a frame's outer tag on the way out of a port.
@@ -247,7 +254,7 @@ impl<'a> Ingress<'a> {
         let v = match self.guard(&a)? {
             Some(v) => v,
             None => match self.learn(&a) {
-                Ok(()) => self.decide(&a),
+                Ok(()) => self.suppress(&a).unwrap_or_else(|| self.decide(&a)),
                 Err(d) => Verdict::Drop(d),
             },
         };
@@ -344,6 +351,17 @@ impl<'a> Ingress<'a> {
         Ok(())
     }
 
+    /// Stage 3b, suppress: on a bridge with an ARP table (a cluster overlay), an ARP
+    /// request from a local port for an address in the table is answered by the switch.
+    #[inline]
+    fn suppress(&self, a: &Arrival<'_>) -> Option<Verdict> {
+        if a.next_type != wire::ethertype::ARP || self.port.kind == ctl::PortKind::Vxlan {
+            return None;
+        }
+        let table = self.bridge.rt.suppress.load();
+        suppress::answer(table.as_deref()?, a).map(Verdict::Answer)
+    }
+
     /// Stage 4, decide: broadcast, multicast and unknown unicast flood; 802.1D
     /// link-local destinations never leave; a known destination is forwarded, unless it
     /// sits behind the ingress port (on any of its remotes: a tunnel never relays
@@ -382,7 +400,31 @@ impl<'a> Ingress<'a> {
                 None => self.flood(a, sink),
             },
             Verdict::Flood => self.flood(a, sink),
+            Verdict::Answer(mac) => self.answer(a, mac, sink),
         }
+    }
+
+    /// Sends the ARP reply for `a` from `mac` back out of the ingress port.
+    fn answer(&self, a: &Arrival<'_>, mac: crate::wire::MacAddr, sink: &mut impl Sink) {
+        let mut frame = [0u8; suppress::REPLY_LEN];
+        let Some(me) = self.snap.port(self.port.id) else {
+            return;
+        };
+        if !suppress::reply(a, mac, &mut frame) {
+            return;
+        }
+        let Some(mut buf) = self.pool.get(vnet::LEN + frame.len()) else {
+            return me.counters.drop(self.w, Drop::NoBuffer, 1);
+        };
+        if !buf.fill(&[&[0u8; vnet::LEN], &frame]) {
+            self.pool.put(buf);
+            return me.counters.drop(self.w, Drop::Oversize, 1);
+        }
+        self.bridge
+            .rt
+            .counters
+            .add(self.w, BridgeEvent::ArpSuppressed, 1);
+        sink.deliver(me, remote_of(self.learn_as), buf, Origin::Answer);
     }
 
     /// Sends a copy to every other port of the bridge that is up and carries the
@@ -392,6 +434,12 @@ impl<'a> Ingress<'a> {
         for dst in &self.bridge.ports {
             if dst.id == self.port.id || !dst.up.load(Ordering::Relaxed) {
                 continue;
+            }
+            if dst.tunnel.is_some() {
+                self.bridge
+                    .rt
+                    .counters
+                    .add(self.w, BridgeEvent::TunnelFlooded, 1);
             }
             if let Some(tag) = self.egress(dst, a) {
                 self.rewrite(dst, a, tag, 0, sink);

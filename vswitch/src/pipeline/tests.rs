@@ -416,3 +416,67 @@ fn ip_checks_leave_the_gateways_own_frames_alone() {
     assert_eq!(bed.verdict(3, bad), Verdict::Flood);
     assert_eq!(bed.verdict(1, bad), Verdict::Drop(Drop::BadIpHeader));
 }
+
+/// An ARP request from `sha`/`spa` for `tpa`, broadcast.
+fn arp_request(sha: [u8; 6], spa: [u8; 4], tpa: [u8; 4]) -> Vec<u8> {
+    let mut f = [0xff; 6].to_vec();
+    f.extend_from_slice(&sha);
+    f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+    f.extend_from_slice(&sha);
+    f.extend_from_slice(&spa);
+    f.extend_from_slice(&[0; 6]);
+    f.extend_from_slice(&tpa);
+    f.resize(60, 0);
+    f
+}
+
+#[test]
+fn arp_for_a_cluster_endpoint_is_answered_not_flooded() {
+    const E: [u8; 6] = [2, 0x42, 10, 0, 0, 9];
+    let bed = Bed::plain(3);
+    let rt = &bed.snap.bridge(0).unwrap().rt;
+    // No table: an ordinary bridge floods.
+    let req = arp_request(A, [10, 0, 0, 2], [10, 0, 0, 9]);
+    assert_eq!(bed.verdict(1, &req), Verdict::Flood);
+    rt.suppress.store(Some(Arc::new(suppress::ArpTable::new([(
+        std::net::Ipv4Addr::new(10, 0, 0, 9),
+        MacAddr(E),
+    )]))));
+    let (v, sent) = bed.send(1, &req);
+    assert_eq!(v, Verdict::Answer(MacAddr(E)));
+    assert_eq!(sent.0.len(), 1, "one reply, nothing flooded");
+    let (port, _, bytes, _) = &sent.0[0];
+    assert_eq!(*port, 1, "the reply goes back out of the ingress port");
+    assert_eq!(bytes.len(), suppress::REPLY_LEN);
+    assert_eq!((&bytes[0..6], &bytes[6..12]), (&A[..], &E[..]));
+    let arp = wire::ArpRepr::parse(&wire::ArpPacket::new_checked(&bytes[14..]).unwrap()).unwrap();
+    assert_eq!(
+        (arp.op, arp.sha, arp.spa, arp.tha, arp.tpa),
+        (
+            wire::arp::OP_REPLY,
+            MacAddr(E),
+            [10, 0, 0, 9].into(),
+            MacAddr(A),
+            [10, 0, 0, 2].into()
+        )
+    );
+    assert_eq!(bed.counters().totals()["arp_suppressed"], 1);
+    // Not answered: an address not in the table, the owner's own probe, a gratuitous
+    // ARP, and a tagged request.
+    assert_eq!(
+        bed.verdict(1, &arp_request(A, [10, 0, 0, 2], [10, 0, 0, 8])),
+        Verdict::Flood
+    );
+    assert_eq!(
+        bed.verdict(2, &arp_request(E, [0, 0, 0, 0], [10, 0, 0, 9])),
+        Verdict::Flood
+    );
+    assert_eq!(
+        bed.verdict(2, &arp_request(E, [10, 0, 0, 9], [10, 0, 0, 9])),
+        Verdict::Flood
+    );
+    let mut t = arp_request(A, [10, 0, 0, 2], [10, 0, 0, 9]);
+    t.splice(12..12, [0x81, 0x00, 0, 5]);
+    assert_ne!(bed.verdict(1, &t), Verdict::Answer(MacAddr(E)));
+    assert_eq!(bed.counters().totals()["arp_suppressed"], 1);
+}

@@ -40,8 +40,28 @@ fn state(nodes: &[(&str, Ipv4Addr)], overlays: &[(&str, u32)]) -> cluster::State
     cluster::State {
         nodes: nodes.iter().map(|(n, a)| node(n, *a)).collect(),
         overlays: overlays.iter().map(|(n, v)| overlay(n, *v)).collect(),
-        endpoints: Default::default(),
+        ..Default::default()
     }
+}
+
+fn endpoint(node: &str, ip: [u8; 4]) -> cluster::EndpointRecord {
+    cluster::EndpointRecord {
+        overlay: "ov1".into(),
+        mac: cluster::state::mac_for(ip.into()),
+        ip: ip.into(),
+        node: node.into(),
+        container: format!("c-{node}"),
+    }
+}
+
+fn with_endpoints(mut s: cluster::State, eps: &[cluster::EndpointRecord]) -> cluster::State {
+    for e in eps {
+        s.members
+            .entry(e.overlay.clone())
+            .or_default()
+            .insert(e.mac.clone(), e.clone());
+    }
+    s
 }
 
 /// Node n1 (VTEP [`NOWHERE`], so its VXLAN socket never binds and its tunnels stay down)
@@ -188,4 +208,31 @@ fn cluster_settings_are_checked() {
         &|c| c.store = "etcds://x:1".into(),
         "etcds:// needs --cluster-ca",
     );
+}
+
+/// (The integration test `cluster_ipam_…` checks the entries towards each node's VTEP
+/// on bound tunnels; here the VTEP never binds.)
+#[test]
+fn endpoints_unreachable_are_neither_installed_nor_answered_for() {
+    use crate::wire::MacAddr;
+    let mut l = Lab::with("cluster-endpoints", member());
+    let nodes = [("n1", NOWHERE), ("n2", N2)];
+    let (e1, e2) = (
+        endpoint("n1", [10, 61, 0, 2]),
+        endpoint("n2", [10, 61, 0, 3]),
+    );
+    let s = with_endpoints(state(&nodes, &[("ov1", 4096)]), &[e1.clone(), e2.clone()]);
+    l.c.apply_cluster(&s);
+    let br = l.c.bridges["ov1"].clone();
+    // This node's endpoint is answered for; n2's is not while the tunnel cannot send.
+    let table = br.suppress.load_full().unwrap();
+    assert_eq!(table.len(), 1);
+    assert_eq!(table.get(e1.ip), e1.mac.parse::<MacAddr>().ok());
+    assert_eq!(table.get(e2.ip), None);
+    assert!(!br.fdb.load().entries().iter().any(|e| e.is_static()));
+    // The endpoints are cached with the state, so a restart without the store has them.
+    assert_eq!(l.saved().cluster.unwrap().state, s);
+    // Gone from the state: gone from the table.
+    l.c.apply_cluster(&state(&nodes, &[("ov1", 4096)]));
+    assert!(br.suppress.load_full().unwrap().is_empty());
 }

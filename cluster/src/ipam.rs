@@ -1,0 +1,203 @@
+//! The cluster's address allocator and endpoint records: an address of an overlay is
+//! claimed by creating `ipam/<overlay>/<ip>` and `endpoints/<overlay>/<mac>` together,
+//! under the claiming node's lease, in one transaction that succeeds only if neither
+//! key exists and the overlay is unchanged. Two nodes that pick the same address race
+//! in etcd, and exactly one transaction wins; the loser looks again. A dead node's
+//! claims go with its lease.
+
+use std::net::Ipv4Addr;
+
+use etcd_client::{Client, Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse};
+
+use crate::session::{failed, Ctx};
+use crate::state::{host_addresses, is_host_address, mac_for, parse_subnet};
+use crate::{keys, Claim, ClusterError, EndpointRecord, OverlayRecord};
+
+/// Claims that lose a race are retried this many times (each loss means another
+/// claim won, so this bounds how many concurrent claims one can lose to).
+const CLAIM_ATTEMPTS: usize = 64;
+
+fn refused<T>(why: String) -> Result<T, ClusterError> {
+    Err(ClusterError::Refused(why))
+}
+
+/// The overlay (and its key's revision) and the records of its claimed addresses, read
+/// at one revision.
+async fn read(
+    client: &mut Client,
+    overlay: &str,
+) -> Result<Option<(OverlayRecord, i64, Vec<EndpointRecord>)>, ClusterError> {
+    let txn = Txn::new().and_then(vec![
+        TxnOp::get(keys::overlay(overlay), None),
+        TxnOp::get(
+            keys::ipam_of(overlay),
+            Some(GetOptions::new().with_prefix()),
+        ),
+    ]);
+    let resp = client.txn(txn).await.map_err(failed)?;
+    let mut rec = None;
+    let mut claims = Vec::new();
+    for (i, op) in resp.op_responses().into_iter().enumerate() {
+        let TxnOpResponse::Get(g) = op else { continue };
+        for kv in g.kvs() {
+            if i == 0 {
+                rec = serde_json::from_slice::<OverlayRecord>(kv.value())
+                    .ok()
+                    .map(|o| (o, kv.mod_revision()));
+            } else {
+                match serde_json::from_slice::<EndpointRecord>(kv.value()) {
+                    Ok(e) => claims.push(e),
+                    Err(e) => tracing::warn!("bad address claim skipped: {e}"),
+                }
+            }
+        }
+    }
+    Ok(rec.map(|(o, rev)| (o, rev, claims)))
+}
+
+/// Claims an address for `c` (its own, or the lowest free one) under `ctx.lease`.
+pub(crate) async fn claim(
+    client: &mut Client,
+    ctx: &Ctx,
+    c: &Claim,
+) -> Result<EndpointRecord, ClusterError> {
+    for _ in 0..CLAIM_ATTEMPTS {
+        let Some((o, orev, claims)) = read(client, &c.overlay).await? else {
+            return refused(format!("no overlay named {}", c.overlay));
+        };
+        let Some(net) = parse_subnet(&o.subnet) else {
+            return refused(format!("overlay {} has a bad subnet {}", o.name, o.subnet));
+        };
+        let ip = match c.ip {
+            Some(ip) => {
+                if !is_host_address(net, o.gateway, ip) {
+                    return refused(format!(
+                        "{ip} is not an address overlay {} hands out ({}, gateway {})",
+                        o.name, o.subnet, o.gateway
+                    ));
+                }
+                if let Some(e) = claims.iter().find(|e| e.ip == ip) {
+                    return refused(format!(
+                        "address {ip} of overlay {} is taken (by {} on node {})",
+                        o.name, e.container, e.node
+                    ));
+                }
+                ip
+            }
+            None => {
+                let taken: std::collections::HashSet<Ipv4Addr> =
+                    claims.iter().map(|e| e.ip).collect();
+                match host_addresses(net, o.gateway).find(|a| !taken.contains(a)) {
+                    Some(a) => a,
+                    None => {
+                        return refused(format!(
+                            "overlay {} has no free address left in {}",
+                            o.name, o.subnet
+                        ))
+                    }
+                }
+            }
+        };
+        let rec = EndpointRecord {
+            overlay: o.name.clone(),
+            mac: c.mac.clone().unwrap_or_else(|| mac_for(ip)),
+            ip,
+            node: ctx.node.clone(),
+            container: c.container.clone(),
+        };
+        let (ik, ek, v) = (rec.ipam_key(), rec.endpoint_key(), rec.value());
+        let lease = || Some(PutOptions::new().with_lease(ctx.lease));
+        let txn = Txn::new()
+            .when(vec![
+                Compare::create_revision(ik.clone(), CompareOp::Equal, 0),
+                Compare::create_revision(ek.clone(), CompareOp::Equal, 0),
+                Compare::mod_revision(keys::overlay(&o.name), CompareOp::Equal, orev),
+            ])
+            .and_then(vec![
+                TxnOp::put(ik, v.clone(), lease()),
+                TxnOp::put(ek.clone(), v, lease()),
+            ])
+            .or_else(vec![TxnOp::get(ek, None)]);
+        let resp = client.txn(txn).await.map_err(failed)?;
+        if resp.succeeded() {
+            tracing::info!(overlay = %rec.overlay, ip = %rec.ip, mac = %rec.mac, container = %rec.container, "address claimed");
+            return Ok(rec);
+        }
+        // The MAC is another endpoint's: asked for, that is the user's to change; taken
+        // from the address, the address is taken too and the next look picks another.
+        let holder = resp.op_responses().into_iter().find_map(|op| match op {
+            TxnOpResponse::Get(g) => g
+                .kvs()
+                .first()
+                .and_then(|kv| serde_json::from_slice::<EndpointRecord>(kv.value()).ok()),
+            _ => None,
+        });
+        if let (Some(h), Some(_)) = (holder, &c.mac) {
+            return refused(format!(
+                "MAC {} is already an endpoint of overlay {} (on node {})",
+                h.mac, o.name, h.node
+            ));
+        }
+    }
+    refused(format!(
+        "the addresses of overlay {} kept changing; try again",
+        c.overlay
+    ))
+}
+
+/// Deletes an endpoint and its address claim if they still hold `e`.
+pub(crate) async fn release(client: &mut Client, e: &EndpointRecord) -> Result<(), ClusterError> {
+    let v = e.value();
+    for key in [e.ipam_key(), e.endpoint_key()] {
+        let txn = Txn::new()
+            .when(vec![Compare::value(
+                key.clone(),
+                CompareOp::Equal,
+                v.clone(),
+            )])
+            .and_then(vec![TxnOp::delete(key, None)]);
+        client.txn(txn).await.map_err(failed)?;
+    }
+    Ok(())
+}
+
+/// Puts an owned endpoint under `lease`: taken over if the store holds this very record
+/// (under an older lease of this node), created if neither key exists. `Ok(false)`:
+/// another endpoint holds its address or MAC now.
+pub(crate) async fn publish(
+    client: &mut Client,
+    lease: i64,
+    e: &EndpointRecord,
+) -> Result<bool, ClusterError> {
+    let (ik, ek, v) = (e.ipam_key(), e.endpoint_key(), e.value());
+    let puts = || {
+        vec![
+            TxnOp::put(
+                ik.clone(),
+                v.clone(),
+                Some(PutOptions::new().with_lease(lease)),
+            ),
+            TxnOp::put(
+                ek.clone(),
+                v.clone(),
+                Some(PutOptions::new().with_lease(lease)),
+            ),
+        ]
+    };
+    for when in [
+        vec![
+            Compare::value(ik.clone(), CompareOp::Equal, v.clone()),
+            Compare::value(ek.clone(), CompareOp::Equal, v.clone()),
+        ],
+        vec![
+            Compare::create_revision(ik.clone(), CompareOp::Equal, 0),
+            Compare::create_revision(ek.clone(), CompareOp::Equal, 0),
+        ],
+    ] {
+        let txn = Txn::new().when(when).and_then(puts());
+        if client.txn(txn).await.map_err(failed)?.succeeded() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}

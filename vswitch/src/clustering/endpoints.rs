@@ -1,0 +1,140 @@
+//! `attach` and `detach` on a cluster overlay: the address comes from (or is checked
+//! against) the cluster's allocator before the container is plugged in, and goes back
+//! to it when the container is unplugged. The store is asked outside the controller's
+//! lock; the plugging itself is the ordinary `attach`, under it.
+
+use std::sync::Mutex;
+
+use ctl::{validate, Data, Request};
+
+use super::VerbError;
+use crate::controller::Controller;
+use crate::wire::MacAddr;
+
+fn lock(ctl: &Mutex<Controller>) -> std::sync::MutexGuard<'_, Controller> {
+    ctl.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Whether `req` is an `attach` or `detach` on a cluster overlay's bridge (and so goes
+/// through the cluster's allocator).
+pub fn is_overlay_attach(
+    req: &Request,
+    ctl: &Mutex<Controller>,
+    cluster: Option<&cluster::Handle>,
+) -> bool {
+    let bridge = match req {
+        Request::Attach { bridge, .. } | Request::Detach { bridge, .. } => bridge,
+        _ => return false,
+    };
+    cluster.is_some() && lock(ctl).is_overlay_bridge(bridge)
+}
+
+/// Answers an `attach` or `detach` on an overlay; the error is the one line `vsctl`
+/// prints, and nothing changed.
+pub fn handle(
+    req: Request,
+    ctl: &Mutex<Controller>,
+    cl: &cluster::Handle,
+) -> Result<Data, VerbError> {
+    match req {
+        Request::Attach {
+            bridge,
+            netns,
+            container,
+            ifname,
+            ip,
+            gw,
+            mac,
+            mtu,
+            vlan,
+            kind,
+            name,
+            aliases,
+        } => {
+            let state = cl.status().state;
+            let Some(o) = state.overlays.get(&bridge) else {
+                return Err(VerbError::UnknownOverlay(bridge));
+            };
+            let Some(net) = cluster::state::parse_subnet(&o.subnet) else {
+                return Err(VerbError::OverlaySubnet {
+                    name: bridge,
+                    subnet: o.subnet.clone(),
+                });
+            };
+            let want = if ip.is_empty() {
+                None
+            } else {
+                let (addr, prefix) = validate::cidr(&ip)?;
+                if prefix != net.1 || !cluster::state::overlaps((addr, 32), net) {
+                    return Err(VerbError::NotInOverlay {
+                        ip,
+                        overlay: bridge,
+                        subnet: o.subnet.clone(),
+                    });
+                }
+                Some(addr)
+            };
+            let mac = match mac {
+                Some(m) => Some(MacAddr(validate::unicast_mac(&m)?).to_string()),
+                None => None,
+            };
+            lock(ctl).attach_precheck(&bridge, &netns, &ifname)?;
+            let rec = cl.claim(cluster::Claim {
+                overlay: bridge.clone(),
+                ip: want,
+                mac,
+                container: container.clone(),
+            })?;
+            let ip = format!("{}/{}", rec.ip, net.1);
+            let req = Request::Attach {
+                bridge,
+                netns,
+                container,
+                ifname,
+                ip: ip.clone(),
+                gw,
+                mac: Some(rec.mac.clone()),
+                mtu,
+                vlan,
+                kind,
+                name,
+                aliases,
+            };
+            let done = lock(ctl).handle(req);
+            match done {
+                Ok(_) => Ok(Data::Attached { ip, mac: rec.mac }),
+                Err(e) => {
+                    // Not plugged in: the address goes back (if the store is away now,
+                    // as soon as it is back).
+                    if let Err(r) = cl.release(&rec) {
+                        tracing::warn!(ip = %rec.ip, "address of a failed attach released later: {r}");
+                        cl.release_later(rec);
+                    }
+                    Err(e.into())
+                }
+            }
+        }
+        Request::Detach {
+            bridge,
+            netns,
+            ifname,
+            container,
+        } => {
+            let ep = lock(ctl).overlay_endpoint(&bridge, &netns, &ifname, container.as_deref());
+            // Released first: if the store cannot take it, the container stays plugged
+            // in and keeps its address.
+            if let Some(e) = &ep {
+                cl.release(e)?;
+            }
+            lock(ctl)
+                .handle(Request::Detach {
+                    bridge,
+                    netns,
+                    ifname,
+                    container,
+                })
+                .map_err(VerbError::from)
+        }
+        _ => Err(VerbError::NotClusterVerb),
+    }
+}
