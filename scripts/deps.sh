@@ -34,6 +34,9 @@ declare -A PKG=(
     [etcdctl]=etcd-client
     [protoc]=protobuf-compiler
     [openssl]=openssl
+    [wireguard-go]=wireguard-go
+    [wg]=wireguard-tools
+    [nc]=netcat-openbsd
 )
 
 missing=()

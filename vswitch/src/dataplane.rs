@@ -321,6 +321,8 @@ pub struct Shared {
     /// Nanoseconds each worker spent handling wake-ups (not waiting in epoll), written
     /// by that worker alone (`counters::bump`).
     pub busy_ns: Box<[crossbeam::utils::CachePadded<std::sync::atomic::AtomicU64>]>,
+    /// The daemon's WireGuard key (encrypted tunnels).
+    pub wg_key: wg::PrivateKey,
 }
 
 impl Shared {
@@ -340,6 +342,7 @@ impl Shared {
             wakers: Vec::new(),
             shutdown: AtomicBool::new(false),
             busy_ns: Shared::busy_counters(1),
+            wg_key: wg::PrivateKey::generate(),
         })
     }
 
