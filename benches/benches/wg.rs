@@ -30,11 +30,17 @@ fn pair() -> (Peer, Peer) {
     let mut a = Peer::new(&ka, kb.public(), 1, None, &Limiter::new(&ka.public()));
     let mut b = Peer::new(&kb, ka.public(), 2, None, &Limiter::new(&kb.public()));
     let (mut o1, mut o2) = (vec![0u8; 65536], vec![0u8; 65536]);
-    let Outcome::Send(init) = a.seal(&packet(), &mut o1) else { panic!() };
+    let Outcome::Send(init) = a.seal(&packet(), &mut o1) else {
+        panic!()
+    };
     let init = init.to_vec();
-    let Outcome::Send(resp) = b.open(FROM, &init, &mut o2) else { panic!() };
+    let Outcome::Send(resp) = b.open(FROM, &init, &mut o2) else {
+        panic!()
+    };
     let resp = resp.to_vec();
-    let Outcome::Send(keep) = a.open(FROM, &resp, &mut o1) else { panic!() };
+    let Outcome::Send(keep) = a.open(FROM, &resp, &mut o1) else {
+        panic!()
+    };
     let keep = keep.to_vec();
     let _ = b.open(FROM, &keep, &mut o2);
     while let Outcome::Send(m) = a.flush(&mut o1) {

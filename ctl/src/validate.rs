@@ -515,7 +515,11 @@ mod tests {
 pub fn public_key(s: &str) -> Result<(), String> {
     const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let b = s.as_bytes();
-    let bad = || format!("{s:?} is not a WireGuard public key (44 characters of base64, as `wg pubkey` prints)");
+    let bad = || {
+        format!(
+            "{s:?} is not a WireGuard public key (44 characters of base64, as `wg pubkey` prints)"
+        )
+    };
     if b.len() != 44 || b[43] != b'=' || !b[..43].iter().all(|c| B64.contains(c)) {
         return Err(bad());
     }

@@ -75,10 +75,9 @@ fn os(what: &'static str) -> impl FnOnce(std::io::Error) -> StartError {
 pub fn run(opts: Options) -> Result<(), StartError> {
     let store = Store::new(&opts.db);
     let mut cfg = store.load()?;
-    let wg_key = crate::encrypt::keyfile::load_or_create(&crate::encrypt::keyfile::path_for(
-        &opts.db,
-    ))
-    .map_err(StartError::Key)?;
+    let wg_key =
+        crate::encrypt::keyfile::load_or_create(&crate::encrypt::keyfile::path_for(&opts.db))
+            .map_err(StartError::Key)?;
     let listener = server::bind(&opts.sock)?;
     let _sock_guard = server::SockGuard(opts.sock.clone());
 

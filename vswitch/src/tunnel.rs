@@ -222,7 +222,9 @@ impl RemoteRt {
     }
     /// The largest inner frame (Ethernet header included) that fits one datagram.
     pub fn max_frame(&self) -> usize {
-        self.mtu.load(Ordering::Relaxed).saturating_sub(self.overhead()) as usize
+        self.mtu
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.overhead()) as usize
     }
     /// The inner MTU (largest inner IP packet).
     pub fn inner_mtu(&self) -> usize {
@@ -279,7 +281,10 @@ enum Plan {
 /// The remotes a frame goes to: the one in its slot, or every remote (slot 0, or a
 /// slot no remote has any more: a MAC learned behind a remote just removed floods, as
 /// one learned on a port that is gone does).
-pub(crate) fn targets(remotes: &[Arc<RemoteRt>], slot: u16) -> impl Iterator<Item = &Arc<RemoteRt>> {
+pub(crate) fn targets(
+    remotes: &[Arc<RemoteRt>],
+    slot: u16,
+) -> impl Iterator<Item = &Arc<RemoteRt>> {
     let known = slot != 0 && remotes.iter().any(|r| r.slot == slot);
     remotes.iter().filter(move |r| !known || r.slot == slot)
 }

@@ -18,7 +18,8 @@ fn decode(s: &str) -> Result<[u8; 32], KeyError> {
     let bytes = STANDARD
         .decode(t)
         .map_err(|_| KeyError::Format(t.chars().take(60).collect()))?;
-    <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| KeyError::Format(t.chars().take(60).collect()))
+    <[u8; 32]>::try_from(bytes.as_slice())
+        .map_err(|_| KeyError::Format(t.chars().take(60).collect()))
 }
 
 /// A peer's public key.
@@ -121,8 +122,14 @@ mod tests {
     fn round_trips_the_wg_form() {
         // A pair `wg genkey | tee k | wg pubkey` printed.
         let k = PrivateKey::parse("yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=").unwrap();
-        assert_eq!(k.public().to_string(), "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=");
-        assert_eq!(k.to_base64(), "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=");
+        assert_eq!(
+            k.public().to_string(),
+            "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw="
+        );
+        assert_eq!(
+            k.to_base64(),
+            "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk="
+        );
         let p = PublicKey::parse(" HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=\n").unwrap();
         assert_eq!(p, k.public());
     }
@@ -141,6 +148,9 @@ mod tests {
 
     #[test]
     fn generated_keys_differ() {
-        assert_ne!(PrivateKey::generate().public(), PrivateKey::generate().public());
+        assert_ne!(
+            PrivateKey::generate().public(),
+            PrivateKey::generate().public()
+        );
     }
 }

@@ -219,14 +219,20 @@ mod tests {
         let (mut a, mut b) = pair();
         let data = handshake(&mut a, &mut b);
         let mut out = vec![0u8; 65536];
-        assert_eq!(b.open(FROM, &data, &mut out), Outcome::Deliver(&packet()[..]));
+        assert_eq!(
+            b.open(FROM, &data, &mut out),
+            Outcome::Deliver(&packet()[..])
+        );
         let mut o = vec![0u8; 65536];
         let back = match b.seal(&packet(), &mut o) {
             Outcome::Send(m) => m.to_vec(),
             x => panic!("{x:?}"),
         };
         assert_eq!(back.len(), crate::sealed_len(packet().len()));
-        assert_eq!(a.open(FROM, &back, &mut out), Outcome::Deliver(&packet()[..]));
+        assert_eq!(
+            a.open(FROM, &back, &mut out),
+            Outcome::Deliver(&packet()[..])
+        );
         assert!(a.last_handshake().is_some());
     }
 
@@ -270,7 +276,13 @@ mod tests {
     fn small_buffers_are_refused_not_a_panic() {
         let (mut a, _) = pair();
         let mut o = vec![0u8; 20];
-        assert_eq!(a.seal(&packet(), &mut o), Outcome::Drop(DropReason::Truncated));
-        assert_eq!(a.open(FROM, &[4u8; 40], &mut o), Outcome::Drop(DropReason::Truncated));
+        assert_eq!(
+            a.seal(&packet(), &mut o),
+            Outcome::Drop(DropReason::Truncated)
+        );
+        assert_eq!(
+            a.open(FROM, &[4u8; 40], &mut o),
+            Outcome::Drop(DropReason::Truncated)
+        );
     }
 }

@@ -104,16 +104,16 @@ enum Cmd {
         #[arg(long)]
         encrypt: bool,
         /// UDP port WireGuard messages arrive on and leave from (with --encrypt).
-        #[arg(long, requires = "encrypt")]
+        #[arg(long)]
         listen_port: Option<u16>,
         /// Inner VTEP address of this end (with --encrypt).
-        #[arg(long, requires = "encrypt")]
+        #[arg(long)]
         inner_local: Option<std::net::IpAddr>,
-        /// The WireGuard public key of each --remote, in the same order.
-        #[arg(long = "public-key", requires = "encrypt")]
+        /// The WireGuard public key of each --remote, in the same order (with --encrypt).
+        #[arg(long = "public-key")]
         public_keys: Vec<String>,
-        /// The inner VTEP address of each --remote, in the same order.
-        #[arg(long = "inner-remote", requires = "encrypt")]
+        /// The inner VTEP address of each --remote, in the same order (with --encrypt).
+        #[arg(long = "inner-remote")]
         inner_remotes: Vec<std::net::IpAddr>,
     },
     /// Remove a tunnel port.
@@ -126,8 +126,8 @@ enum Cmd {
         /// The remote's WireGuard public key (an encrypted tunnel's remotes need one).
         #[arg(long)]
         public_key: Option<String>,
-        /// The remote's inner VTEP address (encrypted tunnels).
-        #[arg(long, requires = "public_key")]
+        /// The remote's inner VTEP address (encrypted tunnels, with --public-key).
+        #[arg(long)]
         inner_remote: Option<std::net::IpAddr>,
     },
     /// Remove a remote VTEP from a tunnel.
@@ -362,6 +362,15 @@ fn request(cmd: Cmd) -> Result<Request, String> {
                         })
                         .collect(),
                 })
+            } else if !public_keys.is_empty()
+                || !inner_remotes.is_empty()
+                || listen_port.is_some()
+                || inner_local.is_some()
+            {
+                return Err(
+                    "--public-key, --inner-local, --inner-remote and --listen-port need --encrypt"
+                        .into(),
+                );
             } else {
                 None
             };
@@ -387,6 +396,9 @@ fn request(cmd: Cmd) -> Result<Request, String> {
             validate::remote(&remote)?;
             if let Some(k) = &public_key {
                 validate::public_key(k)?;
+            }
+            if inner_remote.is_some() && public_key.is_none() {
+                return Err("--inner-remote needs --public-key".into());
             }
             Request::AddRemote {
                 bridge,

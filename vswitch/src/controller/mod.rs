@@ -712,9 +712,9 @@ impl Controller {
             });
         }
         match (&mut tc.encrypt, peer) {
-            (Some(e), Some(p)) => e.peers.push(
-                crate::encrypt::PeerConf::from_spec(a, p).map_err(ConfigError::Invalid)?,
-            ),
+            (Some(e), Some(p)) => e
+                .peers
+                .push(crate::encrypt::PeerConf::from_spec(a, p).map_err(ConfigError::Invalid)?),
             (None, Some(_)) => {
                 return Err(ConfigError::Invalid(format!(
                     "tunnel {name} is not encrypted: --public-key does not apply"

@@ -39,7 +39,8 @@ pub fn load_or_create(path: &Path) -> Result<wg::PrivateKey, String> {
 
 fn create(path: &Path) -> Result<wg::PrivateKey, String> {
     let key = wg::PrivateKey::generate();
-    let err = |e: std::io::Error| format!("cannot write WireGuard key file {}: {e}", path.display());
+    let err =
+        |e: std::io::Error| format!("cannot write WireGuard key file {}: {e}", path.display());
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         fs::create_dir_all(dir).map_err(err)?;
     }
@@ -77,7 +78,10 @@ mod tests {
         let p = path_for(&dir.join("conf.json"));
         assert!(p.ends_with("conf.wg.key"));
         let k1 = load_or_create(&p).unwrap();
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         let k2 = load_or_create(&p).unwrap();
         assert_eq!(k1.public(), k2.public());
         fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();

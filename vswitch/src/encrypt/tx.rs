@@ -91,14 +91,18 @@ pub fn transmit(
                 let mut peer = wr.peer();
                 for seg in scratch[..segs.total.min(scratch.len())].chunks(stride) {
                     let sport = vxlan::flow::source_port(
-                        vxlan::flow::flow_hash(seg.get(vxlan::header::HEADER_LEN..).unwrap_or_default()),
+                        vxlan::flow::flow_hash(
+                            seg.get(vxlan::header::HEADER_LEN..).unwrap_or_default(),
+                        ),
                         32768,
                         60999,
                     );
                     room.plain.clear();
                     room.plain.resize(wg::inner::HEADER_LEN, 0);
                     room.plain.extend_from_slice(seg);
-                    if wg::inner::wrap(&mut room.plain, w.inner_src, dst, sport, seg.len()).is_none() {
+                    if wg::inner::wrap(&mut room.plain, w.inner_src, dst, sport, seg.len())
+                        .is_none()
+                    {
                         *errors += 1;
                         continue;
                     }

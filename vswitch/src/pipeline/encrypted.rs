@@ -62,8 +62,12 @@ impl Vtep<'_> {
         let kind = wg::message::classify(msg)?;
         let remote = w.find(kind, msg).ok_or(wg::DropReason::UnknownPeer)?;
         let wr = remote.wg.as_ref().ok_or(wg::DropReason::UnknownPeer)?;
-        // No buffer: the message is lost, as it would be in a full socket queue.
-        let mut out = self.pool.get(LARGE).ok_or(wg::DropReason::Truncated)?;
+        // No buffer: the message is lost, as it would be in a full socket queue. What it
+        // decrypts to is shorter than the message: a small buffer for a full-size packet.
+        let mut out = self
+            .pool
+            .get(msg.len().max(wg::message::INIT_LEN))
+            .ok_or(wg::DropReason::Truncated)?;
         out.set_len(out.capacity());
         let mut peer = wr.peer();
         let inner = match peer.open(d.src, msg, out.bytes_mut()) {
@@ -78,9 +82,13 @@ impl Vtep<'_> {
                 reply(m, wr.endpoint);
                 w.control_sent.fetch_add(1, Ordering::Relaxed);
                 // Packets that waited for this handshake go now.
-                while let wg::Outcome::Send(m) = peer.flush(out.bytes_mut()) {
-                    reply(m, wr.endpoint);
-                    remote.count_tx(1, m.len() as u64);
+                if let Some(mut big) = self.pool.get(LARGE) {
+                    big.set_len(big.capacity());
+                    while let wg::Outcome::Send(m) = peer.flush(big.bytes_mut()) {
+                        reply(m, wr.endpoint);
+                        remote.count_tx(1, m.len() as u64);
+                    }
+                    self.pool.put(big);
                 }
                 Err(None)
             }
