@@ -131,8 +131,10 @@ impl VtepRt {
         })?;
         if wg.is_some() {
             // Sealed messages go out of the listen socket itself (a WireGuard peer
-            // answers the address and port it heard from), and arrive one by one:
-            // no GRO, no spread of source ports.
+            // answers the address and port it heard from): no spread of source ports.
+            if let Err(e) = udp::enable_gro(&rx) {
+                tracing::warn!(vtep = %key, "no UDP_GRO on the WireGuard socket: {e}");
+            }
             return Ok(VtepRt {
                 id,
                 key,

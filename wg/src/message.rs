@@ -117,8 +117,8 @@ mod tests {
         assert_eq!(classify(&m), Ok(Kind::Initiation));
         let mut r = vec![0u8; 92];
         r[0] = 2;
-        r[8..12].copy_from_slice(&(0x1234_56u32 << 8 | 7).to_le_bytes());
-        assert_eq!(classify(&r), Ok(Kind::ForPeer(0x1234_56)));
+        r[8..12].copy_from_slice(&(0x0012_3456_u32 << 8 | 7).to_le_bytes());
+        assert_eq!(classify(&r), Ok(Kind::ForPeer(0x0012_3456)));
         let mut d = vec![0u8; 32];
         d[0] = 4;
         d[4..8].copy_from_slice(&(5u32 << 8).to_le_bytes());
