@@ -80,8 +80,7 @@ vsw_tunnel() { # H [--encrypt]
 # wireguard-go on host H (TUN wg<pid><H>) with a key of its own -> KEY_<H>; its peer set later.
 wgo_up() { # H
     local ns="$P-$1"
-    wg genkey >"$TMP/wg-$1.key"
-    chmod 600 "$TMP/wg-$1.key"
+    (umask 077 && wg genkey >"$TMP/wg-$1.key")
     printf -v "KEY_$1" '%s' "$(wg pubkey <"$TMP/wg-$1.key")"
     spawn "$TMP/wgo-$1.log" ip netns exec "$ns" wireguard-go -f "wg$$$1"
     wait_for 100 ip -n "$ns" link show "wg$$$1" || die "wireguard-go on $1 made no TUN device"

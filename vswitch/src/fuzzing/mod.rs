@@ -89,6 +89,7 @@ mod control;
 mod ct;
 mod gateway;
 mod vtep;
+mod wg;
 
 #[cfg(test)]
 mod tests;
@@ -107,3 +108,4 @@ pub use control::{config, control, touches_host};
 pub use ct::{nat, nat_ctl, nat_rewrite, nat_writable};
 pub use gateway::{gateway, gw_ctl};
 pub use vtep::{vxlan_decap, vxlan_encap, vxlan_gro};
+pub use wg::wg_message;
