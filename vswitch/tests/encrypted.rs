@@ -380,8 +380,9 @@ fn interop_with_wireguard_go_and_a_kernel_vxlan_device() {
 
 /// Two vswitchds encrypt to each other; then, at A's listen port: a cleartext VXLAN
 /// datagram (cleartext_refused), garbage (wg_bad_type), a short transport message
-/// (wg_truncated), a captured transport message sent again (wg_replayed) and with one
-/// byte changed (wg_forged): all counted, none delivered, and traffic goes on. The
+/// (wg_truncated), a captured transport message sent again (wg_replayed), with a new
+/// counter and one byte changed (wg_forged), and one for a receiver index no peer has
+/// (wg_unknown_peer): all counted, none delivered, and traffic goes on. The
 /// tunnel, its keys and the daemon's key survive kill -9.
 #[test]
 fn two_vswitchds_encrypt_and_drop_what_is_not_wireguard_by_reason() {
@@ -453,7 +454,9 @@ forged[-1] ^= 1
 vxlan = b"\x08\x00\x00\x00\x00\x00\x2a\x00" + b"\xff" * 6 + b"\x02" + b"\x00" * 5 + b"\x08\x06" + b"\x00" * 28
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind(("{B_IP}", 0))
-for payload in [vxlan, b"garbage that is no wireguard message", b"\x04\x00\x00\x00" + b"\x00" * 16, m, bytes(forged)]:
+# A transport message for a receiver index no peer has (peer number 0xffff).
+stranger = b"\x04\x00\x00\x00" + struct.pack("<I", 0xffff << 8) + b"\x00" * 8 + b"\x00" * 48
+for payload in [vxlan, b"garbage that is no wireguard message", b"\x04\x00\x00\x00" + b"\x00" * 16, m, bytes(forged), stranger]:
     s.sendto(payload, ("{A_IP}", {WG_PORT}))
 print("sent")
 "#,
@@ -467,13 +470,14 @@ print("sent")
         "wg_truncated",
         "wg_replayed",
         "wg_forged",
+        "wg_unknown_peer",
     ] {
         lab.wait_drops(reason, 1);
     }
     let d = lab.drops(WG_PORT);
     assert_eq!(
         d.values().sum::<u64>(),
-        5,
+        6,
         "one drop per message sent: {d:?}"
     );
     ping_all(&lab, 1, &lab.ip(2), 3, &more);
