@@ -35,6 +35,9 @@ declare -A PKG=(
     [protoc]=protobuf-compiler
     [openssl]=openssl
     [dnsmasq]=dnsmasq-base
+    [wireguard-go]=wireguard-go
+    [wg]=wireguard-tools
+    [nc]=netcat-openbsd
 )
 
 missing=()

@@ -206,6 +206,9 @@ pub enum Request {
         /// The bridge VLAN the tunnel carries (as an access port); none: untagged.
         #[serde(default)]
         vlan: Option<u16>,
+        /// VXLAN inside WireGuard: the settings of an encrypted tunnel.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        encrypt: Option<EncryptSpec>,
     },
     /// Removes a tunnel port.
     DelTunnel {
@@ -217,6 +220,9 @@ pub enum Request {
         bridge: String,
         name: String,
         remote: IpAddr,
+        /// On an encrypted tunnel: the remote's WireGuard key and inner address.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        peer: Option<PeerSpec>,
     },
     /// Removes a remote VTEP from a tunnel.
     DelRemote {
@@ -403,6 +409,41 @@ impl Response {
     }
 }
 
+/// The default UDP port an encrypted tunnel listens on (WireGuard's).
+pub const DEFAULT_WG_PORT: u16 = 51820;
+
+fn default_wg_port() -> u16 {
+    DEFAULT_WG_PORT
+}
+
+/// How a tunnel is encrypted (`add-tunnel --encrypt`): VXLAN datagrams travel behind
+/// an inner IPv4/UDP header inside WireGuard transport messages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncryptSpec {
+    /// The UDP port WireGuard messages are received on and sent from; the remotes
+    /// listen on the same port.
+    #[serde(default = "default_wg_port")]
+    pub listen_port: u16,
+    /// The inner VTEP address of this end (the source of inner packets; inner packets
+    /// to another address are dropped). None: the underlay `local`, unchecked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inner_local: Option<IpAddr>,
+    /// Each remote's key and inner address, in the order of `remotes`.
+    #[serde(default)]
+    pub peers: Vec<PeerSpec>,
+}
+
+/// A remote of an encrypted tunnel: its WireGuard public key (base64, as `wg` prints
+/// it) and its inner VTEP address (none: its underlay address, unchecked).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerSpec {
+    pub public_key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inner_remote: Option<IpAddr>,
+}
+
 /// What a successful request returns.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
@@ -415,6 +456,10 @@ pub enum Data {
         ports: Vec<String>,
     },
     Show {
+        /// The daemon's WireGuard public key (base64), which encrypted tunnels' peers
+        /// name it by.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        public_key: Option<String>,
         bridges: Vec<BridgeInfo>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         uplink: Option<UplinkInfo>,
@@ -648,6 +693,28 @@ pub struct TunnelInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vlan: Option<u16>,
     pub remotes: Vec<RemoteInfo>,
+    /// Encrypted (VXLAN inside WireGuard): the listen port and inner address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encrypt: Option<EncryptInfo>,
+}
+
+/// An encrypted tunnel's settings as `show` reports them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EncryptInfo {
+    pub listen_port: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inner_local: Option<String>,
+}
+
+/// A remote's WireGuard state as `show` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerInfo {
+    pub public_key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inner_remote: Option<String>,
+    /// Seconds since the last completed handshake; none: no session yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handshake_secs_ago: Option<u64>,
 }
 
 /// One remote VTEP of a tunnel, with its counters.
@@ -660,6 +727,9 @@ pub struct RemoteInfo {
     pub tx_bytes: u64,
     pub rx_packets: u64,
     pub rx_bytes: u64,
+    /// On an encrypted tunnel: the remote's key and session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<PeerInfo>,
 }
 
 /// Counters of one VXLAN socket (local address and UDP port).
@@ -819,10 +889,14 @@ pub fn render(data: &Data) -> String {
             }
         }
         Data::Show {
+            public_key,
             bridges,
             uplink,
             published,
         } => {
+            if let Some(k) = public_key {
+                let _ = writeln!(out, "public-key {k}");
+            }
             for b in bridges {
                 let _ = writeln!(
                     out,
@@ -885,6 +959,12 @@ pub fn render(data: &Data) -> String {
                         if let Some(v) = t.vlan {
                             let _ = write!(out, " vlan {v}");
                         }
+                        if let Some(e) = &t.encrypt {
+                            let _ = write!(out, " encrypted listen-port {}", e.listen_port);
+                            if let Some(i) = &e.inner_local {
+                                let _ = write!(out, " inner-local {i}");
+                            }
+                        }
                         out.push('\n');
                         for r in &t.remotes {
                             let _ = writeln!(
@@ -892,6 +972,18 @@ pub fn render(data: &Data) -> String {
                                 "        remote {} (mtu {}): tx {} pkts {} bytes, rx {} pkts {} bytes",
                                 r.ip, r.mtu, r.tx_packets, r.tx_bytes, r.rx_packets, r.rx_bytes
                             );
+                            if let Some(p) = &r.peer {
+                                let _ = write!(out, "            public-key {}", p.public_key);
+                                if let Some(i) = &p.inner_remote {
+                                    let _ = write!(out, " inner-remote {i}");
+                                }
+                                match p.handshake_secs_ago {
+                                    Some(s) => {
+                                        let _ = writeln!(out, ", handshake {s}s ago");
+                                    }
+                                    None => out.push_str(", no handshake yet\n"),
+                                }
+                            }
                         }
                     }
                 }

@@ -509,3 +509,39 @@ mod tests {
         assert!(host_port(0).is_err());
     }
 }
+
+/// A WireGuard public key as `wg pubkey` prints it: 32 bytes in base64, 44 characters
+/// ending in `=` (the daemon decodes it; this catches typos before a request is sent).
+pub fn public_key(s: &str) -> Result<(), String> {
+    const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let b = s.as_bytes();
+    let bad = || {
+        format!(
+            "{s:?} is not a WireGuard public key (44 characters of base64, as `wg pubkey` prints)"
+        )
+    };
+    if b.len() != 44 || b[43] != b'=' || !b[..43].iter().all(|c| B64.contains(c)) {
+        return Err(bad());
+    }
+    // The 43rd character carries 4 bits of the key and 2 zero bits.
+    let last = B64.iter().position(|c| *c == b[42]).unwrap_or(1);
+    if last & 3 != 0 {
+        return Err(bad());
+    }
+    if b[..43].iter().all(|c| *c == b'A') {
+        return Err("the all-zero public key is not a key".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod wg_key_tests {
+    #[test]
+    fn public_keys() {
+        assert!(super::public_key("HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=").is_ok());
+        assert!(super::public_key("HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykx=").is_err());
+        assert!(super::public_key("HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8yk=").is_err());
+        assert!(super::public_key("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=").is_err());
+        assert!(super::public_key("").is_err());
+    }
+}

@@ -515,6 +515,7 @@ impl<S: Switch, L: Links> Plugin<S, L> {
                 local: t.local,
                 dstport: t.dstport,
                 vlan: None,
+                encrypt: None,
             })?;
         }
         if let Some((vid, trunk)) = &opts.vlan {

@@ -249,6 +249,9 @@ pub struct TunnelConf {
     pub local: Option<Ipv4Addr>,
     #[serde(default = "default_vxlan_port")]
     pub dstport: u16,
+    /// VXLAN inside WireGuard (`add-tunnel --encrypt`); none: cleartext VXLAN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encrypt: Option<crate::encrypt::EncryptConf>,
 }
 
 /// A static FDB entry (`vsctl add-fdb`).
@@ -497,6 +500,17 @@ impl Config {
                                 source: Box::new(e),
                             }
                         })?;
+                        if let Some(e) = &t.encrypt {
+                            // An encrypted listener belongs to one tunnel: its peers
+                            // are that tunnel's remotes.
+                            let key = (t.local, e.listen_port, u32::MAX);
+                            if let Some(other) = seen_vni.insert(key, &p.name) {
+                                return Err(ConfigError::Invalid(format!(
+                                    "listen port {} is already tunnel {other}'s",
+                                    e.listen_port
+                                )));
+                            }
+                        }
                         let key = (t.local, t.dstport, t.vni);
                         if let Some(other) = seen_vni.insert(key, &p.name) {
                             return Err(ConfigError::VniTaken {
@@ -680,6 +694,14 @@ pub fn check_tunnel(t: &TunnelConf, may_be_empty: bool) -> Result<(), ConfigErro
     }
     if t.remotes.len() > MAX_REMOTES {
         return Err(ConfigError::TooManyRemotes(MAX_REMOTES));
+    }
+    if let Some(e) = &t.encrypt {
+        if may_be_empty {
+            return Err(ConfigError::Invalid(
+                "overlay tunnels are not encrypted by static keys".into(),
+            ));
+        }
+        e.check(&t.remotes).map_err(ConfigError::Invalid)?;
     }
     for (i, r) in t.remotes.iter().enumerate() {
         validate::remote(&(*r).into())?;
@@ -885,6 +907,7 @@ mod tests {
                 remotes: vec![Ipv4Addr::new(198, 51, 100, 2)],
                 local: None,
                 dstport: 4789,
+                encrypt: None,
             }),
             external_ids: Default::default(),
             attach: None,

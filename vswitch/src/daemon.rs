@@ -55,6 +55,9 @@ pub enum StartError {
         what: &'static str,
         why: std::io::Error,
     },
+    /// The WireGuard key file is unusable; the line says why.
+    #[error("{0}")]
+    Key(String),
     #[error("cannot serve metrics on {addr}: {why}")]
     Metrics {
         addr: std::net::SocketAddr,
@@ -72,6 +75,9 @@ fn os(what: &'static str) -> impl FnOnce(std::io::Error) -> StartError {
 pub fn run(opts: Options) -> Result<(), StartError> {
     let store = Store::new(&opts.db);
     let mut cfg = store.load()?;
+    let wg_key =
+        crate::encrypt::keyfile::load_or_create(&crate::encrypt::keyfile::path_for(&opts.db))
+            .map_err(StartError::Key)?;
     let listener = server::bind(&opts.sock)?;
     let _sock_guard = server::SockGuard(opts.sock.clone());
 
@@ -131,6 +137,7 @@ pub fn run(opts: Options) -> Result<(), StartError> {
         wakers,
         shutdown: AtomicBool::new(false),
         busy_ns: Shared::busy_counters(workers),
+        wg_key,
     });
     let mut handles = Vec::new();
     for (i, (poll, inbox)) in polls.into_iter().zip(outboxes).enumerate() {

@@ -324,6 +324,8 @@ pub struct Shared {
     /// Nanoseconds each worker spent handling wake-ups (not waiting in epoll), written
     /// by that worker alone (`counters::bump`).
     pub busy_ns: Box<[crossbeam::utils::CachePadded<std::sync::atomic::AtomicU64>]>,
+    /// The daemon's WireGuard key (encrypted tunnels).
+    pub wg_key: wg::PrivateKey,
 }
 
 impl Shared {
@@ -343,6 +345,9 @@ impl Shared {
             wakers: Vec::new(),
             shutdown: AtomicBool::new(false),
             busy_ns: Shared::busy_counters(1),
+            // One fixed key, so that two controllers of a test show the same thing.
+            wg_key: wg::PrivateKey::parse("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAEA=")
+                .unwrap_or_else(|_| wg::PrivateKey::generate()),
         })
     }
 

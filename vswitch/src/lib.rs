@@ -13,6 +13,7 @@ pub mod controller;
 pub mod counters;
 pub mod daemon;
 pub mod dataplane;
+pub mod encrypt;
 pub mod fdb;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;

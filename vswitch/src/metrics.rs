@@ -236,6 +236,7 @@ mod tests {
                     tx_bytes: 700,
                     rx_packets: 6,
                     rx_bytes: 600,
+                    peer: None,
                 },
             }],
             busy_ns: vec![1_500_000_000, 0],

@@ -49,6 +49,8 @@ const MAX_UDP_PAYLOAD: usize = 65507;
 pub struct VtepKey {
     pub local: Option<Ipv4Addr>,
     pub dstport: u16,
+    /// A WireGuard listener (`dstport` is its listen port), not a VXLAN socket.
+    pub encrypted: bool,
 }
 
 impl std::fmt::Display for VtepKey {
@@ -58,7 +60,11 @@ impl std::fmt::Display for VtepKey {
             "{}:{}",
             self.local.unwrap_or(Ipv4Addr::UNSPECIFIED),
             self.dstport
-        )
+        )?;
+        if self.encrypted {
+            f.write_str(" (wireguard)")?;
+        }
+        Ok(())
     }
 }
 
@@ -106,16 +112,40 @@ pub struct VtepRt {
     /// VNI → tunnel port and its remotes; replaced whole when tunnels change.
     pub table: ArcSwap<VtepTable>,
     pub counters: VtepCounters,
+    /// An encrypted tunnel's listener: what arrives is WireGuard, and only that.
+    pub wg: Option<crate::encrypt::WgVtep>,
 }
 
 impl VtepRt {
     /// Binds the VTEP's sockets; fails (with a message naming the address) if the UDP
     /// port is taken.
-    pub fn open(id: u32, key: VtepKey, owner: usize) -> Result<VtepRt, VtepError> {
+    pub fn open(
+        id: u32,
+        key: VtepKey,
+        owner: usize,
+        wg: Option<crate::encrypt::WgVtep>,
+    ) -> Result<VtepRt, VtepError> {
         let rx = udp::bind(key.local, key.dstport).map_err(|e| VtepError::Bind {
             key,
             why: e.to_string(),
         })?;
+        if wg.is_some() {
+            // Sealed messages go out of the listen socket itself (a WireGuard peer
+            // answers the address and port it heard from): no spread of source ports.
+            if let Err(e) = udp::enable_gro(&rx) {
+                tracing::warn!(vtep = %key, "no UDP_GRO on the WireGuard socket: {e}");
+            }
+            return Ok(VtepRt {
+                id,
+                key,
+                owner,
+                rx,
+                tx: Vec::new(),
+                table: ArcSwap::from_pointee(VtepTable::default()),
+                counters: VtepCounters::default(),
+                wg,
+            });
+        }
         if let Err(e) = udp::enable_gro(&rx) {
             // Still works: the kernel then splits runs before we read them.
             tracing::warn!(vtep = %key, "no UDP_GRO on the VXLAN socket: {e}");
@@ -135,6 +165,7 @@ impl VtepRt {
             tx,
             table: ArcSwap::from_pointee(VtepTable::default()),
             counters: VtepCounters::default(),
+            wg: None,
         })
     }
 
@@ -155,6 +186,8 @@ pub struct RemoteRt {
     pub tx_bytes: AtomicU64,
     pub rx_packets: AtomicU64,
     pub rx_bytes: AtomicU64,
+    /// On an encrypted tunnel: its WireGuard peer.
+    pub wg: Option<crate::encrypt::WgRemote>,
 }
 
 impl RemoteRt {
@@ -168,6 +201,15 @@ impl RemoteRt {
             tx_bytes: AtomicU64::new(0),
             rx_packets: AtomicU64::new(0),
             rx_bytes: AtomicU64::new(0),
+            wg: None,
+        }
+    }
+    /// What an encapsulated frame adds to the underlay packet.
+    fn overhead(&self) -> u32 {
+        if self.wg.is_some() {
+            wg::OVERHEAD
+        } else {
+            OVERHEAD
         }
     }
     /// Counts `packets` datagrams of `bytes` in all sent to this remote.
@@ -182,13 +224,16 @@ impl RemoteRt {
     }
     /// The largest inner frame (Ethernet header included) that fits one datagram.
     pub fn max_frame(&self) -> usize {
-        self.mtu.load(Ordering::Relaxed).saturating_sub(OVERHEAD) as usize
+        self.mtu
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.overhead()) as usize
     }
     /// The inner MTU (largest inner IP packet).
     pub fn inner_mtu(&self) -> usize {
+        let extra = self.overhead() - OVERHEAD;
         self.mtu
             .load(Ordering::Relaxed)
-            .saturating_sub(INNER_MTU_OVERHEAD) as usize
+            .saturating_sub(INNER_MTU_OVERHEAD + extra) as usize
     }
 }
 
@@ -238,7 +283,10 @@ enum Plan {
 /// The remotes a frame goes to: the one in its slot, or every remote (slot 0, or a
 /// slot no remote has any more: a MAC learned behind a remote just removed floods, as
 /// one learned on a port that is gone does).
-fn targets(remotes: &[Arc<RemoteRt>], slot: u16) -> impl Iterator<Item = &Arc<RemoteRt>> {
+pub(crate) fn targets(
+    remotes: &[Arc<RemoteRt>],
+    slot: u16,
+) -> impl Iterator<Item = &Arc<RemoteRt>> {
     let known = slot != 0 && remotes.iter().any(|r| r.slot == slot);
     remotes.iter().filter(move |r| !known || r.slot == slot)
 }
@@ -294,6 +342,9 @@ pub fn transmit(
     errors: &mut u64,
     oversize: &mut u64,
 ) -> usize {
+    if let Some(w) = &t.vtep.wg {
+        return crate::encrypt::tx::transmit(t, w, pending, n, scratch, errors, oversize);
+    }
     let n = n.min(pending.len()).min(TX_BATCH);
     let remotes = t.remotes.load();
     let socks = &t.vtep.tx;

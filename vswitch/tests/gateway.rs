@@ -449,6 +449,7 @@ fn show_all(n: &Nat) -> (Vec<BridgeInfo>, Option<UplinkInfo>, Vec<PublishedInfo>
             bridges,
             uplink,
             published,
+            ..
         } => (bridges, uplink, published),
         other => panic!("show --json returned {other:?}"),
     }

@@ -100,6 +100,21 @@ enum Cmd {
         /// Carry this VLAN of the bridge (the tunnel is an access port of it).
         #[arg(long)]
         vlan: Option<u16>,
+        /// Encrypt: VXLAN inside WireGuard (each --remote needs a --public-key).
+        #[arg(long)]
+        encrypt: bool,
+        /// UDP port WireGuard messages arrive on and leave from (with --encrypt).
+        #[arg(long)]
+        listen_port: Option<u16>,
+        /// Inner VTEP address of this end (with --encrypt).
+        #[arg(long)]
+        inner_local: Option<std::net::IpAddr>,
+        /// The WireGuard public key of each --remote, in the same order (with --encrypt).
+        #[arg(long = "public-key")]
+        public_keys: Vec<String>,
+        /// The inner VTEP address of each --remote, in the same order (with --encrypt).
+        #[arg(long = "inner-remote")]
+        inner_remotes: Vec<std::net::IpAddr>,
     },
     /// Remove a tunnel port.
     DelTunnel { bridge: String, name: String },
@@ -108,6 +123,12 @@ enum Cmd {
         bridge: String,
         name: String,
         remote: std::net::IpAddr,
+        /// The remote's WireGuard public key (an encrypted tunnel's remotes need one).
+        #[arg(long)]
+        public_key: Option<String>,
+        /// The remote's inner VTEP address (encrypted tunnels, with --public-key).
+        #[arg(long)]
+        inner_remote: Option<std::net::IpAddr>,
     },
     /// Remove a remote VTEP from a tunnel.
     DelRemote {
@@ -321,6 +342,11 @@ fn request(cmd: Cmd) -> Result<Request, String> {
             local,
             dstport,
             vlan,
+            encrypt,
+            listen_port,
+            inner_local,
+            public_keys,
+            inner_remotes,
         } => {
             validate::iface_name(&name)?;
             validate::vni(vni)?;
@@ -334,6 +360,46 @@ fn request(cmd: Cmd) -> Result<Request, String> {
             if let Some(v) = vlan {
                 validate::vid(v)?;
             }
+            let encrypt = if encrypt {
+                if public_keys.len() != remotes.len() {
+                    return Err(format!(
+                        "--encrypt needs one --public-key per --remote ({} remotes, {} keys)",
+                        remotes.len(),
+                        public_keys.len()
+                    ));
+                }
+                if !inner_remotes.is_empty() && inner_remotes.len() != remotes.len() {
+                    return Err("--inner-remote: one per --remote, or none".into());
+                }
+                for k in &public_keys {
+                    validate::public_key(k)?;
+                }
+                let port = listen_port.unwrap_or(ctl::DEFAULT_WG_PORT);
+                validate::dstport(port)?;
+                Some(ctl::EncryptSpec {
+                    listen_port: port,
+                    inner_local,
+                    peers: public_keys
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, public_key)| ctl::PeerSpec {
+                            public_key,
+                            inner_remote: inner_remotes.get(i).copied(),
+                        })
+                        .collect(),
+                })
+            } else if !public_keys.is_empty()
+                || !inner_remotes.is_empty()
+                || listen_port.is_some()
+                || inner_local.is_some()
+            {
+                return Err(
+                    "--public-key, --inner-local, --inner-remote and --listen-port need --encrypt"
+                        .into(),
+                );
+            } else {
+                None
+            };
             Request::AddTunnel {
                 bridge,
                 name,
@@ -342,6 +408,7 @@ fn request(cmd: Cmd) -> Result<Request, String> {
                 local,
                 dstport,
                 vlan,
+                encrypt,
             }
         }
         Cmd::DelTunnel { bridge, name } => Request::DelTunnel { bridge, name },
@@ -349,12 +416,24 @@ fn request(cmd: Cmd) -> Result<Request, String> {
             bridge,
             name,
             remote,
+            public_key,
+            inner_remote,
         } => {
             validate::remote(&remote)?;
+            if let Some(k) = &public_key {
+                validate::public_key(k)?;
+            }
+            if inner_remote.is_some() && public_key.is_none() {
+                return Err("--inner-remote needs --public-key".into());
+            }
             Request::AddRemote {
                 bridge,
                 name,
                 remote,
+                peer: public_key.map(|public_key| ctl::PeerSpec {
+                    public_key,
+                    inner_remote,
+                }),
             }
         }
         Cmd::DelRemote {

@@ -77,6 +77,7 @@ impl Switch for Fake {
     fn call(&self, req: &Request) -> Result<Data, String> {
         if matches!(req, Request::Show) {
             return Ok(Data::Show {
+                public_key: None,
                 bridges: self.bridges.borrow().clone(),
                 uplink: None,
                 published: self.published.borrow().clone(),

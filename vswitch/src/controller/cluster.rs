@@ -169,7 +169,7 @@ impl Controller {
         match current {
             Some(t) if t.vni == o.vni && t.local == Some(local) => {
                 for r in remotes.iter().filter(|r| !t.remotes.contains(r)) {
-                    self.add_remote(&o.name, &port, IpAddr::V4(*r))?;
+                    self.add_remote(&o.name, &port, IpAddr::V4(*r), None)?;
                     tracing::info!(overlay = %o.name, remote = %r, "remote VTEP added");
                 }
                 for r in t.remotes.iter().filter(|r| !remotes.contains(r)) {
@@ -190,6 +190,7 @@ impl Controller {
                     &rs,
                     Some(IpAddr::V4(local)),
                     ctl::DEFAULT_VXLAN_PORT,
+                    None,
                     None,
                 )?;
                 tracing::info!(overlay = %o.name, vni = o.vni, remotes = ?remotes, "overlay tunnel created");

@@ -90,6 +90,7 @@ mod ct;
 mod dns;
 mod gateway;
 mod vtep;
+mod wg;
 
 #[cfg(test)]
 mod tests;
@@ -109,3 +110,4 @@ pub use ct::{nat, nat_ctl, nat_rewrite, nat_writable};
 pub use dns::dns;
 pub use gateway::{gateway, gw_ctl};
 pub use vtep::{vxlan_decap, vxlan_encap, vxlan_gro};
+pub use wg::wg_message;

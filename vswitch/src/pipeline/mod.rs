@@ -19,6 +19,7 @@
 //! ([`tunnel`]: decapsulated, then into the tunnel port's ingress) and the gateway
 //! ([`gateway`]: routed frames enter their bridge at its gateway port).
 
+pub mod encrypted;
 pub mod gateway;
 pub mod suppress;
 pub mod tunnel;

@@ -112,7 +112,17 @@ impl Worker {
                     gro: m.gro,
                     truncated: m.truncated,
                 };
-                v.receive(&d, slot, &mut sink);
+                match &vtep.wg {
+                    Some(w) => {
+                        let mut reply = |msg: &[u8], to: std::net::SocketAddrV4| {
+                            // Non-blocking: a handshake answer the kernel has no room
+                            // for is lost, and the peer retries.
+                            let _ = vtep.rx.send_to(msg, &to.into());
+                        };
+                        v.receive_sealed(w, &d, slot, &mut sink, &mut reply)
+                    }
+                    None => v.receive(&d, slot, &mut sink),
+                }
             }
             if n < meta.len().min(self.vtep_bufs.len()) {
                 return;

@@ -106,6 +106,7 @@ fn show_reports_the_config_with_ports_down_whose_interface_is_missing() {
         bridges,
         uplink,
         published,
+        ..
     } = l.ok(Request::Show)
     else {
         panic!("show answers Show");

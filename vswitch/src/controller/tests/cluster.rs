@@ -76,6 +76,7 @@ fn member() -> Config {
             remotes: vec![],
             local: Some(NOWHERE),
             dstport: 4789,
+            encrypt: None,
         }),
         ..port(&overlay_port(4096))
     });
@@ -161,6 +162,7 @@ fn what_the_cluster_owns_is_refused_to_local_verbs() {
             bridge: br("ov1"),
             name: vx.clone(),
             remote: ip(N2),
+            peer: None,
         },
         owned,
     );

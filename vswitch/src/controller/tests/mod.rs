@@ -159,6 +159,7 @@ pub(super) fn seeded() -> Config {
             remotes: vec![REMOTE],
             local: Some(NOWHERE),
             dstport: 4789,
+            encrypt: None,
         }),
         ..port(VX)
     });

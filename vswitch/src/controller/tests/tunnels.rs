@@ -13,6 +13,7 @@ fn add_tunnel(name: &str, vni: u32, remotes: &[Ipv4Addr]) -> Request {
         local: Some(ip(NOWHERE)),
         dstport: 4789,
         vlan: None,
+        encrypt: None,
     }
 }
 
@@ -23,6 +24,7 @@ fn remote_req(add: bool, remote: Ipv4Addr) -> Request {
             bridge,
             name,
             remote,
+            peer: None,
         }
     } else {
         Request::DelRemote {
@@ -79,6 +81,7 @@ fn add_tunnel_checks_everything_before_binding() {
             local: None,
             dstport: 0,
             vlan: None,
+            encrypt: None,
         },
         "tunnel zzno-vx2: UDP port 0 is not a valid destination port",
     );
@@ -175,6 +178,7 @@ fn add_and_del_remote_refuse_what_makes_no_sense() {
             bridge: br("br0"),
             name: P1.into(),
             remote: ip(OTHER),
+            peer: None,
         },
         "port zzno-p1 of bridge br0 is not a tunnel",
     );

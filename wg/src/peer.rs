@@ -1,0 +1,288 @@
+//! One peer: boringtun's `Tunn` (handshake state, sessions, counters, timers) behind a
+//! small API whose every answer is an [`Outcome`], so the daemon only moves bytes.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use boringtun::noise::rate_limiter::RateLimiter;
+use boringtun::noise::{Tunn, TunnResult};
+
+use crate::keys::{PrivateKey, PublicKey};
+use crate::message::{DropReason, INIT_LEN};
+
+/// How often [`Peer::tick`] should run: the timers' resolution (boringtun's device
+/// ticks at this rate too).
+pub const TICK: Duration = Duration::from_millis(250);
+/// A session is replaced by a new handshake after this long (WireGuard's
+/// REKEY_AFTER_TIME); boringtun's timers enforce it.
+pub const REKEY_AFTER: Duration = Duration::from_secs(120);
+/// Handshake initiations a listener takes per second before it answers with cookie
+/// replies (boringtun's device uses the same figure).
+pub const HANDSHAKES_PER_SEC: u64 = 100;
+
+/// What the daemon does next.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome<'a> {
+    /// Send these bytes to the peer's endpoint.
+    Send(&'a [u8]),
+    /// A packet decrypted for the tunnel: the inner IPv4 packet.
+    Deliver(&'a [u8]),
+    /// Nothing to send or deliver (a keepalive, a cookie taken in, a packet queued
+    /// until the handshake completes).
+    Nothing,
+    /// Dropped, for this reason.
+    Drop(DropReason),
+}
+
+/// The handshake rate limiter of a listener, shared by its peers; it answers
+/// initiations with cookie replies once more than [`HANDSHAKES_PER_SEC`] arrive in a
+/// second. [`Limiter::reset`] must run once a second.
+#[derive(Clone)]
+pub struct Limiter(Arc<RateLimiter>);
+
+impl Limiter {
+    /// The limiter of the listener whose public key is `own`.
+    pub fn new(own: &PublicKey) -> Limiter {
+        Limiter(Arc::new(RateLimiter::new(&own.x(), HANDSHAKES_PER_SEC)))
+    }
+    /// Starts the next second's count.
+    pub fn reset(&self) {
+        self.0.reset_count();
+    }
+}
+
+/// One peer of a listener.
+pub struct Peer {
+    tunn: Tunn,
+    public: PublicKey,
+}
+
+/// Whether `msg` (a message to send) is a cookie reply, sent instead of a handshake
+/// response because the listener is under load.
+pub fn is_cookie_reply(msg: &[u8]) -> bool {
+    msg.first() == Some(&3)
+}
+
+fn outcome(r: TunnResult<'_>) -> Outcome<'_> {
+    match r {
+        TunnResult::Done => Outcome::Nothing,
+        TunnResult::WriteToNetwork(b) => Outcome::Send(b),
+        TunnResult::WriteToTunnelV4(b, _) => Outcome::Deliver(b),
+        TunnResult::WriteToTunnelV6(..) => Outcome::Drop(DropReason::InnerNotVxlan),
+        TunnResult::Err(e) => Outcome::Drop(DropReason::from_error(e)),
+    }
+}
+
+impl Peer {
+    /// The peer `remote` of the listener whose key is `own`. `number` (< 2^24) is how
+    /// messages name it: the upper 24 bits of every receiver index it hands out.
+    pub fn new(
+        own: &PrivateKey,
+        remote: PublicKey,
+        number: u32,
+        keepalive: Option<u16>,
+        limiter: &Limiter,
+    ) -> Peer {
+        let tunn = Tunn::new(
+            own.secret(),
+            remote.x(),
+            None,
+            keepalive,
+            number & 0x00ff_ffff,
+            Some(limiter.0.clone()),
+        );
+        Peer {
+            tunn,
+            public: remote,
+        }
+    }
+
+    /// The peer's public key.
+    pub fn public(&self) -> PublicKey {
+        self.public
+    }
+
+    /// Encrypts `packet` (an inner IPv4 packet) into `out`: a transport message to
+    /// send, or, with no session yet, a handshake initiation (or nothing if one is
+    /// under way) while the packet waits in the peer's queue. `out` must hold
+    /// [`crate::sealed_len`] of the packet and at least an initiation.
+    pub fn seal<'a>(&mut self, packet: &[u8], out: &'a mut [u8]) -> Outcome<'a> {
+        if out.len() < crate::sealed_len(packet.len()).max(INIT_LEN) {
+            return Outcome::Drop(DropReason::Truncated);
+        }
+        outcome(self.tunn.encapsulate(packet, out))
+    }
+
+    /// Checks and decrypts `msg`, received from `from`; `out` must be at least as
+    /// long as `msg` and an initiation. After a [`Outcome::Send`] call [`Peer::flush`]
+    /// until it gives [`Outcome::Nothing`]: packets queued during the handshake go then.
+    pub fn open<'a>(&mut self, from: IpAddr, msg: &[u8], out: &'a mut [u8]) -> Outcome<'a> {
+        if msg.is_empty() {
+            return Outcome::Drop(DropReason::Truncated);
+        }
+        if out.len() < msg.len().max(INIT_LEN) {
+            return Outcome::Drop(DropReason::Truncated);
+        }
+        outcome(self.tunn.decapsulate(Some(from), msg, out))
+    }
+
+    /// The next packet queued while there was no session, sealed, if any.
+    pub fn flush<'a>(&mut self, out: &'a mut [u8]) -> Outcome<'a> {
+        if out.len() < u16::MAX as usize {
+            return Outcome::Nothing;
+        }
+        match outcome(self.tunn.decapsulate(None, &[], out)) {
+            Outcome::Send(b) => Outcome::Send(b),
+            _ => Outcome::Nothing,
+        }
+    }
+
+    /// Runs the protocol's timers: a handshake retry, a rekey, a keepalive to send;
+    /// sessions past their lifetime are dropped. Call every [`TICK`].
+    pub fn tick<'a>(&mut self, out: &'a mut [u8]) -> Outcome<'a> {
+        if out.len() < INIT_LEN {
+            return Outcome::Nothing;
+        }
+        match outcome(self.tunn.update_timers(out)) {
+            Outcome::Send(b) => Outcome::Send(b),
+            _ => Outcome::Nothing,
+        }
+    }
+
+    /// Time since the last completed handshake, if any.
+    pub fn last_handshake(&self) -> Option<Duration> {
+        self.tunn.time_since_last_handshake()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn pair() -> (Peer, Peer) {
+        let (ka, kb) = (PrivateKey::generate(), PrivateKey::generate());
+        let (la, lb) = (Limiter::new(&ka.public()), Limiter::new(&kb.public()));
+        (
+            Peer::new(&ka, kb.public(), 1, None, &la),
+            Peer::new(&kb, ka.public(), 2, None, &lb),
+        )
+    }
+
+    fn packet() -> Vec<u8> {
+        let mut p = vec![0u8; crate::inner::HEADER_LEN + 100];
+        crate::inner::wrap(
+            &mut p,
+            Ipv4Addr::new(10, 0, 0, 1),
+            Ipv4Addr::new(10, 0, 0, 2),
+            4000,
+            100,
+        )
+        .unwrap();
+        p
+    }
+
+    const FROM: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
+
+    /// Runs the handshake for `a`'s first packet; returns the transport message that
+    /// carried it.
+    fn handshake(a: &mut Peer, b: &mut Peer) -> Vec<u8> {
+        let (mut o1, mut o2) = (vec![0u8; 65536], vec![0u8; 65536]);
+        let p = packet();
+        let init = match a.seal(&p, &mut o1) {
+            Outcome::Send(m) => m.to_vec(),
+            o => panic!("{o:?}"),
+        };
+        assert_eq!(crate::message::classify(&init), Ok(crate::Kind::Initiation));
+        let resp = match b.open(FROM, &init, &mut o2) {
+            Outcome::Send(m) => m.to_vec(),
+            o => panic!("{o:?}"),
+        };
+        assert_eq!(crate::message::classify(&resp), Ok(crate::Kind::ForPeer(1)));
+        // The keepalive that confirms the session, then the queued packet.
+        let keep = match a.open(FROM, &resp, &mut o1) {
+            Outcome::Send(m) => m.to_vec(),
+            o => panic!("{o:?}"),
+        };
+        assert_eq!(b.open(FROM, &keep, &mut o2), Outcome::Nothing);
+        let data = match a.flush(&mut o1) {
+            Outcome::Send(m) => m.to_vec(),
+            o => panic!("{o:?}"),
+        };
+        assert_eq!(a.flush(&mut o1), Outcome::Nothing);
+        data
+    }
+
+    #[test]
+    fn handshake_then_transport_both_ways() {
+        let (mut a, mut b) = pair();
+        let data = handshake(&mut a, &mut b);
+        let mut out = vec![0u8; 65536];
+        assert_eq!(
+            b.open(FROM, &data, &mut out),
+            Outcome::Deliver(&packet()[..])
+        );
+        let mut o = vec![0u8; 65536];
+        let back = match b.seal(&packet(), &mut o) {
+            Outcome::Send(m) => m.to_vec(),
+            x => panic!("{x:?}"),
+        };
+        assert_eq!(back.len(), crate::sealed_len(packet().len()));
+        assert_eq!(
+            a.open(FROM, &back, &mut out),
+            Outcome::Deliver(&packet()[..])
+        );
+        assert!(a.last_handshake().is_some());
+    }
+
+    #[test]
+    fn replayed_forged_and_truncated_are_dropped_by_reason() {
+        let (mut a, mut b) = pair();
+        let data = handshake(&mut a, &mut b);
+        let mut out = vec![0u8; 65536];
+        assert!(matches!(b.open(FROM, &data, &mut out), Outcome::Deliver(_)));
+        assert_eq!(
+            b.open(FROM, &data, &mut out),
+            Outcome::Drop(DropReason::Replayed)
+        );
+        let mut forged = data.clone();
+        let last = forged.len() - 1;
+        forged[last] ^= 1;
+        forged[8] = forged[8].wrapping_add(1);
+        assert_eq!(
+            b.open(FROM, &forged, &mut out),
+            Outcome::Drop(DropReason::Forged)
+        );
+        assert_eq!(
+            b.open(FROM, &data[..20], &mut out),
+            Outcome::Drop(DropReason::Truncated)
+        );
+    }
+
+    #[test]
+    fn an_initiation_names_its_sender() {
+        let (ka, kb) = (PrivateKey::generate(), PrivateKey::generate());
+        let mut a = Peer::new(&ka, kb.public(), 1, None, &Limiter::new(&ka.public()));
+        let mut o = vec![0u8; 2048];
+        let Outcome::Send(init) = a.seal(&packet(), &mut o) else {
+            panic!()
+        };
+        assert_eq!(crate::Identity::new(&kb).initiator(init), Some(ka.public()));
+        assert_eq!(crate::Identity::new(&ka).initiator(init), None);
+    }
+
+    #[test]
+    fn small_buffers_are_refused_not_a_panic() {
+        let (mut a, _) = pair();
+        let mut o = vec![0u8; 20];
+        assert_eq!(
+            a.seal(&packet(), &mut o),
+            Outcome::Drop(DropReason::Truncated)
+        );
+        assert_eq!(
+            a.open(FROM, &[4u8; 40], &mut o),
+            Outcome::Drop(DropReason::Truncated)
+        );
+    }
+}
