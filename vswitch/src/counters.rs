@@ -54,6 +54,13 @@ metrics_decl::counters! {
         /// An ARP frame shorter than an Ethernet/IPv4 ARP packet (28 bytes). Checked on
         /// bridges with `ip-checks=on` (the default).
         BadArp => "bad_arp",
+        /// A frame from a port bound to its addresses (`set-port PORT allowed=`) that is
+        /// not from them: another source MAC, an IPv4 source not its own (DHCP discovery
+        /// from 0.0.0.0 excepted), ARP whose sender MAC or address is not its own.
+        SpoofedSrc => "spoofed_src",
+        /// Broadcast, multicast or unknown unicast beyond the port's storm limit
+        /// (`set-port PORT storm=`).
+        StormDropped => "storm_dropped",
     }
 }
 

@@ -145,6 +145,8 @@ pub(super) fn port(name: &str) -> PortConf {
         tunnel: None,
         external_ids: Default::default(),
         attach: None,
+        allowed: None,
+        storm_pps: 0,
     }
 }
 
