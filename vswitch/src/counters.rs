@@ -344,9 +344,11 @@ mod tests {
                 "gateway_spoof",
                 "bad_ip_header",
                 "bad_arp",
+                "spoofed_src",
+                "storm_dropped",
             ]
         );
-        assert_eq!(DROP_REASONS, 16);
+        assert_eq!(DROP_REASONS, 18);
         assert_eq!(
             BridgeEvent::NAMES,
             [
