@@ -279,27 +279,30 @@ fn binding(c: &mut Criterion) {
         };
         let mut at = 0usize;
         let id = if on { "bound" } else { "unbound" };
-        g.bench_function(BenchmarkId::new("batch32/1000-macs/2-ports/one-source", id), |b| {
-            b.iter(|| {
-                let ing = Ingress::new(&snap, &pool, port, 1, clock.now(), 0).unwrap();
-                let mut sink = Recycle {
-                    pool: &pool,
-                    sent: 0,
-                };
-                for fr in &batches[at & 127] {
-                    let f = Frame {
-                        vnet: &vh,
-                        bytes: fr,
-                        aux: None,
-                        truncated: false,
+        g.bench_function(
+            BenchmarkId::new("batch32/1000-macs/2-ports/one-source", id),
+            |b| {
+                b.iter(|| {
+                    let ing = Ingress::new(&snap, &pool, port, 1, clock.now(), 0).unwrap();
+                    let mut sink = Recycle {
+                        pool: &pool,
+                        sent: 0,
                     };
-                    black_box(ing.frame(f, &mut sink));
-                }
-                at = at.wrapping_add(1);
-                assert_eq!(sink.sent, BATCH as u64, "the bound host's frames pass");
-                sink.sent
-            })
-        });
+                    for fr in &batches[at & 127] {
+                        let f = Frame {
+                            vnet: &vh,
+                            bytes: fr,
+                            aux: None,
+                            truncated: false,
+                        };
+                        black_box(ing.frame(f, &mut sink));
+                    }
+                    at = at.wrapping_add(1);
+                    assert_eq!(sink.sent, BATCH as u64, "the bound host's frames pass");
+                    sink.sent
+                })
+            },
+        );
     }
     g.finish();
     let mut g = c.benchmark_group("portsec");

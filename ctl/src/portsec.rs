@@ -55,7 +55,9 @@ pub fn binding(b: &PortBinding) -> Result<(), String> {
     }
     for (i, ip) in b.ips.iter().enumerate() {
         if ip.is_unspecified() || ip.is_multicast() || ip.is_broadcast() {
-            return Err(format!("{ip} is not a unicast address a port can send from"));
+            return Err(format!(
+                "{ip} is not a unicast address a port can send from"
+            ));
         }
         if b.ips[..i].contains(ip) {
             return Err(format!("{ip} is given twice"));

@@ -205,10 +205,16 @@ mod tests {
         assert!(b.permits(me, ip, &ipv4([10, 0, 0, 1], 1, 0, 0)));
         assert!(!b.permits(other, ip, &ipv4([10, 0, 0, 1], 1, 0, 0)));
         assert!(!b.permits(me, ip, &ipv4([10, 0, 0, 2], 1, 0, 0)));
-        assert!(b.permits(me, ip, &ipv4([0; 4], 17, 68, 67)), "DHCP discover");
+        assert!(
+            b.permits(me, ip, &ipv4([0; 4], 17, 68, 67)),
+            "DHCP discover"
+        );
         assert!(!b.permits(me, ip, &ipv4([0; 4], 17, 68, 53)));
         assert!(!b.permits(me, ip, &ipv4([0; 4], 6, 68, 67)));
-        assert!(!b.permits(me, ip, &[0x45; 10]), "too short to show a source");
+        assert!(
+            !b.permits(me, ip, &[0x45; 10]),
+            "too short to show a source"
+        );
         assert!(b.permits(me, arp_t, &arp(ME, [10, 0, 0, 1])), "gratuitous");
         assert!(b.permits(me, arp_t, &arp(ME, [0; 4])), "probe");
         assert!(!b.permits(me, arp_t, &arp(ME, [10, 0, 0, 2])), "poisoning");

@@ -95,7 +95,14 @@ print(f"sent {sent} {time.monotonic() - t0:.3f}", flush=True)
 "#;
 
 /// Writes `frames` to a hex file and runs [`INJECT`] in `ns`: (frames sent, seconds).
-fn inject(lab: &Lab, ns: &str, name: &str, frames: &[Vec<u8>], count: u64, every: u64) -> (u64, f64) {
+fn inject(
+    lab: &Lab,
+    ns: &str,
+    name: &str,
+    frames: &[Vec<u8>],
+    count: u64,
+    every: u64,
+) -> (u64, f64) {
     let file = lab.dir.join(format!("{name}.hex"));
     let text: String = frames.iter().map(|f| hex(f) + "\n").collect();
     fs::write(&file, text).unwrap();
@@ -204,7 +211,14 @@ fn ping_counts(out: &str) -> (u64, u64) {
         .find(|l| l.contains("packets transmitted"))
         .unwrap_or_else(|| panic!("no ping summary in {out}"));
     let num = |i: usize| -> u64 {
-        line.split(',').nth(i).unwrap().split_whitespace().next().unwrap().parse().unwrap()
+        line.split(',')
+            .nth(i)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
     };
     (num(0), num(1))
 }
@@ -243,7 +257,11 @@ fn a_bound_port_cannot_poison_arp_or_spoof_addresses_until_allowed_any() {
         assert_vsctl_error(&lab.vsctl(&bad));
     }
     let p = shown(&lab, "h2p");
-    assert_eq!((p.allowed, p.storm_pps), (None, 0), "a refused set-port changed h2p");
+    assert_eq!(
+        (p.allowed, p.storm_pps),
+        (None, 0),
+        "a refused set-port changed h2p"
+    );
 
     let allowed = format!("allowed={},{ip2}", m2.to_ascii_uppercase());
     lab.vsctl_ok(&["set-port", "h2p", &allowed]);
@@ -287,7 +305,17 @@ fn a_bound_port_cannot_poison_arp_or_spoof_addresses_until_allowed_any() {
         all.extend(own.iter().cloned());
         scapy_send(lab, &h2, &all, N, 0.1 / all.len() as f64);
     };
-    let filter = ["-Q", "in", "ether", "src", m2.as_str(), "or", "ether", "src", m1.as_str()];
+    let filter = [
+        "-Q",
+        "in",
+        "ether",
+        "src",
+        m2.as_str(),
+        "or",
+        "ether",
+        "src",
+        m1.as_str(),
+    ];
     let seen = |lines: &[String], needle: &str| lines.iter().filter(|l| l.contains(needle)).count();
     let poisoned = format!("Reply {ip1} is-at {m2}");
     let garp_victim = format!("who-has {ip1} tell {ip1}");
@@ -298,14 +326,34 @@ fn a_bound_port_cannot_poison_arp_or_spoof_addresses_until_allowed_any() {
     poison(&lab);
     let want = u64::from(N) * spoofed.len() as u64;
     expect_drops(&lab, "h2p", "spoofed_src", want);
-    cap.wait_for("h2's DHCP discover and gratuitous ARP", Duration::from_secs(10), |l| {
-        seen(l, "0.0.0.0.68 > 255.255.255.255.67") >= N as usize && seen(l, &garp_own) >= N as usize
-    });
+    cap.wait_for(
+        "h2's DHCP discover and gratuitous ARP",
+        Duration::from_secs(10),
+        |l| {
+            seen(l, "0.0.0.0.68 > 255.255.255.255.67") >= N as usize
+                && seen(l, &garp_own) >= N as usize
+        },
+    );
     let got = cap.stop(Duration::from_millis(300));
-    for needle in [".7777:", ".53:", poisoned.as_str(), garp_victim.as_str(), "66:66"] {
-        assert_eq!(seen(&got, needle), 0, "{needle:?} reached h3:\n{}", got.join("\n"));
+    for needle in [
+        ".7777:",
+        ".53:",
+        poisoned.as_str(),
+        garp_victim.as_str(),
+        "66:66",
+    ] {
+        assert_eq!(
+            seen(&got, needle),
+            0,
+            "{needle:?} reached h3:\n{}",
+            got.join("\n")
+        );
     }
-    assert_eq!(neigh(&lab, &h3, &ip1), m1, "h3's entry for {ip1} was poisoned");
+    assert_eq!(
+        neigh(&lab, &h3, &ip1),
+        m1,
+        "h3's entry for {ip1} was poisoned"
+    );
     lab.ping(3, 1);
     lab.ping(1, 3);
     report(&format!(
@@ -321,7 +369,11 @@ fn a_bound_port_cannot_poison_arp_or_spoof_addresses_until_allowed_any() {
     lab.start_daemon();
     lab.wait_ports("br0", &["h1p", "h2p", "h3p"], "up", Duration::from_secs(10));
     let p = shown(&lab, "h2p");
-    assert_eq!((p.allowed, p.storm_pps), (bound.clone(), 5000), "lost over kill -9");
+    assert_eq!(
+        (p.allowed, p.storm_pps),
+        (bound.clone(), 5000),
+        "lost over kill -9"
+    );
     scapy_send(&lab, &h2, &spoofed[3..4], N, 0.0);
     expect_drops(&lab, "h2p", "spoofed_src", u64::from(N));
 
@@ -332,13 +384,17 @@ fn a_bound_port_cannot_poison_arp_or_spoof_addresses_until_allowed_any() {
     lab.ping(3, 1);
     let cap = Capture::start(&lab, &h3, "eth0", "any-h3", &filter);
     poison(&lab);
-    cap.wait_for("the spoofed frames, now let through", Duration::from_secs(10), |l| {
-        seen(l, ".7777:") >= 2 * N as usize && seen(l, &poisoned) >= N as usize
-    });
+    cap.wait_for(
+        "the spoofed frames, now let through",
+        Duration::from_secs(10),
+        |l| seen(l, ".7777:") >= 2 * N as usize && seen(l, &poisoned) >= N as usize,
+    );
     drop(cap);
-    wait_until("h3's entry for h1 to be poisoned", Duration::from_secs(10), || {
-        neigh(&lab, &h3, &ip1) == m2
-    });
+    wait_until(
+        "h3's entry for h1 to be poisoned",
+        Duration::from_secs(10),
+        || neigh(&lab, &h3, &ip1) == m2,
+    );
     assert_eq!(drops(&lab, "h2p", "spoofed_src"), u64::from(N));
 }
 
@@ -375,7 +431,11 @@ fn attach_binds_a_containers_port_to_its_addresses_and_limits_its_storms() {
         .contains(&format!("allowed {cmac},{cip}, storm 10000 pps")));
     lab.wait_ports("br0", &[&port.name], "up", Duration::from_secs(10));
     let o = lab.exec(&c, &["ping", "-c", "3", "-i", "0.2", "-W", "2", &lab.ip(1)]);
-    assert!(o.success(), "the container cannot ping h1: {o}\n{}", lab.diag());
+    assert!(
+        o.success(),
+        "the container cannot ping h1: {o}\n{}",
+        lab.diag()
+    );
     let ip1 = lab.ip(1);
     let m1 = lab.host_mac(1);
     scapy_send(
@@ -392,7 +452,15 @@ fn attach_binds_a_containers_port_to_its_addresses_and_limits_its_storms() {
     // A second attach with its own MAC is bound to that one.
     let c2 = lab.add_named_ns("c2");
     let mac2 = "02:aa:00:00:01:65";
-    lab.vsctl_ok(&["attach", "br0", &c2, "--ip", &format!("{}.8/24", lab.net), "--mac", mac2]);
+    lab.vsctl_ok(&[
+        "attach",
+        "br0",
+        &c2,
+        "--ip",
+        &format!("{}.8/24", lab.net),
+        "--mac",
+        mac2,
+    ]);
     let p2 = lab
         .show()
         .into_iter()
@@ -419,7 +487,7 @@ fn a_broadcast_storm_is_limited_while_others_ping_and_known_unicast_is_not() {
     lab.bridge_with_hosts("br0", &[1, 2, 3]);
     lab.ping_all_pairs(&[1, 2, 3]);
     lab.vsctl_ok(&["set-port", "h1p", &format!("storm={LIMIT}")]);
-    assert_eq!(shown(&lab, "h1p").storm_pps, LIMIT);
+    assert_eq!(u64::from(shown(&lab, "h1p").storm_pps), LIMIT);
     assert!(lab.vsctl_ok(&["show"]).contains("storm 1000 pps"));
     let (m1, m2) = (mac(&lab.host_mac(1)), mac(&lab.host_mac(2)));
     let h1 = lab.host(1).ns.clone();
@@ -430,12 +498,30 @@ fn a_broadcast_storm_is_limited_while_others_ping_and_known_unicast_is_not() {
     let (t2, t3) = (tx(&lab, "h2p"), tx(&lab, "h3p"));
     let rx0 = lab.port_stats("br0", "h1p").rx_packets;
     let ip3 = lab.ip(3);
-    let ping_argv = ["ping", "-n", "-q", "-c", "40", "-i", "0.1", "-W", "3", ip3.as_str()];
+    let ping_argv = [
+        "ping",
+        "-n",
+        "-q",
+        "-c",
+        "40",
+        "-i",
+        "0.1",
+        "-W",
+        "3",
+        ip3.as_str(),
+    ];
     let mut pinger = lab.spawn_bg(&lab.host(2).ns.clone(), "ping-h2-h3", &ping_argv);
     let p = python3();
     let o = lab.exec_t(
         &h1,
-        &[&p, "-c", STORM, "eth0", &hex(&storm_frame), &SECS.to_string()],
+        &[
+            &p,
+            "-c",
+            STORM,
+            "eth0",
+            &hex(&storm_frame),
+            &SECS.to_string(),
+        ],
         Duration::from_secs(30),
     );
     assert!(o.success(), "storm source failed: {o}");
@@ -467,7 +553,12 @@ fn a_broadcast_storm_is_limited_while_others_ping_and_known_unicast_is_not() {
          {passed2} h2; ping h2->h3 meanwhile {prx}/{ptx}",
         rx.drops.get("rx_ring")
     ));
-    assert_eq!((ptx, prx), (40, 40), "pings lost during the storm\n{}", lab.diag());
+    assert_eq!(
+        (ptx, prx),
+        (40, 40),
+        "pings lost during the storm\n{}",
+        lab.diag()
+    );
     assert!(
         dropped > 0 && (dropped + passed).abs_diff(storm_rx) <= 100,
         "storm_dropped {dropped} + {passed} passed is not the {storm_rx} storm frames read"
@@ -475,18 +566,35 @@ fn a_broadcast_storm_is_limited_while_others_ping_and_known_unicast_is_not() {
     // The limit's rate over the storm's time (and however long the switch took to read
     // its backlog), plus the burst of a tenth of a second.
     let most = (LIMIT as f64 * (secs + 1.5)) as u64 + LIMIT / 10;
-    assert!(passed <= most, "{passed} storm frames reached h3, more than {most}");
-    assert!(passed >= LIMIT, "only {passed} storm frames reached h3 in {secs:.1} s");
+    assert!(
+        passed <= most,
+        "{passed} storm frames reached h3, more than {most}"
+    );
+    assert!(
+        passed >= LIMIT,
+        "only {passed} storm frames reached h3 in {secs:.1} s"
+    );
 
     // --- known unicast from the same port: never limited --------------------------------
     let before = drops(&lab, "h1p", "storm_dropped");
     let t2 = tx(&lab, "h2p");
-    let uni = eth(m2, m1, 0x0800, &udp(ip4(&lab.ip(1)), ip4(&lab.ip(2)), b"known"));
+    let uni = eth(
+        m2,
+        m1,
+        0x0800,
+        &udp(ip4(&lab.ip(1)), ip4(&lab.ip(2)), b"known"),
+    );
     let (sent_u, secs_u) = inject(&lab, &h1, "unicast", &[uni], 5000, 100);
-    wait_until("5000 known unicast frames to reach h2", Duration::from_secs(10), || {
-        tx(&lab, "h2p") >= t2 + sent_u
-    });
-    assert_eq!(drops(&lab, "h1p", "storm_dropped"), before, "known unicast was limited");
+    wait_until(
+        "5000 known unicast frames to reach h2",
+        Duration::from_secs(10),
+        || tx(&lab, "h2p") >= t2 + sent_u,
+    );
+    assert_eq!(
+        drops(&lab, "h1p", "storm_dropped"),
+        before,
+        "known unicast was limited"
+    );
     report(&format!(
         "storm: {sent_u} known unicast frames from the limited port in {secs_u:.2} s ({:.0} pps): all reached h2, storm_dropped +0",
         sent_u as f64 / secs_u
@@ -497,9 +605,11 @@ fn a_broadcast_storm_is_limited_while_others_ping_and_known_unicast_is_not() {
     assert_eq!(shown(&lab, "h1p").storm_pps, 0);
     let t3 = tx(&lab, "h3p");
     let (sent_b, _) = inject(&lab, &h1, "bcast", &[storm_frame], 3000, 100);
-    wait_until("3000 broadcast frames to reach h3", Duration::from_secs(10), || {
-        tx(&lab, "h3p") >= t3 + sent_b
-    });
+    wait_until(
+        "3000 broadcast frames to reach h3",
+        Duration::from_secs(10),
+        || tx(&lab, "h3p") >= t3 + sent_b,
+    );
     assert_eq!(drops(&lab, "h1p", "storm_dropped"), before);
 }
 
@@ -541,11 +651,30 @@ fn malformed_inner_ipv4_from_a_vxlan_tunnel_is_dropped_by_ip_checks() {
     let sw = lab.sw.clone();
     lab.veth_between(&sw, "ul0", &peer, "ul0");
     for (ns, a) in [(&sw, LOCAL), (&peer, PEER)] {
-        common::sh(&["ip", "-n", ns, "addr", "add", &format!("{a}/24"), "dev", "ul0"]);
+        common::sh(&[
+            "ip",
+            "-n",
+            ns,
+            "addr",
+            "add",
+            &format!("{a}/24"),
+            "dev",
+            "ul0",
+        ]);
     }
     lab.start_daemon();
     lab.bridge_with_hosts("br0", &[1, 2]);
-    lab.vsctl_ok(&["add-tunnel", "br0", "vx", "--vni", "42", "--remote", PEER, "--local", LOCAL]);
+    lab.vsctl_ok(&[
+        "add-tunnel",
+        "br0",
+        "vx",
+        "--vni",
+        "42",
+        "--remote",
+        PEER,
+        "--local",
+        LOCAL,
+    ]);
     lab.wait_ports("br0", &["vx"], "up", Duration::from_secs(10));
 
     let good = udp(ip4("10.103.0.66"), ip4(&lab.ip(1)), b"inner");
@@ -579,7 +708,11 @@ fn malformed_inner_ipv4_from_a_vxlan_tunnel_is_dropped_by_ip_checks() {
     short_arp.extend_from_slice(&evil);
     dgrams.push(vx(0x0806, &short_arp));
     let file = lab.dir.join("vx.hex");
-    fs::write(&file, dgrams.iter().map(|d| hex(d) + "\n").collect::<String>()).unwrap();
+    fs::write(
+        &file,
+        dgrams.iter().map(|d| hex(d) + "\n").collect::<String>(),
+    )
+    .unwrap();
     let good_file = lab.dir.join("vx-good.hex");
     fs::write(&good_file, hex(&vx(0x0800, &good)) + "\n").unwrap();
 
@@ -587,14 +720,29 @@ fn malformed_inner_ipv4_from_a_vxlan_tunnel_is_dropped_by_ip_checks() {
         .iter()
         .map(|&n| {
             let ns = lab.host(n).ns.clone();
-            Capture::start(&lab, &ns, "eth0", &format!("vx-h{n}"), &["-Q", "in", "ether", "src", EVIL])
+            Capture::start(
+                &lab,
+                &ns,
+                "eth0",
+                &format!("vx-h{n}"),
+                &["-Q", "in", "ether", "src", EVIL],
+            )
         })
         .collect();
     let p = python3();
     let send = |path: &std::path::Path| {
         let o = lab.exec_t(
             &peer,
-            &[&p, "-c", UDP_INJECT, PEER, LOCAL, "4789", path.to_str().unwrap(), &PER.to_string()],
+            &[
+                &p,
+                "-c",
+                UDP_INJECT,
+                PEER,
+                LOCAL,
+                "4789",
+                path.to_str().unwrap(),
+                &PER.to_string(),
+            ],
             Duration::from_secs(60),
         );
         assert!(o.success(), "UDP injector failed: {o}");
@@ -606,9 +754,11 @@ fn malformed_inner_ipv4_from_a_vxlan_tunnel_is_dropped_by_ip_checks() {
     expect_drops(&lab, "vx", "bad_arp", PER);
     // The same way in, a well-formed inner frame arrives.
     send(&good_file);
-    caps[0].wait_for("the well-formed inner frames", Duration::from_secs(10), |l| {
-        l.len() >= PER as usize
-    });
+    caps[0].wait_for(
+        "the well-formed inner frames",
+        Duration::from_secs(10),
+        |l| l.len() >= PER as usize,
+    );
     for c in caps {
         let what = c.what.clone();
         let got = c.stop(Duration::from_millis(300));

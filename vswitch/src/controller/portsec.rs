@@ -16,8 +16,7 @@ impl Controller {
     ) -> Result<Data, ControlError> {
         if allowed.is_none() && storm_pps.is_none() {
             return Err(ControlError::Invalid(
-                "set-port: nothing to set (settings: allowed=MAC[,IP…]|any, storm=PPS|off)"
-                    .into(),
+                "set-port: nothing to set (settings: allowed=MAC[,IP…]|any, storm=PPS|off)".into(),
             ));
         }
         let bridge = self
@@ -62,10 +61,7 @@ fn canonical(b: PortBinding) -> Result<PortBinding, ControlError> {
 
 /// The binding and storm limit a container's port gets by default: its MAC and
 /// address, [`ctl::portsec::DEFAULT_CONTAINER_STORM_PPS`].
-pub(super) fn container_defaults(
-    mac: Option<&str>,
-    ip: &str,
-) -> (Option<PortBinding>, u32) {
+pub(super) fn container_defaults(mac: Option<&str>, ip: &str) -> (Option<PortBinding>, u32) {
     let addr = validate::cidr(ip).ok().map(|(a, _)| a);
     let binding = mac
         .and_then(|m| validate::unicast_mac(m).ok())
