@@ -13,12 +13,19 @@ use crate::config::{ConfigError, PortConf};
 use crate::wire::MacAddr;
 
 /// A bound port's addresses, as the guard stage compares them: the MAC and the IPv4
-/// addresses in network order.
+/// addresses, each as the four bytes it has on the wire.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Binding {
     pub mac: MacAddr,
     /// Empty: the binding is on the MAC alone.
     pub ips: Box<[[u8; 4]]>,
+}
+
+/// Four bytes of `b` at `r` (`None` past its end), as an array: compared inline, where a
+/// slice comparison is a call.
+#[inline]
+fn four(b: &[u8], r: std::ops::Range<usize>) -> Option<[u8; 4]> {
+    b.get(r)?.try_into().ok()
 }
 
 /// The BOOTP ports: a DHCP client sends from 68 to 67 before it has an address.
@@ -51,19 +58,19 @@ impl Binding {
         }
         match ethertype {
             wire::ethertype::IPV4 if !self.ips.is_empty() => {
-                let Some(from) = payload.get(wire::ipv4::field::SRC) else {
+                let Some(from) = four(payload, wire::ipv4::field::SRC) else {
                     return false;
                 };
                 self.owns(from) || (from == [0; 4] && is_dhcp_client(payload))
             }
             wire::ethertype::ARP => {
                 let (Some(sha), Some(spa)) = (
-                    payload.get(wire::arp::field::SHA),
-                    payload.get(wire::arp::field::SPA),
+                    MacAddr::read(payload, wire::arp::field::SHA.start),
+                    four(payload, wire::arp::field::SPA),
                 ) else {
                     return false;
                 };
-                sha == self.mac.0 && (self.ips.is_empty() || self.owns(spa) || spa == [0; 4])
+                sha == self.mac && (self.ips.is_empty() || self.owns(spa) || spa == [0; 4])
             }
             wire::ethertype::VLAN | wire::ethertype::QINQ => false,
             _ => true,
@@ -71,8 +78,8 @@ impl Binding {
     }
 
     #[inline]
-    fn owns(&self, addr: &[u8]) -> bool {
-        self.ips.iter().any(|a| a[..] == *addr)
+    fn owns(&self, addr: [u8; 4]) -> bool {
+        self.ips.iter().any(|a| *a == addr)
     }
 }
 

@@ -11,6 +11,7 @@ mod cluster;
 mod gateway;
 mod host;
 mod ports;
+mod portsec;
 mod tunnels;
 mod vlans;
 
