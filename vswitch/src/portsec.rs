@@ -117,8 +117,9 @@ pub struct StormBucket {
     tat: AtomicU64,
 }
 
-/// How much may arrive at once, in seconds of the rate: a tenth of a second, at least
-/// this many frames (an ARP exchange or a DHCP handshake is never cut).
+/// The smallest burst a limit lets through at once; otherwise the burst is a tenth of a
+/// second's worth of its rate. Small limits still pass an ARP exchange or a DHCP
+/// handshake whole.
 const BURST_MIN: u64 = 32;
 
 impl StormBucket {
