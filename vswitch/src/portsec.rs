@@ -79,7 +79,7 @@ impl Binding {
 
     #[inline]
     fn owns(&self, addr: [u8; 4]) -> bool {
-        self.ips.iter().any(|a| *a == addr)
+        self.ips.contains(&addr)
     }
 }
 
