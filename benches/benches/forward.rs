@@ -15,6 +15,7 @@ use vswitch::dataplane::{BridgeRt, BridgeView, Clock, PortRt, Snapshot};
 use vswitch::fdb::Fdb;
 use vswitch::pipeline::{Frame, Ingress, Origin, Sink};
 use vswitch::pool::{Buf, Pool};
+use vswitch::portsec::Binding;
 use vswitch::vlan;
 use vswitch::wire::vnet;
 use vswitch::wire::{EthernetFrame, MacAddr};
@@ -248,6 +249,82 @@ fn pipeline(c: &mut Criterion) {
     g.finish();
 }
 
+/// The address binding's cost per frame (`set-port PORT allowed=MAC,IP`): the pipeline
+/// over batches of 32 frames from one host (the bound one, from its own address) to
+/// known hosts on another port, with and without the binding on its port; and the check alone on one
+/// IPv4 frame and one ARP packet.
+fn binding(c: &mut Criterion) {
+    let mut g = c.benchmark_group("pipeline");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    let n = 1_000u32;
+    let own = mac(0);
+    let mut rng = Lcg(13);
+    let batches: Vec<Vec<Vec<u8>>> = (0..128)
+        .map(|_| {
+            // MAC i sits on port 1 + i % 2: odd ones on port 2, so every frame leaves.
+            (0..BATCH)
+                .map(|_| frame(mac(rng.next(n / 2) * 2 + 1), own))
+                .collect()
+        })
+        .collect();
+    let vh = [0u8; vnet::LEN];
+    let bound = Binding {
+        mac: own,
+        ips: vec![[10, 0, 0, 9], [10, 0, 0, 1]].into(),
+    };
+    for on in [false, true] {
+        let mut snap = bridge(n, 2, true);
+        if on {
+            snap.put_binding(1, Some(bound.clone()));
+        }
+        let pool = Pool::new(4 * BATCH, 1);
+        let clock = Clock::new();
+        let Some(port) = snap.port(1) else {
+            panic!("no port 1")
+        };
+        let mut at = 0usize;
+        let id = if on { "bound" } else { "unbound" };
+        g.bench_function(
+            BenchmarkId::new("batch32/1000-macs/2-ports/one-source", id),
+            |b| {
+                b.iter(|| {
+                    let ing = Ingress::new(&snap, &pool, port, 1, clock.now(), 0).unwrap();
+                    let mut sink = Recycle {
+                        pool: &pool,
+                        sent: 0,
+                    };
+                    for fr in &batches[at & 127] {
+                        let f = Frame {
+                            vnet: &vh,
+                            bytes: fr,
+                            aux: None,
+                            truncated: false,
+                        };
+                        black_box(ing.frame(f, &mut sink));
+                    }
+                    at = at.wrapping_add(1);
+                    assert_eq!(sink.sent, BATCH as u64, "the bound host's frames pass");
+                    sink.sent
+                })
+            },
+        );
+    }
+    g.finish();
+    let mut g = c.benchmark_group("portsec");
+    let ipv4 = frame(mac(1), own);
+    let mut arp = vec![0, 1, 8, 0, 6, 4, 0, 2];
+    arp.extend_from_slice(&own.0);
+    arp.extend_from_slice(&[10, 0, 0, 1]);
+    arp.extend_from_slice(&[0; 10]);
+    g.bench_function("permits/ipv4", |b| {
+        b.iter(|| bound.permits(black_box(own), 0x0800, black_box(&ipv4[14..])))
+    });
+    g.bench_function("permits/arp", |b| {
+        b.iter(|| bound.permits(black_box(own), 0x0806, black_box(&arp[..])))
+    });
+    g.finish();
+}
+
 /// 802.1Q tag push (untagged in, tagged out) and pop (tagged in, untagged out) while
 /// copying the frame into its output buffer, against a plain copy.
 fn vlan_rewrite(c: &mut Criterion) {
@@ -289,5 +366,5 @@ fn frame_of_len(len: usize, tagged: bool) -> Vec<u8> {
     f
 }
 
-criterion_group!(benches, parse, fdb, pipeline, vlan_rewrite);
+criterion_group!(benches, parse, fdb, pipeline, binding, vlan_rewrite);
 criterion_main!(benches);

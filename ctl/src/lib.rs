@@ -17,9 +17,11 @@ use serde::{Deserialize, Serialize};
 
 pub mod dns;
 pub mod docker;
+pub mod portsec;
 pub mod validate;
 
 pub use dns::{DnsInfo, DnsRecord};
+pub use portsec::{Allowed, PortBinding};
 
 /// Default control socket path.
 pub const DEFAULT_SOCK: &str = "/run/vswitch/vswitchd.sock";
@@ -169,6 +171,17 @@ pub enum Request {
         /// Check IPv4 and ARP headers of the frames the bridge forwards.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         ip_checks: Option<bool>,
+    },
+    /// Changes a port's security settings (`set-port PORT KEY=VALUE...`); a setting left
+    /// out stays as it is.
+    SetPort {
+        port: String,
+        /// The addresses it may send from.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        allowed: Option<Allowed>,
+        /// Its storm limit in frames per second (0: none).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        storm_pps: Option<u32>,
     },
     /// Adds VLAN membership to a port (`bridge vlan add`).
     AddVlan {
@@ -667,6 +680,16 @@ pub struct PortInfo {
     /// The container a port was attached to (`attach`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attach: Option<AttachInfo>,
+    /// The addresses it may send from (`set-port PORT allowed=`); none: any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed: Option<PortBinding>,
+    /// Its storm limit in frames per second (`set-port PORT storm=`); 0: none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub storm_pps: u32,
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
 }
 
 /// Where an attached port's far end is.
@@ -949,6 +972,12 @@ pub fn render(data: &Data) -> String {
                         if !a.names.is_empty() {
                             let _ = write!(out, " named {}", a.names.join(","));
                         }
+                    }
+                    if let Some(b) = &p.allowed {
+                        let _ = write!(out, ", allowed {}", portsec::binding_text(b));
+                    }
+                    if p.storm_pps != 0 {
+                        let _ = write!(out, ", storm {} pps", p.storm_pps);
                     }
                     out.push('\n');
                     if let Some(t) = &p.tunnel {

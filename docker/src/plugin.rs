@@ -734,6 +734,23 @@ impl<S: Switch, L: Links> Plugin<S, L> {
             let _ = self.links.del_link(&host);
             return Err(e);
         }
+        // Bound to its own addresses, as `vsctl attach` binds a container's port: no
+        // container can take another's address or poison its neighbours' ARP.
+        if let Err(e) = self.call(Request::SetPort {
+            port: host.clone(),
+            allowed: Some(ctl::Allowed::Only(ctl::PortBinding {
+                mac: mac.clone(),
+                ips: vec![ip],
+            })),
+            storm_pps: Some(ctl::portsec::DEFAULT_CONTAINER_STORM_PPS),
+        }) {
+            let _ = self.call(Request::DelPort {
+                bridge: b.name.clone(),
+                iface: host.clone(),
+            });
+            let _ = self.links.del_link(&host);
+            return Err(e);
+        }
         if given_mac {
             Ok(json!({}))
         } else {

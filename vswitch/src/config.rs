@@ -205,6 +205,17 @@ pub struct PortConf {
     /// The container the port's far end was put into (`attach`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attach: Option<AttachConf>,
+    /// The addresses the port may send from (`set-port PORT allowed=`); none: any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed: Option<ctl::PortBinding>,
+    /// Broadcast, multicast and unknown unicast it may bring in per second
+    /// (`set-port PORT storm=`); 0: no limit.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub storm_pps: u32,
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
 }
 
 /// Where and how an attached port's far end lives in its container.
@@ -492,6 +503,7 @@ impl Config {
                 if !seen_if.insert(&p.name) {
                     return Err(ConfigError::PortTwice(p.name.clone()));
                 }
+                crate::portsec::check_conf(p).map_err(ConfigError::in_port(&p.name))?;
                 match (&p.tunnel, p.kind) {
                     (Some(t), PortKind::Vxlan) => {
                         check_tunnel(t, self.is_overlay_bridge(&b.name)).map_err(|e| {
@@ -896,6 +908,8 @@ mod tests {
             tunnel: None,
             external_ids: [("endpoint".to_string(), "e1".to_string())].into(),
             attach: None,
+            allowed: None,
+            storm_pps: 0,
         });
         c.bridges[0].ports.push(PortConf {
             name: "vx".into(),
@@ -911,6 +925,8 @@ mod tests {
             }),
             external_ids: Default::default(),
             attach: None,
+            allowed: None,
+            storm_pps: 0,
         });
         c.bridges[0].net = Some(NetConf {
             subnet: "172.18.0.0/24".into(),

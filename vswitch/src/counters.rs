@@ -54,6 +54,13 @@ metrics_decl::counters! {
         /// An ARP frame shorter than an Ethernet/IPv4 ARP packet (28 bytes). Checked on
         /// bridges with `ip-checks=on` (the default).
         BadArp => "bad_arp",
+        /// A frame from a port bound to its addresses (`set-port PORT allowed=`) that is
+        /// not from them: another source MAC, an IPv4 source not its own (DHCP discovery
+        /// from 0.0.0.0 excepted), ARP whose sender MAC or address is not its own.
+        SpoofedSrc => "spoofed_src",
+        /// Broadcast, multicast or unknown unicast beyond the port's storm limit
+        /// (`set-port PORT storm=`).
+        StormDropped => "storm_dropped",
     }
 }
 
@@ -341,9 +348,11 @@ mod tests {
                 "gateway_spoof",
                 "bad_ip_header",
                 "bad_arp",
+                "spoofed_src",
+                "storm_dropped",
             ]
         );
-        assert_eq!(DROP_REASONS, 16);
+        assert_eq!(DROP_REASONS, 18);
         assert_eq!(
             BridgeEvent::NAMES,
             [

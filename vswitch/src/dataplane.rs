@@ -83,6 +83,8 @@ pub struct PortRt {
     pub tap_mac: Option<crate::wire::MacAddr>,
     /// The VXLAN side of a tunnel port.
     pub tunnel: Option<Arc<TunnelRt>>,
+    /// Its storm limit and bucket (`set-port PORT storm=`).
+    pub storm: crate::portsec::StormBucket,
 }
 
 impl PortRt {
@@ -129,6 +131,7 @@ impl PortRt {
             reason: Mutex::new("not attached yet".into()),
             tap_mac: None,
             tunnel: None,
+            storm: Default::default(),
         }
     }
 
@@ -233,6 +236,8 @@ pub struct Snapshot {
     pub bridges: Vec<Option<BridgeView>>,
     /// The gateway, once a network or the uplink is configured.
     pub gateway: Option<GatewayView>,
+    /// Address bindings, indexed by port id; `None` for ports that may send from any.
+    pub bindings: Vec<Option<crate::portsec::Binding>>,
 }
 
 impl Snapshot {
@@ -245,6 +250,19 @@ impl Snapshot {
     #[inline]
     pub fn vlan(&self, id: PortId) -> Option<&crate::vlan::VlanTable> {
         self.vlans.get(id as usize).and_then(|v| v.as_ref())
+    }
+    /// The address binding of port `id` (`None`: it may send from any).
+    #[inline]
+    pub fn binding(&self, id: PortId) -> Option<&crate::portsec::Binding> {
+        self.bindings.get(id as usize).and_then(|b| b.as_ref())
+    }
+    /// Binds port `id` to `b`.
+    pub fn put_binding(&mut self, id: PortId, b: Option<crate::portsec::Binding>) {
+        let i = id as usize;
+        if self.bindings.len() <= i {
+            self.bindings.resize_with(i + 1, || None);
+        }
+        self.bindings[i] = b;
     }
     /// The bridge with id `id`.
     #[inline]

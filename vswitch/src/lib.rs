@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod pool;
 pub mod port;
+pub mod portsec;
 pub mod server;
 pub mod sys;
 pub mod tunnel;

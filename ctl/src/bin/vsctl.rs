@@ -59,6 +59,15 @@ enum Cmd {
         #[arg(required = true, value_name = "KEY=VALUE")]
         settings: Vec<String>,
     },
+    /// Change a port's security settings: allowed=MAC[,IP…]|any (drop frames from other
+    /// source MACs, IPv4 addresses or ARP senders; counted spoofed_src), storm=PPS|off
+    /// (limit broadcast, multicast and unknown unicast entering it; counted
+    /// storm_dropped).
+    SetPort {
+        port: String,
+        #[arg(required = true, value_name = "KEY=VALUE")]
+        settings: Vec<String>,
+    },
     /// Make a port a member of VLANs (VIDS: `10`, `10,20`, `100-199`), tagged unless
     /// --untagged; --pvid makes the (single) VID the port's PVID; --access = member of
     /// that VLAN only, untagged, PVID.
@@ -311,6 +320,15 @@ fn request(cmd: Cmd) -> Result<Request, String> {
             Request::SetBridge {
                 bridge,
                 ip_checks: s.ip_checks,
+            }
+        }
+        Cmd::SetPort { port, settings } => {
+            validate::iface_name(&port)?;
+            let s = ctl::portsec::port_settings(&settings)?;
+            Request::SetPort {
+                port,
+                allowed: s.allowed,
+                storm_pps: s.storm_pps,
             }
         }
         Cmd::AddVlan {

@@ -70,6 +70,8 @@ fn port(name: &str, kind: PortKind, external_ids: BTreeMap<String, String>) -> P
         tunnel: None,
         external_ids,
         attach: None,
+        allowed: None,
+        storm_pps: 0,
     }
 }
 
@@ -141,6 +143,26 @@ impl Switch for Fake {
             } => self.with_bridge(&bridge, |b| b.ports.push(port(&iface, kind, external_ids)))?,
             Request::DelPort { bridge, iface } => {
                 self.with_bridge(&bridge, |b| b.ports.retain(|p| p.name != iface))?
+            }
+            Request::SetPort {
+                port,
+                allowed,
+                storm_pps,
+            } => {
+                let mut bs = self.bridges.borrow_mut();
+                let p = bs
+                    .iter_mut()
+                    .flat_map(|b| b.ports.iter_mut())
+                    .find(|p| p.name == port)
+                    .ok_or_else(|| format!("no port named {port}"))?;
+                match allowed {
+                    Some(ctl::Allowed::Only(b)) => p.allowed = Some(b),
+                    Some(ctl::Allowed::Any) => p.allowed = None,
+                    None => {}
+                }
+                if let Some(s) = storm_pps {
+                    p.storm_pps = s;
+                }
             }
             Request::AddTunnel { bridge, name, .. } => self.with_bridge(&bridge, |b| {
                 b.ports.push(port(&name, PortKind::Vxlan, BTreeMap::new()))
@@ -598,6 +620,15 @@ fn endpoint_lifecycle() {
     assert_eq!(port.external_ids[K_ENDPOINT], EID);
     assert_eq!(port.external_ids[K_NETWORK], NID);
     assert_eq!(port.external_ids[K_IP], "172.30.0.2");
+    // Bound to its MAC and address, storm-limited, as `vsctl attach` does.
+    assert_eq!(
+        port.allowed,
+        Some(ctl::PortBinding {
+            mac: mac.clone(),
+            ips: vec!["172.30.0.2".parse().unwrap()],
+        })
+    );
+    assert_eq!(port.storm_pps, ctl::portsec::DEFAULT_CONTAINER_STORM_PPS);
     // Docker's MAC: used, nothing returned.
     let r = create_ep(&p, NID, EID2, "172.30.0.3/24", "02:42:AC:1E:00:03");
     assert_eq!(r, json!({}));
@@ -643,6 +674,11 @@ fn endpoint_refused_by_the_switch_leaves_no_veth() {
     p.sw.fail_on("add-port", 1);
     assert!(err(&create_ep(&p, NID, EID, "172.30.0.2/24", "")).is_some());
     assert!(p.links.links.borrow().is_empty());
+    // Refused binding: the port and the veth go again.
+    p.sw.fail_on("set-port", 1);
+    assert!(err(&create_ep(&p, NID, EID, "172.30.0.2/24", "")).is_some());
+    assert!(p.links.links.borrow().is_empty());
+    assert!(p.sw.ports("dk-4e2a1f0c9d8b").is_empty());
     // Bad input never reaches the switch.
     for (addr, mac) in [
         ("", ""),

@@ -113,7 +113,10 @@ impl Controller {
             name,
             aliases: s.aliases,
         };
-        let (io, tap_mac) = self.make_ends(s.kind, &host, &conf)?;
+        let (io, tap_mac, peer_mac) = self.make_ends(s.kind, &host, &conf)?;
+        // The container's MAC: the one asked for, or the one its interface was made with.
+        let mac = conf.mac.clone().or(peer_mac).or(tap_mac.clone());
+        let (allowed, storm_pps) = super::portsec::container_defaults(mac.as_deref(), &conf.ip);
         let pc = PortConf {
             name: host.clone(),
             kind: s.kind,
@@ -126,6 +129,8 @@ impl Controller {
             tunnel: None,
             external_ids: Default::default(),
             attach: Some(conf.clone()),
+            allowed,
+            storm_pps,
         };
         let kind = s.kind;
         self.install_port(bridge, pc, io).inspect_err(|_| {
@@ -173,14 +178,15 @@ impl Controller {
     }
 
     /// Makes the switch's end `host` and puts the other into the container: the port's
-    /// I/O and, for a TAP, the MAC to keep. Each step undoes what it made if a later one
-    /// fails, so on error nothing is left behind.
+    /// I/O, for a TAP the MAC to keep, for a veth the MAC the container's end was made
+    /// with. Each step undoes what it made if a later one fails, so on error nothing is
+    /// left behind.
     fn make_ends(
         &self,
         kind: PortKind,
         host: &str,
         conf: &AttachConf,
-    ) -> Result<(PortIo, Option<String>), AttachError> {
+    ) -> Result<(PortIo, Option<String>, Option<String>), AttachError> {
         let ns = Path::new(&conf.netns);
         match kind {
             PortKind::Tap => {
@@ -196,11 +202,15 @@ impl Controller {
                 let tap_mac = conf.mac.clone().or(io.tap_mac().map(|m| m.to_string()));
                 netns::up(host, conf.mtu)?;
                 netns::place(host, ns, &inside(conf))?;
-                Ok((io, tap_mac))
+                Ok((io, tap_mac, None))
             }
             _ => {
                 let peer = format!("vp{}", &host[2..]);
                 netns::create_veth(host, &peer)?;
+                // Read while the container's end is still in our namespace.
+                let peer_mac = crate::sys::iface::hw_addr(&peer)
+                    .ok()
+                    .map(|m| crate::wire::MacAddr(m).to_string());
                 let made = netns::up(host, conf.mtu)
                     .and_then(|()| netns::place(&peer, ns, &inside(conf)))
                     .map_err(AttachError::from)
@@ -212,7 +222,7 @@ impl Controller {
                             },
                         )
                     });
-                made.map(|io| (io, None)).inspect_err(|_| {
+                made.map(|io| (io, None, peer_mac)).inspect_err(|_| {
                     let _ = netns::delete(host);
                 })
             }

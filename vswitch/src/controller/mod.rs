@@ -13,6 +13,7 @@ mod endpoints;
 mod error;
 mod gateway;
 mod metrics;
+mod portsec;
 #[cfg(test)]
 mod tests;
 
@@ -230,6 +231,11 @@ impl Controller {
                 self.publish();
                 Ok(Data::Done)
             }
+            Request::SetPort {
+                port,
+                allowed,
+                storm_pps,
+            } => self.set_port(&port, allowed, storm_pps),
             Request::Stats { bridge, port } => self.stats(bridge.as_deref(), port.as_deref()),
             Request::AddVlan {
                 bridge,
@@ -554,6 +560,8 @@ impl Controller {
             tunnel: None,
             external_ids,
             attach: None,
+            allowed: None,
+            storm_pps: 0,
         })
     }
 
@@ -649,6 +657,8 @@ impl Controller {
                 tagged: vec![],
             }),
             tunnel: Some(tc.clone()),
+            allowed: None,
+            storm_pps: 0,
         };
         let mut next = self.cfg.clone();
         if let Some(b) = next.bridge_mut(bridge) {
@@ -1084,6 +1094,7 @@ impl Controller {
         let owner = (bid as usize + nth / PORTS_PER_WORKER_GROUP) % self.shared.workers.max(1);
         let mut rt = PortRt::new(id, &p.name, p.kind, bid, owner, self.shared.workers);
         rt.tap_mac = p.mac.as_deref().and_then(|m| m.parse().ok());
+        rt.storm.set_rate(p.storm_pps);
         rt.tunnel = p.tunnel.as_ref().and_then(|t| {
             let vtep = self.vteps.get(&vtep_key(t))?.clone();
             let remotes = t
@@ -1160,6 +1171,10 @@ impl Controller {
                 let Some(rt) = self.ports.get(&pc.name) else {
                     continue;
                 };
+                snap.put_binding(
+                    rt.id,
+                    pc.allowed.as_ref().and_then(crate::portsec::Binding::new),
+                );
                 snap.vlans[rt.id as usize] = match (&pc.vlans, &pc.tunnel) {
                     (Some(v), _) => VlanTable::new(v),
                     // A tunnel without --vlan carries the bridge's untagged traffic only.
@@ -1243,6 +1258,8 @@ impl Controller {
                                 ifname: a.ifname.clone(),
                                 ip: a.ip.clone(),
                             }),
+                            allowed: p.allowed.clone(),
+                            storm_pps: p.storm_pps,
                         }
                     })
                     .collect(),

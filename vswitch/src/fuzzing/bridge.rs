@@ -15,6 +15,11 @@ pub mod lab_port {
     pub const TRUNK: PortId = 4;
     /// Another VLAN-unaware port.
     pub const UNAWARE2: PortId = 5;
+    /// [`UNAWARE2`] is bound to this MAC and [`BOUND_IP`], with a storm limit of
+    /// [`BOUND_STORM_PPS`].
+    pub const BOUND_MAC: crate::wire::MacAddr = crate::wire::MacAddr([2, 0, 0, 0, 0, 5]);
+    pub const BOUND_IP: [u8; 4] = [10, 1, 0, 5];
+    pub const BOUND_STORM_PPS: u32 = 1000;
     /// The gateway's port on the bridge.
     pub const GATEWAY: PortId = 6;
     /// The gateway's uplink (no bridge's port).
@@ -62,6 +67,18 @@ impl Sink for LabSink<'_> {
     fn deliver(&mut self, dst: &Arc<PortRt>, remote: u16, buf: Buf, from: Origin<'_>) {
         assert_eq!(remote, 0, "bridge: a remote on a lab port");
         let table = self.snap.vlan(dst.id);
+        let ingress = match from {
+            Origin::Copied(a, _) => Some(a.tags.ingress),
+            Origin::Moved(t) => Some(t.ingress),
+            Origin::Gateway | Origin::Answer => None,
+        };
+        if ingress == Some(lab_port::UNAWARE2) {
+            assert_eq!(
+                crate::wire::MacAddr::read(buf.bytes(), crate::wire::vnet::LEN + 6),
+                Some(lab_port::BOUND_MAC),
+                "bridge: a bound port's frame from another MAC left"
+            );
+        }
         match from {
             Origin::Copied(a, tag) => {
                 check_egress(dst.id, table, &a.tags, tag, buf.bytes(), Some(a))
@@ -118,6 +135,16 @@ impl BridgeLab {
         let gw = port(lab_port::GATEWAY, ctl::PortKind::Gateway, 0);
         snap.put_port(gw.clone(), None);
         ports.push(gw.clone());
+        snap.put_binding(
+            lab_port::UNAWARE2,
+            Some(crate::portsec::Binding {
+                mac: lab_port::BOUND_MAC,
+                ips: vec![lab_port::BOUND_IP].into(),
+            }),
+        );
+        if let Some(p) = snap.port(lab_port::UNAWARE2) {
+            p.storm.set_rate(lab_port::BOUND_STORM_PPS);
+        }
         let uplink = port(lab_port::UPLINK, ctl::PortKind::Afpacket, UPLINK_BRIDGE);
         snap.put_port(uplink.clone(), None);
         snap.put_bridge(BridgeView {

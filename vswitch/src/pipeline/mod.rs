@@ -2,9 +2,9 @@
 //! named stages in the order the frame meets them.
 //!
 //! ```text
-//! receive ─► classify ─► guard ─────────► learn ─► suppress ─► decide ─► egress ─► rewrite ─► Sink
-//!  (count)   (tag, VLAN) (headers, gateway) (FDB)   (ARP answered  (FDB, flood) (VLAN rule) (tag push/pop)
-//!                                                    from the cluster)
+//! receive ─► classify ─► guard ──────────────────────► learn ─► suppress ──────► decide ─────► police ─► egress ─────► rewrite ─► Sink
+//!  (count)   (tag, VLAN) (headers, binding, gateway)   (FDB)   (ARP answered   (FDB, flood) (storm)  (VLAN rule) (tag push/pop)
+//!                                                               from the cluster)
 //! ```
 //!
 //! The pipeline owns no socket, thread or queue. It takes a received frame, the port it
@@ -159,6 +159,11 @@ pub struct Ingress<'a> {
     /// IPv4 and ARP headers are checked ([`check_headers`]): the bridge's `ip-checks`,
     /// except at the gateway's port, whose frames the switch built itself.
     ip_checks: bool,
+    /// The ingress port's address binding (`set-port PORT allowed=`).
+    binding: Option<&'a crate::portsec::Binding>,
+    /// The ingress port's storm limit and the batch's time in nanoseconds, when it has
+    /// one (`set-port PORT storm=`).
+    storm: Option<(u32, u64)>,
     now: u32,
     aging: u32,
     /// The worker whose counters are written.
@@ -188,6 +193,11 @@ impl<'a> Ingress<'a> {
             learn_as,
             guard: bridge.guard.filter(|_| port.kind != ctl::PortKind::Gateway),
             ip_checks: bridge.ip_checks && port.kind != ctl::PortKind::Gateway,
+            binding: snap.binding(port.id),
+            storm: match port.storm.rate() {
+                0 => None,
+                pps => Some((pps, crate::portsec::now_ns())),
+            },
             now,
             aging: bridge.rt.aging.load(Ordering::Relaxed),
             w,
@@ -247,7 +257,8 @@ impl<'a> Ingress<'a> {
         v
     }
 
-    /// Stages 0 to 4: the frame counted, classified, guarded, learned and decided.
+    /// Stages 0 to 5: the frame counted, classified, guarded, learned, decided and
+    /// policed.
     #[inline]
     fn decided<'f>(&self, f: Frame<'f>) -> Result<(Verdict, Arrival<'f>), Drop> {
         self.receive(&f)?;
@@ -255,7 +266,9 @@ impl<'a> Ingress<'a> {
         let v = match self.guard(&a)? {
             Some(v) => v,
             None => match self.learn(&a) {
-                Ok(()) => self.suppress(&a).unwrap_or_else(|| self.decide(&a)),
+                Ok(()) => self
+                    .suppress(&a)
+                    .unwrap_or_else(|| self.police(self.decide(&a))),
                 Err(d) => Verdict::Drop(d),
             },
         };
@@ -302,12 +315,19 @@ impl<'a> Ingress<'a> {
     /// gateway's MAC (it would move the gateway in the FDB to that port) or claim its
     /// address in ARP: such ARP goes to the gateway alone, which counts it as
     /// `arp_spoofed`, instead of reaching the neighbours whose entry for the gateway it
-    /// would overwrite. `Ok(None)`: an ordinary frame, on to learning.
+    /// would overwrite. A port bound to its addresses sends from those alone
+    /// ([`crate::portsec::Binding::permits`], `spoofed_src`). `Ok(None)`: an ordinary
+    /// frame, on to learning.
     #[inline]
     fn guard(&self, a: &Arrival<'_>) -> Result<Option<Verdict>, Drop> {
         let payload = a.frame.get(a.next_at..).unwrap_or(&[]);
         if self.ip_checks {
             check_headers(a.next_type, payload)?;
+        }
+        if let Some(b) = self.binding {
+            if !b.permits(a.eth.src(), a.next_type, payload) {
+                return Err(Drop::SpoofedSrc);
+            }
         }
         let Some(g) = self.guard else {
             return Ok(None);
@@ -383,6 +403,19 @@ impl<'a> Ingress<'a> {
         }
     }
 
+    /// Stage 5, police: on a port with a storm limit, what would be flooded (broadcast,
+    /// multicast, unknown unicast) takes a token from its bucket or is dropped
+    /// (`storm_dropped`); known unicast is never limited.
+    #[inline]
+    fn police(&self, v: Verdict) -> Verdict {
+        match (v, self.storm) {
+            (Verdict::Flood, Some((pps, now))) if !self.port.storm.admit(pps, now) => {
+                Verdict::Drop(Drop::StormDropped)
+            }
+            _ => v,
+        }
+    }
+
     /// Carries the verdict out: one port, every port, or none.
     #[inline]
     fn dispatch(&self, v: Verdict, a: &Arrival<'_>, sink: &mut impl Sink) {
@@ -448,7 +481,7 @@ impl<'a> Ingress<'a> {
         }
     }
 
-    /// Stage 5, egress: whether the frame may leave `dst` and what happens to its tag,
+    /// Stage 6, egress: whether the frame may leave `dst` and what happens to its tag,
     /// by the port's VLAN rules and one more: a frame whose outer tag would be popped on
     /// a trunk (its native VLAN) while another tag sits behind it is refused, since the
     /// peer would switch it in the inner tag's VLAN (the double-tagging VLAN hop).
@@ -471,7 +504,7 @@ impl<'a> Ingress<'a> {
         })
     }
 
-    /// Stage 6, rewrite: the frame as it leaves `dst`, its tag pushed, popped or kept
+    /// Stage 7, rewrite: the frame as it leaves `dst`, its tag pushed, popped or kept
     /// (PCP, DEI and TPID kept) and the virtio-net offsets moved to match, in a pool
     /// buffer of its own, handed to the sink.
     #[inline]

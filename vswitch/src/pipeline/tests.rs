@@ -480,3 +480,64 @@ fn arp_for_a_cluster_endpoint_is_answered_not_flooded() {
     assert_ne!(bed.verdict(1, &t), Verdict::Answer(MacAddr(E)));
     assert_eq!(bed.counters().totals()["arp_suppressed"], 1);
 }
+
+#[test]
+fn a_bound_port_sends_from_its_own_addresses_only_and_its_tag_is_looked_behind() {
+    // 1: bound to A and 10.0.0.1, a trunk of VLAN 10; 2: plain.
+    let mut bed = Bed::new(&[vl(&[], &[10], None), None], 100, 300);
+    bed.snap.put_binding(
+        1,
+        Some(crate::portsec::Binding {
+            mac: MacAddr(A),
+            ips: vec![[10, 0, 0, 1]].into(),
+        }),
+    );
+    let own = tagged([0xff; 6], A, 10);
+    assert_eq!(bed.verdict(1, &own), Verdict::Flood);
+    let mut other_ip = own.clone();
+    other_ip[18 + 12..18 + 16].copy_from_slice(&[10, 0, 0, 9]);
+    fix_ip_checksum(&mut other_ip[18..]);
+    assert_eq!(bed.verdict(1, &other_ip), Verdict::Drop(Drop::SpoofedSrc));
+    assert_eq!(
+        bed.verdict(1, &tagged([0xff; 6], B, 10)),
+        Verdict::Drop(Drop::SpoofedSrc)
+    );
+    // Nothing was learned from the spoofed frames: B is unknown.
+    assert_eq!(bed.snap.bridge(0).unwrap().rt.fdb.load().len(), 1);
+    assert_eq!(bed.port(1).counters.totals().drops["spoofed_src"], 2);
+    // The unbound port may send from anything.
+    assert_eq!(bed.verdict(2, &frame([0xff; 6], B)), Verdict::Flood);
+}
+
+#[test]
+fn storm_control_drops_flooded_frames_past_the_limit_and_never_known_unicast() {
+    let bed = Bed::plain(2);
+    bed.port(1).storm.set_rate(100);
+    // B known on port 2.
+    assert_eq!(bed.verdict(2, &frame([0xff; 6], B)), Verdict::Flood);
+    // One batch (one instant): the burst (32 at 100 pps) floods, the rest is dropped.
+    let ing = Ingress::new(&bed.snap, &bed.pool, bed.port(1), 1, bed.now, 0).unwrap();
+    let mut c = Collect::default();
+    let bc = [&[0u8; vnet::LEN][..], &frame([0xff; 6], A)].concat();
+    let uni = [&[0u8; vnet::LEN][..], &frame(B, A)].concat();
+    let verdicts: Vec<Verdict> = (0..100)
+        .map(|_| ing.frame(Frame::split(&bc, None), &mut c))
+        .collect();
+    let flooded = verdicts.iter().filter(|v| **v == Verdict::Flood).count();
+    assert_eq!(flooded, 32);
+    assert!(verdicts[32..]
+        .iter()
+        .all(|v| *v == Verdict::Drop(Drop::StormDropped)));
+    for _ in 0..100 {
+        assert!(matches!(
+            ing.frame(Frame::split(&uni, None), &mut c),
+            Verdict::Forward(_)
+        ));
+    }
+    assert_eq!(bed.port(1).counters.totals().drops["storm_dropped"], 68);
+    // Port 2 has no limit.
+    bed.port(2).storm.set_rate(0);
+    for _ in 0..100 {
+        assert_eq!(bed.verdict(2, &frame([0xff; 6], B)), Verdict::Flood);
+    }
+}

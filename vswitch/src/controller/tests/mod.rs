@@ -11,6 +11,7 @@ mod cluster;
 mod gateway;
 mod host;
 mod ports;
+mod portsec;
 mod tunnels;
 mod vlans;
 
@@ -145,6 +146,8 @@ pub(super) fn port(name: &str) -> PortConf {
         tunnel: None,
         external_ids: Default::default(),
         attach: None,
+        allowed: None,
+        storm_pps: 0,
     }
 }
 
