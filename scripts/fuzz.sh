@@ -146,11 +146,14 @@ fuzz_one() {
     [ -z "$CORPUS_OUT" ] || corpus="$CORPUS_OUT/$t"
     mkdir -p "$corpus" "$art"
     [ -f "$FUZZ/dicts/$t.dict" ] && dict=(-dict="$FUZZ/dicts/$t.dict")
+    # libFuzzer refuses to start on a corpus directory that does not exist.
+    local seeds=()
+    [ -d "$FUZZ/corpus/$t" ] && seeds=("$FUZZ/corpus/$t")
     # New inputs go to the first directory only: the committed seeds stay as they are.
     # An input that takes 25 s, or 2 GB, is a bug too.
     "$BIN/$t" -max_total_time="$SECONDS_PER_TARGET" -print_final_stats=1 \
         -timeout=25 -rss_limit_mb=2048 -artifact_prefix="$art" "${dict[@]}" \
-        "$corpus" "$FUZZ/corpus/$t" >"$WORK/$t.log" 2>&1
+        "$corpus" "${seeds[@]}" >"$WORK/$t.log" 2>&1
 }
 
 echo "== fuzzing each target for ${SECONDS_PER_TARGET}s ($JOBS at a time)"
