@@ -16,7 +16,7 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use common::overlay::{ip, overlay_mtu, underlay, Vs, VsDyn, A_IP, B_IP};
+use common::overlay::{ip, overlay_mtu, two_hosts, underlay, Vs, VsDyn, A_IP, B_IP};
 use common::{report, sh, wait_until, Capture, Lab};
 
 const A_INNER: &str = "192.0.2.1";
@@ -255,13 +255,7 @@ fn interop_with_wireguard_go_and_a_kernel_vxlan_device() {
 #[test]
 fn two_vswitchds_encrypt_and_drop_what_is_not_wireguard_by_reason() {
     let mut lab = Lab::new("wgd", 131);
-    let a = lab.sw.clone();
-    let b = lab.add_switch("hb");
-    assert_eq!(lab.add_host(), 1);
-    assert_eq!(lab.add_host_on(&b.ns), 2);
-    overlay_mtu(&lab, 1, &a, INNER_MTU);
-    overlay_mtu(&lab, 2, &b.ns, INNER_MTU);
-    underlay(&lab, &a, A_IP, &b.ns, B_IP);
+    let (a, b) = two_hosts(&mut lab, INNER_MTU);
     lab.start_daemon();
     let (a_pub, b_pub) = (lab.public_key(), b.public_key());
     assert_ne!(a_pub, b_pub);

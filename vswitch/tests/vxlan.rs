@@ -19,7 +19,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::craft::{hex, mac_bytes};
-use common::overlay::{ip, overlay_mtu, underlay, Vs, VsDyn, A_IP, B_IP};
+use common::overlay::{ip, overlay_mtu, two_hosts, underlay, Vs, VsDyn, A_IP, B_IP};
 use common::{assert_refused, assert_vsctl_error, gbps, report, sh, wait_until, Capture, Lab};
 use ctl::FdbEntry;
 
@@ -664,13 +664,7 @@ fn interop_with_the_kernel_vxlan_device_both_directions() {
 #[test]
 fn two_vswitchds_tunnel_to_each_other() {
     let mut lab = Lab::new("vxd", 71);
-    let a = lab.sw.clone();
-    let b = lab.add_switch("hb");
-    assert_eq!(lab.add_host(), 1);
-    assert_eq!(lab.add_host_on(&b.ns), 2);
-    overlay_mtu(&lab, 1, &a, INNER_MTU);
-    overlay_mtu(&lab, 2, &b.ns, INNER_MTU);
-    underlay(&lab, &a, A_IP, &b.ns, B_IP);
+    let (_, b) = two_hosts(&mut lab, INNER_MTU);
     lab.start_daemon();
     switch_with_tunnel(&lab, "h1p", VNI, &[B_IP]);
     switch_with_tunnel(&b, "h2p", VNI, &[A_IP]);
@@ -926,13 +920,7 @@ fn three_hosts_replicate_broadcasts_and_unicast_to_one_remote() {
 #[test]
 fn remotes_change_live_and_static_entries_survive_kill_9() {
     let mut lab = Lab::new("vxr", 73);
-    let a = lab.sw.clone();
-    let b = lab.add_switch("hb");
-    assert_eq!(lab.add_host(), 1);
-    assert_eq!(lab.add_host_on(&b.ns), 2);
-    overlay_mtu(&lab, 1, &a, INNER_MTU);
-    overlay_mtu(&lab, 2, &b.ns, INNER_MTU);
-    underlay(&lab, &a, A_IP, &b.ns, B_IP);
+    let (a, b) = two_hosts(&mut lab, INNER_MTU);
     // Datagrams to the decoy go onto the wire (no ARP): B's kernel ignores them.
     ip(
         &a,
@@ -1836,13 +1824,7 @@ fn two_vnis_share_a_vtep_and_stay_isolated() {
 #[test]
 fn a_tunnel_comes_up_when_its_local_address_appears() {
     let mut lab = Lab::new("vxlate", 78);
-    let a = lab.sw.clone();
-    let b = lab.add_switch("hb");
-    assert_eq!(lab.add_host(), 1);
-    assert_eq!(lab.add_host_on(&b.ns), 2);
-    overlay_mtu(&lab, 1, &a, INNER_MTU);
-    overlay_mtu(&lab, 2, &b.ns, INNER_MTU);
-    underlay(&lab, &a, A_IP, &b.ns, B_IP);
+    let (a, b) = two_hosts(&mut lab, INNER_MTU);
     lab.start_daemon();
     lab.bridge_with_hosts("br0", &[1]);
     lab.vsctl_ok(&[

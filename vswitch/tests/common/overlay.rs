@@ -251,3 +251,17 @@ pub fn underlay(lab: &Lab, ns_a: &str, a: &str, ns_b: &str, b: &str) {
         ip(ns, &["addr", "add", &format!("{addr}/24"), "dev", "ul0"]);
     }
 }
+
+/// The two-host set-up: host B (switch namespace `hb`) beside the lab's own host A,
+/// container 1 on A and 2 on B, both with the overlay MTU `mtu`, and the underlay between
+/// A (`A_IP`) and B (`B_IP`). Returns A's namespace and B. Starts no daemon.
+pub fn two_hosts(lab: &mut Lab, mtu: &str) -> (String, Switch) {
+    let a = lab.sw.clone();
+    let b = lab.add_switch("hb");
+    assert_eq!(lab.add_host(), 1);
+    assert_eq!(lab.add_host_on(&b.ns), 2);
+    overlay_mtu(lab, 1, &a, mtu);
+    overlay_mtu(lab, 2, &b.ns, mtu);
+    underlay(lab, &a, A_IP, &b.ns, B_IP);
+    (a, b)
+}
