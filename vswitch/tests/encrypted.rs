@@ -13,139 +13,18 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use common::{report, sh, vsctl_at, wait_until, Capture, Lab, Out, Switch};
-use ctl::{Data, RemoteInfo, TunnelInfo};
+use common::overlay::{ip, overlay_mtu, two_hosts, underlay, Vs, VsDyn, A_IP, B_IP};
+use common::{report, sh, wait_until, Capture, Lab};
 
-const A_IP: &str = "198.51.100.1";
-const B_IP: &str = "198.51.100.2";
 const A_INNER: &str = "192.0.2.1";
 const B_INNER: &str = "192.0.2.2";
 const VNI: &str = "42";
 const WG_PORT: u16 = 51820;
 /// Container MTU: a WireGuard interface's 1420 less the kernel vxlan device's 50.
 const INNER_MTU: &str = "1370";
-
-/// A `vswitchd` a test talks to: the lab's own (host A) or an extra [`Switch`].
-trait Vs {
-    fn who(&self) -> String;
-    fn vs(&self, args: &[&str]) -> Out;
-    fn vs_diag(&self) -> String;
-
-    fn vs_ok(&self, args: &[&str]) -> String {
-        let o = self.vs(args);
-        assert!(
-            o.success(),
-            "vsctl ({}) failed: {o}\n{}",
-            self.who(),
-            self.vs_diag()
-        );
-        o.stdout
-    }
-
-    fn vs_json(&self, args: &[&str]) -> Data {
-        let mut v = vec!["--json"];
-        v.extend_from_slice(args);
-        let out = self.vs_ok(&v);
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("bad JSON ({e}):\n{out}"))
-    }
-
-    /// The daemon's public key from `show --json`.
-    fn public_key(&self) -> String {
-        match self.vs_json(&["show"]) {
-            Data::Show {
-                public_key: Some(k),
-                ..
-            } => k,
-            other => panic!("{}: show has no public key: {other:?}", self.who()),
-        }
-    }
-
-    fn tunnel(&self) -> TunnelInfo {
-        let Data::Show { bridges, .. } = self.vs_json(&["show"]) else {
-            panic!("show")
-        };
-        bridges
-            .iter()
-            .flat_map(|b| b.ports.iter())
-            .find_map(|p| p.tunnel.clone())
-            .unwrap_or_else(|| panic!("{}: no tunnel\n{}", self.who(), self.vs_diag()))
-    }
-
-    fn remote(&self) -> RemoteInfo {
-        self.tunnel().remotes.into_iter().next().unwrap()
-    }
-
-    /// Drops by reason on the VTEP of UDP port `port`.
-    fn drops(&self, port: u16) -> BTreeMap<String, u64> {
-        match self.vs_json(&["stats"]) {
-            Data::Stats { vteps, .. } => vteps
-                .into_iter()
-                .filter(|v| v.dstport == port)
-                .flat_map(|v| v.drops)
-                .collect(),
-            other => panic!("stats: {other:?}"),
-        }
-    }
-
-    /// Waits until the drop counter `reason` reaches `n`.
-    fn wait_drops(&self, reason: &str, n: u64) {
-        wait_until(
-            &format!("{}: {reason} to reach {n}", self.who()),
-            Duration::from_secs(10),
-            || self.drops(WG_PORT).get(reason).copied().unwrap_or(0) >= n,
-        );
-    }
-}
-
-impl Vs for Lab {
-    fn who(&self) -> String {
-        "host A".into()
-    }
-    fn vs(&self, args: &[&str]) -> Out {
-        self.vsctl(args)
-    }
-    fn vs_diag(&self) -> String {
-        self.diag()
-    }
-}
-
-impl Vs for Switch {
-    fn who(&self) -> String {
-        format!("host {}", self.name)
-    }
-    fn vs(&self, args: &[&str]) -> Out {
-        vsctl_at(&self.sock, args)
-    }
-    fn vs_diag(&self) -> String {
-        self.diag()
-    }
-}
-
-fn ip(ns: &str, args: &[&str]) {
-    let mut v = vec!["ip", "-n", ns];
-    v.extend_from_slice(args);
-    sh(&v);
-}
-
-/// Container `n` and its switch-side port get the overlay MTU.
-fn overlay_mtu(lab: &Lab, n: u8, sw_ns: &str) {
-    let h = lab.host(n).clone();
-    ip(&h.ns, &["link", "set", "dev", "eth0", "mtu", INNER_MTU]);
-    ip(sw_ns, &["link", "set", "dev", &h.port, "mtu", INNER_MTU]);
-}
-
-/// The underlay veth `ul0` between `ns_a` (address `a`) and `ns_b` (address `b`).
-fn underlay(lab: &Lab, ns_a: &str, a: &str, ns_b: &str, b: &str) {
-    lab.veth_between(ns_a, "ul0", ns_b, "ul0");
-    for (ns, addr) in [(ns_a, a), (ns_b, b)] {
-        ip(ns, &["link", "set", "dev", "ul0", "mtu", "1500"]);
-        ip(ns, &["addr", "add", &format!("{addr}/24"), "dev", "ul0"]);
-    }
-}
 
 /// `add-br br0`, `add-port br0 PORT`, and an encrypted tunnel to `remote` whose key is
 /// `key`; waits until both ports are up.
@@ -168,18 +47,7 @@ fn encrypted_switch(v: &impl Vs, port: &str, remote: &str, key: &str, inner: (&s
         "--inner-remote",
         inner.1,
     ]);
-    wait_until(
-        &format!("{}: ports {port} and vx up", v.who()),
-        Duration::from_secs(10),
-        || match v.vs_json(&["show"]) {
-            Data::Show { bridges, .. } => bridges.iter().any(|b| {
-                [port, "vx"]
-                    .iter()
-                    .all(|p| b.ports.iter().any(|q| q.name == *p && q.state == "up"))
-            }),
-            _ => false,
-        },
-    );
+    v.wait_ports_up("br0", &[port, "vx"]);
 }
 
 /// `wg genkey` output and its public key, in a file of the lab's directory.
@@ -261,8 +129,8 @@ fn interop_with_wireguard_go_and_a_kernel_vxlan_device() {
     let b = lab.add_named_ns("hb");
     assert_eq!(lab.add_host(), 1);
     assert_eq!(lab.add_host_on(&b), 2);
-    overlay_mtu(&lab, 1, &a);
-    overlay_mtu(&lab, 2, &b);
+    overlay_mtu(&lab, 1, &a, INNER_MTU);
+    overlay_mtu(&lab, 2, &b, INNER_MTU);
     underlay(&lab, &a, A_IP, &b, B_IP);
     lab.start_daemon();
 
@@ -331,7 +199,7 @@ fn interop_with_wireguard_go_and_a_kernel_vxlan_device() {
     ip(&b, &["link", "set", "dev", "kbr0", "up"]);
 
     encrypted_switch(&lab, "h1p", B_IP, &b_pub, (A_INNER, B_INNER));
-    let t = lab.tunnel();
+    let t = lab.only_tunnel();
     let e = t.encrypt.clone().expect("the tunnel shows its encryption");
     assert_eq!(
         (e.listen_port, e.inner_local.as_deref()),
@@ -368,7 +236,7 @@ fn interop_with_wireguard_go_and_a_kernel_vxlan_device() {
     let frames = cap.stop(Duration::from_millis(300));
     assert_only_wireguard(&frames);
 
-    let r = lab.remote();
+    let r = lab.only_remote();
     let p = r.peer.clone().expect("the remote shows its peer");
     assert_eq!(p.public_key, b_pub);
     assert!(p.handshake_secs_ago.is_some(), "no handshake: {r:#?}");
@@ -387,13 +255,7 @@ fn interop_with_wireguard_go_and_a_kernel_vxlan_device() {
 #[test]
 fn two_vswitchds_encrypt_and_drop_what_is_not_wireguard_by_reason() {
     let mut lab = Lab::new("wgd", 131);
-    let a = lab.sw.clone();
-    let b = lab.add_switch("hb");
-    assert_eq!(lab.add_host(), 1);
-    assert_eq!(lab.add_host_on(&b.ns), 2);
-    overlay_mtu(&lab, 1, &a);
-    overlay_mtu(&lab, 2, &b.ns);
-    underlay(&lab, &a, A_IP, &b.ns, B_IP);
+    let (a, b) = two_hosts(&mut lab, INNER_MTU);
     lab.start_daemon();
     let (a_pub, b_pub) = (lab.public_key(), b.public_key());
     assert_ne!(a_pub, b_pub);
@@ -423,7 +285,7 @@ fn two_vswitchds_encrypt_and_drop_what_is_not_wireguard_by_reason() {
     drop(cap.stop(Duration::from_millis(300)));
     assert_only_wireguard(&text.stop(Duration::from_millis(300)));
     for v in [&lab as &dyn VsDyn, &b as &dyn VsDyn] {
-        let d = v.drops_dyn();
+        let (d, _) = v.drops_on(WG_PORT);
         assert!(d.is_empty(), "{}: drops {d:?}", v.name());
     }
 
@@ -472,7 +334,7 @@ print("sent")
         "wg_forged",
         "wg_unknown_peer",
     ] {
-        lab.wait_drops(reason, 1);
+        lab.wait_drops(WG_PORT, reason, 1);
     }
     let d = lab.drops(WG_PORT);
     assert_eq!(
@@ -484,7 +346,7 @@ print("sent")
 
     // A cleartext tunnel's datagram at the VXLAN port reaches no encrypted tunnel: no
     // socket listens there.
-    let rx_before = lab.remote().rx_packets;
+    let rx_before = lab.only_remote().rx_packets;
 
     // kill -9 and restart: the tunnel comes back encrypted, with the same keys.
     lab.signal_daemon(libc::SIGKILL, Duration::from_secs(5));
@@ -494,7 +356,7 @@ print("sent")
         a_pub,
         "the daemon's key changed over a restart"
     );
-    let t = lab.tunnel();
+    let t = lab.only_tunnel();
     assert_eq!(
         t.remotes[0].peer.as_ref().map(|p| p.public_key.clone()),
         Some(b_pub.clone())
@@ -503,7 +365,7 @@ print("sent")
         .vs_ok(&["show"])
         .contains("encrypted listen-port 51820 inner-local 192.0.2.1"));
     ping_all(&lab, 1, &lab.ip(2), 3, &more);
-    assert!(lab.remote().rx_packets > 0 && rx_before > 0);
+    assert!(lab.only_remote().rx_packets > 0 && rx_before > 0);
 }
 
 /// Bad requests change nothing; a key file others may read stops the daemon.
@@ -587,12 +449,12 @@ fn bad_encrypted_tunnel_requests_and_a_readable_key_file_are_refused() {
         "--public-key",
         other,
     ]);
-    let t = lab.tunnel();
+    let t = lab.only_tunnel();
     assert_eq!(t.encrypt.as_ref().map(|e| e.listen_port), Some(51999));
     assert_eq!(t.remotes.len(), 2);
     assert_eq!(t.remotes[1].peer.as_ref().unwrap().public_key, other);
     lab.vs_ok(&["del-remote", "br0", "vx", "198.51.100.3"]);
-    assert_eq!(lab.tunnel().remotes.len(), 1);
+    assert_eq!(lab.only_tunnel().remotes.len(), 1);
 
     // A key file group or others may read: the daemon refuses to start.
     lab.signal_daemon(libc::SIGTERM, Duration::from_secs(5));
@@ -629,19 +491,4 @@ fn rx_gbps(v: &serde_json::Value) -> f64 {
             .as_f64()
             .unwrap_or(0.0),
     )
-}
-
-/// Object-safe view of [`Vs`].
-trait VsDyn {
-    fn name(&self) -> String;
-    fn drops_dyn(&self) -> BTreeMap<String, u64>;
-}
-
-impl<T: Vs> VsDyn for T {
-    fn name(&self) -> String {
-        self.who()
-    }
-    fn drops_dyn(&self) -> BTreeMap<String, u64> {
-        self.drops(WG_PORT)
-    }
 }

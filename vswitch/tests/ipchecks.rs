@@ -15,7 +15,7 @@ use std::fs;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::craft::{fix_ip_csum, hex, ip4, mac_bytes as mac, python3};
+use common::craft::{fix_ip_csum, hex, ip4, ipv4_udp, mac_bytes as mac, python3};
 use common::{assert_vsctl_error, require_tools, Capture, Lab, SHORT};
 
 /// Source MAC of every injected frame, so captures can tell them apart.
@@ -41,25 +41,6 @@ for f in frames:
 print(f"sent {sent}", flush=True)
 "#;
 
-/// A UDP datagram (checksum 0) in an IPv4 packet with a correct header checksum.
-fn udp(src: [u8; 4], dst: [u8; 4], data: &[u8]) -> Vec<u8> {
-    let mut u = Vec::new();
-    u.extend_from_slice(&40000u16.to_be_bytes());
-    u.extend_from_slice(&9u16.to_be_bytes());
-    u.extend_from_slice(&u16::try_from(8 + data.len()).unwrap().to_be_bytes());
-    u.extend_from_slice(&[0, 0]);
-    u.extend_from_slice(data);
-    let total = u16::try_from(20 + u.len()).unwrap();
-    let mut h = vec![0x45, 0];
-    h.extend_from_slice(&total.to_be_bytes());
-    h.extend_from_slice(&[0x12, 0x34, 0x40, 0, 64, 17, 0, 0]);
-    h.extend_from_slice(&src);
-    h.extend_from_slice(&dst);
-    fix_ip_csum(&mut h);
-    h.extend_from_slice(&u);
-    h
-}
-
 /// An Ethernet frame, with an 802.1Q tag of VLAN `vid` when given.
 fn eth(dst: [u8; 6], src: [u8; 6], vid: Option<u16>, ethertype: u16, payload: &[u8]) -> Vec<u8> {
     let mut f = Vec::new();
@@ -77,7 +58,7 @@ fn eth(dst: [u8; 6], src: [u8; 6], vid: Option<u16>, ethertype: u16, payload: &[
 /// Every malformed kind as (name, frame, drop reason), from EVIL_MAC to `dst`.
 fn malformed(dst: [u8; 6], vid: Option<u16>) -> Vec<(&'static str, Vec<u8>, &'static str)> {
     let evil = mac(EVIL_MAC);
-    let good = udp(ip4("10.93.0.66"), ip4("10.93.0.2"), b"ip-checks");
+    let good = ipv4_udp(ip4("10.93.0.66"), ip4("10.93.0.2"), 9, b"ip-checks");
     let ip = |p: &[u8]| eth(dst, evil, vid, 0x0800, p);
     let mut v = vec![
         ("runt: no IPv4 header at all", ip(&[]), "bad_ip_header"),

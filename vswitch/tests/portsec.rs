@@ -30,7 +30,7 @@ use std::fs;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::craft::{fix_ip_csum, hex, ip4, mac_bytes as mac, python3};
+use common::craft::{fix_ip_csum, hex, ip4, ipv4_udp, mac_bytes as mac, python3};
 use common::{assert_vsctl_error, report, require_tools, scapy_python, wait_until, Capture, Lab};
 use ctl::{PortBinding, PortInfo};
 
@@ -138,26 +138,6 @@ fn eth(dst: [u8; 6], src: [u8; 6], ethertype: u16, payload: &[u8]) -> Vec<u8> {
     f.extend_from_slice(&ethertype.to_be_bytes());
     f.extend_from_slice(payload);
     f
-}
-
-/// A UDP datagram (checksum 0) to port 7777 in an IPv4 packet with a correct header
-/// checksum.
-fn udp(src: [u8; 4], dst: [u8; 4], data: &[u8]) -> Vec<u8> {
-    let mut u = Vec::new();
-    u.extend_from_slice(&40000u16.to_be_bytes());
-    u.extend_from_slice(&7777u16.to_be_bytes());
-    u.extend_from_slice(&u16::try_from(8 + data.len()).unwrap().to_be_bytes());
-    u.extend_from_slice(&[0, 0]);
-    u.extend_from_slice(data);
-    let total = u16::try_from(20 + u.len()).unwrap();
-    let mut h = vec![0x45, 0];
-    h.extend_from_slice(&total.to_be_bytes());
-    h.extend_from_slice(&[0x12, 0x34, 0x40, 0, 64, 17, 0, 0]);
-    h.extend_from_slice(&src);
-    h.extend_from_slice(&dst);
-    fix_ip_csum(&mut h);
-    h.extend_from_slice(&u);
-    h
 }
 
 /// The drop `reason` counted at port `port` of br0.
@@ -582,7 +562,7 @@ fn a_broadcast_storm_is_limited_while_others_ping_and_known_unicast_is_not() {
         m2,
         m1,
         0x0800,
-        &udp(ip4(&lab.ip(1)), ip4(&lab.ip(2)), b"known"),
+        &ipv4_udp(ip4(&lab.ip(1)), ip4(&lab.ip(2)), 7777, b"known"),
     );
     let (sent_u, secs_u) = inject(&lab, &h1, "unicast", &[uni], 5000, 100);
     wait_until(
@@ -677,7 +657,7 @@ fn malformed_inner_ipv4_from_a_vxlan_tunnel_is_dropped_by_ip_checks() {
     ]);
     lab.wait_ports("br0", &["vx"], "up", Duration::from_secs(10));
 
-    let good = udp(ip4("10.103.0.66"), ip4(&lab.ip(1)), b"inner");
+    let good = ipv4_udp(ip4("10.103.0.66"), ip4(&lab.ip(1)), 7777, b"inner");
     let mut kinds: Vec<(Vec<u8>, &str)> = vec![(good[..19].to_vec(), "bad_ip_header")];
     let mut p = good.clone();
     p[0] = 0x43;

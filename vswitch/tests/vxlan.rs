@@ -19,16 +19,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::craft::{hex, mac_bytes};
-use common::{
-    assert_refused, assert_vsctl_error, gbps, report, sh, vsctl_at, wait_until, Capture, Lab, Out,
-    Switch,
-};
-use ctl::{Data, FdbEntry, RemoteInfo, TunnelInfo, VtepStats};
+use common::overlay::{ip, overlay_mtu, two_hosts, underlay, Vs, VsDyn, A_IP, B_IP};
+use common::{assert_refused, assert_vsctl_error, gbps, report, sh, wait_until, Capture, Lab};
+use ctl::FdbEntry;
 
-/// Underlay address of host A (the lab's own vswitchd).
-const A_IP: &str = "198.51.100.1";
-/// Underlay address of host B.
-const B_IP: &str = "198.51.100.2";
 /// Underlay address of host C (three-host test), or B's second address (drops test).
 const C_IP: &str = "198.51.100.3";
 /// A remote nobody answers for (a static neighbour entry sends its datagrams onto the
@@ -46,166 +40,8 @@ const INNER_MTU: &str = "1450";
 const MIN_GBPS: f64 = 0.3;
 
 // ---------------------------------------------------------------------------------------
-// One vsctl interface for the lab's daemon and the extra switches
-// ---------------------------------------------------------------------------------------
-
-/// A `vswitchd` a test talks to: the lab's own (host A) or an extra [`Switch`].
-trait Vs {
-    /// The name used in messages.
-    fn who(&self) -> String;
-    /// `vsctl --sock SOCK ARGS…`.
-    fn vs(&self, args: &[&str]) -> Out;
-    /// `vsctl show`, `stats` and the log, for failure messages.
-    fn vs_diag(&self) -> String;
-
-    /// vsctl that must succeed; returns stdout.
-    fn vs_ok(&self, args: &[&str]) -> String {
-        let o = self.vs(args);
-        assert!(
-            o.success(),
-            "vsctl ({}) failed: {o}\n{}",
-            self.who(),
-            self.vs_diag()
-        );
-        o.stdout
-    }
-
-    /// `vsctl --json ARGS…`, parsed.
-    fn vs_json(&self, args: &[&str]) -> Data {
-        let mut v = vec!["--json"];
-        v.extend_from_slice(args);
-        let out = self.vs_ok(&v);
-        serde_json::from_str(&out)
-            .unwrap_or_else(|e| panic!("vsctl --json {args:?} printed bad JSON ({e}):\n{out}"))
-    }
-
-    /// The tunnel settings and remotes of port `port` of `br` (`show --json`).
-    fn tunnel(&self, br: &str, port: &str) -> TunnelInfo {
-        let Data::Show { bridges, .. } = self.vs_json(&["show"]) else {
-            panic!("show --json returned something else");
-        };
-        let b = bridges
-            .iter()
-            .find(|b| b.name == br)
-            .unwrap_or_else(|| panic!("{}: no bridge {br}: {bridges:#?}", self.who()));
-        let p = b
-            .ports
-            .iter()
-            .find(|p| p.name == port)
-            .unwrap_or_else(|| panic!("{}: no port {port} on {br}: {bridges:#?}", self.who()));
-        assert_eq!(
-            p.kind,
-            ctl::PortKind::Vxlan,
-            "{}: port {port} is not of type vxlan: {p:#?}",
-            self.who()
-        );
-        p.tunnel.clone().unwrap_or_else(|| {
-            panic!(
-                "{}: port {port} has no `tunnel` in show --json: {p:#?}",
-                self.who()
-            )
-        })
-    }
-
-    /// The counters of remote `ip` of tunnel `port` on `br`.
-    fn remote(&self, br: &str, port: &str, ip: &str) -> RemoteInfo {
-        let t = self.tunnel(br, port);
-        t.remotes
-            .iter()
-            .find(|r| r.ip == ip)
-            .cloned()
-            .unwrap_or_else(|| panic!("{}: tunnel {port} has no remote {ip}: {t:#?}", self.who()))
-    }
-
-    /// The VTEPs of `stats --json`.
-    fn vteps(&self) -> Vec<VtepStats> {
-        match self.vs_json(&["stats"]) {
-            Data::Stats { vteps, .. } => vteps,
-            other => panic!("stats --json returned {other:?}"),
-        }
-    }
-
-    /// Drops by reason summed over every VTEP on UDP port `dstport`, and their received
-    /// datagrams.
-    fn vtep_drops(&self, dstport: u16) -> (BTreeMap<String, u64>, u64) {
-        let mut drops = BTreeMap::new();
-        let mut rx = 0;
-        for v in self.vteps().into_iter().filter(|v| v.dstport == dstport) {
-            rx += v.rx_datagrams;
-            for (k, n) in v.drops {
-                *drops.entry(k).or_insert(0) += n;
-            }
-        }
-        (drops, rx)
-    }
-
-    /// The entries of `fdb-show --json BR`.
-    fn fdb_entries(&self, br: &str) -> Vec<FdbEntry> {
-        match self.vs_json(&["fdb-show", br]) {
-            Data::Fdb { entries, .. } => entries,
-            other => panic!("fdb-show --json returned {other:?}"),
-        }
-    }
-
-    /// The FDB entry of `mac` on `br` (any VLAN), if any.
-    fn fdb_entry(&self, br: &str, mac: &str) -> Option<FdbEntry> {
-        self.fdb_entries(br)
-            .into_iter()
-            .find(|e| e.mac.eq_ignore_ascii_case(mac))
-    }
-}
-
-impl Vs for Lab {
-    fn who(&self) -> String {
-        "host A".into()
-    }
-    fn vs(&self, args: &[&str]) -> Out {
-        self.vsctl(args)
-    }
-    fn vs_diag(&self) -> String {
-        self.diag()
-    }
-}
-
-impl Vs for Switch {
-    fn who(&self) -> String {
-        format!("host {}", self.name)
-    }
-    fn vs(&self, args: &[&str]) -> Out {
-        vsctl_at(&self.sock, args)
-    }
-    fn vs_diag(&self) -> String {
-        self.diag()
-    }
-}
-
-// ---------------------------------------------------------------------------------------
 // Building hosts, containers, underlays
 // ---------------------------------------------------------------------------------------
-
-/// `ip -n NS ARGS…`, asserting success.
-fn ip(ns: &str, args: &[&str]) {
-    let mut v = vec!["ip", "-n", ns];
-    v.extend_from_slice(args);
-    sh(&v);
-}
-
-/// Gives container `n` (its `eth0` and the switch-side end `hNp` in `sw_ns`) the overlay
-/// MTU, as Docker's overlay driver does.
-fn overlay_mtu(lab: &Lab, n: u8, sw_ns: &str) {
-    let h = lab.host(n).clone();
-    ip(&h.ns, &["link", "set", "dev", "eth0", "mtu", INNER_MTU]);
-    ip(sw_ns, &["link", "set", "dev", &h.port, "mtu", INNER_MTU]);
-}
-
-/// An underlay veth `ul0` from `ns_a` (address `a`) to `ns_b` (address `b`), MTU 1500.
-fn underlay(lab: &Lab, ns_a: &str, a: &str, ns_b: &str, b: &str) {
-    lab.veth_between(ns_a, "ul0", ns_b, "ul0");
-    for (ns, addr) in [(ns_a, a), (ns_b, b)] {
-        ip(ns, &["link", "set", "dev", "ul0", "mtu", "1500"]);
-        ip(ns, &["addr", "add", &format!("{addr}/24"), "dev", "ul0"]);
-    }
-}
 
 /// Plain Linux as the far VTEP: in `ns`, a kernel vxlan device `vx0` (VNI `vni`, remote
 /// `remote`, local `local`, UDP `dstport` over `ul0`) and the container port `port`
@@ -239,19 +75,7 @@ fn switch_with_tunnel(v: &impl Vs, port: &str, vni: u32, remotes: &[&str]) {
         args.extend_from_slice(&["--remote", r]);
     }
     v.vs_ok(&args);
-    wait_until(
-        &format!("{}: ports {port} and vx of br0 up", v.who()),
-        Duration::from_secs(10),
-        || match v.vs_json(&["show"]) {
-            Data::Show { bridges, .. } => bridges.iter().any(|b| {
-                b.name == "br0"
-                    && [port, "vx"]
-                        .iter()
-                        .all(|p| b.ports.iter().any(|q| q.name == *p && q.state == "up"))
-            }),
-            _ => false,
-        },
-    );
+    v.wait_ports_up("br0", &[port, "vx"]);
 }
 
 /// Host A (the lab's daemon, container h1) and plain-Linux host B (namespace `hb`, kernel
@@ -261,8 +85,8 @@ fn kernel_peer_lab(lab: &mut Lab) -> String {
     let b = lab.add_named_ns("hb");
     assert_eq!(lab.add_host(), 1);
     assert_eq!(lab.add_host_on(&b), 2);
-    overlay_mtu(lab, 1, &a);
-    overlay_mtu(lab, 2, &b);
+    overlay_mtu(lab, 1, &a, INNER_MTU);
+    overlay_mtu(lab, 2, &b, INNER_MTU);
     underlay(lab, &a, A_IP, &b, B_IP);
     kernel_vtep(&b, B_IP, A_IP, "h2p", VNI, VXLAN_PORT);
     lab.start_daemon();
@@ -840,13 +664,7 @@ fn interop_with_the_kernel_vxlan_device_both_directions() {
 #[test]
 fn two_vswitchds_tunnel_to_each_other() {
     let mut lab = Lab::new("vxd", 71);
-    let a = lab.sw.clone();
-    let b = lab.add_switch("hb");
-    assert_eq!(lab.add_host(), 1);
-    assert_eq!(lab.add_host_on(&b.ns), 2);
-    overlay_mtu(&lab, 1, &a);
-    overlay_mtu(&lab, 2, &b.ns);
-    underlay(&lab, &a, A_IP, &b.ns, B_IP);
+    let (_, b) = two_hosts(&mut lab, INNER_MTU);
     lab.start_daemon();
     switch_with_tunnel(&lab, "h1p", VNI, &[B_IP]);
     switch_with_tunnel(&b, "h2p", VNI, &[A_IP]);
@@ -886,36 +704,13 @@ fn two_vswitchds_tunnel_to_each_other() {
             "{}: remote {remote}: {r:#?}",
             v.name()
         );
-        let (drops, rx) = v.drops();
+        let (drops, rx) = v.drops_on(VXLAN_PORT);
         assert!(
             drops.is_empty() && rx > 0,
             "{}: VTEP rx {rx} datagrams, drops {drops:?}\n{}",
             v.name(),
             diag(&lab, &more)
         );
-    }
-}
-
-/// Object-safe view of [`Vs`] for lists of hosts of both kinds.
-trait VsDyn {
-    fn name(&self) -> String;
-    fn entry(&self, br: &str, mac: &str) -> Option<FdbEntry>;
-    fn remote_info(&self, br: &str, port: &str, ip: &str) -> RemoteInfo;
-    fn drops(&self) -> (BTreeMap<String, u64>, u64);
-}
-
-impl<T: Vs> VsDyn for T {
-    fn name(&self) -> String {
-        self.who()
-    }
-    fn entry(&self, br: &str, mac: &str) -> Option<FdbEntry> {
-        self.fdb_entry(br, mac)
-    }
-    fn remote_info(&self, br: &str, port: &str, ip: &str) -> RemoteInfo {
-        self.remote(br, port, ip)
-    }
-    fn drops(&self) -> (BTreeMap<String, u64>, u64) {
-        self.vtep_drops(VXLAN_PORT)
     }
 }
 
@@ -951,9 +746,9 @@ fn three_hosts_replicate_broadcasts_and_unicast_to_one_remote() {
     assert_eq!(lab.add_host(), 1);
     assert_eq!(lab.add_host_on(&s2.ns), 2);
     assert_eq!(lab.add_host_on(&s3.ns), 3);
-    overlay_mtu(&lab, 1, &h1);
-    overlay_mtu(&lab, 2, &s2.ns);
-    overlay_mtu(&lab, 3, &s3.ns);
+    overlay_mtu(&lab, 1, &h1, INNER_MTU);
+    overlay_mtu(&lab, 2, &s2.ns, INNER_MTU);
+    overlay_mtu(&lab, 3, &s3.ns, INNER_MTU);
     lab.start_daemon();
     switch_with_tunnel(&lab, "h1p", 100, &[B_IP, C_IP]);
     switch_with_tunnel(&s2, "h2p", 100, &[A_IP, C_IP]);
@@ -1125,13 +920,7 @@ fn three_hosts_replicate_broadcasts_and_unicast_to_one_remote() {
 #[test]
 fn remotes_change_live_and_static_entries_survive_kill_9() {
     let mut lab = Lab::new("vxr", 73);
-    let a = lab.sw.clone();
-    let b = lab.add_switch("hb");
-    assert_eq!(lab.add_host(), 1);
-    assert_eq!(lab.add_host_on(&b.ns), 2);
-    overlay_mtu(&lab, 1, &a);
-    overlay_mtu(&lab, 2, &b.ns);
-    underlay(&lab, &a, A_IP, &b.ns, B_IP);
+    let (a, b) = two_hosts(&mut lab, INNER_MTU);
     // Datagrams to the decoy go onto the wire (no ARP): B's kernel ignores them.
     ip(
         &a,
@@ -1813,9 +1602,9 @@ fn tunnel_options_local_dstport_vlan_and_del_tunnel() {
     assert_eq!(lab.add_host(), 1); // A, VLAN 10
     assert_eq!(lab.add_host_on(&b), 2); // B (kernel)
     assert_eq!(lab.add_host(), 3); // A, VLAN 20
-    overlay_mtu(&lab, 1, &a);
-    overlay_mtu(&lab, 2, &b);
-    overlay_mtu(&lab, 3, &a);
+    overlay_mtu(&lab, 1, &a, INNER_MTU);
+    overlay_mtu(&lab, 2, &b, INNER_MTU);
+    overlay_mtu(&lab, 3, &a, INNER_MTU);
     underlay(&lab, &a, A_IP, &b, B_IP);
     kernel_vtep(&b, B_IP, A_IP, "h2p", VNI2, PORT);
     lab.start_daemon();
@@ -1952,7 +1741,7 @@ fn two_vnis_share_a_vtep_and_stay_isolated() {
     assert_eq!(lab.add_host(), 3); // A br1
     assert_eq!(lab.add_host_on(&b.ns), 4); // B br1
     for (n, ns) in [(1u8, &a), (2, &b.ns), (3, &a), (4, &b.ns)] {
-        overlay_mtu(&lab, n, ns);
+        overlay_mtu(&lab, n, ns, INNER_MTU);
     }
     underlay(&lab, &a, A_IP, &b.ns, B_IP);
     lab.start_daemon();
@@ -2035,13 +1824,7 @@ fn two_vnis_share_a_vtep_and_stay_isolated() {
 #[test]
 fn a_tunnel_comes_up_when_its_local_address_appears() {
     let mut lab = Lab::new("vxlate", 78);
-    let a = lab.sw.clone();
-    let b = lab.add_switch("hb");
-    assert_eq!(lab.add_host(), 1);
-    assert_eq!(lab.add_host_on(&b.ns), 2);
-    overlay_mtu(&lab, 1, &a);
-    overlay_mtu(&lab, 2, &b.ns);
-    underlay(&lab, &a, A_IP, &b.ns, B_IP);
+    let (a, b) = two_hosts(&mut lab, INNER_MTU);
     lab.start_daemon();
     lab.bridge_with_hosts("br0", &[1]);
     lab.vsctl_ok(&[
@@ -2099,7 +1882,7 @@ fn an_untagged_tunnel_carries_no_vlan_and_its_send_sockets_queue_nothing() {
     let b = kernel_peer_lab(&mut lab);
     let a = lab.sw.clone();
     assert_eq!(lab.add_host(), 3);
-    overlay_mtu(&lab, 3, &a);
+    overlay_mtu(&lab, 3, &a, INNER_MTU);
     lab.vsctl_ok(&["add-port", "br0", "h3p"]);
     lab.vsctl_ok(&["add-vlan", "br0", "h3p", "10", "--access"]);
     lab.wait_ports("br0", &["h1p", "h3p", "vx"], "up", Duration::from_secs(10));

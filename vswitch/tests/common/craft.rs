@@ -62,3 +62,23 @@ pub fn python3() -> String {
         .map(|p| p.to_string_lossy().into_owned())
         .expect("python3 is missing — install it with scripts/deps.sh")
 }
+
+/// A UDP datagram from port 40000 to `dport` (UDP checksum 0, which IPv4 allows) in an
+/// IPv4 packet with a correct header checksum.
+pub fn ipv4_udp(src: [u8; 4], dst: [u8; 4], dport: u16, data: &[u8]) -> Vec<u8> {
+    let mut u = Vec::new();
+    u.extend_from_slice(&40000u16.to_be_bytes());
+    u.extend_from_slice(&dport.to_be_bytes());
+    u.extend_from_slice(&u16::try_from(8 + data.len()).unwrap().to_be_bytes());
+    u.extend_from_slice(&[0, 0]);
+    u.extend_from_slice(data);
+    let total = u16::try_from(20 + u.len()).unwrap();
+    let mut h = vec![0x45, 0];
+    h.extend_from_slice(&total.to_be_bytes());
+    h.extend_from_slice(&[0x12, 0x34, 0x40, 0, 64, 17, 0, 0]);
+    h.extend_from_slice(&src);
+    h.extend_from_slice(&dst);
+    fix_ip_csum(&mut h);
+    h.extend_from_slice(&u);
+    h
+}

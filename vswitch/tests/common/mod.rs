@@ -20,6 +20,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod craft;
+pub mod overlay;
 
 use std::fmt::Write as _;
 use std::fs;
