@@ -75,9 +75,12 @@ fn os(what: &'static str) -> impl FnOnce(std::io::Error) -> StartError {
 pub fn run(opts: Options) -> Result<(), StartError> {
     let store = Store::new(&opts.db);
     let mut cfg = store.load()?;
-    let wg_key =
-        crate::encrypt::keyfile::load_or_create(&crate::encrypt::keyfile::path_for(&opts.db))
-            .map_err(StartError::Key)?;
+    let key_path = crate::encrypt::keyfile::path_for(&opts.db);
+    // Said only once the daemon has started: a start refused for another reason prints
+    // its one line and nothing else.
+    let key_generated = !key_path.exists();
+    let wg_key = crate::encrypt::keyfile::load_or_create(&key_path).map_err(StartError::Key)?;
+    let public_key = wg_key.public();
     let listener = server::bind(&opts.sock)?;
     let _sock_guard = server::SockGuard(opts.sock.clone());
 
@@ -164,6 +167,9 @@ pub fn run(opts: Options) -> Result<(), StartError> {
     }
     let ctl = Arc::new(Mutex::new(controller));
     tracing::info!(bridges = nbr, ports = nports, workers, sock = %opts.sock.display(), "vswitchd started");
+    if key_generated {
+        tracing::info!(path = %key_path.display(), %public_key, "WireGuard key generated");
+    }
 
     {
         let ctl = ctl.clone();

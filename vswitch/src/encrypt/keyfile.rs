@@ -63,7 +63,6 @@ fn create(path: &Path) -> Result<wg::PrivateKey, String> {
             let _ = d.sync_all();
         }
     }
-    tracing::info!(path = %path.display(), public_key = %key.public(), "WireGuard key generated");
     Ok(key)
 }
 
