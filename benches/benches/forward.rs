@@ -163,6 +163,23 @@ impl Sink for Recycle<'_> {
     }
 }
 
+/// One batch through the pipeline as a worker runs it, from `port`; how many frames left.
+fn run_batch(snap: &Snapshot, pool: &Pool, port: &PortRt, now: u32, frames: &[Vec<u8>]) -> u64 {
+    let vh = [0u8; vnet::LEN];
+    let ing = Ingress::new(snap, pool, port, 1, now, 0).unwrap();
+    let mut sink = Recycle { pool, sent: 0 };
+    for fr in frames {
+        let f = Frame {
+            vnet: &vh,
+            bytes: fr,
+            aux: None,
+            truncated: false,
+        };
+        black_box(ing.frame(f, &mut sink));
+    }
+    sink.sent
+}
+
 /// A bridge of `ports` ports, all up, whose FDB holds `entries` MACs spread over them,
 /// with `ip-checks` as given.
 fn bridge(entries: u32, ports: u32, ip_checks: bool) -> Snapshot {
@@ -202,7 +219,6 @@ fn pipeline(c: &mut Criterion) {
         let pool = Pool::new(4 * BATCH, 1);
         let clock = Clock::new();
         let mut rng = Lcg(11);
-        let vh = [0u8; vnet::LEN];
         // Sources sit on port 1, where the batch arrives, as in steady state; MAC i
         // is on port 1 + i % ports.
         let batches: Vec<Vec<Vec<u8>>> = (0..128)
@@ -227,22 +243,9 @@ fn pipeline(c: &mut Criterion) {
         };
         g.bench_function(BenchmarkId::new("batch32", id), |b| {
             b.iter(|| {
-                let ing = Ingress::new(&snap, &pool, port, 1, clock.now(), 0).unwrap();
-                let mut sink = Recycle {
-                    pool: &pool,
-                    sent: 0,
-                };
-                for fr in &batches[at & 127] {
-                    let f = Frame {
-                        vnet: &vh,
-                        bytes: fr,
-                        aux: None,
-                        truncated: false,
-                    };
-                    black_box(ing.frame(f, &mut sink));
-                }
+                let sent = run_batch(&snap, &pool, port, clock.now(), &batches[at & 127]);
                 at = at.wrapping_add(1);
-                sink.sent
+                sent
             })
         });
     }
@@ -267,7 +270,6 @@ fn binding(c: &mut Criterion) {
                 .collect()
         })
         .collect();
-    let vh = [0u8; vnet::LEN];
     let bound = Binding {
         mac: own,
         ips: vec![[10, 0, 0, 9], [10, 0, 0, 1]].into(),
@@ -288,23 +290,10 @@ fn binding(c: &mut Criterion) {
             BenchmarkId::new("batch32/1000-macs/2-ports/one-source", id),
             |b| {
                 b.iter(|| {
-                    let ing = Ingress::new(&snap, &pool, port, 1, clock.now(), 0).unwrap();
-                    let mut sink = Recycle {
-                        pool: &pool,
-                        sent: 0,
-                    };
-                    for fr in &batches[at & 127] {
-                        let f = Frame {
-                            vnet: &vh,
-                            bytes: fr,
-                            aux: None,
-                            truncated: false,
-                        };
-                        black_box(ing.frame(f, &mut sink));
-                    }
+                    let sent = run_batch(&snap, &pool, port, clock.now(), &batches[at & 127]);
                     at = at.wrapping_add(1);
-                    assert_eq!(sink.sent, BATCH as u64, "the bound host's frames pass");
-                    sink.sent
+                    assert_eq!(sent, BATCH as u64, "the bound host's frames pass");
+                    sent
                 })
             },
         );
