@@ -9,11 +9,11 @@ use std::hint::black_box;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use ctl::PortKind;
 use vswitch::dataplane::{BridgeRt, BridgeView, Clock, PortRt, Snapshot};
 use vswitch::fdb::Fdb;
-use vswitch::pipeline::{Frame, Ingress, Origin, Sink};
+use vswitch::pipeline::{check_headers, Frame, Ingress, Origin, Sink};
 use vswitch::pool::{Buf, Pool};
 use vswitch::portsec::Binding;
 use vswitch::vlan;
@@ -355,5 +355,88 @@ fn frame_of_len(len: usize, tagged: bool) -> Vec<u8> {
     f
 }
 
-criterion_group!(benches, parse, fdb, pipeline, binding, vlan_rewrite);
-criterion_main!(benches);
+/// `FORWARD_COUNT=VARIANT:BATCHES` runs one pipeline twin for a fixed number of 32-frame
+/// batches instead of criterion, for an instruction count under callgrind that two runs
+/// of different lengths turn into instructions per frame (setup cancels out): what a
+/// timed bench on a noisy 2-core machine cannot tell apart from noise. VARIANT is
+/// `checks`, `no-checks`, `bound` or `unbound`.
+fn count(spec: &str) {
+    let Some((variant, n)) = spec.split_once(':') else {
+        panic!("FORWARD_COUNT=VARIANT:BATCHES")
+    };
+    let batches: usize = n.parse().unwrap();
+    let n = 1_000u32;
+    let mut snap = bridge(n, 2, variant != "no-checks");
+    let mut rng = Lcg(11);
+    let own = mac(0);
+    let frames: Vec<Vec<Vec<u8>>> = (0..128)
+        .map(|_| {
+            (0..BATCH)
+                .map(|_| match variant {
+                    "bound" | "unbound" => frame(mac(rng.next(n / 2) * 2 + 1), own),
+                    _ => frame(mac(rng.next(n)), mac(rng.next(n / 2) * 2)),
+                })
+                .collect()
+        })
+        .collect();
+    if variant == "bound" {
+        let b = Binding {
+            mac: own,
+            ips: vec![[10, 0, 0, 9], [10, 0, 0, 1]].into(),
+        };
+        snap.put_binding(1, Some(b));
+    }
+    let pool = Pool::new(4 * BATCH, 1);
+    let port = snap.port(1).unwrap();
+    let mut sent = 0;
+    for i in 0..batches {
+        sent += run_batch(&snap, &pool, port, 1, &frames[i & 127]);
+    }
+    println!("{variant}: {batches} batches, {sent} frames sent");
+}
+
+/// The bridge's `ip-checks` alone (`check_headers`, what the guard stage runs for each
+/// frame with the checks on): a well-formed IPv4 header and an ARP packet.
+fn ip_checks(c: &mut Criterion) {
+    let mut g = c.benchmark_group("ip-checks");
+    let ipv4 = frame(mac(1), mac(2));
+    let mut arp = vec![0, 1, 8, 0, 6, 4, 0, 2];
+    arp.extend_from_slice(&mac(2).0);
+    arp.extend_from_slice(&[10, 0, 0, 1]);
+    arp.extend_from_slice(&[0; 10]);
+    g.throughput(Throughput::Elements(BATCH as u64));
+    for (name, ethertype, payload) in [("ipv4", 0x0800u16, &ipv4[14..]), ("arp", 0x0806, &arp[..])]
+    {
+        g.bench_function(BenchmarkId::new("batch32", name), |b| {
+            b.iter(|| {
+                let mut ok = 0u32;
+                for _ in 0..BATCH {
+                    ok +=
+                        u32::from(check_headers(black_box(ethertype), black_box(payload)).is_ok());
+                }
+                assert_eq!(ok, BATCH as u32);
+                ok
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    parse,
+    fdb,
+    pipeline,
+    ip_checks,
+    binding,
+    vlan_rewrite
+);
+
+fn main() {
+    if let Ok(spec) = std::env::var("FORWARD_COUNT") {
+        count(&spec);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -567,13 +567,7 @@ impl<'a> Ingress<'a> {
 #[inline]
 pub fn check_headers(ethertype: u16, payload: &[u8]) -> Result<(), Drop> {
     match ethertype {
-        wire::ethertype::IPV4 => {
-            let ip = wire::ipv4::Ipv4Packet::new_checked(payload).map_err(|_| Drop::BadIpHeader)?;
-            if !ip.verify_checksum() {
-                return Err(Drop::BadIpHeader);
-            }
-            Ok(())
-        }
+        wire::ethertype::IPV4 => wire::ipv4::check_header(payload).map_err(|_| Drop::BadIpHeader),
         wire::ethertype::ARP => wire::arp::ArpPacket::new_checked(payload)
             .map(|_| ())
             .map_err(|_| Drop::BadArp),
