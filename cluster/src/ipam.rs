@@ -104,6 +104,7 @@ pub(crate) async fn claim(
             ip,
             node: ctx.node.clone(),
             container: c.container.clone(),
+            names: c.names.clone(),
         };
         let (ik, ek, v) = (rec.ipam_key(), rec.endpoint_key(), rec.value());
         let lease = || Some(PutOptions::new().with_lease(ctx.lease));

@@ -205,6 +205,8 @@ pub struct Claim {
     /// This MAC, or [`state::mac_for`] the address.
     pub mac: Option<String>,
     pub container: String,
+    /// Its DNS names (`--name`, `--alias`), published with the endpoint.
+    pub names: Vec<String>,
 }
 
 /// What the session and the handle share.

@@ -48,6 +48,11 @@ pub struct EndpointRecord {
     /// What the user named the container by.
     #[serde(default)]
     pub container: String,
+    /// The names the container answers to in its overlay's DNS on every node
+    /// (`attach --name`, `--alias`); left out of the JSON when there are none, so a
+    /// record without names reads as before they existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
 }
 
 impl EndpointRecord {

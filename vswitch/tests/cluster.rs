@@ -670,11 +670,12 @@ fn remote_endpoints(sw: &Switchd, ov: &str) -> BTreeSet<(String, String)> {
         .collect()
 }
 
-/// The MACs of overlay `ov`'s static FDB entries towards local ports on `sw`.
+/// The MACs of overlay `ov`'s static FDB entries towards local containers' ports on
+/// `sw` (the gateway's own MAC, pinned to its port too, left out).
 fn local_endpoints(sw: &Switchd, ov: &str) -> BTreeSet<String> {
     sw.fdb(ov)
         .into_iter()
-        .filter(|e| e.is_static && e.remote.is_none())
+        .filter(|e| e.is_static && e.remote.is_none() && !e.port.contains("gateway"))
         .map(|e| e.mac)
         .collect()
 }
@@ -1027,4 +1028,161 @@ fn cluster_ipam_hands_out_unique_addresses_and_endpoints_reach_every_node() {
     let before = sw2.show();
     refused(sw2, &["attach", "ov1", &more], "cluster store unreachable");
     assert_eq!(sw2.show(), before, "a refused attach changed the switch");
+}
+
+/// `/etc/netns/NS/resolv.conf` for the namespaces of a test, removed when it drops.
+struct Resolv(Vec<PathBuf>);
+
+impl Resolv {
+    fn add(&mut self, ns: &str, nameserver: &str) {
+        let d = PathBuf::from("/etc/netns").join(ns);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("resolv.conf"), format!("nameserver {nameserver}\n")).unwrap();
+        self.0.push(d);
+    }
+}
+
+impl Drop for Resolv {
+    fn drop(&mut self) {
+        for d in &self.0 {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+/// The A records of overlay `ov`'s DNS on `sw`: (name, address, where from).
+fn a_records(sw: &Switchd, ov: &str) -> BTreeSet<(String, String, String)> {
+    match sw.vsctl_json(&["dns-show", ov]) {
+        Data::Dns(d) => d
+            .records
+            .into_iter()
+            .filter(|r| r.kind == "A")
+            .map(|r| (r.name, r.value, r.port))
+            .collect(),
+        other => panic!("dns-show --json returned {other:?}"),
+    }
+}
+
+#[test]
+fn overlay_gateways_are_served_on_every_node_and_answer_every_nodes_names() {
+    let mut lab = Lab::new("n");
+    testlab::require_tools(&["getent", "tcpdump"]);
+    let mut resolv = Resolv(Vec::new());
+    let u = lab.underlay();
+    let etcd = Etcd::start(&u, ETCD_IP, &lab.dir.join("etcd"), None).unwrap();
+    let store = etcd.store_url();
+    lab.etcd = Some(etcd);
+    for n in 1..=2 {
+        lab.node(n, &store, &[]);
+    }
+    lab.nodes[0]
+        .sw
+        .vsctl_ok(&["add-overlay", "ov1", "--subnet", "10.84.0.0/24"]);
+    for n in &lab.nodes {
+        wait_until(&format!("{} carries ov1", n.name), SHORT, || {
+            remotes(&n.sw, "ov1").is_some_and(|r| r.len() == 1)
+        });
+    }
+    // The overlay's network is the cluster's: no node changes it by hand.
+    refused(&lab.nodes[1].sw, &["del-net", "ov1"], "ov1");
+
+    let c1 = lab.name("c1");
+    let c2 = lab.name("c2");
+    lab.ns.add(&c1);
+    lab.ns.add(&c2);
+    let attach = |sw: &Switchd, ns: &str, names: &[&str]| {
+        let mut args = vec!["attach", "ov1", ns, "--mtu", "1450"];
+        args.extend_from_slice(names);
+        let out = sw.vsctl_ok(&args);
+        out.split('/').next().unwrap().to_string()
+    };
+    let ip1 = attach(&lab.nodes[0].sw, &c1, &["--name", "web", "--alias", "www"]);
+    let ip2 = attach(&lab.nodes[1].sw, &c2, &["--name", "db"]);
+    resolv.add(&c1, "10.84.0.1");
+    resolv.add(&c2, "10.84.0.1");
+
+    // Each node answers for its own containers and, from the store, the other's.
+    let from = |sw: &Switchd, node: &str| -> BTreeSet<(String, String)> {
+        a_records(sw, "ov1")
+            .into_iter()
+            .filter(|r| r.2 == format!("node {node}"))
+            .map(|r| (r.0, r.1))
+            .collect()
+    };
+    let pair = |n: &str, ip: &str| (n.to_string(), ip.to_string());
+    wait_until("n1's DNS has db from n2", SHORT, || {
+        from(&lab.nodes[0].sw, "n2") == BTreeSet::from([pair("db", &ip2)])
+    });
+    wait_until("n2's DNS has web and www from n1", SHORT, || {
+        from(&lab.nodes[1].sw, "n1") == BTreeSet::from([pair("web", &ip1), pair("www", &ip1)])
+    });
+    let local: BTreeSet<String> = a_records(&lab.nodes[1].sw, "ov1")
+        .into_iter()
+        .filter(|r| !r.2.starts_with("node "))
+        .map(|r| r.0)
+        .collect();
+    assert_eq!(local, BTreeSet::from(["db".to_string()]));
+
+    // The gateway answers on each node with the same MAC (an anycast gateway): the
+    // ARP for it is answered on the node and never crosses the underlay.
+    let mut cap = testlab::Bg::spawn(
+        &lab.dir,
+        "underlay-capture",
+        &netns::exec_argv(
+            &u,
+            &[
+                "tcpdump", "-i", "any", "-nn", "-e", "-l", "udp", "port", "4789",
+            ],
+        ),
+    );
+    cap.wait_output("listening on", SHORT);
+    ping(&c1, "10.84.0.1");
+    ping(&c2, "10.84.0.1");
+    let gw_mac = |ns: &str| {
+        let o = netns::try_exec(ns, &["ip", "neigh", "show", "10.84.0.1"], SHORT).unwrap();
+        o.stdout
+            .split_whitespace()
+            .skip_while(|w| *w != "lladdr")
+            .nth(1)
+            .map(str::to_string)
+    };
+    let (m1, m2) = (gw_mac(&c1), gw_mac(&c2));
+    assert!(m1.is_some() && m1 == m2, "gateway MACs {m1:?} and {m2:?}");
+    // A ping across hosts, so that the capture is known to see the overlay.
+    ping(&c1, &ip2);
+    wait_until("the capture shows the echo", SHORT, || {
+        cap.stdout().contains("ICMP echo request")
+    });
+    cap.stop(SHORT);
+    let seen = cap.stdout();
+    assert!(
+        !seen.contains("10.84.0.1"),
+        "traffic for the gateway crossed the underlay:\n{seen}"
+    );
+
+    // Names resolve across hosts through glibc and the node's own gateway.
+    let getent = |ns: &str, name: &str| {
+        netns::try_exec(ns, &["getent", "hosts", name], SHORT)
+            .unwrap()
+            .stdout
+    };
+    let got = getent(&c2, "web");
+    assert!(
+        got.contains(&ip1),
+        "getent hosts web on n2's container: {got:?}"
+    );
+    let got = getent(&c1, "db");
+    assert!(
+        got.contains(&ip2),
+        "getent hosts db on n1's container: {got:?}"
+    );
+    ping(&c2, "www");
+
+    // Detach on n1: its names go from n2's DNS at once (with the endpoint).
+    lab.nodes[0].sw.vsctl_ok(&["detach", "ov1", &c1]);
+    wait_until("web gone from n2's DNS", SHORT, || {
+        a_records(&lab.nodes[1].sw, "ov1")
+            .iter()
+            .all(|r| r.0 != "web" && r.0 != "www")
+    });
 }

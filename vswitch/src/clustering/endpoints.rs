@@ -84,6 +84,11 @@ pub fn handle(
                 ip: want,
                 mac,
                 container: container.clone(),
+                names: name
+                    .iter()
+                    .chain(&aliases)
+                    .map(|n| n.to_ascii_lowercase())
+                    .collect(),
             })?;
             let ip = format!("{}/{}", rec.ip, net.1);
             let req = Request::Attach {

@@ -35,15 +35,18 @@ impl Controller {
                 .is_some_and(|b| b.ports.iter().any(|p| p.name == overlay_port(vni)))
     }
 
-    /// Refuses a request that would change what the cluster owns: an overlay's bridge
-    /// and its tunnel follow the cluster (`del-overlay`), though containers may be
-    /// attached to the bridge as to any other.
+    /// Refuses a request that would change what the cluster owns: an overlay's bridge,
+    /// its tunnel and its network (subnet and gateway) follow the cluster
+    /// (`del-overlay`), though containers may be attached to the bridge as to any other
+    /// and its DNS set (`set-dns`) on each node.
     pub(super) fn guard_overlays(&self, req: &Request) -> Result<(), ControlError> {
         let bridge = match req {
             Request::DelBr { bridge }
             | Request::DelTunnel { bridge, .. }
             | Request::AddRemote { bridge, .. }
-            | Request::DelRemote { bridge, .. } => bridge,
+            | Request::DelRemote { bridge, .. }
+            | Request::AddNet { bridge, .. }
+            | Request::DelNet { bridge } => bridge,
             Request::DelPort { bridge, iface } => {
                 let tunnel = self
                     .cfg
@@ -148,6 +151,7 @@ impl Controller {
         } else if !self.cfg.is_overlay_bridge(&o.name) {
             return Err(ControlError::BridgeExists(o.name.clone()));
         }
+        self.ensure_overlay_net(o)?;
         let Some(b) = self.cfg.bridge(&o.name) else {
             return Ok(());
         };
@@ -196,6 +200,43 @@ impl Controller {
                 tracing::info!(overlay = %o.name, vni = o.vni, remotes = ?remotes, "overlay tunnel created");
             }
         }
+        Ok(())
+    }
+
+    /// Serves the overlay's gateway on this node: the bridge gets the overlay's subnet
+    /// and gateway address as its network, so that the gateway answers ARP, ping and
+    /// DNS (with every node's endpoints' names) and routes to the uplink here. Every
+    /// node serves the same address with the same MAC (it follows the bridge's name),
+    /// as an anycast gateway: a container's traffic to it never leaves its node. DNS
+    /// settings made on this node are kept.
+    fn ensure_overlay_net(&mut self, o: &cluster::OverlayRecord) -> Result<(), ControlError> {
+        let Some(b) = self.cfg.bridge(&o.name) else {
+            return Ok(());
+        };
+        if b.net
+            .as_ref()
+            .is_some_and(|n| n.subnet == o.subnet && n.gateway == o.gateway)
+        {
+            return Ok(());
+        }
+        let mut next = self.cfg.clone();
+        if let Some(b) = next.bridge_mut(&o.name) {
+            let (domain, upstream, records) = b
+                .net
+                .take()
+                .map(|n| (n.domain, n.upstream, n.records))
+                .unwrap_or_default();
+            b.net = Some(crate::config::NetConf {
+                subnet: o.subnet.clone(),
+                gateway: o.gateway,
+                domain,
+                upstream,
+                records,
+            });
+        }
+        self.commit(next)?;
+        self.sync_gateway();
+        tracing::info!(overlay = %o.name, gateway = %o.gateway, "overlay gateway served");
         Ok(())
     }
 

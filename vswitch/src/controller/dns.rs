@@ -102,10 +102,14 @@ impl Controller {
             Some(d) => format!("{name}.{d}"),
             None => name.to_string(),
         };
-        let port_of = |e: &Entry| {
-            e.port
-                .as_ref()
-                .map_or_else(|| "static".to_string(), |p| p.name.clone())
+        let remote = self.cluster_names.get(bridge);
+        let port_of = |e: &Entry| match &e.port {
+            Some(p) => p.name.clone(),
+            None => remote
+                .into_iter()
+                .flatten()
+                .find(|r| r.name == e.name && r.addr == e.addr)
+                .map_or_else(|| "static".to_string(), |r| format!("node {}", r.node)),
         };
         let mut records = Vec::new();
         for e in net.iter().flat_map(|d| &d.records).filter(|e| e.live()) {
@@ -145,46 +149,53 @@ impl Controller {
     /// Hands every network's records and upstreams to the gateway.
     pub(super) fn sync_dns(&self) {
         let host = host_upstreams();
-        let nets: Vec<NetDns> = self
-            .cfg
-            .nets()
-            .filter_map(|(b, subnet, _)| {
-                let n = b.net.as_ref()?;
-                let mut records: Vec<Entry> = n
-                    .records
-                    .iter()
-                    .map(|r| Entry {
-                        name: r.name.clone(),
-                        addr: r.ip,
-                        port: None,
-                    })
-                    .collect();
-                for p in &b.ports {
-                    let Some(a) = &p.attach else { continue };
-                    let Ok((addr, _)) = ctl::validate::cidr(&a.ip) else {
-                        continue;
-                    };
-                    for name in a.name.iter().chain(&a.aliases) {
-                        records.push(Entry {
-                            name: name.to_ascii_lowercase(),
-                            addr,
-                            port: self.ports.get(&p.name).cloned(),
-                        });
+        let nets: Vec<NetDns> =
+            self.cfg
+                .nets()
+                .filter_map(|(b, subnet, _)| {
+                    let n = b.net.as_ref()?;
+                    let mut records: Vec<Entry> = n
+                        .records
+                        .iter()
+                        .map(|r| Entry {
+                            name: r.name.clone(),
+                            addr: r.ip,
+                            port: None,
+                        })
+                        .collect();
+                    records.extend(self.cluster_names.get(&b.name).into_iter().flatten().map(
+                        |r| Entry {
+                            name: r.name.clone(),
+                            addr: r.addr,
+                            port: None,
+                        },
+                    ));
+                    for p in &b.ports {
+                        let Some(a) = &p.attach else { continue };
+                        let Ok((addr, _)) = ctl::validate::cidr(&a.ip) else {
+                            continue;
+                        };
+                        for name in a.name.iter().chain(&a.aliases) {
+                            records.push(Entry {
+                                name: name.to_ascii_lowercase(),
+                                addr,
+                                port: self.ports.get(&p.name).cloned(),
+                            });
+                        }
                     }
-                }
-                Some(NetDns {
-                    bridge: self.bridges.get(&b.name)?.id,
-                    subnet,
-                    domain: n.domain.clone(),
-                    upstreams: if n.upstream.is_empty() {
-                        host.clone()
-                    } else {
-                        n.upstream.clone()
-                    },
-                    records,
+                    Some(NetDns {
+                        bridge: self.bridges.get(&b.name)?.id,
+                        subnet,
+                        domain: n.domain.clone(),
+                        upstreams: if n.upstream.is_empty() {
+                            host.clone()
+                        } else {
+                            n.upstream.clone()
+                        },
+                        records,
+                    })
                 })
-            })
-            .collect();
+                .collect();
         super::lock(&self.gateway.state).configure_dns(nets);
     }
 }

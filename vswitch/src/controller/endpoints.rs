@@ -17,6 +17,15 @@ use crate::pipeline::suppress::ArpTable;
 use crate::sys::netns;
 use crate::wire::MacAddr;
 
+/// A DNS name of an endpoint on another node, which this node's gateway answers for
+/// the overlay as it does for its own containers.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct RemoteName {
+    pub name: String,
+    pub addr: Ipv4Addr,
+    pub node: String,
+}
+
 impl Controller {
     /// Makes the overlay bridges' static entries and ARP tables follow the endpoints of
     /// `state`. Idempotent: entries that vanished (a flushed remote, a rebuilt table) are
@@ -26,6 +35,7 @@ impl Controller {
             return;
         };
         let mut seen = Vec::new();
+        let mut names_changed = false;
         for o in state.overlays.values() {
             if !self.cfg.is_overlay_bridge(&o.name) {
                 continue;
@@ -55,6 +65,19 @@ impl Controller {
                 .collect();
             let mut want: HashMap<MacAddr, Dest> = HashMap::new();
             let mut arp = Vec::new();
+            let mut names = Vec::new();
+            // The overlay's gateway is served on every node with the same address and
+            // MAC (the MAC follows the bridge's name): a container's ARP for it is
+            // answered here and never crosses the underlay to another node's copy.
+            // Its MAC is pinned to the gateway's port, so that a frame to it is never
+            // unknown unicast flooded to the other nodes before the gateway has spoken.
+            if let Some(n) = self.cfg.bridge(&o.name).and_then(|b| b.net.as_ref()) {
+                let mac = crate::gateway::gateway_mac(&o.name);
+                arp.push((n.gateway, mac));
+                if let Some(g) = self.ports.get(&super::gateway::gateway_key(&o.name)) {
+                    want.insert(mac, dest(g.id, 0));
+                }
+            }
             for e in state
                 .members
                 .get(&o.name)
@@ -85,6 +108,11 @@ impl Controller {
                 };
                 want.insert(mac, dest(tun.id, slot));
                 arp.push((e.ip, mac));
+                names.extend(e.names.iter().map(|n| RemoteName {
+                    name: n.clone(),
+                    addr: e.ip,
+                    node: e.node.clone(),
+                }));
             }
             let fdb = br.fdb.load();
             let had = self.cluster_fdb.remove(&o.name).unwrap_or_default();
@@ -102,8 +130,18 @@ impl Controller {
                 br.suppress.store(Some(Arc::new(table)));
             }
             self.cluster_fdb.insert(o.name.clone(), want);
+            names.sort();
+            if self.cluster_names.get(&o.name) != Some(&names) {
+                self.cluster_names.insert(o.name.clone(), names);
+                names_changed = true;
+            }
         }
         self.cluster_fdb.retain(|b, _| seen.contains(b));
+        let before = self.cluster_names.len();
+        self.cluster_names.retain(|b, _| seen.contains(b));
+        if names_changed || self.cluster_names.len() != before {
+            self.sync_dns();
+        }
     }
 
     /// The endpoints this node owns: containers attached to overlay bridges (with the
@@ -133,6 +171,7 @@ impl Controller {
                     ip,
                     node: cc.node.clone(),
                     container: a.container.clone(),
+                    names: dns_names(a),
                 });
             }
         }
@@ -160,6 +199,7 @@ impl Controller {
             ip: a.ip.split_once('/')?.0.parse().ok()?,
             node: cc.node.clone(),
             container: a.container.clone(),
+            names: dns_names(a),
         })
     }
 
@@ -167,4 +207,14 @@ impl Controller {
     pub fn is_overlay_bridge(&self, name: &str) -> bool {
         self.cfg.is_overlay_bridge(name)
     }
+}
+
+/// The DNS names of an attached container, as published with its endpoint (lower case,
+/// as the gateway answers them).
+fn dns_names(a: &crate::config::AttachConf) -> Vec<String> {
+    a.name
+        .iter()
+        .chain(&a.aliases)
+        .map(|n| n.to_ascii_lowercase())
+        .collect()
 }

@@ -67,6 +67,8 @@ pub struct Controller {
     uplink_mac: Option<MacAddr>,
     /// Static entries made for remote cluster endpoints, by overlay bridge.
     cluster_fdb: HashMap<String, HashMap<MacAddr, crate::fdb::Dest>>,
+    /// The DNS names of remote cluster endpoints, by overlay bridge.
+    cluster_names: HashMap<String, Vec<endpoints::RemoteName>>,
 }
 
 impl Controller {
@@ -81,6 +83,7 @@ impl Controller {
             ports: HashMap::new(),
             vteps: HashMap::new(),
             cluster_fdb: HashMap::new(),
+            cluster_names: HashMap::new(),
             tick: 0,
             gateway: Arc::new(GatewayRt {
                 // The first bridge's ports are on worker 0 too: its traffic to the

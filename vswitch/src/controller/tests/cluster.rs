@@ -51,6 +51,7 @@ fn endpoint(node: &str, ip: [u8; 4]) -> cluster::EndpointRecord {
         ip: ip.into(),
         node: node.into(),
         container: format!("c-{node}"),
+        names: Vec::new(),
     }
 }
 
