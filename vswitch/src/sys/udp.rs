@@ -432,8 +432,13 @@ mod tests {
         assert_eq!(seen, Some((250, 100)));
         // Gathered from pieces, it is the same run.
         let (a, b) = ([9u8; 130], [9u8; 120]);
-        send_gso_vectored(tx.as_raw_fd(), &[IoSlice::new(&a), IoSlice::new(&b)], to, 100)
-            .unwrap();
+        send_gso_vectored(
+            tx.as_raw_fd(),
+            &[IoSlice::new(&a), IoSlice::new(&b)],
+            to,
+            100,
+        )
+        .unwrap();
         let mut seen = None;
         for _ in 0..50 {
             let mut meta = [RecvMeta::default(); 4];

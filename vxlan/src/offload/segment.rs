@@ -149,10 +149,7 @@ impl<'f> Cut<'f> {
             .ok_or(OffloadError::TooBig)?;
         let mss = usize::from(off.gso_size).min(room);
         let headers = frame.get(..hl).ok_or(OffloadError::Malformed)?;
-        let payload_len = frame
-            .get(hl..t.end)
-            .ok_or(OffloadError::Malformed)?
-            .len();
+        let payload_len = frame.get(hl..t.end).ok_or(OffloadError::Malformed)?.len();
         Ok(Cut {
             headers,
             payload: hl..t.end,
