@@ -107,7 +107,7 @@ export BENCH_IPTABLES="${IPTABLES_VERSION:-not used}"
 # ---- build -----------------------------------------------------------------------------------
 if has_setup vsw; then
     build_release --release -p vswitch -p vswitch-ctl -p testlab
-    "$VSCTL" --help 2>&1 | grep -q set-uplink || die "$VSCTL has no set-uplink: build a vswitch with the gateway"
+    grep -q set-uplink <<<"$("$VSCTL" --help 2>&1)" || die "$VSCTL has no set-uplink: build a vswitch with the gateway"
 fi
 
 # ---- the network -----------------------------------------------------------------------------

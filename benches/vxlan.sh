@@ -88,7 +88,7 @@ export BENCH_KERNEL_VXLAN="$KERNEL_VXLAN"
 # ---- build -----------------------------------------------------------------------------------
 if has_setup vsw || has_setup mixed; then
     build_release --release -p vswitch -p vswitch-ctl -p testlab
-    "$VSCTL" add-tunnel --help >/dev/null 2>&1 || "$VSCTL" --help 2>&1 | grep -q add-tunnel ||
+    "$VSCTL" add-tunnel --help >/dev/null 2>&1 || grep -q add-tunnel <<<"$("$VSCTL" --help 2>&1)" ||
         die "$VSCTL has no add-tunnel: build a vswitch with tunnel ports"
 fi
 
