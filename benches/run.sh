@@ -12,7 +12,10 @@
 # Every daemon (ovsdb-server, ovs-vswitchd, vswitchd, iperf3 -s, trafgen) runs inside those
 # namespaces. Measured per setup: ping RTT p50/p99 h1->h2, iperf3 TCP h1->h2 (1 and 4
 # streams, default offloads), 64-byte UDP frames from trafgen in h1 (offered = h1's tx,
-# delivered = h2's rx), and the switch process's RSS. Medians over the repeats.
+# delivered = h2's rx), TCP over many flows (4 and 8 host pairs, each its own iperf3, all at
+# once: the aggregate; not for TAP ports), the switch process's RSS, and next to every
+# throughput the switch's CPU (utime + stime of vswitchd or ovs-vswitchd over the run) per
+# Gbit/s (per Mpps for UDP). Medians over the repeats.
 #
 # Results: a table on stdout, raw JSON in benches/results/<date>-<time>.json and
 # benches/results/latest.json (full runs of all four setups only; --quick saves nothing
@@ -78,8 +81,10 @@ pick_setups setup "bridge ovs vswitchd-afpacket vswitchd-tap" linux-bridge=bridg
 
 if [ "$QUICK" = 1 ]; then
     TCP_SECS=1 PINGS=100 PING_INTERVAL=0.002 UDP_SECS=1 UDP_WARMUP=0.5 R_TCP=1 R_SHORT=1
+    FLOW_SECS=1 FLOW_PAIRS="4"
 else
     TCP_SECS=10 PINGS=500 PING_INTERVAL=0.002 UDP_SECS=5 UDP_WARMUP=1 R_TCP=1 R_SHORT=3
+    FLOW_SECS=3 FLOW_PAIRS="4 8"
 fi
 if [ -n "$REPEAT" ]; then
     R_TCP="$REPEAT"
@@ -145,13 +150,79 @@ measure_all() { # SETUP
     done
     for n in 1 4; do
         for r in $(seq "$R_TCP"); do
-            iperf_run "$s" - "-P $n" "$H2" "$H1" "$IP2" $((5201 + RANDOM % 2000)) "$TMP/$s-tcp$n-$r.json" -P "$n"
-            record "$s" "tcp${n}_gbps" "$GBPS"
-            record_detail "$s" "{\"kind\":\"tcp\",\"streams\":$n,\"seconds\":$TCP_SECS,\"gbps\":$GBPS,\"retransmits\":$RETR}"
+            iperf_run "$s" "tcp${n}_gbps" "-P $n" "$H2" "$H1" "$IP2" $((5201 + RANDOM % 2000)) "$TMP/$s-tcp$n-$r.json" -P "$n"
+            record_detail "$s" "{\"kind\":\"tcp\",\"streams\":$n,\"seconds\":$TCP_SECS,\"gbps\":$GBPS,\"retransmits\":$RETR,\"switch_cores\":${CPU_CORES:-null}}"
             info "TCP ${TCP_SECS}s -P $n: $TCP_TEXT"
         done
     done
     for r in $(seq "$R_SHORT"); do measure_udp "$s" "$r"; done
+}
+
+# ---- many flows: N host pairs through one switch, all at once ------------------------------
+# More hosts h3..h(2*max N) on the switch, each by its own veth pair (port hNp in the switch
+# namespace; ADD_PORT SETUP PORT attaches it to the setup's switch), then for each N of
+# FLOW_PAIRS: pair i is h(2i-1) -> h(2i), each pair its own iperf3 (1 stream, FLOW_SECS), all
+# N started together; the aggregate is the sum of what the servers received.
+flow_hosts() { # SETUP
+    local s="$1" n max=0 p
+    for n in $FLOW_PAIRS; do [ "$n" -le "$max" ] || max="$n"; done
+    for ((n = 3; n <= 2 * max; n++)); do
+        mkns "$P-h$n"
+        host_link "$SW" "h${n}p" "$P-h$n" "$NET.$n/24"
+        "add_port_${s//-/_}" "h${n}p"
+    done
+    [[ "$s" != vswitchd-* ]] || vsw_ports_up "$VSW_SOCK" "$s"
+    for ((p = 1; p <= max; p++)); do
+        reach "$P-h$((2 * p - 1))" "$NET.$((2 * p))" || die "$s: h$((2 * p - 1)) cannot ping h$((2 * p)) through the switch"
+    done
+}
+add_port_bridge() { ip -n "$SW" link set "$1" master br0; }
+add_port_ovs() { ovs_vsctl "$TMP/ovs" add-port br0 "$1"; }
+add_port_vswitchd_afpacket() { vsctl_at "$VSW_SOCK" add-port br0 "$1" >/dev/null; }
+
+measure_flows() { # SETUP
+    local s="$1" n p port jsons=() srvs=() clis=() sum g bad r
+    flow_hosts "$s"
+    for n in $FLOW_PAIRS; do
+        for r in $(seq "$R_TCP"); do
+            jsons=() srvs=() clis=()
+            port=$((5201 + RANDOM % 2000))
+            for ((p = 1; p <= n; p++)); do
+                spawn "$TMP/flows-srv-$p.log" timeout $((FLOW_SECS + 40)) ip netns exec "$P-h$((2 * p))" iperf3 -s -1 -B "$NET.$((2 * p))" -p "$port"
+                srvs+=("$SPAWNED")
+            done
+            for ((p = 1; p <= n; p++)); do
+                wait_listen "$P-h$((2 * p))" "$port" || die "$s: iperf3 server in h$((2 * p)) did not start"
+            done
+            cpu_begin "$s flows$n"
+            for ((p = 1; p <= n; p++)); do
+                jsons+=("$TMP/$s-flows$n-$r-$p.json")
+                spawn "${jsons[-1]}" timeout $((FLOW_SECS + 30)) ip netns exec "$P-h$((2 * p - 1))" \
+                    iperf3 -c "$NET.$((2 * p))" -p "$port" -t "$FLOW_SECS" -J
+                clis+=("$SPAWNED")
+            done
+            bad=0
+            for p in "${clis[@]}"; do
+                wait "$p" || bad=1
+                forget_pid "$p"
+            done
+            cpu_end
+            for p in "${srvs[@]}"; do
+                stop_pid "$p"
+                forget_pid "$p"
+            done
+            [ "$bad" = 0 ] || die "$s: an iperf3 of the $n pairs failed: $(head -c 400 "${jsons[0]}")"
+            sum=0
+            for p in "${jsons[@]}"; do
+                read -r g _ < <(python3 "$LIB" iperf "$p") || die "$s: cannot read iperf3 result $p"
+                sum="$(calc "$sum + $g")"
+            done
+            record "$s" "flows${n}_gbps" "$sum"
+            cpu_record "$s" "flows${n}_cpu_pct_per_gbps" "$sum"
+            record_detail "$s" "{\"kind\":\"flows\",\"pairs\":$n,\"seconds\":$FLOW_SECS,\"gbps\":$sum,\"switch_cores\":${CPU_CORES:-null}}"
+            info "TCP ${FLOW_SECS}s, $n host pairs at once (1 stream each): $(dec 2 "$sum") Gbit/s in all$CPU_TEXT"
+        done
+    done
 }
 
 # 64-byte UDP frames (Ethernet header to payload, no FCS) from trafgen on h1's interface to
@@ -181,12 +252,14 @@ measure_udp() { # SETUP REP
     pause "$UDP_WARMUP"
     pid_alive "$tg" || die "$setup: trafgen exited early: $(tail -n 5 "$out")"
     t0="$(now)"
+    cpu_begin "$setup udp64"
     read -r tx0 txd0 < <(stat_of "$H1" "$HIF1" tx_packets tx_dropped)
     read -r rx0 < <(stat_of "$H2" "$HIF2" rx_packets)
     pause "$UDP_SECS"
     read -r tx1 txd1 < <(stat_of "$H1" "$HIF1" tx_packets tx_dropped)
     read -r rx1 < <(stat_of "$H2" "$HIF2" rx_packets)
     t1="$(now)"
+    cpu_end
     pid_alive "$tg" || info "warning: trafgen stopped before the window closed (machine overloaded?)"
     [[ "$tx0 $txd0 $rx0 $tx1 $txd1 $rx1" =~ ^[0-9]+( [0-9]+){5}$ ]] ||
         die "$setup: cannot read the interface counters ($tx0 $txd0 $rx0 $tx1 $txd1 $rx1)"
@@ -199,8 +272,15 @@ measure_udp() { # SETUP REP
     awk -v d="$delivered" 'BEGIN { exit !(d > 0) }' || die "$setup: no UDP frame reached h2"
     record "$setup" udp64_offered_kpps "$offered"
     record "$setup" udp64_delivered_kpps "$delivered"
-    record_detail "$setup" "{\"kind\":\"udp64\",\"window_s\":$dt,\"h1_tx_packets\":$((tx1 - tx0)),\"h1_tx_dropped\":$((txd1 - txd0)),\"h2_rx_packets\":$((rx1 - rx0)),\"trafgen_sent_total\":$sent}"
-    info "UDP 64 B ${UDP_SECS}s: offered $(dec 0 "$offered") kpps, delivered $(dec 0 "$delivered") kpps"
+    local cpu_text=""
+    if [ -n "$CPU_CORES" ]; then
+        # Per Mpps delivered: the per-frame cost, as CPU per Gbit/s is for TCP.
+        record "$setup" udp64_cpu_cores "$CPU_CORES"
+        record "$setup" udp64_cpu_pct_per_mpps "$(calc "$CPU_CORES * 100 * 1000 / $delivered")"
+        cpu_text=", switch $(dec 0 "$(calc "$CPU_CORES * 100")")% of a core, $(dec 0 "$(calc "$CPU_CORES * 100 * 1000 / $delivered")")% per Mpps"
+    fi
+    record_detail "$setup" "{\"kind\":\"udp64\",\"window_s\":$dt,\"switch_cores\":${CPU_CORES:-null},\"h1_tx_packets\":$((tx1 - tx0)),\"h1_tx_dropped\":$((txd1 - txd0)),\"h2_rx_packets\":$((rx1 - rx0)),\"trafgen_sent_total\":$sent}"
+    info "UDP 64 B ${UDP_SECS}s: offered $(dec 0 "$offered") kpps, delivered $(dec 0 "$delivered") kpps$cpu_text"
 }
 
 record_rss() { # SETUP PID WHEN(start|idle|peak) [KIB: the value read earlier]
@@ -227,7 +307,9 @@ setup_bridge() {
     ip -n "$SW" link set h2p master br0
     ip -n "$SW" link set br0 up
     connectivity bridge
+    CPU_PIDS=()
     measure_all bridge
+    measure_flows bridge
 }
 
 setup_ovs() {
@@ -245,7 +327,10 @@ setup_ovs() {
     ovs_check_netdev "$d"
     connectivity ovs
     record_rss ovs "$ovsd" idle
+    CPU_PIDS=("$ovsd")
     measure_all ovs
+    measure_flows ovs
+    CPU_PIDS=()
     record_rss ovs "$ovsd" peak
     record_detail ovs "{\"kind\":\"ovs\",\"version\":\"$(ovs-vswitchd --version | awk '/Open vSwitch/ {print $NF}')\",\"datapath\":\"netdev\",\"userspace_tso\":true,\"kernel_module_loaded_before\":$kmod_before,\"kernel_module_loaded_after\":$(ovs_kmod)}"
     info "datapath: $(grep -o 'netdev@ovs-netdev' <<<"$OVS_DPIF" | head -n 1); kernel openvswitch module loaded: before $kmod_before, after $(ovs_kmod)"
@@ -284,7 +369,11 @@ setup_vswitchd() { # SETUP [TAP]
     vsw_up "$@"
     record_rss "$s" "$VSW_PID" start "$VSW_START_KIB"
     record_rss "$s" "$VSW_PID" idle
+    CPU_PIDS=("$VSW_PID")
     measure_all "$s"
+    # TAP ports are made by vswitchd one by one; the many-flows rows are afpacket's.
+    [ -n "${2:-}" ] || measure_flows "$s"
+    CPU_PIDS=()
     record_rss "$s" "$VSW_PID" peak
     st="$(vsw_stats "$VSW_SOCK" br0)"
     [ -z "$st" ] || record_detail "$s" "{\"kind\":\"vsctl_stats\",\"stats\":$st}"

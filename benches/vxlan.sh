@@ -25,7 +25,8 @@
 # Measured cA -> cB with the interfaces' default offloads (no ethtool): iperf3 TCP, 1 stream,
 # in both directions (cA sends; then iperf3 -R, cB sends): in the mixed setup the first
 # is vswitchd encap + kernel decap, the second kernel encap + vswitchd decap (whole
-# super-packets from the kernel); ping RTT p50 and p99 of 200 pings at 5 ms. Before
+# super-packets from the kernel), with the CPU the vswitchds used per Gbit/s (utime + stime
+# from /proc, both hosts' summed); ping RTT p50 and p99 of 200 pings at 5 ms. Before
 # measuring it checks that cA and cB ping each other through the tunnel. After each
 # vswitchd setup it records `vsctl --json show` (per-remote counters) and `vsctl --json
 # stats` (VTEP drops), and for every setup the underlay's packet counters.
@@ -87,7 +88,7 @@ export BENCH_KERNEL_VXLAN="$KERNEL_VXLAN"
 # ---- build -----------------------------------------------------------------------------------
 if has_setup vsw || has_setup mixed; then
     build_release --release -p vswitch -p vswitch-ctl -p testlab
-    "$VSCTL" add-tunnel --help >/dev/null 2>&1 || "$VSCTL" --help 2>&1 | grep -q add-tunnel ||
+    "$VSCTL" add-tunnel --help >/dev/null 2>&1 || grep -q add-tunnel <<<"$("$VSCTL" --help 2>&1)" ||
         die "$VSCTL has no add-tunnel: build a vswitch with tunnel ports"
 fi
 
@@ -165,6 +166,8 @@ link_record() { # SETUP
 # ---- measurements ----------------------------------------------------------------------------
 measure() { # SETUP
     local s="$1" rev key what
+    # CPU per Gbit/s: every vswitchd of the setup, summed (none for kernel<->kernel).
+    CPU_PIDS=("${PID_OF[@]}")
     warm_up "$CA" "$IP_CB" || true
     ping_run "$s" "cA -> cB" "$CA" "$IP_CB" "$TMP/$s-ping.txt"
     record "$s" ping_replies "$GOT"

@@ -37,8 +37,15 @@ SETUPS = [
 # metric key, label, unit scale/format, higher_is_better
 METRICS = [
     ("tcp1_gbps", "TCP 1 stream (Gbit/s)", "{:.2f}"),
+    ("tcp1_cpu_pct_per_gbps", "  switch CPU per Gbit/s (% of a core)", "{:.1f}"),
     ("tcp4_gbps", "TCP 4 streams (Gbit/s)", "{:.2f}"),
+    ("tcp4_cpu_pct_per_gbps", "  switch CPU per Gbit/s (% of a core)", "{:.1f}"),
+    ("flows4_gbps", "TCP 4 host pairs at once, sum (Gbit/s)", "{:.2f}"),
+    ("flows4_cpu_pct_per_gbps", "  switch CPU per Gbit/s (% of a core)", "{:.1f}"),
+    ("flows8_gbps", "TCP 8 host pairs at once, sum (Gbit/s)", "{:.2f}"),
+    ("flows8_cpu_pct_per_gbps", "  switch CPU per Gbit/s (% of a core)", "{:.1f}"),
     ("udp64_delivered_kpps", "UDP 64 B delivered to h2 (kpps)", "{:.0f}"),
+    ("udp64_cpu_pct_per_mpps", "  switch CPU per Mpps (% of a core)", "{:.0f}"),
     ("udp64_offered_kpps", "UDP 64 B offered by h1 (kpps)", "{:.0f}"),
     ("ping_p50_ms", "ping RTT p50 (ms)", "{:.3f}"),
     ("ping_p99_ms", "ping RTT p99 (ms)", "{:.3f}"),

@@ -12,6 +12,73 @@ record_detail() { # SETUP JSON
     printf '{"setup":"%s","detail":%s}\n' "$1" "$2" >>"$RAW"
 }
 
+# ---- the switch's CPU ------------------------------------------------------------------------
+# CPU_PIDS: the switch processes of the setup being measured (vswitchd, ovs-vswitchd; none for
+# the kernel). iperf_run reads their utime + stime from /proc/PID/stat (all threads, and the
+# kernel work that runs in them: softirqs on their system calls) around each run and reports
+# the CPU they used per Gbit/s moved: percent of one core per Gbit/s, lower is better.
+CPU_PIDS=()
+CLK_TCK="$(getconf CLK_TCK 2>/dev/null || echo 100)"
+cpu_ticks() { # PID...: utime + stime of the processes, in clock ticks (empty if one is gone)
+    local pid f t=0
+    for pid in "$@"; do
+        # The fields after the command name, which may hold spaces: utime and stime are the
+        # 12th and 13th from there (14 and 15 of the whole line).
+        f="$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null)" || return 0
+        read -r -a f <<<"$f"
+        [ "${#f[@]}" -ge 13 ] || return 0
+        t=$((t + f[11] + f[12]))
+    done
+    echo "$t"
+}
+# BENCH_PERF=DIR in the environment: each CPU measurement also runs `perf record -e cpu-clock
+# -g` on CPU_PIDS into DIR/<n>.data (numbered in order; the list in DIR/index.txt), for
+# README's "What limits it" (no hardware counters on a VM: cpu-clock sampling).
+PERF_N=0
+cpu_begin() { # [WHAT] -> CPU_T0, CPU_C0: the start of a CPU measurement of CPU_PIDS
+    CPU_T0="$(now)"
+    CPU_C0=""
+    PERF_PID=""
+    [ "${#CPU_PIDS[@]}" -gt 0 ] || return 0
+    CPU_C0="$(cpu_ticks "${CPU_PIDS[@]}")"
+    if [ -n "${BENCH_PERF:-}" ]; then
+        PERF_N=$((PERF_N + 1))
+        mkdir -p "$BENCH_PERF"
+        echo "$PERF_N ${1:-} pids ${CPU_PIDS[*]}" >>"$BENCH_PERF/index.txt"
+        spawn "$BENCH_PERF/$PERF_N.log" perf record -q -e cpu-clock -g -o "$BENCH_PERF/$PERF_N.data" \
+            -p "$(
+                IFS=,
+                echo "${CPU_PIDS[*]}"
+            )"
+        PERF_PID="$SPAWNED"
+    fi
+}
+# cpu_end -> CPU_CORES (cores used since cpu_begin, e.g. 0.85) or empty when nothing is measured
+cpu_end() {
+    local c1
+    CPU_CORES=""
+    if [ -n "${PERF_PID:-}" ]; then
+        stop_pid "$PERF_PID" INT
+        forget_pid "$PERF_PID"
+        PERF_PID=""
+    fi
+    [ -n "$CPU_C0" ] || return 0
+    c1="$(cpu_ticks "${CPU_PIDS[@]}")"
+    [ -n "$c1" ] || return 0
+    CPU_CORES="$(calc "($c1 - $CPU_C0) / $CLK_TCK / ($(now) - $CPU_T0)")"
+}
+# cpu_record SETUP KEY GBPS: after cpu_end, KEY (percent of a core per Gbit/s) and KEY's
+# _cores; -> CPU_TEXT (", switch 85% of a core, 6.1% per Gbit/s" or empty).
+cpu_record() {
+    CPU_TEXT=""
+    [ -n "$CPU_CORES" ] || return 0
+    local per
+    per="$(calc "$CPU_CORES * 100 / $3")"
+    record "$1" "$2" "$per"
+    record "$1" "${2%_pct_per_gbps}_cores" "$CPU_CORES"
+    CPU_TEXT=", switch $(dec 0 "$(calc "$CPU_CORES * 100")")% of a core, $(dec 1 "$per")% per Gbit/s"
+}
+
 # ---- ping and iperf3 -------------------------------------------------------------------------
 warm_up() { # FROM DST: three pings, so that ARP and the switches' tables are warm
     nsx "$1"
@@ -37,8 +104,10 @@ ping_run() {
 # iperf_run SETUP KEY WHAT SERVER CLIENT DST PORT JSON [CLIENT_ARGS...]: one iperf3 TCP run of
 # TCP_SECS: a one-off server on PORT in SERVER (bound to DST when IPERF_BIND=1), the client in
 # CLIENT to DST:PORT with CLIENT_ARGS (-P N, -R), its JSON in JSON; fatal if it fails or moves
-# nothing. Records KEY (Gbit/s) and KEY's _retransmits of SETUP unless KEY is "-"; -> GBPS,
-# RETR and TCP_TEXT ("X Gbit/s (N retransmits)"). WHAT names the direction in errors.
+# nothing. Records KEY (Gbit/s), KEY's _retransmits and, with CPU_PIDS, KEY's
+# _cpu_pct_per_gbps and _cpu_cores of SETUP unless KEY is "-"; -> GBPS, RETR, CPU_CORES and
+# TCP_TEXT ("X Gbit/s (N retransmits), switch ..% of a core, ..% per Gbit/s"). WHAT names the
+# direction in errors.
 IPERF_BIND=0
 iperf_run() {
     local s="$1" key="$2" what="$3" server="$4" client="$5" dst="$6" port="$7" json="$8" srv bind=()
@@ -49,17 +118,21 @@ iperf_run() {
     srv="$SPAWNED"
     wait_listen "$server" "$port" || die "$s: iperf3 server did not start: $(cat "$TMP/iperf3-server.log")"
     nsx "$client"
+    cpu_begin "$s $key $what"
     run_wait timeout $((TCP_SECS + 30)) "${NSX[@]}" iperf3 -c "$dst" -p "$port" -t "$TCP_SECS" "$@" -J >"$json" 2>&1 ||
         die "$s: iperf3 $what failed: $(head -c 600 "$json")"
+    cpu_end
     wait "$srv" 2>/dev/null || true
     forget_pid "$srv"
     read -r GBPS RETR < <(python3 "$LIB" iperf "$json") || die "$s: cannot read iperf3 result $json"
     awk -v g="$GBPS" 'BEGIN { exit !(g > 0) }' || die "$s: iperf3 $what moved nothing"
+    CPU_TEXT=""
     if [ "$key" != - ]; then
         record "$s" "$key" "$GBPS"
         record "$s" "${key%_gbps}_retransmits" "$RETR"
+        cpu_record "$s" "${key%_gbps}_cpu_pct_per_gbps" "$GBPS"
     fi
-    TCP_TEXT="$(dec 2 "$GBPS") Gbit/s ($RETR retransmits)"
+    TCP_TEXT="$(dec 2 "$GBPS") Gbit/s ($RETR retransmits)$CPU_TEXT"
 }
 
 # ---- the run and its report ------------------------------------------------------------------

@@ -13,7 +13,7 @@
 //! paths (RFC 7348 §5).
 
 use std::collections::{BTreeMap, VecDeque};
-use std::io;
+use std::io::{self, IoSlice};
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -22,7 +22,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use socket2::Socket;
 use vxlan::decap::{DropReason, VtepTable};
-use vxlan::offload::{encap_segments, Gso, Offload};
+use vxlan::offload::{encap_split, Gso, Offload, UDP_MAX_SEGMENTS};
 
 use crate::pool::Buf;
 use crate::sys::afpacket::TX_BATCH;
@@ -417,8 +417,10 @@ pub fn transmit(
 }
 
 /// Segments a super-frame (`off` and `max_frame` as `prepare` found them) to fit the
-/// smallest path MTU of its remotes and sends it to
-/// each with one `UDP_SEGMENT` send per 64 KiB. Returns the datagrams lost (refused,
+/// smallest path MTU of its remotes and sends it to each with one `UDP_SEGMENT` send
+/// per 64 KiB. Only the datagrams' headers are written (into `scratch`); the kernel
+/// gathers each datagram's payload from the frame itself, so the payload is copied once
+/// (into the kernel's buffer) instead of twice. Returns the datagrams lost (refused,
 /// or not sent because the kernel pushed back after part of the frame had gone: a
 /// resend would duplicate what went); `Err` if the kernel pushed back before anything
 /// went, so the caller retries the whole frame later.
@@ -434,21 +436,31 @@ fn send_super(
     let slot = b.remote();
     let dstport = t.vtep.key.dstport;
     let frame = b.bytes().get(vnet::LEN..).unwrap_or_default();
-    let Ok(segs) = encap_segments(frame, off, max_frame, t.vni, scratch) else {
+    let Ok(split) = encap_split(frame, off, max_frame, t.vni, scratch) else {
         return Ok(1);
     };
-    let stride = segs.stride.max(1);
+    let hdrs: &[u8] = scratch;
+    let stride = split.stride();
     let mut any = false;
     let mut lost = 0u64;
     for r in targets(remotes, slot) {
         let to = SocketAddrV4::new(r.addr, dstport);
-        for range in segs.chunks(MAX_UDP_PAYLOAD) {
-            let len = range.len();
-            let Some(data) = scratch.get(range) else {
-                continue;
-            };
-            let count = len.div_ceil(stride) as u64;
-            match udp::send_gso(sock.as_raw_fd(), data, to, stride) {
+        for run in split.runs(MAX_UDP_PAYLOAD) {
+            let mut parts = [IoSlice::new(&[]); 2 * UDP_MAX_SEGMENTS];
+            let mut n = 0;
+            let mut len = 0;
+            for i in run.clone() {
+                let (Some(h), Some(p)) = (hdrs.get(split.header(i)), frame.get(split.payload(i)))
+                else {
+                    continue;
+                };
+                parts[n] = IoSlice::new(h);
+                parts[n + 1] = IoSlice::new(p);
+                n += 2;
+                len += h.len() + p.len();
+            }
+            let count = run.len() as u64;
+            match udp::send_gso_vectored(sock.as_raw_fd(), &parts[..n], to, stride) {
                 Ok(()) => {
                     any = true;
                     r.count_tx(count, len as u64);
@@ -462,9 +474,18 @@ fn send_super(
                 }
                 Err(e) if matches!(e.raw_os_error(), Some(libc::EIO) | Some(libc::EINVAL)) => {
                     // No UDP GSO on this route (checksum offload turned off on the
-                    // underlay device, say): send the segments one by one instead.
+                    // underlay device, say): send the datagrams one by one instead,
+                    // each laid out whole (rare: a copy is fine here).
+                    let dgrams: Vec<Vec<u8>> = run
+                        .clone()
+                        .filter_map(|i| {
+                            let h = hdrs.get(split.header(i))?;
+                            let p = frame.get(split.payload(i))?;
+                            Some([h, p].concat())
+                        })
+                        .collect();
                     let msgs: Vec<(&[u8], SocketAddrV4)> =
-                        data.chunks(stride).map(|d| (d, to)).collect();
+                        dgrams.iter().map(|d| (d.as_slice(), to)).collect();
                     let sent = udp::send_batch(sock.as_raw_fd(), &msgs, |_| {});
                     let ok = sent.done as u64 - sent.errors;
                     any |= ok > 0;

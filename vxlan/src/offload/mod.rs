@@ -5,7 +5,8 @@
 //! in ([`offload_for_inner`]).
 //!
 //! - [`layers`]: where a frame's IP and TCP/UDP headers are.
-//! - [`segment`]: encapsulation, software TSO/USO, `UDP_SEGMENT` chunks.
+//! - [`segment`]: encapsulation, software TSO/USO, `UDP_SEGMENT` chunks; a super-frame's
+//!   datagrams either laid out in one buffer or as headers to gather with its payload.
 //! - [`inner`]: the offload description of a decapsulated frame.
 
 pub mod inner;
@@ -14,7 +15,9 @@ pub mod segment;
 
 pub use inner::offload_for_inner;
 pub use layers::{headers, IpLayer, IpVersion, L4Layer, Layers};
-pub use segment::{encap_segments, Segments, MAX_UDP_PAYLOAD, UDP_MAX_SEGMENTS};
+pub use segment::{
+    encap_segments, encap_split, Segments, Split, MAX_UDP_PAYLOAD, UDP_MAX_SEGMENTS,
+};
 
 use wire::vnet::VnetHdr;
 /// Size of the virtio-net header (`struct virtio_net_hdr`); its layout and numbers are

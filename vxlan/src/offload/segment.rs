@@ -114,7 +114,80 @@ fn single(
     })
 }
 
-/// Software TSO/USO.
+/// What every segment of one super-frame shares: where its headers are, the segment
+/// payload size, the fields each segment's own values derive from.
+struct Cut<'f> {
+    t: Transport,
+    headers: &'f [u8],
+    /// Offset of the payload in the frame, and its length.
+    payload: Range<usize>,
+    mss: usize,
+    count: usize,
+    ip_id: u16,
+    seq: u32,
+    /// The pseudo-header sum minus its length field: the same for every segment.
+    pseudo0: u64,
+}
+
+impl<'f> Cut<'f> {
+    /// Checks `frame` against `off` and works out the segments (software TSO/USO).
+    fn of(frame: &'f [u8], off: &Offload, max_frame: usize) -> Result<Self, OffloadError> {
+        let t = Transport::of(frame).ok_or(OffloadError::Malformed)?;
+        let fits = match off.gso {
+            Gso::TcpV4 => t.tcp && t.version == IpVersion::V4,
+            Gso::TcpV6 => t.tcp && t.version == IpVersion::V6,
+            Gso::UdpL4 => !t.tcp,
+            Gso::None => false,
+        };
+        if !fits || off.gso_size == 0 || usize::from(off.hdr_len) > frame.len() {
+            return Err(OffloadError::Malformed);
+        }
+        let hl = t.hdrs_len();
+        let room = max_frame
+            .checked_sub(hl)
+            .filter(|&r| r > 0)
+            .ok_or(OffloadError::TooBig)?;
+        let mss = usize::from(off.gso_size).min(room);
+        let headers = frame.get(..hl).ok_or(OffloadError::Malformed)?;
+        let payload_len = frame.get(hl..t.end).ok_or(OffloadError::Malformed)?.len();
+        Ok(Cut {
+            headers,
+            payload: hl..t.end,
+            mss,
+            count: payload_len.div_ceil(mss).max(1),
+            ip_id: be16(frame, t.l3 + 4).ok_or(OffloadError::Malformed)?,
+            seq: be32(frame, t.l4 + 4).ok_or(OffloadError::Malformed)?,
+            pseudo0: t.pseudo(frame, 0).ok_or(OffloadError::Malformed)?,
+            t,
+        })
+    }
+
+    /// The frame's byte range of segment `i`'s payload.
+    fn chunk(&self, i: usize) -> Range<usize> {
+        let s = (self.payload.start + i * self.mss).min(self.payload.end);
+        s..(s + self.mss).min(self.payload.end)
+    }
+
+    /// Writes segment `i`'s headers, VXLAN header first, at the end of `out`; the
+    /// checksum covers `payload`, which follows them in the datagram.
+    fn push_headers(
+        &self,
+        i: usize,
+        vxlan: &[u8; HEADER_LEN],
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), OffloadError> {
+        out.extend_from_slice(vxlan);
+        let start = out.len();
+        out.extend_from_slice(self.headers);
+        let l4_len = self.headers.len() - self.t.l4 + payload.len();
+        let hdr = out.get_mut(start..).ok_or(OffloadError::Malformed)?;
+        fix_headers(hdr, self, i, l4_len, sum(payload, 0)).ok_or(OffloadError::Malformed)
+    }
+}
+
+/// Software TSO/USO into one buffer: each segment's headers, then a copy of its
+/// payload (what a sealed, encrypted datagram needs).
 fn segment(
     frame: &[u8],
     off: &Offload,
@@ -122,47 +195,19 @@ fn segment(
     vni: u32,
     out: &mut Vec<u8>,
 ) -> Result<Segments, OffloadError> {
-    let t = Transport::of(frame).ok_or(OffloadError::Malformed)?;
-    let fits = match off.gso {
-        Gso::TcpV4 => t.tcp && t.version == IpVersion::V4,
-        Gso::TcpV6 => t.tcp && t.version == IpVersion::V6,
-        Gso::UdpL4 => !t.tcp,
-        Gso::None => false,
-    };
-    if !fits || off.gso_size == 0 || usize::from(off.hdr_len) > frame.len() {
-        return Err(OffloadError::Malformed);
-    }
-    let hl = t.hdrs_len();
-    let room = max_frame
-        .checked_sub(hl)
-        .filter(|&r| r > 0)
-        .ok_or(OffloadError::TooBig)?;
-    let mss = usize::from(off.gso_size).min(room);
-    let headers = frame.get(..hl).ok_or(OffloadError::Malformed)?;
-    let payload = frame.get(hl..t.end).ok_or(OffloadError::Malformed)?;
-    let count = payload.len().div_ceil(mss).max(1);
-    let ip_id = be16(frame, t.l3 + 4).ok_or(OffloadError::Malformed)?;
-    let seq = be32(frame, t.l4 + 4).ok_or(OffloadError::Malformed)?;
+    let c = Cut::of(frame, off, max_frame)?;
+    let hl = c.headers.len();
     let vxlan = encode(vni);
-    out.reserve(count * (HEADER_LEN + hl) + payload.len());
-    // The pseudo-header minus its length field is the same for every segment.
-    let pseudo0 = t.pseudo(frame, 0).ok_or(OffloadError::Malformed)?;
-    for (i, chunk) in payload
-        .chunks(mss)
-        .chain(payload.is_empty().then_some(&[][..]))
-        .enumerate()
-    {
-        let start = out.len() + HEADER_LEN;
-        out.extend_from_slice(&vxlan);
-        out.extend_from_slice(headers);
+    out.reserve(c.count * (HEADER_LEN + hl) + c.payload.len());
+    for i in 0..c.count {
+        let chunk = frame.get(c.chunk(i)).ok_or(OffloadError::Malformed)?;
+        c.push_headers(i, &vxlan, chunk, out)?;
         out.extend_from_slice(chunk);
-        let seg = out.get_mut(start..).ok_or(OffloadError::Malformed)?;
-        fix_segment(seg, &t, i, count, mss, ip_id, seq, pseudo0).ok_or(OffloadError::Malformed)?;
     }
     Ok(Segments {
-        count,
-        stride: if count > 1 {
-            HEADER_LEN + hl + mss
+        count: c.count,
+        stride: if c.count > 1 {
+            HEADER_LEN + hl + c.mss
         } else {
             out.len()
         },
@@ -170,50 +215,143 @@ fn segment(
     })
 }
 
-/// Rewrites segment `i` of `count` (headers copied from the super-frame, then its
-/// payload): lengths, IPv4 ID and header checksum, TCP sequence number and flags, and
-/// the full TCP/UDP checksum. `None` only if the headers were not where `t` says.
-#[allow(clippy::too_many_arguments)]
+/// A super-frame's datagrams as [`encap_split`] lays them out: datagram `i` is
+/// `header(i)` of the header buffer, then `payload(i)` of the frame, unmoved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Split {
+    /// How many datagrams.
+    pub count: usize,
+    /// Bytes of each datagram's headers, VXLAN header included.
+    pub hdr_len: usize,
+    /// Payload bytes of each datagram but the last.
+    pub mss: usize,
+    /// The payload's byte range in the frame.
+    pub payload: Range<usize>,
+}
+
+impl Split {
+    /// Bytes of each datagram but the last: the `UDP_SEGMENT` size.
+    pub fn stride(&self) -> usize {
+        self.hdr_len + self.mss
+    }
+    /// Datagram `i`'s headers in the header buffer.
+    pub fn header(&self, i: usize) -> Range<usize> {
+        i * self.hdr_len..(i + 1) * self.hdr_len
+    }
+    /// Datagram `i`'s payload in the frame.
+    pub fn payload(&self, i: usize) -> Range<usize> {
+        let s = (self.payload.start + i * self.mss).min(self.payload.end);
+        s..(s + self.mss).min(self.payload.end)
+    }
+    /// Bytes of datagram `i`.
+    pub fn len(&self, i: usize) -> usize {
+        self.hdr_len + self.payload(i).len()
+    }
+    /// True if there is no datagram.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+    /// Runs of whole datagrams (index ranges), each at most `max_total` bytes and
+    /// [`UDP_MAX_SEGMENTS`] datagrams (but at least one): one `UDP_SEGMENT` send each,
+    /// as [`Segments::chunks`] cuts a laid-out buffer.
+    pub fn runs(&self, max_total: usize) -> impl Iterator<Item = Range<usize>> {
+        let per = (max_total / self.stride().max(1)).clamp(1, UDP_MAX_SEGMENTS);
+        let count = self.count;
+        (0..count)
+            .step_by(per)
+            .map(move |s| s..(s + per).min(count))
+    }
+}
+
+/// Encapsulation of a TSO/USO super-frame without copying its payload: each datagram's
+/// headers (VXLAN, then the inner headers fixed up as [`encap_segments`] does, with the
+/// full TCP/UDP checksum over the payload) are written to `hdrs` (cleared first), and
+/// the payload stays in `frame`, to be gathered by the send (`sendmsg` with one
+/// `iovec` per piece). The datagrams are byte for byte those of [`encap_segments`].
+///
+/// Only for super-frames (`off.gso` is not `Gso::None`: a single frame is
+/// encapsulated in place); errors leave `hdrs` empty and never panic.
+pub fn encap_split(
+    frame: &[u8],
+    off: &Offload,
+    max_frame: usize,
+    vni: u32,
+    hdrs: &mut Vec<u8>,
+) -> Result<Split, OffloadError> {
+    hdrs.clear();
+    let r = split_into(frame, off, max_frame, vni, hdrs);
+    if r.is_err() {
+        hdrs.clear();
+    }
+    r
+}
+
+fn split_into(
+    frame: &[u8],
+    off: &Offload,
+    max_frame: usize,
+    vni: u32,
+    hdrs: &mut Vec<u8>,
+) -> Result<Split, OffloadError> {
+    let c = Cut::of(frame, off, max_frame)?;
+    let vxlan = encode(vni);
+    hdrs.reserve(c.count * (HEADER_LEN + c.headers.len()));
+    for i in 0..c.count {
+        let chunk = frame.get(c.chunk(i)).ok_or(OffloadError::Malformed)?;
+        c.push_headers(i, &vxlan, chunk, hdrs)?;
+    }
+    Ok(Split {
+        count: c.count,
+        hdr_len: HEADER_LEN + c.headers.len(),
+        mss: c.mss,
+        payload: c.payload.clone(),
+    })
+}
+
+/// Rewrites the headers of segment `i` (copied from the super-frame into `hdr`; its
+/// payload, `l4_len` minus the TCP/UDP header bytes whose sum is `payload_sum`, follows
+/// them in the datagram): lengths, IPv4 ID and header checksum, TCP sequence number and
+/// flags (CWR on the first only, FIN and PSH on the last only), and the full TCP/UDP
+/// checksum. `None` only if the headers were not where `c.t` says.
 #[inline]
-fn fix_segment(
-    seg: &mut [u8],
-    t: &Transport,
+fn fix_headers(
+    hdr: &mut [u8],
+    c: &Cut<'_>,
     i: usize,
-    count: usize,
-    mss: usize,
-    ip_id: u16,
-    seq: u32,
-    pseudo0: u64,
+    l4_len: usize,
+    payload_sum: u64,
 ) -> Option<()> {
-    let ip_len = seg.len().checked_sub(t.l3)?;
-    let l4_len = ip_len.checked_sub(t.ip_hdr_len)?;
-    t.set_ip_len(seg, ip_len)?;
+    let t = &c.t;
+    let hdr = hdr.get_mut(..t.hdrs_len())?;
+    let ip_len = l4_len + t.ip_hdr_len;
+    t.set_ip_len(hdr, ip_len)?;
     if t.version == IpVersion::V4 {
         // Linux increments the ID per segment unless told otherwise (FIXEDID).
-        put16(seg, t.l3 + 4, ip_id.wrapping_add(i as u16))?;
-        put16(seg, t.l3 + 10, 0)?;
-        let c = !fold(sum(seg.get(t.l3..t.l3 + t.ip_hdr_len)?, 0));
-        put16(seg, t.l3 + 10, c)?;
+        put16(hdr, t.l3 + 4, c.ip_id.wrapping_add(i as u16))?;
+        put16(hdr, t.l3 + 10, 0)?;
+        let ck = !fold(sum(hdr.get(t.l3..t.l3 + t.ip_hdr_len)?, 0));
+        put16(hdr, t.l3 + 10, ck)?;
     }
     if t.tcp {
-        put32(seg, t.l4 + 4, seq.wrapping_add((i * mss) as u32))?;
-        let flags = seg.get_mut(t.l4 + 13)?;
+        put32(hdr, t.l4 + 4, c.seq.wrapping_add((i * c.mss) as u32))?;
+        let flags = hdr.get_mut(t.l4 + 13)?;
         if i > 0 {
             *flags &= !TCP_CWR;
         }
-        if i + 1 < count {
+        if i + 1 < c.count {
             *flags &= !(TCP_FIN | TCP_PSH);
         }
     } else {
-        put16(seg, t.l4 + 4, u16::try_from(l4_len).ok()?)?;
+        put16(hdr, t.l4 + 4, u16::try_from(l4_len).ok()?)?;
     }
     let co = t.l4 + t.csum_offset();
-    put16(seg, co, 0)?;
+    put16(hdr, co, 0)?;
     // The length goes into the pseudo-header as a 16-bit word (IPv6: two words, the
-    // upper one zero for any segment we make).
-    let pseudo = pseudo0 + l4_len as u64;
-    let c = finish(sum(seg.get(t.l4..)?, pseudo));
-    put16(seg, co, c)
+    // upper one zero for any segment we make). The TCP/UDP header's length is even
+    // (TCP: a multiple of 4; UDP: 8), so the payload's sum adds on without a shift.
+    let pseudo = c.pseudo0 + l4_len as u64;
+    let ck = finish(sum(hdr.get(t.l4..)?, pseudo) + payload_sum);
+    put16(hdr, co, ck)
 }
 
 #[cfg(test)]
@@ -477,8 +615,84 @@ mod tests {
         })
     }
 
+    /// The datagrams of a split, gathered as a `sendmsg` would, back to back.
+    fn gathered(frame: &[u8], hdrs: &[u8], s: &Split) -> Vec<u8> {
+        let mut out = Vec::new();
+        for i in 0..s.count {
+            out.extend_from_slice(&hdrs[s.header(i)]);
+            out.extend_from_slice(&frame[s.payload(i)]);
+        }
+        out
+    }
+
+    #[test]
+    fn split_is_the_laid_out_datagrams_without_the_payload_copy() {
+        for (f, off, max) in [
+            (frame(&Spec::tcp4(64_000)), tso(Gso::TcpV4, 1448), 1464),
+            (frame(&Spec::tcp6(3000)), tso(Gso::TcpV6, 1000), 1514),
+            (frame(&Spec::udp4(5000)), tso(Gso::UdpL4, 1200), 1514),
+            (frame(&Spec::tcp4(0)), tso(Gso::TcpV4, 1448), 1464),
+        ] {
+            let mut laid = Vec::new();
+            let segs = encap_segments(&f, &off, max, 9, &mut laid).unwrap();
+            let mut hdrs = vec![1, 2, 3];
+            let s = encap_split(&f, &off, max, 9, &mut hdrs).unwrap();
+            assert_eq!(s.count, segs.count);
+            assert_eq!(hdrs.len(), s.count * s.hdr_len);
+            if s.count > 1 {
+                assert_eq!(s.stride(), segs.stride);
+            }
+            assert_eq!(gathered(&f, &hdrs, &s), laid);
+            let lens: usize = (0..s.count).map(|i| s.len(i)).sum();
+            assert_eq!(lens, segs.total);
+        }
+        // Errors leave the header buffer empty, as encap_segments leaves its buffer.
+        let mut hdrs = vec![1];
+        let t4 = frame(&Spec::tcp4(3000));
+        assert_eq!(
+            encap_split(&t4, &tso(Gso::TcpV6, 1000), 1514, 1, &mut hdrs),
+            Err(OffloadError::Malformed)
+        );
+        assert!(hdrs.is_empty());
+        assert_eq!(
+            encap_split(&t4, &tso(Gso::TcpV4, 1000), 54, 1, &mut hdrs),
+            Err(OffloadError::TooBig)
+        );
+        assert!(hdrs.is_empty());
+    }
+
+    #[test]
+    fn split_runs_hold_whole_datagrams() {
+        let s = Split {
+            count: 200,
+            hdr_len: 74,
+            mss: 26,
+            payload: 0..0,
+        };
+        let runs: Vec<_> = s.runs(250).collect();
+        assert_eq!(runs[0], 0..2);
+        assert_eq!(runs.last(), Some(&(198..200)));
+        let runs: Vec<_> = s.runs(MAX_UDP_PAYLOAD).collect();
+        assert_eq!(runs, vec![0..64, 64..128, 128..192, 192..200]);
+        assert_eq!(s.runs(1).count(), 200);
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(48))]
+
+        #[test]
+        fn split_gathers_to_encap_segments(v6 in any::<bool>(), tcp in any::<bool>(), tagged in any::<bool>(), len in 0usize..64000, mss in 200u16..1460, max_frame in 700usize..1600, opts in 0usize..4) {
+            let f = super_frame(v6, tcp, tagged, len, 0x18, 77, opts);
+            let gso = match (tcp, v6) { (false, _) => Gso::UdpL4, (true, false) => Gso::TcpV4, (true, true) => Gso::TcpV6 };
+            let mut laid = Vec::new();
+            let a = encap_segments(&f, &tso(gso, mss), max_frame, 3, &mut laid);
+            let mut hdrs = Vec::new();
+            let b = encap_split(&f, &tso(gso, mss), max_frame, 3, &mut hdrs);
+            prop_assert_eq!(a.is_ok(), b.is_ok());
+            if let Ok(s) = b {
+                prop_assert_eq!(gathered(&f, &hdrs, &s), laid);
+            }
+        }
 
         #[test]
         fn encap_then_parse_is_identity(vni in 0u32..=0xff_ffff, f in proptest::collection::vec(any::<u8>(), 14..2000)) {
