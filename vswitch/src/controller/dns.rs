@@ -153,11 +153,7 @@ impl Controller {
                 let mut records: Vec<Entry> = n
                     .records
                     .iter()
-                    .map(|r| Entry {
-                        name: r.name.clone(),
-                        addr: r.ip,
-                        port: None,
-                    })
+                    .map(|r| Entry::new(r.name.clone(), r.ip, None))
                     .collect();
                 for p in &b.ports {
                     let Some(a) = &p.attach else { continue };
@@ -165,13 +161,14 @@ impl Controller {
                         continue;
                     };
                     for name in a.name.iter().chain(&a.aliases) {
-                        records.push(Entry {
-                            name: name.to_ascii_lowercase(),
+                        records.push(Entry::new(
+                            name.to_ascii_lowercase(),
                             addr,
-                            port: self.ports.get(&p.name).cloned(),
-                        });
+                            self.ports.get(&p.name).cloned(),
+                        ));
                     }
                 }
+                records.extend(Self::service_records(b));
                 Some(NetDns {
                     bridge: self.bridges.get(&b.name)?.id,
                     subnet,
