@@ -146,7 +146,10 @@ impl std::str::FromStr for Backend {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         let (ip, p) = match s.split_once(':') {
-            Some((ip, p)) => (ip, Some(port(p).map_err(|e| format!("backend {s:?}: {e}"))?)),
+            Some((ip, p)) => (
+                ip,
+                Some(port(p).map_err(|e| format!("backend {s:?}: {e}"))?),
+            ),
             None => (s, None),
         };
         let ip = ip
@@ -309,7 +312,10 @@ mod tests {
         assert!("tcp".parse::<ServicePort>().is_err());
         let b: Backend = "10.0.0.2:8080".parse().unwrap();
         assert_eq!((b.ip, b.port), (Ipv4Addr::new(10, 0, 0, 2), Some(8080)));
-        assert_eq!("10.0.0.3".parse::<Backend>().unwrap().to_string(), "10.0.0.3");
+        assert_eq!(
+            "10.0.0.3".parse::<Backend>().unwrap().to_string(),
+            "10.0.0.3"
+        );
         assert!("10.0.0".parse::<Backend>().is_err());
         assert!("10.0.0.2:x".parse::<Backend>().is_err());
         assert_eq!("none".parse::<Health>().unwrap(), Health::None);

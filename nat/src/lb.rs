@@ -135,8 +135,8 @@ impl Balancer {
             let members = s
                 .backends
                 .iter()
-                .map(|&b| {
-                    match prev.and_then(|p| p.members.iter().find(|m| m.backend == b)) {
+                .map(
+                    |&b| match prev.and_then(|p| p.members.iter().find(|m| m.backend == b)) {
                         Some(m) => *m,
                         None => {
                             self.next_id = self.next_id.wrapping_add(1).max(1);
@@ -148,8 +148,8 @@ impl Balancer {
                                 retired: 0,
                             }
                         }
-                    }
-                })
+                    },
+                )
                 .collect();
             self.svcs.push(Svc {
                 svc: s.clone(),

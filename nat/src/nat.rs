@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
 use crate::conntrack::{Dir, Entry, FlowId, InsertError, State, Table, DEFAULT_LIMIT};
-use crate::lb::{Balancer, BackendStats, Pick, Service};
+use crate::lb::{BackendStats, Balancer, Pick, Service};
 use crate::packet::Ipv4Packet;
 use crate::rewrite::{rewrite_error, rewrite_with};
 use crate::tuple::{parse, Endpoint, Kind, ParseError, Parsed, Proto, Tuple};
@@ -184,7 +184,9 @@ impl Config {
             let net = self
                 .networks
                 .iter()
-                .find(|n| n.subnet.contains(s.vip) && n.gateway != s.vip && n.subnet.addr() != s.vip)
+                .find(|n| {
+                    n.subnet.contains(s.vip) && n.gateway != s.vip && n.subnet.addr() != s.vip
+                })
                 .ok_or(ConfigError::VipOutside(s.vip))?;
             if self.services.iter().skip(i + 1).any(|o| o.vip == s.vip) {
                 return Err(ConfigError::VipTwice(s.vip));
@@ -848,8 +850,14 @@ mod tests {
             vip: VIP,
             ports: vec![(Proto::Tcp, 80), (Proto::Udp, 53)],
             backends: vec![
-                crate::lb::Backend { addr: C1, port: None },
-                crate::lb::Backend { addr: C2, port: None },
+                crate::lb::Backend {
+                    addr: C1,
+                    port: None,
+                },
+                crate::lb::Backend {
+                    addr: C2,
+                    port: None,
+                },
             ],
             sched: crate::lb::Sched::RoundRobin,
         });
@@ -885,7 +893,10 @@ mod tests {
         let s = n.service_stats(3);
         assert_eq!(s[0].0, VIP);
         let b = &s[0].1;
-        assert_eq!((b[0].up, b[0].connections, b[0].packets, b[0].active), (false, 1, 3, 1));
+        assert_eq!(
+            (b[0].up, b[0].connections, b[0].packets, b[0].active),
+            (false, 1, 3, 1)
+        );
         assert_eq!((b[1].up, b[1].connections, b[1].packets), (true, 2, 2));
         // Expired flows keep their packets in the counters.
         n.expire(u64::MAX);
@@ -900,7 +911,10 @@ mod tests {
         assert_eq!(n.drops(DropReason::NoBackend), 1);
         // A port the service does not serve is refused too; ICMP echo is the gateway's.
         n.set_health(VIP, C2, true);
-        assert_eq!(go(&mut n, &tcp(CL, 1, VIP, 81, SYN, b""), IN, 4).0, Verdict::Reject);
+        assert_eq!(
+            go(&mut n, &tcp(CL, 1, VIP, 81, SYN, b""), IN, 4).0,
+            Verdict::Reject
+        );
         assert_eq!(go(&mut n, &echo(CL, VIP, true, 1), IN, 4).0, Verdict::Local);
         // Another network does not reach the VIP.
         assert_eq!(
@@ -922,7 +936,10 @@ mod tests {
         assert_eq!(o, tcp(WAN, 5001, C2, 80, SYN, b""));
         n.set_health(VIP, C1, false);
         n.set_health(VIP, C2, false);
-        assert_eq!(go(&mut n, &tcp(WAN, 5002, U, 9000, SYN, b""), OUT, 1).0, Verdict::Reject);
+        assert_eq!(
+            go(&mut n, &tcp(WAN, 5002, U, 9000, SYN, b""), OUT, 1).0,
+            Verdict::Reject
+        );
     }
 
     #[test]
@@ -938,7 +955,10 @@ mod tests {
         let mut c = config(10);
         with_service(&mut c);
         c.services[0].backends[0].addr = C3;
-        assert_eq!(Nat::new(c).err(), Some(ConfigError::BackendOutside(C3, VIP)));
+        assert_eq!(
+            Nat::new(c).err(),
+            Some(ConfigError::BackendOutside(C3, VIP))
+        );
         let mut c = config(10);
         with_service(&mut c);
         let again = c.services[0].clone();

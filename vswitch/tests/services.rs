@@ -167,9 +167,11 @@ impl Svc {
         let ns = self.backends[&host].0.clone();
         let name = format!("b{host}");
         let p = port.to_string();
-        let bg = self
-            .lab
-            .spawn_bg(&ns, &format!("srv{host}"), &[&self.python, "-u", "-c", SERVER, &name, &p]);
+        let bg = self.lab.spawn_bg(
+            &ns,
+            &format!("srv{host}"),
+            &[&self.python, "-u", "-c", SERVER, &name, &p],
+        );
         let mut bg = bg;
         bg.wait_output("listening", Duration::from_secs(10));
         if let Some(e) = self.backends.get_mut(&host) {
@@ -326,9 +328,15 @@ fn vip_spreads_3000_connections_and_backends_see_the_client() {
     let svc = s.services().into_iter().find(|x| x.name == "web").unwrap();
     let total: u64 = svc.backends.iter().map(|b| b.connections).sum();
     assert_eq!(total, 3000, "{svc:?}");
-    assert!(svc.backends.iter().all(|b| b.packets >= 1000 * 3), "{svc:?}");
+    assert!(
+        svc.backends.iter().all(|b| b.packets >= 1000 * 3),
+        "{svc:?}"
+    );
     let show = s.lab.vsctl_ok(&["show"]);
-    assert!(show.contains(&format!("service web (bridge br0) vip {vip} tcp:80")), "{show}");
+    assert!(
+        show.contains(&format!("service web (bridge br0) vip {vip} tcp:80")),
+        "{show}"
+    );
     let text = s.lab.vsctl_ok(&["list-services"]);
     assert_eq!(text.lines().count(), 4, "{text}");
 
@@ -365,17 +373,31 @@ fn health_checks_take_a_backend_out_and_back_and_none_healthy_is_refused_at_once
     // Its server killed, backend 12 is out within 3 s and gets no new connection.
     s.kill(12);
     let took = s.wait_health("web", 12, "down", Duration::from_secs(3));
-    report(&format!("backend out {} ms after its server died", took.as_millis()));
+    report(&format!(
+        "backend out {} ms after its server died",
+        took.as_millis()
+    ));
     assert!(took <= Duration::from_secs(3), "out after {took:?}");
     let v = s.connect(&s.client, &vip, 80, 30);
-    assert_eq!((v["errors"].clone(), v["counts"]["b11"].clone()), (0.into(), 30.into()), "{v}");
+    assert_eq!(
+        (v["errors"].clone(), v["counts"]["b11"].clone()),
+        (0.into(), 30.into()),
+        "{v}"
+    );
     // Restarted, it is back within 3 s and takes its share again.
     s.serve(12, 80);
     let took = s.wait_health("web", 12, "up", Duration::from_secs(3));
-    report(&format!("backend back {} ms after its server restarted", took.as_millis()));
+    report(&format!(
+        "backend back {} ms after its server restarted",
+        took.as_millis()
+    ));
     assert!(took <= Duration::from_secs(3), "back after {took:?}");
     let v = s.connect(&s.client, &vip, 80, 30);
-    assert_eq!((v["counts"]["b11"].clone(), v["counts"]["b12"].clone()), (15.into(), 15.into()), "{v}");
+    assert_eq!(
+        (v["counts"]["b11"].clone(), v["counts"]["b12"].clone()),
+        (15.into(), 15.into()),
+        "{v}"
+    );
 
     // No healthy backend: the client's connect is refused at once (a reset).
     s.kill(11);
@@ -390,8 +412,17 @@ fn health_checks_take_a_backend_out_and_back_and_none_healthy_is_refused_at_once
     let vip2 = s.ip(101);
     let b11 = s.ip(11);
     s.lab.vsctl_ok(&[
-        "add-service", "br0", "dns", "--vip", &vip2, "--port", "udp:53", "--backend", &b11,
-        "--health", "tcp:80",
+        "add-service",
+        "br0",
+        "dns",
+        "--vip",
+        &vip2,
+        "--port",
+        "udp:53",
+        "--backend",
+        &b11,
+        "--health",
+        "tcp:80",
     ]);
     s.wait_health("dns", 11, "down", Duration::from_secs(3));
     let r = s.refuse(&s.client, &vip2, 53, "udp");
@@ -410,8 +441,18 @@ fn service_names_resolve_to_the_vip_or_to_healthy_backends() {
     let db = s.ip(102);
     let (b12, b13) = (s.ip(12), s.ip(13));
     s.lab.vsctl_ok(&[
-        "add-service", "br0", "db", "--vip", &db, "--port", "tcp:80", "--backend", &b12, &b13,
-        "--mode", "dnsrr",
+        "add-service",
+        "br0",
+        "db",
+        "--vip",
+        &db,
+        "--port",
+        "tcp:80",
+        "--backend",
+        &b12,
+        &b13,
+        "--mode",
+        "dnsrr",
     ]);
     let mut want = vec![b12.clone(), b13.clone()];
     want.sort();
@@ -440,7 +481,16 @@ fn a_service_published_on_the_uplink_is_reached_from_outside() {
     s.lab.veth_between(&sw, "up0", &wan, "eth0");
     let wan_ip = format!("10.{id}.3.1");
     let up_ip = format!("10.{id}.3.2");
-    common::sh(&["ip", "-n", &wan, "addr", "add", &format!("{wan_ip}/24"), "dev", "eth0"]);
+    common::sh(&[
+        "ip",
+        "-n",
+        &wan,
+        "addr",
+        "add",
+        &format!("{wan_ip}/24"),
+        "dev",
+        "eth0",
+    ]);
     s.lab
         .vsctl_ok(&["set-uplink", "up0", "--ip", &format!("{up_ip}/24")]);
     s.lab.vsctl_ok(&["publish", "tcp", "8080", "service:web"]);
@@ -448,7 +498,11 @@ fn a_service_published_on_the_uplink_is_reached_from_outside() {
     assert!(listed.contains("service:web"), "{listed}");
     let v = s.connect(&wan, &up_ip, 8080, 100);
     assert_eq!(v["errors"], 0, "{v}\n{}", s.lab.log_text());
-    assert_eq!((v["counts"]["b11"].clone(), v["counts"]["b12"].clone()), (50.into(), 50.into()), "{v}");
+    assert_eq!(
+        (v["counts"]["b11"].clone(), v["counts"]["b12"].clone()),
+        (50.into(), 50.into()),
+        "{v}"
+    );
     assert_eq!(v["peers"], serde_json::json!([wan_ip]), "{v}");
     // Published, the service cannot be deleted.
     let e = assert_vsctl_error(&s.lab.vsctl(&["del-service", "br0", "web"]));
@@ -460,14 +514,25 @@ fn bad_service_requests_are_refused_and_change_nothing() {
     let s = svc_lab("svcbd", 154, &[11], 80);
     s.lab.vsctl_ok(&["add-br", "brb"]);
     let id = s.id;
-    s.lab
-        .vsctl_ok(&["add-net", "brb", &format!("10.{id}.2.0/24"), "--gateway", &format!("10.{id}.2.1")]);
+    s.lab.vsctl_ok(&[
+        "add-net",
+        "brb",
+        &format!("10.{id}.2.0/24"),
+        "--gateway",
+        &format!("10.{id}.2.1"),
+    ]);
     add_web(&s, &[11], &[]);
     let before = std::fs::read(&s.lab.db).unwrap();
     let names = |s: &Svc| -> Vec<(String, String, Vec<String>)> {
         s.services()
             .into_iter()
-            .map(|x| (x.name, x.vip, x.backends.into_iter().map(|b| b.backend).collect()))
+            .map(|x| {
+                (
+                    x.name,
+                    x.vip,
+                    x.backends.into_iter().map(|b| b.backend).collect(),
+                )
+            })
             .collect()
     };
     let listed = names(&s);
@@ -476,16 +541,91 @@ fn bad_service_requests_are_refused_and_change_nothing() {
     let outside = format!("10.{id}.9.9");
     let v2 = s.ip(101);
     let cases: Vec<(Vec<&str>, &str)> = vec![
-        (vec!["add-service", "br0", "x", "--vip", &outside, "--backend", &b11], "outside"),
-        (vec!["add-service", "br0", "x", "--vip", &gw, "--backend", &b11], "gateway"),
-        (vec!["add-service", "br0", "x", "--vip", &v2, "--backend", &other], "outside"),
-        (vec!["add-service", "br0", "web", "--vip", &v2, "--backend", &b11], "already"),
-        (vec!["add-service", "br0", "x", "--vip", &vip, "--backend", &b11], "already"),
-        (vec!["add-service", "br0", "x", "--vip", &v2, "--backend", &b11, &b11], "twice"),
-        (vec!["add-service", "br0", "x", "--vip", &v2, "--port", "tcp:0", "--backend", &b11], "port"),
-        (vec!["add-service", "br0", "x", "--vip", &v2, "--backend", "10.1.2"], "backend"),
-        (vec!["add-service", "br0", "x", "--vip", &v2, "--backend", &b11, "--mode", "lc"], "mode"),
-        (vec!["add-service", "nobr", "x", "--vip", &v2, "--backend", &b11], "nobr"),
+        (
+            vec![
+                "add-service",
+                "br0",
+                "x",
+                "--vip",
+                &outside,
+                "--backend",
+                &b11,
+            ],
+            "outside",
+        ),
+        (
+            vec!["add-service", "br0", "x", "--vip", &gw, "--backend", &b11],
+            "gateway",
+        ),
+        (
+            vec!["add-service", "br0", "x", "--vip", &v2, "--backend", &other],
+            "outside",
+        ),
+        (
+            vec!["add-service", "br0", "web", "--vip", &v2, "--backend", &b11],
+            "already",
+        ),
+        (
+            vec!["add-service", "br0", "x", "--vip", &vip, "--backend", &b11],
+            "already",
+        ),
+        (
+            vec![
+                "add-service",
+                "br0",
+                "x",
+                "--vip",
+                &v2,
+                "--backend",
+                &b11,
+                &b11,
+            ],
+            "twice",
+        ),
+        (
+            vec![
+                "add-service",
+                "br0",
+                "x",
+                "--vip",
+                &v2,
+                "--port",
+                "tcp:0",
+                "--backend",
+                &b11,
+            ],
+            "port",
+        ),
+        (
+            vec![
+                "add-service",
+                "br0",
+                "x",
+                "--vip",
+                &v2,
+                "--backend",
+                "10.1.2",
+            ],
+            "backend",
+        ),
+        (
+            vec![
+                "add-service",
+                "br0",
+                "x",
+                "--vip",
+                &v2,
+                "--backend",
+                &b11,
+                "--mode",
+                "lc",
+            ],
+            "mode",
+        ),
+        (
+            vec!["add-service", "nobr", "x", "--vip", &v2, "--backend", &b11],
+            "nobr",
+        ),
         (vec!["del-service", "br0", "nope"], "no service"),
         (vec!["set-backends", "br0", "nope", &b11], "no service"),
         (vec!["set-backends", "br0", "web", &other], "outside"),
@@ -495,7 +635,11 @@ fn bad_service_requests_are_refused_and_change_nothing() {
     for (args, want) in cases {
         let e = assert_vsctl_error(&s.lab.vsctl(&args));
         assert!(e.contains(want), "{args:?}: {e}");
-        assert_eq!(std::fs::read(&s.lab.db).unwrap(), before, "{args:?} changed the config");
+        assert_eq!(
+            std::fs::read(&s.lab.db).unwrap(),
+            before,
+            "{args:?} changed the config"
+        );
     }
     assert_eq!(names(&s), listed);
 }

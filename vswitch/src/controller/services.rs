@@ -8,7 +8,9 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
-use ctl::service::{Backend, BackendInfo, Health, Mode, ServiceInfo, ServiceSpec, MAX_BACKENDS, MAX_PORTS};
+use ctl::service::{
+    Backend, BackendInfo, Health, Mode, ServiceInfo, ServiceSpec, MAX_BACKENDS, MAX_PORTS,
+};
 use ctl::{validate, Data, L4Proto};
 
 use super::{ControlError, Controller};
@@ -82,7 +84,11 @@ fn check(
             s.vip
         )));
     }
-    for o in b.services.iter().filter(|o| Some(o.name.as_str()) != except) {
+    for o in b
+        .services
+        .iter()
+        .filter(|o| Some(o.name.as_str()) != except)
+    {
         if o.vip == s.vip {
             return Err(ControlError::Invalid(format!(
                 "VIP {} is already service {}'s",
@@ -315,9 +321,8 @@ impl Controller {
                         .iter()
                         .map(|be| {
                             let st = of.and_then(|v| {
-                                v.iter().find(|x| {
-                                    x.backend.addr == be.ip && x.backend.port == be.port
-                                })
+                                v.iter()
+                                    .find(|x| x.backend.addr == be.ip && x.backend.port == be.port)
                             });
                             BackendInfo {
                                 backend: be.to_string(),
@@ -366,7 +371,10 @@ impl Controller {
                         addr: be.ip,
                         port,
                     };
-                    if !v.iter().any(|o: &HealthSpec| o.vip == s.vip && o.addr == be.ip) {
+                    if !v
+                        .iter()
+                        .any(|o: &HealthSpec| o.vip == s.vip && o.addr == be.ip)
+                    {
                         v.push(spec);
                     }
                 }
@@ -380,7 +388,11 @@ impl Controller {
         if b.net.is_none() || b.services.is_empty() {
             return None;
         }
-        let r = Replies::new(b.services.iter().flat_map(|s| nat_service(s).reply_sources()));
+        let r = Replies::new(
+            b.services
+                .iter()
+                .flat_map(|s| nat_service(s).reply_sources()),
+        );
         Some(Arc::new(r))
     }
 

@@ -70,8 +70,8 @@ impl Entry {
     pub fn live(&self) -> bool {
         !self.down
             && self.port.as_ref().is_none_or(|p| {
-            p.up.load(Ordering::Relaxed) || p.attach_pending.load(Ordering::Relaxed)
-        })
+                p.up.load(Ordering::Relaxed) || p.attach_pending.load(Ordering::Relaxed)
+            })
     }
 }
 

@@ -217,7 +217,7 @@ impl Gateway {
                     s.abort();
                 }
                 let local = n.next_port;
-                n.next_port = if n.next_port >= PORT_MAX {
+                n.next_port = if n.next_port == PORT_MAX {
                     PORT_MIN
                 } else {
                     n.next_port + 1
