@@ -138,7 +138,7 @@ if mode == "dns":
     print(json.dumps({"qps": ok / el, "p50_ms": pct(0.5), "p99_ms": pct(0.99), "answered": ok}))
 elif mode == "conns":
     addr, n = sys.argv[2], int(sys.argv[3])
-    counts, peers, errors = {}, set(), 0
+    counts, peers, errors, first = {}, set(), 0, []
     t0 = time.time()
     for i in range(n):
         try:
@@ -149,20 +149,24 @@ elif mode == "conns":
                 d += x
             s.close(); name, peer = d.decode().split()
             counts[name] = counts.get(name, 0) + 1; peers.add(peer)
-        except Exception:
+        except Exception as e:
             errors += 1
+            first = (first + ["%d: %r" % (i, e)])[:5]
     el = time.time() - t0
-    print(json.dumps({"cps": (n - errors) / el, "counts": counts, "peers": sorted(peers), "errors": errors}))
+    print(json.dumps({"cps": (n - errors) / el, "counts": counts, "peers": sorted(peers), "errors": errors, "first_errors": first}))
 else:
     addr, secs = sys.argv[2], float(sys.argv[3])
-    s = socket.create_connection((addr, 9000), timeout=10)
     buf = b"\0" * (1 << 20)
     t0 = time.time()
-    while time.time() - t0 < secs:
-        s.sendall(buf)
-    s.shutdown(socket.SHUT_WR)
-    n = int(s.recv(64).decode().strip()); el = time.time() - t0
-    print(json.dumps({"gbps": n * 8 / el / 1e9}))
+    try:
+        s = socket.create_connection((addr, 9000), timeout=10)
+        while time.time() - t0 < secs:
+            s.sendall(buf)
+        s.shutdown(socket.SHUT_WR)
+        n = int(s.recv(64).decode().strip()); el = time.time() - t0
+        print(json.dumps({"gbps": n * 8 / el / 1e9}))
+    except Exception as e:
+        print(json.dumps({"gbps": None, "error": repr(e)}))
 '
 
 # ---- namespaces: client and backends, each a veth to the switch namespace ----
@@ -262,7 +266,8 @@ for line in sys.stdin:
     s, m, _ = k.split(".")
     r.setdefault((s, m), []).append(json.loads(v))
 def med(s, m, f):
-    return statistics.median(x[f] for x in r[(s, m)])
+    v = [x[f] for x in r[(s, m)] if x.get(f) is not None]
+    return statistics.median(v) if v else None
 def spread(s):
     worst = 0.0
     for x in r[(s, "conns")]:
@@ -282,7 +287,9 @@ print("| metric | vswitchd | kernel (iptables + dnsmasq) | vswitchd / kernel |")
 print("| --- | ---: | ---: | ---: |")
 for name, m, f, fmt, _ in rows:
     a, b = med("vsw", m, f), med("kernel", m, f)
-    print("| %s | %s | %s | %.2f |" % (name, fmt % a, fmt % b, a / b if b else float("nan")))
+    show = lambda x: "failed" if x is None else fmt % x
+    ratio = "%.2f" % (a / b) if a is not None and b else "-"
+    print("| %s | %s | %s | %s |" % (name, show(a), show(b), ratio))
 for s in ("vsw", "kernel"):
     c, w = spread(s)
     print("| spread over backends, %s (last run; worst deviation from a third, all runs) | %s | %.1f%% | |" % (s, c, w))
