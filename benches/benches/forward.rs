@@ -198,6 +198,7 @@ fn bridge(entries: u32, ports: u32, ip_checks: bool) -> Snapshot {
         ports: list,
         guard: None,
         ip_checks,
+        services: None,
     });
     snap
 }

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 pub mod dns;
 pub mod docker;
 pub mod portsec;
+pub mod service;
 pub mod validate;
 
 pub use dns::{DnsInfo, DnsRecord};
@@ -352,6 +353,34 @@ pub enum Request {
         host_port: u16,
     },
     ListPublished,
+    /// Publishes `proto` `host_port` of the uplink address to a service's VIP.
+    PublishService {
+        proto: L4Proto,
+        host_port: u16,
+        /// The service's name (unique across bridges).
+        service: String,
+    },
+    /// Adds a service: a VIP in a bridge's network spread over backends.
+    AddService {
+        bridge: String,
+        spec: service::ServiceSpec,
+    },
+    /// Removes a service (refused while a port is published to it).
+    DelService {
+        bridge: String,
+        name: String,
+    },
+    /// Replaces a service's backends.
+    SetBackends {
+        bridge: String,
+        name: String,
+        backends: Vec<service::Backend>,
+    },
+    /// Services with their backends' health and counters (of one bridge, or all).
+    ListServices {
+        #[serde(default)]
+        bridge: Option<String>,
+    },
     /// The connection tracking table (`conntrack -L`).
     CtShow,
     /// Forgets every tracked connection (`conntrack -F`).
@@ -515,6 +544,9 @@ pub enum Data {
         store: String,
     },
     Dns(DnsInfo),
+    Services {
+        services: Vec<service::ServiceInfo>,
+    },
     /// A container attached to a cluster overlay: the address and MAC the cluster gave it.
     Attached {
         /// `A.B.C.D/N`.
@@ -656,6 +688,9 @@ pub struct BridgeInfo {
     /// The bridge's network and gateway, if it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub net: Option<NetInfo>,
+    /// Its services (`add-service`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<service::ServiceInfo>,
 }
 
 /// A port as `show` reports it.
@@ -949,6 +984,7 @@ pub fn render(data: &Data) -> String {
                         );
                     }
                 }
+                service::render(&mut out, &b.services, "    ");
                 for p in &b.ports {
                     let _ = write!(
                         out,
@@ -1032,6 +1068,7 @@ pub fn render(data: &Data) -> String {
         }
         Data::Published { published } => render_published(&mut out, published),
         Data::Dns(d) => dns::render(&mut out, d),
+        Data::Services { services } => service::render(&mut out, services, ""),
         Data::Overlays { .. } | Data::Nodes { .. } => render_cluster(&mut out, data),
         Data::Conntrack { entries, .. } => {
             for e in entries {

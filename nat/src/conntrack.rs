@@ -283,6 +283,9 @@ pub struct Entry {
     pub deadline: u64,
     /// Counters, original direction first.
     pub counters: [Counters; 2],
+    /// Who made the flow (as Linux's `ctmark`): a service backend's id
+    /// ([`crate::lb`]), or 0.
+    pub mark: u32,
 }
 
 impl Entry {
@@ -451,6 +454,7 @@ impl Table {
                 },
                 Counters::default(),
             ],
+            mark: 0,
         };
         e.deadline = now.saturating_add(ms(e.timeout()));
         let i = match self.free.pop() {
@@ -469,6 +473,13 @@ impl Table {
         self.index.insert(reply, (i, Dir::Reply));
         self.len += 1;
         Ok(FlowId(i))
+    }
+
+    /// Sets the mark of flow `id`.
+    pub fn set_mark(&mut self, id: FlowId, mark: u32) {
+        if let Some(Some(e)) = self.slots.get_mut(id.0 as usize) {
+            e.mark = mark;
+        }
     }
 
     /// Removes flow `id` and returns it.

@@ -9,6 +9,7 @@
 //! - [`nat`]: the NAT engine (masquerade, published ports, hairpin, isolation):
 //!   [`nat::Nat::process`], and [`nat::Nat::process_csum`] for a packet whose TCP or
 //!   UDP checksum is partial (a veth's NEEDS_CSUM).
+//! - [`lb`]: services (a VIP spread over healthy backends) and their scheduler.
 //! - [`packet`]: zero-copy views of IPv4, TCP, UDP and ICMP headers.
 //! - [`conntrack`]: the bounded flow table, the TCP state machine, timeouts, expiry.
 //! - [`rewrite`]: in-place address/port rewrites with incremental checksum fix-up.
@@ -18,6 +19,7 @@
 //! panic, and no `unsafe` is used.
 
 pub mod conntrack;
+pub mod lb;
 pub mod nat;
 pub mod packet;
 pub mod rewrite;

@@ -26,6 +26,7 @@ use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
 use crate::conntrack::{Dir, Entry, FlowId, InsertError, State, Table, DEFAULT_LIMIT};
+use crate::lb::{BackendStats, Balancer, Pick, Service};
 use crate::packet::Ipv4Packet;
 use crate::rewrite::{rewrite_error, rewrite_with};
 use crate::tuple::{parse, Endpoint, Kind, ParseError, Parsed, Proto, Tuple};
@@ -110,6 +111,8 @@ pub struct Config {
     pub published: Vec<Published>,
     /// The conntrack limit.
     pub ct_limit: usize,
+    /// Services: VIPs spread over backends ([`crate::lb`]).
+    pub services: Vec<Service>,
 }
 
 impl Config {
@@ -120,6 +123,7 @@ impl Config {
             uplink,
             published: Vec::new(),
             ct_limit: DEFAULT_LIMIT,
+            services: Vec::new(),
         }
     }
 }
@@ -142,6 +146,15 @@ pub enum ConfigError {
     /// A published port's target is in no network.
     #[error("{0} is in no network")]
     TargetOutside(Ipv4Addr),
+    /// A VIP is in no network, or is a gateway's address.
+    #[error("VIP {0} is not a host address of a network (nor a gateway's)")]
+    VipOutside(Ipv4Addr),
+    /// Two services share a VIP.
+    #[error("VIP {0} is taken by another service")]
+    VipTwice(Ipv4Addr),
+    /// A backend is outside its service's network.
+    #[error("backend {0} is not in the network of VIP {1}")]
+    BackendOutside(Ipv4Addr, Ipv4Addr),
 }
 
 impl Config {
@@ -165,6 +178,21 @@ impl Config {
                     y.addr(),
                     y.prefix(),
                 ));
+            }
+        }
+        for (i, s) in self.services.iter().enumerate() {
+            let net = self
+                .networks
+                .iter()
+                .find(|n| {
+                    n.subnet.contains(s.vip) && n.gateway != s.vip && n.subnet.addr() != s.vip
+                })
+                .ok_or(ConfigError::VipOutside(s.vip))?;
+            if self.services.iter().skip(i + 1).any(|o| o.vip == s.vip) {
+                return Err(ConfigError::VipTwice(s.vip));
+            }
+            if let Some(b) = s.backends.iter().find(|b| !net.subnet.contains(b.addr)) {
+                return Err(ConfigError::BackendOutside(b.addr, s.vip));
             }
         }
         for (i, p) in self.published.iter().enumerate() {
@@ -234,6 +262,9 @@ metrics_decl::counters! {
         Spoofed => "spoofed" [error("source address from the wrong side")],
         /// The translated flow would collide with another flow.
         Conflict => "conflict" [error("tuple collides with another flow")],
+        /// To a service VIP with no healthy backend (or a port it does not serve): the
+        /// client was refused (TCP reset, ICMP port unreachable).
+        NoBackend => "no_backend" [error("no healthy backend")],
     }
 }
 
@@ -258,6 +289,10 @@ pub enum Verdict {
     Local,
     /// Drop it; the reason has been counted.
     Drop(DropReason),
+    /// Refuse it: a new flow to a service with no healthy backend. The gateway answers
+    /// with a TCP reset or an ICMP port unreachable at once; the packet is unchanged
+    /// and counted as `no_backend`.
+    Reject,
 }
 
 /// Masquerade mappings: inside endpoint → outside port per outside address.
@@ -335,6 +370,8 @@ struct Packet<'a> {
     now: u64,
     /// The TCP/UDP checksum field holds a partial checksum.
     partial: bool,
+    /// The mark a new flow gets (a service backend's id, or 0).
+    mark: u32,
 }
 
 /// The NAT engine: configuration, flow table, mappings, drop counters.
@@ -344,6 +381,7 @@ pub struct Nat {
     published: HashMap<(Proto, u16), Endpoint>,
     table: Table,
     mappings: Mappings,
+    lb: Balancer,
     drops: [u64; DropReason::ALL.len()],
 }
 
@@ -359,6 +397,7 @@ impl Nat {
                 next: PORT_MIN,
                 ..Mappings::default()
             },
+            lb: Balancer::default(),
             drops: [0; DropReason::ALL.len()],
         };
         n.install(config);
@@ -372,6 +411,7 @@ impl Nat {
             .map(|p| ((p.proto, p.host_port), p.target))
             .collect();
         self.table.set_limit(config.ct_limit);
+        self.lb.configure(&config.services);
         self.config = config;
     }
 
@@ -409,15 +449,36 @@ impl Nat {
 
     /// Removes every expired flow and frees its mapping; returns how many.
     pub fn expire(&mut self, now: u64) -> usize {
-        let maps = &mut self.mappings;
-        self.table.expire(now, |e| maps.release_for(&e))
+        let (maps, lb) = (&mut self.mappings, &mut self.lb);
+        self.table.expire(now, |e| {
+            maps.release_for(&e);
+            lb.retire(&e);
+        })
     }
 
     /// [`Nat::expire`] over at most `budget` table slots (bounded work per call).
     pub fn expire_some(&mut self, now: u64, budget: usize) -> usize {
-        let maps = &mut self.mappings;
-        self.table
-            .expire_some(now, budget, |e| maps.release_for(&e))
+        let (maps, lb) = (&mut self.mappings, &mut self.lb);
+        self.table.expire_some(now, budget, |e| {
+            maps.release_for(&e);
+            lb.retire(&e);
+        })
+    }
+
+    /// The services' scheduler (VIPs, backends' health).
+    pub fn lb(&self) -> &Balancer {
+        &self.lb
+    }
+
+    /// Marks the backends at `addr` of the service at `vip` healthy or not (the
+    /// gateway's health checks); flows already on them carry on. True if it changed.
+    pub fn set_health(&mut self, vip: Ipv4Addr, addr: Ipv4Addr, up: bool) -> bool {
+        self.lb.set_health(vip, addr, up)
+    }
+
+    /// Each service's VIP and its backends with health, active flows and packets.
+    pub fn service_stats(&self, now: u64) -> Vec<(Ipv4Addr, Vec<BackendStats>)> {
+        self.lb.stats(self.table.iter(), now)
     }
 
     /// Removes every flow and mapping (`ct-flush`).
@@ -452,6 +513,7 @@ impl Nat {
     fn remove(&mut self, id: FlowId) {
         if let Some(e) = self.table.remove(id) {
             self.mappings.release_for(&e);
+            self.lb.retire(&e);
         }
     }
 
@@ -507,6 +569,7 @@ impl Nat {
             len,
             now,
             partial,
+            mark: 0,
         };
         if let Some((id, d)) = self.live(&t, now) {
             if self.table.track(id, d, &parsed.kind, len, now).is_err() {
@@ -537,14 +600,59 @@ impl Nat {
         self.published.get(&(t.proto, t.dst.port)).copied()
     }
 
+    /// The endpoint a new flow to `target` goes to: `target` itself, or when it is a
+    /// VIP the backend the scheduler picks (its mark put on the packet). `Err`: the
+    /// verdict for a VIP that refuses the flow.
+    fn resolve(&mut self, pk: &mut Packet<'_>, target: Endpoint) -> Result<Endpoint, Verdict> {
+        let t = pk.parsed.tuple;
+        match self.lb.pick(t.proto, t.src.addr, target) {
+            Pick::NotService => Ok(target),
+            Pick::To(e, mark) => {
+                pk.mark = mark;
+                Ok(e)
+            }
+            Pick::Refused => Err(self.reject()),
+        }
+    }
+
+    fn reject(&mut self) -> Verdict {
+        if let Some(c) = self.drops.get_mut(DropReason::NoBackend.index()) {
+            *c += 1;
+        }
+        Verdict::Reject
+    }
+
     fn new_from_inside(&mut self, pk: &mut Packet<'_>) -> Verdict {
         let t = pk.parsed.tuple;
         if self.config.networks.iter().any(|n| n.gateway == t.dst.addr) {
             return Verdict::Local;
         }
+        if self.lb.is_vip(t.dst.addr) {
+            // A VIP answers its own network only (networks stay isolated).
+            if !self
+                .network_of(t.dst.addr)
+                .is_some_and(|n| n.subnet.contains(t.src.addr))
+            {
+                return self.drop(DropReason::Isolated);
+            }
+            if t.proto == Proto::Icmp {
+                return Verdict::Local;
+            }
+            let backend = match self.resolve(pk, t.dst) {
+                Ok(b) => b,
+                Err(v) => return v,
+            };
+            // DNAT only: the backend sees the client; its replies come back through
+            // the gateway because the pipeline hands them to it.
+            return self.create_dnat(pk, backend);
+        }
         if t.dst.addr == self.config.uplink {
             let Some(target) = self.published(&t) else {
                 return Verdict::Local;
+            };
+            let target = match self.resolve(pk, target) {
+                Ok(b) => b,
+                Err(v) => return v,
             };
             // Hairpin: DNAT to the target, SNAT to its network's gateway.
             let Some(gw) = self.network_of(target.addr).map(|n| n.gateway) else {
@@ -566,7 +674,10 @@ impl Nat {
         let t = pk.parsed.tuple;
         if t.dst.addr == self.config.uplink {
             if let Some(target) = self.published(&t) {
-                return self.create_dnat(pk, target);
+                return match self.resolve(pk, target) {
+                    Ok(b) => self.create_dnat(pk, b),
+                    Err(v) => v,
+                };
             }
             if pk.parsed.kind == (Kind::Echo { request: true }) {
                 return Verdict::Local;
@@ -613,6 +724,10 @@ impl Nat {
         let (orig, len, now) = (pk.parsed.tuple, pk.len, pk.now);
         match self.table.insert(orig, out.reverse(), state, len, now) {
             Ok(id) => match rewrite_with(pk.bytes, &out, pk.partial) {
+                Ok(()) if pk.mark != 0 => {
+                    self.table.set_mark(id, pk.mark);
+                    Verdict::Forward(self.egress(out.dst.addr))
+                }
                 Ok(()) => Verdict::Forward(self.egress(out.dst.addr)),
                 Err(_) => {
                     self.remove(id);
@@ -710,6 +825,7 @@ mod tests {
                 },
             ],
             ct_limit: limit,
+            services: Vec::new(),
         }
     }
 
@@ -727,6 +843,127 @@ mod tests {
             assert_eq!(b, p, "a packet not forwarded is unchanged");
         }
         (v, b)
+    }
+
+    fn with_service(c: &mut Config) {
+        c.services.push(crate::lb::Service {
+            vip: VIP,
+            ports: vec![(Proto::Tcp, 80), (Proto::Udp, 53)],
+            backends: vec![
+                crate::lb::Backend {
+                    addr: C1,
+                    port: None,
+                },
+                crate::lb::Backend {
+                    addr: C2,
+                    port: None,
+                },
+            ],
+            sched: crate::lb::Sched::RoundRobin,
+        });
+        c.published.push(Published {
+            proto: Proto::Tcp,
+            host_port: 9000,
+            target: Endpoint::new(VIP, 80),
+        });
+    }
+
+    const VIP: Ipv4Addr = Ipv4Addr::new(172, 18, 0, 100);
+    const CL: Ipv4Addr = Ipv4Addr::new(172, 18, 0, 50);
+
+    #[test]
+    fn vip_flows_are_spread_and_stay_on_their_backend() {
+        let mut c = config(DEFAULT_LIMIT);
+        with_service(&mut c);
+        let mut n = Nat::new(c).unwrap();
+        // Two new connections: one to each backend, the client's address kept.
+        let (v, o) = go(&mut n, &tcp(CL, 1000, VIP, 80, SYN, b""), IN, 0);
+        assert_eq!((v, o), (FWD_IN, tcp(CL, 1000, C1, 80, SYN, b"")));
+        let (v, o) = go(&mut n, &tcp(CL, 1001, VIP, 80, SYN, b""), IN, 0);
+        assert_eq!((v, o), (FWD_IN, tcp(CL, 1001, C2, 80, SYN, b"")));
+        // The backend's reply goes back from the VIP.
+        let (v, o) = go(&mut n, &tcp(C1, 80, CL, 1000, SYN | ACK, b""), IN, 1);
+        assert_eq!((v, o), (FWD_IN, tcp(VIP, 80, CL, 1000, SYN | ACK, b"")));
+        // C1 goes down: the established flow stays on it, new ones go to C2.
+        assert!(n.set_health(VIP, C1, false));
+        let (_, o) = go(&mut n, &tcp(CL, 1000, VIP, 80, ACK, b"x"), IN, 2);
+        assert_eq!(o, tcp(CL, 1000, C1, 80, ACK, b"x"));
+        let (_, o) = go(&mut n, &tcp(CL, 1002, VIP, 80, SYN, b""), IN, 2);
+        assert_eq!(o, tcp(CL, 1002, C2, 80, SYN, b""));
+        let s = n.service_stats(3);
+        assert_eq!(s[0].0, VIP);
+        let b = &s[0].1;
+        assert_eq!(
+            (b[0].up, b[0].connections, b[0].packets, b[0].active),
+            (false, 1, 3, 1)
+        );
+        assert_eq!((b[1].up, b[1].connections, b[1].packets), (true, 2, 2));
+        // Expired flows keep their packets in the counters.
+        n.expire(u64::MAX);
+        let b = &n.service_stats(u64::MAX)[0].1;
+        assert_eq!((b[0].packets, b[0].active, b[1].packets), (3, 0, 2));
+        // No healthy backend: refused, packet unchanged, counted.
+        n.set_health(VIP, C2, false);
+        let p = tcp(CL, 1003, VIP, 80, SYN, b"");
+        let mut b = p.clone();
+        assert_eq!(n.process(&mut b, IN, 4), Verdict::Reject);
+        assert_eq!(b, p);
+        assert_eq!(n.drops(DropReason::NoBackend), 1);
+        // A port the service does not serve is refused too; ICMP echo is the gateway's.
+        n.set_health(VIP, C2, true);
+        assert_eq!(
+            go(&mut n, &tcp(CL, 1, VIP, 81, SYN, b""), IN, 4).0,
+            Verdict::Reject
+        );
+        assert_eq!(go(&mut n, &echo(CL, VIP, true, 1), IN, 4).0, Verdict::Local);
+        // Another network does not reach the VIP.
+        assert_eq!(
+            go(&mut n, &tcp(C3, 1, VIP, 80, SYN, b""), IN, 4).0,
+            Verdict::Drop(DropReason::Isolated)
+        );
+    }
+
+    #[test]
+    fn published_service_from_outside() {
+        let mut c = config(DEFAULT_LIMIT);
+        with_service(&mut c);
+        let mut n = Nat::new(c).unwrap();
+        let (v, o) = go(&mut n, &tcp(WAN, 5000, U, 9000, SYN, b""), OUT, 0);
+        assert_eq!((v, o), (FWD_IN, tcp(WAN, 5000, C1, 80, SYN, b"")));
+        let (v, o) = go(&mut n, &tcp(C1, 80, WAN, 5000, SYN | ACK, b""), IN, 1);
+        assert_eq!((v, o), (FWD_OUT, tcp(U, 9000, WAN, 5000, SYN | ACK, b"")));
+        let (_, o) = go(&mut n, &tcp(WAN, 5001, U, 9000, SYN, b""), OUT, 1);
+        assert_eq!(o, tcp(WAN, 5001, C2, 80, SYN, b""));
+        n.set_health(VIP, C1, false);
+        n.set_health(VIP, C2, false);
+        assert_eq!(
+            go(&mut n, &tcp(WAN, 5002, U, 9000, SYN, b""), OUT, 1).0,
+            Verdict::Reject
+        );
+    }
+
+    #[test]
+    fn service_config_is_checked() {
+        let mut c = config(10);
+        with_service(&mut c);
+        c.services[0].vip = WAN;
+        assert_eq!(Nat::new(c).err(), Some(ConfigError::VipOutside(WAN)));
+        let mut c = config(10);
+        with_service(&mut c);
+        c.services[0].vip = GW_A;
+        assert_eq!(Nat::new(c).err(), Some(ConfigError::VipOutside(GW_A)));
+        let mut c = config(10);
+        with_service(&mut c);
+        c.services[0].backends[0].addr = C3;
+        assert_eq!(
+            Nat::new(c).err(),
+            Some(ConfigError::BackendOutside(C3, VIP))
+        );
+        let mut c = config(10);
+        with_service(&mut c);
+        let again = c.services[0].clone();
+        c.services.push(again);
+        assert_eq!(Nat::new(c).err(), Some(ConfigError::VipTwice(VIP)));
     }
 
     #[test]

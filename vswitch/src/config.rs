@@ -181,6 +181,9 @@ pub struct BridgeConf {
     /// The bridge's network and gateway (`add-net`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub net: Option<NetConf>,
+    /// Services in the bridge's network (`add-service`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<ctl::service::ServiceSpec>,
 }
 
 /// One port.
@@ -292,6 +295,7 @@ impl BridgeConf {
             ports: Vec::new(),
             static_fdb: Vec::new(),
             net: None,
+            services: Vec::new(),
         }
     }
 }
@@ -596,6 +600,12 @@ impl Config {
             })
             .collect();
         c.ct_limit = self.ct_limit();
+        c.services = self
+            .bridges
+            .iter()
+            .flat_map(|b| &b.services)
+            .map(crate::controller::services::nat_service)
+            .collect();
         c
     }
 

@@ -377,6 +377,7 @@ mod tests {
                 "dns_answered",
                 "dns_forwarded",
                 "dns_servfail",
+                "service_refused",
                 "ignored",
                 "bad_frame",
                 "bad_ip",
@@ -404,6 +405,7 @@ mod tests {
                 "isolated",
                 "spoofed",
                 "conflict",
+                "no_backend",
             ]
         );
         assert_eq!(

@@ -183,6 +183,9 @@ pub struct BridgeView {
     pub guard: Option<GatewayGuard>,
     /// IPv4 and ARP headers are checked before forwarding (`set-bridge BR ip-checks`).
     pub ip_checks: bool,
+    /// The bridge's service backends, whose replies go through the gateway
+    /// ([`crate::pipeline::services`]); none when it has no service.
+    pub services: Option<Arc<crate::pipeline::services::Replies>>,
 }
 
 /// The gateway's MAC and address on its bridge. Only the gateway port may send from the

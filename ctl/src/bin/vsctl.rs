@@ -237,7 +237,8 @@ enum Cmd {
     },
     /// Detach the uplink.
     DelUplink,
-    /// Publish a port of the uplink address to a container: tcp|udp HOSTPORT IP:PORT.
+    /// Publish a port of the uplink address to a container (tcp|udp HOSTPORT IP:PORT)
+    /// or to a service (tcp|udp HOSTPORT service:NAME).
     Publish {
         proto: ctl::L4Proto,
         host_port: u16,
@@ -247,6 +248,42 @@ enum Cmd {
     Unpublish { proto: ctl::L4Proto, host_port: u16 },
     /// List published ports.
     ListPublished,
+    /// Add service NAME to bridge BR: a virtual IP in its network whose connections
+    /// are spread over the healthy backends.
+    AddService {
+        bridge: String,
+        name: String,
+        /// The virtual IP (a free address of BR's network).
+        #[arg(long)]
+        vip: std::net::Ipv4Addr,
+        /// A port served, tcp|udp:PORT (repeat for several; none: every port).
+        #[arg(long = "port", num_args = 1..)]
+        ports: Vec<ctl::service::ServicePort>,
+        /// A backend, IP or IP:PORT (repeat for several).
+        #[arg(long = "backend", num_args = 1.., required = true)]
+        backends: Vec<ctl::service::Backend>,
+        /// What the service's name resolves to: vip (default) or dnsrr (every healthy backend).
+        #[arg(long, default_value = "vip")]
+        mode: ctl::service::Mode,
+        /// tcp:PORT (a TCP connect to each backend once a second) or none; default: the
+        /// first TCP port.
+        #[arg(long)]
+        health: Option<ctl::service::Health>,
+        /// rr (round robin, default) or hash (of the client's address).
+        #[arg(long, default_value = "rr")]
+        sched: ctl::service::Sched,
+    },
+    /// Remove service NAME from bridge BR.
+    DelService { bridge: String, name: String },
+    /// Replace the backends of service NAME: IP or IP:PORT each.
+    SetBackends {
+        bridge: String,
+        name: String,
+        #[arg(required = true)]
+        backends: Vec<ctl::service::Backend>,
+    },
+    /// List services with each backend's health, active connections and packets.
+    ListServices { bridge: Option<String> },
     /// List tracked connections (like `conntrack -L`).
     CtShow,
     /// Forget every tracked connection.
@@ -608,12 +645,51 @@ fn request(cmd: Cmd) -> Result<Request, String> {
             target,
         } => {
             validate::host_port(host_port)?;
-            Request::Publish {
-                proto,
-                host_port,
-                target: validate::target(&target)?,
+            match target.strip_prefix("service:") {
+                Some(service) => Request::PublishService {
+                    proto,
+                    host_port,
+                    service: service.to_string(),
+                },
+                None => Request::Publish {
+                    proto,
+                    host_port,
+                    target: validate::target(&target)?,
+                },
             }
         }
+        Cmd::AddService {
+            bridge,
+            name,
+            vip,
+            ports,
+            backends,
+            mode,
+            health,
+            sched,
+        } => Request::AddService {
+            bridge,
+            spec: ctl::service::ServiceSpec {
+                name,
+                vip,
+                ports,
+                backends,
+                mode,
+                health,
+                sched,
+            },
+        },
+        Cmd::DelService { bridge, name } => Request::DelService { bridge, name },
+        Cmd::SetBackends {
+            bridge,
+            name,
+            backends,
+        } => Request::SetBackends {
+            bridge,
+            name,
+            backends,
+        },
+        Cmd::ListServices { bridge } => Request::ListServices { bridge },
         Cmd::Unpublish { proto, host_port } => Request::Unpublish { proto, host_port },
         Cmd::ListPublished => Request::ListPublished,
         Cmd::CtShow => Request::CtShow,

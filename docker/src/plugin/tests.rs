@@ -108,6 +108,7 @@ impl Switch for Fake {
                     fdb_entries: 0,
                     ports: vec![],
                     net: None,
+                    services: vec![],
                 });
             }
             Request::DelBr { bridge } => {

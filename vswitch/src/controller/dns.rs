@@ -149,53 +149,50 @@ impl Controller {
     /// Hands every network's records and upstreams to the gateway.
     pub(super) fn sync_dns(&self) {
         let host = host_upstreams();
-        let nets: Vec<NetDns> =
-            self.cfg
-                .nets()
-                .filter_map(|(b, subnet, _)| {
-                    let n = b.net.as_ref()?;
-                    let mut records: Vec<Entry> = n
-                        .records
-                        .iter()
-                        .map(|r| Entry {
-                            name: r.name.clone(),
-                            addr: r.ip,
-                            port: None,
-                        })
-                        .collect();
-                    records.extend(self.cluster_names.get(&b.name).into_iter().flatten().map(
-                        |r| Entry {
-                            name: r.name.clone(),
-                            addr: r.addr,
-                            port: None,
-                        },
-                    ));
-                    for p in &b.ports {
-                        let Some(a) = &p.attach else { continue };
-                        let Ok((addr, _)) = ctl::validate::cidr(&a.ip) else {
-                            continue;
-                        };
-                        for name in a.name.iter().chain(&a.aliases) {
-                            records.push(Entry {
-                                name: name.to_ascii_lowercase(),
-                                addr,
-                                port: self.ports.get(&p.name).cloned(),
-                            });
-                        }
+        let nets: Vec<NetDns> = self
+            .cfg
+            .nets()
+            .filter_map(|(b, subnet, _)| {
+                let n = b.net.as_ref()?;
+                let mut records: Vec<Entry> = n
+                    .records
+                    .iter()
+                    .map(|r| Entry::new(r.name.clone(), r.ip, None))
+                    .collect();
+                records.extend(
+                    self.cluster_names
+                        .get(&b.name)
+                        .into_iter()
+                        .flatten()
+                        .map(|r| Entry::new(r.name.clone(), r.addr, None)),
+                );
+                for p in &b.ports {
+                    let Some(a) = &p.attach else { continue };
+                    let Ok((addr, _)) = ctl::validate::cidr(&a.ip) else {
+                        continue;
+                    };
+                    for name in a.name.iter().chain(&a.aliases) {
+                        records.push(Entry::new(
+                            name.to_ascii_lowercase(),
+                            addr,
+                            self.ports.get(&p.name).cloned(),
+                        ));
                     }
-                    Some(NetDns {
-                        bridge: self.bridges.get(&b.name)?.id,
-                        subnet,
-                        domain: n.domain.clone(),
-                        upstreams: if n.upstream.is_empty() {
-                            host.clone()
-                        } else {
-                            n.upstream.clone()
-                        },
-                        records,
-                    })
+                }
+                records.extend(Self::service_records(b));
+                Some(NetDns {
+                    bridge: self.bridges.get(&b.name)?.id,
+                    subnet,
+                    domain: n.domain.clone(),
+                    upstreams: if n.upstream.is_empty() {
+                        host.clone()
+                    } else {
+                        n.upstream.clone()
+                    },
+                    records,
                 })
-                .collect();
+            })
+            .collect();
         super::lock(&self.gateway.state).configure_dns(nets);
     }
 }

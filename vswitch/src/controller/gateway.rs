@@ -180,7 +180,10 @@ impl Controller {
             .map(|p| PublishedInfo {
                 proto: p.proto,
                 host_port: p.host_port,
-                target: p.target.to_string(),
+                target: match self.service_at(*p.target.ip()) {
+                    Some(s) => format!("service:{} ({})", s.name, p.target),
+                    None => p.target.to_string(),
+                },
             })
             .collect()
     }
@@ -354,6 +357,8 @@ impl Controller {
         if let Err(e) = r {
             tracing::error!("gateway refused its configuration: {e}");
         }
+        let checks = self.health_specs();
+        super::lock(&self.gateway.state).configure_health(&checks);
     }
 
     /// Housekeeping: an uplink interface re-created with another MAC is followed.

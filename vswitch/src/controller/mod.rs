@@ -14,6 +14,7 @@ mod error;
 mod gateway;
 mod metrics;
 mod portsec;
+pub(crate) mod services;
 #[cfg(test)]
 mod tests;
 
@@ -369,6 +370,19 @@ impl Controller {
             Request::ListPublished => Ok(Data::Published {
                 published: self.published_info(),
             }),
+            Request::PublishService {
+                proto,
+                host_port,
+                service,
+            } => self.publish_service(proto, host_port, &service),
+            Request::AddService { bridge, spec } => self.add_service(&bridge, spec),
+            Request::DelService { bridge, name } => self.del_service(&bridge, &name),
+            Request::SetBackends {
+                bridge,
+                name,
+                backends,
+            } => self.set_backends(&bridge, &name, backends),
+            Request::ListServices { bridge } => self.list_services(bridge.as_deref()),
             Request::CtShow => Ok(self.ct_show()),
             Request::CtFlush => Ok(self.ct_flush()),
             Request::SetCtLimit { limit } => self.set_ct_limit(limit),
@@ -1193,6 +1207,7 @@ impl Controller {
                     ip: n.gateway.octets(),
                 }),
                 ip_checks: b.ip_checks,
+                services: Self::service_replies(b),
             });
         }
         let mut gw_ports = Vec::new();
@@ -1267,6 +1282,7 @@ impl Controller {
                     })
                     .collect(),
                 net: self.net_info(&b.name),
+                services: self.services_info(&b.name),
             })
             .collect();
         Data::Show {

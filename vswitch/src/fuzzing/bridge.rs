@@ -152,6 +152,7 @@ impl BridgeLab {
             ports,
             guard: Some(guard),
             ip_checks: true,
+            services: None,
         });
         snap.gateway = Some(GatewayView {
             rt: Arc::new(GatewayRt {

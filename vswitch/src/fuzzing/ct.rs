@@ -153,7 +153,7 @@ pub fn nat(data: &[u8]) {
                     check_reply(&mut nat, &before, &pkt, now);
                 }
             }
-            NatVerdict::Local | NatVerdict::Drop(_) => {
+            NatVerdict::Local | NatVerdict::Drop(_) | NatVerdict::Reject => {
                 assert_eq!(
                     pkt, before,
                     "nat: a packet not forwarded was changed ({v:?})"

@@ -21,11 +21,7 @@ fn resolver() -> Resolver {
         subnet,
         domain: Some("lab.test".into()),
         upstreams: vec![UPSTREAM],
-        records: vec![Entry {
-            name: "web".into(),
-            addr: Ipv4Addr::new(10, 0, 0, 2),
-            port: None,
-        }],
+        records: vec![Entry::new("web".into(), Ipv4Addr::new(10, 0, 0, 2), None)],
     }]);
     r
 }

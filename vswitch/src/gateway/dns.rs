@@ -47,14 +47,31 @@ pub struct Entry {
     /// The endpoint's port: its records are answered only while it is up, so a dead
     /// container's name stops resolving at once.
     pub port: Option<Arc<PortRt>>,
+    /// For a `dnsrr` service's name, the service's VIP: the record is answered only
+    /// while its backend passes its health checks.
+    pub backend_of: Option<Ipv4Addr>,
+    /// The backend failed its health checks.
+    pub down: bool,
 }
 
 impl Entry {
-    /// Whether the endpoint is alive (its port up, or being attached).
+    /// A name of an address, answered while `port` (if any) is up.
+    pub fn new(name: String, addr: Ipv4Addr, port: Option<Arc<PortRt>>) -> Self {
+        Entry {
+            name,
+            addr,
+            port,
+            backend_of: None,
+            down: false,
+        }
+    }
+
+    /// Whether the endpoint is alive (its port up, or being attached; a backend healthy).
     pub fn live(&self) -> bool {
-        self.port.as_ref().is_none_or(|p| {
-            p.up.load(Ordering::Relaxed) || p.attach_pending.load(Ordering::Relaxed)
-        })
+        !self.down
+            && self.port.as_ref().is_none_or(|p| {
+                p.up.load(Ordering::Relaxed) || p.attach_pending.load(Ordering::Relaxed)
+            })
     }
 }
 
@@ -182,6 +199,15 @@ impl Resolver {
     }
 
     /// The networks as configured (for `dns-show`).
+    /// Marks each `dnsrr` backend's records by `healthy(vip, backend)`.
+    pub fn mark_backends(&mut self, healthy: impl Fn(Ipv4Addr, Ipv4Addr) -> bool) {
+        for e in self.nets.iter_mut().flat_map(|n| n.records.iter_mut()) {
+            if let Some(vip) = e.backend_of {
+                e.down = !healthy(vip, e.addr);
+            }
+        }
+    }
+
     pub fn nets(&self) -> &[NetDns] {
         &self.nets
     }

@@ -38,13 +38,13 @@ const MTU: usize = 1500;
 
 /// IP packets in and out of a network's TCP endpoint.
 #[derive(Default)]
-struct Queue {
-    rx: VecDeque<Vec<u8>>,
-    tx: Vec<Vec<u8>>,
+pub(super) struct Queue {
+    pub(super) rx: VecDeque<Vec<u8>>,
+    pub(super) tx: Vec<Vec<u8>>,
 }
 
-struct Rx(Vec<u8>);
-struct Tx<'a>(&'a mut Vec<Vec<u8>>);
+pub(super) struct Rx(Vec<u8>);
+pub(super) struct Tx<'a>(&'a mut Vec<Vec<u8>>);
 
 impl RxToken for Rx {
     fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
@@ -193,7 +193,8 @@ impl Gateway {
             Some(dport == PORT && self.me(Side::Net(bridge)).is_some_and(|m| m.0 == ip.dst()))
         });
         if for_dns != Some(true) {
-            return self.count(Ev::LocalUnhandled);
+            // Not DNS: maybe a backend answering a health check.
+            return self.health_segment(bridge, pkt, pool, out);
         }
         let Some(n) = self.dns_tcp.nets.iter_mut().find(|n| n.bridge == bridge) else {
             return self.count(Ev::LocalUnhandled);
@@ -331,6 +332,12 @@ impl Gateway {
         };
         n.iface.poll(t, &mut n.dev, &mut n.sockets);
         let sent = std::mem::take(&mut n.dev.tx);
+        self.send_ip(bridge, sent, pool, out);
+    }
+
+    /// Routes IP packets the gateway's own TCP made (DNS answers, health checks) to
+    /// their destinations in network `bridge`.
+    pub(super) fn send_ip(&mut self, bridge: u32, sent: Vec<Vec<u8>>, pool: &Pool, out: &mut Out) {
         let Some((_, my_mac)) = self.me(Side::Net(bridge)) else {
             return;
         };

@@ -149,6 +149,52 @@ pub fn write_udp(
     })
 }
 
+/// Writes the TCP reset that refuses `seg` (a TCP segment from its IP header on, as
+/// the client sent it), from the address and port it was sent to (RFC 793 3.4: a
+/// segment with ACK gets a reset at its acknowledgment number; one without gets a reset
+/// with ACK acknowledging what it carried).
+pub fn write_tcp_rst(buf: &mut Buf, eth_dst: MacAddr, eth_src: MacAddr, seg: &[u8]) -> bool {
+    use wire::tcp::{field as tf, flags, TcpPacket, MIN_HEADER_LEN as TCP_HEADER};
+    let Ok(ip) = Ipv4Packet::new_checked(seg) else {
+        return false;
+    };
+    let Ok(t) = TcpPacket::new_checked(ip.payload()) else {
+        return false;
+    };
+    let (src, dst) = (ip.dst(), ip.src());
+    let f = t.flags();
+    let (seq, ack, out_flags) = if f & flags::ACK != 0 {
+        (t.ack(), 0, flags::RST)
+    } else {
+        let len = t.payload().len() as u32
+            + u32::from(f & flags::SYN != 0)
+            + u32::from(f & flags::FIN != 0);
+        (0, t.seq().wrapping_add(len), flags::RST | flags::ACK)
+    };
+    let (sport, dport) = (t.dst_port(), t.src_port());
+    let repr = Ipv4Repr {
+        src,
+        dst,
+        protocol: ip_proto::TCP,
+        payload_len: TCP_HEADER,
+        ttl: TTL,
+    };
+    build(buf, eth_dst, eth_src, IPV4, IP_HEADER + TCP_HEADER, |p| {
+        repr.emit(p)?;
+        let h = &mut p[IP_HEADER..IP_HEADER + TCP_HEADER];
+        h[tf::SRC_PORT].copy_from_slice(&sport.to_be_bytes());
+        h[tf::DST_PORT].copy_from_slice(&dport.to_be_bytes());
+        h[tf::SEQ].copy_from_slice(&seq.to_be_bytes());
+        h[tf::ACK].copy_from_slice(&ack.to_be_bytes());
+        h[tf::DATA_OFF] = ((TCP_HEADER / 4) as u8) << 4;
+        h[tf::FLAGS] = out_flags;
+        let ps = pseudo_v4(src.octets(), dst.octets(), ip_proto::TCP, TCP_HEADER as u16);
+        let c = finish(sum(h, ps));
+        h[tf::CHECKSUM].copy_from_slice(&c.to_be_bytes());
+        Ok(())
+    })
+}
+
 /// Turns the ICMP echo request in `frame` (IPv4 header at [`ETH`], `hl` bytes long,
 /// `total` bytes in all) into its reply, in place: addresses and MACs swapped, type 0,
 /// a fresh TTL, checksums fixed up.

@@ -13,7 +13,9 @@ pub mod dns;
 mod dns_tcp;
 mod dns_udp;
 pub mod frames;
+pub mod health;
 pub mod neigh;
+mod services;
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -66,6 +68,9 @@ metrics_decl::counters! {
         DnsForwarded => "dns_forwarded",
         /// DNS queries no upstream answered in time: the client got SERVFAIL.
         DnsServfail => "dns_servfail",
+        /// New connections to a service with no healthy backend, refused at once (TCP
+        /// reset, ICMP port unreachable).
+        Refused => "service_refused",
         /// Not for the gateway (unicast to another MAC flooded by the bridge, IPv6, …).
         Ignored => "ignored",
         /// A frame too short for an Ethernet header, or an ARP packet that does not parse.
@@ -151,6 +156,8 @@ pub struct Gateway {
     dns: dns::Resolver,
     /// Each network's TCP endpoint for DNS over TCP.
     dns_tcp: dns_tcp::TcpEndpoints,
+    /// Health checks of service backends.
+    health: health::Checks,
 }
 
 impl Default for Gateway {
@@ -173,6 +180,7 @@ impl Gateway {
             icmp_sent: 0,
             dns: dns::Resolver::new(),
             dns_tcp: dns_tcp::TcpEndpoints::default(),
+            health: health::Checks::default(),
         }
     }
 
@@ -252,6 +260,8 @@ impl Gateway {
     /// Installs the networks' DNS records and upstreams.
     pub fn configure_dns(&mut self, nets: Vec<dns::NetDns>) {
         self.dns.configure(nets);
+        let lb = self.nat.lb();
+        self.dns.mark_backends(|vip, addr| lb.healthy(vip, addr));
     }
 
     /// The DNS resolver (for `dns-show`).
@@ -305,7 +315,9 @@ impl Gateway {
 
     /// True if `a` is one of the gateway's own addresses.
     fn is_mine(&self, a: Ipv4Addr) -> bool {
-        self.nets.iter().any(|n| n.addr == a) || self.uplink.as_ref().is_some_and(|u| u.addr == a)
+        self.nets.iter().any(|n| n.addr == a)
+            || self.uplink.as_ref().is_some_and(|u| u.addr == a)
+            || self.nat.lb().is_vip(a)
     }
 
     /// Handles one frame that arrived on `side`; what it sends goes to `out`.
@@ -320,7 +332,9 @@ impl Gateway {
         let f = &b[vnet::LEN..];
         match wire::bytes::be16(f, eth::ETHERTYPE.start) {
             Some(ARP) => self.arp(side, buf, pool, out),
-            Some(IPV4) if f.get(eth::DST) == Some(&my_mac.0[..]) => self.ipv4(side, buf, pool, out),
+            Some(IPV4) if f.get(eth::DST) == Some(&my_mac.0[..]) || self.diverted(side, f) => {
+                self.ipv4(side, buf, pool, out)
+            }
             _ => self.discard(pool, buf, Ev::Ignored),
         }
     }
@@ -336,7 +350,7 @@ impl Gateway {
             // Someone claims the gateway's address: never believed, counted.
             return self.discard(pool, buf, Ev::ArpSpoofed);
         }
-        let for_us = a.tpa == my_ip;
+        let for_us = a.tpa == my_ip || self.vip_on(side, a.tpa);
         let now = self.now();
         if self.subnet(side).is_some_and(|s| s.contains(a.spa)) && !a.sha.is_multicast() {
             let released = self
@@ -354,7 +368,7 @@ impl Gateway {
             let reply = Arp {
                 op: ARP_REPLY,
                 sha: my_mac,
-                spa: my_ip,
+                spa: a.tpa,
                 tha: a.sha,
                 tpa: a.spa,
             };
@@ -398,6 +412,7 @@ impl Gateway {
         };
         match verdict {
             Verdict::Drop(_) => pool.put(buf),
+            Verdict::Reject => self.reject(side, buf, pool, out),
             Verdict::Local => {
                 if let (wire::ip_proto::UDP, Side::Net(bridge)) = (proto, side) {
                     return self.dns_udp_query(bridge, buf, pool, out);
@@ -593,6 +608,7 @@ impl Gateway {
         self.nat.expire_some(now, EXPIRE_BUDGET);
         self.dns_tick(pool, out);
         self.dns_tcp_tick(pool, out);
+        self.health_tick(pool, out);
     }
 
     /// The gateway's counters for `stats`.

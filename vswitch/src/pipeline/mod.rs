@@ -21,6 +21,7 @@
 
 pub mod encrypted;
 pub mod gateway;
+pub mod services;
 pub mod suppress;
 pub mod tunnel;
 
@@ -266,9 +267,9 @@ impl<'a> Ingress<'a> {
         let v = match self.guard(&a)? {
             Some(v) => v,
             None => match self.learn(&a) {
-                Ok(()) => self
-                    .suppress(&a)
-                    .unwrap_or_else(|| self.police(self.decide(&a))),
+                Ok(()) => self.suppress(&a).unwrap_or_else(|| {
+                    self.police(self.divert(&a).unwrap_or_else(|| self.decide(&a)))
+                }),
                 Err(d) => Verdict::Drop(d),
             },
         };
@@ -381,6 +382,28 @@ impl<'a> Ingress<'a> {
         }
         let table = self.bridge.rt.suppress.load();
         suppress::answer(table.as_deref()?, a).map(Verdict::Answer)
+    }
+
+    /// Stage 4a, divert ([`services`]): on a bridge with services, a unicast IPv4
+    /// packet from a backend's service port to another station goes to the gateway,
+    /// which translates it back if it answers a VIP's flow.
+    #[inline]
+    fn divert(&self, a: &Arrival<'_>) -> Option<Verdict> {
+        let replies = self.bridge.services.as_deref()?;
+        let g = self.guard?;
+        let dst = a.eth.dst();
+        if a.next_type != wire::ethertype::IPV4 || dst.is_multicast() || dst == g.mac {
+            return None;
+        }
+        if !replies.matches(a.frame.get(a.next_at..)?) {
+            return None;
+        }
+        let gw = self
+            .bridge
+            .ports
+            .iter()
+            .find(|p| p.kind == ctl::PortKind::Gateway)?;
+        Some(Verdict::Forward(dest(gw.id, 0)))
     }
 
     /// Stage 4, decide: broadcast, multicast and unknown unicast flood; 802.1D

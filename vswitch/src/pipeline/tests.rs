@@ -82,6 +82,7 @@ impl Bed {
             ports,
             guard: None,
             ip_checks: true,
+            services: None,
         });
         Bed {
             snap,

@@ -3,11 +3,7 @@ use super::*;
 use hickory_proto::op::Query;
 
 fn net(domain: Option<&str>) -> NetDns {
-    let e = |name: &str, a: [u8; 4]| Entry {
-        name: name.into(),
-        addr: Ipv4Addr::from(a),
-        port: None,
-    };
+    let e = |name: &str, a: [u8; 4]| Entry::new(name.into(), Ipv4Addr::from(a), None);
     NetDns {
         bridge: 1,
         subnet: Ipv4Net::new(Ipv4Addr::new(172, 18, 0, 0), 24).unwrap(),
