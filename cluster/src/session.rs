@@ -10,7 +10,7 @@ use etcd_client::{
     WatchOptions,
 };
 
-use crate::state::{overlaps, parse_subnet, AUTO_VNI_MIN, VNI_MAX};
+use crate::state::{overlaps, parse_subnet, AUTO_VNI_MIN, VNI_MAX, WG_PORT_MIN};
 use crate::{
     keys, now_secs, ClusterError, Cmd, Departed, EndpointRecord, NodeRecord, OverlayRecord,
     OverlaySpec, SessionError, Settings, Shared, State,
@@ -214,6 +214,7 @@ impl Runner {
                 name: self.settings.node.clone(),
                 vtep: self.settings.advertise,
                 started: now_secs(),
+                public_key: self.settings.public_key.clone(),
             };
             let value = serde_json::to_vec(&me).map_err(|e| SessionError::Encode(e.to_string()))?;
             if let Err(e) = register(&mut client, &me, value, lease).await {
@@ -628,11 +629,26 @@ async fn add_overlay(
         let gateway = spec
             .gateway
             .unwrap_or_else(|| std::net::Ipv4Addr::from(u32::from(net.0) | 1));
+        // Every encrypted overlay has a listen port of its own on every node (one
+        // encrypted tunnel per port): the lowest no other one has. The guard key makes
+        // two creations that pick the same port at once race in the transaction.
+        let listen_port = if spec.encrypted {
+            match (WG_PORT_MIN..=u16::MAX)
+                .find(|p| !overlays.iter().any(|o| o.listen_port == Some(*p)))
+            {
+                Some(p) => Some(p),
+                None => return refuse("no WireGuard listen port left".into()),
+            }
+        } else {
+            None
+        };
         let rec = OverlayRecord {
             name: spec.name.clone(),
             vni,
             subnet: spec.subnet.clone(),
             gateway,
+            encrypted: spec.encrypted,
+            listen_port,
         };
         if let Err(e) = rec.check() {
             return refuse(e.to_string());
@@ -711,6 +727,8 @@ async fn del_overlay(client: &mut Client, name: &str) -> Result<OverlayRecord, C
                 vni: 0,
                 subnet: String::new(),
                 gateway: std::net::Ipv4Addr::UNSPECIFIED,
+                encrypted: false,
+                listen_port: None,
             }));
         }
     }

@@ -13,6 +13,7 @@ mod endpoints;
 mod error;
 mod gateway;
 mod metrics;
+mod overlay_keys;
 mod portsec;
 #[cfg(test)]
 mod tests;
@@ -1296,6 +1297,7 @@ impl Controller {
                         handshake_secs_ago: live
                             .and_then(|w| w.peer().last_handshake())
                             .map(|d| d.as_secs()),
+                        handshakes: live.map(|w| w.peer().handshakes()).unwrap_or(0),
                     }
                 });
                 RemoteInfo {
