@@ -20,18 +20,19 @@
 # (198.51.100.254, client port 2379); Hn is node nN at 198.51.100.N; containers are
 # namespaces of their own, attached with `vsctl attach` to overlay bov (10.99.0.0/16).
 # Prints median and p99 of each figure, with the load average.
-#: usage: sudo bash benches/cluster.sh [--quick] [--tries N] [--ttl SECS] [--no-build]
+#: usage: sudo bash benches/cluster.sh [--quick] [--tries N] [--ttl SECS] [--keep-logs DIR] [--no-build]
 set -euo pipefail
 # shellcheck source=benches/lib/common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
-TRIES=20 TTL=3 BUILD=auto FAKE_NODES=200 FAKE_EPS=50 IDLE_SECS=30
+TRIES=20 TTL=3 BUILD=auto FAKE_NODES=200 FAKE_EPS=50 IDLE_SECS=30 KEEP_LOGS=
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) TRIES=5 FAKE_NODES=50 FAKE_EPS=20 IDLE_SECS=10 ;;
         --tries) TRIES="$2"; shift ;;
         --ttl) TTL="$2"; shift ;;
         --no-build) BUILD=0 ;;
+        --keep-logs) KEEP_LOGS="$2"; shift ;;
         --help | -h) usage; exit 0 ;;
         *) die "unknown option $1" ;;
     esac
@@ -46,6 +47,10 @@ bench_state vswitch-cluster-bench
 install_deps etcd=etcd-server etcdctl=etcd-client
 build_release --release -p vswitch -p vswitch-ctl -p testlab
 py() { python3 "$LIBDIR/cluster.py" "$@"; }
+pre_cleanup() { # --keep-logs: the daemons' logs survive the run
+    [ -z "$KEEP_LOGS" ] || { mkdir -p "$KEEP_LOGS" && for n in 1 2 3; do cp "$TMP/n$n/vswitchd.log" "$KEEP_LOGS/n$n.log"; done 2>/dev/null; }
+    return 0
+}
 
 declare -A SOCK=() PID=()
 
@@ -100,8 +105,10 @@ container 3 "$P-p3" >/dev/null
 say "attach on n1 -> first echo from n2 and n3"
 : >"$TMP/attach.txt"
 : >"$TMP/attach-cmd.txt"
-TARGET=10.99.1.1
 for i in $(seq "$TRIES"); do
+    # An address of its own each try: a detached container's address may take a moment
+    # to be free again.
+    TARGET="10.99.1.$i"
     c="$P-t$i"
     for n in 2 3; do
         ip -n "$P-p$n" neigh flush all
@@ -178,7 +185,8 @@ sleep 1
 RSS1="$(rss "${PID[1]}")"
 REMOTES="$(vsctl_at "${SOCK[1]}" --json list-overlays | python3 -c \
     'import json,sys; print(next(len(o["remotes"]) for o in json.load(sys.stdin)["overlays"] if o["name"]=="sov"))')"
-info "writing took $(dec 2 "$WRITE") s; n1 synced $N endpoints of $REMOTES remote VTEPs $(dec 2 "$SYNC") s after the first write"
+AFTER="$(calc "$SYNC - $WRITE")"
+info "writing took $(dec 2 "$WRITE") s; n1 had all $N endpoints of $REMOTES remote VTEPs in its FDB $(dec 2 "$SYNC") s after the first write, $(dec 2 "$AFTER") s after the last"
 info "n1 RSS $((RSS0 / 1024)) MiB -> $((RSS1 / 1024)) MiB (+$(((RSS1 - RSS0) / 1024)) MiB)"
 
 say "results ($(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'), load $(loadavg))"
@@ -186,4 +194,4 @@ printf '    %-44s %10s %10s\n' figure median p99
 printf '    %-44s %10s %10s\n' "attach -> first echo from another host (s)" "$(dec 3 "$A_MED")" "$(dec 3 "$A_P99")"
 printf '    %-44s %10s %10s\n' "kill -9 -> endpoints gone elsewhere (s)" "$(dec 3 "$K_MED")" "$(dec 3 "$K_P99")"
 info "idle node etcd traffic: $(dec 0 "$IDLE_TX") B/s out, $(dec 0 "$IDLE_RX") B/s in"
-info "scale $FAKE_NODES x $FAKE_EPS: sync $(dec 2 "$SYNC") s, RSS +$(((RSS1 - RSS0) / 1024)) MiB ($((RSS0 / 1024)) -> $((RSS1 / 1024)) MiB)"
+info "scale $FAKE_NODES x $FAKE_EPS: sync $(dec 2 "$SYNC") s from the first write ($(dec 2 "$WRITE") s of writing), $(dec 2 "$AFTER") s after the last; RSS +$(((RSS1 - RSS0) / 1024)) MiB ($((RSS0 / 1024)) -> $((RSS1 / 1024)) MiB)"

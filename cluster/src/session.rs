@@ -29,6 +29,10 @@ pub(crate) struct Ctx {
 const CALL: Duration = Duration::from_secs(3);
 /// Pause between two sessions.
 const RETRY: Duration = Duration::from_secs(1);
+/// Watch events closer together than this are handed over as one state: rebuilding the
+/// state from every key is linear in the cluster's size, so a burst of revisions (many
+/// nodes joining) would otherwise cost its square.
+const COALESCE: Duration = Duration::from_millis(50);
 
 pub(crate) struct Runner {
     pub settings: Arc<Settings>,
@@ -261,8 +265,17 @@ impl Runner {
         };
         let period = Duration::from_millis((self.settings.ttl * 1000 / 3).max(500));
         let mut tick = tokio::time::interval(period);
+        // Changes seen but not handed over yet, and when the state was last rebuilt.
+        let mut dirty = false;
+        let now = tokio::time::Instant::now();
+        let mut built = now.checked_sub(COALESCE).unwrap_or(now);
         loop {
             tokio::select! {
+                _ = tokio::time::sleep_until(built + COALESCE), if dirty => {
+                    self.update(&kvs, true);
+                    dirty = false;
+                    built = tokio::time::Instant::now();
+                }
                 _ = tick.tick() => {
                     if let Err(e) = call(keeper.keep_alive(), "keepalive").await {
                         return End::Failed(e);
@@ -285,6 +298,8 @@ impl Runner {
                                 Err(e) => return End::Failed(e),
                             }
                             self.update(&kvs, true);
+                            dirty = false;
+                            built = tokio::time::Instant::now();
                             match self.watch(&mut client, rev).await {
                                 Ok((w, s)) => { _watcher = w; watch = s; }
                                 Err(e) => return End::Failed(e),
@@ -305,7 +320,18 @@ impl Runner {
                         if let Some(h) = r.header() {
                             rev = rev.max(h.revision());
                         }
-                        self.update(&kvs, changed);
+                        // A change right after a quiet spell is handed over at once; one
+                        // within COALESCE of the last waits for it, with any that follow.
+                        if changed && built.elapsed() < COALESCE {
+                            dirty = true;
+                            self.update(&kvs, false);
+                        } else {
+                            self.update(&kvs, changed);
+                            if changed {
+                                dirty = false;
+                                built = tokio::time::Instant::now();
+                            }
+                        }
                     }
                     Ok(None) => return End::Failed(SessionError::StreamClosed("watch")),
                     Err(e) => return End::Failed(SessionError::Call { what: "watch", why: describe(&e) }),

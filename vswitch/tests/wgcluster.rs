@@ -55,7 +55,10 @@ fn on_underlay(lab: &Lab, ns: &str, ul_ns: &str, n: u8) {
     let port = format!("u{n}");
     lab.veth_between(ns, "ul0", ul_ns, &port);
     ip(ul_ns, &["link", "set", &port, "master", "ul"]);
-    ip(ns, &["addr", "add", &format!("{}/24", vtep(n)), "dev", "ul0"]);
+    ip(
+        ns,
+        &["addr", "add", &format!("{}/24", vtep(n)), "dev", "ul0"],
+    );
 }
 
 fn nodes(v: &impl Vs) -> Vec<NodeInfo> {
@@ -177,7 +180,9 @@ fn an_encrypted_overlay_takes_its_keys_from_the_cluster() {
     for (i, n) in nodes(&lab).iter().enumerate() {
         assert_eq!(n.public_key.as_deref(), Some(keys[i].as_str()), "{n:?}");
     }
-    assert!(lab.vs_ok(&["list-nodes"]).contains(&format!("public-key {}", keys[2])));
+    assert!(lab
+        .vs_ok(&["list-nodes"])
+        .contains(&format!("public-key {}", keys[2])));
 
     // One command on n1; every node builds its tunnel towards the two others, each
     // peer with the key that node published.
@@ -244,11 +249,25 @@ fn an_encrypted_overlay_takes_its_keys_from_the_cluster() {
     let full = lab.exec(
         &lab.host(1).ns,
         &[
-            "ping", "-c", "2", "-i", "0.2", "-W", "2", "-M", "do", "-s", "1362",
+            "ping",
+            "-c",
+            "2",
+            "-i",
+            "0.2",
+            "-W",
+            "2",
+            "-M",
+            "do",
+            "-s",
+            "1362",
             &lab.ip(3),
         ],
     );
-    assert!(full.success(), "full-size ping h1 -> h3: {full}\n{}", more());
+    assert!(
+        full.success(),
+        "full-size ping h1 -> h3: {full}\n{}",
+        more()
+    );
     assert_only_wireguard(&cap.stop(Duration::from_millis(300)));
 
     // n3 loses its key file and restarts: it comes back with a new key, which n1 and

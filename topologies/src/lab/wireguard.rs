@@ -68,8 +68,23 @@ pub fn commands(w: &WgHost, key_file: &Path) -> Vec<Vec<String>> {
             "dev",
             &w.name,
         ]));
-        v.push(s(&["ip", "link", "set", "dev", &x.name, "mtu", &x.mtu.to_string()]));
-        v.push(s(&["ip", "addr", "add", &x.address.to_string(), "dev", &x.name]));
+        v.push(s(&[
+            "ip",
+            "link",
+            "set",
+            "dev",
+            &x.name,
+            "mtu",
+            &x.mtu.to_string(),
+        ]));
+        v.push(s(&[
+            "ip",
+            "addr",
+            "add",
+            &x.address.to_string(),
+            "dev",
+            &x.name,
+        ]));
         v.push(s(&["ip", "link", "set", "dev", &x.name, "up"]));
     }
     v

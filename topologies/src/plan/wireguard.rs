@@ -87,7 +87,10 @@ fn port(cx: &mut Cx<'_>, p: Option<&S<i64>>) -> u16 {
         Some(p) => match u16::try_from(p.value).ok().filter(|p| *p > 0) {
             Some(v) => v,
             None => {
-                cx.err(&p.referenced, format!("port {} is outside 1..=65535", p.value));
+                cx.err(
+                    &p.referenced,
+                    format!("port {} is outside 1..=65535", p.value),
+                );
                 WG_PORT
             }
         },
@@ -197,7 +200,11 @@ pub(super) fn resolve_wg(cx: &mut Cx<'_>, w: &WireguardSpec) -> Option<WgHost> {
             if vni.is_none() {
                 cx.err(
                     &v.vni.referenced,
-                    format!("VNI {} is outside 0..={}", v.vni.value, ctl::validate::VNI_MAX),
+                    format!(
+                        "VNI {} is outside 0..={}",
+                        v.vni.value,
+                        ctl::validate::VNI_MAX
+                    ),
                 );
             }
             let remote = ipv4(cx, "remote", &v.remote);

@@ -192,8 +192,13 @@ impl Controller {
                     && t.local == Some(local)
                     && t.encrypt.as_ref().map(|e| e.listen_port) == listen_port =>
             {
-                for (r, k) in remotes.iter().filter(|(r, _)| !t.remotes.contains(r)) {
-                    self.add_remote(&o.name, &port, IpAddr::V4(*r), peer(k).as_ref())?;
+                let new: Vec<(Ipv4Addr, Option<ctl::PeerSpec>)> = remotes
+                    .iter()
+                    .filter(|(r, _)| !t.remotes.contains(r))
+                    .map(|(r, k)| (*r, peer(k)))
+                    .collect();
+                self.add_remotes(&o.name, &port, &new)?;
+                for (r, _) in &new {
                     tracing::info!(overlay = %o.name, remote = %r, "remote VTEP added");
                 }
                 for r in t

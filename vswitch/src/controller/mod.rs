@@ -14,6 +14,7 @@ mod error;
 mod gateway;
 mod metrics;
 mod overlay_keys;
+mod overlay_remotes;
 mod portsec;
 #[cfg(test)]
 mod tests;

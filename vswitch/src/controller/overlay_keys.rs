@@ -42,13 +42,7 @@ impl Controller {
                 .iter()
                 .map(|r| {
                     if r.addr == remote {
-                        Arc::new(remote_rt(
-                            &self.shared.wg_key,
-                            &t.vtep,
-                            &tc,
-                            r.slot,
-                            r.addr,
-                        ))
+                        Arc::new(remote_rt(&self.shared.wg_key, &t.vtep, &tc, r.slot, r.addr))
                     } else {
                         r.clone()
                     }
