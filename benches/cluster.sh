@@ -9,8 +9,8 @@
 #            (lease TTL --ttl, default 3 s), then n3 restarted and back
 #   idle     etcd traffic of one idle node (lease and gRPC keepalives only): bytes/s on its
 #            underlay interface over 30 s, both directions
-#   scale    200 simulated nodes x 50 endpoints written into etcd (one transaction per
-#            node; fake VTEPs 198.18.0.0/15 behind a veth of n1): n1's time until
+#   scale    200 simulated nodes x 50 endpoints written into etcd (ten nodes to a
+#            transaction; fake VTEPs 198.18.0.0/15 behind a veth of n1): n1's time until
 #            its FDB holds all 10,000 remote endpoints, and its RSS before and after
 #
 #   sudo bash benches/cluster.sh              # 20 tries each
@@ -70,7 +70,7 @@ net_up() {
     spawn "$TMP/etcd.log" ip netns exec "$U" etcd --name bench --data-dir "$TMP/etcd" \
         --listen-client-urls "http://$ETCD_IP:2379" --advertise-client-urls "http://$ETCD_IP:2379" \
         --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
-        --initial-cluster bench=http://127.0.0.1:2380 --log-level warn
+        --initial-cluster bench=http://127.0.0.1:2380 --log-level warn --max-txn-ops 2048
     LOGS+=("$TMP/etcd.log")
     wait_for 150 ip netns exec "$U" etcdctl --endpoints "$ETCD_IP:2379" endpoint health ||
         die "etcd did not come up: $(tail -n 5 "$TMP/etcd.log")"

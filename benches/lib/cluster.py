@@ -5,7 +5,8 @@ its JSON gateway (/v3/kv/txn: no client library needed), and the statistics.
   cluster.py wait-gone T0 VTEP VSCTL SOCK...   until no SOCK has an FDB entry behind VTEP
                                                and none lists that node up; prints seconds since T0
   cluster.py wait-fdb T0 N BRIDGE VSCTL SOCK   until BRIDGE has >= N entries behind a remote
-  cluster.py fill URL OVERLAY NODES EPS        writes NODES fake nodes with EPS endpoints each
+  cluster.py fill URL OVERLAY NODES EPS        writes NODES fake nodes with EPS endpoints each,
+                                               10 nodes to a transaction
   cluster.py stats FILE                        median, p99, min, max of the numbers in FILE
 """
 
@@ -74,18 +75,20 @@ def b64(s):
     return base64.b64encode(s.encode()).decode()
 
 
-def fill(url, overlay, nodes, eps):
-    """One transaction per fake node: its record and its endpoints' two keys each, as a
-    node that joins with its containers would write them. VTEPs 198.18.X.Y, endpoint
-    addresses 10.128.0.0/16 in order, MACs 02:42 + the address."""
+def fill(url, overlay, nodes, eps, per_txn=10):
+    """Each fake node's record and its endpoints' two keys each, as a node that joins
+    with its containers writes them, `per_txn` nodes to a transaction (so that etcd's
+    commits, not the writer, set the pace less). VTEPs 198.18.X.Y, endpoint addresses
+    10.128.0.0/16 in order, MACs 02:42 + the address."""
     started = int(time.time())
     k = 0
     t0 = time.time()
+    ops = []
     for i in range(nodes):
         name = f"fake-{i:03d}"
         vtep = f"198.18.{1 + i // 250}.{1 + i % 250}"
-        ops = [{"requestPut": {"key": b64(f"/vswitch/v1/nodes/{name}"), "value": b64(json.dumps(
-            {"name": name, "vtep": vtep, "started": started}))}}]
+        ops.append({"requestPut": {"key": b64(f"/vswitch/v1/nodes/{name}"), "value": b64(json.dumps(
+            {"name": name, "vtep": vtep, "started": started}))}})
         for _ in range(eps):
             k += 1
             # From 10.128.0.2: .0 is the network, .1 the gateway.
@@ -98,11 +101,13 @@ def fill(url, overlay, nodes, eps):
                                        "value": rec}})
             ops.append({"requestPut": {"key": b64(f"/vswitch/v1/ipam/{overlay}/{ip}"),
                                        "value": rec}})
-        req = urllib.request.Request(url + "/v3/kv/txn", data=json.dumps({"success": ops}).encode(),
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=20) as r:
-            if not json.loads(r.read()).get("succeeded"):
-                sys.exit(f"txn for {name} failed")
+        if (i + 1) % per_txn == 0 or i + 1 == nodes:
+            req = urllib.request.Request(url + "/v3/kv/txn", data=json.dumps({"success": ops}).encode(),
+                                         headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=20) as r:
+                if not json.loads(r.read()).get("succeeded"):
+                    sys.exit(f"txn up to {name} failed")
+            ops = []
     print(f"{time.time() - t0:.3f}")
 
 
