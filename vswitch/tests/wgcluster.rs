@@ -225,6 +225,24 @@ fn an_encrypted_overlay_takes_its_keys_from_the_cluster() {
         "{text}"
     );
     assert!(overlays(&others[0])[0].encrypted);
+    // A second encrypted overlay gets a listen port of its own; a cleartext one none.
+    let second = lab.vs_json(&[
+        "add-overlay",
+        "wov2",
+        "--subnet",
+        "172.18.77.0/24",
+        "--encrypted",
+    ]);
+    let third = lab.vs_json(&["add-overlay", "cov", "--subnet", "172.18.78.0/24"]);
+    for (d, want) in [(second, (true, Some(WG_PORT + 1))), (third, (false, None))] {
+        let Data::Overlays { overlays: o, .. } = d else {
+            panic!("add-overlay --json returned {d:?}")
+        };
+        assert_eq!((o[0].encrypted, o[0].listen_port), want, "{o:?}");
+    }
+    for name in ["wov2", "cov"] {
+        lab.vs_ok(&["del-overlay", name]);
+    }
 
     // Containers, one per node, on the overlay.
     let spots = [sw.clone(), others[0].ns.clone(), others[1].ns.clone()];
