@@ -48,6 +48,8 @@ pub enum RecordError {
         gateway: std::net::Ipv4Addr,
         subnet: String,
     },
+    #[error("an encrypted overlay needs a listen port (1-65535), a cleartext one none")]
+    ListenPort,
 }
 
 /// Why a session with the store ended (the node then tries again; a first join stops

@@ -3,8 +3,8 @@
 //!
 //! | key | value | lease |
 //! | --- | --- | --- |
-//! | `/vswitch/v1/nodes/<node>` | [`crate::NodeRecord`]: VTEP address, start time | the node's |
-//! | `/vswitch/v1/overlays/<name>` | [`crate::OverlayRecord`]: VNI, subnet, gateway | none |
+//! | `/vswitch/v1/nodes/<node>` | [`crate::NodeRecord`]: VTEP address, start time, WireGuard public key | the node's |
+//! | `/vswitch/v1/overlays/<name>` | [`crate::OverlayRecord`]: VNI, subnet, gateway; encrypted ones their WireGuard listen port | none |
 //! | `/vswitch/v1/vnis/<vni>` | the overlay's name: the VNI's claim, created with it | none |
 //! | `/vswitch/v1/guard/overlays` | bumped by every overlay change, so a change that checked the others (subnet overlap) commits only if none changed since | none |
 //! | `/vswitch/v1/endpoints/<overlay>/<mac>` | [`crate::EndpointRecord`]: node, MAC, address | the owner's |

@@ -52,6 +52,9 @@ pub struct Settings {
     pub ttl: u64,
     /// PEM contents for `etcds://`.
     pub tls: Option<Tls>,
+    /// This node's WireGuard public key, published in its node record for the other
+    /// nodes' encrypted overlay tunnels.
+    pub public_key: Option<String>,
 }
 
 /// The PEM files of a TLS client, read.
@@ -147,6 +150,8 @@ pub struct OverlaySpec {
     pub subnet: String,
     pub gateway: Option<Ipv4Addr>,
     pub vni: Option<u32>,
+    /// VXLAN inside WireGuard between the nodes; the cluster picks the listen port.
+    pub encrypted: bool,
 }
 
 /// A node that left (its key went away), and when this node saw it go.

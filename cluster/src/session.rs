@@ -10,7 +10,7 @@ use etcd_client::{
     WatchOptions,
 };
 
-use crate::state::{overlaps, parse_subnet, AUTO_VNI_MIN, VNI_MAX};
+use crate::state::{overlaps, parse_subnet, AUTO_VNI_MIN, VNI_MAX, WG_PORT_MIN};
 use crate::{
     keys, now_secs, ClusterError, Cmd, Departed, EndpointRecord, NodeRecord, OverlayRecord,
     OverlaySpec, SessionError, Settings, Shared, State,
@@ -29,6 +29,10 @@ pub(crate) struct Ctx {
 const CALL: Duration = Duration::from_secs(3);
 /// Pause between two sessions.
 const RETRY: Duration = Duration::from_secs(1);
+/// Watch events closer together than this are handed over as one state: rebuilding the
+/// state from every key is linear in the cluster's size, so a burst of revisions (many
+/// nodes joining) would otherwise cost its square.
+const COALESCE: Duration = Duration::from_millis(50);
 
 pub(crate) struct Runner {
     pub settings: Arc<Settings>,
@@ -214,6 +218,7 @@ impl Runner {
                 name: self.settings.node.clone(),
                 vtep: self.settings.advertise,
                 started: now_secs(),
+                public_key: self.settings.public_key.clone(),
             };
             let value = serde_json::to_vec(&me).map_err(|e| SessionError::Encode(e.to_string()))?;
             if let Err(e) = register(&mut client, &me, value, lease).await {
@@ -260,8 +265,17 @@ impl Runner {
         };
         let period = Duration::from_millis((self.settings.ttl * 1000 / 3).max(500));
         let mut tick = tokio::time::interval(period);
+        // Changes seen but not handed over yet, and when the state was last rebuilt.
+        let mut dirty = false;
+        let now = tokio::time::Instant::now();
+        let mut built = now.checked_sub(COALESCE).unwrap_or(now);
         loop {
             tokio::select! {
+                _ = tokio::time::sleep_until(built + COALESCE), if dirty => {
+                    self.update(&kvs, true);
+                    dirty = false;
+                    built = tokio::time::Instant::now();
+                }
                 _ = tick.tick() => {
                     if let Err(e) = call(keeper.keep_alive(), "keepalive").await {
                         return End::Failed(e);
@@ -284,6 +298,8 @@ impl Runner {
                                 Err(e) => return End::Failed(e),
                             }
                             self.update(&kvs, true);
+                            dirty = false;
+                            built = tokio::time::Instant::now();
                             match self.watch(&mut client, rev).await {
                                 Ok((w, s)) => { _watcher = w; watch = s; }
                                 Err(e) => return End::Failed(e),
@@ -304,7 +320,18 @@ impl Runner {
                         if let Some(h) = r.header() {
                             rev = rev.max(h.revision());
                         }
-                        self.update(&kvs, changed);
+                        // A change right after a quiet spell is handed over at once; one
+                        // within COALESCE of the last waits for it, with any that follow.
+                        if changed && built.elapsed() < COALESCE {
+                            dirty = true;
+                            self.update(&kvs, false);
+                        } else {
+                            self.update(&kvs, changed);
+                            if changed {
+                                dirty = false;
+                                built = tokio::time::Instant::now();
+                            }
+                        }
                     }
                     Ok(None) => return End::Failed(SessionError::StreamClosed("watch")),
                     Err(e) => return End::Failed(SessionError::Call { what: "watch", why: describe(&e) }),
@@ -628,11 +655,26 @@ async fn add_overlay(
         let gateway = spec
             .gateway
             .unwrap_or_else(|| std::net::Ipv4Addr::from(u32::from(net.0) | 1));
+        // Every encrypted overlay has a listen port of its own on every node (one
+        // encrypted tunnel per port): the lowest no other one has. The guard key makes
+        // two creations that pick the same port at once race in the transaction.
+        let listen_port = if spec.encrypted {
+            match (WG_PORT_MIN..=u16::MAX)
+                .find(|p| !overlays.iter().any(|o| o.listen_port == Some(*p)))
+            {
+                Some(p) => Some(p),
+                None => return refuse("no WireGuard listen port left".into()),
+            }
+        } else {
+            None
+        };
         let rec = OverlayRecord {
             name: spec.name.clone(),
             vni,
             subnet: spec.subnet.clone(),
             gateway,
+            encrypted: spec.encrypted,
+            listen_port,
         };
         if let Err(e) = rec.check() {
             return refuse(e.to_string());
@@ -711,6 +753,8 @@ async fn del_overlay(client: &mut Client, name: &str) -> Result<OverlayRecord, C
                 vni: 0,
                 subnet: String::new(),
                 gateway: std::net::Ipv4Addr::UNSPECIFIED,
+                encrypted: false,
+                listen_port: None,
             }));
         }
     }

@@ -19,6 +19,10 @@ pub struct NodeRecord {
     pub vtep: Ipv4Addr,
     /// When the node (re)joined, seconds since the Unix epoch.
     pub started: u64,
+    /// Its WireGuard public key (base64, as `wg pubkey` prints it): what the other
+    /// nodes' encrypted overlay tunnels name it by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
 }
 
 /// An overlay network, as stored under `overlays/<name>`.
@@ -30,6 +34,13 @@ pub struct OverlayRecord {
     /// `A.B.C.D/N`, no host bits.
     pub subnet: String,
     pub gateway: Ipv4Addr,
+    /// VXLAN inside WireGuard between the nodes (`add-overlay --encrypted`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub encrypted: bool,
+    /// An encrypted overlay's WireGuard listen port on every node, allocated by the
+    /// cluster (one encrypted tunnel per listen port).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen_port: Option<u16>,
 }
 
 /// A container's interface on an overlay, as stored under both
@@ -179,7 +190,41 @@ impl State {
         v.dedup();
         v
     }
+
+    /// The peers of an encrypted overlay from node `me`: every other node that
+    /// published a valid public key, with that key, each VTEP once (the first by name
+    /// if two claim one), in a stable order. A node without a key cannot be reached
+    /// encrypted and is left out.
+    pub fn peers(&self, me: &str, my_vtep: Ipv4Addr) -> Vec<(Ipv4Addr, String)> {
+        let mut v: Vec<(Ipv4Addr, String)> = Vec::new();
+        for n in self.nodes.values() {
+            if n.name == me || n.vtep == my_vtep || v.iter().any(|(a, _)| *a == n.vtep) {
+                continue;
+            }
+            if n.vtep.is_unspecified() || n.vtep.is_broadcast() || n.vtep.is_multicast() {
+                continue;
+            }
+            let Some(k) = n.public_key.as_deref().and_then(canonical_key) else {
+                continue;
+            };
+            if v.iter().any(|(_, other)| *other == k) {
+                tracing::warn!(node = %n.name, "public key already another node's; skipped");
+                continue;
+            }
+            v.push((n.vtep, k));
+        }
+        v.sort();
+        v
+    }
 }
+
+/// A WireGuard public key in the form `wg pubkey` prints, or None if it is none.
+pub fn canonical_key(s: &str) -> Option<String> {
+    wg::PublicKey::parse(s).ok().map(|k| k.to_string())
+}
+
+/// Lowest WireGuard listen port the cluster hands an encrypted overlay.
+pub const WG_PORT_MIN: u16 = 51820;
 
 /// Lowest VNI the cluster hands out by itself (lower ones can be asked for).
 pub const AUTO_VNI_MIN: u32 = 4096;
@@ -266,6 +311,11 @@ impl OverlayRecord {
                 subnet: self.subnet.clone(),
             });
         }
+        match (self.encrypted, self.listen_port) {
+            (true, Some(p)) if p != 0 => {}
+            (false, None) => {}
+            _ => return Err(RecordError::ListenPort),
+        }
         Ok(())
     }
 }
@@ -280,6 +330,8 @@ mod tests {
             vni,
             subnet: subnet.into(),
             gateway: gw.into(),
+            encrypted: false,
+            listen_port: None,
         }
     }
 
@@ -340,6 +392,41 @@ mod tests {
         assert!(overlay("a-very-long-name", 5, "10.1.0.0/24", [10, 1, 0, 1])
             .check()
             .is_err());
+    }
+
+    #[test]
+    fn peers_are_the_other_nodes_with_good_distinct_keys() {
+        let k = |b: u8| wg::PublicKey([b; 32]).to_string();
+        let mut s = State::default();
+        for (name, ip, key) in [
+            ("a", [198, 51, 100, 1], Some(k(1))),
+            ("b", [198, 51, 100, 2], Some(k(2))),
+            ("c", [198, 51, 100, 3], None),
+            ("d", [198, 51, 100, 4], Some("garbage".to_string())),
+            ("e", [198, 51, 100, 5], Some(k(2))),
+            ("f", [198, 51, 100, 2], Some(k(6))),
+        ] {
+            s.nodes.insert(
+                name.into(),
+                NodeRecord {
+                    name: name.into(),
+                    vtep: ip.into(),
+                    started: 1,
+                    public_key: key,
+                },
+            );
+        }
+        assert_eq!(
+            s.peers("a", Ipv4Addr::new(198, 51, 100, 1)),
+            [(Ipv4Addr::new(198, 51, 100, 2), k(2))]
+        );
+        let mut o = overlay("o1", 5, "10.1.0.0/24", [10, 1, 0, 1]);
+        o.encrypted = true;
+        assert!(o.check().is_err());
+        o.listen_port = Some(51820);
+        assert!(o.check().is_ok());
+        o.encrypted = false;
+        assert!(o.check().is_err());
     }
 
     #[test]

@@ -409,6 +409,9 @@ pub enum Request {
         /// Default: allocated by the cluster.
         #[serde(default)]
         vni: Option<u32>,
+        /// VXLAN inside WireGuard between the nodes, keys from the cluster.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        encrypted: bool,
     },
     /// Deletes a cluster-wide overlay network.
     DelOverlay {
@@ -568,6 +571,12 @@ pub struct OverlayInfo {
     /// The VTEPs it sends to from this node.
     #[serde(default)]
     pub remotes: Vec<String>,
+    /// VXLAN inside WireGuard between the nodes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub encrypted: bool,
+    /// An encrypted overlay's WireGuard listen port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen_port: Option<u16>,
 }
 
 /// A cluster node as `list-nodes` reports it.
@@ -585,6 +594,9 @@ pub struct NodeInfo {
     pub started: u64,
     /// When it was last known alive, seconds since the Unix epoch.
     pub last_seen: u64,
+    /// The WireGuard public key it published (encrypted overlays use it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
 }
 
 /// A bridge's network as `show` reports it.
@@ -773,6 +785,9 @@ pub struct PeerInfo {
     /// Seconds since the last completed handshake; none: no session yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handshake_secs_ago: Option<u64>,
+    /// Handshakes completed with it (either side starting), each a new session.
+    #[serde(default)]
+    pub handshakes: u64,
 }
 
 /// One remote VTEP of a tunnel, with its counters.
@@ -1044,7 +1059,11 @@ pub fn render(data: &Data) -> String {
                                 }
                                 match p.handshake_secs_ago {
                                     Some(s) => {
-                                        let _ = writeln!(out, ", handshake {s}s ago");
+                                        let _ = writeln!(
+                                            out,
+                                            ", handshake {s}s ago ({} so far)",
+                                            p.handshakes
+                                        );
                                     }
                                     None => out.push_str(", no handshake yet\n"),
                                 }
@@ -1189,7 +1208,7 @@ fn render_cluster(out: &mut String, data: &Data) {
                 "NAME", "VNI", "SUBNET", "GATEWAY", "BRIDGE"
             );
             for o in overlays {
-                let _ = writeln!(
+                let _ = write!(
                     out,
                     "{:<15} {:>8}  {:<18} {:<15} {:<15} {}",
                     o.name,
@@ -1203,6 +1222,15 @@ fn render_cluster(out: &mut String, data: &Data) {
                         o.remotes.join(",")
                     }
                 );
+                match (o.encrypted, o.listen_port) {
+                    (true, Some(p)) => {
+                        let _ = writeln!(out, "  (encrypted, listen-port {p})");
+                    }
+                    (true, None) => {
+                        let _ = writeln!(out, "  (encrypted)");
+                    }
+                    _ => out.push('\n'),
+                }
             }
         }
         Data::Nodes { nodes, store } => {
@@ -1228,11 +1256,17 @@ fn render_cluster(out: &mut String, data: &Data) {
                 } else {
                     n.name.clone()
                 };
-                let _ = writeln!(
+                let _ = write!(
                     out,
                     "{:<20} {:<15} {:<5} {:>9}  {}",
                     name, n.vtep, n.state, n.endpoints, seen
                 );
+                match &n.public_key {
+                    Some(k) => {
+                        let _ = writeln!(out, "  public-key {k}");
+                    }
+                    None => out.push('\n'),
+                }
             }
         }
         _ => {}

@@ -20,6 +20,8 @@ use crate::plan::{ns_name, Cidr, Link, Plan, Vlans};
 use crate::proc::{self, Bg, Deadline, Opts, Out, Output, RunError};
 use crate::state::{self, Mode, State, SwitchRec};
 
+mod wireguard;
+
 /// Timeout of a short command (`ip`, `vsctl`, `sysctl`).
 pub const SHORT: Duration = Duration::from_secs(10);
 
@@ -126,6 +128,9 @@ pub enum Step {
         node: String,
         server: std::net::Ipv4Addr,
     },
+    /// Start `wireguard-go` in a host and configure its interface with `wg` (and a
+    /// kernel vxlan device on it).
+    Wireguard { host: String },
 }
 
 impl Step {
@@ -211,6 +216,21 @@ impl Step {
                     "echo nameserver {server} > {}",
                     resolv_conf_dir(&ns(node)).join("resolv.conf").display()
                 )
+            }
+            Step::Wireguard { host } => {
+                let Some(w) = plan.host(host).and_then(|h| h.wireguard.as_ref()) else {
+                    return format!("wireguard-go in {host}");
+                };
+                let key = Path::new(&dir).join(format!("{host}.wg.key"));
+                let mut lines = vec![format!(
+                    "ip netns exec {} wireguard-go -f {} &",
+                    ns(host),
+                    w.name
+                )];
+                for c in wireguard::commands(w, &key) {
+                    lines.push(format!("ip netns exec {} {}", ns(host), c.join(" ")));
+                }
+                lines.join("\n")
             }
         }
     }
@@ -431,6 +451,14 @@ pub fn steps(plan: &Plan) -> Vec<Step> {
             });
         }
     }
+    // WireGuard hosts once their underlay addresses are up.
+    for h in &plan.hosts {
+        if h.wireguard.is_some() {
+            v.push(Step::Wireguard {
+                host: h.name.clone(),
+            });
+        }
+    }
     // Tunnels last: a `local` address must exist before the VTEP binds it.
     for s in &plan.switches {
         for t in &s.tunnels {
@@ -634,6 +662,7 @@ impl<'p> Lab<'p> {
                     })
                     .with_context(|| format!("cannot write {}", d.display()))?;
             }
+            Step::Wireguard { host } => self.wireguard_up(host)?,
         }
         Ok(())
     }
@@ -676,6 +705,9 @@ impl<'p> Lab<'p> {
         if let Some(w) = sw.workers {
             args.push("--workers".into());
             args.push(w.to_string());
+        }
+        if let Some(k) = &sw.private_key {
+            wireguard::write_key(&rec.db.with_extension("wg.key"), k)?;
         }
         let spec = Spec::new(&self.bins.vswitchd, &rec.ns, &rec.sock, &rec.db, &args);
         // In a process group of its own: a Ctrl-C at the terminal is ours to handle.

@@ -62,6 +62,10 @@ pub struct SwitchSpec {
     /// Ports of the uplink address forwarded to containers (`vsctl publish`).
     #[serde(default)]
     pub publish: Vec<S<PublishSpec>>,
+    /// Its WireGuard private key (base64, as `wg genkey` prints it), written to its key
+    /// file before it starts, so a file can name its public key; default: generated at
+    /// its first start.
+    pub private_key: Option<S<String>>,
 }
 
 /// The uplink of a switch: its address and next hop on the outside.
@@ -108,6 +112,16 @@ pub struct TunnelSpec {
     pub dstport: Option<S<i64>>,
     /// Carry this VLAN of the bridge (the tunnel is an access port of it).
     pub vlan: Option<S<i64>>,
+    /// VXLAN inside WireGuard (`add-tunnel --encrypt`); needs `public_key`.
+    pub encrypt: Option<S<bool>>,
+    /// The remote's WireGuard public key (an encrypted tunnel has one remote here).
+    pub public_key: Option<S<String>>,
+    /// WireGuard listen port (default 51820).
+    pub listen_port: Option<S<i64>>,
+    /// This end's inner VTEP address (`--inner-local`), for a plain WireGuard peer.
+    pub inner_local: Option<S<String>>,
+    /// The remote's inner VTEP address (`--inner-remote`).
+    pub inner_remote: Option<S<String>>,
 }
 
 /// One bridge of a switch.
@@ -145,6 +159,54 @@ pub struct HostSpec {
     /// Route between its interfaces (`net.ipv4.ip_forward=1` in its namespace).
     #[serde(default)]
     pub forward: bool,
+    /// A `wireguard-go` interface (configured with `wg`), optionally carrying a kernel
+    /// vxlan device: a plain Linux peer of an encrypted tunnel.
+    pub wireguard: Option<S<WireguardSpec>>,
+}
+
+/// A host's WireGuard interface, run by `wireguard-go`, with one peer.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireguardSpec {
+    /// The TUN interface's name (default `wg0`).
+    pub name: Option<S<String>>,
+    /// Base64, as `wg genkey` prints it.
+    pub private_key: S<String>,
+    /// UDP port (default 51820).
+    pub listen_port: Option<S<i64>>,
+    /// Its inner address with prefix length, e.g. `192.0.2.2/24`.
+    pub address: S<String>,
+    pub peer: S<WireguardPeerSpec>,
+    /// A kernel vxlan device over the WireGuard interface.
+    pub vxlan: Option<S<WireguardVxlanSpec>>,
+}
+
+/// The peer of a host's WireGuard interface.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireguardPeerSpec {
+    pub public_key: S<String>,
+    /// The peer's underlay address (its port is the peer's listen port, default 51820).
+    pub endpoint: S<String>,
+    /// Inner addresses routed to it, `A.B.C.D/N`.
+    pub allowed_ips: S<String>,
+    /// The peer's listen port (default 51820).
+    pub port: Option<S<i64>>,
+}
+
+/// A kernel vxlan device on a host's WireGuard interface.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireguardVxlanSpec {
+    /// Default `vx0`.
+    pub name: Option<S<String>>,
+    pub vni: S<i64>,
+    /// The far VTEP's inner address.
+    pub remote: S<String>,
+    /// The overlay address of the device, `A.B.C.D/N`.
+    pub address: S<String>,
+    /// Default 1370: a 1420-byte WireGuard interface less VXLAN's 50.
+    pub mtu: Option<S<u32>>,
 }
 
 /// One interface of a host.

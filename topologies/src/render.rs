@@ -77,6 +77,12 @@ pub fn show(plan: &Plan, with_steps: bool) -> String {
         if h.forward {
             line.push_str("; forwards IPv4");
         }
+        if let Some(w) = &h.wireguard {
+            let _ = write!(line, "; wireguard-go {} {}", w.name, w.address);
+            if let Some(x) = &w.vxlan {
+                let _ = write!(line, " with vxlan {} VNI {} {}", x.name, x.vni, x.address);
+            }
+        }
         let runs: Vec<&str> = plan
             .switches
             .iter()
@@ -255,6 +261,9 @@ pub fn show(plan: &Plan, with_steps: bool) -> String {
             }
             if let Some(v) = t.vlan {
                 let _ = write!(line, ", access VLAN {v}");
+            }
+            if let Some(c) = &t.crypto {
+                let _ = write!(line, ", encrypted (WireGuard port {})", c.listen_port);
             }
             let _ = writeln!(s, "  {line}");
         }

@@ -58,6 +58,7 @@ pub fn handle(
             subnet,
             gateway,
             vni,
+            encrypted,
         } => {
             validate::bridge_name(&name)?;
             if !cluster::state::valid_name(&name) || name.len() > 15 {
@@ -83,6 +84,7 @@ pub fn handle(
                 subnet,
                 gateway,
                 vni,
+                encrypted,
             })?;
             // The watch brings it back to every node, this one included: wait (a little)
             // until it is carried here, so the next command finds its bridge.
@@ -136,6 +138,7 @@ pub fn handle(
                     endpoints: st.state.endpoints.get(&n.name).copied().unwrap_or(0),
                     started: n.started,
                     last_seen: if st.connected { now } else { st.seen },
+                    public_key: n.public_key.clone(),
                 })
                 .collect();
             nodes.extend(
@@ -150,6 +153,7 @@ pub fn handle(
                         endpoints: 0,
                         started: d.record.started,
                         last_seen: d.left,
+                        public_key: d.record.public_key.clone(),
                     }),
             );
             nodes.sort_by(|a, b| a.name.cmp(&b.name));
@@ -163,9 +167,12 @@ pub fn handle(
     }
 }
 
-/// The cluster thread's settings from the config's cluster section: reads the TLS
-/// files (and refuses a key others can read).
-pub fn settings(c: &ClusterConf) -> Result<cluster::Settings, crate::daemon::StartError> {
+/// The cluster thread's settings from the config's cluster section and this daemon's
+/// WireGuard public key: reads the TLS files (and refuses a key others can read).
+pub fn settings(
+    c: &ClusterConf,
+    public_key: &wg::PublicKey,
+) -> Result<cluster::Settings, crate::daemon::StartError> {
     c.validate()?;
     let tls = match (&c.ca, &c.cert, &c.key) {
         (Some(ca), Some(cert), Some(key)) => Some(cluster::load_tls(ca, cert, key)?),
@@ -177,5 +184,6 @@ pub fn settings(c: &ClusterConf) -> Result<cluster::Settings, crate::daemon::Sta
         advertise: c.advertise,
         ttl: c.ttl,
         tls,
+        public_key: Some(public_key.to_string()),
     })
 }

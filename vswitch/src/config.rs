@@ -718,11 +718,7 @@ pub fn check_tunnel(t: &TunnelConf, may_be_empty: bool) -> Result<(), ConfigErro
         return Err(ConfigError::TooManyRemotes(MAX_REMOTES));
     }
     if let Some(e) = &t.encrypt {
-        if may_be_empty {
-            return Err(ConfigError::Invalid(
-                "overlay tunnels are not encrypted by static keys".into(),
-            ));
-        }
+        // An encrypted overlay's peers are the nodes that published their keys.
         e.check(&t.remotes).map_err(ConfigError::Invalid)?;
     }
     for (i, r) in t.remotes.iter().enumerate() {

@@ -103,7 +103,7 @@ pub fn run(opts: Options) -> Result<(), StartError> {
     let cluster = match &cluster_conf {
         None => None,
         Some(c) => {
-            let settings = crate::clustering::settings(c)?;
+            let settings = crate::clustering::settings(c, &public_key)?;
             let mode = if fresh {
                 cluster::JoinMode::Now(JOIN_DEADLINE)
             } else {

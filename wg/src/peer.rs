@@ -56,6 +56,7 @@ impl Limiter {
 pub struct Peer {
     tunn: Tunn,
     public: PublicKey,
+    handshakes: u64,
 }
 
 /// Whether `msg` (a message to send) is a cookie reply, sent instead of a handshake
@@ -95,6 +96,7 @@ impl Peer {
         Peer {
             tunn,
             public: remote,
+            handshakes: 0,
         }
     }
 
@@ -124,7 +126,17 @@ impl Peer {
         if out.len() < msg.len().max(INIT_LEN) {
             return Outcome::Drop(DropReason::Truncated);
         }
-        outcome(self.tunn.decapsulate(Some(from), msg, out))
+        let kind = msg[0];
+        let r = outcome(self.tunn.decapsulate(Some(from), msg, out));
+        // A new session: an initiation answered with a response (responder), or a
+        // response answered with the confirming keepalive (initiator); an initiation
+        // answered with a cookie reply is none.
+        if let Outcome::Send(m) = &r {
+            if matches!((kind, m.first()), (1, Some(2)) | (2, Some(4))) {
+                self.handshakes += 1;
+            }
+        }
+        r
     }
 
     /// The next packet queued while there was no session, sealed, if any.
@@ -153,6 +165,11 @@ impl Peer {
     /// Time since the last completed handshake, if any.
     pub fn last_handshake(&self) -> Option<Duration> {
         self.tunn.time_since_last_handshake()
+    }
+
+    /// Handshakes completed with this peer (each a new session), whichever side began.
+    pub fn handshakes(&self) -> u64 {
+        self.handshakes
     }
 }
 
@@ -234,6 +251,7 @@ mod tests {
             Outcome::Deliver(&packet()[..])
         );
         assert!(a.last_handshake().is_some());
+        assert_eq!((a.handshakes(), b.handshakes()), (1, 1));
     }
 
     #[test]

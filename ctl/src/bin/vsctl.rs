@@ -308,6 +308,10 @@ enum Cmd {
         /// VXLAN network identifier [default: allocated by the cluster].
         #[arg(long)]
         vni: Option<u32>,
+        /// Encrypt it: VXLAN inside WireGuard between every pair of nodes, with the
+        /// public keys the nodes publish in the cluster.
+        #[arg(long)]
+        encrypted: bool,
     },
     /// Delete a cluster-wide overlay network.
     DelOverlay { name: String },
@@ -704,6 +708,7 @@ fn request(cmd: Cmd) -> Result<Request, String> {
             subnet,
             gateway,
             vni,
+            encrypted,
         } => {
             validate::bridge_name(&name)?;
             let (net, prefix) = validate::subnet(&subnet)?;
@@ -718,6 +723,7 @@ fn request(cmd: Cmd) -> Result<Request, String> {
                 subnet,
                 gateway,
                 vni,
+                encrypted,
             }
         }
         Cmd::DelOverlay { name } => Request::DelOverlay { name },

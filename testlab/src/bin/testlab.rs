@@ -191,6 +191,8 @@ fn wait_vswitchd(vsctl: &Path, sock: &Path, pid: u32, timeout: Duration) -> anyh
             bail!("pid {pid} exited before it answered on {}", sock.display());
         }
         if vswitchd::answers(vsctl, sock) {
+            // It may have exec'd between the two looks: the name that counts is now's.
+            let name = comm(pid);
             if name.as_deref() != Some("vswitchd") {
                 bail!("pid {pid} is not vswitchd ({})", name.unwrap_or_default());
             }

@@ -16,6 +16,8 @@ pub struct Host {
     pub ifaces: Vec<Iface>,
     pub gateway: Option<Ipv4Addr>,
     pub forward: bool,
+    /// A `wireguard-go` interface (and a kernel vxlan device on it).
+    pub wireguard: Option<super::WgHost>,
 }
 
 /// An interface of a host.
@@ -89,6 +91,10 @@ pub(super) fn resolve_host(cx: &mut Cx<'_>, h: &HostSpec) -> Host {
         ifaces,
         gateway,
         forward: h.forward,
+        wireguard: h
+            .wireguard
+            .as_ref()
+            .and_then(|w| super::wireguard::resolve_wg(cx, &w.value)),
     }
 }
 

@@ -24,6 +24,7 @@ mod hosts;
 mod links;
 mod switches;
 mod tunnels;
+mod wireguard;
 
 #[cfg(test)]
 mod tests;
@@ -36,6 +37,7 @@ pub use hosts::{Host, Iface};
 pub use links::{HostEnd, Link, Port, Vlans};
 pub use switches::{Bridge, Network, Switch};
 pub use tunnels::{Remote, Tunnel, VXLAN_PORT};
+pub use wireguard::{Crypto, WgHost, WgVxlan, WG_PORT};
 
 use errors::{serde_error, Cx};
 

@@ -24,6 +24,8 @@ pub struct Switch {
     pub uplink: Option<Uplink>,
     /// Ports of the uplink address forwarded to containers, in file order.
     pub published: Vec<Published>,
+    /// Its WireGuard private key, written to its key file before it starts.
+    pub private_key: Option<String>,
 }
 
 /// A bridge's IPv4 network and the gateway address the switch owns in it.
@@ -167,6 +169,10 @@ pub(super) fn resolve_switch(cx: &mut Cx<'_>, s: &SwitchSpec, nodes: &Nodes) -> 
         tunnels: Vec::new(),
         uplink: None,
         published: Vec::new(),
+        private_key: s
+            .private_key
+            .as_ref()
+            .and_then(|k| super::wireguard::private_key(cx, k)),
     }
 }
 

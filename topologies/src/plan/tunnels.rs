@@ -26,6 +26,8 @@ pub struct Tunnel {
     pub dstport: u16,
     /// The bridge VLAN the tunnel carries as an access port.
     pub vlan: Option<u16>,
+    /// VXLAN inside WireGuard, with the remote's key.
+    pub crypto: Option<super::Crypto>,
 }
 
 /// A far VTEP of a tunnel.
@@ -61,6 +63,9 @@ impl Tunnel {
         if let Some(vid) = self.vlan {
             v.push("--vlan".into());
             v.push(vid.to_string());
+        }
+        if let Some(c) = &self.crypto {
+            v.extend(c.args());
         }
         v
     }
@@ -366,6 +371,7 @@ pub(super) fn resolve_tunnels(cx: &mut Cx<'_>, tf: &TopologyFile, nodes: &Nodes,
                     named: r.value.clone(),
                 });
             }
+            let crypto = super::wireguard::resolve_crypto(cx, t, &at, remotes.len());
             if cx.errs.len() > errs_before {
                 continue;
             }
@@ -380,7 +386,12 @@ pub(super) fn resolve_tunnels(cx: &mut Cx<'_>, tf: &TopologyFile, nodes: &Nodes,
                 );
                 continue;
             }
-            let key = (own.clone(), local, dstport);
+            // An encrypted tunnel's socket is its WireGuard listen port.
+            let key = (
+                own.clone(),
+                local,
+                crypto.as_ref().map_or(dstport, |c| c.listen_port),
+            );
             match sockets.get(&key) {
                 Some((other, line)) if *other != sw.name => {
                     cx.err(
@@ -405,6 +416,7 @@ pub(super) fn resolve_tunnels(cx: &mut Cx<'_>, tf: &TopologyFile, nodes: &Nodes,
                 local,
                 dstport,
                 vlan,
+                crypto,
             });
         }
         if let Some(x) = plan.switches.get_mut(si) {

@@ -99,7 +99,8 @@ pub fn handle(
                 ip: ip.clone(),
                 gw,
                 mac: Some(rec.mac.clone()),
-                mtu,
+                // VXLAN inside WireGuard over a 1500-byte underlay leaves 1390.
+                mtu: mtu.or(o.encrypted.then_some(1500 - wg::OVERHEAD - 14)),
                 vlan,
                 kind,
                 name,

@@ -90,7 +90,17 @@ impl Controller {
                 tracing::warn!("cannot cache the cluster state: {e}");
             }
         }
-        let remotes = state.remotes(&cc.node, cc.advertise);
+        let remotes: Vec<(Ipv4Addr, Option<String>)> = state
+            .remotes(&cc.node, cc.advertise)
+            .into_iter()
+            .map(|a| (a, None))
+            .collect();
+        // An encrypted overlay reaches only the nodes that published a key.
+        let peers: Vec<(Ipv4Addr, Option<String>)> = state
+            .peers(&cc.node, cc.advertise)
+            .into_iter()
+            .map(|(a, k)| (a, Some(k)))
+            .collect();
         for b in &cc.bridges {
             if !state.overlays.contains_key(b) {
                 if let Err(e) = self.remove_overlay_bridge(b) {
@@ -99,7 +109,8 @@ impl Controller {
             }
         }
         for o in state.overlays.values() {
-            if let Err(e) = self.ensure_overlay(o, &remotes, cc.advertise) {
+            let rs = if o.encrypted { &peers } else { &remotes };
+            if let Err(e) = self.ensure_overlay(o, rs, cc.advertise) {
                 tracing::warn!(overlay = %o.name, "cannot carry the overlay: {e}");
             }
         }
@@ -127,10 +138,12 @@ impl Controller {
         Ok(())
     }
 
+    /// Makes overlay `o`'s bridge and tunnel exist towards exactly `remotes` (each with
+    /// its public key if `o` is encrypted).
     fn ensure_overlay(
         &mut self,
         o: &cluster::OverlayRecord,
-        remotes: &[Ipv4Addr],
+        remotes: &[(Ipv4Addr, Option<String>)],
         local: Ipv4Addr,
     ) -> Result<(), ControlError> {
         let port = overlay_port(o.vni);
@@ -170,15 +183,47 @@ impl Controller {
         for p in stale {
             self.del_port(&o.name, &p, true)?;
         }
+        let listen_port = o.listen_port.filter(|_| o.encrypted);
+        let peer = |k: &Option<String>| {
+            k.as_ref().map(|k| ctl::PeerSpec {
+                public_key: k.clone(),
+                inner_remote: None,
+            })
+        };
         match current {
-            Some(t) if t.vni == o.vni && t.local == Some(local) => {
-                for r in remotes.iter().filter(|r| !t.remotes.contains(r)) {
-                    self.add_remote(&o.name, &port, IpAddr::V4(*r), None)?;
+            Some(t)
+                if t.vni == o.vni
+                    && t.local == Some(local)
+                    && t.encrypt.as_ref().map(|e| e.listen_port) == listen_port =>
+            {
+                let new: Vec<(Ipv4Addr, Option<ctl::PeerSpec>)> = remotes
+                    .iter()
+                    .filter(|(r, _)| !t.remotes.contains(r))
+                    .map(|(r, k)| (*r, peer(k)))
+                    .collect();
+                self.add_remotes(&o.name, &port, &new)?;
+                for (r, _) in &new {
                     tracing::info!(overlay = %o.name, remote = %r, "remote VTEP added");
                 }
-                for r in t.remotes.iter().filter(|r| !remotes.contains(r)) {
+                for r in t
+                    .remotes
+                    .iter()
+                    .filter(|r| !remotes.iter().any(|(a, _)| a == *r))
+                {
                     self.del_remote(&o.name, &port, IpAddr::V4(*r))?;
                     tracing::info!(overlay = %o.name, remote = %r, "remote VTEP removed");
+                }
+                if let Some(e) = &t.encrypt {
+                    for (r, k) in remotes {
+                        let (Some(k), Some(p)) = (k, e.peer(*r)) else {
+                            continue;
+                        };
+                        if wg::PublicKey::parse(k).ok() != wg::PublicKey::parse(&p.public_key).ok()
+                        {
+                            self.set_peer_key(&o.name, &port, *r, k)?;
+                            tracing::info!(overlay = %o.name, remote = %r, key = %k, "remote's public key changed");
+                        }
+                    }
                 }
             }
             Some(_) => {
@@ -186,7 +231,12 @@ impl Controller {
                 return self.ensure_overlay(o, remotes, local);
             }
             None => {
-                let rs: Vec<IpAddr> = remotes.iter().map(|r| IpAddr::V4(*r)).collect();
+                let rs: Vec<IpAddr> = remotes.iter().map(|(r, _)| IpAddr::V4(*r)).collect();
+                let encrypt = listen_port.map(|listen_port| ctl::EncryptSpec {
+                    listen_port,
+                    inner_local: None,
+                    peers: remotes.iter().filter_map(|(_, k)| peer(k)).collect(),
+                });
                 self.add_tunnel(
                     &o.name,
                     &port,
@@ -195,9 +245,10 @@ impl Controller {
                     Some(IpAddr::V4(local)),
                     ctl::DEFAULT_VXLAN_PORT,
                     None,
-                    None,
+                    encrypt.as_ref(),
                 )?;
-                tracing::info!(overlay = %o.name, vni = o.vni, remotes = ?remotes, "overlay tunnel created");
+                let remotes: Vec<Ipv4Addr> = remotes.iter().map(|(r, _)| *r).collect();
+                tracing::info!(overlay = %o.name, vni = o.vni, remotes = ?remotes, encrypted = o.encrypted, "overlay tunnel created");
             }
         }
         Ok(())
@@ -277,6 +328,8 @@ impl Controller {
                     gateway: o.gateway.to_string(),
                     bridge: bridge.map(|b| b.name.clone()),
                     remotes,
+                    encrypted: o.encrypted,
+                    listen_port: o.listen_port,
                 }
             })
             .collect()

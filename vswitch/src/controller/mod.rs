@@ -13,6 +13,8 @@ mod endpoints;
 mod error;
 mod gateway;
 mod metrics;
+mod overlay_keys;
+mod overlay_remotes;
 mod portsec;
 pub(crate) mod services;
 #[cfg(test)]
@@ -1315,6 +1317,7 @@ impl Controller {
                         handshake_secs_ago: live
                             .and_then(|w| w.peer().last_handshake())
                             .map(|d| d.as_secs()),
+                        handshakes: live.map(|w| w.peer().handshakes()).unwrap_or(0),
                     }
                 });
                 RemoteInfo {

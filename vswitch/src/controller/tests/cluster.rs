@@ -20,6 +20,7 @@ fn node(name: &str, vtep: Ipv4Addr) -> (String, cluster::NodeRecord) {
             name: name.into(),
             vtep,
             started: 1,
+            public_key: None,
         },
     )
 }
@@ -32,6 +33,8 @@ fn overlay(name: &str, vni: u32) -> (String, cluster::OverlayRecord) {
             vni,
             subnet: "10.61.0.0/24".into(),
             gateway: Ipv4Addr::new(10, 61, 0, 1),
+            encrypted: false,
+            listen_port: None,
         },
     )
 }
