@@ -16,6 +16,8 @@ pub struct Host {
     pub ifaces: Vec<Iface>,
     pub gateway: Option<Ipv4Addr>,
     pub forward: bool,
+    /// Plugged into an overlay by `vsctl attach` (its `eth0` and address come then).
+    pub attach: Option<super::Attach>,
 }
 
 /// An interface of a host.
@@ -89,6 +91,7 @@ pub(super) fn resolve_host(cx: &mut Cx<'_>, h: &HostSpec) -> Host {
         ifaces,
         gateway,
         forward: h.forward,
+        attach: None,
     }
 }
 

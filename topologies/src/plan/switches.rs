@@ -24,6 +24,8 @@ pub struct Switch {
     pub uplink: Option<Uplink>,
     /// Ports of the uplink address forwarded to containers, in file order.
     pub published: Vec<Published>,
+    /// Joins the run's etcd (`--cluster-store`), started once the underlay is up.
+    pub cluster: Option<super::Join>,
 }
 
 /// A bridge's IPv4 network and the gateway address the switch owns in it.
@@ -167,6 +169,7 @@ pub(super) fn resolve_switch(cx: &mut Cx<'_>, s: &SwitchSpec, nodes: &Nodes) -> 
         tunnels: Vec::new(),
         uplink: None,
         published: Vec::new(),
+        cluster: None,
     }
 }
 
