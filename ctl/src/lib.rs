@@ -388,6 +388,22 @@ pub enum Request {
     ListOverlays,
     /// The nodes of the cluster.
     ListNodes,
+    /// Reserves an address of a cluster overlay for a container something else plugs
+    /// in (Docker's IPAM driver): the same etcd transaction as `attach`, the MAC derived
+    /// from the address, kept in the config until [`Request::IpamRelease`].
+    IpamClaim {
+        overlay: String,
+        /// This address, or the lowest free one.
+        #[serde(default)]
+        ip: Option<Ipv4Addr>,
+        /// Who holds it (shown by `list-overlays`), e.g. `docker`.
+        owner: String,
+    },
+    /// Gives a reserved address back to the cluster.
+    IpamRelease {
+        overlay: String,
+        ip: Ipv4Addr,
+    },
 }
 
 /// One response line: `{"ok":true,"data":…}` or `{"ok":false,"error":"…"}`.
@@ -536,6 +552,9 @@ pub struct OverlayInfo {
     /// The VTEPs it sends to from this node.
     #[serde(default)]
     pub remotes: Vec<String>,
+    /// Addresses this node reserved (`IpamClaim`): `IP OWNER`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reserved: Vec<String>,
 }
 
 /// A cluster node as `list-nodes` reports it.
@@ -1166,6 +1185,9 @@ fn render_cluster(out: &mut String, data: &Data) {
                         o.remotes.join(",")
                     }
                 );
+                for r in &o.reserved {
+                    let _ = writeln!(out, "    reserved {r}");
+                }
             }
         }
         Data::Nodes { nodes, store } => {

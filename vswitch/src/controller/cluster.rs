@@ -229,6 +229,12 @@ impl Controller {
                     .and_then(|p| p.tunnel.as_ref())
                     .map(|t| t.remotes.iter().map(|r| r.to_string()).collect())
                     .unwrap_or_default();
+                let reserved = self
+                    .reserved()
+                    .iter()
+                    .filter(|r| r.overlay == o.name)
+                    .map(|r| format!("{} {}", r.ip, r.container))
+                    .collect();
                 OverlayInfo {
                     name: o.name.clone(),
                     vni: o.vni,
@@ -236,6 +242,7 @@ impl Controller {
                     gateway: o.gateway.to_string(),
                     bridge: bridge.map(|b| b.name.clone()),
                     remotes,
+                    reserved,
                 }
             })
             .collect()

@@ -14,6 +14,7 @@ mod error;
 mod gateway;
 mod metrics;
 mod portsec;
+mod reserve;
 #[cfg(test)]
 mod tests;
 
@@ -372,7 +373,9 @@ impl Controller {
             Request::AddOverlay { .. }
             | Request::DelOverlay { .. }
             | Request::ListOverlays
-            | Request::ListNodes => Err(ControlError::NotInCluster),
+            | Request::ListNodes
+            | Request::IpamClaim { .. }
+            | Request::IpamRelease { .. } => Err(ControlError::NotInCluster),
         }
     }
 
