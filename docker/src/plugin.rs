@@ -890,13 +890,15 @@ impl<S: Switch, L: Links> Plugin<S, L> {
         let nid = check_id("network", &r.network_id)?;
         let eid = check_id("endpoint", &r.endpoint_id)?;
         let (bridges, _) = self.show()?;
-        let (b, _) = Self::find_endpoint(&bridges, eid).ok_or_else(|| {
-            format!(
-                "endpoint {} of network {} is not a port in vswitchd",
-                prefix(eid, 12),
-                prefix(nid, 12)
-            )
-        })?;
+        let (b, _) = Self::find_endpoint(&bridges, eid)
+            .filter(|(_, p)| ext(p, K_NETWORK).as_deref() == Some(nid))
+            .ok_or_else(|| {
+                format!(
+                    "endpoint {} of network {} is not a port in vswitchd",
+                    prefix(eid, 12),
+                    prefix(nid, 12)
+                )
+            })?;
         let gateway = b
             .net
             .as_ref()

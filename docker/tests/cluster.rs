@@ -83,7 +83,15 @@ fn two_hosts_share_an_overlay_with_addresses_from_the_cluster() {
     let u = format!("vdcl{}-u", std::process::id());
     nss.add(&u);
     ip(&["-n", &u, "link", "add", "ul", "type", "bridge"]);
-    ip(&["-n", &u, "addr", "add", &format!("{ETCD_IP}/24"), "dev", "ul"]);
+    ip(&[
+        "-n",
+        &u,
+        "addr",
+        "add",
+        &format!("{ETCD_IP}/24"),
+        "dev",
+        "ul",
+    ]);
     ip(&["-n", &u, "link", "set", "ul", "up"]);
     let dir = std::env::temp_dir().join(format!("{u}.d"));
     let etcd = Etcd::start(&u, ETCD_IP, &dir.join("etcd"), None).unwrap();
@@ -138,7 +146,8 @@ fn two_hosts_share_an_overlay_with_addresses_from_the_cluster() {
     ]);
     assert!(!o.success(), "{o}");
     assert!(
-        o.stderr.contains("vswitch: an overlay's addresses come from the cluster"),
+        o.stderr
+            .contains("vswitch: an overlay's addresses come from the cluster"),
         "{o}"
     );
 

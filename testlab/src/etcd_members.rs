@@ -16,7 +16,13 @@ use crate::SHORT;
 
 /// The command line of member `name` of a new cluster: its client URL `client`, peer
 /// URL `peer`, data under `data`, and `initial` (`NAME=PEERURL,…`) for every member.
-pub fn member_argv(name: &str, data: &Path, client: &str, peer: &str, initial: &str) -> Vec<String> {
+pub fn member_argv(
+    name: &str,
+    data: &Path,
+    client: &str,
+    peer: &str,
+    initial: &str,
+) -> Vec<String> {
     [
         "etcd",
         "--name",
@@ -133,7 +139,10 @@ impl EtcdMembers {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("etcd {eps:?} not healthy within {within:?}\n{}", self.log_tail());
+                bail!(
+                    "etcd {eps:?} not healthy within {within:?}\n{}",
+                    self.log_tail()
+                );
             }
             crate::stop::sleep(Duration::from_millis(200))?;
         }

@@ -373,7 +373,11 @@ pub fn steps(plan: &Plan) -> Vec<Step> {
             waited.push(&s.name);
         }
         v.push(Step::StartEtcd);
-        let nodes: Vec<&Switch> = plan.switches.iter().filter(|s| s.cluster.is_some()).collect();
+        let nodes: Vec<&Switch> = plan
+            .switches
+            .iter()
+            .filter(|s| s.cluster.is_some())
+            .collect();
         for s in &nodes {
             switch_steps(plan, s, &mut v);
             tunnel_steps(s, &mut v);
@@ -400,7 +404,11 @@ pub fn steps(plan: &Plan) -> Vec<Step> {
             });
         }
     }
-    for s in plan.switches.iter().filter(|s| !waited.contains(&s.name.as_str())) {
+    for s in plan
+        .switches
+        .iter()
+        .filter(|s| !waited.contains(&s.name.as_str()))
+    {
         wait_steps(plan, s, &mut v);
     }
     v

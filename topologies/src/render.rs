@@ -286,7 +286,9 @@ pub fn show(plan: &Plan, with_steps: bool) -> String {
                     "  node {}: VTEP {}{}",
                     sw.name,
                     j.advertise,
-                    j.ttl.map(|t| format!(", lease TTL {t} s")).unwrap_or_default()
+                    j.ttl
+                        .map(|t| format!(", lease TTL {t} s"))
+                        .unwrap_or_default()
                 );
             }
         }

@@ -390,7 +390,10 @@ fn show_renders_networks_uplink_published_ports_and_their_steps() {
 #[test]
 fn show_renders_the_cluster_and_its_steps() {
     let f = crate_dir().join("cluster.yaml");
-    let o = vstopo(&["show", "--steps", f.to_str().unwrap()], Duration::from_secs(10));
+    let o = vstopo(
+        &["show", "--steps", f.to_str().unwrap()],
+        Duration::from_secs(10),
+    );
     assert!(o.status.success(), "{o}");
     for want in [
         "etcd: 3 member(s) in host store, store etcd://198.51.100.254:2379,198.51.100.254:2381,198.51.100.254:2383",

@@ -104,7 +104,11 @@ impl<S: Switch, L: Links> Plugin<S, L> {
         if !r.sub_pool.is_empty() {
             return Err("--ip-range is not supported: the whole overlay is the pool".into());
         }
-        let named = r.options.as_ref().and_then(|o| o.get(OPT_OVERLAY)).and_then(crate::api::option_text);
+        let named = r
+            .options
+            .as_ref()
+            .and_then(|o| o.get(OPT_OVERLAY))
+            .and_then(crate::api::option_text);
         let overlays = self.overlays()?;
         let o = match (named.as_ref(), r.pool.as_str()) {
             (Some(name), pool) => {

@@ -139,7 +139,10 @@ pub(super) fn resolve_cluster(cx: &mut Cx<'_>, tf: &TopologyFile, nodes: &Nodes,
         if let Some(line) = names.insert(o.name.value.clone(), o.name.referenced.line()) {
             cx.err(
                 &o.name.referenced,
-                format!("duplicate overlay `{}` (first at line {line})", o.name.value),
+                format!(
+                    "duplicate overlay `{}` (first at line {line})",
+                    o.name.value
+                ),
             );
         }
         let subnet = match ctl::validate::subnet(&o.subnet.value) {
@@ -277,10 +280,7 @@ fn resolve_etcd(
     let Some(ip) = ip else {
         return cx.fail(
             &e.host.referenced,
-            format!(
-                "host {} has no address for etcd to listen on",
-                e.host.value
-            ),
+            format!("host {} has no address for etcd to listen on", e.host.value),
         );
     };
     Some(Etcd {
@@ -311,7 +311,10 @@ fn resolve_join(
     };
     if let Some(t) = &c.ttl {
         if !(1..=3600).contains(&t.value) {
-            cx.err(&t.referenced, format!("ttl {} is outside 1..=3600", t.value));
+            cx.err(
+                &t.referenced,
+                format!("ttl {} is outside 1..=3600", t.value),
+            );
         }
     }
     let addrs: Vec<(String, Ipv4Addr)> = plan

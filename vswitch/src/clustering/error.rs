@@ -34,7 +34,10 @@ pub enum VerbError {
         subnet: String,
     },
     #[error("address {ip} of overlay {overlay} is not reserved on this node")]
-    NotReserved { overlay: String, ip: std::net::Ipv4Addr },
+    NotReserved {
+        overlay: String,
+        ip: std::net::Ipv4Addr,
+    },
     #[error("not a cluster request")]
     NotClusterVerb,
 }

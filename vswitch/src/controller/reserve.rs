@@ -41,7 +41,8 @@ impl Controller {
     pub fn remove_reserved(&mut self, overlay: &str, ip: Ipv4Addr) -> Result<(), ControlError> {
         let mut next = self.cfg.clone();
         if let Some(cc) = next.cluster.as_mut() {
-            cc.reserved.retain(|r| !(r.overlay == overlay && r.ip == ip));
+            cc.reserved
+                .retain(|r| !(r.overlay == overlay && r.ip == ip));
         }
         self.commit(next)?;
         Ok(())

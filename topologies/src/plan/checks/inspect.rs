@@ -178,7 +178,11 @@ pub(super) fn ipam(cx: &mut Cx<'_>, i: &IpamSpec, plan: &Plan) -> Resolved {
     }
     Some((
         i.name.clone().unwrap_or_else(|| {
-            format!("ipam {}: {} distinct, claimed once", o.name, hosts.join(" "))
+            format!(
+                "ipam {}: {} distinct, claimed once",
+                o.name,
+                hosts.join(" ")
+            )
         }),
         CheckKind::Ipam {
             overlay: o.name.clone(),

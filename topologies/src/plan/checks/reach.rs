@@ -44,10 +44,11 @@ pub(super) fn pingall(cx: &mut Cx<'_>, p: &PingallSpec, at: &Location, plan: &Pl
                 match plan.host(&h.value) {
                     None => cx.err(&h.referenced, format!("unknown host `{}`", h.value)),
                     Some(host)
-                        if host.attach.is_none() && host.ifaces.iter().all(|i| i.addr.is_none()) =>
+                        if host.attach.is_none()
+                            && host.ifaces.iter().all(|i| i.addr.is_none()) =>
                     {
                         cx.err(
-                        &h.referenced,
+                            &h.referenced,
                             format!("host {} has no address to ping", h.value),
                         )
                     }
