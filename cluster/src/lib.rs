@@ -296,6 +296,7 @@ pub fn start(settings: Settings, cached: State, mode: JoinMode) -> Result<Handle
             JoinMode::Now(d) => Some((first_tx, d)),
             JoinMode::Background => None,
         },
+        next: 0,
     };
     std::thread::Builder::new()
         .name("vswitch-cluster".into())

@@ -41,6 +41,8 @@ pub(crate) struct Runner {
     pub cmds: tokio::sync::mpsc::UnboundedReceiver<Cmd>,
     /// Where the outcome of the first registration goes, and how long it may take.
     pub first: Option<(std::sync::mpsc::Sender<Result<(), String>>, Duration)>,
+    /// The member the next session tries first (one past the last one used).
+    pub next: usize,
 }
 
 /// Why a session ended.
@@ -205,12 +207,41 @@ impl Runner {
     /// Connects, registers and lists; then watches, keeps the lease alive and serves
     /// requests until something fails.
     async fn session(&mut self) -> End {
+        let (eps, start, opts) = (self.endpoints.clone(), self.next, self.connect_options());
+        let used = std::sync::Mutex::new(start);
         let setup = async {
-            let mut client = call(
-                Client::connect(&self.endpoints, Some(self.connect_options())),
-                "connect",
-            )
-            .await?;
+            // One member at a time, starting after the one the last session used: a
+            // channel balanced over every member keeps picking a dead one (a member of
+            // a three-member etcd killed would stall every node), one member that
+            // answers is enough.
+            let mut client = None;
+            let mut last = None;
+            for i in 0..eps.len().max(1) {
+                let k = (start + i) % eps.len().max(1);
+                let Some(ep) = eps.get(k) else { break };
+                let c = match call(
+                    Client::connect([ep.as_str()], Some(opts.clone())),
+                    "connect",
+                )
+                .await
+                {
+                    Ok(mut c) => call(c.status(), "status").await.map(|_| c),
+                    Err(e) => Err(e),
+                };
+                match c {
+                    Ok(c) => {
+                        *used.lock().unwrap_or_else(|p| p.into_inner()) = k;
+                        client = Some(c);
+                        break;
+                    }
+                    Err(e) => last = Some(e),
+                }
+            }
+            let mut client = match (client, last) {
+                (Some(c), _) => c,
+                (None, Some(e)) => return Err(e),
+                (None, None) => return Err(SessionError::Setup),
+            };
             let lease = call(client.lease_grant(self.settings.ttl as i64, None), "lease")
                 .await?
                 .id();
@@ -229,12 +260,14 @@ impl Runner {
             Ok::<_, SessionError>((client, lease, kvs, rev))
         };
         let deadline = self.first.as_ref().map_or(Duration::from_secs(10), |f| f.1);
-        let (mut client, lease, mut kvs, mut rev) =
-            match tokio::time::timeout(deadline, setup).await {
-                Ok(Ok(v)) => v,
-                Ok(Err(e)) => return End::Failed(e),
-                Err(_) => return End::Failed(SessionError::Setup),
-            };
+        let r = tokio::time::timeout(deadline, setup).await;
+        // Whatever happens to this session, the next one starts with the next member.
+        self.next = *used.lock().unwrap_or_else(|p| p.into_inner()) + 1;
+        let (mut client, lease, mut kvs, mut rev) = match r {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => return End::Failed(e),
+            Err(_) => return End::Failed(SessionError::Setup),
+        };
         if let Some((first, _)) = self.first.take() {
             if first.send(Ok(())).is_err() {
                 // Whoever asked gave up: leave again.

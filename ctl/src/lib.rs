@@ -420,6 +420,22 @@ pub enum Request {
     ListOverlays,
     /// The nodes of the cluster.
     ListNodes,
+    /// Reserves an address of a cluster overlay for a container something else plugs
+    /// in (Docker's IPAM driver): the same etcd transaction as `attach`, the MAC derived
+    /// from the address, kept in the config until [`Request::IpamRelease`].
+    IpamClaim {
+        overlay: String,
+        /// This address, or the lowest free one.
+        #[serde(default)]
+        ip: Option<Ipv4Addr>,
+        /// Who holds it (shown by `list-overlays`), e.g. `docker`.
+        owner: String,
+    },
+    /// Gives a reserved address back to the cluster.
+    IpamRelease {
+        overlay: String,
+        ip: Ipv4Addr,
+    },
 }
 
 /// One response line: `{"ok":true,"data":…}` or `{"ok":false,"error":"…"}`.
@@ -577,6 +593,9 @@ pub struct OverlayInfo {
     /// An encrypted overlay's WireGuard listen port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listen_port: Option<u16>,
+    /// Addresses this node reserved (`IpamClaim`): `IP OWNER`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reserved: Vec<String>,
 }
 
 /// A cluster node as `list-nodes` reports it.
@@ -1230,6 +1249,9 @@ fn render_cluster(out: &mut String, data: &Data) {
                         let _ = writeln!(out, "  (encrypted)");
                     }
                     _ => out.push('\n'),
+                }
+                for r in &o.reserved {
+                    let _ = writeln!(out, "    reserved {r}");
                 }
             }
         }

@@ -3,7 +3,8 @@
 //! makes every Docker network of driver `vswitch` a bridge of `vswitchd`.
 //!
 //! - [`api`]: the JSON bodies libnetwork posts and expects back.
-//! - [`plugin`]: the handlers — each turns one libnetwork call into `vswitchd` requests
+//! - [`plugin`]: the handlers — each turns one libnetwork call (`NetworkDriver.*`, and
+//!   `IpamDriver.*` for cluster overlays, whose addresses come from the cluster) into `vswitchd` requests
 //!   (through [`plugin::Switch`]) and veth work (through [`plugin::Links`]), undoing what
 //!   it did when a step fails.
 //! - [`links`]: veth pairs made and removed with iproute2's `ip`, with a timeout.

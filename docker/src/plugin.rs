@@ -217,6 +217,8 @@ pub struct NetOpts {
     /// VLAN and trunk interface.
     pub vlan: Option<(u16, String)>,
     pub tunnel: Option<TunnelOpts>,
+    /// A cluster overlay the network is (its bridge is the overlay's).
+    pub overlay: Option<String>,
 }
 
 /// A network's VXLAN tunnel.
@@ -241,6 +243,7 @@ impl NetOpts {
             OPT_REMOTES,
             OPT_LOCAL,
             OPT_DSTPORT,
+            OPT_OVERLAY,
         ];
         for k in opts.keys() {
             if k.starts_with("vswitch.") && !known.contains(&k.as_str()) {
@@ -334,6 +337,15 @@ impl NetOpts {
         if out.vlan.is_some() && out.tunnel.is_some() {
             return Err(format!("{OPT_VLAN} and {OPT_VNI} cannot be combined"));
         }
+        if let Some(o) = opts.get(OPT_OVERLAY) {
+            if out.vlan.is_some() || out.tunnel.is_some() {
+                return Err(format!(
+                    "{OPT_OVERLAY} cannot be combined with {OPT_VLAN} or {OPT_VNI}: the cluster makes the overlay's tunnel"
+                ));
+            }
+            ctl::validate::bridge_name(o.trim())?;
+            out.overlay = Some(o.trim().to_string());
+        }
         Ok(out)
     }
 }
@@ -400,7 +412,10 @@ impl<S: Switch, L: Links> Plugin<S, L> {
     pub fn dispatch(&self, path: &str, body: &[u8]) -> Value {
         let call = path.trim_start_matches('/');
         let r = match call {
-            "Plugin.Activate" => Ok(json!({ "Implements": ["NetworkDriver"] })),
+            "Plugin.Activate" => Ok(json!({ "Implements": ["NetworkDriver", "IpamDriver"] })),
+            c if c.starts_with("IpamDriver.") => self
+                .dispatch_ipam(c, body)
+                .unwrap_or_else(|| Err(format!("{c:?} is not a call this driver answers"))),
             "NetworkDriver.GetCapabilities" => {
                 Ok(json!({ "Scope": "local", "ConnectivityScope": "local" }))
             }
@@ -446,6 +461,9 @@ impl<S: Switch, L: Links> Plugin<S, L> {
         if d.pool.is_empty() {
             return Err("the network has no IPv4 subnet".into());
         }
+        if let Some(name) = &opts.overlay {
+            return self.join_overlay(name, d);
+        }
         if d.gateway.is_empty() {
             return Err(
                 "a network needs a gateway address (docker network create --gateway)".into(),
@@ -482,6 +500,60 @@ impl<S: Switch, L: Links> Plugin<S, L> {
                 Err(e)
             }
         }
+    }
+
+    /// A network that is a cluster overlay: nothing to make (the cluster made the
+    /// overlay's bridge on every node); its addresses must be the cluster's, or two
+    /// hosts would hand out the same one.
+    fn join_overlay(&self, name: &str, d: &api::IpamData) -> Result<Value, String> {
+        let o = self
+            .overlays()?
+            .into_iter()
+            .find(|o| o.name == name)
+            .ok_or_else(|| format!("overlay {name} is not known to the cluster"))?;
+        if o.bridge.is_none() {
+            return Err(format!("overlay {name} has no bridge on this node yet"));
+        }
+        if d.pool != o.subnet {
+            return Err(format!(
+                "the network's subnet {} is not overlay {name}'s {}",
+                d.pool, o.subnet
+            ));
+        }
+        if d.address_space != LOCAL_SPACE && d.address_space != GLOBAL_SPACE {
+            return Err(format!(
+                "an overlay's addresses come from the cluster: add --ipam-driver vswitch (got address space {:?})",
+                d.address_space
+            ));
+        }
+        Ok(json!({}))
+    }
+
+    /// The bridge an endpoint with address `ip` of network `nid` goes on: the network's
+    /// own, or else the overlay whose subnet holds `ip`.
+    fn endpoint_bridge<'a>(
+        &self,
+        bridges: &'a [BridgeInfo],
+        nid: &str,
+        ip: Ipv4Addr,
+    ) -> Result<(&'a BridgeInfo, bool), String> {
+        let br = bridge_name(nid);
+        if let Some(b) = bridges.iter().find(|b| b.name == br) {
+            return Ok((b, false));
+        }
+        let ov = self
+            .overlays()
+            .unwrap_or_default()
+            .into_iter()
+            .find(|o| o.bridge.is_some() && in_subnet(ip, &o.subnet));
+        ov.and_then(|o| bridges.iter().find(|b| Some(&b.name) == o.bridge.as_ref()))
+            .map(|b| (b, true))
+            .ok_or_else(|| {
+                format!(
+                    "network {} has no bridge {br} in vswitchd (was vswitchd's config lost?)",
+                    prefix(nid, 12)
+                )
+            })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -691,20 +763,20 @@ impl<S: Switch, L: Links> Plugin<S, L> {
                 iface.address
             )
         })?;
+        let (bridges, _) = self.show()?;
+        let (b, overlay) = self.endpoint_bridge(&bridges, nid, ip)?;
+        let br = b.name.clone();
         let given_mac = !iface.mac_address.is_empty();
         let mac = if given_mac {
             check_mac(&iface.mac_address)?
+        } else if overlay {
+            // The MAC the cluster published with the address (02:42 and the address,
+            // as Docker's overlay does): the other nodes already point it at this node.
+            let o = ip.octets();
+            format!("02:42:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3])
         } else {
             endpoint_mac(eid)
         };
-        let br = bridge_name(nid);
-        let (bridges, _) = self.show()?;
-        let b = bridges.iter().find(|b| b.name == br).ok_or_else(|| {
-            format!(
-                "network {} has no bridge {br} in vswitchd (was vswitchd's config lost?)",
-                prefix(nid, 12)
-            )
-        })?;
         let mtu = match r.options.get(api::MTU).and_then(api::option_text) {
             Some(m) => Some(
                 m.trim()
@@ -818,21 +890,15 @@ impl<S: Switch, L: Links> Plugin<S, L> {
         let nid = check_id("network", &r.network_id)?;
         let eid = check_id("endpoint", &r.endpoint_id)?;
         let (bridges, _) = self.show()?;
-        let br = bridge_name(nid);
-        let b = bridges
-            .iter()
-            .find(|b| b.name == br)
-            .ok_or_else(|| format!("network {} has no bridge {br} in vswitchd", prefix(nid, 12)))?;
-        if !b
-            .ports
-            .iter()
-            .any(|p| ext(p, K_ENDPOINT).as_deref() == Some(eid))
-        {
-            return Err(format!(
-                "endpoint {} is not a port of {br} in vswitchd",
-                prefix(eid, 12)
-            ));
-        }
+        let (b, _) = Self::find_endpoint(&bridges, eid)
+            .filter(|(_, p)| ext(p, K_NETWORK).as_deref() == Some(nid))
+            .ok_or_else(|| {
+                format!(
+                    "endpoint {} of network {} is not a port in vswitchd",
+                    prefix(eid, 12),
+                    prefix(nid, 12)
+                )
+            })?;
         let gateway = b
             .net
             .as_ref()
@@ -927,5 +993,8 @@ impl<S: Switch, L: Links> Handler for Plugin<S, L> {
     }
 }
 
+mod ipam;
 #[cfg(test)]
 mod tests;
+
+pub use ipam::{GLOBAL_SPACE, LOCAL_SPACE, OPT_OVERLAY};

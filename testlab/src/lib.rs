@@ -15,6 +15,7 @@
 //! - [`dockerd`]: a private `dockerd` in a namespace;
 //! - [`podman`]: a private podman (own storage, containers.conf, CNI directory);
 //! - [`etcd`]: a private `etcd` in a namespace, and certificates for its TLS tests;
+//! - [`etcd_members`]: an etcd of several members in one namespace;
 //! - [`traffic`]: ping and iperf3 command lines and what they measured;
 //! - [`snmp`]: a namespace's `/proc/net/snmp` counters.
 //!
@@ -26,6 +27,7 @@ use std::time::Duration;
 pub mod bg;
 pub mod dockerd;
 pub mod etcd;
+pub mod etcd_members;
 pub mod netns;
 pub mod podman;
 pub mod proc;

@@ -12,7 +12,7 @@ use testlab::traffic::{iperf3_client_argv, ping_argv, Iperf, IperfError, PingSum
 
 use crate::lab::{Lab, SHORT};
 use crate::model::TcpState;
-use crate::plan::{Check, CheckKind, MacRef, Pair};
+use crate::plan::{Check, CheckKind, Cidr, MacRef, Pair};
 use crate::proc::{self, RunError};
 
 /// What a check found.
@@ -57,7 +57,9 @@ pub fn run(lab: &mut Lab<'_>, check: &Check) -> Result<Outcome, RunError> {
 }
 
 fn run_inner(lab: &mut Lab<'_>, check: &Check) -> Result<Outcome> {
-    match &check.kind {
+    // Attached hosts' addresses are known only now.
+    let kind = check.kind.map_addrs(|a| lab.real_addr(a));
+    match &kind {
         CheckKind::Ping {
             from,
             to,
@@ -371,6 +373,11 @@ fn run_inner(lab: &mut Lab<'_>, check: &Check) -> Result<Outcome> {
             count,
             to,
         } => broadcast(lab, check.line, from, subnet.broadcast(), *port, *count, to),
+        CheckKind::Ipam {
+            overlay,
+            subnet,
+            hosts,
+        } => ipam(lab, overlay, subnet, hosts),
         CheckKind::Exec {
             node,
             cmd,
@@ -614,4 +621,64 @@ fn pingall(lab: &Lab<'_>, pairs: &[Pair], count: u32) -> Result<Outcome> {
 fn udp_rcvbuf_errors(lab: &Lab<'_>, node: &str) -> Option<u64> {
     let snmp = testlab::snmp::read(&lab.ns(node)).ok()?;
     testlab::snmp::udp_rcvbuf_errors(&snmp)
+}
+
+/// `ipam`: each attached host's `eth0` holds an address of the overlay's subnet, no two
+/// the same, and the etcd holds exactly one claim for each (`ipam/OVERLAY/IP`).
+fn ipam(lab: &mut Lab<'_>, overlay: &str, subnet: &Cidr, hosts: &[String]) -> Result<Outcome> {
+    let mut seen: Vec<(String, std::net::Ipv4Addr)> = Vec::new();
+    let mut problems: Vec<String> = Vec::new();
+    for h in hosts {
+        let o = lab.exec(h, &["ip", "-4", "-o", "addr", "show", "dev", "eth0"], SHORT)?;
+        // "N: eth0    inet 10.61.0.2/24 brd … scope global eth0"
+        let ip = o
+            .stdout
+            .split_whitespace()
+            .skip_while(|w| *w != "inet")
+            .nth(1)
+            .and_then(|c| c.split('/').next())
+            .and_then(|ip| ip.parse::<std::net::Ipv4Addr>().ok());
+        match ip {
+            Some(ip) => {
+                if !subnet.contains(ip) {
+                    problems.push(format!("{h} has {ip}, outside {}", subnet.subnet()));
+                }
+                if let Some((other, _)) = seen.iter().find(|(_, x)| *x == ip) {
+                    problems.push(format!("{ip} handed to both {other} and {h}"));
+                }
+                seen.push((h.clone(), ip));
+            }
+            None => problems.push(format!("{h} has no address on eth0")),
+        }
+    }
+    let prefix = format!("/vswitch/v1/ipam/{overlay}/");
+    let out = lab.etcdctl(&["get", "--prefix", "--keys-only", &prefix])?;
+    let mut claims: Vec<String> = out
+        .stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix(prefix.as_str()))
+        .map(str::to_string)
+        .collect();
+    claims.sort();
+    let mut held: Vec<String> = seen.iter().map(|(_, ip)| ip.to_string()).collect();
+    held.sort();
+    if claims != held {
+        problems.push(format!(
+            "etcd claims {} but the hosts hold {}",
+            claims.join(", "),
+            held.join(", ")
+        ));
+    }
+    let list: Vec<String> = seen.iter().map(|(h, ip)| format!("{h} {ip}")).collect();
+    let mut fig = format!(
+        "{} host(s), {} distinct address(es) ({}), {} claim(s) in etcd",
+        hosts.len(),
+        held.iter().collect::<std::collections::BTreeSet<_>>().len(),
+        list.join(", "),
+        claims.len()
+    );
+    if !problems.is_empty() {
+        let _ = write!(fig, "; {}", problems.join("; "));
+    }
+    Ok(Outcome::new(problems.is_empty(), fig))
 }

@@ -44,12 +44,16 @@ fn preflight(plan: &Plan) -> Result<Bins> {
         bail!("vstopo builds network namespaces and needs root: sudo vstopo …");
     }
     let mut tools = vec!["ip", "sysctl", "ss"];
+    if plan.etcd.is_some() {
+        tools.extend(["etcd", "etcdctl"]);
+    }
     for c in &plan.checks {
         match c.kind {
             CheckKind::Ping { .. } | CheckKind::Pingall { .. } => tools.push("ping"),
             CheckKind::Iperf { .. } => tools.push("iperf3"),
             CheckKind::Http { .. } => tools.extend(["python3", "curl"]),
             CheckKind::Exec { .. } => tools.push("sh"),
+            CheckKind::Ipam { .. } => tools.push("etcdctl"),
             CheckKind::Tcp { .. } | CheckKind::Fdb { .. } | CheckKind::Broadcast { .. } => {}
         }
     }

@@ -7,7 +7,9 @@
 //! inside a namespace of the run (`ip -n NS link add … peer … netns NS2`), never in the
 //! root namespace, so interface names need no prefix and stay as the file wrote them.
 
+use std::collections::BTreeMap;
 use std::fmt;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -16,7 +18,7 @@ use ctl::{Data, PortKind};
 use testlab::netns;
 use testlab::vswitchd::{self, NotReady, Spec, READY};
 
-use crate::plan::{ns_name, Cidr, Link, Plan, Vlans};
+use crate::plan::{ns_name, Cidr, Link, Plan, Switch, Vlans, OVERLAY_MTU};
 use crate::proc::{self, Bg, Deadline, Opts, Out, Output, RunError};
 use crate::state::{self, Mode, State, SwitchRec};
 
@@ -122,6 +124,14 @@ pub enum Step {
     WaitPorts { switch: String, ports: Vec<String> },
     /// Wait until the switch reports its uplink `iface` up.
     WaitUplink { switch: String, iface: String },
+    /// Start the run's etcd members in their host and wait until the cluster answers.
+    StartEtcd,
+    /// Wait until the cluster switch carries every overlay towards every other cluster
+    /// switch.
+    WaitOverlays { switch: String },
+    /// `vsctl attach OVERLAY NS` on the switch: the host gets `eth0` and an address of
+    /// the cluster's choosing, which the run records for the checks.
+    Attach { host: String },
     /// Write `/etc/netns/NS/resolv.conf` naming the network's gateway as the host's
     /// resolver (`ip netns exec` bind-mounts it over `/etc/resolv.conf`).
     ResolvConf {
@@ -164,13 +174,11 @@ impl Step {
                 format!("ip -n {} link set dev {dev} {}", ns(node), args.join(" "))
             }
             Step::StartSwitch { switch } => {
-                let s = plan.switch(switch);
                 format!(
-                    "ip netns exec {} vswitchd --sock {dir}/{switch}.sock --db {dir}/{switch}.json --log-level {}{}",
+                    "ip netns exec {} vswitchd --sock {dir}/{switch}.sock --db {dir}/{switch}.json {}",
                     ns(switch),
-                    s.map(|s| s.log_level.as_str()).unwrap_or("info"),
-                    s.and_then(|s| s.workers)
-                        .map(|w| format!(" --workers {w}"))
+                    plan.switch(switch)
+                        .map(|s| switchd_args(plan, s).join(" "))
                         .unwrap_or_default()
                 )
             }
@@ -211,6 +219,27 @@ impl Step {
             Step::WaitUplink { switch, iface } => {
                 format!("wait until uplink {iface} of {switch} is up")
             }
+            Step::StartEtcd => match &plan.etcd {
+                Some(e) => format!(
+                    "start etcd ({} member(s)) in {} on {}",
+                    e.members,
+                    ns(&e.host),
+                    e.endpoints()
+                ),
+                None => "start etcd".into(),
+            },
+            Step::WaitOverlays { switch } => {
+                format!("wait until {switch} carries every overlay towards the other nodes")
+            }
+            Step::Attach { host } => match plan.host(host).and_then(|h| h.attach.as_ref()) {
+                Some(a) => format!(
+                    "vsctl --sock {dir}/{}.sock attach {} {} --mtu {OVERLAY_MTU}",
+                    a.switch,
+                    a.overlay,
+                    ns(host)
+                ),
+                None => format!("attach {host}"),
+            },
             Step::ResolvConf { node, server } => {
                 format!(
                     "echo nameserver {server} > {}",
@@ -234,6 +263,29 @@ impl Step {
             }
         }
     }
+}
+
+/// `vswitchd`'s options for switch `s` (besides its socket and config).
+fn switchd_args(plan: &Plan, s: &Switch) -> Vec<String> {
+    let mut args = vec!["--log-level".to_string(), s.log_level.clone()];
+    if let Some(w) = s.workers {
+        args.push("--workers".into());
+        args.push(w.to_string());
+    }
+    if let (Some(j), Some(e)) = (&s.cluster, &plan.etcd) {
+        args.extend([
+            "--cluster-store".into(),
+            e.store_url(),
+            "--cluster-advertise".into(),
+            j.advertise.to_string(),
+            "--node".into(),
+            s.name.clone(),
+        ]);
+        if let Some(t) = j.ttl {
+            args.extend(["--cluster-ttl".into(), t.to_string()]);
+        }
+    }
+    args
 }
 
 fn set(node: &str, dev: &str, args: &[&str]) -> Step {
@@ -328,7 +380,63 @@ pub fn steps(plan: &Plan) -> Vec<Step> {
             }
         }
     }
-    for s in &plan.switches {
+    // Cluster switches start once the underlay and etcd are up (see below).
+    for s in plan.switches.iter().filter(|s| s.cluster.is_none()) {
+        switch_steps(plan, s, &mut v);
+    }
+    for_hosts_and_tunnels(plan, &mut v);
+    let mut waited: Vec<&str> = Vec::new();
+    if plan.etcd.is_some() {
+        // The underlay must forward before a node joins: its first join must reach etcd.
+        for s in plan.switches.iter().filter(|s| s.cluster.is_none()) {
+            wait_steps(plan, s, &mut v);
+            waited.push(&s.name);
+        }
+        v.push(Step::StartEtcd);
+        let nodes: Vec<&Switch> = plan
+            .switches
+            .iter()
+            .filter(|s| s.cluster.is_some())
+            .collect();
+        for s in &nodes {
+            switch_steps(plan, s, &mut v);
+            tunnel_steps(s, &mut v);
+        }
+        // An overlay is made once, from any node; every node then carries it.
+        if let Some(first) = nodes.first() {
+            for o in &plan.overlays {
+                v.push(Step::Vsctl {
+                    switch: first.name.clone(),
+                    args: o.add_args(),
+                });
+            }
+            if !plan.overlays.is_empty() {
+                for s in &nodes {
+                    v.push(Step::WaitOverlays {
+                        switch: s.name.clone(),
+                    });
+                }
+            }
+        }
+        for h in plan.hosts.iter().filter(|h| h.attach.is_some()) {
+            v.push(Step::Attach {
+                host: h.name.clone(),
+            });
+        }
+    }
+    for s in plan
+        .switches
+        .iter()
+        .filter(|s| !waited.contains(&s.name.as_str()))
+    {
+        wait_steps(plan, s, &mut v);
+    }
+    v
+}
+
+/// A switch's daemon, bridges, ports, uplink and published ports.
+fn switch_steps(plan: &Plan, s: &Switch, v: &mut Vec<Step>) {
+    {
         v.push(Step::StartSwitch {
             switch: s.name.clone(),
         });
@@ -393,6 +501,10 @@ pub fn steps(plan: &Plan) -> Vec<Step> {
             });
         }
     }
+}
+
+/// Host interfaces and tunnels.
+fn for_hosts_and_tunnels(plan: &Plan, v: &mut Vec<Step>) {
     // Host interfaces: TAPs move in first, then every interface gets its MAC, MTU and
     // address, and comes up.
     for l in &plan.links {
@@ -460,7 +572,13 @@ pub fn steps(plan: &Plan) -> Vec<Step> {
         }
     }
     // Tunnels last: a `local` address must exist before the VTEP binds it.
-    for s in &plan.switches {
+    for s in plan.switches.iter().filter(|s| s.cluster.is_none()) {
+        tunnel_steps(s, v);
+    }
+}
+
+fn tunnel_steps(s: &Switch, v: &mut Vec<Step>) {
+    {
         for t in &s.tunnels {
             v.push(Step::Vsctl {
                 switch: s.name.clone(),
@@ -468,7 +586,11 @@ pub fn steps(plan: &Plan) -> Vec<Step> {
             });
         }
     }
-    for s in &plan.switches {
+}
+
+/// Waits until a switch's ports (and uplink) are up.
+fn wait_steps(plan: &Plan, s: &Switch, v: &mut Vec<Step>) {
+    {
         let ports: Vec<String> = plan
             .ports_of(&s.name)
             .map(|p| p.name.clone())
@@ -487,7 +609,6 @@ pub fn steps(plan: &Plan) -> Vec<Step> {
             });
         }
     }
-    v
 }
 
 /// A running (or being built) topology.
@@ -500,6 +621,8 @@ pub struct Lab<'p> {
     /// Background helpers of checks (servers), stopped by [`Lab::stop_helpers`].
     helpers: Vec<Bg>,
     seq: u32,
+    /// Attached host → the address the cluster gave it.
+    attached: BTreeMap<String, Ipv4Addr>,
 }
 
 impl<'p> Lab<'p> {
@@ -558,6 +681,7 @@ impl<'p> Lab<'p> {
             daemons: Vec::new(),
             helpers: Vec::new(),
             seq: 0,
+            attached: BTreeMap::new(),
         })
     }
 
@@ -652,6 +776,9 @@ impl<'p> Lab<'p> {
                 let (ns, via) = (self.ns(node), via.to_string());
                 netns::ip(&["-n", &ns, "route", "add", "default", "via", &via])?;
             }
+            Step::StartEtcd => self.start_etcd()?,
+            Step::WaitOverlays { switch } => self.wait_overlays(switch)?,
+            Step::Attach { host } => self.attach(host)?,
             Step::WaitPorts { switch, ports } => self.wait_ports(switch, ports)?,
             Step::WaitUplink { switch, iface } => self.wait_uplink(switch, iface)?,
             Step::ResolvConf { node, server } => {
@@ -688,6 +815,157 @@ impl<'p> Lab<'p> {
         Ok(())
     }
 
+    /// Starts the etcd members in their host and waits until every one is healthy.
+    fn start_etcd(&mut self) -> Result<()> {
+        let e = self
+            .plan
+            .etcd
+            .as_ref()
+            .ok_or_else(|| anyhow!("the file has no etcd"))?;
+        let ns = self.ns(&e.host);
+        let dir = self.state.dir().join("etcd");
+        let members = testlab::etcd_members::cluster_argvs(
+            &e.ip.to_string(),
+            crate::plan::ETCD_BASE_PORT,
+            e.members as u16,
+            &dir,
+        );
+        let mut logs = Vec::new();
+        for (name, argv) in members {
+            let log = dir.join(format!("{name}.log"));
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            let opts = Opts {
+                own_group: true,
+                ..Opts::default()
+            };
+            let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+            let bg = Bg::start(
+                &format!("etcd {name}"),
+                &netns::exec_argv(&ns, &argv),
+                Output::log(&log),
+                &opts,
+            )?;
+            self.daemons.push(bg);
+            logs.push(log);
+        }
+        let eps = e.endpoints();
+        let deadline = Deadline::after(Duration::from_secs(30), Duration::from_millis(200));
+        loop {
+            let argv = [
+                "etcdctl",
+                "--endpoints",
+                &eps,
+                "--dial-timeout",
+                "1s",
+                "--command-timeout",
+                "2s",
+                "endpoint",
+                "health",
+            ];
+            if netns::try_exec(&ns, &argv, SHORT)?.success() {
+                return Ok(());
+            }
+            if deadline.passed() {
+                let tails: Vec<String> = logs.iter().map(|l| proc::tail(l, 10)).collect();
+                bail!("etcd {eps} not healthy within 30 s:\n{}", tails.join("\n"));
+            }
+            deadline.pause()?;
+        }
+    }
+
+    /// `etcdctl ARGS…` against the run's etcd, inside its host.
+    pub fn etcdctl(&self, args: &[&str]) -> Result<Out> {
+        let e = self
+            .plan
+            .etcd
+            .as_ref()
+            .ok_or_else(|| anyhow!("the file has no etcd"))?;
+        let eps = e.endpoints();
+        let mut argv = vec!["etcdctl", "--endpoints", &eps, "--command-timeout", "3s"];
+        argv.extend_from_slice(args);
+        Ok(netns::try_exec(&self.ns(&e.host), &argv, SHORT)?.must()?)
+    }
+
+    /// Waits until cluster switch `switch` has a bridge for every overlay whose tunnel's
+    /// remotes are exactly the other cluster switches' VTEPs.
+    fn wait_overlays(&self, switch: &str) -> Result<()> {
+        let others: std::collections::BTreeSet<String> = self
+            .plan
+            .switches
+            .iter()
+            .filter(|s| s.name != switch)
+            .filter_map(|s| s.cluster.as_ref().map(|j| j.advertise.to_string()))
+            .collect();
+        let deadline = Deadline::after(Duration::from_secs(20), Duration::from_millis(100));
+        loop {
+            let Data::Show { bridges, .. } = self.vsctl_json(switch, &["show"])? else {
+                bail!("vsctl show --json of {switch} returned no bridges");
+            };
+            let pending: Vec<&str> = self
+                .plan
+                .overlays
+                .iter()
+                .filter(|o| {
+                    let remotes = bridges
+                        .iter()
+                        .find(|b| b.name == o.name)
+                        .and_then(|b| b.ports.iter().find_map(|p| p.tunnel.as_ref()))
+                        .map(|t| t.remotes.iter().map(|r| r.ip.clone()).collect());
+                    remotes.as_ref() != Some(&others)
+                })
+                .map(|o| o.name.as_str())
+                .collect();
+            if pending.is_empty() {
+                return Ok(());
+            }
+            if deadline.passed() {
+                bail!(
+                    "{switch} does not carry overlay(s) {} towards {others:?} after 20 s",
+                    pending.join(", ")
+                );
+            }
+            deadline.pause()?;
+        }
+    }
+
+    /// `vsctl attach` of an attached host; records the address the cluster gave it.
+    fn attach(&mut self, host: &str) -> Result<()> {
+        let a = self
+            .plan
+            .host(host)
+            .and_then(|h| h.attach.clone())
+            .ok_or_else(|| anyhow!("host {host} is attached to nothing"))?;
+        let ns = self.ns(host);
+        let mtu = OVERLAY_MTU.to_string();
+        let o = self.vsctl_ok(&a.switch, &["attach", &a.overlay, &ns, "--mtu", &mtu])?;
+        // "10.61.0.2/24 02:42:0a:3d:00:02"
+        let ip = o
+            .stdout
+            .split_whitespace()
+            .next()
+            .and_then(|c| c.split('/').next())
+            .and_then(|ip| ip.parse::<Ipv4Addr>().ok())
+            .ok_or_else(|| anyhow!("vsctl attach printed no address: {:?}", o.stdout))?;
+        self.attached.insert(host.to_string(), ip);
+        Ok(())
+    }
+
+    /// The address behind `ip`: an attached host's real address for its placeholder,
+    /// any other address as it is.
+    pub fn real_addr(&self, ip: Ipv4Addr) -> Ipv4Addr {
+        if !Plan::is_placeholder(ip) {
+            return ip;
+        }
+        self.plan
+            .hosts
+            .iter()
+            .find(|h| self.plan.placeholder(&h.name) == Some(ip))
+            .and_then(|h| self.attached.get(&h.name))
+            .copied()
+            .unwrap_or(ip)
+    }
+
     fn switch_rec(&self, switch: &str) -> Result<&SwitchRec> {
         self.state
             .switches
@@ -701,11 +979,7 @@ impl<'p> Lab<'p> {
             .plan
             .switch(switch)
             .ok_or_else(|| anyhow!("no switch {switch}"))?;
-        let mut args = vec!["--log-level".to_string(), sw.log_level.clone()];
-        if let Some(w) = sw.workers {
-            args.push("--workers".into());
-            args.push(w.to_string());
-        }
+        let args = switchd_args(self.plan, sw);
         if let Some(k) = &sw.private_key {
             wireguard::write_key(&rec.db.with_extension("wg.key"), k)?;
         }

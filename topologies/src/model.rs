@@ -37,6 +37,54 @@ pub struct TopologyFile {
     pub links: Vec<S<LinkSpec>>,
     #[serde(default)]
     pub checks: Vec<S<CheckSpec>>,
+    /// An etcd the run starts for its cluster switches (`cluster:`).
+    pub etcd: Option<S<EtcdSpec>>,
+    /// Cluster-wide overlay networks (`vsctl add-overlay`), created once in the etcd.
+    #[serde(default)]
+    pub overlays: Vec<S<OverlaySpec>>,
+}
+
+/// The run's etcd: members started by vstopo inside a host's namespace.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EtcdSpec {
+    /// The host it runs in; it listens on that host's first address.
+    pub host: S<String>,
+    /// 1 (default) or 3.
+    pub members: Option<S<u32>>,
+}
+
+/// One cluster overlay network.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OverlaySpec {
+    /// Also the name of its bridge on every cluster switch.
+    pub name: S<String>,
+    /// `A.B.C.D/N` with no host bits.
+    pub subnet: S<String>,
+    /// Default: the subnet's first address.
+    pub gateway: Option<S<String>>,
+    /// Default: allocated by the cluster.
+    pub vni: Option<S<i64>>,
+}
+
+/// How a switch joins the cluster.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSpec {
+    /// Its VTEP address: `HOST:IFACE` of its host or one of its host's IPv4 addresses.
+    pub advertise: S<String>,
+    /// Lease TTL in seconds (`vswitchd --cluster-ttl`, default vswitchd's).
+    pub ttl: Option<S<u32>>,
+}
+
+/// A host plugged into an overlay by `vsctl attach` on a cluster switch: its interface
+/// and address come from the cluster.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttachSpec {
+    pub switch: S<String>,
+    pub overlay: S<String>,
 }
 
 /// One `vswitchd` instance.
@@ -66,6 +114,8 @@ pub struct SwitchSpec {
     /// file before it starts, so a file can name its public key; default: generated at
     /// its first start.
     pub private_key: Option<S<String>>,
+    /// Join the run's etcd as a cluster node (needs `host:` and a top-level `etcd:`).
+    pub cluster: Option<S<ClusterSpec>>,
 }
 
 /// The uplink of a switch: its address and next hop on the outside.
@@ -159,6 +209,9 @@ pub struct HostSpec {
     /// Route between its interfaces (`net.ipv4.ip_forward=1` in its namespace).
     #[serde(default)]
     pub forward: bool,
+    /// A container on an overlay: `vsctl attach` on a cluster switch gives it `eth0`
+    /// and an address from the cluster (no `interfaces` then).
+    pub attach: Option<S<AttachSpec>>,
     /// A `wireguard-go` interface (configured with `wg`), optionally carrying a kernel
     /// vxlan device: a plain Linux peer of an encrypted tunnel.
     pub wireguard: Option<S<WireguardSpec>>,
@@ -293,6 +346,16 @@ pub enum CheckSpec {
     Fdb(FdbSpec),
     Exec(ExecSpec),
     Broadcast(BroadcastSpec),
+    Ipam(IpamSpec),
+}
+
+/// `ipam`: the hosts attached to an overlay hold distinct addresses of its subnet, each
+/// claimed once in the etcd, and no claim is left over.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IpamSpec {
+    pub name: Option<String>,
+    pub overlay: S<String>,
 }
 
 /// Reachability a ping expects.

@@ -83,6 +83,13 @@ pub fn show(plan: &Plan, with_steps: bool) -> String {
                 let _ = write!(line, " with vxlan {} VNI {} {}", x.name, x.vni, x.address);
             }
         }
+        if let Some(a) = &h.attach {
+            let _ = write!(
+                line,
+                "eth0 from overlay {} (vsctl attach on {}; address from the cluster)",
+                a.overlay, a.switch
+            );
+        }
         let runs: Vec<&str> = plan
             .switches
             .iter()
@@ -120,14 +127,18 @@ pub fn show(plan: &Plan, with_steps: bool) -> String {
             Some(h) => format!("in host {h}'s namespace"),
             None => "own namespace".into(),
         };
+        let bridges = match (bridges.is_empty(), &sw.cluster) {
+            (true, Some(_)) => "the cluster's overlays".to_string(),
+            (_, Some(_)) => format!("{} and the cluster's overlays", bridges.join(", ")),
+            _ => bridges.join(", "),
+        };
         let _ = writeln!(
             s,
-            "  {:<w$}  switch  vswitchd ({place}{}), bridges: {}",
+            "  {:<w$}  switch  vswitchd ({place}{}), bridges: {bridges}",
             sw.name,
             sw.workers
                 .map(|n| format!(", {n} workers"))
                 .unwrap_or_default(),
-            bridges.join(", ")
         );
     }
     let _ = writeln!(s, "\nlinks:");
@@ -266,6 +277,55 @@ pub fn show(plan: &Plan, with_steps: bool) -> String {
                 let _ = write!(line, ", encrypted (WireGuard port {})", c.listen_port);
             }
             let _ = writeln!(s, "  {line}");
+        }
+    }
+    if let Some(e) = &plan.etcd {
+        let _ = writeln!(s, "\ncluster:");
+        let _ = writeln!(
+            s,
+            "  etcd: {} member(s) in host {}, store {}",
+            e.members,
+            e.host,
+            e.store_url()
+        );
+        for sw in &plan.switches {
+            if let Some(j) = &sw.cluster {
+                let _ = writeln!(
+                    s,
+                    "  node {}: VTEP {}{}",
+                    sw.name,
+                    j.advertise,
+                    j.ttl
+                        .map(|t| format!(", lease TTL {t} s"))
+                        .unwrap_or_default()
+                );
+            }
+        }
+        for o in &plan.overlays {
+            let mut line = format!("  overlay {}: subnet {}", o.name, o.subnet);
+            if let Some(g) = o.gateway {
+                let _ = write!(line, ", gateway {g}");
+            }
+            match o.vni {
+                Some(v) => {
+                    let _ = write!(line, ", VNI {v}");
+                }
+                None => line.push_str(", VNI from the cluster"),
+            }
+            let on: Vec<String> = plan
+                .hosts
+                .iter()
+                .filter_map(|h| {
+                    h.attach
+                        .as_ref()
+                        .filter(|a| a.overlay == o.name)
+                        .map(|a| format!("{} on {}", h.name, a.switch))
+                })
+                .collect();
+            if !on.is_empty() {
+                let _ = write!(line, "; attached: {}", on.join(", "));
+            }
+            let _ = writeln!(s, "{line}");
         }
     }
     if !plan.checks.is_empty() {

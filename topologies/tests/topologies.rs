@@ -388,6 +388,38 @@ fn show_renders_networks_uplink_published_ports_and_their_steps() {
 }
 
 #[test]
+fn show_renders_the_cluster_and_its_steps() {
+    let f = crate_dir().join("cluster.yaml");
+    let o = vstopo(
+        &["show", "--steps", f.to_str().unwrap()],
+        Duration::from_secs(10),
+    );
+    assert!(o.status.success(), "{o}");
+    for want in [
+        "etcd: 3 member(s) in host store, store etcd://198.51.100.254:2379,198.51.100.254:2381,198.51.100.254:2383",
+        "node sw2: VTEP 198.51.100.2, lease TTL 5 s",
+        "overlay red: subnet 10.61.0.0/24, VNI from the cluster; attached: r1 on sw1, r2 on sw2, r3 on sw3, r4 on sw2",
+        "r1     host    eth0 from overlay red (vsctl attach on sw1; address from the cluster)",
+        "start etcd (3 member(s)) in <run>-store on 198.51.100.254:2379,198.51.100.254:2381,198.51.100.254:2383",
+        "--cluster-store etcd://198.51.100.254:2379,198.51.100.254:2381,198.51.100.254:2383 --cluster-advertise 198.51.100.3 --node sw3 --cluster-ttl 5",
+        "vsctl --sock /run/vstopo/<run>/sw1.sock add-overlay blue --subnet 10.62.0.0/24 --gateway 10.62.0.254 --vni 6200",
+        "vsctl --sock /run/vstopo/<run>/sw3.sock attach blue <run>-b2 --mtu 1450",
+    ] {
+        assert!(o.stdout.contains(want), "missing {want:?}:\n{}", o.stdout);
+    }
+    // Order: the underlay forwards before etcd starts, etcd before the nodes, the
+    // overlays before the attaches.
+    let at = |needle: &str| {
+        o.stdout
+            .find(needle)
+            .unwrap_or_else(|| panic!("{needle:?} missing:\n{}", o.stdout))
+    };
+    assert!(at("wait until ports store-eth0") < at("start etcd"));
+    assert!(at("start etcd") < at("--node sw1"));
+    assert!(at("wait until sw3 carries every overlay") < at("attach red <run>-r1"));
+}
+
+#[test]
 fn up_exec_down_leaves_nothing() {
     prerequisites();
     let f = fixture("small.yaml");

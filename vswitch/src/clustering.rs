@@ -4,6 +4,7 @@
 
 mod endpoints;
 mod error;
+mod reserve;
 
 pub use endpoints::is_overlay_attach;
 pub use error::VerbError;
@@ -24,6 +25,8 @@ pub fn is_cluster_request(req: &Request) -> bool {
             | Request::DelOverlay { .. }
             | Request::ListOverlays
             | Request::ListNodes
+            | Request::IpamClaim { .. }
+            | Request::IpamRelease { .. }
     )
 }
 
@@ -163,6 +166,9 @@ pub fn handle(
             })
         }
         req @ (Request::Attach { .. } | Request::Detach { .. }) => endpoints::handle(req, ctl, cl),
+        req @ (Request::IpamClaim { .. } | Request::IpamRelease { .. }) => {
+            reserve::handle(req, ctl, cl)
+        }
         _ => Err(VerbError::NotClusterVerb),
     }
 }

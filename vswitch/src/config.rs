@@ -65,6 +65,10 @@ pub struct ClusterConf {
     /// The bridges this node made for overlays (each named as its overlay).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bridges: Vec<String>,
+    /// Addresses reserved for containers plugged in by others (Docker's IPAM driver):
+    /// published under this node's lease like attached containers, until released.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reserved: Vec<cluster::EndpointRecord>,
 }
 
 impl ClusterConf {

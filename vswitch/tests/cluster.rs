@@ -1030,6 +1030,197 @@ fn cluster_ipam_hands_out_unique_addresses_and_endpoints_reach_every_node() {
     assert_eq!(sw2.show(), before, "a refused attach changed the switch");
 }
 
+/// Whether every node lists the three nodes up.
+fn all_up(lab: &Lab) -> bool {
+    lab.nodes.iter().all(|n| {
+        let ns = nodes(&n.sw);
+        ns.len() == 3 && ns.iter().all(|x| x.state == "up")
+    })
+}
+
+#[test]
+fn a_three_member_etcd_keeps_the_cluster_working_with_one_member_killed() {
+    let mut lab = Lab::new("m");
+    let u = lab.underlay();
+    // The underlay namespace is the lab's own: the ports are free there.
+    let mut etcd =
+        testlab::etcd_members::EtcdMembers::start(&u, ETCD_IP, 2379, 3, &lab.dir.join("etcd3"))
+            .unwrap();
+    let store = etcd.store_url();
+    for n in 1..=3 {
+        lab.node(n, &store, &[]);
+    }
+    wait_until("every node lists 3 nodes up", SHORT, || all_up(&lab));
+    lab.nodes[0]
+        .sw
+        .vsctl_ok(&["add-overlay", "ov1", "--subnet", "10.91.0.0/24"]);
+    for n in &lab.nodes {
+        wait_until(&format!("{} carries ov1", n.name), SHORT, || {
+            remotes(&n.sw, "ov1").is_some_and(|r| r.len() == 2)
+        });
+    }
+    let c1 = lab.name("c1");
+    lab.ns.add(&c1);
+    let (ip1, _) = attach_auto(&lab.nodes[0].sw, "ov1", &c1);
+
+    // The member every node's client is likeliest to use first: the first one listed.
+    etcd.kill(0);
+    let dead = Instant::now();
+    // Attach (an etcd transaction), ping across hosts, a new overlay: all work while
+    // the two others keep a quorum (a new leader may take a few seconds to elect).
+    let c3 = lab.name("c3");
+    lab.ns.add(&c3);
+    let sw3 = &lab.nodes[2].sw;
+    let mut got = None;
+    wait_until(
+        "attach on n3 works with a member down",
+        Duration::from_secs(20),
+        || {
+            let o = sw3.vsctl(&["attach", "ov1", &c3, "--mtu", "1450"]);
+            if o.success() {
+                got = Some(o.stdout.clone());
+            }
+            o.success()
+        },
+    );
+    let out = got.unwrap();
+    let ip3 = out.split('/').next().unwrap().to_string();
+    assert_ne!(ip3, ip1, "an address handed out twice");
+    ping(&c1, &ip3);
+    ping(&c3, &ip1);
+    wait_until(
+        "add-overlay works with a member down",
+        Duration::from_secs(20),
+        || {
+            lab.nodes[1]
+                .sw
+                .vsctl(&["add-overlay", "ov2", "--subnet", "10.92.0.0/24"])
+                .success()
+        },
+    );
+    for n in &lab.nodes {
+        wait_until(&format!("{} carries ov2", n.name), SHORT, || {
+            remotes(&n.sw, "ov2").is_some_and(|r| r.len() == 2)
+        });
+    }
+    // Leases are kept alive through the other members: nobody drops out, for longer
+    // than a TTL.
+    std::thread::sleep(Duration::from_secs(TTL + 1));
+    assert!(all_up(&lab), "a node dropped with one member down");
+    for n in &lab.nodes {
+        assert!(
+            remotes(&n.sw, "ov1").is_some_and(|r| r.len() == 2),
+            "{} lost a remote",
+            n.name
+        );
+    }
+    let c2 = lab.name("c2");
+    lab.ns.add(&c2);
+    let (ip2, _) = attach_auto(&lab.nodes[1].sw, "ov1", &c2);
+    ping(&c2, &ip1);
+    eprintln!(
+        "figure: with member m0 killed, attach + ping + add-overlay done within {:.1} s",
+        dead.elapsed().as_secs_f64()
+    );
+    // The member comes back and catches up.
+    etcd.restart(0).unwrap();
+    let o = etcd
+        .etcdctl_at(
+            &etcd.endpoints[0],
+            &["get", "--prefix", "--keys-only", "/vswitch/v1/ipam/ov1/"],
+        )
+        .unwrap();
+    for ip in [&ip1, &ip2, &ip3] {
+        assert!(o.stdout.contains(ip.as_str()), "{ip} missing on m0: {o}");
+    }
+}
+
+#[test]
+fn a_node_cut_off_across_a_compaction_lists_again_and_converges() {
+    let mut lab = Lab::new("k");
+    let u = lab.underlay();
+    let etcd = Etcd::start(&u, ETCD_IP, &lab.dir.join("etcd"), None).unwrap();
+    let store = etcd.store_url();
+    lab.etcd = Some(etcd);
+    for n in 1..=3 {
+        lab.node(n, &store, &[]);
+    }
+    wait_until("every node lists 3 nodes up", SHORT, || all_up(&lab));
+    let sw1 = &lab.nodes[0].sw;
+    sw1.vsctl_ok(&["add-overlay", "ov1", "--subnet", "10.93.0.0/24"]);
+    sw1.vsctl_ok(&["add-overlay", "gone", "--subnet", "10.94.0.0/24"]);
+    for n in &lab.nodes {
+        wait_until(&format!("{} carries both", n.name), SHORT, || {
+            remotes(&n.sw, "ov1").is_some() && remotes(&n.sw, "gone").is_some()
+        });
+    }
+    let c2 = lab.name("c2");
+    lab.ns.add(&c2);
+    let (ip2, _) = attach_auto(&lab.nodes[1].sw, "ov1", &c2);
+
+    // n3 paused (SIGSTOP): it sees nothing of what follows, and its lease expires.
+    let n3 = lab.nodes[2].sw.pid();
+    testlab::stop::kill(n3, SIGSTOP);
+    let joined_before = lab.nodes[2]
+        .sw
+        .log_text()
+        .matches("joined the cluster")
+        .count();
+    let sw1 = &lab.nodes[0].sw;
+    sw1.vsctl_ok(&["add-overlay", "ov3", "--subnet", "10.95.0.0/24"]);
+    sw1.vsctl_ok(&["del-overlay", "gone"]);
+    let c1 = lab.name("c1");
+    lab.ns.add(&c1);
+    let (ip1, mac1) = attach_auto(sw1, "ov1", &c1);
+    // Compacted past every revision n3 saw: no watch can resume from there.
+    let e = lab.etcd.as_ref().unwrap();
+    let st = e
+        .etcdctl(&["endpoint", "status", "--write-out", "json"])
+        .unwrap();
+    let rev: i64 = st
+        .stdout
+        .split("\"revision\":")
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|r| r.parse().ok())
+        .unwrap_or_else(|| panic!("no revision in {st}"));
+    let o = e.etcdctl(&["compact", &rev.to_string()]).unwrap();
+    assert!(o.success(), "{o}");
+    wait_until("n3's lease expires", Duration::from_secs(TTL + 5), || {
+        nodes(&lab.nodes[0].sw)
+            .iter()
+            .all(|n| n.name != "n3" || n.state == "down")
+    });
+
+    testlab::stop::kill(n3, SIGCONT);
+    let sw3 = &lab.nodes[2].sw;
+    // Its lease is gone: it registers again and lists the store afresh, at a revision
+    // past the compaction (no watch could resume from its old one).
+    wait_until("n3 joins again", Duration::from_secs(20), || {
+        sw3.log_text().matches("joined the cluster").count() > joined_before
+    });
+    wait_until(
+        "n3 converges after the compaction",
+        Duration::from_secs(20),
+        || {
+            let names: Vec<String> = sw3.show().into_iter().map(|b| b.name).collect();
+            names.contains(&"ov3".to_string())
+                && !names.contains(&"gone".to_string())
+                && remote_endpoints(sw3, "ov1").iter().any(|(m, _)| *m == mac1)
+        },
+    );
+    let c3 = lab.name("c3");
+    lab.ns.add(&c3);
+    attach_auto(sw3, "ov1", &c3);
+    ping(&c3, &ip1);
+    ping(&c3, &ip2);
+    wait_until("every node lists 3 nodes up again", SHORT, || all_up(&lab));
+}
+
+/// Linux's SIGSTOP and SIGCONT.
+const SIGSTOP: i32 = 19;
+const SIGCONT: i32 = 18;
+
 /// `/etc/netns/NS/resolv.conf` for the namespaces of a test, removed when it drops.
 struct Resolv(Vec<PathBuf>);
 

@@ -319,6 +319,22 @@ enum Cmd {
     ListOverlays,
     /// List the cluster's nodes.
     ListNodes,
+    /// Reserve an address of overlay OVERLAY for a container plugged in by something
+    /// else (Docker's IPAM driver does this): prints the address and its MAC.
+    IpamClaim {
+        overlay: String,
+        /// This address [default: the lowest free one].
+        #[arg(long)]
+        ip: Option<std::net::Ipv4Addr>,
+        /// Who holds it.
+        #[arg(long, default_value = "vsctl")]
+        owner: String,
+    },
+    /// Give a reserved address back to the cluster.
+    IpamRelease {
+        overlay: String,
+        ip: std::net::Ipv4Addr,
+    },
 }
 
 fn request(cmd: Cmd) -> Result<Request, String> {
@@ -729,6 +745,8 @@ fn request(cmd: Cmd) -> Result<Request, String> {
         Cmd::DelOverlay { name } => Request::DelOverlay { name },
         Cmd::ListOverlays => Request::ListOverlays,
         Cmd::ListNodes => Request::ListNodes,
+        Cmd::IpamClaim { overlay, ip, owner } => Request::IpamClaim { overlay, ip, owner },
+        Cmd::IpamRelease { overlay, ip } => Request::IpamRelease { overlay, ip },
     })
 }
 

@@ -325,11 +325,22 @@ fn activation_and_capabilities() {
     let p = plugin();
     assert_eq!(
         call(&p, "/Plugin.Activate", json!({})),
-        json!({"Implements": ["NetworkDriver"]})
+        json!({"Implements": ["NetworkDriver", "IpamDriver"]})
     );
     assert_eq!(
         p.dispatch("/Plugin.Activate", b""),
-        json!({"Implements": ["NetworkDriver"]})
+        json!({"Implements": ["NetworkDriver", "IpamDriver"]})
+    );
+    let c = call(&p, "/IpamDriver.GetDefaultAddressSpaces", json!({}));
+    assert_eq!(c["LocalDefaultAddressSpace"], LOCAL_SPACE);
+    let c = call(
+        &p,
+        "/IpamDriver.RequestPool",
+        json!({"Pool": "10.1.0.0/24", "V6": true}),
+    );
+    assert!(
+        err(&c).unwrap().contains("IPv6 pools are not supported"),
+        "{c}"
     );
     let c = call(&p, "/NetworkDriver.GetCapabilities", json!({}));
     assert_eq!(c["Scope"], "local");

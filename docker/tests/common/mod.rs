@@ -60,6 +60,16 @@ pub struct DockerLab {
 impl DockerLab {
     /// Starts a lab, or returns None (with the reason printed) when dockerd cannot start.
     pub fn start(tag: &str) -> Option<DockerLab> {
+        Self::start_with(tag, |_| Vec::new())
+    }
+
+    /// Starts a lab whose vswitchd gets the extra arguments `setup` returns; `setup`
+    /// runs once the lab's namespace exists, before vswitchd starts (to give it an
+    /// underlay to a cluster, say).
+    pub fn start_with(
+        tag: &str,
+        setup: impl FnOnce(&mut DockerLab) -> Vec<String>,
+    ) -> Option<DockerLab> {
         assert!(
             testlab::is_root(),
             "the Docker tests need root (network namespaces, dockerd)"
@@ -100,6 +110,8 @@ impl DockerLab {
             ns,
         };
         lab.namespaces.add(&lab.ns);
+        let extra = setup(&mut lab);
+        lab.vswitchd.daemon_args.extend(extra);
         lab.start_vswitchd();
         lab.start_plugin();
         match Dockerd::start(&lab.ns, &lab.dir, false, Duration::from_secs(60)) {

@@ -18,6 +18,8 @@ pub struct Host {
     pub forward: bool,
     /// A `wireguard-go` interface (and a kernel vxlan device on it).
     pub wireguard: Option<super::WgHost>,
+    /// Plugged into an overlay by `vsctl attach` (its `eth0` and address come then).
+    pub attach: Option<super::Attach>,
 }
 
 /// An interface of a host.
@@ -95,6 +97,7 @@ pub(super) fn resolve_host(cx: &mut Cx<'_>, h: &HostSpec) -> Host {
             .wireguard
             .as_ref()
             .and_then(|w| super::wireguard::resolve_wg(cx, &w.value)),
+        attach: None,
     }
 }
 

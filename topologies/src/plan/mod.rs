@@ -16,6 +16,7 @@ use crate::model::{Location, TopologyFile, S};
 
 mod addr;
 mod checks;
+mod cluster;
 mod dns;
 mod ends;
 mod errors;
@@ -31,6 +32,7 @@ mod tests;
 
 pub use addr::{parse_mac, Cidr};
 pub use checks::{Check, CheckKind, MacRef, Pair};
+pub use cluster::{Attach, Etcd, Join, Overlay, ETCD_BASE_PORT, OVERLAY_MTU};
 pub use errors::{FileError, FileErrors};
 pub use gateways::{Published, Uplink};
 pub use hosts::{Host, Iface};
@@ -57,6 +59,10 @@ pub struct Plan {
     pub switches: Vec<Switch>,
     pub links: Vec<Link>,
     pub checks: Vec<Check>,
+    /// The etcd the run starts, if it has a cluster.
+    pub etcd: Option<Etcd>,
+    /// The cluster's overlays, made once the cluster switches have joined.
+    pub overlays: Vec<Overlay>,
 }
 
 impl Plan {
@@ -258,8 +264,11 @@ fn resolve(cx: &mut Cx<'_>, tf: TopologyFile, file: &str, stem: &str) -> Plan {
         switches,
         links: Vec::new(),
         checks: Vec::new(),
+        etcd: None,
+        overlays: Vec::new(),
     };
     links::resolve_links(cx, &tf, &nodes, &mut plan);
+    cluster::resolve_cluster(cx, &tf, &nodes, &mut plan);
     tunnels::resolve_tunnels(cx, &tf, &nodes, &mut plan);
     gateways::resolve_gateways(cx, &tf, &mut plan);
     for (idx, c) in tf.checks.iter().enumerate() {
@@ -334,6 +343,9 @@ fn resolve_addr(cx: &mut Cx<'_>, s: &S<String>, plan: &Plan) -> Option<(Ipv4Addr
         Some((n, i)) => (n, Some(i)),
         None => (text, None),
     };
+    if let (Some(ph), None) = (plan.placeholder(node), iface) {
+        return Some((ph, Some(node.to_string())));
+    }
     let Some(host) = plan.host(node) else {
         if let Some(sw) = plan.switch(node) {
             match (iface, &sw.uplink) {

@@ -26,6 +26,8 @@ pub struct Switch {
     pub published: Vec<Published>,
     /// Its WireGuard private key, written to its key file before it starts.
     pub private_key: Option<String>,
+    /// Joins the run's etcd (`--cluster-store`), started once the underlay is up.
+    pub cluster: Option<super::Join>,
 }
 
 /// A bridge's IPv4 network and the gateway address the switch owns in it.
@@ -173,6 +175,7 @@ pub(super) fn resolve_switch(cx: &mut Cx<'_>, s: &SwitchSpec, nodes: &Nodes) -> 
             .private_key
             .as_ref()
             .and_then(|k| super::wireguard::private_key(cx, k)),
+        cluster: None,
     }
 }
 

@@ -90,6 +90,7 @@ fn cluster_args(args: &Args) -> Result<Option<vswitch::config::ClusterConf>, Str
         key: args.cluster_key.clone(),
         state: Default::default(),
         bridges: Vec::new(),
+        reserved: Vec::new(),
     };
     c.validate().map_err(|e| e.to_string())?;
     Ok(Some(c))

@@ -33,6 +33,11 @@ pub enum VerbError {
         overlay: String,
         subnet: String,
     },
+    #[error("address {ip} of overlay {overlay} is not reserved on this node")]
+    NotReserved {
+        overlay: String,
+        ip: std::net::Ipv4Addr,
+    },
     #[error("not a cluster request")]
     NotClusterVerb,
 }

@@ -321,6 +321,12 @@ impl Controller {
                     .and_then(|p| p.tunnel.as_ref())
                     .map(|t| t.remotes.iter().map(|r| r.to_string()).collect())
                     .unwrap_or_default();
+                let reserved = self
+                    .reserved()
+                    .iter()
+                    .filter(|r| r.overlay == o.name)
+                    .map(|r| format!("{} {}", r.ip, r.container))
+                    .collect();
                 OverlayInfo {
                     name: o.name.clone(),
                     vni: o.vni,
@@ -330,6 +336,7 @@ impl Controller {
                     remotes,
                     encrypted: o.encrypted,
                     listen_port: o.listen_port,
+                    reserved,
                 }
             })
             .collect()

@@ -175,6 +175,9 @@ impl Controller {
                 });
             }
         }
+        // Reserved for containers others plug in (Docker's IPAM driver): theirs until
+        // released, whether or not the container is plugged in yet.
+        out.extend(cc.reserved.iter().cloned());
         out
     }
 

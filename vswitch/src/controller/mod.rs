@@ -16,6 +16,7 @@ mod metrics;
 mod overlay_keys;
 mod overlay_remotes;
 mod portsec;
+mod reserve;
 pub(crate) mod services;
 #[cfg(test)]
 mod tests;
@@ -391,7 +392,9 @@ impl Controller {
             Request::AddOverlay { .. }
             | Request::DelOverlay { .. }
             | Request::ListOverlays
-            | Request::ListNodes => Err(ControlError::NotInCluster),
+            | Request::ListNodes
+            | Request::IpamClaim { .. }
+            | Request::IpamRelease { .. } => Err(ControlError::NotInCluster),
         }
     }
 

@@ -1,7 +1,7 @@
 //! Checks that look inside a node: `fdb` (a switch's forwarding table) and `exec` (a
 //! command's status and output).
 
-use crate::model::{ExecSpec, FdbSpec};
+use crate::model::{ExecSpec, FdbSpec, IpamSpec};
 
 use super::{need_node, seconds, CheckKind, HostEnd, MacRef, Resolved};
 use crate::plan::errors::Cx;
@@ -157,6 +157,37 @@ pub(super) fn exec(cx: &mut Cx<'_>, e: &ExecSpec, nodes: &Nodes) -> Resolved {
             exit,
             output: e.output.clone(),
             timeout,
+        },
+    ))
+}
+
+/// `ipam`: the hosts attached to an overlay and what the cluster gave them.
+pub(super) fn ipam(cx: &mut Cx<'_>, i: &IpamSpec, plan: &Plan) -> Resolved {
+    let Some(o) = plan.overlays.iter().find(|o| o.name == i.overlay.value) else {
+        return cx.fail(
+            &i.overlay.referenced,
+            format!("unknown overlay `{}`", i.overlay.value),
+        );
+    };
+    let hosts: Vec<String> = plan.attached_to(&o.name).map(str::to_string).collect();
+    if hosts.is_empty() {
+        return cx.fail(
+            &i.overlay.referenced,
+            format!("no host is attached to overlay {}", o.name),
+        );
+    }
+    Some((
+        i.name.clone().unwrap_or_else(|| {
+            format!(
+                "ipam {}: {} distinct, claimed once",
+                o.name,
+                hosts.join(" ")
+            )
+        }),
+        CheckKind::Ipam {
+            overlay: o.name.clone(),
+            subnet: o.subnet,
+            hosts,
         },
     ))
 }

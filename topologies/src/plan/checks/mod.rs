@@ -113,6 +113,39 @@ pub enum CheckKind {
         /// The hosts that must each receive `count` datagrams.
         to: Vec<String>,
     },
+    Ipam {
+        overlay: String,
+        subnet: Cidr,
+        /// Every host attached to it.
+        hosts: Vec<String>,
+    },
+}
+
+impl CheckKind {
+    /// The same check with every address passed through `f` (the runner swaps each
+    /// attached host's placeholder for the address the cluster gave it).
+    pub fn map_addrs(&self, f: impl Fn(Ipv4Addr) -> Ipv4Addr) -> CheckKind {
+        let mut k = self.clone();
+        match &mut k {
+            CheckKind::Ping { to, .. }
+            | CheckKind::Tcp { to, .. }
+            | CheckKind::Iperf { to, .. } => *to = f(*to),
+            CheckKind::Http { to, client, .. } => {
+                *to = f(*to);
+                *client = client.map(&f);
+            }
+            CheckKind::Pingall { pairs, .. } => {
+                for p in pairs {
+                    p.ip = f(p.ip);
+                }
+            }
+            CheckKind::Fdb { .. }
+            | CheckKind::Exec { .. }
+            | CheckKind::Broadcast { .. }
+            | CheckKind::Ipam { .. } => {}
+        }
+        k
+    }
 }
 
 /// The check at `c`, the `idx`th of the file.
@@ -134,6 +167,7 @@ pub(super) fn resolve_check(
         CheckSpec::Fdb(f) => inspect::fdb(cx, f, plan)?,
         CheckSpec::Broadcast(b) => reach::broadcast(cx, b, plan)?,
         CheckSpec::Exec(e) => inspect::exec(cx, e, nodes)?,
+        CheckSpec::Ipam(i) => inspect::ipam(cx, i, plan)?,
     };
     (cx.errs.len() == errs_before).then_some(Check { line, label, kind })
 }

@@ -43,10 +43,15 @@ pub(super) fn pingall(cx: &mut Cx<'_>, p: &PingallSpec, at: &Location, plan: &Pl
             for h in list {
                 match plan.host(&h.value) {
                     None => cx.err(&h.referenced, format!("unknown host `{}`", h.value)),
-                    Some(host) if host.ifaces.iter().all(|i| i.addr.is_none()) => cx.err(
-                        &h.referenced,
-                        format!("host {} has no address to ping", h.value),
-                    ),
+                    Some(host)
+                        if host.attach.is_none()
+                            && host.ifaces.iter().all(|i| i.addr.is_none()) =>
+                    {
+                        cx.err(
+                            &h.referenced,
+                            format!("host {} has no address to ping", h.value),
+                        )
+                    }
                     Some(_) if g.contains(&h.value) => {
                         cx.err(&h.referenced, format!("host {} is listed twice", h.value))
                     }
@@ -58,7 +63,7 @@ pub(super) fn pingall(cx: &mut Cx<'_>, p: &PingallSpec, at: &Location, plan: &Pl
         None => plan
             .hosts
             .iter()
-            .filter(|h| h.ifaces.iter().any(|i| i.addr.is_some()))
+            .filter(|h| h.attach.is_some() || h.ifaces.iter().any(|i| i.addr.is_some()))
             .map(|h| h.name.clone())
             .collect(),
     };
@@ -104,10 +109,11 @@ pub(super) fn pingall(cx: &mut Cx<'_>, p: &PingallSpec, at: &Location, plan: &Pl
             if a == b {
                 continue;
             }
-            let ip = plan
-                .host(b)
-                .and_then(|h| h.ifaces.iter().find_map(|i| i.addr))
-                .map(|c| c.ip)?;
+            let ip = plan.placeholder(b).or_else(|| {
+                plan.host(b)
+                    .and_then(|h| h.ifaces.iter().find_map(|i| i.addr))
+                    .map(|c| c.ip)
+            })?;
             pairs.push(Pair {
                 from: a.clone(),
                 to: b.clone(),

@@ -6,6 +6,7 @@
 use super::{parse, Plan};
 
 mod checks;
+mod cluster;
 mod gateways;
 mod hosts;
 mod links;

@@ -95,6 +95,7 @@ fn member() -> Config {
         key: None,
         state: state(&[("n1", NOWHERE)], &[("ov1", 4096)]),
         bridges: vec!["ov1".into()],
+        reserved: Vec::new(),
     });
     cfg
 }

@@ -1,0 +1,198 @@
+//! Docker on a cluster: two hosts (namespaces), each with its own vswitchd joined to one
+//! real etcd over an underlay, its own `vswitch-docker` and its own private `dockerd`.
+//! One overlay is made once in the cluster; on each host `docker network create -d
+//! vswitch --ipam-driver vswitch -o vswitch.overlay=ov1` makes a Docker network of it,
+//! whose addresses come from the cluster's allocator (the plugin's remote IPAM driver):
+//! containers on both hosts get distinct addresses, each claimed once in etcd, and ping
+//! each other across the hosts; `docker rm` gives the address back.
+//!
+//! Addresses, inside the test's namespaces only: underlay 198.51.100.0/24 (hosts .1 and
+//! .2, etcd .254), overlay 10.71.0.0/24.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::{wait_until, DockerLab};
+use ctl::{Data, Request};
+use testlab::etcd::Etcd;
+use testlab::{netns, Namespaces};
+
+const SLEEP: &[&str] = &["sleep", "3600"];
+const ETCD_IP: &str = "198.51.100.254";
+
+fn ip(args: &[&str]) {
+    netns::ip(args)
+        .and_then(|o| o.must())
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// A lab on host `n` of the underlay in namespace `u`, its vswitchd a node of `store`.
+fn host(n: u8, u: &str, store: &str) -> Option<DockerLab> {
+    DockerLab::start_with(&format!("c{n}"), |lab| {
+        let port = format!("{}u{n}", &lab.prefix[lab.prefix.len().saturating_sub(6)..]);
+        netns::veth(&lab.ns, "eth1", u, &port).unwrap();
+        ip(&["-n", u, "link", "set", &port, "master", "ul", "up"]);
+        let vtep = format!("198.51.100.{n}");
+        netns::addr_add(&lab.ns, "eth1", &format!("{vtep}/24")).unwrap();
+        netns::link_up(&lab.ns, "eth1").unwrap();
+        [
+            "--workers",
+            "1",
+            "--cluster-store",
+            store,
+            "--cluster-advertise",
+            &vtep,
+            "--node",
+            &format!("n{n}"),
+            "--cluster-ttl",
+            "5",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    })
+}
+
+/// The addresses claimed in overlay ov1, with their records.
+fn claims(etcd: &Etcd) -> Vec<(String, String)> {
+    let o = etcd
+        .etcdctl(&["get", "--prefix", "/vswitch/v1/ipam/ov1/"])
+        .unwrap();
+    assert!(o.success(), "{o}");
+    let lines: Vec<&str> = o.stdout.lines().collect();
+    lines
+        .chunks(2)
+        .filter(|c| c.len() == 2)
+        .map(|c| {
+            (
+                c[0].trim_start_matches("/vswitch/v1/ipam/ov1/").to_string(),
+                c[1].to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn two_hosts_share_an_overlay_with_addresses_from_the_cluster() {
+    testlab::require_tools(&["etcd", "etcdctl"]);
+    let mut nss = Namespaces::new();
+    let u = format!("vdcl{}-u", std::process::id());
+    nss.add(&u);
+    ip(&["-n", &u, "link", "add", "ul", "type", "bridge"]);
+    ip(&[
+        "-n",
+        &u,
+        "addr",
+        "add",
+        &format!("{ETCD_IP}/24"),
+        "dev",
+        "ul",
+    ]);
+    ip(&["-n", &u, "link", "set", "ul", "up"]);
+    let dir = std::env::temp_dir().join(format!("{u}.d"));
+    let etcd = Etcd::start(&u, ETCD_IP, &dir.join("etcd"), None).unwrap();
+    let store = etcd.store_url();
+    let Some(a) = host(1, &u, &store) else {
+        return;
+    };
+    let Some(b) = host(2, &u, &store) else {
+        return;
+    };
+    ctl::call(
+        &a.sock,
+        &Request::AddOverlay {
+            name: "ov1".into(),
+            subnet: "10.71.0.0/24".into(),
+            gateway: None,
+            vni: None,
+        },
+    )
+    .unwrap();
+    wait_until("host 2 carries ov1", Duration::from_secs(10), || {
+        matches!(ctl::call(&b.sock, &Request::ListOverlays),
+            Ok(Data::Overlays { overlays, .. }) if overlays.iter().any(|o| o.name == "ov1" && o.bridge.is_some() && !o.remotes.is_empty()))
+    });
+
+    // The same overlay as a Docker network on each host, addresses from the cluster.
+    for lab in [&a, &b] {
+        lab.network_create(
+            "ov",
+            &[
+                "--ipam-driver",
+                &lab.driver,
+                "--subnet",
+                "10.71.0.0/24",
+                "-o",
+                "vswitch.overlay=ov1",
+            ],
+        );
+    }
+    // Docker's own IPAM for an overlay network would hand out addresses per host:
+    // refused in one line, nothing made.
+    let o = a.docker(&[
+        "network",
+        "create",
+        "-d",
+        &a.driver,
+        "--subnet",
+        "10.71.0.0/24",
+        "-o",
+        "vswitch.overlay=ov1",
+        "bad",
+    ]);
+    assert!(!o.success(), "{o}");
+    assert!(
+        o.stderr
+            .contains("vswitch: an overlay's addresses come from the cluster"),
+        "{o}"
+    );
+
+    // Two containers per host, started on both hosts at once.
+    let names = [(&a, "a1"), (&a, "a2"), (&b, "b1"), (&b, "b2")];
+    std::thread::scope(|s| {
+        for (lab, c) in names {
+            s.spawn(move || lab.run_container(c, &["--network", "ov"], SLEEP));
+        }
+    });
+    let ips: Vec<String> = names.iter().map(|(lab, c)| lab.ip_of(c, "ov")).collect();
+    let distinct: BTreeSet<&String> = ips.iter().collect();
+    assert_eq!(distinct.len(), 4, "an address handed out twice: {ips:?}");
+    for i in &ips {
+        assert!(i.starts_with("10.71.0.") && i != "10.71.0.1", "{ips:?}");
+    }
+    // Each is claimed once in etcd, by the node its container runs on.
+    let cl = claims(&etcd);
+    assert_eq!(cl.len(), 4, "{cl:?}");
+    for (k, (_, c)) in names.iter().enumerate() {
+        let node = if c.starts_with('a') { "n1" } else { "n2" };
+        let rec = &cl.iter().find(|(ip, _)| *ip == ips[k]).unwrap().1;
+        assert!(rec.contains(&format!("\"node\":\"{node}\"")), "{rec}");
+    }
+    // Across the hosts, both ways.
+    a.assert_ping("a1", &ips[2]);
+    a.assert_ping("a2", &ips[3]);
+    b.assert_ping("b1", &ips[0]);
+    b.assert_ping("b2", &ips[1]);
+
+    // docker rm gives the address back to the cluster, at once.
+    b.docker_ok(&["rm", "-f", "b2"]);
+    let cl = claims(&etcd);
+    assert!(!cl.iter().any(|(ip, _)| *ip == ips[3]), "{cl:?}");
+    assert_eq!(cl.len(), 3, "{cl:?}");
+    for lab in [&a, &b] {
+        let ids = lab.docker_ok(&["ps", "-aq"]);
+        for id in ids.split_whitespace() {
+            lab.docker_ok(&["rm", "-f", id]);
+        }
+        lab.docker_ok(&["network", "rm", "ov"]);
+    }
+    assert!(claims(&etcd).is_empty(), "{:?}", claims(&etcd));
+    drop((a, b));
+    drop(etcd);
+    nss.remove();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,81 @@
+//! `IpamClaim` and `IpamRelease`: an address of an overlay reserved for a container
+//! that something else plugs in (Docker's IPAM driver), through the same etcd
+//! transaction as `attach` (the MAC derived from the address, as Docker's overlay does),
+//! and given back. The store is asked outside the controller's lock.
+
+use std::sync::Mutex;
+
+use ctl::{Data, Request};
+
+use super::VerbError;
+use crate::controller::Controller;
+
+fn lock(ctl: &Mutex<Controller>) -> std::sync::MutexGuard<'_, Controller> {
+    ctl.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Answers `IpamClaim` or `IpamRelease`; nothing changed when it is refused.
+pub fn handle(
+    req: Request,
+    ctl: &Mutex<Controller>,
+    cl: &cluster::Handle,
+) -> Result<Data, VerbError> {
+    match req {
+        Request::IpamClaim { overlay, ip, owner } => {
+            let state = cl.status().state;
+            let Some(o) = state.overlays.get(&overlay) else {
+                return Err(VerbError::UnknownOverlay(overlay));
+            };
+            let Some(net) = cluster::state::parse_subnet(&o.subnet) else {
+                return Err(VerbError::OverlaySubnet {
+                    name: overlay,
+                    subnet: o.subnet.clone(),
+                });
+            };
+            if owner.is_empty() || owner.len() > 256 || owner.chars().any(char::is_control) {
+                return Err(VerbError::Invalid(
+                    "owner must be 1-256 printable characters".into(),
+                ));
+            }
+            if let Some(a) = ip {
+                if !cluster::state::overlaps((a, 32), net) {
+                    return Err(VerbError::NotInOverlay {
+                        ip: a.to_string(),
+                        overlay,
+                        subnet: o.subnet.clone(),
+                    });
+                }
+            }
+            let rec = cl.claim(cluster::Claim {
+                overlay,
+                ip,
+                mac: None,
+                container: owner,
+                names: Vec::new(),
+            })?;
+            if let Err(e) = lock(ctl).add_reserved(rec.clone()) {
+                if let Err(r) = cl.release(&rec) {
+                    tracing::warn!(ip = %rec.ip, "address of a failed reservation released later: {r}");
+                    cl.release_later(rec);
+                }
+                return Err(e.into());
+            }
+            tracing::info!(overlay = %rec.overlay, ip = %rec.ip, owner = %rec.container, "address reserved");
+            Ok(Data::Attached {
+                ip: format!("{}/{}", rec.ip, net.1),
+                mac: rec.mac,
+            })
+        }
+        Request::IpamRelease { overlay, ip } => {
+            let Some(rec) = lock(ctl).find_reserved(&overlay, ip) else {
+                return Err(VerbError::NotReserved { overlay, ip });
+            };
+            // Released first: if the store cannot take it, the reservation stays.
+            cl.release(&rec)?;
+            lock(ctl).remove_reserved(&overlay, ip)?;
+            tracing::info!(overlay = %overlay, ip = %ip, "reserved address released");
+            Ok(Data::Done)
+        }
+        _ => Err(VerbError::NotClusterVerb),
+    }
+}
