@@ -97,6 +97,7 @@ fn overlay(endpoints: u32, nodes: u32) -> Snapshot {
         ports: vec![local, tunnel],
         guard: None,
         ip_checks: true,
+        services: None,
     });
     snap
 }

@@ -224,6 +224,9 @@ pub(crate) struct Shared {
     pub owned: Mutex<BTreeMap<String, EndpointRecord>>,
     /// Endpoints to release (deleted if they still hold these values), by `ipam/` key.
     pub releasing: Mutex<BTreeMap<String, EndpointRecord>>,
+    /// Endpoints released on request (`detach`) that the controller may still list for
+    /// a moment, by `ipam/` key.
+    pub released: Mutex<BTreeMap<String, EndpointRecord>>,
 }
 
 impl Shared {
@@ -235,6 +238,9 @@ impl Shared {
     }
     pub(crate) fn releasing(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, EndpointRecord>> {
         self.releasing.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    pub(crate) fn released(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, EndpointRecord>> {
+        self.released.lock().unwrap_or_else(|p| p.into_inner())
     }
     pub(crate) fn publish(&self, s: State) {
         *self.pending.lock().unwrap_or_else(|p| p.into_inner()) = Some(s);
@@ -378,21 +384,27 @@ impl Handle {
     /// Claims an address (and the endpoint's MAC) in an overlay under this node's
     /// lease, in one transaction that creates both keys or neither.
     pub fn claim(&self, claim: Claim) -> Result<EndpointRecord, ClusterError> {
-        self.ask(|deadline, reply| Cmd::Claim {
+        let rec = self.ask(|deadline, reply| Cmd::Claim {
             claim,
             deadline,
             reply,
-        })
+        })?;
+        self.shared.released().remove(&rec.ipam_key());
+        Ok(rec)
     }
 
     /// Releases an endpoint and its address now (if they are still this record's).
     pub fn release(&self, record: &EndpointRecord) -> Result<(), ClusterError> {
+        let key = record.ipam_key();
+        let kept = record.clone();
         let record = record.clone();
         self.ask(|deadline, reply| Cmd::Release {
             record,
             deadline,
             reply,
-        })
+        })?;
+        self.shared.released().insert(key, kept);
+        Ok(())
     }
 
     /// Releases an endpoint as soon as the store can take it (now, or in the next
@@ -407,8 +419,17 @@ impl Handle {
     /// the node's lease, and every one is put back under a new lease after a
     /// re-registration.
     pub fn set_owned(&self, now: Vec<EndpointRecord>) {
-        let next: BTreeMap<String, EndpointRecord> =
-            now.into_iter().map(|e| (e.ipam_key(), e)).collect();
+        let next: BTreeMap<String, EndpointRecord> = {
+            // A record released by `release` stays released while the controller,
+            // which unplugs the container just after, still lists it: a list made
+            // between the two must not publish it again.
+            let mut released = self.shared.released();
+            released.retain(|k, e| now.iter().any(|n| n.ipam_key() == *k && n == e));
+            now.into_iter()
+                .filter(|e| released.get(&e.ipam_key()) != Some(e))
+                .map(|e| (e.ipam_key(), e))
+                .collect()
+        };
         let mut owned = self.shared.owned();
         if *owned == next {
             return;

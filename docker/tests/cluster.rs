@@ -109,6 +109,7 @@ fn two_hosts_share_an_overlay_with_addresses_from_the_cluster() {
             subnet: "10.71.0.0/24".into(),
             gateway: None,
             vni: None,
+            encrypted: false,
         },
     )
     .unwrap();

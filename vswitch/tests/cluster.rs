@@ -907,7 +907,8 @@ fn cluster_ipam_hands_out_unique_addresses_and_endpoints_reach_every_node() {
         !store_keys(&lab, "/vswitch/v1/ipam/ov1/")
             .iter()
             .any(|(k, _)| k.ends_with(&format!("/{gone_ip}"))),
-        "{gone_ip} still claimed after detach"
+        "{gone_ip} still claimed after detach: {:?}",
+        store_keys(&lab, "/vswitch/v1/ipam/ov1/")
     );
     let out = sw1.vsctl_ok(&["attach", "ov1", &extra, "--ip", &format!("{gone_ip}/24")]);
     assert!(out.starts_with(&format!("{gone_ip}/24 ")), "{out}");

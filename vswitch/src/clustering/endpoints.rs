@@ -84,7 +84,9 @@ pub fn handle(
                 ip: want,
                 mac,
                 container: container.clone(),
-                names: name
+                // As the attach will record them, so that the record it publishes
+                // again is this one, byte for byte (a release compares them).
+                names: crate::controller::dns_name(name.clone(), &container)
                     .iter()
                     .chain(&aliases)
                     .map(|n| n.to_ascii_lowercase())

@@ -79,6 +79,16 @@ fn inside(a: &AttachConf) -> Inside<'_> {
     }
 }
 
+/// The DNS name an attached container answers to: the one asked for, or the
+/// container's own name when it makes a DNS name (not a PID or a path).
+pub(crate) fn dns_name(asked: Option<String>, container: &str) -> Option<String> {
+    asked.or_else(|| {
+        let sensible = ctl::dns::name("name", container).is_ok()
+            && !container.bytes().all(|b| b.is_ascii_digit());
+        sensible.then(|| container.to_string())
+    })
+}
+
 impl Controller {
     pub(super) fn attach_container(&mut self, bridge: &str, s: Spec) -> Result<Data, ControlError> {
         self.check_attach(&s)?;
@@ -94,13 +104,7 @@ impl Controller {
         }
         let host = netns::host_name(&id, &s.ifname);
         self.check_new_port(bridge, &host)?;
-        // The container's own name when it makes a DNS name (not a PID or a path).
-        let name = s.name.or_else(|| {
-            let c = s.container.as_str();
-            let sensible =
-                ctl::dns::name("name", c).is_ok() && !c.bytes().all(|b| b.is_ascii_digit());
-            sensible.then(|| c.to_string())
-        });
+        let name = dns_name(s.name, &s.container);
         let conf = AttachConf {
             netns: s.netns.clone(),
             netns_id: id,
