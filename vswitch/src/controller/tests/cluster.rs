@@ -232,14 +232,23 @@ fn endpoints_unreachable_are_neither_installed_nor_answered_for() {
     l.c.apply_cluster(&s);
     let br = l.c.bridges["ov1"].clone();
     // This node's endpoint is answered for; n2's is not while the tunnel cannot send.
+    // The overlay's gateway (served here) is answered for too, its MAC pinned.
     let table = br.suppress.load_full().unwrap();
-    assert_eq!(table.len(), 1);
+    let gw_mac = crate::gateway::gateway_mac("ov1");
+    assert_eq!(table.len(), 2);
     assert_eq!(table.get(e1.ip), e1.mac.parse::<MacAddr>().ok());
     assert_eq!(table.get(e2.ip), None);
-    assert!(!br.fdb.load().entries().iter().any(|e| e.is_static()));
+    assert_eq!(table.get(s.overlays["ov1"].gateway), Some(gw_mac));
+    assert!(!br
+        .fdb
+        .load()
+        .entries()
+        .iter()
+        .any(|e| e.is_static() && e.mac != gw_mac));
     // The endpoints are cached with the state, so a restart without the store has them.
     assert_eq!(l.saved().cluster.unwrap().state, s);
-    // Gone from the state: gone from the table.
+    // Gone from the state: gone from the table (the gateway stays).
     l.c.apply_cluster(&state(&nodes, &[("ov1", 4096)]));
-    assert!(br.suppress.load_full().unwrap().is_empty());
+    assert_eq!(br.suppress.load_full().unwrap().len(), 1);
+    assert_eq!(br.suppress.load_full().unwrap().get(e1.ip), None);
 }
