@@ -16,61 +16,18 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use ctl::PortKind;
 use vswitch::dataplane::{BridgeRt, BridgeView, Clock, PortRt, Snapshot};
 use vswitch::fdb::{dest, Fdb};
-use vswitch::pipeline::{Frame, Ingress, Origin, Sink};
-use vswitch::pool::{Buf, Pool};
+use vswitch::pipeline::{Frame, Ingress};
+use vswitch::pool::Pool;
 use vswitch::wire::vnet;
-use vswitch::wire::MacAddr;
 
-const BATCH: usize = 32;
+mod common;
+
+use common::{frame, mac, Lcg, Recycle, BATCH};
+
 /// The local containers, on port 1.
 const LOCAL: u32 = 16;
 const LOCAL_PORT: u32 = 1;
 const TUNNEL_PORT: u32 = 2;
-
-fn mac(i: u32) -> MacAddr {
-    let b = i.to_be_bytes();
-    MacAddr([0x02, 0x42, b[0], b[1], b[2], b[3]])
-}
-
-/// A 64-byte IPv4 frame with a well-formed header.
-fn frame(dst: MacAddr, src: MacAddr) -> Vec<u8> {
-    let mut f = Vec::with_capacity(64);
-    f.extend_from_slice(&dst.0);
-    f.extend_from_slice(&src.0);
-    f.extend_from_slice(&[0x08, 0x00]);
-    f.extend_from_slice(&[
-        0x45, 0, 0, 50, 0, 1, 0x40, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
-    ]);
-    f.resize(64, 0);
-    let mut ip = wire::ipv4::Ipv4Packet::new_checked(&mut f[14..]).unwrap();
-    ip.fill_checksum();
-    f
-}
-
-/// A small deterministic generator, so every run looks up the same MACs.
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self, n: u32) -> u32 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((self.0 >> 33) % u64::from(n)) as u32
-    }
-}
-
-/// Frames a bench sink takes: back to the pool, as a drained TX queue gives them.
-struct Recycle<'a> {
-    pool: &'a Pool,
-    sent: u64,
-}
-
-impl Sink for Recycle<'_> {
-    fn deliver(&mut self, _dst: &Arc<PortRt>, remote: u16, buf: Buf, _from: Origin<'_>) {
-        self.sent += u64::from(remote != 0);
-        self.pool.put(buf);
-    }
-}
 
 /// An overlay bridge: the local containers on port 1 (learned), a tunnel port 2, and
 /// `endpoints` remote endpoints pinned to it, spread over `nodes` remote slots.
@@ -128,10 +85,7 @@ fn remote_endpoints(c: &mut Criterion) {
             |b| {
                 b.iter(|| {
                     let ing = Ingress::new(&snap, &pool, port, 1, clock.now(), 0).unwrap();
-                    let mut sink = Recycle {
-                        pool: &pool,
-                        sent: 0,
-                    };
+                    let mut sink = Recycle::new(&pool);
                     for fr in &batches[at & 127] {
                         let f = Frame {
                             vnet: &vh,
@@ -143,8 +97,8 @@ fn remote_endpoints(c: &mut Criterion) {
                     }
                     at = at.wrapping_add(1);
                     // Every frame went to one remote VTEP: none flooded.
-                    assert_eq!(sink.sent, BATCH as u64);
-                    sink.sent
+                    assert_eq!(sink.to_remote, BATCH as u64);
+                    sink.to_remote
                 })
             },
         );

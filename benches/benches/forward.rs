@@ -13,46 +13,16 @@ use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use ctl::PortKind;
 use vswitch::dataplane::{BridgeRt, BridgeView, Clock, PortRt, Snapshot};
 use vswitch::fdb::Fdb;
-use vswitch::pipeline::{check_headers, Frame, Ingress, Origin, Sink};
-use vswitch::pool::{Buf, Pool};
+use vswitch::pipeline::{check_headers, Frame, Ingress};
+use vswitch::pool::Pool;
 use vswitch::portsec::Binding;
 use vswitch::vlan;
 use vswitch::wire::vnet;
 use vswitch::wire::{EthernetFrame, MacAddr};
 
-const BATCH: usize = 32;
+mod common;
 
-fn mac(i: u32) -> MacAddr {
-    let b = i.to_be_bytes();
-    MacAddr([0x02, 0x42, b[0], b[1], b[2], b[3]])
-}
-
-/// A 64-byte IPv4 frame whose header is well-formed, so `ip-checks` passes it.
-fn frame(dst: MacAddr, src: MacAddr) -> Vec<u8> {
-    let mut f = Vec::with_capacity(64);
-    f.extend_from_slice(&dst.0);
-    f.extend_from_slice(&src.0);
-    f.extend_from_slice(&[0x08, 0x00]);
-    f.extend_from_slice(&[
-        0x45, 0, 0, 50, 0, 1, 0x40, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
-    ]);
-    f.resize(64, 0);
-    let mut ip = wire::ipv4::Ipv4Packet::new_checked(&mut f[14..]).unwrap();
-    ip.fill_checksum();
-    f
-}
-
-/// A small deterministic generator, so every run looks up the same MACs.
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self, n: u32) -> u32 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((self.0 >> 33) % u64::from(n)) as u32
-    }
-}
+use common::{frame, mac, Lcg, Recycle, BATCH};
 
 /// An FDB holding `entries` MACs spread over `ports` ports.
 fn filled(entries: u32, ports: u32) -> Fdb {
@@ -150,24 +120,11 @@ fn fdb(c: &mut Criterion) {
     g.finish();
 }
 
-/// Frames a bench sink takes: back to the pool, as a drained TX queue gives them.
-struct Recycle<'a> {
-    pool: &'a Pool,
-    sent: u64,
-}
-
-impl Sink for Recycle<'_> {
-    fn deliver(&mut self, _dst: &Arc<PortRt>, _remote: u16, buf: Buf, _from: Origin<'_>) {
-        self.sent += 1;
-        self.pool.put(buf);
-    }
-}
-
 /// One batch through the pipeline as a worker runs it, from `port`; how many frames left.
 fn run_batch(snap: &Snapshot, pool: &Pool, port: &PortRt, now: u32, frames: &[Vec<u8>]) -> u64 {
     let vh = [0u8; vnet::LEN];
     let ing = Ingress::new(snap, pool, port, 1, now, 0).unwrap();
-    let mut sink = Recycle { pool, sent: 0 };
+    let mut sink = Recycle::new(pool);
     for fr in frames {
         let f = Frame {
             vnet: &vh,
