@@ -15,23 +15,35 @@
 #
 #   sudo bash benches/cluster.sh              # 20 tries each
 #   sudo bash benches/cluster.sh --quick      # 5 tries, 50 nodes x 20 endpoints
+#   sudo bash benches/cluster.sh --scale-only # the scale part alone
+#
+# Profiling n1 through the scale part: --wrap-n1 puts a command in front of its vswitchd
+# (split on spaces), --after-sync runs a shell command once n1 has synced, with n1's PID
+# in $N1_PID; e.g. a heap profile of the synced daemon:
+#   --wrap-n1 'valgrind --tool=massif --massif-out-file=/tmp/m.out' \
+#   --after-sync 'vgdb --pid=$N1_PID detailed_snapshot /tmp/synced.massif'
 #
 # Namespaces cb<pid>-{U,H1,H2,H3,...}: U holds the underlay bridge and etcd
 # (198.51.100.254, client port 2379); Hn is node nN at 198.51.100.N; containers are
 # namespaces of their own, attached with `vsctl attach` to overlay bov (10.99.0.0/16).
 # Prints median and p99 of each figure, with the load average.
-#: usage: sudo bash benches/cluster.sh [--quick] [--tries N] [--ttl SECS] [--keep-logs DIR] [--no-build]
+#: usage: sudo bash benches/cluster.sh [--quick] [--scale-only] [--tries N] [--ttl SECS] [--keep-logs DIR] [--no-build]
+#:        [--wrap-n1 CMD] [--after-sync CMD]
 set -euo pipefail
 # shellcheck source=benches/lib/common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 TRIES=20 TTL=3 BUILD=auto FAKE_NODES=200 FAKE_EPS=50 IDLE_SECS=30 KEEP_LOGS=
+SCALE_ONLY=0 WRAP_N1=() AFTER_SYNC=
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) TRIES=5 FAKE_NODES=50 FAKE_EPS=20 IDLE_SECS=10 ;;
         --tries) TRIES="$2"; shift ;;
         --ttl) TTL="$2"; shift ;;
         --no-build) BUILD=0 ;;
+        --scale-only) SCALE_ONLY=1 ;;
+        --wrap-n1) read -r -a WRAP_N1 <<<"$2"; shift ;;
+        --after-sync) AFTER_SYNC="$2"; shift ;;
         --keep-logs) KEEP_LOGS="$2"; shift ;;
         --help | -h) usage; exit 0 ;;
         *) die "unknown option $1" ;;
@@ -58,7 +70,18 @@ node_up() { # N: vswitchd nN in HN (started again with the same files if it ran 
     local n="$1" d="$TMP/n$1"
     VSW_ARGS=(--workers 1 --cluster-store "$STORE" --cluster-advertise "198.51.100.$n"
         --node "n$n" --cluster-ttl "$TTL")
-    vsw_launch "$P-H$n" "$d" "vswitchd n$n"
+    if [ "$n" = 1 ] && [ ${#WRAP_N1[@]} -gt 0 ]; then
+        # What vsw_launch does, with the wrapper in front (and its PID, not vswitchd's).
+        mkdir -p "$d"
+        VSW_SOCK="$d/vswitchd.sock"
+        LOGS+=("$d/vswitchd.log")
+        spawn "$d/vswitchd.log" ip netns exec "$P-H$n" "${WRAP_N1[@]}" "$VSWITCHD" \
+            --sock "$VSW_SOCK" --db "$d/conf.json" "${VSW_ARGS[@]}"
+        VSW_PID="$SPAWNED"
+        wait_for 600 "$VSCTL" --sock "$VSW_SOCK" show || die "vswitchd n$n does not answer"
+    else
+        vsw_launch "$P-H$n" "$d" "vswitchd n$n"
+    fi
     SOCK[$n]="$VSW_SOCK" PID[$n]="$VSW_PID"
 }
 
@@ -98,6 +121,7 @@ for n in 1 2 3; do
     wait_for 100 sh -c "'$VSCTL' --sock '${SOCK[$n]}' list-overlays | grep -q '^bov '" ||
         die "n$n does not carry overlay bov"
 done
+if [ "$SCALE_ONLY" = 0 ]; then # every part but the scale one
 container 2 "$P-p2" >/dev/null
 container 3 "$P-p3" >/dev/null
 
@@ -164,6 +188,7 @@ for i in $(seq "$TRIES"); do
 done
 read -r K_MED K_P99 K_MIN K_MAX K_N < <(py stats "$TMP/kill.txt")
 info "kill -9 -> gone elsewhere: median $(dec 3 "$K_MED") s, p99 $(dec 3 "$K_P99") s (min $K_MIN, max $K_MAX, $K_N samples; TTL ${TTL}s)"
+fi
 
 # ---- scale -------------------------------------------------------------------------------------
 say "scale: $FAKE_NODES simulated nodes x $FAKE_EPS endpoints into etcd; n1's sync and RSS"
@@ -182,6 +207,7 @@ t0="$(now)"
 WRITE="$(ip netns exec "$U" python3 "$LIBDIR/cluster.py" fill "http://$ETCD_IP:2379" sov "$FAKE_NODES" "$FAKE_EPS")"
 SYNC="$(py wait-fdb "$t0" "$N" sov "$VSCTL" "${SOCK[1]}")" || die "n1 did not sync"
 sleep 1
+[ -z "$AFTER_SYNC" ] || N1_PID="${PID[1]}" sh -c "$AFTER_SYNC" || die "--after-sync failed"
 RSS1="$(rss "${PID[1]}")"
 REMOTES="$(vsctl_at "${SOCK[1]}" --json list-overlays | python3 -c \
     'import json,sys; print(next(len(o["remotes"]) for o in json.load(sys.stdin)["overlays"] if o["name"]=="sov"))')"
@@ -190,8 +216,10 @@ info "writing took $(dec 2 "$WRITE") s; n1 had all $N endpoints of $REMOTES remo
 info "n1 RSS $((RSS0 / 1024)) MiB -> $((RSS1 / 1024)) MiB (+$(((RSS1 - RSS0) / 1024)) MiB)"
 
 say "results ($(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'), load $(loadavg))"
+if [ "$SCALE_ONLY" = 0 ]; then # every part but the scale one
 printf '    %-44s %10s %10s\n' figure median p99
 printf '    %-44s %10s %10s\n' "attach -> first echo from another host (s)" "$(dec 3 "$A_MED")" "$(dec 3 "$A_P99")"
 printf '    %-44s %10s %10s\n' "kill -9 -> endpoints gone elsewhere (s)" "$(dec 3 "$K_MED")" "$(dec 3 "$K_P99")"
 info "idle node etcd traffic: $(dec 0 "$IDLE_TX") B/s out, $(dec 0 "$IDLE_RX") B/s in"
+fi
 info "scale $FAKE_NODES x $FAKE_EPS: sync $(dec 2 "$SYNC") s from the first write ($(dec 2 "$WRITE") s of writing), $(dec 2 "$AFTER") s after the last; RSS +$(((RSS1 - RSS0) / 1024)) MiB ($((RSS0 / 1024)) -> $((RSS1 / 1024)) MiB)"

@@ -20,6 +20,7 @@ mod ipam;
 pub mod keys;
 mod session;
 pub mod state;
+mod tracker;
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -168,8 +169,8 @@ pub struct Status {
     pub connected: bool,
     /// The last connection error while not connected.
     pub error: Option<String>,
-    /// The last state seen.
-    pub state: State,
+    /// The last state seen (shared with whoever took it: it never changes in place).
+    pub state: Arc<State>,
     /// Nodes seen leaving since this daemon started.
     pub departed: BTreeMap<String, Departed>,
     /// When the state was last confirmed by the store (seconds since the epoch).
@@ -219,7 +220,7 @@ pub struct Claim {
 pub(crate) struct Shared {
     pub status: Mutex<Status>,
     /// The newest state the controller has not taken yet.
-    pub pending: Mutex<Option<State>>,
+    pub pending: Mutex<Option<Arc<State>>>,
     /// This node's endpoints, by `ipam/` key, as the controller last said.
     pub owned: Mutex<BTreeMap<String, EndpointRecord>>,
     /// Endpoints to release (deleted if they still hold these values), by `ipam/` key.
@@ -242,7 +243,7 @@ impl Shared {
     pub(crate) fn released(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, EndpointRecord>> {
         self.released.lock().unwrap_or_else(|p| p.into_inner())
     }
-    pub(crate) fn publish(&self, s: State) {
+    pub(crate) fn publish(&self, s: Arc<State>) {
         *self.pending.lock().unwrap_or_else(|p| p.into_inner()) = Some(s);
     }
 }
@@ -272,7 +273,7 @@ pub fn now_secs() -> u64 {
 }
 
 /// Starts the cluster thread for `settings`, with `cached` as the state known so far.
-pub fn start(settings: Settings, cached: State, mode: JoinMode) -> Result<Handle, SetupError> {
+pub fn start(settings: Settings, cached: Arc<State>, mode: JoinMode) -> Result<Handle, SetupError> {
     let (eps, tls) = endpoints(&settings.store)?;
     if tls != settings.tls.is_some() {
         return Err(if tls {
@@ -341,7 +342,7 @@ impl Handle {
     }
 
     /// The newest desired state, if it changed since the last call.
-    pub fn take_update(&self) -> Option<State> {
+    pub fn take_update(&self) -> Option<Arc<State>> {
         self.shared
             .pending
             .lock()

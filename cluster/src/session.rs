@@ -1,7 +1,6 @@
 //! The cluster thread: one session at a time (connect, lease, register, list, watch and
 //! keep alive), a new one after any failure, and the requests of the daemon in between.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,9 +10,10 @@ use etcd_client::{
 };
 
 use crate::state::{overlaps, parse_subnet, AUTO_VNI_MIN, VNI_MAX, WG_PORT_MIN};
+use crate::tracker::Tracker;
 use crate::{
     keys, now_secs, ClusterError, Cmd, Departed, EndpointRecord, NodeRecord, OverlayRecord,
-    OverlaySpec, SessionError, Settings, Shared, State,
+    OverlaySpec, SessionError, Settings, Shared,
 };
 
 /// What requests served inside a session need of it.
@@ -125,21 +125,19 @@ async fn call<T>(
     }
 }
 
-/// The raw keys and values under the prefix, and the revision they were read at.
-async fn list(client: &mut Client) -> Result<(BTreeMap<String, Vec<u8>>, i64), SessionError> {
+/// The state of every key under the prefix, and the revision they were read at.
+async fn list(client: &mut Client) -> Result<(Tracker, i64), SessionError> {
     let resp = call(
         client.get(keys::PREFIX, Some(GetOptions::new().with_prefix())),
         "list",
     )
     .await?;
     let rev = resp.header().map_or(0, |h| h.revision());
-    let mut kvs = BTreeMap::new();
-    for kv in resp.kvs() {
-        if let Ok(k) = kv.key_str() {
-            kvs.insert(k.to_string(), kv.value().to_vec());
-        }
-    }
-    Ok((kvs, rev))
+    let kvs = resp
+        .kvs()
+        .iter()
+        .filter_map(|kv| Some((kv.key_str().ok()?, kv.value())));
+    Ok((Tracker::from_pairs(kvs), rev))
 }
 
 impl Runner {
@@ -344,8 +342,8 @@ impl Runner {
                             let Some(kv) = ev.kv() else { continue };
                             let Ok(k) = kv.key_str() else { continue };
                             match ev.event_type() {
-                                EventType::Put => { kvs.insert(k.to_string(), kv.value().to_vec()); }
-                                EventType::Delete => { kvs.remove(k); }
+                                EventType::Put => kvs.put(k, kv.value()),
+                                EventType::Delete => kvs.delete(k),
                             }
                             rev = rev.max(kv.mod_revision());
                             changed = true;
@@ -405,7 +403,7 @@ impl Runner {
     }
 
     /// Records the state the keys describe and, if it changed, hands it over.
-    fn update(&self, kvs: &BTreeMap<String, Vec<u8>>, changed: bool) {
+    fn update(&self, kvs: &Tracker, changed: bool) {
         let now = now_secs();
         let mut st = self.shared.status();
         st.connected = true;
@@ -414,7 +412,12 @@ impl Runner {
         if !changed {
             return;
         }
-        let next = State::from_kvs(kvs);
+        let next = kvs.state();
+        // The tracker copies the state on its first change after a hand-over: the same
+        // one means none of the changes touched it (an address claim, a bad record).
+        if Arc::ptr_eq(&next, &st.state) {
+            return;
+        }
         let gone: Vec<NodeRecord> = st
             .state
             .nodes

@@ -89,7 +89,7 @@ pub fn mac_for(ip: Ipv4Addr) -> String {
 }
 
 /// Whether `s` is a unicast MAC written lower-case with colons.
-fn canonical_mac(s: &str) -> bool {
+pub(crate) fn canonical_mac(s: &str) -> bool {
     let parts: Vec<&str> = s.split(':').collect();
     parts.len() == 6
         && parts.iter().all(|p| {
@@ -122,59 +122,8 @@ impl State {
     /// Builds the state from the raw keys and values under [`keys::PREFIX`]; bad
     /// entries are skipped with a warning.
     pub fn from_kvs(kvs: &BTreeMap<String, Vec<u8>>) -> State {
-        let mut s = State::default();
-        for (k, v) in kvs {
-            if let Some(name) = k.strip_prefix(keys::NODES) {
-                match serde_json::from_slice::<NodeRecord>(v) {
-                    Ok(n) if n.name == name && valid_name(name) => {
-                        s.nodes.insert(n.name.clone(), n);
-                    }
-                    Ok(_) => {
-                        tracing::warn!(key = %k, "node record does not match its key; skipped")
-                    }
-                    Err(e) => tracing::warn!(key = %k, "bad node record skipped: {e}"),
-                }
-            } else if let Some(name) = k.strip_prefix(keys::OVERLAYS) {
-                match serde_json::from_slice::<OverlayRecord>(v) {
-                    Ok(o) if o.name == name && o.check().is_ok() => {
-                        s.overlays.insert(o.name.clone(), o);
-                    }
-                    Ok(o) => {
-                        tracing::warn!(key = %k, "bad overlay record skipped: {}", o.check().err().map_or_else(|| "name does not match its key".into(), |e| e.to_string()))
-                    }
-                    Err(e) => tracing::warn!(key = %k, "bad overlay record skipped: {e}"),
-                }
-            } else if let Some(rest) = k.strip_prefix(keys::ENDPOINTS) {
-                match serde_json::from_slice::<EndpointRecord>(v) {
-                    Ok(e)
-                        if rest.split_once('/') == Some((e.overlay.as_str(), e.mac.as_str()))
-                            && canonical_mac(&e.mac)
-                            && valid_name(&e.node) =>
-                    {
-                        *s.endpoints.entry(e.node.clone()).or_default() += 1;
-                        s.members
-                            .entry(e.overlay.clone())
-                            .or_default()
-                            .insert(e.mac.clone(), e);
-                    }
-                    Ok(_) => {
-                        tracing::warn!(key = %k, "endpoint record does not match its key; skipped")
-                    }
-                    Err(e) => tracing::warn!(key = %k, "bad endpoint record skipped: {e}"),
-                }
-            }
-        }
-        // Two overlays cannot share a VNI (the claims forbid it); if a hand-made key
-        // says otherwise, the first by name wins.
-        let mut seen = std::collections::HashSet::new();
-        s.overlays.retain(|name, o| {
-            let fresh = seen.insert(o.vni);
-            if !fresh {
-                tracing::warn!(overlay = %name, vni = o.vni, "VNI used twice; skipped");
-            }
-            fresh
-        });
-        s
+        crate::tracker::Tracker::from_pairs(kvs.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
+            .into_state()
     }
 
     /// The VTEP addresses of every node but `me`, each once, in a stable order.

@@ -4,6 +4,7 @@
 
 mod endpoints;
 mod error;
+mod placement;
 mod reserve;
 
 pub use endpoints::is_overlay_attach;
@@ -95,13 +96,12 @@ pub fn handle(
             while Instant::now() < until && !lock(ctl).carries_overlay(&rec.name, rec.vni) {
                 std::thread::sleep(Duration::from_millis(20));
             }
-            let mut state = cl.status().state;
-            state.overlays.insert(rec.name.clone(), rec.clone());
-            let overlays = lock(ctl)
-                .overlay_infos(&state)
-                .into_iter()
-                .filter(|o| o.name == rec.name)
-                .collect();
+            // Shown as the store has it now, whether or not the watch brought it yet.
+            let state = cluster::State {
+                overlays: [(rec.name.clone(), rec)].into(),
+                ..Default::default()
+            };
+            let overlays = lock(ctl).overlay_infos(&state);
             Ok(Data::Overlays {
                 overlays,
                 store: "connected".into(),

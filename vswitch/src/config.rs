@@ -59,9 +59,10 @@ pub struct ClusterConf {
     pub cert: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<PathBuf>,
-    /// The last state seen.
+    /// The last state seen (shared with the cluster thread, which never changes it in
+    /// place: a copy per config change would cost a copy of every endpoint).
     #[serde(default)]
-    pub state: cluster::State,
+    pub state: std::sync::Arc<cluster::State>,
     /// The bridges this node made for overlays (each named as its overlay).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bridges: Vec<String>,

@@ -194,6 +194,7 @@ pub fn run(opts: Options) -> Result<(), StartError> {
     // The main thread is the housekeeper: once a second it ages FDBs and re-attaches
     // ports; it checks for a termination signal ten times as often.
     let mut tick = 0u32;
+    let mut heap = crate::sys::heap::Trimmer::default();
     while !stop.load(Ordering::Acquire) {
         std::thread::sleep(Duration::from_millis(100));
         tick += 1;
@@ -201,7 +202,7 @@ pub fn run(opts: Options) -> Result<(), StartError> {
         if let Some(s) = cluster.as_ref().and_then(|c| c.take_update()) {
             ctl.lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .apply_cluster(&s);
+                .apply_cluster(s);
         }
         if tick.is_multiple_of(10) {
             let mut c = ctl.lock().unwrap_or_else(|p| p.into_inner());
@@ -212,6 +213,15 @@ pub fn run(opts: Options) -> Result<(), StartError> {
             // The endpoints this node owns: a container that died is released here.
             if let Some(cl) = cluster.as_ref() {
                 cl.set_owned(c.cluster_endpoints());
+            }
+            drop(c);
+            // Outside the controller's lock: a trim of a large heap takes a while.
+            if let Some((before, after)) = heap.tick() {
+                tracing::debug!(
+                    before_kib = before / 1024,
+                    after_kib = after / 1024,
+                    "free heap pages given back"
+                );
             }
         }
     }

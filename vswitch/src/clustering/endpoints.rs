@@ -7,6 +7,7 @@ use std::sync::Mutex;
 
 use ctl::{validate, Data, Request};
 
+use super::placement::{overlay_and_address, Asked, Placed};
 use super::VerbError;
 use crate::controller::Controller;
 use crate::wire::MacAddr;
@@ -51,29 +52,16 @@ pub fn handle(
             name,
             aliases,
         } => {
-            let state = cl.status().state;
-            let Some(o) = state.overlays.get(&bridge) else {
-                return Err(VerbError::UnknownOverlay(bridge));
-            };
-            let Some(net) = cluster::state::parse_subnet(&o.subnet) else {
-                return Err(VerbError::OverlaySubnet {
-                    name: bridge,
-                    subnet: o.subnet.clone(),
-                });
-            };
-            let want = if ip.is_empty() {
-                None
+            let asked = if ip.is_empty() {
+                Asked::Any
             } else {
-                let (addr, prefix) = validate::cidr(&ip)?;
-                if prefix != net.1 || !cluster::state::overlaps((addr, 32), net) {
-                    return Err(VerbError::NotInOverlay {
-                        ip,
-                        overlay: bridge,
-                        subnet: o.subnet.clone(),
-                    });
-                }
-                Some(addr)
+                Asked::Cidr(&ip)
             };
+            let Placed {
+                overlay: o,
+                net,
+                ip: want,
+            } = overlay_and_address(&cl.status().state, &bridge, asked)?;
             let mac = match mac {
                 Some(m) => Some(MacAddr(validate::unicast_mac(&m)?).to_string()),
                 None => None,

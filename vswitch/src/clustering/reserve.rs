@@ -7,6 +7,7 @@ use std::sync::Mutex;
 
 use ctl::{Data, Request};
 
+use super::placement::{overlay_and_address, Asked, Placed};
 use super::VerbError;
 use crate::controller::Controller;
 
@@ -22,29 +23,12 @@ pub fn handle(
 ) -> Result<Data, VerbError> {
     match req {
         Request::IpamClaim { overlay, ip, owner } => {
-            let state = cl.status().state;
-            let Some(o) = state.overlays.get(&overlay) else {
-                return Err(VerbError::UnknownOverlay(overlay));
-            };
-            let Some(net) = cluster::state::parse_subnet(&o.subnet) else {
-                return Err(VerbError::OverlaySubnet {
-                    name: overlay,
-                    subnet: o.subnet.clone(),
-                });
-            };
+            let asked = ip.map_or(Asked::Any, Asked::Addr);
+            let Placed { net, .. } = overlay_and_address(&cl.status().state, &overlay, asked)?;
             if owner.is_empty() || owner.len() > 256 || owner.chars().any(char::is_control) {
                 return Err(VerbError::Invalid(
                     "owner must be 1-256 printable characters".into(),
                 ));
-            }
-            if let Some(a) = ip {
-                if !cluster::state::overlaps((a, 32), net) {
-                    return Err(VerbError::NotInOverlay {
-                        ip: a.to_string(),
-                        overlay,
-                        subnet: o.subnet.clone(),
-                    });
-                }
             }
             let rec = cl.claim(cluster::Claim {
                 overlay,

@@ -4,6 +4,7 @@
 //! while the store is away still forwards. It never talks to etcd itself.
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 
 use ctl::{validate, OverlayInfo, PortKind, Request};
 
@@ -77,14 +78,16 @@ impl Controller {
     /// Makes bridges and tunnels follow `state`, and caches it. Idempotent; what fails
     /// (a port that cannot be bound, a name taken by a local bridge) is logged and tried
     /// again on the next call.
-    pub fn apply_cluster(&mut self, state: &cluster::State) {
+    pub fn apply_cluster(&mut self, state: impl Into<Arc<cluster::State>>) {
         let Some(cc) = self.cfg.cluster.clone() else {
             return;
         };
-        if cc.state != *state {
+        let shared = state.into();
+        let state = &*shared;
+        if !Arc::ptr_eq(&cc.state, &shared) && *cc.state != *state {
             let mut next = self.cfg.clone();
             if let Some(c) = next.cluster.as_mut() {
-                c.state = state.clone();
+                c.state = shared.clone();
             }
             if let Err(e) = self.commit(next) {
                 tracing::warn!("cannot cache the cluster state: {e}");
@@ -120,7 +123,7 @@ impl Controller {
     /// Applies the cached state again (to retry what failed).
     pub fn reconcile_cluster(&mut self) {
         if let Some(s) = self.cfg.cluster.as_ref().map(|c| c.state.clone()) {
-            self.apply_cluster(&s);
+            self.apply_cluster(s);
         }
     }
 

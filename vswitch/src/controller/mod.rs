@@ -1588,7 +1588,8 @@ fn remote_rt(
         let endpoint = std::net::SocketAddrV4::new(addr, e.listen_port);
         r.wg = e
             .peer(addr)
-            .and_then(|p| crate::encrypt::WgRemote::new(key, &w.limiter, slot, endpoint, p));
+            .and_then(|p| crate::encrypt::WgRemote::new(key, &w.limiter, slot, endpoint, p))
+            .map(Box::new);
     }
     r
 }

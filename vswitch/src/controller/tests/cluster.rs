@@ -93,7 +93,7 @@ fn member() -> Config {
         ca: None,
         cert: None,
         key: None,
-        state: state(&[("n1", NOWHERE)], &[("ov1", 4096)]),
+        state: state(&[("n1", NOWHERE)], &[("ov1", 4096)]).into(),
         bridges: vec!["ov1".into()],
         reserved: Vec::new(),
     });
@@ -113,30 +113,30 @@ fn remotes_follow_the_nodes_and_bridges_their_overlays() {
     let mut l = Lab::with("cluster-follow", member());
     assert!(remotes(&l, "ov1", 4096).is_empty());
     let s = state(&[("n1", NOWHERE), ("n2", N2), ("n3", N3)], &[("ov1", 4096)]);
-    l.c.apply_cluster(&s);
+    l.c.apply_cluster(s.clone());
     assert_eq!(remotes(&l, "ov1", 4096), [N2, N3]);
     assert_eq!(l.saved(), *l.cfg());
-    assert_eq!(l.saved().cluster.unwrap().state, s);
+    assert_eq!(*l.saved().cluster.unwrap().state, s);
     // n3 gone, then n2: the tunnel keeps no remote, which only an overlay's may.
-    l.c.apply_cluster(&state(&[("n1", NOWHERE), ("n2", N2)], &[("ov1", 4096)]));
+    l.c.apply_cluster(state(&[("n1", NOWHERE), ("n2", N2)], &[("ov1", 4096)]));
     assert_eq!(remotes(&l, "ov1", 4096), [N2]);
-    l.c.apply_cluster(&state(&[("n1", NOWHERE)], &[("ov1", 4096)]));
+    l.c.apply_cluster(state(&[("n1", NOWHERE)], &[("ov1", 4096)]));
     assert!(remotes(&l, "ov1", 4096).is_empty());
     // A node that claims this node's own VTEP under another name is no remote.
-    l.c.apply_cluster(&state(&[("n1", NOWHERE), ("x", NOWHERE)], &[("ov1", 4096)]));
+    l.c.apply_cluster(state(&[("n1", NOWHERE), ("x", NOWHERE)], &[("ov1", 4096)]));
     assert!(remotes(&l, "ov1", 4096).is_empty());
     // Applying the same state again changes nothing.
     let before = l.cfg().clone();
     l.c.reconcile_cluster();
     assert_eq!(*l.cfg(), before);
     // Overlay gone: its bridge goes, local bridges stay.
-    l.c.apply_cluster(&state(&[("n1", NOWHERE)], &[]));
+    l.c.apply_cluster(state(&[("n1", NOWHERE)], &[]));
     assert!(l.cfg().bridge("ov1").is_none());
     assert!(l.cfg().bridge("br0").is_some() && l.cfg().bridge("br1").is_some());
     assert!(l.cfg().cluster.as_ref().unwrap().bridges.is_empty());
     assert_eq!(l.saved(), *l.cfg());
     // A new overlay gets a bridge (its tunnel waits for the VTEP to bind, here never).
-    l.c.apply_cluster(&state(&[("n1", NOWHERE)], &[("ov2", 5000)]));
+    l.c.apply_cluster(state(&[("n1", NOWHERE)], &[("ov2", 5000)]));
     assert!(l.cfg().bridge("ov2").is_some());
     assert!(l.cfg().is_overlay_bridge("ov2"));
 }
@@ -184,7 +184,7 @@ fn what_the_cluster_owns_is_refused_to_local_verbs() {
 fn a_local_bridge_is_never_taken_by_an_overlay() {
     let mut l = Lab::with("cluster-local", member());
     let before = l.bridge("br0").clone();
-    l.c.apply_cluster(&state(
+    l.c.apply_cluster(state(
         &[("n1", NOWHERE), ("n2", N2)],
         &[("ov1", 4096), ("br0", 4097)],
     ));
@@ -229,7 +229,7 @@ fn endpoints_unreachable_are_neither_installed_nor_answered_for() {
         endpoint("n2", [10, 61, 0, 3]),
     );
     let s = with_endpoints(state(&nodes, &[("ov1", 4096)]), &[e1.clone(), e2.clone()]);
-    l.c.apply_cluster(&s);
+    l.c.apply_cluster(s.clone());
     let br = l.c.bridges["ov1"].clone();
     // This node's endpoint is answered for; n2's is not while the tunnel cannot send.
     // The overlay's gateway (served here) is answered for too, its MAC pinned.
@@ -246,9 +246,9 @@ fn endpoints_unreachable_are_neither_installed_nor_answered_for() {
         .iter()
         .any(|e| e.is_static() && e.mac != gw_mac));
     // The endpoints are cached with the state, so a restart without the store has them.
-    assert_eq!(l.saved().cluster.unwrap().state, s);
+    assert_eq!(*l.saved().cluster.unwrap().state, s);
     // Gone from the state: gone from the table (the gateway stays).
-    l.c.apply_cluster(&state(&nodes, &[("ov1", 4096)]));
+    l.c.apply_cluster(state(&nodes, &[("ov1", 4096)]));
     assert_eq!(br.suppress.load_full().unwrap().len(), 1);
     assert_eq!(br.suppress.load_full().unwrap().get(e1.ip), None);
 }
