@@ -225,8 +225,12 @@ fn remote_macs(sw: &Switchd, ov: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// Lines of `sw`'s whole log that say `what` (`log_text` is only its tail).
 fn count(sw: &Switchd, what: &str) -> usize {
-    sw.log_text().matches(what).count()
+    std::fs::read_to_string(&sw.log)
+        .unwrap_or_default()
+        .matches(what)
+        .count()
 }
 
 fn ping(from: &str, to: &str) {
