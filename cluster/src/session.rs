@@ -254,14 +254,14 @@ impl Runner {
                 let _ = call(client.lease_revoke(lease), "revoke").await;
                 return Err(e);
             }
-            let (kvs, rev) = list(&mut client).await?;
-            Ok::<_, SessionError>((client, lease, kvs, rev))
+            let (tracker, rev) = list(&mut client).await?;
+            Ok::<_, SessionError>((client, lease, tracker, rev))
         };
         let deadline = self.first.as_ref().map_or(Duration::from_secs(10), |f| f.1);
         let r = tokio::time::timeout(deadline, setup).await;
         // Whatever happens to this session, the next one starts with the next member.
         self.next = *used.lock().unwrap_or_else(|p| p.into_inner()) + 1;
-        let (mut client, lease, mut kvs, mut rev) = match r {
+        let (mut client, lease, mut tracker, mut rev) = match r {
             Ok(Ok(v)) => v,
             Ok(Err(e)) => return End::Failed(e),
             Err(_) => return End::Failed(SessionError::Setup),
@@ -274,7 +274,7 @@ impl Runner {
             }
         }
         tracing::info!(node = %self.settings.node, store = %self.settings.store, revision = rev, "joined the cluster");
-        self.update(&kvs, true);
+        self.update(&tracker, true);
         let mut ctx = Ctx {
             lease,
             node: self.settings.node.clone(),
@@ -303,7 +303,7 @@ impl Runner {
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(built + COALESCE), if dirty => {
-                    self.update(&kvs, true);
+                    self.update(&tracker, true);
                     dirty = false;
                     built = tokio::time::Instant::now();
                 }
@@ -325,10 +325,10 @@ impl Runner {
                             // and watch from there.
                             tracing::info!(compacted = r.compact_revision(), "watch cancelled; listing again");
                             match list(&mut client).await {
-                                Ok((k, r)) => { kvs = k; rev = r; }
+                                Ok((t, r)) => { tracker = t; rev = r; }
                                 Err(e) => return End::Failed(e),
                             }
-                            self.update(&kvs, true);
+                            self.update(&tracker, true);
                             dirty = false;
                             built = tokio::time::Instant::now();
                             match self.watch(&mut client, rev).await {
@@ -342,8 +342,8 @@ impl Runner {
                             let Some(kv) = ev.kv() else { continue };
                             let Ok(k) = kv.key_str() else { continue };
                             match ev.event_type() {
-                                EventType::Put => kvs.put(k, kv.value()),
-                                EventType::Delete => kvs.delete(k),
+                                EventType::Put => tracker.put(k, kv.value()),
+                                EventType::Delete => tracker.delete(k),
                             }
                             rev = rev.max(kv.mod_revision());
                             changed = true;
@@ -355,9 +355,9 @@ impl Runner {
                         // within COALESCE of the last waits for it, with any that follow.
                         if changed && built.elapsed() < COALESCE {
                             dirty = true;
-                            self.update(&kvs, false);
+                            self.update(&tracker, false);
                         } else {
-                            self.update(&kvs, changed);
+                            self.update(&tracker, changed);
                             if changed {
                                 dirty = false;
                                 built = tokio::time::Instant::now();
@@ -403,7 +403,7 @@ impl Runner {
     }
 
     /// Records the state the keys describe and, if it changed, hands it over.
-    fn update(&self, kvs: &Tracker, changed: bool) {
+    fn update(&self, tracker: &Tracker, changed: bool) {
         let now = now_secs();
         let mut st = self.shared.status();
         st.connected = true;
@@ -412,7 +412,7 @@ impl Runner {
         if !changed {
             return;
         }
-        let next = kvs.state();
+        let next = tracker.state();
         // The tracker copies the state on its first change after a hand-over: the same
         // one means none of the changes touched it (an address claim, a bad record).
         if Arc::ptr_eq(&next, &st.state) {

@@ -6,8 +6,10 @@
 //! by more than [`SLACK`] since the last look and the allocator holds that much free.
 //! Nothing on the hot path allocates, so the workers never wait on a trim.
 
-/// Growth of the resident size (and free heap bytes) that is worth a trim.
-pub const SLACK: usize = 4 << 20;
+/// Growth of the resident size (and free heap bytes) that is worth a trim: small, so
+/// that the tail of a burst goes back too; a daemon whose size does not grow never
+/// trims.
+pub const SLACK: usize = 1 << 20;
 
 /// The resident size at the last trim, or the lowest seen since.
 #[derive(Debug)]
