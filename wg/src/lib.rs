@@ -31,7 +31,9 @@ mod peer;
 
 pub use keys::{Identity, KeyError, PrivateKey, PublicKey};
 pub use message::{DropReason, Kind};
-pub use peer::{is_cookie_reply, Limiter, Outcome, Peer, HANDSHAKES_PER_SEC, REKEY_AFTER, TICK};
+pub use peer::{
+    is_cookie_reply, Limiter, Outcome, Peer, Screen, HANDSHAKES_PER_SEC, REKEY_AFTER, TICK,
+};
 
 /// Default UDP port of a WireGuard listener.
 pub const DEFAULT_LISTEN_PORT: u16 = 51820;
