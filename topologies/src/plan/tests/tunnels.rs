@@ -244,33 +244,33 @@ fn bad_encrypted_peers_have_their_line() {
             (
                 "{remote: sw2,",
                 "{remote: hv9,",
-                "t.yaml:22: peer `hv9` is not a remote of this tunnel (its remotes: sw2, hv3:eth1)",
+                "t.yaml:20: peer `hv9` is not a remote of this tunnel (its remotes: sw2, hv3:eth1)",
             ),
             (
                 "{remote: sw2,",
                 "{remote: hv3:eth1,",
-                "t.yaml:22: remote `hv3:eth1` has two entries in `peers`",
+                "t.yaml:20: remote `hv3:eth1` has two entries in `peers`",
             ),
             (
                 k2,
                 k3,
-                &format!("t.yaml:22: peer `sw2`: key {k3} is remote `hv3:eth1`'s too"),
+                &format!("t.yaml:20: peer `sw2`: key {k3} is remote `hv3:eth1`'s too"),
             ),
-            (k2, "not-a-key", "t.yaml:22: public key: not a WireGuard key"),
+            (k2, "not-a-key", "t.yaml:20: public key: not a WireGuard key"),
             (
                 "inner_remote: 192.0.2.2}",
                 "inner_remote: 224.0.0.1}",
-                "t.yaml:22: inner_remote \"224.0.0.1\" is not a unicast IPv4 address",
+                "t.yaml:20: inner_remote \"224.0.0.1\" is not a unicast IPv4 address",
             ),
             (
                 ", inner_remote: 192.0.2.2}",
                 "}",
-                "t.yaml:20: `inner_remote`: give one for every peer or for none",
+                "t.yaml:19: `inner_remote`: give one for every peer or for none",
             ),
             (
                 "          - {remote: sw2, public_key: C/qz7dJlFqFR6MS/VQU14mbxpsabvx7bBRLXK6nN/0A=, inner_remote: 192.0.2.2}\n",
                 "",
-                "t.yaml:20: remote `sw2` has no entry in `peers` (its key)",
+                "t.yaml:19: remote `sw2` has no entry in `peers` (its key)",
             ),
             (
                 "        peers:\n",
@@ -302,6 +302,6 @@ fn bad_encrypted_peers_have_their_line() {
         .join("\n");
     assert_err_starts(
         &two,
-        "t.yaml:15: `public_key` names one remote's key; this tunnel has 2 remotes: list them in `peers`",
+        "t.yaml:13: `public_key` names one remote's key; this tunnel has 2 remotes: list them in `peers`",
     );
 }
