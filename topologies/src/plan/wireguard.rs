@@ -233,10 +233,7 @@ fn resolve_peers(
         {
             cx.err(
                 &p.public_key.referenced,
-                format!(
-                    "peer `{r}`: key {key} is remote `{}`'s too",
-                    remotes[j].0
-                ),
+                format!("peer `{r}`: key {key} is remote `{}`'s too", remotes[j].0),
             );
             continue;
         }
@@ -258,7 +255,10 @@ fn resolve_peers(
     if let Some(i) = found.iter().position(Option::is_none) {
         return cx.fail(
             &list.referenced,
-            format!("remote `{}` has no entry in `peers` (its key)", remotes[i].0),
+            format!(
+                "remote `{}` has no entry in `peers` (its key)",
+                remotes[i].0
+            ),
         );
     }
     let peers: Vec<CryptoPeer> = found.into_iter().flatten().collect();
