@@ -16,9 +16,11 @@
 //!   once the handshake completes).
 //! - **Receive.** [`message::classify`] says what a UDP datagram read from the listen
 //!   port is and which peer it is for (receiver index, or the initiator's static key
-//!   for an initiation, [`Identity::initiator`]); [`Peer::open`] checks and decrypts
-//!   it; [`inner::unwrap`] checks the inner IPv4/UDP header and gives the VXLAN
-//!   datagram.
+//!   for an initiation); a handshake message then meets the listener's
+//!   [`Limiter::screen`] (mac1, and under load mac2, else a cookie reply to its
+//!   sender) before its peer is looked for ([`Identity::initiator`] costs a
+//!   Diffie-Hellman); [`Peer::open`] checks and decrypts it; [`inner::unwrap`] checks
+//!   the inner IPv4/UDP header and gives the VXLAN datagram.
 //! - **Timers.** [`Peer::tick`] (every [`TICK`]) does what the protocol's timers say:
 //!   handshake retries, rekey after [`REKEY_AFTER`], keepalives, expiry.
 //!
