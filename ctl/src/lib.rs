@@ -807,6 +807,10 @@ pub struct PeerInfo {
     /// Handshakes completed with it (either side starting), each a new session.
     #[serde(default)]
     pub handshakes: u64,
+    /// Cookie replies it sent us (it was under load when we initiated); the retry
+    /// carries the mac2 they allow.
+    #[serde(default)]
+    pub cookies_received: u64,
 }
 
 /// One remote VTEP of a tunnel, with its counters.
@@ -1078,14 +1082,22 @@ pub fn render(data: &Data) -> String {
                                 }
                                 match p.handshake_secs_ago {
                                     Some(s) => {
-                                        let _ = writeln!(
+                                        let _ = write!(
                                             out,
                                             ", handshake {s}s ago ({} so far)",
                                             p.handshakes
                                         );
                                     }
-                                    None => out.push_str(", no handshake yet\n"),
+                                    None => out.push_str(", no handshake yet"),
                                 }
+                                if p.cookies_received > 0 {
+                                    let _ = write!(
+                                        out,
+                                        ", {} cookie replies received",
+                                        p.cookies_received
+                                    );
+                                }
+                                out.push('\n');
                             }
                         }
                     }

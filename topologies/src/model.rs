@@ -162,15 +162,29 @@ pub struct TunnelSpec {
     pub dstport: Option<S<i64>>,
     /// Carry this VLAN of the bridge (the tunnel is an access port of it).
     pub vlan: Option<S<i64>>,
-    /// VXLAN inside WireGuard (`add-tunnel --encrypt`); needs `public_key`.
+    /// VXLAN inside WireGuard (`add-tunnel --encrypt`); needs `public_key` (one
+    /// remote) or `peers` (one entry per remote).
     pub encrypt: Option<S<bool>>,
-    /// The remote's WireGuard public key (an encrypted tunnel has one remote here).
+    /// The remote's WireGuard public key, when the tunnel has one remote.
     pub public_key: Option<S<String>>,
+    /// Each remote's WireGuard key and inner address, for any number of remotes.
+    pub peers: Option<S<Vec<S<TunnelPeerSpec>>>>,
     /// WireGuard listen port (default 51820).
     pub listen_port: Option<S<i64>>,
     /// This end's inner VTEP address (`--inner-local`), for a plain WireGuard peer.
     pub inner_local: Option<S<String>>,
     /// The remote's inner VTEP address (`--inner-remote`).
+    pub inner_remote: Option<S<String>>,
+}
+
+/// One remote of an encrypted tunnel: which (as `remotes` names it, or its address),
+/// its public key and inner VTEP address.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TunnelPeerSpec {
+    pub remote: S<String>,
+    pub public_key: S<String>,
+    /// Its inner VTEP address (`--inner-remote`): for every peer or for none.
     pub inner_remote: Option<S<String>>,
 }
 

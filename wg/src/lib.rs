@@ -16,9 +16,11 @@
 //!   once the handshake completes).
 //! - **Receive.** [`message::classify`] says what a UDP datagram read from the listen
 //!   port is and which peer it is for (receiver index, or the initiator's static key
-//!   for an initiation, [`Identity::initiator`]); [`Peer::open`] checks and decrypts
-//!   it; [`inner::unwrap`] checks the inner IPv4/UDP header and gives the VXLAN
-//!   datagram.
+//!   for an initiation); a handshake message then meets the listener's
+//!   [`Limiter::screen`] (mac1, and under load mac2, else a cookie reply to its
+//!   sender) before its peer is looked for ([`Identity::initiator`] costs a
+//!   Diffie-Hellman); [`Peer::open`] checks and decrypts it; [`inner::unwrap`] checks
+//!   the inner IPv4/UDP header and gives the VXLAN datagram.
 //! - **Timers.** [`Peer::tick`] (every [`TICK`]) does what the protocol's timers say:
 //!   handshake retries, rekey after [`REKEY_AFTER`], keepalives, expiry.
 //!
@@ -31,7 +33,9 @@ mod peer;
 
 pub use keys::{Identity, KeyError, PrivateKey, PublicKey};
 pub use message::{DropReason, Kind};
-pub use peer::{is_cookie_reply, Limiter, Outcome, Peer, HANDSHAKES_PER_SEC, REKEY_AFTER, TICK};
+pub use peer::{
+    is_cookie_reply, Limiter, Outcome, Peer, Screen, HANDSHAKES_PER_SEC, REKEY_AFTER, TICK,
+};
 
 /// Default UDP port of a WireGuard listener.
 pub const DEFAULT_LISTEN_PORT: u16 = 51820;

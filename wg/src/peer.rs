@@ -35,20 +35,62 @@ pub enum Outcome<'a> {
     Drop(DropReason),
 }
 
-/// The handshake rate limiter of a listener, shared by its peers; it answers
-/// initiations with cookie replies once more than [`HANDSHAKES_PER_SEC`] arrive in a
-/// second. [`Limiter::reset`] must run once a second.
+/// The handshake rate limiter of a listener, shared by its peers. [`Limiter::screen`]
+/// runs on every handshake message before anything else looks at it (finding the
+/// initiator's peer costs a Diffie-Hellman): it checks mac1 and counts the message;
+/// past [`HANDSHAKES_PER_SEC`] in a second ("under load") it asks for a valid mac2
+/// too, and answers one without it with a cookie reply. [`Limiter::reset`] must run
+/// once a second.
 #[derive(Clone)]
-pub struct Limiter(Arc<RateLimiter>);
+pub struct Limiter {
+    door: Arc<RateLimiter>,
+    /// What the peers' `Tunn`s check again: mac1 only (its limit is never reached,
+    /// so a message the door let in is not counted twice nor refused there).
+    mac1: Arc<RateLimiter>,
+}
+
+/// What [`Limiter::screen`] says of a message.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Screen<'a> {
+    /// Not a handshake message, or one that may go on to its peer.
+    Pass,
+    /// Under load and no valid mac2: send this cookie reply to the message's source
+    /// (address and port), and take the message no further.
+    Cookie(&'a [u8]),
+    /// Dropped, for this reason (a wrong mac1: not for this listener's key).
+    Drop(DropReason),
+}
 
 impl Limiter {
     /// The limiter of the listener whose public key is `own`.
     pub fn new(own: &PublicKey) -> Limiter {
-        Limiter(Arc::new(RateLimiter::new(&own.x(), HANDSHAKES_PER_SEC)))
+        Limiter {
+            door: Arc::new(RateLimiter::new(&own.x(), HANDSHAKES_PER_SEC)),
+            mac1: Arc::new(RateLimiter::new(&own.x(), u64::MAX)),
+        }
     }
+
     /// Starts the next second's count.
     pub fn reset(&self) {
-        self.0.reset_count();
+        self.door.reset_count();
+    }
+
+    /// Checks handshake message `msg` from `from` at the door; a cookie reply is
+    /// written into `out` (at least [`crate::message::COOKIE_LEN`] bytes).
+    pub fn screen<'a>(&self, from: IpAddr, msg: &[u8], out: &'a mut [u8]) -> Screen<'a> {
+        // Only initiations and responses are rate limited (and carry macs).
+        if !matches!(msg.first(), Some(1 | 2)) {
+            return Screen::Pass;
+        }
+        if out.len() < crate::message::COOKIE_LEN {
+            return Screen::Drop(DropReason::Truncated);
+        }
+        match self.door.verify_packet(Some(from), msg, out) {
+            Ok(_) => Screen::Pass,
+            Err(TunnResult::WriteToNetwork(c)) => Screen::Cookie(c),
+            Err(TunnResult::Err(e)) => Screen::Drop(DropReason::from_error(e)),
+            Err(_) => Screen::Drop(DropReason::BadType),
+        }
     }
 }
 
@@ -57,6 +99,7 @@ pub struct Peer {
     tunn: Tunn,
     public: PublicKey,
     handshakes: u64,
+    cookies: u64,
 }
 
 /// Whether `msg` (a message to send) is a cookie reply, sent instead of a handshake
@@ -91,12 +134,13 @@ impl Peer {
             None,
             keepalive,
             number & 0x00ff_ffff,
-            Some(limiter.0.clone()),
+            Some(limiter.mac1.clone()),
         );
         Peer {
             tunn,
             public: remote,
             handshakes: 0,
+            cookies: 0,
         }
     }
 
@@ -131,10 +175,14 @@ impl Peer {
         // A new session: an initiation answered with a response (responder), or a
         // response answered with the confirming keepalive (initiator); an initiation
         // answered with a cookie reply is none.
-        if let Outcome::Send(m) = &r {
-            if matches!((kind, m.first()), (1, Some(2)) | (2, Some(4))) {
+        match &r {
+            Outcome::Send(m) if matches!((kind, m.first()), (1, Some(2)) | (2, Some(4))) => {
                 self.handshakes += 1;
             }
+            // A cookie reply to our initiation, taken in: the next one (the retry
+            // timer's) carries a mac2 made with it.
+            Outcome::Nothing if kind == 3 => self.cookies += 1,
+            _ => {}
         }
         r
     }
@@ -170,6 +218,11 @@ impl Peer {
     /// Handshakes completed with this peer (each a new session), whichever side began.
     pub fn handshakes(&self) -> u64 {
         self.handshakes
+    }
+
+    /// Cookie replies taken in: the peer was under load when we initiated.
+    pub fn cookies(&self) -> u64 {
+        self.cookies
     }
 }
 
@@ -288,6 +341,61 @@ mod tests {
         };
         assert_eq!(crate::Identity::new(&kb).initiator(init), Some(ka.public()));
         assert_eq!(crate::Identity::new(&ka).initiator(init), None);
+    }
+
+    #[test]
+    fn under_load_an_initiation_without_mac2_gets_a_cookie_and_the_retry_gets_in() {
+        let (ka, kb) = (PrivateKey::generate(), PrivateKey::generate());
+        let (la, lb) = (Limiter::new(&ka.public()), Limiter::new(&kb.public()));
+        let mut a = Peer::new(&ka, kb.public(), 1, None, &la);
+        let mut b = Peer::new(&kb, ka.public(), 2, None, &lb);
+        let (mut o1, mut o2) = (vec![0u8; 65536], vec![0u8; 65536]);
+        let init = match a.seal(&packet(), &mut o1) {
+            Outcome::Send(m) => m.to_vec(),
+            o => panic!("{o:?}"),
+        };
+        // The second's allowance, used up (replays of that initiation would do).
+        for _ in 0..HANDSHAKES_PER_SEC {
+            assert_eq!(lb.screen(FROM, &init, &mut o2), Screen::Pass);
+        }
+        let cookie = match lb.screen(FROM, &init, &mut o2) {
+            Screen::Cookie(c) => c.to_vec(),
+            s => panic!("{s:?}"),
+        };
+        assert_eq!(cookie.len(), crate::message::COOKIE_LEN);
+        assert!(is_cookie_reply(&cookie));
+        // A wrong mac1 is refused at the door, loaded or not.
+        let mut bad = init.clone();
+        bad[120] ^= 1;
+        assert_eq!(
+            lb.screen(FROM, &bad, &mut o2),
+            Screen::Drop(DropReason::Forged)
+        );
+        assert_eq!(a.open(FROM, &cookie, &mut o1), Outcome::Nothing);
+        assert_eq!(a.cookies(), 1);
+        // The retry (what the timer sends after REKEY_TIMEOUT) carries a mac2 made
+        // with the cookie: still under load, it gets in and the handshake completes.
+        let retry = match a.tunn.format_handshake_initiation(&mut o1, true) {
+            TunnResult::WriteToNetwork(m) => m.to_vec(),
+            _ => panic!("no retry"),
+        };
+        assert_eq!(lb.screen(FROM, &retry, &mut o2), Screen::Pass);
+        // The same from another address: the cookie is that of FROM only.
+        let elsewhere = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 99));
+        assert!(matches!(
+            lb.screen(elsewhere, &retry, &mut o2),
+            Screen::Cookie(_)
+        ));
+        let resp = match b.open(FROM, &retry, &mut o2) {
+            Outcome::Send(m) => m.to_vec(),
+            o => panic!("{o:?}"),
+        };
+        assert!(matches!(a.open(FROM, &resp, &mut o1), Outcome::Send(_)));
+        assert_eq!((a.handshakes(), b.handshakes()), (1, 1));
+        // A new second: no mac2 needed.
+        std::thread::sleep(Duration::from_millis(1050));
+        lb.reset();
+        assert_eq!(lb.screen(elsewhere, &init, &mut o2), Screen::Pass);
     }
 
     #[test]

@@ -39,7 +39,7 @@ pub use hosts::{Host, Iface};
 pub use links::{HostEnd, Link, Port, Vlans};
 pub use switches::{Bridge, Network, Switch};
 pub use tunnels::{Remote, Tunnel, VXLAN_PORT};
-pub use wireguard::{Crypto, WgHost, WgVxlan, WG_PORT};
+pub use wireguard::{Crypto, CryptoPeer, WgHost, WgVxlan, WG_PORT};
 
 use errors::{serde_error, Cx};
 

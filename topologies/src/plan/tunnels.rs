@@ -26,7 +26,7 @@ pub struct Tunnel {
     pub dstport: u16,
     /// The bridge VLAN the tunnel carries as an access port.
     pub vlan: Option<u16>,
-    /// VXLAN inside WireGuard, with the remote's key.
+    /// VXLAN inside WireGuard, with the remotes' keys.
     pub crypto: Option<super::Crypto>,
 }
 
@@ -371,7 +371,9 @@ pub(super) fn resolve_tunnels(cx: &mut Cx<'_>, tf: &TopologyFile, nodes: &Nodes,
                     named: r.value.clone(),
                 });
             }
-            let crypto = super::wireguard::resolve_crypto(cx, t, &at, remotes.len());
+            let named: Vec<(String, Ipv4Addr)> =
+                remotes.iter().map(|r| (r.named.clone(), r.ip)).collect();
+            let crypto = super::wireguard::resolve_crypto(cx, t, &at, &named);
             if cx.errs.len() > errs_before {
                 continue;
             }

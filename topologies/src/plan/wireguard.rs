@@ -1,5 +1,5 @@
-//! WireGuard in topology files: a switch's private key, an encrypted tunnel's peer key,
-//! listen port and inner addresses, and a host's `wireguard-go` interface with its one
+//! WireGuard in topology files: a switch's private key, an encrypted tunnel's peer keys
+//! (one remote's, or `peers:` for several), listen port and inner addresses, and a host's `wireguard-go` interface with its one
 //! peer and a kernel vxlan device on top (a plain Linux end of an encrypted tunnel).
 
 use std::net::Ipv4Addr;
@@ -15,27 +15,34 @@ pub const WG_PORT: u16 = 51820;
 /// How a tunnel is encrypted (`add-tunnel --encrypt …`).
 #[derive(Debug, Clone)]
 pub struct Crypto {
-    pub public_key: String,
+    /// One per remote, in the tunnel's order of remotes.
+    pub peers: Vec<CryptoPeer>,
     pub listen_port: u16,
     pub inner_local: Option<Ipv4Addr>,
+}
+
+/// A remote's WireGuard key and inner address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CryptoPeer {
+    pub public_key: String,
     pub inner_remote: Option<Ipv4Addr>,
 }
 
 impl Crypto {
-    /// Its `vsctl add-tunnel` arguments.
+    /// Its `vsctl add-tunnel` arguments (`--public-key` and `--inner-remote` in the
+    /// order of the `--remote`s).
     pub fn args(&self) -> Vec<String> {
-        let mut v = vec![
-            "--encrypt".to_string(),
-            "--public-key".into(),
-            self.public_key.clone(),
-        ];
+        let mut v = vec!["--encrypt".to_string()];
+        for p in &self.peers {
+            v.extend(["--public-key".into(), p.public_key.clone()]);
+        }
         if self.listen_port != WG_PORT {
             v.extend(["--listen-port".into(), self.listen_port.to_string()]);
         }
         if let Some(a) = self.inner_local {
             v.extend(["--inner-local".into(), a.to_string()]);
         }
-        if let Some(a) = self.inner_remote {
+        for a in self.peers.iter().filter_map(|p| p.inner_remote) {
             v.extend(["--inner-remote".into(), a.to_string()]);
         }
         v
@@ -114,17 +121,19 @@ fn cidr(cx: &mut Cx<'_>, what: &str, a: &S<String>) -> Option<Cidr> {
     }
 }
 
-/// A tunnel's encryption, if `encrypt: true`; `remotes`: how many it has.
+/// A tunnel's encryption, if `encrypt: true`. `remotes`: the tunnel's remotes, each
+/// as the file named it and its address, in order.
 pub(super) fn resolve_crypto(
     cx: &mut Cx<'_>,
     t: &TunnelSpec,
     at: &Location,
-    remotes: usize,
+    remotes: &[(String, Ipv4Addr)],
 ) -> Option<Crypto> {
     let on = t.encrypt.as_ref().is_some_and(|e| e.value);
     if !on {
         for (set, what) in [
             (t.public_key.is_some(), "public_key"),
+            (t.peers.is_some(), "peers"),
             (t.listen_port.is_some(), "listen_port"),
             (t.inner_local.is_some(), "inner_local"),
             (t.inner_remote.is_some(), "inner_remote"),
@@ -135,31 +144,132 @@ pub(super) fn resolve_crypto(
         }
         return None;
     }
-    if remotes != 1 {
-        return cx.fail(
-            at,
-            "an encrypted tunnel here has exactly one remote (its `public_key`)",
-        );
-    }
-    let Some(k) = &t.public_key else {
-        return cx.fail(at, "an encrypted tunnel needs the remote's `public_key`");
-    };
-    let public_key = public_key(cx, k)?;
     let listen_port = port(cx, t.listen_port.as_ref());
     let inner_local = t
         .inner_local
         .as_ref()
         .and_then(|a| ipv4(cx, "inner_local", a));
-    let inner_remote = t
-        .inner_remote
-        .as_ref()
-        .and_then(|a| ipv4(cx, "inner_remote", a));
+    if let Some(p) = &t.peers {
+        if t.public_key.is_some() || t.inner_remote.is_some() {
+            return cx.fail(
+                &p.referenced,
+                "give the keys either as `public_key`/`inner_remote` (one remote) or as `peers`, not both",
+            );
+        }
+    }
+    let peers = match (&t.public_key, &t.peers) {
+        (Some(k), _) => {
+            if remotes.len() != 1 {
+                return cx.fail(
+                    at,
+                    format!(
+                        "`public_key` names one remote's key; this tunnel has {} remotes: list them in `peers`",
+                        remotes.len()
+                    ),
+                );
+            }
+            let inner_remote = t
+                .inner_remote
+                .as_ref()
+                .and_then(|a| ipv4(cx, "inner_remote", a));
+            vec![CryptoPeer {
+                public_key: public_key(cx, k)?,
+                inner_remote,
+            }]
+        }
+        (None, Some(list)) => resolve_peers(cx, list, remotes)?,
+        (None, None) => {
+            return cx.fail(
+                at,
+                "an encrypted tunnel needs the remote's `public_key` (or `peers`, one per remote)",
+            )
+        }
+    };
     Some(Crypto {
-        public_key,
+        peers,
         listen_port,
         inner_local,
-        inner_remote,
     })
+}
+
+/// `peers:` of an encrypted tunnel: exactly one per remote, each key valid and its own,
+/// inner addresses for all or for none; returned in the order of `remotes`.
+fn resolve_peers(
+    cx: &mut Cx<'_>,
+    list: &S<Vec<S<crate::model::TunnelPeerSpec>>>,
+    remotes: &[(String, Ipv4Addr)],
+) -> Option<Vec<CryptoPeer>> {
+    let before = cx.errs.len();
+    let mut found: Vec<Option<CryptoPeer>> = vec![None; remotes.len()];
+    for p in &list.value {
+        let at = &p.referenced;
+        let p = &p.value;
+        let r = &p.remote.value;
+        let Some(i) = remotes
+            .iter()
+            .position(|(named, ip)| named == r || ip.to_string() == *r)
+        else {
+            let names: Vec<&str> = remotes.iter().map(|(n, _)| n.as_str()).collect();
+            cx.err(
+                &p.remote.referenced,
+                format!(
+                    "peer `{r}` is not a remote of this tunnel (its remotes: {})",
+                    names.join(", ")
+                ),
+            );
+            continue;
+        };
+        if found[i].is_some() {
+            cx.err(at, format!("remote `{r}` has two entries in `peers`"));
+            continue;
+        }
+        let Some(key) = public_key(cx, &p.public_key) else {
+            continue;
+        };
+        if let Some((j, _)) = found
+            .iter()
+            .enumerate()
+            .find(|(_, q)| q.as_ref().is_some_and(|q| q.public_key == key))
+        {
+            cx.err(
+                &p.public_key.referenced,
+                format!("peer `{r}`: key {key} is remote `{}`'s too", remotes[j].0),
+            );
+            continue;
+        }
+        let inner_remote = match &p.inner_remote {
+            None => None,
+            Some(a) => match ipv4(cx, "inner_remote", a) {
+                Some(ip) => Some(ip),
+                None => continue,
+            },
+        };
+        found[i] = Some(CryptoPeer {
+            public_key: key,
+            inner_remote,
+        });
+    }
+    if cx.errs.len() > before {
+        return None;
+    }
+    if let Some(i) = found.iter().position(Option::is_none) {
+        return cx.fail(
+            &list.referenced,
+            format!(
+                "remote `{}` has no entry in `peers` (its key)",
+                remotes[i].0
+            ),
+        );
+    }
+    let peers: Vec<CryptoPeer> = found.into_iter().flatten().collect();
+    let with_inner = peers.iter().filter(|p| p.inner_remote.is_some()).count();
+    if with_inner != 0 && with_inner != peers.len() {
+        return cx.fail(
+            &list.referenced,
+            "`inner_remote`: give one for every peer or for none",
+        );
+    }
+    Some(peers)
 }
 
 /// A host's `wireguard:` section.

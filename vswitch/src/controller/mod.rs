@@ -1322,6 +1322,7 @@ impl Controller {
                             .and_then(|w| w.peer().last_handshake())
                             .map(|d| d.as_secs()),
                         handshakes: live.map(|w| w.peer().handshakes()).unwrap_or(0),
+                        cookies_received: live.map(|w| w.peer().cookies()).unwrap_or(0),
                     }
                 });
                 RemoteInfo {

@@ -5,7 +5,9 @@
 //! ([`Vtep::receive`]) exactly as one read in the clear would, from the remote the
 //! keys proved it came from. A cleartext VXLAN datagram, or anything that is not
 //! WireGuard, is counted by reason and dropped; handshake answers the peer asks for
-//! go back through `reply` (the worker owns the socket). The listen socket reads with
+//! go back through `reply` (the worker owns the socket), and so do cookie replies,
+//! to whoever sent a handshake the listener's rate limiter refused under load
+//! (counted as `wg_under_load`). The listen socket reads with
 //! `UDP_GRO`, so the messages of one `UDP_SEGMENT` send arrive as one run; their
 //! datagrams are laid back to back and the tunnel entry merges TCP segments back into
 //! a super-frame, as for cleartext VXLAN.
@@ -67,7 +69,7 @@ impl Vtep<'_> {
                 continue;
             };
             out.set_len(out.capacity());
-            let (range, remote) = match self.open_one(w, d.src, msg, out.bytes_mut(), reply) {
+            let (range, remote) = match self.open_one(w, d, msg, out.bytes_mut(), reply) {
                 Ok(x) => x,
                 Err(why) => {
                     self.refused(w, msg.len(), why);
@@ -123,6 +125,7 @@ impl Vtep<'_> {
                     .as_ref()
                     .map_or(r.remote.addr, |w| *w.endpoint.ip()),
             ),
+            sport: 0,
             len: r.len,
             gro: if r.len > r.stride { r.stride } else { 0 },
             truncated: false,
@@ -145,18 +148,33 @@ impl Vtep<'_> {
         }
     }
 
-    /// Opens message `msg` from `src` into `out`; returns where in `out` the VXLAN
+    /// Opens message `msg` of datagram `d` into `out`; returns where in `out` the VXLAN
     /// datagram it carried lies, and its remote. `Err(None)`: a protocol message,
     /// taken in (answers went through `reply`).
     fn open_one(
         &self,
         w: &WgVtep,
-        src: IpAddr,
+        d: &Datagram,
         msg: &[u8],
         out: &mut [u8],
         reply: &mut impl FnMut(&[u8], SocketAddrV4),
     ) -> Result<(Range<usize>, Arc<RemoteRt>), Option<wg::DropReason>> {
+        let src = d.src;
         let kind = wg::message::classify(msg)?;
+        // The rate limiter's door, before the initiator's key is looked for (a
+        // Diffie-Hellman): under load, a handshake without a valid mac2 costs two
+        // hashes and a cookie reply, sent where it came from (the cookie is bound to
+        // that address, and that is who must prove it owns it).
+        match w.limiter.screen(src, msg, out) {
+            wg::Screen::Pass => {}
+            wg::Screen::Cookie(c) => {
+                if let IpAddr::V4(a) = src {
+                    reply(c, SocketAddrV4::new(a, d.sport));
+                }
+                return Err(Some(wg::DropReason::UnderLoad));
+            }
+            wg::Screen::Drop(why) => return Err(Some(why)),
+        }
         let remote = w.find(kind, msg).ok_or(wg::DropReason::UnknownPeer)?;
         let wr = remote.wg.as_ref().ok_or(wg::DropReason::UnknownPeer)?;
         let mut peer = wr.peer();
@@ -168,9 +186,6 @@ impl Vtep<'_> {
                 Ok((r, remote))
             }
             wg::Outcome::Send(m) => {
-                if wg::is_cookie_reply(m) {
-                    w.drop(wg::DropReason::UnderLoad);
-                }
                 reply(m, wr.endpoint);
                 w.control_sent.fetch_add(1, Ordering::Relaxed);
                 // Packets that waited for this handshake go now.

@@ -22,6 +22,8 @@ use crate::wire::vnet;
 pub struct Datagram {
     /// The sender's address.
     pub src: IpAddr,
+    /// The sender's UDP port (where a cookie reply goes).
+    pub sport: u16,
     /// Bytes read.
     pub len: usize,
     /// With `UDP_GRO`: the size of each datagram of the run (the last may be shorter);

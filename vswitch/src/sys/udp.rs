@@ -91,6 +91,8 @@ pub struct RecvMeta {
     pub slot: usize,
     pub len: usize,
     pub src: Ipv4Addr,
+    /// The sender's UDP port.
+    pub port: u16,
     /// Larger than its buffer: cut.
     pub truncated: bool,
     /// With `UDP_GRO`: the size of each datagram of the run this read holds back to
@@ -104,6 +106,7 @@ impl Default for RecvMeta {
             slot: 0,
             len: 0,
             src: Ipv4Addr::UNSPECIFIED,
+            port: 0,
             truncated: false,
             gro: 0,
         }
@@ -202,6 +205,7 @@ pub fn recv_batch(
             slot: slots[i],
             len,
             src: Ipv4Addr::from(u32::from_be(names[i].sin_addr.s_addr)),
+            port: u16::from_be(names[i].sin_port),
             truncated: msgs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
             gro: gro_size(&msgs[i].msg_hdr, &ctrl[i]),
         };

@@ -108,6 +108,7 @@ impl Worker {
                 };
                 let d = Datagram {
                     src: std::net::IpAddr::V4(m.src),
+                    sport: m.port,
                     len: m.len,
                     gro: m.gro,
                     truncated: m.truncated,

@@ -174,3 +174,134 @@ fn bad_tunnels_have_their_line() {
         "t.yaml:28: bridge sw1:br0 has no port `vx9` (its ports: c1-eth0, vxlan42)",
     );
 }
+
+/// Three hypervisors: sw1's encrypted tunnel has two remotes, each with its key and
+/// inner address in `peers`.
+const ENC3: &str = "\
+hosts:
+  - name: hv1
+    interfaces: [{name: eth1, ip: 172.19.0.1/24}, {name: eth2, ip: 172.19.1.1/24}]
+  - name: hv2
+    interfaces: [{name: eth1, ip: 172.19.0.2/24}]
+  - name: hv3
+    interfaces: [{name: eth1, ip: 172.19.1.3/24}]
+switches:
+  - name: sw1
+    host: hv1
+    bridges: [{name: br0}]
+    tunnels:
+      - name: vx0
+        vni: 42
+        remotes: [sw2, hv3:eth1]
+        encrypt: true
+        inner_local: 192.0.2.1
+        peers:
+          - {remote: hv3:eth1, public_key: t6b2acKoWnhfODBel0xp7ZGIQLA+TgFM40YtY+Dr+FI=, inner_remote: 192.0.2.3}
+          - {remote: sw2, public_key: C/qz7dJlFqFR6MS/VQU14mbxpsabvx7bBRLXK6nN/0A=, inner_remote: 192.0.2.2}
+  - name: sw2
+    host: hv2
+    bridges: [{name: br0}]
+    tunnels:
+      - {name: vx0, vni: 42, remotes: [sw1], encrypt: true, public_key: ue62gSmi2l48tRfHOW5z6g/00qUWcGr+G61MHjNcKk4=}
+links:
+  - endpoints: [hv1:eth1, hv2:eth1]
+  - endpoints: [hv1:eth2, hv3:eth1]
+";
+
+#[test]
+fn an_encrypted_tunnel_takes_a_key_per_remote_in_peers() {
+    let p = resolved(ENC3);
+    let t = &p.switch("sw1").unwrap().tunnels[0];
+    // Keys and inner addresses follow the order of `remotes`, whatever `peers`' order.
+    assert_eq!(
+        t.add_args().join(" "),
+        "add-tunnel br0 vx0 --vni 42 --remote 172.19.0.2 --remote 172.19.1.3 --encrypt \
+         --public-key C/qz7dJlFqFR6MS/VQU14mbxpsabvx7bBRLXK6nN/0A= \
+         --public-key t6b2acKoWnhfODBel0xp7ZGIQLA+TgFM40YtY+Dr+FI= \
+         --inner-local 192.0.2.1 --inner-remote 192.0.2.2 --inner-remote 192.0.2.3"
+    );
+    let t2 = &p.switch("sw2").unwrap().tunnels[0];
+    assert_eq!(
+        t2.add_args().join(" "),
+        "add-tunnel br0 vx0 --vni 42 --remote 172.19.0.1 --encrypt \
+         --public-key ue62gSmi2l48tRfHOW5z6g/00qUWcGr+G61MHjNcKk4="
+    );
+    // A peer named by its address is the same remote.
+    let by_ip = resolved(&ENC3.replacen("{remote: sw2,", "{remote: 172.19.0.2,", 1));
+    assert_eq!(
+        by_ip.switch("sw1").unwrap().tunnels[0].add_args(),
+        t.add_args()
+    );
+}
+
+#[test]
+fn bad_encrypted_peers_have_their_line() {
+    let k3 = "t6b2acKoWnhfODBel0xp7ZGIQLA+TgFM40YtY+Dr+FI=";
+    let k2 = "C/qz7dJlFqFR6MS/VQU14mbxpsabvx7bBRLXK6nN/0A=";
+    assert_edits_err(
+        ENC3,
+        &[
+            (
+                "{remote: sw2,",
+                "{remote: hv9,",
+                "t.yaml:20: peer `hv9` is not a remote of this tunnel (its remotes: sw2, hv3:eth1)",
+            ),
+            (
+                "{remote: sw2,",
+                "{remote: hv3:eth1,",
+                "t.yaml:20: remote `hv3:eth1` has two entries in `peers`",
+            ),
+            (
+                k2,
+                k3,
+                &format!("t.yaml:20: peer `sw2`: key {k3} is remote `hv3:eth1`'s too"),
+            ),
+            (k2, "not-a-key", "t.yaml:20: public key: not a WireGuard key"),
+            (
+                "inner_remote: 192.0.2.2}",
+                "inner_remote: 224.0.0.1}",
+                "t.yaml:20: inner_remote \"224.0.0.1\" is not a unicast IPv4 address",
+            ),
+            (
+                ", inner_remote: 192.0.2.2}",
+                "}",
+                "t.yaml:19: `inner_remote`: give one for every peer or for none",
+            ),
+            (
+                "          - {remote: sw2, public_key: C/qz7dJlFqFR6MS/VQU14mbxpsabvx7bBRLXK6nN/0A=, inner_remote: 192.0.2.2}\n",
+                "",
+                "t.yaml:19: remote `sw2` has no entry in `peers` (its key)",
+            ),
+            (
+                "        peers:\n",
+                "        public_key: C/qz7dJlFqFR6MS/VQU14mbxpsabvx7bBRLXK6nN/0A=\n        peers:\n",
+                "t.yaml:20: give the keys either as `public_key`/`inner_remote` (one remote) or as `peers`, not both",
+            ),
+            (
+                "{remote: sw2, public_key:",
+                "{remote: sw2, key:",
+                "unknown field `key`",
+            ),
+            (
+                "encrypt: true\n        inner_local",
+                "encrypt: false\n        inner_local",
+                "`peers` needs `encrypt: true`",
+            ),
+        ],
+    );
+    // One key for two remotes.
+    let two = ENC3.replacen(
+        "        peers:\n",
+        &format!("        public_key: {k2}\n        xpeers:\n"),
+        1,
+    );
+    let two = two
+        .lines()
+        .filter(|l| !l.contains("xpeers") && !l.contains("- {remote:"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_err_starts(
+        &two,
+        "t.yaml:13: `public_key` names one remote's key; this tunnel has 2 remotes: list them in `peers`",
+    );
+}
