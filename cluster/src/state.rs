@@ -116,6 +116,9 @@ pub struct State {
     /// The endpoints of each overlay, by MAC.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub members: BTreeMap<String, BTreeMap<String, EndpointRecord>>,
+    /// The services of each overlay, by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub services: BTreeMap<String, BTreeMap<String, crate::ServiceRecord>>,
 }
 
 impl State {
@@ -162,8 +165,24 @@ impl State {
                     }
                     Err(e) => tracing::warn!(key = %k, "bad endpoint record skipped: {e}"),
                 }
+            } else if let Some(rest) = k.strip_prefix(keys::SERVICES) {
+                match serde_json::from_slice::<crate::ServiceRecord>(v) {
+                    Ok(r) if rest.split_once('/') == Some((r.overlay.as_str(), r.spec.name.as_str())) => {
+                        s.services
+                            .entry(r.overlay.clone())
+                            .or_default()
+                            .insert(r.spec.name.clone(), r);
+                    }
+                    Ok(_) => {
+                        tracing::warn!(key = %k, "service record does not match its key; skipped")
+                    }
+                    Err(e) => tracing::warn!(key = %k, "bad service record skipped: {e}"),
+                }
             }
         }
+        // A service of an overlay that is gone is not served.
+        let overlays = &s.overlays;
+        s.services.retain(|o, _| overlays.contains_key(o));
         // Two overlays cannot share a VNI (the claims forbid it); if a hand-made key
         // says otherwise, the first by name wins.
         let mut seen = std::collections::HashSet::new();
