@@ -321,6 +321,14 @@ impl Gateway {
         }
     }
 
+    /// The source MAC of a routed frame on `side`: on a network with a mesh address,
+    /// the mesh MAC, since another node's tunnel refuses frames from the anycast
+    /// gateway's MAC (its own gateway has it), and a routed frame may be for a backend
+    /// there; else the gateway's. ARP keeps the gateway's.
+    fn src_mac(&self, side: Side, _b: &Buf, gateway: MacAddr) -> MacAddr {
+        self.mesh_of(side).map_or(gateway, |(_, mac)| mac)
+    }
+
     fn mesh_mac_is(&self, side: Side, dst: Option<&[u8]>) -> bool {
         self.mesh_of(side)
             .is_some_and(|(_, m)| dst == Some(&m.0[..]))
@@ -384,8 +392,9 @@ impl Gateway {
                 .neighbours(side)
                 .and_then(|n| n.learn(a.spa, a.sha, now, for_us));
             for mut w in released.into_iter().flatten() {
+                let src = self.src_mac(side, &w, my_mac);
                 if let Some(f) = w.bytes_mut().get_mut(vnet::LEN..) {
-                    frames::set_macs(f, a.sha, my_mac);
+                    frames::set_macs(f, a.sha, src);
                 }
                 self.count(Ev::Routed);
                 out.push((side, w));
@@ -516,8 +525,9 @@ impl Gateway {
         };
         match n.resolve(hop, buf, now) {
             (Resolved::Known { mac, probe }, Some(mut b)) => {
+                let src = self.src_mac(side, &b, my_mac);
                 if let Some(f) = b.bytes_mut().get_mut(vnet::LEN..) {
-                    frames::set_macs(f, mac, my_mac);
+                    frames::set_macs(f, mac, src);
                 }
                 self.count(Ev::Routed);
                 out.push((side, b));
