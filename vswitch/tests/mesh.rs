@@ -366,6 +366,9 @@ fn a_killed_node_serves_the_cluster_service_again_after_a_restart() {
     m.sw(1).vsctl_ok(&["publish", "tcp", PORT, "service:web"]);
     wait_until("node 0 serves web", SHORT * 2, || serves(m.sw(0), &want));
     wait_until("node 0 publishes", SHORT, || !published(m.sw(0)).is_empty());
+    wait_until("n1 claims a mesh address", SHORT, || {
+        mesh_addr(&m.lab, "n1").is_some()
+    });
     let a_mesh = mesh_addr(&m.lab, "n1").unwrap();
     assert_eq!(m.connect(&m.wan, &uplink(0)).1, a_mesh);
 
@@ -378,9 +381,10 @@ fn a_killed_node_serves_the_cluster_service_again_after_a_restart() {
     );
     refused(
         m.sw(0),
-        &["del-service", OV, "web"],
+        &["set-backends", OV, "web", "10.71.0.50"],
         "cluster store unreachable",
     );
+    assert!(serves(m.sw(0), &want), "a refused change changed the service");
     m.lab.etcd.as_mut().unwrap().restart().unwrap();
     wait_until("both nodes connected again", SHORT * 2, || {
         (0..2).all(|i| {
