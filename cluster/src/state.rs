@@ -167,7 +167,10 @@ impl State {
                 }
             } else if let Some(rest) = k.strip_prefix(keys::SERVICES) {
                 match serde_json::from_slice::<crate::ServiceRecord>(v) {
-                    Ok(r) if rest.split_once('/') == Some((r.overlay.as_str(), r.spec.name.as_str())) => {
+                    Ok(r)
+                        if rest.split_once('/')
+                            == Some((r.overlay.as_str(), r.spec.name.as_str())) =>
+                    {
                         s.services
                             .entry(r.overlay.clone())
                             .or_default()

@@ -214,7 +214,9 @@ pub fn mesh(
                     tracing::warn!(overlay = %rec.overlay, "cannot forget the mesh address: {e}");
                 }
             }
-            Err(e) => tracing::warn!(overlay = %rec.overlay, "cannot release the mesh address: {e}"),
+            Err(e) => {
+                tracing::warn!(overlay = %rec.overlay, "cannot release the mesh address: {e}")
+            }
         }
     }
 }

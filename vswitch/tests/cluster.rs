@@ -15,11 +15,11 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::cluster::*;
-use ctl::{Data, NodeInfo, OverlayInfo};
+use ctl::{Data, NodeInfo};
 use testlab::etcd::{ClientTls, Etcd, Pki, ServerTls};
 use testlab::{netns, wait_until, Switchd, SHORT};
 
@@ -291,7 +291,6 @@ fn three_nodes_share_overlays_and_survive_node_and_store_failures() {
     assert!(!keys.contains(&"/vswitch/v1/overlays/ov2"), "{keys:?}");
 }
 
-
 #[test]
 fn a_tls_store_admits_only_nodes_with_a_certificate_from_its_ca() {
     let mut lab = Lab::new("t");
@@ -400,8 +399,6 @@ fn a_tls_store_admits_only_nodes_with_a_certificate_from_its_ca() {
     let o = e.etcdctl(&["get", "/vswitch/v1/nodes/n1"]).unwrap();
     assert!(o.stdout.contains(&format!("\"vtep\":\"{vtep}\"")), "{o}");
 }
-
-
 
 /// The MACs of overlay `ov`'s static FDB entries towards remote VTEPs on `sw`, with the
 /// remote each points to.

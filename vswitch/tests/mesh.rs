@@ -209,7 +209,11 @@ fn serves(sw: &Switchd, backends: &BTreeSet<String>) -> bool {
     services(sw).iter().any(|s| {
         s.name == "web"
             && s.bridge == OV
-            && s.backends.iter().map(|b| b.backend.clone()).collect::<BTreeSet<_>>() == *backends
+            && s.backends
+                .iter()
+                .map(|b| b.backend.clone())
+                .collect::<BTreeSet<_>>()
+                == *backends
             && s.backends.iter().all(|b| b.health == "up")
     })
 }
@@ -253,9 +257,11 @@ fn a_service_published_once_answers_on_every_hosts_uplink() {
     add_web(m.sw(0), &[b1.clone(), b2.clone()]);
     for i in 0..2 {
         let sw = m.sw(i);
-        wait_until(&format!("node {i} serves web, backends up"), SHORT * 2, || {
-            serves(sw, &want)
-        });
+        wait_until(
+            &format!("node {i} serves web, backends up"),
+            SHORT * 2,
+            || serves(sw, &want),
+        );
     }
     let keys = store_keys(&m.lab, "/vswitch/v1/services/");
     assert_eq!(keys.len(), 1, "{keys:?}");
@@ -276,12 +282,28 @@ fn a_service_published_once_answers_on_every_hosts_uplink() {
     let sw1 = m.sw(1);
     refused(
         sw1,
-        &["add-service", OV, "web", "--vip", "10.71.0.101", "--backend", &b1],
+        &[
+            "add-service",
+            OV,
+            "web",
+            "--vip",
+            "10.71.0.101",
+            "--backend",
+            &b1,
+        ],
         "already has a service web",
     );
     refused(
         sw1,
-        &["add-service", OV, "web2", "--vip", "10.72.0.5", "--backend", &b1],
+        &[
+            "add-service",
+            OV,
+            "web2",
+            "--vip",
+            "10.72.0.5",
+            "--backend",
+            &b1,
+        ],
         "VIP",
     );
     refused(
@@ -340,7 +362,9 @@ fn a_service_published_once_answers_on_every_hosts_uplink() {
     }
     m.sw(1).vsctl_ok(&["set-backends", OV, "web", &b2]);
     let only: BTreeSet<String> = [b2.clone()].into();
-    wait_until("node 0 follows set-backends", SHORT, || serves(m.sw(0), &only));
+    wait_until("node 0 follows set-backends", SHORT, || {
+        serves(m.sw(0), &only)
+    });
     m.sw(1).vsctl_ok(&["del-service", OV, "web"]);
     for i in 0..2 {
         let sw = m.sw(i);
@@ -376,7 +400,15 @@ fn a_killed_node_serves_the_cluster_service_again_after_a_restart() {
     m.lab.etcd.as_mut().unwrap().kill();
     refused(
         m.sw(0),
-        &["add-service", OV, "web2", "--vip", "10.71.0.101", "--backend", "10.71.0.50"],
+        &[
+            "add-service",
+            OV,
+            "web2",
+            "--vip",
+            "10.71.0.101",
+            "--backend",
+            "10.71.0.50",
+        ],
         "cluster store unreachable",
     );
     refused(
@@ -384,7 +416,10 @@ fn a_killed_node_serves_the_cluster_service_again_after_a_restart() {
         &["set-backends", OV, "web", "10.71.0.50"],
         "cluster store unreachable",
     );
-    assert!(serves(m.sw(0), &want), "a refused change changed the service");
+    assert!(
+        serves(m.sw(0), &want),
+        "a refused change changed the service"
+    );
     m.lab.etcd.as_mut().unwrap().restart().unwrap();
     wait_until("both nodes connected again", SHORT * 2, || {
         (0..2).all(|i| {
@@ -397,7 +432,9 @@ fn a_killed_node_serves_the_cluster_service_again_after_a_restart() {
     m.lab.nodes[0].sw.signal(testlab::stop::SIGKILL, SHORT);
     m.lab.nodes[0].sw.daemon_args = vec!["--workers".into(), "1".into()];
     m.lab.nodes[0].sw.start();
-    wait_until("node 0 serves web again", SHORT * 2, || serves(m.sw(0), &want));
+    wait_until("node 0 serves web again", SHORT * 2, || {
+        serves(m.sw(0), &want)
+    });
     let deadline = Instant::now() + SHORT;
     loop {
         let py = python();

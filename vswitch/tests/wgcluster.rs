@@ -16,8 +16,8 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::overlay::{ip, overlay_mtu, Vs};
 use common::cluster::ETCD_IP;
+use common::overlay::{ip, overlay_mtu, Vs};
 use common::{report, wait_until, Capture, Lab, Switch};
 use ctl::{Data, NodeInfo, OverlayInfo};
 use testlab::etcd::Etcd;

@@ -170,12 +170,11 @@ pub fn handle(
                     proto.as_str()
                 )));
             }
-            if let Some(o) = state
-                .services
-                .values()
-                .flat_map(|m| m.values())
-                .find(|r| r.published.iter().any(|p| p.proto == proto && p.host_port == host_port))
-            {
+            if let Some(o) = state.services.values().flat_map(|m| m.values()).find(|r| {
+                r.published
+                    .iter()
+                    .any(|p| p.proto == proto && p.host_port == host_port)
+            }) {
                 return Err(refused(format!(
                     "{}/{host_port} is already published to service {}",
                     proto.as_str(),
@@ -201,7 +200,11 @@ pub fn handle(
                 .services
                 .values()
                 .flat_map(|m| m.values())
-                .find(|r| r.published.iter().any(|p| p.proto == proto && p.host_port == host_port))
+                .find(|r| {
+                    r.published
+                        .iter()
+                        .any(|p| p.proto == proto && p.host_port == host_port)
+                })
                 .cloned()
             else {
                 return Err(refused(format!(

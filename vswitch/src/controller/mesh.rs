@@ -36,7 +36,12 @@ impl Controller {
             let mut want: Vec<ServiceSpec> = Vec::new();
             let mut bare = b.clone();
             bare.services.clear();
-            for r in state.services.get(name).into_iter().flat_map(|m| m.values()) {
+            for r in state
+                .services
+                .get(name)
+                .into_iter()
+                .flat_map(|m| m.values())
+            {
                 let mut probe = bare.clone();
                 probe.services = want.clone();
                 if let Err(e) = super::services::check(&r.spec, &probe, net, None) {
@@ -51,7 +56,9 @@ impl Controller {
                             host_port: p.host_port,
                             target: SocketAddrV4::new(r.spec.vip, port),
                         }),
-                        Err(e) => tracing::warn!(service = %r.spec.name, "cluster publication not installed: {e}"),
+                        Err(e) => {
+                            tracing::warn!(service = %r.spec.name, "cluster publication not installed: {e}")
+                        }
                     }
                 }
             }
@@ -68,7 +75,11 @@ impl Controller {
                 .iter()
                 .any(|q| q.proto == p.proto && q.host_port == p.host_port);
             if taken {
-                tracing::warn!(proto = p.proto.as_str(), port = p.host_port, "cluster publication clashes with a local one; not installed");
+                tracing::warn!(
+                    proto = p.proto.as_str(),
+                    port = p.host_port,
+                    "cluster publication clashes with a local one; not installed"
+                );
             }
             !taken
         });
@@ -112,14 +123,23 @@ impl Controller {
         };
         cc.mesh
             .iter()
-            .filter(|r| cc.state.services.get(&r.overlay).is_none_or(|m| m.is_empty()))
+            .filter(|r| {
+                cc.state
+                    .services
+                    .get(&r.overlay)
+                    .is_none_or(|m| m.is_empty())
+            })
             .cloned()
             .collect()
     }
 
     /// Keeps `rec` (just claimed) as this node's mesh address in its overlay, or
     /// forgets the one of `rec`'s overlay (`keep` false, released already).
-    pub fn set_mesh(&mut self, rec: &cluster::EndpointRecord, keep: bool) -> Result<(), super::ControlError> {
+    pub fn set_mesh(
+        &mut self,
+        rec: &cluster::EndpointRecord,
+        keep: bool,
+    ) -> Result<(), super::ControlError> {
         let mut next = self.cfg.clone();
         let Some(cc) = next.cluster.as_mut() else {
             return Err(super::ControlError::NotInCluster);

@@ -70,7 +70,11 @@ fn health_text(s: &ServiceSpec) -> String {
 
 /// The VIP port `proto` `host_port` of the uplink goes to for service `s`: the same
 /// port when the service serves it, else its only port of that protocol.
-pub(crate) fn service_port(s: &ServiceSpec, l4: L4Proto, host_port: u16) -> Result<u16, ControlError> {
+pub(crate) fn service_port(
+    s: &ServiceSpec,
+    l4: L4Proto,
+    host_port: u16,
+) -> Result<u16, ControlError> {
     let service = &s.name;
     let of_proto: Vec<u16> = s
         .ports
@@ -169,7 +173,10 @@ pub(super) fn check(
 
 impl Controller {
     /// The network of `bridge`: (network address, prefix, gateway).
-    pub(super) fn service_net(&self, bridge: &str) -> Result<(Ipv4Addr, u8, Ipv4Addr), ControlError> {
+    pub(super) fn service_net(
+        &self,
+        bridge: &str,
+    ) -> Result<(Ipv4Addr, u8, Ipv4Addr), ControlError> {
         let b = self.bridge_conf(bridge)?;
         let Some(n) = &b.net else {
             return Err(ControlError::NoNet(bridge.to_string()));

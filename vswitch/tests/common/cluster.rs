@@ -228,7 +228,6 @@ pub fn ping(from: &str, to: &str) {
     }
 }
 
-
 /// Runs vswitchd in `ns` with `args` until it exits (it must, within the join deadline):
 /// its exit status and stderr.
 pub fn vswitchd_once(lab: &Lab, ns: &str, tag: &str, args: &[String]) -> testlab::Out {
