@@ -9,6 +9,7 @@
 //! | `/vswitch/v1/guard/overlays` | bumped by every overlay change, so a change that checked the others (subnet overlap) commits only if none changed since | none |
 //! | `/vswitch/v1/endpoints/<overlay>/<mac>` | [`crate::EndpointRecord`]: node, MAC, address | the owner's |
 //! | `/vswitch/v1/ipam/<overlay>/<ip>` | the same record: the address's claim, created with the endpoint in one transaction | the owner's |
+//! | `/vswitch/v1/services/<overlay>/<name>` | [`crate::ServiceRecord`]: the service's spec and the host ports published to it | none |
 
 /// Where every key of the cluster lives.
 pub const PREFIX: &str = "/vswitch/v1/";
@@ -22,6 +23,8 @@ pub const VNIS: &str = "/vswitch/v1/vnis/";
 pub const ENDPOINTS: &str = "/vswitch/v1/endpoints/";
 /// Address claims, under their nodes' leases.
 pub const IPAM: &str = "/vswitch/v1/ipam/";
+/// Services of overlays.
+pub const SERVICES: &str = "/vswitch/v1/services/";
 /// The overlays' guard key.
 pub const OVERLAYS_GUARD: &str = "/vswitch/v1/guard/overlays";
 
@@ -48,6 +51,16 @@ pub fn ipam(overlay: &str, ip: std::net::Ipv4Addr) -> String {
 /// Where overlay `overlay`'s address claims live.
 pub fn ipam_of(overlay: &str) -> String {
     format!("{IPAM}{overlay}/")
+}
+
+/// The service `name` of overlay `overlay`.
+pub fn service(overlay: &str, name: &str) -> String {
+    format!("{SERVICES}{overlay}/{name}")
+}
+
+/// Where overlay `overlay`'s services live.
+pub fn services_of(overlay: &str) -> String {
+    format!("{SERVICES}{overlay}/")
 }
 
 /// The endpoint with MAC `mac` (lower-case, colon-separated) in overlay `overlay`.

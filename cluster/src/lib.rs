@@ -18,6 +18,7 @@
 mod error;
 mod ipam;
 pub mod keys;
+mod services;
 mod session;
 pub mod state;
 mod tracker;
@@ -29,6 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub use error::{RecordError, SessionError, SetupError};
+pub use services::{PublishRecord, ServiceChange, ServiceRecord};
 pub use state::{EndpointRecord, NodeRecord, OverlayRecord, State};
 
 /// Default lease TTL, seconds.
@@ -195,6 +197,12 @@ pub(crate) enum Cmd {
     },
     Release {
         record: EndpointRecord,
+        deadline: Instant,
+        reply: std::sync::mpsc::Sender<Result<(), ClusterError>>,
+    },
+    /// A service created, changed or deleted.
+    Service {
+        change: ServiceChange,
         deadline: Instant,
         reply: std::sync::mpsc::Sender<Result<(), ClusterError>>,
     },
@@ -377,6 +385,16 @@ impl Handle {
         let name = name.to_string();
         self.ask(|deadline, reply| Cmd::DelOverlay {
             name,
+            deadline,
+            reply,
+        })
+    }
+
+    /// Creates, changes or deletes a service of an overlay (a compare-and-swap on the
+    /// record the caller saw).
+    pub fn change_service(&self, change: ServiceChange) -> Result<(), ClusterError> {
+        self.ask(|deadline, reply| Cmd::Service {
+            change,
             deadline,
             reply,
         })

@@ -514,7 +514,7 @@ fn refuse(c: Cmd) {
         Cmd::Claim { reply, .. } => {
             let _ = reply.send(Err(ClusterError::Unreachable));
         }
-        Cmd::Release { reply, .. } => {
+        Cmd::Release { reply, .. } | Cmd::Service { reply, .. } => {
             let _ = reply.send(Err(ClusterError::Unreachable));
         }
         // What it would do is kept in the shared sets: the next session does it.
@@ -547,6 +547,14 @@ async fn serve(shared: &Shared, client: &mut Client, ctx: &mut Ctx, c: Cmd) {
             if r.is_ok() {
                 ctx.published.remove(&record.ipam_key());
             }
+            let _ = reply.send(r);
+        }
+        Cmd::Service {
+            change,
+            deadline,
+            reply,
+        } => {
+            let r = bounded(deadline, crate::services::change(client, &change)).await;
             let _ = reply.send(r);
         }
         Cmd::AddOverlay {
@@ -761,6 +769,25 @@ async fn del_overlay(client: &mut Client, name: &str) -> Result<OverlayRecord, C
             .filter_map(|kv| kv.key_str().ok())
             .filter_map(|k| k.strip_prefix(&keys::ipam_of(name)).map(str::to_string))
             .collect();
+        let services = client
+            .get(
+                keys::services_of(name),
+                Some(GetOptions::new().with_prefix().with_keys_only()),
+            )
+            .await
+            .map_err(failed)?;
+        let names: Vec<String> = services
+            .kvs()
+            .iter()
+            .filter_map(|kv| kv.key_str().ok())
+            .filter_map(|k| k.strip_prefix(&keys::services_of(name)).map(str::to_string))
+            .collect();
+        if !names.is_empty() {
+            return Err(ClusterError::Refused(format!(
+                "overlay {name} still has service(s) {}; del-service them first",
+                names.join(", ")
+            )));
+        }
         if !addrs.is_empty() {
             return Err(ClusterError::Refused(format!(
                 "overlay {name} still has {} endpoint(s) ({}); detach them first",

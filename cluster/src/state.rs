@@ -116,6 +116,9 @@ pub struct State {
     /// The endpoints of each overlay, by MAC.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub members: BTreeMap<String, BTreeMap<String, EndpointRecord>>,
+    /// The services of each overlay, by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub services: BTreeMap<String, BTreeMap<String, crate::ServiceRecord>>,
 }
 
 impl State {

@@ -19,6 +19,9 @@ pub struct Tracker {
     /// Every valid overlay record, by name, before two with one VNI are narrowed to the
     /// first (a deleted one may let another through).
     overlays: BTreeMap<String, OverlayRecord>,
+    /// Every valid service record, by overlay and name, its overlay there or not (a
+    /// service of an overlay that is gone is not served, but comes back with it).
+    services: BTreeMap<String, BTreeMap<String, crate::ServiceRecord>>,
 }
 
 impl Tracker {
@@ -93,6 +96,20 @@ impl Tracker {
                 Err(e) => tracing::warn!(key, "bad endpoint record skipped: {e}"),
             }
             self.delete(key);
+        } else if let Some(rest) = key.strip_prefix(keys::SERVICES) {
+            match serde_json::from_slice::<crate::ServiceRecord>(value) {
+                Ok(r) if rest.split_once('/') == Some((r.overlay.as_str(), r.spec.name.as_str())) => {
+                    self.services
+                        .entry(r.overlay.clone())
+                        .or_default()
+                        .insert(r.spec.name.clone(), r);
+                    self.narrow_services();
+                    return;
+                }
+                Ok(_) => tracing::warn!(key, "service record does not match its key; skipped"),
+                Err(e) => tracing::warn!(key, "bad service record skipped: {e}"),
+            }
+            self.delete(key);
         }
     }
 
@@ -132,6 +149,20 @@ impl Tracker {
                     s.endpoints.remove(&e.node);
                 }
             }
+        } else if let Some((overlay, name)) = key
+            .strip_prefix(keys::SERVICES)
+            .and_then(|r| r.split_once('/'))
+        {
+            let Some(m) = self.services.get_mut(overlay) else {
+                return;
+            };
+            if m.remove(name).is_none() {
+                return;
+            }
+            if m.is_empty() {
+                self.services.remove(overlay);
+            }
+            self.narrow_services();
         }
     }
 
@@ -149,6 +180,21 @@ impl Tracker {
         }
         if self.state.overlays != next {
             Arc::make_mut(&mut self.state).overlays = next;
+            self.narrow_services();
+        }
+    }
+
+    /// The services of the state: those whose overlay is served.
+    fn narrow_services(&mut self) {
+        let overlays = &self.state.overlays;
+        let next: BTreeMap<_, _> = self
+            .services
+            .iter()
+            .filter(|(o, _)| overlays.contains_key(*o))
+            .map(|(o, m)| (o.clone(), m.clone()))
+            .collect();
+        if self.state.services != next {
+            Arc::make_mut(&mut self.state).services = next;
         }
     }
 }

@@ -113,6 +113,12 @@ pub struct Config {
     pub ct_limit: usize,
     /// Services: VIPs spread over backends ([`crate::lb`]).
     pub services: Vec<Service>,
+    /// Mesh addresses: one per network at most, an address of that network this node
+    /// owns (a cluster overlay's routing mesh). A flow from the uplink to a service of
+    /// that network is source-NAT'ed to it, so that a backend on another node, whose
+    /// gateway is another node's copy of the same anycast gateway, answers through this
+    /// node, which holds the flow.
+    pub mesh: Vec<Ipv4Addr>,
 }
 
 impl Config {
@@ -124,6 +130,7 @@ impl Config {
             published: Vec::new(),
             ct_limit: DEFAULT_LIMIT,
             services: Vec::new(),
+            mesh: Vec::new(),
         }
     }
 }
@@ -155,6 +162,10 @@ pub enum ConfigError {
     /// A backend is outside its service's network.
     #[error("backend {0} is not in the network of VIP {1}")]
     BackendOutside(Ipv4Addr, Ipv4Addr),
+    /// A mesh address is in no network, is a gateway's or a VIP, or is its network's
+    /// second.
+    #[error("mesh address {0} is not a free host address of a network")]
+    MeshOutside(Ipv4Addr),
 }
 
 impl Config {
@@ -193,6 +204,17 @@ impl Config {
             }
             if let Some(b) = s.backends.iter().find(|b| !net.subnet.contains(b.addr)) {
                 return Err(ConfigError::BackendOutside(b.addr, s.vip));
+            }
+        }
+        for (i, m) in self.mesh.iter().enumerate() {
+            let net = self
+                .networks
+                .iter()
+                .find(|n| n.subnet.contains(*m) && n.gateway != *m && n.subnet.addr() != *m)
+                .ok_or(ConfigError::MeshOutside(*m))?;
+            let twice = self.mesh[i + 1..].iter().any(|o| net.subnet.contains(*o));
+            if twice || self.services.iter().any(|s| s.vip == *m) {
+                return Err(ConfigError::MeshOutside(*m));
             }
         }
         for (i, p) in self.published.iter().enumerate() {
@@ -494,6 +516,16 @@ impl Nat {
         Verdict::Drop(r)
     }
 
+    /// The mesh address of `a`'s network, if it has one.
+    fn mesh_of(&self, a: Ipv4Addr) -> Option<Ipv4Addr> {
+        let n = self.network_of(a)?;
+        self.config
+            .mesh
+            .iter()
+            .copied()
+            .find(|m| n.subnet.contains(*m))
+    }
+
     fn network_of(&self, a: Ipv4Addr) -> Option<&Network> {
         self.config.networks.iter().find(|n| n.subnet.contains(a))
     }
@@ -654,11 +686,17 @@ impl Nat {
                 Ok(b) => b,
                 Err(v) => return v,
             };
-            // Hairpin: DNAT to the target, SNAT to its network's gateway.
+            // Hairpin: DNAT to the target, SNAT to its network's gateway (or mesh
+            // address, which replies from another node reach).
             let Some(gw) = self.network_of(target.addr).map(|n| n.gateway) else {
                 return self.drop(DropReason::NoMapping);
             };
-            return self.create(pk, gw, Some(target));
+            let snat = self.mesh_of(target.addr).unwrap_or(gw);
+            return self.create(pk, snat, Some(target));
+        }
+        if self.config.mesh.contains(&t.dst.addr) {
+            // For the switch: a backend answering a health check.
+            return Verdict::Local;
         }
         if let Some(dst_net) = self.network_of(t.dst.addr) {
             if dst_net.subnet.contains(t.src.addr) {
@@ -675,7 +713,11 @@ impl Nat {
         if t.dst.addr == self.config.uplink {
             if let Some(target) = self.published(&t) {
                 return match self.resolve(pk, target) {
-                    Ok(b) => self.create_dnat(pk, b),
+                    // The routing mesh: the backend may live on another node.
+                    Ok(b) => match self.mesh_of(b.addr) {
+                        Some(m) => self.create(pk, m, Some(b)),
+                        None => self.create_dnat(pk, b),
+                    },
                     Err(v) => v,
                 };
             }
@@ -694,8 +736,11 @@ impl Nat {
             return self.drop(DropReason::Invalid);
         };
         let (uplink, published) = (self.config.uplink, &self.published);
+        let mesh = self.config.mesh.contains(&snat);
         let reserved = |port| {
-            snat == uplink && t.proto != Proto::Icmp && published.contains_key(&(t.proto, port))
+            (snat == uplink && t.proto != Proto::Icmp && published.contains_key(&(t.proto, port)))
+                // The switch's own ports on a mesh address (health checks) stay free.
+                || (mesh && port > PORT_MAX)
         };
         let Some(port) = self.mappings.acquire(t.proto, snat, t.src, reserved) else {
             return self.drop(DropReason::PortsExhausted);
@@ -826,6 +871,7 @@ mod tests {
             ],
             ct_limit: limit,
             services: Vec::new(),
+            mesh: Vec::new(),
         }
     }
 
@@ -870,6 +916,38 @@ mod tests {
 
     const VIP: Ipv4Addr = Ipv4Addr::new(172, 18, 0, 100);
     const CL: Ipv4Addr = Ipv4Addr::new(172, 18, 0, 50);
+
+    const MESH: Ipv4Addr = Ipv4Addr::new(172, 18, 0, 200);
+
+    #[test]
+    fn mesh_flows_are_source_natted_to_the_mesh_address() {
+        let mut c = config(DEFAULT_LIMIT);
+        with_service(&mut c);
+        c.mesh.push(MESH);
+        let mut n = Nat::new(c.clone()).unwrap();
+        let (v, o) = go(&mut n, &tcp(WAN, 40000, U, 9000, SYN, b""), OUT, 0);
+        assert_eq!((v, o), (FWD_IN, tcp(MESH, 40000, C1, 80, SYN, b"")));
+        let (v, o) = go(&mut n, &tcp(C1, 80, MESH, 40000, SYN | ACK, b""), IN, 1);
+        assert_eq!((v, o), (FWD_OUT, tcp(U, 9000, WAN, 40000, SYN | ACK, b"")));
+        // A client port among the switch's own is not kept.
+        let (v, o) = go(&mut n, &tcp(WAN, 62000, U, 9000, SYN, b""), OUT, 2);
+        assert_eq!(v, FWD_IN);
+        let sport = u16::from_be_bytes([o[20], o[21]]);
+        assert!((PORT_MIN..=PORT_MAX).contains(&sport), "{sport}");
+        // Unsolicited to the mesh address: for the switch (a health check's answer).
+        let (v, _) = go(&mut n, &tcp(C2, 80, MESH, 61000, SYN | ACK, b""), IN, 3);
+        assert_eq!(v, Verdict::Local);
+        // A container's own flows to the VIP keep the client's address.
+        let (_, o) = go(&mut n, &tcp(CL, 1000, VIP, 80, SYN, b""), IN, 4);
+        assert_eq!(o[12..16], CL.octets());
+        for bad in [GW_A, VIP, Ipv4Addr::new(10, 9, 9, 9)] {
+            let mut c2 = c.clone();
+            c2.mesh = vec![bad];
+            assert_eq!(c2.validate(), Err(ConfigError::MeshOutside(bad)));
+        }
+        c.mesh.push(Ipv4Addr::new(172, 18, 0, 201));
+        assert!(c.validate().is_err(), "two mesh addresses in one network");
+    }
 
     #[test]
     fn vip_flows_are_spread_and_stay_on_their_backend() {

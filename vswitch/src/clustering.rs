@@ -6,9 +6,11 @@ mod endpoints;
 mod error;
 mod placement;
 mod reserve;
+mod services;
 
 pub use endpoints::is_overlay_attach;
 pub use error::VerbError;
+pub use services::is_cluster_service;
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -169,7 +171,53 @@ pub fn handle(
         req @ (Request::IpamClaim { .. } | Request::IpamRelease { .. }) => {
             reserve::handle(req, ctl, cl)
         }
+        req @ (Request::AddService { .. }
+        | Request::DelService { .. }
+        | Request::SetBackends { .. }
+        | Request::PublishService { .. }
+        | Request::Unpublish { .. }) => services::handle(req, ctl, cl),
         _ => Err(VerbError::NotClusterVerb),
+    }
+}
+
+/// Claims this node's mesh address in each overlay of `wanted` and releases those of
+/// `unwanted`, asking the store without the controller's lock; what fails (the store is
+/// away) is tried again on the next call.
+pub fn mesh(
+    cl: &cluster::Handle,
+    ctl: &Mutex<Controller>,
+    wanted: Vec<String>,
+    unwanted: Vec<cluster::EndpointRecord>,
+) {
+    for overlay in wanted {
+        let claim = cluster::Claim {
+            overlay: overlay.clone(),
+            ip: None,
+            mac: None,
+            container: format!("mesh:{}", cl.settings().node),
+            names: Vec::new(),
+        };
+        match cl.claim(claim) {
+            Ok(rec) => {
+                if let Err(e) = lock(ctl).set_mesh(&rec, true) {
+                    tracing::warn!(overlay = %overlay, "cannot keep the mesh address: {e}");
+                    cl.release_later(rec);
+                }
+            }
+            Err(e) => tracing::warn!(overlay = %overlay, "cannot claim a mesh address: {e}"),
+        }
+    }
+    for rec in unwanted {
+        match cl.release(&rec) {
+            Ok(()) => {
+                if let Err(e) = lock(ctl).set_mesh(&rec, false) {
+                    tracing::warn!(overlay = %rec.overlay, "cannot forget the mesh address: {e}");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(overlay = %rec.overlay, "cannot release the mesh address: {e}")
+            }
+        }
     }
 }
 

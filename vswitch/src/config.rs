@@ -70,6 +70,13 @@ pub struct ClusterConf {
     /// published under this node's lease like attached containers, until released.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reserved: Vec<cluster::EndpointRecord>,
+    /// This node's mesh address in each overlay with services (claimed in the
+    /// cluster, published under its lease like a container's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mesh: Vec<cluster::EndpointRecord>,
+    /// The ports of `published` that cluster services' records put there.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub published: Vec<PublishConf>,
 }
 
 impl ClusterConf {
@@ -571,6 +578,19 @@ impl Config {
         })
     }
 
+    /// This node's mesh address and MAC in overlay bridge `bridge`, if it has one
+    /// inside the bridge's network.
+    pub fn mesh_of(&self, bridge: &str) -> Option<(Ipv4Addr, crate::wire::MacAddr)> {
+        let c = self.cluster.as_ref()?;
+        if !c.bridges.iter().any(|b| b == bridge) {
+            return None;
+        }
+        let (_, net, gw) = self.nets().find(|(b, _, _)| b.name == bridge)?;
+        let r = c.mesh.iter().find(|r| r.overlay == bridge)?;
+        let mac = r.mac.parse().ok()?;
+        (net.contains(r.ip) && r.ip != gw && r.ip != net.addr()).then_some((r.ip, mac))
+    }
+
     /// The uplink's address and subnet.
     pub fn uplink_addr(&self) -> Option<(Ipv4Addr, nat::nat::Ipv4Net)> {
         let u = self.uplink.as_ref()?;
@@ -605,6 +625,11 @@ impl Config {
             })
             .collect();
         c.ct_limit = self.ct_limit();
+        c.mesh = self
+            .bridges
+            .iter()
+            .filter_map(|b| self.mesh_of(&b.name).map(|(a, _)| a))
+            .collect();
         c.services = self
             .bridges
             .iter()

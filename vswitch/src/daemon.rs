@@ -92,8 +92,10 @@ pub fn run(opts: Options) -> Result<(), StartError> {
             let same =
                 new.store == old.store && new.node == old.node && new.advertise == old.advertise;
             new.bridges = old.bridges;
+            new.published = old.published;
             if same {
                 new.state = old.state;
+                new.mesh = old.mesh;
             }
             (Some(new), !same)
         }
@@ -214,7 +216,11 @@ pub fn run(opts: Options) -> Result<(), StartError> {
             if let Some(cl) = cluster.as_ref() {
                 cl.set_owned(c.cluster_endpoints());
             }
+            let (wanted, unwanted) = (c.mesh_wanted(), c.mesh_unwanted());
             drop(c);
+            if let Some(cl) = cluster.as_ref() {
+                crate::clustering::mesh(cl, &ctl, wanted, unwanted);
+            }
             // Outside the controller's lock: a trim of a large heap takes a while.
             if let Some((before, after)) = heap.tick() {
                 tracing::debug!(

@@ -226,7 +226,8 @@ fn client(
             Err(e) => Response::err(format!("malformed request: {e}")),
             Ok(req)
                 if crate::clustering::is_cluster_request(&req)
-                    || crate::clustering::is_overlay_attach(&req, ctl, cluster) =>
+                    || crate::clustering::is_overlay_attach(&req, ctl, cluster)
+                    || crate::clustering::is_cluster_service(&req, ctl, cluster) =>
             {
                 tracing::debug!(?req, "cluster request");
                 // Never under the controller's lock: the store may be slow to answer.

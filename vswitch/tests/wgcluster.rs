@@ -16,12 +16,12 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use common::cluster::ETCD_IP;
 use common::overlay::{ip, overlay_mtu, Vs};
 use common::{report, wait_until, Capture, Lab, Switch};
 use ctl::{Data, NodeInfo, OverlayInfo};
 use testlab::etcd::Etcd;
 
-const ETCD_IP: &str = "198.51.100.254";
 /// What an encrypted overlay leaves of a 1500-byte underlay.
 const MTU: &str = "1390";
 const OVERLAY: &str = "wov";
@@ -33,21 +33,7 @@ fn vtep(n: u8) -> String {
 }
 
 fn cluster_args(store: &str, n: u8) -> Vec<String> {
-    [
-        "--workers",
-        "1",
-        "--cluster-store",
-        store,
-        "--cluster-advertise",
-        &vtep(n),
-        "--node",
-        &format!("n{n}"),
-        "--cluster-ttl",
-        "3",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    common::cluster::cluster_args(store, &format!("n{n}"), &vtep(n))
 }
 
 /// Node `n`'s namespace joined to the underlay bridge `ul` of namespace `ul_ns`.

@@ -91,6 +91,8 @@ fn cluster_args(args: &Args) -> Result<Option<vswitch::config::ClusterConf>, Str
         state: Default::default(),
         bridges: Vec::new(),
         reserved: Vec::new(),
+        mesh: Vec::new(),
+        published: Vec::new(),
     };
     c.validate().map_err(|e| e.to_string())?;
     Ok(Some(c))

@@ -117,6 +117,7 @@ impl Controller {
                 tracing::warn!(overlay = %o.name, "cannot carry the overlay: {e}");
             }
         }
+        self.apply_services(state);
         self.apply_endpoints(state);
     }
 

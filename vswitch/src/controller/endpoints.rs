@@ -92,6 +92,11 @@ impl Controller {
                     // that would be flooded to every host.
                     if let Some(p) = local.get(&e.mac) {
                         want.insert(mac, dest(*p, 0));
+                    } else if self.cfg.mesh_of(&o.name).is_some_and(|(_, m)| m == mac) {
+                        // This node's mesh address belongs to its gateway.
+                        if let Some(g) = self.ports.get(&super::gateway::gateway_key(&o.name)) {
+                            want.insert(mac, dest(g.id, 0));
+                        }
                     }
                     arp.push((e.ip, mac));
                     continue;
@@ -178,6 +183,8 @@ impl Controller {
         // Reserved for containers others plug in (Docker's IPAM driver): theirs until
         // released, whether or not the container is plugged in yet.
         out.extend(cc.reserved.iter().cloned());
+        // The mesh addresses of this node's gateway.
+        out.extend(cc.mesh.iter().cloned());
         out
     }
 

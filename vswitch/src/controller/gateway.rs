@@ -330,6 +330,7 @@ impl Controller {
                     subnet,
                     gateway,
                     mac: gateway_mac(&b.name),
+                    mesh: self.cfg.mesh_of(&b.name),
                 })
             })
             .collect();

@@ -13,6 +13,7 @@ mod dns;
 mod endpoints;
 mod error;
 mod gateway;
+mod mesh;
 mod metrics;
 mod overlay_keys;
 mod overlay_remotes;

@@ -68,9 +68,39 @@ fn health_text(s: &ServiceSpec) -> String {
     }
 }
 
+/// The VIP port `proto` `host_port` of the uplink goes to for service `s`: the same
+/// port when the service serves it, else its only port of that protocol.
+pub(crate) fn service_port(
+    s: &ServiceSpec,
+    l4: L4Proto,
+    host_port: u16,
+) -> Result<u16, ControlError> {
+    let service = &s.name;
+    let of_proto: Vec<u16> = s
+        .ports
+        .iter()
+        .filter(|p| p.proto == l4)
+        .map(|p| p.port)
+        .collect();
+    if s.ports.is_empty() || of_proto.contains(&host_port) {
+        return Ok(host_port);
+    }
+    match of_proto.as_slice() {
+        [p] => Ok(*p),
+        [] => Err(ControlError::Invalid(format!(
+            "service {service} serves no {} port",
+            l4.as_str()
+        ))),
+        _ => Err(ControlError::Invalid(format!(
+            "service {service} serves several {} ports; publish one of them as the host port",
+            l4.as_str()
+        ))),
+    }
+}
+
 /// Checks a service against its bridge (`b`, whose network is `addr/prefix` with
 /// gateway `gw`); `except` is the service's own name when it is being replaced.
-fn check(
+pub(super) fn check(
     s: &ServiceSpec,
     b: &BridgeConf,
     (addr, prefix, gw): (Ipv4Addr, u8, Ipv4Addr),
@@ -143,7 +173,10 @@ fn check(
 
 impl Controller {
     /// The network of `bridge`: (network address, prefix, gateway).
-    fn service_net(&self, bridge: &str) -> Result<(Ipv4Addr, u8, Ipv4Addr), ControlError> {
+    pub(super) fn service_net(
+        &self,
+        bridge: &str,
+    ) -> Result<(Ipv4Addr, u8, Ipv4Addr), ControlError> {
         let b = self.bridge_conf(bridge)?;
         let Some(n) = &b.net else {
             return Err(ControlError::NoNet(bridge.to_string()));
@@ -255,31 +288,7 @@ impl Controller {
                 )));
             }
         };
-        let of_proto: Vec<u16> = s
-            .ports
-            .iter()
-            .filter(|p| p.proto == l4)
-            .map(|p| p.port)
-            .collect();
-        let port = if s.ports.is_empty() || of_proto.contains(&host_port) {
-            host_port
-        } else {
-            match of_proto.as_slice() {
-                [p] => *p,
-                [] => {
-                    return Err(ControlError::Invalid(format!(
-                        "service {service} serves no {} port",
-                        l4.as_str()
-                    )))
-                }
-                _ => {
-                    return Err(ControlError::Invalid(format!(
-                        "service {service} serves several {} ports; publish one of them as the host port",
-                        l4.as_str()
-                    )))
-                }
-            }
-        };
+        let port = service_port(s, l4, host_port)?;
         self.publish_port(l4, host_port, SocketAddrV4::new(s.vip, port))
     }
 

@@ -201,6 +201,7 @@ pub fn config(data: &[u8]) {
             subnet,
             gateway,
             mac: crate::gateway::gateway_mac(&b.name),
+            mesh: None,
         })
         .collect();
     let uplink = cfg.uplink_addr().map(|(addr, subnet)| UplinkSpec {

@@ -26,6 +26,7 @@ pub(super) fn configure_lab(g: &mut Gateway, pool: &Pool, setup: Setup, two_nets
         subnet: net(NET0, 24),
         gateway: GW0,
         mac: GW0_MAC,
+        mesh: None,
     }];
     if two_nets && setup != Setup::NoUplink {
         nets.push(NetSpec {
@@ -33,6 +34,7 @@ pub(super) fn configure_lab(g: &mut Gateway, pool: &Pool, setup: Setup, two_nets
             subnet: net(NET1, 24),
             gateway: GW1,
             mac: GW1_MAC,
+            mesh: None,
         });
     }
     let mut cfg = nat_config(64);

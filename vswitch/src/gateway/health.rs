@@ -155,7 +155,11 @@ impl Gateway {
             let Some(side) = self.nets.iter().find(|n| n.bridge == b) else {
                 continue;
             };
-            let (addr, prefix) = (side.addr, side.subnet.prefix());
+            // A cluster overlay's checks leave from this node's mesh address: a
+            // backend on another node answers the anycast gateway's address to its
+            // own node's copy, but the mesh address to this one.
+            let addr = side.mesh.map_or(side.addr, |(m, _)| m);
+            let prefix = side.subnet.prefix();
             let mut net = match old.iter().position(|n| n.bridge == b && n.addr == addr) {
                 Some(i) => old.swap_remove(i),
                 None => {

@@ -113,6 +113,9 @@ struct NetSide {
     subnet: Ipv4Net,
     addr: Ipv4Addr,
     mac: MacAddr,
+    /// The node's own address and MAC in a cluster overlay (the routing mesh's source
+    /// address), if it has one.
+    mesh: Option<(Ipv4Addr, MacAddr)>,
     neigh: Neighbours,
 }
 
@@ -132,6 +135,9 @@ pub struct NetSpec {
     pub subnet: Ipv4Net,
     pub gateway: Ipv4Addr,
     pub mac: MacAddr,
+    /// The node's mesh address and MAC in it (a cluster overlay), answered and
+    /// received like the gateway's own, and the source of its health checks.
+    pub mesh: Option<(Ipv4Addr, MacAddr)>,
 }
 
 /// The uplink as the controller configures it.
@@ -217,6 +223,7 @@ impl Gateway {
                 subnet: n.subnet,
                 addr: n.gateway,
                 mac: n.mac,
+                mesh: n.mesh,
                 neigh,
             });
         }
@@ -306,6 +313,27 @@ impl Gateway {
         }
     }
 
+    /// The mesh address and MAC on `side`, if it has them.
+    fn mesh_of(&self, side: Side) -> Option<(Ipv4Addr, MacAddr)> {
+        match side {
+            Side::Uplink => None,
+            Side::Net(b) => self.nets.iter().find(|n| n.bridge == b)?.mesh,
+        }
+    }
+
+    /// The source MAC of a routed frame on `side`: on a network with a mesh address,
+    /// the mesh MAC, since another node's tunnel refuses frames from the anycast
+    /// gateway's MAC (its own gateway has it), and a routed frame may be for a backend
+    /// there; else the gateway's. ARP keeps the gateway's.
+    fn src_mac(&self, side: Side, _b: &Buf, gateway: MacAddr) -> MacAddr {
+        self.mesh_of(side).map_or(gateway, |(_, mac)| mac)
+    }
+
+    fn mesh_mac_is(&self, side: Side, dst: Option<&[u8]>) -> bool {
+        self.mesh_of(side)
+            .is_some_and(|(_, m)| dst == Some(&m.0[..]))
+    }
+
     fn subnet(&self, side: Side) -> Option<Ipv4Net> {
         match side {
             Side::Uplink => self.uplink.as_ref().map(|u| u.subnet),
@@ -315,7 +343,9 @@ impl Gateway {
 
     /// True if `a` is one of the gateway's own addresses.
     fn is_mine(&self, a: Ipv4Addr) -> bool {
-        self.nets.iter().any(|n| n.addr == a)
+        self.nets
+            .iter()
+            .any(|n| n.addr == a || n.mesh.is_some_and(|(m, _)| m == a))
             || self.uplink.as_ref().is_some_and(|u| u.addr == a)
             || self.nat.lb().is_vip(a)
     }
@@ -332,7 +362,11 @@ impl Gateway {
         let f = &b[vnet::LEN..];
         match wire::bytes::be16(f, eth::ETHERTYPE.start) {
             Some(ARP) => self.arp(side, buf, pool, out),
-            Some(IPV4) if f.get(eth::DST) == Some(&my_mac.0[..]) || self.diverted(side, f) => {
+            Some(IPV4)
+                if f.get(eth::DST) == Some(&my_mac.0[..])
+                    || self.mesh_mac_is(side, f.get(eth::DST))
+                    || self.diverted(side, f) =>
+            {
                 self.ipv4(side, buf, pool, out)
             }
             _ => self.discard(pool, buf, Ev::Ignored),
@@ -346,19 +380,21 @@ impl Gateway {
         let Some(a) = frames::parse_arp(&buf.bytes()[vnet::LEN..]) else {
             return self.discard(pool, buf, Ev::BadFrame);
         };
+        let mesh = self.mesh_of(side).filter(|(m, _)| *m == a.tpa);
         if self.is_mine(a.spa) && a.sha != my_mac {
             // Someone claims the gateway's address: never believed, counted.
             return self.discard(pool, buf, Ev::ArpSpoofed);
         }
-        let for_us = a.tpa == my_ip || self.vip_on(side, a.tpa);
+        let for_us = a.tpa == my_ip || self.vip_on(side, a.tpa) || mesh.is_some();
         let now = self.now();
         if self.subnet(side).is_some_and(|s| s.contains(a.spa)) && !a.sha.is_multicast() {
             let released = self
                 .neighbours(side)
                 .and_then(|n| n.learn(a.spa, a.sha, now, for_us));
             for mut w in released.into_iter().flatten() {
+                let src = self.src_mac(side, &w, my_mac);
                 if let Some(f) = w.bytes_mut().get_mut(vnet::LEN..) {
-                    frames::set_macs(f, a.sha, my_mac);
+                    frames::set_macs(f, a.sha, src);
                 }
                 self.count(Ev::Routed);
                 out.push((side, w));
@@ -367,7 +403,7 @@ impl Gateway {
         if a.op == ARP_REQUEST && for_us {
             let reply = Arp {
                 op: ARP_REPLY,
-                sha: my_mac,
+                sha: mesh.map_or(my_mac, |(_, mm)| mm),
                 spa: a.tpa,
                 tha: a.sha,
                 tpa: a.spa,
@@ -489,8 +525,9 @@ impl Gateway {
         };
         match n.resolve(hop, buf, now) {
             (Resolved::Known { mac, probe }, Some(mut b)) => {
+                let src = self.src_mac(side, &b, my_mac);
                 if let Some(f) = b.bytes_mut().get_mut(vnet::LEN..) {
-                    frames::set_macs(f, mac, my_mac);
+                    frames::set_macs(f, mac, src);
                 }
                 self.count(Ev::Routed);
                 out.push((side, b));
@@ -726,12 +763,14 @@ mod tests {
                 subnet: net([172, 18, 0, 0], 24),
                 gateway: GW_A,
                 mac: G,
+                mesh: None,
             },
             NetSpec {
                 bridge: 1,
                 subnet: net([172, 19, 0, 0], 24),
                 gateway: Ipv4Addr::new(172, 19, 0, 1),
                 mac: GB,
+                mesh: None,
             },
         ];
         let mut cfg = nat::Config::new(UP);

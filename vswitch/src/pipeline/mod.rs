@@ -398,6 +398,18 @@ impl<'a> Ingress<'a> {
         if !replies.matches(a.frame.get(a.next_at..)?) {
             return None;
         }
+        // A reply to a station behind a tunnel (a client of another node's gateway, or
+        // another node's mesh address) is that node's to translate: it goes on as is.
+        if let Some(p) = self.fdb.lookup(a.tags.class.vid, dst, self.now, self.aging) {
+            let behind_tunnel = self
+                .bridge
+                .ports
+                .iter()
+                .any(|q| q.id == port_of(p) && q.kind == ctl::PortKind::Vxlan);
+            if behind_tunnel {
+                return None;
+            }
+        }
         let gw = self
             .bridge
             .ports

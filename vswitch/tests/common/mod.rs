@@ -19,6 +19,7 @@
 // Each test binary compiles this module and uses only part of it (and of the re-exports).
 #![allow(dead_code, unused_imports)]
 
+pub mod cluster;
 pub mod craft;
 pub mod overlay;
 

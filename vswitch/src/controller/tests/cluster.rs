@@ -96,6 +96,8 @@ fn member() -> Config {
         state: state(&[("n1", NOWHERE)], &[("ov1", 4096)]).into(),
         bridges: vec!["ov1".into()],
         reserved: Vec::new(),
+        mesh: Vec::new(),
+        published: Vec::new(),
     });
     cfg
 }
