@@ -60,6 +60,14 @@ impl Afxdp {
         if iface::flags(name)? & libc::IFF_UP as u32 == 0 {
             iface::set_up(name)?;
         }
+        // One socket serves queue 0; frames the interface spread over other queues would
+        // pass to the switch's own stack and be lost to the bridge.
+        let queues = rx_queues(name);
+        if queues > 1 {
+            return Err(io::Error::other(format!(
+                "{queues} receive queues; afxdp serves queue 0 only"
+            )));
+        }
         let mtu = iface::mtu(name)? as usize;
         let max_frame = mtu + 14;
         let xsk = Xsk::open(ifindex)?;
@@ -77,6 +85,19 @@ impl Afxdp {
             drops_seen: AtomicU64::new(0),
         })
     }
+}
+
+/// The interface's receive queues as this namespace's sysfs lists them (1 when it does
+/// not: sysfs mounted for another namespace).
+fn rx_queues(name: &str) -> usize {
+    std::fs::read_dir(format!("/sys/class/net/{name}/queues"))
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
+                .count()
+        })
+        .unwrap_or(1)
+        .max(1)
 }
 
 impl Driver for Afxdp {
