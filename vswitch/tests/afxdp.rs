@@ -135,7 +135,10 @@ fn afxdp_falls_back_to_afpacket_where_xdp_cannot_attach() {
     );
     // The type asked for is what is kept: a later restart tries AF_XDP again.
     let text = lab.vsctl_ok(&["show"]);
-    assert!(text.contains("port h2p (type afxdp) up, io afpacket"), "{text}");
+    assert!(
+        text.contains("port h2p (type afxdp) up, io afpacket"),
+        "{text}"
+    );
 
     lab.ping(1, 2);
     lab.ping(2, 1);

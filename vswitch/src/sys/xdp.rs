@@ -23,8 +23,10 @@ use super::cvt;
 pub const CHUNK: usize = 2048;
 /// Largest frame a chunk can receive.
 pub const RX_FRAME_MAX: usize = CHUNK - 256;
-/// Chunks lent to the kernel for receiving (the fill and RX rings hold as many).
-const RX_CHUNKS: u32 = 1024;
+/// Chunks lent to the kernel for receiving (the fill and RX rings hold as many): with
+/// 1024, a busy 2-core machine dropped 1.5% of a TCP stream's frames on a full RX ring
+/// while the worker waited for a core.
+const RX_CHUNKS: u32 = 2048;
 /// Chunks for sending (the TX and completion rings hold as many).
 pub const TX_CHUNKS: u32 = 512;
 
@@ -390,7 +392,11 @@ impl Xsk {
         };
         setsockopt(fd, libc::XDP_UMEM_REG, &reg).map_err(|e| with_context(e, "UMEM"))?;
         setsockopt(fd, libc::XDP_UMEM_FILL_RING, &(RX_CHUNKS as libc::c_int))?;
-        setsockopt(fd, libc::XDP_UMEM_COMPLETION_RING, &(TX_CHUNKS as libc::c_int))?;
+        setsockopt(
+            fd,
+            libc::XDP_UMEM_COMPLETION_RING,
+            &(TX_CHUNKS as libc::c_int),
+        )?;
         setsockopt(fd, libc::XDP_RX_RING, &(RX_CHUNKS as libc::c_int))?;
         setsockopt(fd, libc::XDP_TX_RING, &(TX_CHUNKS as libc::c_int))?;
         // SAFETY: plain old data; all-zero is valid.
