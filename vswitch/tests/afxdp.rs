@@ -153,3 +153,34 @@ fn afxdp_falls_back_to_afpacket_where_xdp_cannot_attach() {
     let err = common::assert_vsctl_error(&o);
     assert!(err.contains("nosuch0"), "{err}");
 }
+
+/// Deleting an afxdp port's veth takes the port down (noticed by interface index, as for
+/// afpacket) while the other port stays up; a veth of the same name brings it back on
+/// AF_XDP by itself.
+#[test]
+fn afxdp_port_goes_down_with_its_interface_and_comes_back() {
+    let mut lab = Lab::new("xdpud", 222);
+    lab.add_host();
+    lab.add_host();
+    tx_csum_off(&lab, 1);
+    tx_csum_off(&lab, 2);
+    lab.start_daemon();
+    lab.vsctl_ok(&["add-br", "br0"]);
+    lab.vsctl_ok(&["add-port", "br0", "h1p", "--type", "afxdp"]);
+    lab.vsctl_ok(&["add-port", "br0", "h2p", "--type", "afxdp"]);
+    lab.wait_ports("br0", &["h1p", "h2p"], "up", Duration::from_secs(10));
+    lab.ping(1, 2);
+
+    let sw = lab.sw.clone();
+    common::sh(&["ip", "-n", &sw, "link", "del", "h2p"]);
+    lab.wait_ports("br0", &["h2p"], "down", Duration::from_secs(10));
+    lab.wait_ports("br0", &["h1p"], "up", Duration::from_secs(1));
+
+    lab.plug_veth(2);
+    tx_csum_off(&lab, 2);
+    lab.wait_ports("br0", &["h2p"], "up", Duration::from_secs(10));
+    assert_eq!(io_of(&lab, "br0", "h2p").as_deref(), Some("afxdp"));
+    // h2 first: the new veth has a new MAC, which h1 learns from h2's ARP.
+    lab.ping(2, 1);
+    lab.ping(1, 2);
+}

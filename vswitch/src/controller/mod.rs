@@ -1511,7 +1511,7 @@ impl Controller {
             if rt.up.load(Ordering::Acquire) {
                 // A veth deleted and re-created under the same name between two checks
                 // leaves our socket on the dead one: notice by index.
-                if rt.kind == PortKind::Afpacket {
+                if matches!(rt.kind, PortKind::Afpacket | PortKind::Afxdp) {
                     let now_idx = iface::index(&rt.name);
                     if now_idx != Some(rt.ifindex.load(Ordering::Relaxed)) {
                         self.shared.tell(
