@@ -4,7 +4,7 @@
 #
 #   sudo bash benches/run.sh                 # full run (about 4 minutes)
 #   sudo bash benches/run.sh --quick         # smoke run: short iperf3, fewer pings, 1 repeat
-#   sudo bash benches/run.sh --only vswitchd # a subset: bridge,ovs,afpacket,tap (vswitchd = afpacket,tap)
+#   sudo bash benches/run.sh --only vswitchd # a subset: bridge,ovs,afpacket,tap,afxdp (vswitchd = afpacket,tap)
 #   sudo bash benches/run.sh --soak 300      # memory soak: vswitchd afpacket at full load for 300 s
 #
 # Each setup gets fresh namespaces: a switch namespace and two hosts h1, h2, each host joined
@@ -39,7 +39,7 @@
 #:   --quick              smoke run: iperf3 1 s, 100 pings, 1 s of UDP, one repeat each
 #:   --repeat N           run every measurement N times and report medians
 #:                        (default: TCP once, ping and UDP 3 times; --quick: all once)
-#:   --only LIST          comma-separated subset of bridge,ovs,afpacket,tap (vswitchd = afpacket,tap)
+#:   --only LIST          comma-separated subset of bridge,ovs,afpacket,tap,afxdp (vswitchd = afpacket,tap)
 #:   --no-build           use the existing target/release binaries instead of running cargo build
 #:   --save / --no-save   write the JSON results (default: save unless --quick)
 #:   --vswitchd-args ARGS extra arguments for vswitchd, e.g. "--rx-ring v3 --workers 2"
@@ -75,9 +75,9 @@ if [ -n "$SOAK" ]; then
         die "--soak wants seconds, 10..86400, not '$SOAK'"
     ONLY=afpacket
 fi
-pick_setups setup "bridge ovs vswitchd-afpacket vswitchd-tap" linux-bridge=bridge openvswitch=ovs \
-    afpacket=vswitchd-afpacket tap=vswitchd-tap vswitchd=vswitchd-afpacket,vswitchd-tap \
-    all=bridge,ovs,vswitchd-afpacket,vswitchd-tap
+pick_setups setup "bridge ovs vswitchd-afpacket vswitchd-tap vswitchd-afxdp" linux-bridge=bridge \
+    openvswitch=ovs afpacket=vswitchd-afpacket tap=vswitchd-tap afxdp=vswitchd-afxdp \
+    vswitchd=vswitchd-afpacket,vswitchd-tap all=bridge,ovs,vswitchd-afpacket,vswitchd-tap,vswitchd-afxdp
 
 if [ "$QUICK" = 1 ]; then
     TCP_SECS=1 PINGS=100 PING_INTERVAL=0.002 UDP_SECS=1 UDP_WARMUP=0.5 R_TCP=1 R_SHORT=1
@@ -111,7 +111,7 @@ pause() { run_wait sleep "$1"; }
 pkgs=(trafgen=netsniff-ng)
 ! has_setup ovs || pkgs+=("${OVS_PKGS[@]}")
 install_deps "${pkgs[@]}"
-if has_setup vswitchd-afpacket || has_setup vswitchd-tap; then
+if has_setup vswitchd-afpacket || has_setup vswitchd-tap || has_setup vswitchd-afxdp; then
     build_release --workspace --release
 fi
 
@@ -179,6 +179,13 @@ flow_hosts() { # SETUP
 add_port_bridge() { ip -n "$SW" link set "$1" master br0; }
 add_port_ovs() { ovs_vsctl "$TMP/ovs" add-port br0 "$1"; }
 add_port_vswitchd_afpacket() { vsctl_at "$VSW_SOCK" add-port br0 "$1" >/dev/null; }
+add_port_vswitchd_afxdp() {
+    csum_off "$P-h${1//[!0-9]/}"
+    vsctl_at "$VSW_SOCK" add-port br0 "$1" --type afxdp >/dev/null
+}
+# AF_XDP sees a veth's frames before anything completes their checksums: the far end must
+# not leave them partial (OVS documents the same for its afxdp ports on veths).
+csum_off() { ip netns exec "$1" ethtool -K eth0 tx off >/dev/null; }
 
 measure_flows() { # SETUP
     local s="$1" n p port jsons=() srvs=() clis=() sum g bad r
@@ -338,18 +345,24 @@ setup_ovs() {
 }
 
 vsctl() { timeout 10 "$VSCTL" --sock "$VSW_SOCK" "$@"; }
-# vsw_up SETUP [TAP]: vswitchd in the switch namespace with bridge br0 and the hosts' ports,
-# afpacket ports on the veths or (TAP) TAP ports moved into the hosts; VSW_START_KIB: its RSS
-# right after the start.
+# vsw_up SETUP [KIND]: vswitchd in the switch namespace with bridge br0 and the hosts' ports,
+# afpacket (or, KIND afxdp, afxdp) ports on the veths or (KIND tap) TAP ports moved into the
+# hosts; VSW_START_KIB: its RSS right after the start.
 vsw_up() {
     local s="$1" n tap
-    ns_up "${2:-}"
+    if [ "${2:-}" = afxdp ]; then
+        ns_up
+        csum_off "$H1"
+        csum_off "$H2"
+    else
+        ns_up "${2:-}"
+    fi
     vsw_launch "$SW" "$TMP/$s" "$s: vswitchd"
     VSW_START_KIB="$(rss_kib "$VSW_PID" VmRSS)"
     vsctl_at "$VSW_SOCK" add-br br0 >/dev/null
     for n in 1 2; do
-        if [ -z "${2:-}" ]; then
-            vsctl_at "$VSW_SOCK" add-port br0 "h${n}p" >/dev/null
+        if [ "${2:-}" != tap ]; then
+            vsctl_at "$VSW_SOCK" add-port br0 "h${n}p" ${2:+--type "$2"} >/dev/null
             continue
         fi
         tap="vbt$n-$ID"
@@ -371,8 +384,8 @@ setup_vswitchd() { # SETUP [TAP]
     record_rss "$s" "$VSW_PID" idle
     CPU_PIDS=("$VSW_PID")
     measure_all "$s"
-    # TAP ports are made by vswitchd one by one; the many-flows rows are afpacket's.
-    [ -n "${2:-}" ] || measure_flows "$s"
+    # TAP ports are made by vswitchd one by one; the many-flows rows are afpacket's and afxdp's.
+    [ "${2:-}" = tap ] || measure_flows "$s"
     CPU_PIDS=()
     record_rss "$s" "$VSW_PID" peak
     st="$(vsw_stats "$VSW_SOCK" br0)"
@@ -380,6 +393,7 @@ setup_vswitchd() { # SETUP [TAP]
 }
 setup_vswitchd_afpacket() { setup_vswitchd vswitchd-afpacket; }
 setup_vswitchd_tap() { setup_vswitchd vswitchd-tap tap; }
+setup_vswitchd_afxdp() { setup_vswitchd vswitchd-afxdp afxdp; }
 
 # ---- soak (--soak SECONDS) -------------------------------------------------------------------
 # vswitchd with afpacket ports (the setup above) at full load for SOAK seconds, VmRSS and VmHWM
@@ -587,7 +601,8 @@ fi
 declare -A TITLE=([bridge]="Linux bridge (kernel)"
     [ovs]="Open vSwitch, userspace datapath (datapath_type=netdev, userspace TSO)"
     [vswitchd-afpacket]="vswitchd, afpacket ports ${VSW_EXTRA:+($VSW_EXTRA)}"
-    [vswitchd-tap]="vswitchd, TAP ports ${VSW_EXTRA:+($VSW_EXTRA)}")
+    [vswitchd-tap]="vswitchd, TAP ports ${VSW_EXTRA:+($VSW_EXTRA)}"
+    [vswitchd-afxdp]="vswitchd, afxdp ports (AF_XDP, copy mode; hosts' tx checksum offload off) ${VSW_EXTRA:+($VSW_EXTRA)}")
 run_setup() { # SETUP
     rm -f "$TMP/trafgen.cfg"
     "setup_${1//-/_}"

@@ -32,6 +32,7 @@ SETUPS = [
     ("ovs", "OVS"),
     ("vswitchd-afpacket", "vsw afpacket"),
     ("vswitchd-tap", "vsw tap"),
+    ("vswitchd-afxdp", "vsw afxdp"),
 ]
 
 # metric key, label, unit scale/format, higher_is_better
@@ -59,6 +60,8 @@ RATIOS = [
     ("vswitchd-afpacket", "bridge", "afp/bridge"),
     ("vswitchd-tap", "ovs", "tap/OVS"),
     ("vswitchd-tap", "bridge", "tap/bridge"),
+    ("vswitchd-afxdp", "vswitchd-afpacket", "xdp/afp"),
+    ("vswitchd-afxdp", "bridge", "xdp/bridge"),
 ]
 
 

@@ -63,6 +63,9 @@ pub enum PortKind {
     Afpacket,
     /// A TAP device the switch creates and serves.
     Tap,
+    /// An existing interface, attached through an AF_XDP socket (afpacket where that
+    /// cannot attach).
+    Afxdp,
     /// A VXLAN tunnel to other hosts' VTEPs, over UDP (made with `add-tunnel`).
     Vxlan,
     /// The gateway of a bridge's network (made with `add-net`; internal).
@@ -75,6 +78,7 @@ impl PortKind {
         match self {
             PortKind::Afpacket => "afpacket",
             PortKind::Tap => "tap",
+            PortKind::Afxdp => "afxdp",
             PortKind::Vxlan => "vxlan",
             PortKind::Gateway => "gateway",
         }
@@ -87,10 +91,11 @@ impl std::str::FromStr for PortKind {
         match s {
             "afpacket" => Ok(PortKind::Afpacket),
             "tap" => Ok(PortKind::Tap),
+            "afxdp" => Ok(PortKind::Afxdp),
             "vxlan" => Err("vxlan ports are made with add-tunnel".into()),
             "gateway" => Err("gateway ports are made with add-net".into()),
             other => Err(format!(
-                "unknown port type {other:?} (expected afpacket or tap)"
+                "unknown port type {other:?} (expected afpacket, tap or afxdp)"
             )),
         }
     }
@@ -752,6 +757,10 @@ pub struct PortInfo {
     /// Its storm limit in frames per second (`set-port PORT storm=`); 0: none.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub storm_pps: u32,
+    /// The I/O behind the port where its type alone does not say: "afxdp", or the
+    /// afpacket fall-back of an afxdp port and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io: Option<String>,
 }
 
 fn is_zero(v: &u32) -> bool {
@@ -1052,6 +1061,9 @@ pub fn render(data: &Data) -> String {
                     }
                     if p.storm_pps != 0 {
                         let _ = write!(out, ", storm {} pps", p.storm_pps);
+                    }
+                    if let Some(io) = &p.io {
+                        let _ = write!(out, ", io {io}");
                     }
                     out.push('\n');
                     if let Some(t) = &p.tunnel {

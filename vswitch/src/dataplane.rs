@@ -85,6 +85,9 @@ pub struct PortRt {
     pub tunnel: Option<Arc<TunnelRt>>,
     /// Its storm limit and bucket (`set-port PORT storm=`).
     pub storm: crate::portsec::StormBucket,
+    /// The I/O last attached, where the kind alone does not say (afxdp, or its
+    /// afpacket fall-back and why).
+    pub backend: Mutex<Option<String>>,
 }
 
 impl PortRt {
@@ -132,6 +135,7 @@ impl PortRt {
             tap_mac: None,
             tunnel: None,
             storm: Default::default(),
+            backend: Mutex::new(None),
         }
     }
 

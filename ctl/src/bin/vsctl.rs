@@ -575,7 +575,7 @@ fn request(cmd: Cmd) -> Result<Request, String> {
             if let Some(v) = vlan {
                 validate::vid(v)?;
             }
-            if kind == PortKind::Vxlan || kind == PortKind::Gateway {
+            if matches!(kind, PortKind::Vxlan | PortKind::Gateway | PortKind::Afxdp) {
                 return Err("attach makes afpacket or tap ports".into());
             }
             Request::Attach {

@@ -536,10 +536,10 @@ impl Controller {
         // Open first: if the interface cannot be used, nothing has changed yet.
         let io = PortIo::open(kind, iface, self.shared.rx_ring, None).map_err(|e| {
             match (kind, e.kind()) {
-                (PortKind::Afpacket, std::io::ErrorKind::NotFound) => {
+                (PortKind::Afpacket | PortKind::Afxdp, std::io::ErrorKind::NotFound) => {
                     ControlError::Open(e.to_string())
                 }
-                (PortKind::Afpacket, _) => ControlError::CannotAttach {
+                (PortKind::Afpacket | PortKind::Afxdp, _) => ControlError::CannotAttach {
                     iface: iface.to_string(),
                     why: e.to_string(),
                 },
@@ -574,7 +574,7 @@ impl Controller {
         match kind {
             PortKind::Vxlan => return Err(ControlError::VxlanNeedsAddTunnel),
             PortKind::Gateway => return Err(ControlError::GatewayNeedsAddNet),
-            PortKind::Afpacket | PortKind::Tap => {}
+            PortKind::Afpacket | PortKind::Tap | PortKind::Afxdp => {}
         }
         Ok(PortConf {
             name: iface.to_string(),
@@ -1156,6 +1156,9 @@ impl Controller {
     }
 
     fn attach(&self, rt: &Arc<PortRt>, io: PortIo) {
+        if let Ok(mut b) = rt.backend.lock() {
+            *b = io.backend();
+        }
         rt.attach_pending.store(true, Ordering::Release);
         self.shared
             .tell(rt.owner, WorkerMsg::Attach(rt.clone(), io));
@@ -1285,6 +1288,10 @@ impl Controller {
                             }),
                             allowed: p.allowed.clone(),
                             storm_pps: p.storm_pps,
+                            io: self
+                                .ports
+                                .get(&p.name)
+                                .and_then(|r| r.backend.lock().ok().and_then(|b| b.clone())),
                         }
                     })
                     .collect(),
@@ -1506,7 +1513,7 @@ impl Controller {
             if rt.up.load(Ordering::Acquire) {
                 // A veth deleted and re-created under the same name between two checks
                 // leaves our socket on the dead one: notice by index.
-                if rt.kind == PortKind::Afpacket {
+                if matches!(rt.kind, PortKind::Afpacket | PortKind::Afxdp) {
                     let now_idx = iface::index(&rt.name);
                     if now_idx != Some(rt.ifindex.load(Ordering::Relaxed)) {
                         self.shared.tell(

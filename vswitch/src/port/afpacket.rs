@@ -26,6 +26,8 @@ pub struct Afpacket {
     /// The socket and its RX ring. Only the owner reads, so the lock is never contended;
     /// it is what lets senders on other workers share this value.
     ring: Mutex<AfPacket>,
+    /// Why this afpacket port stands in for an afxdp one.
+    fallback: Option<String>,
 }
 
 impl Afpacket {
@@ -52,7 +54,14 @@ impl Afpacket {
             fd: sock.as_raw_fd(),
             ifindex: sock.ifindex(),
             ring: Mutex::new(sock),
+            fallback: None,
         })
+    }
+
+    /// Marks this port as standing in for an afxdp port that could not attach.
+    pub fn fell_back(mut self, why: String) -> Self {
+        self.fallback = Some(why);
+        self
     }
 
     fn ring(&self) -> std::sync::MutexGuard<'_, AfPacket> {
@@ -67,6 +76,12 @@ impl Driver for Afpacket {
 
     fn ifindex(&self) -> u32 {
         self.ifindex
+    }
+
+    fn backend(&self) -> Option<String> {
+        self.fallback
+            .as_ref()
+            .map(|why| format!("afpacket (afxdp fall-back: {why})"))
     }
 
     #[inline]

@@ -9,6 +9,7 @@
 //! its spelling; the worker only dispatches.
 
 mod afpacket;
+mod afxdp;
 mod gateway;
 mod tap;
 mod vxlan;
@@ -30,6 +31,7 @@ pub use crate::sys::afpacket::{Rx, RxFrame};
 use crate::wire::MacAddr;
 
 pub use afpacket::Afpacket;
+pub use afxdp::Afxdp;
 pub use gateway::Gateway;
 pub use tap::Tap;
 pub use vxlan::Vxlan;
@@ -85,6 +87,12 @@ pub trait Driver {
         None
     }
 
+    /// The I/O behind the port when it is not what its kind says by itself: "afxdp",
+    /// or the afpacket fall-back of an afxdp port and why.
+    fn backend(&self) -> Option<String> {
+        None
+    }
+
     /// Reads up to a turn's budget of frames and hands each to `each`.
     fn rx_batch(&self, rx: &mut RxScratch<'_>, each: impl FnMut(Rx<'_>)) -> Read;
 
@@ -119,6 +127,8 @@ pub trait Driver {
 pub enum PortIo {
     /// An existing interface, through an AF_PACKET socket.
     Afpacket(Afpacket),
+    /// An existing interface, through an AF_XDP socket.
+    Afxdp(Afxdp),
     /// A TAP device the switch created.
     Tap(Tap),
     /// A tunnel port: sends through its VTEP's sockets.
@@ -132,6 +142,7 @@ macro_rules! dispatch {
     ($io:expr, $p:ident => $body:expr) => {
         match $io {
             PortIo::Afpacket($p) => $body,
+            PortIo::Afxdp($p) => $body,
             PortIo::Tap($p) => $body,
             PortIo::Vxlan($p) => $body,
             PortIo::Gateway($p) => $body,
@@ -150,6 +161,21 @@ impl PortIo {
     ) -> io::Result<PortIo> {
         Ok(match kind {
             PortKind::Afpacket => PortIo::Afpacket(Afpacket::open(name, ring)?),
+            PortKind::Afxdp => match Afxdp::open(name) {
+                Ok(p) => PortIo::Afxdp(p),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::NotFound | io::ErrorKind::InvalidInput
+                    ) =>
+                {
+                    return Err(e)
+                }
+                Err(e) => {
+                    tracing::warn!(port = name, "afxdp cannot attach, using afpacket: {e}");
+                    PortIo::Afpacket(Afpacket::open(name, ring)?.fell_back(e.to_string()))
+                }
+            },
             PortKind::Tap => PortIo::Tap(Tap::create(name, tap_mac)?),
             PortKind::Vxlan => PortIo::Vxlan(Vxlan),
             PortKind::Gateway => PortIo::Gateway(Gateway),
@@ -159,6 +185,11 @@ impl PortIo {
     /// The MAC address of a TAP this handle created.
     pub fn tap_mac(&self) -> Option<MacAddr> {
         dispatch!(self, p => p.created_mac())
+    }
+
+    /// See [`Driver::backend`].
+    pub fn backend(&self) -> Option<String> {
+        dispatch!(self, p => p.backend())
     }
 
     /// See [`Driver::ifindex`].

@@ -99,6 +99,13 @@ pub fn set_hw_addr(name: &str, mac: [u8; 6]) -> io::Result<()> {
     ioctl(libc::SIOCSIFHWADDR, &mut req)
 }
 
+/// The interface's MTU.
+pub fn mtu(name: &str) -> io::Result<u32> {
+    let req = query(name, libc::SIOCGIFMTU)?;
+    // SAFETY: after SIOCGIFMTU the union holds ifru_mtu.
+    Ok(unsafe { req.ifr_ifru.ifru_mtu }.max(0) as u32)
+}
+
 /// The link-layer type of the interface (ARPHRD_*), to refuse non-Ethernet devices.
 pub fn hw_type(name: &str) -> io::Result<u16> {
     let req = query(name, libc::SIOCGIFHWADDR)?;

@@ -8,6 +8,7 @@ pub mod iface;
 pub mod netns;
 pub mod tap;
 pub mod udp;
+pub mod xdp;
 
 use std::io;
 
