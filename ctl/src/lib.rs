@@ -326,6 +326,15 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         records: Vec<dns::StaticRecord>,
     },
+    /// Sets the DNS names of a port's address (a Docker endpoint's container name and
+    /// network aliases): the address it is attached with, else the one address it is
+    /// bound to (`set-port PORT allowed=MAC,IP`). No names clears them; they go with the
+    /// port.
+    SetNames {
+        port: String,
+        #[serde(default)]
+        names: Vec<String>,
+    },
     /// Lists the DNS records of a bridge's network.
     DnsShow {
         bridge: String,
@@ -752,6 +761,9 @@ pub struct PortInfo {
     /// Its storm limit in frames per second (`set-port PORT storm=`); 0: none.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub storm_pps: u32,
+    /// The DNS names of its address given by `set-names`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
 }
 
 fn is_zero(v: &u32) -> bool {
@@ -1042,6 +1054,9 @@ pub fn render(data: &Data) -> String {
                         if !a.names.is_empty() {
                             let _ = write!(out, " named {}", a.names.join(","));
                         }
+                    }
+                    if !p.names.is_empty() {
+                        let _ = write!(out, ", named {}", p.names.join(","));
                     }
                     if let Some(b) = &p.allowed {
                         let _ = write!(out, ", allowed {}", portsec::binding_text(b));

@@ -571,14 +571,20 @@ impl Nat {
             partial,
             mark: 0,
         };
-        if let Some((id, d)) = self.live(&t, now) {
-            if self.table.track(id, d, &parsed.kind, len, now).is_err() {
-                return self.drop(DropReason::Invalid);
+        match self.live(&t, now) {
+            // A new connection on a closed flow's tuple: the old flow ends here and this
+            // SYN gets its own translation (and backend) below.
+            Some((id, d)) if self.table.reopens(id, d, &parsed.kind) => self.remove(id),
+            Some((id, d)) => {
+                if self.table.track(id, d, &parsed.kind, len, now).is_err() {
+                    return self.drop(DropReason::Invalid);
+                }
+                let Some(to) = self.table.get(id).map(|e| e.translated(d)) else {
+                    return self.drop(DropReason::Invalid);
+                };
+                return self.emit(&mut pk, &to);
             }
-            let Some(to) = self.table.get(id).map(|e| e.translated(d)) else {
-                return self.drop(DropReason::Invalid);
-            };
-            return self.emit(&mut pk, &to);
+            None => {}
         }
         match dir {
             Direction::FromInside => self.new_from_inside(&mut pk),
@@ -921,6 +927,88 @@ mod tests {
             go(&mut n, &tcp(C3, 1, VIP, 80, SYN, b""), IN, 4).0,
             Verdict::Drop(DropReason::Isolated)
         );
+    }
+
+    #[test]
+    fn syn_on_a_closed_vip_flow_is_a_new_connection_rebalanced() {
+        let mut c = config(DEFAULT_LIMIT);
+        with_service(&mut c);
+        let mut n = Nat::new(c).unwrap();
+        let syn = tcp(CL, 1000, VIP, 80, SYN, b"");
+        // Each round: a connection the backend closes first (the client then keeps no
+        // TIME_WAIT), then the client's next SYN from the same port, with the last ACK
+        // seen or not (lost), or the flow reset instead.
+        let endings: [&[(u8, bool)]; 4] = [
+            &[
+                (FIN | ACK, false),
+                (ACK, true),
+                (FIN | ACK, true),
+                (ACK, false),
+            ],
+            &[(FIN | ACK, false), (ACK, true), (FIN | ACK, true)],
+            &[(FIN | ACK, false)],
+            &[(RST | ACK, false)],
+        ];
+        let backends = [C1, C2];
+        for (round, end) in endings.iter().enumerate() {
+            let be = backends[round % 2];
+            let now = round as u64 * 10;
+            let (v, o) = go(&mut n, &syn, IN, now);
+            assert_eq!((v, o), (FWD_IN, tcp(CL, 1000, be, 80, SYN, b"")), "{round}");
+            go(&mut n, &tcp(be, 80, CL, 1000, SYN | ACK, b""), IN, now);
+            go(&mut n, &tcp(CL, 1000, VIP, 80, ACK, b""), IN, now);
+            for &(f, from_client) in end.iter() {
+                let p = if from_client {
+                    tcp(CL, 1000, VIP, 80, f, b"")
+                } else {
+                    tcp(be, 80, CL, 1000, f, b"")
+                };
+                assert_eq!(go(&mut n, &p, IN, now + 1).0, FWD_IN);
+            }
+            // One flow for the tuple at any time: the closed one ended with the SYN.
+            assert_eq!(n.table().len(), 1);
+        }
+        let (_, o) = go(&mut n, &syn, IN, 100);
+        assert_eq!(o, tcp(CL, 1000, C1, 80, SYN, b""));
+        let e = n.iter().next().unwrap();
+        assert_eq!(
+            (e.state, e.counters[0].packets),
+            (State::Tcp(TcpState::SynSent), 1)
+        );
+        // Five connections counted, every packet kept in its backend's count.
+        let b = &n.service_stats(100)[0].1;
+        assert_eq!((b[0].connections, b[1].connections), (3, 2));
+        assert_eq!(b[0].packets + b[1].packets, 3 * 4 + 4 + 3 + 1 + 1 + 1);
+        // A retransmitted SYN on an open connection stays on its flow and backend.
+        let (_, o) = go(&mut n, &syn, IN, 101);
+        assert_eq!(o, tcp(CL, 1000, C1, 80, SYN, b""));
+        assert_eq!(n.service_stats(101)[0].1[1].connections, 2);
+        assert_eq!(n.service_stats(101)[0].1[0].connections, 3);
+    }
+
+    #[test]
+    fn syn_on_a_closed_masqueraded_flow_starts_a_new_one() {
+        let mut n = nat();
+        go(&mut n, &tcp(C1, 40000, WAN, 80, SYN, b""), IN, 0);
+        go(&mut n, &tcp(WAN, 80, U, 40000, RST | ACK, b""), OUT, 0);
+        assert_eq!(n.iter().next().unwrap().state, State::Tcp(TcpState::Close));
+        let (v, o) = go(&mut n, &tcp(C1, 40000, WAN, 80, SYN, b""), IN, 1);
+        assert_eq!((v, o), (FWD_OUT, tcp(U, 40000, WAN, 80, SYN, b"")));
+        let e = n.iter().next().unwrap();
+        assert_eq!(
+            (e.state, e.counters),
+            (
+                State::Tcp(TcpState::SynSent),
+                [
+                    crate::conntrack::Counters {
+                        packets: 1,
+                        bytes: 40
+                    },
+                    Default::default()
+                ]
+            )
+        );
+        assert_eq!((n.table().len(), n.mappings()), (1, 1));
     }
 
     #[test]

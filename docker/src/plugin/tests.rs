@@ -72,6 +72,7 @@ fn port(name: &str, kind: PortKind, external_ids: BTreeMap<String, String>) -> P
         attach: None,
         allowed: None,
         storm_pps: 0,
+        names: Vec::new(),
     }
 }
 

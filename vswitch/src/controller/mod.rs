@@ -14,6 +14,7 @@ mod endpoints;
 mod error;
 mod gateway;
 mod metrics;
+mod names;
 mod overlay_keys;
 mod overlay_remotes;
 mod portsec;
@@ -362,6 +363,7 @@ impl Controller {
                 domain,
                 records,
             } => self.set_dns(&bridge, upstream, domain, records),
+            Request::SetNames { port, names } => self.set_names(&port, names),
             Request::DnsShow { bridge } => self.dns_show(&bridge),
             Request::SetUplink { iface, ip, gw } => self.set_uplink(&iface, &ip, gw),
             Request::DelUplink => self.del_uplink(),
@@ -585,6 +587,7 @@ impl Controller {
             attach: None,
             allowed: None,
             storm_pps: 0,
+            names: Vec::new(),
         })
     }
 
@@ -682,6 +685,7 @@ impl Controller {
             tunnel: Some(tc.clone()),
             allowed: None,
             storm_pps: 0,
+            names: Vec::new(),
         };
         let mut next = self.cfg.clone();
         if let Some(b) = next.bridge_mut(bridge) {
@@ -1284,6 +1288,7 @@ impl Controller {
                             }),
                             allowed: p.allowed.clone(),
                             storm_pps: p.storm_pps,
+                            names: p.names.clone(),
                         }
                     })
                     .collect(),
