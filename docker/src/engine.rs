@@ -46,7 +46,10 @@ pub fn query_escape(s: &str) -> String {
     out
 }
 
-async fn request(sock: &Path, path: &str) -> Result<hyper::Response<hyper::body::Incoming>, String> {
+async fn request(
+    sock: &Path,
+    path: &str,
+) -> Result<hyper::Response<hyper::body::Incoming>, String> {
     let stream = UnixStream::connect(sock)
         .await
         .map_err(|e| format!("cannot reach the Docker API at {}: {e}", sock.display()))?;

@@ -129,7 +129,10 @@ async fn watch_once(engine: &Engine, sw: &impl Switch) -> Result<(), String> {
     let mut events = engine.events(FILTERS).await?;
     name_all(engine, sw).await?;
     while let Some(ev) = events.next().await? {
-        let Some(id) = ev.pointer("/Actor/Attributes/container").and_then(Value::as_str) else {
+        let Some(id) = ev
+            .pointer("/Actor/Attributes/container")
+            .and_then(Value::as_str)
+        else {
             continue;
         };
         if let Err(e) = name_container(engine, sw, id).await {
@@ -165,4 +168,35 @@ pub fn watch(engine: Engine, sw: impl Switch) {
             tokio::time::sleep(RETRY).await;
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn names_of_each_endpoint_from_an_inspect() {
+        let inspect = json!({
+            "Id": "0123456789abcdef",
+            "Name": "/Web-1",
+            "NetworkSettings": {"Networks": {
+                "front": {"EndpointID": "e1", "Aliases": ["db", "0123456789ab", "web-1", "bad name"]},
+                "back": {"EndpointID": "e2", "Aliases": null, "DNSNames": ["web-1", "cache.internal"]},
+                "gone": {"EndpointID": ""},
+                "odd": {"Aliases": ["x"]}
+            }}
+        });
+        let got = endpoint_names(&inspect);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got["e1"], ["web-1", "db", "0123456789ab"]);
+        assert_eq!(got["e2"], ["web-1", "cache.internal"]);
+        // No name and no networks: nothing; too many aliases: the first 32 names.
+        assert!(endpoint_names(&json!({"Name": "/x"})).is_empty());
+        let many: Vec<String> = (0..40).map(|i| format!("a{i}")).collect();
+        let got = endpoint_names(&json!({"Name": "/x", "NetworkSettings": {"Networks": {
+            "n": {"EndpointID": "e", "Aliases": many}}}}));
+        assert_eq!(got["e"].len(), MAX_NAMES);
+        assert_eq!(got["e"][0], "x");
+    }
 }

@@ -170,7 +170,10 @@ impl Controller {
                     let Some(addr) = super::names::port_addr(p) else {
                         continue;
                     };
-                    let attached = p.attach.iter().flat_map(|a| a.name.iter().chain(&a.aliases));
+                    let attached = p
+                        .attach
+                        .iter()
+                        .flat_map(|a| a.name.iter().chain(&a.aliases));
                     for name in attached.chain(&p.names) {
                         records.push(Entry::new(
                             name.to_ascii_lowercase(),

@@ -25,7 +25,11 @@ pub(crate) fn port_addr(p: &PortConf) -> Option<Ipv4Addr> {
 }
 
 impl Controller {
-    pub(super) fn set_names(&mut self, port: &str, names: Vec<String>) -> Result<Data, ControlError> {
+    pub(super) fn set_names(
+        &mut self,
+        port: &str,
+        names: Vec<String>,
+    ) -> Result<Data, ControlError> {
         let b = self
             .cfg
             .port_owner(port)
