@@ -611,6 +611,11 @@ impl Nat {
     /// verdict for a VIP that refuses the flow.
     fn resolve(&mut self, pk: &mut Packet<'_>, target: Endpoint) -> Result<Endpoint, Verdict> {
         let t = pk.parsed.tuple;
+        // Found by the fuzzer: a packet that cannot start a flow (a stray ACK) must not
+        // move the scheduler.
+        if State::initial(&pk.parsed.kind).is_none() {
+            return Err(self.drop(DropReason::Invalid));
+        }
         match self.lb.pick(t.proto, t.src.addr, target) {
             Pick::NotService => Ok(target),
             Pick::To(e, mark) => {
@@ -732,6 +737,7 @@ impl Nat {
             Ok(id) => match rewrite_with(pk.bytes, &out, pk.partial) {
                 Ok(()) if pk.mark != 0 => {
                     self.table.set_mark(id, pk.mark);
+                    self.lb.count(pk.mark);
                     Verdict::Forward(self.egress(out.dst.addr))
                 }
                 Ok(()) => Verdict::Forward(self.egress(out.dst.addr)),
@@ -984,6 +990,23 @@ mod tests {
         assert_eq!(o, tcp(CL, 1000, C1, 80, SYN, b""));
         assert_eq!(n.service_stats(101)[0].1[1].connections, 2);
         assert_eq!(n.service_stats(101)[0].1[0].connections, 3);
+    }
+
+    #[test]
+    fn a_packet_that_starts_no_flow_is_not_a_connection() {
+        let mut c = config(DEFAULT_LIMIT);
+        with_service(&mut c);
+        let mut n = Nat::new(c).unwrap();
+        for f in [ACK, FIN | ACK, RST, SYN | ACK] {
+            let v = go(&mut n, &tcp(CL, 2000, VIP, 80, f, b""), IN, 0).0;
+            assert_eq!(v, Verdict::Drop(DropReason::Invalid), "{f:#x}");
+        }
+        let b = &n.service_stats(0)[0].1;
+        assert_eq!((b[0].connections, b[1].connections), (0, 0));
+        // The scheduler did not move: the first SYN goes to the first backend.
+        let (_, o) = go(&mut n, &tcp(CL, 2001, VIP, 80, SYN, b""), IN, 1);
+        assert_eq!(o, tcp(CL, 2001, C1, 80, SYN, b""));
+        assert_eq!(n.service_stats(1)[0].1[0].connections, 1);
     }
 
     #[test]
