@@ -21,6 +21,8 @@ use crate::plugin::{Switch, K_ENDPOINT};
 pub const MAX_NAMES: usize = 32;
 /// How long to wait before reaching the Engine API again after it was lost.
 pub const RETRY: Duration = Duration::from_secs(1);
+/// How long a quiet event stream is trusted before every container is looked at again.
+pub const RESYNC: Duration = Duration::from_secs(5);
 /// The events watched.
 pub const FILTERS: &str = r#"{"type":["network"],"event":["connect"]}"#;
 
@@ -125,10 +127,25 @@ async fn name_all(engine: &Engine, sw: &impl Switch) -> Result<(), String> {
 }
 
 /// One watch: the stream opened, every container named, then each connect event's.
+/// A stream quiet for [`RESYNC`] (or one that never answers, as an early request to a
+/// dockerd still starting may) costs a look at every container, so a missed event
+/// delays names by [`RESYNC`] at most.
 async fn watch_once(engine: &Engine, sw: &impl Switch) -> Result<(), String> {
-    let mut events = engine.events(FILTERS).await?;
+    let mut events = tokio::time::timeout(RESYNC, engine.events(FILTERS))
+        .await
+        .map_err(|_| format!("no Docker event stream in {RESYNC:?}"))??;
     name_all(engine, sw).await?;
-    while let Some(ev) = events.next().await? {
+    loop {
+        let ev = match tokio::time::timeout(RESYNC, events.next()).await {
+            Err(_) => {
+                name_all(engine, sw).await?;
+                continue;
+            }
+            Ok(ev) => ev?,
+        };
+        let Some(ev) = ev else {
+            return Err("the Docker event stream ended".into());
+        };
         let Some(id) = ev
             .pointer("/Actor/Attributes/container")
             .and_then(Value::as_str)
@@ -139,7 +156,6 @@ async fn watch_once(engine: &Engine, sw: &impl Switch) -> Result<(), String> {
             eprintln!("vswitch-docker: names of container {id}: {e}");
         }
     }
-    Err("the Docker event stream ended".into())
 }
 
 /// Watches the Engine API forever (run it in its own thread): reconnects after each
