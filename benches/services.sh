@@ -24,9 +24,6 @@
 #   - TCP throughput through the VIP: one connection to VIP:9000 (so one backend) sending
 #     for TIME seconds into a sink that counts what it read.
 # Default offloads, no ethtool. The load average is printed with the figures.
-# Known problem: on the kernel side the one bulk connection through the VIP was reset
-# by the peer in every run so far (reported as "failed" in the table), and short
-# connections to the VIP time out now and then (counted as errors); not understood yet.
 #
 #   sudo bash benches/services.sh                     # 3 runs, 3000 connections, 5000 queries, 3 s
 #   sudo bash benches/services.sh --quick             # 1 run, 600 connections, 1000 queries, 1 s
@@ -88,7 +85,10 @@ mkns() {
 }
 bg_in() { # NS LOG CMD...: start CMD in NS in the background, remember its pid
     local ns=$1 log=$2; shift 2
-    nsx "$ns" "$@" >"$TMP/$log" 2>&1 &
+    # Not through nsx: a backgrounded function is a subshell, and its pid is not CMD's
+    # (killing it left vswitchd running, and switching, next to the kernel's bridge).
+    # `ip netns exec` execs CMD, so $! is CMD itself.
+    ip netns exec "$ns" "$@" >"$TMP/$log" 2>&1 &
     PIDS+=($!)
 }
 
@@ -230,6 +230,10 @@ wait_for "the VIP answering" nsx "$CL" python3 -c "import socket; socket.create_
 measure vsw
 vsctl list-services >&2
 kill "$VSD"; wait "$VSD" 2>/dev/null || true
+# Its sockets on the veths must be gone before the kernel takes over.
+if [ -n "$(ip netns pids "$SW")" ]; then
+    echo "services.sh: vswitchd still runs in $SW after being stopped" >&2; exit 1
+fi
 # The hosts' ARP entries name vswitchd's gateway MAC: forget them.
 for ns in "$CL" "${BACKENDS[@]/#/$P-b}"; do
     ip -n "$ns" neigh flush all
@@ -244,6 +248,10 @@ ip link add br0 type bridge; ip link set br0 up
 for p in cl-p b11-p b12-p b13-p; do ip link set \$p master br0; done
 ip addr add $NET.1/24 dev br0; ip addr add $VIP/32 dev br0
 sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.send_redirects=0 net.ipv4.conf.br0.send_redirects=0
+# With br_netfilter loaded on the host, bridged frames go through iptables too and a
+# DNAT to a port of the same bridge is bridged rather than routed; VIP traffic here is
+# routed (to br0's MAC), so keep the bridge out of iptables, as on a host without it.
+if [ -e /proc/sys/net/bridge/bridge-nf-call-iptables ]; then sysctl -qw net.bridge.bridge-nf-call-iptables=0; fi
 for port in 80 9000; do
   iptables -t nat -A PREROUTING -d $VIP -p tcp --dport \$port -m statistic --mode nth --every 3 --packet 0 -j DNAT --to-destination $NET.11:\$port
   iptables -t nat -A PREROUTING -d $VIP -p tcp --dport \$port -m statistic --mode nth --every 2 --packet 0 -j DNAT --to-destination $NET.12:\$port

@@ -241,6 +241,39 @@ def nat_seeds():
 
 # --- nat_rewrite -------------------------------------------------------------------------
 
+# --- services ------------------------------------------------------------------------------
+# ctl: 0x01 from outside, 0x02 fix checksums, 0x04 map addresses, 0x08 map ports, 0x30
+# clock step, 0x40 flip a backend's health, 0x80 expire. VIP 172.18.0.100 (tcp:80, udp:53;
+# backend .3 on 8080), VIP_ANY 172.18.0.101 (every port), uplink 9000 published to VIP:80.
+VIP, VIP_ANY, CL = ip4("172.18.0.100"), ip4("172.18.0.101"), ip4("172.18.0.50")
+B2, B3, B4 = ip4("172.18.0.2"), ip4("172.18.0.3"), ip4("172.18.0.4")
+
+
+def services_seeds():
+    t = "services"
+    syn = lambda sp: ipv4(CL, VIP, 6, tcp(CL, VIP, sp, 80, SYN, opts=MSS))
+    write(t, "three-syns-round-robin", records((0, syn(40000)), (0, syn(40001)), (0, syn(40002))))
+    synack = ipv4(B2, CL, 6, tcp(B2, CL, 80, 40000, SYN | ACK, seq=5000, ack=1001, opts=MSS))
+    ack = ipv4(CL, VIP, 6, tcp(CL, VIP, 40000, 80, ACK, seq=1001, ack=5001))
+    fin_b = ipv4(B2, CL, 6, tcp(B2, CL, 80, 40000, FIN | ACK, seq=5001, ack=1001))
+    fin_c = ipv4(CL, VIP, 6, tcp(CL, VIP, 40000, 80, FIN | ACK, seq=1001, ack=5002))
+    last = ipv4(B2, CL, 6, tcp(B2, CL, 80, 40000, ACK, seq=5002, ack=1002))
+    write(t, "backend-closes-first-then-port-reused",
+          records((0, syn(40000)), (0, synack), (0, ack), (0, fin_b), (0, ack), (0, fin_c), (0, last), (0, syn(40000))))
+    q = ipv4(CL, VIP, 17, udp(CL, VIP, 40000, 53, b"query"))
+    a = ipv4(B3, CL, 17, udp(B3, CL, 8080, 40000, b"answer"))
+    write(t, "udp-to-remapped-backend-and-reply", records((0, q), (0, q), (0, a)))
+    write(t, "health-flips-then-syn", records((0x40, syn(40003)), (0x40 | 0x10, syn(40004)), (0x40 | 0x20, syn(40005))))
+    anyp = ipv4(CL, VIP_ANY, 6, tcp(CL, VIP_ANY, 40006, 5432, SYN))
+    write(t, "every-port-service", records((0, anyp)))
+    pub = ipv4(FAR, UPLINK, 6, tcp(FAR, UPLINK, 50000, 9000, SYN, opts=MSS))
+    write(t, "published-to-vip", records((OUT, pub)))
+    other = ipv4(C3, VIP, 6, tcp(C3, VIP, 40007, 80, SYN))
+    write(t, "other-network-to-vip", records((0, other)))
+    write(t, "unserved-port", records((0, ipv4(CL, VIP, 6, tcp(CL, VIP, 40008, 81, SYN)))))
+    write(t, "mapped-fixed-expired", records((0x0E, syn(1)), (0x0E | 0x30 | 0x80, syn(2))))
+
+
 def nat_rewrite_seeds():
     t = "nat_rewrite"
     to = UPLINK + FAR + struct.pack("!HH", 33000, 80)
@@ -615,6 +648,7 @@ def main():
         shutil.rmtree(CORPUS)
     os.makedirs(os.path.join(CORPUS, "topology"))
     nat_seeds()
+    services_seeds()
     nat_rewrite_seeds()
     gw_seeds()
     frame_seeds()

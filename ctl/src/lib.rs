@@ -331,6 +331,15 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         records: Vec<dns::StaticRecord>,
     },
+    /// Sets the DNS names of a port's address (a Docker endpoint's container name and
+    /// network aliases): the address it is attached with, else the one address it is
+    /// bound to (`set-port PORT allowed=MAC,IP`). No names clears them; they go with the
+    /// port.
+    SetNames {
+        port: String,
+        #[serde(default)]
+        names: Vec<String>,
+    },
     /// Lists the DNS records of a bridge's network.
     DnsShow {
         bridge: String,
@@ -761,6 +770,9 @@ pub struct PortInfo {
     /// afpacket fall-back of an afxdp port and why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub io: Option<String>,
+    /// The DNS names of its address given by `set-names`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
 }
 
 fn is_zero(v: &u32) -> bool {
@@ -1055,6 +1067,9 @@ pub fn render(data: &Data) -> String {
                         if !a.names.is_empty() {
                             let _ = write!(out, " named {}", a.names.join(","));
                         }
+                    }
+                    if !p.names.is_empty() {
+                        let _ = write!(out, ", named {}", p.names.join(","));
                     }
                     if let Some(b) = &p.allowed {
                         let _ = write!(out, ", allowed {}", portsec::binding_text(b));

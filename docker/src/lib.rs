@@ -9,12 +9,16 @@
 //!   it did when a step fails.
 //! - [`links`]: veth pairs made and removed with iproute2's `ip`, with a timeout.
 //! - [`http`]: the HTTP/1.1 server on the plugin's Unix socket.
+//! - [`engine`], [`names`]: containers' names and network aliases, learnt from the
+//!   Docker Engine API, given to their endpoints as DNS names (`set-names`).
 //!
 //! The plugin keeps no state of its own: everything it needs later (which port is which
 //! endpoint, its address, which trunk a VLAN network uses) is written into `vswitchd`'s
 //! persisted config as `external_ids` of ports and read back with `show`.
 
 pub mod api;
+pub mod engine;
 pub mod http;
 pub mod links;
+pub mod names;
 pub mod plugin;

@@ -1,7 +1,8 @@
 //! `vswitch-docker`: serves the Docker network plugin `vswitch` on
 //! `/run/docker/plugins/vswitch.sock` (Docker finds it there by name) for `vswitchd` on
-//! `VSWITCH_SOCK` (default `/run/vswitch/vswitchd.sock`). Run it in the network namespace
-//! of `dockerd` and `vswitchd`: the veths it makes must be where both see them.
+//! `VSWITCH_SOCK` (default `/run/vswitch/vswitchd.sock`), learning containers' names from
+//! Docker's API on `--docker-sock` (default `/var/run/docker.sock`). Run it in the network
+//! namespace of `dockerd` and `vswitchd`: the veths it makes must be where both see them.
 
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -33,6 +34,10 @@ struct Args {
     /// The trunk interface of VLAN networks that give no `-o vswitch.trunk=IFACE`.
     #[arg(long)]
     trunk: Option<String>,
+    /// The Docker Engine API socket, where containers' names and network aliases are
+    /// learnt (they become DNS names of their endpoints).
+    #[arg(long, env = "VSWITCH_DOCKER_SOCK", default_value = vswitch_docker::engine::DEFAULT_SOCK)]
+    docker_sock: PathBuf,
 }
 
 /// Removes a stale socket file; refuses when another process still answers on it.
@@ -81,6 +86,13 @@ fn main() -> ExitCode {
         }
         Err(e) => eprintln!("vswitch-docker: warning: cannot catch signals: {e}"),
     }
+    let engine = vswitch_docker::engine::Engine {
+        sock: args.docker_sock.clone(),
+    };
+    let sw = Vswitchd {
+        sock: args.sock.clone(),
+    };
+    std::thread::spawn(move || vswitch_docker::names::watch(engine, sw));
     let mut plugin = Plugin::new(Vswitchd { sock: args.sock }, IpLinks, args.trunk);
     let r = vswitch_docker::http::serve(&args.plugin_sock, &mut plugin);
     let _ = std::fs::remove_file(&args.plugin_sock);

@@ -128,6 +128,12 @@ pub enum TcpStep {
     Ignore,
     /// Not a segment this state accepts: drop it, leave the flow alone.
     Invalid,
+    /// A SYN from the original side on a flow that is closing or closed: that
+    /// connection is over and this is a new one on the same tuple (a client with no
+    /// TIME_WAIT, because the server closed first, reusing its port). The flow must end
+    /// and the SYN start a new one, with its own NAT and backend choice, as Linux's
+    /// conntrack does (`nf_ct_kill` and a fresh lookup).
+    Reopen,
 }
 
 /// The segment classes the state machine reacts to.
@@ -180,7 +186,7 @@ pub fn tcp_step(state: Option<TcpState>, dir: Dir, flags: u8) -> TcpStep {
         (Seg::Bad, _) => IV,
         (Seg::Rst, _) => To(Close),
         (Seg::Syn, Dir::Original) => match s {
-            TimeWait | Close => To(SynSent),
+            FinWait | CloseWait | LastAck | TimeWait | Close => TcpStep::Reopen,
             _ => IG,
         },
         (Seg::Syn, Dir::Reply) => match s {
@@ -492,9 +498,21 @@ impl Table {
         Some(e)
     }
 
+    /// True if a packet of `kind` travelling `dir` ends flow `id` and starts a new
+    /// connection on the same tuple ([`TcpStep::Reopen`]): the caller removes the flow
+    /// and creates a new one for the packet instead of tracking it.
+    pub fn reopens(&self, id: FlowId, dir: Dir, kind: &Kind) -> bool {
+        match (self.get(id).map(|e| e.state), kind) {
+            (Some(State::Tcp(s)), Kind::Tcp { flags }) => {
+                tcp_step(Some(s), dir, *flags) == TcpStep::Reopen
+            }
+            _ => false,
+        }
+    }
+
     /// Accounts a packet of `kind`, `bytes` long, travelling `dir` on flow `id` at `now`:
     /// steps the state machine, refreshes the deadline, counts it. An invalid packet
-    /// changes nothing.
+    /// changes nothing, nor does one that [reopens](Table::reopens) the flow.
     pub fn track(
         &mut self,
         id: FlowId,
@@ -517,7 +535,8 @@ impl Table {
                     }
                 }
                 TcpStep::Ignore => {}
-                TcpStep::Invalid => return Err(Invalid),
+                // Not a packet of this flow: see [`Table::reopens`].
+                TcpStep::Invalid | TcpStep::Reopen => return Err(Invalid),
             },
             (State::Udp, Kind::Udp) => {
                 if dir == Dir::Reply {
@@ -684,11 +703,13 @@ mod tests {
         assert_eq!(state(&tb, id), State::Tcp(TcpState::LastAck));
         tb.track(id, Dir::Original, &tcpk(ACK), 52, 3).unwrap();
         assert_eq!(state(&tb, id), State::Tcp(TcpState::TimeWait));
-        // A new SYN on the same tuple reopens it.
-        tb.track(id, Dir::Original, &tcpk(SYN), 60, 4).unwrap();
-        assert_eq!(state(&tb, id), State::Tcp(TcpState::SynSent));
+        // A new SYN on the same tuple is a new connection, not a packet of this one:
+        // it is not tracked on the flow, which keeps its state and counters.
+        assert!(tb.reopens(id, Dir::Original, &tcpk(SYN)));
+        assert_eq!(tb.track(id, Dir::Original, &tcpk(SYN), 60, 4), Err(Invalid));
+        assert_eq!(state(&tb, id), State::Tcp(TcpState::TimeWait));
         let e = tb.get(id).unwrap();
-        assert_eq!(e.counters[0].packets, 5);
+        assert_eq!(e.counters[0].packets, 4);
         assert_eq!(
             e.counters[1],
             Counters {
@@ -696,6 +717,58 @@ mod tests {
                 bytes: 164
             }
         );
+    }
+
+    #[test]
+    fn syn_reopens_closing_and_closed_flows_only() {
+        use TcpState::*;
+        for s in ALL_TCP {
+            let closing = matches!(s, FinWait | CloseWait | LastAck | TimeWait | Close);
+            // An open connection's retransmitted SYN stays a packet of the flow.
+            let want = if closing {
+                TcpStep::Reopen
+            } else {
+                TcpStep::Ignore
+            };
+            assert_eq!(tcp_step(Some(s), Dir::Original, SYN), want, "{s:?}");
+            // Only the original side's plain SYN: a reply SYN, a SYN-ACK or data never
+            // reopen.
+            for (d, f) in [
+                (Dir::Reply, SYN),
+                (Dir::Original, SYN | ACK),
+                (Dir::Original, ACK),
+                (Dir::Original, FIN | ACK),
+            ] {
+                assert_ne!(
+                    tcp_step(Some(s), d, f),
+                    TcpStep::Reopen,
+                    "{s:?} {d:?} {f:#x}"
+                );
+            }
+        }
+        // The server closing first (the client then has no TIME_WAIT): FIN from the
+        // reply side, the client's ACK and FIN, the last ACK; a SYN reopens at each step.
+        let mut tb = Table::new(10);
+        let id = established(&mut tb, 7);
+        assert!(!tb.reopens(id, Dir::Original, &tcpk(SYN)));
+        for (d, f) in [
+            (Dir::Reply, FIN | ACK),
+            (Dir::Original, ACK),
+            (Dir::Original, FIN | ACK),
+            (Dir::Reply, ACK),
+        ] {
+            tb.track(id, d, &tcpk(f), 52, 1).unwrap();
+            assert!(
+                tb.reopens(id, Dir::Original, &tcpk(SYN)),
+                "{:?}",
+                state(&tb, id)
+            );
+            assert!(!tb.reopens(id, Dir::Reply, &tcpk(SYN)));
+        }
+        // UDP and ICMP flows never reopen.
+        let u = Tuple::new(Proto::Udp, t(8).src, t(8).dst);
+        let id = tb.insert(u, u.reverse(), State::Udp, 40, 0).unwrap();
+        assert!(!tb.reopens(id, Dir::Original, &Kind::Udp));
     }
 
     #[test]
@@ -794,10 +867,10 @@ mod tests {
         assert_eq!(tb.expire(10_199, |_| {}), 0);
         assert_eq!(tb.expire(10_200, |_| {}), 1);
         assert!(tb.lookup(&t(4)).is_none());
-        // A SYN on a reset flow reopens it instead.
+        // A SYN on a reset flow starts a new connection instead.
         let id = established(&mut tb, 5);
         step(&mut tb, id, Dir::Reply, RST | ACK, 1, TcpState::Close);
-        step(&mut tb, id, Dir::Original, SYN, 2, TcpState::SynSent);
+        assert!(tb.reopens(id, Dir::Original, &tcpk(SYN)));
     }
 
     #[test]

@@ -179,6 +179,14 @@ impl Balancer {
         })
     }
 
+    /// Counts a connection of the backend whose mark is `mark`, once its flow exists (a
+    /// pick whose flow could not be made is not a connection).
+    pub fn count(&mut self, mark: u32) {
+        if let Some(m) = self.member_mut(mark) {
+            m.connections += 1;
+        }
+    }
+
     /// The backend for a new `proto` flow from `client` to `dst` (a VIP and port).
     pub fn pick(&mut self, proto: Proto, client: Ipv4Addr, dst: Endpoint) -> Pick {
         let Some(s) = self.svcs.iter_mut().find(|s| s.svc.vip == dst.addr) else {
@@ -219,7 +227,6 @@ impl Balancer {
         let Some(m) = s.members.get_mut(i) else {
             return Pick::Refused;
         };
-        m.connections += 1;
         let port = m.backend.port.unwrap_or(dst.port);
         Pick::To(Endpoint::new(m.backend.addr, port), m.id)
     }
@@ -437,6 +444,7 @@ mod tests {
         let Pick::To(_, id11) = b.pick(Proto::Tcp, CLIENT, d) else {
             panic!()
         };
+        b.count(id11);
         b.set_health(VIP, Ipv4Addr::new(10, 0, 0, 12), false);
         b.configure(&[Service {
             vip: VIP,

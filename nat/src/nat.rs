@@ -603,14 +603,20 @@ impl Nat {
             partial,
             mark: 0,
         };
-        if let Some((id, d)) = self.live(&t, now) {
-            if self.table.track(id, d, &parsed.kind, len, now).is_err() {
-                return self.drop(DropReason::Invalid);
+        match self.live(&t, now) {
+            // A new connection on a closed flow's tuple: the old flow ends here and this
+            // SYN gets its own translation (and backend) below.
+            Some((id, d)) if self.table.reopens(id, d, &parsed.kind) => self.remove(id),
+            Some((id, d)) => {
+                if self.table.track(id, d, &parsed.kind, len, now).is_err() {
+                    return self.drop(DropReason::Invalid);
+                }
+                let Some(to) = self.table.get(id).map(|e| e.translated(d)) else {
+                    return self.drop(DropReason::Invalid);
+                };
+                return self.emit(&mut pk, &to);
             }
-            let Some(to) = self.table.get(id).map(|e| e.translated(d)) else {
-                return self.drop(DropReason::Invalid);
-            };
-            return self.emit(&mut pk, &to);
+            None => {}
         }
         match dir {
             Direction::FromInside => self.new_from_inside(&mut pk),
@@ -637,6 +643,11 @@ impl Nat {
     /// verdict for a VIP that refuses the flow.
     fn resolve(&mut self, pk: &mut Packet<'_>, target: Endpoint) -> Result<Endpoint, Verdict> {
         let t = pk.parsed.tuple;
+        // Found by the fuzzer: a packet that cannot start a flow (a stray ACK) must not
+        // move the scheduler.
+        if State::initial(&pk.parsed.kind).is_none() {
+            return Err(self.drop(DropReason::Invalid));
+        }
         match self.lb.pick(t.proto, t.src.addr, target) {
             Pick::NotService => Ok(target),
             Pick::To(e, mark) => {
@@ -771,6 +782,7 @@ impl Nat {
             Ok(id) => match rewrite_with(pk.bytes, &out, pk.partial) {
                 Ok(()) if pk.mark != 0 => {
                     self.table.set_mark(id, pk.mark);
+                    self.lb.count(pk.mark);
                     Verdict::Forward(self.egress(out.dst.addr))
                 }
                 Ok(()) => Verdict::Forward(self.egress(out.dst.addr)),
@@ -999,6 +1011,105 @@ mod tests {
             go(&mut n, &tcp(C3, 1, VIP, 80, SYN, b""), IN, 4).0,
             Verdict::Drop(DropReason::Isolated)
         );
+    }
+
+    #[test]
+    fn syn_on_a_closed_vip_flow_is_a_new_connection_rebalanced() {
+        let mut c = config(DEFAULT_LIMIT);
+        with_service(&mut c);
+        let mut n = Nat::new(c).unwrap();
+        let syn = tcp(CL, 1000, VIP, 80, SYN, b"");
+        // Each round: a connection the backend closes first (the client then keeps no
+        // TIME_WAIT), then the client's next SYN from the same port, with the last ACK
+        // seen or not (lost), or the flow reset instead.
+        let endings: [&[(u8, bool)]; 4] = [
+            &[
+                (FIN | ACK, false),
+                (ACK, true),
+                (FIN | ACK, true),
+                (ACK, false),
+            ],
+            &[(FIN | ACK, false), (ACK, true), (FIN | ACK, true)],
+            &[(FIN | ACK, false)],
+            &[(RST | ACK, false)],
+        ];
+        let backends = [C1, C2];
+        for (round, end) in endings.iter().enumerate() {
+            let be = backends[round % 2];
+            let now = round as u64 * 10;
+            let (v, o) = go(&mut n, &syn, IN, now);
+            assert_eq!((v, o), (FWD_IN, tcp(CL, 1000, be, 80, SYN, b"")), "{round}");
+            go(&mut n, &tcp(be, 80, CL, 1000, SYN | ACK, b""), IN, now);
+            go(&mut n, &tcp(CL, 1000, VIP, 80, ACK, b""), IN, now);
+            for &(f, from_client) in end.iter() {
+                let p = if from_client {
+                    tcp(CL, 1000, VIP, 80, f, b"")
+                } else {
+                    tcp(be, 80, CL, 1000, f, b"")
+                };
+                assert_eq!(go(&mut n, &p, IN, now + 1).0, FWD_IN);
+            }
+            // One flow for the tuple at any time: the closed one ended with the SYN.
+            assert_eq!(n.table().len(), 1);
+        }
+        let (_, o) = go(&mut n, &syn, IN, 100);
+        assert_eq!(o, tcp(CL, 1000, C1, 80, SYN, b""));
+        let e = n.iter().next().unwrap();
+        assert_eq!(
+            (e.state, e.counters[0].packets),
+            (State::Tcp(TcpState::SynSent), 1)
+        );
+        // Five connections counted, every packet kept in its backend's count.
+        let b = &n.service_stats(100)[0].1;
+        assert_eq!((b[0].connections, b[1].connections), (3, 2));
+        assert_eq!(b[0].packets + b[1].packets, 3 * 4 + 4 + 3 + 1 + 1 + 1);
+        // A retransmitted SYN on an open connection stays on its flow and backend.
+        let (_, o) = go(&mut n, &syn, IN, 101);
+        assert_eq!(o, tcp(CL, 1000, C1, 80, SYN, b""));
+        assert_eq!(n.service_stats(101)[0].1[1].connections, 2);
+        assert_eq!(n.service_stats(101)[0].1[0].connections, 3);
+    }
+
+    #[test]
+    fn a_packet_that_starts_no_flow_is_not_a_connection() {
+        let mut c = config(DEFAULT_LIMIT);
+        with_service(&mut c);
+        let mut n = Nat::new(c).unwrap();
+        for f in [ACK, FIN | ACK, RST, SYN | ACK] {
+            let v = go(&mut n, &tcp(CL, 2000, VIP, 80, f, b""), IN, 0).0;
+            assert_eq!(v, Verdict::Drop(DropReason::Invalid), "{f:#x}");
+        }
+        let b = &n.service_stats(0)[0].1;
+        assert_eq!((b[0].connections, b[1].connections), (0, 0));
+        // The scheduler did not move: the first SYN goes to the first backend.
+        let (_, o) = go(&mut n, &tcp(CL, 2001, VIP, 80, SYN, b""), IN, 1);
+        assert_eq!(o, tcp(CL, 2001, C1, 80, SYN, b""));
+        assert_eq!(n.service_stats(1)[0].1[0].connections, 1);
+    }
+
+    #[test]
+    fn syn_on_a_closed_masqueraded_flow_starts_a_new_one() {
+        let mut n = nat();
+        go(&mut n, &tcp(C1, 40000, WAN, 80, SYN, b""), IN, 0);
+        go(&mut n, &tcp(WAN, 80, U, 40000, RST | ACK, b""), OUT, 0);
+        assert_eq!(n.iter().next().unwrap().state, State::Tcp(TcpState::Close));
+        let (v, o) = go(&mut n, &tcp(C1, 40000, WAN, 80, SYN, b""), IN, 1);
+        assert_eq!((v, o), (FWD_OUT, tcp(U, 40000, WAN, 80, SYN, b"")));
+        let e = n.iter().next().unwrap();
+        assert_eq!(
+            (e.state, e.counters),
+            (
+                State::Tcp(TcpState::SynSent),
+                [
+                    crate::conntrack::Counters {
+                        packets: 1,
+                        bytes: 40
+                    },
+                    Default::default()
+                ]
+            )
+        );
+        assert_eq!((n.table().len(), n.mappings()), (1, 1));
     }
 
     #[test]

@@ -227,6 +227,10 @@ pub struct PortConf {
     /// (`set-port PORT storm=`); 0: no limit.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub storm_pps: u32,
+    /// DNS names of the port's address (`set-names`; a Docker container's name and
+    /// aliases).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
 }
 
 fn is_zero(v: &u32) -> bool {
@@ -669,6 +673,7 @@ impl Config {
                         .iter()
                         .filter_map(|p| p.attach.as_ref())
                         .flat_map(|a| a.name.iter().chain(&a.aliases))
+                        .chain(b.ports.iter().flat_map(|p| &p.names))
                         .try_for_each(|x| ctl::dns::name("name", x))
                 });
             dns.map_err(ConfigError::from)
@@ -946,6 +951,7 @@ mod tests {
             attach: None,
             allowed: None,
             storm_pps: 0,
+            names: Vec::new(),
         });
         c.bridges[0].ports.push(PortConf {
             name: "vx".into(),
@@ -963,6 +969,7 @@ mod tests {
             attach: None,
             allowed: None,
             storm_pps: 0,
+            names: Vec::new(),
         });
         c.bridges[0].net = Some(NetConf {
             subnet: "172.18.0.0/24".into(),

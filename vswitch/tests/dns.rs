@@ -557,3 +557,53 @@ fn other_names_go_to_the_upstream_and_fail_in_bounded_time() {
         },
     );
 }
+
+#[test]
+fn set_names_names_a_port_and_bad_ones_change_nothing() {
+    let mut d = dns_lab("dnssn", 190, |_| {});
+    let ga = format!("{}.1", d.net(1));
+    let _c1 = d.container("bra", "c1", 1, 2, &[]);
+    let c2 = d.container("bra", "c2", 1, 3, &["db"]);
+    let ip1 = format!("{}.2", d.net(1));
+    let port = match d.lab.vsctl_json(&["show"]) {
+        Data::Show { bridges, .. } => bridges
+            .iter()
+            .flat_map(|b| &b.ports)
+            .find(|p| p.attach.as_ref().is_some_and(|a| a.ip.starts_with(&ip1)))
+            .map(|p| p.name.clone())
+            .expect("c1's port"),
+        other => panic!("show --json: {other:?}"),
+    };
+    d.lab.vsctl_ok(&["set-names", &port, "api", "API-v2"]);
+    for n in ["api", "api-v2.lab.test"] {
+        assert_eq!(d.ask(&c2, &ga, n, "A", "udp"), (NOERROR, vec![ip1.clone()]));
+    }
+    let show = d.lab.vsctl_ok(&["show"]);
+    assert!(show.contains("named api,api-v2"), "{show}");
+    // Refused in one line, nothing changed.
+    let before = d.lab.vsctl_ok(&["show"]);
+    for args in [
+        vec!["set-names", port.as_str(), "bad name"],
+        vec!["set-names", "nope0", "x"],
+    ] {
+        let o = d.lab.vsctl(&args);
+        assert!(!o.success(), "{args:?} accepted: {o}");
+        assert_eq!(o.stderr.trim().lines().count(), 1, "{args:?}: {o}");
+    }
+    assert_eq!(d.lab.vsctl_ok(&["show"]), before);
+    // Kept across kill -9.
+    d.lab.signal_daemon(libc::SIGKILL, Duration::from_secs(5));
+    d.lab.start_daemon();
+    let mut got = (0, Vec::new());
+    wait_until(
+        "api resolving after restart",
+        Duration::from_secs(10),
+        || {
+            got = d.ask(&c2, &ga, "api", "A", "udp");
+            got == (NOERROR, vec![ip1.clone()])
+        },
+    );
+    // No names: cleared.
+    d.lab.vsctl_ok(&["set-names", &port]);
+    assert_eq!(d.ask(&c2, &ga, "api.lab.test", "A", "udp").0, NXDOMAIN);
+}

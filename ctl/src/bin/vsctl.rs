@@ -224,6 +224,10 @@ enum Cmd {
         #[arg(long = "record")]
         records: Vec<ctl::dns::StaticRecord>,
     },
+    /// Set the DNS names of PORT's address (the one it is attached with, or the one it
+    /// is bound to by set-port allowed=MAC,IP); no NAME clears them. The names go with
+    /// the port.
+    SetNames { port: String, names: Vec<String> },
     /// List the DNS records the gateway of bridge BR's network answers.
     DnsShow { bridge: String },
     /// Attach the switch to the outside through IFACE, with address --ip A.B.C.D/N and
@@ -645,6 +649,13 @@ fn request(cmd: Cmd) -> Result<Request, String> {
                 domain,
                 records,
             }
+        }
+        Cmd::SetNames { port, names } => {
+            validate::iface_name(&port)?;
+            for n in &names {
+                ctl::dns::name("name", n)?;
+            }
+            Request::SetNames { port, names }
         }
         Cmd::DnsShow { bridge } => Request::DnsShow { bridge },
         Cmd::SetUplink { iface, ip, gw } => {

@@ -73,6 +73,7 @@ fn port(name: &str, kind: PortKind, external_ids: BTreeMap<String, String>) -> P
         allowed: None,
         storm_pps: 0,
         io: None,
+        names: Vec::new(),
     }
 }
 

@@ -159,7 +159,20 @@ impl DockerLab {
         let bin = env!("CARGO_BIN_EXE_vswitch-docker");
         let sock = self.sock.to_str().expect("utf-8 path");
         let plugin_sock = self.plugin_sock.to_str().expect("utf-8 path");
-        let argv = netns::exec_argv(&self.ns, &[bin, "--plugin-sock", plugin_sock]);
+        // The private dockerd's API socket (Dockerd::start puts it there): the plugin
+        // learns containers' names from it, waiting for it to answer.
+        let docker_sock = self.dir.join("docker.sock");
+        let docker_sock = docker_sock.to_str().expect("utf-8 path");
+        let argv = netns::exec_argv(
+            &self.ns,
+            &[
+                bin,
+                "--plugin-sock",
+                plugin_sock,
+                "--docker-sock",
+                docker_sock,
+            ],
+        );
         let out = Output::log(&self.dir.join("plugin.log"));
         let opts = Opts::with_env(&[(ctl::SOCK_ENV, sock)]);
         let bg = Bg::start("vswitch-docker", &argv, out, &opts)

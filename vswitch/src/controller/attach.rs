@@ -135,6 +135,7 @@ impl Controller {
             attach: Some(conf.clone()),
             allowed,
             storm_pps,
+            names: Vec::new(),
         };
         let kind = s.kind;
         self.install_port(bridge, pc, io).inspect_err(|_| {

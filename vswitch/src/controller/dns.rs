@@ -1,6 +1,6 @@
 //! The control plane of the gateways' DNS: `set-dns` (upstreams, domain) and `dns-show`,
 //! and the records each network's gateway answers, made from the config (attached
-//! endpoints' names and aliases) and handed to the gateway after every change.
+//! endpoints' names and aliases, ports' `set-names`) and handed to the gateway after every change.
 
 use std::net::Ipv4Addr;
 
@@ -167,11 +167,14 @@ impl Controller {
                         .map(|r| Entry::new(r.name.clone(), r.addr, None)),
                 );
                 for p in &b.ports {
-                    let Some(a) = &p.attach else { continue };
-                    let Ok((addr, _)) = ctl::validate::cidr(&a.ip) else {
+                    let Some(addr) = super::names::port_addr(p) else {
                         continue;
                     };
-                    for name in a.name.iter().chain(&a.aliases) {
+                    let attached = p
+                        .attach
+                        .iter()
+                        .flat_map(|a| a.name.iter().chain(&a.aliases));
+                    for name in attached.chain(&p.names) {
                         records.push(Entry::new(
                             name.to_ascii_lowercase(),
                             addr,

@@ -15,6 +15,7 @@ mod error;
 mod gateway;
 mod mesh;
 mod metrics;
+mod names;
 mod overlay_keys;
 mod overlay_remotes;
 mod portsec;
@@ -363,6 +364,7 @@ impl Controller {
                 domain,
                 records,
             } => self.set_dns(&bridge, upstream, domain, records),
+            Request::SetNames { port, names } => self.set_names(&port, names),
             Request::DnsShow { bridge } => self.dns_show(&bridge),
             Request::SetUplink { iface, ip, gw } => self.set_uplink(&iface, &ip, gw),
             Request::DelUplink => self.del_uplink(),
@@ -586,6 +588,7 @@ impl Controller {
             attach: None,
             allowed: None,
             storm_pps: 0,
+            names: Vec::new(),
         })
     }
 
@@ -683,6 +686,7 @@ impl Controller {
             tunnel: Some(tc.clone()),
             allowed: None,
             storm_pps: 0,
+            names: Vec::new(),
         };
         let mut next = self.cfg.clone();
         if let Some(b) = next.bridge_mut(bridge) {
@@ -1292,6 +1296,7 @@ impl Controller {
                                 .ports
                                 .get(&p.name)
                                 .and_then(|r| r.backend.lock().ok().and_then(|b| b.clone())),
+                            names: p.names.clone(),
                         }
                     })
                     .collect(),

@@ -7,7 +7,7 @@
 //! invariant panics, which libFuzzer reports as a crash; nothing else does. The
 //! harnesses live here rather than in the targets so that they can reach the crate's own
 //! types, are built and linted with the workspace, and are unit-tested (`tests.rs`).
-//! One file per harness: `ct` (`nat`, `nat_rewrite`), `gateway`, `bridge` (`frame`),
+//! One file per harness: `ct` (`nat`, `nat_rewrite`), `svc` (`services`), `gateway`, `bridge` (`frame`),
 //! `vtep` (`vxlan_*`), `control` (`control`, `config`); `checksums` is the from-scratch
 //! oracle and `addrs` the addresses they share.
 //!
@@ -89,6 +89,7 @@ mod control;
 mod ct;
 mod dns;
 mod gateway;
+mod svc;
 mod vtep;
 mod wg;
 
@@ -109,5 +110,6 @@ pub use control::{config, control, touches_host};
 pub use ct::{nat, nat_ctl, nat_rewrite, nat_writable};
 pub use dns::dns;
 pub use gateway::{gateway, gw_ctl};
+pub use svc::{services, svc_ctl};
 pub use vtep::{vxlan_decap, vxlan_encap, vxlan_gro};
 pub use wg::wg_message;

@@ -175,3 +175,21 @@ fn dns_harness_takes_queries_garbage_and_loops() {
         }
     }
 }
+
+#[test]
+fn services_harness_accepts_vip_traffic() {
+    let cl = Ipv4Addr::new(172, 18, 0, 50);
+    let q = packet(cl, svc::VIP, 17, &udp(40000, 53));
+    let a = packet(Ipv4Addr::new(172, 18, 0, 3), cl, 17, &udp(8080, 40000));
+    let any = packet(cl, svc::VIP_ANY, 17, &udp(40001, 5353));
+    services(&encode_records(&[
+        (0, &q),
+        (0, &q),
+        (svc_ctl::FIX, &a),
+        (svc_ctl::HEALTH, &q),
+        (svc_ctl::MAP | svc_ctl::PORTS | svc_ctl::FIX, &q),
+        (0, &any),
+        (svc_ctl::EXPIRE | (3 << svc_ctl::STEP_SHIFT), &q),
+    ]));
+    services(&[1, 0, 3, 1, 2, 3]);
+}

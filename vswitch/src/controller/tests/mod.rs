@@ -10,6 +10,7 @@ mod bridges;
 mod cluster;
 mod gateway;
 mod host;
+mod names;
 mod ports;
 mod portsec;
 mod tunnels;
@@ -148,6 +149,7 @@ pub(super) fn port(name: &str) -> PortConf {
         attach: None,
         allowed: None,
         storm_pps: 0,
+        names: Vec::new(),
     }
 }
 
