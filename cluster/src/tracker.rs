@@ -98,7 +98,9 @@ impl Tracker {
             self.delete(key);
         } else if let Some(rest) = key.strip_prefix(keys::SERVICES) {
             match serde_json::from_slice::<crate::ServiceRecord>(value) {
-                Ok(r) if rest.split_once('/') == Some((r.overlay.as_str(), r.spec.name.as_str())) => {
+                Ok(r)
+                    if rest.split_once('/') == Some((r.overlay.as_str(), r.spec.name.as_str())) =>
+                {
                     self.services
                         .entry(r.overlay.clone())
                         .or_default()
