@@ -958,10 +958,6 @@ fn a_node_cut_off_across_a_compaction_lists_again_and_converges() {
     wait_until("every node lists 3 nodes up again", SHORT, || all_up(&lab));
 }
 
-/// Linux's SIGSTOP and SIGCONT.
-const SIGSTOP: i32 = 19;
-const SIGCONT: i32 = 18;
-
 /// `/etc/netns/NS/resolv.conf` for the namespaces of a test, removed when it drops.
 struct Resolv(Vec<PathBuf>);
 

@@ -18,6 +18,9 @@ use testlab::{netns, Bins, Namespaces, Switchd, SHORT};
 pub const ETCD_IP: &str = "198.51.100.254";
 /// Lease TTL of the test nodes, seconds.
 pub const TTL: u64 = 3;
+/// Linux's SIGSTOP and SIGCONT.
+pub const SIGSTOP: i32 = 19;
+pub const SIGCONT: i32 = 18;
 
 pub fn bins() -> Bins {
     Bins::beside(Path::new(env!("CARGO_BIN_EXE_vswitchd")))
@@ -103,10 +106,18 @@ impl Lab {
 
     /// Host `hN` with a vswitchd in the cluster of `store` (extra arguments after).
     pub fn node(&mut self, n: u8, store: &str, extra: &[String]) -> usize {
+        self.node_ttl(n, store, TTL, extra)
+    }
+
+    /// [`Lab::node`] with a lease TTL of `ttl` seconds.
+    pub fn node_ttl(&mut self, n: u8, store: &str, ttl: u64, extra: &[String]) -> usize {
         let (ns, vtep) = self.host(n);
         let name = format!("n{n}");
         let mut sw = Switchd::new(&name, &ns, &self.dir.join(&name), bins());
         sw.daemon_args = cluster_args(store, &name, &vtep);
+        if let Some(t) = sw.daemon_args.iter().position(|a| a == "--cluster-ttl") {
+            sw.daemon_args[t + 1] = ttl.to_string();
+        }
         sw.daemon_args.extend(extra.iter().cloned());
         sw.start();
         self.nodes.push(Node { name, ns, vtep, sw });
@@ -147,6 +158,10 @@ impl Drop for Lab {
             eprintln!("{}", self.diag());
         }
         for n in &mut self.nodes {
+            // A node left paused (SIGSTOP) by a failed test must still be stoppable.
+            if n.sw.running() {
+                testlab::stop::kill(n.sw.pid(), SIGCONT);
+            }
             n.sw.stop();
         }
         self.etcd = None;
