@@ -34,21 +34,7 @@ impl Afpacket {
     /// Attaches to interface `name`, bringing it up if it is down, as ovs-vswitchd does
     /// for the interfaces it is given.
     pub fn open(name: &str, ring: RingKind) -> io::Result<Self> {
-        if iface::index(name).is_none() {
-            return Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("no interface named {name}"),
-            ));
-        }
-        if iface::hw_type(name)? != libc::ARPHRD_ETHER {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("interface {name} is not an Ethernet device"),
-            ));
-        }
-        if iface::flags(name)? & libc::IFF_UP as u32 == 0 {
-            iface::set_up(name)?;
-        }
+        iface::ethernet_up(name)?;
         let sock = AfPacket::open(name, ring)?;
         Ok(Afpacket {
             fd: sock.as_raw_fd(),

@@ -46,21 +46,7 @@ impl Afxdp {
     /// Attaches to interface `name` (brought up if down). `NotFound` and `InvalidInput`
     /// are about the interface itself; any other error is about AF_XDP on it.
     pub fn open(name: &str) -> io::Result<Self> {
-        let ifindex = iface::index(name).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("no interface named {name}"),
-            )
-        })?;
-        if iface::hw_type(name)? != libc::ARPHRD_ETHER {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("interface {name} is not an Ethernet device"),
-            ));
-        }
-        if iface::flags(name)? & libc::IFF_UP as u32 == 0 {
-            iface::set_up(name)?;
-        }
+        let ifindex = iface::ethernet_up(name)?;
         // One socket serves queue 0; frames the interface spread over other queues would
         // pass to the switch's own stack and be lost to the bridge.
         let queues = rx_queues(name);

@@ -113,6 +113,27 @@ pub fn hw_type(name: &str) -> io::Result<u16> {
     Ok(unsafe { req.ifr_ifru.ifru_hwaddr.sa_family })
 }
 
+/// Interface `name` made ready for a port: it must exist (`NotFound`) and be an
+/// Ethernet device (`InvalidInput`); brought up if down. Its index.
+pub fn ethernet_up(name: &str) -> io::Result<u32> {
+    let ifindex = index(name).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no interface named {name}"),
+        )
+    })?;
+    if hw_type(name)? != libc::ARPHRD_ETHER {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("interface {name} is not an Ethernet device"),
+        ));
+    }
+    if flags(name)? & libc::IFF_UP as u32 == 0 {
+        set_up(name)?;
+    }
+    Ok(ifindex)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
