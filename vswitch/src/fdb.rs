@@ -161,6 +161,24 @@ impl Fdb {
         self.len() == 0
     }
 
+    /// Starts loading the slot that `mac` in `vlan` hashes to, so that a [`Self::lookup`]
+    /// made after other work finds it in cache: with thousands of remote endpoints the
+    /// table is megabytes and that slot is otherwise a cache miss on every frame (about a
+    /// fifth of a frame's cost at 10,000 endpoints, `cargo bench --bench cluster`).
+    #[inline]
+    pub fn prefetch(&self, vlan: u16, mac: MacAddr) {
+        let slot = &self.slots[hash(key_of(vlan, mac)) & self.mask];
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: PREFETCHT0 is only a hint: it loads nothing the program sees and cannot
+        // fault, and the pointer is to a live slot of this table besides.
+        unsafe {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(slot).cast());
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = slot;
+    }
+
     /// The port `mac` was last seen on in `vlan`, if seen within `max_age` seconds.
     #[inline]
     pub fn lookup(&self, vlan: u16, mac: MacAddr, now: u32, max_age: u32) -> Option<PortId> {

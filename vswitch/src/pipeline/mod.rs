@@ -295,6 +295,11 @@ impl<'a> Ingress<'a> {
         let eth = EthernetFrame::new_checked(f.bytes).map_err(|_| Drop::Runt)?;
         let outer = vlan::outer(&eth, f.aux);
         let class = vlan::classify(self.vlans, outer.tag)?;
+        // The destination's FDB slot loads while the guard and learning run.
+        let dst = eth.dst();
+        if !dst.is_multicast() {
+            self.fdb.prefetch(class.vid, dst);
+        }
         Ok(Arrival {
             vnet: f.vnet,
             frame: f.bytes,
