@@ -4,6 +4,7 @@
 //! its node's VTEP (a remote slot of the bridge's tunnel port), as endpoint
 //! distribution installs them. Few endpoints (10 on 3 nodes) against the simulated
 //! scale of `benches/cluster.sh` (10,000 on 200 nodes): the cost should be flat.
+//! Each frame's successor is prefetched as the worker does with its ring's next frame.
 //! Criterion's "time per element" is ns per frame.
 
 #![allow(clippy::unwrap_used)]
@@ -86,7 +87,10 @@ fn remote_endpoints(c: &mut Criterion) {
                 b.iter(|| {
                     let ing = Ingress::new(&snap, &pool, port, 1, clock.now(), 0).unwrap();
                     let mut sink = Recycle::new(&pool);
-                    for fr in &batches[at & 127] {
+                    let batch = &batches[at & 127];
+                    for (i, fr) in batch.iter().enumerate() {
+                        // As the worker does with the ring's next frame.
+                        ing.prefetch(batch.get(i + 1).map_or(&[][..], |n| &n[..]));
                         let f = Frame {
                             vnet: &vh,
                             bytes: fr,

@@ -108,6 +108,7 @@ impl Driver for Afxdp {
                 frame,
                 vlan: None,
                 truncated: false,
+                ahead: &[],
             }))
         });
         Read {

@@ -82,6 +82,7 @@ impl Driver for Tap {
                         frame,
                         vlan: None,
                         truncated: false,
+                        ahead: &[],
                     }));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,

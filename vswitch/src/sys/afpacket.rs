@@ -101,6 +101,7 @@ const CUT: RxFrame<'static> = RxFrame {
     frame: &[],
     vlan: None,
     truncated: true,
+    ahead: &[],
 };
 
 /// One received frame, borrowed from the ring.
@@ -113,6 +114,9 @@ pub struct RxFrame<'a> {
     pub vlan: Option<(u16, u16)>,
     /// The frame was longer than what the ring kept.
     pub truncated: bool,
+    /// The next frame of the batch when the ring already holds it (else empty): the
+    /// pipeline starts loading its destination's FDB slot while this one runs.
+    pub ahead: &'a [u8],
 }
 
 /// An AF_PACKET socket bound to one interface.
@@ -434,6 +438,7 @@ impl AfPacket {
                                         frame,
                                         vlan,
                                         truncated: false,
+                                        ahead: &[],
                                     }));
                                 }
                                 _ => f(Rx::Frame(CUT)),
@@ -883,6 +888,7 @@ fn parse_slot(slot: &[u8], st: u32) -> Option<RxFrame<'_>> {
         frame,
         vlan: slot_vlan(slot, st),
         truncated: snap < len,
+        ahead: &[],
     })
 }
 
@@ -895,60 +901,65 @@ fn rd_u16(b: &[u8], at: usize) -> Option<u16> {
 
 /// Walks the frames of one retired V3 block. Every offset comes from the kernel but is
 /// still bounds-checked: a bad one ends the walk instead of reading outside the block.
+/// Each frame is handed up with the next one as its `ahead`.
 fn walk_block(blk: &[u8], f: &mut impl FnMut(RxFrame<'_>)) -> usize {
     // tpacket_block_desc: version u32, offset_to_priv u32, then tpacket_hdr_v1:
     // block_status, num_pkts, offset_to_first_pkt, blk_len.
-    let (Some(num), Some(mut off)) = (rd_u32(blk, 12), rd_u32(blk, 16)) else {
+    let (Some(num), Some(off)) = (rd_u32(blk, 12), rd_u32(blk, 16)) else {
         return 0;
     };
     let mut n = 0;
-    for _ in 0..num {
-        let at = off as usize;
-        // tpacket3_hdr: next_offset 0, sec 4, nsec 8, snaplen 12, len 16, status 20,
-        // mac 24 (u16), net 26, hv1: rxhash 28, vlan_tci 32, vlan_tpid 36.
-        let (Some(next), Some(snap), Some(len), Some(st), Some(mac), Some(tci), Some(tpid)) = (
-            rd_u32(blk, at),
-            rd_u32(blk, at + 12),
-            rd_u32(blk, at + 16),
-            rd_u32(blk, at + 20),
-            rd_u16(blk, at + 24),
-            rd_u32(blk, at + 32),
-            rd_u16(blk, at + 36),
-        ) else {
-            break;
-        };
-        let start = at + mac as usize;
-        let (Some(frame), Some(vnet)) = (
-            blk.get(start..start + snap as usize),
-            start.checked_sub(vnet::LEN).and_then(|s| blk.get(s..start)),
-        ) else {
-            break;
-        };
-        let vlan = (st & libc::TP_STATUS_VLAN_VALID != 0).then(|| {
-            // Old kernels leave the TPID out (TP_STATUS_VLAN_TPID_VALID unset): 802.1Q.
-            let tpid = if st & libc::TP_STATUS_VLAN_TPID_VALID != 0 && tpid != 0 {
-                tpid
-            } else {
-                crate::wire::vlan::TPID_8021Q
-            };
-            (tpid, tci as u16)
-        });
-        f(RxFrame {
-            vnet,
-            frame,
-            vlan,
-            truncated: snap < len,
-        });
+    let mut cur = if num > 0 { v3_frame(blk, off) } else { None };
+    while let Some((mut fr, next)) = cur {
         n += 1;
-        if next == 0 {
-            break;
-        }
-        off = match off.checked_add(next) {
-            Some(o) => o,
-            None => break,
+        cur = match (n < num as usize, next) {
+            (true, Some(at)) => v3_frame(blk, at),
+            _ => None,
         };
+        if let Some((after, _)) = &cur {
+            fr.ahead = after.frame;
+        }
+        f(fr);
     }
     n
+}
+
+/// The V3 frame whose header is at `off` in `blk`, and where the next one's is.
+fn v3_frame(blk: &[u8], off: u32) -> Option<(RxFrame<'_>, Option<u32>)> {
+    let at = off as usize;
+    // tpacket3_hdr: next_offset 0, sec 4, nsec 8, snaplen 12, len 16, status 20,
+    // mac 24 (u16), net 26, hv1: rxhash 28, vlan_tci 32, vlan_tpid 36.
+    let next = rd_u32(blk, at)?;
+    let snap = rd_u32(blk, at + 12)?;
+    let len = rd_u32(blk, at + 16)?;
+    let st = rd_u32(blk, at + 20)?;
+    let mac = rd_u16(blk, at + 24)?;
+    let tci = rd_u32(blk, at + 32)?;
+    let tpid = rd_u16(blk, at + 36)?;
+    let start = at + mac as usize;
+    let frame = blk.get(start..start + snap as usize)?;
+    let vnet = blk.get(start.checked_sub(vnet::LEN)?..start)?;
+    let vlan = (st & libc::TP_STATUS_VLAN_VALID != 0).then(|| {
+        // Old kernels leave the TPID out (TP_STATUS_VLAN_TPID_VALID unset): 802.1Q.
+        let tpid = if st & libc::TP_STATUS_VLAN_TPID_VALID != 0 && tpid != 0 {
+            tpid
+        } else {
+            crate::wire::vlan::TPID_8021Q
+        };
+        (tpid, tci as u16)
+    });
+    let fr = RxFrame {
+        vnet,
+        frame,
+        vlan,
+        truncated: snap < len,
+        ahead: &[],
+    };
+    let next = match next {
+        0 => None,
+        d => off.checked_add(d),
+    };
+    Some((fr, next))
 }
 
 #[cfg(test)]
@@ -972,11 +983,15 @@ mod tests {
         }
         let mut lens = vec![];
         assert_eq!(
-            walk_block(&blk, &mut |f: RxFrame<'_>| lens
-                .push((f.frame.len(), f.vnet.len()))),
+            walk_block(&blk, &mut |f: RxFrame<'_>| lens.push((
+                f.frame.len(),
+                f.vnet.len(),
+                f.ahead.len()
+            ))),
             2
         );
-        assert_eq!(lens, vec![(60, vnet::LEN), (70, vnet::LEN)]);
+        // Each frame comes with the next as its look-ahead; the last with none.
+        assert_eq!(lens, vec![(60, vnet::LEN, 70), (70, vnet::LEN, 0)]);
     }
 
     proptest::proptest! {

@@ -39,6 +39,7 @@ impl Worker {
         };
         let read = slot.io.rx_batch(&mut scratch, |rx| match (&ing, rx) {
             (Ok(ing), Rx::Frame(f)) => {
+                ing.prefetch(f.ahead);
                 ing.frame(frame_of(&f), &mut sink);
             }
             (Ok(ing), Rx::Owned { buf, vlan }) => {
