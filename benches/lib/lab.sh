@@ -59,6 +59,28 @@ teardown() { # the end of one setup: its processes, then its namespaces
 # with ADDR/LEN up in HOST_NS (both ends MTU when given).
 host_link() {
     lab veth "$1" "$2" "$3" eth0 --addr-b "$4" ${5:+--mtu "$5"}
+    host_napi "$3"
+}
+
+# host_napi NS: with BENCH_HOST_NAPI=gro (or threaded), the host's eth0 receives in veth's
+# NAPI mode (GRO on: the sender's xmit only queues the frame) and, threaded, in a kernel
+# thread of its own instead of the sender's softirq; with BENCH_HOST_NAPI=rps, frames to
+# the host are steered over every CPU's backlog (RPS) instead of the sender's: issue 20's
+# lever for moving the receiving stack off the switch's thread. Default: the kernel's.
+host_napi() {
+    case "${BENCH_HOST_NAPI:-}" in
+    "") return 0 ;;
+    gro | threaded) ;;
+    rps)
+        ip netns exec "$1" sh -c "printf %x $(((1 << $(nproc)) - 1)) >/sys/class/net/eth0/queues/rx-0/rps_cpus" ||
+            die "$1: cannot set eth0's RPS CPUs"
+        return 0
+        ;;
+    *) die "BENCH_HOST_NAPI must be gro, threaded or rps, not $BENCH_HOST_NAPI" ;;
+    esac
+    ip netns exec "$1" ethtool -K eth0 gro on >/dev/null || die "$1: cannot turn GRO on"
+    [ "$BENCH_HOST_NAPI" = threaded ] || return 0
+    ip netns exec "$1" sh -c 'echo 1 >/sys/class/net/eth0/threaded' || die "$1: cannot make eth0's NAPI threaded"
 }
 
 # ns_link NS_A IF_A NS_B IF_B [ADDR_A/LEN ADDR_B/LEN]: a veth pair between two namespaces, both
