@@ -295,8 +295,6 @@ impl<'a> Ingress<'a> {
         let eth = EthernetFrame::new_checked(f.bytes).map_err(|_| Drop::Runt)?;
         let outer = vlan::outer(&eth, f.aux);
         let class = vlan::classify(self.vlans, outer.tag)?;
-        // The destination's FDB slot loads while the guard and learning run.
-        self.prefetch_dst(&eth, class.vid);
         Ok(Arrival {
             vnet: f.vnet,
             frame: f.bytes,
@@ -321,16 +319,12 @@ impl<'a> Ingress<'a> {
         let Ok(eth) = EthernetFrame::new_checked(ahead) else {
             return;
         };
-        if let Ok(class) = vlan::classify(self.vlans, vlan::outer(&eth, None).tag) {
-            self.prefetch_dst(&eth, class.vid);
-        }
-    }
-
-    #[inline]
-    fn prefetch_dst(&self, eth: &EthernetFrame<&[u8]>, vid: u16) {
         let dst = eth.dst();
-        if !dst.is_multicast() {
-            self.fdb.prefetch(vid, dst);
+        if dst.is_multicast() {
+            return;
+        }
+        if let Ok(class) = vlan::classify(self.vlans, vlan::outer(&eth, None).tag) {
+            self.fdb.prefetch(class.vid, dst);
         }
     }
 

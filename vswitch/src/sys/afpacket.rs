@@ -229,6 +229,24 @@ impl AfPacket {
         }
     }
 
+    /// The frame in the V2 slot after the current one when the kernel has filled it
+    /// already (else empty): the current frame's look-ahead.
+    fn v2_ahead(&self) -> &[u8] {
+        let i = (self.next + 1) % self.units();
+        let p = self.slot_ptr(i);
+        // SAFETY: as in `status`, the slot's first word, 4-byte aligned in the mapping,
+        // shared with the kernel and only accessed atomically.
+        let st = unsafe { AtomicU32::from_ptr(p.cast::<u32>()) }.load(Ordering::Acquire);
+        if st & libc::TP_STATUS_USER == 0 || st & libc::TP_STATUS_COPY != 0 {
+            return &[];
+        }
+        // SAFETY: the slot is ours (TP_STATUS_USER): the kernel does not write it until
+        // it is handed back, after it is read in its own turn; FRAME_SIZE bytes of
+        // initialised memory in the mapping, which lives as long as `self`.
+        let slot = unsafe { std::slice::from_raw_parts(p as *const u8, FRAME_SIZE as usize) };
+        parse_slot(slot, st).map_or(&[], |fr| fr.frame)
+    }
+
     /// The status word the kernel and we hand the next block (V3) or slot (V2) over by.
     fn status(&self) -> &AtomicU32 {
         let p = match self.kind {
@@ -445,7 +463,8 @@ impl AfPacket {
                             }
                         }
                     }
-                } else if let Some(fr) = parse_slot(slot, st) {
+                } else if let Some(mut fr) = parse_slot(slot, st) {
+                    fr.ahead = self.v2_ahead();
                     f(Rx::Frame(fr));
                     n += 1;
                 }
