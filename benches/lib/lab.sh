@@ -78,7 +78,9 @@ host_napi() {
         ;;
     *) die "BENCH_HOST_NAPI must be gro, threaded or rps, not $BENCH_HOST_NAPI" ;;
     esac
-    ip netns exec "$1" ethtool -K eth0 gro on >/dev/null || die "$1: cannot turn GRO on"
+    # rx-udp-gro-forwarding: veth bypasses NAPI for frames from a TSO-capable sender (the
+    # switch's end) unless the receiver has it or rx-gro-list (veth_skb_is_eligible_for_gro).
+    ip netns exec "$1" ethtool -K eth0 gro on rx-udp-gro-forwarding on >/dev/null || die "$1: cannot turn GRO on"
     [ "$BENCH_HOST_NAPI" = threaded ] || return 0
     ip netns exec "$1" sh -c 'echo 1 >/sys/class/net/eth0/threaded' || die "$1: cannot make eth0's NAPI threaded"
 }
