@@ -91,7 +91,11 @@ pub(crate) fn plan(prev: Option<&ServiceRecord>, next: Option<&ServiceRecord>) -
             .filter(|c| !before.contains(c))
             .cloned()
             .collect(),
-        keep: after.iter().filter(|c| before.contains(c)).cloned().collect(),
+        keep: after
+            .iter()
+            .filter(|c| before.contains(c))
+            .cloned()
+            .collect(),
         give_up: before
             .iter()
             .filter(|c| !after.contains(c))
@@ -145,7 +149,11 @@ mod tests {
     #[test]
     fn publishing_takes_only_the_port_and_unpublishing_gives_only_it_up() {
         let a = rec("web", [10, 1, 0, 100], &[(L4Proto::Tcp, 80)]);
-        let b = rec("web", [10, 1, 0, 100], &[(L4Proto::Tcp, 80), (L4Proto::Udp, 80)]);
+        let b = rec(
+            "web",
+            [10, 1, 0, 100],
+            &[(L4Proto::Tcp, 80), (L4Proto::Udp, 80)],
+        );
         let p = plan(Some(&a), Some(&b));
         let udp = Claim::Published(PublishRecord {
             proto: L4Proto::Udp,

@@ -63,12 +63,35 @@ const ATTEMPTS: usize = 8;
 struct Stale {
     rev: i64,
     holder_key: String,
-    holder_value: Option<Vec<u8>>,
+    /// The holder's record's revision, if there is one.
+    holder_rev: Option<i64>,
+}
+
+/// Whether stored bytes `v` are record `r`.
+fn same(v: &[u8], r: &ServiceRecord) -> bool {
+    serde_json::from_slice::<ServiceRecord>(v).is_ok_and(|s| s == *r)
+}
+
+fn changed(c: &ServiceChange) -> ClusterError {
+    ClusterError::Refused(format!(
+        "service {} of overlay {} changed meanwhile; try again",
+        c.name, c.overlay
+    ))
 }
 
 /// Carries out `c` in one transaction: the record, compared with what the node saw,
 /// and the claims of its name, VIP and published ports (see [`crate::service_claims`]).
 pub(crate) async fn change(client: &mut Client, c: &ServiceChange) -> Result<(), ClusterError> {
+    let r = commit(client, c).await;
+    if let Err(ClusterError::Refused(why)) = &r {
+        // Logged so that a refusal by the store tells itself apart from one by the
+        // node's own checks before it (same words).
+        tracing::info!(overlay = %c.overlay, service = %c.name, "service change refused by the store: {why}");
+    }
+    r
+}
+
+async fn commit(client: &mut Client, c: &ServiceChange) -> Result<(), ClusterError> {
     let key = keys::service(&c.overlay, &c.name);
     let me = claims::holder(&c.overlay, &c.name);
     let plan = claims::plan(c.prev.as_ref(), c.next.as_ref());
@@ -79,9 +102,22 @@ pub(crate) async fn change(client: &mut Client, c: &ServiceChange) -> Result<(),
             CompareOp::Greater,
             0,
         )];
+        // The record as the node saw it, compared by its revision, not its bytes: a
+        // record written by another version (or by hand) serialises differently.
         when.push(match &c.prev {
             None => Compare::create_revision(key.clone(), CompareOp::Equal, 0),
-            Some(p) => Compare::value(key.clone(), CompareOp::Equal, p.value()),
+            Some(p) => {
+                let resp = client
+                    .get(key.clone(), None)
+                    .await
+                    .map_err(crate::session::failed)?;
+                match resp.kvs().first() {
+                    Some(kv) if same(kv.value(), p) => {
+                        Compare::mod_revision(key.clone(), CompareOp::Equal, kv.mod_revision())
+                    }
+                    _ => return Err(changed(c)),
+                }
+            }
         });
         for cl in &plan.take {
             let k = cl.key();
@@ -89,13 +125,9 @@ pub(crate) async fn change(client: &mut Client, c: &ServiceChange) -> Result<(),
                 None => when.push(Compare::create_revision(k, CompareOp::Equal, 0)),
                 Some(s) => {
                     when.push(Compare::mod_revision(k, CompareOp::Equal, s.rev));
-                    when.push(match &s.holder_value {
-                        None => Compare::create_revision(
-                            s.holder_key.clone(),
-                            CompareOp::Equal,
-                            0,
-                        ),
-                        Some(v) => Compare::value(s.holder_key.clone(), CompareOp::Equal, v.clone()),
+                    when.push(match s.holder_rev {
+                        None => Compare::create_revision(s.holder_key.clone(), CompareOp::Equal, 0),
+                        Some(r) => Compare::mod_revision(s.holder_key.clone(), CompareOp::Equal, r),
                     });
                 }
             }
@@ -113,7 +145,11 @@ pub(crate) async fn change(client: &mut Client, c: &ServiceChange) -> Result<(),
         ops.extend(plan.keep.iter().map(|cl| {
             TxnOp::txn(
                 Txn::new()
-                    .when(vec![Compare::create_revision(cl.key(), CompareOp::Equal, 0)])
+                    .when(vec![Compare::create_revision(
+                        cl.key(),
+                        CompareOp::Equal,
+                        0,
+                    )])
                     .and_then(vec![TxnOp::put(cl.key(), me.clone(), None)]),
             )
         }));
@@ -165,10 +201,9 @@ pub(crate) async fn change(client: &mut Client, c: &ServiceChange) -> Result<(),
                 .get(holder_key.clone(), None)
                 .await
                 .map_err(crate::session::failed)?;
-            let holder_value = resp.kvs().first().map(|kv| kv.value().to_vec());
-            let holds = holder_value
-                .as_deref()
-                .and_then(|v| serde_json::from_slice::<ServiceRecord>(v).ok())
+            let held_by = resp.kvs().first();
+            let holds = held_by
+                .and_then(|kv| serde_json::from_slice::<ServiceRecord>(kv.value()).ok())
                 .is_some_and(|r| claims::claims(&r).contains(cl));
             if holds {
                 return Err(ClusterError::Refused(cl.taken(&holder)));
@@ -179,7 +214,7 @@ pub(crate) async fn change(client: &mut Client, c: &ServiceChange) -> Result<(),
                 Stale {
                     rev: *rev,
                     holder_key,
-                    holder_value,
+                    holder_rev: held_by.map(|kv| kv.mod_revision()),
                 },
             );
         }
@@ -191,12 +226,7 @@ pub(crate) async fn change(client: &mut Client, c: &ServiceChange) -> Result<(),
                     c.overlay, c.name
                 )))
             }
-            Some(p) if now.as_ref() != Some(&p.value()) => {
-                return Err(ClusterError::Refused(format!(
-                    "service {} of overlay {} changed meanwhile; try again",
-                    c.name, c.overlay
-                )))
-            }
+            Some(p) if !now.as_deref().is_some_and(|v| same(v, p)) => return Err(changed(c)),
             _ => {}
         }
     }

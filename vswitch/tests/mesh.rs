@@ -7,7 +7,10 @@
 //! container on A reaches the VIP with its own address kept and resolves the service
 //! by name; bad requests are refused in one line with the store unchanged; del-service
 //! on one node removes it everywhere; a node killed with `kill -9` serves the service
-//! again after a restart, from etcd.
+//! again after a restart, from etcd. UDP too: a published UDP service answers
+//! datagrams through either host's uplink from the published address, each client
+//! port sticking to one backend on B, and with no healthy backend a datagram gets ICMP
+//! port unreachable at once.
 //!
 //! Addresses, inside the test's namespaces only: underlay 198.51.100.0/24, the
 //! overlay 10.71.0.0/24 (VIP .100), uplinks 192.0.2.0/24 (A) and 192.0.3.0/24 (B),
@@ -275,7 +278,9 @@ impl Mesh {
         assert!(o.success(), "udp client: {o}");
         o.stdout
             .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("client printed {l:?}: {e}")))
+            .map(|l| {
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("client printed {l:?}: {e}"))
+            })
             .collect()
     }
 
@@ -660,8 +665,8 @@ fn a_udp_service_published_once_answers_on_every_hosts_uplink() {
     }
     let py = python();
     for i in 0..2 {
-        let o = netns::try_exec(&m.wan, &[&py, "-c", UDP_REFUSE, &uplink(i), UPORT], SHORT)
-            .unwrap();
+        let o =
+            netns::try_exec(&m.wan, &[&py, "-c", UDP_REFUSE, &uplink(i), UPORT], SHORT).unwrap();
         let r: serde_json::Value = serde_json::from_str(o.stdout.trim())
             .unwrap_or_else(|e| panic!("refuse printed {o}: {e}"));
         eprintln!("via node {i} with no healthy backend: {r}");

@@ -133,9 +133,11 @@ fn published(sw: &Switchd) -> Vec<(u16, String)> {
 /// Both nodes list `want` (name, VIP) and publish `ports`.
 fn both_show(lab: &Lab, want: &[(String, String)], ports: &[(u16, String)]) {
     for n in &lab.nodes {
-        wait_until(&format!("{} lists {want:?} {ports:?}", n.name), SHORT, || {
-            names(&n.sw) == want && published(&n.sw) == ports
-        });
+        wait_until(
+            &format!("{} lists {want:?} {ports:?}", n.name),
+            SHORT,
+            || names(&n.sw) == want && published(&n.sw) == ports,
+        );
     }
 }
 
@@ -169,9 +171,17 @@ fn two_hosts_adding_the_same_name_vip_or_port_at_once_exactly_one_wins() {
     for r in 0..ROUNDS {
         // One name, two VIPs.
         let name = format!("n{r}");
-        let (va, vb) = (format!("10.73.0.{}", 100 + r), format!("10.73.0.{}", 120 + r));
+        let (va, vb) = (
+            format!("10.73.0.{}", 100 + r),
+            format!("10.73.0.{}", 120 + r),
+        );
         let outs = race(&lab, &strs(&add(&name, &va)), &strs(&add(&name, &vb)));
-        let w = one_wins(r, "same name", &outs, &format!("already has a service {name}"));
+        let w = one_wins(
+            r,
+            "same name",
+            &outs,
+            &format!("already has a service {name}"),
+        );
         want.push((name.clone(), if w == 0 { va } else { vb }));
         want.sort();
         both_show(&lab, &want, &ports);
@@ -180,7 +190,12 @@ fn two_hosts_adding_the_same_name_vip_or_port_at_once_exactly_one_wins() {
         let vip = format!("10.73.0.{}", 140 + r);
         let (na, nb) = (format!("a{r}"), format!("b{r}"));
         let outs = race(&lab, &strs(&add(&na, &vip)), &strs(&add(&nb, &vip)));
-        let w = one_wins(r, "same VIP", &outs, &format!("VIP {vip} is already service"));
+        let w = one_wins(
+            r,
+            "same VIP",
+            &outs,
+            &format!("VIP {vip} is already service"),
+        );
         let won = if w == 0 { na } else { nb };
         want.push((won.clone(), vip.clone()));
         want.sort();
@@ -194,29 +209,38 @@ fn two_hosts_adding_the_same_name_vip_or_port_at_once_exactly_one_wins() {
             &["publish", "udp", &port, &ta],
             &["publish", "udp", &port, &tb],
         );
-        let w = one_wins(r, "same port", &outs, &format!("udp/{port} is already published"));
+        let w = one_wins(
+            r,
+            "same port",
+            &outs,
+            &format!("udp/{port} is already published"),
+        );
         let (svc, vip) = if w == 0 {
             let v = &want.iter().find(|(n, _)| *n == name).unwrap().1;
             (name.clone(), v.clone())
         } else {
             (won.clone(), vip.clone())
         };
-        ports.push((
-            9100 + u16::from(r),
-            format!("service:{svc} ({vip}:53)"),
-        ));
+        ports.push((9100 + u16::from(r), format!("service:{svc} ({vip}:53)")));
         ports.sort();
         both_show(&lab, &want, &ports);
     }
+    // How many losers the store's transaction refused (the rest were refused by the
+    // node's own check, having seen the winner's record already).
+    let by_store: usize = lab
+        .nodes
+        .iter()
+        .map(|n| n.sw.log_text().matches("refused by the store").count())
+        .sum();
+    eprintln!(
+        "{} races, {by_store} losers refused by the store's transaction",
+        3 * ROUNDS
+    );
     // The store holds one record and one claim of each kind per winner.
     let recs = store_keys(&lab, "/vswitch/v1/services/");
     assert_eq!(recs.len(), want.len(), "{recs:?}");
     let claims = store_keys(&lab, "/vswitch/v1/claims/");
-    assert_eq!(
-        claims.len(),
-        2 * want.len() + ports.len(),
-        "{claims:?}"
-    );
+    assert_eq!(claims.len(), 2 * want.len() + ports.len(), "{claims:?}");
 
     // Unpublished and deleted, every claim goes with them.
     for (p, _) in &ports {
@@ -252,7 +276,14 @@ fn claims_refuse_what_the_nodes_cannot_see_and_records_without_claims_still_work
             r#"{"overlay":"gone","spec":{"name":"ghost","vip":"10.73.0.200","backends":["10.73.0.50"]}}"#,
         ],
     );
-    etcdctl(&lab, &["put", "/vswitch/v1/claims/service-names/ghost", "gone/ghost"]);
+    etcdctl(
+        &lab,
+        &[
+            "put",
+            "/vswitch/v1/claims/service-names/ghost",
+            "gone/ghost",
+        ],
+    );
     refused(
         sw,
         &strs(&add("ghost", "10.73.0.201")),
@@ -261,7 +292,10 @@ fn claims_refuse_what_the_nodes_cannot_see_and_records_without_claims_still_work
     assert!(names(sw).is_empty());
 
     // A claim held by no record is stale: taken over.
-    etcdctl(&lab, &["put", "/vswitch/v1/claims/vips/sov/10.73.0.202", "sov/old"]);
+    etcdctl(
+        &lab,
+        &["put", "/vswitch/v1/claims/vips/sov/10.73.0.202", "sov/old"],
+    );
     sw.vsctl_ok(&strs(&add("fresh", "10.73.0.202")));
     let claims = store_keys(&lab, "/vswitch/v1/claims/vips/sov/");
     assert_eq!(
