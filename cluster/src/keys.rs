@@ -81,6 +81,20 @@ pub fn published_claim(proto: &str, port: u16) -> String {
     format!("{CLAIMS}published/{proto}/{port}")
 }
 
+/// The end of the range of keys starting with `prefix` (its last byte below 0xff
+/// raised by one: every prefix here ends in `/`).
+pub fn prefix_end(prefix: &str) -> Vec<u8> {
+    let mut end = prefix.as_bytes().to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    // All 0xff (or empty): to the end of the key space, as etcd spells it.
+    vec![0]
+}
+
 /// The endpoint with MAC `mac` (lower-case, colon-separated) in overlay `overlay`.
 pub fn endpoint(overlay: &str, mac: &str) -> String {
     format!("{ENDPOINTS}{overlay}/{mac}")
@@ -101,5 +115,7 @@ mod tests {
             assert!(k.starts_with(super::PREFIX), "{k}");
         }
         assert_eq!(super::vni(4096), "/vswitch/v1/vnis/4096");
+        assert_eq!(super::prefix_end("/a/b/"), b"/a/b0".to_vec());
+        assert_eq!(super::prefix_end("a\u{7f}"), b"a\x80".to_vec());
     }
 }

@@ -17,6 +17,7 @@
 mod common;
 
 use std::sync::Barrier;
+use std::time::Duration;
 
 use common::cluster::*;
 use ctl::service::ServiceInfo;
@@ -27,6 +28,8 @@ use testlab::{netns, wait_until, Out, Switchd, SHORT};
 const OV: &str = "sov";
 const SUBNET: &str = "10.73.0.0/24";
 const ROUNDS: u8 = 5;
+/// Rounds of the overlay race, each with another lag.
+const DEL_ROUNDS: u8 = 8;
 
 /// Etcd, nodes n1 and n2 with uplinks, and overlay [`OV`] carried by both.
 fn two_nodes(tag: &str) -> Lab {
@@ -69,14 +72,21 @@ fn two_nodes(tag: &str) -> Lab {
 
 /// Runs `a` on node 0 and `b` on node 1 at the same moment.
 fn race(lab: &Lab, a: &[&str], b: &[&str]) -> (Out, Out) {
+    race_after(lab, a, b, Duration::ZERO)
+}
+
+/// Runs `a` on node 0 and, `lag` later, `b` on node 1 (a lag moves where `b` lands in
+/// `a`'s work; the outcome must not depend on it).
+fn race_after(lab: &Lab, a: &[&str], b: &[&str], lag: Duration) -> (Out, Out) {
     let go = Barrier::new(2);
-    let run = |sw: &Switchd, args: &[&str]| {
+    let run = |sw: &Switchd, args: &[&str], lag: Duration| {
         go.wait();
+        std::thread::sleep(lag);
         sw.vsctl(args)
     };
     std::thread::scope(|s| {
-        let ha = s.spawn(|| run(&lab.nodes[0].sw, a));
-        let hb = s.spawn(|| run(&lab.nodes[1].sw, b));
+        let ha = s.spawn(|| run(&lab.nodes[0].sw, a, Duration::ZERO));
+        let hb = s.spawn(|| run(&lab.nodes[1].sw, b, lag));
         (ha.join().unwrap(), hb.join().unwrap())
     })
 }
@@ -356,4 +366,87 @@ fn claims_refuse_what_the_nodes_cannot_see_and_records_without_claims_still_work
             .collect::<Vec<_>>(),
         vec!["/vswitch/v1/claims/service-names/ghost".to_string()]
     );
+}
+
+/// `del-overlay` and `add-service` on it at the same moment: exactly one wins, and a
+/// service never outlives its overlay in the store.
+#[test]
+fn deleting_an_overlay_while_another_host_adds_a_service_to_it_exactly_one_wins() {
+    let lab = two_nodes("d");
+    let mut by_add = 0;
+    for r in 0..DEL_ROUNDS {
+        let ov = format!("d{r}");
+        let subnet = format!("10.74.{r}.0/24");
+        lab.nodes[0]
+            .sw
+            .vsctl_ok(&["add-overlay", &ov, "--subnet", &subnet]);
+        for n in &lab.nodes {
+            wait_until(&format!("{} carries {ov}", n.name), SHORT, || {
+                overlays(&n.sw).iter().any(|o| o.name == ov)
+                    && n.sw.show().iter().any(|b| b.name == ov)
+            });
+        }
+        let (vip, be) = (format!("10.74.{r}.100"), format!("10.74.{r}.50"));
+        let outs = race_after(
+            &lab,
+            &["del-overlay", &ov],
+            &[
+                "add-service",
+                &ov,
+                &format!("x{r}"),
+                "--vip",
+                &vip,
+                "--backend",
+                &be,
+                "--health",
+                "none",
+            ],
+            Duration::from_millis(u64::from(r) * 2),
+        );
+        let (del, add) = &outs;
+        assert!(
+            del.success() != add.success(),
+            "round {r}: not exactly one success:\n{del}\n{add}"
+        );
+        let services = store_keys(&lab, &format!("/vswitch/v1/services/{ov}/"));
+        let overlay = store_keys(&lab, &format!("/vswitch/v1/overlays/{ov}"));
+        if add.success() {
+            by_add += 1;
+            assert!(del.stderr.contains("still has service"), "{del}");
+            assert_eq!((services.len(), overlay.len()), (1, 1));
+            lab.nodes[1]
+                .sw
+                .vsctl_ok(&["del-service", &ov, &format!("x{r}")]);
+            // The nodes give their mesh addresses in it back, then it can go.
+            let sw = &lab.nodes[0].sw;
+            wait_until(&format!("{ov} deleted"), SHORT, || {
+                sw.vsctl(&["del-overlay", &ov]).success()
+            });
+        } else {
+            assert!(
+                services.is_empty(),
+                "a service outlived its overlay: {services:?}"
+            );
+            assert!(overlay.is_empty());
+        }
+        for n in &lab.nodes {
+            wait_until(&format!("{} drops {ov}", n.name), SHORT, || {
+                !overlays(&n.sw).iter().any(|o| o.name == ov)
+            });
+        }
+    }
+    let again: usize = lab
+        .nodes
+        .iter()
+        .map(|n| {
+            n.sw.log_text()
+                .matches("during del-overlay; looking again")
+                .count()
+        })
+        .sum();
+    eprintln!(
+        "{DEL_ROUNDS} rounds, add-service won {by_add}; {again} del-overlay transactions lost to a change"
+    );
+    assert!(store_keys(&lab, "/vswitch/v1/services/").is_empty());
+    assert!(store_keys(&lab, "/vswitch/v1/claims/").is_empty());
 }
