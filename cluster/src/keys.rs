@@ -10,6 +10,7 @@
 //! | `/vswitch/v1/endpoints/<overlay>/<mac>` | [`crate::EndpointRecord`]: node, MAC, address | the owner's |
 //! | `/vswitch/v1/ipam/<overlay>/<ip>` | the same record: the address's claim, created with the endpoint in one transaction | the owner's |
 //! | `/vswitch/v1/services/<overlay>/<name>` | [`crate::ServiceRecord`]: the service's spec and the host ports published to it | none |
+//! | `/vswitch/v1/claims/service-names/<name>`, `claims/vips/<overlay>/<ip>`, `claims/published/<proto>/<port>` | `<overlay>/<name>` of the service holding that name, VIP or host port, written with its record in one transaction | none |
 
 /// Where every key of the cluster lives.
 pub const PREFIX: &str = "/vswitch/v1/";
@@ -25,6 +26,8 @@ pub const ENDPOINTS: &str = "/vswitch/v1/endpoints/";
 pub const IPAM: &str = "/vswitch/v1/ipam/";
 /// Services of overlays.
 pub const SERVICES: &str = "/vswitch/v1/services/";
+/// Claims of service names, VIPs and published ports.
+pub const CLAIMS: &str = "/vswitch/v1/claims/";
 /// The overlays' guard key.
 pub const OVERLAYS_GUARD: &str = "/vswitch/v1/guard/overlays";
 
@@ -63,6 +66,35 @@ pub fn services_of(overlay: &str) -> String {
     format!("{SERVICES}{overlay}/")
 }
 
+/// The claim of service name `name` (cluster-wide).
+pub fn service_name_claim(name: &str) -> String {
+    format!("{CLAIMS}service-names/{name}")
+}
+
+/// The claim of VIP `ip` in overlay `overlay`.
+pub fn vip_claim(overlay: &str, ip: std::net::Ipv4Addr) -> String {
+    format!("{CLAIMS}vips/{overlay}/{ip}")
+}
+
+/// The claim of host port `port` of protocol `proto` (`tcp`, `udp`) on every node.
+pub fn published_claim(proto: &str, port: u16) -> String {
+    format!("{CLAIMS}published/{proto}/{port}")
+}
+
+/// The end of the range of keys starting with `prefix` (its last byte below 0xff
+/// raised by one: every prefix here ends in `/`).
+pub fn prefix_end(prefix: &str) -> Vec<u8> {
+    let mut end = prefix.as_bytes().to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    // All 0xff (or empty): to the end of the key space, as etcd spells it.
+    vec![0]
+}
+
 /// The endpoint with MAC `mac` (lower-case, colon-separated) in overlay `overlay`.
 pub fn endpoint(overlay: &str, mac: &str) -> String {
     format!("{ENDPOINTS}{overlay}/{mac}")
@@ -83,5 +115,7 @@ mod tests {
             assert!(k.starts_with(super::PREFIX), "{k}");
         }
         assert_eq!(super::vni(4096), "/vswitch/v1/vnis/4096");
+        assert_eq!(super::prefix_end("/a/b/"), b"/a/b0".to_vec());
+        assert_eq!(super::prefix_end("a\u{7f}"), b"a\x80".to_vec());
     }
 }

@@ -18,6 +18,7 @@
 mod error;
 mod ipam;
 pub mod keys;
+mod service_claims;
 mod services;
 mod session;
 pub mod state;

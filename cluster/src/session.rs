@@ -802,12 +802,16 @@ async fn del_overlay(client: &mut Client, name: &str) -> Result<OverlayRecord, C
         if let Some(r) = &rec {
             ops.push(TxnOp::delete(keys::vni(r.vni), None));
         }
+        // No service added since the look above (a compare over the whole range holds
+        // only if every key in it does, and a key's create revision is never 0).
+        let svc = keys::services_of(name);
+        let no_services = Compare::create_revision(svc.clone(), CompareOp::Equal, 0)
+            .with_range(keys::prefix_end(&svc));
         let txn = Txn::new()
-            .when(vec![Compare::mod_revision(
-                okey,
-                CompareOp::Equal,
-                kv.mod_revision(),
-            )])
+            .when(vec![
+                Compare::mod_revision(okey, CompareOp::Equal, kv.mod_revision()),
+                no_services,
+            ])
             .and_then(ops);
         if client.txn(txn).await.map_err(failed)?.succeeded() {
             tracing::info!(overlay = %name, "overlay deleted");
@@ -820,6 +824,7 @@ async fn del_overlay(client: &mut Client, name: &str) -> Result<OverlayRecord, C
                 listen_port: None,
             }));
         }
+        tracing::info!(overlay = %name, "overlay or its services changed during del-overlay; looking again");
     }
     Err(ClusterError::Refused(
         "the overlay kept changing; try again".into(),

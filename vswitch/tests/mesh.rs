@@ -7,7 +7,10 @@
 //! container on A reaches the VIP with its own address kept and resolves the service
 //! by name; bad requests are refused in one line with the store unchanged; del-service
 //! on one node removes it everywhere; a node killed with `kill -9` serves the service
-//! again after a restart, from etcd.
+//! again after a restart, from etcd. UDP too: a published UDP service answers
+//! datagrams through either host's uplink from the published address, each client
+//! port sticking to one backend on B, and with no healthy backend a datagram gets ICMP
+//! port unreachable at once.
 //!
 //! Addresses, inside the test's namespaces only: underlay 198.51.100.0/24, the
 //! overlay 10.71.0.0/24 (VIP .100), uplinks 192.0.2.0/24 (A) and 192.0.3.0/24 (B),
@@ -24,7 +27,7 @@ use common::cluster::*;
 use ctl::service::ServiceInfo;
 use ctl::Data;
 use testlab::etcd::Etcd;
-use testlab::{netns, wait_until, Bg, Switchd, SHORT};
+use testlab::{netns, wait_until, Bg, Switchd, LONG, SHORT};
 
 const OV: &str = "mov";
 const SUBNET: &str = "10.71.0.0/24";
@@ -89,6 +92,82 @@ for _ in range(an):
         out.append(socket.inet_ntoa(r[i:i + 4]))
     i += n
 print(" ".join(out))
+"#;
+
+/// A UDP service: answers each datagram with "NAME PEER PAYLOAD" to its sender, and
+/// accepts (and closes) TCP connections on the same port for the health checks.
+const UDP_SERVER: &str = r#"
+import socket, sys, threading
+port = int(sys.argv[2])
+t = socket.socket()
+t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+t.bind(("0.0.0.0", port))
+t.listen(64)
+def health():
+    while True:
+        c, _ = t.accept()
+        c.close()
+threading.Thread(target=health, daemon=True).start()
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.bind(("0.0.0.0", port))
+print("listening", flush=True)
+while True:
+    d, a = u.recvfrom(2048)
+    u.sendto(("%s %s %s" % (sys.argv[1], a[0], d.decode(errors="replace"))).encode(), a)
+"#;
+
+/// `ADDR PORT SOCKETS DATAGRAMS`: from SOCKETS sockets (each its own source port), sends
+/// DATAGRAMS datagrams each and waits for every answer (a datagram unanswered after
+/// 1 s is sent again, three times at most: UDP may lose the first one of a flow while
+/// an address is resolved). Prints one JSON object per socket: its source port, the
+/// addresses the answers came from, and "NAME PEER" of each answer.
+const UDP_CLIENT: &str = r#"
+import json, socket, sys
+addr, port, n, k = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+for i in range(n):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("0.0.0.0", 0))
+    s.settimeout(1)
+    froms, answers, resent = set(), [], 0
+    for j in range(k):
+        msg = "s%d-d%d" % (i, j)
+        for attempt in range(4):
+            s.sendto(msg.encode(), (addr, port))
+            try:
+                while True:
+                    d, a = s.recvfrom(2048)
+                    name, peer, payload = d.decode().split(" ", 2)
+                    if payload == msg:
+                        break
+                froms.add("%s:%d" % a)
+                answers.append(name + " " + peer)
+                break
+            except socket.timeout:
+                resent += 1
+        else:
+            answers.append("none")
+    print(json.dumps({"sport": s.getsockname()[1], "froms": sorted(froms), "answers": answers, "resent": resent}), flush=True)
+    s.close()
+"#;
+
+/// `ADDR PORT`: one datagram on a connected socket; prints `{"refused": B, "secs": S,
+/// "error": E}` (refused: an ICMP port unreachable came back).
+const UDP_REFUSE: &str = r#"
+import json, socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(5)
+s.connect((sys.argv[1], int(sys.argv[2])))
+t0 = time.time()
+refused, err = False, ""
+try:
+    s.send(b"x")
+    s.recv(64)
+    err = "answered"
+except ConnectionRefusedError:
+    refused = True
+except Exception as e:
+    err = repr(e)
+print(json.dumps({"refused": refused, "secs": time.time() - t0, "error": err}))
 "#;
 
 fn python() -> String {
@@ -170,6 +249,39 @@ impl Mesh {
         bg.wait_output("listening", Duration::from_secs(10));
         self.servers.push(bg);
         ip
+    }
+
+    /// Backend `name` on node `i` serving UDP (and TCP health checks) on `port`.
+    fn udp_backend(&mut self, name: &str, i: usize, port: &str) -> String {
+        let (c, ip) = self.container(name, i);
+        let py = python();
+        let argv = netns::exec_argv(&c, &[&py, "-u", "-c", UDP_SERVER, name, port]);
+        let mut bg = Bg::spawn(&self.lab.dir, &format!("udp-{name}"), &argv);
+        bg.wait_output("listening", Duration::from_secs(10));
+        self.servers.push(bg);
+        ip
+    }
+
+    /// What [`UDP_CLIENT`] printed for `sockets` sockets of `datagrams` datagrams each
+    /// from namespace `from` to `addr`:`port`, one object per socket.
+    fn udp(
+        &self,
+        from: &str,
+        addr: &str,
+        port: &str,
+        sockets: u32,
+        datagrams: u32,
+    ) -> Vec<serde_json::Value> {
+        let py = python();
+        let (n, k) = (sockets.to_string(), datagrams.to_string());
+        let o = netns::try_exec(from, &[&py, "-c", UDP_CLIENT, addr, port, &n, &k], LONG).unwrap();
+        assert!(o.success(), "udp client: {o}");
+        o.stdout
+            .lines()
+            .map(|l| {
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("client printed {l:?}: {e}"))
+            })
+            .collect()
     }
 
     /// "NAME PEER" from a connection out of namespace `from` to `addr`:[`PORT`].
@@ -449,5 +561,116 @@ fn a_killed_node_serves_the_cluster_service_again_after_a_restart() {
             m.lab.diag()
         );
         std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Whether `sw` has service `name` with `backends` backends, every one `health`.
+fn backends_are(sw: &Switchd, name: &str, backends: usize, health: &str) -> bool {
+    services(sw).iter().any(|s| {
+        s.name == name
+            && s.backends.len() == backends
+            && s.backends.iter().all(|b| b.health == health)
+    })
+}
+
+#[test]
+fn a_udp_service_published_once_answers_on_every_hosts_uplink() {
+    const UPORT: &str = "9053";
+    let mut m = Mesh::new("u");
+    let b1 = m.udp_backend("b1", 1, UPORT);
+    let b2 = m.udp_backend("b2", 1, UPORT);
+    m.sw(0).vsctl_ok(&[
+        "add-service",
+        OV,
+        "echo",
+        "--vip",
+        VIP,
+        "--port",
+        "udp:9053",
+        "--backend",
+        &b1,
+        "--backend",
+        &b2,
+        "--health",
+        "tcp:9053",
+    ]);
+    m.sw(0).vsctl_ok(&["publish", "udp", UPORT, "service:echo"]);
+    for i in 0..2 {
+        let sw = m.sw(i);
+        wait_until(
+            &format!("node {i} serves echo, backends up"),
+            SHORT * 2,
+            || backends_are(sw, "echo", 2, "up"),
+        );
+        wait_until(&format!("node {i} publishes udp {UPORT}"), SHORT, || {
+            published(sw) == vec![(9053, format!("service:echo ({VIP}:{UPORT})"))]
+        });
+    }
+    let mesh: Vec<String> = ["n1", "n2"]
+        .iter()
+        .map(|n| {
+            wait_until(&format!("{n} claims a mesh address"), SHORT, || {
+                mesh_addr(&m.lab, n).is_some()
+            });
+            mesh_addr(&m.lab, n).unwrap()
+        })
+        .collect();
+
+    // Eight client sockets (eight source ports) through each node's uplink, three
+    // datagrams each: every answer comes from the published address, the backend (on
+    // B) saw the mesh address of the node the client reached, a socket's datagrams stay
+    // on one backend, and the sockets are spread over both.
+    for (i, mesh) in mesh.iter().enumerate() {
+        let up = uplink(i);
+        let socks = m.udp(&m.wan, &up, UPORT, 8, 3);
+        assert_eq!(socks.len(), 8, "via node {i}: {socks:?}");
+        let mut seen = BTreeSet::new();
+        let mut sports = BTreeSet::new();
+        for s in &socks {
+            sports.insert(s["sport"].as_u64().unwrap());
+            assert_eq!(
+                s["froms"],
+                serde_json::json!([format!("{up}:{UPORT}")]),
+                "via node {i}: {s}"
+            );
+            let answers: Vec<&str> = s["answers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a.as_str().unwrap())
+                .collect();
+            assert_eq!(answers.len(), 3, "{s}");
+            assert!(
+                answers.iter().all(|a| *a == answers[0]),
+                "one socket's datagrams went to several backends (or none): {s}"
+            );
+            let (name, peer) = answers[0].split_once(' ').unwrap();
+            assert_eq!(peer, mesh, "via node {i}: {s}");
+            seen.insert(name.to_string());
+        }
+        assert_eq!(sports.len(), 8, "{socks:?}");
+        let resent: u64 = socks.iter().map(|s| s["resent"].as_u64().unwrap()).sum();
+        eprintln!("via node {i}: 24 datagrams from 8 ports answered by {seen:?}, {resent} resent");
+        assert_eq!(seen, ["b1", "b2"].map(String::from).into(), "via node {i}");
+    }
+
+    // No healthy backend: a datagram to either uplink gets ICMP port unreachable at
+    // once.
+    m.servers.clear();
+    for i in 0..2 {
+        let sw = m.sw(i);
+        wait_until(&format!("node {i} sees both backends down"), SHORT, || {
+            backends_are(sw, "echo", 2, "down")
+        });
+    }
+    let py = python();
+    for i in 0..2 {
+        let o =
+            netns::try_exec(&m.wan, &[&py, "-c", UDP_REFUSE, &uplink(i), UPORT], SHORT).unwrap();
+        let r: serde_json::Value = serde_json::from_str(o.stdout.trim())
+            .unwrap_or_else(|e| panic!("refuse printed {o}: {e}"));
+        eprintln!("via node {i} with no healthy backend: {r}");
+        assert_eq!(r["refused"], true, "via node {i}: {r}");
+        assert!(r["secs"].as_f64().unwrap() < 0.5, "via node {i}: {r}");
     }
 }

@@ -1,0 +1,452 @@
+//! Cluster services changed from two hosts at the same moment: two `vswitchd` nodes on
+//! one real `etcd` (the etcd-underlay lab of [`common::cluster`]) are asked, in the
+//! same instant, to add services with one name or one VIP, or to publish one port to
+//! two services. The clash check is part of the store's transaction (claim keys under
+//! `/vswitch/v1/claims/`), so in every round exactly one request succeeds, the other
+//! gets one line naming the clash, and both nodes end with the same services. Also:
+//! a claim held by a record the nodes do not see refuses a change their own checks
+//! passed; a claim held by nobody is taken over; a record stored before claims existed
+//! loads, takes its claims when changed and is deleted with them.
+//!
+//! Addresses, inside the test's namespaces only: underlay 198.51.100.0/24, the overlay
+//! 10.73.0.0/24, uplinks 192.0.2.0/24 (A) and 192.0.3.0/24 (B) towards one namespace
+//! `wan`.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::Barrier;
+use std::time::Duration;
+
+use common::cluster::*;
+use ctl::service::ServiceInfo;
+use ctl::Data;
+use testlab::etcd::Etcd;
+use testlab::{netns, wait_until, Out, Switchd, SHORT};
+
+const OV: &str = "sov";
+const SUBNET: &str = "10.73.0.0/24";
+const ROUNDS: u8 = 5;
+/// Rounds of the overlay race, each with another lag.
+const DEL_ROUNDS: u8 = 8;
+
+/// Etcd, nodes n1 and n2 with uplinks, and overlay [`OV`] carried by both.
+fn two_nodes(tag: &str) -> Lab {
+    let mut lab = Lab::new(tag);
+    let u = lab.underlay();
+    let etcd = Etcd::start(&u, ETCD_IP, &lab.dir.join("etcd"), None).unwrap();
+    let store = etcd.store_url();
+    lab.etcd = Some(etcd);
+    for n in 1..=2 {
+        lab.node(n, &store, &[]);
+    }
+    let wan = lab.name("wan");
+    lab.ns.add(&wan);
+    for i in 0..2 {
+        let ns = lab.nodes[i].ns.clone();
+        let side = format!("w{i}");
+        netns::veth(&ns, "up0", &wan, &side).unwrap();
+        netns::link_up(&ns, "up0").unwrap();
+        netns::addr_add(&wan, &side, &format!("192.0.{}.254/24", i + 2)).unwrap();
+        netns::link_up(&wan, &side).unwrap();
+        lab.nodes[i].sw.vsctl_ok(&[
+            "set-uplink",
+            "up0",
+            "--ip",
+            &format!("192.0.{}.1/24", i + 2),
+        ]);
+    }
+    lab.nodes[0]
+        .sw
+        .vsctl_ok(&["add-overlay", OV, "--subnet", SUBNET]);
+    for i in 0..2 {
+        let other = lab.nodes[1 - i].vtep.clone();
+        let sw = &lab.nodes[i].sw;
+        wait_until(&format!("node {i} carries {OV}"), SHORT, || {
+            remotes(sw, OV).is_some_and(|r| r.contains(&other))
+        });
+    }
+    lab
+}
+
+/// Runs `a` on node 0 and `b` on node 1 at the same moment.
+fn race(lab: &Lab, a: &[&str], b: &[&str]) -> (Out, Out) {
+    race_after(lab, a, b, Duration::ZERO)
+}
+
+/// Runs `a` on node 0 and, `lag` later, `b` on node 1 (a lag moves where `b` lands in
+/// `a`'s work; the outcome must not depend on it).
+fn race_after(lab: &Lab, a: &[&str], b: &[&str], lag: Duration) -> (Out, Out) {
+    let go = Barrier::new(2);
+    let run = |sw: &Switchd, args: &[&str], lag: Duration| {
+        go.wait();
+        std::thread::sleep(lag);
+        sw.vsctl(args)
+    };
+    std::thread::scope(|s| {
+        let ha = s.spawn(|| run(&lab.nodes[0].sw, a, Duration::ZERO));
+        let hb = s.spawn(|| run(&lab.nodes[1].sw, b, lag));
+        (ha.join().unwrap(), hb.join().unwrap())
+    })
+}
+
+/// Exactly one of `outs` succeeded and the other failed with one line containing
+/// `want`; the index of the winner.
+fn one_wins(round: u8, what: &str, outs: &(Out, Out), want: &str) -> usize {
+    let (a, b) = outs;
+    assert!(
+        a.success() != b.success(),
+        "round {round} {what}: not exactly one success:\n{a}\n{b}"
+    );
+    let (winner, loser) = if a.success() { (0, b) } else { (1, a) };
+    let e = loser.stderr.trim();
+    assert_eq!(e.lines().count(), 1, "round {round} {what}: {loser}");
+    assert!(
+        e.contains(want),
+        "round {round} {what}: wanted {want:?}, got {e:?}"
+    );
+    winner
+}
+
+fn services(sw: &Switchd) -> Vec<ServiceInfo> {
+    match sw.vsctl_json(&["list-services"]) {
+        Data::Services { services } => services,
+        other => panic!("list-services --json returned {other:?}"),
+    }
+}
+
+/// (name, VIP) of every service `sw` has, sorted.
+fn names(sw: &Switchd) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = services(sw)
+        .into_iter()
+        .map(|s| (s.name, s.vip.to_string()))
+        .collect();
+    v.sort();
+    v
+}
+
+fn published(sw: &Switchd) -> Vec<(u16, String)> {
+    match sw.vsctl_json(&["list-published"]) {
+        Data::Published { published } => {
+            let mut v: Vec<(u16, String)> = published
+                .into_iter()
+                .map(|p| (p.host_port, p.target))
+                .collect();
+            v.sort();
+            v
+        }
+        other => panic!("list-published --json returned {other:?}"),
+    }
+}
+
+/// Both nodes list `want` (name, VIP) and publish `ports`.
+fn both_show(lab: &Lab, want: &[(String, String)], ports: &[(u16, String)]) {
+    for n in &lab.nodes {
+        wait_until(
+            &format!("{} lists {want:?} {ports:?}", n.name),
+            SHORT,
+            || names(&n.sw) == want && published(&n.sw) == ports,
+        );
+    }
+}
+
+fn add(name: &str, vip: &str) -> Vec<String> {
+    [
+        "add-service",
+        OV,
+        name,
+        "--vip",
+        vip,
+        "--port",
+        "udp:53",
+        "--backend",
+        "10.73.0.50",
+        "--health",
+        "none",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+#[test]
+fn two_hosts_adding_the_same_name_vip_or_port_at_once_exactly_one_wins() {
+    let lab = two_nodes("r");
+    let mut want: Vec<(String, String)> = Vec::new();
+    let mut ports: Vec<(u16, String)> = Vec::new();
+    for r in 0..ROUNDS {
+        // One name, two VIPs.
+        let name = format!("n{r}");
+        let (va, vb) = (
+            format!("10.73.0.{}", 100 + r),
+            format!("10.73.0.{}", 120 + r),
+        );
+        let outs = race(&lab, &strs(&add(&name, &va)), &strs(&add(&name, &vb)));
+        let w = one_wins(
+            r,
+            "same name",
+            &outs,
+            &format!("already has a service {name}"),
+        );
+        want.push((name.clone(), if w == 0 { va } else { vb }));
+        want.sort();
+        both_show(&lab, &want, &ports);
+
+        // One VIP, two names.
+        let vip = format!("10.73.0.{}", 140 + r);
+        let (na, nb) = (format!("a{r}"), format!("b{r}"));
+        let outs = race(&lab, &strs(&add(&na, &vip)), &strs(&add(&nb, &vip)));
+        let w = one_wins(
+            r,
+            "same VIP",
+            &outs,
+            &format!("VIP {vip} is already service"),
+        );
+        let won = if w == 0 { na } else { nb };
+        want.push((won.clone(), vip.clone()));
+        want.sort();
+        both_show(&lab, &want, &ports);
+
+        // One port, published to two services.
+        let port = (9100 + u16::from(r)).to_string();
+        let (ta, tb) = (format!("service:{name}"), format!("service:{won}"));
+        let outs = race(
+            &lab,
+            &["publish", "udp", &port, &ta],
+            &["publish", "udp", &port, &tb],
+        );
+        let w = one_wins(
+            r,
+            "same port",
+            &outs,
+            &format!("udp/{port} is already published"),
+        );
+        let (svc, vip) = if w == 0 {
+            let v = &want.iter().find(|(n, _)| *n == name).unwrap().1;
+            (name.clone(), v.clone())
+        } else {
+            (won.clone(), vip.clone())
+        };
+        ports.push((9100 + u16::from(r), format!("service:{svc} ({vip}:53)")));
+        ports.sort();
+        both_show(&lab, &want, &ports);
+    }
+    // How many losers the store's transaction refused (the rest were refused by the
+    // node's own check, having seen the winner's record already).
+    let by_store: usize = lab
+        .nodes
+        .iter()
+        .map(|n| n.sw.log_text().matches("refused by the store").count())
+        .sum();
+    eprintln!(
+        "{} races, {by_store} losers refused by the store's transaction",
+        3 * ROUNDS
+    );
+    // The store holds one record and one claim of each kind per winner.
+    let recs = store_keys(&lab, "/vswitch/v1/services/");
+    assert_eq!(recs.len(), want.len(), "{recs:?}");
+    let claims = store_keys(&lab, "/vswitch/v1/claims/");
+    assert_eq!(claims.len(), 2 * want.len() + ports.len(), "{claims:?}");
+
+    // Unpublished and deleted, every claim goes with them.
+    for (p, _) in &ports {
+        lab.nodes[0]
+            .sw
+            .vsctl_ok(&["unpublish", "udp", &p.to_string()]);
+    }
+    for (n, _) in &want {
+        lab.nodes[1].sw.vsctl_ok(&["del-service", OV, n]);
+    }
+    both_show(&lab, &[], &[]);
+    assert!(store_keys(&lab, "/vswitch/v1/services/").is_empty());
+    assert!(store_keys(&lab, "/vswitch/v1/claims/").is_empty());
+}
+
+fn etcdctl(lab: &Lab, args: &[&str]) {
+    let o = lab.etcd.as_ref().unwrap().etcdctl(args).unwrap();
+    assert!(o.success(), "{o}");
+}
+
+#[test]
+fn claims_refuse_what_the_nodes_cannot_see_and_records_without_claims_still_work() {
+    let lab = two_nodes("g");
+    let sw = &lab.nodes[0].sw;
+
+    // A service of an overlay that is gone is not served, so the nodes' own checks
+    // pass; its claims still hold its name and VIP.
+    etcdctl(
+        &lab,
+        &[
+            "put",
+            "/vswitch/v1/services/gone/ghost",
+            r#"{"overlay":"gone","spec":{"name":"ghost","vip":"10.73.0.200","backends":["10.73.0.50"]}}"#,
+        ],
+    );
+    etcdctl(
+        &lab,
+        &[
+            "put",
+            "/vswitch/v1/claims/service-names/ghost",
+            "gone/ghost",
+        ],
+    );
+    refused(
+        sw,
+        &strs(&add("ghost", "10.73.0.201")),
+        "overlay gone already has a service ghost",
+    );
+    assert!(names(sw).is_empty());
+
+    // A claim held by no record is stale: taken over.
+    etcdctl(
+        &lab,
+        &["put", "/vswitch/v1/claims/vips/sov/10.73.0.202", "sov/old"],
+    );
+    sw.vsctl_ok(&strs(&add("fresh", "10.73.0.202")));
+    let claims = store_keys(&lab, "/vswitch/v1/claims/vips/sov/");
+    assert_eq!(
+        claims,
+        vec![(
+            "/vswitch/v1/claims/vips/sov/10.73.0.202".to_string(),
+            "sov/fresh".to_string()
+        )]
+    );
+
+    // A record stored before claims: served on both nodes, its claims made when it is
+    // changed, and deleted with them.
+    etcdctl(
+        &lab,
+        &[
+            "put",
+            "/vswitch/v1/services/sov/legacy",
+            r#"{"overlay":"sov","spec":{"name":"legacy","vip":"10.73.0.203","ports":["udp:53"],"backends":["10.73.0.50"],"health":"none"}}"#,
+        ],
+    );
+    etcdctl(
+        &lab,
+        &[
+            "put",
+            "/vswitch/v1/services/sov/legacy2",
+            r#"{"overlay":"sov","spec":{"name":"legacy2","vip":"10.73.0.204","backends":["10.73.0.52"],"health":"none"}}"#,
+        ],
+    );
+    let want = vec![
+        ("fresh".to_string(), "10.73.0.202".to_string()),
+        ("legacy".to_string(), "10.73.0.203".to_string()),
+        ("legacy2".to_string(), "10.73.0.204".to_string()),
+    ];
+    both_show(&lab, &want, &[]);
+    // Never changed, it is deleted as it was stored.
+    sw.vsctl_ok(&["del-service", OV, "legacy2"]);
+    let want = &want[..2];
+    both_show(&lab, want, &[]);
+    assert!(store_keys(&lab, "/vswitch/v1/claims/service-names/legacy").is_empty());
+    lab.nodes[1]
+        .sw
+        .vsctl_ok(&["set-backends", OV, "legacy", "10.73.0.51"]);
+    assert_eq!(
+        store_keys(&lab, "/vswitch/v1/claims/service-names/legacy"),
+        vec![(
+            "/vswitch/v1/claims/service-names/legacy".to_string(),
+            "sov/legacy".to_string()
+        )]
+    );
+    lab.nodes[1].sw.vsctl_ok(&["del-service", OV, "legacy"]);
+    sw.vsctl_ok(&["del-service", OV, "fresh"]);
+    both_show(&lab, &[], &[]);
+    // Only the ghost's records are left.
+    assert_eq!(
+        store_keys(&lab, "/vswitch/v1/claims/")
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect::<Vec<_>>(),
+        vec!["/vswitch/v1/claims/service-names/ghost".to_string()]
+    );
+}
+
+/// `del-overlay` and `add-service` on it at the same moment: exactly one wins, and a
+/// service never outlives its overlay in the store.
+#[test]
+fn deleting_an_overlay_while_another_host_adds_a_service_to_it_exactly_one_wins() {
+    let lab = two_nodes("d");
+    let mut by_add = 0;
+    for r in 0..DEL_ROUNDS {
+        let ov = format!("d{r}");
+        let subnet = format!("10.74.{r}.0/24");
+        lab.nodes[0]
+            .sw
+            .vsctl_ok(&["add-overlay", &ov, "--subnet", &subnet]);
+        for n in &lab.nodes {
+            wait_until(&format!("{} carries {ov}", n.name), SHORT, || {
+                overlays(&n.sw).iter().any(|o| o.name == ov)
+                    && n.sw.show().iter().any(|b| b.name == ov)
+            });
+        }
+        let (vip, be) = (format!("10.74.{r}.100"), format!("10.74.{r}.50"));
+        let outs = race_after(
+            &lab,
+            &["del-overlay", &ov],
+            &[
+                "add-service",
+                &ov,
+                &format!("x{r}"),
+                "--vip",
+                &vip,
+                "--backend",
+                &be,
+                "--health",
+                "none",
+            ],
+            Duration::from_millis(u64::from(r) * 2),
+        );
+        let (del, add) = &outs;
+        assert!(
+            del.success() != add.success(),
+            "round {r}: not exactly one success:\n{del}\n{add}"
+        );
+        let services = store_keys(&lab, &format!("/vswitch/v1/services/{ov}/"));
+        let overlay = store_keys(&lab, &format!("/vswitch/v1/overlays/{ov}"));
+        if add.success() {
+            by_add += 1;
+            assert!(del.stderr.contains("still has service"), "{del}");
+            assert_eq!((services.len(), overlay.len()), (1, 1));
+            lab.nodes[1]
+                .sw
+                .vsctl_ok(&["del-service", &ov, &format!("x{r}")]);
+            // The nodes give their mesh addresses in it back, then it can go.
+            let sw = &lab.nodes[0].sw;
+            wait_until(&format!("{ov} deleted"), SHORT, || {
+                sw.vsctl(&["del-overlay", &ov]).success()
+            });
+        } else {
+            assert!(
+                services.is_empty(),
+                "a service outlived its overlay: {services:?}"
+            );
+            assert!(overlay.is_empty());
+        }
+        for n in &lab.nodes {
+            wait_until(&format!("{} drops {ov}", n.name), SHORT, || {
+                !overlays(&n.sw).iter().any(|o| o.name == ov)
+            });
+        }
+    }
+    let again: usize = lab
+        .nodes
+        .iter()
+        .map(|n| {
+            n.sw.log_text()
+                .matches("during del-overlay; looking again")
+                .count()
+        })
+        .sum();
+    eprintln!(
+        "{DEL_ROUNDS} rounds, add-service won {by_add}; {again} del-overlay transactions lost to a change"
+    );
+    assert!(store_keys(&lab, "/vswitch/v1/services/").is_empty());
+    assert!(store_keys(&lab, "/vswitch/v1/claims/").is_empty());
+}
