@@ -45,8 +45,8 @@ pub struct OverlayRecord {
 
 /// A container's interface on an overlay, as stored under both
 /// `endpoints/<overlay>/<mac>` and `ipam/<overlay>/<ip>` (under its node's lease). The
-/// same bytes under both keys: a release compares them, so it never deletes a claim
-/// that another node made since.
+/// same bytes under both keys: a release compares them (all but the names), so it never
+/// deletes a claim that another node made since.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointRecord {
@@ -78,6 +78,16 @@ impl EndpointRecord {
     /// The value stored under both keys.
     pub fn value(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_default()
+    }
+    /// Whether `other` is the same endpoint, whatever names either carries: names
+    /// change while the endpoint lives (`set-names`, a Docker container's name learnt
+    /// after it joined), so publishing and releasing match on the rest.
+    pub fn same_endpoint(&self, other: &EndpointRecord) -> bool {
+        self.overlay == other.overlay
+            && self.mac == other.mac
+            && self.ip == other.ip
+            && self.node == other.node
+            && self.container == other.container
     }
 }
 
