@@ -98,7 +98,13 @@ fn main() -> ExitCode {
         sock: args.sock.clone(),
     };
     let rescan = std::time::Duration::from_secs(args.names_rescan);
-    std::thread::spawn(move || vswitch_docker::names::watch(engine, sw, rescan));
+    // Docker names the driver after the socket file (`vswitch.sock`: `vswitch`).
+    let driver = args
+        .plugin_sock
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    std::thread::spawn(move || vswitch_docker::names::watch(engine, sw, &driver, rescan));
     let mut plugin = Plugin::new(Vswitchd { sock: args.sock }, IpLinks, args.trunk);
     let r = vswitch_docker::http::serve(&args.plugin_sock, &mut plugin);
     let _ = std::fs::remove_file(&args.plugin_sock);

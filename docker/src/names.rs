@@ -195,11 +195,16 @@ pub struct Pending {
 pub const AGAIN_EVERY: Duration = Duration::from_millis(250);
 pub const AGAIN: u32 = 20;
 
-/// The container and network a `connect` event names.
-pub fn connect_event(ev: &Value) -> Option<(String, String)> {
+/// The most containers pending at once (a burst of starts, each looked at again).
+pub const MAX_PENDING: usize = 1024;
+
+/// The container and network a `connect` event names, and whether the network is of
+/// `driver` (Docker names the driver in the event).
+pub fn connect_event(ev: &Value, driver: &str) -> Option<(String, String, bool)> {
     let c = ev.pointer("/Actor/Attributes/container")?.as_str()?;
     let n = ev.pointer("/Actor/ID")?.as_str()?;
-    Some((c.to_string(), n.to_string()))
+    let ours = ev.pointer("/Actor/Attributes/type").and_then(Value::as_str) == Some(driver);
+    Some((c.to_string(), n.to_string(), ours))
 }
 
 /// Looks at a container a `connect` event named; keeps it pending (until
@@ -211,7 +216,9 @@ async fn on_connect(engine: &Engine, sw: &impl Switch, mut p: Pending, pending: 
             p.left -= 1;
             p.at = Instant::now() + AGAIN_EVERY;
             pending.retain(|q| !(q.container == p.container && q.network == p.network));
-            pending.push(p);
+            if pending.len() < MAX_PENDING {
+                pending.push(p);
+            }
         }
         Ok(false) => {}
         // Gone already (removed at once), or a bad ID: nothing to name.
@@ -228,6 +235,7 @@ async fn on_connect(engine: &Engine, sw: &impl Switch, mut p: Pending, pending: 
 async fn watch_once(
     engine: &Engine,
     sw: &impl Switch,
+    driver: &str,
     rescan: Duration,
     since: &mut SystemTime,
 ) -> Result<(), String> {
@@ -270,13 +278,15 @@ async fn watch_once(
         let Some(ev) = ev else {
             return Err("the Docker event stream ended".into());
         };
-        let Some((container, network)) = connect_event(&ev) else {
+        let Some((container, network, ours)) = connect_event(&ev, driver) else {
             continue;
         };
+        // Another driver's network never gets a port here: one look is enough (the
+        // container may be on one of ours too, whose own event is looked at again).
         let p = Pending {
             container,
             network,
-            left: AGAIN,
+            left: if ours { AGAIN } else { 0 },
             at: Instant::now(),
         };
         on_connect(engine, sw, p, &mut pending).await;
@@ -310,7 +320,8 @@ pub const SLACK: Duration = Duration::from_secs(1);
 /// loss, saying so once until it is back. Every stream starts where the last one left
 /// off (the first at the plugin's start), so a container that joined while no stream
 /// was open is named from its replayed event.
-pub fn watch(engine: Engine, sw: impl Switch, rescan: Duration) {
+/// `driver` is the name Docker knows this plugin by.
+pub fn watch(engine: Engine, sw: impl Switch, driver: &str, rescan: Duration) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .enable_time()
@@ -327,7 +338,7 @@ pub fn watch(engine: Engine, sw: impl Switch, rescan: Duration) {
     rt.block_on(async {
         let mut said: Option<String> = None;
         loop {
-            if let Err(e) = watch_once(&engine, &sw, rescan, &mut since).await {
+            if let Err(e) = watch_once(&engine, &sw, driver, rescan, &mut since).await {
                 if said.as_deref() != Some(e.as_str()) {
                     eprintln!("vswitch-docker: container names: {e} (trying again)");
                     said = Some(e);
@@ -372,8 +383,18 @@ mod tests {
     fn connect_events_and_the_endpoint_they_mean() {
         let ev = json!({"Type": "network", "Action": "connect", "timeNano": 1_700_000_000_123_456_789u64,
             "Actor": {"ID": "net1", "Attributes": {"container": "c1", "name": "n", "type": "vswitch"}}});
-        assert_eq!(connect_event(&ev), Some(("c1".into(), "net1".into())));
-        assert_eq!(connect_event(&json!({"Actor": {"ID": "net1"}})), None);
+        assert_eq!(
+            connect_event(&ev, "vswitch"),
+            Some(("c1".into(), "net1".into(), true))
+        );
+        assert_eq!(
+            connect_event(&ev, "vswitch-x"),
+            Some(("c1".into(), "net1".into(), false))
+        );
+        assert_eq!(
+            connect_event(&json!({"Actor": {"ID": "net1"}}), "vswitch"),
+            None
+        );
         let t = event_time(&ev).unwrap();
         assert_eq!(
             t.duration_since(UNIX_EPOCH).unwrap(),

@@ -13,6 +13,7 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::time::Instant;
 
 use common::cluster::*;
 use ctl::Data;
@@ -96,10 +97,12 @@ fn set_names_on_one_node_resolve_on_another_until_they_go() {
     });
 
     // More names on the attached endpoint, given later: n2 answers them too.
+    let t = Instant::now();
     sw1.vsctl_ok(&["set-names", &port1, "api", "api.v1"]);
     wait_until("n2 answers web, api and api.v1", SHORT, || {
         from_node(sw2, "ov1", "n1") == pairs(&[("web", &ip1), ("api", &ip1), ("api.v1", &ip1)])
     });
+    let t_set = t.elapsed().as_millis();
     assert_eq!(lookup(&c2, "api"), Some(vec![ip1.clone()]));
     // Replaced: the old one goes, the new one comes.
     sw1.vsctl_ok(&["set-names", &port1, "admin"]);
@@ -135,10 +138,12 @@ fn set_names_on_one_node_resolve_on_another_until_they_go() {
     assert_eq!(lookup(&c2, "db-1"), Some(vec![ip3.clone()]));
     ping(&c2, &ip3);
     // Cleared, then given again, then gone with the port: n2 follows each.
+    let t = Instant::now();
     sw1.vsctl_ok(&["set-names", "d3p"]);
     wait_until("db gone from n2", SHORT, || {
         !from_node(sw2, "ov1", "n1").iter().any(|(_, a)| *a == ip3)
     });
+    let t_clear = t.elapsed().as_millis();
     assert_eq!(lookup(&c2, "db"), None);
     sw1.vsctl_ok(&["set-names", "d3p", "cache"]);
     wait_until("n2 answers cache", SHORT, || {
@@ -166,6 +171,7 @@ fn set_names_on_one_node_resolve_on_another_until_they_go() {
         from_node(sw2, "ov1", "n1").is_empty()
     });
     assert_eq!(lookup(&c2, "admin"), None);
+    eprintln!("on n2 after set-names on n1: names {t_set} ms, cleared {t_clear} ms");
     wait_until("c1's address gone from the store", SHORT, || {
         store_keys(&lab, "/vswitch/v1/ipam/ov1/")
             .iter()
