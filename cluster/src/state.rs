@@ -286,6 +286,48 @@ impl OverlayRecord {
 mod tests {
     use super::*;
 
+    #[test]
+    fn an_endpoint_is_the_same_whatever_its_names() {
+        let e = EndpointRecord {
+            overlay: "ov1".into(),
+            mac: "02:42:0a:00:00:02".into(),
+            ip: Ipv4Addr::new(10, 0, 0, 2),
+            node: "n1".into(),
+            container: "c1".into(),
+            names: vec![],
+        };
+        let named = EndpointRecord {
+            names: vec!["web".into()],
+            ..e.clone()
+        };
+        assert!(e.same_endpoint(&named) && named.same_endpoint(&e));
+        assert_ne!(e.value(), named.value());
+        for other in [
+            EndpointRecord {
+                node: "n2".into(),
+                ..e.clone()
+            },
+            EndpointRecord {
+                container: "c2".into(),
+                ..e.clone()
+            },
+            EndpointRecord {
+                mac: "02:42:0a:00:00:03".into(),
+                ..e.clone()
+            },
+            EndpointRecord {
+                ip: Ipv4Addr::new(10, 0, 0, 3),
+                ..e.clone()
+            },
+            EndpointRecord {
+                overlay: "ov2".into(),
+                ..e.clone()
+            },
+        ] {
+            assert!(!e.same_endpoint(&other), "{other:?}");
+        }
+    }
+
     fn overlay(name: &str, vni: u32, subnet: &str, gw: [u8; 4]) -> OverlayRecord {
         OverlayRecord {
             name: name.into(),
