@@ -146,25 +146,74 @@ pub(crate) async fn claim(
     ))
 }
 
-/// Deletes an endpoint and its address claim if they still hold `e`.
+/// What one key holds: its record (None when the key is absent or its value is not a
+/// record) and its revision (0 when absent).
+struct Held {
+    rec: Option<EndpointRecord>,
+    exists: bool,
+    rev: i64,
+}
+
+/// What the `ipam/` and `endpoints/` keys of `e` hold, read at one revision.
+async fn held(client: &mut Client, e: &EndpointRecord) -> Result<[Held; 2], ClusterError> {
+    let txn = Txn::new().and_then(vec![
+        TxnOp::get(e.ipam_key(), None),
+        TxnOp::get(e.endpoint_key(), None),
+    ]);
+    let resp = client.txn(txn).await.map_err(failed)?;
+    let mut out = [0, 1].map(|_| Held {
+        rec: None,
+        exists: false,
+        rev: 0,
+    });
+    for (i, op) in resp.op_responses().into_iter().enumerate().take(2) {
+        let TxnOpResponse::Get(g) = op else { continue };
+        if let Some(kv) = g.kvs().first() {
+            out[i] = Held {
+                rec: serde_json::from_slice::<EndpointRecord>(kv.value()).ok(),
+                exists: true,
+                rev: kv.mod_revision(),
+            };
+        }
+    }
+    Ok(out)
+}
+
+/// How many times a release or an update that lost a race with another write of the
+/// same keys looks again (a rename and a re-publish of this very endpoint, at most).
+const REWRITE_ATTEMPTS: usize = 4;
+
+/// Deletes an endpoint and its address claim if they still hold `e` (with whatever
+/// names: they may have changed since `e` was made).
 pub(crate) async fn release(client: &mut Client, e: &EndpointRecord) -> Result<(), ClusterError> {
-    let v = e.value();
     for key in [e.ipam_key(), e.endpoint_key()] {
-        let txn = Txn::new()
-            .when(vec![Compare::value(
-                key.clone(),
-                CompareOp::Equal,
-                v.clone(),
-            )])
-            .and_then(vec![TxnOp::delete(key, None)]);
-        client.txn(txn).await.map_err(failed)?;
+        for _ in 0..REWRITE_ATTEMPTS {
+            let resp = client.get(key.clone(), None).await.map_err(failed)?;
+            let Some(kv) = resp.kvs().first() else { break };
+            let mine = serde_json::from_slice::<EndpointRecord>(kv.value())
+                .is_ok_and(|r| r.same_endpoint(e));
+            if !mine {
+                break;
+            }
+            let txn = Txn::new()
+                .when(vec![Compare::mod_revision(
+                    key.clone(),
+                    CompareOp::Equal,
+                    kv.mod_revision(),
+                )])
+                .and_then(vec![TxnOp::delete(key.clone(), None)]);
+            if client.txn(txn).await.map_err(failed)?.succeeded() {
+                break;
+            }
+        }
     }
     Ok(())
 }
 
-/// Puts an owned endpoint under `lease`: taken over if the store holds this very record
-/// (under an older lease of this node), created if neither key exists. `Ok(false)`:
-/// another endpoint holds its address or MAC now.
+/// Puts an owned endpoint under `lease`: taken over if the store holds this endpoint
+/// (under an older lease of this node, or with other names: the record is rewritten with
+/// `e`'s), created if neither key exists. `Ok(false)`: another endpoint holds its
+/// address or MAC now.
 pub(crate) async fn publish(
     client: &mut Client,
     lease: i64,
@@ -185,16 +234,22 @@ pub(crate) async fn publish(
             ),
         ]
     };
-    for when in [
-        vec![
-            Compare::value(ik.clone(), CompareOp::Equal, v.clone()),
-            Compare::value(ek.clone(), CompareOp::Equal, v.clone()),
-        ],
-        vec![
-            Compare::create_revision(ik.clone(), CompareOp::Equal, 0),
-            Compare::create_revision(ek.clone(), CompareOp::Equal, 0),
-        ],
-    ] {
+    for _ in 0..REWRITE_ATTEMPTS {
+        let [i, en] = held(client, e).await?;
+        let ours = |h: &Held| h.rec.as_ref().is_some_and(|r| r.same_endpoint(e));
+        let when = if ours(&i) && ours(&en) {
+            vec![
+                Compare::mod_revision(ik.clone(), CompareOp::Equal, i.rev),
+                Compare::mod_revision(ek.clone(), CompareOp::Equal, en.rev),
+            ]
+        } else if !i.exists && !en.exists {
+            vec![
+                Compare::create_revision(ik.clone(), CompareOp::Equal, 0),
+                Compare::create_revision(ek.clone(), CompareOp::Equal, 0),
+            ]
+        } else {
+            return Ok(false);
+        };
         let txn = Txn::new().when(when).and_then(puts());
         if client.txn(txn).await.map_err(failed)?.succeeded() {
             return Ok(true);

@@ -444,9 +444,14 @@ impl Handle {
             // which unplugs the container just after, still lists it: a list made
             // between the two must not publish it again.
             let mut released = self.shared.released();
-            released.retain(|k, e| now.iter().any(|n| n.ipam_key() == *k && n == e));
+            // The same endpoint, even if its names changed in between.
+            released.retain(|k, e| now.iter().any(|n| n.ipam_key() == *k && n.same_endpoint(e)));
             now.into_iter()
-                .filter(|e| released.get(&e.ipam_key()) != Some(e))
+                .filter(|e| {
+                    !released
+                        .get(&e.ipam_key())
+                        .is_some_and(|r| r.same_endpoint(e))
+                })
                 .map(|e| (e.ipam_key(), e))
                 .collect()
         };

@@ -21,8 +21,9 @@ pub(crate) struct Ctx {
     /// The node's lease: every endpoint and claim lives under it.
     pub lease: i64,
     pub node: String,
-    /// The `ipam/` keys of owned endpoints put under this lease in this session.
-    pub published: std::collections::BTreeSet<String>,
+    /// The owned endpoints put under this lease in this session, by `ipam/` key, as
+    /// published (one whose names changed since is published again).
+    pub published: std::collections::BTreeMap<String, EndpointRecord>,
 }
 
 /// Longest wait for one etcd call.
@@ -534,7 +535,7 @@ async fn serve(shared: &Shared, client: &mut Client, ctx: &mut Ctx, c: Cmd) {
             if let Ok(e) = &r {
                 // A release of the same record still queued must not undo this claim.
                 shared.releasing().remove(&e.ipam_key());
-                ctx.published.insert(e.ipam_key());
+                ctx.published.insert(e.ipam_key(), e.clone());
             }
             let _ = reply.send(r);
         }
@@ -859,7 +860,7 @@ async fn sync(shared: &Shared, client: &mut Client, ctx: &mut Ctx) -> Result<(),
     let owned: Vec<(String, EndpointRecord)> = shared
         .owned()
         .iter()
-        .filter(|(k, _)| !ctx.published.contains(*k))
+        .filter(|(k, e)| ctx.published.get(*k) != Some(*e))
         .map(|(k, e)| (k.clone(), e.clone()))
         .collect();
     for (k, e) in owned {
@@ -871,7 +872,7 @@ async fn sync(shared: &Shared, client: &mut Client, ctx: &mut Ctx) -> Result<(),
             ),
             Err(_) => return Err(SessionError::Unreachable("publish")),
         }
-        ctx.published.insert(k);
+        ctx.published.insert(k, e);
     }
     Ok(())
 }

@@ -45,8 +45,8 @@ pub struct OverlayRecord {
 
 /// A container's interface on an overlay, as stored under both
 /// `endpoints/<overlay>/<mac>` and `ipam/<overlay>/<ip>` (under its node's lease). The
-/// same bytes under both keys: a release compares them, so it never deletes a claim
-/// that another node made since.
+/// same bytes under both keys: a release compares them (all but the names), so it never
+/// deletes a claim that another node made since.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointRecord {
@@ -78,6 +78,16 @@ impl EndpointRecord {
     /// The value stored under both keys.
     pub fn value(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_default()
+    }
+    /// Whether `other` is the same endpoint, whatever names either carries: names
+    /// change while the endpoint lives (`set-names`, a Docker container's name learnt
+    /// after it joined), so publishing and releasing match on the rest.
+    pub fn same_endpoint(&self, other: &EndpointRecord) -> bool {
+        self.overlay == other.overlay
+            && self.mac == other.mac
+            && self.ip == other.ip
+            && self.node == other.node
+            && self.container == other.container
     }
 }
 
@@ -275,6 +285,48 @@ impl OverlayRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_endpoint_is_the_same_whatever_its_names() {
+        let e = EndpointRecord {
+            overlay: "ov1".into(),
+            mac: "02:42:0a:00:00:02".into(),
+            ip: Ipv4Addr::new(10, 0, 0, 2),
+            node: "n1".into(),
+            container: "c1".into(),
+            names: vec![],
+        };
+        let named = EndpointRecord {
+            names: vec!["web".into()],
+            ..e.clone()
+        };
+        assert!(e.same_endpoint(&named) && named.same_endpoint(&e));
+        assert_ne!(e.value(), named.value());
+        for other in [
+            EndpointRecord {
+                node: "n2".into(),
+                ..e.clone()
+            },
+            EndpointRecord {
+                container: "c2".into(),
+                ..e.clone()
+            },
+            EndpointRecord {
+                mac: "02:42:0a:00:00:03".into(),
+                ..e.clone()
+            },
+            EndpointRecord {
+                ip: Ipv4Addr::new(10, 0, 0, 3),
+                ..e.clone()
+            },
+            EndpointRecord {
+                overlay: "ov2".into(),
+                ..e.clone()
+            },
+        ] {
+            assert!(!e.same_endpoint(&other), "{other:?}");
+        }
+    }
 
     fn overlay(name: &str, vni: u32, subnet: &str, gw: [u8; 4]) -> OverlayRecord {
         OverlayRecord {

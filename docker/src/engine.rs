@@ -9,7 +9,7 @@
 //! (its generated API types) for the two calls needed here.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::Bytes;
@@ -90,10 +90,15 @@ impl Engine {
             .map_err(|_| format!("Docker API {path}: no answer in {GET_TIMEOUT:?}"))?
     }
 
-    /// Opens the event stream of `filters` (Docker's filter JSON). Events that happen
-    /// once this returns are all read by [`Events::next`].
-    pub async fn events(&self, filters: &str) -> Result<Events, String> {
-        let path = format!("/events?filters={}", query_escape(filters));
+    /// Opens the event stream of `filters` (Docker's filter JSON), from `since` on:
+    /// Docker sends the events it still holds (its last 256) from then before the new
+    /// ones, so that none falls in the gap before it subscribed the stream (it answers
+    /// the request before it subscribes) or while no stream was open.
+    pub async fn events(&self, filters: &str, since: Option<SystemTime>) -> Result<Events, String> {
+        let mut path = format!("/events?filters={}", query_escape(filters));
+        if let Some(d) = since.and_then(|t| t.duration_since(UNIX_EPOCH).ok()) {
+            path.push_str(&format!("&since={}.{:09}", d.as_secs(), d.subsec_nanos()));
+        }
         let body = request(&self.sock, &path).await?.into_body();
         Ok(Events {
             body,

@@ -38,6 +38,11 @@ struct Args {
     /// learnt (they become DNS names of their endpoints).
     #[arg(long, env = "VSWITCH_DOCKER_SOCK", default_value = vswitch_docker::engine::DEFAULT_SOCK)]
     docker_sock: PathBuf,
+    /// Seconds a quiet Docker event stream is trusted before every running container's
+    /// names are looked at again (a safety net: events name containers at once).
+    #[arg(long, env = "VSWITCH_DOCKER_RESCAN", default_value_t = vswitch_docker::names::RESCAN.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    names_rescan: u64,
 }
 
 /// Removes a stale socket file; refuses when another process still answers on it.
@@ -92,7 +97,14 @@ fn main() -> ExitCode {
     let sw = Vswitchd {
         sock: args.sock.clone(),
     };
-    std::thread::spawn(move || vswitch_docker::names::watch(engine, sw));
+    let rescan = std::time::Duration::from_secs(args.names_rescan);
+    // Docker names the driver after the socket file (`vswitch.sock`: `vswitch`).
+    let driver = args
+        .plugin_sock
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    std::thread::spawn(move || vswitch_docker::names::watch(engine, sw, &driver, rescan));
     let mut plugin = Plugin::new(Vswitchd { sock: args.sock }, IpLinks, args.trunk);
     let r = vswitch_docker::http::serve(&args.plugin_sock, &mut plugin);
     let _ = std::fs::remove_file(&args.plugin_sock);

@@ -4,7 +4,8 @@
 //! vswitch --ipam-driver vswitch -o vswitch.overlay=ov1` makes a Docker network of it,
 //! whose addresses come from the cluster's allocator (the plugin's remote IPAM driver):
 //! containers on both hosts get distinct addresses, each claimed once in etcd, and ping
-//! each other across the hosts; `docker rm` gives the address back.
+//! each other across the hosts, resolve each other's names at their own host's gateway;
+//! `docker rm` gives the address back and takes the name away from the other host.
 //!
 //! Addresses, inside the test's namespaces only: underlay 198.51.100.0/24 (hosts .1 and
 //! .2, etcd .254), overlay 10.71.0.0/24.
@@ -179,8 +180,39 @@ fn two_hosts_share_an_overlay_with_addresses_from_the_cluster() {
     b.assert_ping("b1", &ips[0]);
     b.assert_ping("b2", &ips[1]);
 
-    // docker rm gives the address back to the cluster, at once.
+    // Names cross the hosts: each plugin names its containers' endpoints, the names go
+    // into the cluster's endpoint records, and the other host's gateway (the overlay's
+    // 10.71.0.1, served on every node) answers them.
+    let resolves = |lab: &DockerLab, c: &str, name: &str, ip: &str| {
+        let o = lab.exec_in(c, &["timeout", "5", "nslookup", name, "10.71.0.1"]);
+        o.success()
+            && o.stdout.split_once("Name:").is_some_and(|(_, a)| {
+                a.lines()
+                    .any(|l| l.starts_with("Address") && l.trim_end().ends_with(&format!(" {ip}")))
+            })
+    };
+    wait_until(
+        "b1 resolves a1 across the hosts",
+        Duration::from_secs(20),
+        || resolves(&b, "b1", "a1", &ips[0]),
+    );
+    wait_until(
+        "a1 resolves b2 across the hosts",
+        Duration::from_secs(20),
+        || resolves(&a, "a1", "b2", &ips[3]),
+    );
+
+    // docker rm gives the address back to the cluster, at once, and the name goes from
+    // the other host's gateway.
     b.docker_ok(&["rm", "-f", "b2"]);
+    wait_until(
+        "b2's name gone from a's gateway",
+        Duration::from_secs(20),
+        || {
+            !a.exec_in("a1", &["timeout", "5", "nslookup", "b2", "10.71.0.1"])
+                .success()
+        },
+    );
     let cl = claims(&etcd);
     assert!(!cl.iter().any(|(ip, _)| *ip == ips[3]), "{cl:?}");
     assert_eq!(cl.len(), 3, "{cl:?}");

@@ -10,7 +10,7 @@
 mod common;
 
 use std::net::Ipv4Addr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{wait_until, DockerLab};
 use ctl::service::ServiceSpec;
@@ -65,7 +65,11 @@ fn assert_resolves(lab: &DockerLab, c: &str, name: &str, want: &str) {
 
 #[test]
 fn containers_resolve_names_aliases_and_a_service_at_the_gateway() {
-    let Some(lab) = DockerLab::start("dns") else {
+    // Names come from Docker's events, not from the plugin's rescan of every container.
+    let Some(lab) = DockerLab::start_with("dns", |lab| {
+        lab.plugin_args = vec!["--names-rescan".into(), "86400".into()];
+        Vec::new()
+    }) else {
         return;
     };
     let id = lab.network_create("net1", &["--subnet", "172.30.7.0/24", "--gateway", GW]);
@@ -100,11 +104,13 @@ fn containers_resolve_names_aliases_and_a_service_at_the_gateway() {
         want.iter()
             .all(|(n, ip)| recs.iter().any(|(rn, rip)| rn == n && rip == *ip))
     };
+    let t0 = Instant::now();
     wait_until(
         "the containers' names in dns-show",
         Duration::from_secs(20),
         || has_all(&a_records(&lab, &br)),
     );
+    eprintln!("names after {} ms", t0.elapsed().as_millis());
     // `show` carries them on the endpoints' ports.
     let text = lab.show_text();
     assert!(text.contains("named alpha,"), "{text}");
@@ -173,5 +179,114 @@ fn containers_resolve_names_aliases_and_a_service_at_the_gateway() {
         },
     )
     .unwrap_or_else(|e| panic!("del-service: {e}"));
+    lab.remove_everything();
+}
+
+/// Milliseconds until the A records of `br` name `name` at `ip` (`present`) or no longer
+/// name `name` (`!present`), polled every 20 ms for up to 20 s; panics past that.
+fn ms_until(lab: &DockerLab, br: &str, name: &str, ip: &str, present: bool) -> u128 {
+    let t0 = Instant::now();
+    let what = if present { "appears" } else { "goes" };
+    wait_until(
+        &format!("{name} {what} in dns-show {br}"),
+        Duration::from_secs(20),
+        || {
+            let recs = a_records(lab, br);
+            let has = recs.iter().any(|(n, a)| n == name && (a == ip || !present));
+            has == present
+        },
+    );
+    t0.elapsed().as_millis()
+}
+
+/// With the plugin's rescan of every container set to a day, names can come only from
+/// the event stream (or from the one look when the stream opens): a container started
+/// while the plugin cannot reach the Docker API yet is named once it can, containers
+/// started later are named by their `connect` events, `network connect` of a running
+/// container names its new endpoint, and disconnect, stop and removal take the names
+/// away, each within a generous 20 s.
+#[test]
+fn names_follow_containers_at_once_without_the_rescan() {
+    let Some(lab) = DockerLab::start_with("now", |lab| {
+        // Not there yet: the plugin keeps trying until the test links it to dockerd's.
+        lab.plugin_api = lab.dir.join("late-api.sock");
+        lab.plugin_args = vec!["--names-rescan".into(), "86400".into()];
+        Vec::new()
+    }) else {
+        return;
+    };
+    let id = lab.network_create(
+        "n244",
+        &["--subnet", "172.30.244.0/24", "--gateway", "172.30.244.1"],
+    );
+    let br = format!("dk-{}", &id[..12]);
+    lab.run_container("early", &["--network", "n244"], SLEEP);
+    let early = lab.ip_of("early", "n244");
+    assert!(
+        !a_records(&lab, &br).iter().any(|(n, _)| n == "early"),
+        "named with no Docker API to learn it from"
+    );
+    // One more, still starting when the API becomes reachable: its endpoint is made
+    // (and its connect event sent) before the plugin can open the event stream, and it
+    // is not running yet when the plugin first looks.
+    let t_api = std::thread::scope(|s| {
+        let run = s.spawn(|| lab.run_container("starting", &["--network", "n244"], SLEEP));
+        wait_until(
+            "the endpoint of the starting container",
+            Duration::from_secs(20),
+            || {
+                let (bridges, _) = lab.show();
+                let eps = bridges.iter().flat_map(|b| &b.ports);
+                eps.filter(|p| p.external_ids.contains_key("docker.endpoint"))
+                    .count()
+                    == 2
+            },
+        );
+        std::os::unix::fs::symlink(lab.dir.join("docker.sock"), &lab.plugin_api).unwrap();
+        let t = Instant::now();
+        run.join().unwrap();
+        t
+    });
+    let starting = lab.ip_of("starting", "n244");
+    let t_early = ms_until(&lab, &br, "early", &early, true);
+    let t_starting = ms_until(&lab, &br, "starting", &starting, true);
+    let t_api = t_api.elapsed().as_millis();
+
+    // The stream is open now (the names above came from the look that follows it).
+    let mut t_run = Vec::new();
+    for c in ["late1", "late2", "late3"] {
+        lab.run_container(c, &["--network", "n244", "--network-alias", "svc"], SLEEP);
+        let ip = lab.ip_of(c, "n244");
+        t_run.push(ms_until(&lab, &br, c, &ip, true));
+    }
+    let id2 = lab.network_create(
+        "n245",
+        &["--subnet", "172.30.245.0/24", "--gateway", "172.30.245.1"],
+    );
+    let br2 = format!("dk-{}", &id2[..12]);
+    lab.docker_ok(&["network", "connect", "--alias", "extra", "n245", "late1"]);
+    let ip2 = lab.ip_of("late1", "n245");
+    let t_connect = ms_until(&lab, &br2, "extra", &ip2, true);
+    assert!(a_records(&lab, &br2).contains(&("late1".into(), ip2.clone())));
+
+    lab.docker_ok(&["network", "disconnect", "n245", "late1"]);
+    let t_disconnect = ms_until(&lab, &br2, "late1", "", false);
+    lab.docker_ok(&["stop", "-t", "1", "late2"]);
+    let t_stop = ms_until(&lab, &br, "late2", "", false);
+    lab.docker_ok(&["rm", "-f", "late3"]);
+    let t_rm = ms_until(&lab, &br, "late3", "", false);
+    // The others keep theirs.
+    let recs = a_records(&lab, &br);
+    for c in ["early", "late1"] {
+        assert!(
+            recs.iter().any(|(n, _)| n == c),
+            "{c} lost its name: {recs:?}"
+        );
+    }
+    eprintln!(
+        "names after: API reachable {t_early} ms (starting: {t_starting} ms after it ran, \
+         {t_api} ms after the API); docker run {t_run:?} ms; network connect \
+         {t_connect} ms; gone after disconnect {t_disconnect} ms, stop {t_stop} ms, rm {t_rm} ms"
+    );
     lab.remove_everything();
 }

@@ -238,8 +238,15 @@ fn client(
             }
             Ok(req) => {
                 tracing::debug!(?req, "request");
+                let names = matches!(req, Request::SetNames { .. } | Request::DelPort { .. });
                 let mut c = ctl.lock().unwrap_or_else(|p| p.into_inner());
-                match c.handle(req) {
+                let r = c.handle(req);
+                // A port's names are in its cluster endpoint record: other nodes get
+                // them now rather than at the next housekeeping tick.
+                if let (true, Ok(_), Some(cl)) = (names, &r, cluster) {
+                    cl.set_owned(c.cluster_endpoints());
+                }
+                match r {
                     Ok(d) => Response::ok(d),
                     Err(e) => Response::err(e.to_string()),
                 }

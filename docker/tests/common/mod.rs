@@ -51,6 +51,10 @@ pub struct DockerLab {
     /// The plugin's socket and the driver name Docker knows it by.
     pub plugin_sock: PathBuf,
     pub driver: String,
+    /// The Docker API socket the plugin learns names from (`--docker-sock`; default
+    /// dockerd's own) and its extra arguments: `start_with`'s setup may change them.
+    pub plugin_api: PathBuf,
+    pub plugin_args: Vec<String>,
     namespaces: Namespaces,
     vswitchd: Switchd,
     plugin: Option<Bg>,
@@ -102,6 +106,8 @@ impl DockerLab {
             vswitchd,
             plugin_sock: PathBuf::from(format!("/run/docker/plugins/{driver}.sock")),
             driver,
+            plugin_api: dir.join("docker.sock"),
+            plugin_args: Vec::new(),
             prefix,
             dir,
             namespaces: Namespaces::new(),
@@ -161,18 +167,16 @@ impl DockerLab {
         let plugin_sock = self.plugin_sock.to_str().expect("utf-8 path");
         // The private dockerd's API socket (Dockerd::start puts it there): the plugin
         // learns containers' names from it, waiting for it to answer.
-        let docker_sock = self.dir.join("docker.sock");
-        let docker_sock = docker_sock.to_str().expect("utf-8 path");
-        let argv = netns::exec_argv(
-            &self.ns,
-            &[
-                bin,
-                "--plugin-sock",
-                plugin_sock,
-                "--docker-sock",
-                docker_sock,
-            ],
-        );
+        let docker_sock = self.plugin_api.to_str().expect("utf-8 path");
+        let mut args = vec![
+            bin,
+            "--plugin-sock",
+            plugin_sock,
+            "--docker-sock",
+            docker_sock,
+        ];
+        args.extend(self.plugin_args.iter().map(String::as_str));
+        let argv = netns::exec_argv(&self.ns, &args);
         let out = Output::log(&self.dir.join("plugin.log"));
         let opts = Opts::with_env(&[(ctl::SOCK_ENV, sock)]);
         let bg = Bg::start("vswitch-docker", &argv, out, &opts)

@@ -73,7 +73,7 @@ pub fn handle(
                 mac,
                 container: container.clone(),
                 // As the attach will record them, so that the record it publishes
-                // again is this one, byte for byte (a release compares them).
+                // again is this one (one that differs is rewritten in place).
                 names: crate::controller::dns_name(name.clone(), &container)
                     .iter()
                     .chain(&aliases)

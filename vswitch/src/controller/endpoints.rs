@@ -176,13 +176,26 @@ impl Controller {
                     ip,
                     node: cc.node.clone(),
                     container: a.container.clone(),
-                    names: dns_names(a),
+                    names: dns_names(p),
                 });
             }
         }
         // Reserved for containers others plug in (Docker's IPAM driver): theirs until
-        // released, whether or not the container is plugged in yet.
-        out.extend(cc.reserved.iter().cloned());
+        // released, whether or not the container is plugged in yet. Once one is (a port
+        // of the overlay bound to the address), it carries that port's `set-names`
+        // names, so that the other nodes answer them too.
+        out.extend(cc.reserved.iter().map(|r| {
+            let mut r = r.clone();
+            r.names = self
+                .cfg
+                .bridge(&r.overlay)
+                .into_iter()
+                .flat_map(|b| &b.ports)
+                .find(|p| p.attach.is_none() && super::names::port_addr(p) == Some(r.ip))
+                .map(dns_names)
+                .unwrap_or_default();
+            r
+        }));
         // The mesh addresses of this node's gateway.
         out.extend(cc.mesh.iter().cloned());
         out
@@ -209,7 +222,7 @@ impl Controller {
             ip: a.ip.split_once('/')?.0.parse().ok()?,
             node: cc.node.clone(),
             container: a.container.clone(),
-            names: dns_names(a),
+            names: dns_names(&pc),
         })
     }
 
@@ -219,12 +232,18 @@ impl Controller {
     }
 }
 
-/// The DNS names of an attached container, as published with its endpoint (lower case,
-/// as the gateway answers them).
-fn dns_names(a: &crate::config::AttachConf) -> Vec<String> {
-    a.name
+/// The DNS names of a port, as published with its endpoint (lower case, as the gateway
+/// answers them): those it was attached with, then those `set-names` gave it.
+fn dns_names(p: &crate::config::PortConf) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let attached = p
+        .attach
         .iter()
-        .chain(&a.aliases)
-        .map(|n| n.to_ascii_lowercase())
-        .collect()
+        .flat_map(|a| a.name.iter().chain(&a.aliases));
+    for n in attached.chain(&p.names).map(|n| n.to_ascii_lowercase()) {
+        if !out.contains(&n) {
+            out.push(n);
+        }
+    }
+    out
 }
