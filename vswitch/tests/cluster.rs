@@ -25,14 +25,8 @@ use testlab::{netns, wait_until, Switchd, SHORT};
 
 #[test]
 fn three_nodes_share_overlays_and_survive_node_and_store_failures() {
-    let mut lab = Lab::new("a");
-    let u = lab.underlay();
-    let etcd = Etcd::start(&u, ETCD_IP, &lab.dir.join("etcd"), None).unwrap();
-    let store = etcd.store_url();
-    lab.etcd = Some(etcd);
-    for n in 1..=3 {
-        lab.node(n, &store, &[]);
-    }
+    let mut lab = Lab::with_nodes("a", 3);
+    let store = lab.store();
     let vteps: Vec<String> = lab.nodes.iter().map(|n| n.vtep.clone()).collect();
 
     // Every node sees every node.
@@ -426,15 +420,9 @@ fn counter(sw: &Switchd, br: &str, name: &str) -> u64 {
 
 #[test]
 fn cluster_ipam_hands_out_unique_addresses_and_endpoints_reach_every_node() {
-    let mut lab = Lab::new("i");
-    testlab::require_tools(&["tcpdump"]);
+    let mut lab = Lab::with_nodes("i", 3);
     let u = lab.underlay();
-    let etcd = Etcd::start(&u, ETCD_IP, &lab.dir.join("etcd"), None).unwrap();
-    let store = etcd.store_url();
-    lab.etcd = Some(etcd);
-    for n in 1..=3 {
-        lab.node(n, &store, &[]);
-    }
+    testlab::require_tools(&["tcpdump"]);
     let vteps: Vec<String> = lab.nodes.iter().map(|n| n.vtep.clone()).collect();
     lab.nodes[0]
         .sw
@@ -878,14 +866,7 @@ fn a_three_member_etcd_keeps_the_cluster_working_with_one_member_killed() {
 
 #[test]
 fn a_node_cut_off_across_a_compaction_lists_again_and_converges() {
-    let mut lab = Lab::new("k");
-    let u = lab.underlay();
-    let etcd = Etcd::start(&u, ETCD_IP, &lab.dir.join("etcd"), None).unwrap();
-    let store = etcd.store_url();
-    lab.etcd = Some(etcd);
-    for n in 1..=3 {
-        lab.node(n, &store, &[]);
-    }
+    let mut lab = Lab::with_nodes("k", 3);
     wait_until("every node lists 3 nodes up", SHORT, || all_up(&lab));
     let sw1 = &lab.nodes[0].sw;
     sw1.vsctl_ok(&["add-overlay", "ov1", "--subnet", "10.93.0.0/24"]);
@@ -993,16 +974,10 @@ fn a_records(sw: &Switchd, ov: &str) -> BTreeSet<(String, String, String)> {
 
 #[test]
 fn overlay_gateways_are_served_on_every_node_and_answer_every_nodes_names() {
-    let mut lab = Lab::new("n");
+    let mut lab = Lab::with_nodes("n", 2);
+    let u = lab.underlay();
     testlab::require_tools(&["getent", "tcpdump"]);
     let mut resolv = Resolv(Vec::new());
-    let u = lab.underlay();
-    let etcd = Etcd::start(&u, ETCD_IP, &lab.dir.join("etcd"), None).unwrap();
-    let store = etcd.store_url();
-    lab.etcd = Some(etcd);
-    for n in 1..=2 {
-        lab.node(n, &store, &[]);
-    }
     lab.nodes[0]
         .sw
         .vsctl_ok(&["add-overlay", "ov1", "--subnet", "10.84.0.0/24"]);

@@ -17,7 +17,6 @@ use std::time::Instant;
 
 use common::cluster::*;
 use ctl::Data;
-use testlab::etcd::Etcd;
 use testlab::{netns, wait_until, Switchd, SHORT};
 
 const GW: &str = "10.244.0.1";
@@ -61,22 +60,8 @@ fn pairs(v: &[(&str, &str)]) -> BTreeSet<(String, String)> {
 
 #[test]
 fn set_names_on_one_node_resolve_on_another_until_they_go() {
-    let mut lab = Lab::new("nm");
-    let u = lab.underlay();
-    let etcd = Etcd::start(&u, ETCD_IP, &lab.dir.join("etcd"), None).unwrap();
-    let store = etcd.store_url();
-    lab.etcd = Some(etcd);
-    for n in 1..=2 {
-        lab.node(n, &store, &[]);
-    }
-    lab.nodes[0]
-        .sw
-        .vsctl_ok(&["add-overlay", "ov1", "--subnet", "10.244.0.0/24"]);
-    for n in &lab.nodes {
-        wait_until(&format!("{} carries ov1", n.name), SHORT, || {
-            remotes(&n.sw, "ov1").is_some_and(|r| r.len() == 1)
-        });
-    }
+    let mut lab = Lab::with_nodes("nm", 2);
+    lab.overlay_everywhere("ov1", "10.244.0.0/24");
     let (c1, c2) = (lab.name("c1"), lab.name("c2"));
     lab.ns.add(&c1);
     lab.ns.add(&c2);

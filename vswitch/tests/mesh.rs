@@ -26,7 +26,6 @@ use std::time::{Duration, Instant};
 use common::cluster::*;
 use ctl::service::ServiceInfo;
 use ctl::Data;
-use testlab::etcd::Etcd;
 use testlab::{netns, wait_until, Bg, Switchd, LONG, SHORT};
 
 const OV: &str = "mov";
@@ -185,45 +184,12 @@ struct Mesh {
     servers: Vec<Bg>,
 }
 
-/// Host A's uplink address (index 0), B's (1).
-fn uplink(i: usize) -> String {
-    format!("192.0.{}.1", i + 2)
-}
-
 impl Mesh {
     fn new(tag: &str) -> Mesh {
-        let mut lab = Lab::new(tag);
         testlab::require_tools(&["python3"]);
-        let u = lab.underlay();
-        let etcd = Etcd::start(&u, ETCD_IP, &lab.dir.join("etcd"), None).unwrap();
-        let store = etcd.store_url();
-        lab.etcd = Some(etcd);
-        for n in 1..=2 {
-            lab.node(n, &store, &[]);
-        }
-        let wan = lab.name("wan");
-        lab.ns.add(&wan);
-        for i in 0..2 {
-            let ns = lab.nodes[i].ns.clone();
-            let side = format!("w{i}");
-            netns::veth(&ns, "up0", &wan, &side).unwrap();
-            netns::link_up(&ns, "up0").unwrap();
-            netns::addr_add(&wan, &side, &format!("192.0.{}.254/24", i + 2)).unwrap();
-            netns::link_up(&wan, &side).unwrap();
-            lab.nodes[i]
-                .sw
-                .vsctl_ok(&["set-uplink", "up0", "--ip", &format!("{}/24", uplink(i))]);
-        }
-        lab.nodes[0]
-            .sw
-            .vsctl_ok(&["add-overlay", OV, "--subnet", SUBNET]);
-        for i in 0..2 {
-            let other = lab.nodes[1 - i].vtep.clone();
-            let sw = &lab.nodes[i].sw;
-            wait_until(&format!("node {i} carries {OV}"), SHORT, || {
-                remotes(sw, OV).is_some_and(|r| r.contains(&other))
-            });
-        }
+        let mut lab = Lab::with_nodes(tag, 2);
+        let wan = lab.wan();
+        lab.overlay_everywhere(OV, SUBNET);
         Mesh {
             lab,
             wan,

@@ -22,8 +22,7 @@ use std::time::Duration;
 use common::cluster::*;
 use ctl::service::ServiceInfo;
 use ctl::Data;
-use testlab::etcd::Etcd;
-use testlab::{netns, wait_until, Out, Switchd, SHORT};
+use testlab::{wait_until, Out, Switchd, SHORT};
 
 const OV: &str = "sov";
 const SUBNET: &str = "10.73.0.0/24";
@@ -33,40 +32,9 @@ const DEL_ROUNDS: u8 = 8;
 
 /// Etcd, nodes n1 and n2 with uplinks, and overlay [`OV`] carried by both.
 fn two_nodes(tag: &str) -> Lab {
-    let mut lab = Lab::new(tag);
-    let u = lab.underlay();
-    let etcd = Etcd::start(&u, ETCD_IP, &lab.dir.join("etcd"), None).unwrap();
-    let store = etcd.store_url();
-    lab.etcd = Some(etcd);
-    for n in 1..=2 {
-        lab.node(n, &store, &[]);
-    }
-    let wan = lab.name("wan");
-    lab.ns.add(&wan);
-    for i in 0..2 {
-        let ns = lab.nodes[i].ns.clone();
-        let side = format!("w{i}");
-        netns::veth(&ns, "up0", &wan, &side).unwrap();
-        netns::link_up(&ns, "up0").unwrap();
-        netns::addr_add(&wan, &side, &format!("192.0.{}.254/24", i + 2)).unwrap();
-        netns::link_up(&wan, &side).unwrap();
-        lab.nodes[i].sw.vsctl_ok(&[
-            "set-uplink",
-            "up0",
-            "--ip",
-            &format!("192.0.{}.1/24", i + 2),
-        ]);
-    }
-    lab.nodes[0]
-        .sw
-        .vsctl_ok(&["add-overlay", OV, "--subnet", SUBNET]);
-    for i in 0..2 {
-        let other = lab.nodes[1 - i].vtep.clone();
-        let sw = &lab.nodes[i].sw;
-        wait_until(&format!("node {i} carries {OV}"), SHORT, || {
-            remotes(sw, OV).is_some_and(|r| r.contains(&other))
-        });
-    }
+    let mut lab = Lab::with_nodes(tag, 2);
+    lab.wan();
+    lab.overlay_everywhere(OV, SUBNET);
     lab
 }
 

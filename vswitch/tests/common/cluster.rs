@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use ctl::{Data, NodeInfo, OverlayInfo};
 use testlab::etcd::Etcd;
-use testlab::{netns, Bins, Namespaces, Switchd, SHORT};
+use testlab::{netns, wait_until, Bins, Namespaces, Switchd, SHORT};
 
 pub const ETCD_IP: &str = "198.51.100.254";
 /// Lease TTL of the test nodes, seconds.
@@ -88,6 +88,57 @@ impl Lab {
 
     pub fn underlay(&self) -> String {
         self.name("u")
+    }
+
+    /// A lab with etcd on its underlay and nodes n1…n`count` joined to it.
+    pub fn with_nodes(tag: &str, count: u8) -> Lab {
+        let mut lab = Lab::new(tag);
+        let etcd = Etcd::start(&lab.underlay(), ETCD_IP, &lab.dir.join("etcd"), None).unwrap();
+        let store = etcd.store_url();
+        lab.etcd = Some(etcd);
+        for n in 1..=count {
+            lab.node(n, &store, &[]);
+        }
+        lab
+    }
+
+    /// The URL of the lab's etcd (empty before it started).
+    pub fn store(&self) -> String {
+        self.etcd.as_ref().map(Etcd::store_url).unwrap_or_default()
+    }
+
+    /// A `wan` namespace with every node's uplink `up0` on it (node `i` at [`uplink`],
+    /// the wan's side at .254 of that /24); returns the namespace.
+    pub fn wan(&mut self) -> String {
+        let wan = self.name("wan");
+        self.ns.add(&wan);
+        for (i, node) in self.nodes.iter().enumerate() {
+            let side = format!("w{i}");
+            netns::veth(&node.ns, "up0", &wan, &side).unwrap();
+            netns::link_up(&node.ns, "up0").unwrap();
+            netns::addr_add(&wan, &side, &format!("192.0.{}.254/24", i + 2)).unwrap();
+            netns::link_up(&wan, &side).unwrap();
+            node.sw
+                .vsctl_ok(&["set-uplink", "up0", "--ip", &format!("{}/24", uplink(i))]);
+        }
+        wan
+    }
+
+    /// Overlay `ov` on `subnet`, added on the first node; returns once every node's
+    /// tunnel for it reaches every other node.
+    pub fn overlay_everywhere(&self, ov: &str, subnet: &str) {
+        self.nodes[0]
+            .sw
+            .vsctl_ok(&["add-overlay", ov, "--subnet", subnet]);
+        for (i, n) in self.nodes.iter().enumerate() {
+            let others: BTreeSet<String> = (self.nodes.iter().enumerate())
+                .filter(|(j, _)| *j != i)
+                .map(|(_, m)| m.vtep.clone())
+                .collect();
+            wait_until(&format!("{} carries {ov}", n.name), SHORT, || {
+                remotes(&n.sw, ov).is_some_and(|r| others.is_subset(&r))
+            });
+        }
     }
 
     /// A host namespace `hN` on the underlay at 198.51.100.N (no daemon yet).
@@ -177,6 +228,11 @@ pub fn ip(args: &[&str]) {
     netns::ip(args)
         .and_then(|o| o.must())
         .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Node `i`'s uplink address on the lab's [`Lab::wan`].
+pub fn uplink(i: usize) -> String {
+    format!("192.0.{}.1", i + 2)
 }
 
 pub fn cluster_args(store: &str, node: &str, vtep: &str) -> Vec<String> {
