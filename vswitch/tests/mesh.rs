@@ -314,6 +314,19 @@ fn mesh_addr(lab: &Lab, node: &str) -> Option<String> {
         .map(|(k, _)| k.rsplit('/').next().unwrap().to_string())
 }
 
+/// Both nodes' mesh addresses, once each has claimed one.
+fn mesh_addrs(lab: &Lab) -> Vec<String> {
+    ["n1", "n2"]
+        .iter()
+        .map(|n| {
+            wait_until(&format!("{n} claims a mesh address"), SHORT, || {
+                mesh_addr(lab, n).is_some()
+            });
+            mesh_addr(lab, n).unwrap()
+        })
+        .collect()
+}
+
 fn add_web(sw: &Switchd, backends: &[String]) {
     let mut args = vec!["add-service", OV, "web", "--vip", VIP, "--port", "tcp:8080"];
     for b in backends {
@@ -344,15 +357,7 @@ fn a_service_published_once_answers_on_every_hosts_uplink() {
     let keys = store_keys(&m.lab, "/vswitch/v1/services/");
     assert_eq!(keys.len(), 1, "{keys:?}");
     assert_eq!(keys[0].0, format!("/vswitch/v1/services/{OV}/web"));
-    let mesh: Vec<String> = ["n1", "n2"]
-        .iter()
-        .map(|n| {
-            wait_until(&format!("{n} claims a mesh address"), SHORT, || {
-                mesh_addr(&m.lab, n).is_some()
-            });
-            mesh_addr(&m.lab, n).unwrap()
-        })
-        .collect();
+    let mesh = mesh_addrs(&m.lab);
     assert_ne!(mesh[0], mesh[1]);
 
     // Bad input: one line, nothing stored.
@@ -572,15 +577,7 @@ fn a_udp_service_published_once_answers_on_every_hosts_uplink() {
             published(sw) == vec![(9053, format!("service:echo ({VIP}:{UPORT})"))]
         });
     }
-    let mesh: Vec<String> = ["n1", "n2"]
-        .iter()
-        .map(|n| {
-            wait_until(&format!("{n} claims a mesh address"), SHORT, || {
-                mesh_addr(&m.lab, n).is_some()
-            });
-            mesh_addr(&m.lab, n).unwrap()
-        })
-        .collect();
+    let mesh = mesh_addrs(&m.lab);
 
     // Eight client sockets (eight source ports) through each node's uplink, three
     // datagrams each: every answer comes from the published address, the backend (on
