@@ -208,21 +208,21 @@ impl Mesh {
 
     /// Backend `name` on node `i`: a container with a server on [`PORT`]; its address.
     fn backend(&mut self, name: &str, i: usize) -> String {
-        let (c, ip) = self.container(name, i);
-        let py = python();
-        let argv = netns::exec_argv(&c, &[&py, "-u", "-c", SERVER, name, PORT]);
-        let mut bg = Bg::spawn(&self.lab.dir, &format!("srv-{name}"), &argv);
-        bg.wait_output("listening", Duration::from_secs(10));
-        self.servers.push(bg);
-        ip
+        self.serving(name, i, SERVER, "srv", PORT)
     }
 
     /// Backend `name` on node `i` serving UDP (and TCP health checks) on `port`.
     fn udp_backend(&mut self, name: &str, i: usize, port: &str) -> String {
+        self.serving(name, i, UDP_SERVER, "udp", port)
+    }
+
+    /// A container `name` on node `i` running python `script` (logged as `log-name`)
+    /// on `port`, once it says it listens; its address.
+    fn serving(&mut self, name: &str, i: usize, script: &str, log: &str, port: &str) -> String {
         let (c, ip) = self.container(name, i);
         let py = python();
-        let argv = netns::exec_argv(&c, &[&py, "-u", "-c", UDP_SERVER, name, port]);
-        let mut bg = Bg::spawn(&self.lab.dir, &format!("udp-{name}"), &argv);
+        let argv = netns::exec_argv(&c, &[&py, "-u", "-c", script, name, port]);
+        let mut bg = Bg::spawn(&self.lab.dir, &format!("{log}-{name}"), &argv);
         bg.wait_output("listening", Duration::from_secs(10));
         self.servers.push(bg);
         ip
