@@ -12,7 +12,6 @@ use crate::dataplane::PortRt;
 use crate::pool::Buf;
 use crate::sys::afpacket::{send_mmsg, AfPacket, RingKind, Rx, TX_BATCH};
 use crate::sys::iface;
-use crate::sys::txring::TxRing;
 
 /// Ring blocks (V3) read per turn, so one busy port cannot starve the others.
 const RX_BLOCKS_PER_TURN: usize = 8;
@@ -29,8 +28,6 @@ pub struct Afpacket {
     ring: Mutex<AfPacket>,
     /// Why this afpacket port stands in for an afxdp one.
     fallback: Option<String>,
-    /// The transmit ring, when enabled; a sender that finds it busy uses `sendmmsg`.
-    tx: Option<Mutex<TxRing>>,
 }
 
 impl Afpacket {
@@ -39,13 +36,7 @@ impl Afpacket {
     pub fn open(name: &str, ring: RingKind) -> io::Result<Self> {
         iface::ethernet_up(name)?;
         let sock = AfPacket::open(name, ring)?;
-        let tx = if std::env::var_os("VSWITCH_TX_RING").is_some() {
-            Some(Mutex::new(TxRing::open(sock.ifindex())?))
-        } else {
-            None
-        };
         Ok(Afpacket {
-            tx,
             fd: sock.as_raw_fd(),
             ifindex: sock.ifindex(),
             ring: Mutex::new(sock),
@@ -109,14 +100,6 @@ impl Driver for Afpacket {
             *r = b.bytes();
         }
         let mut errors = 0;
-        if let Some(Ok(mut tx)) = self.tx.as_ref().map(|t| t.try_lock()) {
-            let taken = tx.send(&refs[..n.min(TX_BATCH)], &mut errors)?;
-            return Ok(Sent {
-                taken,
-                errors,
-                oversize: 0,
-            });
-        }
         let taken = send_mmsg(self.fd, &refs[..n.min(TX_BATCH)], &mut errors)?;
         Ok(Sent {
             taken,

@@ -7,7 +7,6 @@ pub mod heap;
 pub mod iface;
 pub mod netns;
 pub mod tap;
-pub mod txring;
 pub mod udp;
 pub mod xdp;
 
