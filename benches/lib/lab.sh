@@ -176,13 +176,16 @@ ovs_appctl() { # DIR ARGS...
     shift
     ovs_env "$d" timeout 10 ovs-appctl -t "$d/ovs-vswitchd.ctl" "$@"
 }
+# Both daemons at the niceness Debian's ovs-ctl starts them with (-10), as vswitchd's
+# workers run by default (--worker-nice): like is compared with like.
+OVS_NICE=-10
 ovs_start() { # NS DIR WHAT -> OVS_VSWITCHD_PID (WHAT names it in errors)
     local ns="$1" d="$2" what="$3" pid
     mkdir -p "$d"
     LOGS+=("$d/ovsdb-server.log" "$d/ovs-vswitchd.log")
     ovs_env "$d" ovsdb-tool create "$d/conf.db" /usr/share/openvswitch/vswitch.ovsschema
     env OVS_RUNDIR="$d" OVS_LOGDIR="$d" OVS_DBDIR="$d" OVS_SYSCONFDIR="$d" \
-        ip netns exec "$ns" ovsdb-server "$d/conf.db" \
+        ip netns exec "$ns" nice -n "$OVS_NICE" ovsdb-server "$d/conf.db" \
         --remote="punix:$d/db.sock" --unixctl="$d/ovsdb-server.ctl" \
         --pidfile="$d/ovsdb-server.pid" --log-file="$d/ovsdb-server.log" --no-chdir \
         -vconsole:off -vsyslog:off -vfile:info 2>>"$d/ovsdb-server.stderr" &
@@ -194,7 +197,7 @@ ovs_start() { # NS DIR WHAT -> OVS_VSWITCHD_PID (WHAT names it in errors)
     # default offloads.
     ovs_vsctl "$d" --no-wait set Open_vSwitch . other_config:userspace-tso-enable=true
     env OVS_RUNDIR="$d" OVS_LOGDIR="$d" OVS_DBDIR="$d" OVS_SYSCONFDIR="$d" \
-        ip netns exec "$ns" ovs-vswitchd "unix:$d/db.sock" \
+        ip netns exec "$ns" nice -n "$OVS_NICE" ovs-vswitchd "unix:$d/db.sock" \
         --unixctl="$d/ovs-vswitchd.ctl" --pidfile="$d/ovs-vswitchd.pid" \
         --log-file="$d/ovs-vswitchd.log" --no-chdir -vconsole:off -vsyslog:off -vfile:info \
         2>>"$d/ovs-vswitchd.stderr" &

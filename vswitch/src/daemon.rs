@@ -25,6 +25,10 @@ pub struct Options {
     pub workers: usize,
     pub rx_ring: crate::sys::afpacket::RingKind,
     pub busy_poll: Duration,
+    /// Niceness of the worker threads (0: left as the process's). The kernel bridge
+    /// forwards in softirq, ahead of every task; workers that wait behind the endpoints
+    /// they serve add their wait to every frame's trip.
+    pub worker_nice: i32,
     /// Cluster membership from the command line (it replaces the config's); none: the
     /// config's, if any.
     pub cluster: Option<crate::config::ClusterConf>,
@@ -147,9 +151,22 @@ pub fn run(opts: Options) -> Result<(), StartError> {
     let mut handles = Vec::new();
     for (i, (poll, inbox)) in polls.into_iter().zip(outboxes).enumerate() {
         let w = Worker::new(i, shared.clone(), poll, inbox);
+        let nice = opts.worker_nice;
         let h = std::thread::Builder::new()
             .name(format!("vswitch-worker{i}"))
-            .spawn(move || w.run())
+            .spawn(move || {
+                if nice != 0 {
+                    match crate::sys::sched::set_thread_nice(nice) {
+                        Ok(()) => tracing::debug!(worker = i, nice, "worker priority set"),
+                        // One line, from one worker: the daemon runs as it would without.
+                        Err(e) if i == 0 => tracing::warn!(
+                            "workers keep the process's priority ({e}): setting niceness {nice} needs CAP_SYS_NICE; --worker-nice 0 silences this"
+                        ),
+                        Err(_) => {}
+                    }
+                }
+                w.run()
+            })
             .map_err(os("start worker"))?;
         handles.push(h);
     }

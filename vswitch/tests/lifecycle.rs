@@ -184,3 +184,74 @@ fn sigterm_exits_cleanly_and_removes_its_taps() {
         "the afpacket veth h1p was removed by vswitchd (SIGINT)"
     );
 }
+
+/// Niceness of each of the daemon's threads, by thread name, from /proc.
+fn thread_nices(pid: u32) -> Vec<(String, i32)> {
+    let mut out = Vec::new();
+    for t in fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let stat = fs::read_to_string(t.unwrap().path().join("stat")).unwrap();
+        // "tid (comm) state …": fields after the comm's closing parenthesis, nice is 19th.
+        let (head, rest) = stat.rsplit_once(") ").unwrap();
+        let comm = head.split_once(" (").unwrap().1.to_string();
+        let nice: i32 = rest.split(' ').nth(16).unwrap().parse().unwrap();
+        out.push((comm, nice));
+    }
+    out.sort();
+    out
+}
+
+/// The forwarding threads run at `--worker-nice` (-10 by default, ovs-ctl's niceness
+/// for ovs-vswitchd), the other threads at the process's, traffic flows either way, and
+/// an out-of-range value is refused in one line before anything starts.
+#[test]
+fn forwarding_threads_run_at_the_niceness_asked_for() {
+    let mut lab = Lab::new("nice", 17);
+    lab.add_host();
+    lab.add_host();
+    lab.start_daemon();
+    lab.bridge_with_hosts("br0", &[1, 2]);
+    let nices = thread_nices(lab.daemon_pid());
+    let workers: Vec<_> = nices
+        .iter()
+        .filter(|(c, _)| c.starts_with("vswitch-worker"))
+        .collect();
+    assert!(!workers.is_empty(), "no worker threads: {nices:?}");
+    assert!(
+        workers.iter().all(|(_, n)| *n == -10),
+        "workers not at -10 by default: {nices:?}"
+    );
+    let others: Vec<_> = nices
+        .iter()
+        .filter(|(c, _)| !c.starts_with("vswitch-worker"))
+        .collect();
+    assert!(
+        others.iter().all(|(_, n)| *n == 0),
+        "threads other than the workers were raised too: {nices:?}"
+    );
+    lab.ping(1, 2);
+
+    lab.signal_daemon(libc::SIGTERM, Duration::from_secs(5));
+    lab.daemon_args = vec!["--worker-nice".into(), "0".into()];
+    lab.start_daemon();
+    lab.wait_ports("br0", &["h1p", "h2p"], "up", Duration::from_secs(10));
+    let nices = thread_nices(lab.daemon_pid());
+    assert!(
+        nices.iter().all(|(_, n)| *n == 0),
+        "--worker-nice 0 left a thread raised: {nices:?}"
+    );
+    lab.ping(2, 1);
+
+    let bad = std::process::Command::new(common::vswitchd_bin())
+        .args(["--worker-nice", "-21", "--sock", "/nonexistent/s.sock"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success(), "--worker-nice -21 was accepted");
+    assert!(
+        err.lines()
+            .next()
+            .unwrap_or("")
+            .contains("-21 is not in -20..=19"),
+        "unclear refusal: {err}"
+    );
+}

@@ -26,6 +26,12 @@ struct Args {
     /// instead of sleeping: lower latency for a little CPU while traffic flows. 0 = off.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
     busy_poll_us: u64,
+    /// Niceness of the forwarding threads (-20 … 19; 0 leaves them at the process's).
+    /// The default, -10, is what Open vSwitch's ovs-ctl gives ovs-vswitchd: forwarding
+    /// runs ahead of the containers it serves, as the kernel bridge's softirq does.
+    #[arg(long, default_value_t = -10, allow_negative_numbers = true,
+          value_parser = clap::value_parser!(i32).range(-20..=19))]
+    worker_nice: i32,
     /// Serve Prometheus metrics at http://ADDR:PORT/metrics (default: not served).
     #[arg(long, value_name = "ADDR:PORT")]
     metrics: Option<std::net::SocketAddr>,
@@ -137,6 +143,7 @@ fn main() -> ExitCode {
         workers,
         rx_ring: args.rx_ring,
         busy_poll: std::time::Duration::from_micros(args.busy_poll_us),
+        worker_nice: args.worker_nice,
     }) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -6,6 +6,7 @@ pub mod afpacket;
 pub mod heap;
 pub mod iface;
 pub mod netns;
+pub mod sched;
 pub mod tap;
 pub mod udp;
 pub mod xdp;
