@@ -593,7 +593,7 @@ impl Nat {
             return self.drop(DropReason::Spoofed);
         }
         if let Kind::Error { quoted } = parsed.kind {
-            return self.icmp_error(pkt, t, quoted, len, now);
+            return self.icmp_error(pkt, dir, t, quoted, len, now);
         }
         let mut pk = Packet {
             bytes: pkt,
@@ -617,6 +617,10 @@ impl Nat {
                 return self.emit(&mut pk, &to);
             }
             None => {}
+        }
+        // A VIP is nobody's address: a flow from one would send its replies to a VIP.
+        if self.lb.is_vip(t.src.addr) {
+            return self.drop(DropReason::Spoofed);
         }
         match dir {
             Direction::FromInside => self.new_from_inside(&mut pk),
@@ -802,6 +806,7 @@ impl Nat {
     fn icmp_error(
         &mut self,
         pkt: &mut [u8],
+        dir: Direction,
         outer: Tuple,
         quoted: Tuple,
         len: usize,
@@ -813,6 +818,12 @@ impl Nat {
         let Some(e) = self.table.get(id) else {
             return self.drop(DropReason::NoMapping);
         };
+        // The quoted packet left by the side the error comes from, where replies to it
+        // come from too: an error from the other side quoting it is forged (from the
+        // uplink, it would be reflected back out of it).
+        if self.is_inside(e.tuple(d).src.addr) != (dir == Direction::FromInside) {
+            return self.drop(DropReason::Spoofed);
+        }
         let back = match d {
             Dir::Original => e.tuple(Dir::Reply),
             Dir::Reply => e.tuple(Dir::Original),
@@ -959,6 +970,27 @@ mod tests {
         }
         c.mesh.push(Ipv4Addr::new(172, 18, 0, 201));
         assert!(c.validate().is_err(), "two mesh addresses in one network");
+    }
+
+    #[test]
+    fn nothing_starts_from_a_vip() {
+        let mut c = config(DEFAULT_LIMIT);
+        with_service(&mut c);
+        let mut n = Nat::new(c).unwrap();
+        // Found by the `services` fuzz target: a packet with a VIP as its source, to
+        // another service or anywhere, would make a flow whose replies go to the VIP.
+        for p in [
+            udp(VIP, 80, C1, 80, b""),
+            udp(VIP, 53, VIP, 53, b""),
+            tcp(VIP, 80, WAN, 443, SYN, b""),
+        ] {
+            assert_eq!(go(&mut n, &p, IN, 0).0, Verdict::Drop(DropReason::Spoofed));
+        }
+        assert_eq!(n.table().len(), 0);
+        // Replies of the VIP's own flows still leave from it.
+        go(&mut n, &tcp(CL, 1000, VIP, 80, SYN, b""), IN, 1);
+        let (v, o) = go(&mut n, &tcp(C1, 80, CL, 1000, SYN | ACK, b""), IN, 2);
+        assert_eq!((v, o), (FWD_IN, tcp(VIP, 80, CL, 1000, SYN | ACK, b"")));
     }
 
     #[test]
@@ -1529,6 +1561,21 @@ mod tests {
         assert_eq!(v, FWD_IN);
         assert_eq!(&e[..12], &icmp_error(WAN, C1, 3, 4, &from_c1)[..12]);
         assert_eq!(e, icmp_error(WAN, C1, 3, 4, &from_c1));
+        // Found by the `nat` fuzz target: an error from the uplink quoting a packet that
+        // left inside (the published flow's, as sent to C1) is forged; translated, it
+        // would go back out of the uplink to the client.
+        let to_c1 = tcp(WAN, 51000, C1, 80, SYN, b"");
+        let forged = icmp_error(Ipv4Addr::new(198, 51, 100, 77), WAN, 3, 3, &to_c1);
+        assert_eq!(
+            go(&mut n, &forged, OUT, 1).0,
+            Verdict::Drop(DropReason::Spoofed)
+        );
+        // And the same the other way: from inside, quoting what left by the uplink.
+        let forged = icmp_error(C2, U, 3, 3, &outside);
+        assert_eq!(
+            go(&mut n, &forged, IN, 1).0,
+            Verdict::Drop(DropReason::Spoofed)
+        );
         // An error about nothing tracked is dropped.
         let stray = icmp_error(WAN, U, 3, 3, &udp(U, 1, WAN, 2, b""));
         assert_eq!(
