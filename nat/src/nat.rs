@@ -818,17 +818,17 @@ impl Nat {
         let Some(e) = self.table.get(id) else {
             return self.drop(DropReason::NoMapping);
         };
+        let (arrive, leave) = (e.tuple(d), e.translated(d));
         // The quoted packet left by the side the error comes from, where replies to it
         // come from too: an error from the other side quoting it is forged (from the
         // uplink, it would be reflected back out of it).
-        if self.is_inside(e.tuple(d).src.addr) != (dir == Direction::FromInside) {
+        if self.is_inside(arrive.src.addr) != (dir == Direction::FromInside) {
             return self.drop(DropReason::Spoofed);
         }
         let back = match d {
             Dir::Original => e.tuple(Dir::Reply),
             Dir::Reply => e.tuple(Dir::Original),
         };
-        let (arrive, leave) = (e.tuple(d), e.translated(d));
         let dst = leave.dst.addr;
         // The sender's address is kept for an error from a router on the way, except
         // that nothing leaves by the uplink with an inside address (MASQUERADE).

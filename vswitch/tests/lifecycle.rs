@@ -211,19 +211,14 @@ fn forwarding_threads_run_at_the_niceness_asked_for() {
     lab.start_daemon();
     lab.bridge_with_hosts("br0", &[1, 2]);
     let nices = thread_nices(lab.daemon_pid());
-    let workers: Vec<_> = nices
+    let (workers, others): (Vec<_>, Vec<_>) = nices
         .iter()
-        .filter(|(c, _)| c.starts_with("vswitch-worker"))
-        .collect();
+        .partition(|(c, _)| c.starts_with("vswitch-worker"));
     assert!(!workers.is_empty(), "no worker threads: {nices:?}");
     assert!(
         workers.iter().all(|(_, n)| *n == -10),
         "workers not at -10 by default: {nices:?}"
     );
-    let others: Vec<_> = nices
-        .iter()
-        .filter(|(c, _)| !c.starts_with("vswitch-worker"))
-        .collect();
     assert!(
         others.iter().all(|(_, n)| *n == 0),
         "threads other than the workers were raised too: {nices:?}"

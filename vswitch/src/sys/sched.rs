@@ -14,25 +14,25 @@ pub fn set_thread_nice(nice: i32) -> io::Result<()> {
     cvt(unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) }).map(|_| ())
 }
 
-/// This thread's niceness.
-pub fn thread_nice() -> io::Result<i32> {
-    // SAFETY: as above.
-    let tid = unsafe { libc::gettid() };
-    // getpriority may legitimately return -1, so errno is cleared first and read after.
-    // SAFETY: errno is this thread's; writing it is how getpriority's error is told apart.
-    unsafe { *libc::__errno_location() = 0 };
-    // SAFETY: a plain syscall on this thread's own id.
-    let r = unsafe { libc::getpriority(libc::PRIO_PROCESS, tid as libc::id_t) };
-    let e = io::Error::last_os_error();
-    if r == -1 && e.raw_os_error() != Some(0) {
-        return Err(e);
-    }
-    Ok(r)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// This thread's niceness.
+    fn thread_nice() -> io::Result<i32> {
+        // SAFETY: gettid has no preconditions and cannot fail.
+        let tid = unsafe { libc::gettid() };
+        // getpriority may legitimately return -1, so errno is cleared first and read after.
+        // SAFETY: errno is this thread's; writing it is how getpriority's error is told apart.
+        unsafe { *libc::__errno_location() = 0 };
+        // SAFETY: a plain syscall on this thread's own id.
+        let r = unsafe { libc::getpriority(libc::PRIO_PROCESS, tid as libc::id_t) };
+        let e = io::Error::last_os_error();
+        if r == -1 && e.raw_os_error() != Some(0) {
+            return Err(e);
+        }
+        Ok(r)
+    }
 
     #[test]
     fn lowering_a_threads_priority_leaves_the_others_alone() {
