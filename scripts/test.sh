@@ -29,14 +29,15 @@ bash benches/run.sh --quick --only vswitchd --no-build --no-save
 # ---- end of the benchmark harness smoke run ---------------------------------------------
 
 # ---- fuzzing (issue 10): replay every crash ever found, then 30 s per target ------------
-step "scripts/fuzz.sh --seconds 30 (every fuzz target, regressions first)"
-bash scripts/fuzz.sh --seconds 30
+step "scripts/fuzz.sh --seconds 30 --jobs 2 (every fuzz target, regressions first)"
+bash scripts/fuzz.sh --seconds 30 --jobs 2
 
-step "cargo test --workspace --release --no-fail-fast -- --test-threads=2"
+# The tests are built with the `suite` profile (Cargo.toml): release optimisation, no LTO.
+step "cargo test --workspace --profile suite --no-fail-fast -- --test-threads=2"
 log="$(mktemp /tmp/vswitch-test.XXXXXX)"
 trap 'rm -f "$log"' EXIT
 set +e
-cargo test --workspace --release --no-fail-fast -- --test-threads=2 2>&1 | tee "$log"
+cargo test --workspace --profile suite --no-fail-fast -- --test-threads=2 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 # One closing line over every test binary (cargo's own last line is that of the doc-tests).
