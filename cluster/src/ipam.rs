@@ -21,38 +21,62 @@ fn refused<T>(why: String) -> Result<T, ClusterError> {
     Err(ClusterError::Refused(why))
 }
 
-/// The overlay (and its key's revision) and the records of its claimed addresses, read
-/// at one revision.
-async fn read(
-    client: &mut Client,
-    overlay: &str,
-) -> Result<Option<(OverlayRecord, i64, Vec<EndpointRecord>)>, ClusterError> {
+/// What an address claim looks at, read at one revision: the overlay and its key's
+/// revision, the records of its claimed addresses, and its service VIPs (address, the
+/// `<overlay>/<name>` of the service holding it), which no container may take.
+struct Taken {
+    overlay: OverlayRecord,
+    rev: i64,
+    claims: Vec<EndpointRecord>,
+    vips: Vec<(Ipv4Addr, String)>,
+}
+
+async fn read(client: &mut Client, overlay: &str) -> Result<Option<Taken>, ClusterError> {
+    let vips_of = keys::vip_claims_of(overlay);
     let txn = Txn::new().and_then(vec![
         TxnOp::get(keys::overlay(overlay), None),
         TxnOp::get(
             keys::ipam_of(overlay),
             Some(GetOptions::new().with_prefix()),
         ),
+        TxnOp::get(vips_of.clone(), Some(GetOptions::new().with_prefix())),
     ]);
     let resp = client.txn(txn).await.map_err(failed)?;
     let mut rec = None;
     let mut claims = Vec::new();
+    let mut vips = Vec::new();
     for (i, op) in resp.op_responses().into_iter().enumerate() {
         let TxnOpResponse::Get(g) = op else { continue };
         for kv in g.kvs() {
-            if i == 0 {
-                rec = serde_json::from_slice::<OverlayRecord>(kv.value())
-                    .ok()
-                    .map(|o| (o, kv.mod_revision()));
-            } else {
-                match serde_json::from_slice::<EndpointRecord>(kv.value()) {
+            match i {
+                0 => {
+                    rec = serde_json::from_slice::<OverlayRecord>(kv.value())
+                        .ok()
+                        .map(|o| (o, kv.mod_revision()))
+                }
+                1 => match serde_json::from_slice::<EndpointRecord>(kv.value()) {
                     Ok(e) => claims.push(e),
                     Err(e) => tracing::warn!("bad address claim skipped: {e}"),
+                },
+                _ => {
+                    let ip = kv
+                        .key_str()
+                        .ok()
+                        .and_then(|k| k.strip_prefix(vips_of.as_str()))
+                        .and_then(|ip| ip.parse::<Ipv4Addr>().ok());
+                    if let Some(ip) = ip {
+                        vips.push((ip, String::from_utf8_lossy(kv.value()).into_owned()));
+                    }
                 }
             }
         }
     }
-    Ok(rec.map(|(o, rev)| (o, rev, claims)))
+    Ok(rec.map(|(overlay, rev)| Taken {
+        overlay,
+        rev,
+        claims,
+        vips,
+    }))
 }
 
 /// Claims an address for `c` (its own, or the lowest free one) under `ctx.lease`.
@@ -62,7 +86,13 @@ pub(crate) async fn claim(
     c: &Claim,
 ) -> Result<EndpointRecord, ClusterError> {
     for _ in 0..CLAIM_ATTEMPTS {
-        let Some((o, orev, claims)) = read(client, &c.overlay).await? else {
+        let Some(Taken {
+            overlay: o,
+            rev: orev,
+            claims,
+            vips,
+        }) = read(client, &c.overlay).await?
+        else {
             return refused(format!("no overlay named {}", c.overlay));
         };
         let Some(net) = parse_subnet(&o.subnet) else {
@@ -82,11 +112,21 @@ pub(crate) async fn claim(
                         o.name, e.container, e.node
                     ));
                 }
+                if let Some((_, holder)) = vips.iter().find(|(v, _)| *v == ip) {
+                    let service = holder.split_once('/').map_or(holder.as_str(), |(_, n)| n);
+                    return refused(format!(
+                        "address {ip} of overlay {} is service {service}'s VIP",
+                        o.name
+                    ));
+                }
                 ip
             }
             None => {
-                let taken: std::collections::HashSet<Ipv4Addr> =
-                    claims.iter().map(|e| e.ip).collect();
+                let taken: std::collections::HashSet<Ipv4Addr> = claims
+                    .iter()
+                    .map(|e| e.ip)
+                    .chain(vips.iter().map(|(v, _)| *v))
+                    .collect();
                 match host_addresses(net, o.gateway).find(|a| !taken.contains(a)) {
                     Some(a) => a,
                     None => {
@@ -113,6 +153,8 @@ pub(crate) async fn claim(
                 Compare::create_revision(ik.clone(), CompareOp::Equal, 0),
                 Compare::create_revision(ek.clone(), CompareOp::Equal, 0),
                 Compare::mod_revision(keys::overlay(&o.name), CompareOp::Equal, orev),
+                // A service that took it as its VIP meanwhile: the next look sees it.
+                Compare::create_revision(keys::vip_claim(&o.name, ip), CompareOp::Equal, 0),
             ])
             .and_then(vec![
                 TxnOp::put(ik, v.clone(), lease()),
@@ -213,7 +255,7 @@ pub(crate) async fn release(client: &mut Client, e: &EndpointRecord) -> Result<(
 /// Puts an owned endpoint under `lease`: taken over if the store holds this endpoint
 /// (under an older lease of this node, or with other names: the record is rewritten with
 /// `e`'s), created if neither key exists. `Ok(false)`: another endpoint holds its
-/// address or MAC now.
+/// address or MAC now, or a service its address as a VIP.
 pub(crate) async fn publish(
     client: &mut Client,
     lease: i64,
@@ -246,6 +288,8 @@ pub(crate) async fn publish(
             vec![
                 Compare::create_revision(ik.clone(), CompareOp::Equal, 0),
                 Compare::create_revision(ek.clone(), CompareOp::Equal, 0),
+                // Gone with a lost lease, the address may have become a service's VIP.
+                Compare::create_revision(keys::vip_claim(&e.overlay, e.ip), CompareOp::Equal, 0),
             ]
         } else {
             return Ok(false);

@@ -76,6 +76,11 @@ pub fn vip_claim(overlay: &str, ip: std::net::Ipv4Addr) -> String {
     format!("{CLAIMS}vips/{overlay}/{ip}")
 }
 
+/// Where the VIP claims of overlay `overlay` live.
+pub fn vip_claims_of(overlay: &str) -> String {
+    format!("{CLAIMS}vips/{overlay}/")
+}
+
 /// The claim of host port `port` of protocol `proto` (`tcp`, `udp`) on every node.
 pub fn published_claim(proto: &str, port: u16) -> String {
     format!("{CLAIMS}published/{proto}/{port}")

@@ -132,6 +132,20 @@ async fn commit(client: &mut Client, c: &ServiceChange) -> Result<(), ClusterErr
                 }
             }
         }
+        // A VIP is no container's address: the allocator's claim of it must be absent.
+        let vip_addrs: Vec<String> = plan
+            .take
+            .iter()
+            .filter_map(|cl| match cl {
+                claims::Claim::Vip { overlay, ip } => Some(keys::ipam(overlay, *ip)),
+                _ => None,
+            })
+            .collect();
+        when.extend(
+            vip_addrs
+                .iter()
+                .map(|k| Compare::create_revision(k.clone(), CompareOp::Equal, 0)),
+        );
         let mut ops = vec![match &c.next {
             Some(n) => TxnOp::put(key.clone(), n.value(), None),
             None => TxnOp::delete(key.clone(), None),
@@ -165,6 +179,7 @@ async fn commit(client: &mut Client, c: &ServiceChange) -> Result<(), ClusterErr
             TxnOp::get(key.clone(), None),
         ];
         or.extend(plan.take.iter().map(|cl| TxnOp::get(cl.key(), None)));
+        or.extend(vip_addrs.iter().map(|k| TxnOp::get(k.clone(), None)));
         let txn = Txn::new().when(when).and_then(ops).or_else(or);
         let resp = client.txn(txn).await.map_err(crate::session::failed)?;
         if resp.succeeded() {
@@ -186,6 +201,16 @@ async fn commit(client: &mut Client, c: &ServiceChange) -> Result<(), ClusterErr
             return Err(ClusterError::Refused(format!(
                 "no overlay named {}",
                 c.overlay
+            )));
+        }
+        let addrs = found.iter().skip(2 + plan.take.len()).flatten();
+        if let Some(e) = addrs
+            .filter_map(|(v, _)| serde_json::from_slice::<crate::EndpointRecord>(v).ok())
+            .next()
+        {
+            return Err(ClusterError::Refused(format!(
+                "VIP {} is the address of {} on node {}",
+                e.ip, e.container, e.node
             )));
         }
         // A claim another service really holds names the clash; one held by nobody is

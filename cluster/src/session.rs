@@ -868,7 +868,7 @@ async fn sync(shared: &Shared, client: &mut Client, ctx: &mut Ctx) -> Result<(),
             Ok(true) => {}
             Ok(false) => tracing::warn!(
                 overlay = %e.overlay, ip = %e.ip, mac = %e.mac,
-                "the endpoint's address or MAC is another's now; not published"
+                "the endpoint's address or MAC is another's now (an endpoint's or a VIP); not published"
             ),
             Err(_) => return Err(SessionError::Unreachable("publish")),
         }

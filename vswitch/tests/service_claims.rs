@@ -6,7 +6,8 @@
 //! gets one line naming the clash, and both nodes end with the same services. Also:
 //! a claim held by a record the nodes do not see refuses a change their own checks
 //! passed; a claim held by nobody is taken over; a record stored before claims existed
-//! loads, takes its claims when changed and is deleted with them.
+//! loads, takes its claims when changed and is deleted with them. A VIP and a
+//! container's address (`ipam/`) never coincide, even when both are asked at once.
 //!
 //! Addresses, inside the test's namespaces only: underlay 198.51.100.0/24, the overlay
 //! 10.73.0.0/24, uplinks 192.0.2.0/24 (A) and 192.0.3.0/24 (B) towards one namespace
@@ -232,6 +233,58 @@ fn two_hosts_adding_the_same_name_vip_or_port_at_once_exactly_one_wins() {
     both_show(&lab, &[], &[]);
     assert!(store_keys(&lab, "/vswitch/v1/services/").is_empty());
     assert!(store_keys(&lab, "/vswitch/v1/claims/").is_empty());
+}
+
+/// The address `ipam-claim` printed (`A.B.C.D/N MAC`), without its prefix length.
+fn claimed(out: &str) -> String {
+    let first = out.split_whitespace().next().unwrap_or_default();
+    first.split('/').next().unwrap_or_default().to_string()
+}
+
+#[test]
+fn a_vip_is_never_a_containers_address_even_when_both_are_asked_at_once() {
+    let lab = two_nodes("v");
+    let (sw1, sw2) = (&lab.nodes[0].sw, &lab.nodes[1].sw);
+
+    // The next address the allocator would hand out becomes a VIP: skipped after that.
+    let next = claimed(&sw2.vsctl_ok(&["ipam-claim", OV, "--owner", "probe"]));
+    sw2.vsctl_ok(&["ipam-release", OV, &next]);
+    sw1.vsctl_ok(&strs(&add("web", &next)));
+    refused(
+        sw2,
+        &["ipam-claim", OV, "--ip", &next, "--owner", "c1"],
+        &format!("address {next} of overlay {OV} is service web's VIP"),
+    );
+    let got = claimed(&sw2.vsctl_ok(&["ipam-claim", OV, "--owner", "c1"]));
+    assert_ne!(got, next, "the allocator handed out web's VIP");
+    // And a container's address is no VIP.
+    refused(
+        sw1,
+        &strs(&add("db", &got)),
+        &format!("VIP {got} is the address of c1"),
+    );
+
+    // The same address asked for as a VIP on one node and as a container's on the
+    // other at the same moment: exactly one gets it, and the store holds one claim.
+    for r in 0..ROUNDS {
+        let addr = format!("10.73.0.{}", 160 + r);
+        let (name, owner) = (format!("s{r}"), format!("c{r}"));
+        let outs = race(
+            &lab,
+            &strs(&add(&name, &addr)),
+            &["ipam-claim", OV, "--ip", &addr, "--owner", &owner],
+        );
+        let w = one_wins(r, "VIP or address", &outs, &addr);
+        let loser = if w == 0 { &outs.1 } else { &outs.0 };
+        assert!(loser.stderr.contains("VIP"), "round {r}: {loser}");
+        let vip = store_keys(&lab, &format!("/vswitch/v1/claims/vips/{OV}/{addr}"));
+        let ipam = store_keys(&lab, &format!("/vswitch/v1/ipam/{OV}/{addr}"));
+        assert_eq!(
+            (vip.len(), ipam.len()),
+            if w == 0 { (1, 0) } else { (0, 1) },
+            "round {r}: {vip:?} {ipam:?}"
+        );
+    }
 }
 
 fn etcdctl(lab: &Lab, args: &[&str]) {

@@ -542,7 +542,20 @@ fn bad_service_requests_are_refused_and_change_nothing() {
     let other = format!("10.{id}.2.5");
     let outside = format!("10.{id}.9.9");
     let v2 = s.ip(101);
+    let (client, vip_cidr) = (format!("/var/run/netns/{}", s.client), format!("{vip}/24"));
+    let c2 = s.ip(2);
     let cases: Vec<(Vec<&str>, &str)> = vec![
+        // A VIP is no container's address, either way round.
+        (
+            vec![
+                "attach", "br0", &client, "--ifname", "net9", "--ip", &vip_cidr,
+            ],
+            "is service web's VIP",
+        ),
+        (
+            vec!["add-service", "br0", "x", "--vip", &c2, "--backend", &b11],
+            "is the address of port",
+        ),
         (
             vec![
                 "add-service",
