@@ -255,7 +255,7 @@ pub(crate) async fn release(client: &mut Client, e: &EndpointRecord) -> Result<(
 /// Puts an owned endpoint under `lease`: taken over if the store holds this endpoint
 /// (under an older lease of this node, or with other names: the record is rewritten with
 /// `e`'s), created if neither key exists. `Ok(false)`: another endpoint holds its
-/// address or MAC now, or a service its address as a VIP.
+/// address or MAC now, or a service its address as a VIP, or its overlay is gone.
 pub(crate) async fn publish(
     client: &mut Client,
     lease: i64,
@@ -288,8 +288,10 @@ pub(crate) async fn publish(
             vec![
                 Compare::create_revision(ik.clone(), CompareOp::Equal, 0),
                 Compare::create_revision(ek.clone(), CompareOp::Equal, 0),
-                // Gone with a lost lease, the address may have become a service's VIP.
+                // Gone with a lost lease, the address may have become a service's VIP,
+                // or its overlay (a mesh address's) been deleted.
                 Compare::create_revision(keys::vip_claim(&e.overlay, e.ip), CompareOp::Equal, 0),
+                Compare::create_revision(keys::overlay(&e.overlay), CompareOp::Greater, 0),
             ]
         } else {
             return Ok(false);

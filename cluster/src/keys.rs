@@ -100,6 +100,11 @@ pub fn prefix_end(prefix: &str) -> Vec<u8> {
     vec![0]
 }
 
+/// Where overlay `overlay`'s endpoints live.
+pub fn endpoints_of(overlay: &str) -> String {
+    format!("{ENDPOINTS}{overlay}/")
+}
+
 /// The endpoint with MAC `mac` (lower-case, colon-separated) in overlay `overlay`.
 pub fn endpoint(overlay: &str, mac: &str) -> String {
     format!("{ENDPOINTS}{overlay}/{mac}")

@@ -42,6 +42,10 @@ pub const MIN_TTL: u64 = 2;
 pub const MAX_TTL: u64 = 3600;
 /// How long a cluster request may take before it is answered "unreachable".
 pub const REQUEST_DEADLINE: Duration = Duration::from_secs(4);
+/// How the owner of a node's mesh address starts (`mesh:<node>`): an address the node
+/// holds for the overlay's services, not a container's, so it does not keep the overlay
+/// from being deleted.
+pub const MESH_OWNER: &str = "mesh:";
 
 /// How to reach the store and who this node is.
 #[derive(Debug, Clone, PartialEq, Eq)]

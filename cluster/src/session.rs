@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, PutOptions, Txn, TxnOp,
-    WatchOptions,
+    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType, GetOptions, PutOptions,
+    Txn, TxnOp, WatchOptions,
 };
 
 use crate::state::{overlaps, parse_subnet, AUTO_VNI_MIN, VNI_MAX, WG_PORT_MIN};
@@ -756,19 +756,23 @@ async fn del_overlay(client: &mut Client, name: &str) -> Result<OverlayRecord, C
             return Err(ClusterError::Refused(format!("no overlay named {name}")));
         };
         let rec: Option<OverlayRecord> = serde_json::from_slice(kv.value()).ok();
-        // Containers of any node still on it: their addresses would outlive it.
+        // Containers of any node still on it: their addresses would outlive it. The
+        // nodes' mesh addresses go with it.
+        let ipam = keys::ipam_of(name);
         let held = client
-            .get(
-                keys::ipam_of(name),
-                Some(GetOptions::new().with_prefix().with_keys_only()),
-            )
+            .get(ipam.clone(), Some(GetOptions::new().with_prefix()))
             .await
             .map_err(failed)?;
+        let looked = held.header().map_or(0, |h| h.revision());
         let addrs: std::collections::BTreeSet<String> = held
             .kvs()
             .iter()
+            .filter(|kv| {
+                !serde_json::from_slice::<EndpointRecord>(kv.value())
+                    .is_ok_and(|e| e.container.starts_with(crate::MESH_OWNER))
+            })
             .filter_map(|kv| kv.key_str().ok())
-            .filter_map(|k| k.strip_prefix(&keys::ipam_of(name)).map(str::to_string))
+            .filter_map(|k| k.strip_prefix(&ipam).map(str::to_string))
             .collect();
         let services = client
             .get(
@@ -799,6 +803,12 @@ async fn del_overlay(client: &mut Client, name: &str) -> Result<OverlayRecord, C
         let mut ops = vec![
             TxnOp::delete(okey.clone(), None),
             TxnOp::put(keys::OVERLAYS_GUARD, name, None),
+            // What is left are mesh addresses (and their endpoints).
+            TxnOp::delete(ipam.clone(), Some(DeleteOptions::new().with_prefix())),
+            TxnOp::delete(
+                keys::endpoints_of(name),
+                Some(DeleteOptions::new().with_prefix()),
+            ),
         ];
         if let Some(r) = &rec {
             ops.push(TxnOp::delete(keys::vni(r.vni), None));
@@ -808,10 +818,14 @@ async fn del_overlay(client: &mut Client, name: &str) -> Result<OverlayRecord, C
         let svc = keys::services_of(name);
         let no_services = Compare::create_revision(svc.clone(), CompareOp::Equal, 0)
             .with_range(keys::prefix_end(&svc));
+        // No address claimed since the look (an attach racing this delete).
+        let no_new_addrs = Compare::mod_revision(ipam.clone(), CompareOp::Less, looked + 1)
+            .with_range(keys::prefix_end(&ipam));
         let txn = Txn::new()
             .when(vec![
                 Compare::mod_revision(okey, CompareOp::Equal, kv.mod_revision()),
                 no_services,
+                no_new_addrs,
             ])
             .and_then(ops);
         if client.txn(txn).await.map_err(failed)?.succeeded() {

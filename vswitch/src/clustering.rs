@@ -194,7 +194,7 @@ pub fn mesh(
             overlay: overlay.clone(),
             ip: None,
             mac: None,
-            container: format!("mesh:{}", cl.settings().node),
+            container: format!("{}{}", cluster::MESH_OWNER, cl.settings().node),
             names: Vec::new(),
         };
         match cl.claim(claim) {

@@ -390,9 +390,11 @@ fn claims_refuse_what_the_nodes_cannot_see_and_records_without_claims_still_work
 }
 
 /// `del-overlay` and `add-service` on it at the same moment: exactly one wins, and a
-/// service never outlives its overlay in the store.
+/// service never outlives its overlay in the store; nor does an address claimed on it
+/// at the moment it is deleted. Deleted right after its last service, it takes the
+/// nodes' mesh addresses with it.
 #[test]
-fn deleting_an_overlay_while_another_host_adds_a_service_to_it_exactly_one_wins() {
+fn deleting_an_overlay_while_another_host_adds_a_service_or_claims_an_address_exactly_one_wins() {
     let lab = two_nodes("d");
     let mut by_add = 0;
     for r in 0..DEL_ROUNDS {
@@ -438,11 +440,8 @@ fn deleting_an_overlay_while_another_host_adds_a_service_to_it_exactly_one_wins(
             lab.nodes[1]
                 .sw
                 .vsctl_ok(&["del-service", &ov, &format!("x{r}")]);
-            // The nodes give their mesh addresses in it back, then it can go.
-            let sw = &lab.nodes[0].sw;
-            wait_until(&format!("{ov} deleted"), SHORT, || {
-                sw.vsctl(&["del-overlay", &ov]).success()
-            });
+            // At once, whether or not the nodes claimed mesh addresses in it yet.
+            lab.nodes[0].sw.vsctl_ok(&["del-overlay", &ov]);
         } else {
             assert!(
                 services.is_empty(),
@@ -455,6 +454,47 @@ fn deleting_an_overlay_while_another_host_adds_a_service_to_it_exactly_one_wins(
                 !overlays(&n.sw).iter().any(|o| o.name == ov)
             });
         }
+    }
+    // With a service, every node holds a mesh address in the overlay; deleted right
+    // after its last service, the overlay takes them with it.
+    let ov = "m0";
+    lab.nodes[0]
+        .sw
+        .vsctl_ok(&["add-overlay", ov, "--subnet", "10.74.99.0/24"]);
+    for n in &lab.nodes {
+        wait_until(&format!("{} carries {ov}", n.name), SHORT, || {
+            n.sw.show().iter().any(|b| b.name == ov)
+        });
+    }
+    lab.nodes[1].sw.vsctl_ok(&[
+        "add-service",
+        ov,
+        "m",
+        "--vip",
+        "10.74.99.100",
+        "--backend",
+        "10.74.99.50",
+        "--health",
+        "none",
+    ]);
+    let ipam = format!("/vswitch/v1/ipam/{ov}/");
+    wait_until("both mesh addresses claimed", SHORT, || {
+        store_keys(&lab, &ipam).len() == 2
+    });
+    lab.nodes[1].sw.vsctl_ok(&["del-service", ov, "m"]);
+    lab.nodes[0].sw.vsctl_ok(&["del-overlay", ov]);
+    assert!(store_keys(&lab, &ipam).is_empty());
+    assert!(store_keys(&lab, &format!("/vswitch/v1/endpoints/{ov}/")).is_empty());
+    for n in &lab.nodes {
+        wait_until(
+            &format!("{} forgets its mesh address", n.name),
+            SHORT,
+            || {
+                n.sw.log_text()
+                    .lines()
+                    .any(|l| l.contains("mesh address released") && l.contains("=m0 "))
+            },
+        );
     }
     let again: usize = lab
         .nodes
@@ -470,4 +510,52 @@ fn deleting_an_overlay_while_another_host_adds_a_service_to_it_exactly_one_wins(
     );
     assert!(store_keys(&lab, "/vswitch/v1/services/").is_empty());
     assert!(store_keys(&lab, "/vswitch/v1/claims/").is_empty());
+
+    // An address claimed on one node as the overlay is deleted on the other: exactly
+    // one wins, and no address outlives its overlay.
+    let mut by_claim = 0;
+    for r in 0..ROUNDS {
+        let ov = format!("e{r}");
+        let subnet = format!("10.75.{r}.0/24");
+        lab.nodes[0]
+            .sw
+            .vsctl_ok(&["add-overlay", &ov, "--subnet", &subnet]);
+        for n in &lab.nodes {
+            wait_until(&format!("{} carries {ov}", n.name), SHORT, || {
+                overlays(&n.sw).iter().any(|o| o.name == ov)
+            });
+        }
+        let addr = format!("10.75.{r}.9");
+        let outs = race_after(
+            &lab,
+            &["del-overlay", &ov],
+            &["ipam-claim", &ov, "--ip", &addr, "--owner", "c"],
+            Duration::from_millis(u64::from(r) * 2),
+        );
+        let (del, claim) = &outs;
+        assert!(
+            del.success() != claim.success(),
+            "round {r}: not exactly one success:\n{del}\n{claim}"
+        );
+        let addrs = store_keys(&lab, &format!("/vswitch/v1/ipam/{ov}/"));
+        if claim.success() {
+            by_claim += 1;
+            assert!(del.stderr.contains("still has 1 endpoint"), "{del}");
+            assert_eq!(addrs.len(), 1, "{addrs:?}");
+            lab.nodes[1].sw.vsctl_ok(&["ipam-release", &ov, &addr]);
+            lab.nodes[0].sw.vsctl_ok(&["del-overlay", &ov]);
+        } else {
+            // Refused by the store, or by the node that saw the deletion already.
+            assert!(
+                claim.stderr.contains(&format!("no overlay named {ov}"))
+                    || claim.stderr.contains(&format!("overlay {ov} is not known")),
+                "{claim}"
+            );
+        }
+        assert!(
+            store_keys(&lab, &format!("/vswitch/v1/ipam/{ov}/")).is_empty(),
+            "round {r}: an address outlived its overlay"
+        );
+    }
+    eprintln!("{ROUNDS} rounds of del-overlay against ipam-claim, the claim won {by_claim}");
 }
