@@ -31,8 +31,9 @@ pub const RETRY: Duration = Duration::from_secs(1);
 /// How long a quiet event stream is trusted before every container is looked at again,
 /// unless `--names-rescan` says otherwise.
 pub const RESCAN: Duration = Duration::from_secs(5);
-/// The events watched.
-pub const FILTERS: &str = r#"{"type":["network"],"event":["connect"]}"#;
+/// The events watched: a container joining a network, and a container renamed (Docker
+/// tells no network driver of that).
+pub const FILTERS: &str = r#"{"type":["network","container"],"event":["connect","rename"]}"#;
 
 /// The DNS names of each of a container's endpoints, from its inspect JSON: endpoint ID
 /// to its container name, aliases and DNS names (Docker 25 and later), lower-cased, in
@@ -207,6 +208,15 @@ pub fn connect_event(ev: &Value, driver: &str) -> Option<(String, String, bool)>
     Some((c.to_string(), n.to_string(), ours))
 }
 
+/// The container a `rename` event names.
+pub fn rename_event(ev: &Value) -> Option<String> {
+    let is = |key: &str, want: &str| ev.get(key).and_then(Value::as_str) == Some(want);
+    if !(is("Type", "container") && is("Action", "rename")) {
+        return None;
+    }
+    Some(ev.pointer("/Actor/ID")?.as_str()?.to_string())
+}
+
 /// Looks at a container a `connect` event named; keeps it pending (until
 /// [`AGAIN`] looks are spent) when its endpoint on the network has no port yet.
 async fn on_connect(engine: &Engine, sw: &impl Switch, mut p: Pending, pending: &mut Vec<Pending>) {
@@ -228,7 +238,8 @@ async fn on_connect(engine: &Engine, sw: &impl Switch, mut p: Pending, pending: 
 
 /// One watch: the stream opened from `since` (events Docker still holds from then
 /// are sent first), every running or starting container named, then each connect
-/// event's container, again a few times if its endpoint is not a port yet. A stream
+/// event's container, again a few times if its endpoint is not a port yet, and each
+/// renamed container. A stream
 /// quiet for `rescan` costs a look at every container; one that never answers (as an
 /// early request to a dockerd still starting may) is given up after [`RESCAN`] at
 /// most. Returns why it ended; `since` is moved on as events are read.
@@ -278,6 +289,16 @@ async fn watch_once(
         let Some(ev) = ev else {
             return Err("the Docker event stream ended".into());
         };
+        if let Some(id) = rename_event(&ev) {
+            // Its endpoints get the new name (and lose the old one) now, not at a rescan.
+            if let Err(e) = name_container(engine, sw, &id, None).await {
+                eprintln!("vswitch-docker: names of renamed container {id}: {e}");
+            }
+            if let Some(t) = event_time(&ev) {
+                mark(since, t);
+            }
+            continue;
+        }
         let Some((container, network, ours)) = connect_event(&ev, driver) else {
             continue;
         };
@@ -401,6 +422,16 @@ mod tests {
             Duration::new(1_700_000_000, 123_456_789)
         );
         assert_eq!(event_time(&json!({"timeNano": "x"})), None);
+        // A rename names the container; a connect is no rename, and a rename no connect.
+        let rename = json!({"Type": "container", "Action": "rename",
+            "Actor": {"ID": "c9", "Attributes": {"name": "new", "oldName": "/old"}}});
+        assert_eq!(rename_event(&rename).as_deref(), Some("c9"));
+        assert_eq!(rename_event(&ev), None);
+        assert_eq!(connect_event(&rename, "vswitch"), None);
+        assert_eq!(
+            rename_event(&json!({"Type": "container", "Action": "rename"})),
+            None
+        );
         let inspect = json!({"NetworkSettings": {"Networks": {
             "a": {"NetworkID": "net1", "EndpointID": "e1"},
             "b": {"NetworkID": "net2", "EndpointID": ""}}}});

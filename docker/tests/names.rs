@@ -203,8 +203,9 @@ fn ms_until(lab: &DockerLab, br: &str, name: &str, ip: &str, present: bool) -> u
 /// the event stream (or from the one look when the stream opens): a container started
 /// while the plugin cannot reach the Docker API yet is named once it can, containers
 /// started later are named by their `connect` events, `network connect` of a running
-/// container names its new endpoint, and disconnect, stop and removal take the names
-/// away, each within a generous 20 s.
+/// container names its new endpoint, `docker rename` replaces the name on every
+/// network, and disconnect, stop and removal take the names away, each within a
+/// generous 20 s.
 #[test]
 fn names_follow_containers_at_once_without_the_rescan() {
     let Some(lab) = DockerLab::start_with("now", |lab| {
@@ -269,6 +270,16 @@ fn names_follow_containers_at_once_without_the_rescan() {
     let t_connect = ms_until(&lab, &br2, "extra", &ip2, true);
     assert!(a_records(&lab, &br2).contains(&("late1".into(), ip2.clone())));
 
+    // Renamed: the new name on every network, the old one gone.
+    let ip1 = lab.ip_of("late1", "n244");
+    lab.docker_ok(&["rename", "late1", "renamed1"]);
+    let t_rename = ms_until(&lab, &br, "renamed1", &ip1, true);
+    ms_until(&lab, &br2, "renamed1", &ip2, true);
+    ms_until(&lab, &br, "late1", "", false);
+    ms_until(&lab, &br2, "late1", "", false);
+    lab.docker_ok(&["rename", "renamed1", "late1"]);
+    ms_until(&lab, &br2, "late1", &ip2, true);
+
     lab.docker_ok(&["network", "disconnect", "n245", "late1"]);
     let t_disconnect = ms_until(&lab, &br2, "late1", "", false);
     lab.docker_ok(&["stop", "-t", "1", "late2"]);
@@ -286,7 +297,8 @@ fn names_follow_containers_at_once_without_the_rescan() {
     eprintln!(
         "names after: API reachable {t_early} ms (starting: {t_starting} ms after it ran, \
          {t_api} ms after the API); docker run {t_run:?} ms; network connect \
-         {t_connect} ms; gone after disconnect {t_disconnect} ms, stop {t_stop} ms, rm {t_rm} ms"
+         {t_connect} ms; docker rename {t_rename} ms; gone after disconnect {t_disconnect} ms, \
+         stop {t_stop} ms, rm {t_rm} ms"
     );
     lab.remove_everything();
 }
