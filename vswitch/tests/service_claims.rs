@@ -389,6 +389,19 @@ fn claims_refuse_what_the_nodes_cannot_see_and_records_without_claims_still_work
     );
 }
 
+/// Overlay `ov` on `subnet`, made on node 0 and carried (listed, its bridge made) by
+/// every node.
+fn new_overlay(lab: &Lab, ov: &str, subnet: &str) {
+    lab.nodes[0]
+        .sw
+        .vsctl_ok(&["add-overlay", ov, "--subnet", subnet]);
+    for n in &lab.nodes {
+        wait_until(&format!("{} carries {ov}", n.name), SHORT, || {
+            overlays(&n.sw).iter().any(|o| o.name == ov) && n.sw.show().iter().any(|b| b.name == ov)
+        });
+    }
+}
+
 /// `del-overlay` and `add-service` on it at the same moment: exactly one wins, and a
 /// service never outlives its overlay in the store; nor does an address claimed on it
 /// at the moment it is deleted. Deleted right after its last service, it takes the
@@ -400,15 +413,7 @@ fn deleting_an_overlay_while_another_host_adds_a_service_or_claims_an_address_ex
     for r in 0..DEL_ROUNDS {
         let ov = format!("d{r}");
         let subnet = format!("10.74.{r}.0/24");
-        lab.nodes[0]
-            .sw
-            .vsctl_ok(&["add-overlay", &ov, "--subnet", &subnet]);
-        for n in &lab.nodes {
-            wait_until(&format!("{} carries {ov}", n.name), SHORT, || {
-                overlays(&n.sw).iter().any(|o| o.name == ov)
-                    && n.sw.show().iter().any(|b| b.name == ov)
-            });
-        }
+        new_overlay(&lab, &ov, &subnet);
         let (vip, be) = (format!("10.74.{r}.100"), format!("10.74.{r}.50"));
         let outs = race_after(
             &lab,
@@ -458,14 +463,7 @@ fn deleting_an_overlay_while_another_host_adds_a_service_or_claims_an_address_ex
     // With a service, every node holds a mesh address in the overlay; deleted right
     // after its last service, the overlay takes them with it.
     let ov = "m0";
-    lab.nodes[0]
-        .sw
-        .vsctl_ok(&["add-overlay", ov, "--subnet", "10.74.99.0/24"]);
-    for n in &lab.nodes {
-        wait_until(&format!("{} carries {ov}", n.name), SHORT, || {
-            n.sw.show().iter().any(|b| b.name == ov)
-        });
-    }
+    new_overlay(&lab, ov, "10.74.99.0/24");
     lab.nodes[1].sw.vsctl_ok(&[
         "add-service",
         ov,
@@ -517,14 +515,7 @@ fn deleting_an_overlay_while_another_host_adds_a_service_or_claims_an_address_ex
     for r in 0..ROUNDS {
         let ov = format!("e{r}");
         let subnet = format!("10.75.{r}.0/24");
-        lab.nodes[0]
-            .sw
-            .vsctl_ok(&["add-overlay", &ov, "--subnet", &subnet]);
-        for n in &lab.nodes {
-            wait_until(&format!("{} carries {ov}", n.name), SHORT, || {
-                overlays(&n.sw).iter().any(|o| o.name == ov)
-            });
-        }
+        new_overlay(&lab, &ov, &subnet);
         let addr = format!("10.75.{r}.9");
         let outs = race_after(
             &lab,
