@@ -12,7 +12,7 @@ mod common;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use common::{wait_until, DockerLab};
+use common::{wait_until, DockerLab, IMAGE};
 use ctl::service::ServiceSpec;
 use ctl::{Data, Request};
 
@@ -155,6 +155,25 @@ fn containers_resolve_names_aliases_and_a_service_at_the_gateway() {
             page.stdout.contains(PAGE)
         },
     );
+
+    // An address that is the service's VIP is no container's: its start fails in one
+    // line from the switch, and nothing is left of its endpoint.
+    let o = lab.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "squatter",
+        "--network",
+        "net1",
+        "--ip",
+        VIP,
+        IMAGE,
+        "sleep",
+        "3600",
+    ]);
+    assert!(!o.success(), "a container took the VIP: {o}");
+    assert!(o.stderr.contains("is service web's VIP"), "{o}");
+    lab.docker_ok(&["rm", "-f", "squatter"]);
 
     // A removed container's names go with it; the others stay.
     lab.docker_ok(&["rm", "-f", "beta"]);

@@ -544,7 +544,22 @@ fn bad_service_requests_are_refused_and_change_nothing() {
     let v2 = s.ip(101);
     let (client, vip_cidr) = (format!("/var/run/netns/{}", s.client), format!("{vip}/24"));
     let c2 = s.ip(2);
+    // The client's port, bound (by attach) to its MAC and address.
+    let (cport, cmac) = match s.lab.vsctl_json(&["show"]) {
+        Data::Show { bridges, .. } => bridges
+            .into_iter()
+            .flat_map(|b| b.ports)
+            .find_map(|p| {
+                let a = p.attach.as_ref()?;
+                (a.ip.split('/').next() == Some(c2.as_str()))
+                    .then(|| (p.name.clone(), p.allowed.as_ref().map(|b| b.mac.clone())))
+            })
+            .expect("the client's port"),
+        other => panic!("show --json: {other:?}"),
+    };
+    let rebind = format!("allowed={},{c2},{vip}", cmac.expect("the client's binding"));
     let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["set-port", &cport, &rebind], "is service web's VIP"),
         // A VIP is no container's address, either way round.
         (
             vec![

@@ -92,7 +92,8 @@ pub(crate) fn dns_name(asked: Option<String>, container: &str) -> Option<String>
 impl Controller {
     pub(super) fn attach_container(&mut self, bridge: &str, s: Spec) -> Result<Data, ControlError> {
         self.check_attach(&s)?;
-        self.check_not_vip(bridge, &s.ip)?;
+        let (addr, _) = validate::cidr(&s.ip).map_err(AttachError::Invalid)?;
+        self.check_not_vip(bridge, &[addr])?;
         let ns = Path::new(&s.netns);
         let id = netns::id(ns).map_err(AttachError::from)?;
         if let Some(p) = self.attached(&id, &s.ifname) {
@@ -181,25 +182,6 @@ impl Controller {
             return Err(AttachError::NotANamespacePath(s.netns.clone()));
         }
         Ok(())
-    }
-
-    /// Refuses address `ip` (`A.B.C.D/N`) if it is a VIP of a service of `bridge`: the
-    /// gateway answers for it (`services::check` refuses the converse).
-    fn check_not_vip(&self, bridge: &str, ip: &str) -> Result<(), ControlError> {
-        let (addr, _) = validate::cidr(ip).map_err(AttachError::Invalid)?;
-        match self
-            .bridge_conf(bridge)?
-            .services
-            .iter()
-            .find(|v| v.vip == addr)
-        {
-            Some(v) => Err(AttachError::Invalid(format!(
-                "address {addr} is service {}'s VIP",
-                v.name
-            ))
-            .into()),
-            None => Ok(()),
-        }
     }
 
     /// Makes the switch's end `host` and puts the other into the container: the port's

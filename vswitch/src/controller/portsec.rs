@@ -25,7 +25,10 @@ impl Controller {
             .map(|b| b.name.clone())
             .ok_or_else(|| ControlError::Invalid(format!("no port named {port}")))?;
         let allowed = match allowed {
-            Some(Allowed::Only(b)) => Some(Some(canonical(b)?)),
+            Some(Allowed::Only(b)) => {
+                self.check_not_vip(&bridge, &b.ips)?;
+                Some(Some(canonical(b)?))
+            }
             Some(Allowed::Any) => Some(None),
             None => None,
         };

@@ -127,8 +127,14 @@ pub(super) fn check(
         }
     }
     for p in &b.ports {
-        let Some(a) = &p.attach else { continue };
-        if validate::cidr(&a.ip).is_ok_and(|(ip, _)| ip == s.vip) {
+        let attached = p.attach.as_ref().and_then(|a| validate::cidr(&a.ip).ok());
+        let bound = p.allowed.iter().flat_map(|a| a.ips.iter().copied());
+        if attached
+            .map(|(ip, _)| ip)
+            .into_iter()
+            .chain(bound)
+            .any(|ip| ip == s.vip)
+        {
             return Err(ControlError::Invalid(format!(
                 "VIP {} is the address of port {}",
                 s.vip, p.name
@@ -172,6 +178,20 @@ pub(super) fn check(
 }
 
 impl Controller {
+    /// Refuses addresses `ips` for a port of `bridge` (attached with, or bound to) if one
+    /// is a VIP of a service of `bridge`: the gateway answers for it (`check` refuses the
+    /// converse).
+    pub(super) fn check_not_vip(&self, bridge: &str, ips: &[Ipv4Addr]) -> Result<(), ControlError> {
+        let services = &self.bridge_conf(bridge)?.services;
+        match services.iter().find(|v| ips.contains(&v.vip)) {
+            Some(v) => Err(ControlError::Invalid(format!(
+                "address {} is service {}'s VIP",
+                v.vip, v.name
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// The network of `bridge`: (network address, prefix, gateway).
     pub(super) fn service_net(
         &self,
