@@ -34,6 +34,14 @@ const RETRY: Duration = Duration::from_secs(1);
 /// state from every key is linear in the cluster's size, so a burst of revisions (many
 /// nodes joining) would otherwise cost its square.
 const COALESCE: Duration = Duration::from_millis(50);
+/// HTTP/2 pings on an idle connection, and how long one may go unanswered. A dead store
+/// is noticed by the lease's keep-alive call (every third of the TTL, each bounded by
+/// [`CALL`]); these only catch a connection that died quietly. They are spaced as etcd
+/// expects (its `--grpc-keepalive-min-time` is 5 s: faster pings count as strikes
+/// against the client), and a busy host's scheduling delay, which reached 2 s in a
+/// loaded test run, must not end a session.
+const PING_EVERY: Duration = Duration::from_secs(10);
+const PING_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(crate) struct Runner {
     pub settings: Arc<Settings>,
@@ -191,7 +199,7 @@ impl Runner {
         let mut o = ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(2))
             .with_timeout(CALL)
-            .with_keep_alive(Duration::from_secs(1), Duration::from_secs(2))
+            .with_keep_alive(PING_EVERY, PING_TIMEOUT)
             .with_keep_alive_while_idle(true);
         if let Some(t) = &self.settings.tls {
             o = o.with_tls(
