@@ -21,6 +21,11 @@ use crate::controller::Controller;
 const MAX_CLIENTS: usize = 64;
 /// How long a client may stay silent before it is dropped.
 const IDLE: Duration = Duration::from_secs(60);
+/// How long a client must have been idle before it is closed to admit another: one
+/// that has just connected, or just been answered, may not have sent its next request
+/// yet (its process not scheduled on a loaded host), and closing it would answer that
+/// request with nothing at all instead of "too many clients".
+const EVICT_AFTER: Duration = Duration::from_secs(2);
 
 /// Why the control socket could not be bound; each names the path.
 #[derive(Debug, thiserror::Error)]
@@ -86,7 +91,7 @@ impl Slots {
     }
 
     /// Takes a slot for a new client, closing the longest-idle one if all are taken.
-    /// False if every client is inside a request.
+    /// False if no client has been idle for [`EVICT_AFTER`].
     fn admit(&self, id: u64, stream: &UnixStream) -> bool {
         let mut v = self.lock();
         if v.len() >= MAX_CLIENTS {
@@ -95,7 +100,9 @@ impl Slots {
                 .enumerate()
                 // A client whose request is still unread is not idle, only slow to be
                 // served (its thread not yet run): closing it would drop its request.
-                .filter(|(_, s)| !s.busy && !has_unread_input(&s.stream))
+                .filter(|(_, s)| {
+                    !s.busy && s.idle_since.elapsed() >= EVICT_AFTER && !has_unread_input(&s.stream)
+                })
                 .min_by_key(|(_, s)| s.idle_since)
                 .map(|(i, _)| i);
             let Some(i) = oldest else { return false };

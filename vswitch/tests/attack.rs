@@ -1841,11 +1841,12 @@ fn control_socket_resists_abuse() {
     unchanged(&mut lab, "clients hanging up mid-request");
 
     // Silent clients holding every slot (the daemon serves 64 at once): the operator's
-    // vsctl still gets in, because the longest-idle client is closed to make room.
+    // vsctl still gets in, because the longest-idle client is closed to make room once
+    // it has been idle for 2 s (one that has just connected may not have sent yet).
     let held: Vec<UnixStream> = (0..100)
         .filter_map(|_| UnixStream::connect(&sock).ok())
         .collect();
-    thread::sleep(Duration::from_millis(200));
+    thread::sleep(Duration::from_millis(2500));
     let o: Out = lab.vsctl(&["show"]);
     report(&format!(
         "`vsctl show` while {} silent clients hold connections: exit {:?} {}",
