@@ -46,6 +46,27 @@ pub struct Etcd {
     argv: Vec<String>,
     bg: Option<Bg>,
     starts: u32,
+    /// Its data directory (see [`data_dir`]).
+    data: PathBuf,
+}
+
+/// Where an etcd of directory `dir` keeps its data: on tmpfs (`/dev/shm`) when there
+/// is one, so that a WAL fsync never waits behind a loaded disk's writeback (in a
+/// suite run, a test's write stalled over 3 s behind the build's dirty pages, and the
+/// node's lease expired); else `dir/data`. Kept across restarts, removed with the
+/// [`Etcd`].
+fn data_dir(dir: &Path) -> PathBuf {
+    let shm = Path::new("/dev/shm");
+    if !shm.is_dir() {
+        return dir.join("data");
+    }
+    let flat: String = dir
+        .display()
+        .to_string()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    shm.join(format!("vswitch-etcd{flat}"))
 }
 
 /// Whether TCP `port` is listened on in `ns`.
@@ -82,7 +103,11 @@ impl Etcd {
         let scheme = if tls.is_some() { "https" } else { "http" };
         let curl = format!("{scheme}://{ip}:{client}");
         let purl = format!("http://127.0.0.1:{peer}");
-        let data = dir.join("data");
+        let data = data_dir(dir);
+        // A directory left by an earlier run of the same path is not this store's.
+        if data.starts_with("/dev/shm") {
+            let _ = fs::remove_dir_all(&data);
+        }
         let mut argv: Vec<String> = [
             "etcd",
             "--name",
@@ -124,6 +149,7 @@ impl Etcd {
             argv,
             bg: None,
             starts: 0,
+            data,
         };
         e.restart()?;
         Ok(e)
@@ -215,6 +241,9 @@ impl Etcd {
 impl Drop for Etcd {
     fn drop(&mut self) {
         self.kill();
+        if self.data.starts_with("/dev/shm") {
+            let _ = fs::remove_dir_all(&self.data);
+        }
     }
 }
 
