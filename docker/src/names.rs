@@ -239,10 +239,9 @@ async fn on_connect(engine: &Engine, sw: &impl Switch, mut p: Pending, pending: 
 /// One watch: the stream opened from `since` (events Docker still holds from then
 /// are sent first), every running or starting container named, then each connect
 /// event's container, again a few times if its endpoint is not a port yet, and each
-/// renamed container. A stream
-/// quiet for `rescan` costs a look at every container; one that never answers (as an
-/// early request to a dockerd still starting may) is given up after [`RESCAN`] at
-/// most. Returns why it ended; `since` is moved on as events are read.
+/// renamed container. A stream quiet for `rescan` costs a look at every container; one
+/// that never answers (as an early request to a dockerd still starting may) is given
+/// up after [`RESCAN`] at most. Returns why it ended; `since` is moved on as events are read.
 async fn watch_once(
     engine: &Engine,
     sw: &impl Switch,
@@ -294,23 +293,19 @@ async fn watch_once(
             if let Err(e) = name_container(engine, sw, &id, None).await {
                 eprintln!("vswitch-docker: names of renamed container {id}: {e}");
             }
-            if let Some(t) = event_time(&ev) {
-                mark(since, t);
-            }
+        } else if let Some((container, network, ours)) = connect_event(&ev, driver) {
+            // Another driver's network never gets a port here: one look is enough (the
+            // container may be on one of ours too, whose own event is looked at again).
+            let p = Pending {
+                container,
+                network,
+                left: if ours { AGAIN } else { 0 },
+                at: Instant::now(),
+            };
+            on_connect(engine, sw, p, &mut pending).await;
+        } else {
             continue;
         }
-        let Some((container, network, ours)) = connect_event(&ev, driver) else {
-            continue;
-        };
-        // Another driver's network never gets a port here: one look is enough (the
-        // container may be on one of ours too, whose own event is looked at again).
-        let p = Pending {
-            container,
-            network,
-            left: if ours { AGAIN } else { 0 },
-            at: Instant::now(),
-        };
-        on_connect(engine, sw, p, &mut pending).await;
         if let Some(t) = event_time(&ev) {
             mark(since, t);
         }
