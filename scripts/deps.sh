@@ -47,10 +47,13 @@ for cmd in "${!PKG[@]}"; do
     fi
 done
 
-# Files rather than commands on PATH: the CNI plugins live in /usr/lib/cni.
+# Files rather than commands on PATH: the CNI plugins live in /usr/lib/cni, a Python
+# module in dist-packages.
 declare -A FILE_PKG=(
     [/usr/lib/cni/host-local]=containernetworking-plugins
     [/usr/lib/cni/bridge]=containernetworking-plugins
+    # The slow disk under an etcd's WAL in the cluster tests (testlab/src/slowdisk.rs).
+    [/usr/lib/python3/dist-packages/fusepy.py]=python3-fusepy
 )
 for f in "${!FILE_PKG[@]}"; do
     [ -x "$f" ] || missing+=("${FILE_PKG[$f]}")

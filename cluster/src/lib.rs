@@ -40,7 +40,8 @@ pub const DEFAULT_TTL: u64 = 10;
 pub const MIN_TTL: u64 = 2;
 /// Longest lease TTL accepted.
 pub const MAX_TTL: u64 = 3600;
-/// How long a cluster request may take before it is answered "unreachable".
+/// How long a cluster request may take before it is answered "unreachable" (never
+/// sent) or "did not answer" (sent, and etcd may still apply it).
 pub const REQUEST_DEADLINE: Duration = Duration::from_secs(4);
 /// How the owner of a node's mesh address starts (`mesh:<node>`): an address the node
 /// holds for the overlay's services, not a container's, so it does not keep the overlay
@@ -143,9 +144,13 @@ pub fn load_tls(ca: &Path, cert: &Path, key: &Path) -> Result<Tls, SetupError> {
 /// A request the cluster refused or could not carry out.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClusterError {
-    /// etcd did not answer in time, or the connection is down.
+    /// The connection to etcd is down, or the request waited its whole time to be sent.
     #[error("cluster store unreachable")]
     Unreachable,
+    /// The request went to etcd and no answer came in time: etcd may still apply it (a
+    /// write waiting on a stalled disk commits when the disk comes back).
+    #[error("the cluster store did not answer in time; the change may still be made when it does (look before asking again)")]
+    NoAnswer,
     /// The cluster said no; the message says why.
     #[error("{0}")]
     Refused(String),
@@ -373,7 +378,7 @@ impl Handle {
             .send(make(deadline, tx))
             .map_err(|_| ClusterError::Unreachable)?;
         rx.recv_timeout(REQUEST_DEADLINE + Duration::from_millis(500))
-            .unwrap_or(Err(ClusterError::Unreachable))
+            .unwrap_or(Err(ClusterError::NoAnswer))
     }
 
     /// Creates an overlay in the store (a transaction); returns it as stored.

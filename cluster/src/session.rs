@@ -252,6 +252,8 @@ impl Runner {
             let lease = call(client.lease_grant(self.settings.ttl as i64, None), "lease")
                 .await?
                 .id();
+            // Kept alive from here on, whatever the rest of the session waits for.
+            let keeper = Keeper::start(client.clone(), lease, self.settings.ttl);
             let me = NodeRecord {
                 name: self.settings.node.clone(),
                 vtep: self.settings.advertise,
@@ -264,13 +266,13 @@ impl Runner {
                 return Err(e);
             }
             let (tracker, rev) = list(&mut client).await?;
-            Ok::<_, SessionError>((client, lease, tracker, rev))
+            Ok::<_, SessionError>((client, lease, keeper, tracker, rev))
         };
         let deadline = self.first.as_ref().map_or(Duration::from_secs(10), |f| f.1);
         let r = tokio::time::timeout(deadline, setup).await;
         // Whatever happens to this session, the next one starts with the next member.
         self.next = *used.lock().unwrap_or_else(|p| p.into_inner()) + 1;
-        let (mut client, lease, mut tracker, mut rev) = match r {
+        let (mut client, lease, mut keeper, mut tracker, mut rev) = match r {
             Ok(Ok(v)) => v,
             Ok(Err(e)) => return End::Failed(e),
             Err(_) => return End::Failed(SessionError::Setup),
@@ -294,17 +296,10 @@ impl Runner {
             return End::Failed(e);
         }
 
-        let (mut keeper, mut alive) = match call(client.lease_keep_alive(lease), "keepalive").await
-        {
-            Ok(v) => v,
-            Err(e) => return End::Failed(e),
-        };
         let (mut _watcher, mut watch) = match self.watch(&mut client, rev).await {
             Ok(v) => v,
             Err(e) => return End::Failed(e),
         };
-        let period = Duration::from_millis((self.settings.ttl * 1000 / 3).max(500));
-        let mut tick = tokio::time::interval(period);
         // Changes seen but not handed over yet, and when the state was last rebuilt.
         let mut dirty = false;
         let now = tokio::time::Instant::now();
@@ -316,17 +311,7 @@ impl Runner {
                     dirty = false;
                     built = tokio::time::Instant::now();
                 }
-                _ = tick.tick() => {
-                    if let Err(e) = call(keeper.keep_alive(), "keepalive").await {
-                        return End::Failed(e);
-                    }
-                }
-                m = alive.message() => match m {
-                    Ok(Some(r)) if r.ttl() <= 0 => return End::Failed(SessionError::LeaseExpired),
-                    Ok(Some(_)) => {}
-                    Ok(None) => return End::Failed(SessionError::StreamClosed("keepalive")),
-                    Err(e) => return End::Failed(SessionError::Call { what: "keepalive", why: describe(&e) }),
-                },
+                e = keeper.ended() => return End::Failed(e),
                 m = watch.message() => match m {
                     Ok(Some(r)) => {
                         if r.canceled() {
@@ -452,6 +437,66 @@ impl Runner {
         st.state = next.clone();
         drop(st);
         self.shared.publish(next);
+    }
+}
+
+/// The lease's keep-alive, a task beside the session's loop: that loop waits on one
+/// request at a time, up to [`crate::REQUEST_DEADLINE`] each, and a store whose writes
+/// stall (a WAL fsync behind a busy disk) still answers keep-alives, which need no
+/// write. Run inline, one such request cost a node with a 3 s TTL its lease. Aborted
+/// with the session.
+struct Keeper(tokio::task::JoinHandle<SessionError>);
+
+impl Keeper {
+    fn start(client: Client, lease: i64, ttl: u64) -> Keeper {
+        Keeper(tokio::spawn(keep_alive(client, lease, ttl)))
+    }
+
+    /// Why the keep-alive stopped: the session is over.
+    async fn ended(&mut self) -> SessionError {
+        match (&mut self.0).await {
+            Ok(e) => e,
+            Err(e) => SessionError::Call {
+                what: "keepalive",
+                why: e.to_string(),
+            },
+        }
+    }
+}
+
+impl Drop for Keeper {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Renews `lease` every third of its TTL until a renewal fails, or until none has been
+/// answered for a whole TTL (the store would have let the lease go by then).
+async fn keep_alive(mut client: Client, lease: i64, ttl: u64) -> SessionError {
+    let (mut keeper, mut alive) = match call(client.lease_keep_alive(lease), "keepalive").await {
+        Ok(v) => v,
+        Err(e) => return e,
+    };
+    let ttl = Duration::from_secs(ttl);
+    let mut tick = tokio::time::interval((ttl / 3).max(Duration::from_millis(500)));
+    let mut answered = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if answered.elapsed() > ttl {
+                    return SessionError::LeaseExpired;
+                }
+                if let Err(e) = call(keeper.keep_alive(), "keepalive").await {
+                    return e;
+                }
+            }
+            m = alive.message() => match m {
+                Ok(Some(r)) if r.ttl() <= 0 => return SessionError::LeaseExpired,
+                Ok(Some(_)) => answered = tokio::time::Instant::now(),
+                Ok(None) => return SessionError::StreamClosed("keepalive"),
+                Err(e) => return SessionError::Call { what: "keepalive", why: describe(&e) },
+            },
+        }
     }
 }
 
@@ -595,17 +640,21 @@ async fn bounded<T>(
     }
     tokio::time::timeout(left, f)
         .await
-        .unwrap_or(Err(ClusterError::Unreachable))
+        .unwrap_or(Err(ClusterError::NoAnswer))
 }
 
 /// An etcd error met while serving a request.
 pub(crate) fn failed(e: etcd_client::Error) -> ClusterError {
     match &e {
+        // The call's own timeout: sent, and not answered.
         etcd_client::Error::GRpcStatus(s)
-            if !matches!(
-                s.code(),
-                tonic_code::UNAVAILABLE | tonic_code::DEADLINE | tonic_code::UNKNOWN
-            ) =>
+            if matches!(s.code(), tonic_code::DEADLINE | tonic_code::CANCELLED) =>
+        {
+            tracing::warn!("cluster request not answered: {}", describe(&e));
+            ClusterError::NoAnswer
+        }
+        etcd_client::Error::GRpcStatus(s)
+            if !matches!(s.code(), tonic_code::UNAVAILABLE | tonic_code::UNKNOWN) =>
         {
             ClusterError::Refused(format!("cluster store: {}", describe(&e)))
         }
@@ -619,6 +668,7 @@ pub(crate) fn failed(e: etcd_client::Error) -> ClusterError {
 mod tonic_code {
     pub const UNAVAILABLE: tonic::Code = tonic::Code::Unavailable;
     pub const DEADLINE: tonic::Code = tonic::Code::DeadlineExceeded;
+    pub const CANCELLED: tonic::Code = tonic::Code::Cancelled;
     pub const UNKNOWN: tonic::Code = tonic::Code::Unknown;
 }
 
@@ -872,6 +922,12 @@ async fn sync(shared: &Shared, client: &mut Client, ctx: &mut Ctx) -> Result<(),
                 tracing::warn!(overlay = %e.overlay, ip = %e.ip, "cannot release: {why}");
             }
             Err(ClusterError::Unreachable) => return Err(SessionError::Unreachable("release")),
+            Err(ClusterError::NoAnswer) => {
+                return Err(SessionError::Timeout {
+                    what: "release",
+                    secs: CALL.as_secs(),
+                })
+            }
         }
         let mut rel = shared.releasing();
         if rel.get(&k) == Some(&e) {

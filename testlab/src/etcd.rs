@@ -12,6 +12,7 @@ use anyhow::{bail, Context};
 use crate::bg::{Bg, Output};
 use crate::netns;
 use crate::proc::{try_run, Opts, Out, RunError};
+use crate::slowdisk::SlowDisk;
 use crate::SHORT;
 
 /// How long etcd may take to answer after it was started.
@@ -48,6 +49,8 @@ pub struct Etcd {
     starts: u32,
     /// Its data directory (see [`data_dir`]).
     data: PathBuf,
+    /// The disk under its WAL, if one that can stall ([`Etcd::start_on_slow_disk`]).
+    slow: Option<SlowDisk>,
 }
 
 /// Where an etcd of directory `dir` keeps its data: on tmpfs (`/dev/shm`) when there
@@ -98,6 +101,29 @@ impl Etcd {
     /// Starts etcd in `ns` on `ip` (an address of `ns`), files under `dir`, with server
     /// TLS and client certificate authentication if `tls`; waits until it is healthy.
     pub fn start(ns: &str, ip: &str, dir: &Path, tls: Option<ServerTls>) -> anyhow::Result<Etcd> {
+        Etcd::start_with(ns, ip, dir, tls, None)
+    }
+
+    /// [`Etcd::start`] (no TLS) with its WAL on a [`SlowDisk`] (under `dir`), whose
+    /// flushes [`Etcd::disk`] can stall: then every write waits, while reads and lease
+    /// keep-alives are still answered.
+    pub fn start_on_slow_disk(ns: &str, ip: &str, dir: &Path) -> anyhow::Result<Etcd> {
+        let disk = SlowDisk::new(&dir.join("slowdisk"))?;
+        Etcd::start_with(ns, ip, dir, None, Some(disk))
+    }
+
+    /// The disk under its WAL, if it was started on a slow one.
+    pub fn disk(&self) -> Option<&SlowDisk> {
+        self.slow.as_ref()
+    }
+
+    fn start_with(
+        ns: &str,
+        ip: &str,
+        dir: &Path,
+        tls: Option<ServerTls>,
+        slow: Option<SlowDisk>,
+    ) -> anyhow::Result<Etcd> {
         fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
         let (client, peer) = free_ports(ns)?;
         let scheme = if tls.is_some() { "https" } else { "http" };
@@ -141,6 +167,10 @@ impl Etcd {
             }
             argv.push("--client-cert-auth".into());
         }
+        if let Some(d) = &slow {
+            argv.push("--wal-dir".into());
+            argv.push(d.mount.join("wal").display().to_string());
+        }
         let mut e = Etcd {
             ns: ns.to_string(),
             endpoint: format!("{ip}:{client}"),
@@ -150,6 +180,7 @@ impl Etcd {
             bg: None,
             starts: 0,
             data,
+            slow,
         };
         e.restart()?;
         Ok(e)
@@ -240,6 +271,9 @@ impl Etcd {
 
 impl Drop for Etcd {
     fn drop(&mut self) {
+        if let Some(d) = &self.slow {
+            d.resume();
+        }
         self.kill();
         if self.data.starts_with("/dev/shm") {
             let _ = fs::remove_dir_all(&self.data);

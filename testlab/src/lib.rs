@@ -31,6 +31,7 @@ pub mod etcd_members;
 pub mod netns;
 pub mod podman;
 pub mod proc;
+pub mod slowdisk;
 pub mod snmp;
 pub mod stop;
 pub mod traffic;

@@ -1,0 +1,123 @@
+//! A cluster store whose disk stalls: every write waits for its WAL flush, while reads
+//! and lease keep-alives (which etcd 3.4 answers without a write) go on being answered,
+//! as with a store behind a disk busy with writeback. A node's requests must then be
+//! answered in bounded time, saying the change may still be made, and the node must
+//! keep its lease (and so its record and its endpoints) all the while: its keep-alive
+//! does not wait behind a request.
+//!
+//! One `vswitchd` node and one real etcd with its WAL on a FUSE filesystem that can
+//! stall its flushes (`testlab::slowdisk`), on the cluster tests' underlay lab
+//! (`common/cluster.rs`); overlays 10.93-95.0.0/24, inside the lab's namespaces only.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use cluster::keys;
+use common::cluster::{attach_auto, overlays, refused, Lab, ETCD_IP};
+use testlab::etcd::Etcd;
+use testlab::wait_until;
+
+/// The node's lease TTL, seconds: the shortest a node accepts, shorter than one request
+/// left waiting on the store (3 s), so a keep-alive held back by a request loses it.
+const TTL: u64 = 2;
+
+/// The lease and the create revision of `key` in the store.
+fn lease_of(lab: &Lab, key: &str) -> (i64, i64) {
+    let o = lab
+        .etcd
+        .as_ref()
+        .unwrap()
+        .etcdctl(&["get", key, "-w", "json"])
+        .unwrap();
+    assert!(o.success(), "{o}");
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    let kv = &v["kvs"][0];
+    let (Some(lease), Some(created)) = (kv["lease"].as_i64(), kv["create_revision"].as_i64())
+    else {
+        panic!("{key} is not in the store: {}", o.stdout)
+    };
+    (lease, created)
+}
+
+#[test]
+fn a_node_keeps_its_lease_while_its_requests_wait_on_a_stalled_store() {
+    let mut lab = Lab::new("d");
+    let etcd = Etcd::start_on_slow_disk(&lab.underlay(), ETCD_IP, &lab.dir.join("etcd")).unwrap();
+    let store = etcd.store_url();
+    lab.etcd = Some(etcd);
+    lab.node_ttl(1, &store, TTL, &[]);
+    lab.nodes[0]
+        .sw
+        .vsctl_ok(&["add-overlay", "sov", "--subnet", "10.93.0.0/24"]);
+    let c = lab.name("c");
+    lab.ns.add(&c);
+    let (ip, _) = attach_auto(&lab.nodes[0].sw, "sov", &c);
+    let node_key = keys::node("n1");
+    let endpoint_key = keys::ipam("sov", ip.parse().unwrap());
+    let before = (lease_of(&lab, &node_key), lease_of(&lab, &endpoint_key));
+    assert_eq!(
+        before.0 .0, before.1 .0,
+        "the endpoint is not under the node's lease"
+    );
+
+    let disk = lab.etcd.as_ref().unwrap().disk().unwrap();
+    disk.stall();
+    let sw = &lab.nodes[0].sw;
+    // Two requests one after the other, each left waiting by the store: together
+    // three times the TTL.
+    let t = Instant::now();
+    for (ov, subnet) in [("sov2", "10.94.0.0/24"), ("sov3", "10.95.0.0/24")] {
+        let one = Instant::now();
+        refused(
+            sw,
+            &["add-overlay", ov, "--subnet", subnet],
+            "the cluster store did not answer in time; the change may still be made",
+        );
+        assert!(
+            one.elapsed() < Duration::from_secs(6),
+            "add-overlay {ov} took {:?}",
+            one.elapsed()
+        );
+    }
+    let stalled = t.elapsed();
+    assert!(
+        stalled > Duration::from_secs(3 * TTL),
+        "the requests waited only {stalled:?}"
+    );
+    // Still stalled: the lease has been renewed all along (a lease not renewed for
+    // its TTL is expired at once, though its revocation waits for the disk).
+    let o = lab
+        .etcd
+        .as_ref()
+        .unwrap()
+        .etcdctl(&["lease", "timetolive", &format!("{:x}", before.0 .0)])
+        .unwrap();
+    assert!(
+        o.success() && o.stdout.contains("remaining(") && !o.stdout.contains("expired"),
+        "the node's lease during the stall: {o}"
+    );
+    disk.resume();
+
+    // The first request reached the store, and was made after all, as its answer said
+    // it might be. (The second found raft held up by the disk and never wrote.)
+    wait_until("sov2 in list-overlays", Duration::from_secs(10), || {
+        overlays(sw).iter().any(|o| o.name == "sov2")
+    });
+    // Past the TTL again: the lease would have gone by now had it lapsed.
+    std::thread::sleep(Duration::from_secs(TTL + 1));
+    let after = (lease_of(&lab, &node_key), lease_of(&lab, &endpoint_key));
+    assert_eq!(
+        after, before,
+        "the node's record or endpoint was put again (lease, create revision): its lease lapsed"
+    );
+    let log = sw.log_text();
+    assert_eq!(
+        log.matches("joined the cluster").count(),
+        1,
+        "the node joined again: {log}"
+    );
+    assert!(!log.contains("lease expired"), "{log}");
+}
