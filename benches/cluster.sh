@@ -87,7 +87,9 @@ node_up() { # N: vswitchd nN in HN (started again with the same files if it ran 
 
 net_up() {
     mkns "$U"
-    ip -n "$U" link add ul type bridge
+    # A MAC of its own: a bridge without one takes its lowest port's, and would change
+    # it under the nodes already talking to etcd as later hosts are plugged in.
+    ip -n "$U" link add ul address 02:00:00:00:00:fe type bridge
     ip -n "$U" addr add "$ETCD_IP/24" dev ul
     ip -n "$U" link set ul up
     spawn "$TMP/etcd.log" ip netns exec "$U" etcd --name bench --data-dir "$TMP/etcd" \

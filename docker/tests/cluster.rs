@@ -83,7 +83,19 @@ fn two_hosts_share_an_overlay_with_addresses_from_the_cluster() {
     let mut nss = Namespaces::new();
     let u = format!("vdcl{}-u", std::process::id());
     nss.add(&u);
-    ip(&["-n", &u, "link", "add", "ul", "type", "bridge"]);
+    // A MAC of its own, or it would take the lowest of its ports' and change as hosts
+    // are plugged in, under the nodes that already resolved etcd's address.
+    ip(&[
+        "-n",
+        &u,
+        "link",
+        "add",
+        "ul",
+        "address",
+        "02:00:00:00:00:fe",
+        "type",
+        "bridge",
+    ]);
     ip(&[
         "-n",
         &u,

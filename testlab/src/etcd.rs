@@ -54,10 +54,9 @@ pub struct Etcd {
 }
 
 /// Where an etcd of directory `dir` keeps its data: on tmpfs (`/dev/shm`) when there
-/// is one, so that a WAL fsync never waits behind a loaded disk's writeback (in a
-/// suite run, a test's write stalled over 3 s behind the build's dirty pages, and the
-/// node's lease expired); else `dir/data`. Kept across restarts, removed with the
-/// [`Etcd`].
+/// is one, so that a WAL fsync never waits behind the suite's build writing to disk (a
+/// test that wants a slow store asks for one: [`Etcd::start_on_slow_disk`]); else
+/// `dir/data`. Kept across restarts, removed with the [`Etcd`].
 fn data_dir(dir: &Path) -> PathBuf {
     let shm = Path::new("/dev/shm");
     if !shm.is_dir() {

@@ -16,7 +16,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::cluster::ETCD_IP;
+use common::cluster::{ETCD_IP, UNDERLAY_MAC};
 use common::overlay::{ip, overlay_mtu, Vs};
 use common::{report, wait_until, Capture, Lab, Switch};
 use ctl::{Data, NodeInfo, OverlayInfo};
@@ -122,7 +122,19 @@ fn an_encrypted_overlay_takes_its_keys_from_the_cluster() {
     common::require_tools(&["etcd", "etcdctl"]);
     let mut lab = Lab::new("wgcl", 160);
     let ul = lab.add_named_ns("ul");
-    ip(&ul, &["link", "add", "ul", "type", "bridge"]);
+    // A MAC of its own: see UNDERLAY_MAC.
+    ip(
+        &ul,
+        &[
+            "link",
+            "add",
+            "ul",
+            "address",
+            UNDERLAY_MAC,
+            "type",
+            "bridge",
+        ],
+    );
     ip(&ul, &["addr", "add", &format!("{ETCD_IP}/24"), "dev", "ul"]);
     ip(&ul, &["link", "set", "ul", "up"]);
     // Dropped before the lab (declared after it): the daemons and etcd go first.
