@@ -180,16 +180,52 @@ pub fn handle(
     }
 }
 
+/// The thread that claims and releases this node's mesh addresses. Each claim asks the
+/// store and may wait for it up to the request deadline; on the housekeeping thread that
+/// wait held up FDB ageing, port re-attachment, the cluster's changes and SIGTERM, once
+/// per overlay. Only this thread claims, so one overlay never gets two.
+pub struct Mesher {
+    poke: std::sync::mpsc::SyncSender<()>,
+}
+
+impl Mesher {
+    pub fn start(
+        cl: std::sync::Arc<cluster::Handle>,
+        ctl: std::sync::Arc<Mutex<Controller>>,
+    ) -> std::io::Result<Mesher> {
+        let (poke, poked) = std::sync::mpsc::sync_channel::<()>(1);
+        std::thread::Builder::new()
+            .name("vswitch-mesh".into())
+            .spawn(move || {
+                while poked.recv().is_ok() {
+                    let (wanted, unwanted) = {
+                        let c = lock(&ctl);
+                        (c.mesh_wanted(), c.mesh_unwanted())
+                    };
+                    mesh(&cl, &ctl, wanted, unwanted);
+                }
+            })?;
+        Ok(Mesher { poke })
+    }
+
+    /// Asks for a look at what is wanted; one already asked for and not started is
+    /// enough.
+    pub fn poke(&self) {
+        let _ = self.poke.try_send(());
+    }
+}
+
 /// Claims this node's mesh address in each overlay of `wanted` and releases those of
 /// `unwanted`, asking the store without the controller's lock; what fails (the store is
 /// away) is tried again on the next call.
-pub fn mesh(
+fn mesh(
     cl: &cluster::Handle,
     ctl: &Mutex<Controller>,
     wanted: Vec<String>,
     unwanted: Vec<cluster::EndpointRecord>,
 ) {
     for overlay in wanted {
+        tracing::debug!(overlay = %overlay, "claiming a mesh address");
         let claim = cluster::Claim {
             overlay: overlay.clone(),
             ip: None,

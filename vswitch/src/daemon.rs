@@ -206,6 +206,13 @@ pub fn run(opts: Options) -> Result<(), StartError> {
             .spawn(move || crate::metrics::serve(l, ctl))
             .map_err(os("start metrics thread"))?;
     }
+    let mesher = match &cluster {
+        Some(cl) => Some(
+            crate::clustering::Mesher::start(cl.clone(), ctl.clone())
+                .map_err(os("start mesh thread"))?,
+        ),
+        None => None,
+    };
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, stop.clone()).map_err(os("install signal handler"))?;
@@ -233,10 +240,9 @@ pub fn run(opts: Options) -> Result<(), StartError> {
             if let Some(cl) = cluster.as_ref() {
                 cl.set_owned(c.cluster_endpoints());
             }
-            let (wanted, unwanted) = (c.mesh_wanted(), c.mesh_unwanted());
             drop(c);
-            if let Some(cl) = cluster.as_ref() {
-                crate::clustering::mesh(cl, &ctl, wanted, unwanted);
+            if let Some(m) = &mesher {
+                m.poke();
             }
             // Outside the controller's lock: a trim of a large heap takes a while.
             if let Some((before, after)) = heap.tick() {

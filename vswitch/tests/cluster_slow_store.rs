@@ -5,9 +5,13 @@
 //! keep its lease (and so its record and its endpoints) all the while: its keep-alive
 //! does not wait behind a request.
 //!
-//! One `vswitchd` node and one real etcd with its WAL on a FUSE filesystem that can
+//! And a node whose mesh address (its address in an overlay with services) must be
+//! claimed while the store stalls: the claim waits on a thread of its own, so the node
+//! still stops at once on SIGTERM.
+//!
+//! `vswitchd` nodes and one real etcd with its WAL on a FUSE filesystem that can
 //! stall its flushes (`testlab::slowdisk`), on the cluster tests' underlay lab
-//! (`common/cluster.rs`); overlays 10.93-95.0.0/24, inside the lab's namespaces only.
+//! (`common/cluster.rs`); overlays 10.93-96.0.0/24, inside the lab's namespaces only.
 
 #![allow(clippy::unwrap_used)]
 
@@ -16,7 +20,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use cluster::keys;
-use common::cluster::{attach_auto, overlays, refused, Lab, ETCD_IP};
+use common::cluster::{attach_auto, overlays, refused, Lab, ETCD_IP, SIGCONT, SIGSTOP};
 use testlab::etcd::Etcd;
 use testlab::wait_until;
 
@@ -120,4 +124,82 @@ fn a_node_keeps_its_lease_while_its_requests_wait_on_a_stalled_store() {
         "the node joined again: {log}"
     );
     assert!(!log.contains("lease expired"), "{log}");
+}
+
+/// Whether `node` holds a mesh address in overlay `ov`, as the store says (a
+/// serializable read: a linearizable one waits for raft, which the stalled disk holds).
+fn has_mesh(lab: &Lab, ov: &str, node: &str) -> bool {
+    let o = lab
+        .etcd
+        .as_ref()
+        .unwrap()
+        .etcdctl(&[
+            "get",
+            "--consistency=s",
+            "--prefix",
+            &format!("/vswitch/v1/ipam/{ov}/"),
+        ])
+        .unwrap();
+    assert!(o.success(), "{o}");
+    o.stdout.contains(&format!("\"container\":\"mesh:{node}\""))
+}
+
+#[test]
+fn a_mesh_claim_waiting_on_a_stalled_store_holds_up_nothing() {
+    let mut lab = Lab::new("m");
+    let etcd = Etcd::start_on_slow_disk(&lab.underlay(), ETCD_IP, &lab.dir.join("etcd")).unwrap();
+    let store = etcd.store_url();
+    lab.etcd = Some(etcd);
+    // A TTL longer than n2's pause below.
+    lab.node_ttl(1, &store, 10, &[]);
+    lab.node_ttl(2, &store, 10, &[]);
+    lab.nodes[0]
+        .sw
+        .vsctl_ok(&["add-overlay", "mov", "--subnet", "10.96.0.0/24"]);
+    wait_until("n2 carries mov", Duration::from_secs(10), || {
+        overlays(&lab.nodes[1].sw)
+            .iter()
+            .any(|o| o.name == "mov" && o.bridge.is_some())
+    });
+
+    // n2 paused while the service arrives, then let go with the disk stalled: it learns
+    // of the service, and its claim of a mesh address waits on the store.
+    let n2 = lab.nodes[1].sw.pid();
+    testlab::stop::kill(n2, SIGSTOP);
+    lab.nodes[0].sw.vsctl_ok(&[
+        "add-service",
+        "mov",
+        "web",
+        "--vip",
+        "10.96.0.100",
+        "--backend",
+        "10.96.0.50",
+    ]);
+    wait_until(
+        "n1 claims its mesh address",
+        Duration::from_secs(10),
+        || has_mesh(&lab, "mov", "n1"),
+    );
+    let disk = lab.etcd.as_ref().unwrap().disk().unwrap();
+    disk.stall();
+    testlab::stop::kill(n2, SIGCONT);
+    let sw2 = &lab.nodes[1].sw;
+    wait_until("n2 claims a mesh address", Duration::from_secs(10), || {
+        sw2.log_text().contains("claiming a mesh address")
+    });
+    assert!(
+        !has_mesh(&lab, "mov", "n2"),
+        "the stalled store took a write"
+    );
+
+    // The claim has up to 4 s left to wait; SIGTERM is answered within a tick or two.
+    let t = Instant::now();
+    let status = lab.nodes[1].sw.signal(15, Duration::from_secs(10));
+    let took = t.elapsed();
+    assert!(status.success(), "n2 exited with {status}");
+    assert!(
+        took < Duration::from_millis(1500),
+        "n2 took {took:?} to stop on SIGTERM while its mesh claim waited"
+    );
+    disk.resume();
 }
