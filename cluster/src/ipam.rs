@@ -9,6 +9,7 @@ use std::net::Ipv4Addr;
 
 use etcd_client::{Client, Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse};
 
+use crate::services::ServiceRecord;
 use crate::session::{failed, Ctx};
 use crate::state::{host_addresses, is_host_address, mac_for, parse_subnet};
 use crate::{keys, Claim, ClusterError, EndpointRecord, OverlayRecord};
@@ -23,7 +24,8 @@ fn refused<T>(why: String) -> Result<T, ClusterError> {
 
 /// What an address claim looks at, read at one revision: the overlay and its key's
 /// revision, the records of its claimed addresses, and its service VIPs (address, the
-/// `<overlay>/<name>` of the service holding it), which no container may take.
+/// `<overlay>/<name>` of the service holding it: its claim, or its record), which no
+/// container may take.
 struct Taken {
     overlay: OverlayRecord,
     rev: i64,
@@ -40,11 +42,16 @@ async fn read(client: &mut Client, overlay: &str) -> Result<Option<Taken>, Clust
             Some(GetOptions::new().with_prefix()),
         ),
         TxnOp::get(vips_of.clone(), Some(GetOptions::new().with_prefix())),
+        TxnOp::get(
+            keys::services_of(overlay),
+            Some(GetOptions::new().with_prefix()),
+        ),
     ]);
     let resp = client.txn(txn).await.map_err(failed)?;
     let mut rec = None;
     let mut claims = Vec::new();
     let mut vips = Vec::new();
+    let mut legacy = Vec::new();
     for (i, op) in resp.op_responses().into_iter().enumerate() {
         let TxnOpResponse::Get(g) = op else { continue };
         for kv in g.kvs() {
@@ -58,7 +65,7 @@ async fn read(client: &mut Client, overlay: &str) -> Result<Option<Taken>, Clust
                     Ok(e) => claims.push(e),
                     Err(e) => tracing::warn!("bad address claim skipped: {e}"),
                 },
-                _ => {
+                2 => {
                     let ip = kv
                         .key_str()
                         .ok()
@@ -68,7 +75,19 @@ async fn read(client: &mut Client, overlay: &str) -> Result<Option<Taken>, Clust
                         vips.push((ip, String::from_utf8_lossy(kv.value()).into_owned()));
                     }
                 }
+                // A record stored before VIP claims has none until it is next changed;
+                // its VIP is taken all the same.
+                _ => {
+                    if let Ok(r) = serde_json::from_slice::<ServiceRecord>(kv.value()) {
+                        legacy.push((r.spec.vip, format!("{overlay}/{}", r.spec.name)));
+                    }
+                }
             }
+        }
+    }
+    for (ip, holder) in legacy {
+        if !vips.iter().any(|(v, _)| *v == ip) {
+            vips.push((ip, holder));
         }
     }
     Ok(rec.map(|(overlay, rev)| Taken {

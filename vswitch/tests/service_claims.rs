@@ -337,6 +337,20 @@ fn claims_refuse_what_the_nodes_cannot_see_and_records_without_claims_still_work
         )]
     );
 
+    // A record stored before claims holds its VIP against the allocator too: made the
+    // next address the allocator would hand out, it is skipped.
+    let next = claimed(&sw.vsctl_ok(&["ipam-claim", OV, "--owner", "probe"]));
+    sw.vsctl_ok(&["ipam-release", OV, &next]);
+    let old = format!(
+        r#"{{"overlay":"sov","spec":{{"name":"legacy3","vip":"{next}","backends":["10.73.0.50"],"health":"none"}}}}"#
+    );
+    etcdctl(&lab, &["put", "/vswitch/v1/services/sov/legacy3", &old]);
+    let sw2 = &lab.nodes[1].sw;
+    let got = claimed(&sw2.vsctl_ok(&["ipam-claim", OV, "--owner", "c1"]));
+    assert_ne!(got, next, "the allocator handed out legacy3's VIP");
+    sw2.vsctl_ok(&["ipam-release", OV, &got]);
+    etcdctl(&lab, &["del", "/vswitch/v1/services/sov/legacy3"]);
+
     // A record stored before claims: served on both nodes, its claims made when it is
     // changed, and deleted with them.
     etcdctl(
