@@ -83,29 +83,7 @@ fn two_hosts_share_an_overlay_with_addresses_from_the_cluster() {
     let mut nss = Namespaces::new();
     let u = format!("vdcl{}-u", std::process::id());
     nss.add(&u);
-    // A MAC of its own, or it would take the lowest of its ports' and change as hosts
-    // are plugged in, under the nodes that already resolved etcd's address.
-    ip(&[
-        "-n",
-        &u,
-        "link",
-        "add",
-        "ul",
-        "address",
-        "02:00:00:00:00:fe",
-        "type",
-        "bridge",
-    ]);
-    ip(&[
-        "-n",
-        &u,
-        "addr",
-        "add",
-        &format!("{ETCD_IP}/24"),
-        "dev",
-        "ul",
-    ]);
-    ip(&["-n", &u, "link", "set", "ul", "up"]);
+    netns::addressed_bridge(&u, "ul", &format!("{ETCD_IP}/24")).unwrap();
     let dir = std::env::temp_dir().join(format!("{u}.d"));
     let etcd = Etcd::start(&u, ETCD_IP, &dir.join("etcd"), None).unwrap();
     let store = etcd.store_url();

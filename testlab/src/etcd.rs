@@ -58,17 +58,22 @@ pub struct Etcd {
 /// test that wants a slow store asks for one: [`Etcd::start_on_slow_disk`]); else
 /// `dir/data`. Kept across restarts, removed with the [`Etcd`].
 fn data_dir(dir: &Path) -> PathBuf {
-    let shm = Path::new("/dev/shm");
-    if !shm.is_dir() {
+    if !Path::new("/dev/shm").is_dir() {
         return dir.join("data");
     }
+    shm_dir("vswitch-etcd", dir)
+}
+
+/// A directory on tmpfs named after `what` and the lab directory `dir` (its path
+/// flattened): one per lab, so parallel tests never share it.
+pub(crate) fn shm_dir(what: &str, dir: &Path) -> PathBuf {
     let flat: String = dir
         .display()
         .to_string()
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .collect();
-    shm.join(format!("vswitch-etcd{flat}"))
+    Path::new("/dev/shm").join(format!("{what}{flat}"))
 }
 
 /// Whether TCP `port` is listened on in `ns`.

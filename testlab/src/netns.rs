@@ -100,6 +100,27 @@ pub fn addr_add(ns: &str, dev: &str, cidr: &str) -> Result<(), RunError> {
     ip(&["-n", ns, "addr", "add", cidr, "dev", dev]).map(drop)
 }
 
+/// A Linux bridge `name` in `ns` holding address `cidr`, up, with a MAC of its own. A
+/// bridge without one takes the lowest MAC of its ports, so plugging in a later port
+/// can change it under the hosts that already resolved the bridge's address: their
+/// frames then go to the old MAC and are dropped ("other host") until their ARP
+/// entries age, seconds with no answer (a cluster lab's etcd lost its nodes so).
+pub fn addressed_bridge(ns: &str, name: &str, cidr: &str) -> Result<(), RunError> {
+    ip(&[
+        "-n",
+        ns,
+        "link",
+        "add",
+        name,
+        "address",
+        "02:00:00:00:00:fe",
+        "type",
+        "bridge",
+    ])?;
+    addr_add(ns, name, cidr)?;
+    link_up(ns, name)
+}
+
 /// True when interface `dev` exists in `ns`.
 pub fn link_exists(ns: &str, dev: &str) -> Result<bool, RunError> {
     Ok(try_run(&["ip", "-n", ns, "link", "show", "dev", dev], SHORT)?.success())

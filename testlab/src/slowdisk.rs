@@ -44,13 +44,7 @@ impl SlowDisk {
             bail!("missing test prerequisite: {PYTHON} with {FUSEPY} — install them with `sudo bash scripts/deps.sh`");
         }
         fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
-        let flat: String = dir
-            .display()
-            .to_string()
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-            .collect();
-        let backing = Path::new("/dev/shm").join(format!("vswitch-slowdisk{flat}"));
+        let backing = crate::etcd::shm_dir("vswitch-slowdisk", dir);
         let _ = fs::remove_dir_all(&backing);
         fs::create_dir_all(&backing)?;
         let mount = dir.join("mnt");

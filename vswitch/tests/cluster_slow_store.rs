@@ -28,6 +28,14 @@ use testlab::wait_until;
 /// left waiting on the store (3 s), so a keep-alive held back by a request loses it.
 const TTL: u64 = 2;
 
+/// A lab whose etcd keeps its WAL on a disk the test can stall.
+fn slow_lab(tag: &str) -> Lab {
+    let mut lab = Lab::new(tag);
+    let dir = lab.dir.join("etcd");
+    lab.etcd = Some(Etcd::start_on_slow_disk(&lab.underlay(), ETCD_IP, &dir).unwrap());
+    lab
+}
+
 /// The lease and the create revision of `key` in the store.
 fn lease_of(lab: &Lab, key: &str) -> (i64, i64) {
     let o = lab
@@ -48,11 +56,8 @@ fn lease_of(lab: &Lab, key: &str) -> (i64, i64) {
 
 #[test]
 fn a_node_keeps_its_lease_while_its_requests_wait_on_a_stalled_store() {
-    let mut lab = Lab::new("d");
-    let etcd = Etcd::start_on_slow_disk(&lab.underlay(), ETCD_IP, &lab.dir.join("etcd")).unwrap();
-    let store = etcd.store_url();
-    lab.etcd = Some(etcd);
-    lab.node_ttl(1, &store, TTL, &[]);
+    let mut lab = slow_lab("d");
+    lab.node_ttl(1, &lab.store(), TTL, &[]);
     lab.nodes[0]
         .sw
         .vsctl_ok(&["add-overlay", "sov", "--subnet", "10.93.0.0/24"]);
@@ -146,13 +151,11 @@ fn has_mesh(lab: &Lab, ov: &str, node: &str) -> bool {
 
 #[test]
 fn a_mesh_claim_waiting_on_a_stalled_store_holds_up_nothing() {
-    let mut lab = Lab::new("m");
-    let etcd = Etcd::start_on_slow_disk(&lab.underlay(), ETCD_IP, &lab.dir.join("etcd")).unwrap();
-    let store = etcd.store_url();
-    lab.etcd = Some(etcd);
+    let mut lab = slow_lab("m");
     // A TTL longer than n2's pause below.
-    lab.node_ttl(1, &store, 10, &[]);
-    lab.node_ttl(2, &store, 10, &[]);
+    for n in [1, 2] {
+        lab.node_ttl(n, &lab.store(), 10, &[]);
+    }
     lab.nodes[0]
         .sw
         .vsctl_ok(&["add-overlay", "mov", "--subnet", "10.96.0.0/24"]);

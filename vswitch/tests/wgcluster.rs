@@ -16,7 +16,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::cluster::{ETCD_IP, UNDERLAY_MAC};
+use common::cluster::ETCD_IP;
 use common::overlay::{ip, overlay_mtu, Vs};
 use common::{report, wait_until, Capture, Lab, Switch};
 use ctl::{Data, NodeInfo, OverlayInfo};
@@ -122,21 +122,7 @@ fn an_encrypted_overlay_takes_its_keys_from_the_cluster() {
     common::require_tools(&["etcd", "etcdctl"]);
     let mut lab = Lab::new("wgcl", 160);
     let ul = lab.add_named_ns("ul");
-    // A MAC of its own: see UNDERLAY_MAC.
-    ip(
-        &ul,
-        &[
-            "link",
-            "add",
-            "ul",
-            "address",
-            UNDERLAY_MAC,
-            "type",
-            "bridge",
-        ],
-    );
-    ip(&ul, &["addr", "add", &format!("{ETCD_IP}/24"), "dev", "ul"]);
-    ip(&ul, &["link", "set", "ul", "up"]);
+    testlab::netns::addressed_bridge(&ul, "ul", &format!("{ETCD_IP}/24")).unwrap();
     // Dropped before the lab (declared after it): the daemons and etcd go first.
     let etcd = Etcd::start(&ul, ETCD_IP, &lab.dir.join("etcd"), None).unwrap();
     let store = etcd.store_url();

@@ -16,12 +16,6 @@ use testlab::etcd::Etcd;
 use testlab::{netns, wait_until, Bins, Namespaces, Switchd, SHORT};
 
 pub const ETCD_IP: &str = "198.51.100.254";
-/// The underlay bridge's own MAC (etcd's), set when it is made: a Linux bridge without
-/// one takes the lowest MAC of its ports, so plugging in a later host could change it
-/// under the nodes that had already resolved etcd's address, and their frames went to
-/// the old MAC (dropped as "other host") until their ARP entries aged: seconds with no
-/// answer from the store.
-pub const UNDERLAY_MAC: &str = "02:00:00:00:00:fe";
 /// Lease TTL of the test nodes, seconds.
 pub const TTL: u64 = 3;
 /// Linux's SIGSTOP and SIGCONT.
@@ -74,27 +68,7 @@ impl Lab {
         };
         let u = lab.name("u");
         lab.ns.add(&u);
-        ip(&[
-            "-n",
-            &u,
-            "link",
-            "add",
-            "ul",
-            "address",
-            UNDERLAY_MAC,
-            "type",
-            "bridge",
-        ]);
-        ip(&[
-            "-n",
-            &u,
-            "addr",
-            "add",
-            &format!("{ETCD_IP}/24"),
-            "dev",
-            "ul",
-        ]);
-        ip(&["-n", &u, "link", "set", "ul", "up"]);
+        netns::addressed_bridge(&u, "ul", &format!("{ETCD_IP}/24")).unwrap();
         lab
     }
 
