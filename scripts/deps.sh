@@ -56,7 +56,7 @@ declare -A FILE_PKG=(
     [/usr/lib/python3/dist-packages/fusepy.py]=python3-fusepy
 )
 for f in "${!FILE_PKG[@]}"; do
-    [ -x "$f" ] || missing+=("${FILE_PKG[$f]}")
+    [ -e "$f" ] || missing+=("${FILE_PKG[$f]}")
 done
 
 if [ "${#missing[@]}" -eq 0 ]; then

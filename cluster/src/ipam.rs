@@ -77,11 +77,10 @@ async fn read(client: &mut Client, overlay: &str) -> Result<Option<Taken>, Clust
                 }
                 // A record stored before VIP claims has none until it is next changed;
                 // its VIP is taken all the same.
-                _ => {
-                    if let Ok(r) = serde_json::from_slice::<ServiceRecord>(kv.value()) {
-                        legacy.push((r.spec.vip, format!("{overlay}/{}", r.spec.name)));
-                    }
-                }
+                _ => match serde_json::from_slice::<ServiceRecord>(kv.value()) {
+                    Ok(r) => legacy.push((r.spec.vip, format!("{overlay}/{}", r.spec.name))),
+                    Err(e) => tracing::warn!("bad service record skipped: {e}"),
+                },
             }
         }
     }
@@ -99,10 +98,13 @@ async fn read(client: &mut Client, overlay: &str) -> Result<Option<Taken>, Clust
 }
 
 /// Claims an address for `c` (its own, or the lowest free one) under `ctx.lease`.
+/// `sent` is the record of the last claim transaction sent: if the store does not
+/// answer, that one may still commit.
 pub(crate) async fn claim(
     client: &mut Client,
     ctx: &Ctx,
     c: &Claim,
+    sent: &mut Option<EndpointRecord>,
 ) -> Result<EndpointRecord, ClusterError> {
     for _ in 0..CLAIM_ATTEMPTS {
         let Some(Taken {
@@ -180,6 +182,7 @@ pub(crate) async fn claim(
                 TxnOp::put(ek.clone(), v, lease()),
             ])
             .or_else(vec![TxnOp::get(ek, None)]);
+        *sent = Some(rec.clone());
         let resp = client.txn(txn).await.map_err(failed)?;
         if resp.succeeded() {
             tracing::info!(overlay = %rec.overlay, ip = %rec.ip, mac = %rec.mac, container = %rec.container, "address claimed");

@@ -378,7 +378,7 @@ impl Handle {
             .send(make(deadline, tx))
             .map_err(|_| ClusterError::Unreachable)?;
         rx.recv_timeout(REQUEST_DEADLINE + Duration::from_millis(500))
-            .unwrap_or(Err(ClusterError::NoAnswer))
+            .unwrap_or(Err(ClusterError::Unreachable))
     }
 
     /// Creates an overlay in the store (a transaction); returns it as stored.

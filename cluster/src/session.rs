@@ -291,10 +291,13 @@ impl Runner {
             node: self.settings.node.clone(),
             published: Default::default(),
         };
-        // The endpoints this node owned go (back) under the new lease.
-        if let Err(e) = sync(&self.shared, &mut client, &mut ctx).await {
-            return End::Failed(e);
-        }
+        // The endpoints this node owned go (back) under the new lease. What the store
+        // leaves unanswered is tried again after RETRY, in this session.
+        let mut resync = match sync(&self.shared, &mut client, &mut ctx).await {
+            Ok(true) => None,
+            Ok(false) => Some(tokio::time::Instant::now() + RETRY),
+            Err(e) => return End::Failed(e),
+        };
 
         let (mut _watcher, mut watch) = match self.watch(&mut client, rev).await {
             Ok(v) => v,
@@ -312,6 +315,13 @@ impl Runner {
                     built = tokio::time::Instant::now();
                 }
                 e = keeper.ended() => return End::Failed(e),
+                _ = tokio::time::sleep_until(resync.unwrap_or_else(tokio::time::Instant::now)), if resync.is_some() => {
+                    resync = match sync(&self.shared, &mut client, &mut ctx).await {
+                        Ok(true) => None,
+                        Ok(false) => Some(tokio::time::Instant::now() + RETRY),
+                        Err(e) => return End::Failed(e),
+                    };
+                }
                 m = watch.message() => match m {
                     Ok(Some(r)) => {
                         if r.canceled() {
@@ -366,12 +376,17 @@ impl Runner {
                         let _ = call(client.lease_revoke(lease), "revoke").await;
                         return End::Closed;
                     }
-                    Some(Cmd::Sync) => {
-                        if let Err(e) = sync(&self.shared, &mut client, &mut ctx).await {
-                            return End::Failed(e);
+                    Some(Cmd::Sync) => match sync(&self.shared, &mut client, &mut ctx).await {
+                        Ok(true) => {}
+                        Ok(false) => resync = resync.or(Some(tokio::time::Instant::now() + RETRY)),
+                        Err(e) => return End::Failed(e),
+                    },
+                    Some(c) => {
+                        // A claim left unanswered queues its release: it may commit yet.
+                        if serve(&self.shared, &mut client, &mut ctx, c).await {
+                            resync = resync.or(Some(tokio::time::Instant::now() + RETRY));
                         }
                     }
-                    Some(c) => serve(&self.shared, &mut client, &mut ctx, c).await,
                 },
             }
         }
@@ -478,24 +493,29 @@ async fn keep_alive(mut client: Client, lease: i64, ttl: u64) -> SessionError {
         Err(e) => return e,
     };
     let ttl = Duration::from_secs(ttl);
-    let mut tick = tokio::time::interval((ttl / 3).max(Duration::from_millis(500)));
+    let period = (ttl / 3).max(Duration::from_millis(500));
+    let mut tick = tokio::time::interval(period);
     let mut answered = tokio::time::Instant::now();
     loop {
         tokio::select! {
-            _ = tick.tick() => {
-                if answered.elapsed() > ttl {
-                    return SessionError::LeaseExpired;
-                }
-                if let Err(e) = call(keeper.keep_alive(), "keepalive").await {
-                    return e;
-                }
-            }
+            // Answers first: after this thread was held up, an answer waiting beside a
+            // due tick must count before the tick judges the lease.
+            biased;
             m = alive.message() => match m {
                 Ok(Some(r)) if r.ttl() <= 0 => return SessionError::LeaseExpired,
                 Ok(Some(_)) => answered = tokio::time::Instant::now(),
                 Ok(None) => return SessionError::StreamClosed("keepalive"),
                 Err(e) => return SessionError::Call { what: "keepalive", why: describe(&e) },
             },
+            _ = tick.tick() => {
+                // A period of slack: the answer to the last renewal may be on its way.
+                if answered.elapsed() > ttl + period {
+                    return SessionError::LeaseExpired;
+                }
+                if let Err(e) = call(keeper.keep_alive(), "keepalive").await {
+                    return e;
+                }
+            }
         }
     }
 }
@@ -576,7 +596,8 @@ fn refuse(c: Cmd) {
     }
 }
 
-async fn serve(shared: &Shared, client: &mut Client, ctx: &mut Ctx, c: Cmd) {
+/// Serves one request; true when it left a release queued.
+async fn serve(shared: &Shared, client: &mut Client, ctx: &mut Ctx, c: Cmd) -> bool {
     match c {
         Cmd::Sync => {}
         Cmd::Claim {
@@ -584,13 +605,28 @@ async fn serve(shared: &Shared, client: &mut Client, ctx: &mut Ctx, c: Cmd) {
             deadline,
             reply,
         } => {
-            let r = bounded(deadline, crate::ipam::claim(client, ctx, &claim)).await;
-            if let Ok(e) = &r {
-                // A release of the same record still queued must not undo this claim.
-                shared.releasing().remove(&e.ipam_key());
-                ctx.published.insert(e.ipam_key(), e.clone());
+            let mut sent = None;
+            let r = bounded(deadline, crate::ipam::claim(client, ctx, &claim, &mut sent)).await;
+            let mut queued = false;
+            match &r {
+                Ok(e) => {
+                    // A release of the same record still queued must not undo this claim.
+                    shared.releasing().remove(&e.ipam_key());
+                    ctx.published.insert(e.ipam_key(), e.clone());
+                }
+                // The claim was sent and may commit when the store answers again, with
+                // nobody to use it: released then (only if it still holds this record).
+                Err(ClusterError::NoAnswer) => {
+                    if let Some(e) = sent {
+                        tracing::warn!(overlay = %e.overlay, ip = %e.ip, "address claim not answered; released when the store answers");
+                        shared.releasing().insert(e.ipam_key(), e);
+                        queued = true;
+                    }
+                }
+                Err(_) => {}
             }
             let _ = reply.send(r);
+            return queued;
         }
         Cmd::Release {
             record,
@@ -628,6 +664,7 @@ async fn serve(shared: &Shared, client: &mut Client, ctx: &mut Ctx, c: Cmd) {
             let _ = reply.send(r);
         }
     }
+    false
 }
 
 async fn bounded<T>(
@@ -646,15 +683,21 @@ async fn bounded<T>(
 /// An etcd error met while serving a request.
 pub(crate) fn failed(e: etcd_client::Error) -> ClusterError {
     match &e {
-        // The call's own timeout: sent, and not answered.
+        // The call's own timeout (tonic reports it as "Timeout expired", cancelled): sent,
+        // and not answered. A call cancelled otherwise (its connection closed) was not.
         etcd_client::Error::GRpcStatus(s)
-            if matches!(s.code(), tonic_code::DEADLINE | tonic_code::CANCELLED) =>
+            if s.code() == tonic_code::DEADLINE
+                || (s.code() == tonic_code::CANCELLED
+                    && describe(&e).contains("Timeout expired")) =>
         {
             tracing::warn!("cluster request not answered: {}", describe(&e));
             ClusterError::NoAnswer
         }
         etcd_client::Error::GRpcStatus(s)
-            if !matches!(s.code(), tonic_code::UNAVAILABLE | tonic_code::UNKNOWN) =>
+            if !matches!(
+                s.code(),
+                tonic_code::UNAVAILABLE | tonic_code::UNKNOWN | tonic_code::CANCELLED
+            ) =>
         {
             ClusterError::Refused(format!("cluster store: {}", describe(&e)))
         }
@@ -905,9 +948,10 @@ async fn del_overlay(client: &mut Client, name: &str) -> Result<OverlayRecord, C
 }
 
 /// Releases what the controller dropped and publishes what it owns and this session has
-/// not put under its lease yet. An error means the store failed: the session ends, and
-/// the next one starts with this again.
-async fn sync(shared: &Shared, client: &mut Client, ctx: &mut Ctx) -> Result<(), SessionError> {
+/// not put under its lease yet. Ok(false): the store left a request unanswered (its
+/// writes stall, while the lease is kept alive); the rest waits for the next pass. An
+/// error means the store is gone: the session ends, and the next one starts with this.
+async fn sync(shared: &Shared, client: &mut Client, ctx: &mut Ctx) -> Result<bool, SessionError> {
     let releasing: Vec<(String, EndpointRecord)> = shared
         .releasing()
         .iter()
@@ -922,12 +966,7 @@ async fn sync(shared: &Shared, client: &mut Client, ctx: &mut Ctx) -> Result<(),
                 tracing::warn!(overlay = %e.overlay, ip = %e.ip, "cannot release: {why}");
             }
             Err(ClusterError::Unreachable) => return Err(SessionError::Unreachable("release")),
-            Err(ClusterError::NoAnswer) => {
-                return Err(SessionError::Timeout {
-                    what: "release",
-                    secs: CALL.as_secs(),
-                })
-            }
+            Err(ClusterError::NoAnswer) => return Ok(false),
         }
         let mut rel = shared.releasing();
         if rel.get(&k) == Some(&e) {
@@ -948,9 +987,13 @@ async fn sync(shared: &Shared, client: &mut Client, ctx: &mut Ctx) -> Result<(),
                 overlay = %e.overlay, ip = %e.ip, mac = %e.mac,
                 "the endpoint's address or MAC is another's now (an endpoint's or a VIP); not published"
             ),
-            Err(_) => return Err(SessionError::Unreachable("publish")),
+            Err(ClusterError::NoAnswer) => return Ok(false),
+            Err(ClusterError::Refused(why)) => {
+                tracing::warn!(overlay = %e.overlay, ip = %e.ip, "cannot publish: {why}");
+            }
+            Err(ClusterError::Unreachable) => return Err(SessionError::Unreachable("publish")),
         }
         ctx.published.insert(k, e);
     }
-    Ok(())
+    Ok(true)
 }

@@ -109,8 +109,8 @@ impl Etcd {
     }
 
     /// [`Etcd::start`] (no TLS) with its WAL on a [`SlowDisk`] (under `dir`), whose
-    /// flushes [`Etcd::disk`] can stall: then every write waits, while reads and lease
-    /// keep-alives are still answered.
+    /// flushes [`Etcd::disk`] can stall: then every write (and a linearizable read behind
+    /// it) waits, while serializable reads and lease keep-alives are still answered.
     pub fn start_on_slow_disk(ns: &str, ip: &str, dir: &Path) -> anyhow::Result<Etcd> {
         let disk = SlowDisk::new(&dir.join("slowdisk"))?;
         Etcd::start_with(ns, ip, dir, None, Some(disk))
@@ -275,8 +275,9 @@ impl Etcd {
 
 impl Drop for Etcd {
     fn drop(&mut self) {
+        // Flushes let through first, so etcd is not killed in the middle of one.
         if let Some(d) = &self.slow {
-            d.resume();
+            d.let_go();
         }
         self.kill();
         if self.data.starts_with("/dev/shm") {

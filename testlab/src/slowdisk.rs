@@ -1,8 +1,8 @@
 //! A directory whose flushes can be made to stall: a pass-through FUSE filesystem
 //! (`slowfs.py`, Debian's `python3-fusepy`) over a directory on tmpfs, whose `fsync`
 //! waits while [`SlowDisk::stall`] holds. Put under an etcd's WAL, it makes every write
-//! wait for its commit while reads and lease keep-alives (no WAL write in etcd 3.4)
-//! are still answered: a store behind a disk busy with writeback.
+//! wait for its commit while lease keep-alives (no WAL write in etcd 3.4) and
+//! serializable reads are still answered: a store behind a disk busy with writeback.
 //!
 //! The mount is the test's own (under its directory); it is unmounted, and the
 //! backing directory removed, on drop.
@@ -31,6 +31,8 @@ pub struct SlowDisk {
 }
 
 fn mounted(at: &Path) -> bool {
+    // /proc/self/mounts has the resolved path (a symlinked TMPDIR resolved).
+    let at = fs::canonicalize(at).unwrap_or_else(|_| at.to_path_buf());
     let at = at.display().to_string();
     fs::read_to_string("/proc/self/mounts")
         .is_ok_and(|m| m.lines().any(|l| l.split(' ').nth(1) == Some(at.as_str())))
@@ -88,18 +90,31 @@ impl SlowDisk {
 
     /// From now on every flush waits, until [`SlowDisk::resume`].
     pub fn stall(&self) {
-        let _ = fs::write(&self.flag, b"");
+        fs::write(&self.flag, b"").unwrap_or_else(|e| {
+            panic!("cannot stall the slow disk ({}): {e}", self.flag.display())
+        });
     }
 
     /// Lets the waiting flushes and every later one through.
     pub fn resume(&self) {
+        match fs::remove_file(&self.flag) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => panic!("cannot resume the slow disk ({}): {e}", self.flag.display()),
+        }
+    }
+}
+
+impl SlowDisk {
+    /// [`SlowDisk::resume`] that cannot fail, for clean-up.
+    pub(crate) fn let_go(&self) {
         let _ = fs::remove_file(&self.flag);
     }
 }
 
 impl Drop for SlowDisk {
     fn drop(&mut self) {
-        self.resume();
+        self.let_go();
         if let Some(mut bg) = self.bg.take() {
             // fusepy unmounts on SIGTERM.
             bg.stop(Duration::from_secs(5));

@@ -197,12 +197,20 @@ impl Mesher {
         std::thread::Builder::new()
             .name("vswitch-mesh".into())
             .spawn(move || {
+                // After a failure, a pause before the next try: each try may hold the
+                // cluster session (and the requests behind it) for seconds.
+                let mut not_before = Instant::now();
                 while poked.recv().is_ok() {
+                    if Instant::now() < not_before {
+                        continue;
+                    }
                     let (wanted, unwanted) = {
                         let c = lock(&ctl);
                         (c.mesh_wanted(), c.mesh_unwanted())
                     };
-                    mesh(&cl, &ctl, wanted, unwanted);
+                    if !mesh(&cl, &ctl, wanted, unwanted) {
+                        not_before = Instant::now() + MESH_RETRY;
+                    }
                 }
             })?;
         Ok(Mesher { poke })
@@ -211,19 +219,25 @@ impl Mesher {
     /// Asks for a look at what is wanted; one already asked for and not started is
     /// enough.
     pub fn poke(&self) {
-        let _ = self.poke.try_send(());
+        if let Err(std::sync::mpsc::TrySendError::Disconnected(())) = self.poke.try_send(()) {
+            tracing::error!("the mesh thread is gone: mesh addresses are no longer claimed");
+        }
     }
 }
 
+/// How long the mesh thread waits after a claim or release failed.
+const MESH_RETRY: Duration = Duration::from_secs(5);
+
 /// Claims this node's mesh address in each overlay of `wanted` and releases those of
 /// `unwanted`, asking the store without the controller's lock; what fails (the store is
-/// away) is tried again on the next call.
+/// away) is tried again on a later call. False if something failed.
 fn mesh(
     cl: &cluster::Handle,
     ctl: &Mutex<Controller>,
     wanted: Vec<String>,
     unwanted: Vec<cluster::EndpointRecord>,
-) {
+) -> bool {
+    let mut ok = true;
     for overlay in wanted {
         tracing::debug!(overlay = %overlay, "claiming a mesh address");
         let claim = cluster::Claim {
@@ -240,7 +254,10 @@ fn mesh(
                     cl.release_later(rec);
                 }
             }
-            Err(e) => tracing::warn!(overlay = %overlay, "cannot claim a mesh address: {e}"),
+            Err(e) => {
+                tracing::warn!(overlay = %overlay, "cannot claim a mesh address: {e}");
+                ok = false;
+            }
         }
     }
     for rec in unwanted {
@@ -251,10 +268,12 @@ fn mesh(
                 }
             }
             Err(e) => {
-                tracing::warn!(overlay = %rec.overlay, "cannot release the mesh address: {e}")
+                tracing::warn!(overlay = %rec.overlay, "cannot release the mesh address: {e}");
+                ok = false;
             }
         }
     }
+    ok
 }
 
 /// The cluster thread's settings from the config's cluster section and this daemon's

@@ -348,6 +348,10 @@ fn claims_refuse_what_the_nodes_cannot_see_and_records_without_claims_still_work
     let sw2 = &lab.nodes[1].sw;
     let got = claimed(&sw2.vsctl_ok(&["ipam-claim", OV, "--owner", "c1"]));
     assert_ne!(got, next, "the allocator handed out legacy3's VIP");
+    assert!(
+        store_keys(&lab, &format!("/vswitch/v1/ipam/{OV}/{next}")).is_empty(),
+        "legacy3's VIP {next} is claimed as an address"
+    );
     sw2.vsctl_ok(&["ipam-release", OV, &got]);
     etcdctl(&lab, &["del", "/vswitch/v1/services/sov/legacy3"]);
 
