@@ -183,7 +183,8 @@ pub fn handle(
 /// The thread that claims and releases this node's mesh addresses. Each claim asks the
 /// store and may wait for it up to the request deadline; on the housekeeping thread that
 /// wait held up FDB ageing, port re-attachment, the cluster's changes and SIGTERM, once
-/// per overlay. Only this thread claims, so one overlay never gets two.
+/// per overlay. Only this thread claims, so no two claims for one overlay race (one the
+/// store left unanswered is released by the cluster thread once it answers).
 pub struct Mesher {
     poke: std::sync::mpsc::SyncSender<()>,
 }
