@@ -294,8 +294,7 @@ impl Runner {
         // The endpoints this node owned go (back) under the new lease. What the store
         // leaves unanswered is tried again after RETRY, in this session.
         let mut resync = match sync(&self.shared, &mut client, &mut ctx).await {
-            Ok(true) => None,
-            Ok(false) => Some(tokio::time::Instant::now() + RETRY),
+            Ok(done) => again(done),
             Err(e) => return End::Failed(e),
         };
 
@@ -317,8 +316,7 @@ impl Runner {
                 e = keeper.ended() => return End::Failed(e),
                 _ = tokio::time::sleep_until(resync.unwrap_or_else(tokio::time::Instant::now)), if resync.is_some() => {
                     resync = match sync(&self.shared, &mut client, &mut ctx).await {
-                        Ok(true) => None,
-                        Ok(false) => Some(tokio::time::Instant::now() + RETRY),
+                        Ok(done) => again(done),
                         Err(e) => return End::Failed(e),
                     };
                 }
@@ -377,15 +375,13 @@ impl Runner {
                         return End::Closed;
                     }
                     Some(Cmd::Sync) => match sync(&self.shared, &mut client, &mut ctx).await {
-                        Ok(true) => {}
-                        Ok(false) => resync = resync.or(Some(tokio::time::Instant::now() + RETRY)),
+                        Ok(done) => resync = resync.or(again(done)),
                         Err(e) => return End::Failed(e),
                     },
                     Some(c) => {
                         // A claim left unanswered queues its release: it may commit yet.
-                        if serve(&self.shared, &mut client, &mut ctx, c).await {
-                            resync = resync.or(Some(tokio::time::Instant::now() + RETRY));
-                        }
+                        let queued = serve(&self.shared, &mut client, &mut ctx, c).await;
+                        resync = resync.or(again(!queued));
                     }
                 },
             }
@@ -945,6 +941,11 @@ async fn del_overlay(client: &mut Client, name: &str) -> Result<OverlayRecord, C
     Err(ClusterError::Refused(
         "the overlay kept changing; try again".into(),
     ))
+}
+
+/// When to pass [`sync`] again: after [`RETRY`] if the last pass left work undone.
+fn again(done: bool) -> Option<tokio::time::Instant> {
+    (!done).then(|| tokio::time::Instant::now() + RETRY)
 }
 
 /// Releases what the controller dropped and publishes what it owns and this session has

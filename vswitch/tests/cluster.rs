@@ -187,16 +187,10 @@ fn three_nodes_share_overlays_and_survive_node_and_store_failures() {
     // and forwarding go on.
     lab.etcd.as_mut().unwrap().kill();
     let sw1 = &lab.nodes[0].sw;
-    let t = Instant::now();
-    refused(
+    refused_in_time(
         sw1,
         &["add-overlay", "ov4", "--subnet", "10.64.0.0/24"],
         "cluster store unreachable",
-    );
-    assert!(
-        t.elapsed() < Duration::from_secs(6),
-        "took {:?}",
-        t.elapsed()
     );
     refused(sw1, &["del-overlay", "ov2"], "cluster store unreachable");
     sw1.vsctl_ok(&["add-br", "local0"]);

@@ -21,7 +21,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use cluster::keys;
-use common::cluster::{attach_auto, overlays, refused, Lab, ETCD_IP, SIGCONT, SIGSTOP};
+use common::cluster::{attach_auto, overlays, refused_in_time, Lab, ETCD_IP, SIGCONT, SIGSTOP};
 use testlab::etcd::Etcd;
 use testlab::{netns, wait_until};
 
@@ -96,18 +96,12 @@ fn a_node_keeps_its_lease_while_its_requests_wait_on_a_stalled_store() {
     let disk = lab.etcd.as_ref().unwrap().disk().unwrap();
     disk.stall();
     let sw = &lab.nodes[0].sw;
-    let t = Instant::now();
     // A claim sent and left unanswered: it commits when the disk is back, and nobody
     // has it then.
-    refused(
+    refused_in_time(
         sw,
         &["ipam-claim", "sov", "--owner", "probe"],
         "the cluster store did not answer in time; the change may still be made",
-    );
-    assert!(
-        t.elapsed() < Duration::from_secs(6),
-        "ipam-claim took {:?}",
-        t.elapsed()
     );
     // A container gone: the node releases its endpoint in the background, and the
     // store leaves that unanswered too, again and again.

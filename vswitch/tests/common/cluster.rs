@@ -277,6 +277,18 @@ pub fn refused(sw: &Switchd, args: &[&str], want: &str) {
     );
 }
 
+/// [`refused`], and answered within 6 s: a cluster request's deadline (4 s) and the
+/// daemon's own wait for it, with room for a loaded host.
+pub fn refused_in_time(sw: &Switchd, args: &[&str], want: &str) {
+    let t = Instant::now();
+    refused(sw, args, want);
+    assert!(
+        t.elapsed() < Duration::from_secs(6),
+        "vsctl {args:?} took {:?}",
+        t.elapsed()
+    );
+}
+
 /// Pings `to` from namespace `from` until one echo comes back (deadline 10 s).
 pub fn ping(from: &str, to: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
