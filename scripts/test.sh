@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole test suite: tools, formatting, lints, release build, fuzzing, unit and integration tests.
+# The whole test suite: tools, formatting, lints, build, fuzzing, unit and integration tests.
 # Run as root on a clean checkout: sudo bash scripts/test.sh
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -20,19 +20,22 @@ cargo fmt --all -- --check
 step "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
-step "cargo build --workspace --release"
-cargo build --workspace --release
+# Everything is built once, with the `suite` profile (Cargo.toml: release optimisation, no
+# LTO): the binaries the bench smoke run and the integration tests start, then the tests.
+# The LTO release build (what quickstart.sh and the benchmarks use) would add six minutes
+# on two cores and compile the same code.
+step "cargo build --workspace --profile suite --bins"
+cargo build --workspace --profile suite --bins
 
 # ---- benchmark harness smoke run (owned by benches/run.sh; keep it under 30 s) ----------
 step "benches/run.sh --quick --only vswitchd (smoke run of the macro benchmark harness)"
-bash benches/run.sh --quick --only vswitchd --no-build --no-save
+BENCH_PROFILE=suite bash benches/run.sh --quick --only vswitchd --no-build --no-save
 # ---- end of the benchmark harness smoke run ---------------------------------------------
 
 # ---- fuzzing (issue 10): replay every crash ever found, then 30 s per target ------------
 step "scripts/fuzz.sh --seconds 30 --jobs 2 (every fuzz target, regressions first)"
 bash scripts/fuzz.sh --seconds 30 --jobs 2
 
-# The tests are built with the `suite` profile (Cargo.toml): release optimisation, no LTO.
 step "cargo test --workspace --profile suite --no-fail-fast -- --test-threads=2"
 log="$(mktemp /tmp/vswitch-test.XXXXXX)"
 trap 'rm -f "$log"' EXIT

@@ -8,7 +8,8 @@
 # (benches/results), SCRIPT (its path) and SCRIPT_NAME (run.sh, nat.sh, ...: prefixes die's
 # messages, names the script's python helper LIBDIR/<name>.py and its results), START_SECS,
 # and BIN: where cargo puts the release binaries ($CARGO_TARGET_DIR/release when that is set,
-# else target/release), with VSWITCHD, VSCTL and TESTLAB in it. The script's usage (--help) is its
+# else target/release; another cargo profile's with BENCH_PROFILE=NAME, as the test suite's
+# smoke run uses its `suite` build), with VSWITCHD, VSCTL and TESTLAB in it. The script's usage (--help) is its
 # comment lines that start with "#:".
 #
 # This file: messages, processes and the cleanup, dependencies, the build, small helpers.
@@ -24,7 +25,7 @@ RESULTS="$ROOT/benches/results"
 SCRIPT_NAME="$(basename "$0")"
 BIN="${CARGO_TARGET_DIR:-target}"
 [[ "$BIN" == /* ]] || BIN="$ROOT/$BIN"
-BIN="$BIN/release"
+BIN="$BIN/${BENCH_PROFILE:-release}"
 VSWITCHD="$BIN/vswitchd"
 VSCTL="$BIN/vsctl"
 TESTLAB="$BIN/testlab" # the lab CLI (lab.sh)

@@ -1,7 +1,8 @@
 //! A private podman for one test: its own `--root` and `--runroot` (vfs storage) under
 //! the test's directory, its own containers.conf (`CONTAINERS_CONF`) with the CNI network
 //! backend, the test's CNI config directory and plugin directories, and its temporary
-//! files there too. Nothing touches a system podman's storage or networks. Containers are
+//! files and locks there too (`lock_type = "file"`: the default shm locks would leave
+//! /dev/shm/libpod_lock behind). Nothing touches a system podman's storage or networks. Containers are
 //! removed when dropped.
 //!
 //! Podman 4.3 runs on this kind of machine when containers.conf has
@@ -45,7 +46,7 @@ impl Podman {
             "[containers]\ndefault_ulimits = []\n\n\
              [network]\nnetwork_backend = \"cni\"\nnetwork_config_dir = {:?}\n\
              cni_plugin_dirs = [{}]\n\n\
-             [engine]\nevents_logger = \"file\"\ncgroup_manager = \"cgroupfs\"\ntmp_dir = {:?}\n",
+             [engine]\nlock_type = \"file\"\nevents_logger = \"file\"\ncgroup_manager = \"cgroupfs\"\ntmp_dir = {:?}\n",
             cni_dir.display().to_string(),
             dirs.join(", "),
             dir.join("tmp").display().to_string(),

@@ -140,6 +140,17 @@ fn vxlan_harnesses_accept_a_datagram() {
 
 #[test]
 fn control_and_config_harnesses_run() {
+    // The harnesses keep their scratch directory for the life of a fuzzing process; a
+    // test process must not leave its own behind (on /dev/shm, where it outlives us).
+    struct Scratch;
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            for tag in ["control", "config"] {
+                let _ = std::fs::remove_dir_all(super::control::scratch(tag));
+            }
+        }
+    }
+    let _cleanup = Scratch;
     control(
         b"{\"op\":\"add-br\",\"bridge\":\"br0\"}\n\
           {\"op\":\"add-net\",\"bridge\":\"br0\",\"subnet\":\"172.18.0.0/24\",\"gateway\":\"172.18.0.1\"}\n\
