@@ -25,22 +25,28 @@ fn refused<T>(why: String) -> Result<T, ClusterError> {
 /// What an address claim looks at, read at one revision: the overlay and its key's
 /// revision, the records of its claimed addresses, and its service VIPs (address, the
 /// `<overlay>/<name>` of the service holding it: its claim, or its record), which no
-/// container may take.
+/// container may take. `unreadable`: addresses whose claim key exists but whose record
+/// this node cannot read (damaged, or written by another version): still taken, since
+/// the claim transaction would find the key and fail on every attempt.
 struct Taken {
     overlay: OverlayRecord,
     rev: i64,
     claims: Vec<EndpointRecord>,
     vips: Vec<(Ipv4Addr, String)>,
+    unreadable: Vec<Ipv4Addr>,
 }
 
 async fn read(client: &mut Client, overlay: &str) -> Result<Option<Taken>, ClusterError> {
     let vips_of = keys::vip_claims_of(overlay);
+    let ipam_of = keys::ipam_of(overlay);
+    let ip_in_key = |key: Result<&str, _>, prefix: &str| {
+        key.ok()
+            .and_then(|k| k.strip_prefix(prefix))
+            .and_then(|ip| ip.parse::<Ipv4Addr>().ok())
+    };
     let txn = Txn::new().and_then(vec![
         TxnOp::get(keys::overlay(overlay), None),
-        TxnOp::get(
-            keys::ipam_of(overlay),
-            Some(GetOptions::new().with_prefix()),
-        ),
+        TxnOp::get(ipam_of.clone(), Some(GetOptions::new().with_prefix())),
         TxnOp::get(vips_of.clone(), Some(GetOptions::new().with_prefix())),
         TxnOp::get(
             keys::services_of(overlay),
@@ -52,6 +58,7 @@ async fn read(client: &mut Client, overlay: &str) -> Result<Option<Taken>, Clust
     let mut claims = Vec::new();
     let mut vips = Vec::new();
     let mut legacy = Vec::new();
+    let mut unreadable = Vec::new();
     for (i, op) in resp.op_responses().into_iter().enumerate() {
         let TxnOpResponse::Get(g) = op else { continue };
         for kv in g.kvs() {
@@ -63,15 +70,16 @@ async fn read(client: &mut Client, overlay: &str) -> Result<Option<Taken>, Clust
                 }
                 1 => match serde_json::from_slice::<EndpointRecord>(kv.value()) {
                     Ok(e) => claims.push(e),
-                    Err(e) => tracing::warn!("bad address claim skipped: {e}"),
+                    Err(e) => match ip_in_key(kv.key_str(), &ipam_of) {
+                        Some(ip) => {
+                            tracing::warn!(%ip, "address claim unreadable, its address kept: {e}");
+                            unreadable.push(ip);
+                        }
+                        None => tracing::warn!("bad address claim key skipped: {e}"),
+                    },
                 },
                 2 => {
-                    let ip = kv
-                        .key_str()
-                        .ok()
-                        .and_then(|k| k.strip_prefix(vips_of.as_str()))
-                        .and_then(|ip| ip.parse::<Ipv4Addr>().ok());
-                    if let Some(ip) = ip {
+                    if let Some(ip) = ip_in_key(kv.key_str(), &vips_of) {
                         vips.push((ip, String::from_utf8_lossy(kv.value()).into_owned()));
                     }
                 }
@@ -94,6 +102,7 @@ async fn read(client: &mut Client, overlay: &str) -> Result<Option<Taken>, Clust
         rev,
         claims,
         vips,
+        unreadable,
     }))
 }
 
@@ -106,12 +115,16 @@ pub(crate) async fn claim(
     c: &Claim,
     sent: &mut Option<EndpointRecord>,
 ) -> Result<EndpointRecord, ClusterError> {
+    // Addresses whose MAC (derived from the address) turned out to be another
+    // endpoint's: the next look passes them over.
+    let mut mac_taken = std::collections::HashSet::new();
     for _ in 0..CLAIM_ATTEMPTS {
         let Some(Taken {
             overlay: o,
             rev: orev,
             claims,
             vips,
+            unreadable,
         }) = read(client, &c.overlay).await?
         else {
             return refused(format!("no overlay named {}", c.overlay));
@@ -133,6 +146,12 @@ pub(crate) async fn claim(
                         o.name, e.container, e.node
                     ));
                 }
+                if unreadable.contains(&ip) {
+                    return refused(format!(
+                        "address {ip} of overlay {} is taken (by a claim this node cannot read)",
+                        o.name
+                    ));
+                }
                 if let Some((_, holder)) = vips.iter().find(|(v, _)| *v == ip) {
                     let service = holder.split_once('/').map_or(holder.as_str(), |(_, n)| n);
                     return refused(format!(
@@ -147,6 +166,8 @@ pub(crate) async fn claim(
                     .iter()
                     .map(|e| e.ip)
                     .chain(vips.iter().map(|(v, _)| *v))
+                    .chain(unreadable.iter().copied())
+                    .chain(mac_taken.iter().copied())
                     .collect();
                 match host_addresses(net, o.gateway).find(|a| !taken.contains(a)) {
                     Some(a) => a,
@@ -188,19 +209,27 @@ pub(crate) async fn claim(
             tracing::info!(overlay = %rec.overlay, ip = %rec.ip, mac = %rec.mac, container = %rec.container, "address claimed");
             return Ok(rec);
         }
-        // The MAC is another endpoint's: asked for, that is the user's to change; taken
-        // from the address, the address is taken too and the next look picks another.
+        // The MAC is another endpoint's (whether or not its record can be read): asked
+        // for, or with the address asked for, that is the user's to change; taken from a
+        // free address, the address is passed over and the next look picks another.
         let holder = resp.op_responses().into_iter().find_map(|op| match op {
             TxnOpResponse::Get(g) => g
                 .kvs()
                 .first()
-                .and_then(|kv| serde_json::from_slice::<EndpointRecord>(kv.value()).ok()),
+                .map(|kv| serde_json::from_slice::<EndpointRecord>(kv.value()).ok()),
             _ => None,
         });
-        if let (Some(h), Some(_)) = (holder, &c.mac) {
+        if let Some(h) = holder {
+            if c.mac.is_none() && c.ip.is_none() {
+                mac_taken.insert(ip);
+                continue;
+            }
+            let on = h.map_or("a record this node cannot read".to_string(), |h| {
+                format!("on node {}", h.node)
+            });
             return refused(format!(
-                "MAC {} is already an endpoint of overlay {} (on node {})",
-                h.mac, o.name, h.node
+                "MAC {} is already an endpoint of overlay {} ({on})",
+                rec.mac, o.name
             ));
         }
     }

@@ -355,6 +355,54 @@ fn claims_refuse_what_the_nodes_cannot_see_and_records_without_claims_still_work
     sw2.vsctl_ok(&["ipam-release", OV, &got]);
     etcdctl(&lab, &["del", "/vswitch/v1/services/sov/legacy3"]);
 
+    // A claim whose record no node can read (damaged, or another version's) still holds
+    // the address its key names: the allocator skips it, and asking for it is refused.
+    let next = claimed(&sw.vsctl_ok(&["ipam-claim", OV, "--owner", "probe"]));
+    sw.vsctl_ok(&["ipam-release", OV, &next]);
+    let key = format!("/vswitch/v1/ipam/{OV}/{next}");
+    etcdctl(&lab, &["put", &key, "{\"overlay\":"]);
+    let got = claimed(&sw2.vsctl_ok(&["ipam-claim", OV, "--owner", "c2"]));
+    assert_ne!(
+        got, next,
+        "the allocator handed out an address an unreadable claim holds"
+    );
+    refused(
+        sw2,
+        &["ipam-claim", OV, "--ip", &next, "--owner", "c3"],
+        &format!("address {next} of overlay {OV} is taken (by a claim this node cannot read)"),
+    );
+    sw2.vsctl_ok(&["ipam-release", OV, &got]);
+    etcdctl(&lab, &["del", &key]);
+
+    // The same for an endpoint record: one under the MAC the next free address would
+    // get passes that address over, and that address asked for is refused.
+    let probe = sw.vsctl_ok(&["ipam-claim", OV, "--owner", "probe"]);
+    let (next, mac) = (
+        claimed(&probe),
+        probe
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or_default()
+            .to_string(),
+    );
+    sw.vsctl_ok(&["ipam-release", OV, &next]);
+    let key = format!("/vswitch/v1/endpoints/{OV}/{mac}");
+    etcdctl(&lab, &["put", &key, "[]"]);
+    let got = claimed(&sw2.vsctl_ok(&["ipam-claim", OV, "--owner", "c4"]));
+    assert_ne!(
+        got, next,
+        "the allocator handed out an address whose MAC is taken"
+    );
+    refused(
+        sw2,
+        &["ipam-claim", OV, "--ip", &next, "--owner", "c5"],
+        &format!(
+            "MAC {mac} is already an endpoint of overlay {OV} (a record this node cannot read)"
+        ),
+    );
+    sw2.vsctl_ok(&["ipam-release", OV, &got]);
+    etcdctl(&lab, &["del", &key]);
+
     // A record stored before claims: served on both nodes, its claims made when it is
     // changed, and deleted with them.
     etcdctl(
