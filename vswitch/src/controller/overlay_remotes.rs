@@ -4,11 +4,9 @@
 //! that caches the whole cluster state.
 
 use std::net::Ipv4Addr;
-use std::sync::Arc;
 
-use super::{remote_rt, ControlError, Controller};
+use super::{ControlError, Controller};
 use crate::config::ConfigError;
-use crate::tunnel::RemoteRt;
 
 impl Controller {
     /// Adds `remotes` (each with its WireGuard key if the tunnel is encrypted) to tunnel
@@ -47,20 +45,7 @@ impl Controller {
         }
         self.change_tunnel(bridge, name, tc.clone(), |_| {})?;
         if let Some(t) = &rt.tunnel {
-            let mut next: Vec<Arc<RemoteRt>> = t.remotes.load().iter().cloned().collect();
-            for (a, _) in remotes {
-                let slot = (1u16..)
-                    .find(|s| !next.iter().any(|r| r.slot == *s))
-                    .unwrap_or(u16::MAX);
-                next.push(Arc::new(remote_rt(
-                    &self.shared.wg_key,
-                    &t.vtep,
-                    &tc,
-                    slot,
-                    *a,
-                )));
-            }
-            t.remotes.store(Arc::new(next));
+            self.add_remote_rts(t, &tc, remotes.iter().map(|(a, _)| *a));
         }
         self.refresh_tunnels();
         Ok(())

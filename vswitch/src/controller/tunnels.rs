@@ -152,19 +152,7 @@ impl Controller {
         tc.remotes.push(a);
         self.change_tunnel(bridge, name, tc.clone(), |_| {})?;
         if let Some(t) = &rt.tunnel {
-            let cur = t.remotes.load();
-            let slot = (1u16..)
-                .find(|s| !cur.iter().any(|r| r.slot == *s))
-                .unwrap_or(u16::MAX);
-            let mut next: Vec<Arc<RemoteRt>> = cur.iter().cloned().collect();
-            next.push(Arc::new(remote_rt(
-                &self.shared.wg_key,
-                &t.vtep,
-                &tc,
-                slot,
-                a,
-            )));
-            t.remotes.store(Arc::new(next));
+            self.add_remote_rts(t, &tc, [a]);
         }
         self.refresh_tunnels();
         Ok(Data::Done)
@@ -323,6 +311,30 @@ impl Controller {
             v.table
                 .store(Arc::new(tables.remove(k).unwrap_or_default()));
         }
+    }
+
+    /// Adds runtime remotes for `addrs` to the running tunnel `t`, each in the lowest
+    /// free slot (what picks its outer source ports and its WireGuard peer index).
+    pub(super) fn add_remote_rts(
+        &self,
+        t: &TunnelRt,
+        tc: &TunnelConf,
+        addrs: impl IntoIterator<Item = Ipv4Addr>,
+    ) {
+        let mut next: Vec<Arc<RemoteRt>> = t.remotes.load().iter().cloned().collect();
+        for a in addrs {
+            let slot = (1u16..)
+                .find(|s| !next.iter().any(|r| r.slot == *s))
+                .unwrap_or(u16::MAX);
+            next.push(Arc::new(remote_rt(
+                &self.shared.wg_key,
+                &t.vtep,
+                tc,
+                slot,
+                a,
+            )));
+        }
+        t.remotes.store(Arc::new(next));
     }
 }
 

@@ -43,6 +43,26 @@ pub(super) struct Queue {
     pub(super) tx: Vec<Vec<u8>>,
 }
 
+impl Queue {
+    /// A queue and the smoltcp interface on it that holds `addr/prefix` (IP medium: the
+    /// gateway does the Ethernet framing and ARP itself).
+    pub(super) fn with_iface(
+        addr: Ipv4Addr,
+        prefix: u8,
+        seed: u64,
+        now: u64,
+    ) -> (Queue, Interface) {
+        let mut dev = Queue::default();
+        let mut cfg = Config::new(HardwareAddress::Ip);
+        cfg.random_seed = seed;
+        let mut iface = Interface::new(cfg, &mut dev, SmolInstant::from_millis(now as i64));
+        iface.update_ip_addrs(|a| {
+            let _ = a.push(IpCidr::new(IpAddress::Ipv4(addr), prefix));
+        });
+        (dev, iface)
+    }
+}
+
 pub(super) struct Rx(Vec<u8>);
 pub(super) struct Tx<'a>(&'a mut Vec<Vec<u8>>);
 
@@ -107,13 +127,7 @@ pub(super) struct TcpNet {
 
 impl TcpNet {
     fn new(bridge: u32, addr: Ipv4Addr, prefix: u8, seed: u64, now: u64) -> Self {
-        let mut dev = Queue::default();
-        let mut cfg = Config::new(HardwareAddress::Ip);
-        cfg.random_seed = seed;
-        let mut iface = Interface::new(cfg, &mut dev, SmolInstant::from_millis(now as i64));
-        iface.update_ip_addrs(|a| {
-            let _ = a.push(IpCidr::new(IpAddress::Ipv4(addr), prefix));
-        });
+        let (dev, iface) = Queue::with_iface(addr, prefix, seed, now);
         let mut sockets = SocketSet::new(Vec::new());
         let slots = (0..CONNS)
             .map(|_| {

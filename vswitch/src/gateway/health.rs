@@ -10,10 +10,10 @@
 
 use std::net::Ipv4Addr;
 
-use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::iface::{Interface, SocketHandle, SocketSet};
 use smoltcp::socket::tcp;
 use smoltcp::time::Instant as SmolInstant;
-use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
+use smoltcp::wire::IpAddress;
 
 use super::dns_tcp::Queue;
 use super::{Ev, Gateway, Out};
@@ -69,13 +69,7 @@ pub(super) struct Checks {
 
 impl HealthNet {
     fn new(bridge: u32, addr: Ipv4Addr, prefix: u8, seed: u64, now: u64) -> Self {
-        let mut dev = Queue::default();
-        let mut cfg = Config::new(HardwareAddress::Ip);
-        cfg.random_seed = seed;
-        let mut iface = Interface::new(cfg, &mut dev, SmolInstant::from_millis(now as i64));
-        iface.update_ip_addrs(|a| {
-            let _ = a.push(IpCidr::new(IpAddress::Ipv4(addr), prefix));
-        });
+        let (dev, iface) = Queue::with_iface(addr, prefix, seed, now);
         HealthNet {
             bridge,
             addr,
