@@ -66,12 +66,10 @@ fn assert_resolves(lab: &DockerLab, c: &str, name: &str, want: &str) {
 #[test]
 fn containers_resolve_names_aliases_and_a_service_at_the_gateway() {
     // Names come from Docker's events, not from the plugin's rescan of every container.
-    let Some(lab) = DockerLab::start_with("dns", |lab| {
+    let lab = DockerLab::start_with("dns", |lab| {
         lab.plugin_args = vec!["--names-rescan".into(), "86400".into()];
         Vec::new()
-    }) else {
-        return;
-    };
+    });
     let id = lab.network_create("net1", &["--subnet", "172.30.7.0/24", "--gateway", GW]);
     let br = format!("dk-{}", &id[..12]);
     lab.run_container(
@@ -227,14 +225,12 @@ fn ms_until(lab: &DockerLab, br: &str, name: &str, ip: &str, present: bool) -> u
 /// generous 20 s.
 #[test]
 fn names_follow_containers_at_once_without_the_rescan() {
-    let Some(lab) = DockerLab::start_with("now", |lab| {
+    let lab = DockerLab::start_with("now", |lab| {
         // Not there yet: the plugin keeps trying until the test links it to dockerd's.
         lab.plugin_api = lab.dir.join("late-api.sock");
         lab.plugin_args = vec!["--names-rescan".into(), "86400".into()];
         Vec::new()
-    }) else {
-        return;
-    };
+    });
     let id = lab.network_create(
         "n244",
         &["--subnet", "172.30.244.0/24", "--gateway", "172.30.244.1"],

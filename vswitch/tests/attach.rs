@@ -1291,14 +1291,7 @@ impl Drop for Docker {
 
 #[test]
 fn docker_containers_are_found_by_name() {
-    if common::which("dockerd").is_none() {
-        eprintln!(
-            "SKIPPED docker_containers_are_found_by_name: dockerd is not installed \
-             (Debian package docker.io)"
-        );
-        return;
-    }
-    require_tools(&["docker", "unshare", "nsenter", "tar"]);
+    require_tools(&["dockerd", "docker", "unshare", "nsenter", "tar"]);
     let mut lab = attach_lab("atdoc", 126);
     let c1 = lab.add_named_ns("c1");
     attach(&lab, &[&c1, "--ip", &cidr(&lab, 71)]);

@@ -12,8 +12,8 @@
 //! left in its namespaces and deletes them, also when the test panics (then the logs are
 //! printed first).
 //!
-//! A test is skipped, with the reason printed, only when dockerd cannot start (not
-//! installed, or no cgroups); everything else missing is a loud failure.
+//! Nothing is skipped: dockerd missing, or unable to start, fails the test with the
+//! reason, as every other missing tool does (`scripts/deps.sh` installs docker.io).
 
 #![allow(dead_code)]
 
@@ -62,29 +62,24 @@ pub struct DockerLab {
 }
 
 impl DockerLab {
-    /// Starts a lab, or returns None (with the reason printed) when dockerd cannot start.
-    pub fn start(tag: &str) -> Option<DockerLab> {
+    /// Starts a lab; panics, saying why, when dockerd cannot start.
+    pub fn start(tag: &str) -> DockerLab {
         Self::start_with(tag, |_| Vec::new())
     }
 
     /// Starts a lab whose vswitchd gets the extra arguments `setup` returns; `setup`
     /// runs once the lab's namespace exists, before vswitchd starts (to give it an
     /// underlay to a cluster, say).
-    pub fn start_with(
-        tag: &str,
-        setup: impl FnOnce(&mut DockerLab) -> Vec<String>,
-    ) -> Option<DockerLab> {
+    pub fn start_with(tag: &str, setup: impl FnOnce(&mut DockerLab) -> Vec<String>) -> DockerLab {
         assert!(
             testlab::is_root(),
             "the Docker tests need root (network namespaces, dockerd)"
         );
         testlab::require_tools(&["ip", "nsenter", "curl", "timeout"]);
-        if testlab::which("dockerd").is_none() {
-            eprintln!(
-                "SKIP: dockerd is not installed (apt-get install docker.io), so it cannot start"
-            );
-            return None;
-        }
+        assert!(
+            testlab::which("dockerd").is_some(),
+            "dockerd is not installed (apt-get install docker.io, or bash scripts/deps.sh)"
+        );
         assert!(
             testlab::which("docker").is_some(),
             "dockerd is installed but the docker client is not"
@@ -120,15 +115,13 @@ impl DockerLab {
         lab.vswitchd.daemon_args.extend(extra);
         lab.start_vswitchd();
         lab.start_plugin();
+        // A panic here drops the lab, which stops what it started.
         match Dockerd::start(&lab.ns, &lab.dir, false, Duration::from_secs(60)) {
             Ok(d) => lab.dockerd = Some(d),
-            Err(e) => {
-                eprintln!("SKIP: dockerd cannot start here: {e}");
-                return None;
-            }
+            Err(e) => panic!("dockerd cannot start here: {e}"),
         }
         lab.import_image();
-        Some(lab)
+        lab
     }
 
     /// Adds a quiet namespace owned by the lab (lo up).
