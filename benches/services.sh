@@ -53,9 +53,11 @@ for t in ip iptables dnsmasq python3; do
 done
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
+# BENCH_PROFILE=NAME: another cargo profile's binaries (as benches/lib/common.sh).
+PROFILE=${BENCH_PROFILE:-release}
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE
 if [ "$BUILD" = 1 ]; then
-    (cd "$ROOT" && cargo build --release -q -p vswitch -p vswitch-ctl)
+    (cd "$ROOT" && cargo build --profile "$PROFILE" -q -p vswitch -p vswitch-ctl)
 fi
 P="sv$$"
 SW="$P-sw" CL="$P-cl"

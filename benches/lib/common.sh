@@ -173,23 +173,39 @@ install_deps() {
 
 # ---- build -----------------------------------------------------------------------------------
 # build_release CARGO_BUILD_ARGS...: with BUILD=1, or BUILD=auto and a binary of BINS missing,
-# `cargo build CARGO_BUILD_ARGS` (BUILD_SECS: how long it took); then every binary of BINS
-# must be in BIN.
+# `cargo build CARGO_BUILD_ARGS` (BUILD_SECS: how long it took; with BENCH_PROFILE set,
+# `--release` becomes `--profile BENCH_PROFILE`, so what is built is what BIN holds); then
+# every binary of BINS must be in BIN.
 build_release() {
     local cargo build_t0 b missing=0
     for b in "${BINS[@]}"; do [ -x "$BIN/$b" ] || missing=1; done
     [ "$BUILD" != auto ] || BUILD="$missing"
     if [ "$BUILD" = 1 ]; then
-        say "cargo build $*"
+        local -a args
+        mapfile -t args < <(profiled "$@")
+        say "cargo build ${args[*]}"
         cargo="$(command -v cargo || true)"
         [ -n "$cargo" ] || cargo="${CARGO_HOME:-$HOME/.cargo}/bin/cargo"
         [ -x "$cargo" ] || die "cargo not found (install Rust, or pass --no-build with built binaries)"
         build_t0="$(date +%s)"
-        "$cargo" build "$@"
+        "$cargo" build "${args[@]}"
         BUILD_SECS=$(($(date +%s) - build_t0))
     fi
     for b in "${BINS[@]}"; do
-        [ -x "$BIN/$b" ] || die "missing $BIN/$b (build: cargo build $*)"
+        [ -x "$BIN/$b" ] || die "missing $BIN/$b (build: cargo build $(profiled "$@" | tr "\n" " "))"
+    done
+}
+
+# profiled CARGO_ARGS...: the arguments, one a line, with `--release` turned into
+# `--profile BENCH_PROFILE` when that is set.
+profiled() {
+    local a
+    for a in "$@"; do
+        if [ "$a" = --release ] && [ -n "${BENCH_PROFILE:-}" ]; then
+            printf '%s\n' --profile "$BENCH_PROFILE"
+        else
+            printf '%s\n' "$a"
+        fi
     done
 }
 

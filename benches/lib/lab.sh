@@ -24,9 +24,11 @@ nsx() { # WHERE -> NSX: the command prefix that runs a command there
 # nothing else still gets it built here the first time it is needed (unless --no-build).
 lab() { # testlab ARGS...
     if [ ! -x "$TESTLAB" ]; then
-        [ "$BUILD" != 0 ] || die "missing $TESTLAB (build: cargo build --release -p testlab --bin testlab)"
-        say "cargo build --release -p testlab --bin testlab"
-        "$(command -v cargo || echo "${CARGO_HOME:-$HOME/.cargo}/bin/cargo")" build --release -p testlab --bin testlab
+        local -a args
+        mapfile -t args < <(profiled --release -p testlab --bin testlab)
+        [ "$BUILD" != 0 ] || die "missing $TESTLAB (build: cargo build ${args[*]})"
+        say "cargo build ${args[*]}"
+        "$(command -v cargo || echo "${CARGO_HOME:-$HOME/.cargo}/bin/cargo")" build "${args[@]}"
     fi
     "$TESTLAB" "$@"
 }

@@ -14,8 +14,9 @@ use crate::session::{failed, Ctx};
 use crate::state::{host_addresses, is_host_address, mac_for, parse_subnet};
 use crate::{keys, Claim, ClusterError, EndpointRecord, OverlayRecord};
 
-/// Claims that lose a race are retried this many times (each loss means another
-/// claim won, so this bounds how many concurrent claims one can lose to).
+/// Claims that lose a race are retried this many times (each loss means another claim
+/// won, or an address was passed over for its MAC, so this bounds how many of those one
+/// claim can meet).
 const CLAIM_ATTEMPTS: usize = 64;
 
 fn refused<T>(why: String) -> Result<T, ClusterError> {
@@ -220,6 +221,11 @@ pub(crate) async fn claim(
             _ => None,
         });
         if let Some(h) = holder {
+            // Claimed meanwhile, MAC and address together: the next look says so (or
+            // picks another).
+            if c.mac.is_none() && h.as_ref().is_some_and(|h| h.ip == ip) {
+                continue;
+            }
             if c.mac.is_none() && c.ip.is_none() {
                 mac_taken.insert(ip);
                 continue;

@@ -36,6 +36,10 @@ pub use state::{EndpointRecord, NodeRecord, OverlayRecord, State};
 
 /// Default lease TTL, seconds.
 pub const DEFAULT_TTL: u64 = 10;
+
+/// Seconds between a node's audits of its watched state against a fresh list of the
+/// store (see [`Settings::audit`]).
+pub const DEFAULT_AUDIT_SECS: u64 = 300;
 /// Shortest lease TTL accepted (etcd's own minimum is about 2 s).
 pub const MIN_TTL: u64 = 2;
 /// Longest lease TTL accepted.
@@ -64,6 +68,12 @@ pub struct Settings {
     /// This node's WireGuard public key, published in its node record for the other
     /// nodes' encrypted overlay tunnels.
     pub public_key: Option<String>,
+    /// How often the node lists the store and compares it with what its watch built.
+    /// etcd before 3.4.31 and 3.5.13 can drop a slow watcher's events across a
+    /// compaction without cancelling the watch (etcd-io/etcd#17529; Debian 12 ships
+    /// 3.4.23): the node would then never learn of them. A difference is adopted, and the
+    /// watch started again from the list's revision.
+    pub audit: std::time::Duration,
 }
 
 /// The PEM files of a TLS client, read.

@@ -34,6 +34,11 @@ const RETRY: Duration = Duration::from_secs(1);
 /// state from every key is linear in the cluster's size, so a burst of revisions (many
 /// nodes joining) would otherwise cost its square.
 const COALESCE: Duration = Duration::from_millis(50);
+
+/// What the node logs when an audit finds the store holding what its watch did not
+/// deliver.
+const AUDIT_DIFFERS: &str =
+    "the store holds changes the watch did not deliver; listing again and watching from there";
 /// HTTP/2 pings on an idle connection, and how long one may go unanswered. A dead store
 /// is noticed by the lease's keep-alive call (every third of the TTL, each bounded by
 /// [`CALL`]); these only catch a connection that died quietly. They are spaced as etcd
@@ -306,6 +311,7 @@ impl Runner {
         let mut dirty = false;
         let now = tokio::time::Instant::now();
         let mut built = now.checked_sub(COALESCE).unwrap_or(now);
+        let mut audit_at = now + self.settings.audit;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(built + COALESCE), if dirty => {
@@ -319,6 +325,33 @@ impl Runner {
                         Ok(done) => again(done),
                         Err(e) => return End::Failed(e),
                     };
+                }
+                _ = tokio::time::sleep_until(audit_at) => {
+                    audit_at = tokio::time::Instant::now() + self.settings.audit;
+                    // A list that fails (a stalled store) is tried again next time: the
+                    // watch itself is not in question.
+                    let (t, r) = match list(&mut client).await {
+                        Ok(v) => v,
+                        Err(e) => {
+                            tracing::warn!("cluster audit skipped: {e}");
+                            continue;
+                        }
+                    };
+                    if t == tracker {
+                        continue;
+                    }
+                    // Events still on their way look the same; adopting the list is
+                    // right either way.
+                    tracing::warn!(listed = r, watched = rev, "{AUDIT_DIFFERS}");
+                    tracker = t;
+                    rev = r;
+                    self.update(&tracker, true);
+                    dirty = false;
+                    built = tokio::time::Instant::now();
+                    match self.watch(&mut client, rev).await {
+                        Ok((w, s)) => { _watcher = w; watch = s; }
+                        Err(e) => return End::Failed(e),
+                    }
                 }
                 m = watch.message() => match m {
                     Ok(Some(r)) => {

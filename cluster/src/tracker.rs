@@ -12,8 +12,8 @@ use std::sync::Arc;
 use crate::keys;
 use crate::state::{canonical_mac, valid_name, EndpointRecord, NodeRecord, OverlayRecord, State};
 
-/// The state and what it is built from.
-#[derive(Debug, Clone, Default)]
+/// The state and what it is built from (equal when built from the same records).
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Tracker {
     state: Arc<State>,
     /// Every valid overlay record, by name, before two with one VNI are narrowed to the

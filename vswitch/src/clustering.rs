@@ -277,11 +277,13 @@ fn mesh(
     ok
 }
 
-/// The cluster thread's settings from the config's cluster section and this daemon's
-/// WireGuard public key: reads the TLS files (and refuses a key others can read).
+/// The cluster thread's settings from the config's cluster section, this daemon's
+/// WireGuard public key and how often it audits its watch: reads the TLS files (and
+/// refuses a key others can read).
 pub fn settings(
     c: &ClusterConf,
     public_key: &wg::PublicKey,
+    audit: std::time::Duration,
 ) -> Result<cluster::Settings, crate::daemon::StartError> {
     c.validate()?;
     let tls = match (&c.ca, &c.cert, &c.key) {
@@ -295,5 +297,6 @@ pub fn settings(
         ttl: c.ttl,
         tls,
         public_key: Some(public_key.to_string()),
+        audit,
     })
 }

@@ -32,6 +32,8 @@ pub struct Options {
     /// Cluster membership from the command line (it replaces the config's); none: the
     /// config's, if any.
     pub cluster: Option<crate::config::ClusterConf>,
+    /// How often a cluster node checks its watched state against a list of the store.
+    pub cluster_audit: Duration,
 }
 
 /// How long a first join may take before the daemon gives up.
@@ -109,7 +111,7 @@ pub fn run(opts: Options) -> Result<(), StartError> {
     let cluster = match &cluster_conf {
         None => None,
         Some(c) => {
-            let settings = crate::clustering::settings(c, &public_key)?;
+            let settings = crate::clustering::settings(c, &public_key, opts.cluster_audit)?;
             let mode = if fresh {
                 cluster::JoinMode::Now(JOIN_DEADLINE)
             } else {

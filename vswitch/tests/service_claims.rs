@@ -285,6 +285,24 @@ fn a_vip_is_never_a_containers_address_even_when_both_are_asked_at_once() {
             "round {r}: {vip:?} {ipam:?}"
         );
     }
+
+    // The same address asked for by both nodes at once: one gets it, and the other is
+    // told the address is taken (not that the MAC made from it is).
+    for r in 0..ROUNDS {
+        let addr = format!("10.73.0.{}", 170 + r);
+        let outs = race(
+            &lab,
+            &["ipam-claim", OV, "--ip", &addr, "--owner", "a"],
+            &["ipam-claim", OV, "--ip", &addr, "--owner", "b"],
+        );
+        let w = one_wins(
+            r,
+            "address",
+            &outs,
+            &format!("address {addr} of overlay {OV} is taken"),
+        );
+        lab.nodes[w].sw.vsctl_ok(&["ipam-release", OV, &addr]);
+    }
 }
 
 fn etcdctl(lab: &Lab, args: &[&str]) {

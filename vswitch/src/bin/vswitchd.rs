@@ -60,6 +60,12 @@ struct Args {
     /// Client key (PEM, not readable by others), for etcds://.
     #[arg(long, value_name = "FILE")]
     cluster_key: Option<PathBuf>,
+    /// Seconds between checks of what this node's watch built against a list of the
+    /// store (a difference is adopted: etcd before 3.4.31/3.5.13 can drop a slow
+    /// watcher's events across a compaction).
+    #[arg(long, value_name = "SECS", default_value_t = cluster::DEFAULT_AUDIT_SECS,
+          value_parser = clap::value_parser!(u64).range(1..=86400))]
+    cluster_audit: u64,
 }
 
 /// The cluster membership the command line asks for.
@@ -104,9 +110,27 @@ fn cluster_args(args: &Args) -> Result<Option<vswitch::config::ClusterConf>, Str
     Ok(Some(c))
 }
 
+/// Libraries whose debug output is every HTTP/2 frame of the cluster store's
+/// connection (thousands of lines a second while a watch catches up).
+const WIRE_LIBS: [&str; 5] = ["h2", "hyper", "hyper_util", "tower", "tonic"];
+
+/// The tracing filter for `--log-level`: a bare `debug` or `trace` is ours (and the
+/// cluster client's), with the wire libraries held at `info`, so that a debug log says
+/// what the switch did rather than which frames crossed; a filter string is taken as
+/// written (`debug,h2=debug` shows the frames).
+fn log_filter(level: &str) -> String {
+    if level.eq_ignore_ascii_case("debug") || level.eq_ignore_ascii_case("trace") {
+        WIRE_LIBS
+            .iter()
+            .fold(level.to_string(), |f, lib| format!("{f},{lib}=info"))
+    } else {
+        level.to_string()
+    }
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
-    let filter = match tracing_subscriber::EnvFilter::try_new(&args.log_level) {
+    let filter = match tracing_subscriber::EnvFilter::try_new(log_filter(&args.log_level)) {
         Ok(f) => f,
         Err(e) => {
             eprintln!("vswitchd: bad --log-level {:?}: {e}", args.log_level);
@@ -137,6 +161,7 @@ fn main() -> ExitCode {
     };
     match vswitch::daemon::run(vswitch::daemon::Options {
         cluster,
+        cluster_audit: std::time::Duration::from_secs(args.cluster_audit),
         sock: args.sock,
         db: args.db,
         metrics: args.metrics,
@@ -150,5 +175,19 @@ fn main() -> ExitCode {
             eprintln!("vswitchd: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+
+    #[test]
+    fn debug_leaves_the_wire_libraries_at_info_and_filters_pass_as_written() {
+        let f = log_filter("debug");
+        assert!(f.starts_with("debug,") && f.contains(",h2=info") && f.contains(",tonic=info"));
+        assert!(tracing_subscriber::EnvFilter::try_new(&f).is_ok());
+        assert_eq!(log_filter("info"), "info");
+        assert_eq!(log_filter("debug,h2=debug"), "debug,h2=debug");
     }
 }
