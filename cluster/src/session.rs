@@ -343,15 +343,13 @@ impl Runner {
                     // Events still on their way look the same; adopting the list is
                     // right either way.
                     tracing::warn!(listed = r, watched = rev, "{AUDIT_DIFFERS}");
-                    tracker = t;
-                    rev = r;
-                    self.update(&tracker, true);
-                    dirty = false;
-                    built = tokio::time::Instant::now();
-                    match self.watch(&mut client, rev).await {
-                        Ok((w, s)) => { _watcher = w; watch = s; }
+                    (tracker, rev) = (t, r);
+                    match self.adopt(&mut client, &tracker, rev).await {
+                        Ok((w, s)) => (_watcher, watch) = (w, s),
                         Err(e) => return End::Failed(e),
                     }
+                    dirty = false;
+                    built = tokio::time::Instant::now();
                 }
                 m = watch.message() => match m {
                     Ok(Some(r)) => {
@@ -360,16 +358,15 @@ impl Runner {
                             // and watch from there.
                             tracing::info!(compacted = r.compact_revision(), "watch cancelled; listing again");
                             match list(&mut client).await {
-                                Ok((t, r)) => { tracker = t; rev = r; }
+                                Ok((t, r)) => (tracker, rev) = (t, r),
                                 Err(e) => return End::Failed(e),
                             }
-                            self.update(&tracker, true);
+                            match self.adopt(&mut client, &tracker, rev).await {
+                                Ok((w, s)) => (_watcher, watch) = (w, s),
+                                Err(e) => return End::Failed(e),
+                            }
                             dirty = false;
                             built = tokio::time::Instant::now();
-                            match self.watch(&mut client, rev).await {
-                                Ok((w, s)) => { _watcher = w; watch = s; }
-                                Err(e) => return End::Failed(e),
-                            }
                             continue;
                         }
                         let mut changed = false;
@@ -419,6 +416,18 @@ impl Runner {
                 },
             }
         }
+    }
+
+    /// Hands over `tracker`, listed at `rev`, as the state, and watches from there (the
+    /// caller drops the old watch with what it returns).
+    async fn adopt(
+        &self,
+        client: &mut Client,
+        tracker: &Tracker,
+        rev: i64,
+    ) -> Result<(etcd_client::Watcher, etcd_client::WatchStream), SessionError> {
+        self.update(tracker, true);
+        self.watch(client, rev).await
     }
 
     async fn watch(
