@@ -178,11 +178,11 @@ install_deps() {
 # every binary of BINS must be in BIN.
 build_release() {
     local cargo build_t0 b missing=0
+    local -a args
+    mapfile -t args < <(profiled "$@")
     for b in "${BINS[@]}"; do [ -x "$BIN/$b" ] || missing=1; done
     [ "$BUILD" != auto ] || BUILD="$missing"
     if [ "$BUILD" = 1 ]; then
-        local -a args
-        mapfile -t args < <(profiled "$@")
         say "cargo build ${args[*]}"
         cargo="$(command -v cargo || true)"
         [ -n "$cargo" ] || cargo="${CARGO_HOME:-$HOME/.cargo}/bin/cargo"
@@ -192,7 +192,7 @@ build_release() {
         BUILD_SECS=$(($(date +%s) - build_t0))
     fi
     for b in "${BINS[@]}"; do
-        [ -x "$BIN/$b" ] || die "missing $BIN/$b (build: cargo build $(profiled "$@" | tr "\n" " "))"
+        [ -x "$BIN/$b" ] || die "missing $BIN/$b (build: cargo build ${args[*]})"
     done
 }
 

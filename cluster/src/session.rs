@@ -35,10 +35,6 @@ const RETRY: Duration = Duration::from_secs(1);
 /// nodes joining) would otherwise cost its square.
 const COALESCE: Duration = Duration::from_millis(50);
 
-/// What the node logs when an audit finds the store holding what its watch did not
-/// deliver.
-const AUDIT_DIFFERS: &str =
-    "the store holds changes the watch did not deliver; listing again and watching from there";
 /// HTTP/2 pings on an idle connection, and how long one may go unanswered. A dead store
 /// is noticed by the lease's keep-alive call (every third of the TTL, each bounded by
 /// [`CALL`]); these only catch a connection that died quietly. They are spaced as etcd
@@ -342,7 +338,7 @@ impl Runner {
                     }
                     // Events still on their way look the same; adopting the list is
                     // right either way.
-                    tracing::warn!(listed = r, watched = rev, "{AUDIT_DIFFERS}");
+                    tracing::warn!(listed = r, watched = rev, "the store holds changes the watch did not deliver; listing again and watching from there");
                     (tracker, rev) = (t, r);
                     match self.adopt(&mut client, &tracker, rev).await {
                         Ok((w, s)) => (_watcher, watch) = (w, s),

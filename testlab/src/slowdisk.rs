@@ -103,9 +103,7 @@ impl SlowDisk {
             Err(e) => panic!("cannot resume the slow disk ({}): {e}", self.flag.display()),
         }
     }
-}
 
-impl SlowDisk {
     /// [`SlowDisk::resume`] that cannot fail, for clean-up.
     pub(crate) fn let_go(&self) {
         let _ = fs::remove_file(&self.flag);

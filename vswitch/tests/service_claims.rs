@@ -310,6 +310,39 @@ fn etcdctl(lab: &Lab, args: &[&str]) {
     assert!(o.success(), "{o}");
 }
 
+/// The address the allocator hands out next on `sw`, and its MAC: claimed, and released
+/// again.
+fn next_free(sw: &Switchd) -> (String, String) {
+    let out = sw.vsctl_ok(&["ipam-claim", OV, "--owner", "probe"]);
+    let ip = claimed(&out);
+    let mac = out
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    sw.vsctl_ok(&["ipam-release", OV, &ip]);
+    (ip, mac)
+}
+
+/// While the store's key holds the value (written with `etcdctl`), `sw` is handed an
+/// address other than `next` (held by `what`) and `check` passes; then the address is
+/// released and the key deleted.
+fn passed_over(
+    lab: &Lab,
+    sw: &Switchd,
+    (key, value): (&str, &str),
+    next: &str,
+    what: &str,
+    check: impl FnOnce(),
+) {
+    etcdctl(lab, &["put", key, value]);
+    let got = claimed(&sw.vsctl_ok(&["ipam-claim", OV, "--owner", "c1"]));
+    assert_ne!(got, next, "the allocator handed out {what}");
+    check();
+    sw.vsctl_ok(&["ipam-release", OV, &got]);
+    etcdctl(lab, &["del", key]);
+}
+
 #[test]
 fn claims_refuse_what_the_nodes_cannot_see_and_records_without_claims_still_work() {
     let lab = two_nodes("g");
@@ -357,69 +390,66 @@ fn claims_refuse_what_the_nodes_cannot_see_and_records_without_claims_still_work
 
     // A record stored before claims holds its VIP against the allocator too: made the
     // next address the allocator would hand out, it is skipped.
-    let next = claimed(&sw.vsctl_ok(&["ipam-claim", OV, "--owner", "probe"]));
-    sw.vsctl_ok(&["ipam-release", OV, &next]);
+    let sw2 = &lab.nodes[1].sw;
+    let (next, _) = next_free(sw);
     let old = format!(
         r#"{{"overlay":"sov","spec":{{"name":"legacy3","vip":"{next}","backends":["10.73.0.50"],"health":"none"}}}}"#
     );
-    etcdctl(&lab, &["put", "/vswitch/v1/services/sov/legacy3", &old]);
-    let sw2 = &lab.nodes[1].sw;
-    let got = claimed(&sw2.vsctl_ok(&["ipam-claim", OV, "--owner", "c1"]));
-    assert_ne!(got, next, "the allocator handed out legacy3's VIP");
-    assert!(
-        store_keys(&lab, &format!("/vswitch/v1/ipam/{OV}/{next}")).is_empty(),
-        "legacy3's VIP {next} is claimed as an address"
+    passed_over(
+        &lab,
+        sw2,
+        ("/vswitch/v1/services/sov/legacy3", &old),
+        &next,
+        "legacy3's VIP",
+        || {
+            assert!(
+                store_keys(&lab, &format!("/vswitch/v1/ipam/{OV}/{next}")).is_empty(),
+                "legacy3's VIP {next} is claimed as an address"
+            );
+        },
     );
-    sw2.vsctl_ok(&["ipam-release", OV, &got]);
-    etcdctl(&lab, &["del", "/vswitch/v1/services/sov/legacy3"]);
 
     // A claim whose record no node can read (damaged, or another version's) still holds
     // the address its key names: the allocator skips it, and asking for it is refused.
-    let next = claimed(&sw.vsctl_ok(&["ipam-claim", OV, "--owner", "probe"]));
-    sw.vsctl_ok(&["ipam-release", OV, &next]);
+    let (next, _) = next_free(sw);
     let key = format!("/vswitch/v1/ipam/{OV}/{next}");
-    etcdctl(&lab, &["put", &key, "{\"overlay\":"]);
-    let got = claimed(&sw2.vsctl_ok(&["ipam-claim", OV, "--owner", "c2"]));
-    assert_ne!(
-        got, next,
-        "the allocator handed out an address an unreadable claim holds"
-    );
-    refused(
+    passed_over(
+        &lab,
         sw2,
-        &["ipam-claim", OV, "--ip", &next, "--owner", "c3"],
-        &format!("address {next} of overlay {OV} is taken (by a claim this node cannot read)"),
+        (&key, "{\"overlay\":"),
+        &next,
+        "an address an unreadable claim holds",
+        || {
+            refused(
+                sw2,
+                &["ipam-claim", OV, "--ip", &next, "--owner", "c3"],
+                &format!(
+                    "address {next} of overlay {OV} is taken (by a claim this node cannot read)"
+                ),
+            )
+        },
     );
-    sw2.vsctl_ok(&["ipam-release", OV, &got]);
-    etcdctl(&lab, &["del", &key]);
 
     // The same for an endpoint record: one under the MAC the next free address would
     // get passes that address over, and that address asked for is refused.
-    let probe = sw.vsctl_ok(&["ipam-claim", OV, "--owner", "probe"]);
-    let (next, mac) = (
-        claimed(&probe),
-        probe
-            .split_whitespace()
-            .nth(1)
-            .unwrap_or_default()
-            .to_string(),
-    );
-    sw.vsctl_ok(&["ipam-release", OV, &next]);
+    let (next, mac) = next_free(sw);
     let key = format!("/vswitch/v1/endpoints/{OV}/{mac}");
-    etcdctl(&lab, &["put", &key, "[]"]);
-    let got = claimed(&sw2.vsctl_ok(&["ipam-claim", OV, "--owner", "c4"]));
-    assert_ne!(
-        got, next,
-        "the allocator handed out an address whose MAC is taken"
-    );
-    refused(
+    passed_over(
+        &lab,
         sw2,
-        &["ipam-claim", OV, "--ip", &next, "--owner", "c5"],
-        &format!(
-            "MAC {mac} is already an endpoint of overlay {OV} (a record this node cannot read)"
-        ),
+        (&key, "[]"),
+        &next,
+        "an address whose MAC is taken",
+        || {
+            refused(
+                sw2,
+                &["ipam-claim", OV, "--ip", &next, "--owner", "c5"],
+                &format!(
+                "MAC {mac} is already an endpoint of overlay {OV} (a record this node cannot read)"
+            ),
+            )
+        },
     );
-    sw2.vsctl_ok(&["ipam-release", OV, &got]);
-    etcdctl(&lab, &["del", &key]);
 
     // A record stored before claims: served on both nodes, its claims made when it is
     // changed, and deleted with them.
