@@ -458,12 +458,7 @@ impl Controller {
         port: &str,
         f: impl FnOnce(&mut PortVlans) -> Result<(), ControlError>,
     ) -> Result<Data, ControlError> {
-        let b = self.bridge_conf(bridge)?;
-        let pc = b
-            .ports
-            .iter()
-            .find(|p| p.name == port)
-            .ok_or_else(|| no_port(bridge, port))?;
+        let pc = port_conf(self.bridge_conf(bridge)?, port)?;
         let old = pc.vlans.clone().unwrap_or_default();
         let mut v = old.clone();
         f(&mut v)?;
@@ -654,11 +649,7 @@ impl Controller {
         if vlan != 0 {
             validate::vid(vlan)?;
         }
-        let pc = b
-            .ports
-            .iter()
-            .find(|p| p.name == port)
-            .ok_or_else(|| no_port(bridge, port))?;
+        let pc = port_conf(b, port)?;
         // On a port of one VLAN (an access port, a tunnel with --vlan) the MAC is in that
         // VLAN unless told otherwise.
         let vlan = match (&pc.vlans, vlan) {
@@ -1011,6 +1002,14 @@ impl Controller {
             }
         }
     }
+}
+
+/// Port `port`'s config on bridge `b`.
+fn port_conf<'a>(b: &'a BridgeConf, port: &str) -> Result<&'a PortConf, ControlError> {
+    b.ports
+        .iter()
+        .find(|p| p.name == port)
+        .ok_or_else(|| no_port(&b.name, port))
 }
 
 fn no_port(bridge: &str, port: &str) -> ControlError {

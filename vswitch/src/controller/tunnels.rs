@@ -84,12 +84,7 @@ impl Controller {
         bridge: &str,
         name: &str,
     ) -> Result<(Arc<PortRt>, TunnelConf), ControlError> {
-        let b = self.bridge_conf(bridge)?;
-        let pc = b
-            .ports
-            .iter()
-            .find(|p| p.name == name)
-            .ok_or_else(|| no_port(bridge, name))?;
+        let pc = port_conf(self.bridge_conf(bridge)?, name)?;
         let tc = pc
             .tunnel
             .clone()
