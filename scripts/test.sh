@@ -9,7 +9,8 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 1
 fi
 
-step() { printf '\n==> %s\n' "$*"; }
+# Each step says how far into the run it starts, so a slow suite shows where its time went.
+step() { printf '\n==> [%dm%02ds] %s\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*"; }
 
 step "dependencies"
 bash scripts/deps.sh
@@ -43,6 +44,7 @@ set +e
 cargo test --workspace --profile suite --no-fail-fast -- --test-threads=2 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
+step "tests done"
 # One closing line over every test binary (cargo's own last line is that of the doc-tests).
 awk '/^test result:/ {
         for (i = 1; i < NF; i++) {
