@@ -22,11 +22,13 @@ step "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
 # Everything is built once, with the `suite` profile (Cargo.toml: release optimisation, no
-# LTO): the binaries the bench smoke run and the integration tests start, then the tests.
-# The LTO release build (what quickstart.sh and the benchmarks use) would add six minutes
-# on two cores and compile the same code.
-step "cargo build --workspace --profile suite --bins"
-cargo build --workspace --profile suite --bins
+# LTO): `cargo test --no-run` builds the test binaries and every binary they start, which
+# the bench smoke run then uses too. A separate `cargo build --bins` first would compile
+# serde, tonic and everything above them twice, since the dev-dependencies turn on features
+# a plain build leaves off (four of the suite's minutes). The LTO release build (what
+# quickstart.sh and the benchmarks use) would add six more and compile the same code.
+step "cargo test --workspace --profile suite --no-run (builds every binary the tests start)"
+cargo test --workspace --profile suite --no-run
 
 # ---- benchmark harness smoke run (owned by benches/run.sh; keep it under 30 s) ----------
 step "benches/run.sh --quick --only vswitchd (smoke run of the macro benchmark harness)"
