@@ -93,9 +93,7 @@ if [ "$BUILD" = 1 ]; then
         cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked
     fi
     echo "== building the fuzz targets (release, debug assertions, sanitizer: $SANITIZER)"
-    # 16 codegen units instead of cargo-fuzz's 1: the instrumented build of every crate
-    # took seven of the test suite's minutes on two cores, for a smoke run of 30 s a target.
-    FLAGS=(-O --debug-assertions --codegen-units 16 -s "$SANITIZER")
+    FLAGS=(-O --debug-assertions -s "$SANITIZER")
     if [ -z "$ONLY" ]; then
         cargo fuzz build "${FLAGS[@]}"
     else
