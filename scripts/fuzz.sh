@@ -93,10 +93,10 @@ if [ "$BUILD" = 1 ]; then
         cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked
     fi
     echo "== building the fuzz targets (release, debug assertions, sanitizer: $SANITIZER)"
-    # cargo-fuzz's release build, as it is: tried for the suite's time on 2026-12-07, 16
-    # codegen units built no faster (411 s against 421 s), and opt-level 1 built in 295-350 s
-    # but ran the compute-bound targets a third as many times (vxlan_gro 2.5 M executions in
-    # 30 s against 8.0 M, vxlan_decap 0.9 M against 2.4 M).
+    # cargo-fuzz's release build, as it is (333-421 s across the suite runs of 2026-12-07):
+    # 16 codegen units built in 411 s, no faster, and opt-level 1 in 295-350 s but ran the
+    # compute-bound targets a third as many times (vxlan_gro 2.5 M executions in 30 s
+    # against 8.0 M, vxlan_decap 0.9 M against 2.4 M).
     FLAGS=(-O --debug-assertions -s "$SANITIZER")
     if [ -z "$ONLY" ]; then
         cargo fuzz build "${FLAGS[@]}"
