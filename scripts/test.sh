@@ -49,6 +49,9 @@ BENCH_PROFILE=suite bash benches/run.sh --quick --only vswitchd --no-build --no-
 REKEY_TEST=a_rekey_during_three_minutes_of_ping_loses_at_most_one_echo
 rekey_bin="$(sed -n 's|^ *Executable tests/rekey.rs (\(.*\))$|\1|p' "$log")"
 [ -x "$rekey_bin" ] || { echo "test.sh: cargo did not say where tests/rekey.rs was built" >&2; exit 1; }
+# cargo names it relative to the workspace root when the target directory is the default
+# one (CI's case), and the test is run from vswitch/ below.
+rekey_bin="$(realpath "$rekey_bin")"
 step "tests/rekey.rs in the background, beside the fuzzing"
 (cd vswitch && exec "$rekey_bin" --test-threads=2) >"$rekey_log" 2>&1 &
 rekey_pid=$!
