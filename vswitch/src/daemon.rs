@@ -34,6 +34,8 @@ pub struct Options {
     pub cluster: Option<crate::config::ClusterConf>,
     /// How often a cluster node checks its watched state against a list of the store.
     pub cluster_audit: Duration,
+    /// VTEPs send TCP super-frames whole through a TAP the kernel routes from.
+    pub vxlan_gso_tap: bool,
 }
 
 /// How long a first join may take before the daemon gives up.
@@ -149,6 +151,7 @@ pub fn run(opts: Options) -> Result<(), StartError> {
         shutdown: AtomicBool::new(false),
         busy_ns: Shared::busy_counters(workers),
         wg_key,
+        gso_tap: opts.vxlan_gso_tap,
     });
     let mut handles = Vec::new();
     for (i, (poll, inbox)) in polls.into_iter().zip(outboxes).enumerate() {

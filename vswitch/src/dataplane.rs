@@ -351,6 +351,8 @@ pub struct Shared {
     pub busy_ns: Box<[crossbeam::utils::CachePadded<std::sync::atomic::AtomicU64>]>,
     /// The daemon's WireGuard key (encrypted tunnels).
     pub wg_key: wg::PrivateKey,
+    /// VTEPs send TCP super-frames whole through a TAP (`--vxlan-gso-tap`).
+    pub gso_tap: bool,
 }
 
 impl Shared {
@@ -373,6 +375,7 @@ impl Shared {
             // One fixed key, so that two controllers of a test show the same thing.
             wg_key: wg::PrivateKey::parse("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAEA=")
                 .unwrap_or_else(|_| wg::PrivateKey::generate()),
+            gso_tap: false,
         })
     }
 

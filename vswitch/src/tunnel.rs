@@ -11,21 +11,27 @@
 //! a hash of the inner flow: an ordinary UDP socket cannot choose its source port per
 //! datagram, and varying it per flow is what lets the underlay spread flows over
 //! paths (RFC 7348 §5).
+//!
+//! With `--vxlan-gso-tap`, a VTEP also has a TAP device ([`GsoTap`]) through which TCP
+//! super-frames leave encapsulated whole, the kernel segmenting them (or, on a veth
+//! underlay, carrying them whole to the peer): one write per super-frame instead of a
+//! `UDP_SEGMENT` send of segments a kernel receiver cuts apart again.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, IoSlice};
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use socket2::Socket;
 use vxlan::decap::{DropReason, VtepTable};
-use vxlan::offload::{encap_split, Gso, Offload, UDP_MAX_SEGMENTS};
+use vxlan::offload::{encap_split, encap_whole, Gso, Offload, Outer, UDP_MAX_SEGMENTS, WHOLE_LEN};
 
 use crate::pool::Buf;
 use crate::sys::afpacket::TX_BATCH;
+use crate::sys::gso_tap::GsoTap;
 use crate::sys::udp;
 use crate::wire::vnet;
 
@@ -114,6 +120,38 @@ pub struct VtepRt {
     pub counters: VtepCounters,
     /// An encrypted tunnel's listener: what arrives is WireGuard, and only that.
     pub wg: Option<crate::encrypt::WgVtep>,
+    /// Where TCP super-frames leave whole (`--vxlan-gso-tap`), if the TAP could be made.
+    pub gso: Option<GsoTx>,
+}
+
+/// A VTEP's TAP for whole super-frames, and the IPv4 ID its packets count from.
+pub struct GsoTx {
+    pub tap: GsoTap,
+    ip_id: AtomicU16,
+    /// The outer source port of each sending socket (a flow's, whichever way it goes).
+    ports: Vec<u16>,
+    /// Nothing the host has changed would make the kernel drop what the TAP carries
+    /// (checked with the path MTUs).
+    usable: std::sync::atomic::AtomicBool,
+}
+
+impl GsoTx {
+    /// Re-checks whether the kernel still routes what the TAP carries; logs a change.
+    pub fn refresh(&self, key: VtepKey) {
+        let why = self.tap.blocker();
+        let was = self.usable.swap(why.is_none(), Ordering::Relaxed);
+        match why {
+            Some(why) if was => tracing::warn!(
+                vtep = %key, tap = self.tap.name(),
+                "TCP super-frames segmented here again: {why}"
+            ),
+            None if !was => tracing::info!(
+                vtep = %key, tap = self.tap.name(),
+                "TCP super-frames leave whole through the TAP"
+            ),
+            _ => {}
+        }
+    }
 }
 
 impl VtepRt {
@@ -124,6 +162,7 @@ impl VtepRt {
         key: VtepKey,
         owner: usize,
         wg: Option<crate::encrypt::WgVtep>,
+        gso_tap: bool,
     ) -> Result<VtepRt, VtepError> {
         let rx = udp::bind(key.local, key.dstport).map_err(|e| VtepError::Bind {
             key,
@@ -144,6 +183,7 @@ impl VtepRt {
                 table: ArcSwap::from_pointee(VtepTable::default()),
                 counters: VtepCounters::default(),
                 wg,
+                gso: None,
             });
         }
         if let Err(e) = udp::enable_gro(&rx) {
@@ -157,6 +197,9 @@ impl VtepRt {
                 key,
                 why: e.to_string(),
             })?;
+        let gso = gso_tap
+            .then(|| open_gso_tap(id, key, tx.iter().filter_map(udp::local_port).collect()))
+            .flatten();
         Ok(VtepRt {
             id,
             key,
@@ -166,12 +209,42 @@ impl VtepRt {
             table: ArcSwap::from_pointee(VtepTable::default()),
             counters: VtepCounters::default(),
             wg: None,
+            gso,
         })
     }
 
     /// The outer source ports flows are spread over.
     pub fn source_ports(&self) -> Vec<u16> {
         self.tx.iter().filter_map(udp::local_port).collect()
+    }
+}
+
+/// The TAP of VTEP `id` for whole super-frames; `None` (logged: the VTEP then sends
+/// every frame through its sockets) if this kernel or host cannot have one.
+fn open_gso_tap(id: u32, key: VtepKey, ports: Vec<u16>) -> Option<GsoTx> {
+    let name = format!("vswgso{id}");
+    match GsoTap::create(&name) {
+        Ok(tap) => {
+            let g = GsoTx {
+                tap,
+                ip_id: AtomicU16::new(0),
+                ports,
+                usable: std::sync::atomic::AtomicBool::new(false),
+            };
+            g.refresh(key);
+            if !g.usable.load(Ordering::Relaxed) {
+                tracing::warn!(
+                    vtep = %key, tap = name,
+                    "TCP super-frames segmented here until that changes: {}",
+                    g.tap.blocker().unwrap_or_default()
+                );
+            }
+            Some(g)
+        }
+        Err(e) => {
+            tracing::warn!(vtep = %key, "no TAP for whole super-frames ({name}): {e}; segmenting instead");
+            None
+        }
     }
 }
 
@@ -182,6 +255,9 @@ pub struct RemoteRt {
     pub addr: Ipv4Addr,
     /// Underlay path MTU, refreshed by the housekeeper.
     pub mtu: AtomicU32,
+    /// The source address of the route to it (IPv4, 0 until known), refreshed with
+    /// `mtu`: what a whole super-frame's outer header says when the VTEP binds none.
+    pub src: AtomicU32,
     pub tx_packets: AtomicU64,
     pub tx_bytes: AtomicU64,
     pub rx_packets: AtomicU64,
@@ -199,6 +275,7 @@ impl RemoteRt {
             slot,
             addr,
             mtu: AtomicU32::new(DEFAULT_MTU),
+            src: AtomicU32::new(0),
             tx_packets: AtomicU64::new(0),
             tx_bytes: AtomicU64::new(0),
             rx_packets: AtomicU64::new(0),
@@ -369,6 +446,17 @@ pub fn transmit(
             }
             Plan::Gso(sock, off, max_frame) => {
                 let b = &pending[i];
+                if let Some(g) = t
+                    .vtep
+                    .gso
+                    .as_ref()
+                    .filter(|g| g.usable.load(Ordering::Relaxed))
+                {
+                    if send_whole(t, g, b, &off, &remotes, sock) {
+                        i += 1;
+                        continue;
+                    }
+                }
                 match send_super(t, b, &off, max_frame, &remotes, &socks[sock], scratch) {
                     Ok(lost) => *errors += lost.min(1),
                     Err(()) => return i,
@@ -417,6 +505,68 @@ pub fn transmit(
     }
     n
 }
+
+/// Sends a TCP super-frame to each of its remotes as one packet through the VTEP's TAP,
+/// for the kernel to segment; `false` if it must be segmented here instead (a UDP
+/// super-frame, a remote whose route is not known yet, or the TAP refused it), before
+/// any remote got it.
+fn send_whole(
+    t: &TunnelRt,
+    g: &GsoTx,
+    b: &Buf,
+    off: &Offload,
+    remotes: &[Arc<RemoteRt>],
+    sock: usize,
+) -> bool {
+    let Some(&sport) = g.ports.get(sock) else {
+        return false;
+    };
+    let frame = b.bytes().get(vnet::LEN..).unwrap_or_default();
+    let mut hdrs = [[0u8; WHOLE_LEN]; 4];
+    let mut sent = Vec::new();
+    let targets: Vec<&Arc<RemoteRt>> = targets(remotes, b.remote()).collect();
+    // Every header first: a frame goes whole to all its remotes, or is left to the
+    // segmenting path for all of them (never to some twice).
+    if targets.len() > hdrs.len() {
+        return false;
+    }
+    for (r, hdr) in targets.iter().zip(hdrs.iter_mut()) {
+        let src = Ipv4Addr::from(r.src.load(Ordering::Relaxed));
+        let src = t.vtep.key.local.unwrap_or(src);
+        if src.is_unspecified() {
+            return false;
+        }
+        let outer = Outer {
+            dst_mac: g.tap.mac(),
+            src_mac: GSO_SRC_MAC,
+            src,
+            dst: r.addr,
+            sport,
+            dport: t.vtep.key.dstport,
+            ip_id: g.ip_id.fetch_add(64, Ordering::Relaxed),
+        };
+        match encap_whole(frame, off, r.max_frame(), t.vni, &outer, hdr) {
+            Ok(w) => sent.push(w),
+            Err(_) => return false,
+        }
+    }
+    for (i, (r, hdr)) in targets.iter().zip(&hdrs).enumerate() {
+        match g.tap.send(hdr, frame) {
+            Ok(()) => r.count_tx(sent[i].segments, sent[i].bytes),
+            Err(e) if i == 0 => {
+                tracing::debug!(tap = g.tap.name(), "whole super-frame refused: {e}");
+                return false;
+            }
+            // Some remotes have it: a resend would duplicate it there.
+            Err(_) => {}
+        }
+    }
+    true
+}
+
+/// Source MAC of the packets written to a VTEP's TAP (locally administered; the kernel
+/// only checks that the destination is the TAP's).
+const GSO_SRC_MAC: [u8; 6] = [0x02, 0x76, 0x73, 0x77, 0x00, 0x01];
 
 /// Segments a super-frame (`off` and `max_frame` as `prepare` found them) to fit the
 /// smallest path MTU of its remotes and sends it to each with one `UDP_SEGMENT` send

@@ -32,6 +32,13 @@ struct Args {
     #[arg(long, default_value_t = -10, allow_negative_numbers = true,
           value_parser = clap::value_parser!(i32).range(-20..=19))]
     worker_nice: i32,
+    /// VXLAN: send TCP super-frames encapsulated whole through a TAP device per VTEP
+    /// (vswgsoN) that the kernel routes to the underlay and segments (Linux 6.17 or
+    /// later). Turns on routing for that device alone; needs a firewall that forwards
+    /// from it. Without it (or where the TAP cannot be made) super-frames are segmented
+    /// here and sent with UDP_SEGMENT.
+    #[arg(long)]
+    vxlan_gso_tap: bool,
     /// Serve Prometheus metrics at http://ADDR:PORT/metrics (default: not served).
     #[arg(long, value_name = "ADDR:PORT")]
     metrics: Option<std::net::SocketAddr>,
@@ -169,6 +176,7 @@ fn main() -> ExitCode {
         rx_ring: args.rx_ring,
         busy_poll: std::time::Duration::from_micros(args.busy_poll_us),
         worker_nice: args.worker_nice,
+        vxlan_gso_tap: args.vxlan_gso_tap,
     }) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

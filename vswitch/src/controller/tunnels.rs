@@ -209,7 +209,7 @@ impl Controller {
             let src = e.inner_local.or(t.local).unwrap_or(Ipv4Addr::UNSPECIFIED);
             crate::encrypt::WgVtep::new(&self.shared.wg_key, src, e.inner_local)
         });
-        let v = Arc::new(VtepRt::open(id, key, owner, wg)?);
+        let v = Arc::new(VtepRt::open(id, key, owner, wg, self.shared.gso_tap)?);
         if v.wg.is_some() {
             crate::encrypt::spawn_timers(Arc::downgrade(&v));
         }
@@ -295,14 +295,18 @@ impl Controller {
                 w.remotes.store(t.remotes.load_full());
             }
             for r in t.remotes.load().iter() {
-                if let Some(mtu) =
-                    crate::sys::udp::route_mtu(t.vtep.key.local, r.addr, t.vtep.key.dstport)
+                if let Some(route) =
+                    crate::sys::udp::route(t.vtep.key.local, r.addr, t.vtep.key.dstport)
                 {
-                    r.mtu.store(mtu, Ordering::Relaxed);
+                    r.mtu.store(route.mtu, Ordering::Relaxed);
+                    r.src.store(u32::from(route.src), Ordering::Relaxed);
                 }
             }
         }
         for (k, v) in &self.vteps {
+            if let Some(g) = &v.gso {
+                g.refresh(*k);
+            }
             v.table
                 .store(Arc::new(tables.remove(k).unwrap_or_default()));
         }

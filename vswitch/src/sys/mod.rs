@@ -3,6 +3,7 @@
 //! crate lives here, each with the reason it is sound.
 
 pub mod afpacket;
+pub mod gso_tap;
 pub mod heap;
 pub mod iface;
 pub mod netns;

@@ -31,26 +31,10 @@ impl Tap {
                 format!("interface {name} already exists"),
             ));
         }
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open("/dev/net/tun")
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot open /dev/net/tun: {e}")))?;
-        let mut req = super::iface::ifreq_for(name)?;
-        req.ifr_ifru.ifru_flags =
-            (libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR) as libc::c_short;
-        let fd = file.as_raw_fd();
-        // SAFETY: TUNSETIFF reads and writes only `req`, a valid ifreq.
-        cvt(unsafe { libc::ioctl(fd, libc::TUNSETIFF as _, &mut req) })?;
-        let hdr = vnet::LEN as libc::c_int;
-        // SAFETY: TUNSETVNETHDRSZ reads one int from the pointer.
-        cvt(unsafe { libc::ioctl(fd, libc::TUNSETVNETHDRSZ as _, &hdr) })?;
         // What we accept from the kernel: partial checksums and TCP super-frames. UDP
         // segmentation offload stays off: AF_PACKET peers could not always take it.
         let offloads = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6 | libc::TUN_F_TSO_ECN;
-        // SAFETY: TUNSETOFFLOAD takes its argument by value.
-        cvt(unsafe { libc::ioctl(fd, libc::TUNSETOFFLOAD as _, offloads as libc::c_ulong) })?;
+        let file = open(name, vnet::LEN, offloads as libc::c_ulong)?;
         if let Some(mac) = mac {
             super::iface::set_hw_addr(name, mac)?;
         }
@@ -86,6 +70,29 @@ impl Tap {
     pub fn send(&mut self, frame: &[u8]) -> io::Result<usize> {
         self.file.write(frame)
     }
+}
+
+/// Creates TAP device `name` (not yet up) with virtio-net headers of `hdr_len` bytes and
+/// the offloads `offloads` (`TUN_F_*`) on.
+pub(super) fn open(name: &str, hdr_len: usize, offloads: libc::c_ulong) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open("/dev/net/tun")
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot open /dev/net/tun: {e}")))?;
+    let mut req = super::iface::ifreq_for(name)?;
+    req.ifr_ifru.ifru_flags =
+        (libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR) as libc::c_short;
+    let fd = file.as_raw_fd();
+    // SAFETY: TUNSETIFF reads and writes only `req`, a valid ifreq.
+    cvt(unsafe { libc::ioctl(fd, libc::TUNSETIFF as _, &mut req) })?;
+    let hdr = hdr_len as libc::c_int;
+    // SAFETY: TUNSETVNETHDRSZ reads one int from the pointer.
+    cvt(unsafe { libc::ioctl(fd, libc::TUNSETVNETHDRSZ as _, &hdr) })?;
+    // SAFETY: TUNSETOFFLOAD takes its argument by value.
+    cvt(unsafe { libc::ioctl(fd, libc::TUNSETOFFLOAD as _, offloads) })?;
+    Ok(file)
 }
 
 /// Writes one frame (virtio-net header first) to a TAP's fd, from any thread.

@@ -358,9 +358,17 @@ pub fn send_gso_vectored(
     Ok(())
 }
 
-/// The MTU of the route from `local` to `remote`, as the kernel sees it now (the
-/// egress interface's, or a learned path MTU); `None` if there is no route.
-pub fn route_mtu(local: Option<Ipv4Addr>, remote: Ipv4Addr, port: u16) -> Option<u32> {
+/// The route from `local` (any if `None`) to `remote`, as the kernel sees it now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    /// The egress interface's MTU, or a learned path MTU.
+    pub mtu: u32,
+    /// The source address the kernel picks for it.
+    pub src: Ipv4Addr,
+}
+
+/// The route from `local` to `remote` (port `port`); `None` if there is none.
+pub fn route(local: Option<Ipv4Addr>, remote: Ipv4Addr, port: u16) -> Option<Route> {
     let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).ok()?;
     if let Some(l) = local {
         s.bind(&SocketAddr::V4(SocketAddrV4::new(l, 0)).into())
@@ -381,7 +389,11 @@ pub fn route_mtu(local: Option<Ipv4Addr>, remote: Ipv4Addr, port: u16) -> Option
         )
     };
     cvt(r).ok()?;
-    (mtu > 0).then_some(mtu as u32)
+    let src = *s.local_addr().ok()?.as_socket_ipv4()?.ip();
+    (mtu > 0).then_some(Route {
+        mtu: mtu as u32,
+        src,
+    })
 }
 
 #[cfg(test)]
@@ -457,6 +469,8 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
         assert_eq!(seen, Some((250, 100)));
-        assert!(route_mtu(None, Ipv4Addr::LOCALHOST, port).is_some());
+        let r = route(None, Ipv4Addr::LOCALHOST, port).unwrap();
+        assert!(r.mtu > 0);
+        assert_eq!(r.src, Ipv4Addr::LOCALHOST);
     }
 }

@@ -8,16 +8,20 @@
 //! - [`segment`]: encapsulation, software TSO/USO, `UDP_SEGMENT` chunks; a super-frame's
 //!   datagrams either laid out in one buffer or as headers to gather with its payload.
 //! - [`inner`]: the offload description of a decapsulated frame.
+//! - [`whole`]: a TCP super-frame encapsulated whole, for a kernel to segment (a TAP
+//!   with UDP-tunnel GSO).
 
 pub mod inner;
 pub mod layers;
 pub mod segment;
+pub mod whole;
 
 pub use inner::offload_for_inner;
 pub use layers::{headers, IpLayer, IpVersion, L4Layer, Layers};
 pub use segment::{
     encap_segments, encap_split, Segments, Split, MAX_UDP_PAYLOAD, UDP_MAX_SEGMENTS,
 };
+pub use whole::{encap_whole, Outer, Whole, WHOLE_LEN};
 
 use wire::vnet::VnetHdr;
 /// Size of the virtio-net header (`struct virtio_net_hdr`); its layout and numbers are

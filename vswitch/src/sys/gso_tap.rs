@@ -1,0 +1,124 @@
+//! A TAP device through which VXLAN super-packets leave whole. The kernel takes a TCP
+//! super-frame with its outer headers written in front (UDP-tunnel GSO: a 24-byte
+//! virtio-net header, Linux 6.17 or later), routes it to the underlay as a packet that
+//! arrived on the TAP, and segments it only where a device needs that: a veth underlay
+//! carries it whole to the peer's namespace, where a kernel vxlan device decapsulates it
+//! whole too.
+//!
+//! Routing is turned on for this device alone (`net.ipv4.conf.<tap>.forwarding`; the
+//! host's `ip_forward` is left as it is, so nothing arriving elsewhere is routed), and
+//! `accept_local` lets the kernel take a packet from one of its own addresses (the
+//! VTEP's) arriving on it. The device has no address and takes no traffic: IPv6 is off
+//! on it so that the kernel does not queue neighbour discovery there for nobody to read.
+
+use std::fs::File;
+use std::io::{self, IoSlice, Write};
+
+/// `TUN_F_UDP_TUNNEL_GSO` (linux/if_tun.h, 6.17): the TAP takes UDP-tunnel super-packets.
+const TUN_F_UDP_TUNNEL_GSO: libc::c_ulong = 0x080;
+
+/// A TAP device to write whole VXLAN super-packets to.
+pub struct GsoTap {
+    file: File,
+    name: String,
+    mac: [u8; 6],
+}
+
+impl GsoTap {
+    /// Creates TAP device `name` (it must not exist) for UDP-tunnel super-packets, lets
+    /// the kernel route what arrives on it, and brings it up. Fails with a message
+    /// naming what is missing on kernels without UDP-tunnel GSO on TAP devices.
+    pub fn create(name: &str) -> io::Result<GsoTap> {
+        if super::iface::index(name).is_some() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("interface {name} already exists"),
+            ));
+        }
+        let offloads = (libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6) as libc::c_ulong
+            | TUN_F_UDP_TUNNEL_GSO;
+        let file = super::tap::open(name, vxlan::offload::whole::TUNNEL_VIRTIO_LEN, offloads)
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::EINVAL) => io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "this kernel's TAP devices take no UDP-tunnel GSO (Linux 6.17 or later)",
+                ),
+                _ => e,
+            })?;
+        for (key, val) in [
+            ("ipv4/conf/{}/forwarding", "1"),
+            ("ipv4/conf/{}/accept_local", "1"),
+            ("ipv4/conf/{}/rp_filter", "0"),
+        ] {
+            let path = format!("/proc/sys/net/{}", key.replace("{}", name));
+            std::fs::write(&path, val)
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot write {path}: {e}")))?;
+        }
+        // Without IPv6 (a kernel built without it) there is nothing to turn off.
+        let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6"), "1");
+        super::iface::set_up(name)?;
+        let mac = super::iface::hw_addr(name)?;
+        Ok(GsoTap {
+            file,
+            name: name.to_string(),
+            mac,
+        })
+    }
+
+    /// Why the kernel would drop what is written to the TAP now, if it would: routing
+    /// turned off for it again (writing `ip_forward` resets every device's), or reverse
+    /// path filtering turned on for all devices (a packet from the host's own address
+    /// arriving on a device without one fails it, loose or strict).
+    pub fn blocker(&self) -> Option<String> {
+        let read = |key: &str| {
+            std::fs::read_to_string(format!("/proc/sys/net/ipv4/conf/{key}"))
+                .map(|v| v.trim().to_string())
+                .unwrap_or_default()
+        };
+        let fwd = read(&format!("{}/forwarding", self.name));
+        if fwd != "1" {
+            return Some(format!(
+                "net.ipv4.conf.{}.forwarding is {fwd:?}, not 1",
+                self.name
+            ));
+        }
+        for key in [
+            "all/rp_filter".to_string(),
+            format!("{}/rp_filter", self.name),
+        ] {
+            let v = read(&key);
+            if v != "0" {
+                return Some(format!(
+                    "net.ipv4.conf.{} is {v:?}, not 0",
+                    key.replace('/', ".")
+                ));
+            }
+        }
+        None
+    }
+
+    /// The device's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its MAC address: the outer destination that makes the kernel take a packet.
+    pub fn mac(&self) -> [u8; 6] {
+        self.mac
+    }
+
+    /// Writes one packet: `hdr` (virtio-net and outer headers) then the inner `frame`.
+    /// The kernel routes it before the call returns; it never blocks.
+    pub fn send(&self, hdr: &[u8], frame: &[u8]) -> io::Result<()> {
+        let want = hdr.len() + frame.len();
+        let n = (&self.file).write_vectored(&[IoSlice::new(hdr), IoSlice::new(frame)])?;
+        if n == want {
+            Ok(())
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "short write to the TAP",
+            ))
+        }
+    }
+}
