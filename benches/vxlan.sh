@@ -10,6 +10,9 @@
 #                                    local B dstport 4789 dev ul) and the container's veth
 #                                    in a kernel bridge
 #   kernel   kernel <-> kernel       both hosts as B above (the reference)
+#   vsw-gso, mixed-gso                as vsw and mixed, every vswitchd started with
+#                                    --vxlan-gso-tap (TCP super-frames leave encapsulated
+#                                    whole through a TAP the kernel routes to the underlay)
 #
 #   sudo bash benches/vxlan.sh              # full run (iperf3 5 s each way, 200 pings)
 #   sudo bash benches/vxlan.sh --quick      # smoke run (iperf3 1 s, 20 pings), saves nothing
@@ -41,12 +44,13 @@
 #:        bash benches/vxlan.sh --table FILE    print a saved result as a markdown table
 #:
 #:   --quick              smoke run: iperf3 1 s, 20 pings (default: iperf3 5 s, 200 pings)
-#:   --only LIST          comma-separated subset of vsw,mixed,kernel (also vsw-vsw, vsw-kernel,
-#:                        kernel-kernel; default: all three)
+#:   --only LIST          comma-separated subset of vsw,vsw-gso,mixed,mixed-gso,kernel (also
+#:                        vsw-vsw, vsw-kernel, kernel-kernel, gso = vsw-gso,mixed-gso;
+#:                        default: all five)
 #:   --no-build           use the existing target/release binaries instead of running
 #:                        cargo build --release -p vswitch -p vswitch-ctl
 #:   --save / --no-save   write benches/results/vxlan-<date>-<time>.json (default: save unless
-#:                        --quick, and only when all three setups ran)
+#:                        --quick, and only when all five setups ran)
 #:   --vswitchd-args ARGS extra arguments for every vswitchd, e.g. "--workers 1"
 set -euo pipefail
 # shellcheck source=benches/lib/common.sh
@@ -54,12 +58,13 @@ set -euo pipefail
 
 # ---- options -------------------------------------------------------------------------------
 OPTS=(quick only no-build save vswitchd-args table)
-ONLY="vsw,mixed,kernel"
+ONLY="vsw,vsw-gso,mixed,mixed-gso,kernel"
 parse_opts "$@"
-pick_setups setup "vsw mixed kernel" vsw-vsw=vsw vswitchd=vsw vsw-kernel=mixed kernel-vsw=mixed kernel-kernel=kernel
+pick_setups setup "vsw vsw-gso mixed mixed-gso kernel" vsw-vsw=vsw vswitchd=vsw vsw-kernel=mixed \
+    kernel-vsw=mixed kernel-kernel=kernel gso=vsw-gso,mixed-gso
 set_defaults "TCP_SECS=1 PINGS=20" "TCP_SECS=5 PINGS=200"
 PING_INTERVAL=0.005
-save_default 3
+save_default 5
 need_root "network namespaces"
 
 # ---- state, cleanup --------------------------------------------------------------------------
@@ -86,7 +91,7 @@ info "kernel vxlan: $KERNEL_VXLAN"
 export BENCH_KERNEL_VXLAN="$KERNEL_VXLAN"
 
 # ---- build -----------------------------------------------------------------------------------
-if has_setup vsw || has_setup mixed; then
+if has_setup vsw || has_setup mixed || has_setup vsw-gso || has_setup mixed-gso; then
     build_release --release -p vswitch -p vswitch-ctl -p testlab
     "$VSCTL" add-tunnel --help >/dev/null 2>&1 || grep -q add-tunnel <<<"$("$VSCTL" --help 2>&1)" ||
         die "$VSCTL has no add-tunnel: build a vswitch with tunnel ports"
@@ -119,12 +124,16 @@ kernel_host() { # A|B
 }
 
 # Host H (A or B) running vswitchd in its namespace: br0, ctr as afpacket port, tunnel vx;
-# its socket, database and log in a directory of its own per setup.
+# its socket, database and log in a directory of its own per setup; the -gso setups' with
+# --vxlan-gso-tap.
 declare -A SOCK_OF=() PID_OF=()
 vsw_host() { # SETUP A|B
     local h="$2" remote_ip="$UL_A"
     [ "$h" = B ] || remote_ip="$UL_B"
+    local saved=("${VSW_ARGS[@]}")
+    [[ "$1" != *-gso ]] || VSW_ARGS+=(--vxlan-gso-tap)
     vsw_launch "$P-$h" "$TMP/vsw-$1-$h" "vswitchd on $h"
+    VSW_ARGS=("${saved[@]}")
     SOCK_OF[$h]="$VSW_SOCK"
     PID_OF[$h]="$VSW_PID"
     vsctl_at "$VSW_SOCK" add-br br0 >/dev/null
@@ -182,6 +191,8 @@ measure() { # SETUP
 }
 
 declare -A TITLE=([vsw]="vswitchd <-> vswitchd" [mixed]="vswitchd (A) <-> kernel vxlan + bridge (B)"
+    [vsw-gso]="vswitchd <-> vswitchd, --vxlan-gso-tap"
+    [mixed-gso]="vswitchd (A, --vxlan-gso-tap) <-> kernel vxlan + bridge (B)"
     [kernel]="kernel vxlan + bridge <-> kernel vxlan + bridge")
 run_setup() { # SETUP
     local s="$1"
@@ -189,11 +200,11 @@ run_setup() { # SETUP
     PID_OF=()
     net_up
     case "$s" in
-        vsw)
+        vsw | vsw-gso)
             vsw_host "$s" A
             vsw_host "$s" B
             ;;
-        mixed)
+        mixed | mixed-gso)
             vsw_host "$s" A
             kernel_host B
             ;;

@@ -14,7 +14,9 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use vxlan::decap::VtepTable;
 use vxlan::flow::flow_hash;
 use vxlan::header::encode;
-use vxlan::offload::{encap_segments, encap_split, offload_for_inner, Gso, Offload};
+use vxlan::offload::{
+    encap_segments, encap_split, encap_whole, offload_for_inner, Gso, Offload, Outer, WHOLE_LEN,
+};
 use wire::checksum::{finish, fold, pseudo_v4, sum};
 
 /// Inner MTU over a 1500-byte underlay (RFC 7348 §4).
@@ -171,6 +173,25 @@ fn tso(c: &mut Criterion) {
                 encap_split(black_box(&f), &off, MAX_FRAME, VNI, &mut out)
                     .unwrap()
                     .count
+            })
+        });
+        // `--vxlan-gso-tap`: the outer headers of the whole super-frame, the kernel
+        // doing the segmenting.
+        let outer = Outer {
+            dst_mac: [2, 0, 0, 0, 0, 9],
+            src_mac: [2, 0, 0, 0, 0, 8],
+            src: [198, 51, 100, 1].into(),
+            dst: [198, 51, 100, 2].into(),
+            sport: 40000,
+            dport: 4789,
+            ip_id: 1,
+        };
+        let mut hdr = [0u8; WHOLE_LEN];
+        g.bench_function(format!("64KB-into-{segs}/whole"), |b| {
+            b.iter(|| {
+                encap_whole(black_box(&f), &off, MAX_FRAME, VNI, &outer, &mut hdr)
+                    .unwrap()
+                    .segments
             })
         });
         g.finish();

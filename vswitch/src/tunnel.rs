@@ -147,7 +147,8 @@ impl GsoTx {
             ),
             None if !was => tracing::info!(
                 vtep = %key, tap = self.tap.name(),
-                "TCP super-frames leave whole through the TAP"
+                "TCP super-frames leave whole through the TAP, routed from it by the kernel \
+                 (a firewall whose FORWARD chain drops must accept from it)"
             ),
             _ => {}
         }

@@ -332,10 +332,80 @@ pub fn vxlan_encap(data: &[u8]) {
     let (max_frame, _) = underlay(m);
     let vni = 0x12_3456;
     let mut out = vec![0xee; 3];
-    match vxlan::offload::encap_segments(frame, &off, max_frame, vni, &mut out) {
+    let segs = vxlan::offload::encap_segments(frame, &off, max_frame, vni, &mut out);
+    match segs {
         Ok(segs) => check_segments(frame, &off, max_frame, vni, &out, segs, "vxlan_encap"),
         Err(_) => assert!(out.is_empty(), "vxlan_encap: output left after a refusal"),
     }
+    check_whole(frame, &off, max_frame, vni, segs.ok());
+}
+
+/// The same super-frame encapsulated whole (`--vxlan-gso-tap`): whatever is accepted
+/// whole is also accepted by the segmenting path, which makes as many datagrams of as
+/// many bytes as the kernel will; and the header describes the frame it goes in front
+/// of (outer lengths and checksum, offsets inside the packet, segment size within the
+/// path MTU).
+fn check_whole(
+    frame: &[u8],
+    off: &vxlan::offload::Offload,
+    max_frame: usize,
+    vni: u32,
+    segs: Option<vxlan::offload::Segments>,
+) {
+    use vxlan::offload::whole::{OUTER_LEN, TUNNEL_VIRTIO_LEN};
+    let outer = vxlan::offload::Outer {
+        dst_mac: [2, 0, 0, 0, 0, 1],
+        src_mac: [2, 0, 0, 0, 0, 2],
+        src: std::net::Ipv4Addr::new(198, 51, 100, 1),
+        dst: std::net::Ipv4Addr::new(198, 51, 100, 2),
+        sport: 40000,
+        dport: 4789,
+        ip_id: 1,
+    };
+    let mut hdr = [0u8; vxlan::offload::WHOLE_LEN];
+    let Ok(w) = vxlan::offload::encap_whole(frame, off, max_frame, vni, &outer, &mut hdr) else {
+        return;
+    };
+    let Some(segs) = segs else {
+        panic!("vxlan_encap: accepted whole, refused by the segmenting path");
+    };
+    assert_eq!(
+        (w.segments, w.bytes),
+        (segs.count as u64, segs.total as u64),
+        "vxlan_encap: whole and segmented disagree on datagrams and bytes"
+    );
+    let (vh, pkt) = hdr.split_at(TUNNEL_VIRTIO_LEN);
+    let le = |at: usize| usize::from(u16::from_le_bytes([vh[at], vh[at + 1]]));
+    let (hdr_len, mss, csum_start) = (le(2), le(4), le(6));
+    let (outer_th, inner_nh) = (le(20), le(22));
+    let len = OUTER_LEN + frame.len();
+    assert!(
+        outer_th == 34
+            && inner_nh > OUTER_LEN
+            && inner_nh < csum_start
+            && csum_start + 18 <= hdr_len,
+        "vxlan_encap: offsets {outer_th} {inner_nh} {csum_start} {hdr_len}"
+    );
+    assert!(
+        hdr_len <= len && mss >= 1,
+        "vxlan_encap: hdr_len {hdr_len}, mss {mss}"
+    );
+    assert!(
+        hdr_len - OUTER_LEN + mss <= max_frame,
+        "vxlan_encap: a {mss}-byte segment does not fit {max_frame}"
+    );
+    let ip = wire::Ipv4Packet::new_truncated(&pkt[14..34]);
+    assert!(
+        ip.as_ref()
+            .is_ok_and(|ip| ip.verify_checksum() && usize::from(ip.total_len()) == len - 14),
+        "vxlan_encap: outer IPv4 header {:02x?}",
+        &pkt[14..34]
+    );
+    assert_eq!(
+        pkt[42..50],
+        vxlan::header::encode(vni),
+        "vxlan_encap: VXLAN header"
+    );
 }
 
 /// Fuzz target `vxlan_gro`: a run of VXLAN datagrams as one `UDP_GRO` read returns

@@ -86,7 +86,12 @@ pub fn encap_whole(
     } else {
         IpVersion::V6
     };
-    if !t.tcp || t.version != version || off.gso_size == 0 || !off.needs_csum {
+    if !t.tcp
+        || t.version != version
+        || off.gso_size == 0
+        || !off.needs_csum
+        || usize::from(off.hdr_len) > frame.len()
+    {
         return Err(OffloadError::Malformed);
     }
     if usize::from(off.csum_start) != t.l4 || usize::from(off.csum_offset) != TCP_CSUM_OFFSET {
