@@ -858,6 +858,23 @@ pub struct VtepStats {
     pub rx_bytes: u64,
     /// Datagrams dropped by reason (unknown VNI, bad flags, truncated, unknown remote).
     pub drops: BTreeMap<String, u64>,
+    /// With `vswitchd --vxlan-gso-tap`: the TAP TCP super-frames leave whole through.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gso_tap: Option<GsoTapStats>,
+}
+
+/// A VTEP's TAP for whole super-frames (`vswitchd --vxlan-gso-tap`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GsoTapStats {
+    /// The device's name.
+    pub name: String,
+    /// Super-frames go out through it now (else they are segmented by the switch).
+    pub whole: bool,
+    /// Why not, when `whole` is false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
+    /// Super-frames written to it so far.
+    pub super_frames: u64,
 }
 
 /// A port's VLAN membership (the Linux bridge's `bridge vlan` model).
@@ -1229,6 +1246,17 @@ pub fn render(data: &Data) -> String {
                 } else {
                     let d: Vec<String> = v.drops.iter().map(|(k, n)| format!("{k} {n}")).collect();
                     let _ = write!(out, ", drops: {}", d.join(", "));
+                }
+                if let Some(g) = &v.gso_tap {
+                    let _ = write!(
+                        out,
+                        "; gso-tap {}: {} super-frames whole",
+                        g.name, g.super_frames
+                    );
+                    if !g.whole {
+                        let why = g.why.as_deref().unwrap_or("not usable");
+                        let _ = write!(out, ", segmenting now ({why})");
+                    }
                 }
                 out.push('\n');
             }

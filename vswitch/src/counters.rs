@@ -474,6 +474,7 @@ mod tests {
             rx_datagrams: 8,
             rx_bytes: 800,
             drops: [("vxlan_unknown_vni".to_string(), 7)].into(),
+            gso_tap: None,
         }];
         let text = prometheus(&bridges, &vteps, Some(&gw));
         assert_eq!(metrics_decl::validate(&text), Ok(()));

@@ -133,6 +133,8 @@ pub struct GsoTx {
     /// Nothing the host has changed would make the kernel drop what the TAP carries
     /// (checked with the path MTUs).
     usable: std::sync::atomic::AtomicBool,
+    /// Why not, when not usable (for `vsctl stats`).
+    why: std::sync::Mutex<Option<String>>,
 }
 
 impl GsoTx {
@@ -140,6 +142,7 @@ impl GsoTx {
     pub fn refresh(&self, key: VtepKey) {
         let why = self.tap.blocker();
         let was = self.usable.swap(why.is_none(), Ordering::Relaxed);
+        *self.why.lock().unwrap_or_else(|p| p.into_inner()) = why.clone();
         match why {
             Some(why) if was => tracing::warn!(
                 vtep = %key, tap = self.tap.name(),
@@ -231,6 +234,7 @@ fn open_gso_tap(id: u32, key: VtepKey, ports: Vec<u16>) -> Option<GsoTx> {
                 ip_id: AtomicU16::new(0),
                 ports,
                 usable: std::sync::atomic::AtomicBool::new(false),
+                why: std::sync::Mutex::new(None),
             };
             g.refresh(key);
             if !g.usable.load(Ordering::Relaxed) {
@@ -245,6 +249,18 @@ fn open_gso_tap(id: u32, key: VtepKey, ports: Vec<u16>) -> Option<GsoTx> {
         Err(e) => {
             tracing::warn!(vtep = %key, "no TAP for whole super-frames ({name}): {e}; segmenting instead");
             None
+        }
+    }
+}
+
+impl GsoTx {
+    /// What `vsctl stats` says of it.
+    pub fn stats(&self) -> ctl::GsoTapStats {
+        ctl::GsoTapStats {
+            name: self.tap.name().to_string(),
+            whole: self.usable.load(Ordering::Relaxed),
+            why: self.why.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            super_frames: self.tap.written(),
         }
     }
 }

@@ -1970,6 +1970,12 @@ fn link_stat(lab: &Lab, ns: &str, dev: &str, stat: &str) -> u64 {
         .unwrap_or_else(|e| panic!("{path} in {ns}: {v:?}: {e}"))
 }
 
+/// The `gso_tap` object of the first VTEP in `vsctl --json stats`.
+fn gso_tap_stats(lab: &Lab) -> serde_json::Value {
+    let v: serde_json::Value = serde_json::from_str(&lab.vsctl_ok(&["--json", "stats"])).unwrap();
+    v["vteps"][0]["gso_tap"].clone()
+}
+
 /// Sends `mib` MiB of random bytes from host `from` to host `to` over one TCP connection
 /// (socat, port `port`) and asserts they arrive byte for byte.
 fn transfer_intact(lab: &Lab, from: u8, to: u8, mib: usize, port: u16, more: More) {
@@ -2027,7 +2033,7 @@ fn transfer_intact(lab: &Lab, from: u8, to: u8, mib: usize, port: u16, more: Mor
 /// the host turns on reverse path filtering for all devices (which would drop them),
 /// the switch goes back to segmenting within the 5 s of its checks, and a transfer
 /// still arrives intact while the TAP carries nothing more; turned off again, the TAP
-/// is used again.
+/// is used again. Deleted under the daemon, the TAP takes nothing with it.
 #[test]
 fn super_frames_leave_whole_through_the_gso_tap_and_arrive_intact() {
     let mut lab = Lab::new("vxgso", 80);
@@ -2073,6 +2079,18 @@ fn super_frames_leave_whole_through_the_gso_tap_and_arrive_intact() {
         tx >= 32 << 20,
         "remote {B_IP}'s tx counter grew by {tx} bytes for a 32 MiB transfer"
     );
+    let st = gso_tap_stats(&lab);
+    assert!(
+        st["name"] == GSO_TAP
+            && st["whole"] == true
+            && st["super_frames"].as_u64().is_some_and(|n| n >= taps),
+        "vsctl --json stats: gso_tap {st} (the TAP received {taps})"
+    );
+    let text = lab.vsctl_ok(&["stats"]);
+    assert!(
+        text.lines().any(|l| l.starts_with("vtep ") && l.contains("; gso-tap vswgso0: ")),
+        "vsctl stats does not show the TAP:\n{text}"
+    );
     let (g, r) = tcp(&mut lab, 1, 2, 2, &nothing);
     report(&format!(
         "--vxlan-gso-tap, vswitchd -> kernel vxlan: 32 MiB intact in {taps} TAP packets \
@@ -2094,6 +2112,11 @@ fn super_frames_leave_whole_through_the_gso_tap_and_arrive_intact() {
         Duration::from_secs(10),
         || lab.log_text().contains("segmented here again"),
     );
+    let st = gso_tap_stats(&lab);
+    assert!(
+        st["whole"] == false && st["why"].as_str().is_some_and(|w| w.contains("rp_filter")),
+        "vsctl --json stats with rp_filter on: gso_tap {st}"
+    );
     let before = tap_rx(&lab);
     transfer_intact(&lab, 1, 2, 8, 5602, &nothing);
     assert_eq!(
@@ -2110,6 +2133,13 @@ fn super_frames_leave_whole_through_the_gso_tap_and_arrive_intact() {
     });
     transfer_intact(&lab, 1, 2, 8, 5603, &nothing);
     assert!(tap_rx(&lab) > before, "the TAP was not used again");
+
+    // The TAP deleted under the daemon: its frames are segmented again at once (the
+    // write fails), nothing is lost, and the daemon runs on.
+    ip(&a, &["link", "del", GSO_TAP]);
+    transfer_intact(&lab, 1, 2, 8, 5604, &nothing);
+    assert!(lab.daemon_running(), "vswitchd died when its TAP went away");
+    lab.ping(1, 2);
 }
 
 /// Two daemons with `--vxlan-gso-tap`; B's TAP name is taken by another interface, so B

@@ -241,6 +241,7 @@ impl Controller {
                     }
                     d
                 },
+                gso_tap: v.gso.as_ref().map(|g| g.stats()),
             })
             .collect();
         vteps.sort_by(|a, b| (&a.local, a.dstport).cmp(&(&b.local, b.dstport)));

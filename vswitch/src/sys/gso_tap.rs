@@ -13,6 +13,7 @@
 
 use std::fs::File;
 use std::io::{self, IoSlice, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// `TUN_F_UDP_TUNNEL_GSO` (linux/if_tun.h, 6.17): the TAP takes UDP-tunnel super-packets.
 const TUN_F_UDP_TUNNEL_GSO: libc::c_ulong = 0x080;
@@ -22,6 +23,8 @@ pub struct GsoTap {
     file: File,
     name: String,
     mac: [u8; 6],
+    /// Packets written whole.
+    written: AtomicU64,
 }
 
 impl GsoTap {
@@ -62,6 +65,7 @@ impl GsoTap {
             file,
             name: name.to_string(),
             mac,
+            written: AtomicU64::new(0),
         })
     }
 
@@ -97,6 +101,11 @@ impl GsoTap {
         None
     }
 
+    /// Packets written whole so far.
+    pub fn written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
+    }
+
     /// The device's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -113,6 +122,7 @@ impl GsoTap {
         let want = hdr.len() + frame.len();
         let n = (&self.file).write_vectored(&[IoSlice::new(hdr), IoSlice::new(frame)])?;
         if n == want {
+            self.written.fetch_add(1, Ordering::Relaxed);
             Ok(())
         } else {
             Err(io::Error::new(
