@@ -79,6 +79,9 @@ impl GsoTap {
                 .map(|v| v.trim().to_string())
                 .unwrap_or_default()
         };
+        if super::iface::index(&self.name).is_none() {
+            return Some(format!("{} was deleted", self.name));
+        }
         let fwd = read(&format!("{}/forwarding", self.name));
         if fwd != "1" {
             return Some(format!(
