@@ -873,8 +873,8 @@ pub struct GsoTapStats {
     /// Why not, when `whole` is false.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub why: Option<String>,
-    /// Super-frames written to it so far.
-    pub super_frames: u64,
+    /// Packets written to it so far: one per super-frame and remote.
+    pub packets: u64,
 }
 
 /// A port's VLAN membership (the Linux bridge's `bridge vlan` model).
@@ -1248,11 +1248,7 @@ pub fn render(data: &Data) -> String {
                     let _ = write!(out, ", drops: {}", d.join(", "));
                 }
                 if let Some(g) = &v.gso_tap {
-                    let _ = write!(
-                        out,
-                        "; gso-tap {}: {} super-frames whole",
-                        g.name, g.super_frames
-                    );
+                    let _ = write!(out, "; gso-tap {}: {} sent whole", g.name, g.packets);
                     if !g.whole {
                         let why = g.why.as_deref().unwrap_or("not usable");
                         let _ = write!(out, ", segmenting now ({why})");

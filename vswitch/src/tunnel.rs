@@ -201,9 +201,12 @@ impl VtepRt {
                 key,
                 why: e.to_string(),
             })?;
+        // A port of every sending socket, in order, or no TAP: a flow's frames must leave
+        // from one source port whichever way they go.
         let gso = gso_tap
-            .then(|| open_gso_tap(id, key, tx.iter().filter_map(udp::local_port).collect()))
-            .flatten();
+            .then(|| tx.iter().map(udp::local_port).collect::<Option<Vec<_>>>())
+            .flatten()
+            .and_then(|ports| open_gso_tap(id, key, ports));
         Ok(VtepRt {
             id,
             key,
@@ -260,7 +263,7 @@ impl GsoTx {
             name: self.tap.name().to_string(),
             whole: self.usable.load(Ordering::Relaxed),
             why: self.why.lock().unwrap_or_else(|p| p.into_inner()).clone(),
-            super_frames: self.tap.written(),
+            packets: self.tap.written(),
         }
     }
 }
@@ -469,7 +472,8 @@ pub fn transmit(
                     .as_ref()
                     .filter(|g| g.usable.load(Ordering::Relaxed))
                 {
-                    if send_whole(t, g, b, &off, &remotes, sock) {
+                    if let Some(lost) = send_whole(t, g, b, &off, &remotes, sock) {
+                        *errors += lost.min(1);
                         i += 1;
                         continue;
                     }
@@ -523,10 +527,14 @@ pub fn transmit(
     n
 }
 
+/// Most remotes a super-frame goes to whole (a flood to more is segmented).
+const WHOLE_MAX_REMOTES: usize = 4;
+
 /// Sends a TCP super-frame to each of its remotes as one packet through the VTEP's TAP,
-/// for the kernel to segment; `false` if it must be segmented here instead (a UDP
-/// super-frame, a remote whose route is not known yet, or the TAP refused it), before
-/// any remote got it.
+/// for the kernel to segment. `None` if it must be segmented here instead (a UDP
+/// super-frame, a remote whose route is not known yet, or the TAP refused it before
+/// any remote got it); else how many remotes did not get it (the TAP refused it after
+/// others had: a resend would duplicate it there).
 fn send_whole(
     t: &TunnelRt,
     g: &GsoTx,
@@ -534,24 +542,23 @@ fn send_whole(
     off: &Offload,
     remotes: &[Arc<RemoteRt>],
     sock: usize,
-) -> bool {
-    let Some(&sport) = g.ports.get(sock) else {
-        return false;
-    };
+) -> Option<u64> {
+    let &sport = g.ports.get(sock)?;
     let frame = b.bytes().get(vnet::LEN..).unwrap_or_default();
-    let mut hdrs = [[0u8; WHOLE_LEN]; 4];
-    let mut sent = Vec::new();
-    let targets: Vec<&Arc<RemoteRt>> = targets(remotes, b.remote()).collect();
+    let mut hdrs = [[0u8; WHOLE_LEN]; WHOLE_MAX_REMOTES];
+    let mut to: [Option<(&Arc<RemoteRt>, vxlan::offload::Whole)>; WHOLE_MAX_REMOTES] =
+        [None; WHOLE_MAX_REMOTES];
     // Every header first: a frame goes whole to all its remotes, or is left to the
     // segmenting path for all of them (never to some twice).
-    if targets.len() > hdrs.len() {
-        return false;
-    }
-    for (r, hdr) in targets.iter().zip(hdrs.iter_mut()) {
+    let mut n = 0;
+    for r in targets(remotes, b.remote()) {
+        if n == WHOLE_MAX_REMOTES {
+            return None;
+        }
         let src = Ipv4Addr::from(r.src.load(Ordering::Relaxed));
         let src = t.vtep.key.local.unwrap_or(src);
         if src.is_unspecified() {
-            return false;
+            return None;
         }
         let outer = Outer {
             dst_mac: g.tap.mac(),
@@ -560,25 +567,26 @@ fn send_whole(
             dst: r.addr,
             sport,
             dport: t.vtep.key.dstport,
+            // DF is set, so the IDs need not be unique (RFC 6864): spread per frame.
             ip_id: g.ip_id.fetch_add(64, Ordering::Relaxed),
         };
-        match encap_whole(frame, off, r.max_frame(), t.vni, &outer, hdr) {
-            Ok(w) => sent.push(w),
-            Err(_) => return false,
-        }
+        let w = encap_whole(frame, off, r.max_frame(), t.vni, &outer, &mut hdrs[n]).ok()?;
+        to[n] = Some((r, w));
+        n += 1;
     }
-    for (i, (r, hdr)) in targets.iter().zip(&hdrs).enumerate() {
+    let mut lost = 0;
+    for (i, (slot, hdr)) in to.iter().zip(&hdrs).take(n).enumerate() {
+        let Some((r, w)) = slot else { continue };
         match g.tap.send(hdr, frame) {
-            Ok(()) => r.count_tx(sent[i].segments, sent[i].bytes),
+            Ok(()) => r.count_tx(w.segments, w.bytes),
             Err(e) if i == 0 => {
                 tracing::debug!(tap = g.tap.name(), "whole super-frame refused: {e}");
-                return false;
+                return None;
             }
-            // Some remotes have it: a resend would duplicate it there.
-            Err(_) => {}
+            Err(_) => lost += 1,
         }
     }
-    true
+    Some(lost)
 }
 
 /// Source MAC of the packets written to a VTEP's TAP (locally administered; the kernel

@@ -82,6 +82,16 @@ impl GsoTap {
         if super::iface::index(&self.name).is_none() {
             return Some(format!("{} was deleted", self.name));
         }
+        if super::iface::flags(&self.name).is_ok_and(|f| f & libc::IFF_UP as u32 == 0) {
+            return Some(format!("{} is down", self.name));
+        }
+        let accept = read(&format!("{}/accept_local", self.name));
+        if accept != "1" {
+            return Some(format!(
+                "net.ipv4.conf.{}.accept_local is {accept:?}, not 1",
+                self.name
+            ));
+        }
         let fwd = read(&format!("{}/forwarding", self.name));
         if fwd != "1" {
             return Some(format!(

@@ -132,6 +132,9 @@ pub fn encap_whole(
     ip[0] = 0x45;
     put16(ip, 2, ip_len as u16).ok_or(OffloadError::Malformed)?;
     put16(ip, 4, outer.ip_id).ok_or(OffloadError::Malformed)?;
+    // Don't fragment, as the segmenting path's sockets send: a path MTU smaller than the
+    // route's comes back as ICMP, for the route (and `max_frame`) to learn.
+    put16(ip, 6, 0x4000).ok_or(OffloadError::Malformed)?;
     ip[8] = 64;
     ip[9] = wire::ip_proto::UDP;
     ip[12..16].copy_from_slice(&outer.src.octets());
@@ -204,6 +207,7 @@ mod tests {
         assert!(ip.verify_checksum());
         assert_eq!(usize::from(ip.total_len()), 36 + f.len());
         assert_eq!(ip.src(), outer().src);
+        assert!(ip.dont_fragment());
         assert_eq!(ip.dst(), outer().dst);
         assert_eq!(u16::from_be_bytes([pkt[34], pkt[35]]), 40000);
         assert_eq!(u16::from_be_bytes([pkt[36], pkt[37]]), 4789);
