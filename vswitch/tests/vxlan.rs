@@ -187,6 +187,17 @@ fn tcp(lab: &mut Lab, from: u8, to: u8, secs: u32, more: More) -> (f64, u64) {
     (g, r)
 }
 
+/// Asserts that `v`'s VTEP on the VXLAN port received datagrams and dropped none.
+fn vtep_received_without_drops(v: &dyn VsDyn, lab: &Lab, more: More) {
+    let (drops, rx) = v.drops_on(VXLAN_PORT);
+    assert!(
+        drops.is_empty() && rx > 0,
+        "{}: VTEP rx {rx} datagrams, drops {drops:?}\n{}",
+        v.name(),
+        diag(lab, more)
+    );
+}
+
 /// Runs a python3 script inside `ns`, asserting success.
 fn python(lab: &Lab, ns: &str, script: &str) -> String {
     let o = lab.exec_t(ns, &["python3", "-c", script], Duration::from_secs(30));
@@ -704,13 +715,7 @@ fn two_vswitchds_tunnel_to_each_other() {
             "{}: remote {remote}: {r:#?}",
             v.name()
         );
-        let (drops, rx) = v.drops_on(VXLAN_PORT);
-        assert!(
-            drops.is_empty() && rx > 0,
-            "{}: VTEP rx {rx} datagrams, drops {drops:?}\n{}",
-            v.name(),
-            diag(&lab, &more)
-        );
+        vtep_received_without_drops(v, &lab, &more);
     }
 }
 
@@ -2180,13 +2185,7 @@ fn two_vswitchds_with_gso_taps_carry_transfers_intact_both_ways() {
     transfer_intact(&lab, 2, 1, 32, 5612, &more);
     let taps = link_stat(&lab, &a, GSO_TAP, "rx_packets") - taps0;
     assert!(taps > 0, "A's TAP carried nothing\n{}", lab.log_text());
-    for (v, remote) in [(&lab as &dyn VsDyn, B_IP), (&b as &dyn VsDyn, A_IP)] {
-        let (drops, rx) = v.drops_on(VXLAN_PORT);
-        assert!(
-            drops.is_empty() && rx > 0,
-            "{}: VTEP rx {rx} datagrams from {remote}, drops {drops:?}\n{}",
-            v.name(),
-            diag(&lab, &more)
-        );
+    for v in [&lab as &dyn VsDyn, &b as &dyn VsDyn] {
+        vtep_received_without_drops(v, &lab, &more);
     }
 }
