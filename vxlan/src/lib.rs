@@ -18,7 +18,9 @@
 //!   virtio-net header with [`offload::Offload::from_virtio`]) to
 //!   [`offload::encap_segments`], which completes a partial checksum or segments a
 //!   TSO/USO super-frame to the underlay's MTU, and lays the VXLAN datagrams out back
-//!   to back; [`offload::Segments::chunks`] cuts them into `UDP_SEGMENT` sends.
+//!   to back; [`offload::Segments::chunks`] cuts them into `UDP_SEGMENT` sends. Or, where
+//!   the kernel segments VXLAN itself (a TAP with UDP-tunnel GSO), [`offload::encap_whole`]
+//!   writes the headers that go in front of the whole TCP super-frame.
 //!   [`flow::flow_hash`] and [`flow::source_port`] pick the outer source port per flow.
 //!
 //! Modules:
