@@ -156,6 +156,16 @@ impl GsoTx {
             _ => {}
         }
     }
+
+    /// What `vsctl stats` says of it.
+    pub fn stats(&self) -> ctl::GsoTapStats {
+        ctl::GsoTapStats {
+            name: self.tap.name().to_string(),
+            whole: self.usable.load(Ordering::Relaxed),
+            why: self.why.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            packets: self.tap.written(),
+        }
+    }
 }
 
 impl VtepRt {
@@ -240,11 +250,10 @@ fn open_gso_tap(id: u32, key: VtepKey, ports: Vec<u16>) -> Option<GsoTx> {
                 why: std::sync::Mutex::new(None),
             };
             g.refresh(key);
-            if !g.usable.load(Ordering::Relaxed) {
+            if let Some(why) = g.stats().why {
                 tracing::warn!(
                     vtep = %key, tap = name,
-                    "TCP super-frames segmented here until that changes: {}",
-                    g.tap.blocker().unwrap_or_default()
+                    "TCP super-frames segmented here until that changes: {why}"
                 );
             }
             Some(g)
@@ -252,18 +261,6 @@ fn open_gso_tap(id: u32, key: VtepKey, ports: Vec<u16>) -> Option<GsoTx> {
         Err(e) => {
             tracing::warn!(vtep = %key, "no TAP for whole super-frames ({name}): {e}; segmenting instead");
             None
-        }
-    }
-}
-
-impl GsoTx {
-    /// What `vsctl stats` says of it.
-    pub fn stats(&self) -> ctl::GsoTapStats {
-        ctl::GsoTapStats {
-            name: self.tap.name().to_string(),
-            whole: self.usable.load(Ordering::Relaxed),
-            why: self.why.lock().unwrap_or_else(|p| p.into_inner()).clone(),
-            packets: self.tap.written(),
         }
     }
 }

@@ -32,12 +32,6 @@ impl GsoTap {
     /// the kernel route what arrives on it, and brings it up. Fails with a message
     /// naming what is missing on kernels without UDP-tunnel GSO on TAP devices.
     pub fn create(name: &str) -> io::Result<GsoTap> {
-        if super::iface::index(name).is_some() {
-            return Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                format!("interface {name} already exists"),
-            ));
-        }
         let offloads = (libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6) as libc::c_ulong
             | TUN_F_UDP_TUNNEL_GSO;
         let file = super::tap::open(name, vxlan::offload::whole::TUNNEL_VIRTIO_LEN, offloads)
@@ -49,11 +43,11 @@ impl GsoTap {
                 _ => e,
             })?;
         for (key, val) in [
-            ("ipv4/conf/{}/forwarding", "1"),
-            ("ipv4/conf/{}/accept_local", "1"),
-            ("ipv4/conf/{}/rp_filter", "0"),
+            ("forwarding", "1"),
+            ("accept_local", "1"),
+            ("rp_filter", "0"),
         ] {
-            let path = format!("/proc/sys/net/{}", key.replace("{}", name));
+            let path = conf(name, key);
             std::fs::write(&path, val)
                 .map_err(|e| io::Error::new(e.kind(), format!("cannot write {path}: {e}")))?;
         }
@@ -69,13 +63,14 @@ impl GsoTap {
         })
     }
 
-    /// Why the kernel would drop what is written to the TAP now, if it would: routing
-    /// turned off for it again (writing `ip_forward` resets every device's), or reverse
-    /// path filtering turned on for all devices (a packet from the host's own address
-    /// arriving on a device without one fails it, loose or strict).
+    /// Why the kernel would drop what is written to the TAP now, if it would: the TAP
+    /// deleted or down, `accept_local` or routing turned off for it again (writing
+    /// `ip_forward` resets every device's), or reverse path filtering turned on for all
+    /// devices (a packet from the host's own address arriving on a device without one
+    /// fails it, loose or strict).
     pub fn blocker(&self) -> Option<String> {
-        let read = |key: &str| {
-            std::fs::read_to_string(format!("/proc/sys/net/ipv4/conf/{key}"))
+        let read = |dev: &str, key: &str| {
+            std::fs::read_to_string(conf(dev, key))
                 .map(|v| v.trim().to_string())
                 .unwrap_or_default()
         };
@@ -85,30 +80,24 @@ impl GsoTap {
         if super::iface::flags(&self.name).is_ok_and(|f| f & libc::IFF_UP as u32 == 0) {
             return Some(format!("{} is down", self.name));
         }
-        let accept = read(&format!("{}/accept_local", self.name));
+        let accept = read(&self.name, "accept_local");
         if accept != "1" {
             return Some(format!(
                 "net.ipv4.conf.{}.accept_local is {accept:?}, not 1",
                 self.name
             ));
         }
-        let fwd = read(&format!("{}/forwarding", self.name));
+        let fwd = read(&self.name, "forwarding");
         if fwd != "1" {
             return Some(format!(
                 "net.ipv4.conf.{}.forwarding is {fwd:?}, not 1",
                 self.name
             ));
         }
-        for key in [
-            "all/rp_filter".to_string(),
-            format!("{}/rp_filter", self.name),
-        ] {
-            let v = read(&key);
+        for dev in ["all", self.name.as_str()] {
+            let v = read(dev, "rp_filter");
             if v != "0" {
-                return Some(format!(
-                    "net.ipv4.conf.{} is {v:?}, not 0",
-                    key.replace('/', ".")
-                ));
+                return Some(format!("net.ipv4.conf.{dev}.rp_filter is {v:?}, not 0"));
             }
         }
         None
@@ -144,4 +133,9 @@ impl GsoTap {
             ))
         }
     }
+}
+
+/// The IPv4 sysctl `key` of device `dev` (or `all`), in this network namespace.
+fn conf(dev: &str, key: &str) -> String {
+    format!("/proc/sys/net/ipv4/conf/{dev}/{key}")
 }

@@ -25,12 +25,6 @@ impl Tap {
     /// enabled, with MAC address `mac` if given (so a re-created TAP looks the same to
     /// its neighbours), and brings it up.
     pub fn create(name: &str, mac: Option<[u8; 6]>) -> io::Result<Tap> {
-        if super::iface::index(name).is_some() {
-            return Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                format!("interface {name} already exists"),
-            ));
-        }
         // What we accept from the kernel: partial checksums and TCP super-frames. UDP
         // segmentation offload stays off: AF_PACKET peers could not always take it.
         let offloads = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6 | libc::TUN_F_TSO_ECN;
@@ -72,9 +66,15 @@ impl Tap {
     }
 }
 
-/// Creates TAP device `name` (not yet up) with virtio-net headers of `hdr_len` bytes and
-/// the offloads `offloads` (`TUN_F_*`) on.
+/// Creates TAP device `name` (not yet up; it must not exist) with virtio-net headers of
+/// `hdr_len` bytes and the offloads `offloads` (`TUN_F_*`) on.
 pub(super) fn open(name: &str, hdr_len: usize, offloads: libc::c_ulong) -> io::Result<File> {
+    if super::iface::index(name).is_some() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("interface {name} already exists"),
+        ));
+    }
     let file = OpenOptions::new()
         .read(true)
         .write(true)
