@@ -168,6 +168,10 @@ flow_hosts() { # SETUP
     for n in $FLOW_PAIRS; do [ "$n" -le "$max" ] || max="$n"; done
     for ((n = 3; n <= 2 * max; n++)); do
         mkns "$P-h$n"
+        if [ "$s" = vswitchd-tap ]; then
+            tap_host "$s" "$n"
+            continue
+        fi
         host_link "$SW" "h${n}p" "$P-h$n" "$NET.$n/24"
         "add_port_${s//-/_}" "h${n}p"
     done
@@ -365,16 +369,22 @@ vsw_up() {
             vsctl_at "$VSW_SOCK" add-port br0 "h${n}p" ${2:+--type "$2"} >/dev/null
             continue
         fi
-        tap="vbt$n-$ID"
-        vsctl_at "$VSW_SOCK" add-port br0 "$tap" --type tap >/dev/null
-        wait_for 100 ip -n "$SW" link show "$tap" || die "$s: vswitchd did not create TAP $tap"
-        ip -n "$SW" link set "$tap" netns "$P-h$n"
-        ip -n "$P-h$n" addr add "$NET.$n/24" dev "$tap"
-        ip -n "$P-h$n" link set "$tap" up
-        printf -v "HIF$n" '%s' "$tap"
+        tap_host "$s" "$n"
+        printf -v "HIF$n" '%s' "$TAP_IF"
     done
     vsw_ports_up "$VSW_SOCK" "$s"
     connectivity "$s"
+}
+
+# tap_host SETUP N: a TAP port of br0 made by vswitchd, moved into host N as its interface
+# (TAP_IF), with host N's address.
+tap_host() {
+    TAP_IF="vbt$2-$ID"
+    vsctl_at "$VSW_SOCK" add-port br0 "$TAP_IF" --type tap >/dev/null
+    wait_for 100 ip -n "$SW" link show "$TAP_IF" || die "$1: vswitchd did not create TAP $TAP_IF"
+    ip -n "$SW" link set "$TAP_IF" netns "$P-h$2"
+    ip -n "$P-h$2" addr add "$NET.$2/24" dev "$TAP_IF"
+    ip -n "$P-h$2" link set "$TAP_IF" up
 }
 
 setup_vswitchd() { # SETUP [TAP]
@@ -384,8 +394,7 @@ setup_vswitchd() { # SETUP [TAP]
     record_rss "$s" "$VSW_PID" idle
     CPU_PIDS=("$VSW_PID")
     measure_all "$s"
-    # TAP ports are made by vswitchd one by one; the many-flows rows are afpacket's and afxdp's.
-    [ "${2:-}" = tap ] || measure_flows "$s"
+    measure_flows "$s"
     CPU_PIDS=()
     record_rss "$s" "$VSW_PID" peak
     st="$(vsw_stats "$VSW_SOCK" br0)"

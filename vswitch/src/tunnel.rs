@@ -135,6 +135,8 @@ pub struct GsoTx {
     usable: std::sync::atomic::AtomicBool,
     /// Why not, when not usable (for `vsctl stats`).
     why: std::sync::Mutex<Option<String>>,
+    /// Remotes super-frames cannot reach whole, and why (logged when it changes).
+    remote_why: std::sync::Mutex<std::collections::HashMap<Ipv4Addr, String>>,
 }
 
 impl GsoTx {
@@ -150,10 +152,37 @@ impl GsoTx {
             ),
             None if !was => tracing::info!(
                 vtep = %key, tap = self.tap.name(),
-                "TCP super-frames leave whole through the TAP, routed from it by the kernel \
-                 (a firewall whose FORWARD chain drops must accept from it)"
+                "TCP super-frames leave whole through the TAP, handed by its filters to the underlay devices"
             ),
             _ => {}
+        }
+    }
+
+    /// Finds again how whole super-frames reach remote `r` (device, next hop, the TAP's
+    /// filter); logs when that starts or stops working, or why it does not.
+    pub fn refresh_remote(&self, key: VtepKey, r: &RemoteRt) {
+        let mut why = self.remote_why.lock().unwrap_or_else(|p| p.into_inner());
+        match whole_path(self, key.local, r.addr) {
+            Ok((next, dev)) => {
+                r.dev_mac.store(dev, Ordering::Relaxed);
+                r.next_mac.store(next, Ordering::Relaxed);
+                if why.remove(&r.addr).is_some() {
+                    tracing::info!(vtep = %key, remote = %r.addr, "TCP super-frames to it leave whole again");
+                }
+            }
+            Err(e) => {
+                r.next_mac.store(0, Ordering::Relaxed);
+                if why.get(&r.addr) != Some(&e) {
+                    // Before the first frame to a remote its next hop is not resolved:
+                    // the usual start, not worth a warning.
+                    if e.starts_with(NO_NEIGHBOUR) {
+                        tracing::debug!(vtep = %key, remote = %r.addr, "TCP super-frames to it segmented: {e}");
+                    } else {
+                        tracing::warn!(vtep = %key, remote = %r.addr, "TCP super-frames to it segmented: {e}");
+                    }
+                    why.insert(r.addr, e);
+                }
+            }
         }
     }
 
@@ -248,6 +277,7 @@ fn open_gso_tap(id: u32, key: VtepKey, ports: Vec<u16>) -> Option<GsoTx> {
                 ports,
                 usable: std::sync::atomic::AtomicBool::new(false),
                 why: std::sync::Mutex::new(None),
+                remote_why: Default::default(),
             };
             g.refresh(key);
             if let Some(why) = g.stats().why {
@@ -275,6 +305,10 @@ pub struct RemoteRt {
     /// The source address of the route to it (IPv4, 0 until known), refreshed with
     /// `mtu`: what a whole super-frame's outer header says when the VTEP binds none.
     pub src: AtomicU32,
+    /// For whole super-frames through the VTEP's TAP: the next hop's MAC and the
+    /// underlay device's (as [`mac_word`]s; 0 while unknown), refreshed with `mtu`.
+    pub next_mac: AtomicU64,
+    pub dev_mac: AtomicU64,
     pub tx_packets: AtomicU64,
     pub tx_bytes: AtomicU64,
     pub rx_packets: AtomicU64,
@@ -293,6 +327,8 @@ impl RemoteRt {
             addr,
             mtu: AtomicU32::new(DEFAULT_MTU),
             src: AtomicU32::new(0),
+            next_mac: AtomicU64::new(0),
+            dev_mac: AtomicU64::new(0),
             tx_packets: AtomicU64::new(0),
             tx_bytes: AtomicU64::new(0),
             rx_packets: AtomicU64::new(0),
@@ -554,12 +590,16 @@ fn send_whole(
         }
         let src = Ipv4Addr::from(r.src.load(Ordering::Relaxed));
         let src = t.vtep.key.local.unwrap_or(src);
-        if src.is_unspecified() {
+        let (next, dev) = (
+            r.next_mac.load(Ordering::Relaxed),
+            r.dev_mac.load(Ordering::Relaxed),
+        );
+        if src.is_unspecified() || next == 0 || dev == 0 {
             return None;
         }
         let outer = Outer {
-            dst_mac: g.tap.mac(),
-            src_mac: GSO_SRC_MAC,
+            dst_mac: word_mac(next),
+            src_mac: word_mac(dev),
             src,
             dst: r.addr,
             sport,
@@ -586,9 +626,46 @@ fn send_whole(
     Some(lost)
 }
 
-/// Source MAC of the packets written to a VTEP's TAP (locally administered; the kernel
-/// only checks that the destination is the TAP's).
-const GSO_SRC_MAC: [u8; 6] = [0x02, 0x76, 0x73, 0x77, 0x00, 0x01];
+/// A MAC address as the low 48 bits of a word (0 is no address: an all-zero MAC is
+/// never a next hop's or a device's).
+pub fn mac_word(m: [u8; 6]) -> u64 {
+    u64::from_be_bytes([0, 0, m[0], m[1], m[2], m[3], m[4], m[5]])
+}
+
+fn word_mac(w: u64) -> [u8; 6] {
+    let b = w.to_be_bytes();
+    [b[2], b[3], b[4], b[5], b[6], b[7]]
+}
+
+const NO_NEIGHBOUR: &str = "no neighbour entry";
+
+/// Where whole super-frames to remote `addr` leave: the underlay device the kernel routes
+/// it through (from `local`), whose MAC they carry as source and whose TAP filter
+/// `g` is made to have, and the next hop's MAC from the neighbour table. As
+/// [`mac_word`]s (next hop, device); `Err` says why not (the frames are then
+/// segmented).
+pub fn whole_path(
+    g: &GsoTx,
+    local: Option<Ipv4Addr>,
+    addr: Ipv4Addr,
+) -> Result<(u64, u64), String> {
+    use crate::sys::{iface, rtnl};
+    let hop = rtnl::route(addr, local).map_err(|e| format!("no route: {e}"))?;
+    let dev = iface::name_of(hop.ifindex)
+        .ok_or_else(|| format!("no device with index {}", hop.ifindex))?;
+    if iface::hw_type(&dev).map_err(|e| e.to_string())? != libc::ARPHRD_ETHER {
+        return Err(format!("{dev} is not an Ethernet device"));
+    }
+    let dev_mac = iface::hw_addr(&dev).map_err(|e| e.to_string())?;
+    let next = hop.next(addr);
+    let next_mac = rtnl::neighbour(hop.ifindex, next)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("{NO_NEIGHBOUR} for {next} on {dev} yet"))?;
+    g.tap
+        .steer(hop.ifindex, &dev, dev_mac)
+        .map_err(|e| e.to_string())?;
+    Ok((mac_word(next_mac), mac_word(dev_mac)))
+}
 
 /// Segments a super-frame (`off` and `max_frame` as `prepare` found them) to fit the
 /// smallest path MTU of its remotes and sends it to each with one `UDP_SEGMENT` send

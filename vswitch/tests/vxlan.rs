@@ -1975,9 +1975,22 @@ fn link_stat(lab: &Lab, ns: &str, dev: &str, stat: &str) -> u64 {
         .unwrap_or_else(|e| panic!("{path} in {ns}: {v:?}: {e}"))
 }
 
-/// Turns reverse path filtering off for all devices of `ns` (a namespace of the test's).
-fn no_rp_filter(lab: &Lab, ns: &str) {
-    lab.exec_ok(ns, &["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0"]);
+/// Sets A's namespace up as a strict host would (a namespace of the test's): reverse
+/// path filtering on for all devices and a FORWARD chain that drops, as Docker leaves
+/// it. Neither may touch what leaves through the TAP, which the kernel does not route.
+fn strict_host(lab: &Lab, ns: &str) {
+    lab.exec_ok(ns, &["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=1"]);
+    lab.exec_ok(ns, &["iptables", "-P", "FORWARD", "DROP"]);
+}
+
+/// What tc says of the TAP's ingress qdisc and filters in `ns`.
+fn tap_tc(lab: &Lab, ns: &str) -> String {
+    let q = lab.exec(ns, &["tc", "qdisc", "show", "dev", GSO_TAP]);
+    let f = lab.exec(
+        ns,
+        &["tc", "filter", "show", "dev", GSO_TAP, "parent", "ffff:"],
+    );
+    format!("{}{}", q.stdout, f.stdout)
 }
 
 /// The `gso_tap` object of the first VTEP in `vsctl --json stats`.
@@ -2037,21 +2050,18 @@ fn transfer_intact(lab: &Lab, from: u8, to: u8, mib: usize, port: u16, more: Mor
     let _ = fs::remove_file(&got);
 }
 
-/// With `--vxlan-gso-tap`, A's TCP super-frames reach a kernel vxlan peer whole: they
-/// leave through A's TAP as one packet each, B's vxlan device receives them whole (its
-/// average packet is a super-frame's, not a segment's), and 32 MiB arrive intact. When
-/// the host turns on reverse path filtering for all devices (which would drop them),
-/// the switch goes back to segmenting within the 5 s of its checks, and a transfer
-/// still arrives intact while the TAP carries nothing more; turned off again, the TAP
-/// is used again. Deleted under the daemon, the TAP takes nothing with it.
+/// With `--vxlan-gso-tap`, A's TCP super-frames reach a kernel vxlan peer whole, on a
+/// host with reverse path filtering on and a FORWARD chain that drops: they leave
+/// through A's TAP as one packet each, B's vxlan device receives them whole (its
+/// average packet is a super-frame's, not a segment's), and 32 MiB arrive intact. The
+/// TAP's ingress qdisc deleted under the daemon is put back within the 5 s of its
+/// checks and the TAP used again; the TAP itself deleted takes nothing with it.
 #[test]
 fn super_frames_leave_whole_through_the_gso_tap_and_arrive_intact() {
     let mut lab = Lab::new("vxgso", 80);
     lab.daemon_args = vec!["--vxlan-gso-tap".into()];
     let a = lab.sw.clone();
-    // A new namespace copies the host's IPv4 `all` settings: make sure reverse path
-    // filtering is off in ours, as the first part of the test needs.
-    no_rp_filter(&lab, &a);
+    strict_host(&lab, &a);
     let b = kernel_peer_lab(&mut lab);
     assert!(
         lab.link_exists(&a, GSO_TAP),
@@ -2113,34 +2123,29 @@ fn super_frames_leave_whole_through_the_gso_tap_and_arrive_intact() {
         vx_bytes / vxs
     ));
 
-    // Reverse path filtering on for all devices: segmenting again, still intact.
-    lab.exec_ok(&a, &["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=1"]);
+    let out = lab.exec_ok(&a, &["iptables", "-S", "FORWARD"]);
+    assert!(out.contains("-P FORWARD DROP"), "A's FORWARD policy: {out}");
+
+    // The TAP's qdisc (and with it the filter) deleted: put back, and used again.
+    lab.exec_ok(&a, &["tc", "qdisc", "del", "dev", GSO_TAP, "ingress"]);
     wait_until(
-        "the switch to notice rp_filter",
-        Duration::from_secs(10),
-        || lab.log_text().contains("segmented here again"),
-    );
-    let st = gso_tap_stats(&lab);
-    assert!(
-        st["whole"] == false && st["why"].as_str().is_some_and(|w| w.contains("rp_filter")),
-        "vsctl --json stats with rp_filter on: gso_tap {st}"
+        "the switch to put the TAP's filter back",
+        Duration::from_secs(12),
+        || tap_tc(&lab, &a).contains("mirred (Egress Redirect to device"),
     );
     let before = tap_rx(&lab);
-    transfer_intact(&lab, 1, 2, 8, 5602, &nothing);
-    assert_eq!(
-        tap_rx(&lab),
-        before,
-        "the TAP carried frames with rp_filter on (the kernel drops them)"
-    );
-    no_rp_filter(&lab, &a);
-    wait_until("the TAP to be used again", Duration::from_secs(10), || {
-        lab.log_text()
-            .matches("leave whole through the TAP")
-            .count()
-            >= 2
-    });
+    let vx_before = link_stat(&lab, &b, "vx0", "rx_packets");
+    let vx_bytes_before = link_stat(&lab, &b, "vx0", "rx_bytes");
     transfer_intact(&lab, 1, 2, 8, 5603, &nothing);
-    assert!(tap_rx(&lab) > before, "the TAP was not used again");
+    let vxs = link_stat(&lab, &b, "vx0", "rx_packets") - vx_before;
+    let vx_bytes = link_stat(&lab, &b, "vx0", "rx_bytes") - vx_bytes_before;
+    assert!(
+        tap_rx(&lab) > before && vxs > 0 && vx_bytes / vxs > 4000,
+        "after the qdisc came back: TAP {} -> {}, B's vx0 {vxs} packets of {vx_bytes} bytes\n{}",
+        before,
+        tap_rx(&lab),
+        tap_tc(&lab, &a)
+    );
 
     // The TAP deleted under the daemon: its frames are segmented again at once (the
     // write fails), nothing is lost, and the daemon runs on.
@@ -2158,7 +2163,7 @@ fn two_vswitchds_with_gso_taps_carry_transfers_intact_both_ways() {
     let mut lab = Lab::new("vxgs2", 81);
     lab.daemon_args = vec!["--vxlan-gso-tap".into()];
     let (a, mut b) = two_hosts(&mut lab, INNER_MTU);
-    no_rp_filter(&lab, &a);
+    strict_host(&lab, &a);
     // Another interface where B's TAP would go (a veth: this kernel has no dummy
     // devices): B cannot make it.
     b.stop();

@@ -947,6 +947,10 @@ impl Controller {
         if self.tick.is_multiple_of(5) {
             // Path MTUs change with routes and interfaces; a tunnel follows.
             self.refresh_tunnels();
+        } else {
+            // A remote's first frames resolve its next hop: whole super-frames need not
+            // wait for the 5 s refresh to follow them.
+            self.retry_whole_paths();
         }
         for rt in self.ports.values() {
             if rt.attach_pending.load(Ordering::Acquire)

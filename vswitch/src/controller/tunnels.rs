@@ -284,6 +284,13 @@ impl Controller {
     /// MTUs, and closes VTEPs left unused.
     pub(super) fn refresh_tunnels(&mut self) {
         self.release_vteps();
+        // The GSO TAPs first: a filter found missing is forgotten there, for the
+        // remotes below to add it again.
+        for (k, v) in &self.vteps {
+            if let Some(g) = &v.gso {
+                g.refresh(*k);
+            }
+        }
         let mut tables: HashMap<VtepKey, vxlan::decap::VtepTable> = HashMap::new();
         for rt in self.ports.values() {
             let Some(t) = &rt.tunnel else { continue };
@@ -301,14 +308,28 @@ impl Controller {
                     r.mtu.store(route.mtu, Ordering::Relaxed);
                     r.src.store(u32::from(route.src), Ordering::Relaxed);
                 }
+                if let Some(g) = &t.vtep.gso {
+                    g.refresh_remote(t.vtep.key, r);
+                }
             }
         }
         for (k, v) in &self.vteps {
-            if let Some(g) = &v.gso {
-                g.refresh(*k);
-            }
             v.table
                 .store(Arc::new(tables.remove(k).unwrap_or_default()));
+        }
+    }
+
+    /// Looks again for the way whole super-frames reach the remotes that have none yet
+    /// (no neighbour entry for the next hop, typically, until the first frame to it).
+    pub(super) fn retry_whole_paths(&self) {
+        for rt in self.ports.values() {
+            let Some(t) = &rt.tunnel else { continue };
+            let Some(g) = &t.vtep.gso else { continue };
+            for r in t.remotes.load().iter() {
+                if r.next_mac.load(Ordering::Relaxed) == 0 {
+                    g.refresh_remote(t.vtep.key, r);
+                }
+            }
         }
     }
 

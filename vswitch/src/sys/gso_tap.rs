@@ -5,15 +5,22 @@
 //! carries it whole to the peer's namespace, where a kernel vxlan device decapsulates it
 //! whole too.
 //!
-//! Routing is turned on for this device alone (`net.ipv4.conf.<tap>.forwarding`; the
-//! host's `ip_forward` is left as it is, so nothing arriving elsewhere is routed), and
-//! `accept_local` lets the kernel take a packet from one of its own addresses (the
-//! VTEP's) arriving on it. The device has no address and takes no traffic: IPv6 is off
-//! on it so that the kernel does not queue neighbour discovery there for nobody to read.
+//! The kernel does not route what arrives on the TAP: an ingress filter on the TAP (tc's
+//! `u32` classifier and `mirred` action) hands each packet straight to the underlay
+//! device's transmit queue, picked by the packet's outer source MAC, which is that
+//! device's own. So no routing is turned on anywhere and neither the FORWARD chain nor
+//! reverse path filtering sees these packets (they are what the host itself sends, as a
+//! kernel vxlan device's are). The outer destination MAC is the next hop's, from the
+//! kernel's neighbour table. The TAP has no address: IPv6 is off on it so that the
+//! kernel does not queue neighbour discovery there for nobody to read. Everything this
+//! changes is on the TAP, which disappears with the daemon.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, IoSlice, Write};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 /// `TUN_F_UDP_TUNNEL_GSO` (linux/if_tun.h, 6.17): the TAP takes UDP-tunnel super-packets.
 const TUN_F_UDP_TUNNEL_GSO: libc::c_ulong = 0x080;
@@ -22,15 +29,25 @@ const TUN_F_UDP_TUNNEL_GSO: libc::c_ulong = 0x080;
 pub struct GsoTap {
     file: File,
     name: String,
-    mac: [u8; 6],
+    /// Underlay devices (by index) the TAP's ingress filter hands packets to.
+    steered: Mutex<HashMap<u32, Steer>>,
     /// Packets written whole.
     written: AtomicU64,
 }
 
+/// One filter of the TAP: packets with source MAC `mac` go out of device `dev`.
+#[derive(Debug, Clone)]
+struct Steer {
+    dev: String,
+    mac: [u8; 6],
+    prio: u32,
+}
+
 impl GsoTap {
-    /// Creates TAP device `name` (it must not exist) for UDP-tunnel super-packets, lets
-    /// the kernel route what arrives on it, and brings it up. Fails with a message
-    /// naming what is missing on kernels without UDP-tunnel GSO on TAP devices.
+    /// Creates TAP device `name` (it must not exist) for UDP-tunnel super-packets, gives
+    /// it an ingress qdisc for the filters `steer` adds, and brings it up. Fails with a
+    /// message naming what is missing on kernels without UDP-tunnel GSO on TAP devices
+    /// or without tc's ingress qdisc.
     pub fn create(name: &str) -> io::Result<GsoTap> {
         let offloads = (libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6) as libc::c_ulong
             | TUN_F_UDP_TUNNEL_GSO;
@@ -42,64 +59,132 @@ impl GsoTap {
                 ),
                 _ => e,
             })?;
-        for (key, val) in [
-            ("forwarding", "1"),
-            ("accept_local", "1"),
-            ("rp_filter", "0"),
-        ] {
-            let path = conf(name, key);
-            std::fs::write(&path, val)
-                .map_err(|e| io::Error::new(e.kind(), format!("cannot write {path}: {e}")))?;
-        }
         // Without IPv6 (a kernel built without it) there is nothing to turn off.
         let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6"), "1");
+        tc(&["qdisc", "add", "dev", name, "ingress"])?;
         super::iface::set_up(name)?;
-        let mac = super::iface::hw_addr(name)?;
         Ok(GsoTap {
             file,
             name: name.to_string(),
-            mac,
+            steered: Mutex::new(HashMap::new()),
             written: AtomicU64::new(0),
         })
     }
 
+    /// Makes packets written with outer source MAC `mac` leave through device `dev`
+    /// (index `ifindex`, whose MAC `mac` is), adding the TAP's filter for it unless it is
+    /// there. Fails if another device in use has the same MAC (a VLAN device and its
+    /// parent: the filter could not tell them apart) or tc refuses.
+    pub fn steer(&self, ifindex: u32, dev: &str, mac: [u8; 6]) -> io::Result<()> {
+        let mut steered = self.steered.lock().unwrap_or_else(|p| p.into_inner());
+        if steered
+            .get(&ifindex)
+            .is_some_and(|s| s.mac == mac && s.dev == dev)
+        {
+            return Ok(());
+        }
+        // A device gone (or renumbered: deleted and made again) leaves a filter that
+        // would take its MAC's packets to nowhere.
+        let stale: Vec<u32> = steered
+            .iter()
+            .filter(|(i, s)| {
+                **i == ifindex || (s.mac == mac && super::iface::index(&s.dev) != Some(**i))
+            })
+            .map(|(i, _)| *i)
+            .collect();
+        for i in stale {
+            if let Some(s) = steered.remove(&i) {
+                let prio = s.prio.to_string();
+                let _ = tc(&[
+                    "filter", "del", "dev", &self.name, "parent", "ffff:", "prio", &prio,
+                ]);
+            }
+        }
+        if let Some(other) = steered.values().find(|s| s.mac == mac) {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{dev} has the MAC address of {}, also in use", other.dev),
+            ));
+        }
+        let prio = (1..)
+            .find(|p| steered.values().all(|s| s.prio != *p))
+            .unwrap_or(1);
+        let hi = format!("0x{:02x}{:02x}{:02x}{:02x}", mac[0], mac[1], mac[2], mac[3]);
+        let lo = format!("0x{:02x}{:02x}", mac[4], mac[5]);
+        let prio_s = prio.to_string();
+        // The source MAC sits 8 to 2 bytes before the IPv4 header u32 counts from.
+        tc(&[
+            "filter",
+            "add",
+            "dev",
+            &self.name,
+            "parent",
+            "ffff:",
+            "prio",
+            &prio_s,
+            "protocol",
+            "ip",
+            "u32",
+            "match",
+            "u32",
+            &hi,
+            "0xffffffff",
+            "at",
+            "-8",
+            "match",
+            "u16",
+            &lo,
+            "0xffff",
+            "at",
+            "-4",
+            "action",
+            "mirred",
+            "egress",
+            "redirect",
+            "dev",
+            dev,
+        ])?;
+        steered.insert(
+            ifindex,
+            Steer {
+                dev: dev.to_string(),
+                mac,
+                prio,
+            },
+        );
+        Ok(())
+    }
+
     /// Why the kernel would drop what is written to the TAP now, if it would: the TAP
-    /// deleted or down, `accept_local` or routing turned off for it again (writing
-    /// `ip_forward` resets every device's), or reverse path filtering turned on for all
-    /// devices (a packet from the host's own address arriving on a device without one
-    /// fails it, loose or strict).
+    /// deleted or down. A qdisc or filter removed under the daemon is put back here
+    /// (or, failing that, reported).
     pub fn blocker(&self) -> Option<String> {
-        let read = |dev: &str, key: &str| {
-            std::fs::read_to_string(conf(dev, key))
-                .map(|v| v.trim().to_string())
-                .unwrap_or_default()
-        };
         if super::iface::index(&self.name).is_none() {
             return Some(format!("{} was deleted", self.name));
         }
         if super::iface::flags(&self.name).is_ok_and(|f| f & libc::IFF_UP as u32 == 0) {
             return Some(format!("{} is down", self.name));
         }
-        let accept = read(&self.name, "accept_local");
-        if accept != "1" {
-            return Some(format!(
-                "net.ipv4.conf.{}.accept_local is {accept:?}, not 1",
-                self.name
-            ));
-        }
-        let fwd = read(&self.name, "forwarding");
-        if fwd != "1" {
-            return Some(format!(
-                "net.ipv4.conf.{}.forwarding is {fwd:?}, not 1",
-                self.name
-            ));
-        }
-        for dev in ["all", self.name.as_str()] {
-            let v = read(dev, "rp_filter");
-            if v != "0" {
-                return Some(format!("net.ipv4.conf.{dev}.rp_filter is {v:?}, not 0"));
+        let qdiscs = match tc(&["qdisc", "show", "dev", &self.name]) {
+            Ok(q) => q,
+            Err(e) => return Some(e.to_string()),
+        };
+        let mut steered = self.steered.lock().unwrap_or_else(|p| p.into_inner());
+        if !qdiscs.contains("ingress") {
+            steered.clear();
+            if let Err(e) = tc(&["qdisc", "add", "dev", &self.name, "ingress"]) {
+                return Some(e.to_string());
             }
         }
+        // Filters deleted one by one: forget them, for `steer` to add them again.
+        let filters = match tc(&["filter", "show", "dev", &self.name, "parent", "ffff:"]) {
+            Ok(f) => f,
+            Err(e) => return Some(e.to_string()),
+        };
+        steered.retain(|_, s| {
+            filters.contains(&format!("pref {} ", s.prio))
+                && filters.contains(&format!("to device {})", s.dev))
+        });
         None
     }
 
@@ -113,13 +198,9 @@ impl GsoTap {
         &self.name
     }
 
-    /// Its MAC address: the outer destination that makes the kernel take a packet.
-    pub fn mac(&self) -> [u8; 6] {
-        self.mac
-    }
-
     /// Writes one packet: `hdr` (virtio-net and outer headers) then the inner `frame`.
-    /// The kernel routes it before the call returns; it never blocks.
+    /// The kernel has put it on the underlay device's queue (or dropped it) before the
+    /// call returns; it never blocks.
     pub fn send(&self, hdr: &[u8], frame: &[u8]) -> io::Result<()> {
         let want = hdr.len() + frame.len();
         let n = (&self.file).write_vectored(&[IoSlice::new(hdr), IoSlice::new(frame)])?;
@@ -135,7 +216,20 @@ impl GsoTap {
     }
 }
 
-/// The IPv4 sysctl `key` of device `dev` (or `all`), in this network namespace.
-fn conf(dev: &str, key: &str) -> String {
-    format!("/proc/sys/net/ipv4/conf/{dev}/{key}")
+/// Runs tc with `args`; its output, or its first line of complaint as the error.
+fn tc(args: &[&str]) -> io::Result<String> {
+    let out = Command::new("tc")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot run tc: {e}")))?;
+    if out.status.success() {
+        return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    Err(io::Error::other(format!(
+        "tc {}: {}",
+        args.join(" "),
+        err.lines().next().unwrap_or("failed").trim()
+    )))
 }

@@ -13,6 +13,19 @@ pub fn index(name: &str) -> Option<u32> {
     (idx != 0).then_some(idx)
 }
 
+/// The name of the interface with index `ifindex` in this network namespace, if any.
+pub fn name_of(ifindex: u32) -> Option<String> {
+    let mut buf = [0 as libc::c_char; libc::IFNAMSIZ];
+    // SAFETY: `buf` holds IFNAMSIZ bytes, as if_indextoname requires.
+    let p = unsafe { libc::if_indextoname(ifindex, buf.as_mut_ptr()) };
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: on success `buf` holds a NUL-terminated name.
+    let c = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) };
+    c.to_str().ok().map(str::to_string)
+}
+
 /// A zeroed `ifreq` naming interface `name`, after checking the name fits.
 pub(crate) fn ifreq_for(name: &str) -> io::Result<libc::ifreq> {
     if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains('\0') {

@@ -7,6 +7,7 @@ pub mod gso_tap;
 pub mod heap;
 pub mod iface;
 pub mod netns;
+pub mod rtnl;
 pub mod sched;
 pub mod tap;
 pub mod udp;
