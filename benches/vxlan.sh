@@ -2,7 +2,8 @@
 # VXLAN benchmark: the same container-to-container overlay built five ways in one run, on
 # the same kind of namespaces, measured the same way, side by side:
 #
-#   vsw      vswitchd <-> vswitchd   each host runs its own vswitchd: bridge br0, the
+#   vsw      vswitchd <-> vswitchd   each host runs its own vswitchd (--no-vxlan-gso-tap:
+#                                    super-frames segmented in the switch): bridge br0, the
 #                                    container's veth as an afpacket port, and
 #                                    vsctl add-tunnel br0 vx --vni 42 --remote <other host>
 #   mixed    vswitchd <-> kernel     host A as above; host B plain Linux: a kernel vxlan
@@ -10,9 +11,9 @@
 #                                    local B dstport 4789 dev ul) and the container's veth
 #                                    in a kernel bridge
 #   kernel   kernel <-> kernel       both hosts as B above (the reference)
-#   vsw-gso, mixed-gso                as vsw and mixed, every vswitchd started with
-#                                    --vxlan-gso-tap (TCP super-frames leave encapsulated
-#                                    whole through a TAP the kernel routes to the underlay)
+#   vsw-gso, mixed-gso                as vsw and mixed, every vswitchd with its default
+#                                    (TCP super-frames leave encapsulated whole through a
+#                                    TAP whose filter hands them to the underlay device)
 #
 #   sudo bash benches/vxlan.sh              # full run (iperf3 5 s each way, 200 pings)
 #   sudo bash benches/vxlan.sh --quick      # smoke run (iperf3 1 s, 20 pings), saves nothing
@@ -124,19 +125,14 @@ kernel_host() { # A|B
 }
 
 # Host H (A or B) running vswitchd in its namespace: br0, ctr as afpacket port, tunnel vx;
-# its socket, database and log in a directory of its own per setup; the -gso setups' with
-# --vxlan-gso-tap.
+# its socket, database and log in a directory of its own per setup; the -gso setups' as
+# vswitchd starts by default, the others' with --no-vxlan-gso-tap.
 declare -A SOCK_OF=() PID_OF=()
 vsw_host() { # SETUP A|B
     local h="$2" remote_ip="$UL_A"
     [ "$h" = B ] || remote_ip="$UL_B"
     local saved=("${VSW_ARGS[@]}")
-    if [[ "$1" == *-gso ]]; then
-        VSW_ARGS+=(--vxlan-gso-tap)
-        # A new namespace copies the host's IPv4 `all` settings; reverse path filtering
-        # there would keep the TAP unused (gso_used says so).
-        ip netns exec "$P-$h" sysctl -qw net.ipv4.conf.all.rp_filter=0
-    fi
+    [[ "$1" == *-gso ]] || VSW_ARGS+=(--no-vxlan-gso-tap)
     vsw_launch "$P-$h" "$TMP/vsw-$1-$h" "vswitchd on $h"
     VSW_ARGS=("${saved[@]}")
     SOCK_OF[$h]="$VSW_SOCK"
@@ -207,9 +203,10 @@ measure() { # SETUP
     done
 }
 
-declare -A TITLE=([vsw]="vswitchd <-> vswitchd" [mixed]="vswitchd (A) <-> kernel vxlan + bridge (B)"
-    [vsw-gso]="vswitchd <-> vswitchd, --vxlan-gso-tap"
-    [mixed-gso]="vswitchd (A, --vxlan-gso-tap) <-> kernel vxlan + bridge (B)"
+declare -A TITLE=([vsw]="vswitchd <-> vswitchd, --no-vxlan-gso-tap"
+    [mixed]="vswitchd (A, --no-vxlan-gso-tap) <-> kernel vxlan + bridge (B)"
+    [vsw-gso]="vswitchd <-> vswitchd, default (gso-tap)"
+    [mixed-gso]="vswitchd (A, default: gso-tap) <-> kernel vxlan + bridge (B)"
     [kernel]="kernel vxlan + bridge <-> kernel vxlan + bridge")
 run_setup() { # SETUP
     local s="$1"

@@ -1960,7 +1960,7 @@ fn an_untagged_tunnel_carries_no_vlan_and_its_send_sockets_queue_nothing() {
 }
 
 // ---------------------------------------------------------------------------------------
-// i. --vxlan-gso-tap: TCP super-frames leave whole through a TAP the kernel routes from
+// i. TCP super-frames leave whole through a TAP whose filter hands them to the underlay
 // ---------------------------------------------------------------------------------------
 
 /// The TAP a daemon's first VTEP sends whole super-frames through.
@@ -2050,7 +2050,7 @@ fn transfer_intact(lab: &Lab, from: u8, to: u8, mib: usize, port: u16, more: Mor
     let _ = fs::remove_file(&got);
 }
 
-/// With `--vxlan-gso-tap`, A's TCP super-frames reach a kernel vxlan peer whole, on a
+/// By default A's TCP super-frames reach a kernel vxlan peer whole, on a
 /// host with reverse path filtering on and a FORWARD chain that drops: they leave
 /// through A's TAP as one packet each, B's vxlan device receives them whole (its
 /// average packet is a super-frame's, not a segment's), and 32 MiB arrive intact. The
@@ -2059,7 +2059,6 @@ fn transfer_intact(lab: &Lab, from: u8, to: u8, mib: usize, port: u16, more: Mor
 #[test]
 fn super_frames_leave_whole_through_the_gso_tap_and_arrive_intact() {
     let mut lab = Lab::new("vxgso", 80);
-    lab.daemon_args = vec!["--vxlan-gso-tap".into()];
     let a = lab.sw.clone();
     strict_host(&lab, &a);
     let b = kernel_peer_lab(&mut lab);
@@ -2117,7 +2116,7 @@ fn super_frames_leave_whole_through_the_gso_tap_and_arrive_intact() {
     );
     let (g, r) = tcp(&mut lab, 1, 2, 2, &nothing);
     report(&format!(
-        "--vxlan-gso-tap, vswitchd -> kernel vxlan: 32 MiB intact in {taps} TAP packets \
+        "gso-tap, vswitchd -> kernel vxlan: 32 MiB intact in {taps} TAP packets \
          (avg {} B), {vxs} at B's vx0 (avg {} B); iperf3 TCP h1->h2 {g:.2} Gbit/s ({r} retransmits)",
         tap_bytes / taps,
         vx_bytes / vxs
@@ -2155,13 +2154,12 @@ fn super_frames_leave_whole_through_the_gso_tap_and_arrive_intact() {
     lab.ping(1, 2);
 }
 
-/// Two daemons with `--vxlan-gso-tap`; B's TAP name is taken by another interface, so B
+/// Two daemons; B's TAP name is taken by another interface, so B
 /// segments (and says so) while A sends whole: 32 MiB arrive intact both ways, B taking
 /// A's whole super-packets apart and A merging B's segments.
 #[test]
 fn two_vswitchds_with_gso_taps_carry_transfers_intact_both_ways() {
     let mut lab = Lab::new("vxgs2", 81);
-    lab.daemon_args = vec!["--vxlan-gso-tap".into()];
     let (a, mut b) = two_hosts(&mut lab, INNER_MTU);
     strict_host(&lab, &a);
     // Another interface where B's TAP would go (a veth: this kernel has no dummy

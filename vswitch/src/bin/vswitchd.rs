@@ -32,12 +32,15 @@ struct Args {
     #[arg(long, default_value_t = -10, allow_negative_numbers = true,
           value_parser = clap::value_parser!(i32).range(-20..=19))]
     worker_nice: i32,
-    /// VXLAN: send TCP super-frames encapsulated whole through a TAP device per VTEP
-    /// (vswgsoN) that the kernel routes to the underlay and segments (Linux 6.17 or
-    /// later). Turns on routing for that device alone; needs a firewall that forwards
-    /// from it. Without it (or where the TAP cannot be made) super-frames are segmented
-    /// here and sent with UDP_SEGMENT.
+    /// VXLAN: segment TCP super-frames here (sent with UDP_SEGMENT) instead of sending
+    /// them encapsulated whole through a TAP device per VTEP (vswgsoN), whose ingress
+    /// filter hands them to the underlay device for the kernel (or the NIC) to segment
+    /// where the wire needs it. The TAP is used by default where it can be made (Linux
+    /// 6.17 or later, tc's ingress qdisc, u32 and mirred).
     #[arg(long)]
+    no_vxlan_gso_tap: bool,
+    /// The default since the TAP needs no firewall change; accepted for old scripts.
+    #[arg(long, hide = true, conflicts_with = "no_vxlan_gso_tap")]
     vxlan_gso_tap: bool,
     /// Serve Prometheus metrics at http://ADDR:PORT/metrics (default: not served).
     #[arg(long, value_name = "ADDR:PORT")]
@@ -176,7 +179,7 @@ fn main() -> ExitCode {
         rx_ring: args.rx_ring,
         busy_poll: std::time::Duration::from_micros(args.busy_poll_us),
         worker_nice: args.worker_nice,
-        vxlan_gso_tap: args.vxlan_gso_tap,
+        vxlan_gso_tap: args.vxlan_gso_tap || !args.no_vxlan_gso_tap,
     }) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
