@@ -175,7 +175,7 @@ fn tso(c: &mut Criterion) {
                     .count
             })
         });
-        // `--vxlan-gso-tap`: the outer headers of the whole super-frame, the kernel
+        // The GSO TAP's path: the outer headers of the whole super-frame, the kernel
         // doing the segmenting.
         let outer = Outer {
             dst_mac: [2, 0, 0, 0, 0, 9],

@@ -858,12 +858,12 @@ pub struct VtepStats {
     pub rx_bytes: u64,
     /// Datagrams dropped by reason (unknown VNI, bad flags, truncated, unknown remote).
     pub drops: BTreeMap<String, u64>,
-    /// With `vswitchd --vxlan-gso-tap`: the TAP TCP super-frames leave whole through.
+    /// The TAP TCP super-frames leave whole through (none with `--no-vxlan-gso-tap`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gso_tap: Option<GsoTapStats>,
 }
 
-/// A VTEP's TAP for whole super-frames (`vswitchd --vxlan-gso-tap`).
+/// A VTEP's TAP for whole super-frames.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GsoTapStats {
     /// The device's name.

@@ -351,7 +351,7 @@ pub struct Shared {
     pub busy_ns: Box<[crossbeam::utils::CachePadded<std::sync::atomic::AtomicU64>]>,
     /// The daemon's WireGuard key (encrypted tunnels).
     pub wg_key: wg::PrivateKey,
-    /// VTEPs send TCP super-frames whole through a TAP (`--vxlan-gso-tap`).
+    /// VTEPs send TCP super-frames whole through a TAP (off: `--no-vxlan-gso-tap`).
     pub gso_tap: bool,
 }
 

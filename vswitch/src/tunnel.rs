@@ -12,8 +12,8 @@
 //! datagram, and varying it per flow is what lets the underlay spread flows over
 //! paths (RFC 7348 §5).
 //!
-//! With `--vxlan-gso-tap`, a VTEP also has a TAP device ([`GsoTap`]) through which TCP
-//! super-frames leave encapsulated whole, the kernel segmenting them (or, on a veth
+//! Unless `--no-vxlan-gso-tap`, a VTEP also has a TAP device ([`GsoTap`]) through which
+//! TCP super-frames leave encapsulated whole, the kernel segmenting them (or, on a veth
 //! underlay, carrying them whole to the peer): one write per super-frame instead of a
 //! `UDP_SEGMENT` send of segments a kernel receiver cuts apart again.
 
@@ -120,7 +120,8 @@ pub struct VtepRt {
     pub counters: VtepCounters,
     /// An encrypted tunnel's listener: what arrives is WireGuard, and only that.
     pub wg: Option<crate::encrypt::WgVtep>,
-    /// Where TCP super-frames leave whole (`--vxlan-gso-tap`), if the TAP could be made.
+    /// Where TCP super-frames leave whole (unless `--no-vxlan-gso-tap`), if the TAP
+    /// could be made.
     pub gso: Option<GsoTx>,
 }
 
@@ -140,7 +141,8 @@ pub struct GsoTx {
 }
 
 impl GsoTx {
-    /// Re-checks whether the kernel still routes what the TAP carries; logs a change.
+    /// Re-checks whether the kernel still takes what the TAP carries (putting back a
+    /// qdisc or filter removed under it); logs a change.
     pub fn refresh(&self, key: VtepKey) {
         let why = self.tap.blocker();
         let was = self.usable.swap(why.is_none(), Ordering::Relaxed);

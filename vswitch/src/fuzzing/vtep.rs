@@ -340,7 +340,7 @@ pub fn vxlan_encap(data: &[u8]) {
     check_whole(frame, &off, max_frame, vni, segs.ok());
 }
 
-/// The same super-frame encapsulated whole (`--vxlan-gso-tap`): whatever is accepted
+/// The same super-frame encapsulated whole (the GSO TAP's path): whatever is accepted
 /// whole is also accepted by the segmenting path, which makes as many datagrams of as
 /// many bytes as the kernel will; and the header describes the frame it goes in front
 /// of (outer lengths and checksum, offsets inside the packet, segment size within the

@@ -1,16 +1,15 @@
 //! A TAP device through which VXLAN super-packets leave whole. The kernel takes a TCP
 //! super-frame with its outer headers written in front (UDP-tunnel GSO: a 24-byte
-//! virtio-net header, Linux 6.17 or later), routes it to the underlay as a packet that
-//! arrived on the TAP, and segments it only where a device needs that: a veth underlay
-//! carries it whole to the peer's namespace, where a kernel vxlan device decapsulates it
-//! whole too.
+//! virtio-net header, Linux 6.17 or later), puts it on the underlay device's queue, and
+//! segments it only where a device needs that: a veth underlay carries it whole to the
+//! peer's namespace, where a kernel vxlan device decapsulates it whole too.
 //!
 //! The kernel does not route what arrives on the TAP: an ingress filter on the TAP (tc's
 //! `u32` classifier and `mirred` action) hands each packet straight to the underlay
 //! device's transmit queue, picked by the packet's outer source MAC, which is that
-//! device's own. So no routing is turned on anywhere and neither the FORWARD chain nor
-//! reverse path filtering sees these packets (they are what the host itself sends, as a
-//! kernel vxlan device's are). The outer destination MAC is the next hop's, from the
+//! device's own. So no routing is turned on anywhere, and neither reverse path filtering
+//! nor any iptables chain (FORWARD, OUTPUT, POSTROUTING) sees these packets, as none sees
+//! what Open vSwitch's userspace datapath sends out of its underlay port. The outer destination MAC is the next hop's, from the
 //! kernel's neighbour table. The TAP has no address: IPv6 is off on it so that the
 //! kernel does not queue neighbour discovery there for nobody to read. Everything this
 //! changes is on the TAP, which disappears with the daemon.
