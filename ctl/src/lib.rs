@@ -875,6 +875,10 @@ pub struct GsoTapStats {
     pub why: Option<String>,
     /// Packets written to it so far: one per super-frame and remote.
     pub packets: u64,
+    /// Remotes whose super-frames are segmented even so, and why (no route through an
+    /// Ethernet device, no neighbour entry for the next hop yet, …).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub segmented: BTreeMap<String, String>,
 }
 
 /// A port's VLAN membership (the Linux bridge's `bridge vlan` model).
@@ -1252,6 +1256,9 @@ pub fn render(data: &Data) -> String {
                     if !g.whole {
                         let why = g.why.as_deref().unwrap_or("not usable");
                         let _ = write!(out, ", segmenting now ({why})");
+                    }
+                    for (remote, why) in &g.segmented {
+                        let _ = write!(out, "; to {remote} segmented ({why})");
                     }
                 }
                 out.push('\n');

@@ -188,6 +188,14 @@ impl GsoTx {
         }
     }
 
+    /// Drops what it knows of remotes no longer configured.
+    pub fn forget_remotes_but(&self, remotes: &[Ipv4Addr]) {
+        self.remote_why
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|a, _| remotes.contains(a));
+    }
+
     /// What `vsctl stats` says of it.
     pub fn stats(&self) -> ctl::GsoTapStats {
         ctl::GsoTapStats {
@@ -195,6 +203,13 @@ impl GsoTx {
             whole: self.usable.load(Ordering::Relaxed),
             why: self.why.lock().unwrap_or_else(|p| p.into_inner()).clone(),
             packets: self.tap.written(),
+            segmented: self
+                .remote_why
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .map(|(a, w)| (a.to_string(), w.clone()))
+                .collect(),
         }
     }
 }

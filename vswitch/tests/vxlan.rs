@@ -2125,6 +2125,24 @@ fn super_frames_leave_whole_through_the_gso_tap_and_arrive_intact() {
     let out = lab.exec_ok(&a, &["iptables", "-S", "FORWARD"]);
     assert!(out.contains("-P FORWARD DROP"), "A's FORWARD policy: {out}");
 
+    // A remote A has no route to: its super-frames would be segmented, and stats say
+    // why; removed, it is forgotten.
+    lab.vsctl_ok(&["add-remote", "br0", "vx", "203.0.113.9"]);
+    wait_until(
+        "stats to say why 203.0.113.9 is segmented",
+        Duration::from_secs(4),
+        || {
+            lab.vsctl_ok(&["stats"])
+                .contains("; to 203.0.113.9 segmented (no route")
+        },
+    );
+    lab.vsctl_ok(&["del-remote", "br0", "vx", "203.0.113.9"]);
+    wait_until(
+        "stats to forget 203.0.113.9",
+        Duration::from_secs(8),
+        || gso_tap_stats(&lab).get("segmented").is_none(),
+    );
+
     // The TAP's qdisc (and with it the filter) deleted: put back, and used again.
     lab.exec_ok(&a, &["tc", "qdisc", "del", "dev", GSO_TAP, "ingress"]);
     wait_until(

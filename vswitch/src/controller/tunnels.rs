@@ -292,6 +292,7 @@ impl Controller {
             }
         }
         let mut tables: HashMap<VtepKey, vxlan::decap::VtepTable> = HashMap::new();
+        let mut remotes: HashMap<VtepKey, Vec<Ipv4Addr>> = HashMap::new();
         for rt in self.ports.values() {
             let Some(t) = &rt.tunnel else { continue };
             tables
@@ -310,10 +311,14 @@ impl Controller {
                 }
                 if let Some(g) = &t.vtep.gso {
                     g.refresh_remote(t.vtep.key, r);
+                    remotes.entry(t.vtep.key).or_default().push(r.addr);
                 }
             }
         }
         for (k, v) in &self.vteps {
+            if let Some(g) = &v.gso {
+                g.forget_remotes_but(remotes.get(k).map(Vec::as_slice).unwrap_or_default());
+            }
             v.table
                 .store(Arc::new(tables.remove(k).unwrap_or_default()));
         }
