@@ -32,7 +32,9 @@ class Stalling(Operations):
         os.chown(self._p(path), uid, gid)
 
     def getattr(self, path, fh=None):
-        st = os.lstat(self._p(path))
+        # By handle when there is one: with hard_remove a file unlinked while open has
+        # no path any more.
+        st = os.fstat(fh) if fh is not None else os.lstat(self._p(path))
         keys = ("st_atime", "st_ctime", "st_gid", "st_mode", "st_mtime", "st_nlink", "st_size", "st_uid")
         return {k: getattr(st, k) for k in keys}
 
@@ -72,7 +74,10 @@ class Stalling(Operations):
         return os.pwrite(fh, data, offset)
 
     def truncate(self, path, length, fh=None):
-        os.truncate(self._p(path), length)
+        if fh is not None:
+            os.ftruncate(fh, length)
+        else:
+            os.truncate(self._p(path), length)
 
     def flush(self, path, fh):
         return 0
@@ -93,4 +98,8 @@ class Stalling(Operations):
 
 if __name__ == "__main__":
     root, mount, flag = sys.argv[1:4]
-    FUSE(Stalling(root, flag), mount, foreground=True, nothreads=False)
+    # hard_remove: an unlink goes through at once. Without it, libfuse renames a file
+    # whose release has not arrived yet (close() does not wait for it) to .fuse_hidden*,
+    # and etcd, which writes and removes a probe file in its new wal.tmp and then checks
+    # that the directory is empty, finds that name there and exits.
+    FUSE(Stalling(root, flag), mount, foreground=True, nothreads=False, hard_remove=True)
