@@ -168,7 +168,10 @@ impl GsoTx {
             Ok((next, dev)) => {
                 r.dev_mac.store(dev, Ordering::Relaxed);
                 r.next_mac.store(next, Ordering::Relaxed);
-                if why.remove(&r.addr).is_some() {
+                if why
+                    .remove(&r.addr)
+                    .is_some_and(|w| !w.starts_with(NO_NEIGHBOUR))
+                {
                     tracing::info!(vtep = %key, remote = %r.addr, "TCP super-frames to it leave whole again");
                 }
             }
@@ -186,6 +189,20 @@ impl GsoTx {
                 }
             }
         }
+    }
+
+    /// Whether remote `r` is worth looking at again before the 5 s refresh: it has no
+    /// whole path yet, and the last try lacked only the next hop's neighbour entry (which
+    /// the first frames through the sockets make), or there was none. Other reasons
+    /// (a loopback route, tc refusing) wait for the refresh.
+    pub fn retry_soon(&self, r: &RemoteRt) -> bool {
+        r.next_mac.load(Ordering::Relaxed) == 0
+            && self
+                .remote_why
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&r.addr)
+                .is_none_or(|w| w.starts_with(NO_NEIGHBOUR))
     }
 
     /// Drops what it knows of remotes no longer configured.

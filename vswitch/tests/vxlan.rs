@@ -2130,7 +2130,7 @@ fn super_frames_leave_whole_through_the_gso_tap_and_arrive_intact() {
     lab.vsctl_ok(&["add-remote", "br0", "vx", "203.0.113.9"]);
     wait_until(
         "stats to say why 203.0.113.9 is segmented",
-        Duration::from_secs(4),
+        Duration::from_secs(10),
         || {
             lab.vsctl_ok(&["stats"])
                 .contains("; to 203.0.113.9 segmented (no route")
@@ -2143,26 +2143,35 @@ fn super_frames_leave_whole_through_the_gso_tap_and_arrive_intact() {
         || gso_tap_stats(&lab).get("segmented").is_none(),
     );
 
-    // The TAP's qdisc (and with it the filter) deleted: put back, and used again.
+    // The TAP's qdisc (and with it the filter) deleted, then the filter alone: each put
+    // back, and super-frames reach B whole again.
+    let restored = |what: &str, port: u16| {
+        wait_until(
+            &format!("the switch to put the TAP's filter back after {what}"),
+            Duration::from_secs(12),
+            || tap_tc(&lab, &a).contains("mirred (Egress Redirect to device"),
+        );
+        let before = tap_rx(&lab);
+        let vx_before = link_stat(&lab, &b, "vx0", "rx_packets");
+        let vx_bytes_before = link_stat(&lab, &b, "vx0", "rx_bytes");
+        transfer_intact(&lab, 1, 2, 8, port, &nothing);
+        let vxs = link_stat(&lab, &b, "vx0", "rx_packets") - vx_before;
+        let vx_bytes = link_stat(&lab, &b, "vx0", "rx_bytes") - vx_bytes_before;
+        assert!(
+            tap_rx(&lab) > before && vxs > 0 && vx_bytes / vxs > 4000,
+            "after {what}: TAP {} -> {}, B's vx0 {vxs} packets of {vx_bytes} bytes\n{}",
+            before,
+            tap_rx(&lab),
+            tap_tc(&lab, &a)
+        );
+    };
     lab.exec_ok(&a, &["tc", "qdisc", "del", "dev", GSO_TAP, "ingress"]);
-    wait_until(
-        "the switch to put the TAP's filter back",
-        Duration::from_secs(12),
-        || tap_tc(&lab, &a).contains("mirred (Egress Redirect to device"),
+    restored("its qdisc was deleted", 5603);
+    lab.exec_ok(
+        &a,
+        &["tc", "filter", "del", "dev", GSO_TAP, "parent", "ffff:"],
     );
-    let before = tap_rx(&lab);
-    let vx_before = link_stat(&lab, &b, "vx0", "rx_packets");
-    let vx_bytes_before = link_stat(&lab, &b, "vx0", "rx_bytes");
-    transfer_intact(&lab, 1, 2, 8, 5603, &nothing);
-    let vxs = link_stat(&lab, &b, "vx0", "rx_packets") - vx_before;
-    let vx_bytes = link_stat(&lab, &b, "vx0", "rx_bytes") - vx_bytes_before;
-    assert!(
-        tap_rx(&lab) > before && vxs > 0 && vx_bytes / vxs > 4000,
-        "after the qdisc came back: TAP {} -> {}, B's vx0 {vxs} packets of {vx_bytes} bytes\n{}",
-        before,
-        tap_rx(&lab),
-        tap_tc(&lab, &a)
-    );
+    restored("its filter was deleted", 5605);
 
     // The TAP deleted under the daemon: its frames are segmented again at once (the
     // write fails), nothing is lost, and the daemon runs on.

@@ -325,13 +325,13 @@ impl Controller {
     }
 
     /// Looks again for the way whole super-frames reach the remotes that have none yet
-    /// (no neighbour entry for the next hop, typically, until the first frame to it).
+    /// for want of a neighbour entry for the next hop (until the first frame to it).
     pub(super) fn retry_whole_paths(&self) {
         for rt in self.ports.values() {
             let Some(t) = &rt.tunnel else { continue };
             let Some(g) = &t.vtep.gso else { continue };
             for r in t.remotes.load().iter() {
-                if r.next_mac.load(Ordering::Relaxed) == 0 {
+                if g.retry_soon(r) {
                     g.refresh_remote(t.vtep.key, r);
                 }
             }

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, IoSlice, Write};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 /// `TUN_F_UDP_TUNNEL_GSO` (linux/if_tun.h, 6.17): the TAP takes UDP-tunnel super-packets.
@@ -30,6 +30,9 @@ pub struct GsoTap {
     name: String,
     /// Underlay devices (by index) the TAP's ingress filter hands packets to.
     steered: Mutex<HashMap<u32, Steer>>,
+    /// The priority the next filter gets. Never reused: a filter added at the priority
+    /// of one still in the kernel would be tried after it.
+    next_prio: AtomicU32,
     /// Packets written whole.
     written: AtomicU64,
 }
@@ -66,6 +69,7 @@ impl GsoTap {
             file,
             name: name.to_string(),
             steered: Mutex::new(HashMap::new()),
+            next_prio: AtomicU32::new(1),
             written: AtomicU64::new(0),
         })
     }
@@ -93,10 +97,7 @@ impl GsoTap {
             .collect();
         for i in stale {
             if let Some(s) = steered.remove(&i) {
-                let prio = s.prio.to_string();
-                let _ = tc(&[
-                    "filter", "del", "dev", &self.name, "parent", "ffff:", "prio", &prio,
-                ]);
+                self.unfilter(&s);
             }
         }
         if let Some(other) = steered.values().find(|s| s.mac == mac) {
@@ -105,9 +106,8 @@ impl GsoTap {
                 format!("{dev} has the MAC address of {}, also in use", other.dev),
             ));
         }
-        let prio = (1..)
-            .find(|p| steered.values().all(|s| s.prio != *p))
-            .unwrap_or(1);
+        // tc priorities are 16-bit; a daemon would need 65535 device changes to wrap.
+        let prio = self.next_prio.fetch_add(1, Ordering::Relaxed) % 0xffff + 1;
         let hi = format!("0x{:02x}{:02x}{:02x}{:02x}", mac[0], mac[1], mac[2], mac[3]);
         let lo = format!("0x{:02x}{:02x}", mac[4], mac[5]);
         let prio_s = prio.to_string();
@@ -180,11 +180,25 @@ impl GsoTap {
             Ok(f) => f,
             Err(e) => return Some(e.to_string()),
         };
+        // A filter gone, or whose device went (tc then says `to device *)`): deleted, for
+        // `steer` to add it again; one left behind would drop what it matches.
         steered.retain(|_, s| {
-            filters.contains(&format!("pref {} ", s.prio))
-                && filters.contains(&format!("to device {})", s.dev))
+            let ok = filters.contains(&format!("pref {} ", s.prio))
+                && filters.contains(&format!("to device {})", s.dev));
+            if !ok {
+                self.unfilter(s);
+            }
+            ok
         });
         None
+    }
+
+    /// Deletes the TAP's filter of `s` (gone already is fine).
+    fn unfilter(&self, s: &Steer) {
+        let prio = s.prio.to_string();
+        let _ = tc(&[
+            "filter", "del", "dev", &self.name, "parent", "ffff:", "prio", &prio,
+        ]);
     }
 
     /// Packets written whole so far.
