@@ -9,10 +9,11 @@
 //! device's transmit queue, picked by the packet's outer source MAC, which is that
 //! device's own. So no routing is turned on anywhere, and neither reverse path filtering
 //! nor any iptables chain (FORWARD, OUTPUT, POSTROUTING) sees these packets, as none sees
-//! what Open vSwitch's userspace datapath sends out of its underlay port. The outer destination MAC is the next hop's, from the
-//! kernel's neighbour table. The TAP has no address: IPv6 is off on it so that the
-//! kernel does not queue neighbour discovery there for nobody to read. Everything this
-//! changes is on the TAP, which disappears with the daemon.
+//! what Open vSwitch's userspace datapath sends out of its underlay port. The outer
+//! destination MAC is the next hop's, from the kernel's neighbour table. The TAP has no
+//! address: IPv6 is off on it so that the kernel does not queue neighbour discovery
+//! there for nobody to read. Everything this changes is on the TAP, which disappears
+//! with the daemon.
 
 use std::collections::HashMap;
 use std::fs::File;
