@@ -13,7 +13,7 @@
 # namespaces. Measured per setup: ping RTT p50/p99 h1->h2, iperf3 TCP h1->h2 (1 and 4
 # streams, default offloads), 64-byte UDP frames from trafgen in h1 (offered = h1's tx,
 # delivered = h2's rx), TCP over many flows (4 and 8 host pairs, each its own iperf3, all at
-# once: the aggregate; not for TAP ports), the switch process's RSS, and next to every
+# once: the aggregate), the switch process's RSS, and next to every
 # throughput the switch's CPU (utime + stime of vswitchd or ovs-vswitchd over the run) per
 # Gbit/s (per Mpps for UDP). Medians over the repeats.
 #
