@@ -18,7 +18,6 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, IoSlice, Write};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -230,20 +229,8 @@ impl GsoTap {
     }
 }
 
-/// Runs tc with `args`; its output, or its first line of complaint as the error.
+/// Runs tc with `args` (as `vsctl attach` runs `ip`, with its time limit); its output,
+/// or its first line of complaint as the error.
 fn tc(args: &[&str]) -> io::Result<String> {
-    let out = Command::new("tc")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot run tc: {e}")))?;
-    if out.status.success() {
-        return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
-    }
-    let err = String::from_utf8_lossy(&out.stderr);
-    Err(io::Error::other(format!(
-        "tc {}: {}",
-        args.join(" "),
-        err.lines().next().unwrap_or("failed").trim()
-    )))
+    super::netns::output("tc", args).map_err(io::Error::other)
 }
