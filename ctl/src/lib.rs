@@ -806,6 +806,11 @@ pub struct TunnelInfo {
     /// Encrypted (VXLAN inside WireGuard): the listen port and inner address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encrypt: Option<EncryptInfo>,
+    /// The TAP its VTEP sends TCP super-frames whole through, and whether it does now;
+    /// none: every frame is segmented by the switch (`--no-vxlan-gso-tap`, or no TAP
+    /// could be made).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gso_tap: Option<GsoTapStats>,
 }
 
 /// An encrypted tunnel's settings as `show` reports them.
@@ -1115,6 +1120,16 @@ pub fn render(data: &Data) -> String {
                             if let Some(i) = &e.inner_local {
                                 let _ = write!(out, " inner-local {i}");
                             }
+                        }
+                        match &t.gso_tap {
+                            Some(g) if g.whole => {
+                                let _ = write!(out, ", super-frames whole via {}", g.name);
+                            }
+                            Some(g) => {
+                                let why = g.why.as_deref().unwrap_or("its TAP is not usable");
+                                let _ = write!(out, ", super-frames segmented ({why})");
+                            }
+                            None => {}
                         }
                         out.push('\n');
                         for r in &t.remotes {
@@ -1488,5 +1503,39 @@ mod tests {
             "{s}"
         );
         assert!(s.contains(" v1       0  02:00:00:00:00:01    3"), "{s}");
+    }
+
+    #[test]
+    fn show_says_how_a_tunnels_super_frames_leave() {
+        let show = |gso: serde_json::Value| {
+            let mut tunnel = serde_json::json!({"vni": 42, "dstport": 4789, "remotes": []});
+            if !gso.is_null() {
+                tunnel["gso_tap"] = gso;
+            }
+            let d: Data = serde_json::from_value(serde_json::json!({
+                "kind": "show",
+                "bridges": [{
+                    "name": "br0", "aging_secs": 300, "mac_limit": 65536, "fdb_entries": 0,
+                    "ports": [{"name": "vx", "type": "vxlan", "state": "up", "tunnel": tunnel}]
+                }]
+            }))
+            .unwrap();
+            let s = render(&d);
+            s.lines()
+                .find(|l| l.contains("vxlan vni"))
+                .unwrap_or_else(|| panic!("{s}"))
+                .trim()
+                .to_string()
+        };
+        let tap = |whole: bool, why: Option<&str>| serde_json::json!({"name": "vswgso1", "whole": whole, "why": why, "packets": 9});
+        assert_eq!(
+            show(tap(true, None)),
+            "vxlan vni 42 dstport 4789, super-frames whole via vswgso1"
+        );
+        assert_eq!(
+            show(tap(false, Some("vswgso1 is down"))),
+            "vxlan vni 42 dstport 4789, super-frames segmented (vswgso1 is down)"
+        );
+        assert_eq!(show(serde_json::Value::Null), "vxlan vni 42 dstport 4789");
     }
 }

@@ -279,7 +279,7 @@ impl VtepRt {
         let gso = gso_tap
             .then(|| tx.iter().map(udp::local_port).collect::<Option<Vec<_>>>())
             .flatten()
-            .and_then(|ports| open_gso_tap(id, key, ports));
+            .and_then(|ports| open_gso_tap(key, ports));
         Ok(VtepRt {
             id,
             key,
@@ -301,9 +301,8 @@ impl VtepRt {
 
 /// The TAP of VTEP `id` for whole super-frames; `None` (logged: the VTEP then sends
 /// every frame through its sockets) if this kernel or host cannot have one.
-fn open_gso_tap(id: u32, key: VtepKey, ports: Vec<u16>) -> Option<GsoTx> {
-    let name = format!("vswgso{id}");
-    match GsoTap::create(&name) {
+fn open_gso_tap(key: VtepKey, ports: Vec<u16>) -> Option<GsoTx> {
+    match GsoTap::create("vswgso%d") {
         Ok(tap) => {
             let g = GsoTx {
                 tap,
@@ -316,14 +315,14 @@ fn open_gso_tap(id: u32, key: VtepKey, ports: Vec<u16>) -> Option<GsoTx> {
             g.refresh(key);
             if let Some(why) = g.stats().why {
                 tracing::warn!(
-                    vtep = %key, tap = name,
+                    vtep = %key, tap = g.tap.name(),
                     "TCP super-frames segmented here until that changes: {why}"
                 );
             }
             Some(g)
         }
         Err(e) => {
-            tracing::warn!(vtep = %key, "no TAP for whole super-frames ({name}): {e}; segmenting instead");
+            tracing::warn!(vtep = %key, "no TAP for whole super-frames: {e}; segmenting instead");
             None
         }
     }

@@ -2181,16 +2181,18 @@ fn super_frames_leave_whole_through_the_gso_tap_and_arrive_intact() {
     lab.ping(1, 2);
 }
 
-/// Two daemons; B's TAP name is taken by another interface, so B
-/// segments (and says so) while A sends whole: 32 MiB arrive intact both ways, B taking
-/// A's whole super-packets apart and A merging B's segments.
+/// Two vswitchds, each sending whole super-frames through a TAP of its own, carry 32
+/// MiB intact both ways. B's namespace already has an interface with the first TAP's
+/// name, so B's TAP takes the next free one and is used all the same. Then B, restarted
+/// with `--no-vxlan-gso-tap`, segments while A sends whole: intact both ways again, B
+/// taking A's whole super-packets apart and A merging B's segments.
 #[test]
 fn two_vswitchds_with_gso_taps_carry_transfers_intact_both_ways() {
     let mut lab = Lab::new("vxgs2", 81);
     let (a, mut b) = two_hosts(&mut lab, INNER_MTU);
     strict_host(&lab, &a);
-    // Another interface where B's TAP would go (a veth: this kernel has no dummy
-    // devices): B cannot make it.
+    // Another interface (a veth: this kernel has no dummy devices) where B's first TAP
+    // would go.
     b.stop();
     ip(
         &b.ns,
@@ -2202,19 +2204,51 @@ fn two_vswitchds_with_gso_taps_carry_transfers_intact_both_ways() {
     lab.start_daemon();
     switch_with_tunnel(&lab, "h1p", VNI, &[B_IP]);
     switch_with_tunnel(&b, "h2p", VNI, &[A_IP]);
+    let b_tap = "vswgso1";
+    let stats = |v: &str| -> serde_json::Value {
+        let j: serde_json::Value = serde_json::from_str(v).unwrap();
+        j["vteps"][0]["gso_tap"].clone()
+    };
     let more = || b.diag();
-    assert!(
-        b.log_text().contains("no TAP for whole super-frames"),
-        "B did not say it segments:\n{}",
-        b.log_text()
-    );
+    let st = stats(&b.vsctl_ok(&["--json", "stats"]));
+    assert_eq!(st["name"], b_tap, "B's TAP: {st}\n{}", b.log_text());
     lab.ping(1, 2);
     lab.ping(2, 1);
-    let taps0 = link_stat(&lab, &a, GSO_TAP, "rx_packets");
+    let a0 = link_stat(&lab, &a, GSO_TAP, "rx_packets");
+    let b0 = link_stat(&lab, &b.ns, b_tap, "rx_packets");
     transfer_intact(&lab, 1, 2, 32, 5611, &more);
     transfer_intact(&lab, 2, 1, 32, 5612, &more);
-    let taps = link_stat(&lab, &a, GSO_TAP, "rx_packets") - taps0;
-    assert!(taps > 0, "A's TAP carried nothing\n{}", lab.log_text());
+    let a1 = link_stat(&lab, &a, GSO_TAP, "rx_packets");
+    assert!(a1 > a0, "A's TAP carried nothing\n{}", lab.log_text());
+    let b1 = link_stat(&lab, &b.ns, b_tap, "rx_packets");
+    assert!(
+        b1 > b0,
+        "B's TAP ({b_tap}) carried nothing\n{}",
+        b.log_text()
+    );
+    let shown = b.vsctl_ok(&["show"]);
+    assert!(
+        shown.contains("vxlan vni 42 dstport 4789, super-frames whole via vswgso1\n"),
+        "B's show does not name its TAP:\n{shown}"
+    );
+    for v in [&lab as &dyn VsDyn, &b as &dyn VsDyn] {
+        vtep_received_without_drops(v, &lab, &more);
+    }
+
+    b.stop();
+    b.daemon_args = vec!["--no-vxlan-gso-tap".into()];
+    b.start();
+    let more = || b.diag();
+    let st = stats(&b.vsctl_ok(&["--json", "stats"]));
+    assert!(st.is_null(), "B has a TAP with --no-vxlan-gso-tap: {st}");
+    let shown = b.vsctl_ok(&["show"]);
+    assert!(!shown.contains("super-frames"), "B's show: {shown}");
+    lab.ping(1, 2);
+    lab.ping(2, 1);
+    transfer_intact(&lab, 1, 2, 32, 5613, &more);
+    transfer_intact(&lab, 2, 1, 32, 5614, &more);
+    let a2 = link_stat(&lab, &a, GSO_TAP, "rx_packets");
+    assert!(a2 > a1, "A's TAP carried nothing\n{}", lab.log_text());
     for v in [&lab as &dyn VsDyn, &b as &dyn VsDyn] {
         vtep_received_without_drops(v, &lab, &more);
     }

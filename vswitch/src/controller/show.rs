@@ -66,11 +66,8 @@ impl Controller {
     }
 
     pub(super) fn tunnel_info(&self, p: &PortConf, t: &TunnelConf) -> TunnelInfo {
-        let live = self
-            .ports
-            .get(&p.name)
-            .and_then(|rt| rt.tunnel.as_ref())
-            .map(|t| t.remotes.load_full());
+        let tunnel = self.ports.get(&p.name).and_then(|rt| rt.tunnel.as_ref());
+        let live = tunnel.map(|t| t.remotes.load_full());
         let remotes = t
             .remotes
             .iter()
@@ -115,6 +112,7 @@ impl Controller {
                 listen_port: e.listen_port,
                 inner_local: e.inner_local.map(|i| i.to_string()),
             }),
+            gso_tap: tunnel.and_then(|t| t.vtep.gso.as_ref()).map(|g| g.stats()),
         }
     }
 

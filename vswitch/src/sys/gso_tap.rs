@@ -7,7 +7,8 @@
 //! The kernel does not route what arrives on the TAP: an ingress filter on the TAP (tc's
 //! `u32` classifier and `mirred` action) hands each packet straight to the underlay
 //! device's transmit queue, picked by the packet's outer source MAC, which is that
-//! device's own. So no routing is turned on anywhere, and neither reverse path filtering
+//! device's own (set up over rtnetlink by [`super::tc`]; no `tc` program is run). So no
+//! routing is turned on anywhere, and neither reverse path filtering
 //! nor any iptables chain (FORWARD, OUTPUT, POSTROUTING) sees these packets, as none sees
 //! what Open vSwitch's userspace datapath sends out of its underlay port. The outer
 //! destination MAC is the next hop's, from the kernel's neighbour table. The TAP has no
@@ -28,6 +29,9 @@ const TUN_F_UDP_TUNNEL_GSO: libc::c_ulong = 0x080;
 pub struct GsoTap {
     file: File,
     name: String,
+    /// The TAP's interface index: the filters hang on it, and a device of the same name
+    /// but another index is not ours.
+    ifindex: u32,
     /// Underlay devices (by index) the TAP's ingress filter hands packets to.
     steered: Mutex<HashMap<u32, Steer>>,
     /// The priority the next filter gets. Never reused: a filter added at the priority
@@ -42,32 +46,38 @@ pub struct GsoTap {
 struct Steer {
     dev: String,
     mac: [u8; 6],
-    prio: u32,
+    prio: u16,
 }
 
 impl GsoTap {
-    /// Creates TAP device `name` (it must not exist) for UDP-tunnel super-packets, gives
-    /// it an ingress qdisc for the filters `steer` adds, and brings it up. Fails with a
-    /// message naming what is missing on kernels without UDP-tunnel GSO on TAP devices
-    /// or without tc's ingress qdisc.
-    pub fn create(name: &str) -> io::Result<GsoTap> {
+    /// Creates a TAP device for UDP-tunnel super-packets, named from `pattern` (a `%d`
+    /// in it is the first free number, picked by the kernel, so that daemons sharing a
+    /// namespace each get their own), gives it an ingress qdisc for the filters `steer`
+    /// adds, and brings it up. Fails with a message naming what is missing on kernels
+    /// without UDP-tunnel GSO on TAP devices or without tc's ingress qdisc.
+    pub fn create(pattern: &str) -> io::Result<GsoTap> {
         let offloads = (libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6) as libc::c_ulong
             | TUN_F_UDP_TUNNEL_GSO;
-        let file = super::tap::open(name, vxlan::offload::whole::TUNNEL_VIRTIO_LEN, offloads)
-            .map_err(|e| match e.raw_os_error() {
-                Some(libc::EINVAL) => io::Error::new(
-                    io::ErrorKind::Unsupported,
-                    "this kernel's TAP devices take no UDP-tunnel GSO (Linux 6.17 or later)",
-                ),
-                _ => e,
-            })?;
+        let (file, name) =
+            super::tap::open(pattern, vxlan::offload::whole::TUNNEL_VIRTIO_LEN, offloads).map_err(
+                |e| match e.raw_os_error() {
+                    Some(libc::EINVAL) => io::Error::new(
+                        io::ErrorKind::Unsupported,
+                        "this kernel's TAP devices take no UDP-tunnel GSO (Linux 6.17 or later)",
+                    ),
+                    _ => e,
+                },
+            )?;
+        let ifindex = super::iface::index(&name)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{name} vanished")))?;
         // Without IPv6 (a kernel built without it) there is nothing to turn off.
         let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6"), "1");
-        tc(&["qdisc", "add", "dev", name, "ingress"])?;
-        super::iface::set_up(name)?;
+        super::tc::add_ingress(ifindex)?;
+        super::iface::set_up(&name)?;
         Ok(GsoTap {
             file,
-            name: name.to_string(),
+            name,
+            ifindex,
             steered: Mutex::new(HashMap::new()),
             next_prio: AtomicU32::new(1),
             written: AtomicU64::new(0),
@@ -77,7 +87,7 @@ impl GsoTap {
     /// Makes packets written with outer source MAC `mac` leave through device `dev`
     /// (index `ifindex`, whose MAC `mac` is), adding the TAP's filter for it unless it is
     /// there. Fails if another device in use has the same MAC (a VLAN device and its
-    /// parent: the filter could not tell them apart) or tc refuses.
+    /// parent: the filter could not tell them apart) or the kernel refuses the filter.
     pub fn steer(&self, ifindex: u32, dev: &str, mac: [u8; 6]) -> io::Result<()> {
         let mut steered = self.steered.lock().unwrap_or_else(|p| p.into_inner());
         if steered
@@ -107,42 +117,8 @@ impl GsoTap {
             ));
         }
         // tc priorities are 16-bit; a daemon would need 65535 device changes to wrap.
-        let prio = self.next_prio.fetch_add(1, Ordering::Relaxed) % 0xffff + 1;
-        let hi = format!("0x{:02x}{:02x}{:02x}{:02x}", mac[0], mac[1], mac[2], mac[3]);
-        let lo = format!("0x{:02x}{:02x}", mac[4], mac[5]);
-        let prio_s = prio.to_string();
-        // The source MAC sits 8 to 2 bytes before the IPv4 header u32 counts from.
-        tc(&[
-            "filter",
-            "add",
-            "dev",
-            &self.name,
-            "parent",
-            "ffff:",
-            "prio",
-            &prio_s,
-            "protocol",
-            "ip",
-            "u32",
-            "match",
-            "u32",
-            &hi,
-            "0xffffffff",
-            "at",
-            "-8",
-            "match",
-            "u16",
-            &lo,
-            "0xffff",
-            "at",
-            "-4",
-            "action",
-            "mirred",
-            "egress",
-            "redirect",
-            "dev",
-            dev,
-        ])?;
+        let prio = (self.next_prio.fetch_add(1, Ordering::Relaxed) % 0xffff + 1) as u16;
+        super::tc::add_redirect(self.ifindex, prio, mac, ifindex)?;
         steered.insert(
             ifindex,
             Steer {
@@ -158,33 +134,32 @@ impl GsoTap {
     /// deleted or down. A qdisc or filter removed under the daemon is put back here
     /// (or, failing that, reported).
     pub fn blocker(&self) -> Option<String> {
-        if super::iface::index(&self.name).is_none() {
+        if super::iface::index(&self.name) != Some(self.ifindex) {
             return Some(format!("{} was deleted", self.name));
         }
         if super::iface::flags(&self.name).is_ok_and(|f| f & libc::IFF_UP as u32 == 0) {
             return Some(format!("{} is down", self.name));
         }
-        let qdiscs = match tc(&["qdisc", "show", "dev", &self.name]) {
-            Ok(q) => q,
+        let has_ingress = match super::tc::has_ingress(self.ifindex) {
+            Ok(h) => h,
             Err(e) => return Some(e.to_string()),
         };
         let mut steered = self.steered.lock().unwrap_or_else(|p| p.into_inner());
-        if !qdiscs.contains("ingress") {
+        if !has_ingress {
             steered.clear();
-            if let Err(e) = tc(&["qdisc", "add", "dev", &self.name, "ingress"]) {
+            if let Err(e) = super::tc::add_ingress(self.ifindex) {
                 return Some(e.to_string());
             }
         }
-        // Filters deleted one by one: forget them, for `steer` to add them again.
-        let filters = match tc(&["filter", "show", "dev", &self.name, "parent", "ffff:"]) {
+        let filters = match super::tc::redirects(self.ifindex) {
             Ok(f) => f,
             Err(e) => return Some(e.to_string()),
         };
-        // A filter gone, or whose device went (tc then says `to device *)`): deleted, for
-        // `steer` to add it again; one left behind would drop what it matches.
-        steered.retain(|_, s| {
-            let ok = filters.contains(&format!("pref {} ", s.prio))
-                && filters.contains(&format!("to device {})", s.dev));
+        // A filter gone, or whose device went (its redirect then names device 0, or
+        // another index once a device of that name is made again): deleted, for `steer`
+        // to add it again; one left behind would drop what it matches.
+        steered.retain(|&to, s| {
+            let ok = filters.contains(&super::tc::Redirect { prio: s.prio, to });
             if !ok {
                 self.unfilter(s);
             }
@@ -195,10 +170,9 @@ impl GsoTap {
 
     /// Deletes the TAP's filter of `s` (gone already is fine).
     fn unfilter(&self, s: &Steer) {
-        let prio = s.prio.to_string();
-        let _ = tc(&[
-            "filter", "del", "dev", &self.name, "parent", "ffff:", "prio", &prio,
-        ]);
+        if let Err(e) = super::tc::del_filter(self.ifindex, s.prio) {
+            tracing::debug!(tap = %self.name, dev = %s.dev, "{e}");
+        }
     }
 
     /// Packets written whole so far.
@@ -227,10 +201,4 @@ impl GsoTap {
             ))
         }
     }
-}
-
-/// Runs tc with `args` (as `vsctl attach` runs `ip`, with its time limit); its output,
-/// or its first line of complaint as the error.
-fn tc(args: &[&str]) -> io::Result<String> {
-    super::netns::output("tc", args).map_err(io::Error::other)
 }

@@ -10,6 +10,7 @@ pub mod netns;
 pub mod rtnl;
 pub mod sched;
 pub mod tap;
+pub mod tc;
 pub mod udp;
 pub mod xdp;
 

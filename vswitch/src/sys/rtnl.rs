@@ -1,33 +1,27 @@
-//! Two rtnetlink questions the VTEP's GSO TAP needs answered every few seconds per
-//! remote, asked directly rather than by running iproute2: which device and next hop
-//! the kernel routes a remote through (`RTM_GETROUTE`, policy routing included), and
-//! the link-layer address it has for that next hop (`RTM_GETNEIGH` of one entry,
-//! Linux 5.0 or later). One request, one reply; no dumps, no subscriptions.
+//! The rtnetlink requests the VTEP's GSO TAP makes, asked directly rather than by
+//! running iproute2: which device and next hop the kernel routes a remote through
+//! (`RTM_GETROUTE`, policy routing included), and the link-layer address it has for
+//! that next hop (`RTM_GETNEIGH` of one entry, Linux 5.0 or later); and the plumbing
+//! [`super::tc`] shares: one socket per request, an answer (a reply, an acknowledgement
+//! or a dump) waited for at most a second, kernel errors as their errno.
+//! netlink-packet-route builds and parses the messages; netlink-sys is the socket.
 
 use std::io;
 use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::Duration;
 
-use super::cvt;
+use netlink_packet_core::{
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST,
+};
+use netlink_packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
+};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
-const NLMSG_HDR: usize = 16;
-const NLMSG_ERROR: u16 = 2;
-const NLM_F_REQUEST: u16 = 1;
-const RTM_NEWROUTE: u16 = 24;
-const RTM_GETROUTE: u16 = 26;
-const RTM_NEWNEIGH: u16 = 28;
-const RTM_GETNEIGH: u16 = 30;
-/// `struct rtmsg` and `struct ndmsg` are both 12 bytes.
-const BODY: usize = 12;
-const RTA_DST: u16 = 1;
-const RTA_SRC: u16 = 2;
-const RTA_OIF: u16 = 4;
-const RTA_GATEWAY: u16 = 5;
-const NDA_DST: u16 = 1;
-const NDA_LLADDR: u16 = 2;
-/// Neighbour states whose link-layer address can be used: reachable, stale (usable,
-/// to be confirmed by the next sender), delay, probe, permanent.
-const NUD_USABLE: u16 = 0x02 | 0x04 | 0x08 | 0x10 | 0x80;
+/// How long the kernel gets to answer a request.
+const ANSWER_WITHIN: Duration = Duration::from_secs(1);
 
 /// Where the kernel sends a packet to a remote: the output device and, when the remote
 /// is not on its link, the gateway.
@@ -46,171 +40,191 @@ impl Hop {
 
 /// The route the kernel would use from `src` (any source if `None`) to `dst`.
 pub fn route(dst: Ipv4Addr, src: Option<Ipv4Addr>) -> io::Result<Hop> {
-    let mut body = [0u8; BODY];
-    body[0] = libc::AF_INET as u8;
-    body[1] = 32;
-    body[2] = if src.is_some() { 32 } else { 0 };
-    let mut msg = header(RTM_GETROUTE, &body);
-    attr(&mut msg, RTA_DST, &dst.octets());
+    let mut m = RouteMessage::default();
+    m.header.address_family = AddressFamily::Inet;
+    m.header.destination_prefix_length = 32;
+    m.attributes
+        .push(RouteAttribute::Destination(RouteAddress::Inet(dst)));
     if let Some(s) = src {
-        attr(&mut msg, RTA_SRC, &s.octets());
+        m.header.source_prefix_length = 32;
+        m.attributes
+            .push(RouteAttribute::Source(RouteAddress::Inet(s)));
     }
-    let reply = ask(&mut msg, RTM_NEWROUTE)?;
+    let reply = match ask(RouteNetlinkMessage::GetRoute(m))? {
+        RouteNetlinkMessage::NewRoute(r) => r,
+        _ => return Err(bad("a route request answered with something else")),
+    };
+    hop_of(&reply).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("the route to {dst} names no output device"),
+        )
+    })
+}
+
+/// The output device and gateway a route reply names, if it names a device.
+fn hop_of(r: &RouteMessage) -> Option<Hop> {
     let mut hop = Hop {
         ifindex: 0,
         gateway: None,
     };
-    for (kind, data) in attrs(&reply) {
-        match (kind, data.len()) {
-            (RTA_OIF, 4) => hop.ifindex = u32::from_ne_bytes([data[0], data[1], data[2], data[3]]),
-            (RTA_GATEWAY, 4) => {
-                hop.gateway = Some(Ipv4Addr::new(data[0], data[1], data[2], data[3]))
-            }
+    for a in &r.attributes {
+        match a {
+            RouteAttribute::Oif(i) => hop.ifindex = *i,
+            RouteAttribute::Gateway(RouteAddress::Inet(g)) => hop.gateway = Some(*g),
             _ => {}
         }
     }
-    if hop.ifindex == 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("the route to {dst} names no output device"),
-        ));
-    }
-    Ok(hop)
+    (hop.ifindex != 0).then_some(hop)
 }
 
 /// The Ethernet address the kernel's neighbour table holds for `ip` on device
 /// `ifindex`, if it has a usable one (`None`: unknown, incomplete or failed).
 pub fn neighbour(ifindex: u32, ip: Ipv4Addr) -> io::Result<Option<[u8; 6]>> {
-    let mut body = [0u8; BODY];
-    body[0] = libc::AF_INET as u8;
-    body[4..8].copy_from_slice(&(ifindex as i32).to_ne_bytes());
-    let mut msg = header(RTM_GETNEIGH, &body);
-    attr(&mut msg, NDA_DST, &ip.octets());
-    let reply = match ask(&mut msg, RTM_NEWNEIGH) {
+    let mut m = NeighbourMessage::default();
+    m.header.family = AddressFamily::Inet;
+    m.header.ifindex = ifindex;
+    m.attributes
+        .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)));
+    let reply = match ask(RouteNetlinkMessage::GetNeighbour(m)) {
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
-        r => r?,
+        Ok(RouteNetlinkMessage::NewNeighbour(n)) => n,
+        Ok(_) => return Err(bad("a neighbour request answered with something else")),
+        Err(e) => return Err(e),
     };
-    let state = u16::from_ne_bytes([reply[8], reply[9]]);
-    if state & NUD_USABLE == 0 {
-        return Ok(None);
+    Ok(usable_mac(&reply))
+}
+
+/// The link-layer address of a neighbour entry whose state lets it be used: reachable,
+/// stale (usable, to be confirmed by the next sender), delay, probe, permanent.
+fn usable_mac(n: &NeighbourMessage) -> Option<[u8; 6]> {
+    use NeighbourState as S;
+    if !matches!(
+        n.header.state,
+        S::Reachable | S::Stale | S::Delay | S::Probe | S::Permanent
+    ) {
+        return None;
     }
-    let mac = attrs(&reply)
-        .find(|(k, d)| *k == NDA_LLADDR && d.len() == 6)
-        .map(|(_, d)| [d[0], d[1], d[2], d[3], d[4], d[5]]);
-    Ok(mac.filter(|m| *m != [0; 6]))
-}
-
-/// A request: netlink header (length fixed up by `ask`) and the 12-byte body.
-fn header(kind: u16, body: &[u8; BODY]) -> Vec<u8> {
-    let mut m = Vec::with_capacity(64);
-    m.extend_from_slice(&0u32.to_ne_bytes());
-    m.extend_from_slice(&kind.to_ne_bytes());
-    m.extend_from_slice(&NLM_F_REQUEST.to_ne_bytes());
-    m.extend_from_slice(&1u32.to_ne_bytes());
-    m.extend_from_slice(&0u32.to_ne_bytes());
-    m.extend_from_slice(body);
-    m
-}
-
-fn attr(m: &mut Vec<u8>, kind: u16, data: &[u8]) {
-    let len = 4 + data.len();
-    m.extend_from_slice(&(len as u16).to_ne_bytes());
-    m.extend_from_slice(&kind.to_ne_bytes());
-    m.extend_from_slice(data);
-    m.resize(m.len().next_multiple_of(4), 0);
-}
-
-/// The attributes after the body of a reply (`reply` starts at the body).
-fn attrs(reply: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
-    let mut rest = reply.get(BODY..).unwrap_or_default();
-    std::iter::from_fn(move || {
-        let len = usize::from(u16::from_ne_bytes([*rest.first()?, *rest.get(1)?]));
-        let kind = u16::from_ne_bytes([*rest.get(2)?, *rest.get(3)?]);
-        let data = rest.get(4..len)?;
-        rest = rest.get(len.next_multiple_of(4)..).unwrap_or_default();
-        Some((kind & 0x3fff, data))
+    n.attributes.iter().find_map(|a| match a {
+        NeighbourAttribute::LinkLayerAddress(m) if m.len() == 6 && m.iter().any(|&b| b != 0) => {
+            Some([m[0], m[1], m[2], m[3], m[4], m[5]])
+        }
+        _ => None,
     })
 }
 
-/// Sends request `msg` and returns the body (and attributes) of its one reply, which
-/// must be of type `want`; a netlink error comes back as the errno it carries.
-fn ask(msg: &mut [u8], want: u16) -> io::Result<Vec<u8>> {
-    let len = msg.len() as u32;
-    msg[..4].copy_from_slice(&len.to_ne_bytes());
-    // SAFETY: plain socket(2) call; the descriptor is owned right after.
-    let fd = cvt(unsafe {
-        libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            libc::NETLINK_ROUTE,
-        )
+/// Sends request `msg` and returns its one reply.
+pub(super) fn ask(msg: RouteNetlinkMessage) -> io::Result<RouteNetlinkMessage> {
+    let sock = open()?;
+    send(&sock, msg, 0)?;
+    let mut reply = None;
+    read(&sock, |m| match m.payload {
+        NetlinkPayload::InnerMessage(inner) => {
+            reply = Some(inner);
+            Ok(true)
+        }
+        NetlinkPayload::Error(e) if e.code.is_some() => Err(e.to_io()),
+        NetlinkPayload::Error(_) => Err(bad("an acknowledgement instead of an answer")),
+        _ => Ok(false),
     })?;
-    // SAFETY: `fd` was just returned by socket(2) and is owned by nothing else.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let tv = libc::timeval {
-        tv_sec: 1,
-        tv_usec: 0,
-    };
-    // SAFETY: `tv` lives across the call and its size is passed exactly.
-    cvt(unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&tv as *const libc::timeval).cast(),
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        )
-    })?;
-    // SAFETY: sockaddr_nl is plain old data; zero is the kernel's address (pid 0).
-    let mut to: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-    to.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-    // SAFETY: `msg` and `to` are valid for reads of the lengths passed.
-    let sent = unsafe {
-        libc::sendto(
-            fd.as_raw_fd(),
-            msg.as_ptr().cast(),
-            msg.len(),
-            0,
-            (&to as *const libc::sockaddr_nl).cast(),
-            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-        )
-    };
-    if sent < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let mut buf = vec![0u8; 8192];
-    // SAFETY: `buf` is valid for writes of its length.
-    let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    parse_reply(&buf[..n as usize], want)
+    reply.ok_or_else(|| bad("no answer"))
 }
 
-/// The body of the first message in `buf`, checked to be of type `want`.
-fn parse_reply(buf: &[u8], want: u16) -> io::Result<Vec<u8>> {
-    let bad = |why: &str| io::Error::new(io::ErrorKind::InvalidData, format!("rtnetlink: {why}"));
-    let hdr = buf.get(..NLMSG_HDR).ok_or_else(|| bad("short reply"))?;
-    let len = u32::from_ne_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]) as usize;
-    let kind = u16::from_ne_bytes([hdr[4], hdr[5]]);
-    let body = buf
-        .get(NLMSG_HDR..len.min(buf.len()))
-        .ok_or_else(|| bad("bad length"))?;
-    if kind == NLMSG_ERROR {
-        let code = body
+/// Sends `msg` (with `flags` added) asking for an acknowledgement, and waits for it.
+pub(super) fn ack(msg: RouteNetlinkMessage, flags: u16) -> io::Result<()> {
+    let sock = open()?;
+    send(&sock, msg, flags | NLM_F_ACK)?;
+    read(&sock, |m| match m.payload {
+        NetlinkPayload::Error(e) => match e.code {
+            None => Ok(true),
+            Some(_) => Err(e.to_io()),
+        },
+        _ => Ok(false),
+    })
+}
+
+/// Sends dump request `msg` and collects what comes back until the dump's end.
+pub(super) fn dump(msg: RouteNetlinkMessage) -> io::Result<Vec<RouteNetlinkMessage>> {
+    let sock = open()?;
+    send(&sock, msg, NLM_F_DUMP)?;
+    let mut out = Vec::new();
+    read(&sock, |m| match m.payload {
+        NetlinkPayload::InnerMessage(inner) => {
+            out.push(inner);
+            Ok(false)
+        }
+        NetlinkPayload::Done(_) => Ok(true),
+        NetlinkPayload::Error(e) => Err(e.to_io()),
+        _ => Ok(false),
+    })?;
+    Ok(out)
+}
+
+fn open() -> io::Result<Socket> {
+    let sock = Socket::new(NETLINK_ROUTE)?;
+    socket2::SockRef::from(&sock).set_read_timeout(Some(ANSWER_WITHIN))?;
+    Ok(sock)
+}
+
+fn send(sock: &Socket, msg: RouteNetlinkMessage, flags: u16) -> io::Result<()> {
+    let mut header = NetlinkHeader::default();
+    header.flags = NLM_F_REQUEST | flags;
+    header.sequence_number = 1;
+    let mut m = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(msg));
+    m.finalize();
+    let mut buf = vec![0u8; m.buffer_len()];
+    m.serialize(&mut buf);
+    sock.send_to(&buf, &SocketAddr::new(0, 0), 0)?;
+    Ok(())
+}
+
+/// Reads the answer, handing each message to `each` until it says the answer is
+/// complete (or fails); a second without one is a timeout.
+fn read(
+    sock: &Socket,
+    mut each: impl FnMut(NetlinkMessage<RouteNetlinkMessage>) -> io::Result<bool>,
+) -> io::Result<()> {
+    let mut buf: Vec<u8> = Vec::with_capacity(1 << 16);
+    loop {
+        buf.clear();
+        let n = sock.recv(&mut buf, 0)?;
+        for m in messages(&buf[..n.min(buf.len())]) {
+            if each(m?)? {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// The netlink messages in one datagram. One that does not parse is an error, not a
+/// panic; nothing after it is read.
+fn messages(
+    mut rest: &[u8],
+) -> impl Iterator<Item = io::Result<NetlinkMessage<RouteNetlinkMessage>>> + '_ {
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let len = rest
             .get(..4)
-            .map(|c| i32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
-            .ok_or_else(|| bad("short error"))?;
-        return Err(if code < 0 {
-            io::Error::from_raw_os_error(-code)
-        } else {
-            bad("acknowledgement instead of an answer")
-        });
-    }
-    if kind != want || body.len() < BODY {
-        return Err(bad("unexpected reply"));
-    }
-    Ok(body.to_vec())
+            .map(|l| u32::from_ne_bytes([l[0], l[1], l[2], l[3]]) as usize)
+            .filter(|&l| l >= 16 && l <= rest.len());
+        let Some(len) = len else {
+            rest = &[];
+            return Some(Err(bad("a truncated message")));
+        };
+        let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rest[..len])
+            .map_err(|e| bad(&e.to_string()));
+        rest = rest.get(len.next_multiple_of(4)..).unwrap_or_default();
+        if m.is_err() {
+            rest = &[];
+        }
+        Some(m)
+    })
+}
+
+fn bad(why: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("rtnetlink: {why}"))
 }
 
 #[cfg(test)]
@@ -233,23 +247,76 @@ mod tests {
 
     #[test]
     fn replies_are_parsed_defensively() {
-        assert!(parse_reply(&[1, 2, 3], RTM_NEWROUTE).is_err());
-        // An error message carrying -ENOENT.
-        let mut m = header(NLMSG_ERROR, &[0; BODY]);
-        m[16..20].copy_from_slice(&(-libc::ENOENT).to_ne_bytes());
-        let len = m.len() as u32;
-        m[..4].copy_from_slice(&len.to_ne_bytes());
-        let e = parse_reply(&m, RTM_NEWROUTE).unwrap_err();
-        assert_eq!(e.raw_os_error(), Some(libc::ENOENT));
-        // A route reply with an OIF attribute and a truncated one after it.
-        let mut m = header(RTM_NEWROUTE, &[0; BODY]);
-        attr(&mut m, RTA_OIF, &7u32.to_ne_bytes());
-        m.extend_from_slice(&[200, 0, 5, 0]);
-        let len = m.len() as u32;
-        m[..4].copy_from_slice(&len.to_ne_bytes());
-        let body = parse_reply(&m, RTM_NEWROUTE).unwrap();
-        let got: Vec<_> = attrs(&body).collect();
-        assert_eq!(got, vec![(RTA_OIF, &7u32.to_ne_bytes()[..])]);
-        assert!(parse_reply(&m, RTM_NEWNEIGH).is_err());
+        let collect = |b: &[u8]| messages(b).collect::<Vec<_>>();
+        // Too short for a header, and a length beyond the datagram.
+        assert!(collect(&[1, 2, 3])[0].is_err());
+        let mut long = vec![0u8; 20];
+        long[..4].copy_from_slice(&200u32.to_ne_bytes());
+        assert!(collect(&long)[0].is_err());
+        // An error message carrying -ENOENT, then nothing.
+        let mut e = vec![0u8; 36];
+        e[..4].copy_from_slice(&36u32.to_ne_bytes());
+        e[4..6].copy_from_slice(&2u16.to_ne_bytes());
+        e[16..20].copy_from_slice(&(-libc::ENOENT).to_ne_bytes());
+        e[20..24].copy_from_slice(&20u32.to_ne_bytes());
+        let got = collect(&e);
+        assert_eq!(got.len(), 1);
+        let NetlinkPayload::Error(err) = &got[0].as_ref().unwrap().payload else {
+            panic!("{:?}", got[0]);
+        };
+        assert_eq!(err.to_io().raw_os_error(), Some(libc::ENOENT));
+        // A route reply naming a device and a gateway, with a truncated attribute
+        // after them: a parse error, not a panic.
+        let mut r = RouteMessage::default();
+        r.header.address_family = AddressFamily::Inet;
+        r.attributes = vec![
+            RouteAttribute::Oif(7),
+            RouteAttribute::Gateway(RouteAddress::Inet(Ipv4Addr::new(192, 0, 2, 1))),
+        ];
+        let mut m = NetlinkMessage::new(
+            NetlinkHeader::default(),
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(r)),
+        );
+        m.finalize();
+        let mut buf = vec![0u8; m.buffer_len()];
+        m.serialize(&mut buf);
+        let Ok(NetlinkMessage {
+            payload: NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(back)),
+            ..
+        }) = collect(&buf).remove(0)
+        else {
+            panic!("the route reply did not parse back");
+        };
+        assert_eq!(
+            hop_of(&back),
+            Some(Hop {
+                ifindex: 7,
+                gateway: Some(Ipv4Addr::new(192, 0, 2, 1))
+            })
+        );
+        let mut cut = buf.clone();
+        cut.extend_from_slice(&[200, 0, 5, 0]);
+        let len = cut.len() as u32;
+        cut[..4].copy_from_slice(&len.to_ne_bytes());
+        assert!(collect(&cut).remove(0).is_err());
+    }
+
+    #[test]
+    fn only_usable_neighbour_states_give_a_mac() {
+        let mut n = NeighbourMessage::default();
+        n.attributes = vec![NeighbourAttribute::LinkLayerAddress(vec![2, 0, 0, 0, 0, 9])];
+        n.header.state = NeighbourState::Stale;
+        assert_eq!(usable_mac(&n), Some([2, 0, 0, 0, 0, 9]));
+        for s in [
+            NeighbourState::Incomplete,
+            NeighbourState::Failed,
+            NeighbourState::None,
+        ] {
+            n.header.state = s;
+            assert_eq!(usable_mac(&n), None, "{s:?}");
+        }
+        n.header.state = NeighbourState::Reachable;
+        n.attributes = vec![NeighbourAttribute::LinkLayerAddress(vec![0; 6])];
+        assert_eq!(usable_mac(&n), None);
     }
 }

@@ -28,7 +28,7 @@ impl Tap {
         // What we accept from the kernel: partial checksums and TCP super-frames. UDP
         // segmentation offload stays off: AF_PACKET peers could not always take it.
         let offloads = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6 | libc::TUN_F_TSO_ECN;
-        let file = open(name, vnet::LEN, offloads as libc::c_ulong)?;
+        let (file, _) = open(name, vnet::LEN, offloads as libc::c_ulong)?;
         if let Some(mac) = mac {
             super::iface::set_hw_addr(name, mac)?;
         }
@@ -67,9 +67,14 @@ impl Tap {
 }
 
 /// Creates TAP device `name` (not yet up; it must not exist) with virtio-net headers of
-/// `hdr_len` bytes and the offloads `offloads` (`TUN_F_*`) on.
-pub(super) fn open(name: &str, hdr_len: usize, offloads: libc::c_ulong) -> io::Result<File> {
-    if super::iface::index(name).is_some() {
+/// `hdr_len` bytes and the offloads `offloads` (`TUN_F_*`) on. A name with `%d` in it
+/// lets the kernel pick the first free number; the name the device got comes back.
+pub(super) fn open(
+    name: &str,
+    hdr_len: usize,
+    offloads: libc::c_ulong,
+) -> io::Result<(File, String)> {
+    if !name.contains('%') && super::iface::index(name).is_some() {
         return Err(io::Error::new(
             io::ErrorKind::AlreadyExists,
             format!("interface {name} already exists"),
@@ -92,7 +97,14 @@ pub(super) fn open(name: &str, hdr_len: usize, offloads: libc::c_ulong) -> io::R
     cvt(unsafe { libc::ioctl(fd, libc::TUNSETVNETHDRSZ as _, &hdr) })?;
     // SAFETY: TUNSETOFFLOAD takes its argument by value.
     cvt(unsafe { libc::ioctl(fd, libc::TUNSETOFFLOAD as _, offloads) })?;
-    Ok(file)
+    // TUNSETIFF wrote the device's name back, NUL-terminated within IFNAMSIZ.
+    let got: Vec<u8> = req
+        .ifr_name
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    Ok((file, String::from_utf8_lossy(&got).into_owned()))
 }
 
 /// Writes one frame (virtio-net header first) to a TAP's fd, from any thread.
