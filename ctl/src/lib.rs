@@ -1124,6 +1124,14 @@ pub fn render(data: &Data) -> String {
                         match &t.gso_tap {
                             Some(g) if g.whole => {
                                 let _ = write!(out, ", super-frames whole via {}", g.name);
+                                let mut first = true;
+                                for r in &t.remotes {
+                                    if let Some(why) = g.segmented.get(&r.ip) {
+                                        let sep = if first { " except to" } else { ";" };
+                                        let _ = write!(out, "{sep} {} ({why})", r.ip);
+                                        first = false;
+                                    }
+                                }
                             }
                             Some(g) => {
                                 let why = g.why.as_deref().unwrap_or("its TAP is not usable");
@@ -1507,8 +1515,13 @@ mod tests {
 
     #[test]
     fn show_says_how_a_tunnels_super_frames_leave() {
-        let show = |gso: serde_json::Value| {
-            let mut tunnel = serde_json::json!({"vni": 42, "dstport": 4789, "remotes": []});
+        let remote = |ip: &str| {
+            serde_json::json!({"ip": ip, "mtu": 1500, "tx_packets": 0, "tx_bytes": 0,
+                "rx_packets": 0, "rx_bytes": 0})
+        };
+        let show = |gso: serde_json::Value, remotes: &[&str]| {
+            let remotes: Vec<_> = remotes.iter().map(|r| remote(r)).collect();
+            let mut tunnel = serde_json::json!({"vni": 42, "dstport": 4789, "remotes": remotes});
             if !gso.is_null() {
                 tunnel["gso_tap"] = gso;
             }
@@ -1529,13 +1542,24 @@ mod tests {
         };
         let tap = |whole: bool, why: Option<&str>| serde_json::json!({"name": "vswgso1", "whole": whole, "why": why, "packets": 9});
         assert_eq!(
-            show(tap(true, None)),
+            show(tap(true, None), &["192.0.2.7"]),
             "vxlan vni 42 dstport 4789, super-frames whole via vswgso1"
         );
         assert_eq!(
-            show(tap(false, Some("vswgso1 is down"))),
+            show(tap(false, Some("vswgso1 is down")), &[]),
             "vxlan vni 42 dstport 4789, super-frames segmented (vswgso1 is down)"
         );
-        assert_eq!(show(serde_json::Value::Null), "vxlan vni 42 dstport 4789");
+        assert_eq!(
+            show(serde_json::Value::Null, &[]),
+            "vxlan vni 42 dstport 4789"
+        );
+        // Remotes of this tunnel segmented even so are named; another tunnel's are not.
+        let mut t = tap(true, None);
+        t["segmented"] = serde_json::json!({"203.0.113.9": "no route", "198.51.100.5": "x"});
+        assert_eq!(
+            show(t, &["192.0.2.7", "203.0.113.9"]),
+            "vxlan vni 42 dstport 4789, super-frames whole via vswgso1 except to 203.0.113.9 \
+             (no route)"
+        );
     }
 }

@@ -2238,8 +2238,11 @@ fn two_vswitchds_with_gso_taps_carry_transfers_intact_both_ways() {
     b.stop();
     b.daemon_args = vec!["--no-vxlan-gso-tap".into()];
     b.start();
+    Vs::wait_ports_up(&b, "br0", &["h2p", "vx"]);
     let more = || b.diag();
-    let st = stats(&b.vsctl_ok(&["--json", "stats"]));
+    let all: serde_json::Value = serde_json::from_str(&b.vsctl_ok(&["--json", "stats"])).unwrap();
+    assert!(all["vteps"][0].is_object(), "B has no VTEP: {all}");
+    let st = &all["vteps"][0]["gso_tap"];
     assert!(st.is_null(), "B has a TAP with --no-vxlan-gso-tap: {st}");
     let shown = b.vsctl_ok(&["show"]);
     assert!(!shown.contains("super-frames"), "B's show: {shown}");

@@ -171,7 +171,7 @@ impl GsoTap {
     /// Deletes the TAP's filter of `s` (gone already is fine).
     fn unfilter(&self, s: &Steer) {
         if let Err(e) = super::tc::del_filter(self.ifindex, s.prio) {
-            tracing::debug!(tap = %self.name, dev = %s.dev, "{e}");
+            tracing::warn!(tap = %self.name, dev = %s.dev, "{e}");
         }
     }
 

@@ -118,7 +118,7 @@ pub(super) fn ask(msg: RouteNetlinkMessage) -> io::Result<RouteNetlinkMessage> {
     let sock = open()?;
     send(&sock, msg, 0)?;
     let mut reply = None;
-    read(&sock, |m| match m.payload {
+    read(&sock, |raw| match parse(raw)?.payload {
         NetlinkPayload::InnerMessage(inner) => {
             reply = Some(inner);
             Ok(true)
@@ -134,7 +134,7 @@ pub(super) fn ask(msg: RouteNetlinkMessage) -> io::Result<RouteNetlinkMessage> {
 pub(super) fn ack(msg: RouteNetlinkMessage, flags: u16) -> io::Result<()> {
     let sock = open()?;
     send(&sock, msg, flags | NLM_F_ACK)?;
-    read(&sock, |m| match m.payload {
+    read(&sock, |raw| match parse(raw)?.payload {
         NetlinkPayload::Error(e) => match e.code {
             None => Ok(true),
             Some(_) => Err(e.to_io()),
@@ -143,19 +143,37 @@ pub(super) fn ack(msg: RouteNetlinkMessage, flags: u16) -> io::Result<()> {
     })
 }
 
-/// Sends dump request `msg` and collects what comes back until the dump's end.
-pub(super) fn dump(msg: RouteNetlinkMessage) -> io::Result<Vec<RouteNetlinkMessage>> {
+/// Sends dump request `msg` and collects what comes back until the dump's end: the
+/// messages `keep` accepts (it sees each one's bytes, netlink header first, before
+/// they are parsed: what is not ours is never parsed).
+pub(super) fn dump(
+    msg: RouteNetlinkMessage,
+    keep: impl Fn(&[u8]) -> bool,
+) -> io::Result<Vec<RouteNetlinkMessage>> {
     let sock = open()?;
     send(&sock, msg, NLM_F_DUMP)?;
     let mut out = Vec::new();
-    read(&sock, |m| match m.payload {
-        NetlinkPayload::InnerMessage(inner) => {
-            out.push(inner);
-            Ok(false)
+    read(&sock, |raw| {
+        // Below 16 (NLMSG_MIN_TYPE): netlink's own (error, done, …), always read.
+        let kind = u16::from_ne_bytes([raw[4], raw[5]]);
+        if kind >= 16 && !keep(raw) {
+            return Ok(false);
         }
-        NetlinkPayload::Done(_) => Ok(true),
-        NetlinkPayload::Error(e) => Err(e.to_io()),
-        _ => Ok(false),
+        match parse(raw)?.payload {
+            NetlinkPayload::InnerMessage(inner) => {
+                out.push(inner);
+                Ok(false)
+            }
+            // A dump the kernel could not finish ends with its errno in the DONE
+            // message: what came before is not the whole answer.
+            NetlinkPayload::Done(d) if d.code < 0 => {
+                Err(io::Error::from_raw_os_error(d.code.saturating_neg()))
+            }
+            NetlinkPayload::Done(_) => Ok(true),
+            NetlinkPayload::Error(e) if e.code.is_some() => Err(e.to_io()),
+            NetlinkPayload::Error(_) => Err(bad("an acknowledgement instead of a dump")),
+            _ => Ok(false),
+        }
     })?;
     Ok(out)
 }
@@ -178,16 +196,23 @@ fn send(sock: &Socket, msg: RouteNetlinkMessage, flags: u16) -> io::Result<()> {
     Ok(())
 }
 
-/// Reads the answer, handing each message to `each` until it says the answer is
-/// complete (or fails); a second without one is a timeout.
-fn read(
-    sock: &Socket,
-    mut each: impl FnMut(NetlinkMessage<RouteNetlinkMessage>) -> io::Result<bool>,
-) -> io::Result<()> {
+/// Reads the answer, handing each message's bytes (at least a netlink header's worth)
+/// to `each` until it says the answer is complete (or fails); a second without one is
+/// a timeout.
+fn read(sock: &Socket, mut each: impl FnMut(&[u8]) -> io::Result<bool>) -> io::Result<()> {
     let mut buf: Vec<u8> = Vec::with_capacity(1 << 16);
     loop {
         buf.clear();
-        let n = sock.recv(&mut buf, 0)?;
+        let n = sock.recv(&mut buf, 0).map_err(|e| {
+            if e.kind() == io::ErrorKind::WouldBlock {
+                io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "rtnetlink: no answer from the kernel within 1 s",
+                )
+            } else {
+                e
+            }
+        })?;
         for m in messages(&buf[..n.min(buf.len())]) {
             if each(m?)? {
                 return Ok(());
@@ -196,11 +221,9 @@ fn read(
     }
 }
 
-/// The netlink messages in one datagram. One that does not parse is an error, not a
-/// panic; nothing after it is read.
-fn messages(
-    mut rest: &[u8],
-) -> impl Iterator<Item = io::Result<NetlinkMessage<RouteNetlinkMessage>>> + '_ {
+/// The netlink messages in one datagram, each checked to hold a header and to lie
+/// within it; after one that does not, nothing more is read.
+fn messages(mut rest: &[u8]) -> impl Iterator<Item = io::Result<&[u8]>> {
     std::iter::from_fn(move || {
         if rest.is_empty() {
             return None;
@@ -213,14 +236,15 @@ fn messages(
             rest = &[];
             return Some(Err(bad("a truncated message")));
         };
-        let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rest[..len])
-            .map_err(|e| bad(&e.to_string()));
+        let m = &rest[..len];
         rest = rest.get(len.next_multiple_of(4)..).unwrap_or_default();
-        if m.is_err() {
-            rest = &[];
-        }
-        Some(m)
+        Some(Ok(m))
     })
+}
+
+/// One message parsed; a message that does not parse is an error, not a panic.
+fn parse(raw: &[u8]) -> io::Result<NetlinkMessage<RouteNetlinkMessage>> {
+    NetlinkMessage::<RouteNetlinkMessage>::deserialize(raw).map_err(|e| bad(&e.to_string()))
 }
 
 fn bad(why: &str) -> io::Error {
@@ -247,7 +271,7 @@ mod tests {
 
     #[test]
     fn replies_are_parsed_defensively() {
-        let collect = |b: &[u8]| messages(b).collect::<Vec<_>>();
+        let collect = |b: &[u8]| messages(b).map(|m| m.and_then(parse)).collect::<Vec<_>>();
         // Too short for a header, and a length beyond the datagram.
         assert!(collect(&[1, 2, 3])[0].is_err());
         let mut long = vec![0u8; 20];

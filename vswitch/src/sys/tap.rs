@@ -28,6 +28,13 @@ impl Tap {
         // What we accept from the kernel: partial checksums and TCP super-frames. UDP
         // segmentation offload stays off: AF_PACKET peers could not always take it.
         let offloads = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6 | libc::TUN_F_TSO_ECN;
+        // The kernel would read a `%` as "pick a number": a port's name is its own.
+        if name.contains('%') {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("TAP name {name:?} contains '%'"),
+            ));
+        }
         let (file, _) = open(name, vnet::LEN, offloads as libc::c_ulong)?;
         if let Some(mac) = mac {
             super::iface::set_hw_addr(name, mac)?;

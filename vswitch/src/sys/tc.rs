@@ -49,11 +49,15 @@ pub fn add_ingress(ifindex: u32) -> io::Result<()> {
     .map_err(|e| context(e, "adding an ingress qdisc"))
 }
 
-/// Whether device `ifindex` has an ingress qdisc.
+/// Whether device `ifindex` has an ingress qdisc. (The kernel answers no single
+/// request about an ingress qdisc, and dumps every device's: only this device's are
+/// parsed.)
 pub fn has_ingress(ifindex: u32) -> io::Result<bool> {
-    let m = message(ifindex);
-    let found = dump(RouteNetlinkMessage::GetQueueDiscipline(m))
-        .map_err(|e| context(e, "listing qdiscs"))?;
+    let found = dump(
+        RouteNetlinkMessage::GetQueueDiscipline(message(ifindex)),
+        |raw| of_device(raw, ifindex),
+    )
+    .map_err(|e| context(e, "listing qdiscs"))?;
     Ok(found.iter().any(|q| match q {
         RouteNetlinkMessage::NewQueueDiscipline(q) => {
             q.header.index == ifindex as i32
@@ -64,6 +68,13 @@ pub fn has_ingress(ifindex: u32) -> io::Result<bool> {
         }
         _ => false,
     }))
+}
+
+/// Whether a tc message (netlink header, then `struct tcmsg`, whose interface index
+/// is at bytes 4..8) is about device `ifindex`.
+fn of_device(raw: &[u8], ifindex: u32) -> bool {
+    raw.get(20..24)
+        .is_some_and(|i| i32::from_ne_bytes([i[0], i[1], i[2], i[3]]) == ifindex as i32)
 }
 
 /// Adds to device `ifindex`'s ingress, at priority `prio`, a filter that takes every
@@ -110,7 +121,15 @@ pub fn add_redirect(ifindex: u32, prio: u16, mac: [u8; 6], to: u32) -> io::Resul
         RouteNetlinkMessage::NewTrafficFilter(m),
         NLM_F_CREATE | NLM_F_EXCL,
     )
-    .map_err(|e| context(e, "adding a redirect filter"))
+    .map_err(|e| match e.raw_os_error() {
+        // What the kernel says when it cannot load a classifier or action module.
+        Some(libc::ENOENT) => io::Error::new(
+            io::ErrorKind::Unsupported,
+            "tc: adding a redirect filter: this kernel has no u32 classifier or mirred \
+             action (cls_u32, act_mirred)",
+        ),
+        _ => context(e, "adding a redirect filter"),
+    })
 }
 
 /// Deletes device `ifindex`'s ingress filters at priority `prio`; none there is fine.
@@ -119,7 +138,7 @@ pub fn del_filter(ifindex: u32, prio: u16) -> io::Result<()> {
     m.header.parent = INGRESS;
     m.header.info = info(prio);
     match ack(RouteNetlinkMessage::DelTrafficFilter(m), 0) {
-        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::EINVAL)) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
         r => r.map_err(|e| context(e, "deleting a filter")),
     }
 }
@@ -128,8 +147,10 @@ pub fn del_filter(ifindex: u32, prio: u16) -> io::Result<()> {
 pub fn redirects(ifindex: u32) -> io::Result<Vec<Redirect>> {
     let mut m = message(ifindex);
     m.header.parent = INGRESS;
-    let found = dump(RouteNetlinkMessage::GetTrafficFilter(m))
-        .map_err(|e| context(e, "listing filters"))?;
+    let found = dump(RouteNetlinkMessage::GetTrafficFilter(m), |raw| {
+        of_device(raw, ifindex)
+    })
+    .map_err(|e| context(e, "listing filters"))?;
     let mut out = Vec::new();
     for f in &found {
         let RouteNetlinkMessage::NewTrafficFilter(f) = f else {
@@ -196,6 +217,15 @@ mod tests {
     }
 
     #[test]
+    fn only_the_devices_own_messages_are_kept() {
+        let mut raw = vec![0u8; 36];
+        raw[20..24].copy_from_slice(&7i32.to_ne_bytes());
+        assert!(of_device(&raw, 7));
+        assert!(!of_device(&raw, 8));
+        assert!(!of_device(&raw[..22], 7));
+    }
+
+    #[test]
     fn a_redirect_filter_parses_back_to_its_target() {
         // Build the request as add_redirect does and read its action back.
         let mut parms = TcMirror::default();
@@ -215,7 +245,12 @@ mod tests {
             // SAFETY: unshare(2) with CLONE_NEWNET moves only this thread into a new
             // network namespace; no memory is involved.
             let r = unsafe { libc::unshare(libc::CLONE_NEWNET) };
-            assert_eq!(r, 0, "unshare: {}", io::Error::last_os_error());
+            assert_eq!(
+                r,
+                0,
+                "a network namespace of its own needs root: unshare: {}",
+                io::Error::last_os_error()
+            );
             f()
         })
         .join()
@@ -256,6 +291,16 @@ mod tests {
             del_filter(lo, 7).unwrap();
             assert_eq!(redirects(lo).unwrap(), vec![]);
             del_filter(lo, 7).unwrap();
+
+            // Deleted, the device's ingress holds the "noop" qdisc: not an ingress one.
+            let del = std::process::Command::new("tc")
+                .args(["qdisc", "del", "dev", "lo", "ingress"])
+                .status()
+                .unwrap();
+            assert!(del.success());
+            assert!(!has_ingress(lo).unwrap());
+            add_ingress(lo).unwrap();
+            assert!(has_ingress(lo).unwrap());
         });
     }
 }
