@@ -34,8 +34,9 @@ pub struct Options {
     pub cluster: Option<crate::config::ClusterConf>,
     /// How often a cluster node checks its watched state against a list of the store.
     pub cluster_audit: Duration,
-    /// VTEPs send TCP super-frames whole through a TAP the kernel routes from.
-    pub vxlan_gso_tap: bool,
+    /// VTEPs send TCP super-frames whole through a TAP of this name (`%d`: the first
+    /// free number); none: they segment them.
+    pub vxlan_gso_tap: Option<String>,
 }
 
 /// How long a first join may take before the daemon gives up.

@@ -351,8 +351,9 @@ pub struct Shared {
     pub busy_ns: Box<[crossbeam::utils::CachePadded<std::sync::atomic::AtomicU64>]>,
     /// The daemon's WireGuard key (encrypted tunnels).
     pub wg_key: wg::PrivateKey,
-    /// VTEPs send TCP super-frames whole through a TAP (off: `--no-vxlan-gso-tap`).
-    pub gso_tap: bool,
+    /// VTEPs send TCP super-frames whole through a TAP of this name (`%d`: the first free
+    /// number); none with `--no-vxlan-gso-tap`.
+    pub gso_tap: Option<String>,
 }
 
 impl Shared {
@@ -375,7 +376,7 @@ impl Shared {
             // One fixed key, so that two controllers of a test show the same thing.
             wg_key: wg::PrivateKey::parse("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAEA=")
                 .unwrap_or_else(|_| wg::PrivateKey::generate()),
-            gso_tap: false,
+            gso_tap: None,
         })
     }
 

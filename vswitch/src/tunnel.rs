@@ -239,7 +239,7 @@ impl VtepRt {
         key: VtepKey,
         owner: usize,
         wg: Option<crate::encrypt::WgVtep>,
-        gso_tap: bool,
+        gso_tap: Option<&str>,
     ) -> Result<VtepRt, VtepError> {
         let rx = udp::bind(key.local, key.dstport).map_err(|e| VtepError::Bind {
             key,
@@ -276,10 +276,10 @@ impl VtepRt {
             })?;
         // A port of every sending socket, in order, or no TAP: a flow's frames must leave
         // from one source port whichever way they go.
-        let gso = gso_tap
-            .then(|| tx.iter().map(udp::local_port).collect::<Option<Vec<_>>>())
-            .flatten()
-            .and_then(|ports| open_gso_tap(key, ports));
+        let gso = gso_tap.and_then(|name| {
+            let ports = tx.iter().map(udp::local_port).collect::<Option<Vec<_>>>()?;
+            open_gso_tap(key, ports, name)
+        });
         Ok(VtepRt {
             id,
             key,
@@ -301,8 +301,8 @@ impl VtepRt {
 
 /// The TAP of VTEP `id` for whole super-frames; `None` (logged: the VTEP then sends
 /// every frame through its sockets) if this kernel or host cannot have one.
-fn open_gso_tap(key: VtepKey, ports: Vec<u16>) -> Option<GsoTx> {
-    match GsoTap::create("vswgso%d") {
+fn open_gso_tap(key: VtepKey, ports: Vec<u16>, name: &str) -> Option<GsoTx> {
+    match GsoTap::create(name) {
         Ok(tap) => {
             let g = GsoTx {
                 tap,

@@ -2184,8 +2184,9 @@ fn super_frames_leave_whole_through_the_gso_tap_and_arrive_intact() {
 /// Two vswitchds, each sending whole super-frames through a TAP of its own, carry 32
 /// MiB intact both ways. B's namespace already has an interface with the first TAP's
 /// name, so B's TAP takes the next free one and is used all the same. Then B, restarted
-/// with `--no-vxlan-gso-tap`, segments while A sends whole: intact both ways again, B
-/// taking A's whole super-packets apart and A merging B's segments.
+/// with `--vxlan-gso-tap-name` naming an interface that exists, cannot make its TAP,
+/// says so and segments while A sends whole: intact both ways again, B taking A's whole
+/// super-packets apart and A merging B's segments. Last, `--no-vxlan-gso-tap`: no TAP.
 #[test]
 fn two_vswitchds_with_gso_taps_carry_transfers_intact_both_ways() {
     let mut lab = Lab::new("vxgs2", 81);
@@ -2235,17 +2236,29 @@ fn two_vswitchds_with_gso_taps_carry_transfers_intact_both_ways() {
         vtep_received_without_drops(v, &lab, &more);
     }
 
+    // B told to name its TAP after an interface that exists cannot make it: it says so
+    // and segments, while A sends whole.
     b.stop();
-    b.daemon_args = vec!["--no-vxlan-gso-tap".into()];
+    b.daemon_args = vec!["--vxlan-gso-tap-name".into(), "gsotaken".into()];
     b.start();
     Vs::wait_ports_up(&b, "br0", &["h2p", "vx"]);
     let more = || b.diag();
-    let all: serde_json::Value = serde_json::from_str(&b.vsctl_ok(&["--json", "stats"])).unwrap();
-    assert!(all["vteps"][0].is_object(), "B has no VTEP: {all}");
-    let st = &all["vteps"][0]["gso_tap"];
-    assert!(st.is_null(), "B has a TAP with --no-vxlan-gso-tap: {st}");
-    let shown = b.vsctl_ok(&["show"]);
-    assert!(!shown.contains("super-frames"), "B's show: {shown}");
+    let vtep = |stats: String| -> serde_json::Value {
+        let all: serde_json::Value = serde_json::from_str(&stats).unwrap();
+        assert!(all["vteps"][0].is_object(), "B has no VTEP: {all}");
+        all["vteps"][0].clone()
+    };
+    let st = &vtep(b.vsctl_ok(&["--json", "stats"]))["gso_tap"];
+    assert!(
+        st.is_null(),
+        "B has a TAP named after an interface it does not own: {st}"
+    );
+    assert!(
+        b.log_text()
+            .contains("no TAP for whole super-frames: interface gsotaken already exists"),
+        "B did not say why it segments:\n{}",
+        b.log_text()
+    );
     lab.ping(1, 2);
     lab.ping(2, 1);
     transfer_intact(&lab, 1, 2, 32, 5613, &more);
@@ -2255,4 +2268,16 @@ fn two_vswitchds_with_gso_taps_carry_transfers_intact_both_ways() {
     for v in [&lab as &dyn VsDyn, &b as &dyn VsDyn] {
         vtep_received_without_drops(v, &lab, &more);
     }
+
+    // --no-vxlan-gso-tap: no TAP, and `show` says nothing of one.
+    b.stop();
+    b.daemon_args = vec!["--no-vxlan-gso-tap".into()];
+    b.start();
+    Vs::wait_ports_up(&b, "br0", &["h2p", "vx"]);
+    let st = &vtep(b.vsctl_ok(&["--json", "stats"]))["gso_tap"];
+    assert!(st.is_null(), "B has a TAP with --no-vxlan-gso-tap: {st}");
+    let shown = b.vsctl_ok(&["show"]);
+    assert!(!shown.contains("super-frames"), "B's show: {shown}");
+    lab.ping(1, 2);
+    lab.ping(2, 1);
 }

@@ -33,7 +33,7 @@ struct Args {
           value_parser = clap::value_parser!(i32).range(-20..=19))]
     worker_nice: i32,
     /// VXLAN: segment TCP super-frames here (sent with UDP_SEGMENT) instead of sending
-    /// them encapsulated whole through a TAP device per VTEP (vswgsoN), whose ingress
+    /// them encapsulated whole through a TAP device per VTEP (vswgso0, …), whose ingress
     /// filter hands them to the underlay device for the kernel (or the NIC) to segment
     /// where the wire needs it. The TAP is used by default where it can be made (Linux
     /// 6.17 or later, tc's ingress qdisc, u32 and mirred).
@@ -42,6 +42,12 @@ struct Args {
     /// The default since the TAP needs no firewall change; accepted for old scripts.
     #[arg(long, hide = true, conflicts_with = "no_vxlan_gso_tap")]
     vxlan_gso_tap: bool,
+    /// VXLAN: the name of each VTEP's TAP for whole super-frames; `%d` in it becomes the
+    /// first free number. Without `%d`, a second VTEP (or a name already taken) gets no
+    /// TAP and segments, saying so in the log.
+    #[arg(long, value_name = "PATTERN", default_value = "vswgso%d",
+          value_parser = tap_name_pattern, conflicts_with = "no_vxlan_gso_tap")]
+    vxlan_gso_tap_name: String,
     /// Serve Prometheus metrics at http://ADDR:PORT/metrics (default: not served).
     #[arg(long, value_name = "ADDR:PORT")]
     metrics: Option<std::net::SocketAddr>,
@@ -179,7 +185,8 @@ fn main() -> ExitCode {
         rx_ring: args.rx_ring,
         busy_poll: std::time::Duration::from_micros(args.busy_poll_us),
         worker_nice: args.worker_nice,
-        vxlan_gso_tap: args.vxlan_gso_tap || !args.no_vxlan_gso_tap,
+        vxlan_gso_tap: (args.vxlan_gso_tap || !args.no_vxlan_gso_tap)
+            .then_some(args.vxlan_gso_tap_name),
     }) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -189,9 +196,22 @@ fn main() -> ExitCode {
     }
 }
 
+/// A `--vxlan-gso-tap-name`: an interface name, in which `%d` may stand once for a number.
+fn tap_name_pattern(s: &str) -> Result<String, String> {
+    let probe = s.replacen("%d", "0", 1);
+    if probe.contains('%') {
+        return Err(format!("{s:?}: only one %d may stand in a TAP name"));
+    }
+    ctl::validate::iface_name(&probe)?;
+    if s.len() >= 16 {
+        return Err(format!("{s:?} is longer than 15 bytes"));
+    }
+    Ok(s.to_string())
+}
+
 #[cfg(test)]
 mod tests {
-    use super::log_filter;
+    use super::{log_filter, tap_name_pattern};
 
     #[test]
     fn debug_leaves_the_wire_libraries_at_info_and_filters_pass_as_written() {
@@ -200,5 +220,22 @@ mod tests {
         assert!(tracing_subscriber::EnvFilter::try_new(&f).is_ok());
         assert_eq!(log_filter("info"), "info");
         assert_eq!(log_filter("debug,h2=debug"), "debug,h2=debug");
+    }
+
+    #[test]
+    fn tap_name_patterns_are_interface_names_with_at_most_one_number() {
+        for ok in ["vswgso%d", "gso%d-x", "mytap"] {
+            assert_eq!(tap_name_pattern(ok).as_deref(), Ok(ok));
+        }
+        for bad in [
+            "",
+            "a%d%d",
+            "tap%s",
+            "100%",
+            "has space%d",
+            "a-very-long-name%d",
+        ] {
+            assert!(tap_name_pattern(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -209,7 +209,13 @@ impl Controller {
             let src = e.inner_local.or(t.local).unwrap_or(Ipv4Addr::UNSPECIFIED);
             crate::encrypt::WgVtep::new(&self.shared.wg_key, src, e.inner_local)
         });
-        let v = Arc::new(VtepRt::open(id, key, owner, wg, self.shared.gso_tap)?);
+        let v = Arc::new(VtepRt::open(
+            id,
+            key,
+            owner,
+            wg,
+            self.shared.gso_tap.as_deref(),
+        )?);
         if v.wg.is_some() {
             crate::encrypt::spawn_timers(Arc::downgrade(&v));
         }
