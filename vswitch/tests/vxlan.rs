@@ -2206,12 +2206,14 @@ fn two_vswitchds_with_gso_taps_carry_transfers_intact_both_ways() {
     switch_with_tunnel(&lab, "h1p", VNI, &[B_IP]);
     switch_with_tunnel(&b, "h2p", VNI, &[A_IP]);
     let b_tap = "vswgso1";
-    let stats = |v: &str| -> serde_json::Value {
-        let j: serde_json::Value = serde_json::from_str(v).unwrap();
-        j["vteps"][0]["gso_tap"].clone()
+    // B's first VTEP in `vsctl --json stats`.
+    let vtep = |stats: String| -> serde_json::Value {
+        let all: serde_json::Value = serde_json::from_str(&stats).unwrap();
+        assert!(all["vteps"][0].is_object(), "B has no VTEP: {all}");
+        all["vteps"][0].clone()
     };
     let more = || b.diag();
-    let st = stats(&b.vsctl_ok(&["--json", "stats"]));
+    let st = &vtep(b.vsctl_ok(&["--json", "stats"]))["gso_tap"];
     assert_eq!(st["name"], b_tap, "B's TAP: {st}\n{}", b.log_text());
     lab.ping(1, 2);
     lab.ping(2, 1);
@@ -2243,11 +2245,6 @@ fn two_vswitchds_with_gso_taps_carry_transfers_intact_both_ways() {
     b.start();
     Vs::wait_ports_up(&b, "br0", &["h2p", "vx"]);
     let more = || b.diag();
-    let vtep = |stats: String| -> serde_json::Value {
-        let all: serde_json::Value = serde_json::from_str(&stats).unwrap();
-        assert!(all["vteps"][0].is_object(), "B has no VTEP: {all}");
-        all["vteps"][0].clone()
-    };
     let st = &vtep(b.vsctl_ok(&["--json", "stats"]))["gso_tap"];
     assert!(
         st.is_null(),

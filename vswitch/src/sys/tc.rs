@@ -60,8 +60,7 @@ pub fn has_ingress(ifindex: u32) -> io::Result<bool> {
     .map_err(|e| context(e, "listing qdiscs"))?;
     Ok(found.iter().any(|q| match q {
         RouteNetlinkMessage::NewQueueDiscipline(q) => {
-            q.header.index == ifindex as i32
-                && q.header.parent == INGRESS_PARENT
+            q.header.parent == INGRESS_PARENT
                 && q.attributes
                     .iter()
                     .any(|a| matches!(a, TcAttribute::Kind(k) if k == "ingress"))
