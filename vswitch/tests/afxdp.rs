@@ -1,5 +1,6 @@
-//! Afxdp ports: hosts on AF_XDP ports ping and carry TCP and UDP, to each other and to
-//! an afpacket host (whose TSO super-frames the afxdp port cuts in software); the port
+//! Afxdp ports: hosts on AF_XDP ports, with their default offloads (partial checksums),
+//! ping and carry TCP and UDP, to each other and to an afpacket host (whose TSO
+//! super-frames the afxdp port cuts in software); the port
 //! survives `kill -9` of the daemon (its XDP program went with the dead daemon); an
 //! interface where XDP cannot attach falls back to afpacket and says so.
 
@@ -20,11 +21,39 @@ fn io_of(lab: &Lab, br: &str, port: &str) -> Option<String> {
         .and_then(|p| p.io.clone())
 }
 
-/// AF_XDP sees a veth's frames before anything completes their checksums, so a sender
-/// on the far end must not leave them partial (as OVS documents for its afxdp ports).
-fn tx_csum_off(lab: &Lab, n: u8) {
+/// AF_XDP sees a veth's frames before anything completes their checksums: host `n`
+/// keeps the default, checksum offload on, so its TCP and UDP reach the port partial
+/// and the switch must notice (OVS asks for `ethtool -K eth0 tx off` here instead).
+fn assert_tx_csum_on(lab: &Lab, n: u8) {
     let ns = lab.host(n).ns.clone();
-    lab.exec_ok(&ns, &["ethtool", "-K", "eth0", "tx", "off"]);
+    let k = lab.exec_ok(&ns, &["ethtool", "-k", "eth0"]);
+    assert!(
+        k.lines().any(|l| l.trim() == "tx-checksumming: on"),
+        "h{n}'s eth0 does not offload checksums by default:\n{k}"
+    );
+}
+
+/// Segments and datagrams host `n`'s stack dropped for a bad TCP or UDP checksum.
+fn csum_errors(lab: &Lab, n: u8) -> u64 {
+    let ns = lab.host(n).ns.clone();
+    let snmp = lab.exec_ok(&ns, &["cat", "/proc/net/snmp"]);
+    let mut total = 0;
+    let lines: Vec<&str> = snmp.lines().collect();
+    for pair in lines.windows(2) {
+        let (names, values) = (pair[0], pair[1]);
+        let proto = names.split(':').next().unwrap_or("");
+        if !(proto == "Tcp" || proto == "Udp") || !values.starts_with(&format!("{proto}:")) {
+            continue;
+        }
+        let names = names.split_whitespace();
+        let values = values.split_whitespace();
+        for (k, v) in names.zip(values) {
+            if k == "InCsumErrors" {
+                total += v.parse::<u64>().unwrap();
+            }
+        }
+    }
+    total
 }
 
 /// Bits per second the receiver saw in an iperf3 report.
@@ -41,8 +70,9 @@ fn afxdp_hosts_ping_and_carry_tcp_and_udp() {
     for _ in 0..3 {
         lab.add_host();
     }
-    tx_csum_off(&lab, 1);
-    tx_csum_off(&lab, 2);
+    for n in 1..=3 {
+        assert_tx_csum_on(&lab, n);
+    }
     lab.start_daemon();
     lab.vsctl_ok(&["add-br", "br0"]);
     lab.vsctl_ok(&["add-port", "br0", "h1p", "--type", "afxdp"]);
@@ -84,6 +114,15 @@ fn afxdp_hosts_ping_and_carry_tcp_and_udp() {
     ] {
         assert!(received_bps(r) > 1e6, "{what} carried nothing: {r}");
     }
+    // Partial checksums from h1 and h2 were completed (afxdp → afxdp) or handed on as
+    // partial (afxdp → afpacket); none arrived wrong.
+    for n in 1..=3 {
+        assert_eq!(
+            csum_errors(&lab, n),
+            0,
+            "h{n} dropped frames with bad checksums"
+        );
+    }
     let lost = udp["end"]["sum"]["lost_percent"].as_f64().unwrap_or(100.0);
     let got = udp["end"]["sum"]["packets"].as_u64().unwrap_or(0);
     assert!(got > 1000, "UDP over afxdp carried {got} datagrams: {udp}");
@@ -115,7 +154,6 @@ fn afxdp_falls_back_to_afpacket_where_xdp_cannot_attach() {
     let (sw, h2) = (lab.sw.clone(), lab.host(2).ns.clone());
     lab.exec_ok(&sw, &["ip", "link", "set", "h2p", "mtu", "9000"]);
     lab.exec_ok(&h2, &["ip", "link", "set", "eth0", "mtu", "9000"]);
-    tx_csum_off(&lab, 1);
     lab.start_daemon();
     lab.vsctl_ok(&["add-br", "br0"]);
     lab.vsctl_ok(&["add-port", "br0", "h1p", "--type", "afxdp"]);
@@ -162,8 +200,6 @@ fn afxdp_port_goes_down_with_its_interface_and_comes_back() {
     let mut lab = Lab::new("xdpud", 222);
     lab.add_host();
     lab.add_host();
-    tx_csum_off(&lab, 1);
-    tx_csum_off(&lab, 2);
     lab.start_daemon();
     lab.vsctl_ok(&["add-br", "br0"]);
     lab.vsctl_ok(&["add-port", "br0", "h1p", "--type", "afxdp"]);
@@ -177,10 +213,14 @@ fn afxdp_port_goes_down_with_its_interface_and_comes_back() {
     lab.wait_ports("br0", &["h1p"], "up", Duration::from_secs(1));
 
     lab.plug_veth(2);
-    tx_csum_off(&lab, 2);
     lab.wait_ports("br0", &["h2p"], "up", Duration::from_secs(10));
     assert_eq!(io_of(&lab, "br0", "h2p").as_deref(), Some("afxdp"));
     // h2 first: the new veth has a new MAC, which h1 learns from h2's ARP.
     lab.ping(2, 1);
     lab.ping(1, 2);
+    let tcp = lab.iperf3(2, 1, 1, &[]);
+    assert!(
+        received_bps(&tcp) > 1e6,
+        "TCP over the new veth carried nothing: {tcp}"
+    );
 }

@@ -3,11 +3,15 @@
 //! cannot be attached (no native XDP, an MTU too large for it, another program already
 //! there), [`super::PortIo::open`] falls back to an afpacket port and says why.
 //!
-//! AF_XDP carries no virtio-net header: received frames are handed up as complete
-//! (no offload), and what the pipeline sends with an offload description — a TSO
-//! super-frame from an afpacket or TAP port, a partial checksum — is finished here in
-//! software (`vxlan::offload::encap_segments` does what a NIC would) before it goes on
-//! the TX ring, one interface-MTU frame per chunk.
+//! AF_XDP carries no virtio-net header. A received frame whose TCP/UDP checksum field
+//! holds the pseudo-header sum was left partial by a sender with checksum offload (a
+//! veth's far end with default settings): it is handed up with the `NEEDS_CSUM`
+//! description an afpacket port would have read, so the far end needs no `ethtool`
+//! and the checksum is completed only where a step needs it. What the pipeline sends
+//! with an offload description — a TSO super-frame from an afpacket or TAP port, a
+//! partial checksum — is finished here in software (`vxlan::offload::encap_segments`
+//! does what a NIC would) before it goes on the TX ring, one interface-MTU frame per
+//! chunk.
 
 use std::collections::VecDeque;
 use std::io;
@@ -15,7 +19,7 @@ use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use vxlan::header::HEADER_LEN;
-use vxlan::offload::{encap_segments, Gso, Offload, OffloadError};
+use vxlan::offload::{encap_segments, partial_checksum, Gso, Offload, OffloadError};
 
 use super::{Driver, Read, RxScratch, Sent};
 use crate::counters::{Drop, PortCounters};
@@ -103,8 +107,14 @@ impl Driver for Afxdp {
     #[inline]
     fn rx_batch(&self, _rx: &mut RxScratch<'_>, mut each: impl FnMut(Rx<'_>)) -> Read {
         let (frames, more) = self.xsk.rx().recv(RX_FRAMES_PER_TURN, |frame| {
+            let off = partial_checksum(frame);
+            let vnet = if off.needs_csum {
+                off.to_virtio()
+            } else {
+                NO_OFFLOAD
+            };
             each(Rx::Frame(RxFrame {
-                vnet: &NO_OFFLOAD,
+                vnet: &vnet,
                 frame,
                 vlan: None,
                 truncated: false,

@@ -1,5 +1,6 @@
-//! The offload description of a frame that arrived over VXLAN, for the port it goes
-//! out of (a veth or TAP with a virtio-net header).
+//! The offload description of a frame that arrived over VXLAN, or over a port that
+//! carries no virtio-net header (AF_XDP), for the port it goes out of (a veth or TAP
+//! with a virtio-net header).
 //!
 //! A Linux vxlan peer whose inner traffic is TSO'd hands its underlay whole TCP
 //! super-packets (up to 64 KB): the kernel delivers such a GSO skb to a plain UDP
@@ -41,12 +42,7 @@ fn describe(frame: &mut [u8], inner_mtu: usize) -> Option<Offload> {
     let co = t.csum_offset();
     let field_at = t.l4 + co;
     let partial = fold(t.pseudo(frame, l4_len)?);
-    let mark = Offload {
-        needs_csum: true,
-        csum_start: u16::try_from(t.l4).ok()?,
-        csum_offset: u16::try_from(co).ok()?,
-        ..Offload::NONE
-    };
+    let mark = csum_mark(&t)?;
     // The receiving kernel adjusts the checksum of each UDP segment from the super-
     // packet's UDP length field: it must agree with the IP length.
     let lengths_agree = t.tcp || be16(frame, t.l4 + 4).map(usize::from) == Some(l4_len);
@@ -79,8 +75,40 @@ fn describe(frame: &mut [u8], inner_mtu: usize) -> Option<Offload> {
         }
         // An MTU too small for even the headers: no GSO can help; fall through.
     }
-    let field = be16(frame, field_at)?;
-    holds_partial(field, partial, t.tcp).then_some(mark)
+    partial_mark(frame, &t, partial)
+}
+
+/// The offload description of a frame read from a port without a virtio-net header
+/// (AF_XDP on a veth sees the far end's frames before anything completes their
+/// checksums): `needs_csum` at its TCP/UDP checksum if that field holds the
+/// pseudo-header sum, as a sender with checksum offload leaves it; [`Offload::NONE`]
+/// otherwise. Reads only; total on any input. Super-frames are not recognised (such a
+/// port never carries one).
+pub fn partial_checksum(frame: &[u8]) -> Offload {
+    let mark = || {
+        let t = Transport::of(frame)?;
+        let l4_len = t.end.checked_sub(t.l3)?.checked_sub(t.ip_hdr_len)?;
+        partial_mark(frame, &t, fold(t.pseudo(frame, l4_len)?))
+    };
+    mark().unwrap_or(Offload::NONE)
+}
+
+/// `needs_csum` at `t`'s checksum if its field holds the pseudo-header sum `partial`.
+fn partial_mark(frame: &[u8], t: &Transport, partial: u16) -> Option<Offload> {
+    let field = be16(frame, t.l4 + t.csum_offset())?;
+    holds_partial(field, partial, t.tcp)
+        .then(|| csum_mark(t))
+        .flatten()
+}
+
+/// `needs_csum` at `t`'s checksum, nothing else.
+fn csum_mark(t: &Transport) -> Option<Offload> {
+    Some(Offload {
+        needs_csum: true,
+        csum_start: u16::try_from(t.l4).ok()?,
+        csum_offset: u16::try_from(t.csum_offset()).ok()?,
+        ..Offload::NONE
+    })
 }
 
 /// True if a checksum `field` holds the pseudo-header sum `partial`.
@@ -194,6 +222,49 @@ mod tests {
     }
 
     #[test]
+    fn partial_checksum_marks_what_offload_for_inner_marks_without_writing() {
+        for spec in [
+            Spec::tcp4(100),
+            Spec::tcp6(1400),
+            Spec::udp4(0),
+            Spec::udp6(100),
+            Spec {
+                tags: 1,
+                ip_options: 8,
+                tcp_options: 12,
+                ..Spec::tcp4(30)
+            },
+        ] {
+            for csum in [Csum::Partial, Csum::Complete, Csum::Value(0)] {
+                let f = frame(&Spec {
+                    csum,
+                    ..spec.clone()
+                });
+                let off = partial_checksum(&f);
+                assert_eq!(off, offload_for_inner(&mut f.clone(), usize::MAX));
+                assert_eq!(off.needs_csum, csum == Csum::Partial, "{spec:?} {csum:?}");
+                if off.needs_csum {
+                    let mut done = f.clone();
+                    complete(
+                        &mut done,
+                        usize::from(off.csum_start),
+                        usize::from(off.csum_offset),
+                    )
+                    .unwrap();
+                    verify(&done).unwrap();
+                }
+            }
+        }
+        // An IPv4 fragment's checksum field is not where a TCP/UDP header would be.
+        let mut f = frame(&Spec {
+            csum: Csum::Partial,
+            ..Spec::udp4(100)
+        });
+        f[14 + 6] |= 0x20;
+        assert_eq!(partial_checksum(&f), Offload::NONE);
+    }
+
+    #[test]
     fn zero_forms() {
         assert!(holds_partial(0x1234, 0x1234, true));
         assert!(holds_partial(0, 0xffff, true));
@@ -286,6 +357,10 @@ mod tests {
             if bytes.len() >= 15 {
                 bytes[12..14].copy_from_slice(&et.to_be_bytes());
                 bytes[14] = if et == 0x86dd { 0x60 } else { 0x45 };
+            }
+            let read_only = partial_checksum(&bytes);
+            if read_only.needs_csum {
+                prop_assert!(usize::from(read_only.csum_start) + usize::from(read_only.csum_offset) + 2 <= bytes.len());
             }
             let off = offload_for_inner(&mut bytes, mtu);
             if off.needs_csum {

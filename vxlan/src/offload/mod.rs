@@ -7,7 +7,8 @@
 //! - [`layers`]: where a frame's IP and TCP/UDP headers are.
 //! - [`segment`]: encapsulation, software TSO/USO, `UDP_SEGMENT` chunks; a super-frame's
 //!   datagrams either laid out in one buffer or as headers to gather with its payload.
-//! - [`inner`]: the offload description of a decapsulated frame.
+//! - [`inner`]: the offload description of a decapsulated frame, or of a frame from a
+//!   port without a virtio-net header ([`partial_checksum`]).
 //! - [`whole`]: a TCP super-frame encapsulated whole, for a kernel to segment (a TAP
 //!   with UDP-tunnel GSO).
 
@@ -16,7 +17,7 @@ pub mod layers;
 pub mod segment;
 pub mod whole;
 
-pub use inner::offload_for_inner;
+pub use inner::{offload_for_inner, partial_checksum};
 pub use layers::{headers, IpLayer, IpVersion, L4Layer, Layers};
 pub use segment::{
     encap_segments, encap_split, Segments, Split, MAX_UDP_PAYLOAD, UDP_MAX_SEGMENTS,
