@@ -24,7 +24,7 @@ use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use socket2::Socket;
 use vxlan::decap::{DropReason, VtepTable};
 use vxlan::offload::{encap_split, encap_whole, Gso, Offload, Outer, UDP_MAX_SEGMENTS, WHOLE_LEN};
@@ -165,9 +165,8 @@ impl GsoTx {
     pub fn refresh_remote(&self, key: VtepKey, r: &RemoteRt) {
         let mut why = self.remote_why.lock().unwrap_or_else(|p| p.into_inner());
         match whole_path(self, key.local, r.addr) {
-            Ok((next, dev)) => {
-                r.dev_mac.store(dev, Ordering::Relaxed);
-                r.next_mac.store(next, Ordering::Relaxed);
+            Ok(macs) => {
+                r.hop_macs.store(Some(Arc::new(macs)));
                 if why
                     .remove(&r.addr)
                     .is_some_and(|w| !w.starts_with(NO_NEIGHBOUR))
@@ -176,7 +175,7 @@ impl GsoTx {
                 }
             }
             Err(e) => {
-                r.next_mac.store(0, Ordering::Relaxed);
+                r.hop_macs.store(None);
                 if why.get(&r.addr) != Some(&e) {
                     // Before the first frame to a remote its next hop is not resolved:
                     // the usual start, not worth a warning.
@@ -196,7 +195,7 @@ impl GsoTx {
     /// the first frames through the sockets make), or there was none. Other reasons
     /// (a loopback route, tc refusing) wait for the refresh.
     pub fn retry_soon(&self, r: &RemoteRt) -> bool {
-        r.next_mac.load(Ordering::Relaxed) == 0
+        r.hop_macs.load().is_none()
             && self
                 .remote_why
                 .lock()
@@ -338,10 +337,11 @@ pub struct RemoteRt {
     /// The source address of the route to it (IPv4, 0 until known), refreshed with
     /// `mtu`: what a whole super-frame's outer header says when the VTEP binds none.
     pub src: AtomicU32,
-    /// For whole super-frames through the VTEP's TAP: the next hop's MAC and the
-    /// underlay device's (as [`mac_word`]s; 0 while unknown), refreshed with `mtu`.
-    pub next_mac: AtomicU64,
-    pub dev_mac: AtomicU64,
+    /// For whole super-frames through the VTEP's TAP: the outer MACs (`None` while
+    /// unknown), refreshed with `mtu`. Swapped as one, so a frame never carries one
+    /// device's MAC with another path's next hop (the TAP's filter picks the device by
+    /// the source MAC).
+    pub hop_macs: ArcSwapOption<HopMacs>,
     pub tx_packets: AtomicU64,
     pub tx_bytes: AtomicU64,
     pub rx_packets: AtomicU64,
@@ -360,8 +360,7 @@ impl RemoteRt {
             addr,
             mtu: AtomicU32::new(DEFAULT_MTU),
             src: AtomicU32::new(0),
-            next_mac: AtomicU64::new(0),
-            dev_mac: AtomicU64::new(0),
+            hop_macs: ArcSwapOption::empty(),
             tx_packets: AtomicU64::new(0),
             tx_bytes: AtomicU64::new(0),
             rx_packets: AtomicU64::new(0),
@@ -623,16 +622,14 @@ fn send_whole(
         }
         let src = Ipv4Addr::from(r.src.load(Ordering::Relaxed));
         let src = t.vtep.key.local.unwrap_or(src);
-        let (next, dev) = (
-            r.next_mac.load(Ordering::Relaxed),
-            r.dev_mac.load(Ordering::Relaxed),
-        );
-        if src.is_unspecified() || next == 0 || dev == 0 {
+        let macs = r.hop_macs.load();
+        let macs = macs.as_deref()?;
+        if src.is_unspecified() {
             return None;
         }
         let outer = Outer {
-            dst_mac: word_mac(next),
-            src_mac: word_mac(dev),
+            dst_mac: macs.next,
+            src_mac: macs.dev,
             src,
             dst: r.addr,
             sport,
@@ -659,15 +656,13 @@ fn send_whole(
     Some(lost)
 }
 
-/// A MAC address as the low 48 bits of a word (0 is no address: an all-zero MAC is
-/// never a next hop's or a device's).
-pub fn mac_word(m: [u8; 6]) -> u64 {
-    u64::from_be_bytes([0, 0, m[0], m[1], m[2], m[3], m[4], m[5]])
-}
-
-fn word_mac(w: u64) -> [u8; 6] {
-    let b = w.to_be_bytes();
-    [b[2], b[3], b[4], b[5], b[6], b[7]]
+/// The outer MACs of whole super-frames to one remote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HopMacs {
+    /// The next hop's, from the neighbour table.
+    pub next: [u8; 6],
+    /// The underlay device's.
+    pub dev: [u8; 6],
 }
 
 const NO_NEIGHBOUR: &str = "no neighbour entry";
@@ -677,11 +672,7 @@ const NO_NEIGHBOUR: &str = "no neighbour entry";
 /// `g` is made to have, and the next hop's MAC from the neighbour table. As
 /// [`mac_word`]s (next hop, device); `Err` says why not (the frames are then
 /// segmented).
-pub fn whole_path(
-    g: &GsoTx,
-    local: Option<Ipv4Addr>,
-    addr: Ipv4Addr,
-) -> Result<(u64, u64), String> {
+pub fn whole_path(g: &GsoTx, local: Option<Ipv4Addr>, addr: Ipv4Addr) -> Result<HopMacs, String> {
     use crate::sys::{iface, rtnl};
     let hop = rtnl::route(addr, local).map_err(|e| format!("no route: {e}"))?;
     let dev = iface::name_of(hop.ifindex)
@@ -690,6 +681,9 @@ pub fn whole_path(
         return Err(format!("{dev} is not an Ethernet device"));
     }
     let dev_mac = iface::hw_addr(&dev).map_err(|e| e.to_string())?;
+    if dev_mac == [0; 6] {
+        return Err(format!("{dev} has no MAC address"));
+    }
     let next = hop.next(addr);
     let next_mac = rtnl::neighbour(hop.ifindex, next)
         .map_err(|e| e.to_string())?
@@ -697,7 +691,10 @@ pub fn whole_path(
     g.tap
         .steer(hop.ifindex, &dev, dev_mac)
         .map_err(|e| e.to_string())?;
-    Ok((mac_word(next_mac), mac_word(dev_mac)))
+    Ok(HopMacs {
+        next: next_mac,
+        dev: dev_mac,
+    })
 }
 
 /// Segments a super-frame (`off` and `max_frame` as `prepare` found them) to fit the

@@ -2,7 +2,8 @@
 //! ping and carry TCP and UDP, to each other and to an afpacket host (whose TSO
 //! super-frames the afxdp port cuts in software); the port
 //! survives `kill -9` of the daemon (its XDP program went with the dead daemon); an
-//! interface where XDP cannot attach falls back to afpacket and says so.
+//! interface where XDP cannot attach falls back to afpacket and says so; an afxdp
+//! container carries TCP both ways through a VXLAN tunnel to a kernel vxlan peer.
 
 #![allow(clippy::unwrap_used)]
 
@@ -10,6 +11,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::overlay::{kernel_vtep, overlay_mtu, underlay, A_IP, B_IP};
 use common::Lab;
 
 /// The `io` shown for port `port` of bridge `br`.
@@ -223,4 +225,58 @@ fn afxdp_port_goes_down_with_its_interface_and_comes_back() {
         received_bps(&tcp) > 1e6,
         "TCP over the new veth carried nothing: {tcp}"
     );
+}
+
+/// A container on an afxdp port, its default offloads on, reaches one behind a kernel
+/// vxlan device: its partial checksums are completed in the VXLAN datagrams (the kernel
+/// peer checks them), and the kernel's TCP super-packets coming back are cut to the
+/// afxdp port's MTU. Nothing arrives with a bad checksum either way.
+#[test]
+fn afxdp_container_carries_tcp_through_a_tunnel_to_a_kernel_vxlan_peer() {
+    let mut lab = Lab::new("xdpvx", 223);
+    let a = lab.sw.clone();
+    let b = lab.add_named_ns("hb");
+    assert_eq!(lab.add_host(), 1);
+    assert_eq!(lab.add_host_on(&b), 2);
+    overlay_mtu(&lab, 1, &a, "1450");
+    overlay_mtu(&lab, 2, &b, "1450");
+    underlay(&lab, &a, A_IP, &b, B_IP);
+    kernel_vtep(&b, B_IP, A_IP, "h2p", 42, 4789);
+    assert_tx_csum_on(&lab, 1);
+    lab.start_daemon();
+    lab.vsctl_ok(&["add-br", "br0"]);
+    lab.vsctl_ok(&["add-port", "br0", "h1p", "--type", "afxdp"]);
+    lab.vsctl_ok(&["add-tunnel", "br0", "vx", "--vni", "42", "--remote", B_IP]);
+    lab.wait_ports("br0", &["h1p", "vx"], "up", Duration::from_secs(10));
+    assert_eq!(
+        io_of(&lab, "br0", "h1p").as_deref(),
+        Some("afxdp"),
+        "{}",
+        lab.vsctl_ok(&["show"])
+    );
+    lab.ping(1, 2);
+    lab.ping(2, 1);
+    let out = lab.iperf3(1, 2, 2, &[]);
+    let back = lab.iperf3(2, 1, 2, &[]);
+    let udp = lab.iperf3(1, 2, 1, &["-u", "-b", "50M"]);
+    common::report(&format!(
+        "afxdp -> kernel vxlan TCP {:.2} Gbit/s, back {:.2}",
+        received_bps(&out) / 1e9,
+        received_bps(&back) / 1e9
+    ));
+    for (what, r) in [("afxdp -> tunnel", &out), ("tunnel -> afxdp", &back)] {
+        assert!(received_bps(r) > 1e6, "TCP {what} carried nothing: {r}");
+    }
+    let got = udp["end"]["sum"]["packets"].as_u64().unwrap_or(0);
+    assert!(
+        got > 1000,
+        "UDP into the tunnel carried {got} datagrams: {udp}"
+    );
+    for n in [1, 2] {
+        assert_eq!(
+            csum_errors(&lab, n),
+            0,
+            "h{n} dropped frames with bad checksums"
+        );
+    }
 }

@@ -19,7 +19,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::craft::{hex, mac_bytes};
-use common::overlay::{ip, overlay_mtu, two_hosts, underlay, Vs, VsDyn, A_IP, B_IP};
+use common::overlay::{ip, kernel_vtep, overlay_mtu, two_hosts, underlay, Vs, VsDyn, A_IP, B_IP};
 use common::{assert_refused, assert_vsctl_error, gbps, report, sh, wait_until, Capture, Lab};
 use ctl::FdbEntry;
 
@@ -42,27 +42,6 @@ const MIN_GBPS: f64 = 0.3;
 // ---------------------------------------------------------------------------------------
 // Building hosts, containers, underlays
 // ---------------------------------------------------------------------------------------
-
-/// Plain Linux as the far VTEP: in `ns`, a kernel vxlan device `vx0` (VNI `vni`, remote
-/// `remote`, local `local`, UDP `dstport` over `ul0`) and the container port `port`
-/// enslaved to a kernel bridge `kbr0`.
-fn kernel_vtep(ns: &str, local: &str, remote: &str, port: &str, vni: u32, dstport: u16) {
-    let vni = vni.to_string();
-    let dstport = dstport.to_string();
-    ip(
-        ns,
-        &[
-            "link", "add", "vx0", "type", "vxlan", "id", &vni, "remote", remote, "local", local,
-            "dstport", &dstport, "dev", "ul0",
-        ],
-    );
-    ip(ns, &["link", "add", "kbr0", "type", "bridge"]);
-    for dev in ["vx0", port] {
-        ip(ns, &["link", "set", "dev", dev, "master", "kbr0"]);
-        ip(ns, &["link", "set", "dev", dev, "up"]);
-    }
-    ip(ns, &["link", "set", "dev", "kbr0", "up"]);
-}
 
 /// `add-br br0`, `add-port br0 PORT`, `add-tunnel br0 vx --vni VNI --remote R…` on `v`,
 /// then waits until the container port and the tunnel are up.

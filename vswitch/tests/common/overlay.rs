@@ -252,6 +252,27 @@ pub fn underlay(lab: &Lab, ns_a: &str, a: &str, ns_b: &str, b: &str) {
     }
 }
 
+/// Plain Linux as the far VTEP: in `ns`, a kernel vxlan device `vx0` (VNI `vni`, remote
+/// `remote`, local `local`, UDP `dstport` over `ul0`) and the container port `port`
+/// enslaved to a kernel bridge `kbr0`.
+pub fn kernel_vtep(ns: &str, local: &str, remote: &str, port: &str, vni: u32, dstport: u16) {
+    let vni = vni.to_string();
+    let dstport = dstport.to_string();
+    ip(
+        ns,
+        &[
+            "link", "add", "vx0", "type", "vxlan", "id", &vni, "remote", remote, "local", local,
+            "dstport", &dstport, "dev", "ul0",
+        ],
+    );
+    ip(ns, &["link", "add", "kbr0", "type", "bridge"]);
+    for dev in ["vx0", port] {
+        ip(ns, &["link", "set", "dev", dev, "master", "kbr0"]);
+        ip(ns, &["link", "set", "dev", dev, "up"]);
+    }
+    ip(ns, &["link", "set", "dev", "kbr0", "up"]);
+}
+
 /// The two-host set-up: host B (switch namespace `hb`) beside the lab's own host A,
 /// container 1 on A and 2 on B, both with the overlay MTU `mtu`, and the underlay between
 /// A (`A_IP`) and B (`B_IP`). Returns A's namespace and B. Starts no daemon.
