@@ -2,8 +2,9 @@
 //! 1514-byte frame (no GSO; with and without a partial checksum to complete),
 //! decapsulation (`VtepTable::classify` + `offload_for_inner`) of the same, software
 //! TSO of a 64 KB TCP super-frame into segments for a 1450-byte inner MTU (per
-//! super-frame and per segment), the checksum over 1500 B and 64 KiB, and the flow
-//! hash. Criterion's "time per element" is ns per frame (or per segment).
+//! super-frame and per segment), an afxdp port's look for a partial checksum in each
+//! frame it reads (`partial_checksum`), the checksum over 1500 B and 64 KiB, and the
+//! flow hash. Criterion's "time per element" is ns per frame (or per segment).
 
 #![allow(clippy::unwrap_used)]
 
@@ -15,7 +16,8 @@ use vxlan::decap::VtepTable;
 use vxlan::flow::flow_hash;
 use vxlan::header::encode;
 use vxlan::offload::{
-    encap_segments, encap_split, encap_whole, offload_for_inner, Gso, Offload, Outer, WHOLE_LEN,
+    encap_segments, encap_split, encap_whole, offload_for_inner, partial_checksum, Gso, Offload,
+    Outer, WHOLE_LEN,
 };
 use wire::checksum::{finish, fold, pseudo_v4, sum};
 
@@ -141,6 +143,29 @@ fn decap(c: &mut Criterion) {
     g.finish();
 }
 
+/// What an afxdp port adds to every frame it reads: the look for a checksum left
+/// partial by the far end.
+fn afxdp_rx(c: &mut Criterion) {
+    let mut g = c.benchmark_group("afxdp_rx_partial_checksum");
+    g.throughput(Throughput::Elements(1));
+    for (len, partial) in [(64usize, false), (1514, false), (1514, true)] {
+        let f = tcp_frame(len, partial);
+        let name = if partial {
+            format!("{len}B/partial")
+        } else {
+            format!("{len}B")
+        };
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let off = partial_checksum(black_box(&f));
+                assert_eq!(off.needs_csum, partial);
+                off.csum_start
+            })
+        });
+    }
+    g.finish();
+}
+
 fn tso(c: &mut Criterion) {
     let f = tcp_frame(14 + 65_000, true);
     let off = Offload {
@@ -215,5 +240,5 @@ fn checksum(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, encap, decap, tso, checksum);
+criterion_group!(benches, encap, decap, afxdp_rx, tso, checksum);
 criterion_main!(benches);
