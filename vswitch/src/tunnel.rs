@@ -165,8 +165,8 @@ impl GsoTx {
     pub fn refresh_remote(&self, key: VtepKey, r: &RemoteRt) {
         let mut why = self.remote_why.lock().unwrap_or_else(|p| p.into_inner());
         match whole_path(self, key.local, r.addr) {
-            Ok(macs) => {
-                r.hop_macs.store(Some(Arc::new(macs)));
+            Ok(hop) => {
+                r.whole_hop.store(Some(Arc::new(hop)));
                 if why
                     .remove(&r.addr)
                     .is_some_and(|w| !w.starts_with(NO_NEIGHBOUR))
@@ -175,7 +175,7 @@ impl GsoTx {
                 }
             }
             Err(e) => {
-                r.hop_macs.store(None);
+                r.whole_hop.store(None);
                 if why.get(&r.addr) != Some(&e) {
                     // Before the first frame to a remote its next hop is not resolved:
                     // the usual start, not worth a warning.
@@ -195,7 +195,7 @@ impl GsoTx {
     /// the first frames through the sockets make), or there was none. Other reasons
     /// (a loopback route, tc refusing) wait for the refresh.
     pub fn retry_soon(&self, r: &RemoteRt) -> bool {
-        r.hop_macs.load().is_none()
+        r.whole_hop.load().is_none()
             && self
                 .remote_why
                 .lock()
@@ -334,14 +334,11 @@ pub struct RemoteRt {
     pub addr: Ipv4Addr,
     /// Underlay path MTU, refreshed by the housekeeper.
     pub mtu: AtomicU32,
-    /// The source address of the route to it (IPv4, 0 until known), refreshed with
-    /// `mtu`: what a whole super-frame's outer header says when the VTEP binds none.
-    pub src: AtomicU32,
-    /// For whole super-frames through the VTEP's TAP: the outer MACs (`None` while
+    /// For whole super-frames through the VTEP's TAP: the outer addresses (`None` while
     /// unknown), refreshed with `mtu`. Swapped as one, so a frame never carries one
-    /// device's MAC with another path's next hop (the TAP's filter picks the device by
-    /// the source MAC).
-    pub hop_macs: ArcSwapOption<HopMacs>,
+    /// device's MAC with another path's next hop or source (the TAP's filter picks the
+    /// device by the source MAC).
+    pub whole_hop: ArcSwapOption<WholeHop>,
     pub tx_packets: AtomicU64,
     pub tx_bytes: AtomicU64,
     pub rx_packets: AtomicU64,
@@ -359,8 +356,7 @@ impl RemoteRt {
             slot,
             addr,
             mtu: AtomicU32::new(DEFAULT_MTU),
-            src: AtomicU32::new(0),
-            hop_macs: ArcSwapOption::empty(),
+            whole_hop: ArcSwapOption::empty(),
             tx_packets: AtomicU64::new(0),
             tx_bytes: AtomicU64::new(0),
             rx_packets: AtomicU64::new(0),
@@ -620,17 +616,12 @@ fn send_whole(
         if n == WHOLE_MAX_REMOTES {
             return None;
         }
-        let src = Ipv4Addr::from(r.src.load(Ordering::Relaxed));
-        let src = t.vtep.key.local.unwrap_or(src);
-        let macs = r.hop_macs.load();
-        let macs = macs.as_deref()?;
-        if src.is_unspecified() {
-            return None;
-        }
+        let hop = r.whole_hop.load();
+        let hop = hop.as_deref()?;
         let outer = Outer {
-            dst_mac: macs.next,
-            src_mac: macs.dev,
-            src,
+            dst_mac: hop.next,
+            src_mac: hop.dev,
+            src: hop.src,
             dst: r.addr,
             sport,
             dport: t.vtep.key.dstport,
@@ -656,12 +647,14 @@ fn send_whole(
     Some(lost)
 }
 
-/// The outer MACs of whole super-frames to one remote.
+/// The outer addresses of whole super-frames to one remote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HopMacs {
-    /// The next hop's, from the neighbour table.
+pub struct WholeHop {
+    /// The VTEP's own address, or the route's source when it binds none.
+    pub src: Ipv4Addr,
+    /// The next hop's MAC, from the neighbour table.
     pub next: [u8; 6],
-    /// The underlay device's.
+    /// The underlay device's MAC.
     pub dev: [u8; 6],
 }
 
@@ -669,12 +662,16 @@ const NO_NEIGHBOUR: &str = "no neighbour entry";
 
 /// Where whole super-frames to remote `addr` leave: the underlay device the kernel routes
 /// it through (from `local`), whose MAC they carry as source and whose TAP filter
-/// `g` is made to have, and the next hop's MAC from the neighbour table. As
-/// [`mac_word`]s (next hop, device); `Err` says why not (the frames are then
+/// `g` is made to have, the next hop's MAC from the neighbour table, and the source
+/// address (`local`, else the route's); `Err` says why not (the frames are then
 /// segmented).
-pub fn whole_path(g: &GsoTx, local: Option<Ipv4Addr>, addr: Ipv4Addr) -> Result<HopMacs, String> {
+pub fn whole_path(g: &GsoTx, local: Option<Ipv4Addr>, addr: Ipv4Addr) -> Result<WholeHop, String> {
     use crate::sys::{iface, rtnl};
     let hop = rtnl::route(addr, local).map_err(|e| format!("no route: {e}"))?;
+    let src = local
+        .or(hop.src)
+        .filter(|s| !s.is_unspecified())
+        .ok_or("the route names no source address")?;
     let dev = iface::name_of(hop.ifindex)
         .ok_or_else(|| format!("no device with index {}", hop.ifindex))?;
     if iface::hw_type(&dev).map_err(|e| e.to_string())? != libc::ARPHRD_ETHER {
@@ -691,7 +688,8 @@ pub fn whole_path(g: &GsoTx, local: Option<Ipv4Addr>, addr: Ipv4Addr) -> Result<
     g.tap
         .steer(hop.ifindex, &dev, dev_mac)
         .map_err(|e| e.to_string())?;
-    Ok(HopMacs {
+    Ok(WholeHop {
+        src,
         next: next_mac,
         dev: dev_mac,
     })

@@ -19,7 +19,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::craft::{hex, mac_bytes};
-use common::overlay::{ip, kernel_vtep, overlay_mtu, two_hosts, underlay, Vs, VsDyn, A_IP, B_IP};
+use common::overlay::{
+    ip, kernel_peer_hosts, kernel_vtep, overlay_mtu, two_hosts, underlay, Vs, VsDyn, A_IP, B_IP,
+};
 use common::{assert_refused, assert_vsctl_error, gbps, report, sh, wait_until, Capture, Lab};
 use ctl::FdbEntry;
 
@@ -60,14 +62,7 @@ fn switch_with_tunnel(v: &impl Vs, port: &str, vni: u32, remotes: &[&str]) {
 /// Host A (the lab's daemon, container h1) and plain-Linux host B (namespace `hb`, kernel
 /// vxlan device and bridge, container h2) joined by the underlay. Returns B's namespace.
 fn kernel_peer_lab(lab: &mut Lab) -> String {
-    let a = lab.sw.clone();
-    let b = lab.add_named_ns("hb");
-    assert_eq!(lab.add_host(), 1);
-    assert_eq!(lab.add_host_on(&b), 2);
-    overlay_mtu(lab, 1, &a, INNER_MTU);
-    overlay_mtu(lab, 2, &b, INNER_MTU);
-    underlay(lab, &a, A_IP, &b, B_IP);
-    kernel_vtep(&b, B_IP, A_IP, "h2p", VNI, VXLAN_PORT);
+    let b = kernel_peer_hosts(lab, INNER_MTU, VNI, VXLAN_PORT);
     lab.start_daemon();
     switch_with_tunnel(lab, "h1p", VNI, &[B_IP]);
     b

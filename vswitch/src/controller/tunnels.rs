@@ -309,11 +309,10 @@ impl Controller {
                 w.remotes.store(t.remotes.load_full());
             }
             for r in t.remotes.load().iter() {
-                if let Some(route) =
-                    crate::sys::udp::route(t.vtep.key.local, r.addr, t.vtep.key.dstport)
+                if let Some(mtu) =
+                    crate::sys::udp::path_mtu(t.vtep.key.local, r.addr, t.vtep.key.dstport)
                 {
-                    r.mtu.store(route.mtu, Ordering::Relaxed);
-                    r.src.store(u32::from(route.src), Ordering::Relaxed);
+                    r.mtu.store(mtu, Ordering::Relaxed);
                 }
                 if let Some(g) = &t.vtep.gso {
                     g.refresh_remote(t.vtep.key, r);

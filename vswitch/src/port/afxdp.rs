@@ -32,8 +32,6 @@ use crate::wire::vnet;
 
 /// Frames read per turn, as for an afpacket V2 ring.
 const RX_FRAMES_PER_TURN: u32 = 64;
-/// What a received frame says about offloads: nothing to do.
-const NO_OFFLOAD: [u8; vnet::LEN] = [0; vnet::LEN];
 
 /// An interface attached through an AF_XDP socket.
 pub struct Afxdp {
@@ -107,12 +105,7 @@ impl Driver for Afxdp {
     #[inline]
     fn rx_batch(&self, _rx: &mut RxScratch<'_>, mut each: impl FnMut(Rx<'_>)) -> Read {
         let (frames, more) = self.xsk.rx().recv(RX_FRAMES_PER_TURN, |frame| {
-            let off = partial_checksum(frame);
-            let vnet = if off.needs_csum {
-                off.to_virtio()
-            } else {
-                NO_OFFLOAD
-            };
+            let vnet = partial_checksum(frame).to_virtio();
             each(Rx::Frame(RxFrame {
                 vnet: &vnet,
                 frame,

@@ -29,6 +29,8 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(1);
 pub struct Hop {
     pub ifindex: u32,
     pub gateway: Option<Ipv4Addr>,
+    /// The source address the kernel picked (absent when the request named one).
+    pub src: Option<Ipv4Addr>,
 }
 
 impl Hop {
@@ -62,16 +64,18 @@ pub fn route(dst: Ipv4Addr, src: Option<Ipv4Addr>) -> io::Result<Hop> {
     })
 }
 
-/// The output device and gateway a route reply names, if it names a device.
+/// The output device, gateway and source a route reply names, if it names a device.
 fn hop_of(r: &RouteMessage) -> Option<Hop> {
     let mut hop = Hop {
         ifindex: 0,
         gateway: None,
+        src: None,
     };
     for a in &r.attributes {
         match a {
             RouteAttribute::Oif(i) => hop.ifindex = *i,
             RouteAttribute::Gateway(RouteAddress::Inet(g)) => hop.gateway = Some(*g),
+            RouteAttribute::PrefSource(RouteAddress::Inet(s)) => hop.src = Some(*s),
             _ => {}
         }
     }
@@ -296,6 +300,7 @@ mod tests {
         r.attributes = vec![
             RouteAttribute::Oif(7),
             RouteAttribute::Gateway(RouteAddress::Inet(Ipv4Addr::new(192, 0, 2, 1))),
+            RouteAttribute::PrefSource(RouteAddress::Inet(Ipv4Addr::new(192, 0, 2, 9))),
         ];
         let mut m = NetlinkMessage::new(
             NetlinkHeader::default(),
@@ -315,7 +320,8 @@ mod tests {
             hop_of(&back),
             Some(Hop {
                 ifindex: 7,
-                gateway: Some(Ipv4Addr::new(192, 0, 2, 1))
+                gateway: Some(Ipv4Addr::new(192, 0, 2, 1)),
+                src: Some(Ipv4Addr::new(192, 0, 2, 9)),
             })
         );
         let mut cut = buf.clone();

@@ -273,6 +273,22 @@ pub fn kernel_vtep(ns: &str, local: &str, remote: &str, port: &str, vni: u32, ds
     ip(ns, &["link", "set", "dev", "kbr0", "up"]);
 }
 
+/// Host A (the lab's own switch namespace, container h1) and plain-Linux host B
+/// (namespace `hb`: a kernel vxlan device `vx0` with VNI `vni` on UDP `dstport` and a
+/// kernel bridge, container h2), both containers with the overlay MTU `mtu`, joined by
+/// the underlay. Returns B's namespace. Starts no daemon.
+pub fn kernel_peer_hosts(lab: &mut Lab, mtu: &str, vni: u32, dstport: u16) -> String {
+    let a = lab.sw.clone();
+    let b = lab.add_named_ns("hb");
+    assert_eq!(lab.add_host(), 1);
+    assert_eq!(lab.add_host_on(&b), 2);
+    overlay_mtu(lab, 1, &a, mtu);
+    overlay_mtu(lab, 2, &b, mtu);
+    underlay(lab, &a, A_IP, &b, B_IP);
+    kernel_vtep(&b, B_IP, A_IP, "h2p", vni, dstport);
+    b
+}
+
 /// The two-host set-up: host B (switch namespace `hb`) beside the lab's own host A,
 /// container 1 on A and 2 on B, both with the overlay MTU `mtu`, and the underlay between
 /// A (`A_IP`) and B (`B_IP`). Returns A's namespace and B. Starts no daemon.

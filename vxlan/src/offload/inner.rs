@@ -93,12 +93,17 @@ pub fn partial_checksum(frame: &[u8]) -> Offload {
     mark().unwrap_or(Offload::NONE)
 }
 
-/// `needs_csum` at `t`'s checksum if its field holds the pseudo-header sum `partial`.
+/// `needs_csum` at `t`'s checksum if its field holds the pseudo-header sum `partial`
+/// and nothing follows the IP packet: a sender that leaves a checksum partial never
+/// pads, and completing a complete checksum that happened to match would then sum the
+/// padding too and write a wrong one.
 fn partial_mark(frame: &[u8], t: &Transport, partial: u16) -> Option<Offload> {
     let field = be16(frame, t.l4 + t.csum_offset())?;
-    holds_partial(field, partial, t.tcp)
-        .then(|| csum_mark(t))
-        .flatten()
+    if t.end == frame.len() && holds_partial(field, partial, t.tcp) {
+        csum_mark(t)
+    } else {
+        None
+    }
 }
 
 /// `needs_csum` at `t`'s checksum, nothing else.
@@ -262,6 +267,25 @@ mod tests {
         });
         f[14 + 6] |= 0x20;
         assert_eq!(partial_checksum(&f), Offload::NONE);
+        // Two tags (802.1ad, then 802.1Q) in front: the offsets count them.
+        let f = frame(&Spec {
+            csum: Csum::Partial,
+            tags: 2,
+            ..Spec::udp6(10)
+        });
+        let off = partial_checksum(&f);
+        assert_eq!(
+            (off.needs_csum, off.csum_start, off.csum_offset),
+            (true, 14 + 8 + 40, 6)
+        );
+        // Padding after the IP packet: never partial (a sender that pads completes).
+        let mut f = frame(&Spec {
+            csum: Csum::Partial,
+            ..Spec::tcp4(0)
+        });
+        f.extend_from_slice(&[0xa5; 6]);
+        assert_eq!(partial_checksum(&f), Offload::NONE);
+        assert_eq!(offload_for_inner(&mut f, 1450), Offload::NONE);
     }
 
     #[test]
