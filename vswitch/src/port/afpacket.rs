@@ -10,7 +10,7 @@ use super::{Driver, Read, RxScratch, Sent};
 use crate::counters::{Drop, PortCounters};
 use crate::dataplane::PortRt;
 use crate::pool::Buf;
-use crate::sys::afpacket::{send_mmsg, AfPacket, RingKind, Rx, TX_BATCH};
+use crate::sys::afpacket::{send_mmsg, tx_socket, AfPacket, RingKind, Rx, TX_BATCH};
 use crate::sys::iface;
 
 /// Ring blocks (V3) read per turn, so one busy port cannot starve the others.
@@ -18,10 +18,13 @@ const RX_BLOCKS_PER_TURN: usize = 8;
 /// Ring slots (V2) read per turn.
 const RX_FRAMES_PER_TURN: usize = 64;
 
-/// An interface attached through an AF_PACKET socket.
+/// An interface attached through AF_PACKET sockets: one with the RX ring, one to send.
 pub struct Afpacket {
-    /// The socket's descriptor, for senders: `sendmmsg` needs no ring state.
+    /// The RX socket's descriptor, which the owner polls.
     fd: RawFd,
+    /// The socket frames are sent through (with `sendmmsg`, no ring state), polled
+    /// only while the kernel pushes back.
+    tx: socket2::Socket,
     ifindex: u32,
     /// The socket and its RX ring. Only the owner reads, so the lock is never contended;
     /// it is what lets senders on other workers share this value.
@@ -38,6 +41,7 @@ impl Afpacket {
         let sock = AfPacket::open(name, ring)?;
         Ok(Afpacket {
             fd: sock.as_raw_fd(),
+            tx: tx_socket(sock.ifindex())?,
             ifindex: sock.ifindex(),
             ring: Mutex::new(sock),
             fallback: None,
@@ -58,6 +62,10 @@ impl Afpacket {
 impl Driver for Afpacket {
     fn fd(&self) -> Option<RawFd> {
         Some(self.fd)
+    }
+
+    fn tx_fd(&self) -> Option<RawFd> {
+        Some(self.tx.as_raw_fd())
     }
 
     fn ifindex(&self) -> u32 {
@@ -100,7 +108,7 @@ impl Driver for Afpacket {
             *r = b.bytes();
         }
         let mut errors = 0;
-        let taken = send_mmsg(self.fd, &refs[..n.min(TX_BATCH)], &mut errors)?;
+        let taken = send_mmsg(self.tx.as_raw_fd(), &refs[..n.min(TX_BATCH)], &mut errors)?;
         Ok(Sent {
             taken,
             errors,

@@ -77,6 +77,13 @@ pub trait Driver {
     /// fed by something else (a tunnel by its VTEP, a gateway port by its queue).
     fn fd(&self) -> Option<RawFd>;
 
+    /// A descriptor of its own that frames are sent through, which the owner polls for
+    /// room only while the kernel pushes back (`None`: sends go through [`Driver::fd`],
+    /// or are not polled for).
+    fn tx_fd(&self) -> Option<RawFd> {
+        None
+    }
+
     /// The interface index the port is bound to (0 when it has none it keeps).
     fn ifindex(&self) -> u32 {
         0
@@ -200,6 +207,11 @@ impl PortIo {
     /// See [`Driver::fd`].
     pub fn fd(&self) -> Option<RawFd> {
         dispatch!(self, p => p.fd())
+    }
+
+    /// See [`Driver::tx_fd`].
+    pub fn tx_fd(&self) -> Option<RawFd> {
+        dispatch!(self, p => p.tx_fd())
     }
 
     /// See [`Driver::rx_batch`].

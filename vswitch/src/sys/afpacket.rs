@@ -23,8 +23,13 @@
 //! second socket with the big ring on a short-lived thread (allocating the ring takes
 //! milliseconds, while the small ring fills), joins it to the group, points the program
 //! at it, and empties the old ring twice, 200 µs apart: no frame is doubled or reordered,
-//! none the kernel steered to the old socket before that is lost, and the first
-//! socket stays the one senders use.
+//! none the kernel steered to the old socket before that is lost.
+//!
+//! Frames are sent through a socket of their own ([`tx_socket`]), never polled while
+//! the kernel takes what it is given: the kernel wakes a socket's pollers each time it
+//! frees a frame sent through it (`sock_def_write_space`, epoll's callback under the
+//! wait queue's lock: 4% of a worker's time forwarding 64-byte frames), and a worker
+//! needs that only while it waits for room.
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -121,8 +126,8 @@ pub struct RxFrame<'a> {
 
 /// An AF_PACKET socket bound to one interface.
 pub struct AfPacket {
-    /// The socket bound at open: senders use its descriptor, and frames are read from it
-    /// until a grow moves reading to `grown`.
+    /// The socket bound at open: frames are read from it until a grow moves reading to
+    /// `grown`.
     sock: Socket,
     /// The socket with the big ring, once grown (the fanout group's receiving member).
     grown: Option<Socket>,
@@ -514,11 +519,6 @@ impl AfPacket {
         let _ = request_ring(self.sock.as_raw_fd(), self.kind, 0);
     }
 
-    /// Sends frames; see [`send_mmsg`].
-    pub fn send(&self, frames: &[&[u8]], errors: &mut u64) -> io::Result<usize> {
-        send_mmsg(self.sock.as_raw_fd(), frames, errors)
-    }
-
     /// Frames the kernel dropped because the ring was full, since the last call; a small
     /// ring that dropped grows at the next read.
     pub fn ring_drops(&mut self) -> u64 {
@@ -677,11 +677,6 @@ fn new_socket(kind: RingKind, blocks: u32) -> io::Result<(Socket, NonNull<u8>)> 
     setsockopt_int(fd, libc::SOL_PACKET, libc::PACKET_VERSION, version as i32)?;
     setsockopt_int(fd, libc::SOL_PACKET, libc::PACKET_VNET_HDR, 1)?;
     setsockopt_int(fd, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, 1)?;
-    // veths have no qdisc worth going through; skipping it saves a lock per frame.
-    setsockopt_int(fd, libc::SOL_PACKET, libc::PACKET_QDISC_BYPASS, 1)?;
-    // Room for a few batches of super-frames in flight.
-    let _ = setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, 4 << 20)
-        .or_else(|_| setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, 4 << 20));
     if kind == RingKind::V2 {
         setsockopt_int(fd, libc::SOL_PACKET, libc::PACKET_COPY_THRESH, 1)?;
         let _ = setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, 4 << 20)
@@ -691,12 +686,29 @@ fn new_socket(kind: RingKind, blocks: u32) -> io::Result<(Socket, NonNull<u8>)> 
     Ok((sock, ring))
 }
 
-/// Binds socket `fd` to every protocol on interface `ifindex`, in promiscuous mode.
-fn bind_promisc(fd: RawFd, ifindex: u32) -> io::Result<()> {
+/// A socket that only sends, on interface `ifindex` (frames behind their virtio-net
+/// header, through [`send_mmsg`]): bound with protocol 0, so the kernel hands it no
+/// frame.
+pub fn tx_socket(ifindex: u32) -> io::Result<Socket> {
+    let sock = Socket::new(Domain::PACKET, Type::RAW, Some(Protocol::from(0)))?;
+    let fd = sock.as_raw_fd();
+    setsockopt_int(fd, libc::SOL_PACKET, libc::PACKET_VNET_HDR, 1)?;
+    // veths have no qdisc worth going through; skipping it saves a lock per frame.
+    setsockopt_int(fd, libc::SOL_PACKET, libc::PACKET_QDISC_BYPASS, 1)?;
+    // Room for a few batches of super-frames in flight.
+    let _ = setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, 4 << 20)
+        .or_else(|_| setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, 4 << 20));
+    bind_ll(fd, ifindex, 0)?;
+    Ok(sock)
+}
+
+/// Binds socket `fd` to interface `ifindex` for EtherType `protocol` (host order; 0
+/// receives nothing).
+fn bind_ll(fd: RawFd, ifindex: u32, protocol: u16) -> io::Result<()> {
     // SAFETY: sockaddr_ll is plain old data; all-zero is valid before we fill it.
     let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     sll.sll_family = libc::AF_PACKET as u16;
-    sll.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
+    sll.sll_protocol = protocol.to_be();
     sll.sll_ifindex = ifindex as i32;
     // SAFETY: `sll` is a valid sockaddr_ll and its exact size is passed.
     cvt(unsafe {
@@ -706,6 +718,12 @@ fn bind_promisc(fd: RawFd, ifindex: u32) -> io::Result<()> {
             std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
         )
     })?;
+    Ok(())
+}
+
+/// Binds socket `fd` to every protocol on interface `ifindex`, in promiscuous mode.
+fn bind_promisc(fd: RawFd, ifindex: u32) -> io::Result<()> {
+    bind_ll(fd, ifindex, libc::ETH_P_ALL as u16)?;
     let mreq = libc::packet_mreq {
         mr_ifindex: ifindex as i32,
         mr_type: libc::PACKET_MR_PROMISC as u16,

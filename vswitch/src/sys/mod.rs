@@ -16,6 +16,27 @@ pub mod xdp;
 
 use std::io;
 
+/// Runs `f` on a thread of its own in a new, empty network namespace (root only, as the
+/// integration tests): nothing of the host's is touched, and commands it starts (`ip`,
+/// `tc`) run in that namespace too.
+#[cfg(test)]
+pub(crate) fn in_new_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::spawn(move || {
+        // SAFETY: unshare(2) with CLONE_NEWNET moves only this thread into a new network
+        // namespace; no memory is involved.
+        let r = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+        assert_eq!(
+            r,
+            0,
+            "a network namespace of its own needs root: unshare: {}",
+            io::Error::last_os_error()
+        );
+        f()
+    })
+    .join()
+    .unwrap_or_else(|e| std::panic::resume_unwind(e))
+}
+
 /// Turns a libc return value into an `io::Result`.
 pub(crate) fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
     if ret < 0 {

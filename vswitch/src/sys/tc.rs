@@ -237,28 +237,9 @@ mod tests {
         assert_eq!(mirred_target(&TcAction::default()), None);
     }
 
-    /// Runs `f` on a thread of its own in a new, empty network namespace (root only,
-    /// as the integration tests): nothing of the host's is touched.
-    fn in_new_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-        std::thread::spawn(move || {
-            // SAFETY: unshare(2) with CLONE_NEWNET moves only this thread into a new
-            // network namespace; no memory is involved.
-            let r = unsafe { libc::unshare(libc::CLONE_NEWNET) };
-            assert_eq!(
-                r,
-                0,
-                "a network namespace of its own needs root: unshare: {}",
-                io::Error::last_os_error()
-            );
-            f()
-        })
-        .join()
-        .unwrap()
-    }
-
     #[test]
     fn qdisc_and_redirect_filter_made_listed_and_deleted_as_tc_would() {
-        in_new_netns(|| {
+        crate::sys::in_new_netns(|| {
             let lo = crate::sys::iface::index("lo").unwrap();
             assert!(!has_ingress(lo).unwrap());
             add_ingress(lo).unwrap();

@@ -60,6 +60,9 @@ pub struct Worker {
     rx_more: Vec<PortId>,
     /// Some port's TX the kernel pushed back on: retry shortly.
     tx_blocked: bool,
+    /// Owned ports whose own send descriptor is polled for room, because the kernel
+    /// pushed back on it.
+    tx_watched: Vec<PortId>,
     /// Some owned TX queue still holds frames after a turn: come back at once.
     tx_more: bool,
     /// Scratch for TAP reads when the pool has no large buffer.
@@ -100,6 +103,7 @@ impl Worker {
             slots: Vec::new(),
             rx_more: Vec::new(),
             tx_blocked: false,
+            tx_watched: Vec::new(),
             tx_more: false,
             scratch: vec![0u8; LARGE].into_boxed_slice(),
             spare: None,
@@ -263,6 +267,12 @@ impl Worker {
         };
         if let Some(fd) = slot.io.fd() {
             let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+        }
+        if let Some(i) = self.tx_watched.iter().position(|&p| p == id) {
+            self.tx_watched.swap_remove(i);
+            if let Some(fd) = slot.io.tx_fd() {
+                let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+            }
         }
         let mut dropped = 0u64;
         {

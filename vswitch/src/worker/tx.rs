@@ -5,6 +5,9 @@
 use std::io;
 use std::sync::Arc;
 
+use mio::unix::SourceFd;
+use mio::{Interest, Token};
+
 use super::Worker;
 use crate::counters::{bump, Drop};
 use crate::dataplane::{PortRt, Snapshot, TxState, WorkerMsg};
@@ -44,7 +47,10 @@ impl Worker {
     fn settle(&mut self, rt: &Arc<PortRt>, result: io::Result<Drained>) {
         match result {
             Ok(Drained::Empty) => {}
-            Ok(Drained::Blocked) if rt.owner == self.idx => self.tx_blocked = true,
+            Ok(Drained::Blocked) if rt.owner == self.idx => {
+                self.tx_blocked = true;
+                self.watch_tx(rt.id);
+            }
             Ok(_) if rt.owner == self.idx => self.tx_more = true,
             Ok(_) => self.wake[rt.owner] = true,
             Err(e) => self.tx_failed(rt, e),
@@ -70,12 +76,64 @@ impl Worker {
             let Some(slot) = self.slots[i].as_ref() else {
                 continue;
             };
+            let id = slot.rt.id;
             let result = try_drain(self.idx, &self.shared.pool, &slot.rt);
+            if !self.tx_watched.is_empty() && !matches!(result, Ok(Drained::Blocked)) {
+                self.unwatch_tx(id);
+            }
             if !matches!(result, Ok(Drained::Empty)) {
                 // Only now is the port needed past the borrow of `slots`.
-                let rt = slot.rt.clone();
+                let Some(rt) = self.slots[i].as_ref().map(|s| s.rt.clone()) else {
+                    continue;
+                };
                 self.settle(&rt, result);
             }
+        }
+    }
+}
+
+impl Worker {
+    /// Polls port `id`'s own send descriptor for room (under the port's token), while
+    /// the kernel pushes back on it. A port that sends through its receive descriptor
+    /// is polled for room there all along.
+    fn watch_tx(&mut self, id: crate::fdb::PortId) {
+        if self.tx_watched.contains(&id) {
+            return;
+        }
+        let Some(fd) = self
+            .slots
+            .get(id as usize)
+            .and_then(|s| s.as_ref())
+            .and_then(|s| s.io.tx_fd())
+        else {
+            return;
+        };
+        // Registering reports room already there, so none freed meanwhile is missed;
+        // should it fail, the blocked turn's short timeout retries anyway.
+        if self
+            .poll
+            .registry()
+            .register(&mut SourceFd(&fd), Token(id as usize), Interest::WRITABLE)
+            .is_ok()
+        {
+            self.tx_watched.push(id);
+        }
+    }
+
+    /// Stops polling port `id`'s send descriptor: the kernel takes its frames again.
+    /// Polled, every frame it frees would wake the poller.
+    fn unwatch_tx(&mut self, id: crate::fdb::PortId) {
+        let Some(i) = self.tx_watched.iter().position(|&p| p == id) else {
+            return;
+        };
+        self.tx_watched.swap_remove(i);
+        if let Some(fd) = self
+            .slots
+            .get(id as usize)
+            .and_then(|s| s.as_ref())
+            .and_then(|s| s.io.tx_fd())
+        {
+            let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
         }
     }
 }
@@ -205,6 +263,68 @@ mod tests {
         // All eight buffers can be had again only if the three sent went back.
         let again: Vec<_> = (0..8).map_while(|_| pool.get(100)).collect();
         assert_eq!(again.len(), 8, "every sent buffer went back to the pool");
+    }
+
+    /// An afpacket port sends through a socket of its own, which the worker polls for
+    /// room only while the kernel pushes back: registered once under the port's token
+    /// (room is reported at once), dropped when the port drains, and on detach.
+    #[test]
+    fn a_port_with_its_own_send_socket_is_polled_for_room_only_while_blocked() {
+        crate::sys::in_new_netns(|| {
+            let ip = |args: &[&str]| {
+                let st = std::process::Command::new("ip")
+                    .args(args)
+                    .status()
+                    .unwrap();
+                assert!(st.success(), "ip {args:?}");
+            };
+            ip(&[
+                "link", "add", "wtx0", "type", "veth", "peer", "name", "wtx1",
+            ]);
+            ip(&["link", "set", "wtx1", "up"]);
+            let io =
+                crate::port::Afpacket::open("wtx0", crate::sys::afpacket::RingKind::V2).unwrap();
+            let io = Arc::new(PortIo::Afpacket(io));
+            let tx_fd = io.tx_fd().expect("an afpacket port has a send socket");
+            assert_ne!(Some(tx_fd), io.fd(), "and it is not the polled RX socket");
+            let shared = crate::dataplane::Shared::without_workers();
+            let (_tell, inbox) = crossbeam::channel::unbounded();
+            let mut w = Worker::new(0, shared, mio::Poll::new().unwrap(), inbox);
+            let rt = Arc::new(PortRt::with_txq_len(
+                3,
+                "wtx0",
+                ctl::PortKind::Afpacket,
+                0,
+                0,
+                1,
+                8,
+            ));
+            rt.tx.lock().unwrap().io = Some(io.clone());
+            w.slots.resize_with(4, || None);
+            w.slots[3] = Some(super::super::Slot { rt, io });
+
+            w.watch_tx(3);
+            w.watch_tx(3);
+            assert_eq!(w.tx_watched, vec![3], "watched once");
+            let mut events = mio::Events::with_capacity(8);
+            w.poll
+                .poll(&mut events, Some(std::time::Duration::from_secs(1)))
+                .unwrap();
+            assert!(
+                events
+                    .iter()
+                    .any(|e| e.token() == mio::Token(3) && e.is_writable()),
+                "room there already is reported under the port's token"
+            );
+            // Nothing queued: the drain ends empty and the socket is no longer polled.
+            w.drain_all();
+            assert!(w.tx_watched.is_empty());
+            // Deregistered for real: registering the descriptor again succeeds.
+            w.watch_tx(3);
+            assert_eq!(w.tx_watched, vec![3]);
+            w.detach(3, None);
+            assert!(w.tx_watched.is_empty(), "a detached port is not watched");
+        });
     }
 
     #[test]
