@@ -27,6 +27,19 @@ const INNER_MTU: usize = 1450;
 const MAX_FRAME: usize = INNER_MTU + 14;
 const VNI: u32 = 42;
 
+/// The frames of the per-frame decapsulation and afxdp benches: length, and whether the
+/// TCP checksum is left partial.
+const FRAME_CASES: [(usize, bool); 3] = [(64, false), (1514, false), (1514, true)];
+
+/// A bench's name for one of [`FRAME_CASES`].
+fn case_name(len: usize, partial: bool) -> String {
+    if partial {
+        format!("{len}B/partial")
+    } else {
+        format!("{len}B")
+    }
+}
+
 /// An Ethernet + IPv4 + TCP frame of `len` bytes (at least 54), IPv4 header checksum
 /// valid, TCP checksum complete or (`partial`) holding the pseudo-header sum.
 fn tcp_frame(len: usize, partial: bool) -> Vec<u8> {
@@ -113,15 +126,10 @@ fn decap(c: &mut Criterion) {
             ],
         );
     }
-    for (len, partial) in [(64usize, false), (1514, false), (1514, true)] {
+    for (len, partial) in FRAME_CASES {
         let mut d = encode(VNI).to_vec();
         d.extend_from_slice(&tcp_frame(len, partial));
-        let name = if partial {
-            format!("{len}B/partial")
-        } else {
-            format!("{len}B")
-        };
-        g.bench_function(name, |b| {
+        g.bench_function(case_name(len, partial), |b| {
             b.iter(|| {
                 let dc = table.classify(src, black_box(&d)).unwrap();
                 let off = offload_for_inner(&mut d[dc.inner], INNER_MTU);
@@ -148,14 +156,9 @@ fn decap(c: &mut Criterion) {
 fn afxdp_rx(c: &mut Criterion) {
     let mut g = c.benchmark_group("afxdp_rx_partial_checksum");
     g.throughput(Throughput::Elements(1));
-    for (len, partial) in [(64usize, false), (1514, false), (1514, true)] {
+    for (len, partial) in FRAME_CASES {
         let f = tcp_frame(len, partial);
-        let name = if partial {
-            format!("{len}B/partial")
-        } else {
-            format!("{len}B")
-        };
-        g.bench_function(name, |b| {
+        g.bench_function(case_name(len, partial), |b| {
             b.iter(|| {
                 let off = partial_checksum(black_box(&f));
                 assert_eq!(off.needs_csum, partial);
