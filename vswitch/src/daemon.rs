@@ -82,6 +82,10 @@ fn os(what: &'static str) -> impl FnOnce(std::io::Error) -> StartError {
 /// Runs the daemon until a termination signal. Returns an error for anything that
 /// stops it from starting.
 pub fn run(opts: Options) -> Result<(), StartError> {
+    match crate::sys::limits::raise_nofile() {
+        Ok(n) => tracing::debug!("open descriptors allowed: {n}"),
+        Err(e) => tracing::warn!("could not raise the limit on open descriptors: {e}"),
+    }
     let store = Store::new(&opts.db);
     let mut cfg = store.load()?;
     let key_path = crate::encrypt::keyfile::path_for(&opts.db);

@@ -6,6 +6,7 @@ pub mod afpacket;
 pub mod gso_tap;
 pub mod heap;
 pub mod iface;
+pub mod limits;
 pub mod netns;
 pub mod rtnl;
 pub mod sched;
