@@ -268,12 +268,7 @@ impl Worker {
         if let Some(fd) = slot.io.fd() {
             let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
         }
-        if let Some(i) = self.tx_watched.iter().position(|&p| p == id) {
-            self.tx_watched.swap_remove(i);
-            if let Some(fd) = slot.io.tx_fd() {
-                let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
-            }
-        }
+        self.unwatch_tx(id, slot.io.tx_fd());
         let mut dropped = 0u64;
         {
             // Waits for any worker sending on this port right now; after this, nobody

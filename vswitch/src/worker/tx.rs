@@ -3,6 +3,7 @@
 //! queues in batches through the port's own [`tx_batch`](crate::port::Driver::tx_batch).
 
 use std::io;
+use std::os::fd::RawFd;
 use std::sync::Arc;
 
 use mio::unix::SourceFd;
@@ -76,10 +77,10 @@ impl Worker {
             let Some(slot) = self.slots[i].as_ref() else {
                 continue;
             };
-            let id = slot.rt.id;
+            let (id, tx_fd) = (slot.rt.id, slot.io.tx_fd());
             let result = try_drain(self.idx, &self.shared.pool, &slot.rt);
-            if !self.tx_watched.is_empty() && !matches!(result, Ok(Drained::Blocked)) {
-                self.unwatch_tx(id);
+            if !matches!(result, Ok(Drained::Blocked)) {
+                self.unwatch_tx(id, tx_fd);
             }
             if !matches!(result, Ok(Drained::Empty)) {
                 // Only now is the port needed past the borrow of `slots`.
@@ -90,9 +91,7 @@ impl Worker {
             }
         }
     }
-}
 
-impl Worker {
     /// Polls port `id`'s own send descriptor for room (under the port's token), while
     /// the kernel pushes back on it. A port that sends through its receive descriptor
     /// is polled for room there all along.
@@ -120,19 +119,15 @@ impl Worker {
         }
     }
 
-    /// Stops polling port `id`'s send descriptor: the kernel takes its frames again.
-    /// Polled, every frame it frees would wake the poller.
-    fn unwatch_tx(&mut self, id: crate::fdb::PortId) {
+    /// Stops polling port `id`'s send descriptor `tx_fd`, if it was watched: the kernel
+    /// takes its frames again, or the port goes. Polled, every frame it frees would wake
+    /// the poller.
+    pub(super) fn unwatch_tx(&mut self, id: crate::fdb::PortId, tx_fd: Option<RawFd>) {
         let Some(i) = self.tx_watched.iter().position(|&p| p == id) else {
             return;
         };
         self.tx_watched.swap_remove(i);
-        if let Some(fd) = self
-            .slots
-            .get(id as usize)
-            .and_then(|s| s.as_ref())
-            .and_then(|s| s.io.tx_fd())
-        {
+        if let Some(fd) = tx_fd {
             let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
         }
     }
