@@ -674,10 +674,10 @@ pub fn whole_path(g: &GsoTx, local: Option<Ipv4Addr>, addr: Ipv4Addr) -> Result<
         .ok_or("the route names no source address")?;
     let dev = iface::name_of(hop.ifindex)
         .ok_or_else(|| format!("no device with index {}", hop.ifindex))?;
-    if iface::hw_type(&dev).map_err(|e| e.to_string())? != libc::ARPHRD_ETHER {
+    let (family, dev_mac) = iface::link_addr(&dev).map_err(|e| e.to_string())?;
+    if family != libc::ARPHRD_ETHER {
         return Err(format!("{dev} is not an Ethernet device"));
     }
-    let dev_mac = iface::hw_addr(&dev).map_err(|e| e.to_string())?;
     if dev_mac == [0; 6] {
         return Err(format!("{dev} has no MAC address"));
     }

@@ -91,12 +91,23 @@ pub fn set_up(name: &str) -> io::Result<()> {
 
 /// The interface's MAC address.
 pub fn hw_addr(name: &str) -> io::Result<[u8; 6]> {
+    link_addr(name).map(|(_, mac)| mac)
+}
+
+/// The interface's link-layer type (ARPHRD_*) and the first six bytes of its address,
+/// from one query, so that the two cannot come from different devices when a name
+/// is reused between two reads.
+pub fn link_addr(name: &str) -> io::Result<(u16, [u8; 6])> {
     let req = query(name, libc::SIOCGIFHWADDR)?;
     // SAFETY: after SIOCGIFHWADDR the union holds ifru_hwaddr.
-    let d = unsafe { req.ifr_ifru.ifru_hwaddr.sa_data };
-    Ok([
-        d[0] as u8, d[1] as u8, d[2] as u8, d[3] as u8, d[4] as u8, d[5] as u8,
-    ])
+    let a = unsafe { req.ifr_ifru.ifru_hwaddr };
+    let d = a.sa_data;
+    Ok((
+        a.sa_family,
+        [
+            d[0] as u8, d[1] as u8, d[2] as u8, d[3] as u8, d[4] as u8, d[5] as u8,
+        ],
+    ))
 }
 
 /// Sets the interface's MAC address.
@@ -121,9 +132,7 @@ pub fn mtu(name: &str) -> io::Result<u32> {
 
 /// The link-layer type of the interface (ARPHRD_*), to refuse non-Ethernet devices.
 pub fn hw_type(name: &str) -> io::Result<u16> {
-    let req = query(name, libc::SIOCGIFHWADDR)?;
-    // SAFETY: after SIOCGIFHWADDR the union holds ifru_hwaddr.
-    Ok(unsafe { req.ifr_ifru.ifru_hwaddr.sa_family })
+    link_addr(name).map(|(family, _)| family)
 }
 
 /// Interface `name` made ready for a port: it must exist (`NotFound`) and be an
@@ -157,6 +166,7 @@ mod tests {
         assert_eq!(index("no-such-if-xyz"), None);
         assert!(flags("lo").unwrap() & libc::IFF_UP as u32 != 0);
         assert_eq!(hw_type("lo").unwrap(), libc::ARPHRD_LOOPBACK);
+        assert_eq!(link_addr("lo").unwrap(), (libc::ARPHRD_LOOPBACK, [0; 6]));
         assert!(flags("this-name-is-way-too-long").is_err());
     }
 }
