@@ -15,7 +15,9 @@
 # delivered = h2's rx), TCP over many flows (4 and 8 host pairs, each its own iperf3, all at
 # once: the aggregate), the switch process's RSS, and next to every
 # throughput the switch's CPU (utime + stime of vswitchd or ovs-vswitchd over the run) per
-# Gbit/s (per Mpps for UDP). Medians over the repeats.
+# Gbit/s (per Mpps for UDP), and how much of the run its busiest thread spent on the CPU a
+# sender (iperf3 client, trafgen) ran on (sampled every 40 ms; "on a sender's CPU N% of the
+# time", *_beside_sender in the JSON). Medians over the repeats.
 #
 # Results: a table on stdout, raw JSON in benches/results/<date>-<time>.json and
 # benches/results/latest.json (full runs of all four setups only; --quick saves nothing
@@ -105,6 +107,7 @@ IP1="$NET.1"
 IP2="$NET.2"
 bench_state vswitch-bench
 IPERF_BIND=1
+PLACEMENT=1
 pause() { run_wait sleep "$1"; }
 
 # ---- dependencies, build ---------------------------------------------------------------------
@@ -266,8 +269,9 @@ measure_udp() { # SETUP REP
     read -r tx1 txd1 < <(stat_of "$H1" "$HIF1" tx_packets tx_dropped)
     read -r rx1 < <(stat_of "$H2" "$HIF2" rx_packets)
     t1="$(now)"
-    cpu_end
+    # Before cpu_end, whose profiler and sampler take a moment to stop.
     pid_alive "$tg" || info "warning: trafgen stopped before the window closed (machine overloaded?)"
+    cpu_end
     [[ "$tx0 $txd0 $rx0 $tx1 $txd1 $rx1" =~ ^[0-9]+( [0-9]+){5}$ ]] ||
         die "$setup: cannot read the interface counters ($tx0 $txd0 $rx0 $tx1 $txd1 $rx1)"
     wait "$tg" 2>/dev/null || true
@@ -284,7 +288,9 @@ measure_udp() { # SETUP REP
         # Per Mpps delivered: the per-frame cost, as CPU per Gbit/s is for TCP.
         record "$setup" udp64_cpu_cores "$CPU_CORES"
         record "$setup" udp64_cpu_pct_per_mpps "$(calc "$CPU_CORES * 100 * 1000 / $delivered")"
-        cpu_text=", switch $(dec 0 "$(calc "$CPU_CORES * 100")")% of a core, $(dec 0 "$(calc "$CPU_CORES * 100 * 1000 / $delivered")")% per Mpps"
+        CPU_TEXT=", switch $(dec 0 "$(calc "$CPU_CORES * 100")")% of a core, $(dec 0 "$(calc "$CPU_CORES * 100 * 1000 / $delivered")")% per Mpps"
+        place_record "$setup" udp64
+        cpu_text="$CPU_TEXT"
     fi
     record_detail "$setup" "{\"kind\":\"udp64\",\"window_s\":$dt,\"switch_cores\":${CPU_CORES:-null},\"h1_tx_packets\":$((tx1 - tx0)),\"h1_tx_dropped\":$((txd1 - txd0)),\"h2_rx_packets\":$((rx1 - rx0)),\"trafgen_sent_total\":$sent}"
     info "UDP 64 B ${UDP_SECS}s: offered $(dec 0 "$offered") kpps, delivered $(dec 0 "$delivered") kpps$cpu_text"

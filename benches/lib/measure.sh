@@ -35,6 +35,14 @@ cpu_ticks() { # PID...: utime + stime of the processes, in clock ticks (empty if
 # -g` on CPU_PIDS into DIR/<n>.data (numbered in order; the list in DIR/index.txt), for
 # README's "What limits it" (no hardware counters on a VM: cpu-clock sampling).
 PERF_N=0
+# PLACEMENT=1 (run.sh sets it): each CPU measurement also samples, every 40 ms, the CPU the
+# switch's threads and the traffic's senders last ran on (lib/placement.py). A worker that
+# shares the sender's CPU halves TCP on two cores (README, "What limits it") and the
+# scheduler picks that run by run; cpu_end -> PLACE_BESIDE, the share of the time the
+# busiest switch thread was on a sender's CPU (e.g. 0.63), empty if unknown.
+PLACEMENT=0
+PLACE_N=0
+PLACE_PID=""
 cpu_begin() { # [WHAT] -> CPU_T0, CPU_C0: the start of a CPU measurement of CPU_PIDS
     CPU_T0="$(now)"
     CPU_C0=""
@@ -52,15 +60,28 @@ cpu_begin() { # [WHAT] -> CPU_T0, CPU_C0: the start of a CPU measurement of CPU_
             )"
         PERF_PID="$SPAWNED"
     fi
+    if [ "$PLACEMENT" = 1 ]; then
+        PLACE_N=$((PLACE_N + 1))
+        PLACE_OUT="$TMP/placement-$PLACE_N.jsonl"
+        spawn "$TMP/placement.log" python3 "$LIBDIR/placement.py" sample "$PLACE_OUT" "${CPU_PIDS[@]}"
+        PLACE_PID="$SPAWNED"
+    fi
 }
 # cpu_end -> CPU_CORES (cores used since cpu_begin, e.g. 0.85) or empty when nothing is measured
 cpu_end() {
     local c1
     CPU_CORES=""
+    PLACE_BESIDE=""
     if [ -n "${PERF_PID:-}" ]; then
         stop_pid "$PERF_PID" INT
         forget_pid "$PERF_PID"
         PERF_PID=""
+    fi
+    if [ -n "${PLACE_PID:-}" ]; then
+        stop_pid "$PLACE_PID"
+        forget_pid "$PLACE_PID"
+        PLACE_PID=""
+        PLACE_BESIDE="$(python3 "$LIBDIR/placement.py" summary "$PLACE_OUT" 2>/dev/null)" || PLACE_BESIDE=""
     fi
     [ -n "$CPU_C0" ] || return 0
     c1="$(cpu_ticks "${CPU_PIDS[@]}")"
@@ -77,6 +98,14 @@ cpu_record() {
     record "$1" "$2" "$per"
     record "$1" "${2%_pct_per_gbps}_cores" "$CPU_CORES"
     CPU_TEXT=", switch $(dec 0 "$(calc "$CPU_CORES * 100")")% of a core, $(dec 1 "$per")% per Gbit/s"
+    place_record "$1" "${2%_cpu_pct_per_gbps}"
+}
+# place_record SETUP PREFIX: after cpu_end, PREFIX_beside_sender from PLACE_BESIDE, and its
+# text added to CPU_TEXT.
+place_record() {
+    [ -n "${PLACE_BESIDE:-}" ] || return 0
+    record "$1" "${2}_beside_sender" "$PLACE_BESIDE"
+    CPU_TEXT="$CPU_TEXT, on a sender's CPU $(dec 0 "$(calc "$PLACE_BESIDE * 100")")% of the time"
 }
 
 # ---- ping and iperf3 -------------------------------------------------------------------------
