@@ -283,17 +283,16 @@ measure_udp() { # SETUP REP
     awk -v d="$delivered" 'BEGIN { exit !(d > 0) }' || die "$setup: no UDP frame reached h2"
     record "$setup" udp64_offered_kpps "$offered"
     record "$setup" udp64_delivered_kpps "$delivered"
-    local cpu_text=""
+    CPU_TEXT=""
     if [ -n "$CPU_CORES" ]; then
         # Per Mpps delivered: the per-frame cost, as CPU per Gbit/s is for TCP.
         record "$setup" udp64_cpu_cores "$CPU_CORES"
         record "$setup" udp64_cpu_pct_per_mpps "$(calc "$CPU_CORES * 100 * 1000 / $delivered")"
         CPU_TEXT=", switch $(dec 0 "$(calc "$CPU_CORES * 100")")% of a core, $(dec 0 "$(calc "$CPU_CORES * 100 * 1000 / $delivered")")% per Mpps"
         place_record "$setup" udp64
-        cpu_text="$CPU_TEXT"
     fi
     record_detail "$setup" "{\"kind\":\"udp64\",\"window_s\":$dt,\"switch_cores\":${CPU_CORES:-null},\"h1_tx_packets\":$((tx1 - tx0)),\"h1_tx_dropped\":$((txd1 - txd0)),\"h2_rx_packets\":$((rx1 - rx0)),\"trafgen_sent_total\":$sent}"
-    info "UDP 64 B ${UDP_SECS}s: offered $(dec 0 "$offered") kpps, delivered $(dec 0 "$delivered") kpps$cpu_text"
+    info "UDP 64 B ${UDP_SECS}s: offered $(dec 0 "$offered") kpps, delivered $(dec 0 "$delivered") kpps$CPU_TEXT"
 }
 
 record_rss() { # SETUP PID WHEN(start|idle|peak) [KIB: the value read earlier]

@@ -25,12 +25,14 @@ RESCAN = 0.5
 MAX_THREADS = 4
 
 
-def stat_fields(path):
-    """The fields after the command name (which may hold spaces), or None."""
+def cpu_ticks(path):
+    """(CPU last run on, utime + stime) from a /proc stat file, or None if it is gone."""
     try:
         with open(path) as f:
-            return f.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
+            # The fields after the command name, which may hold spaces.
+            st = f.read().rsplit(")", 1)[1].split()
+        return int(st[36]), int(st[11]) + int(st[12])
+    except (OSError, IndexError, ValueError):
         return None
 
 
@@ -75,23 +77,31 @@ def sample(out, pids):
                 snd = [p for p in snd if os.path.exists(f"/proc/{p}")] + senders(seen)
                 ran = []
                 for path in tasks:
-                    st = stat_fields(path)
-                    if st and len(st) > 36:
-                        t = int(st[11]) + int(st[12])
-                        if path in ticks and t != ticks[path]:
+                    got = cpu_ticks(path)
+                    if got:
+                        if path in ticks and got[1] != ticks[path]:
                             ran.append(path)
-                        ticks[path] = t
+                        ticks[path] = got[1]
                 watched = ran[:MAX_THREADS]
                 rescan = now + RESCAN
             rec = {"sw": [], "snd": []}
             for key, paths in (("sw", watched), ("snd", [f"/proc/{p}/stat" for p in snd])):
                 for path in paths:
-                    st = stat_fields(path)
-                    if st and len(st) > 36:
-                        # CPU last run on; utime + stime
-                        rec[key].append([path, int(st[36]), int(st[11]) + int(st[12])])
+                    got = cpu_ticks(path)
+                    if got:
+                        rec[key].append([path, *got])
             f.write(json.dumps(rec) + "\n")
             time.sleep(INTERVAL)
+
+
+def growth(recs, key):
+    """{path: CPU ticks it gained between its first and last sample} for `key`'s entries."""
+    span = {}
+    for r in recs:
+        for p, _, t in r[key]:
+            lo, _ = span.get(p, (t, t))
+            span[p] = (min(lo, t), t)
+    return {p: hi - lo for p, (lo, hi) in span.items()}
 
 
 def summary(out):
@@ -103,22 +113,12 @@ def summary(out):
     if len(recs) < 10:
         return
     # The thread whose CPU time grew most while it was sampled.
-    span = {}
-    for r in recs:
-        for p, _, t in r["sw"]:
-            lo, _ = span.get(p, (t, t))
-            span[p] = (min(lo, t), t)
-    grown = sorted(((hi - lo, p) for p, (lo, hi) in span.items()), reverse=True)
+    grown = sorted(((g, p) for p, g in growth(recs, "sw").items()), reverse=True)
     if not grown or grown[0][0] <= 0:
         return
     busiest = grown[0][1]
     # Senders that used CPU during the window (an idle iperf3 left over is not one).
-    spent = {}
-    for r in recs:
-        for p, _, t in r["snd"]:
-            lo, _ = spent.get(p, (t, t))
-            spent[p] = (min(lo, t), t)
-    busy = {p for p, (lo, hi) in spent.items() if hi > lo}
+    busy = {p for p, g in growth(recs, "snd").items() if g > 0}
     n = beside = 0
     for r in recs:
         cpu = {p: c for p, c, _ in r["sw"]}

@@ -79,7 +79,7 @@ impl Worker {
             };
             let (id, tx_fd) = (slot.rt.id, slot.io.tx_fd());
             let result = try_drain(self.idx, &self.shared.pool, &slot.rt);
-            if !matches!(result, Ok(Drained::Blocked)) {
+            if !self.tx_watched.is_empty() && !matches!(result, Ok(Drained::Blocked)) {
                 self.unwatch_tx(id, tx_fd);
             }
             if !matches!(result, Ok(Drained::Empty)) {
