@@ -392,10 +392,10 @@ def frame_seeds():
     write(t, "tag-not-member", records((P_ACCESS, BCAST + a + struct.pack("!HH", Q, 20) + pay)))
     write(t, "aux-tag-stripped", records((P_TRUNK | 0x08, struct.pack("!HH", Q, 10) + BCAST + b + pay),
                                           (P_TRUNK | 0x08, struct.pack("!HH", Q, 10) + BCAST + b + struct.pack("!HH", Q, 30) + pay)))
-    vh = bytes([1, 0]) + struct.pack("<HHHH", 0, 0, 34, 16)
+    vh = bytes([1, 0]) + struct.pack("=HHHH", 0, 0, 34, 16)
     tcp_f = eth(b, a, 0x0800, ipv4(C1, FAR, 6, tcp(C1, FAR, 1, 2, ACK, b"z" * 100, partial=True)))
     write(t, "vnet-needs-csum-push", records((P_UNAWARE2, a + b + pay), (P_ACCESS | 0x10, vh + tcp_f)))
-    gso = bytes([1, 1]) + struct.pack("<HHHH", 54, 1448, 34, 16)
+    gso = bytes([1, 1]) + struct.pack("=HHHH", 54, 1448, 34, 16)
     write(t, "vnet-gso-pop", records((P_ACCESS, BCAST + b + pay), (P_TRUNK | 0x10, gso + b + a + struct.pack("!HH", Q, 10) + tcp_f[12:])))
     write(t, "link-local-and-bad-source", records((P_UNAWARE, bytes([1, 0x80, 0xC2, 0, 0, 0]) + a + pay),
                                                    (P_UNAWARE, b + BCAST + pay), (P_UNAWARE, b + b"\0" * 6 + pay)))

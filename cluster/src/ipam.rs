@@ -108,8 +108,8 @@ async fn read(client: &mut Client, overlay: &str) -> Result<Option<Taken>, Clust
 }
 
 /// Claims an address for `c` (its own, or the lowest free one) under `ctx.lease`.
-/// `sent` is the record of the last claim transaction sent: if the store does not
-/// answer, that one may still commit.
+/// `sent` is the record of the claim transaction sent and not yet answered: if the
+/// store does not answer, that one may still commit. None when nothing is in flight.
 pub(crate) async fn claim(
     client: &mut Client,
     ctx: &Ctx,
@@ -206,6 +206,8 @@ pub(crate) async fn claim(
             .or_else(vec![TxnOp::get(ek, None)]);
         *sent = Some(rec.clone());
         let resp = client.txn(txn).await.map_err(failed)?;
+        // Answered: this one committed (and is returned) or never will.
+        *sent = None;
         if resp.succeeded() {
             tracing::info!(overlay = %rec.overlay, ip = %rec.ip, mac = %rec.mac, container = %rec.container, "address claimed");
             return Ok(rec);

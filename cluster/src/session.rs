@@ -641,6 +641,7 @@ async fn serve(shared: &Shared, client: &mut Client, ctx: &mut Ctx, c: Cmd) -> b
         } => {
             let mut sent = None;
             let r = bounded(deadline, crate::ipam::claim(client, ctx, &claim, &mut sent)).await;
+            let r = unanswered_claim(r, sent.is_some());
             let mut queued = false;
             match &r {
                 Ok(e) => {
@@ -699,6 +700,16 @@ async fn serve(shared: &Shared, client: &mut Client, ctx: &mut Ctx, c: Cmd) -> b
         }
     }
     false
+}
+
+/// A claim that ran out of time before its transaction went to the store (in its
+/// reads, or between attempts) changed nothing: it is answered "unreachable", not "may
+/// still be made".
+fn unanswered_claim<T>(r: Result<T, ClusterError>, in_flight: bool) -> Result<T, ClusterError> {
+    match r {
+        Err(ClusterError::NoAnswer) if !in_flight => Err(ClusterError::Unreachable),
+        r => r,
+    }
 }
 
 async fn bounded<T>(
@@ -1035,4 +1046,22 @@ async fn sync(shared: &Shared, client: &mut Client, ctx: &mut Ctx) -> Result<boo
         ctx.published.insert(k, e);
     }
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_claim_out_of_time_says_may_only_when_its_write_was_sent() {
+        let no = || Err::<(), _>(ClusterError::NoAnswer);
+        assert_eq!(unanswered_claim(no(), true), Err(ClusterError::NoAnswer));
+        assert_eq!(
+            unanswered_claim(no(), false),
+            Err(ClusterError::Unreachable)
+        );
+        assert_eq!(unanswered_claim(Ok(()), false), Ok(()));
+        let refused = Err::<(), _>(ClusterError::Refused("no".into()));
+        assert_eq!(unanswered_claim(refused.clone(), false), refused);
+    }
 }

@@ -103,6 +103,13 @@ fn a_node_keeps_its_lease_while_its_requests_wait_on_a_stalled_store() {
         &["ipam-claim", "sov", "--owner", "probe"],
         "the cluster store did not answer in time; the change may still be made",
     );
+    // A claim whose reads wait behind that write: it runs out of time before anything
+    // is sent, so nothing can come of it.
+    refused_in_time(
+        sw,
+        &["ipam-claim", "sov", "--owner", "probe2"],
+        "cluster store unreachable",
+    );
     // A container gone: the node releases its endpoint in the background, and the
     // store leaves that unanswered too, again and again.
     netns::ip(&["netns", "del", &c2]).unwrap().must().unwrap();
@@ -137,6 +144,10 @@ fn a_node_keeps_its_lease_while_its_requests_wait_on_a_stalled_store() {
             !claimed(&lab, "sov", "\"container\":\"probe\"")
                 && !claimed(&lab, "sov", &format!("\"ip\":\"{ip2}\""))
         },
+    );
+    assert!(
+        !claimed(&lab, "sov", "\"container\":\"probe2\""),
+        "a claim answered \"unreachable\" took an address"
     );
     // Past the TTL again: the lease would have gone by now had it lapsed.
     std::thread::sleep(Duration::from_secs(TTL + 1));

@@ -1,9 +1,12 @@
-//! The virtio-net header (`struct virtio_net_hdr`, 10 bytes, little-endian on the
-//! hosts we run on) that PACKET_VNET_HDR sockets and IFF_VNET_HDR TAPs put in front of
-//! every frame: its one layout and its flag and GSO-type numbers. It describes GSO
-//! super-frames and partial checksums; the switch passes it through untouched unless it
-//! changes the frame's layout (tag insert/strip), and `vxlan` decodes it into an offload
-//! description.
+//! The virtio-net header (`struct virtio_net_hdr`, 10 bytes) that PACKET_VNET_HDR
+//! sockets and IFF_VNET_HDR TAPs put in front of every frame: its one layout and its flag
+//! and GSO-type numbers. It describes GSO super-frames and partial checksums; the switch
+//! passes it through untouched unless it changes the frame's layout (tag insert/strip),
+//! and `vxlan` decodes it into an offload description.
+//!
+//! Its 16-bit fields are in the host's byte order: this is the legacy header, which the
+//! kernel reads so for packet sockets (`virtio_legacy_is_little_endian`) and for TAPs
+//! not switched with `TUNSETVNETLE`/`TUNSETVNETBE`, which the switch never does.
 
 use crate::WireError;
 
@@ -82,7 +85,7 @@ impl<T: AsRef<[u8]>> VnetHdr<T> {
     #[inline]
     fn u16_at(&self, r: std::ops::Range<usize>) -> u16 {
         let b = &self.buf.as_ref()[r];
-        u16::from_le_bytes([b[0], b[1]])
+        u16::from_ne_bytes([b[0], b[1]])
     }
 
     /// Flags (`F_NEEDS_CSUM`, `F_DATA_VALID`).
@@ -131,7 +134,7 @@ impl<T: AsRef<[u8]>> VnetHdr<T> {
 impl<T: AsRef<[u8]> + AsMut<[u8]>> VnetHdr<T> {
     #[inline]
     fn set_u16_at(&mut self, r: std::ops::Range<usize>, v: u16) {
-        self.buf.as_mut()[r].copy_from_slice(&v.to_le_bytes());
+        self.buf.as_mut()[r].copy_from_slice(&v.to_ne_bytes());
     }
 
     /// Sets the flags.
@@ -219,7 +222,7 @@ mod tests {
     }
 
     #[test]
-    fn setters_write_little_endian_fields() {
+    fn setters_write_fields_in_host_byte_order() {
         let mut h = [0xeeu8; LEN];
         let mut v = VnetHdr::from(&mut h);
         v.set_flags(F_NEEDS_CSUM);
@@ -229,6 +232,13 @@ mod tests {
         v.set_csum_start(54);
         v.set_csum_offset(16);
         assert!(v.needs_csum());
+        let ne = |v: u16| v.to_ne_bytes();
+        let mut want = vec![1, 0x84];
+        for v in [86, 1428, 54, 16] {
+            want.extend(ne(v));
+        }
+        assert_eq!(h[..], want[..]);
+        #[cfg(target_endian = "little")]
         assert_eq!(h, [1, 0x84, 86, 0, 0x94, 0x05, 54, 0, 16, 0]);
         let v = VnetHdr::from(&h);
         assert_eq!(

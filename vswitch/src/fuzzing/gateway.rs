@@ -204,8 +204,8 @@ pub(super) fn gateway_frame(ctl: u8, body: &[u8], my_mac: MacAddr) -> Vec<u8> {
                 vh[0] = vnet::F_NEEDS_CSUM;
                 if let Some(p) = ipv4_partial(ip) {
                     let hl = usize::from(ip[0] & 0x0f) * 4;
-                    vh[6..8].copy_from_slice(&((ETH + hl) as u16).to_le_bytes());
-                    vh[8..10].copy_from_slice(&((p.at - hl) as u16).to_le_bytes());
+                    vh[6..8].copy_from_slice(&((ETH + hl) as u16).to_ne_bytes());
+                    vh[8..10].copy_from_slice(&((p.at - hl) as u16).to_ne_bytes());
                 }
             }
         }

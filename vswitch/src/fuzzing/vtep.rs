@@ -375,9 +375,9 @@ fn check_whole(
         "vxlan_encap: whole and segmented disagree on datagrams and bytes"
     );
     let (vh, pkt) = hdr.split_at(TUNNEL_VIRTIO_LEN);
-    let le = |at: usize| usize::from(u16::from_le_bytes([vh[at], vh[at + 1]]));
-    let (hdr_len, mss, csum_start) = (le(2), le(4), le(6));
-    let (outer_th, inner_nh) = (le(20), le(22));
+    let ne = |at: usize| usize::from(u16::from_ne_bytes([vh[at], vh[at + 1]]));
+    let (hdr_len, mss, csum_start) = (ne(2), ne(4), ne(6));
+    let (outer_th, inner_nh) = (ne(20), ne(22));
     let len = OUTER_LEN + frame.len();
     assert!(
         outer_th == 34

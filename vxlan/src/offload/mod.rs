@@ -112,7 +112,7 @@ impl Offload {
         csum_offset: 0,
     };
 
-    /// Decodes a (little-endian) virtio-net header. Flags other than `NEEDS_CSUM` are
+    /// Decodes a virtio-net header (host byte order, as `wire::vnet`). Flags other than `NEEDS_CSUM` are
     /// ignored; UFO and unknown GSO types are [`OffloadError::Unsupported`].
     pub fn from_virtio(b: &[u8; VIRTIO_LEN]) -> Result<Offload, OffloadError> {
         let h = VnetHdr::from(b);
@@ -135,7 +135,7 @@ impl Offload {
         })
     }
 
-    /// Encodes as a (little-endian) virtio-net header.
+    /// Encodes as a virtio-net header (host byte order, as `wire::vnet`).
     pub fn to_virtio(&self) -> [u8; VIRTIO_LEN] {
         let mut b = [0u8; VIRTIO_LEN];
         let mut h = VnetHdr::from(&mut b);

@@ -5,8 +5,8 @@
 //! device and, on a veth underlay, to the peer's VXLAN device, which decapsulates it
 //! whole: the per-segment work [`super::encap_split`] leaves to both ends disappears.
 //!
-//! The header written is `struct virtio_net_hdr_v1_hash_tunnel` (24 bytes,
-//! little-endian), then the outer Ethernet, IPv4, UDP and VXLAN headers. The inner frame
+//! The header written is `struct virtio_net_hdr_v1_hash_tunnel` (24 bytes, in the
+//! host's byte order as the TAP reads it: see `wire::vnet`), then the outer Ethernet, IPv4, UDP and VXLAN headers. The inner frame
 //! follows unchanged: its partial TCP checksum (the pseudo-header sum a TSO sender
 //! leaves) is completed per segment by the kernel.
 
@@ -112,16 +112,16 @@ pub fn encap_whole(
     out.fill(0);
     let (vh, pkt) = out.split_at_mut(TUNNEL_VIRTIO_LEN);
     let ecn = if off.ecn { GSO_ECN } else { 0 };
-    let le = |v: usize| (v as u16).to_le_bytes();
+    let ne = |v: usize| (v as u16).to_ne_bytes();
     vh[0] = F_NEEDS_CSUM;
     vh[1] = GSO_UDP_TUNNEL_IPV4 | inner_gso | ecn;
-    vh[2..4].copy_from_slice(&le(OUTER_LEN + hl));
-    vh[4..6].copy_from_slice(&le(mss));
-    vh[6..8].copy_from_slice(&le(OUTER_LEN + t.l4));
-    vh[8..10].copy_from_slice(&le(TCP_CSUM_OFFSET));
+    vh[2..4].copy_from_slice(&ne(OUTER_LEN + hl));
+    vh[4..6].copy_from_slice(&ne(mss));
+    vh[6..8].copy_from_slice(&ne(OUTER_LEN + t.l4));
+    vh[8..10].copy_from_slice(&ne(TCP_CSUM_OFFSET));
     // num_buffers, hash_value, hash_report and padding stay 0.
-    vh[20..22].copy_from_slice(&le(OUTER_TH));
-    vh[22..24].copy_from_slice(&le(OUTER_LEN + t.l3));
+    vh[20..22].copy_from_slice(&ne(OUTER_TH));
+    vh[22..24].copy_from_slice(&ne(OUTER_LEN + t.l3));
 
     let udp_len = UDP_LEN + HEADER_LEN + frame.len();
     let ip_len = IPV4_LEN + udp_len;
@@ -183,8 +183,8 @@ mod tests {
         }
     }
 
-    fn le16(b: &[u8], at: usize) -> usize {
-        usize::from(u16::from_le_bytes([b[at], b[at + 1]]))
+    fn ne16(b: &[u8], at: usize) -> usize {
+        usize::from(u16::from_ne_bytes([b[at], b[at + 1]]))
     }
 
     #[test]
@@ -196,12 +196,12 @@ mod tests {
         assert_eq!(vh[0], F_NEEDS_CSUM);
         assert_eq!(vh[1], GSO_UDP_TUNNEL_IPV4 | GSO_TCPV4);
         // The path MTU cuts the sender's 1448 to 1464 - 54 header bytes.
-        assert_eq!(le16(vh, 4), 1410);
-        assert_eq!(le16(vh, 6), OUTER_LEN + 34);
-        assert_eq!(le16(vh, 8), 16);
-        assert_eq!(le16(vh, 20), 34);
-        assert_eq!(le16(vh, 22), OUTER_LEN + 14);
-        assert_eq!(le16(vh, 2), OUTER_LEN + 54);
+        assert_eq!(ne16(vh, 4), 1410);
+        assert_eq!(ne16(vh, 6), OUTER_LEN + 34);
+        assert_eq!(ne16(vh, 8), 16);
+        assert_eq!(ne16(vh, 20), 34);
+        assert_eq!(ne16(vh, 22), OUTER_LEN + 14);
+        assert_eq!(ne16(vh, 2), OUTER_LEN + 54);
         assert_eq!(&pkt[..6], &outer().dst_mac);
         let ip = wire::Ipv4Packet::new_truncated(&pkt[14..34]).unwrap();
         assert!(ip.verify_checksum());
@@ -228,7 +228,7 @@ mod tests {
         off.ecn = true;
         encap_whole(&f, &off, 1464, 1, &outer(), &mut out).unwrap();
         assert_eq!(out[1], GSO_UDP_TUNNEL_IPV4 | GSO_TCPV6 | GSO_ECN);
-        assert_eq!(le16(&out, 4), 1000);
+        assert_eq!(ne16(&out, 4), 1000);
     }
 
     #[test]
