@@ -226,6 +226,19 @@ impl Mesher {
     }
 }
 
+/// Refuses an owner of an overlay address (a reservation's, an attached container's)
+/// that would pass for a node's mesh address: `del-overlay` deletes those with the
+/// overlay instead of refusing while they are held.
+pub(crate) fn not_a_mesh_owner(what: &str, owner: &str) -> Result<(), VerbError> {
+    if owner.starts_with(cluster::MESH_OWNER) {
+        return Err(VerbError::Invalid(format!(
+            "{what} {owner}: names starting with {} are the nodes' own mesh addresses",
+            cluster::MESH_OWNER
+        )));
+    }
+    Ok(())
+}
+
 /// How long the mesh thread waits after a claim or release failed.
 const MESH_RETRY: Duration = Duration::from_secs(5);
 

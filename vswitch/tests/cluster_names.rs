@@ -97,6 +97,18 @@ fn set_names_on_one_node_resolve_on_another_until_they_go() {
     assert_eq!(lookup(&c2, "api"), None);
     assert_eq!(lookup(&c2, "admin"), Some(vec![ip1.clone()]));
 
+    // Nobody's reservation or container passes for a node's mesh address (which
+    // `del-overlay` would delete with the overlay).
+    let mesh_only = "names starting with mesh: are the nodes' own mesh addresses";
+    refused(sw1, &["ipam-claim", "ov1", "--owner", "mesh:n2"], mesh_only);
+    let spoof = format!("mesh:{}", lab.name("c9"));
+    lab.ns.add(&spoof);
+    refused(sw1, &["attach", "ov1", &spoof, "--mtu", "1450"], mesh_only);
+    assert!(
+        !sw1.vsctl_ok(&["show"]).contains(&spoof),
+        "a refused attach left a port"
+    );
+
     // A port bound to a reserved address (what the Docker plugin makes): named by
     // `set-names` alone.
     let out = sw1.vsctl_ok(&["ipam-claim", "ov1", "--owner", "docker-like"]);

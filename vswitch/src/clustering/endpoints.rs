@@ -38,78 +38,7 @@ pub fn handle(
     cl: &cluster::Handle,
 ) -> Result<Data, VerbError> {
     match req {
-        Request::Attach {
-            bridge,
-            netns,
-            container,
-            ifname,
-            ip,
-            gw,
-            mac,
-            mtu,
-            vlan,
-            kind,
-            name,
-            aliases,
-        } => {
-            let asked = if ip.is_empty() {
-                Asked::Any
-            } else {
-                Asked::Cidr(&ip)
-            };
-            let Placed {
-                overlay: o,
-                net,
-                ip: want,
-            } = overlay_and_address(&cl.status().state, &bridge, asked)?;
-            let mac = match mac {
-                Some(m) => Some(MacAddr(validate::unicast_mac(&m)?).to_string()),
-                None => None,
-            };
-            lock(ctl).attach_precheck(&bridge, &netns, &ifname)?;
-            let rec = cl.claim(cluster::Claim {
-                overlay: bridge.clone(),
-                ip: want,
-                mac,
-                container: container.clone(),
-                // As the attach will record them, so that the record it publishes
-                // again is this one (one that differs is rewritten in place).
-                names: crate::controller::dns_name(name.clone(), &container)
-                    .iter()
-                    .chain(&aliases)
-                    .map(|n| n.to_ascii_lowercase())
-                    .collect(),
-            })?;
-            let ip = format!("{}/{}", rec.ip, net.1);
-            let req = Request::Attach {
-                bridge,
-                netns,
-                container,
-                ifname,
-                ip: ip.clone(),
-                gw,
-                mac: Some(rec.mac.clone()),
-                // VXLAN inside WireGuard over a 1500-byte underlay leaves 1390.
-                mtu: mtu.or(o.encrypted.then_some(1500 - wg::OVERHEAD - 14)),
-                vlan,
-                kind,
-                name,
-                aliases,
-            };
-            let done = lock(ctl).handle(req);
-            match done {
-                Ok(_) => Ok(Data::Attached { ip, mac: rec.mac }),
-                Err(e) => {
-                    // Not plugged in: the address goes back (if the store is away now,
-                    // as soon as it is back).
-                    if let Err(r) = cl.release(&rec) {
-                        tracing::warn!(ip = %rec.ip, "address of a failed attach released later: {r}");
-                        cl.release_later(rec);
-                    }
-                    Err(e.into())
-                }
-            }
-        }
+        Request::Attach { .. } => attach(req, ctl, cl),
         Request::Detach {
             bridge,
             netns,
@@ -132,5 +61,79 @@ pub fn handle(
                 .map_err(VerbError::from)
         }
         _ => Err(VerbError::NotClusterVerb),
+    }
+}
+
+/// `attach` on an overlay: the request is the user's, with the address, the MAC and
+/// (encrypted) the MTU the cluster gave filled in.
+fn attach(
+    mut req: Request,
+    ctl: &Mutex<Controller>,
+    cl: &cluster::Handle,
+) -> Result<Data, VerbError> {
+    let Request::Attach {
+        bridge,
+        netns,
+        container,
+        ifname,
+        ip,
+        mac,
+        mtu,
+        name,
+        aliases,
+        ..
+    } = &mut req
+    else {
+        return Err(VerbError::NotClusterVerb);
+    };
+    super::not_a_mesh_owner("container", container)?;
+    let asked = if ip.is_empty() {
+        Asked::Any
+    } else {
+        Asked::Cidr(ip)
+    };
+    let Placed {
+        overlay: o,
+        net,
+        ip: want,
+    } = overlay_and_address(&cl.status().state, bridge, asked)?;
+    let asked_mac = match mac {
+        Some(m) => Some(MacAddr(validate::unicast_mac(m)?).to_string()),
+        None => None,
+    };
+    lock(ctl).attach_precheck(bridge, netns, ifname)?;
+    let rec = cl.claim(cluster::Claim {
+        overlay: bridge.clone(),
+        ip: want,
+        mac: asked_mac,
+        container: container.clone(),
+        // As the attach will record them, so that the record it publishes again is
+        // this one (one that differs is rewritten in place).
+        names: crate::controller::dns_name(name.clone(), container)
+            .iter()
+            .chain(aliases.iter())
+            .map(|n| n.to_ascii_lowercase())
+            .collect(),
+    })?;
+    let given = format!("{}/{}", rec.ip, net.1);
+    *ip = given.clone();
+    *mac = Some(rec.mac.clone());
+    // VXLAN inside WireGuard over a 1500-byte underlay leaves 1390.
+    *mtu = mtu.or(o.encrypted.then_some(1500 - wg::OVERHEAD - 14));
+    let done = lock(ctl).handle(req);
+    match done {
+        Ok(_) => Ok(Data::Attached {
+            ip: given,
+            mac: rec.mac,
+        }),
+        Err(e) => {
+            // Not plugged in: the address goes back (if the store is away now, as soon
+            // as it is back).
+            if let Err(r) = cl.release(&rec) {
+                tracing::warn!(ip = %rec.ip, "address of a failed attach released later: {r}");
+                cl.release_later(rec);
+            }
+            Err(e.into())
+        }
     }
 }

@@ -30,6 +30,7 @@ pub fn handle(
                     "owner must be 1-256 printable characters".into(),
                 ));
             }
+            super::not_a_mesh_owner("owner", &owner)?;
             let rec = cl.claim(cluster::Claim {
                 overlay,
                 ip,
