@@ -763,19 +763,31 @@ impl<S: Switch, L: Links> Plugin<S, L> {
                 iface.address
             )
         })?;
-        let (bridges, _) = self.show()?;
+        let (bridges, published) = self.show()?;
         let (b, overlay) = self.endpoint_bridge(&bridges, nid, ip)?;
         let br = b.name.clone();
         let given_mac = !iface.mac_address.is_empty();
-        let mac = if given_mac {
-            check_mac(&iface.mac_address)?
-        } else if overlay {
-            // The MAC the cluster published with the address (02:42 and the address,
-            // as Docker's overlay does): the other nodes already point it at this node.
+        // On an overlay, the MAC the cluster published with the address (02:42 and the
+        // address, as Docker's overlay does): the other nodes already point it at this
+        // node, and this node answers ARP for the address with it.
+        let cluster_mac = overlay.then(|| {
             let o = ip.octets();
             format!("02:42:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3])
-        } else {
-            endpoint_mac(eid)
+        });
+        let mac = match (given_mac, cluster_mac) {
+            (true, Some(c)) => {
+                let m = check_mac(&iface.mac_address)?;
+                if m != c {
+                    return Err(format!(
+                        "--mac-address {m}: on an overlay network the address {ip} has the \
+                         cluster's MAC {c}; leave --mac-address out"
+                    ));
+                }
+                m
+            }
+            (true, None) => check_mac(&iface.mac_address)?,
+            (false, Some(c)) => c,
+            (false, None) => endpoint_mac(eid),
         };
         let mtu = match r.options.get(api::MTU).and_then(api::option_text) {
             Some(m) => Some(
@@ -795,6 +807,7 @@ impl<S: Switch, L: Links> Plugin<S, L> {
         {
             return Err(format!("endpoint {} exists already", prefix(eid, 12)));
         }
+        self.remove_stale(b, eid, ip, &published);
         self.links.add_veth(&host, &peer, Some(&mac), mtu)?;
         let ips = ip.to_string();
         if let Err(e) = self.call(Request::AddPort {
@@ -830,6 +843,40 @@ impl<S: Switch, L: Links> Plugin<S, L> {
         }
     }
 
+    /// Removes what another endpoint left on `b` with the address Docker just gave
+    /// `eid`: its port and the ports published to the address. Docker hands an address
+    /// out again only after releasing it, so that endpoint is gone: its DeleteEndpoint
+    /// failed (vswitchd away for a moment), which libnetwork only logs before
+    /// forgetting it, and what it left would otherwise carry the new container's
+    /// traffic (a port published to the old container reaching the new one). Best
+    /// effort: what cannot be removed now is found again by the next endpoint with
+    /// that address.
+    fn remove_stale(&self, b: &BridgeInfo, eid: &str, ip: Ipv4Addr, published: &[PublishedInfo]) {
+        let mut errors = self.unpublish_ip(published, ip);
+        let stale = b.ports.iter().filter(|p| {
+            ext(p, K_ENDPOINT).is_some_and(|e| e != eid)
+                && ext(p, K_IP).and_then(|a| a.parse::<Ipv4Addr>().ok()) == Some(ip)
+        });
+        for p in stale {
+            eprintln!(
+                "vswitch-docker: port {} still has {ip}, which Docker gave endpoint {}: removing it",
+                p.name,
+                prefix(eid, 12)
+            );
+            errors.extend(
+                self.call(Request::DelPort {
+                    bridge: b.name.clone(),
+                    iface: p.name.clone(),
+                })
+                .err(),
+            );
+            errors.extend(self.links.del_link(&p.name).err());
+        }
+        for e in errors {
+            eprintln!("vswitch-docker: removing what a gone endpoint left at {ip}: {e}");
+        }
+    }
+
     /// The bridge and port of endpoint `eid`, if vswitchd has it.
     fn find_endpoint<'a>(
         bridges: &'a [BridgeInfo],
@@ -849,40 +896,56 @@ impl<S: Switch, L: Links> Plugin<S, L> {
             .ok_or_else(|| format!("port {} has no {K_IP}", port.name))
     }
 
-    /// Unpublishes every published port pointing to `ip`.
-    fn unpublish_ip(&self, published: &[PublishedInfo], ip: Ipv4Addr) -> Result<(), String> {
-        for p in published {
-            if p.target
-                .parse::<SocketAddrV4>()
-                .is_ok_and(|t| *t.ip() == ip)
-            {
+    /// Unpublishes every published port pointing to `ip`, going on past failures: the
+    /// errors met.
+    fn unpublish_ip(&self, published: &[PublishedInfo], ip: Ipv4Addr) -> Vec<String> {
+        published
+            .iter()
+            .filter(|p| {
+                p.target
+                    .parse::<SocketAddrV4>()
+                    .is_ok_and(|t| *t.ip() == ip)
+            })
+            .filter_map(|p| {
                 self.call(Request::Unpublish {
                     proto: p.proto,
                     host_port: p.host_port,
-                })?;
-            }
-        }
-        Ok(())
+                })
+                .err()
+            })
+            .collect()
     }
 
+    /// Every step is tried whatever the one before did: libnetwork only logs a failed
+    /// DeleteEndpoint and never asks again, so what is left now stays left (until an
+    /// endpoint with the same address removes it, [`Self::remove_stale`]).
     fn delete_endpoint(&self, body: &[u8]) -> Result<Value, String> {
         let r: EndpointCall = parse(body)?;
         check_id("network", &r.network_id)?;
         let eid = check_id("endpoint", &r.endpoint_id)?;
         let (bridges, published) = self.show()?;
         let (host, _) = endpoint_names(eid);
+        let mut errors = Vec::new();
         if let Some((b, p)) = Self::find_endpoint(&bridges, eid) {
             if let Ok(ip) = Self::endpoint_ip(p) {
-                self.unpublish_ip(&published, ip)?;
+                errors.extend(self.unpublish_ip(&published, ip));
             }
-            self.call(Request::DelPort {
-                bridge: b.name.clone(),
-                iface: p.name.clone(),
-            })?;
-            self.links.del_link(&p.name)?;
+            errors.extend(
+                self.call(Request::DelPort {
+                    bridge: b.name.clone(),
+                    iface: p.name.clone(),
+                })
+                .err(),
+            );
+            if p.name != host {
+                errors.extend(self.links.del_link(&p.name).err());
+            }
         }
-        self.links.del_link(&host)?;
-        Ok(json!({}))
+        errors.extend(self.links.del_link(&host).err());
+        match errors.first() {
+            None => Ok(json!({})),
+            Some(e) => Err(format!("deleting endpoint {}: {e}", prefix(eid, 12))),
+        }
     }
 
     fn join(&self, body: &[u8]) -> Result<Value, String> {
@@ -923,9 +986,36 @@ impl<S: Switch, L: Links> Plugin<S, L> {
         if bindings.is_empty() {
             return Ok(json!({}));
         }
+        let (bridges, uplink, published) = match self.sw.call(&Request::Show)? {
+            Data::Show {
+                bridges,
+                uplink,
+                published,
+                ..
+            } => (bridges, uplink, published),
+            other => return Err(format!("vswitchd answered show with {other:?}")),
+        };
+        let uplink_ip = uplink
+            .as_ref()
+            .map(|u| u.ip.split_once('/').map_or(u.ip.as_str(), |(a, _)| a));
         let mut want: Vec<(L4Proto, u16, u16)> = Vec::new();
         let mut seen = BTreeSet::new();
         for b in &bindings {
+            // A port meant for one host address (`-p 127.0.0.1:5432:5432`) must not open
+            // on the uplink for everyone: only the uplink's own address, or none, is
+            // taken.
+            match b.host_ip.as_deref().unwrap_or("") {
+                "" | "0.0.0.0" | "::" => {}
+                a if Some(a) == uplink_ip => {}
+                a => {
+                    return Err(format!(
+                        "-p {a}:{}: ports are published on the uplink's address only \
+                         ({}); give no host address or that one",
+                        b.host_port,
+                        uplink_ip.unwrap_or("no uplink set")
+                    ))
+                }
+            }
             let proto = match b.proto {
                 6 => L4Proto::Tcp,
                 17 => L4Proto::Udp,
@@ -942,7 +1032,6 @@ impl<S: Switch, L: Links> Plugin<S, L> {
                 want.push((proto, b.host_port, b.port));
             }
         }
-        let (bridges, published) = self.show()?;
         let (_, port) = Self::find_endpoint(&bridges, eid)
             .ok_or_else(|| format!("endpoint {} is not in vswitchd", prefix(eid, 12)))?;
         let ip = Self::endpoint_ip(port)?;
@@ -981,7 +1070,9 @@ impl<S: Switch, L: Links> Plugin<S, L> {
         let (bridges, published) = self.show()?;
         if let Some((_, port)) = Self::find_endpoint(&bridges, eid) {
             let ip = Self::endpoint_ip(port)?;
-            self.unpublish_ip(&published, ip)?;
+            if let Some(e) = self.unpublish_ip(&published, ip).into_iter().next() {
+                return Err(e);
+            }
         }
         Ok(json!({}))
     }

@@ -17,6 +17,8 @@ const EID2: &str = "c1e2e3e4e5e6e7e8e9e0f1f2f3f4f5f6f7f8f9f0a1a2a3a4a5a6a7a8a9a0
 #[derive(Default)]
 struct Fake {
     bridges: RefCell<Vec<BridgeInfo>>,
+    uplink: RefCell<Option<ctl::UplinkInfo>>,
+    overlays: RefCell<Vec<ctl::OverlayInfo>>,
     published: RefCell<Vec<PublishedInfo>>,
     /// Op names (`add-br`, …) of every mutating request, in order.
     log: RefCell<Vec<String>>,
@@ -83,20 +85,30 @@ impl Switch for Fake {
             return Ok(Data::Show {
                 public_key: None,
                 bridges: self.bridges.borrow().clone(),
-                uplink: None,
+                uplink: self.uplink.borrow().clone(),
                 published: self.published.borrow().clone(),
+            });
+        }
+        if matches!(req, Request::ListOverlays) {
+            return Ok(Data::Overlays {
+                overlays: self.overlays.borrow().clone(),
+                store: "connected".into(),
             });
         }
         let name = op(req);
         self.log.borrow_mut().push(name.clone());
-        if let Some((o, n)) = self.fail.borrow_mut().as_mut() {
+        let mut fail = self.fail.borrow_mut();
+        if let Some((o, n)) = fail.as_mut() {
             if *o == name {
                 *n -= 1;
                 if *n == 0 {
+                    // Once: the same request later goes through.
+                    *fail = None;
                     return Err(format!("refused {name}"));
                 }
             }
         }
+        drop(fail);
         match req.clone() {
             Request::AddBr { bridge } => {
                 if self.bridge_names().contains(&bridge) {
@@ -773,6 +785,55 @@ fn published_ports_follow_the_endpoint() {
         portmap(json!([{"Proto": 132, "Port": 80, "HostPort": 80}])),
     );
     assert!(err(&r).unwrap().contains("SCTP"));
+    // A port for one host address opens nowhere else: the uplink's own address is
+    // taken, any other refused.
+    let on = |a: &str| portmap(json!([{"Proto": 6, "Port": 80, "HostIP": a, "HostPort": 6060}]));
+    let r = ep_call(
+        &p,
+        "ProgramExternalConnectivity",
+        NID,
+        EID2,
+        on("127.0.0.1"),
+    );
+    assert_eq!(
+        err(&r),
+        Some(
+            "vswitch: -p 127.0.0.1:6060: ports are published on the uplink's address only \
+             (no uplink set); give no host address or that one"
+        )
+    );
+    *p.sw.uplink.borrow_mut() = Some(ctl::UplinkInfo {
+        iface: "eth1".into(),
+        ip: "198.51.100.2/24".into(),
+        gw: None,
+        mac: "02:00:00:00:00:01".into(),
+        state: "up".into(),
+        reason: None,
+    });
+    let r = ep_call(
+        &p,
+        "ProgramExternalConnectivity",
+        NID,
+        EID2,
+        on("198.51.100.9"),
+    );
+    assert!(err(&r).unwrap().contains("(198.51.100.2)"), "{r}");
+    assert_eq!(p.sw.published.borrow().len(), 2);
+    let r = ep_call(
+        &p,
+        "ProgramExternalConnectivity",
+        NID,
+        EID2,
+        on("198.51.100.2"),
+    );
+    assert_eq!(r, json!({}));
+    assert!(p
+        .sw
+        .published
+        .borrow()
+        .iter()
+        .any(|x| x.host_port == 6060 && x.target == "172.30.0.3:80"));
+    p.sw.published.borrow_mut().retain(|x| x.host_port != 6060);
     // Revoke: every port of that endpoint goes, the others stay.
     p.sw.published.borrow_mut().push(PublishedInfo {
         proto: L4Proto::Tcp,
@@ -855,4 +916,103 @@ fn never_panics_on_junk() {
             }
         }
     }
+}
+
+#[test]
+fn an_overlay_endpoint_keeps_the_clusters_mac() {
+    let p = plugin();
+    call(&p, "/NetworkDriver.CreateNetwork", json!({}));
+    p.sw.call(&Request::AddBr {
+        bridge: "web".into(),
+    })
+    .unwrap();
+    p.sw.overlays.borrow_mut().push(ctl::OverlayInfo {
+        name: "web".into(),
+        vni: 4242,
+        subnet: "10.61.0.0/24".into(),
+        gateway: "10.61.0.1".into(),
+        bridge: Some("web".into()),
+        remotes: vec![],
+        encrypted: false,
+        listen_port: None,
+        reserved: vec![],
+    });
+    // A MAC of the user's: the other nodes would send to the cluster's, and miss.
+    let r = create_ep(&p, NID, EID, "10.61.0.5/24", "02:00:00:00:00:99");
+    assert_eq!(
+        err(&r),
+        Some(
+            "vswitch: --mac-address 02:00:00:00:00:99: on an overlay network the address \
+             10.61.0.5 has the cluster's MAC 02:42:0a:3d:00:05; leave --mac-address out"
+        )
+    );
+    assert!(p.sw.ports("web").is_empty());
+    assert!(p.links.links.borrow().is_empty());
+    // That same MAC given, or none: the cluster's.
+    assert_eq!(
+        create_ep(&p, NID, EID, "10.61.0.5/24", "02:42:0a:3d:00:05"),
+        json!({})
+    );
+    assert_eq!(
+        create_ep(&p, NID, EID2, "10.61.0.6/24", ""),
+        json!({"Interface": {"MacAddress": "02:42:0a:3d:00:06"}})
+    );
+}
+
+#[test]
+fn a_failed_delete_endpoint_still_removes_what_it_can() {
+    let p = plugin();
+    create_net(&p, NID, "172.30.0.0/24", "172.30.0.1/24", json!({}));
+    create_ep(&p, NID, EID, "172.30.0.2/24", "");
+    let pm = portmap(json!([{"Proto": 6, "Port": 80, "HostPort": 8080}]));
+    assert_eq!(
+        ep_call(&p, "ProgramExternalConnectivity", NID, EID, pm),
+        json!({})
+    );
+    // vswitchd refuses the unpublish: the port and the veth go all the same, and
+    // Docker hears of the failure.
+    p.sw.fail_on("unpublish", 1);
+    let r = ep_call(&p, "DeleteEndpoint", NID, EID, json!({}));
+    assert_eq!(
+        err(&r),
+        Some("vswitch: deleting endpoint e1e2e3e4e5e6: refused unpublish")
+    );
+    assert!(p.sw.ports("dk-4e2a1f0c9d8b").is_empty());
+    assert!(p.links.links.borrow().is_empty());
+    // What was left (the published port) is removed by the next endpoint Docker
+    // gives that address: Docker gives it again only once the old one is gone.
+    assert_eq!(p.sw.published.borrow().len(), 1);
+    create_ep(&p, NID, EID2, "172.30.0.2/24", "");
+    assert!(p.sw.published.borrow().is_empty());
+}
+
+#[test]
+fn a_stale_endpoint_with_the_new_ones_address_is_removed() {
+    let p = plugin();
+    create_net(&p, NID, "172.30.0.0/24", "172.30.0.1/24", json!({}));
+    create_ep(&p, NID, EID, "172.30.0.2/24", "");
+    create_ep(&p, NID, "aa".repeat(32).as_str(), "172.30.0.3/24", "");
+    let pm = portmap(json!([{"Proto": 6, "Port": 80, "HostPort": 8080}]));
+    assert_eq!(
+        ep_call(&p, "ProgramExternalConnectivity", NID, EID, pm),
+        json!({})
+    );
+    // vswitchd away during DeleteEndpoint: Docker logs it and forgets the endpoint.
+    p.sw.fail_on("del-port", 1);
+    assert!(err(&ep_call(&p, "DeleteEndpoint", NID, EID, json!({}))).is_some());
+    assert_eq!(p.sw.ports("dk-4e2a1f0c9d8b").len(), 2);
+    // The address again, for another container: the stale port and its published
+    // port go; the other endpoint stays.
+    assert_eq!(
+        create_ep(&p, NID, EID2, "172.30.0.2/24", ""),
+        json!({"Interface": {"MacAddress": endpoint_mac(EID2)}})
+    );
+    let names: Vec<String> =
+        p.sw.ports("dk-4e2a1f0c9d8b")
+            .iter()
+            .map(|x| x.name.clone())
+            .collect();
+    assert_eq!(names, ["vhaaaaaaaaaaa", "vhc1e2e3e4e5e"]);
+    assert!(p.sw.published.borrow().is_empty());
+    assert!(!p.links.links.borrow().contains("vhe1e2e3e4e5e"));
 }
