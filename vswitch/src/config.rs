@@ -723,10 +723,13 @@ impl Config {
                     host_port: p.host_port,
                 });
             }
+            // vsctl checks these too; a raw client on the socket need not.
+            validate::target(&p.target.to_string())?;
             let ip = *p.target.ip();
-            if !nets.iter().any(|(_, n)| n.contains(ip)) {
+            let Some((_, net)) = nets.iter().find(|(_, n)| n.contains(ip)) else {
                 return Err(ConfigError::TargetInNoNetwork(ip));
-            }
+            };
+            validate::host_in("target", ip, net.addr(), net.prefix())?;
             if self.nets().any(|(_, _, gw)| gw == ip) {
                 return Err(ConfigError::TargetIsGateway(ip));
             }

@@ -87,6 +87,8 @@ fn attach(
         return Err(VerbError::NotClusterVerb);
     };
     super::not_a_mesh_owner("container", container)?;
+    crate::controller::check_names(container, name.as_ref(), aliases)
+        .map_err(crate::controller::ControlError::from)?;
     let asked = if ip.is_empty() {
         Asked::Any
     } else {

@@ -79,6 +79,31 @@ fn inside(a: &AttachConf) -> Inside<'_> {
     }
 }
 
+/// The checks of an attached container's own name and its DNS names, which go into
+/// the config, the DNS tables and (on an overlay) the cluster's endpoint record: as
+/// bounded as `set-names` and an `ipam-claim` owner.
+pub(crate) fn check_names(
+    container: &str,
+    name: Option<&String>,
+    aliases: &[String],
+) -> Result<(), AttachError> {
+    if container.is_empty() || container.len() > 256 || container.chars().any(char::is_control) {
+        return Err(AttachError::Invalid(
+            "the container must be 1-256 printable characters".into(),
+        ));
+    }
+    if name.iter().count() + aliases.len() > super::names::MAX_NAMES {
+        return Err(AttachError::Invalid(format!(
+            "at most {} names a port",
+            super::names::MAX_NAMES
+        )));
+    }
+    for n in name.into_iter().chain(aliases) {
+        ctl::dns::name("name", n)?;
+    }
+    Ok(())
+}
+
 /// The DNS name an attached container answers to: the one asked for, or the
 /// container's own name when it makes a DNS name (not a PID or a path).
 pub(crate) fn dns_name(asked: Option<String>, container: &str) -> Option<String> {
@@ -172,9 +197,7 @@ impl Controller {
         if let Some(v) = s.vlan {
             validate::vid(v)?;
         }
-        for n in s.name.iter().chain(&s.aliases) {
-            ctl::dns::name("name", n)?;
-        }
+        check_names(&s.container, s.name.as_ref(), &s.aliases)?;
         if !matches!(s.kind, PortKind::Afpacket | PortKind::Tap) {
             return Err(AttachError::WrongKind);
         }

@@ -43,6 +43,8 @@ impl Controller {
     pub(super) fn guard_overlays(&self, req: &Request) -> Result<(), ControlError> {
         let bridge = match req {
             Request::DelBr { bridge }
+            // A tunnel of one's own would be taken for a stale one and removed.
+            | Request::AddTunnel { bridge, .. }
             | Request::DelTunnel { bridge, .. }
             | Request::AddRemote { bridge, .. }
             | Request::DelRemote { bridge, .. }

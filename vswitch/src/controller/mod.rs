@@ -7,7 +7,7 @@
 //! request leaves config and dataplane exactly as they were.
 
 mod attach;
-pub(crate) use attach::dns_name;
+pub(crate) use attach::{check_names, dns_name};
 mod cluster;
 mod dns;
 mod endpoints;

@@ -165,6 +165,20 @@ fn what_the_cluster_owns_is_refused_to_local_verbs() {
         owned,
     );
     l.refused_with(
+        Request::AddTunnel {
+            bridge: br("ov1"),
+            name: "vxmine".into(),
+            vni: 77,
+            remotes: vec![],
+            local: Some(ip(NOWHERE)),
+            dstport: 4789,
+            vlan: None,
+            encrypt: None,
+        },
+        owned,
+    );
+    assert!(!l.bridge("ov1").ports.iter().any(|p| p.name == "vxmine"));
+    l.refused_with(
         Request::AddRemote {
             bridge: br("ov1"),
             name: vx.clone(),

@@ -218,6 +218,17 @@ fn publish_refuses_duplicates_and_targets_outside_the_networks() {
         "target 10.1.0.1 is a gateway address",
     );
     l.refused_with(publish(0, "10.1.0.2:80"), "port 0 cannot be published");
+    // What vsctl refuses, the daemon refuses too (a client may skip vsctl).
+    l.refused_with(
+        publish(8081, "10.1.0.2:0"),
+        "target 10.1.0.2:0: port 0 is not a port",
+    );
+    for (t, a) in [("10.1.0.0:80", "10.1.0.0"), ("10.1.0.255:80", "10.1.0.255")] {
+        l.refused_with(
+            publish(8081, t),
+            &format!("target {a} is the network or broadcast address of 10.1.0.0/24"),
+        );
+    }
     let e = l.refused_with(
         Request::Unpublish {
             proto: L4Proto::Udp,

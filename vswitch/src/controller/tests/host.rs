@@ -113,6 +113,28 @@ fn attach_refuses_bad_settings_before_touching_the_host() {
             "{e:?}"
         );
     }
+    // Names as bounded as set-names and an ipam-claim owner's.
+    let named = |container: &str, aliases: usize| {
+        let mut r = attach(ns);
+        if let Request::Attach {
+            container: c,
+            aliases: a,
+            ..
+        } = &mut r
+        {
+            *c = container.into();
+            *a = (0..aliases).map(|i| format!("n{i}")).collect();
+        }
+        r
+    };
+    l.refused_with(named("c1", 33), "at most 32 names a port");
+    let long = "c".repeat(257);
+    for c in ["", long.as_str(), "c\n1"] {
+        l.refused_with(
+            named(c, 0),
+            "the container must be 1-256 printable characters",
+        );
+    }
     let e = l.refused_with(
         A {
             kind: PortKind::Vxlan,
