@@ -828,6 +828,39 @@ fn detach_removes_the_port_and_both_ends() {
     let again = port_of(&lab, &ns_path(&c1), "eth0", &c1, &ip1);
     lab.wait_ports(BR, &[&again.name], "up", Duration::from_secs(10));
     pings(&lab, &[(&c1, &addr(&lab, 43))], true);
+
+    // del-port and del-br on an attached veth unplug it as detach does: no dead eth0
+    // left in the container, no veth in the switch's namespace, and the same
+    // container and interface attach again.
+    lab.vsctl_ok(&["del-port", BR, &p3.name]);
+    assert!(
+        !lab.link_exists(&lab.sw, &p3.name),
+        "{} left by del-port",
+        p3.name
+    );
+    wait_until(
+        "eth0 to leave c3 after del-port",
+        Duration::from_secs(5),
+        || links(&c3) == vec!["lo".to_string()],
+    );
+    attach(&lab, &[&c3, "--ip", &ip3]);
+    let p3 = port_of(&lab, &ns_path(&c3), "eth0", &c3, &ip3);
+    lab.wait_ports(BR, &[&p3.name], "up", Duration::from_secs(10));
+    // From c3: its new interface has a new MAC, which c1 still has the old one of.
+    pings(&lab, &[(&c3, &addr(&lab, 41))], true);
+    lab.vsctl_ok(&["del-br", BR]);
+    for (ns, p) in [(&c1, &again), (&c3, &p3)] {
+        assert!(
+            !lab.link_exists(&lab.sw, &p.name),
+            "{} left by del-br",
+            p.name
+        );
+        wait_until(
+            &format!("eth0 to leave {ns} after del-br"),
+            Duration::from_secs(5),
+            || links(ns) == vec!["lo".to_string()],
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -275,11 +275,8 @@ impl Controller {
             }
             .into());
         };
+        // The veth (and its far end) goes with the port.
         self.del_port(bridge, &pc.name, false)?;
-        // A veth's far end goes with it; a TAP went when its file was closed.
-        if pc.kind == PortKind::Afpacket {
-            let _ = netns::delete(&pc.name);
-        }
         Ok(Data::Done)
     }
 

@@ -405,7 +405,8 @@ impl Controller {
         }
     }
 
-    /// Deletes bridge `bridge` with its ports.
+    /// Deletes bridge `bridge` with its ports (and the containers' veths of attached
+    /// ones, as `detach`).
     fn del_bridge(&mut self, bridge: &str) -> Result<Data, ControlError> {
         let b = self.bridge_conf(bridge)?.clone();
         if let Some(n) = &b.net {
@@ -424,6 +425,7 @@ impl Controller {
         for rt in gone {
             self.remove_port(&rt);
         }
+        b.ports.iter().for_each(unplug_attached);
         self.refresh_tunnels();
         if b.net.is_some() {
             self.sync_gateway();
@@ -624,6 +626,7 @@ impl Controller {
             b.ports.retain(|p| p.name != iface);
             b.static_fdb.retain(|f| f.port != iface);
         }
+        let pc = pc.clone();
         self.commit(next)?;
         if let Some(rt) = self.ports.remove(iface) {
             self.publish();
@@ -632,6 +635,7 @@ impl Controller {
                 br.fdb.load().flush_port(rt.id);
             }
         }
+        unplug_attached(&pc);
         self.refresh_tunnels();
         Ok(Data::Done)
     }
@@ -1034,4 +1038,17 @@ fn vlan_members(v: &PortVlans) -> Vec<u16> {
         return vec![0];
     }
     v.untagged.iter().chain(&v.tagged).copied().collect()
+}
+
+/// Removes the veth of a port made by `attach` once the port is gone, as `detach`
+/// does: its far end in the container would otherwise stay, addressed and dead, and
+/// the next `attach` of that container and interface would find the name taken. A
+/// TAP went when its file was closed.
+fn unplug_attached(pc: &PortConf) {
+    // Gone already when the container's namespace went.
+    if pc.attach.is_some() && pc.kind == PortKind::Afpacket && iface::index(&pc.name).is_some() {
+        if let Err(e) = crate::sys::netns::delete(&pc.name) {
+            tracing::warn!(port = %pc.name, "cannot remove the attached veth: {e}");
+        }
+    }
 }
