@@ -5,7 +5,9 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::Path;
 
-use ctl::{BridgeInfo, ClientError, Data, L4Proto, PortInfo, PortKind, PublishedInfo, Request};
+use ctl::{
+    BridgeInfo, ClientError, Data, L4Proto, NetInfo, PortInfo, PortKind, PublishedInfo, Request,
+};
 use serde_json::{json, Value};
 
 use crate::conf::{self, Env, Net};
@@ -42,6 +44,47 @@ fn call(net: &Net, req: &Request) -> Result<Data> {
         ClientError::Refused(m) => err(Code::Refused, format!("vswitchd: {m}")),
         other => err(Code::Io, other.to_string()),
     })
+}
+
+/// The line vswitchd refused a request with (None for any other failure).
+fn refusal(e: &CniError) -> Option<&str> {
+    match e.code {
+        Code::Refused => e.msg.strip_prefix("vswitchd: "),
+        _ => None,
+    }
+}
+
+// vswitchd's refusals carry no code, only the one line its error's `Display` gives
+// (vswitch/src/controller/error.rs and attach.rs), which it keeps stable because scripts
+// match on it. The variable parts are the names this plugin sent, so each refusal that
+// means "already there" or "already gone" is matched as its whole line: a save failure,
+// a cluster store refusing, or a different refusal that starts alike (add-overlay's
+// "bridge X already exists on this node; …") must stay an error.
+
+/// add-br: the bridge is there (another first ADD made it since our show).
+fn bridge_exists(e: &CniError, bridge: &str) -> bool {
+    refusal(e) == Some(format!("bridge {bridge} already exists").as_str())
+}
+
+/// add-net: the bridge has a network (its subnet ends the line: we look at it with show).
+fn net_exists(e: &CniError, bridge: &str) -> bool {
+    refusal(e).is_some_and(|m| {
+        m.strip_prefix(&format!("bridge {bridge} already has network "))
+            .is_some_and(|rest| rest.ends_with(" (del-net first)"))
+    })
+}
+
+/// detach: the attachment, or its whole bridge, is gone.
+fn not_attached(e: &CniError, bridge: &str, ifname: &str, netns: &str) -> bool {
+    refusal(e).is_some_and(|m| {
+        m == format!("bridge {bridge} has no {ifname} attached to {netns}")
+            || m == format!("no bridge named {bridge}")
+    })
+}
+
+/// unpublish: the port is no longer published.
+fn not_published(e: &CniError, proto: L4Proto, host_port: u16) -> bool {
+    refusal(e) == Some(format!("{}/{host_port} is not published", proto.as_str()).as_str())
 }
 
 /// The bridges and published ports vswitchd has now.
@@ -135,55 +178,150 @@ fn add(env: &Env, stdin: &[u8]) -> Result<String> {
             return Err(e);
         }
     };
-    match plug(env, &net, &bridges, &lease) {
+    let mut made = Made::default();
+    match plug(env, &net, &bridges, &lease, &mut made) {
         Ok(result) => Ok(shape(&net.conf.cni_version, result, &ipam_result)),
         Err(e) => {
-            // Nothing of this call may stay behind: the port, published ports, the lease.
+            // Nothing of this call may stay behind: the port, published ports, the lease,
+            // and the bridge or network it made.
             let _ = unplug(env, &net, Some(&lease));
             let _ = ipam::exec(&net.ipam_type, "DEL", env, stdin);
+            take_back(&net, &bridges, &lease, made);
             Err(e)
         }
     }
 }
 
+/// What an ADD made itself, so that its rollback takes back that and nothing else.
+#[derive(Debug, Default, Clone, Copy)]
+struct Made {
+    bridge: bool,
+    net: bool,
+}
+
+/// Deletes the bridge, or else the network, that a failed ADD made. Another ADD may have
+/// found them there since and attached to them: a bridge with a port that was not there
+/// at our first show stays, network and all (vswitchd has no "delete if unused", so an
+/// ADD between this show and the delete can still lose the race and has to be retried,
+/// as it would if the bridge had never been there). Best effort, as the rest of the
+/// rollback: the ADD's own error is what the runtime gets.
+fn take_back(net: &Net, before: &[BridgeInfo], lease: &Lease, made: Made) {
+    if !made.bridge && !made.net {
+        return;
+    }
+    let Ok((bridges, _)) = show(net) else { return };
+    let Some(b) = bridges.iter().find(|b| b.name == net.bridge) else {
+        return;
+    };
+    let had: Vec<&str> = before
+        .iter()
+        .filter(|b| b.name == net.bridge)
+        .flat_map(|b| &b.ports)
+        .map(|p| p.name.as_str())
+        .collect();
+    if b.ports.iter().any(|p| !had.contains(&p.name.as_str())) {
+        return;
+    }
+    let req = if made.bridge {
+        Request::DelBr {
+            bridge: net.bridge.clone(),
+        }
+    } else if b.net.as_ref().is_some_and(|n| n.subnet == lease.subnet()) {
+        Request::DelNet {
+            bridge: net.bridge.clone(),
+        }
+    } else {
+        return;
+    };
+    let _ = call(net, &req);
+}
+
+/// The network `bridge` has now (after add-net said it has one).
+fn net_now(net: &Net) -> Result<NetInfo> {
+    let (bridges, _) = show(net)?;
+    bridges
+        .into_iter()
+        .find(|b| b.name == net.bridge)
+        .and_then(|b| b.net)
+        .ok_or_else(|| {
+            err(
+                Code::TryAgainLater,
+                format!(
+                    "bridge {} changed while this ADD ran (its network came and went)",
+                    net.bridge
+                ),
+            )
+        })
+}
+
+/// Refuses a bridge whose network is not the lease's: another gateway than the switch's
+/// would go unanswered, so the container would have no way out.
+fn same_net(net: &Net, n: &NetInfo, lease: &Lease, gw: Ipv4Addr) -> Result<()> {
+    if n.subnet != lease.subnet() || n.gateway != gw.to_string() {
+        return Err(err(
+            Code::InvalidConfig,
+            format!(
+                "bridge {} has network {} with gateway {}, but the IPAM plugin gave {} with gateway {gw}",
+                net.bridge,
+                n.subnet,
+                n.gateway,
+                lease.cidr()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Bridge (and its network) if missing, the attachment, the published ports; returns
-/// the interfaces of the result.
-fn plug(env: &Env, net: &Net, bridges: &[BridgeInfo], lease: &Lease) -> Result<Value> {
+/// the interfaces of the result. `made` says which of bridge and network this call made,
+/// also when it fails.
+fn plug(
+    env: &Env,
+    net: &Net,
+    bridges: &[BridgeInfo],
+    lease: &Lease,
+    made: &mut Made,
+) -> Result<Value> {
     let bridge = bridges.iter().find(|b| b.name == net.bridge);
     if bridge.is_none() {
-        call(
+        match call(
             net,
             &Request::AddBr {
                 bridge: net.bridge.clone(),
             },
-        )?;
+        ) {
+            Ok(_) => made.bridge = true,
+            // Another first ADD on this bridge made it since our show: what we wanted.
+            // Its network, if it gave one, is checked below when add-net says so.
+            Err(e) if bridge_exists(&e, &net.bridge) => {}
+            Err(e) => return Err(e),
+        }
     }
     // The IPAM gateway becomes the switch's own (ARP, ICMP, routing, published ports),
     // as a Docker network's gateway does; a bridge that has a network keeps it.
     if let Some(gw) = lease.gateway {
-        if let Some(n) = bridge.and_then(|b| b.net.as_ref()) {
-            // Another gateway than the switch's would go unanswered: no way out.
-            if n.subnet != lease.subnet() || n.gateway != gw.to_string() {
-                return Err(err(
-                    Code::InvalidConfig,
-                    format!(
-                        "bridge {} has network {} with gateway {}, but the IPAM plugin gave {} with gateway {gw}",
-                        net.bridge,
-                        n.subnet,
-                        n.gateway,
-                        lease.cidr()
-                    ),
-                ));
-            }
-        } else {
-            call(
+        let have = match bridge.and_then(|b| b.net.clone()) {
+            Some(n) => Some(n),
+            None => match call(
                 net,
                 &Request::AddNet {
                     bridge: net.bridge.clone(),
                     subnet: lease.subnet(),
                     gateway: gw,
                 },
-            )?;
+            ) {
+                Ok(_) => {
+                    made.net = true;
+                    None
+                }
+                // Another ADD gave the bridge a network since our show: ours only if
+                // it is the same.
+                Err(e) if net_exists(&e, &net.bridge) => Some(net_now(net)?),
+                Err(e) => return Err(e),
+            },
+        };
+        if let Some(n) = have {
+            same_net(net, &n, lease, gw)?;
         }
     }
     let mac = net
@@ -275,7 +413,9 @@ fn shape(version: &str, interfaces: Value, ipam_result: &Value) -> String {
 }
 
 /// Removes the attachment and every port published to its address; true if there was
-/// one. Nothing there is not an error.
+/// one. Nothing there is not an error. `lease` is for ADD's own rollback only, which
+/// still holds it: with no attachment, ports published to it are freed too. DEL and GC
+/// pass none, since once the attachment is gone its address may be another container's.
 fn unplug(env: &Env, net: &Net, lease: Option<&Lease>) -> Result<bool> {
     let (bridges, published) = show(net)?;
     let port = attached(&bridges, &net.bridge, &env.container_id, &env.ifname).cloned();
@@ -298,17 +438,14 @@ fn unplug(env: &Env, net: &Net, lease: Option<&Lease>) -> Result<bool> {
                     host_port: p.host_port,
                 },
             ) {
-                Ok(_)
-                | Err(CniError {
-                    code: Code::Refused,
-                    ..
-                }) => {}
+                Ok(_) => {}
+                Err(e) if not_published(&e, p.proto, p.host_port) => {}
                 Err(e) => return Err(e),
             }
         }
     }
     let Some(port) = port else { return Ok(false) };
-    let a = port
+    let netns = port
         .attach
         .as_ref()
         .map(|a| a.netns.clone())
@@ -317,17 +454,15 @@ fn unplug(env: &Env, net: &Net, lease: Option<&Lease>) -> Result<bool> {
         net,
         &Request::Detach {
             bridge: net.bridge.clone(),
-            netns: a,
+            netns: netns.clone(),
             ifname: env.ifname.clone(),
             container: Some(env.container_id.clone()),
         },
     ) {
+        Ok(_) => Ok(true),
         // Gone between our show and now: someone else did the work.
-        Ok(_)
-        | Err(CniError {
-            code: Code::Refused,
-            ..
-        }) => Ok(true),
+        Err(e) if not_attached(&e, &net.bridge, &env.ifname, &netns) => Ok(true),
+        // Any other refusal leaves the port there: DEL must fail, keeping the lease.
         Err(e) => Err(e),
     }
 }
@@ -338,8 +473,9 @@ fn del(env: &Env, stdin: &[u8]) -> Result<()> {
         // ADD refused it, so nothing was made.
         return Ok(());
     }
-    let lease = net.conf.prev_result.as_ref().and_then(ipam::first_v4);
-    unplug(env, &net, lease.as_ref())?;
+    // Not prevResult's address: after a DEL that went through, the IPAM plugin may have
+    // given it to another container, whose published ports a repeated DEL must not take.
+    unplug(env, &net, None)?;
     ipam::exec(&net.ipam_type, "DEL", env, stdin)?;
     Ok(())
 }
@@ -466,38 +602,4 @@ fn gc(env: &Env, stdin: &[u8]) -> Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    #[test]
-    fn macs_are_stable_and_local() {
-        let a = mac_for("abc", "eth0");
-        assert_eq!(a, mac_for("abc", "eth0"));
-        assert_ne!(a, mac_for("abc", "eth1"));
-        assert!(ctl::validate::unicast_mac(&a).is_ok(), "{a}");
-        assert!(a.starts_with("02:"));
-    }
-
-    #[test]
-    fn results_take_the_configs_version() {
-        let ipam = json!({"ips":[{"address":"10.1.0.5/24","gateway":"10.1.0.1"}],"routes":[{"dst":"0.0.0.0/0"}]});
-        let ifs = json!([{"name":"va1"},{"name":"eth0","sandbox":"/x"}]);
-        let r: Value = serde_json::from_str(&shape("1.0.0", ifs.clone(), &ipam)).unwrap();
-        assert_eq!(r["cniVersion"], "1.0.0");
-        assert_eq!(r["ips"][0]["interface"], 1);
-        assert!(r["ips"][0].get("version").is_none());
-        assert_eq!(r["routes"][0]["dst"], "0.0.0.0/0");
-        let r: Value = serde_json::from_str(&shape("0.4.0", ifs, &ipam)).unwrap();
-        assert_eq!(r["ips"][0]["version"], "4");
-    }
-
-    #[test]
-    fn version_lists_what_it_speaks() {
-        let v: Value = serde_json::from_str(&version()).unwrap();
-        assert_eq!(
-            v["supportedVersions"].as_array().unwrap().len(),
-            conf::SUPPORTED.len()
-        );
-    }
-}
+mod tests;
