@@ -446,6 +446,15 @@ impl Handle {
         Ok(())
     }
 
+    /// Takes back a [`Self::release`] whose local half failed (the config could not be
+    /// saved, so the container is still plugged in with the address): the record is no
+    /// longer held back, and the next pass publishes it again under the node's lease,
+    /// unless another node took the address meanwhile, which the publisher logs.
+    pub fn unrelease(&self, record: &EndpointRecord) {
+        self.shared.released().remove(&record.ipam_key());
+        let _ = self.cmds.send(Cmd::Sync);
+    }
+
     /// Releases an endpoint as soon as the store can take it (now, or in the next
     /// session): for a claim whose container could not be plugged in.
     pub fn release_later(&self, record: EndpointRecord) {

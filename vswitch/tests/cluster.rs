@@ -1099,3 +1099,45 @@ fn overlay_gateways_are_served_on_every_node_and_answer_every_nodes_names() {
             .all(|r| r.0 != "web" && r.0 != "www")
     });
 }
+
+/// An overlay `detach` or `ipam-release` releases the address in the store first; when
+/// the node then cannot save its config (here a directory where the save's temporary
+/// file goes), it refuses, the container stays plugged in, and the address is published
+/// again under the node's lease: no other node can hand it out while it is in use. Once
+/// the config can be saved, the same requests go through.
+#[test]
+fn an_overlay_release_that_cannot_be_saved_keeps_the_address_claimed() {
+    let mut lab = Lab::with_nodes("unrel", 1);
+    lab.overlay_everywhere("ovu", "10.97.0.0/24");
+    let c1 = lab.name("c1");
+    lab.ns.add(&c1);
+    let sw = &lab.nodes[0].sw;
+    let (ip1, _) = attach_auto(sw, "ovu", &c1);
+    let reserved = sw.vsctl_ok(&["ipam-claim", "ovu", "--owner", "probe"]);
+    let ip2 = reserved.split('/').next().unwrap().to_string();
+    let key = |ip: &str| format!("/vswitch/v1/ipam/ovu/{ip}");
+    let held = |ip: &str| store_keys(&lab, &key(ip)).len() == 1;
+    assert!(held(&ip1) && held(&ip2));
+
+    let blocker = sw.db.with_extension("json.tmp");
+    std::fs::create_dir(&blocker).unwrap();
+    let o = sw.vsctl(&["detach", "ovu", &c1]);
+    assert!(!o.success() && o.stderr.contains("cannot save"), "{o}");
+    let o = sw.vsctl(&["ipam-release", "ovu", &ip2]);
+    assert!(!o.success() && o.stderr.contains("cannot save"), "{o}");
+    // Released for a moment, then published again, and kept.
+    wait_until("both addresses claimed again", SHORT, || {
+        held(&ip1) && held(&ip2)
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        held(&ip1) && held(&ip2),
+        "an address the node still uses went free"
+    );
+    assert!(sw.vsctl_ok(&["show"]).contains(&ip1), "c1 was unplugged");
+
+    std::fs::remove_dir(&blocker).unwrap();
+    sw.vsctl_ok(&["detach", "ovu", &c1]);
+    sw.vsctl_ok(&["ipam-release", "ovu", &ip2]);
+    wait_until("both addresses free", SHORT, || !held(&ip1) && !held(&ip2));
+}

@@ -51,14 +51,18 @@ pub fn handle(
             if let Some(e) = &ep {
                 cl.release(e)?;
             }
-            lock(ctl)
-                .handle(Request::Detach {
-                    bridge,
-                    netns,
-                    ifname,
-                    container,
-                })
-                .map_err(VerbError::from)
+            let done = lock(ctl).handle(Request::Detach {
+                bridge,
+                netns,
+                ifname,
+                container,
+            });
+            // Still plugged in (the config could not be saved): the address is its
+            // again, or another node could hand it out while it is in use.
+            if let (Err(_), Some(e)) = (&done, &ep) {
+                cl.unrelease(e);
+            }
+            done.map_err(VerbError::from)
         }
         _ => Err(VerbError::NotClusterVerb),
     }

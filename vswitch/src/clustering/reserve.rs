@@ -57,7 +57,11 @@ pub fn handle(
             };
             // Released first: if the store cannot take it, the reservation stays.
             cl.release(&rec)?;
-            lock(ctl).remove_reserved(&overlay, ip)?;
+            if let Err(e) = lock(ctl).remove_reserved(&overlay, ip) {
+                // Still reserved here (the config could not be saved): published again.
+                cl.unrelease(&rec);
+                return Err(e.into());
+            }
             tracing::info!(overlay = %overlay, ip = %ip, "reserved address released");
             Ok(Data::Done)
         }
