@@ -497,6 +497,17 @@ impl Config {
             validate::mac_limit(b.mac_limit)
                 .map_err(ConfigError::from)
                 .map_err(ConfigError::in_bridge(&b.name))?;
+            // Static entries count against the limit, which sizes the FDB's table: more
+            // of them than that could find no slot, and be in the config but not forward.
+            if b.static_fdb.len() > b.mac_limit as usize {
+                return Err(ConfigError::in_bridge(&b.name)(ConfigError::Invalid(
+                    format!(
+                        "{} static FDB entries are more than its MAC limit {}",
+                        b.static_fdb.len(),
+                        b.mac_limit
+                    ),
+                )));
+            }
             if !seen_br.insert(&b.name) {
                 return Err(ConfigError::BridgeTwice(b.name.clone()));
             }

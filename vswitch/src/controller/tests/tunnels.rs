@@ -216,6 +216,17 @@ fn add_fdb_adds_or_replaces_a_static_entry() {
             },
         ]
     );
+    // Static entries fit the table the MAC limit sizes: no more of them than that.
+    let limit = |limit| Request::SetMacLimit {
+        bridge: br("br0"),
+        limit,
+    };
+    let two = "bridge br0: 2 static FDB entries are more than its MAC limit 1";
+    l.refused_with(limit(1), two);
+    l.ok(limit(2));
+    let three = "bridge br0: 3 static FDB entries are more than its MAC limit 2";
+    l.refused_with(add("02:00:00:00:00:03", P1), three);
+    assert_eq!(l.bridge("br0").static_fdb.len(), 2);
 }
 
 #[test]
