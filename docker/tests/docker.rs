@@ -145,6 +145,32 @@ fn containers_talk_and_publish_ports() {
     ]);
     assert!(!o.success());
     assert!(vswitch_line(&o.stderr).contains("8080"), "{o}");
+    // A port for one host address is not opened on the uplink for everyone.
+    let o = lab.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "local",
+        "--network",
+        "net1",
+        "-p",
+        "127.0.0.1:5432:80",
+        common::IMAGE,
+        "sleep",
+        "60",
+    ]);
+    assert!(!o.success());
+    assert!(
+        vswitch_line(&o.stderr).contains(
+            "vswitch: -p 127.0.0.1:5432: ports are published on the uplink's address only (198.51.100.2)"
+        ),
+        "{o}"
+    );
+    assert!(
+        !lab.show_text().contains("5432"),
+        "a refused -p left a published port:\n{}",
+        lab.show_text()
+    );
     let o = lab.docker(&[
         "network",
         "create",
