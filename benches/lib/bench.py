@@ -15,6 +15,9 @@ Subcommands (all print to stdout):
                                   load phases, pings and vsctl stats plus the BENCH_*/SOAK_*
                                   environment; write OUT, print the summary
   soak-table FILE [--markdown]    print the summary of a saved soak result
+  series FILE...                  issue 20's ratios in each saved run (vswitchd-afpacket's
+                                  median over the bridge's, or OVS's for 64-byte UDP) and
+                                  their median over the runs
 """
 
 import json
@@ -151,6 +154,43 @@ def cmd_report(raw_path, meta_path, out_path, latest=None, markdown_path=None):
 
 def cmd_table(path, markdown):
     print(render(load(path), markdown))
+
+
+# Issue 20's targets, as (label, metric, baseline setup): the ratio is the run's median of
+# vswitchd-afpacket over the baseline's median of the same metric.
+SERIES = [
+    ("TCP 1 stream / bridge", "tcp1_gbps", "bridge"),
+    ("4 host pairs / bridge", "flows4_gbps", "bridge"),
+    ("8 host pairs / bridge", "flows8_gbps", "bridge"),
+    ("64-byte UDP delivered / OVS", "udp64_delivered_kpps", "ovs"),
+    ("ping p50 / bridge", "ping_p50_ms", "bridge"),
+]
+
+
+def cmd_series(paths):
+    """Each run's ratios, then the median, lowest and highest of each over the runs that
+    have it: what README's "over all runs" figures are."""
+    per = {label: [] for label, _, _ in SERIES}
+    print("run              " + "  ".join(f"{label:>27}" for label, _, _ in SERIES))
+    for path in paths:
+        setups = load(path).get("setups", {})
+        ours = setups.get("vswitchd-afpacket", {}).get("median", {})
+        cells = []
+        for label, metric, base in SERIES:
+            theirs = setups.get(base, {}).get("median", {})
+            a, b = ours.get(metric), theirs.get(metric)
+            if a is None or not b:
+                cells.append(f"{'-':>27}")
+                continue
+            r = a / b
+            per[label].append(r)
+            cells.append(f"{r:>27.2f}")
+        print(f"{os.path.basename(path)[:16]:<17}" + "  ".join(cells))
+    for label, _, _ in SERIES:
+        xs = per[label]
+        if xs:
+            print(f"{label}: median {statistics.median(xs):.2f} over {len(xs)} runs "
+                  f"({min(xs):.2f}-{max(xs):.2f})")
 
 
 # ---- soak (run.sh --soak) ------------------------------------------------------------------
@@ -479,6 +519,8 @@ def main(argv):
         cmd_report(args[0], args[1], args[2], opts["--latest"], opts["--markdown"])
     elif cmd == "table" and len(args) in (1, 2):
         cmd_table(args[0], markdown=len(args) == 2 and args[1] == "--markdown")
+    elif cmd == "series" and args:
+        cmd_series(args)
     elif cmd == "soak-report" and len(args) == 2:
         cmd_soak_report(args[0], args[1])
     elif cmd == "soak-table" and len(args) in (1, 2):
