@@ -72,6 +72,10 @@ pub enum SessionError {
     KeyChurn,
     #[error("the node's lease expired")]
     LeaseExpired,
+    /// Someone deleted the node's own key (`etcdctl del`): the other nodes dropped it,
+    /// so it joins again.
+    #[error("the node's key was deleted from the store; joining again")]
+    KeyDeleted,
     #[error("{0} stream closed")]
     StreamClosed(&'static str),
     #[error("{0}: cluster store unreachable")]

@@ -119,6 +119,11 @@ pub(crate) async fn claim(
     // Addresses whose MAC (derived from the address) turned out to be another
     // endpoint's: the next look passes them over.
     let mut mac_taken = std::collections::HashSet::new();
+    // Addresses whose MAC was found taken once with the address itself ("claimed
+    // meanwhile"): found so again, the endpoint key is one without its address claim
+    // (left by an older release cut in two), and waiting for the claim to show would
+    // never end.
+    let mut meanwhile = std::collections::HashSet::new();
     for _ in 0..CLAIM_ATTEMPTS {
         let Some(Taken {
             overlay: o,
@@ -225,7 +230,7 @@ pub(crate) async fn claim(
         if let Some(h) = holder {
             // Claimed meanwhile, MAC and address together: the next look says so (or
             // picks another).
-            if c.mac.is_none() && h.as_ref().is_some_and(|h| h.ip == ip) {
+            if c.mac.is_none() && h.as_ref().is_some_and(|h| h.ip == ip) && meanwhile.insert(ip) {
                 continue;
             }
             if c.mac.is_none() && c.ip.is_none() {
@@ -285,27 +290,48 @@ async fn held(client: &mut Client, e: &EndpointRecord) -> Result<[Held; 2], Clus
 const REWRITE_ATTEMPTS: usize = 4;
 
 /// Deletes an endpoint and its address claim if they still hold `e` (with whatever
-/// names: they may have changed since `e` was made).
-pub(crate) async fn release(client: &mut Client, e: &EndpointRecord) -> Result<(), ClusterError> {
-    for key in [e.ipam_key(), e.endpoint_key()] {
-        for _ in 0..REWRITE_ATTEMPTS {
-            let resp = client.get(key.clone(), None).await.map_err(failed)?;
-            let Some(kv) = resp.kvs().first() else { break };
-            let mine = serde_json::from_slice::<EndpointRecord>(kv.value())
-                .is_ok_and(|r| r.same_endpoint(e));
-            if !mine {
-                break;
-            }
-            let txn = Txn::new()
-                .when(vec![Compare::mod_revision(
+/// names: they may have changed since `e` was made), both in one transaction: a release
+/// cut in the middle would leave an endpoint whose address looks free, which the
+/// allocator would hand out and then find taken by its MAC. `in_flight` says whether
+/// that transaction is sent and unanswered.
+pub(crate) async fn release(
+    client: &mut Client,
+    e: &EndpointRecord,
+    in_flight: &mut bool,
+) -> Result<(), ClusterError> {
+    let keys = [e.ipam_key(), e.endpoint_key()];
+    for _ in 0..REWRITE_ATTEMPTS {
+        let look = Txn::new().and_then(
+            keys.iter()
+                .map(|k| TxnOp::get(k.clone(), None))
+                .collect::<Vec<_>>(),
+        );
+        let resp = client.txn(look).await.map_err(failed)?;
+        let mut when = Vec::new();
+        let mut ops = Vec::new();
+        for (key, got) in keys.iter().zip(resp.op_responses()) {
+            let TxnOpResponse::Get(g) = got else { continue };
+            let Some(kv) = g.kvs().first() else { continue };
+            if serde_json::from_slice::<EndpointRecord>(kv.value())
+                .is_ok_and(|r| r.same_endpoint(e))
+            {
+                when.push(Compare::mod_revision(
                     key.clone(),
                     CompareOp::Equal,
                     kv.mod_revision(),
-                )])
-                .and_then(vec![TxnOp::delete(key.clone(), None)]);
-            if client.txn(txn).await.map_err(failed)?.succeeded() {
-                break;
+                ));
+                ops.push(TxnOp::delete(key.clone(), None));
             }
+        }
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let txn = Txn::new().when(when).and_then(ops);
+        if crate::session::write(client, txn, in_flight)
+            .await?
+            .succeeded()
+        {
+            return Ok(());
         }
     }
     Ok(())

@@ -256,9 +256,16 @@ pub(crate) struct Shared {
     /// Endpoints released on request (`detach`) that the controller may still list for
     /// a moment, by `ipam/` key.
     pub released: Mutex<BTreeMap<String, EndpointRecord>>,
+    /// Owned endpoints the store would not take: another endpoint holds the address or
+    /// the MAC (this node was away past its lease, and the address was handed out
+    /// again), or a service holds it as its VIP. Tried again at every pass.
+    pub conflicts: Mutex<BTreeMap<String, EndpointRecord>>,
 }
 
 impl Shared {
+    pub(crate) fn conflicts(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, EndpointRecord>> {
+        self.conflicts.lock().unwrap_or_else(|p| p.into_inner())
+    }
     pub(crate) fn status(&self) -> std::sync::MutexGuard<'_, Status> {
         self.status.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -453,6 +460,12 @@ impl Handle {
     pub fn unrelease(&self, record: &EndpointRecord) {
         self.shared.released().remove(&record.ipam_key());
         let _ = self.cmds.send(Cmd::Sync);
+    }
+
+    /// Owned endpoints whose address or MAC the store holds for another now (see
+    /// `Shared::conflicts`).
+    pub fn conflicts(&self) -> Vec<EndpointRecord> {
+        self.shared.conflicts().values().cloned().collect()
     }
 
     /// Releases an endpoint as soon as the store can take it (now, or in the next

@@ -81,8 +81,12 @@ fn changed(c: &ServiceChange) -> ClusterError {
 
 /// Carries out `c` in one transaction: the record, compared with what the node saw,
 /// and the claims of its name, VIP and published ports (see [`crate::service_claims`]).
-pub(crate) async fn change(client: &mut Client, c: &ServiceChange) -> Result<(), ClusterError> {
-    let r = commit(client, c).await;
+pub(crate) async fn change(
+    client: &mut Client,
+    c: &ServiceChange,
+    in_flight: &mut bool,
+) -> Result<(), ClusterError> {
+    let r = commit(client, c, in_flight).await;
     if let Err(ClusterError::Refused(why)) = &r {
         // Logged so that a refusal by the store tells itself apart from one by the
         // node's own checks before it (same words).
@@ -91,7 +95,11 @@ pub(crate) async fn change(client: &mut Client, c: &ServiceChange) -> Result<(),
     r
 }
 
-async fn commit(client: &mut Client, c: &ServiceChange) -> Result<(), ClusterError> {
+async fn commit(
+    client: &mut Client,
+    c: &ServiceChange,
+    in_flight: &mut bool,
+) -> Result<(), ClusterError> {
     let key = keys::service(&c.overlay, &c.name);
     let me = claims::holder(&c.overlay, &c.name);
     let plan = claims::plan(c.prev.as_ref(), c.next.as_ref());
@@ -181,7 +189,7 @@ async fn commit(client: &mut Client, c: &ServiceChange) -> Result<(), ClusterErr
         or.extend(plan.take.iter().map(|cl| TxnOp::get(cl.key(), None)));
         or.extend(vip_addrs.iter().map(|k| TxnOp::get(k.clone(), None)));
         let txn = Txn::new().when(when).and_then(ops).or_else(or);
-        let resp = client.txn(txn).await.map_err(crate::session::failed)?;
+        let resp = crate::session::write(client, txn, in_flight).await?;
         if resp.succeeded() {
             tracing::info!(overlay = %c.overlay, service = %c.name, deleted = c.next.is_none(), "service stored");
             return Ok(());

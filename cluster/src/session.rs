@@ -26,6 +26,9 @@ pub(crate) struct Ctx {
     pub published: std::collections::BTreeMap<String, EndpointRecord>,
 }
 
+/// How many departed nodes `list-nodes` remembers.
+const MAX_DEPARTED: usize = 256;
+
 /// Longest wait for one etcd call.
 const CALL: Duration = Duration::from_secs(3);
 /// Pause between two sessions.
@@ -308,6 +311,7 @@ impl Runner {
         let now = tokio::time::Instant::now();
         let mut built = now.checked_sub(COALESCE).unwrap_or(now);
         let mut audit_at = now + self.settings.audit;
+        let own_key = keys::node(&self.settings.node);
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(built + COALESCE), if dirty => {
@@ -371,6 +375,12 @@ impl Runner {
                             let Ok(k) = kv.key_str() else { continue };
                             match ev.event_type() {
                                 EventType::Put => tracker.put(k, kv.value()),
+                                // The others take the node for gone: it registers again
+                                // (and puts its endpoints back) in a new session rather
+                                // than stay out while believing it is in.
+                                EventType::Delete if k == own_key => {
+                                    return End::Failed(SessionError::KeyDeleted)
+                                }
                                 EventType::Delete => tracker.delete(k),
                             }
                             rev = rev.max(kv.mod_revision());
@@ -405,7 +415,8 @@ impl Runner {
                         Err(e) => return End::Failed(e),
                     },
                     Some(c) => {
-                        // A claim left unanswered queues its release: it may commit yet.
+                        // A claim or release left unanswered may commit yet: the next
+                        // pass follows it up.
                         let queued = serve(&self.shared, &mut client, &mut ctx, c).await;
                         resync = resync.or(again(!queued));
                     }
@@ -482,6 +493,19 @@ impl Runner {
             if st.departed.remove(&n.name).is_some() || !st.state.nodes.contains_key(&n.name) {
                 tracing::info!(node = %n.name, vtep = %n.vtep, "node in the cluster");
             }
+        }
+        // Nodes that come and go under ever new names (autoscaled hosts) would grow the
+        // list without end: the longest gone are forgotten first.
+        while st.departed.len() > MAX_DEPARTED {
+            let oldest = st
+                .departed
+                .iter()
+                .min_by_key(|(_, d)| d.left)
+                .map(|(k, _)| k.clone());
+            match oldest {
+                Some(k) => st.departed.remove(&k),
+                None => break,
+            };
         }
         st.state = next.clone();
         drop(st);
@@ -630,7 +654,8 @@ fn refuse(c: Cmd) {
     }
 }
 
-/// Serves one request; true when it left a release queued.
+/// Serves one request; true when it left work for the next pass of [`sync`] (a claim's
+/// release queued, an unanswered release's endpoint to publish again).
 async fn serve(shared: &Shared, client: &mut Client, ctx: &mut Ctx, c: Cmd) -> bool {
     match c {
         Cmd::Sync => {}
@@ -641,7 +666,7 @@ async fn serve(shared: &Shared, client: &mut Client, ctx: &mut Ctx, c: Cmd) -> b
         } => {
             let mut sent = None;
             let r = bounded(deadline, crate::ipam::claim(client, ctx, &claim, &mut sent)).await;
-            let r = unanswered_claim(r, sent.is_some());
+            let r = unanswered(r, sent.is_some());
             let mut queued = false;
             match &r {
                 Ok(e) => {
@@ -668,48 +693,78 @@ async fn serve(shared: &Shared, client: &mut Client, ctx: &mut Ctx, c: Cmd) -> b
             deadline,
             reply,
         } => {
-            let r = bounded(deadline, crate::ipam::release(client, &record)).await;
-            if r.is_ok() {
+            let mut in_flight = false;
+            let r = bounded(
+                deadline,
+                crate::ipam::release(client, &record, &mut in_flight),
+            )
+            .await;
+            let r = unanswered(r, in_flight);
+            // Unanswered, the delete may still commit while the container stays plugged
+            // in: published again at the next pass (after that delete, if it comes), as
+            // long as the node still owns it.
+            let unanswered = matches!(r, Err(ClusterError::NoAnswer));
+            if r.is_ok() || unanswered {
                 ctx.published.remove(&record.ipam_key());
             }
             let _ = reply.send(r);
+            return unanswered;
         }
         Cmd::Service {
             change,
             deadline,
             reply,
         } => {
-            let r = bounded(deadline, crate::services::change(client, &change)).await;
-            let _ = reply.send(r);
+            let mut in_flight = false;
+            let r = bounded(
+                deadline,
+                crate::services::change(client, &change, &mut in_flight),
+            )
+            .await;
+            let _ = reply.send(unanswered(r, in_flight));
         }
         Cmd::AddOverlay {
             spec,
             deadline,
             reply,
         } => {
-            let r = bounded(deadline, add_overlay(client, &spec)).await;
-            let _ = reply.send(r);
+            let mut in_flight = false;
+            let r = bounded(deadline, add_overlay(client, &spec, &mut in_flight)).await;
+            let _ = reply.send(unanswered(r, in_flight));
         }
         Cmd::DelOverlay {
             name,
             deadline,
             reply,
         } => {
-            let r = bounded(deadline, del_overlay(client, &name)).await;
-            let _ = reply.send(r);
+            let mut in_flight = false;
+            let r = bounded(deadline, del_overlay(client, &name, &mut in_flight)).await;
+            let _ = reply.send(unanswered(r, in_flight));
         }
     }
     false
 }
 
-/// A claim that ran out of time before its transaction went to the store (in its
-/// reads, or between attempts) changed nothing: it is answered "unreachable", not "may
-/// still be made".
-fn unanswered_claim<T>(r: Result<T, ClusterError>, in_flight: bool) -> Result<T, ClusterError> {
+/// A request that ran out of time with no write in flight (in its reads, or between
+/// attempts) changed nothing: it is answered "unreachable", not "may still be made".
+fn unanswered<T>(r: Result<T, ClusterError>, in_flight: bool) -> Result<T, ClusterError> {
     match r {
         Err(ClusterError::NoAnswer) if !in_flight => Err(ClusterError::Unreachable),
         r => r,
     }
+}
+
+/// Sends a write transaction; `in_flight` is true from its sending until its answer, so
+/// that a request that runs out of time meanwhile says the write may still be made.
+pub(crate) async fn write(
+    client: &mut Client,
+    txn: Txn,
+    in_flight: &mut bool,
+) -> Result<etcd_client::TxnResponse, ClusterError> {
+    *in_flight = true;
+    let r = client.txn(txn).await.map_err(failed)?;
+    *in_flight = false;
+    Ok(r)
 }
 
 async fn bounded<T>(
@@ -809,6 +864,7 @@ async fn read_overlays(
 async fn add_overlay(
     client: &mut Client,
     spec: &OverlaySpec,
+    in_flight: &mut bool,
 ) -> Result<OverlayRecord, ClusterError> {
     let refuse = |s: String| Err(ClusterError::Refused(s));
     let Some(net) = parse_subnet(&spec.subnet) else {
@@ -884,7 +940,7 @@ async fn add_overlay(
                 TxnOp::put(vkey, rec.name.clone(), None),
                 TxnOp::put(keys::OVERLAYS_GUARD, rec.name.clone(), None),
             ]);
-        let resp = client.txn(txn).await.map_err(failed)?;
+        let resp = write(client, txn, in_flight).await?;
         if resp.succeeded() {
             tracing::info!(overlay = %rec.name, vni, subnet = %rec.subnet, "overlay created");
             return Ok(rec);
@@ -894,7 +950,11 @@ async fn add_overlay(
     refuse("the overlays kept changing; try again".into())
 }
 
-async fn del_overlay(client: &mut Client, name: &str) -> Result<OverlayRecord, ClusterError> {
+async fn del_overlay(
+    client: &mut Client,
+    name: &str,
+    in_flight: &mut bool,
+) -> Result<OverlayRecord, ClusterError> {
     for _ in 0..ATTEMPTS {
         let okey = keys::overlay(name);
         let resp = client.get(okey.clone(), None).await.map_err(failed)?;
@@ -974,7 +1034,7 @@ async fn del_overlay(client: &mut Client, name: &str) -> Result<OverlayRecord, C
                 no_new_addrs,
             ])
             .and_then(ops);
-        if client.txn(txn).await.map_err(failed)?.succeeded() {
+        if write(client, txn, in_flight).await?.succeeded() {
             tracing::info!(overlay = %name, "overlay deleted");
             return Ok(rec.unwrap_or(OverlayRecord {
                 name: name.to_string(),
@@ -1008,7 +1068,7 @@ async fn sync(shared: &Shared, client: &mut Client, ctx: &mut Ctx) -> Result<boo
         .map(|(k, e)| (k.clone(), e.clone()))
         .collect();
     for (k, e) in releasing {
-        match crate::ipam::release(client, &e).await {
+        match crate::ipam::release(client, &e, &mut false).await {
             Ok(()) => {
                 tracing::info!(overlay = %e.overlay, ip = %e.ip, mac = %e.mac, "endpoint released");
             }
@@ -1030,13 +1090,27 @@ async fn sync(shared: &Shared, client: &mut Client, ctx: &mut Ctx) -> Result<boo
         .filter(|(k, e)| ctx.published.get(*k) != Some(*e))
         .map(|(k, e)| (k.clone(), e.clone()))
         .collect();
+    let mut done = true;
     for (k, e) in owned {
         match crate::ipam::publish(client, ctx.lease, &e).await {
-            Ok(true) => {}
-            Ok(false) => tracing::warn!(
-                overlay = %e.overlay, ip = %e.ip, mac = %e.mac,
-                "the endpoint's address or MAC is another's now (an endpoint's or a VIP); not published"
-            ),
+            Ok(true) => {
+                if shared.conflicts().remove(&k).is_some() {
+                    tracing::info!(overlay = %e.overlay, ip = %e.ip, "the endpoint's address is its own again; published");
+                }
+            }
+            // Not published, and tried again at every pass (the other holder may go):
+            // marked published, an address this node's container still uses would stay
+            // free in the store for the whole session.
+            Ok(false) => {
+                if shared.conflicts().insert(k, e.clone()).is_none() {
+                    tracing::warn!(
+                        overlay = %e.overlay, ip = %e.ip, mac = %e.mac,
+                        "the endpoint's address or MAC is another's now (an endpoint's or a VIP); not published, tried again every second"
+                    );
+                }
+                done = false;
+                continue;
+            }
             Err(ClusterError::NoAnswer) => return Ok(false),
             Err(ClusterError::Refused(why)) => {
                 tracing::warn!(overlay = %e.overlay, ip = %e.ip, "cannot publish: {why}");
@@ -1045,7 +1119,10 @@ async fn sync(shared: &Shared, client: &mut Client, ctx: &mut Ctx) -> Result<boo
         }
         ctx.published.insert(k, e);
     }
-    Ok(true)
+    // Conflicts of endpoints no longer owned are no longer anyone's business.
+    let owned = shared.owned();
+    shared.conflicts().retain(|k, _| owned.contains_key(k));
+    Ok(done)
 }
 
 #[cfg(test)]
@@ -1055,13 +1132,10 @@ mod tests {
     #[test]
     fn a_claim_out_of_time_says_may_only_when_its_write_was_sent() {
         let no = || Err::<(), _>(ClusterError::NoAnswer);
-        assert_eq!(unanswered_claim(no(), true), Err(ClusterError::NoAnswer));
-        assert_eq!(
-            unanswered_claim(no(), false),
-            Err(ClusterError::Unreachable)
-        );
-        assert_eq!(unanswered_claim(Ok(()), false), Ok(()));
+        assert_eq!(unanswered(no(), true), Err(ClusterError::NoAnswer));
+        assert_eq!(unanswered(no(), false), Err(ClusterError::Unreachable));
+        assert_eq!(unanswered(Ok(()), false), Ok(()));
         let refused = Err::<(), _>(ClusterError::Refused("no".into()));
-        assert_eq!(unanswered_claim(refused.clone(), false), refused);
+        assert_eq!(unanswered(refused.clone(), false), refused);
     }
 }

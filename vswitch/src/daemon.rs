@@ -248,6 +248,7 @@ pub fn run(opts: Options) -> Result<(), StartError> {
             }
             // The endpoints this node owns: a container that died is released here.
             if let Some(cl) = cluster.as_ref() {
+                c.forget_lost_mesh(&cl.conflicts());
                 cl.set_owned(c.cluster_endpoints());
             }
             drop(c);

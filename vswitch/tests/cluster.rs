@@ -1141,3 +1141,79 @@ fn an_overlay_release_that_cannot_be_saved_keeps_the_address_claimed() {
     sw.vsctl_ok(&["ipam-release", "ovu", &ip2]);
     wait_until("both addresses free", SHORT, || !held(&ip1) && !held(&ip2));
 }
+
+/// What another writer of the store can do to a node, and how the node gets back:
+/// - its own node key deleted (`etcdctl del`): the other nodes take it for gone, so it
+///   registers again, in a new session, instead of staying out while believing it is in;
+/// - its container's address held by another endpoint meanwhile (as after a lease lost
+///   while cut off): its record is not published, and is tried again every second, so
+///   the address is the container's again as soon as the other lets go;
+/// - an endpoint key left without its address claim (a release cut in two by an older
+///   version): the allocator passes that address over instead of failing every claim.
+#[test]
+fn a_node_rejoins_and_takes_its_addresses_back_after_others_wrote_the_store() {
+    let mut lab = Lab::with_nodes("retake", 1);
+    lab.overlay_everywhere("ovr", "10.99.0.0/24");
+    let (c1, c2) = (lab.name("c1"), lab.name("c2"));
+    lab.ns.add(&c1);
+    lab.ns.add(&c2);
+    let sw = &lab.nodes[0].sw;
+    let (ip1, mac1) = attach_auto(sw, "ovr", &c1);
+    let ip1: std::net::Ipv4Addr = ip1.parse().unwrap();
+    let etcdctl = |args: &[&str]| {
+        let o = lab.etcd.as_ref().unwrap().etcdctl(args).unwrap();
+        assert!(o.success(), "etcdctl {args:?}: {o}");
+        o.stdout
+    };
+    let ipam1 = cluster::keys::ipam("ovr", ip1);
+    let intruder = cluster::EndpointRecord {
+        overlay: "ovr".into(),
+        mac: "02:00:00:00:99:01".into(),
+        ip: ip1,
+        node: "n9".into(),
+        container: "intruder".into(),
+        names: Vec::new(),
+    };
+    etcdctl(&["del", &ipam1]);
+    etcdctl(&["del", &cluster::keys::endpoint("ovr", &mac1)]);
+    let value = String::from_utf8(intruder.value()).unwrap();
+    etcdctl(&["put", &ipam1, &value]);
+    let node_key = cluster::keys::node("n1");
+    etcdctl(&["del", &node_key]);
+    wait_until("n1 registered again", SHORT, || {
+        !store_keys(&lab, &node_key).is_empty()
+    });
+    wait_until("n1 saw its address held by another", SHORT, || {
+        sw.log_text()
+            .contains("not published, tried again every second")
+    });
+    assert!(
+        etcdctl(&["get", &ipam1]).contains("intruder"),
+        "n1 took the address from its holder"
+    );
+    etcdctl(&["del", &ipam1]);
+    wait_until("c1's address is c1's again", SHORT, || {
+        store_keys(&lab, &ipam1)
+            .first()
+            .is_some_and(|(_, v)| v.contains(&format!("\"container\":\"{c1}\"")))
+    });
+
+    // An endpoint key without its address claim, on the next free address.
+    let next = std::net::Ipv4Addr::from(u32::from(ip1) + 1);
+    let orphan = cluster::EndpointRecord {
+        overlay: "ovr".into(),
+        mac: cluster::state::mac_for(next),
+        ip: next,
+        node: "n9".into(),
+        container: "half-released".into(),
+        names: Vec::new(),
+    };
+    let value = String::from_utf8(orphan.value()).unwrap();
+    etcdctl(&["put", &orphan.endpoint_key(), &value]);
+    let (ip2, _) = attach_auto(sw, "ovr", &c2);
+    assert_ne!(
+        ip2,
+        next.to_string(),
+        "the allocator handed out an address whose MAC is taken"
+    );
+}

@@ -80,9 +80,10 @@ fn a_node_keeps_its_lease_while_its_requests_wait_on_a_stalled_store() {
     lab.nodes[0]
         .sw
         .vsctl_ok(&["add-overlay", "sov", "--subnet", "10.93.0.0/24"]);
-    let (c1, c2) = (lab.name("c1"), lab.name("c2"));
+    let (c1, c2, c3) = (lab.name("c1"), lab.name("c2"), lab.name("c3"));
     lab.ns.add(&c1);
     lab.ns.add(&c2);
+    lab.ns.add(&c3);
     let (ip1, _) = attach_auto(&lab.nodes[0].sw, "sov", &c1);
     let (ip2, _) = attach_auto(&lab.nodes[0].sw, "sov", &c2);
     let node_key = keys::node("n1");
@@ -165,6 +166,37 @@ fn a_node_keeps_its_lease_while_its_requests_wait_on_a_stalled_store() {
         sw.log_text()
     );
     assert!(!log.contains("lease expired"), "{}", sw.log_text());
+
+    // A detach whose release is sent and left unanswered: the container stays plugged
+    // in, and once the delete commits with the disk back, its address is published
+    // again (a new create revision), not left free while it is in use.
+    let (ip3, _) = attach_auto(sw, "sov", &c3);
+    let key3 = keys::ipam("sov", ip3.parse().unwrap());
+    let (_, created) = lease_of(&lab, &key3);
+    disk.stall();
+    refused_in_time(
+        sw,
+        &["detach", "sov", &c3],
+        "the cluster store did not answer in time; the change may still be made",
+    );
+    assert!(sw.vsctl_ok(&["show"]).contains(&ip3), "c3 was unplugged");
+    disk.resume();
+    wait_until(
+        "c3's address published again",
+        Duration::from_secs(15),
+        || {
+            let o = lab
+                .etcd
+                .as_ref()
+                .unwrap()
+                .etcdctl(&["get", &key3, "-w", "json", "--consistency=s"])
+                .unwrap();
+            let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap_or_default();
+            v["kvs"][0]["create_revision"]
+                .as_i64()
+                .is_some_and(|c| c != created)
+        },
+    );
 }
 
 /// Whether `node` holds a mesh address in overlay `ov`, as the store says.

@@ -156,6 +156,31 @@ impl Controller {
         Ok(())
     }
 
+    /// Forgets this node's mesh addresses that the store now holds for another endpoint
+    /// (`cluster::Handle::conflicts`: this node was away past its lease and the address
+    /// was handed out again), so that the mesh thread claims new ones. Kept, the node
+    /// would translate to an address whose replies go to the other endpoint's node.
+    pub fn forget_lost_mesh(&mut self, conflicts: &[cluster::EndpointRecord]) {
+        let lost: Vec<cluster::EndpointRecord> = self
+            .cfg
+            .cluster
+            .as_ref()
+            .map(|cc| {
+                cc.mesh
+                    .iter()
+                    .filter(|m| conflicts.contains(m))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        for r in lost {
+            tracing::warn!(overlay = %r.overlay, ip = %r.ip, "mesh address taken by another endpoint; claiming a new one");
+            if let Err(e) = self.set_mesh(&r, false) {
+                tracing::warn!(overlay = %r.overlay, "cannot forget the lost mesh address: {e}");
+            }
+        }
+    }
+
     /// Whether `bridge` is an overlay bridge (its services live in the cluster).
     pub fn is_cluster_bridge(&self, bridge: &str) -> bool {
         self.cfg.cluster.is_some() && self.cfg.is_overlay_bridge(bridge)
