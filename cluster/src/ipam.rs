@@ -54,7 +54,12 @@ async fn read(client: &mut Client, overlay: &str) -> Result<Option<Taken>, Clust
             Some(GetOptions::new().with_prefix()),
         ),
     ]);
-    let resp = client.txn(txn).await.map_err(failed)?;
+    let resp = client
+        .kv_client()
+        .max_decoding_message_size(crate::session::MAX_READ)
+        .txn(txn)
+        .await
+        .map_err(failed)?;
     let mut rec = None;
     let mut claims = Vec::new();
     let mut vips = Vec::new();

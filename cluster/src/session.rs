@@ -138,10 +138,19 @@ async fn call<T>(
     }
 }
 
+/// The largest answer a whole read (the list of every key, a claim's read of an
+/// overlay) may be. gRPC's default of 4 MiB is reached near 8,000 endpoints (each is
+/// stored twice, a CNI container's record with its 64-character ID about 500 bytes);
+/// past it a node could not join, nor list again after a compaction.
+pub(crate) const MAX_READ: usize = 256 << 20;
+
 /// The state of every key under the prefix, and the revision they were read at.
 async fn list(client: &mut Client) -> Result<(Tracker, i64), SessionError> {
     let resp = call(
-        client.get(keys::PREFIX, Some(GetOptions::new().with_prefix())),
+        client
+            .kv_client()
+            .max_decoding_message_size(MAX_READ)
+            .get(keys::PREFIX, Some(GetOptions::new().with_prefix())),
         "list",
     )
     .await?;
@@ -442,15 +451,20 @@ impl Runner {
         client: &mut Client,
         rev: i64,
     ) -> Result<(etcd_client::Watcher, etcd_client::WatchStream), SessionError> {
+        // A whole transaction's events come in one message (a del-overlay deletes
+        // every address of the overlay at once).
         call(
-            client.watch(
-                keys::PREFIX,
-                Some(
-                    WatchOptions::new()
-                        .with_prefix()
-                        .with_start_revision(rev + 1),
+            client
+                .watch_client()
+                .max_decoding_message_size(MAX_READ)
+                .watch(
+                    keys::PREFIX,
+                    Some(
+                        WatchOptions::new()
+                            .with_prefix()
+                            .with_start_revision(rev + 1),
+                    ),
                 ),
-            ),
             "watch",
         )
         .await
@@ -966,6 +980,8 @@ async fn del_overlay(
         // nodes' mesh addresses go with it.
         let ipam = keys::ipam_of(name);
         let held = client
+            .kv_client()
+            .max_decoding_message_size(MAX_READ)
             .get(ipam.clone(), Some(GetOptions::new().with_prefix()))
             .await
             .map_err(failed)?;

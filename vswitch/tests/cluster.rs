@@ -1217,3 +1217,38 @@ fn a_node_rejoins_and_takes_its_addresses_back_after_others_wrote_the_store() {
         "the allocator handed out an address whose MAC is taken"
     );
 }
+
+/// A store whose keys under the prefix add up to more than gRPC's default 4 MiB per
+/// answer (near 8,000 endpoints): a node still lists it whole, joins and attaches (the
+/// claim reads the overlay's prefix in one answer too). Here 48 keys of 100 KB that no
+/// node reads, written with etcdctl.
+#[test]
+fn a_store_larger_than_four_mebibytes_is_listed_whole() {
+    let mut lab = Lab::new("big");
+    let etcd = Etcd::start(&lab.underlay(), ETCD_IP, &lab.dir.join("etcd"), None).unwrap();
+    let store = etcd.store_url();
+    lab.etcd = Some(etcd);
+    let filler = "x".repeat(100_000);
+    for i in 0..48 {
+        let key = format!("/vswitch/v1/ipam/ovb/filler-{i}");
+        let o = lab
+            .etcd
+            .as_ref()
+            .unwrap()
+            .etcdctl(&["put", &key, &filler])
+            .unwrap();
+        assert!(o.success(), "{o}");
+    }
+    lab.node(1, &store, &[]);
+    let sw = &lab.nodes[0].sw;
+    wait_until("n1 joined", SHORT, || {
+        nodes(sw).iter().any(|n| n.name == "n1")
+    });
+    lab.nodes[0]
+        .sw
+        .vsctl_ok(&["add-overlay", "ovb", "--subnet", "10.96.0.0/24"]);
+    let c1 = lab.name("c1");
+    lab.ns.add(&c1);
+    let (ip, _) = attach_auto(&lab.nodes[0].sw, "ovb", &c1);
+    assert!(ip.starts_with("10.96.0."), "{ip}");
+}
