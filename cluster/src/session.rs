@@ -278,7 +278,9 @@ impl Runner {
                 let _ = call(client.lease_revoke(lease), "revoke").await;
                 return Err(e);
             }
-            let (tracker, rev) = list(&mut client).await?;
+            let (mut tracker, rev) = list(&mut client).await?;
+            let known = self.shared.status().state.clone();
+            tracker.keep_from(&known.overlays);
             Ok::<_, SessionError>((client, lease, keeper, tracker, rev))
         };
         let deadline = self.first.as_ref().map_or(Duration::from_secs(10), |f| f.1);
@@ -339,13 +341,14 @@ impl Runner {
                     audit_at = tokio::time::Instant::now() + self.settings.audit;
                     // A list that fails (a stalled store) is tried again next time: the
                     // watch itself is not in question.
-                    let (t, r) = match list(&mut client).await {
+                    let (mut t, r) = match list(&mut client).await {
                         Ok(v) => v,
                         Err(e) => {
                             tracing::warn!("cluster audit skipped: {e}");
                             continue;
                         }
                     };
+                    t.keep_from(&tracker.state().overlays);
                     if t == tracker {
                         continue;
                     }
@@ -367,7 +370,10 @@ impl Runner {
                             // and watch from there.
                             tracing::info!(compacted = r.compact_revision(), "watch cancelled; listing again");
                             match list(&mut client).await {
-                                Ok((t, r)) => (tracker, rev) = (t, r),
+                                Ok((mut t, r)) => {
+                                    t.keep_from(&tracker.state().overlays);
+                                    (tracker, rev) = (t, r);
+                                }
                                 Err(e) => return End::Failed(e),
                             }
                             match self.adopt(&mut client, &tracker, rev).await {

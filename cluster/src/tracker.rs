@@ -22,6 +22,11 @@ pub struct Tracker {
     /// Every valid service record, by overlay and name, its overlay there or not (a
     /// service of an overlay that is gone is not served, but comes back with it).
     services: BTreeMap<String, BTreeMap<String, crate::ServiceRecord>>,
+    /// Overlays whose key holds a record this node cannot read (malformed, or written
+    /// by a newer version with a field this one does not know). An overlay dropped for
+    /// that would be deleted on every node, its containers unplugged: the last good
+    /// record is kept instead, here and across a new list ([`Tracker::keep_from`]).
+    unreadable: std::collections::BTreeSet<String>,
 }
 
 impl Tracker {
@@ -32,6 +37,23 @@ impl Tracker {
             t.put(k, v);
         }
         t
+    }
+
+    /// Takes from `old` (the overlays this node had before a new list: the last
+    /// session's, or the cached state's after a restart) the last good record of each
+    /// overlay whose key this list found unreadable, as a watch event would have kept it.
+    pub fn keep_from(&mut self, old: &BTreeMap<String, OverlayRecord>) {
+        let kept: Vec<(String, OverlayRecord)> = self
+            .unreadable
+            .iter()
+            .filter(|n| !self.overlays.contains_key(*n))
+            .filter_map(|n| old.get(n).map(|o| (n.clone(), o.clone())))
+            .collect();
+        if kept.is_empty() {
+            return;
+        }
+        self.overlays.extend(kept);
+        self.narrow_overlays();
     }
 
     /// The current state (shared: the next change copies it if it is still held).
@@ -62,6 +84,7 @@ impl Tracker {
         } else if let Some(name) = key.strip_prefix(keys::OVERLAYS) {
             match serde_json::from_slice::<OverlayRecord>(value) {
                 Ok(o) if o.name == name && o.check().is_ok() => {
+                    self.unreadable.remove(name);
                     self.overlays.insert(name.to_string(), o);
                     self.narrow_overlays();
                     return;
@@ -75,7 +98,10 @@ impl Tracker {
                 ),
                 Err(e) => tracing::warn!(key, "bad overlay record skipped: {e}"),
             }
-            self.delete(key);
+            self.unreadable.insert(name.to_string());
+            if self.overlays.contains_key(name) {
+                tracing::warn!(key, "the overlay's last good record is kept");
+            }
         } else if let Some(rest) = key.strip_prefix(keys::ENDPOINTS) {
             match serde_json::from_slice::<EndpointRecord>(value) {
                 Ok(e)
@@ -122,6 +148,7 @@ impl Tracker {
                 Arc::make_mut(&mut self.state).nodes.remove(name);
             }
         } else if let Some(name) = key.strip_prefix(keys::OVERLAYS) {
+            self.unreadable.remove(name);
             if self.overlays.remove(name).is_some() {
                 self.narrow_overlays();
             }
@@ -279,5 +306,38 @@ mod tests {
         assert!(held.overlays.contains_key("o1") && !held.overlays.contains_key("o2"));
         let all = Tracker::from_pairs(kvs.iter().map(|(k, v)| (k.as_str(), v.as_slice())));
         assert_eq!(all.into_state(), State::from_kvs(&kvs));
+    }
+
+    /// An overlay record this node cannot read (malformed, or with a field of a newer
+    /// version) keeps the last good one, through a new list too: dropped, the overlay
+    /// would be deleted on every node. A delete is a delete.
+    #[test]
+    fn an_unreadable_overlay_record_keeps_the_last_good_one() {
+        let (k, good) = overlay("o1", 4096, 1);
+        let mut newer: serde_json::Value = serde_json::from_slice(&good).unwrap();
+        newer["a_field_of_a_newer_version"] = serde_json::json!(true);
+        let newer = serde_json::to_vec(&newer).unwrap();
+        for bad in [b"{".to_vec(), newer] {
+            let mut t = Tracker::default();
+            t.put(&k, &good);
+            let was = t.state().overlays.get("o1").cloned();
+            assert!(was.is_some());
+            t.put(&k, &bad);
+            assert_eq!(t.state().overlays.get("o1").cloned(), was);
+            // A new list (an audit, a new session) sees only the bad record: it keeps
+            // what this node had, and so agrees with the watch.
+            let mut listed = Tracker::from_pairs([(k.as_str(), bad.as_slice())]);
+            assert!(listed.state().overlays.is_empty());
+            listed.keep_from(&t.state().overlays);
+            assert_eq!(listed, t);
+            // Never had it: nothing to keep.
+            let mut fresh = Tracker::from_pairs([(k.as_str(), bad.as_slice())]);
+            fresh.keep_from(&BTreeMap::new());
+            assert!(fresh.state().overlays.is_empty());
+            t.delete(&k);
+            assert!(t.state().overlays.is_empty());
+            t.put(&k, &good);
+            assert_eq!(t.state().overlays.get("o1").cloned(), was);
+        }
     }
 }
