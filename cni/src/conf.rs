@@ -58,7 +58,8 @@ pub struct NetConf {
     pub vlan: Option<u16>,
     #[serde(default)]
     pub mtu: Option<u32>,
-    /// A cluster overlay network's name (needs vswitchd in cluster mode).
+    /// A cluster overlay network's name (needs vswitchd in cluster mode): its bridge on
+    /// this node and the cluster's addresses, instead of `bridge` and `ipam`.
     #[serde(default)]
     pub overlay: Option<String>,
     /// vswitchd's control socket.
@@ -81,7 +82,7 @@ pub struct Net {
     pub conf: NetConf,
     pub bridge: String,
     pub socket: PathBuf,
-    /// The IPAM plugin's type.
+    /// The IPAM plugin's type (empty on an overlay).
     pub ipam_type: String,
 }
 
@@ -106,27 +107,45 @@ pub fn parse(stdin: &[u8]) -> Result<Net> {
     if conf.name.is_empty() {
         return Err(err(Code::InvalidConfig, "the network has no \"name\""));
     }
-    let bridge = match &conf.bridge {
-        Some(b) => {
+    if let Some(o) = &conf.overlay {
+        ctl::validate::bridge_name(o).map_err(|e| {
+            err(
+                Code::InvalidConfig,
+                format!("\"overlay\" must be a cluster network's name: {e}"),
+            )
+        })?;
+        // The cluster hands out the addresses: a second allocator would hand out the
+        // same ones to other nodes' containers.
+        if conf.ipam.is_some() {
+            return Err(err(
+                Code::InvalidConfig,
+                "\"overlay\" and \"ipam\" exclude each other: an overlay's addresses come from the cluster",
+            ));
+        }
+        // An overlay's tunnel carries untagged frames only, so an access port of a
+        // VLAN could reach nothing beyond this node.
+        if conf.vlan.is_some() {
+            return Err(err(
+                Code::InvalidConfig,
+                "\"vlan\" cannot be used with \"overlay\" (an overlay carries untagged frames only)",
+            ));
+        }
+    }
+    let bridge = match (&conf.bridge, &conf.overlay) {
+        (Some(b), _) => {
             ctl::validate::bridge_name(b)
                 .map_err(|e| err(Code::InvalidConfig, format!("\"bridge\": {e}")))?;
             b.clone()
         }
-        None => return Err(err(Code::InvalidConfig, "\"bridge\" is missing")),
+        // vswitchd names an overlay's bridge after the overlay; ADD checks that.
+        (None, Some(o)) => o.clone(),
+        (None, None) => return Err(err(Code::InvalidConfig, "\"bridge\" is missing")),
     };
     if let Some(v) = conf.vlan {
         ctl::validate::vid(v).map_err(|e| err(Code::InvalidConfig, format!("\"vlan\": {e}")))?;
     }
     if let Some(m) = conf.mtu {
         ctl::validate::mtu(m).map_err(|e| err(Code::InvalidConfig, format!("\"mtu\": {e}")))?;
-    }
-    if let Some(o) = &conf.overlay {
-        if o.is_empty() || o.len() > 64 || o.contains('/') {
-            return Err(err(
-                Code::InvalidConfig,
-                "\"overlay\" must be a cluster network's name (1-64 characters, no '/')",
-            ));
-        }
     }
     for p in &conf.runtime_config.port_mappings {
         check_mapping(p)?;
@@ -322,6 +341,31 @@ mod tests {
             )),
             Code::InvalidConfig
         );
+    }
+
+    #[test]
+    fn an_overlay_needs_no_bridge_and_takes_no_ipam() {
+        let n =
+            parse(br#"{"cniVersion":"1.0.0","name":"n","type":"vswitch","overlay":"ov"}"#).unwrap();
+        assert_eq!(n.bridge, "ov");
+        assert_eq!(n.ipam_type, "");
+        let n = parse(
+            br#"{"cniVersion":"1.0.0","name":"n","type":"vswitch","overlay":"ov","bridge":"ov","mtu":1400}"#,
+        )
+        .unwrap();
+        assert_eq!((n.bridge.as_str(), n.conf.mtu), ("ov", Some(1400)));
+        let e = parse(&conf(r#","overlay":"ov""#)).unwrap_err();
+        assert_eq!(e.code, Code::InvalidConfig);
+        assert!(e.msg.contains("\"ipam\""), "{e}");
+        let e = parse(
+            br#"{"cniVersion":"1.0.0","name":"n","type":"vswitch","overlay":"ov","vlan":10}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.code, Code::InvalidConfig);
+        assert!(e.msg.contains("\"vlan\""), "{e}");
+        let e = parse(br#"{"cniVersion":"1.0.0","name":"n","type":"vswitch","overlay":"a/b"}"#)
+            .unwrap_err();
+        assert_eq!(e.code, Code::InvalidConfig);
     }
 
     #[test]

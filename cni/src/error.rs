@@ -6,18 +6,40 @@ use serde::Serialize;
 /// The well-known codes of the spec, and ours (100 and up are the plugin's own).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Code {
-    IncompatibleVersion = 1,
-    UnsupportedField = 2,
-    UnknownContainer = 3,
-    InvalidEnv = 4,
-    Io = 5,
-    Decode = 6,
-    InvalidConfig = 7,
-    TryAgainLater = 11,
+    IncompatibleVersion,
+    UnsupportedField,
+    UnknownContainer,
+    InvalidEnv,
+    Io,
+    Decode,
+    InvalidConfig,
+    TryAgainLater,
     /// CNI 1.1 `STATUS`: the plugin cannot add containers now.
-    NotAvailable = 50,
+    NotAvailable,
     /// vswitchd refused a request (its one-line message is the error's `msg`).
-    Refused = 100,
+    Refused,
+    /// A delegated IPAM plugin's own code, passed on as it gave it (host-local's 999,
+    /// a plugin's code of 100 or more).
+    Delegated(u32),
+}
+
+impl Code {
+    /// The number the spec's error object carries.
+    pub fn number(self) -> u32 {
+        match self {
+            Code::IncompatibleVersion => 1,
+            Code::UnsupportedField => 2,
+            Code::UnknownContainer => 3,
+            Code::InvalidEnv => 4,
+            Code::Io => 5,
+            Code::Decode => 6,
+            Code::InvalidConfig => 7,
+            Code::TryAgainLater => 11,
+            Code::NotAvailable => 50,
+            Code::Refused => 100,
+            Code::Delegated(n) => n,
+        }
+    }
 }
 
 /// One CNI error: `{"cniVersion":…,"code":N,"msg":…,"details":…}`.
@@ -56,11 +78,11 @@ impl CniError {
         }
         serde_json::to_string(&Obj {
             cni_version: version,
-            code: self.code as u32,
+            code: self.code.number(),
             msg: &self.msg,
             details: &self.details,
         })
-        .unwrap_or_else(|_| format!("{{\"code\":{},\"msg\":\"error\"}}", self.code as u32))
+        .unwrap_or_else(|_| format!("{{\"code\":{},\"msg\":\"error\"}}", self.code.number()))
     }
 }
 

@@ -82,7 +82,15 @@ pub fn exec(plugin: &str, command: &str, env: &Env, stdin: &[u8]) -> Result<Vec<
             let e = String::from_utf8_lossy(&out.stderr);
             format!("{} ({})", e.trim(), out.status)
         });
-    let code = match code {
+    let code = delegated_code(code);
+    Err(CniError::new(code, format!("IPAM plugin {plugin}: {msg}")))
+}
+
+/// The code of a failing IPAM plugin's error object, for ours: the spec's well-known
+/// ones as such, any other as the plugin gave it (its author documents it), none (or 0)
+/// an I/O error.
+fn delegated_code(code: Option<u64>) -> Code {
+    match code {
         Some(1) => Code::IncompatibleVersion,
         Some(2) => Code::UnsupportedField,
         Some(3) => Code::UnknownContainer,
@@ -90,9 +98,13 @@ pub fn exec(plugin: &str, command: &str, env: &Env, stdin: &[u8]) -> Result<Vec<
         Some(6) => Code::Decode,
         Some(7) => Code::InvalidConfig,
         Some(11) => Code::TryAgainLater,
-        _ => Code::Io,
-    };
-    Err(CniError::new(code, format!("IPAM plugin {plugin}: {msg}")))
+        Some(50) => Code::NotAvailable,
+        Some(n) => match u32::try_from(n) {
+            Ok(n) if n != 0 => Code::Delegated(n),
+            _ => Code::Io,
+        },
+        None => Code::Io,
+    }
 }
 
 /// The first IPv4 address of an IPAM result, with the result itself.
@@ -131,6 +143,16 @@ pub fn first_v4(result: &Value) -> Option<Lease> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn an_ipam_plugins_code_is_passed_on() {
+        assert_eq!(delegated_code(Some(7)), Code::InvalidConfig);
+        assert_eq!(delegated_code(Some(999)).number(), 999);
+        assert_eq!(delegated_code(Some(5)).number(), 5);
+        assert_eq!(delegated_code(Some(0)), Code::Io);
+        assert_eq!(delegated_code(Some(u64::MAX)), Code::Io);
+        assert_eq!(delegated_code(None), Code::Io);
+    }
 
     #[test]
     fn reads_host_local_results_of_both_shapes() {

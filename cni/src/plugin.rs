@@ -1,12 +1,14 @@
 //! The CNI verbs. Like the Docker plugin this keeps no state of its own: what `DEL`,
 //! `CHECK` and `GC` need later is in vswitchd's config (the attachment records the
-//! container ID, namespace, interface and address) and in the IPAM plugin's store.
+//! container ID, namespace, interface and address) and in the IPAM plugin's store, or,
+//! on a cluster overlay, in the cluster's (vswitchd claims and releases the address).
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::Path;
 
 use ctl::{
-    BridgeInfo, ClientError, Data, L4Proto, NetInfo, PortInfo, PortKind, PublishedInfo, Request,
+    BridgeInfo, ClientError, Data, L4Proto, NetInfo, OverlayInfo, PortInfo, PortKind,
+    PublishedInfo, Request,
 };
 use serde_json::{json, Value};
 
@@ -37,10 +39,16 @@ fn version() -> String {
     json!({"cniVersion": conf::OWN_VERSION, "supportedVersions": conf::SUPPORTED}).to_string()
 }
 
-/// One request to vswitchd; an unreachable daemon is "try again later".
+/// One request to vswitchd; an unreachable daemon, or cluster store, is "try again
+/// later".
 fn call(net: &Net, req: &Request) -> Result<Data> {
     ctl::call(&net.socket, req).map_err(|e| match e {
         ClientError::Connect { .. } => err(Code::TryAgainLater, e.to_string()),
+        // vswitchd answers so only when the request changed nothing, so asking again is
+        // safe (unlike "did not answer in time", after which the change may still land).
+        ClientError::Refused(m) if m == STORE_UNREACHABLE => {
+            err(Code::TryAgainLater, format!("vswitchd: {m}"))
+        }
         ClientError::Refused(m) => err(Code::Refused, format!("vswitchd: {m}")),
         other => err(Code::Io, other.to_string()),
     })
@@ -60,6 +68,12 @@ fn refusal(e: &CniError) -> Option<&str> {
 // means "already there" or "already gone" is matched as its whole line: a save failure,
 // a cluster store refusing, or a different refusal that starts alike (add-overlay's
 // "bridge X already exists on this node; …") must stay an error.
+
+/// Any cluster verb on a vswitchd started without `--cluster-store`.
+const NOT_IN_CLUSTER: &str = "this node is in no cluster (start vswitchd with --cluster-store)";
+
+/// A cluster request that could not reach the store (and so changed nothing).
+const STORE_UNREACHABLE: &str = "cluster store unreachable";
 
 /// add-br: the bridge is there (another first ADD made it since our show).
 fn bridge_exists(e: &CniError, bridge: &str) -> bool {
@@ -116,12 +130,39 @@ fn attached<'a>(
         })
 }
 
-fn refuse_overlay(net: &Net) -> Result<()> {
-    match &net.conf.overlay {
-        Some(o) => Err(err(
-            Code::UnsupportedField,
+/// attach on an overlay with the runtime's MAC: another endpoint of the overlay, on any
+/// node, has it (the cluster keeps MACs unique per overlay, as it does addresses).
+fn mac_in_use(e: &CniError, mac: &str, overlay: &str) -> bool {
+    refusal(e).is_some_and(|m| {
+        m.strip_prefix(&format!(
+            "MAC {mac} is already an endpoint of overlay {overlay} ("
+        ))
+        .is_some_and(|rest| rest.ends_with(')'))
+    })
+}
+
+/// A MAC as vswitchd writes it (lower case, colons), so that its refusals can be
+/// matched against the one the runtime gave in any spelling conf accepts.
+fn canonical_mac(m: &str) -> String {
+    match ctl::validate::mac(m) {
+        Ok(b) => b
+            .iter()
+            .map(|x| format!("{x:02x}"))
+            .collect::<Vec<_>>()
+            .join(":"),
+        Err(_) => m.to_ascii_lowercase(),
+    }
+}
+
+/// ADD refuses a second attachment of the same container and interface: the runtime's
+/// DEL of the first would take the second's port too.
+fn not_attached_yet(env: &Env, net: &Net, bridges: &[BridgeInfo]) -> Result<()> {
+    match attached(bridges, &net.bridge, &env.container_id, &env.ifname) {
+        Some(p) => Err(err(
+            Code::InvalidConfig,
             format!(
-                "overlay {o:?}: cluster networks need a vswitchd in cluster mode, and this vswitchd has no cluster support"
+                "container {} already has {} on bridge {} (port {})",
+                env.container_id, env.ifname, net.bridge, p.name
             ),
         )),
         None => Ok(()),
@@ -153,23 +194,17 @@ fn proto(p: &str) -> L4Proto {
 
 fn add(env: &Env, stdin: &[u8]) -> Result<String> {
     let net = conf::parse(stdin)?;
-    refuse_overlay(&net)?;
     if !Path::new(&env.netns).exists() {
         return Err(err(
             Code::UnknownContainer,
             format!("CNI_NETNS {} does not exist", env.netns),
         ));
     }
-    let (bridges, _) = show(&net)?;
-    if let Some(p) = attached(&bridges, &net.bridge, &env.container_id, &env.ifname) {
-        return Err(err(
-            Code::InvalidConfig,
-            format!(
-                "container {} already has {} on bridge {} (port {})",
-                env.container_id, env.ifname, net.bridge, p.name
-            ),
-        ));
+    if let Some(o) = &net.conf.overlay {
+        return add_overlay(env, &net, o);
     }
+    let (bridges, _) = show(&net)?;
+    not_attached_yet(env, &net, &bridges)?;
     let raw = ipam::exec(&net.ipam_type, "ADD", env, stdin)?;
     let (lease, ipam_result) = match ipam::lease(&raw) {
         Ok(x) => x,
@@ -347,16 +382,28 @@ fn plug(
             aliases: Vec::new(),
         },
     )?;
+    publish(net, lease.addr)?;
+    interfaces(env, net, &mac)
+}
+
+/// The `portMappings` of the config, published to `addr`.
+fn publish(net: &Net, addr: Ipv4Addr) -> Result<()> {
     for m in &net.conf.runtime_config.port_mappings {
         call(
             net,
             &Request::Publish {
                 proto: proto(&m.protocol),
                 host_port: m.host_port,
-                target: SocketAddrV4::new(lease.addr, m.container_port),
+                target: SocketAddrV4::new(addr, m.container_port),
             },
         )?;
     }
+    Ok(())
+}
+
+/// The result's interfaces: the switch's end of the attachment just made, and the
+/// container's (with `mac`).
+fn interfaces(env: &Env, net: &Net, mac: &str) -> Result<Value> {
     let (bridges, _) = show(net)?;
     let host = attached(&bridges, &net.bridge, &env.container_id, &env.ifname)
         .map(|p| p.name.clone())
@@ -369,6 +416,165 @@ fn plug(
         host_if,
         {"name": env.ifname, "mac": mac, "sandbox": env.netns},
     ]))
+}
+
+/// A plain overlay's VXLAN header and outer headers (50 bytes) taken from a 1500-byte
+/// underlay; an encrypted one's MTU (1390) is left to vswitchd, which knows WireGuard's
+/// overhead.
+const OVERLAY_MTU: u32 = 1450;
+
+/// Overlay `name` as this node carries it. Refused: a vswitchd not in a cluster (code 2,
+/// the config asks for what this daemon lacks), an overlay the cluster does not have
+/// (7), one whose bridge has not reached this node yet (11: the cluster's watch brings
+/// it within moments), and a configured `bridge` that is not the overlay's (7).
+fn overlay(net: &Net, name: &str) -> Result<OverlayInfo> {
+    let overlays = match call(net, &Request::ListOverlays) {
+        Ok(Data::Overlays { overlays, .. }) => overlays,
+        Ok(_) => {
+            return Err(err(
+                Code::Io,
+                "vswitchd answered list-overlays with something else",
+            ))
+        }
+        Err(e) if refusal(&e) == Some(NOT_IN_CLUSTER) => {
+            return Err(err(
+                Code::UnsupportedField,
+                format!(
+                    "overlay {name}: the vswitchd at {} is not in cluster mode: {NOT_IN_CLUSTER}",
+                    net.socket.display()
+                ),
+            ))
+        }
+        Err(e) => return Err(e),
+    };
+    let o = overlays
+        .into_iter()
+        .find(|o| o.name == name)
+        .ok_or_else(|| {
+            err(
+                Code::InvalidConfig,
+                format!(
+                    "overlay {name} is not known to the cluster (vsctl add-overlay makes one, vsctl list-overlays lists them)"
+                ),
+            )
+        })?;
+    let Some(bridge) = &o.bridge else {
+        return Err(err(
+            Code::TryAgainLater,
+            format!("overlay {name} has no bridge on this node yet; try again"),
+        ));
+    };
+    if *bridge != net.bridge {
+        return Err(err(
+            Code::InvalidConfig,
+            format!(
+                "\"bridge\" is {}, but overlay {name} is carried by bridge {bridge} on this node",
+                net.bridge
+            ),
+        ));
+    }
+    Ok(o)
+}
+
+/// ADD on an overlay: vswitchd claims an address from the cluster as it attaches (and
+/// gives it back if the attach fails), so there is no IPAM plugin, and no bridge or
+/// network to make: the cluster made them on every node.
+fn add_overlay(env: &Env, net: &Net, name: &str) -> Result<String> {
+    let o = overlay(net, name)?;
+    let gw: Ipv4Addr = o.gateway.parse().map_err(|_| {
+        err(
+            Code::Io,
+            format!(
+                "vswitchd gave overlay {name} the gateway {:?}, not an IPv4 address",
+                o.gateway
+            ),
+        )
+    })?;
+    let (bridges, _) = show(net)?;
+    not_attached_yet(env, net, &bridges)?;
+    // No MAC of our own: without one the cluster gives `02:42:` and the address, which
+    // no other endpoint of the overlay has; ours, made from the container ID, could
+    // collide with another node's.
+    let mac = net.conf.runtime_config.mac.as_deref().map(canonical_mac);
+    let given = call(
+        net,
+        &Request::Attach {
+            bridge: net.bridge.clone(),
+            netns: env.netns.clone(),
+            container: env.container_id.clone(),
+            ifname: env.ifname.clone(),
+            ip: String::new(),
+            gw: Some(gw),
+            mac: mac.clone(),
+            mtu: net.conf.mtu.or((!o.encrypted).then_some(OVERLAY_MTU)),
+            vlan: None,
+            kind: PortKind::Afpacket,
+            name: None,
+            aliases: Vec::new(),
+        },
+    );
+    let given = match given {
+        // Refused (or never sent): nothing was plugged in or claimed.
+        Err(e) if matches!(e.code, Code::Refused | Code::TryAgainLater) => {
+            return Err(match &mac {
+                Some(m) if mac_in_use(&e, m, name) => err(
+                    Code::InvalidConfig,
+                    format!("runtimeConfig \"mac\": {}", e.msg),
+                ),
+                _ => e,
+            });
+        }
+        other => other,
+    };
+    let mut lease = None;
+    match finish_overlay(env, net, given, gw, &mut lease) {
+        Ok(r) => Ok(r),
+        Err(e) => {
+            // The detach gives the address back to the cluster. Also after an answer
+            // that was lost: the attachment may be there all the same.
+            let _ = unplug(env, net, lease.as_ref());
+            Err(e)
+        }
+    }
+}
+
+/// What follows an overlay's attach: its answer read, the ports published, the result
+/// made. `lease` is the address once known, for the rollback.
+fn finish_overlay(
+    env: &Env,
+    net: &Net,
+    given: Result<Data>,
+    gw: Ipv4Addr,
+    lease: &mut Option<Lease>,
+) -> Result<String> {
+    let (ip, mac) = match given? {
+        Data::Attached { ip, mac } => (ip, mac),
+        _ => {
+            return Err(err(
+                Code::Io,
+                format!(
+                    "vswitchd attached to {} without an address from the cluster",
+                    net.bridge
+                ),
+            ))
+        }
+    };
+    let (addr, prefix) = ctl::validate::cidr(&ip)
+        .map_err(|e| err(Code::Io, format!("vswitchd gave an unusable address: {e}")))?;
+    let l = lease.insert(Lease {
+        addr,
+        prefix,
+        gateway: Some(gw),
+    });
+    publish(net, l.addr)?;
+    let ifs = interfaces(env, net, &mac)?;
+    // What an IPAM plugin would have said: the address, the overlay's gateway (every
+    // node serves it) and the default route through it.
+    let ipam_like = json!({
+        "ips": [{"address": l.cidr(), "gateway": gw.to_string()}],
+        "routes": [{"dst": "0.0.0.0/0", "gw": gw.to_string()}],
+    });
+    Ok(shape(&net.conf.cni_version, ifs, &ipam_like))
 }
 
 /// The result in the config's version: 1.x as is, 0.3/0.4 with `version` on each IP.
@@ -469,20 +675,19 @@ fn unplug(env: &Env, net: &Net, lease: Option<&Lease>) -> Result<bool> {
 
 fn del(env: &Env, stdin: &[u8]) -> Result<()> {
     let net = conf::parse(stdin)?;
-    if net.conf.overlay.is_some() {
-        // ADD refused it, so nothing was made.
-        return Ok(());
-    }
-    // Not prevResult's address: after a DEL that went through, the IPAM plugin may have
-    // given it to another container, whose published ports a repeated DEL must not take.
+    // Not prevResult's address: after a DEL that went through, the IPAM plugin (or the
+    // cluster) may have given it to another container, whose published ports a repeated
+    // DEL must not take.
     unplug(env, &net, None)?;
-    ipam::exec(&net.ipam_type, "DEL", env, stdin)?;
+    // On an overlay the detach released the address.
+    if net.conf.overlay.is_none() {
+        ipam::exec(&net.ipam_type, "DEL", env, stdin)?;
+    }
     Ok(())
 }
 
 fn check(env: &Env, stdin: &[u8]) -> Result<()> {
     let net = conf::parse(stdin)?;
-    refuse_overlay(&net)?;
     let prev = net
         .conf
         .prev_result
@@ -538,14 +743,25 @@ fn check(env: &Env, stdin: &[u8]) -> Result<()> {
             ));
         }
     }
-    ipam::exec(&net.ipam_type, "CHECK", env, stdin)?;
+    // An overlay's address is the cluster's, which vswitchd republishes by itself.
+    if net.conf.overlay.is_none() {
+        ipam::exec(&net.ipam_type, "CHECK", env, stdin)?;
+    }
     Ok(())
 }
 
-/// CNI 1.1 `STATUS`: ready when vswitchd answers.
+/// CNI 1.1 `STATUS`: ready when vswitchd answers (on an overlay: when it carries the
+/// overlay, as ADD needs).
 fn status(stdin: &[u8]) -> Result<()> {
     let net = conf::parse(stdin)?;
-    refuse_overlay(&net)?;
+    if let Some(o) = &net.conf.overlay {
+        return overlay(&net, o).map(|_| ()).map_err(|e| {
+            err(
+                Code::NotAvailable,
+                format!("overlay {o} cannot take containers now: {e}"),
+            )
+        });
+    }
     match call(&net, &Request::ListBr) {
         Ok(_) => Ok(()),
         Err(e) => Err(err(

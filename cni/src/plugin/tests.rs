@@ -1,6 +1,7 @@
 //! The verbs against a fake `vswitchd`: a thread serving the control protocol on a
-//! socket of the test's own, over a small model of bridges, networks, attached ports and
-//! published ports that refuses as vswitchd does (same one-line messages), can refuse a
+//! socket of the test's own, over a small model of bridges, networks, attached ports,
+//! published ports and (when it is "in a cluster") overlays with the cluster's address
+//! claims, that refuses as vswitchd does (same one-line messages), can refuse a
 //! chosen request for another reason, and can let "another caller" change the model just
 //! before a chosen request (a race lost, made deterministic). The IPAM plugin is a shell
 //! script that hands out the address the test chose and logs what it was asked. No
@@ -15,11 +16,12 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
-use ctl::{AttachInfo, NetInfo, Response};
+use ctl::{AttachInfo, NetInfo, OverlayInfo, Response};
 
 use super::*;
 
 const BR: &str = "cnibr";
+const OV: &str = "ov";
 
 type Hook = Box<dyn FnOnce(&mut Model) + Send>;
 
@@ -35,6 +37,12 @@ struct Model {
     before: Option<(String, Hook)>,
     next_port: u32,
     stop: bool,
+    /// The cluster's overlays as this node sees them; None: not in a cluster.
+    overlays: Option<Vec<OverlayInfo>>,
+    /// The cluster's address claims: overlay, address, MAC.
+    claims: Vec<(String, Ipv4Addr, String)>,
+    /// Every attach request, as sent.
+    attaches: Vec<Request>,
 }
 
 fn op(req: &Request) -> String {
@@ -155,6 +163,63 @@ impl Model {
         Ok(())
     }
 
+    /// The overlay whose bridge on this node is `bridge`.
+    fn overlay_of(&self, bridge: &str) -> Option<OverlayInfo> {
+        self.overlays
+            .iter()
+            .flatten()
+            .find(|o| o.bridge.as_deref() == Some(bridge))
+            .cloned()
+    }
+
+    /// The cluster's allocator: the lowest free host address of the overlay (not the
+    /// gateway), with `02:42:` and the address as MAC unless one is given, which must be
+    /// no other endpoint's.
+    fn claim(
+        &mut self,
+        o: &OverlayInfo,
+        mac: Option<String>,
+    ) -> std::result::Result<(Ipv4Addr, u8, String), String> {
+        let (net, prefix) = ctl::validate::cidr(&o.subnet)?;
+        let gw: Ipv4Addr = o.gateway.parse().map_err(|_| "bad gateway".to_string())?;
+        let first = u32::from(net) + 1;
+        let last = u32::from(net) | !ctl::validate::mask(prefix);
+        let ip = (first..last)
+            .map(Ipv4Addr::from)
+            .find(|a| *a != gw && !self.claims.iter().any(|(ov, c, _)| *ov == o.name && c == a))
+            .ok_or_else(|| {
+                format!(
+                    "overlay {} has no free address left in {}",
+                    o.name, o.subnet
+                )
+            })?;
+        let mac = mac.unwrap_or_else(|| {
+            let b = ip.octets();
+            format!("02:42:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3])
+        });
+        if self
+            .claims
+            .iter()
+            .any(|(ov, _, m)| *ov == o.name && *m == mac)
+        {
+            return Err(format!(
+                "MAC {mac} is already an endpoint of overlay {} (on node n2)",
+                o.name
+            ));
+        }
+        self.claims.push((o.name.clone(), ip, mac.clone()));
+        Ok((ip, prefix, mac))
+    }
+
+    /// The addresses claimed in overlay `name`.
+    fn claimed(&self, name: &str) -> Vec<String> {
+        self.claims
+            .iter()
+            .filter(|(o, _, _)| o == name)
+            .map(|(_, ip, _)| ip.to_string())
+            .collect()
+    }
+
     fn handle(&mut self, req: Request) -> std::result::Result<Data, String> {
         let o = op(&req);
         if o != "show" {
@@ -208,15 +273,38 @@ impl Model {
                 Ok(Data::Done)
             }
             Request::Attach {
-                bridge,
-                netns,
-                container,
-                ifname,
-                ip,
+                ref bridge,
+                ref netns,
+                ref container,
+                ref ifname,
+                ref ip,
+                ref mac,
                 ..
-            } => self
-                .attach(&bridge, &container, &netns, &ifname, &ip)
-                .map(|()| Data::Done),
+            } => {
+                self.attaches.push(req.clone());
+                let (bridge, netns, container, ifname) = (
+                    bridge.clone(),
+                    netns.clone(),
+                    container.clone(),
+                    ifname.clone(),
+                );
+                match self.overlay_of(&bridge) {
+                    Some(o) if ip.is_empty() => {
+                        let (addr, prefix, mac) = self.claim(&o, mac.clone())?;
+                        let cidr = format!("{addr}/{prefix}");
+                        if let Err(e) = self.attach(&bridge, &container, &netns, &ifname, &cidr) {
+                            self.claims.retain(|(_, c, _)| *c != addr);
+                            return Err(e);
+                        }
+                        Ok(Data::Attached { ip: cidr, mac })
+                    }
+                    _ => {
+                        let ip = ip.clone();
+                        self.attach(&bridge, &container, &netns, &ifname, &ip)
+                            .map(|()| Data::Done)
+                    }
+                }
+            }
             Request::Detach {
                 bridge,
                 netns,
@@ -224,20 +312,37 @@ impl Model {
                 container,
             } => {
                 let b = self.bridge(&bridge)?;
-                let before = b.ports.len();
-                b.ports.retain(|p| {
-                    !p.attach.as_ref().is_some_and(|a| {
-                        a.ifname == ifname
-                            && (a.netns == netns || Some(&a.container) == container.as_ref())
-                    })
-                });
-                if b.ports.len() == before {
+                let (gone, kept): (Vec<PortInfo>, Vec<PortInfo>) =
+                    b.ports.drain(..).partition(|p| {
+                        p.attach.as_ref().is_some_and(|a| {
+                            a.ifname == ifname
+                                && (a.netns == netns || Some(&a.container) == container.as_ref())
+                        })
+                    });
+                b.ports = kept;
+                if gone.is_empty() {
                     return Err(format!(
                         "bridge {bridge} has no {ifname} attached to {netns}"
                     ));
                 }
+                // The address goes back to the cluster with the port.
+                if let Some(o) = self.overlay_of(&bridge) {
+                    let ips: Vec<Ipv4Addr> = gone
+                        .iter()
+                        .filter_map(|p| p.attach.as_ref()?.ip.split_once('/')?.0.parse().ok())
+                        .collect();
+                    self.claims
+                        .retain(|(ov, ip, _)| !(*ov == o.name && ips.contains(ip)));
+                }
                 Ok(Data::Done)
             }
+            Request::ListOverlays => match &self.overlays {
+                Some(o) => Ok(Data::Overlays {
+                    overlays: o.clone(),
+                    store: "connected".into(),
+                }),
+                None => Err(NOT_IN_CLUSTER.into()),
+            },
             Request::Publish {
                 proto,
                 host_port,
@@ -369,6 +474,77 @@ impl Lab {
             }
         }
         c
+    }
+
+    /// Puts the fake in a cluster with overlay [`OV`] (10.98.0.0/24, gateway .1), whose
+    /// bridge is on this node.
+    fn cluster(&self, encrypted: bool) {
+        let mut m = self.m();
+        m.add_br(OV).unwrap();
+        m.add_net(OV, "10.98.0.0/24", "10.98.0.1").unwrap();
+        m.overlays = Some(vec![OverlayInfo {
+            name: OV.into(),
+            vni: 4096,
+            subnet: "10.98.0.0/24".into(),
+            gateway: "10.98.0.1".into(),
+            bridge: Some(OV.into()),
+            remotes: vec!["198.51.100.2".into()],
+            encrypted,
+            listen_port: encrypted.then_some(51820),
+            reserved: Vec::new(),
+        }]);
+    }
+
+    /// A configuration of overlay [`OV`]: no bridge, no IPAM; `extra` merged on top.
+    fn ov_conf(&self, extra: Value) -> Value {
+        let mut c = json!({
+            "cniVersion": "1.0.0",
+            "name": "ovnet",
+            "type": "vswitch",
+            "overlay": OV,
+            "socket": self.sock,
+        });
+        if let Value::Object(e) = extra {
+            for (k, v) in e {
+                c[k] = v;
+            }
+        }
+        c
+    }
+
+    /// The containers attached to the overlay's bridge.
+    fn on_overlay(&self) -> Vec<String> {
+        self.m()
+            .bridges
+            .iter()
+            .filter(|b| b.name == OV)
+            .flat_map(|b| &b.ports)
+            .filter_map(|p| p.attach.as_ref().map(|a| a.container.clone()))
+            .collect()
+    }
+
+    /// The last attach request: (ip, gw, mac, mtu, vlan).
+    #[allow(clippy::type_complexity)]
+    fn last_attach(
+        &self,
+    ) -> (
+        String,
+        Option<Ipv4Addr>,
+        Option<String>,
+        Option<u32>,
+        Option<u16>,
+    ) {
+        match self.m().attaches.last().cloned() {
+            Some(Request::Attach {
+                ip,
+                gw,
+                mac,
+                mtu,
+                vlan,
+                ..
+            }) => (ip, gw, mac, mtu, vlan),
+            other => panic!("no attach: {other:?}"),
+        }
     }
 
     fn with_port(&self, host_port: u16) -> Value {
@@ -654,4 +830,212 @@ fn version_lists_what_it_speaks() {
         v["supportedVersions"].as_array().unwrap().len(),
         conf::SUPPORTED.len()
     );
+}
+
+#[test]
+fn an_overlay_add_takes_the_clusters_address_and_del_gives_it_back() {
+    let lab = Lab::start();
+    lab.cluster(false);
+    let conf = lab.ov_conf(json!({}));
+    let ra = lab.add("ctr-a", &conf);
+    assert_eq!(ra["ips"][0]["address"], "10.98.0.2/24", "{ra}");
+    assert_eq!(ra["ips"][0]["gateway"], "10.98.0.1", "{ra}");
+    assert_eq!(ra["ips"][0]["interface"], 1, "{ra}");
+    assert_eq!(
+        ra["routes"],
+        json!([{"dst": "0.0.0.0/0", "gw": "10.98.0.1"}]),
+        "{ra}"
+    );
+    assert_eq!(ra["interfaces"][1]["mac"], "02:42:0a:62:00:02", "{ra}");
+    assert_eq!(ra["interfaces"][1]["name"], "eth0", "{ra}");
+    // The address is the cluster's to pick, the MAC too; a plain overlay's MTU.
+    assert_eq!(
+        lab.last_attach(),
+        (
+            String::new(),
+            Some(Ipv4Addr::new(10, 98, 0, 1)),
+            None,
+            Some(1450),
+            None
+        )
+    );
+    // No IPAM plugin, no bridge or network made: the cluster made them.
+    assert!(!lab.dir.join("ipam.log").exists());
+    assert_eq!(lab.m().log, vec!["list-overlays", "attach"]);
+
+    let rb = lab.add("ctr-b", &conf);
+    assert_eq!(rb["ips"][0]["address"], "10.98.0.3/24", "{rb}");
+    assert_eq!(lab.m().claimed(OV), vec!["10.98.0.2", "10.98.0.3"]);
+
+    // CHECK compares with prevResult, without an IPAM plugin to ask.
+    let mut check = conf.clone();
+    check["prevResult"] = ra.clone();
+    assert_eq!(lab.cni("CHECK", "ctr-a", &check).unwrap(), None);
+    check["prevResult"] = rb.clone();
+    let e = lab.cni("CHECK", "ctr-a", &check).unwrap_err();
+    assert!(e.msg.contains("prevResult says 10.98.0.3/24"), "{e}");
+
+    // ADD again for the same container and interface is refused, and claims nothing.
+    let e = lab.cni("ADD", "ctr-a", &conf).unwrap_err();
+    assert_eq!(e.code, Code::InvalidConfig, "{e}");
+    assert_eq!(lab.m().claimed(OV).len(), 2);
+
+    // DEL detaches, which gives the address back; again, and for a stranger, is fine.
+    for _ in 0..2 {
+        assert_eq!(lab.cni("DEL", "ctr-a", &conf).unwrap(), None);
+    }
+    assert_eq!(lab.m().claimed(OV), vec!["10.98.0.3"]);
+    assert_eq!(lab.on_overlay(), vec!["ctr-b".to_string()]);
+    assert_eq!(lab.cni("DEL", "ctr-ghost", &conf).unwrap(), None);
+    assert!(!lab.dir.join("ipam.log").exists());
+
+    // An old version's result shape.
+    let mut old = conf.clone();
+    old["cniVersion"] = json!("0.4.0");
+    let rc = lab.add("ctr-c", &old);
+    assert_eq!(rc["cniVersion"], "0.4.0");
+    assert_eq!(rc["ips"][0]["version"], "4", "{rc}");
+    assert_eq!(rc["ips"][0]["address"], "10.98.0.2/24", "{rc}");
+}
+
+#[test]
+fn an_encrypted_overlay_leaves_the_mtu_to_vswitchd_and_takes_the_runtimes_mac() {
+    let lab = Lab::start();
+    lab.cluster(true);
+    let mac = json!({"runtimeConfig": {"mac": "02:AA:BB:CC:DD:EE"}});
+    let r = lab.add("ctr-a", &lab.ov_conf(mac.clone()));
+    assert_eq!(r["interfaces"][1]["mac"], "02:aa:bb:cc:dd:ee", "{r}");
+    let (_, _, m, mtu, _) = lab.last_attach();
+    assert_eq!((m.as_deref(), mtu), (Some("02:aa:bb:cc:dd:ee"), None));
+
+    // The same MAC for another container: the cluster's refusal, as a config error,
+    // and nothing left of the attempt.
+    let e = lab.cni("ADD", "ctr-b", &lab.ov_conf(mac)).unwrap_err();
+    assert_eq!(e.code, Code::InvalidConfig, "{e}");
+    assert!(
+        e.msg.starts_with("runtimeConfig \"mac\": vswitchd: MAC 02:aa:bb:cc:dd:ee is already an endpoint of overlay ov"),
+        "{e}"
+    );
+    assert_eq!(lab.on_overlay(), vec!["ctr-a".to_string()]);
+    assert_eq!(lab.m().claimed(OV), vec!["10.98.0.2"]);
+
+    // The config's MTU wins.
+    lab.add("ctr-c", &lab.ov_conf(json!({"mtu": 1300})));
+    assert_eq!(lab.last_attach().3, Some(1300));
+}
+
+#[test]
+fn overlay_refusals_get_their_codes() {
+    let lab = Lab::start();
+    let conf = lab.ov_conf(json!({}));
+    // Not in a cluster: the config asks for what this vswitchd lacks.
+    let e = lab.cni("ADD", "ctr-a", &conf).unwrap_err();
+    assert_eq!(e.code, Code::UnsupportedField, "{e}");
+    assert!(
+        e.msg.contains("not in cluster mode") && e.msg.contains("--cluster-store"),
+        "{e}"
+    );
+    let e = lab.cni("STATUS", "ctr-a", &conf).unwrap_err();
+    assert_eq!(e.code, Code::NotAvailable, "{e}");
+    // Nothing was made, so there is nothing to delete.
+    assert_eq!(lab.cni("DEL", "ctr-a", &conf).unwrap(), None);
+
+    lab.cluster(false);
+    assert_eq!(lab.cni("STATUS", "ctr-a", &conf).unwrap(), None);
+    // An overlay the cluster does not have.
+    let mut other = conf.clone();
+    other["overlay"] = json!("nosuch");
+    let e = lab.cni("ADD", "ctr-a", &other).unwrap_err();
+    assert_eq!(e.code, Code::InvalidConfig, "{e}");
+    assert!(e.msg.contains("not known to the cluster"), "{e}");
+    // A bridge that is not the overlay's.
+    let e = lab
+        .cni("ADD", "ctr-a", &lab.ov_conf(json!({"bridge": "elsewhere"})))
+        .unwrap_err();
+    assert_eq!(e.code, Code::InvalidConfig, "{e}");
+    assert!(e.msg.contains("carried by bridge ov"), "{e}");
+    // Given and the same is fine.
+    lab.add("ctr-a", &lab.ov_conf(json!({"bridge": OV})));
+
+    // The store is away: try again later, nothing claimed or plugged in.
+    lab.m().refuse = Some(("attach".into(), STORE_UNREACHABLE.into()));
+    let e = lab.cni("ADD", "ctr-b", &conf).unwrap_err();
+    assert_eq!(e.code, Code::TryAgainLater, "{e}");
+    assert_eq!(lab.on_overlay(), vec!["ctr-a".to_string()]);
+
+    // The overlay's bridge has not reached this node yet.
+    if let Some(o) = lab.m().overlays.as_mut() {
+        o[0].bridge = None;
+    }
+    let e = lab.cni("ADD", "ctr-b", &conf).unwrap_err();
+    assert_eq!(e.code, Code::TryAgainLater, "{e}");
+    assert!(e.msg.contains("no bridge on this node yet"), "{e}");
+    assert_eq!(
+        lab.cni("STATUS", "ctr-b", &conf).unwrap_err().code,
+        Code::NotAvailable
+    );
+
+    // vswitchd itself away.
+    let dead = lab.ov_conf(json!({"socket": lab.dir.join("no.sock")}));
+    assert_eq!(
+        lab.cni("ADD", "ctr-b", &dead).unwrap_err().code,
+        Code::TryAgainLater
+    );
+    assert_eq!(lab.m().claimed(OV), vec!["10.98.0.2"]);
+}
+
+#[test]
+fn a_failure_after_the_overlay_attach_detaches_and_gives_the_address_back() {
+    let lab = Lab::start();
+    lab.cluster(false);
+    lab.m().published.push(PublishedInfo {
+        proto: L4Proto::Tcp,
+        host_port: 8080,
+        target: "10.9.0.9:80".into(),
+    });
+    let conf = lab.ov_conf(json!({"runtimeConfig": {"portMappings": [
+        {"hostPort": 8081, "containerPort": 80},
+        {"hostPort": 8080, "containerPort": 80}
+    ]}}));
+    let e = lab.cni("ADD", "ctr-a", &conf).unwrap_err();
+    assert_eq!(e.code, Code::Refused, "{e}");
+    assert!(e.msg.contains("tcp/8080 is already published"), "{e}");
+    assert!(lab.on_overlay().is_empty());
+    assert!(lab.m().claimed(OV).is_empty());
+    assert_eq!(lab.published(), vec![(8080, "10.9.0.9:80".to_string())]);
+    assert!(lab.m().log.contains(&"detach".to_string()));
+    // The overlay's bridge and network are the cluster's: never taken back.
+    assert!(lab.bridge().is_none());
+    assert!(lab
+        .m()
+        .bridges
+        .iter()
+        .any(|b| b.name == OV && b.net.is_some()));
+
+    // Published ports of a good ADD go with its DEL.
+    let conf = lab.ov_conf(json!({"runtimeConfig": {"portMappings": [
+        {"hostPort": 8081, "containerPort": 80}
+    ]}}));
+    lab.add("ctr-a", &conf);
+    assert!(lab
+        .published()
+        .contains(&(8081, "10.98.0.2:80".to_string())));
+    assert_eq!(lab.cni("DEL", "ctr-a", &conf).unwrap(), None);
+    assert_eq!(lab.published(), vec![(8080, "10.9.0.9:80".to_string())]);
+}
+
+#[test]
+fn gc_detaches_dead_overlay_attachments_and_frees_their_addresses() {
+    let lab = Lab::start();
+    lab.cluster(false);
+    let mut conf = lab.ov_conf(json!({}));
+    lab.add("ctr-a", &conf);
+    lab.add("ctr-b", &conf);
+    std::fs::remove_file(lab.dir.join("netns-ctr-b")).unwrap();
+    conf["cniVersion"] = json!("1.1.0");
+    conf["cni.dev/valid-attachments"] = json!([]);
+    assert_eq!(lab.cni("GC", "gc", &conf).unwrap(), None);
+    assert_eq!(lab.on_overlay(), vec!["ctr-a".to_string()]);
+    assert_eq!(lab.m().claimed(OV), vec!["10.98.0.2"]);
+    assert!(!lab.dir.join("ipam.log").exists());
 }

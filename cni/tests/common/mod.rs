@@ -124,43 +124,7 @@ impl CniLab {
 
     /// Runs the plugin in the lab's namespace with `env` (CNI_* variables) and `stdin`.
     pub fn plugin(&self, env: &[(&str, &str)], stdin: &str) -> Call {
-        let seq = SEQ.fetch_add(1, Ordering::Relaxed);
-        let file = self.dir.join(format!("stdin.{seq}.json"));
-        fs::write(&file, stdin).expect("write the plugin's stdin");
-        let bin = env!("CARGO_BIN_EXE_vswitch-cni");
-        let f = file.to_str().expect("utf-8 path");
-        let argv = netns::exec_argv(&self.ns, &["sh", "-c", "exec \"$0\" < \"$1\"", bin, f]);
-        let mut opts = Opts::with_env(env);
-        // Whatever the caller's shell had must not leak into a call.
-        for k in [
-            "CNI_COMMAND",
-            "CNI_CONTAINERID",
-            "CNI_NETNS",
-            "CNI_IFNAME",
-            "CNI_PATH",
-            "CNI_ARGS",
-        ] {
-            if !env.iter().any(|(n, _)| *n == k) {
-                opts.env_remove.push(k.to_string());
-            }
-        }
-        let out =
-            testlab::proc::try_run_with(&argv, SHORT * 3, &opts).unwrap_or_else(|e| panic!("{e}"));
-        let json = if out.stdout.trim().is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&out.stdout)
-                .unwrap_or_else(|e| panic!("plugin printed no JSON ({e}): {out}"))
-        };
-        assert!(
-            out.stdout.trim().lines().count() <= 1,
-            "the plugin's output is one line: {out}"
-        );
-        Call {
-            ok: out.success(),
-            json,
-            out,
-        }
+        plugin_in(&self.ns, &self.dir, env, stdin)
     }
 
     /// `CNI_COMMAND=cmd` for container `id` in namespace `ns` (None: no CNI_NETNS).
@@ -226,5 +190,47 @@ impl Drop for CniLab {
         if !std::thread::panicking() {
             let _ = fs::remove_dir_all(&self.dir);
         }
+    }
+}
+
+/// Runs the plugin in namespace `ns` (where its vswitchd runs) with `env` (CNI_*
+/// variables) and `stdin`, kept in a file under `dir`.
+pub fn plugin_in(ns: &str, dir: &Path, env: &[(&str, &str)], stdin: &str) -> Call {
+    let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+    let file = dir.join(format!("stdin.{seq}.json"));
+    fs::write(&file, stdin).expect("write the plugin's stdin");
+    let bin = env!("CARGO_BIN_EXE_vswitch-cni");
+    let f = file.to_str().expect("utf-8 path");
+    let argv = netns::exec_argv(ns, &["sh", "-c", "exec \"$0\" < \"$1\"", bin, f]);
+    let mut opts = Opts::with_env(env);
+    // Whatever the caller's shell had must not leak into a call.
+    for k in [
+        "CNI_COMMAND",
+        "CNI_CONTAINERID",
+        "CNI_NETNS",
+        "CNI_IFNAME",
+        "CNI_PATH",
+        "CNI_ARGS",
+    ] {
+        if !env.iter().any(|(n, _)| *n == k) {
+            opts.env_remove.push(k.to_string());
+        }
+    }
+    let out =
+        testlab::proc::try_run_with(&argv, SHORT * 3, &opts).unwrap_or_else(|e| panic!("{e}"));
+    let json = if out.stdout.trim().is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&out.stdout)
+            .unwrap_or_else(|e| panic!("plugin printed no JSON ({e}): {out}"))
+    };
+    assert!(
+        out.stdout.trim().lines().count() <= 1,
+        "the plugin's output is one line: {out}"
+    );
+    Call {
+        ok: out.success(),
+        json,
+        out,
     }
 }
