@@ -2,7 +2,8 @@
 //! both directions, with its state, timeout deadline and per-direction counters, and
 //! the TCP state machine and timeouts of Linux's conntrack (`nf_conntrack_proto_tcp`,
 //! its defaults in `/proc/sys/net/netfilter/`). This module owns the flow lifecycle:
-//! creation (refused past the limit, and counted), state changes, expiry and flush.
+//! creation (at the limit, an unassured flow evicted as Linux's `early_drop` does, else
+//! refused; both counted), state changes, expiry and flush.
 //! It knows nothing of NAT beyond storing the reply tuple the NAT engine chose.
 //!
 //! Time is passed in as milliseconds (`now`) and never read from a clock. Timeouts are
@@ -15,6 +16,9 @@ use crate::tuple::{Kind, Tuple};
 
 /// The default flow limit (`vsctl set-ct-limit` changes it).
 pub const DEFAULT_LIMIT: usize = 262_144;
+/// Slots a full table looks at for a flow to evict before refusing a new one: bounded
+/// work per packet, as Linux's `early_drop` scans a bounded stretch of its hash chains.
+pub const EARLY_DROP_SCAN: usize = 64;
 
 /// Linux's default conntrack timeouts, in seconds.
 pub mod timeout {
@@ -363,6 +367,11 @@ pub struct Table {
     len: usize,
     refused: u64,
     cursor: usize,
+    /// Flows evicted to make room for a new one ([`Table::insert_evicting`]).
+    evicted: u64,
+    /// Where the next eviction scan starts (apart from the expiry sweep's cursor, so
+    /// that neither skips what the other has not looked at).
+    evict_cursor: usize,
 }
 
 impl Default for Table {
@@ -388,6 +397,8 @@ impl Table {
             len: 0,
             refused: 0,
             cursor: 0,
+            evicted: 0,
+            evict_cursor: 0,
         }
     }
 
@@ -414,6 +425,11 @@ impl Table {
     /// New flows refused because the table was full, since creation.
     pub fn refused(&self) -> u64 {
         self.refused
+    }
+
+    /// Flows evicted to make room for new ones, since creation.
+    pub fn evicted(&self) -> u64 {
+        self.evicted
     }
 
     /// The flow a packet with tuple `t` belongs to, and its direction (expired flows
@@ -479,6 +495,91 @@ impl Table {
         self.index.insert(reply, (i, Dir::Reply));
         self.len += 1;
         Ok(FlowId(i))
+    }
+
+    /// [`Table::insert`], but a table exactly at its limit first evicts one flow that is
+    /// not [assured](Entry::assured) (or has expired), handing it to `gone`, as Linux's
+    /// `early_drop` does: otherwise half-open flows (spoofed SYNs to a published port,
+    /// 60-120 s each) would fill the table and refuse every container's new connection,
+    /// while an assured flow, which has carried traffic both ways, is never sacrificed
+    /// to a new one. A table above a lowered limit evicts nothing: its flows stay until
+    /// they end, and new ones are refused meanwhile.
+    pub fn insert_evicting(
+        &mut self,
+        orig: Tuple,
+        reply: Tuple,
+        state: State,
+        bytes: usize,
+        now: u64,
+        gone: impl FnOnce(Entry),
+    ) -> Result<FlowId, InsertError> {
+        if orig == reply || self.index.contains_key(&orig) || self.index.contains_key(&reply) {
+            return Err(InsertError::Exists);
+        }
+        if self.len == self.limit {
+            if let Some(e) = self.early_drop(now) {
+                self.evicted += 1;
+                gone(e);
+            }
+        }
+        self.insert(orig, reply, state, bytes, now)
+    }
+
+    /// Removes the best flow to evict among the next [`EARLY_DROP_SCAN`] slots: an
+    /// expired one, else the unassured one closest to its deadline (the least likely to
+    /// be answered still: a SYN_RECV or unanswered UDP flow near its end). `None` if every
+    /// slot looked at holds an assured, live flow.
+    fn early_drop(&mut self, now: u64) -> Option<Entry> {
+        let slots = self.slots.len();
+        let mut best: Option<(bool, u64, usize)> = None;
+        for _ in 0..EARLY_DROP_SCAN.min(slots) {
+            if self.evict_cursor >= slots {
+                self.evict_cursor = 0;
+            }
+            let i = self.evict_cursor;
+            self.evict_cursor += 1;
+            let Some(e) = self.slots.get(i).and_then(Option::as_ref) else {
+                continue;
+            };
+            let expired = e.is_expired(now);
+            if !expired && e.assured {
+                continue;
+            }
+            // Expired first, then the earliest deadline.
+            let key = (!expired, e.deadline, i);
+            if best.is_none_or(|b| key < b) {
+                best = Some(key);
+            }
+            if expired {
+                break;
+            }
+        }
+        let (_, _, i) = best?;
+        self.remove(FlowId(i as u32))
+    }
+
+    /// Removes every flow `pred` selects, handing each to `gone`; returns how many.
+    /// Walks the whole table: for reconfiguration, not for packets.
+    pub fn remove_if(
+        &mut self,
+        mut pred: impl FnMut(&Entry) -> bool,
+        mut gone: impl FnMut(Entry),
+    ) -> usize {
+        let mut n = 0;
+        for i in 0..self.slots.len() {
+            if self
+                .slots
+                .get(i)
+                .and_then(Option::as_ref)
+                .is_some_and(&mut pred)
+            {
+                if let Some(e) = self.remove(FlowId(i as u32)) {
+                    gone(e);
+                    n += 1;
+                }
+            }
+        }
+        n
     }
 
     /// Sets the mark of flow `id`.
@@ -618,6 +719,7 @@ impl Table {
         self.index.clear();
         self.len = 0;
         self.cursor = 0;
+        self.evict_cursor = 0;
     }
 }
 
@@ -1006,6 +1108,99 @@ mod tests {
     }
 
     #[test]
+    fn full_table_evicts_an_unassured_flow_never_an_assured_one() {
+        let syn = State::Tcp(TcpState::SynSent);
+        let mut tb = Table::new(3);
+        let est = established(&mut tb, 1);
+        tb.insert(t(2), t(2).reverse(), syn, 60, 10).unwrap();
+        tb.insert(t(3), t(3).reverse(), syn, 60, 5).unwrap();
+        // Plain insert still refuses.
+        assert_eq!(
+            tb.insert(t(4), t(4).reverse(), syn, 60, 30),
+            Err(InsertError::Full)
+        );
+        // The half-open flow nearest its deadline goes, the new one takes its place.
+        let mut gone = Vec::new();
+        tb.insert_evicting(t(4), t(4).reverse(), syn, 60, 30, |e| gone.push(e.orig))
+            .unwrap();
+        assert_eq!(gone, [t(3)]);
+        assert_eq!((tb.len(), tb.evicted(), tb.refused()), (3, 1, 1));
+        assert!(tb.get(est).is_some() && tb.lookup(&t(3)).is_none());
+        // A tuple already tracked is refused before anything is evicted.
+        assert_eq!(
+            tb.insert_evicting(t(4), t(9).reverse(), syn, 60, 31, |_| panic!("evicted")),
+            Err(InsertError::Exists)
+        );
+        // Only assured flows: nothing is evicted, the new flow is refused.
+        let mut tb = Table::new(2);
+        let a = established(&mut tb, 1);
+        let b = established(&mut tb, 2);
+        assert_eq!(
+            tb.insert_evicting(t(3), t(3).reverse(), syn, 60, 1, |_| panic!("evicted")),
+            Err(InsertError::Full)
+        );
+        assert_eq!((tb.len(), tb.evicted(), tb.refused()), (2, 0, 1));
+        // An expired flow goes first, assured or not.
+        tb.track(a, Dir::Original, &tcpk(RST), 40, 1).unwrap();
+        tb.track(b, Dir::Original, &tcpk(ACK), 40, 20_000).unwrap();
+        let mut gone = Vec::new();
+        tb.insert_evicting(t(3), t(3).reverse(), syn, 60, 20_000, |e| gone.push(e.orig))
+            .unwrap();
+        assert_eq!(gone, [t(1)]);
+        // Above a lowered limit, nothing is evicted and new flows wait for room.
+        tb.insert(t(5), t(5).reverse(), syn, 60, 20_000)
+            .unwrap_err();
+        tb.set_limit(1);
+        assert_eq!(
+            tb.insert_evicting(t(6), t(6).reverse(), syn, 60, 20_000, |_| panic!("evicted")),
+            Err(InsertError::Full)
+        );
+        assert_eq!(tb.len(), 2);
+    }
+
+    #[test]
+    fn a_syn_flood_cannot_lock_new_flows_out() {
+        // A full table of half-open flows (spoofed SYNs) and one established connection:
+        // every new flow gets in, the established one is never evicted, the table never
+        // grows, and each eviction costs a bounded scan.
+        let limit = 1000;
+        let mut tb = Table::new(limit);
+        let est = established(&mut tb, 0);
+        let syn = State::Tcp(TcpState::SynSent);
+        for p in 1..limit as u16 {
+            tb.insert(t(p), t(p).reverse(), syn, 60, u64::from(p))
+                .unwrap();
+        }
+        for p in 2000..6000u16 {
+            tb.insert_evicting(t(p), t(p).reverse(), syn, 60, u64::from(p), |e| {
+                assert!(!e.assured)
+            })
+            .unwrap();
+            assert_eq!(tb.len(), limit);
+        }
+        assert!(tb.get(est).is_some());
+        assert_eq!((tb.evicted(), tb.refused()), (4000, 0));
+        assert!(tb.slots.len() <= limit);
+    }
+
+    #[test]
+    fn remove_if_hands_over_what_it_removes() {
+        let mut tb = Table::new(10);
+        for p in 0..6 {
+            tb.insert(t(p), t(p).reverse(), State::Udp, 1, 0).unwrap();
+        }
+        let mut gone = Vec::new();
+        assert_eq!(
+            tb.remove_if(|e| e.orig.src.port % 2 == 0, |e| gone.push(e.orig.src.port)),
+            3
+        );
+        gone.sort_unstable();
+        assert_eq!(gone, [0, 2, 4]);
+        assert_eq!(tb.len(), 3);
+        assert!(tb.lookup(&t(2)).is_none() && tb.lookup(&t(3)).is_some());
+    }
+
+    #[test]
     fn expiry_bounded_and_full() {
         let mut tb = Table::new(100);
         for p in 0..10 {
@@ -1042,6 +1237,21 @@ mod tests {
                 prop_assert_eq!(tb.iter().count(), tb.len());
             }
             prop_assert_eq!(tb.refused(), refused);
+        }
+
+        #[test]
+        fn evicting_never_exceeds_limit_nor_drops_an_assured_flow(limit in 0usize..32, ops in proptest::collection::vec((any::<u16>(), any::<bool>(), 0u64..200_000), 0..400)) {
+            let mut tb = Table::new(limit);
+            for (p, answer, now) in ops {
+                let ok = tb.insert_evicting(t(p), t(p).reverse(), State::Udp, 1, now, |e| {
+                    assert!(!e.assured || e.is_expired(now), "evicted a live assured flow");
+                });
+                if let (Ok(id), true) = (ok, answer) {
+                    tb.track(id, Dir::Reply, &Kind::Udp, 1, now).unwrap();
+                }
+                prop_assert!(tb.len() <= limit);
+                prop_assert!(tb.slots.len() <= limit);
+            }
         }
 
         #[test]

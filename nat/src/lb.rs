@@ -5,7 +5,9 @@
 //! a flow to a VIP (or to a port published to one), DNATs that flow to the backend and
 //! marks the conntrack entry with the backend's id, so every later packet of the flow
 //! follows the entry, never the scheduler: established connections stay where they
-//! are when backends come and go.
+//! are when backends come and go. A backend that leaves (`set-backends`, a deleted
+//! service) is kept here as *draining* while TCP flows of its remain, so that its
+//! replies are still recognised as a service's (and translated back from the VIP).
 
 use std::net::Ipv4Addr;
 
@@ -117,18 +119,34 @@ pub struct BackendStats {
     pub packets: u64,
 }
 
+/// A backend that left its service while flows of its were tracked.
+#[derive(Debug, Clone)]
+struct Drain {
+    /// Its mark.
+    id: u32,
+    /// Where its replies come from (as [`Service::reply_sources`] said).
+    sources: Vec<(Ipv4Addr, Option<(Proto, u16)>)>,
+    /// Its flows still in the table.
+    flows: u64,
+}
+
 /// The services and their backends' state.
 #[derive(Debug, Clone, Default)]
 pub struct Balancer {
     svcs: Vec<Svc>,
     next_id: u32,
+    draining: Vec<Drain>,
+    /// Changes whenever the endpoints whose packets are replies of a service's flows
+    /// may have changed ([`Balancer::epoch`]).
+    epoch: u64,
 }
 
 impl Balancer {
     /// Installs `services`; a backend that stays (same VIP, address and port) keeps its
     /// health, id and counters, a new one starts healthy (as Docker's tasks do until a
-    /// check says otherwise).
-    pub fn configure(&mut self, services: &[Service]) {
+    /// check says otherwise). Returns the marks of the backends that left: each drains
+    /// (see [`Balancer::count_draining`]) until [`Balancer::settle`] finds it has no flow.
+    pub fn configure(&mut self, services: &[Service]) -> Vec<u32> {
         let old = std::mem::take(&mut self.svcs);
         for s in services {
             let prev = old.iter().find(|o| o.svc.vip == s.vip);
@@ -157,6 +175,61 @@ impl Balancer {
                 next: prev.map_or(0, |p| p.next),
             });
         }
+        let mut left = Vec::new();
+        for o in &old {
+            for m in &o.members {
+                if self.member_mut(m.id).is_some() {
+                    continue;
+                }
+                let one = Service {
+                    backends: vec![m.backend],
+                    ..o.svc.clone()
+                };
+                self.draining.push(Drain {
+                    id: m.id,
+                    sources: one.reply_sources(),
+                    flows: 0,
+                });
+                left.push(m.id);
+            }
+        }
+        self.epoch = self.epoch.wrapping_add(1);
+        left
+    }
+
+    /// Counts one live flow of the draining backend `mark` (after [`Balancer::configure`]
+    /// said it left).
+    pub fn count_draining(&mut self, mark: u32) {
+        if let Some(d) = self.draining.iter_mut().find(|d| d.id == mark) {
+            d.flows += 1;
+        }
+    }
+
+    /// Forgets the draining backends with no flow left.
+    pub fn settle(&mut self) {
+        let before = self.draining.len();
+        self.draining.retain(|d| d.flows > 0);
+        if self.draining.len() != before {
+            self.epoch = self.epoch.wrapping_add(1);
+        }
+    }
+
+    /// Forgets every draining backend (the flows are gone: `ct-flush`).
+    pub fn forget_flows(&mut self) {
+        self.draining.clear();
+        self.epoch = self.epoch.wrapping_add(1);
+    }
+
+    /// A number that changes whenever the reply endpoints (backends, draining ones
+    /// included) may have: a copy of them kept elsewhere is stale if it was made under
+    /// another epoch.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The reply endpoints of the backends that left while flows of theirs carry on.
+    pub fn draining_sources(&self) -> impl Iterator<Item = (Ipv4Addr, Option<(Proto, u16)>)> + '_ {
+        self.draining.iter().flat_map(|d| d.sources.iter().copied())
     }
 
     /// True if `a` is a VIP.
@@ -165,9 +238,9 @@ impl Balancer {
     }
 
     /// True if a packet from `src` over `proto` may be a reply of a service's flow
-    /// (its source is a backend's endpoint).
+    /// (its source is a backend's endpoint, or a draining backend's).
     pub fn is_reply_source(&self, proto: Proto, src: Endpoint) -> bool {
-        self.svcs.iter().any(|s| {
+        let current = self.svcs.iter().any(|s| {
             s.svc.backends.iter().any(|b| {
                 b.addr == src.addr
                     && (s.svc.ports.is_empty()
@@ -176,7 +249,31 @@ impl Balancer {
                             .iter()
                             .any(|&(p, n)| p == proto && b.port.unwrap_or(n) == src.port))
             })
-        })
+        });
+        current
+            || self
+                .draining_sources()
+                .any(|(a, pp)| a == src.addr && pp.is_none_or(|(p, n)| p == proto && n == src.port))
+    }
+
+    /// True if `a` is a backend's address (draining ones included): an ICMP error from
+    /// it may be about a service's flow.
+    pub fn is_backend(&self, a: Ipv4Addr) -> bool {
+        self.svcs
+            .iter()
+            .any(|s| s.svc.backends.iter().any(|b| b.addr == a))
+            || self.draining_sources().any(|(x, _)| x == a)
+    }
+
+    /// The marks of the backends at `addr` of the service at `vip`.
+    pub fn marks(&self, vip: Ipv4Addr, addr: Ipv4Addr) -> Vec<u32> {
+        self.svcs
+            .iter()
+            .filter(|s| s.svc.vip == vip)
+            .flat_map(|s| &s.members)
+            .filter(|m| m.backend.addr == addr)
+            .map(|m| m.id)
+            .collect()
     }
 
     /// Counts a connection of the backend whose mark is `mark`, once its flow exists (a
@@ -188,6 +285,12 @@ impl Balancer {
     }
 
     /// The backend for a new `proto` flow from `client` to `dst` (a VIP and port).
+    ///
+    /// A client that is itself a backend of the service is sent to another one: DNAT
+    /// to itself would make a packet from itself to itself, which its kernel drops as
+    /// a martian (and whose reply would never be translated back). When it is the only
+    /// healthy backend it is picked all the same, and the caller must source-NAT the
+    /// flow (the picked endpoint's address is then the client's).
     pub fn pick(&mut self, proto: Proto, client: Ipv4Addr, dst: Endpoint) -> Pick {
         let Some(s) = self.svcs.iter_mut().find(|s| s.svc.vip == dst.addr) else {
             return Pick::NotService;
@@ -196,7 +299,9 @@ impl Balancer {
             return Pick::Refused;
         }
         let n = s.members.len();
-        let healthy = s.members.iter().filter(|m| m.up).count();
+        let others = s.members.iter().any(|m| m.up && m.backend.addr != client);
+        let eligible = |m: &Member| m.up && (m.backend.addr != client || !others);
+        let healthy = s.members.iter().filter(|m| eligible(m)).count();
         if healthy == 0 {
             return Pick::Refused;
         }
@@ -204,7 +309,7 @@ impl Balancer {
             Sched::RoundRobin => {
                 let Some(i) = (0..n)
                     .map(|k| (s.next + k) % n)
-                    .find(|&i| s.members.get(i).is_some_and(|m| m.up))
+                    .find(|&i| s.members.get(i).is_some_and(eligible))
                 else {
                     return Pick::Refused;
                 };
@@ -216,7 +321,7 @@ impl Balancer {
                 let h = u64::from(u32::from(client)).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
                 let k = (h % healthy as u64) as usize;
                 let Some(i) = (0..n)
-                    .filter(|&i| s.members.get(i).is_some_and(|m| m.up))
+                    .filter(|&i| s.members.get(i).is_some_and(eligible))
                     .nth(k)
                 else {
                     return Pick::Refused;
@@ -253,13 +358,27 @@ impl Balancer {
             .any(|m| m.backend.addr == addr && m.up)
     }
 
-    /// Keeps the packets of a flow leaving the table in its backend's count.
+    /// Keeps the packets of a flow leaving the table in its backend's count; the last
+    /// flow of a draining backend ends its draining.
     pub fn retire(&mut self, e: &Entry) {
         if e.mark == 0 {
             return;
         }
         if let Some(m) = self.member_mut(e.mark) {
             m.retired += e.counters[0].packets + e.counters[1].packets;
+            return;
+        }
+        if let Some(i) = self.draining.iter().position(|d| d.id == e.mark) {
+            let last = self.draining.get_mut(i).is_some_and(|d| {
+                // Zero: still being counted by `configure`'s caller (not a last flow).
+                let was = d.flows;
+                d.flows = was.saturating_sub(1);
+                was == 1
+            });
+            if last {
+                self.draining.swap_remove(i);
+                self.epoch = self.epoch.wrapping_add(1);
+            }
         }
     }
 

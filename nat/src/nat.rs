@@ -433,8 +433,34 @@ impl Nat {
             .map(|p| ((p.proto, p.host_port), p.target))
             .collect();
         self.table.set_limit(config.ct_limit);
-        self.lb.configure(&config.services);
+        let left = self.lb.configure(&config.services);
+        if !left.is_empty() {
+            // A removed backend's UDP flows are forgotten, so that the client's next
+            // datagram is balanced again (UDP has no end a client would notice, and
+            // each datagram would refresh the flow forever), as kube-proxy clears the
+            // UDP conntrack entries of removed endpoints. Its TCP connections carry on:
+            // the backend may well be alive (a rolling update removes it first and
+            // stops it later), a TCP client notices a dead one by itself (reset,
+            // timeout) and reconnects to a new pick, and the README promises that
+            // established connections stay where they are.
+            self.drop_flows(|e| left.contains(&e.mark) && e.orig.proto != Proto::Tcp);
+            for e in self.table.iter() {
+                if left.contains(&e.mark) {
+                    self.lb.count_draining(e.mark);
+                }
+            }
+            self.lb.settle();
+        }
         self.config = config;
+    }
+
+    /// Removes the flows `pred` selects, their mappings and backend counts with them.
+    fn drop_flows(&mut self, pred: impl FnMut(&Entry) -> bool) -> usize {
+        let (maps, lb) = (&mut self.mappings, &mut self.lb);
+        self.table.remove_if(pred, |e| {
+            maps.release_for(&e);
+            lb.retire(&e);
+        })
     }
 
     /// Replaces the configuration if valid; tracked flows carry on as they were.
@@ -493,9 +519,19 @@ impl Nat {
     }
 
     /// Marks the backends at `addr` of the service at `vip` healthy or not (the
-    /// gateway's health checks); flows already on them carry on. True if it changed.
+    /// gateway's health checks). True if it changed. A backend going down loses its UDP
+    /// flows, so that the client's next datagram goes to a healthy backend: each one
+    /// would otherwise refresh the flow and keep it on the dead backend forever. TCP
+    /// flows stay: a failed check may be a slow backend whose connections still work,
+    /// and a TCP client of a dead one gets a reset or times out and reconnects, which
+    /// the scheduler sends elsewhere (as kube-proxy does, which clears UDP entries only).
     pub fn set_health(&mut self, vip: Ipv4Addr, addr: Ipv4Addr, up: bool) -> bool {
-        self.lb.set_health(vip, addr, up)
+        let changed = self.lb.set_health(vip, addr, up);
+        if changed && !up {
+            let marks = self.lb.marks(vip, addr);
+            self.drop_flows(|e| e.orig.proto == Proto::Udp && marks.contains(&e.mark));
+        }
+        changed
     }
 
     /// Each service's VIP and its backends with health, active flows and packets.
@@ -507,6 +543,7 @@ impl Nat {
     pub fn flush(&mut self) {
         self.table.flush();
         self.mappings.clear();
+        self.lb.forget_flows();
     }
 
     fn drop(&mut self, r: DropReason) -> Verdict {
@@ -524,6 +561,16 @@ impl Nat {
             .iter()
             .copied()
             .find(|m| n.subnet.contains(*m))
+    }
+
+    /// True if `t` goes between two stations of one network, neither of them the
+    /// switch (its gateway, mesh or VIP addresses).
+    fn within_network(&self, t: Tuple) -> bool {
+        let (src, dst) = (t.src.addr, t.dst.addr);
+        self.network_of(src)
+            .is_some_and(|n| n.subnet.contains(dst) && n.gateway != dst && n.subnet.addr() != dst)
+            && !self.config.mesh.contains(&dst)
+            && !self.lb.is_vip(dst)
     }
 
     fn network_of(&self, a: Ipv4Addr) -> Option<&Network> {
@@ -689,6 +736,17 @@ impl Nat {
                 Ok(b) => b,
                 Err(v) => return v,
             };
+            if backend.addr == t.src.addr {
+                // The client is the only healthy backend: a packet from itself to
+                // itself would be a martian, so it comes from the gateway (or mesh
+                // address) as a hairpinned one does, and so do the replies' way back
+                // (kube-proxy masquerades this case too).
+                let Some(gw) = self.network_of(backend.addr).map(|n| n.gateway) else {
+                    return self.drop(DropReason::NoMapping);
+                };
+                let snat = self.mesh_of(backend.addr).unwrap_or(gw);
+                return self.create(pk, snat, Some(backend));
+            }
             // DNAT only: the backend sees the client; its replies come back through
             // the gateway because the pipeline hands them to it.
             return self.create_dnat(pk, backend);
@@ -782,7 +840,14 @@ impl Nat {
 
     fn insert(&mut self, pk: &mut Packet<'_>, out: Tuple, state: State) -> Verdict {
         let (orig, len, now) = (pk.parsed.tuple, pk.len, pk.now);
-        match self.table.insert(orig, out.reverse(), state, len, now) {
+        let (maps, lb) = (&mut self.mappings, &mut self.lb);
+        let made = self
+            .table
+            .insert_evicting(orig, out.reverse(), state, len, now, |e| {
+                maps.release_for(&e);
+                lb.retire(&e);
+            });
+        match made {
             Ok(id) => match rewrite_with(pk.bytes, &out, pk.partial) {
                 Ok(()) if pk.mark != 0 => {
                     self.table.set_mark(id, pk.mark);
@@ -813,6 +878,13 @@ impl Nat {
         now: u64,
     ) -> Verdict {
         let Some((id, d)) = self.live(&quoted.reverse(), now) else {
+            if dir == Direction::FromInside && self.within_network(outer) {
+                // Between two stations of one network, about no flow of ours: an error
+                // the bridge handed over only because it came from a service backend
+                // (it may have been about a VIP flow); it goes on as it is, as the
+                // backends' other packets do.
+                return Verdict::Forward(Egress::Inside);
+            }
             return self.drop(DropReason::NoMapping);
         };
         let Some(e) = self.table.get(id) else {
@@ -1589,6 +1661,9 @@ mod tests {
         let mut n = Nat::new(config(2)).unwrap();
         go(&mut n, &udp(C1, 1, WAN, 53, b""), IN, 0);
         go(&mut n, &udp(C1, 2, WAN, 53, b""), IN, 0);
+        // Answered (assured): neither may be evicted for a new flow.
+        go(&mut n, &udp(WAN, 53, U, 1, b""), OUT, 0);
+        go(&mut n, &udp(WAN, 53, U, 2, b""), OUT, 0);
         let v = go(&mut n, &udp(C1, 3, WAN, 53, b""), IN, 0).0;
         assert_eq!(v, Verdict::Drop(DropReason::TableFull));
         assert_eq!(
@@ -1603,6 +1678,196 @@ mod tests {
         n.flush();
         assert_eq!((n.table().len(), n.mappings()), (0, 0));
         assert_eq!(go(&mut n, &udp(C1, 3, WAN, 53, b""), IN, 0).0, FWD_OUT);
+    }
+
+    #[test]
+    fn spoofed_syns_to_a_published_port_do_not_lock_containers_out() {
+        let limit = 100;
+        let mut n = Nat::new(config(limit)).unwrap();
+        // An established connection of C2's first.
+        go(&mut n, &tcp(C2, 7000, WAN, 80, SYN, b""), IN, 0);
+        go(&mut n, &tcp(WAN, 80, U, 7000, SYN | ACK, b""), OUT, 0);
+        go(&mut n, &tcp(C2, 7000, WAN, 80, ACK, b""), IN, 0);
+        // SYNs from forged addresses to the published port, answered by C1 (SYN_RECV:
+        // half-open for 60 s): they fill the table, and keep coming.
+        for i in 0..3 * limit as u16 {
+            let spoofed = Ipv4Addr::new(10, 99, (i >> 8) as u8, i as u8);
+            let (v, _) = go(&mut n, &tcp(spoofed, 1024 + i, U, 8080, SYN, b""), OUT, 1);
+            assert_eq!(v, FWD_IN);
+            let (v, _) = go(
+                &mut n,
+                &tcp(C1, 80, spoofed, 1024 + i, SYN | ACK, b""),
+                IN,
+                1,
+            );
+            assert_eq!(v, FWD_OUT);
+            assert!(n.table().len() <= limit);
+        }
+        assert_eq!(n.table().len(), limit);
+        // A container's new connections still get in, one unanswered flow making room
+        // each time; the established one is never the one evicted.
+        for p in 0..10 {
+            let (v, _) = go(&mut n, &tcp(C1, 40000 + p, WAN, 443, SYN, b""), IN, 2);
+            assert_eq!(v, FWD_OUT, "new connection {p}");
+        }
+        let (v, o) = go(&mut n, &tcp(WAN, 80, U, 7000, ACK, b"data"), OUT, 3);
+        assert_eq!((v, o), (FWD_IN, tcp(WAN, 80, C2, 7000, ACK, b"data")));
+        assert_eq!(n.drops(DropReason::TableFull), 0);
+        assert_eq!(n.table().evicted(), 2 * limit as u64 + 1 + 10);
+        // Mappings went with the evicted flows: one per live masqueraded flow.
+        assert_eq!(n.mappings(), 11);
+    }
+
+    #[test]
+    fn a_backend_reaching_its_own_vip_is_never_sent_to_itself() {
+        for sched in [crate::lb::Sched::RoundRobin, crate::lb::Sched::SourceHash] {
+            let mut c = config(DEFAULT_LIMIT);
+            with_service(&mut c);
+            c.services[0].sched = sched;
+            let mut n = Nat::new(c).unwrap();
+            // C1 is a backend: every connection of its goes to the other one, C2, with
+            // its own address kept.
+            for p in 0..6 {
+                let (v, o) = go(&mut n, &tcp(C1, 3000 + p, VIP, 80, SYN, b""), IN, 0);
+                assert_eq!((v, o), (FWD_IN, tcp(C1, 3000 + p, C2, 80, SYN, b"")));
+            }
+            // Other clients still use both.
+            let mut seen = HashSet::new();
+            for h in 50..80 {
+                let cl = Ipv4Addr::new(172, 18, 0, h);
+                let (_, o) = go(&mut n, &tcp(cl, 1000, VIP, 80, SYN, b""), IN, 0);
+                seen.insert(o[16..20].to_vec());
+            }
+            assert_eq!(seen.len(), 2, "{sched:?}");
+            // C2 down: C1 is the only healthy backend. It reaches itself from the
+            // gateway's address, and its answer goes back to it from the VIP.
+            n.set_health(VIP, C2, false);
+            let (v, o) = go(&mut n, &tcp(C1, 4000, VIP, 80, SYN, b""), IN, 1);
+            assert_eq!(v, FWD_IN);
+            let (src, sport) = (
+                Ipv4Addr::new(o[12], o[13], o[14], o[15]),
+                u16::from_be_bytes([o[20], o[21]]),
+            );
+            assert_eq!(src, GW_A);
+            assert_eq!(o, tcp(GW_A, sport, C1, 80, SYN, b""));
+            let (v, o) = go(&mut n, &tcp(C1, 80, GW_A, sport, SYN | ACK, b""), IN, 2);
+            assert_eq!((v, o), (FWD_IN, tcp(VIP, 80, C1, 4000, SYN | ACK, b"")));
+            let (v, o) = go(&mut n, &tcp(C1, 4000, VIP, 80, ACK, b"x"), IN, 3);
+            assert_eq!((v, o), (FWD_IN, tcp(GW_A, sport, C1, 80, ACK, b"x")));
+        }
+    }
+
+    #[test]
+    fn a_removed_backend_drains_its_tcp_flows_and_loses_its_udp_ones() {
+        let mut c = config(DEFAULT_LIMIT);
+        with_service(&mut c);
+        let mut n = Nat::new(c.clone()).unwrap();
+        // A TCP connection and a UDP flow on C1.
+        go(&mut n, &tcp(CL, 1000, VIP, 80, SYN, b""), IN, 0);
+        go(&mut n, &tcp(C1, 80, CL, 1000, SYN | ACK, b""), IN, 0);
+        go(&mut n, &tcp(CL, 1000, VIP, 80, ACK, b""), IN, 0);
+        let (_, o) = go(&mut n, &tcp(CL, 1500, VIP, 80, SYN, b""), IN, 0);
+        assert_eq!(o, tcp(CL, 1500, C2, 80, SYN, b""));
+        let (_, o) = go(&mut n, &udp(CL, 2000, VIP, 53, b"q"), IN, 0);
+        assert_eq!(o, udp(CL, 2000, C1, 53, b"q"));
+        let epoch = n.lb().epoch();
+        // set-backends C2: C1 leaves.
+        c.services[0].backends.remove(0);
+        n.set_config(c.clone()).unwrap();
+        assert_ne!(n.lb().epoch(), epoch);
+        // Its TCP connection carries on, and its replies are still a service's.
+        assert!(n.lb().is_reply_source(Proto::Tcp, Endpoint::new(C1, 80)));
+        assert!(n.lb().is_backend(C1));
+        assert_eq!(
+            n.lb().draining_sources().collect::<Vec<_>>(),
+            [(C1, Some((Proto::Tcp, 80))), (C1, Some((Proto::Udp, 53)))]
+        );
+        let (v, o) = go(&mut n, &tcp(C1, 80, CL, 1000, ACK, b"late"), IN, 1);
+        assert_eq!((v, o), (FWD_IN, tcp(VIP, 80, CL, 1000, ACK, b"late")));
+        // Its UDP flow is gone: the next datagram is balanced again, to C2.
+        let (_, o) = go(&mut n, &udp(CL, 2000, VIP, 53, b"q"), IN, 1);
+        assert_eq!(o, udp(CL, 2000, C2, 53, b"q"));
+        // Once its last flow is gone, it is no service's backend any more.
+        let epoch = n.lb().epoch();
+        go(&mut n, &tcp(CL, 1000, VIP, 80, RST, b""), IN, 2);
+        n.expire(20_000);
+        assert!(!n.lb().is_reply_source(Proto::Tcp, Endpoint::new(C1, 80)));
+        assert!(!n.lb().is_backend(C1));
+        assert_ne!(n.lb().epoch(), epoch);
+        // A backend leaving with no flow does not drain; a deleted service's do.
+        n.flush();
+        c.services[0].backends = vec![crate::lb::Backend {
+            addr: C1,
+            port: None,
+        }];
+        n.set_config(c.clone()).unwrap();
+        go(&mut n, &tcp(CL, 1001, VIP, 80, SYN, b""), IN, 3);
+        c.services.clear();
+        c.published.clear();
+        n.set_config(c).unwrap();
+        assert!(n.lb().is_reply_source(Proto::Tcp, Endpoint::new(C1, 80)));
+        assert!(!n.lb().is_reply_source(Proto::Tcp, Endpoint::new(C2, 80)));
+        n.flush();
+        assert!(!n.lb().is_backend(C1));
+    }
+
+    #[test]
+    fn a_backend_that_goes_down_loses_its_udp_flows_keeps_its_tcp_ones() {
+        let mut c = config(DEFAULT_LIMIT);
+        with_service(&mut c);
+        let mut n = Nat::new(c).unwrap();
+        let (_, o) = go(&mut n, &udp(CL, 2000, VIP, 53, b"q"), IN, 0);
+        assert_eq!(o, udp(CL, 2000, C1, 53, b"q"));
+        go(&mut n, &udp(C1, 53, CL, 2000, b"a"), IN, 0);
+        let (_, o) = go(&mut n, &tcp(CL, 1000, VIP, 80, SYN, b""), IN, 0);
+        assert_eq!(o, tcp(CL, 1000, C2, 80, SYN, b""));
+        let (_, o) = go(&mut n, &tcp(CL, 1001, VIP, 80, SYN, b""), IN, 0);
+        assert_eq!(o, tcp(CL, 1001, C1, 80, SYN, b""));
+        // The client keeps sending: its flow would stay on C1 for ever.
+        for t in 1..5 {
+            let (_, o) = go(&mut n, &udp(CL, 2000, VIP, 53, b"q"), IN, t * 1000);
+            assert_eq!(o, udp(CL, 2000, C1, 53, b"q"));
+        }
+        n.set_health(VIP, C1, false);
+        let (_, o) = go(&mut n, &udp(CL, 2000, VIP, 53, b"q"), IN, 6000);
+        assert_eq!(o, udp(CL, 2000, C2, 53, b"q"));
+        let (_, o) = go(&mut n, &tcp(CL, 1001, VIP, 80, SYN, b""), IN, 6000);
+        assert_eq!(o, tcp(CL, 1001, C1, 80, SYN, b""));
+        // Its packets stay in its counts.
+        let b = &n.service_stats(6000)[0].1;
+        assert_eq!((b[0].connections, b[0].packets), (2, 8));
+    }
+
+    #[test]
+    fn a_backends_icmp_error_about_a_vip_flow_is_translated_others_pass() {
+        let mut c = config(DEFAULT_LIMIT);
+        with_service(&mut c);
+        let mut n = Nat::new(c).unwrap();
+        let (_, to_backend) = go(&mut n, &udp(CL, 2000, VIP, 53, b"q"), IN, 0);
+        assert_eq!(to_backend, udp(CL, 2000, C1, 53, b"q"));
+        // Port unreachable from the backend: the client gets it from the VIP, about
+        // the datagram it sent.
+        let (v, e) = go(&mut n, &icmp_error(C1, CL, 3, 3, &to_backend), IN, 1);
+        assert_eq!(
+            (v, e),
+            (
+                FWD_IN,
+                icmp_error(VIP, CL, 3, 3, &udp(CL, 2000, VIP, 53, b"q"))
+            )
+        );
+        // An error between two stations of the network about no flow goes on as is.
+        let direct = icmp_error(C1, CL, 3, 3, &udp(CL, 2001, C1, 53, b"q"));
+        assert_eq!(go(&mut n, &direct, IN, 1), (FWD_IN, direct.clone()));
+        // To the gateway or across networks, it is still nobody's.
+        for stray in [
+            icmp_error(C1, GW_A, 3, 3, &udp(GW_A, 9, C1, 53, b"")),
+            icmp_error(C1, C3, 3, 3, &udp(C3, 9, C1, 53, b"")),
+        ] {
+            assert_eq!(
+                go(&mut n, &stray, IN, 1).0,
+                Verdict::Drop(DropReason::NoMapping)
+            );
+        }
     }
 
     #[test]

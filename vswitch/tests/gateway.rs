@@ -1,8 +1,9 @@
 //! The gateway with NAT inside `vswitchd`, driven as Docker's bridge driver is: containers
 //! on two bridge networks, an uplink to a "wan" namespace, masquerade out of the uplink,
 //! published ports (with hairpin), isolation between networks and from the wan, ICMP
-//! errors translated back, TTL handling, conntrack (listing, flush, limit) and bad
-//! requests that change nothing, through a `kill -9` too.
+//! errors translated back, TTL handling, conntrack (listing, flush, limit, eviction of
+//! unanswered flows when full), DNS over TCP for names whose answers do not fit in UDP,
+//! and bad requests that change nothing, through a `kill -9` too.
 //!
 //! Topology of every test: the lab's switch namespace runs `vswitchd`; bridge `bra` has
 //! network 172.18.0.0/24 (gateway 172.18.0.1) and containers c1 (172.18.0.2) and c2
@@ -52,6 +53,85 @@ const MIN_MBPS: f64 = 10.0;
 // ---------------------------------------------------------------------------------------
 // Scripts run inside the namespaces (python3 -c SCRIPT ARGS…)
 // ---------------------------------------------------------------------------------------
+
+/// A DNS upstream: `BIND`; answers every query on UDP and TCP port 53 with 40 A
+/// records (666 bytes): over UDP, past 512 bytes, only a truncated header (TC) and the
+/// question, as a real server does. Prints `listening`, then `udp`/`tcp` per query.
+const BIG_UPSTREAM: &str = r#"
+import socket, struct, sys, threading
+bind = sys.argv[1]
+def answer(q, udp):
+    qid, flags = struct.unpack("!HH", q[:4])
+    i = 12
+    while q[i] != 0:
+        i += 1 + q[i]
+    question = q[12:i + 5]
+    rd = flags & 0x0100
+    recs = b"".join(struct.pack("!HHHIH", 0xc00c, 1, 1, 60, 4) + bytes([10, 0, 0, k]) for k in range(40))
+    full = struct.pack("!HHHHHH", qid, 0x8080 | rd, 1, 40, 0, 0) + question + recs
+    if udp and len(full) > 512:
+        return struct.pack("!HHHHHH", qid, 0x8280 | rd, 1, 0, 0, 0) + question
+    return full
+def serve_udp():
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.bind((bind, 53))
+    while True:
+        q, a = u.recvfrom(4096)
+        print("udp", flush=True)
+        u.sendto(answer(q, True), a)
+def serve_tcp(c):
+    f = c.makefile("rb")
+    while True:
+        h = f.read(2)
+        if len(h) < 2:
+            break
+        q = f.read(struct.unpack("!H", h)[0])
+        print("tcp", flush=True)
+        r = answer(q, False)
+        c.sendall(struct.pack("!H", len(r)) + r)
+    c.close()
+t = socket.socket()
+t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+t.bind((bind, 53))
+t.listen(16)
+threading.Thread(target=serve_udp, daemon=True).start()
+print("listening", flush=True)
+while True:
+    c, _ = t.accept()
+    threading.Thread(target=serve_tcp, args=(c,), daemon=True).start()
+"#;
+
+/// A DNS A query: `SERVER NAME udp|tcp`; prints `{"rcode": N, "tc": B, "answers": K}`
+/// (`{"error": E}` if no answer comes within 5 s).
+const DNS_QUERY: &str = r#"
+import json, random, socket, struct, sys
+server, name, proto = sys.argv[1], sys.argv[2], sys.argv[3]
+q = struct.pack("!HHHHHH", random.randrange(65536), 0x0100, 1, 0, 0, 0)
+for l in name.split("."):
+    q += bytes([len(l)]) + l.encode()
+q += b"\0" + struct.pack("!HH", 1, 1)
+try:
+    if proto == "udp":
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.settimeout(5)
+        s.sendto(q, (server, 53))
+        r = s.recv(65535)
+    else:
+        s = socket.create_connection((server, 53), timeout=5)
+        s.sendall(struct.pack("!H", len(q)) + q)
+        r = b""
+        while len(r) < 2 or len(r) < 2 + struct.unpack("!H", r[:2])[0]:
+            d = s.recv(65535)
+            if not d:
+                break
+            r += d
+        r = r[2:]
+    qid, flags, _, an, _, _ = struct.unpack("!HHHHHH", r[:12])
+    assert qid == struct.unpack("!H", q[:2])[0], "wrong id"
+    print(json.dumps({"rcode": flags & 0xf, "tc": bool(flags & 0x0200), "answers": an, "bytes": len(r)}))
+except Exception as e:
+    print(json.dumps({"error": repr(e)}))
+"#;
 
 /// An HTTP server: `NAME BIND PORT`. Prints `listening` once bound and `client IP PORT` for
 /// every request; the body names the server and the client address it saw.
@@ -1728,7 +1808,7 @@ fn config_survives_kill_9_and_traffic_resumes() {
 // ---------------------------------------------------------------------------------------
 
 #[test]
-fn ct_limit_drops_new_flows_and_keeps_established_ones() {
+fn ct_limit_evicts_unanswered_flows_and_keeps_established_ones() {
     let n = nat_lab("natlim", 92);
     n.lab.vsctl_ok(&["set-ct-limit", "10"]);
     let ports: Vec<String> = (6000..6020).map(|p: u16| p.to_string()).collect();
@@ -1767,7 +1847,9 @@ fn ct_limit_drops_new_flows_and_keeps_established_ones() {
         "one tracked connection, limit 10: {g0:#?}"
     );
 
-    // 20 new UDP flows: 9 fit.
+    // 20 new UDP flows that are never answered: the table fills up, and then each new
+    // flow takes the place of an unanswered one (Linux's early_drop), so all get
+    // through and the table stays at its limit.
     let o = n.py(&n.c1, UDP_FLOWS, &[WAN_IP, "6000", "20"], SHORT);
     assert!(o.success(), "{o}");
     thread::sleep(Duration::from_millis(300));
@@ -1793,19 +1875,36 @@ fn ct_limit_drops_new_flows_and_keeps_established_ones() {
     );
     assert_eq!(
         (g.conntrack, got.len()),
-        (10, 9),
-        "with 1 connection tracked and limit 10, exactly 9 of the 20 new flows get through \
-         (wan got {got:?}); stats {g:#?}"
+        (10, 20),
+        "with 1 connection tracked and limit 10, every one of the 20 new flows gets \
+         through (wan got {got:?}); stats {g:#?}"
     );
-    let refused = 20 - got.len() as u64;
-    assert!(
-        drops(&g, "table_full") >= refused && g.ct_refused >= refused,
-        "{refused} flows refused at the limit must be counted (table_full, ct_refused): {g:#?}"
+    assert_eq!(
+        (
+            g.counters.get("ct_evicted").copied(),
+            drops(&g, "table_full")
+        ),
+        (Some(11), 0),
+        "11 unanswered flows evicted, none refused: {g:#?}"
     );
 
-    // A new connection does not get in while the table is full…
+    // A new connection gets in while the table is full of unanswered flows…
+    let o = n.py(&n.c2, TCP_TRY, &[WAN_IP, "7000"], SHORT);
+    assert!(
+        o.stdout.contains("connected"),
+        "a new connection must get in: {o}\n{}",
+        diag(&n)
+    );
+    // …but not past a limit lowered below the flows in the table, which stay until they
+    // end: nothing is evicted then, new flows are refused.
+    n.lab.vsctl_ok(&["set-ct-limit", "2"]);
     n.tcp_fails(&n.c2, WAN_IP, 7000);
-    // …and the established one keeps working.
+    let g = gw_stats(&n);
+    assert!(
+        drops(&g, "table_full") >= 1 && g.ct_refused >= 1,
+        "flows refused past the lowered limit must be counted (table_full, ct_refused): {g:#?}"
+    );
+    // …and the established one keeps working throughout.
     let k0 = ka.stdout().lines().filter(|l| l.starts_with("ok ")).count();
     wait_stdout(
         &n,
@@ -1823,4 +1922,48 @@ fn ct_limit_drops_new_flows_and_keeps_established_ones() {
         diag(&n)
     );
     assert!(!ka.stdout().contains("FAIL"), "{}", ka.stdout());
+}
+
+// ---------------------------------------------------------------------------------------
+// DNS over TCP through the gateway
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn dns_over_tcp_gets_answers_too_big_for_udp_from_the_upstream_over_tcp() {
+    let n = nat_lab("natdns", 94);
+    let mut up = n.py_bg(&n.wan, "upstream", BIG_UPSTREAM, &[WAN_IP], "listening");
+    n.lab.vsctl_ok(&["set-dns", "bra", "--upstream", WAN_IP]);
+    let ask = |proto: &str| -> serde_json::Value {
+        let o = n.py(&n.c1, DNS_QUERY, &[GW_A, "big.test", proto], LONG);
+        serde_json::from_str(o.stdout.trim()).unwrap_or_else(|e| panic!("{o}: {e}"))
+    };
+    // Over UDP the client gets the truncated answer, and asks again over TCP itself.
+    let v = ask("udp");
+    assert_eq!(
+        (v["tc"].clone(), v["answers"].clone()),
+        (true.into(), 0.into()),
+        "{v}"
+    );
+    // Over TCP the gateway asks the upstream again over TCP: the whole answer.
+    let v = ask("tcp");
+    report(&format!("DNS over TCP for a 666-byte answer: {v}"));
+    assert_eq!(
+        (v["rcode"].clone(), v["tc"].clone(), v["answers"].clone()),
+        (0.into(), false.into(), 40.into()),
+        "{v}\n--- upstream ---\n{}\n{}",
+        up.stdout(),
+        diag(&n)
+    );
+    let asked: Vec<String> = up.stdout().lines().map(str::to_string).collect();
+    assert_eq!(asked, ["listening", "udp", "udp", "tcp"], "{asked:?}");
+    // The upstream's connection went through NAT like the gateway's UDP queries.
+    let (entries, _) = ct(&n);
+    assert!(
+        entries.iter().any(|e| e.proto == "tcp"
+            && e.orig.src == GW_A
+            && e.orig.dst == WAN_IP
+            && e.orig.dport == 53),
+        "{entries:#?}"
+    );
+    up.stop(Duration::from_secs(1));
 }

@@ -3,7 +3,10 @@
 //! address), health checks from the gateway that take a dead backend out and put it
 //! back, an immediate refusal (TCP reset, ICMP port unreachable) when no backend is
 //! healthy, the service's name in the gateway's DNS (`vip` and `dnsrr`), a service
-//! published on the uplink, and refused requests that change nothing.
+//! published on the uplink, a backend reaching its own service (never sent to itself),
+//! connections to a backend taken out by `set-backends` that carry on, a backend's ICMP
+//! port unreachable translated back to the client, and refused requests that change
+//! nothing.
 //!
 //! Topology: the lab's switch namespace runs `vswitchd`; bridge `br0` has network
 //! 10.ID.1.0/24 (gateway .1); containers are namespaces attached with `vsctl attach`:
@@ -39,6 +42,49 @@ while True:
     except OSError:
         pass
     c.close()
+"#;
+
+/// A TCP server that stays connected: `NAME PORT`; greets each connection with
+/// `NAME\n`, then answers each line `L` with `NAME L`.
+const ECHO: &str = r#"
+import socket, sys, threading
+name, port = sys.argv[1], int(sys.argv[2])
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", port))
+s.listen(64)
+print("listening", flush=True)
+def serve(c):
+    try:
+        c.sendall((name + "\n").encode())
+        for line in c.makefile("rb"):
+            c.sendall(("%s %s" % (name, line.decode())).encode())
+    except OSError:
+        pass
+    c.close()
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"#;
+
+/// A client of [`ECHO`]: `ADDR PORT GO`; connects, prints `hello NAME`, waits until file
+/// GO exists, then sends three lines, printing `reply R` for each answer (`error E` if
+/// the connection fails).
+const HOLD: &str = r#"
+import os, socket, sys, time
+addr, port, go = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+s = socket.create_connection((addr, port), timeout=5)
+f = s.makefile("rb")
+print("hello " + f.readline().decode().strip(), flush=True)
+while not os.path.exists(go):
+    time.sleep(0.05)
+try:
+    for i in range(3):
+        s.sendall(b"ping%d\n" % i)
+        print("reply " + f.readline().decode().strip(), flush=True)
+except Exception as e:
+    print("error " + repr(e), flush=True)
+print("done", flush=True)
 "#;
 
 /// A client: `ADDR PORT N`; N sequential connections, each reading the server's line.
@@ -124,6 +170,8 @@ struct Svc {
     client: String,
     /// Backend namespaces by host number, and their servers.
     backends: BTreeMap<u8, (String, Option<Bg>)>,
+    /// Other servers the test started.
+    echo: Vec<Bg>,
 }
 
 impl Drop for Svc {
@@ -132,6 +180,9 @@ impl Drop for Svc {
             if let Some(mut b) = bg.take() {
                 b.stop(Duration::from_secs(1));
             }
+        }
+        for b in self.echo.iter_mut() {
+            b.stop(Duration::from_secs(1));
         }
     }
 }
@@ -271,6 +322,7 @@ fn svc_lab(tag: &str, id: u8, hosts: &[u8], port: u16) -> Svc {
         python: python3(),
         client: String::new(),
         backends: BTreeMap::new(),
+        echo: Vec::new(),
     };
     s.lab.start_daemon();
     s.lab.vsctl_ok(&["add-br", "br0"]);
@@ -672,4 +724,143 @@ fn bad_service_requests_are_refused_and_change_nothing() {
         );
     }
     assert_eq!(names(&s), listed);
+}
+
+#[test]
+fn a_backend_reaching_its_own_service_is_never_sent_to_itself() {
+    let s = svc_lab("svcslf", 155, &[11, 12], 80);
+    add_web(&s, &[11, 12], &[]);
+    for h in [11, 12] {
+        s.wait_health("web", h, "up", Duration::from_secs(3));
+    }
+    let vip = s.vip();
+    // Round robin would send every other connection of b11's back to b11, as a packet
+    // from itself to itself that its kernel drops: they all go to b12 instead, which
+    // sees b11's own address.
+    let b11 = s.backends[&11].0.clone();
+    let v = s.connect(&b11, &vip, 80, 20);
+    report(&format!(
+        "20 connections from backend b11 to its own VIP: {v}"
+    ));
+    assert_eq!(v["errors"], 0, "{v}\n{}", s.lab.log_text());
+    assert_eq!(v["counts"], serde_json::json!({"b12": 20}), "{v}");
+    assert_eq!(v["peers"], serde_json::json!([s.ip(11)]), "{v}");
+    // The only backend left, b11 still reaches its service: itself, from the gateway's
+    // address (as a hairpinned connection is).
+    let b11_ip = s.ip(11);
+    s.lab.vsctl_ok(&["set-backends", "br0", "web", &b11_ip]);
+    let v = s.connect(&b11, &vip, 80, 5);
+    assert_eq!(v["errors"], 0, "{v}\n{}", s.lab.log_text());
+    assert_eq!(v["counts"], serde_json::json!({"b11": 5}), "{v}");
+    assert_eq!(v["peers"], serde_json::json!([s.ip(1)]), "{v}");
+    // Other clients are not affected.
+    let v = s.connect(&s.client, &vip, 80, 5);
+    assert_eq!(
+        (v["errors"].clone(), v["peers"].clone()),
+        (0.into(), serde_json::json!([s.ip(2)])),
+        "{v}"
+    );
+}
+
+#[test]
+fn connections_to_a_removed_backend_carry_on_and_its_icmp_errors_come_back() {
+    let mut s = svc_lab("svcdrn", 156, &[11, 12], 80);
+    for h in [11u8, 12] {
+        let ns = s.backends[&h].0.clone();
+        let mut bg = s.lab.spawn_bg(
+            &ns,
+            &format!("echo{h}"),
+            &[&s.python, "-u", "-c", ECHO, &format!("b{h}"), "7000"],
+        );
+        bg.wait_output("listening", Duration::from_secs(10));
+        s.echo.push(bg);
+    }
+    let (vip, b11, b12) = (s.vip(), s.ip(11), s.ip(12));
+    s.lab.vsctl_ok(&[
+        "add-service",
+        "br0",
+        "echo",
+        "--vip",
+        &vip,
+        "--port",
+        "tcp:7000",
+        "--backend",
+        &b11,
+        &b12,
+        "--health",
+        "tcp:80",
+    ]);
+    for h in [11, 12] {
+        s.wait_health("echo", h, "up", Duration::from_secs(3));
+    }
+    // A connection through the VIP, open while its backend is taken out.
+    let go = s.lab.dir.join("go-drain");
+    let go_s = go.to_str().unwrap().to_string();
+    let client = s.client.clone();
+    let mut c = s.lab.spawn_bg(
+        &client,
+        "hold",
+        &[&s.python, "-u", "-c", HOLD, &vip, "7000", &go_s],
+    );
+    c.wait_output("hello ", Duration::from_secs(10));
+    let out = c.stdout();
+    let name = out
+        .lines()
+        .find_map(|l| l.strip_prefix("hello "))
+        .unwrap()
+        .to_string();
+    let (gone, stays) = if name == "b11" {
+        (b11.clone(), b12.clone())
+    } else {
+        (b12.clone(), b11.clone())
+    };
+    s.lab.vsctl_ok(&["set-backends", "br0", "echo", &stays]);
+    let listed = s.services();
+    assert_eq!(listed[0].backends.len(), 1, "{listed:?}");
+    // Its replies still reach the client from the VIP: the connection carries on.
+    std::fs::write(&go, b"go").unwrap();
+    c.wait_output("done", Duration::from_secs(20));
+    let out = c.stdout();
+    let replies: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("reply "))
+        .collect();
+    report(&format!(
+        "connection on {name} ({gone}) after set-backends {stays}: {replies:?}"
+    ));
+    assert_eq!(
+        replies,
+        [0, 1, 2]
+            .iter()
+            .map(|i| format!("{name} ping{i}"))
+            .collect::<Vec<_>>(),
+        "{out}\n{}\n{}",
+        s.lab.vsctl_ok(&["ct-show"]),
+        s.lab.log_text()
+    );
+
+    // UDP to a backend with nothing listening: its port unreachable comes back
+    // translated (from the VIP, about what the client sent), so the client's socket
+    // gets "connection refused" at once instead of waiting for an answer.
+    let vip2 = s.ip(102);
+    s.lab.vsctl_ok(&[
+        "add-service",
+        "br0",
+        "u",
+        "--vip",
+        &vip2,
+        "--port",
+        "udp:5353",
+        "--backend",
+        &b11,
+        "--health",
+        "tcp:80",
+    ]);
+    s.wait_health("u", 11, "up", Duration::from_secs(3));
+    let r = s.refuse(&s.client, &vip2, 5353, "udp");
+    report(&format!(
+        "UDP to a backend's closed port through the VIP: {r}"
+    ));
+    assert_eq!(r["refused"], true, "{r}\n{}", s.lab.log_text());
+    assert!(r["secs"].as_f64().unwrap() < 1.0, "{r}");
 }

@@ -412,16 +412,24 @@ impl Controller {
         v
     }
 
-    /// The endpoints of `b`'s backends whose replies the pipeline hands the gateway.
+    /// The endpoints of `b`'s backends whose replies the pipeline hands the gateway,
+    /// with the bridge's lingering ones (backends that left while connections of theirs
+    /// go on, which the gateway keeps up to date): without them, such a backend's
+    /// replies would reach a client in its network untranslated, from the backend's
+    /// address, and the client would reset the connection. A bridge whose services are
+    /// all gone keeps its `Replies` while something lingers.
     pub(super) fn service_replies(b: &BridgeConf) -> Option<Arc<Replies>> {
-        if b.net.is_none() || b.services.is_empty() {
+        if b.net.is_none()
+            || (b.services.is_empty() && !crate::pipeline::services::lingers(&b.name))
+        {
             return None;
         }
         let r = Replies::new(
             b.services
                 .iter()
                 .flat_map(|s| nat_service(s).reply_sources()),
-        );
+        )
+        .with_lingering(crate::pipeline::services::lingering(&b.name));
         Some(Arc::new(r))
     }
 

@@ -27,7 +27,8 @@ pub const PORT: u16 = 53;
 const RECORD_TTL: u32 = 600;
 /// After this long without an answer, the next upstream is asked (milliseconds).
 const TRY_MS: u64 = 1000;
-/// After this long without an answer, the client gets SERVFAIL (milliseconds).
+/// After this long without an answer, the client gets SERVFAIL (milliseconds); a query
+/// asked again over TCP gets this long again from then.
 pub const TIMEOUT_MS: u64 = 2000;
 /// Queries waiting for an upstream at most; more are answered SERVFAIL at once, so a
 /// flood of queries for slow names cannot grow the table.
@@ -137,6 +138,8 @@ struct Pending {
     tried: usize,
     /// The client's largest UDP answer.
     limit: usize,
+    /// Asked again over TCP (of the upstream that answered truncated).
+    tcp: bool,
 }
 
 /// What to do with a query.
@@ -165,6 +168,18 @@ pub struct Reply {
     pub bridge: u32,
     pub client: Client,
     pub bytes: Vec<u8>,
+}
+
+/// What an upstream's UDP answer calls for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Answered {
+    /// Send this to the client.
+    Reply(Reply),
+    /// The answer was truncated and the client asked over TCP, where it can take the
+    /// whole answer: ask the same upstream this query (`upstream_id` in front) over
+    /// TCP, from local port `sport`, then hand its answer to
+    /// [`Resolver::tcp_answer`].
+    AskTcp(Upstream),
 }
 
 /// The records of every network and the queries in flight.
@@ -312,6 +327,7 @@ impl Resolver {
                 started: now,
                 tried: 0,
                 limit,
+                tcp: false,
             },
         );
         Outcome::Forward(Upstream {
@@ -323,16 +339,56 @@ impl Resolver {
     }
 
     /// An answer from `from` to the gateway's port `sport`: the reply for the client that
-    /// asked, or `None` if no query of ours waits for it (late, spoofed, malformed).
+    /// asked, or `None` if no query of ours waits for it (late, spoofed, malformed). A
+    /// truncated answer is passed on as it is, to a TCP client too (see
+    /// [`Resolver::upstream_answer_at`], which asks again over TCP instead).
     pub fn upstream_answer(&mut self, from: Ipv4Addr, sport: u16, bytes: &[u8]) -> Option<Reply> {
+        match self.udp_answer(from, sport, bytes, None)? {
+            Answered::Reply(r) => Some(r),
+            Answered::AskTcp(_) => None,
+        }
+    }
+
+    /// [`Resolver::upstream_answer`], except that a truncated answer to a query that
+    /// came over TCP is not passed on (it would stay truncated for ever: the client
+    /// already uses TCP): the query is to be asked again over TCP ([`Answered::AskTcp`]),
+    /// and waits [`TIMEOUT_MS`] more from `now` for that answer.
+    pub fn upstream_answer_at(
+        &mut self,
+        from: Ipv4Addr,
+        sport: u16,
+        bytes: &[u8],
+        now: u64,
+    ) -> Option<Answered> {
+        self.udp_answer(from, sport, bytes, Some(now))
+    }
+
+    fn udp_answer(
+        &mut self,
+        from: Ipv4Addr,
+        sport: u16,
+        bytes: &[u8],
+        tcp_at: Option<u64>,
+    ) -> Option<Answered> {
         let p = self.pending.get(&sport)?;
         let net = self.nets.iter().find(|n| n.bridge == p.bridge)?;
-        if !net.upstreams.contains(&from) {
+        if p.tcp || !net.upstreams.contains(&from) {
             return None;
         }
         let msg = Message::from_vec(bytes).ok()?;
         if msg.id() != p.upstream_id || msg.message_type() != MessageType::Response {
             return None;
+        }
+        if let (Some(now), true, Client::Tcp(_)) = (tcp_at, msg.truncated(), p.client) {
+            let p = self.pending.get_mut(&sport)?;
+            p.tcp = true;
+            p.started = now;
+            return Some(Answered::AskTcp(Upstream {
+                bridge: p.bridge,
+                upstream: from,
+                sport,
+                query: with_id(&p.query, p.upstream_id),
+            }));
         }
         let p = self.pending.remove(&sport)?;
         let client_id = Message::from_vec(&p.query).map(|m| m.id()).unwrap_or(0);
@@ -344,15 +400,52 @@ impl Resolver {
         } else {
             with_id(bytes, client_id)
         };
-        Some(Reply {
+        Some(Answered::Reply(Reply {
             bridge: p.bridge,
             client: p.client,
             bytes,
+        }))
+    }
+
+    /// The whole answer (`bytes`, without its length prefix) to the query asked again
+    /// over TCP from local port `sport`: the reply for the client, or `None` if no query
+    /// waits for it there or it is not the answer (wrong ID, not a response).
+    pub fn tcp_answer(&mut self, sport: u16, bytes: &[u8]) -> Option<Reply> {
+        let p = self.pending.get(&sport).filter(|p| p.tcp)?;
+        let msg = Message::from_vec(bytes).ok()?;
+        if msg.id() != p.upstream_id || msg.message_type() != MessageType::Response {
+            return None;
+        }
+        let p = self.pending.remove(&sport)?;
+        let client_id = Message::from_vec(&p.query).map(|m| m.id()).unwrap_or(0);
+        Some(Reply {
+            bridge: p.bridge,
+            client: p.client,
+            bytes: with_id(bytes, client_id),
         })
     }
 
+    /// The query asked again over TCP from `sport` cannot be (no connection free) or got
+    /// no answer (the connection failed): SERVFAIL for its client at once.
+    pub fn tcp_failed(&mut self, sport: u16) -> Option<Reply> {
+        self.pending.get(&sport).filter(|p| p.tcp)?;
+        let p = self.pending.remove(&sport)?;
+        let m = Message::from_vec(&p.query).ok()?;
+        Some(Reply {
+            bridge: p.bridge,
+            client: p.client,
+            bytes: error(&m, ResponseCode::ServFail),
+        })
+    }
+
+    /// Whether a query asked again over TCP from `sport` still waits for its answer.
+    pub fn waits_tcp(&self, sport: u16) -> bool {
+        self.pending.get(&sport).is_some_and(|p| p.tcp)
+    }
+
     /// Queries gone unanswered: those past [`TIMEOUT_MS`] are answered SERVFAIL, those
-    /// past [`TRY_MS`] asked again of the next upstream.
+    /// past [`TRY_MS`] asked again of the next upstream (not one asked over TCP: it
+    /// waits for the upstream that answered truncated).
     pub fn expire(&mut self, now: u64, resend: &mut Vec<Upstream>, fail: &mut Vec<Reply>) {
         let mut dead = Vec::new();
         for (&sport, p) in &mut self.pending {
@@ -365,6 +458,9 @@ impl Resolver {
             let Some(net) = self.nets.iter().find(|n| n.bridge == p.bridge) else {
                 continue;
             };
+            if p.tcp {
+                continue;
+            }
             if want > p.tried && want < net.upstreams.len() {
                 p.tried = want;
                 resend.push(Upstream {

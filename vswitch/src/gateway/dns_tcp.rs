@@ -8,6 +8,13 @@
 //! Each connection carries length-prefixed queries; each goes to the same
 //! [`Resolver`](super::dns::Resolver) as UDP queries, and its answer (local, or an
 //! upstream's, which is asked over UDP) is written back into the connection it came on.
+//!
+//! An upstream's UDP answer may be truncated (TC, past 512 bytes or the EDNS size),
+//! which a TCP client cannot do anything with: the endpoint then asks the same upstream
+//! again over TCP, from a client socket of its own at the gateway's address, through
+//! NAT and out of the uplink as its UDP queries go; the whole answer goes back into the
+//! client's connection. Like everything here it never blocks: the connection advances
+//! as packets arrive and once a second, and the resolver's timeout bounds it.
 
 use std::collections::VecDeque;
 use std::net::Ipv4Addr;
@@ -18,7 +25,7 @@ use smoltcp::socket::tcp;
 use smoltcp::time::{Duration as SmolDuration, Instant as SmolInstant};
 use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
 
-use super::dns::{Client, Outcome, Reply, PORT};
+use super::dns::{Client, Outcome, Reply, Upstream, PORT};
 use super::frames::ETH;
 use super::{Ev, Gateway, Out, Side};
 use crate::pool::{Buf, Pool};
@@ -35,6 +42,12 @@ const TX_BUF: usize = 16 * 1024;
 const IDLE: SmolDuration = SmolDuration::from_secs(10);
 /// The MTU the endpoint assumes (the network's; larger segments are the sender's GSO).
 const MTU: usize = 1500;
+/// Queries a network's endpoint asks upstreams again over TCP at once; one more gets
+/// SERVFAIL at once.
+const UP_CONNS: usize = 8;
+/// Receive buffer of such a connection: the answer is read out of it as it comes, into
+/// a buffer that grows to the answer's length (at most 64 KiB).
+const UP_RX_BUF: usize = 8 * 1024;
 
 /// IP packets in and out of a network's TCP endpoint.
 #[derive(Default)]
@@ -114,6 +127,20 @@ struct Slot {
     buf: Vec<u8>,
 }
 
+/// A query asked again of an upstream over TCP: the client socket, the local port
+/// (the query's key in the resolver), the query to send once connected, the answer so
+/// far.
+struct UpSlot {
+    handle: SocketHandle,
+    sport: u16,
+    query: Vec<u8>,
+    /// Bytes of `query` written into the socket.
+    sent: usize,
+    answer: Vec<u8>,
+    /// Answered or given up: the socket goes once it has closed.
+    done: bool,
+}
+
 /// A network's TCP endpoint.
 pub(super) struct TcpNet {
     bridge: u32,
@@ -123,11 +150,15 @@ pub(super) struct TcpNet {
     dev: Queue,
     sockets: SocketSet<'static>,
     slots: Vec<Slot>,
+    up: Vec<UpSlot>,
 }
 
 impl TcpNet {
     fn new(bridge: u32, addr: Ipv4Addr, prefix: u8, seed: u64, now: u64) -> Self {
-        let (dev, iface) = Queue::with_iface(addr, prefix, seed, now);
+        let (dev, mut iface) = Queue::with_iface(addr, prefix, seed, now);
+        // Upstreams are outside the network: smoltcp sends nowhere without a route.
+        // Any next hop does on an IP medium; what leaves goes through NAT, not to it.
+        let _ = iface.routes_mut().add_default_ipv4_route(addr);
         let mut sockets = SocketSet::new(Vec::new());
         let slots = (0..CONNS)
             .map(|_| {
@@ -151,7 +182,40 @@ impl TcpNet {
             dev,
             sockets,
             slots,
+            up: Vec::new(),
         }
+    }
+
+    /// Opens a connection to `u.upstream` port 53 from `u.sport` for `u.query`; false if
+    /// none can be opened (all [`UP_CONNS`] busy, or smoltcp refused).
+    fn connect_upstream(&mut self, u: &Upstream) -> bool {
+        let Ok(len) = u16::try_from(u.query.len()) else {
+            return false;
+        };
+        if self.up.iter().filter(|x| !x.done).count() >= UP_CONNS {
+            return false;
+        }
+        let mut query = Vec::with_capacity(2 + u.query.len());
+        query.extend_from_slice(&len.to_be_bytes());
+        query.extend_from_slice(&u.query);
+        let mut s = tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0; UP_RX_BUF]),
+            tcp::SocketBuffer::new(vec![0; query.len()]),
+        );
+        s.set_timeout(Some(IDLE));
+        let remote = (IpAddress::Ipv4(u.upstream), PORT);
+        if s.connect(self.iface.context(), remote, u.sport).is_err() {
+            return false;
+        }
+        self.up.push(UpSlot {
+            handle: self.sockets.add(s),
+            sport: u.sport,
+            query,
+            sent: 0,
+            answer: Vec::new(),
+            done: false,
+        });
+        true
     }
 }
 
@@ -225,6 +289,16 @@ impl Gateway {
         let Some(n) = self.dns_tcp.nets.iter_mut().find(|n| n.bridge == bridge) else {
             return;
         };
+        // Upstream connections that are over leave once closed (an aborted one has sent
+        // its reset by now).
+        let sockets = &mut n.sockets;
+        n.up.retain(|u| {
+            let open = sockets.get_mut::<tcp::Socket>(u.handle).is_open();
+            if u.done && !open {
+                sockets.remove(u.handle);
+            }
+            !u.done || open
+        });
         // Closed connections listen again before the next SYN is looked at.
         for slot in &mut n.slots {
             let s = n.sockets.get_mut::<tcp::Socket>(slot.handle);
@@ -283,7 +357,59 @@ impl Gateway {
                 s.close();
             }
         }
+        // Upstream connections: the query out once connected, the answer in.
+        let mut answers: Vec<(u16, Vec<u8>)> = Vec::new();
+        let mut failed: Vec<u16> = Vec::new();
+        for u in n.up.iter_mut().filter(|u| !u.done) {
+            let s = n.sockets.get_mut::<tcp::Socket>(u.handle);
+            if !self.dns.waits_tcp(u.sport) {
+                // Timed out (SERVFAIL sent), or its client left.
+                s.abort();
+                u.done = true;
+                continue;
+            }
+            if s.may_send() {
+                if let Some(rest) = u.query.get(u.sent..).filter(|r| !r.is_empty()) {
+                    u.sent += s.send_slice(rest).unwrap_or(0);
+                }
+            }
+            while s.can_recv() {
+                let mut chunk = [0u8; 1024];
+                match s.recv_slice(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(k) => u.answer.extend_from_slice(&chunk[..k]),
+                }
+            }
+            let want = wire::bytes::be16(&u.answer, 0).map(|l| 2 + usize::from(l));
+            if let Some(whole) = want.filter(|&w| u.answer.len() >= w) {
+                answers.push((u.sport, u.answer.get(2..whole).unwrap_or_default().to_vec()));
+                s.abort();
+                u.done = true;
+            } else if !matches!(s.state(), tcp::State::SynSent | tcp::State::SynReceived)
+                && !s.may_recv()
+            {
+                // Refused, reset, timed out, or closed before the whole answer.
+                failed.push(u.sport);
+                s.abort();
+                u.done = true;
+            }
+        }
         self.events[Ev::DnsMalformed as usize] += malformed;
+        for (sport, a) in answers {
+            match self.dns.tcp_answer(sport, &a) {
+                Some(r) => {
+                    self.count(Ev::DnsAnswered);
+                    self.dns_reply(r, pool, out);
+                }
+                None => failed.push(sport),
+            }
+        }
+        for sport in failed {
+            if let Some(r) = self.dns.tcp_failed(sport) {
+                self.count(Ev::DnsServfail);
+                self.dns_reply(r, pool, out);
+            }
+        }
         for (conn, q) in queries {
             match self.dns.query(bridge, Client::Tcp(conn), &q, now) {
                 Outcome::Malformed => {
@@ -301,6 +427,47 @@ impl Gateway {
             }
         }
         self.dns_tcp_flush(bridge, t, pool, out);
+    }
+
+    /// Asks `u`'s query again of its upstream over TCP (its UDP answer was truncated
+    /// and the client asked over TCP); SERVFAIL for the client if no connection can be
+    /// opened.
+    pub(super) fn dns_tcp_ask(&mut self, u: Upstream, pool: &Pool, out: &mut Out) {
+        let opened = self
+            .dns_tcp
+            .nets
+            .iter_mut()
+            .find(|n| n.bridge == u.bridge)
+            .is_some_and(|n| n.connect_upstream(&u));
+        if !opened {
+            if let Some(r) = self.dns.tcp_failed(u.sport) {
+                self.count(Ev::DnsServfail);
+                self.dns_reply(r, pool, out);
+            }
+            return;
+        }
+        self.dns_tcp_poll(u.bridge, pool, out);
+    }
+
+    /// A TCP segment NAT translated back to one of the gateway's addresses from outside:
+    /// an upstream's, for a query asked again over TCP.
+    pub(super) fn dns_tcp_from_upstream(&mut self, buf: Buf, pool: &Pool, out: &mut Out) {
+        let start = vnet::LEN + ETH;
+        let pkt = buf.bytes().get(start..).and_then(|ip| {
+            let v = wire::Ipv4Packet::new_checked(ip).ok()?;
+            let end = usize::from(v.total_len()).min(ip.len());
+            Some((v.dst(), ip.get(..end)?.to_vec()))
+        });
+        pool.put(buf);
+        let Some((dst, pkt)) = pkt else {
+            return self.count(Ev::BadIp);
+        };
+        let Some(n) = self.dns_tcp.nets.iter_mut().find(|n| n.addr == dst) else {
+            return self.count(Ev::LocalUnhandled);
+        };
+        let bridge = n.bridge;
+        n.dev.rx.push_back(pkt);
+        self.dns_tcp_poll(bridge, pool, out);
     }
 
     /// An answer for TCP connection `conn` (from an upstream, or SERVFAIL).
@@ -350,16 +517,22 @@ impl Gateway {
     }
 
     /// Routes IP packets the gateway's own TCP made (DNS answers, health checks) to
-    /// their destinations in network `bridge`.
+    /// their destinations in network `bridge`; those for outside (queries asked of an
+    /// upstream over TCP) go through NAT first, as the gateway's UDP queries do.
     pub(super) fn send_ip(&mut self, bridge: u32, sent: Vec<Vec<u8>>, pool: &Pool, out: &mut Out) {
         let Some((_, my_mac)) = self.me(Side::Net(bridge)) else {
             return;
         };
+        let subnet = self.subnet(Side::Net(bridge));
         let now = self.now();
-        for p in sent {
+        for mut p in sent {
             let Ok(dst) = wire::Ipv4Packet::new_checked(&p[..]).map(|ip| ip.dst()) else {
                 continue;
             };
+            if !subnet.is_some_and(|s| s.contains(dst)) {
+                self.send_ip_out(&mut p, my_mac, now, pool, out);
+                continue;
+            }
             let Some(mut b) = pool.get(vnet::LEN + ETH + p.len()) else {
                 self.count(Ev::NoBuffer);
                 continue;
@@ -373,6 +546,32 @@ impl Gateway {
             }
             self.send(Side::Net(bridge), dst, b, now, pool, out);
         }
+    }
+
+    /// Sends an IP packet of the gateway's own from a network to outside: through NAT
+    /// (masqueraded out of the uplink) and routed.
+    fn send_ip_out(
+        &mut self,
+        p: &mut [u8],
+        my_mac: crate::wire::MacAddr,
+        now: u64,
+        pool: &Pool,
+        out: &mut Out,
+    ) {
+        let verdict = self.nat.process(p, nat::Direction::FromInside, now);
+        let nat::Verdict::Forward(egress) = verdict else {
+            return self.count(Ev::NoRoute);
+        };
+        let Some(mut b) = pool.get(vnet::LEN + ETH + p.len()) else {
+            return self.count(Ev::NoBuffer);
+        };
+        let mut eth = [0u8; ETH];
+        eth[6..12].copy_from_slice(&my_mac.0);
+        eth[12..14].copy_from_slice(&wire::ethertype::IPV4.to_be_bytes());
+        if !b.fill(&[&[0u8; vnet::LEN], &eth, p]) {
+            return pool.put(b);
+        }
+        self.forward(egress, wire::ip_proto::TCP, b, now, pool, out);
     }
 
     /// Once a second: every endpoint's timers (retransmissions, idle connections).

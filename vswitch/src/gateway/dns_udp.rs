@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 use wire::udp::{UdpPacket, HEADER_LEN as UDP_HEADER};
 use wire::Ipv4Packet;
 
-use super::dns::{Client, Outcome, Reply, Upstream, PORT};
+use super::dns::{Answered, Client, Outcome, Reply, Upstream, PORT};
 use super::frames::{self, ETH};
 use super::{Ev, Gateway, Out, Side};
 use crate::pool::{Buf, Pool};
@@ -79,21 +79,28 @@ impl Gateway {
     }
 
     /// A UDP packet NAT let through to one of the gateway's addresses (after its
-    /// translation back): an upstream's answer to a query of ours, or nothing.
+    /// translation back): an upstream's answer to a query of ours, or nothing. A
+    /// truncated answer for a client that asked over TCP is asked again over TCP.
     pub(super) fn dns_udp_answer(&mut self, buf: Buf, pool: &Pool, out: &mut Out) {
         let Some((src, dst, range)) = udp_of(buf.bytes()) else {
             return self.discard(pool, buf, Ev::DnsMalformed);
         };
+        let now = self.now();
         let r = if src.1 == PORT {
-            self.dns.upstream_answer(src.0, dst.1, &buf.bytes()[range])
+            self.dns
+                .upstream_answer_at(src.0, dst.1, &buf.bytes()[range], now)
         } else {
             None
         };
         pool.put(buf);
         match r {
-            Some(r) => {
+            Some(Answered::Reply(r)) => {
                 self.count(Ev::DnsAnswered);
                 self.dns_reply(r, pool, out);
+            }
+            Some(Answered::AskTcp(u)) => {
+                self.count(Ev::DnsForwarded);
+                self.dns_tcp_ask(u, pool, out);
             }
             None => self.count(Ev::DnsUnexpected),
         }

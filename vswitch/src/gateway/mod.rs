@@ -164,6 +164,8 @@ pub struct Gateway {
     dns_tcp: dns_tcp::TcpEndpoints,
     /// Health checks of service backends.
     health: health::Checks,
+    /// Each bridge's lingering endpoints, as its snapshots share them.
+    replies: Vec<(u32, std::sync::Arc<crate::pipeline::services::Lingering>)>,
 }
 
 impl Default for Gateway {
@@ -187,6 +189,7 @@ impl Gateway {
             dns: dns::Resolver::new(),
             dns_tcp: dns_tcp::TcpEndpoints::default(),
             health: health::Checks::default(),
+            replies: Vec::new(),
         }
     }
 
@@ -209,6 +212,7 @@ impl Gateway {
         if self.nat.config().uplink != old_uplink {
             self.nat.flush();
         }
+        self.push_lingering();
         let mut old: Vec<NetSide> = std::mem::take(&mut self.nets);
         for n in nets {
             let neigh = match old
@@ -279,6 +283,7 @@ impl Gateway {
     /// Forgets every tracked connection.
     pub fn flush(&mut self) {
         self.nat.flush();
+        self.push_lingering();
     }
 
     fn count(&mut self, e: Ev) {
@@ -489,6 +494,9 @@ impl Gateway {
             if proto == wire::ip_proto::UDP {
                 return self.dns_udp_answer(buf, pool, out);
             }
+            if proto == wire::ip_proto::TCP && egress == Egress::Inside {
+                return self.dns_tcp_from_upstream(buf, pool, out);
+            }
             return self.discard(pool, buf, Ev::LocalUnhandled);
         }
         let ip = &mut buf.bytes_mut()[start..];
@@ -643,6 +651,8 @@ impl Gateway {
             self.arp_request(side, ip, pool, out);
         }
         self.nat.expire_some(now, EXPIRE_BUDGET);
+        // A draining backend's last flow may just have expired.
+        self.push_lingering();
         self.dns_tick(pool, out);
         self.dns_tcp_tick(pool, out);
         self.health_tick(pool, out);
@@ -674,6 +684,11 @@ impl Gateway {
             counters.insert("neighbours".into(), neighbours as u64);
         }
         let t = self.nat.table();
+        if t.evicted() > 0 {
+            // Flows evicted to make room at the limit: not an `Ev` (whose names are
+            // fixed) but the table's own count, next to `ct_refused`'s.
+            counters.insert("ct_evicted".into(), t.evicted());
+        }
         ctl::GatewayStats {
             conntrack: t.len() as u64,
             ct_limit: t.limit() as u64,
@@ -1031,6 +1046,118 @@ mod tests {
         let data = &ip[20 + usize::from(ip[32] >> 4) * 4..usize::from(v.total_len())];
         assert_eq!(&data[2..4], &[0xab, 0xcd], "{data:?}");
         assert!(l4_ok(ip));
+    }
+
+    /// The gateway's configuration with a service at .100 over `backends` (port 80).
+    fn with_service(g: &mut Gateway, pool: &Pool, backends: &[Ipv4Addr]) {
+        let mut cfg = g.nat.config().clone();
+        cfg.services = vec![nat::lb::Service {
+            vip: Ipv4Addr::new(172, 18, 0, 100),
+            ports: vec![(nat::tuple::Proto::Tcp, 80)],
+            backends: backends
+                .iter()
+                .map(|&addr| nat::lb::Backend { addr, port: None })
+                .collect(),
+            sched: nat::lb::Sched::RoundRobin,
+        }];
+        let nets: Vec<NetSpec> = g
+            .nets
+            .iter()
+            .map(|n| NetSpec {
+                bridge: n.bridge,
+                subnet: n.subnet,
+                gateway: n.addr,
+                mac: n.mac,
+                mesh: n.mesh,
+            })
+            .collect();
+        let up = g.uplink.as_ref().map(|u| UplinkSpec {
+            addr: u.addr,
+            subnet: u.subnet,
+            gw: u.gw,
+            mac: u.mac,
+        });
+        g.configure(cfg, &nets, up, pool).unwrap();
+    }
+
+    #[test]
+    fn a_removed_backend_lingers_in_the_bridges_replies_while_its_flow_lives() {
+        use crate::dataplane::{BridgeRt, BridgeView, Snapshot};
+        use crate::pipeline::services::{lingering, Replies};
+        use std::sync::Arc;
+        let pool = Pool::new(64, 4);
+        let mut g = gateway(&pool);
+        let (b1, b2) = (C1_IP, Ipv4Addr::new(172, 18, 0, 3));
+        with_service(&mut g, &pool, &[b1, b2]);
+        // The snapshot the workers run: the bridge's Replies, sharing its lingering
+        // endpoints with every later snapshot's.
+        let replies = |backends: &[Ipv4Addr]| {
+            let sources = backends
+                .iter()
+                .map(|&a| (a, Some((nat::tuple::Proto::Tcp, 80))));
+            Arc::new(Replies::new(sources).with_lingering(lingering("gw-test-linger")))
+        };
+        let snap = |r: Arc<Replies>| Snapshot {
+            bridges: vec![Some(BridgeView {
+                rt: Arc::new(BridgeRt::new(0, "gw-test-linger", 300, 64, 1)),
+                ports: Vec::new(),
+                guard: None,
+                ip_checks: false,
+                services: Some(r),
+            })],
+            ..Snapshot::default()
+        };
+        let first = snap(replies(&[b1, b2]));
+        g.sync_replies(&first);
+        // A client's connection through the VIP, to b1.
+        let client = Ipv4Addr::new(172, 18, 0, 50);
+        let f = ip_frame(
+            G,
+            client,
+            Ipv4Addr::new(172, 18, 0, 100),
+            64,
+            6,
+            &syn(40000, 80),
+        );
+        let mut out = Out::new();
+        g.handle(Side::Net(0), buf(&pool, &f), &pool, &mut out);
+        assert_eq!(g.conntrack().len(), 1);
+        let reply = ip_frame(
+            MacAddr([2, 0, 0, 0, 0, 0x50]),
+            b1,
+            client,
+            64,
+            6,
+            &syn(80, 40000),
+        );
+        // b1 is a backend: the bridge hands its replies to the gateway.
+        let current = first.bridges[0].as_ref().and_then(|b| b.services.clone());
+        assert!(current.unwrap().matches(&reply[ETH..]));
+        // set-backends b2: before the new snapshot exists, b1 lingers in the endpoints
+        // it will share; its replies are still diverted, and the gateway takes them.
+        with_service(&mut g, &pool, &[b2]);
+        let next = snap(replies(&[b2]));
+        let r = next.bridges[0].as_ref().unwrap().services.as_ref().unwrap();
+        assert!(r.diverts(&reply[ETH..]));
+        assert!(g.diverted(Side::Net(0), &reply));
+        g.sync_replies(&next);
+        assert!(Arc::ptr_eq(
+            g.lingering_of(0).unwrap(),
+            next.bridges[0]
+                .as_ref()
+                .unwrap()
+                .services
+                .as_ref()
+                .unwrap()
+                .lingering()
+        ));
+        // Its flow gone, it lingers no more.
+        g.flush();
+        assert!(!r.diverts(&reply[ETH..]));
+        assert!(!g.diverted(Side::Net(0), &reply));
+        for (_, b) in out.drain(..) {
+            pool.put(b);
+        }
     }
 
     proptest! {

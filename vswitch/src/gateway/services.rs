@@ -3,9 +3,12 @@
 //! replies that the pipeline hands it (they are addressed to the client's MAC, since
 //! the backend sees the client's own address, and must go back from the VIP), and
 //! refuses at once a new connection that no healthy backend can take: a TCP reset, or
-//! an ICMP port unreachable for UDP.
+//! an ICMP port unreachable for UDP. It also keeps each bridge's lingering endpoints
+//! (backends that left with connections still open, see
+//! [`crate::pipeline::services::Lingering`]) in line with NAT's.
 
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use nat::tuple::{Endpoint, Proto};
 use wire::ethernet::field as eth;
@@ -14,6 +17,8 @@ use wire::Ipv4Packet;
 
 use super::frames::{self, ETH};
 use super::{Ev, Gateway, Out, Side, ICMP_ERRORS_PER_SEC};
+use crate::dataplane::Snapshot;
+use crate::pipeline::services::Sources;
 use crate::pool::{Buf, Pool, SMALL};
 use crate::wire::{vnet, MacAddr};
 
@@ -30,7 +35,8 @@ impl Gateway {
 
     /// True if `f` (an Ethernet frame from a network, for another MAC than the
     /// gateway's) is one the pipeline hands the gateway because it may be a backend's
-    /// reply to a client of a VIP: IPv4 TCP or UDP from a backend's service port.
+    /// reply to a client of a VIP: IPv4 TCP or UDP from a backend's service port (a
+    /// draining backend's included), or an ICMP error from a backend.
     pub(super) fn diverted(&self, side: Side, f: &[u8]) -> bool {
         if !matches!(side, Side::Net(_)) {
             return false;
@@ -40,7 +46,13 @@ impl Gateway {
         };
         let proto = match Proto::from_number(ip.protocol()) {
             Some(p @ (Proto::Tcp | Proto::Udp)) => p,
-            _ => return false,
+            Some(Proto::Icmp) => {
+                let error = ip.frag_offset() == 0
+                    && wire::icmp::IcmpPacket::new_checked(ip.payload())
+                        .is_ok_and(|m| m.is_error());
+                return error && self.nat.lb().is_backend(ip.src());
+            }
+            None => return false,
         };
         let Some(sport) = wire::bytes::be16(ip.payload(), 0) else {
             return false;
@@ -48,6 +60,64 @@ impl Gateway {
         self.nat
             .lb()
             .is_reply_source(proto, Endpoint::new(ip.src(), sport))
+    }
+
+    /// Learns the bridges' lingering endpoints from the snapshot the workers run
+    /// (each bridge's one is shared by all its snapshots), and brings them in line
+    /// with NAT's draining backends. Runs with each routed batch; without a change it
+    /// costs a pointer compare and an atomic load per bridge with services.
+    pub fn sync_replies(&mut self, snap: &Snapshot) {
+        for (id, bv) in snap.bridges.iter().enumerate() {
+            let Some(r) = bv.as_ref().and_then(|b| b.services.as_ref()) else {
+                continue;
+            };
+            let l = r.lingering();
+            let id = id as u32;
+            match self.replies.iter_mut().find(|(b, _)| *b == id) {
+                Some((_, have)) if Arc::ptr_eq(have, l) => {}
+                Some((_, have)) => *have = l.clone(),
+                None => self.replies.push((id, l.clone())),
+            }
+        }
+        self.replies.retain(|(id, _)| {
+            snap.bridges
+                .get(*id as usize)
+                .and_then(Option::as_ref)
+                .is_some_and(|b| b.services.is_some())
+        });
+        self.push_lingering();
+    }
+
+    /// Writes NAT's draining backends into each known bridge's lingering endpoints, if
+    /// they changed since last written. Runs before a new configuration's snapshot
+    /// is published too (from [`Gateway::configure`]), so a backend taken out is never
+    /// missing from them.
+    pub(super) fn push_lingering(&self) {
+        let epoch = self.nat.lb().epoch();
+        for (bridge, l) in &self.replies {
+            if l.epoch() == epoch {
+                continue;
+            }
+            let subnet = self.subnet(Side::Net(*bridge));
+            let mine = self
+                .nat
+                .lb()
+                .draining_sources()
+                .filter(|(a, _)| subnet.is_some_and(|s| s.contains(*a)));
+            l.store(Sources::new(mine), epoch);
+        }
+    }
+
+    /// The lingering endpoints the gateway keeps, by bridge (for tests).
+    #[cfg(test)]
+    pub(super) fn lingering_of(
+        &self,
+        bridge: u32,
+    ) -> Option<&Arc<crate::pipeline::services::Lingering>> {
+        self.replies
+            .iter()
+            .find(|(b, _)| *b == bridge)
+            .map(|(_, l)| l)
     }
 
     /// Refuses the packet in `buf` (NAT said no backend can take it): a TCP reset or an

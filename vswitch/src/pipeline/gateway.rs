@@ -73,6 +73,9 @@ pub fn route(
 ) {
     {
         let mut g = lock(&gv.rt.state);
+        // Before the batch: a reply the batch's packets trigger must find a backend
+        // taken out since the last batch among the lingering ones.
+        g.sync_replies(snap);
         for (side, b) in input.drain(..) {
             g.handle(side, b, pool, out);
         }

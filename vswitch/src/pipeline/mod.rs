@@ -403,8 +403,9 @@ impl<'a> Ingress<'a> {
     }
 
     /// Stage 4a, divert ([`services`]): on a bridge with services, a unicast IPv4
-    /// packet from a backend's service port to another station goes to the gateway,
-    /// which translates it back if it answers a VIP's flow.
+    /// packet from a backend's service port (or a backend that left but still has
+    /// connections), or an ICMP error from a backend, to another station goes to the
+    /// gateway, which translates it back if it belongs to a VIP's flow.
     #[inline]
     fn divert(&self, a: &Arrival<'_>) -> Option<Verdict> {
         let replies = self.bridge.services.as_deref()?;
@@ -413,7 +414,7 @@ impl<'a> Ingress<'a> {
         if a.next_type != wire::ethertype::IPV4 || dst.is_multicast() || dst == g.mac {
             return None;
         }
-        if !replies.matches(a.frame.get(a.next_at..)?) {
+        if !replies.diverts(a.frame.get(a.next_at..)?) {
             return None;
         }
         // A reply to a station behind a tunnel (a client of another node's gateway, or

@@ -165,3 +165,111 @@ fn no_upstream_is_servfail_at_once() {
     let m = answer(r.query(1, C, &ask("example.org.", RecordType::A, 3), 0));
     assert_eq!(m.response_code(), ResponseCode::ServFail);
 }
+
+/// The upstream's answer to `u`'s query, with `n` A records and TC set as told.
+fn upstream_reply(u: &Upstream, n: u8, tc: bool) -> Vec<u8> {
+    let mut m = Message::from_vec(&u.query).unwrap();
+    m.set_message_type(MessageType::Response).set_truncated(tc);
+    let name = m.queries()[0].name().clone();
+    if !tc {
+        m.add_answers((0..n).map(|i| {
+            Record::from_rdata(name.clone(), 60, RData::A(A(Ipv4Addr::new(10, 0, 0, i))))
+        }));
+    }
+    m.to_vec().unwrap()
+}
+
+#[test]
+fn a_truncated_answer_for_a_tcp_client_is_asked_again_over_tcp() {
+    let mut r = resolver(None);
+    let tcp = Client::Tcp(7);
+    let q = ask("big.example.", RecordType::A, 0x4321);
+    let Outcome::Forward(u) = r.query(1, tcp, &q, 0) else {
+        panic!("not forwarded")
+    };
+    let from = Ipv4Addr::new(198, 51, 100, 1);
+    // Truncated over UDP: the same upstream is asked again over TCP, the query as the
+    // client sent it with the upstream's ID, from the same local port.
+    let tc = upstream_reply(&u, 0, true);
+    let Some(Answered::AskTcp(again)) = r.upstream_answer_at(from, u.sport, &tc, 500) else {
+        panic!("not asked again over TCP")
+    };
+    assert_eq!(
+        (again.bridge, again.upstream, again.sport, &again.query),
+        (1, from, u.sport, &u.query)
+    );
+    assert!(r.waits_tcp(u.sport) && r.waits_for(tcp));
+    // A late UDP answer is not taken any more, nor a wrong ID over TCP.
+    assert!(r.upstream_answer_at(from, u.sport, &tc, 600).is_none());
+    let mut bad = Message::from_vec(&upstream_reply(&u, 40, false)).unwrap();
+    bad.set_id(bad.id().wrapping_add(1));
+    assert!(r.tcp_answer(u.sport, &bad.to_vec().unwrap()).is_none());
+    // Not asked of the next upstream meanwhile; the whole answer goes to the client.
+    let (mut resend, mut fail) = (Vec::new(), Vec::new());
+    r.expire(TRY_MS + 100, &mut resend, &mut fail);
+    assert!(resend.is_empty() && fail.is_empty());
+    let whole = upstream_reply(&u, 40, false);
+    assert!(whole.len() > 512);
+    let rep = r.tcp_answer(u.sport, &whole).unwrap();
+    assert_eq!(rep.client, tcp);
+    let m = Message::from_vec(&rep.bytes).unwrap();
+    assert_eq!(
+        (m.id(), m.truncated(), m.answers().len()),
+        (0x4321, false, 40)
+    );
+    assert_eq!(r.pending(), 0);
+
+    // Over TCP too it ends in SERVFAIL: at the timeout from the new question, or at once
+    // when the connection fails.
+    let Outcome::Forward(u) = r.query(1, tcp, &q, 0) else {
+        panic!("not forwarded")
+    };
+    let tc = upstream_reply(&u, 0, true);
+    assert!(matches!(
+        r.upstream_answer_at(from, u.sport, &tc, 1500),
+        Some(Answered::AskTcp(_))
+    ));
+    r.expire(TIMEOUT_MS, &mut resend, &mut fail);
+    assert!(
+        fail.is_empty(),
+        "the timeout starts again with the TCP question"
+    );
+    r.expire(1500 + TIMEOUT_MS, &mut resend, &mut fail);
+    let m = Message::from_vec(&fail.pop().unwrap().bytes).unwrap();
+    assert_eq!(
+        (m.id(), m.response_code()),
+        (0x4321, ResponseCode::ServFail)
+    );
+    assert!(!r.waits_tcp(u.sport));
+    let Outcome::Forward(u) = r.query(1, tcp, &q, 0) else {
+        panic!("not forwarded")
+    };
+    assert!(r.tcp_failed(u.sport).is_none(), "not asked over TCP");
+    let tc = upstream_reply(&u, 0, true);
+    r.upstream_answer_at(from, u.sport, &tc, 1);
+    let m = Message::from_vec(&r.tcp_failed(u.sport).unwrap().bytes).unwrap();
+    assert_eq!(m.response_code(), ResponseCode::ServFail);
+    assert_eq!(r.pending(), 0);
+}
+
+#[test]
+fn a_truncated_answer_for_a_udp_client_is_passed_on() {
+    let mut r = resolver(None);
+    let q = ask("big.example.", RecordType::A, 0x55);
+    let Outcome::Forward(u) = r.query(1, C, &q, 0) else {
+        panic!("not forwarded")
+    };
+    let tc = upstream_reply(&u, 0, true);
+    let from = Ipv4Addr::new(198, 51, 100, 1);
+    let Some(Answered::Reply(rep)) = r.upstream_answer_at(from, u.sport, &tc, 1) else {
+        panic!("not passed on")
+    };
+    let m = Message::from_vec(&rep.bytes).unwrap();
+    assert_eq!((m.id(), m.truncated()), (0x55, true));
+    // The answer-only entry point never asks again, whoever the client.
+    let Outcome::Forward(u) = r.query(1, Client::Tcp(3), &q, 0) else {
+        panic!("not forwarded")
+    };
+    let tc = upstream_reply(&u, 0, true);
+    assert!(r.upstream_answer(from, u.sport, &tc).is_some());
+}
