@@ -455,9 +455,27 @@ impl Table {
         bytes: usize,
         now: u64,
     ) -> Result<FlowId, InsertError> {
-        if orig == reply || self.index.contains_key(&orig) || self.index.contains_key(&reply) {
+        if self.taken(&orig, &reply) {
             return Err(InsertError::Exists);
         }
+        self.place(orig, reply, state, bytes, now)
+    }
+
+    /// Whether a flow with these tuples cannot be started: they are one, or either is
+    /// some flow's already.
+    fn taken(&self, orig: &Tuple, reply: &Tuple) -> bool {
+        orig == reply || self.index.contains_key(orig) || self.index.contains_key(reply)
+    }
+
+    /// [`Table::insert`] once the tuples are known to be free: refused at the limit.
+    fn place(
+        &mut self,
+        orig: Tuple,
+        reply: Tuple,
+        state: State,
+        bytes: usize,
+        now: u64,
+    ) -> Result<FlowId, InsertError> {
         if self.len >= self.limit {
             self.refused += 1;
             return Err(InsertError::Full);
@@ -513,7 +531,7 @@ impl Table {
         now: u64,
         gone: impl FnOnce(Entry),
     ) -> Result<FlowId, InsertError> {
-        if orig == reply || self.index.contains_key(&orig) || self.index.contains_key(&reply) {
+        if self.taken(&orig, &reply) {
             return Err(InsertError::Exists);
         }
         if self.len == self.limit {
@@ -522,7 +540,7 @@ impl Table {
                 gone(e);
             }
         }
-        self.insert(orig, reply, state, bytes, now)
+        self.place(orig, reply, state, bytes, now)
     }
 
     /// Removes the best flow to evict among the next [`EARLY_DROP_SCAN`] slots: an
