@@ -239,6 +239,15 @@ pub fn mtu(m: u32) -> Result<(), String> {
     Ok(())
 }
 
+/// A name of something outside the switch that is recorded as given (a container, the
+/// owner of a reserved address): 1–256 printable characters.
+pub fn label(what: &str, s: &str) -> Result<(), String> {
+    if s.is_empty() || s.len() > 256 || s.chars().any(char::is_control) {
+        return Err(format!("{what} must be 1-256 printable characters"));
+    }
+    Ok(())
+}
+
 /// Pairs of `external_ids` one port may carry.
 pub const EXTERNAL_IDS_MAX: usize = 16;
 

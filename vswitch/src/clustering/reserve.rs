@@ -25,11 +25,7 @@ pub fn handle(
         Request::IpamClaim { overlay, ip, owner } => {
             let asked = ip.map_or(Asked::Any, Asked::Addr);
             let Placed { net, .. } = overlay_and_address(&cl.status().state, &overlay, asked)?;
-            if owner.is_empty() || owner.len() > 256 || owner.chars().any(char::is_control) {
-                return Err(VerbError::Invalid(
-                    "owner must be 1-256 printable characters".into(),
-                ));
-            }
+            ctl::validate::label("owner", &owner).map_err(VerbError::Invalid)?;
             super::not_a_mesh_owner("owner", &owner)?;
             let rec = cl.claim(cluster::Claim {
                 overlay,

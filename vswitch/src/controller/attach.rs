@@ -87,11 +87,7 @@ pub(crate) fn check_names(
     name: Option<&String>,
     aliases: &[String],
 ) -> Result<(), AttachError> {
-    if container.is_empty() || container.len() > 256 || container.chars().any(char::is_control) {
-        return Err(AttachError::Invalid(
-            "the container must be 1-256 printable characters".into(),
-        ));
-    }
+    ctl::validate::label("the container", container).map_err(AttachError::Invalid)?;
     if name.iter().count() + aliases.len() > super::names::MAX_NAMES {
         return Err(AttachError::Invalid(format!(
             "at most {} names a port",
